@@ -1,0 +1,50 @@
+# madclip build. The two commands of the README:
+#   make run    set up everything, then run the main job
+#   make test   set up everything, then run every test
+export PATH := $(PATH):/usr/local/go/bin
+GO ?= go
+JOBS ?= $(shell nproc)
+
+.PHONY: all deps bridge build run test fuzz bench gpu-bin clean
+
+all: build
+
+deps:
+	@scripts/deps.sh
+
+build/libmadclip_bridge.so: CMakeLists.txt $(wildcard cbridge/*.cpp cbridge/*.h)
+	cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
+	cmake --build build -j $(JOBS)
+
+bridge: deps build/libmadclip_bridge.so
+
+build: bridge
+	$(GO) build -o bin/madclip ./cmd/madclip
+
+# The main job. For now: the tool's help and its self-check.
+run: build
+	bin/madclip --help
+	bin/madclip doctor
+
+test: build
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) test -count 1 ./...
+	$(MAKE) --no-print-directory fuzz FUZZTIME=10s
+
+FUZZTIME ?= 60s
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./torch/safetensors
+
+bench: build
+	scripts/bench_bridge.sh
+
+# Go binaries for scripts/gpu_check.sh on the GPU machine (which has no Go).
+gpu-bin: build
+	mkdir -p gpu-bin
+	$(GO) test -c -o gpu-bin/torch.test ./torch
+	$(GO) build -o gpu-bin/madclip ./cmd/madclip
+
+clean:
+	rm -rf build bin gpu-bin build-cuda build-cuda.log

@@ -1,0 +1,55 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"madclip/torch"
+)
+
+func TestDoctorSelfCheck(t *testing.T) {
+	var rep doctorReport
+	if err := torch.Do(func() error { return runDoctor(&rep) }); err != nil {
+		t.Fatal(err)
+	}
+	if !rep.SelfCheckPass {
+		t.Fatalf("self-check failed: %v", rep.Problems)
+	}
+	if rep.Libtorch != torch.Version() || rep.Libtorch == "" {
+		t.Errorf("libtorch %q", rep.Libtorch)
+	}
+	if !strings.Contains(rep.Bridge, "libmadclip_bridge") {
+		t.Errorf("bridge library not found among the loaded libraries: %q", rep.Bridge)
+	}
+	if len(rep.TorchLibs) == 0 {
+		t.Error("no libtorch library found among the loaded libraries")
+	}
+	if !(rep.MatmulGFLOPs > 0) {
+		t.Errorf("matmul speed %v", rep.MatmulGFLOPs)
+	}
+}
+
+func TestHasFastBLAS(t *testing.T) {
+	if !hasFastBLAS([]string{"/usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3"}) {
+		t.Error("OpenBLAS not recognised")
+	}
+	if hasFastBLAS([]string{"/usr/lib/x86_64-linux-gnu/blas/libblas.so.3.11.0"}) {
+		t.Error("the reference BLAS taken for a fast one")
+	}
+}
+
+func TestHelpHasExamples(t *testing.T) {
+	app := newApp()
+	if !strings.Contains(app.Description, "madclip doctor") {
+		t.Error("top-level help lacks examples")
+	}
+	for _, c := range app.Commands {
+		if !strings.Contains(c.Description, "Examples:") {
+			t.Errorf("%s: help lacks examples", c.Name)
+		}
+	}
+	err := app.Run([]string{"madclip", "no-such-command"})
+	if err == nil || !strings.Contains(err.Error(), `unknown command "no-such-command"`) {
+		t.Errorf("unknown command: %v", err)
+	}
+}

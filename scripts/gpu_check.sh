@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# GPU check, run on the device machine (it has PyTorch with CUDA, cmake and
+# g++, but no Go). Prepare the Go binaries here first with `make gpu-bin`,
+# then run this script there with gpu-bin/ carried along:
+#   1. builds the bridge against that machine's PyTorch (build-cuda/);
+#   2. runs the torch test binary with CUDA expected (CPU-vs-CUDA op checks,
+#      bf16 autocast), the tiny-op and matmul benchmarks, and the bf16
+#      8192^2 matmul TFLOP/s;
+#   3. runs `madclip doctor` on the GPU.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BIN:-$PWD/gpu-bin}
+PY=${PYTHON:-python3}
+[ -x "$BIN/torch.test" ] || { echo "no $BIN/torch.test: run 'make gpu-bin' on the build machine" >&2; exit 1; }
+
+PREFIX=$("$PY" -c 'import torch;print(torch.utils.cmake_prefix_path)')
+TORCH_LIB=$("$PY" -c 'import torch,os;print(os.path.dirname(torch.__file__))')/lib
+echo "== PyTorch $("$PY" -c 'import torch;print(torch.__version__, torch.version.cuda)')"
+cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$PREFIX" >build-cuda.log 2>&1 || { tail -40 build-cuda.log; exit 1; }
+cmake --build build-cuda -j "$(nproc)" >>build-cuda.log 2>&1 || { tail -40 build-cuda.log; exit 1; }
+grep -h "madclip:" build-cuda.log || true
+export LD_LIBRARY_PATH=$PWD/build-cuda:$TORCH_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+
+status=0
+echo "== torch tests, CUDA expected"
+(cd torch && MADCLIP_EXPECT_CUDA=1 "$BIN/torch.test" -test.v -test.count 1 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok)|cuda_test|Error' ) || status=1
+echo "== benchmarks"
+(cd torch && "$BIN/torch.test" -test.run '^$' -test.bench 'TinyAdd|Matmul1024|CUDAMatmulBF16' -test.benchtime 2s) || status=1
+echo "== doctor"
+"$BIN/madclip" doctor || status=1
+exit $status

@@ -1,0 +1,113 @@
+package torch
+
+/*
+#include "tb.h"
+*/
+import "C"
+
+func reduce(op string, code C.int, t *Tensor, keep bool, dims []int64) *Tensor {
+	hs, bad := operands(op, t)
+	if bad != nil {
+		return bad
+	}
+	var out *C.tb_tensor
+	p, n := int64s(dims)
+	return result(op, C.tb_reduce(code, hs[0], p, n, cBool(keep), &out), out)
+}
+
+// Sum adds all elements into a scalar tensor.
+func (t *Tensor) Sum() *Tensor { return reduce("sum", C.TB_SUM, t, false, nil) }
+
+// SumDims adds over the given dimensions.
+func (t *Tensor) SumDims(keepdim bool, dims ...int64) *Tensor {
+	if len(dims) == 0 {
+		return failed(argError("sum", "no dimensions given (use Sum for all)"))
+	}
+	return reduce("sum", C.TB_SUM, t, keepdim, dims)
+}
+
+// Mean averages all elements into a scalar tensor.
+func (t *Tensor) Mean() *Tensor { return reduce("mean", C.TB_MEAN, t, false, nil) }
+
+// MeanDims averages over the given dimensions.
+func (t *Tensor) MeanDims(keepdim bool, dims ...int64) *Tensor {
+	if len(dims) == 0 {
+		return failed(argError("mean", "no dimensions given (use Mean for all)"))
+	}
+	return reduce("mean", C.TB_MEAN, t, keepdim, dims)
+}
+
+// Max is the largest element (a scalar tensor).
+func (t *Tensor) Max() *Tensor { return reduce("amax", C.TB_AMAX, t, false, nil) }
+
+// Min is the smallest element (a scalar tensor).
+func (t *Tensor) Min() *Tensor { return reduce("amin", C.TB_AMIN, t, false, nil) }
+
+// AmaxDims is the largest element over the given dimensions.
+func (t *Tensor) AmaxDims(keepdim bool, dims ...int64) *Tensor {
+	if len(dims) == 0 {
+		return failed(argError("amax", "no dimensions given (use Max for all)"))
+	}
+	return reduce("amax", C.TB_AMAX, t, keepdim, dims)
+}
+
+// Prod multiplies all elements.
+func (t *Tensor) Prod() *Tensor { return reduce("prod", C.TB_PROD, t, false, nil) }
+
+func maxDim(op string, t *Tensor, dim int64, keepdim, min bool) (values, indices *Tensor) {
+	hs, bad := operands(op, t)
+	if bad != nil {
+		return bad, bad
+	}
+	var v, i *C.tb_tensor
+	if err := check(op, C.tb_max_dim(hs[0], C.int64_t(dim), cBool(keepdim), cBool(min), &v, &i)); err != nil {
+		f := failed(err)
+		return f, f
+	}
+	return newTensor(v), newTensor(i)
+}
+
+// MaxDim is the largest element along dim and its index.
+func (t *Tensor) MaxDim(dim int64, keepdim bool) (values, indices *Tensor) {
+	return maxDim("max", t, dim, keepdim, false)
+}
+
+// MinDim is the smallest element along dim and its index.
+func (t *Tensor) MinDim(dim int64, keepdim bool) (values, indices *Tensor) {
+	return maxDim("min", t, dim, keepdim, true)
+}
+
+// Argmax is the index of the largest element along dim.
+func (t *Tensor) Argmax(dim int64, keepdim bool) *Tensor {
+	hs, bad := operands("argmax", t)
+	if bad != nil {
+		return bad
+	}
+	var out *C.tb_tensor
+	return result("argmax", C.tb_argmax(hs[0], C.int64_t(dim), cBool(keepdim), &out), out)
+}
+
+// Norm is the p-norm over the given dimensions (all when none are given).
+func (t *Tensor) Norm(p float64, keepdim bool, dims ...int64) *Tensor {
+	hs, bad := operands("norm", t)
+	if bad != nil {
+		return bad
+	}
+	var out *C.tb_tensor
+	dp, n := int64s(dims)
+	return result("norm", C.tb_norm(hs[0], C.double(p), dp, n, cBool(keepdim), &out), out)
+}
+
+// Normalize divides by the L2 norm along dim, floored at eps (1e-12 when eps
+// is 0), as torch.nn.functional.normalize does.
+func (t *Tensor) Normalize(dim int64, eps float64) *Tensor {
+	if eps == 0 {
+		eps = 1e-12
+	}
+	hs, bad := operands("normalize", t)
+	if bad != nil {
+		return bad
+	}
+	var out *C.tb_tensor
+	return result("normalize", C.tb_l2_normalize(hs[0], C.int64_t(dim), C.double(eps), &out), out)
+}

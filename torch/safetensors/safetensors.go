@@ -1,0 +1,370 @@
+// Package safetensors reads and writes the safetensors format (an 8-byte
+// little-endian header length, a JSON header, then raw little-endian tensor
+// data) in pure Go. The reader trusts nothing in a file: every header field
+// is validated before any data is touched, so a corrupt or hostile file gives
+// an error, never a panic or an out-of-range read.
+package safetensors
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"sort"
+	"strings"
+	"syscall"
+
+	"madclip/atomicfile"
+)
+
+// DType is a safetensors element type name.
+type DType string
+
+// The element types this package accepts.
+const (
+	F32  DType = "F32"
+	F16  DType = "F16"
+	BF16 DType = "BF16"
+	F64  DType = "F64"
+	I64  DType = "I64"
+	I32  DType = "I32"
+	U8   DType = "U8"
+	Bool DType = "BOOL"
+)
+
+// Size is the element size in bytes (0 for an unknown type).
+func (d DType) Size() int {
+	switch d {
+	case F64, I64:
+		return 8
+	case F32, I32:
+		return 4
+	case F16, BF16:
+		return 2
+	case U8, Bool:
+		return 1
+	}
+	return 0
+}
+
+const (
+	// MaxHeader bounds the JSON header (the reference implementation uses 100 MB).
+	MaxHeader = 100 << 20
+	maxDims   = 16
+)
+
+// Tensor describes one tensor of a file; Data aliases the file's bytes.
+type Tensor struct {
+	Name  string
+	DType DType
+	Shape []int64
+	Data  []byte
+}
+
+// File is a parsed safetensors file. Its tensors' Data stay valid until Close.
+type File struct {
+	Metadata map[string]string
+	Tensors  []Tensor // sorted by name
+	byName   map[string]int
+	mapped   []byte
+}
+
+// Get returns the tensor called name.
+func (f *File) Get(name string) (Tensor, bool) {
+	i, ok := f.byName[name]
+	if !ok {
+		return Tensor{}, false
+	}
+	return f.Tensors[i], true
+}
+
+// Close releases the file's memory mapping; Data slices are invalid after it.
+func (f *File) Close() error {
+	if f == nil || f.mapped == nil {
+		return nil
+	}
+	err := syscall.Munmap(f.mapped)
+	f.mapped = nil
+	f.Tensors = nil
+	f.byName = nil
+	return err
+}
+
+// Open memory-maps and parses a file.
+func Open(path string) (*File, error) {
+	fd, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer fd.Close()
+	st, err := fd.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if st.IsDir() {
+		return nil, fmt.Errorf("%s: is a directory, not a safetensors file", path)
+	}
+	size := st.Size()
+	if size < 8 {
+		return nil, fmt.Errorf("%s: not a safetensors file: %d bytes, shorter than the 8-byte header length", path, size)
+	}
+	if size > math.MaxInt {
+		return nil, fmt.Errorf("%s: file too large", path)
+	}
+	data, err := syscall.Mmap(int(fd.Fd()), 0, int(size), syscall.PROT_READ, syscall.MAP_SHARED)
+	if err != nil {
+		// Some filesystems cannot map files; read them instead.
+		buf, rerr := io.ReadAll(fd)
+		if rerr != nil {
+			return nil, fmt.Errorf("%s: %w", path, rerr)
+		}
+		f, perr := Parse(buf)
+		if perr != nil {
+			return nil, fmt.Errorf("%s: %w", path, perr)
+		}
+		return f, nil
+	}
+	f, err := Parse(data)
+	if err != nil {
+		syscall.Munmap(data)
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	f.mapped = data
+	return f, nil
+}
+
+type headerEntry struct {
+	DType       *string  `json:"dtype"`
+	Shape       *[]int64 `json:"shape"`
+	DataOffsets *[]int64 `json:"data_offsets"`
+}
+
+// Parse validates buf as a safetensors file. The returned File aliases buf.
+func Parse(buf []byte) (*File, error) {
+	if len(buf) < 8 {
+		return nil, fmt.Errorf("not a safetensors file: %d bytes, shorter than the 8-byte header length", len(buf))
+	}
+	n := binary.LittleEndian.Uint64(buf[:8])
+	if n > MaxHeader {
+		return nil, fmt.Errorf("header length %d exceeds the %d-byte limit", n, MaxHeader)
+	}
+	if n > uint64(len(buf)-8) {
+		return nil, fmt.Errorf("header length %d runs past the end of the %d-byte file", n, len(buf))
+	}
+	hdr := buf[8 : 8+n]
+	body := buf[8+n:]
+	if len(bytes.TrimSpace(hdr)) == 0 || bytes.TrimLeft(hdr, " \t\r\n")[0] != '{' {
+		return nil, errors.New("header is not a JSON object")
+	}
+	raw, err := objectEntries(hdr)
+	if err != nil {
+		return nil, fmt.Errorf("bad header JSON: %w", err)
+	}
+	f := &File{byName: map[string]int{}}
+	type span struct {
+		begin, end int64
+		name       string
+	}
+	var spans []span
+	for _, kv := range raw {
+		if kv.key == "__metadata__" {
+			if f.Metadata != nil {
+				return nil, errors.New("header has __metadata__ twice")
+			}
+			m := map[string]string{}
+			dec := json.NewDecoder(bytes.NewReader(kv.value))
+			if err := dec.Decode(&m); err != nil {
+				return nil, fmt.Errorf("__metadata__ must map strings to strings: %w", err)
+			}
+			f.Metadata = m
+			continue
+		}
+		if kv.key == "" {
+			return nil, errors.New("tensor with an empty name")
+		}
+		var e headerEntry
+		dec := json.NewDecoder(bytes.NewReader(kv.value))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&e); err != nil {
+			return nil, fmt.Errorf("tensor %q: bad entry: %w", kv.key, err)
+		}
+		if e.DType == nil || e.Shape == nil || e.DataOffsets == nil {
+			return nil, fmt.Errorf("tensor %q: entry needs dtype, shape and data_offsets", kv.key)
+		}
+		dt := DType(*e.DType)
+		if dt.Size() == 0 {
+			return nil, fmt.Errorf("tensor %q: unsupported dtype %q (want F32, F16, BF16, F64, I64, I32, U8 or BOOL)", kv.key, *e.DType)
+		}
+		shape := *e.Shape
+		if len(shape) > maxDims {
+			return nil, fmt.Errorf("tensor %q: %d dimensions (at most %d)", kv.key, len(shape), maxDims)
+		}
+		numel := int64(1)
+		for _, s := range shape {
+			if s < 0 {
+				return nil, fmt.Errorf("tensor %q: negative dimension in shape %v", kv.key, shape)
+			}
+			if s != 0 && numel > math.MaxInt64/int64(dt.Size())/s {
+				return nil, fmt.Errorf("tensor %q: shape %v is absurdly large", kv.key, shape)
+			}
+			numel *= s
+		}
+		offs := *e.DataOffsets
+		if len(offs) != 2 {
+			return nil, fmt.Errorf("tensor %q: data_offsets must be [begin, end]", kv.key)
+		}
+		b, en := offs[0], offs[1]
+		if b < 0 || en < b {
+			return nil, fmt.Errorf("tensor %q: bad data_offsets [%d, %d]", kv.key, b, en)
+		}
+		if en > int64(len(body)) {
+			return nil, fmt.Errorf("tensor %q: data [%d, %d) runs past the %d data bytes (file truncated?)", kv.key, b, en, len(body))
+		}
+		if want := numel * int64(dt.Size()); en-b != want {
+			return nil, fmt.Errorf("tensor %q: shape %v of %s needs %d bytes, data_offsets give %d", kv.key, shape, dt, want, en-b)
+		}
+		if _, dup := f.byName[kv.key]; dup {
+			return nil, fmt.Errorf("tensor %q appears twice in the header", kv.key)
+		}
+		f.byName[kv.key] = len(f.Tensors)
+		f.Tensors = append(f.Tensors, Tensor{Name: kv.key, DType: dt, Shape: shape, Data: body[b:en:en]})
+		spans = append(spans, span{b, en, kv.key})
+	}
+	sort.Slice(spans, func(i, j int) bool { return spans[i].begin < spans[j].begin })
+	for i := 1; i < len(spans); i++ {
+		if spans[i].begin < spans[i-1].end {
+			return nil, fmt.Errorf("tensors %q and %q overlap", spans[i-1].name, spans[i].name)
+		}
+	}
+	sort.Slice(f.Tensors, func(i, j int) bool { return f.Tensors[i].Name < f.Tensors[j].Name })
+	for i, t := range f.Tensors {
+		f.byName[t.Name] = i
+	}
+	return f, nil
+}
+
+type keyValue struct {
+	key   string
+	value json.RawMessage
+}
+
+// objectEntries splits a JSON object into its members in order, rejecting
+// duplicate keys and trailing data.
+func objectEntries(b []byte) ([]keyValue, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, err
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return nil, errors.New("not an object")
+	}
+	seen := map[string]bool{}
+	var out []keyValue
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		k, ok := tok.(string)
+		if !ok {
+			return nil, errors.New("object key is not a string")
+		}
+		if seen[k] {
+			return nil, fmt.Errorf("key %q appears twice", k)
+		}
+		seen[k] = true
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, err
+		}
+		out = append(out, keyValue{k, v})
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("data after the header object")
+	}
+	return out, nil
+}
+
+// Write writes tensors (in name order) and metadata to w.
+func Write(w io.Writer, tensors []Tensor, metadata map[string]string) error {
+	ts := append([]Tensor(nil), tensors...)
+	sort.Slice(ts, func(i, j int) bool { return ts[i].Name < ts[j].Name })
+	var hdr strings.Builder
+	hdr.WriteByte('{')
+	if len(metadata) > 0 {
+		m, err := json.Marshal(metadata)
+		if err != nil {
+			return err
+		}
+		hdr.WriteString(`"__metadata__":`)
+		hdr.Write(m)
+	}
+	var off int64
+	for i, t := range ts {
+		if t.Name == "" || t.Name == "__metadata__" {
+			return fmt.Errorf("invalid tensor name %q", t.Name)
+		}
+		if i > 0 && ts[i-1].Name == t.Name {
+			return fmt.Errorf("tensor %q given twice", t.Name)
+		}
+		if t.DType.Size() == 0 {
+			return fmt.Errorf("tensor %q: unsupported dtype %q", t.Name, t.DType)
+		}
+		numel := int64(1)
+		for _, s := range t.Shape {
+			if s < 0 {
+				return fmt.Errorf("tensor %q: negative dimension", t.Name)
+			}
+			numel *= s
+		}
+		if int64(len(t.Data)) != numel*int64(t.DType.Size()) {
+			return fmt.Errorf("tensor %q: %d data bytes for shape %v of %s", t.Name, len(t.Data), t.Shape, t.DType)
+		}
+		if hdr.Len() > 1 {
+			hdr.WriteByte(',')
+		}
+		name, _ := json.Marshal(t.Name)
+		shape := t.Shape
+		if shape == nil {
+			shape = []int64{}
+		}
+		sh, _ := json.Marshal(shape)
+		fmt.Fprintf(&hdr, `%s:{"dtype":"%s","shape":%s,"data_offsets":[%d,%d]}`, name, t.DType, sh, off, off+int64(len(t.Data)))
+		off += int64(len(t.Data))
+	}
+	hdr.WriteByte('}')
+	for hdr.Len()%8 != 0 { // keep the data 8-byte aligned
+		hdr.WriteByte(' ')
+	}
+	var n [8]byte
+	binary.LittleEndian.PutUint64(n[:], uint64(hdr.Len()))
+	if _, err := w.Write(n[:]); err != nil {
+		return err
+	}
+	if _, err := io.WriteString(w, hdr.String()); err != nil {
+		return err
+	}
+	for _, t := range ts {
+		if _, err := w.Write(t.Data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// WriteFile writes a safetensors file atomically: a reader sees the old file
+// or the whole new one.
+func WriteFile(path string, tensors []Tensor, metadata map[string]string) error {
+	return atomicfile.Write(path, 0o644, func(w io.Writer) error {
+		return Write(w, tensors, metadata)
+	})
+}

@@ -1,0 +1,180 @@
+package safetensors
+
+import (
+	"bytes"
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func sample() []Tensor {
+	return []Tensor{
+		{Name: "f32", DType: F32, Shape: []int64{2, 2}, Data: bytes.Repeat([]byte{1, 2, 3, 4}, 4)},
+		{Name: "f16", DType: F16, Shape: []int64{3}, Data: []byte{1, 2, 3, 4, 5, 6}},
+		{Name: "bf16", DType: BF16, Shape: []int64{1}, Data: []byte{9, 9}},
+		{Name: "f64", DType: F64, Shape: []int64{1}, Data: make([]byte, 8)},
+		{Name: "i64", DType: I64, Shape: []int64{2}, Data: bytes.Repeat([]byte{7}, 16)},
+		{Name: "i32", DType: I32, Shape: []int64{}, Data: []byte{1, 0, 0, 0}},
+		{Name: "u8", DType: U8, Shape: []int64{5}, Data: []byte{0, 1, 2, 3, 255}},
+		{Name: "bool", DType: Bool, Shape: []int64{2}, Data: []byte{1, 0}},
+		{Name: "empty", DType: F32, Shape: []int64{0, 3}, Data: nil},
+	}
+}
+
+func TestRoundTripEveryDType(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "x.safetensors")
+	meta := map[string]string{"format": "pt", "note": `quotes " and ünïcode`}
+	if err := WriteFile(path, sample(), meta); err != nil {
+		t.Fatal(err)
+	}
+	f, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if f.Metadata["note"] != meta["note"] || len(f.Metadata) != 2 {
+		t.Errorf("metadata %v", f.Metadata)
+	}
+	for _, want := range sample() {
+		got, ok := f.Get(want.Name)
+		if !ok {
+			t.Fatalf("%s missing", want.Name)
+		}
+		if got.DType != want.DType || len(got.Shape) != len(want.Shape) || !bytes.Equal(got.Data, want.Data) {
+			t.Errorf("%s: got %v %v %x", want.Name, got.DType, got.Shape, got.Data)
+		}
+	}
+	if len(f.Tensors) != len(sample()) {
+		t.Errorf("%d tensors", len(f.Tensors))
+	}
+	for i := 1; i < len(f.Tensors); i++ {
+		if f.Tensors[i-1].Name >= f.Tensors[i].Name {
+			t.Error("tensors not sorted by name")
+		}
+	}
+	raw, _ := os.ReadFile(path)
+	if n := binary.LittleEndian.Uint64(raw); (8+n)%8 != 0 {
+		t.Errorf("data not 8-byte aligned: header %d", n)
+	}
+}
+
+// file builds a safetensors file from a header string and a data size.
+func file(header string, data int) []byte {
+	var b bytes.Buffer
+	binary.Write(&b, binary.LittleEndian, uint64(len(header)))
+	b.WriteString(header)
+	b.Write(make([]byte, data))
+	return b.Bytes()
+}
+
+func TestRejectsBadFiles(t *testing.T) {
+	huge := make([]byte, 8)
+	binary.LittleEndian.PutUint64(huge, 1<<62)
+	cases := map[string]struct {
+		buf  []byte
+		want string
+	}{
+		"too short":        {[]byte{1, 2, 3}, "shorter than"},
+		"header past end":  {append(append([]byte{}, file(`{}`, 0)[:8]...), '{'), "past the end"},
+		"absurd header":    {huge, "exceeds"},
+		"not json":         {file(`{"a":`, 0), "bad header JSON"},
+		"not object":       {file(`[1,2]`, 0), "not a JSON object"},
+		"trailing":         {file(`{} {}`, 0), "after the header"},
+		"unknown dtype":    {file(`{"a":{"dtype":"F8","shape":[1],"data_offsets":[0,1]}}`, 1), "unsupported dtype"},
+		"missing field":    {file(`{"a":{"dtype":"F32","shape":[1]}}`, 4), "needs dtype"},
+		"extra field":      {file(`{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4],"x":1}}`, 4), "bad entry"},
+		"negative dim":     {file(`{"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}}`, 4), "negative"},
+		"fractional dim":   {file(`{"a":{"dtype":"F32","shape":[1.5],"data_offsets":[0,4]}}`, 4), "bad entry"},
+		"size mismatch":    {file(`{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}}`, 4), "needs 8 bytes"},
+		"offset past end":  {file(`{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}`, 4), "truncated"},
+		"reversed offsets": {file(`{"a":{"dtype":"U8","shape":[0],"data_offsets":[4,0]}}`, 4), "bad data_offsets"},
+		"three offsets":    {file(`{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1,2]}}`, 4), "[begin, end]"},
+		"overlap": {file(`{"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},"b":{"dtype":"U8","shape":[2],"data_offsets":[2,4]}}`, 4),
+			"overlap"},
+		"duplicate": {file(`{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"a":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}}`, 2),
+			"twice"},
+		"absurd shape":  {file(`{"a":{"dtype":"F64","shape":[4294967296,4294967296],"data_offsets":[0,8]}}`, 8), "absurdly large"},
+		"too many dims": {file(`{"a":{"dtype":"U8","shape":[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1],"data_offsets":[0,1]}}`, 1), "dimensions"},
+		"bad metadata":  {file(`{"__metadata__":{"a":1}}`, 0), "__metadata__"},
+		"empty name":    {file(`{"":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}`, 1), "empty name"},
+	}
+	for name, c := range cases {
+		_, err := Parse(c.buf)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: want error containing %q, got %v", name, c.want, err)
+		}
+	}
+}
+
+func TestOpenErrorsNameTheFile(t *testing.T) {
+	dir := t.TempDir()
+	trunc := filepath.Join(dir, "trunc.safetensors")
+	good := filepath.Join(dir, "good.safetensors")
+	if err := WriteFile(good, sample(), nil); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := os.ReadFile(good)
+	os.WriteFile(trunc, raw[:len(raw)-3], 0o644)
+	for _, p := range []string{trunc, filepath.Join(dir, "missing.safetensors"), dir} {
+		_, err := Open(p)
+		if err == nil || !strings.Contains(err.Error(), p) {
+			t.Errorf("Open(%s): %v", p, err)
+		}
+	}
+}
+
+func TestWriteRejectsBadTensors(t *testing.T) {
+	for name, ts := range map[string][]Tensor{
+		"size":     {{Name: "a", DType: F32, Shape: []int64{2}, Data: make([]byte, 4)}},
+		"dtype":    {{Name: "a", DType: "F8", Shape: []int64{1}, Data: make([]byte, 1)}},
+		"dup":      {{Name: "a", DType: U8, Shape: []int64{1}, Data: []byte{1}}, {Name: "a", DType: U8, Shape: []int64{1}, Data: []byte{1}}},
+		"reserved": {{Name: "__metadata__", DType: U8, Shape: []int64{1}, Data: []byte{1}}},
+	} {
+		path := filepath.Join(t.TempDir(), "x.safetensors")
+		if err := WriteFile(path, ts, nil); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+		if _, err := os.Stat(path); !os.IsNotExist(err) {
+			t.Errorf("%s: partial file left behind", name)
+		}
+		entries, _ := os.ReadDir(filepath.Dir(path))
+		if len(entries) != 0 {
+			t.Errorf("%s: temporary file left behind: %v", name, entries)
+		}
+	}
+}
+
+// FuzzParse: no input makes Parse panic or hand out data outside the buffer.
+func FuzzParse(f *testing.F) {
+	var b bytes.Buffer
+	Write(&b, sample(), map[string]string{"k": "v"})
+	f.Add(b.Bytes())
+	f.Add(file(`{}`, 0))
+	f.Add(file(`{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}`, 8))
+	f.Add([]byte{0, 0, 0, 0, 0, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, buf []byte) {
+		file, err := Parse(buf)
+		if err != nil {
+			return
+		}
+		for _, ts := range file.Tensors {
+			n := int64(ts.DType.Size())
+			for _, s := range ts.Shape {
+				n *= s
+			}
+			if int64(len(ts.Data)) != n {
+				t.Fatalf("%s: %d bytes for shape %v", ts.Name, len(ts.Data), ts.Shape)
+			}
+		}
+		// What parses must survive a write/parse round trip.
+		var out bytes.Buffer
+		if err := Write(&out, file.Tensors, file.Metadata); err != nil {
+			t.Fatalf("write of a parsed file: %v", err)
+		}
+		if _, err := Parse(out.Bytes()); err != nil {
+			t.Fatalf("reparse: %v", err)
+		}
+	})
+}

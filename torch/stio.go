@@ -1,0 +1,82 @@
+package torch
+
+import (
+	"fmt"
+	"unsafe"
+
+	"madclip/torch/safetensors"
+)
+
+var stDTypes = map[safetensors.DType]DType{
+	safetensors.F32: Float32, safetensors.F64: Float64, safetensors.F16: Float16,
+	safetensors.BF16: BFloat16, safetensors.I64: Int64, safetensors.I32: Int32,
+	safetensors.U8: Uint8, safetensors.Bool: Bool,
+}
+
+// SafetensorsDType maps a tensor dtype to its safetensors name.
+func SafetensorsDType(d DType) safetensors.DType {
+	for k, v := range stDTypes {
+		if v == d {
+			return k
+		}
+	}
+	return ""
+}
+
+// SameDType, given as a load's float dtype, keeps each tensor's stored dtype.
+const SameDType DType = -1
+
+// LoadSafetensors reads every tensor of a safetensors file onto dev. Floating-
+// point tensors are converted to floatDType unless it is SameDType. The file
+// is memory-mapped and released before returning. On error no tensor stays
+// allocated.
+func LoadSafetensors(path string, dev Device, floatDType DType) (map[string]*Tensor, map[string]string, error) {
+	f, err := safetensors.Open(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("load %s: %w", path, err)
+	}
+	defer f.Close()
+	out := make(map[string]*Tensor, len(f.Tensors))
+	for _, st := range f.Tensors {
+		src := stDTypes[st.DType]
+		dt := src
+		if floatDType != SameDType && src.IsFloat() {
+			dt = floatDType
+		}
+		var p unsafe.Pointer
+		if len(st.Data) > 0 {
+			p = unsafe.Pointer(&st.Data[0])
+		}
+		t := FromHost(p, len(st.Data), src, st.Shape, dt, dev)
+		if t.err != nil {
+			for _, o := range out {
+				o.Free()
+			}
+			t.Free()
+			return nil, nil, fmt.Errorf("load %s: tensor %s: %w", path, st.Name, t.err)
+		}
+		out[st.Name] = t
+	}
+	return out, f.Metadata, nil
+}
+
+// SaveSafetensors writes tensors (each in its own dtype) and metadata to path
+// atomically.
+func SaveSafetensors(path string, tensors map[string]*Tensor, metadata map[string]string) error {
+	list := make([]safetensors.Tensor, 0, len(tensors))
+	for name, t := range tensors {
+		in, err := t.Info()
+		if err != nil {
+			return fmt.Errorf("save %s: tensor %s: %w", path, name, err)
+		}
+		b, err := t.Bytes(in.DType)
+		if err != nil {
+			return fmt.Errorf("save %s: tensor %s: %w", path, name, err)
+		}
+		list = append(list, safetensors.Tensor{Name: name, DType: SafetensorsDType(in.DType), Shape: in.Shape, Data: b})
+	}
+	if err := safetensors.WriteFile(path, list, metadata); err != nil {
+		return fmt.Errorf("save %s: %w", path, err)
+	}
+	return nil
+}
