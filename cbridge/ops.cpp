@@ -49,6 +49,7 @@
 #endif
 
 #include <cmath>
+#include <limits>
 #include <vector>
 
 using tb::T;
@@ -388,7 +389,18 @@ tb_error* tb_attention(const tb_tensor* q, const tb_tensor* k, const tb_tensor* 
   double sc = scale > 0 ? scale : 1.0 / std::sqrt(static_cast<double>(Q.size(-1)));
   auto m = tb::opt(mask);
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
-  *out = tb::wrap(at::scaled_dot_product_attention(Q, K, V, m, 0.0, causal != 0, sc));
+  bool is_causal = causal != 0;
+  if (is_causal && m.has_value()) {
+    // The fused kernel takes a mask or is_causal, not both: fold the causal
+    // part into the mask, as the step-by-step path applies both.
+    at::Tensor keep = at::ones({Q.size(-2), K.size(-2)}, Q.options().dtype(at::kBool)).tril();
+    if (m->scalar_type() == at::kBool)
+      m = m->logical_and(keep);
+    else
+      m = m->masked_fill(keep.logical_not(), -std::numeric_limits<double>::infinity());
+    is_causal = false;
+  }
+  *out = tb::wrap(at::scaled_dot_product_attention(Q, K, V, m, 0.0, is_causal, sc));
 #else
   *out = tb::wrap(attention_math(Q, K, V, m, causal != 0, sc));
 #endif

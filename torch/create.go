@@ -185,12 +185,9 @@ func (t *Tensor) Item() (float64, error) {
 // To converts the tensor to dtype dt on dev (a new reference when nothing
 // changes). The conversion is differentiable.
 func (t *Tensor) To(dt DType, dev Device) *Tensor {
-	hs, bad := operands("to", t)
-	if bad != nil {
-		return bad
-	}
-	var out *C.tb_tensor
-	return result("to", C.tb_to(hs[0], C.int(dt), C.int(dev.Type), C.int(dev.Index), &out), out)
+	return apply("to", func(hs []*C.tb_tensor, out **C.tb_tensor) *C.tb_error {
+		return C.tb_to(hs[0], C.int(dt), C.int(dev.Type), C.int(dev.Index), out)
+	}, t)
 }
 
 // ToDevice moves the tensor to dev, keeping its dtype.

@@ -191,6 +191,9 @@ func TestGradients(t *testing.T) {
 		{"attention mask", func(xs []*Tensor) *Tensor {
 			return Attention(xs[0], xs[1], xs[2], FromSlice([]float64{0, -1, 0.5, 0, 2, -3}, 2, 3), false, 0)
 		}, []input{in(27, -1, 1, 2, 4), in(28, -1, 1, 3, 4), in(29, -1, 1, 3, 2)}},
+		{"attention causal and mask", func(xs []*Tensor) *Tensor {
+			return Attention(xs[0], xs[1], xs[2], FromSlice([]bool{true, true, false, true, true, true, true, false, true}, 3, 3), true, 0)
+		}, []input{in(31, -1, 1, 3, 4), in(32, -1, 1, 3, 4), in(33, -1, 1, 3, 2)}},
 		{"embedding", one(func(w *Tensor) *Tensor { return Embedding(w, FromSlice([]int64{2, 0, 2, 1}, 2, 2)) }), []input{in(30, -1, 1, 3, 4)}},
 	}
 	for _, c := range cases {

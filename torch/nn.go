@@ -5,30 +5,11 @@ package torch
 */
 import "C"
 
-// optHandle returns the handle of an optional operand (nil stays nil).
-func optHandle(op string, t *Tensor) (*C.tb_tensor, *Tensor) {
-	if t == nil {
-		return nil, nil
-	}
-	hs, bad := operands(op, t)
-	if bad != nil {
-		return nil, bad
-	}
-	return hs[0], nil
-}
-
 // Linear is x·wᵀ + b for x [..., in], w [out, in], b [out] or nil.
 func Linear(x, w, b *Tensor) *Tensor {
-	hs, bad := operands("linear", x, w)
-	if bad != nil {
-		return bad
-	}
-	hb, bad := optHandle("linear", b)
-	if bad != nil {
-		return bad
-	}
-	var out *C.tb_tensor
-	return result("linear", C.tb_linear(hs[0], hs[1], hb, &out), out)
+	return applyOpt("linear", func(hs []*C.tb_tensor, out **C.tb_tensor) *C.tb_error {
+		return C.tb_linear(hs[0], hs[1], hs[2], out)
+	}, 2, x, w, b)
 }
 
 // Conv2dOptions are a 2-D convolution's geometry; zero values mean stride 1,
@@ -41,14 +22,6 @@ type Conv2dOptions struct {
 // Conv2d convolves x [N, Cin, H, W] with w [Cout, Cin/groups, kH, kW] and
 // adds b [Cout] (nil for none).
 func Conv2d(x, w, b *Tensor, o Conv2dOptions) *Tensor {
-	hs, bad := operands("conv2d", x, w)
-	if bad != nil {
-		return bad
-	}
-	hb, bad := optHandle("conv2d", b)
-	if bad != nil {
-		return bad
-	}
 	for i := range 2 {
 		if o.Stride[i] == 0 {
 			o.Stride[i] = 1
@@ -60,39 +33,26 @@ func Conv2d(x, w, b *Tensor, o Conv2dOptions) *Tensor {
 	if o.Groups == 0 {
 		o.Groups = 1
 	}
-	var out *C.tb_tensor
-	return result("conv2d", C.tb_conv2d(hs[0], hs[1], hb,
-		(*C.int64_t)(&o.Stride[0]), (*C.int64_t)(&o.Padding[0]), (*C.int64_t)(&o.Dilation[0]),
-		C.int64_t(o.Groups), &out), out)
+	return applyOpt("conv2d", func(hs []*C.tb_tensor, out **C.tb_tensor) *C.tb_error {
+		return C.tb_conv2d(hs[0], hs[1], hs[2],
+			(*C.int64_t)(&o.Stride[0]), (*C.int64_t)(&o.Padding[0]), (*C.int64_t)(&o.Dilation[0]),
+			C.int64_t(o.Groups), out)
+	}, 2, x, w, b)
 }
 
 // LayerNorm normalises over the trailing dims given by shape, then scales by
 // w and shifts by b when they are not nil.
 func LayerNorm(x *Tensor, shape []int64, w, b *Tensor, eps float64) *Tensor {
-	hs, bad := operands("layer_norm", x)
-	if bad != nil {
-		return bad
-	}
-	hw, bad := optHandle("layer_norm", w)
-	if bad != nil {
-		return bad
-	}
-	hb, bad := optHandle("layer_norm", b)
-	if bad != nil {
-		return bad
-	}
-	var out *C.tb_tensor
 	p, n := int64s(shape)
-	return result("layer_norm", C.tb_layer_norm(hs[0], p, n, hw, hb, C.double(eps), &out), out)
+	return applyOpt("layer_norm", func(hs []*C.tb_tensor, out **C.tb_tensor) *C.tb_error {
+		return C.tb_layer_norm(hs[0], p, n, hs[1], hs[2], C.double(eps), out)
+	}, 1, x, w, b)
 }
 
 func softmax(op string, t *Tensor, dim int64, log bool) *Tensor {
-	hs, bad := operands(op, t)
-	if bad != nil {
-		return bad
-	}
-	var out *C.tb_tensor
-	return result(op, C.tb_softmax(hs[0], C.int64_t(dim), cBool(log), &out), out)
+	return apply(op, func(hs []*C.tb_tensor, out **C.tb_tensor) *C.tb_error {
+		return C.tb_softmax(hs[0], C.int64_t(dim), cBool(log), out)
+	}, t)
 }
 
 // Softmax normalises exp(x) along dim.
@@ -115,12 +75,9 @@ const (
 // torch.nn.functional.interpolate with the given mode, align_corners and
 // antialias (antialias matters when shrinking).
 func Interpolate(x *Tensor, h, w int64, mode InterpMode, alignCorners, antialias bool) *Tensor {
-	hs, bad := operands("interpolate", x)
-	if bad != nil {
-		return bad
-	}
-	var out *C.tb_tensor
-	return result("interpolate", C.tb_interpolate(hs[0], C.int(mode), C.int64_t(h), C.int64_t(w), cBool(alignCorners), cBool(antialias), &out), out)
+	return apply("interpolate", func(hs []*C.tb_tensor, out **C.tb_tensor) *C.tb_error {
+		return C.tb_interpolate(hs[0], C.int(mode), C.int64_t(h), C.int64_t(w), cBool(alignCorners), cBool(antialias), out)
+	}, x)
 }
 
 // Padding selects grid_sample's treatment of points outside the input.
@@ -136,23 +93,17 @@ const (
 // GridSample samples x [N, C, H, W] at grid [N, h, w, 2] (x, y in [-1, 1]),
 // as torch.nn.functional.grid_sample.
 func GridSample(x, grid *Tensor, mode InterpMode, pad Padding, alignCorners bool) *Tensor {
-	hs, bad := operands("grid_sample", x, grid)
-	if bad != nil {
-		return bad
-	}
-	var out *C.tb_tensor
-	return result("grid_sample", C.tb_grid_sample(hs[0], hs[1], C.int(mode), C.int(pad), cBool(alignCorners), &out), out)
+	return apply("grid_sample", func(hs []*C.tb_tensor, out **C.tb_tensor) *C.tb_error {
+		return C.tb_grid_sample(hs[0], hs[1], C.int(mode), C.int(pad), cBool(alignCorners), out)
+	}, x, grid)
 }
 
 // AffineGrid turns affine matrices theta [N, 2, 3] into a sampling grid
 // [N, H, W, 2] for an output of size [N, C, H, W].
 func AffineGrid(theta *Tensor, size [4]int64, alignCorners bool) *Tensor {
-	hs, bad := operands("affine_grid", theta)
-	if bad != nil {
-		return bad
-	}
-	var out *C.tb_tensor
-	return result("affine_grid", C.tb_affine_grid(hs[0], (*C.int64_t)(&size[0]), 4, cBool(alignCorners), &out), out)
+	return apply("affine_grid", func(hs []*C.tb_tensor, out **C.tb_tensor) *C.tb_error {
+		return C.tb_affine_grid(hs[0], (*C.int64_t)(&size[0]), 4, cBool(alignCorners), out)
+	}, theta)
 }
 
 // Attention is softmax(q·kᵀ·scale + mask)·v over the last two dims
@@ -161,24 +112,14 @@ func AffineGrid(theta *Tensor, size [4]int64, alignCorners bool) *Tensor {
 // mask; scale <= 0 means 1/√d. libtorch 2.x runs the fused kernel, 1.13 the
 // same math step by step.
 func Attention(q, k, v, mask *Tensor, causal bool, scale float64) *Tensor {
-	hs, bad := operands("attention", q, k, v)
-	if bad != nil {
-		return bad
-	}
-	hm, bad := optHandle("attention", mask)
-	if bad != nil {
-		return bad
-	}
-	var out *C.tb_tensor
-	return result("attention", C.tb_attention(hs[0], hs[1], hs[2], hm, cBool(causal), C.double(scale), &out), out)
+	return applyOpt("attention", func(hs []*C.tb_tensor, out **C.tb_tensor) *C.tb_error {
+		return C.tb_attention(hs[0], hs[1], hs[2], hs[3], cBool(causal), C.double(scale), out)
+	}, 3, q, k, v, mask)
 }
 
 // Embedding looks up rows of weight [V, D] for int64 ids of any shape.
 func Embedding(weight, ids *Tensor) *Tensor {
-	hs, bad := operands("embedding", weight, ids)
-	if bad != nil {
-		return bad
-	}
-	var out *C.tb_tensor
-	return result("embedding", C.tb_embedding(hs[0], hs[1], &out), out)
+	return apply("embedding", func(hs []*C.tb_tensor, out **C.tb_tensor) *C.tb_error {
+		return C.tb_embedding(hs[0], hs[1], out)
+	}, weight, ids)
 }

@@ -6,30 +6,21 @@ package torch
 import "C"
 
 func unary(op string, code C.int, x *Tensor) *Tensor {
-	hs, bad := operands(op, x)
-	if bad != nil {
-		return bad
-	}
-	var out *C.tb_tensor
-	return result(op, C.tb_unary(code, hs[0], &out), out)
+	return apply(op, func(hs []*C.tb_tensor, out **C.tb_tensor) *C.tb_error {
+		return C.tb_unary(code, hs[0], out)
+	}, x)
 }
 
 func binary(op string, code C.int, a, b *Tensor) *Tensor {
-	hs, bad := operands(op, a, b)
-	if bad != nil {
-		return bad
-	}
-	var out *C.tb_tensor
-	return result(op, C.tb_binary(code, hs[0], hs[1], &out), out)
+	return apply(op, func(hs []*C.tb_tensor, out **C.tb_tensor) *C.tb_error {
+		return C.tb_binary(code, hs[0], hs[1], out)
+	}, a, b)
 }
 
 func binaryScalar(op string, code C.int, a *Tensor, s float64) *Tensor {
-	hs, bad := operands(op, a)
-	if bad != nil {
-		return bad
-	}
-	var out *C.tb_tensor
-	return result(op, C.tb_binary_scalar(code, hs[0], C.double(s), &out), out)
+	return apply(op, func(hs []*C.tb_tensor, out **C.tb_tensor) *C.tb_error {
+		return C.tb_binary_scalar(code, hs[0], C.double(s), out)
+	}, a)
 }
 
 // Elementwise unary operations.
@@ -75,21 +66,15 @@ func (t *Tensor) Detach() *Tensor { return unary("detach", C.TB_DETACH, t) }
 
 // LeakyRelu is max(x, 0) + slope·min(x, 0).
 func (t *Tensor) LeakyRelu(slope float64) *Tensor {
-	hs, bad := operands("leaky_relu", t)
-	if bad != nil {
-		return bad
-	}
-	var out *C.tb_tensor
-	return result("leaky_relu", C.tb_leaky_relu(hs[0], C.double(slope), &out), out)
+	return apply("leaky_relu", func(hs []*C.tb_tensor, out **C.tb_tensor) *C.tb_error {
+		return C.tb_leaky_relu(hs[0], C.double(slope), out)
+	}, t)
 }
 
 func clamp(op string, t *Tensor, hasLo bool, lo float64, hasHi bool, hi float64) *Tensor {
-	hs, bad := operands(op, t)
-	if bad != nil {
-		return bad
-	}
-	var out *C.tb_tensor
-	return result(op, C.tb_clamp(hs[0], cBool(hasLo), C.double(lo), cBool(hasHi), C.double(hi), &out), out)
+	return apply(op, func(hs []*C.tb_tensor, out **C.tb_tensor) *C.tb_error {
+		return C.tb_clamp(hs[0], cBool(hasLo), C.double(lo), cBool(hasHi), C.double(hi), out)
+	}, t)
 }
 
 // Clamp limits every element to [lo, hi].
@@ -141,10 +126,7 @@ func (t *Tensor) RPowScalar(s float64) *Tensor { return binaryScalar("rpow", C.T
 
 // Where picks a where cond is true and b elsewhere.
 func Where(cond, a, b *Tensor) *Tensor {
-	hs, bad := operands("where", cond, a, b)
-	if bad != nil {
-		return bad
-	}
-	var out *C.tb_tensor
-	return result("where", C.tb_where(hs[0], hs[1], hs[2], &out), out)
+	return apply("where", func(hs []*C.tb_tensor, out **C.tb_tensor) *C.tb_error {
+		return C.tb_where(hs[0], hs[1], hs[2], out)
+	}, cond, a, b)
 }

@@ -6,13 +6,10 @@ package torch
 import "C"
 
 func reduce(op string, code C.int, t *Tensor, keep bool, dims []int64) *Tensor {
-	hs, bad := operands(op, t)
-	if bad != nil {
-		return bad
-	}
-	var out *C.tb_tensor
 	p, n := int64s(dims)
-	return result(op, C.tb_reduce(code, hs[0], p, n, cBool(keep), &out), out)
+	return apply(op, func(hs []*C.tb_tensor, out **C.tb_tensor) *C.tb_error {
+		return C.tb_reduce(code, hs[0], p, n, cBool(keep), out)
+	}, t)
 }
 
 // Sum adds all elements into a scalar tensor.
@@ -79,23 +76,17 @@ func (t *Tensor) MinDim(dim int64, keepdim bool) (values, indices *Tensor) {
 
 // Argmax is the index of the largest element along dim.
 func (t *Tensor) Argmax(dim int64, keepdim bool) *Tensor {
-	hs, bad := operands("argmax", t)
-	if bad != nil {
-		return bad
-	}
-	var out *C.tb_tensor
-	return result("argmax", C.tb_argmax(hs[0], C.int64_t(dim), cBool(keepdim), &out), out)
+	return apply("argmax", func(hs []*C.tb_tensor, out **C.tb_tensor) *C.tb_error {
+		return C.tb_argmax(hs[0], C.int64_t(dim), cBool(keepdim), out)
+	}, t)
 }
 
 // Norm is the p-norm over the given dimensions (all when none are given).
 func (t *Tensor) Norm(p float64, keepdim bool, dims ...int64) *Tensor {
-	hs, bad := operands("norm", t)
-	if bad != nil {
-		return bad
-	}
-	var out *C.tb_tensor
 	dp, n := int64s(dims)
-	return result("norm", C.tb_norm(hs[0], C.double(p), dp, n, cBool(keepdim), &out), out)
+	return apply("norm", func(hs []*C.tb_tensor, out **C.tb_tensor) *C.tb_error {
+		return C.tb_norm(hs[0], C.double(p), dp, n, cBool(keepdim), out)
+	}, t)
 }
 
 // Normalize divides by the L2 norm along dim, floored at eps (1e-12 when eps
@@ -104,10 +95,7 @@ func (t *Tensor) Normalize(dim int64, eps float64) *Tensor {
 	if eps == 0 {
 		eps = 1e-12
 	}
-	hs, bad := operands("normalize", t)
-	if bad != nil {
-		return bad
-	}
-	var out *C.tb_tensor
-	return result("normalize", C.tb_l2_normalize(hs[0], C.int64_t(dim), C.double(eps), &out), out)
+	return apply("normalize", func(hs []*C.tb_tensor, out **C.tb_tensor) *C.tb_error {
+		return C.tb_l2_normalize(hs[0], C.int64_t(dim), C.double(eps), out)
+	}, t)
 }

@@ -72,8 +72,17 @@ func (t *Tensor) handle(op string) (h *C.tb_tensor, err error, propagated bool) 
 // operands gathers handles for an operation; on failure it returns the tensor
 // the operation must return.
 func operands(op string, ts ...*Tensor) ([]*C.tb_tensor, *Tensor) {
+	return operandsOpt(op, len(ts), ts...)
+}
+
+// operandsOpt is operands where the tensors after the first required may be
+// nil (optional operands such as a bias), giving nil handles.
+func operandsOpt(op string, required int, ts ...*Tensor) ([]*C.tb_tensor, *Tensor) {
 	hs := make([]*C.tb_tensor, len(ts))
 	for i, t := range ts {
+		if i >= required && t == nil {
+			continue
+		}
 		h, err, prop := t.handle(op)
 		if err != nil {
 			if prop {
@@ -92,6 +101,25 @@ func result(op string, e *C.tb_error, out *C.tb_tensor) *Tensor {
 		return failed(err)
 	}
 	return newTensor(out)
+}
+
+// bridgeCall is one bridge entry point applied to operand handles.
+type bridgeCall func(hs []*C.tb_tensor, out **C.tb_tensor) *C.tb_error
+
+// apply runs call on the handles of ts and wraps its result; an operand's
+// error is propagated without calling the bridge.
+func apply(op string, call bridgeCall, ts ...*Tensor) *Tensor {
+	return applyOpt(op, call, len(ts), ts...)
+}
+
+// applyOpt is apply where the operands after the first required may be nil.
+func applyOpt(op string, call bridgeCall, required int, ts ...*Tensor) *Tensor {
+	hs, bad := operandsOpt(op, required, ts...)
+	if bad != nil {
+		return bad
+	}
+	var out *C.tb_tensor
+	return result(op, call(hs, &out), out)
 }
 
 // Err is the error this tensor carries, or nil.
