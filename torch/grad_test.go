@@ -164,6 +164,10 @@ func TestGradients(t *testing.T) {
 			v, _ := a.MaxDim(1, false)
 			return Cat(0, v, a.Max().Unsqueeze(0), a.AmaxDims(false, 0))
 		}), []input{x}},
+		{"min", one(func(a *Tensor) *Tensor {
+			v, _ := a.MinDim(0, true)
+			return Cat(0, v.Flatten(0, 1), a.Min().View(1))
+		}), []input{x}},
 		{"norm normalize", one(func(a *Tensor) *Tensor {
 			return Cat(0, a.Norm(2, false, 1), a.Normalize(1, 0).Flatten(0, 1))
 		}), []input{x}},
@@ -180,6 +184,8 @@ func TestGradients(t *testing.T) {
 		{"bilinear", one(func(a *Tensor) *Tensor { return Interpolate(a, 5, 4, Bilinear, false, false) }), []input{in(16, -1, 1, 1, 2, 3, 3)}},
 		{"bilinear corners", one(func(a *Tensor) *Tensor { return Interpolate(a, 5, 7, Bilinear, true, false) }), []input{in(17, -1, 1, 1, 1, 3, 3)}},
 		{"bicubic antialias", one(func(a *Tensor) *Tensor { return Interpolate(a, 3, 4, Bicubic, false, true) }), []input{in(18, -1, 1, 1, 2, 6, 6)}},
+		{"bicubic", one(func(a *Tensor) *Tensor { return Interpolate(a, 5, 7, Bicubic, false, false) }), []input{in(34, -1, 1, 1, 1, 3, 4)}},
+		{"bilinear antialias", one(func(a *Tensor) *Tensor { return Interpolate(a, 3, 2, Bilinear, false, true) }), []input{in(35, -1, 1, 1, 1, 7, 5)}},
 		{"nearest", one(func(a *Tensor) *Tensor { return Interpolate(a, 4, 4, Nearest, false, false) }), []input{in(19, -1, 1, 1, 1, 2, 2)}},
 		{"grid sample reflection", two(func(a, th *Tensor) *Tensor {
 			return GridSample(a, AffineGrid(th, [4]int64{1, 2, 3, 4}, false), Bilinear, PadReflection, false)
