@@ -44,6 +44,15 @@ func (s *Store) Tensors() []*Tensor {
 	return out
 }
 
+// Map returns the parameters by name (the store keeps owning them).
+func (s *Store) Map() map[string]*Tensor {
+	m := make(map[string]*Tensor, len(s.byName))
+	for k, v := range s.byName {
+		m[k] = v
+	}
+	return m
+}
+
 // Len is the number of parameters.
 func (s *Store) Len() int { return len(s.names) }
 

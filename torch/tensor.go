@@ -311,3 +311,10 @@ func Scoped(fn func(s *Scope) error) error {
 	}
 	return s.err
 }
+
+// Failed returns a tensor carrying an argument error raised by code above
+// the bridge (such as a model finding an input of the wrong shape); like any
+// failed op it is recorded on the innermost scope.
+func Failed(op, format string, a ...any) *Tensor {
+	return failed(argError(op, format, a...))
+}

@@ -1,0 +1,286 @@
+package clip
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"madclip/torch"
+)
+
+func python(t *testing.T) string {
+	t.Helper()
+	const py = "/usr/bin/python3"
+	if err := exec.Command(py, "-c", "import torch, numpy").Run(); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("python3-torch is needed as the reference under CI: %v", err)
+		}
+		t.Skip("python3-torch not installed: no PyTorch reference")
+	}
+	return py
+}
+
+func do(t *testing.T, fn func(s *torch.Scope) error) {
+	t.Helper()
+	if err := torch.Do(func() error { return torch.Scoped(fn) }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func values(t *testing.T, x *torch.Tensor) []float64 {
+	t.Helper()
+	v, err := x.Float64s()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func near(t *testing.T, what string, got, want []float64, tol float64) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d values, want %d", what, len(got), len(want))
+	}
+	for i := range got {
+		if d := got[i] - want[i]; d > tol || d < -tol {
+			t.Fatalf("%s[%d]: got %.7g, want %.7g", what, i, got[i], want[i])
+		}
+	}
+}
+
+// The towers against an independent PyTorch implementation with the same
+// random weights: both activations, the causal mask on and off, the trained
+// resolution and a resized positional grid with unused border pixels (as
+// MadCLIP runs ViT-L/14-336 at 240 px).
+func TestAgainstPyTorch(t *testing.T) {
+	py := python(t)
+	dir := t.TempDir()
+	cases := []struct {
+		name   string
+		act    Activation
+		px     int
+		causal bool
+	}{
+		{"quick_gelu trained size", QuickGELU, 56, true},
+		{"gelu resized grid", GELU, 44, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			do(t, func(s *torch.Scope) error {
+				cfg := Presets["tiny"]
+				m, err := New(cfg, Options{Activation: c.act, ImageSize: c.px}, 7)
+				if err != nil {
+					return err
+				}
+				defer m.Free()
+				wpath := filepath.Join(dir, "w.safetensors")
+				if err := torch.SaveSafetensors(wpath, m.Params().Map(), nil); err != nil {
+					return err
+				}
+				g, _ := torch.NewGenerator(3)
+				defer g.Free()
+				images := torch.Rand(g, torch.Float32, torch.CPU, 2, 3, int64(c.px), int64(c.px))
+				ids := torch.FromSlice([]int64{
+					49406, 320, 1125, 539, 320, 2368, 49407, 0, 0, 0,
+					49406, 3306, 267, 1002, 256, 49407, 0, 0, 0, 0,
+					49406, 1929, 49407, 0, 0, 0, 0, 0, 0, 0,
+				}, 3, 10)
+				ids = torch.Cat(1, ids, torch.Zeros(torch.Int64, torch.CPU, 3, 67))
+				ipath := filepath.Join(dir, "in.safetensors")
+				if err := torch.SaveSafetensors(ipath, map[string]*torch.Tensor{"images": images, "ids": ids}, nil); err != nil {
+					return err
+				}
+				taps := []int{2, 4}
+				args, _ := json.Marshal(map[string]any{"act": c.act.String(), "causal": c.causal, "taps": taps,
+					"vision_heads": cfg.VisionHeads, "text_heads": cfg.TextHeads})
+				cmd := exec.Command(py, filepath.Join("testdata", "reference_clip.py"), wpath, ipath, string(args))
+				cmd.Stderr = os.Stderr
+				out, err := cmd.Output()
+				if err != nil {
+					t.Fatalf("reference_clip.py: %v", err)
+				}
+				var want struct {
+					Image, Text, Logits []float64
+					Taps                [][]float64
+				}
+				if err := json.Unmarshal(out, &want); err != nil {
+					return err
+				}
+				var img *torch.Tensor
+				var tapped []*torch.Tensor
+				torch.NoGrad(func() error {
+					img, tapped = m.Visual.Forward(images, taps)
+					return nil
+				})
+				txt := m.Text.ForwardEmbeddings(m.Text.Embed(ids), EOTIndex(ids), c.causal)
+				near(t, "image", values(t, img), want.Image, 2e-4)
+				near(t, "text", values(t, txt), want.Text, 2e-4)
+				near(t, "logits", values(t, m.Logits(img, txt)), want.Logits, 2e-3)
+				for i := range taps {
+					near(t, "tap", values(t, tapped[i]), want.Taps[i], 2e-4)
+				}
+				if g := int64(c.px / 14); tapped[0].Size(1) != g*g+1 {
+					t.Errorf("tap has %d tokens, want %d", tapped[0].Size(1), g*g+1)
+				}
+				if c.causal {
+					near(t, "EncodeText", values(t, m.EncodeText(ids)), want.Text, 2e-4)
+				}
+				return nil
+			})
+		})
+	}
+}
+
+// Save, load, and get the same model back; the configuration is inferred
+// from the shapes.
+func TestLoadRoundTrip(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tiny.safetensors")
+	do(t, func(s *torch.Scope) error {
+		m, err := New(Presets["tiny"], Options{}, 1)
+		if err != nil {
+			return err
+		}
+		defer m.Free()
+		if err := torch.SaveSafetensors(path, m.Params().Map(), nil); err != nil {
+			return err
+		}
+		l, err := Load(path, Options{})
+		if err != nil {
+			return err
+		}
+		defer l.Free()
+		if l.Config != Presets["tiny"] {
+			t.Errorf("inferred config %+v, want %+v", l.Config, Presets["tiny"])
+		}
+		x := torch.Rand(nil, torch.Float32, torch.CPU, 1, 3, 56, 56)
+		near(t, "reloaded", values(t, l.EncodeImage(x)), values(t, m.EncodeImage(x)), 0)
+		// The same seed gives the same weights; another seed others.
+		m2, _ := New(Presets["tiny"], Options{}, 1)
+		defer m2.Free()
+		m3, _ := New(Presets["tiny"], Options{}, 2)
+		defer m3.Free()
+		a, _ := m.Params().Get("visual.proj")
+		b, _ := m2.Params().Get("visual.proj")
+		c, _ := m3.Params().Get("visual.proj")
+		near(t, "same seed", values(t, b), values(t, a), 0)
+		if va, vc := values(t, a), values(t, c); va[0] == vc[0] && va[1] == vc[1] {
+			t.Error("different seeds gave the same weights")
+		}
+		return nil
+	})
+}
+
+// Loading is strict: missing, unexpected and misshaped tensors are named.
+func TestStrictLoading(t *testing.T) {
+	dir := t.TempDir()
+	do(t, func(s *torch.Scope) error {
+		m, err := New(Presets["tiny"], Options{}, 1)
+		if err != nil {
+			return err
+		}
+		defer m.Free()
+		base := torch.LiveTensors()
+		write := func(name string, edit func(map[string]*torch.Tensor)) string {
+			w := m.Params().Map()
+			edit(w)
+			p := filepath.Join(dir, name)
+			if err := torch.SaveSafetensors(p, w, nil); err != nil {
+				t.Fatal(err)
+			}
+			return p
+		}
+		for name, c := range map[string]struct {
+			edit func(map[string]*torch.Tensor)
+			want string
+		}{
+			"missing":    {func(w map[string]*torch.Tensor) { delete(w, "visual.ln_post.bias") }, "missing visual.ln_post.bias"},
+			"unexpected": {func(w map[string]*torch.Tensor) { w["extra.weight"] = torch.Zeros(torch.Float32, torch.CPU, 2) }, "unexpected extra.weight"},
+			"misshaped": {func(w map[string]*torch.Tensor) {
+				w["transformer.resblocks.1.mlp.c_fc.bias"] = torch.Zeros(torch.Float32, torch.CPU, 5)
+			}, "transformer.resblocks.1.mlp.c_fc.bias has shape [5]"},
+			"not clip": {func(w map[string]*torch.Tensor) { delete(w, "visual.conv1.weight") }, "not CLIP weights"},
+		} {
+			p := write(name+".safetensors", c.edit)
+			_, err := Load(p, Options{})
+			if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), p) {
+				t.Errorf("%s: want an error naming %q and the file, got %v", name, c.want, err)
+			}
+		}
+		s.Close() // the tensors the edits created
+		if d := torch.LiveTensors() - base; d != 0 {
+			t.Errorf("failed loads left %d tensors", d)
+		}
+		if _, err := Load(filepath.Join(dir, "none.safetensors"), Options{}); err == nil {
+			t.Error("missing file loaded")
+		}
+		return nil
+	})
+}
+
+func TestConfigFromShapesOpenAI(t *testing.T) {
+	// The shapes of OpenAI's ViT-L/14-336px give the ViT-L/14-336 preset.
+	c := Presets["ViT-L/14-336"]
+	shapes := map[string][]int64{
+		"visual.conv1.weight":         {1024, 3, 14, 14},
+		"visual.positional_embedding": {577, 1024},
+		"text_projection":             {768, 768},
+		"positional_embedding":        {77, 768},
+		"token_embedding.weight":      {49408, 768},
+		"ln_final.weight":             {768},
+	}
+	for i := range 24 {
+		shapes["visual.transformer.resblocks."+itoa(i)+".attn.in_proj_weight"] = []int64{3072, 1024}
+	}
+	for i := range 12 {
+		shapes["transformer.resblocks."+itoa(i)+".attn.in_proj_weight"] = []int64{2304, 768}
+	}
+	got, err := ConfigFromShapes(shapes)
+	if err != nil || got != c {
+		t.Errorf("got %+v, %v; want %+v", got, err, c)
+	}
+	shapes["visual.positional_embedding"] = []int64{578, 1024}
+	if _, err := ConfigFromShapes(shapes); err == nil {
+		t.Error("non-square grid accepted")
+	}
+}
+
+func itoa(i int) string {
+	b, _ := json.Marshal(i)
+	return string(b)
+}
+
+// Wrong inputs give errors, not crashes.
+func TestBadInputs(t *testing.T) {
+	err := torch.Do(func() error {
+		s := torch.NewScope()
+		defer s.Close()
+		m, err := New(Presets["tiny"], Options{ImageSize: 44}, 1)
+		if err != nil {
+			return err
+		}
+		defer m.Free()
+		for name, x := range map[string]*torch.Tensor{
+			"wrong size":     torch.Zeros(torch.Float32, torch.CPU, 1, 3, 56, 56),
+			"grey":           torch.Zeros(torch.Float32, torch.CPU, 1, 1, 44, 44),
+			"no batch":       torch.Zeros(torch.Float32, torch.CPU, 3, 44, 44),
+			"already failed": torch.Zeros(torch.Float32, torch.CPU, 2).Matmul(torch.Zeros(torch.Float32, torch.CPU, 3)),
+		} {
+			if err := m.EncodeImage(x).Err(); err == nil {
+				t.Errorf("%s: accepted", name)
+			}
+		}
+		if err := m.EncodeText(torch.Zeros(torch.Int64, torch.CPU, 2, 10)).Err(); err == nil || !strings.Contains(err.Error(), "10 tokens") {
+			t.Errorf("short ids: %v", err)
+		}
+		if _, err := New(Presets["tiny"], Options{ImageSize: 10}, 1); err == nil {
+			t.Error("input smaller than a patch accepted")
+		}
+		return nil // the scope's recorded errors are the expected ones
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,162 @@
+package clip
+
+import (
+	"fmt"
+
+	"madclip/torch"
+)
+
+// Options choose how a CLIP model runs.
+type Options struct {
+	// Activation of the residual MLPs: QuickGELU (CLIP's own) or GELU.
+	Activation Activation
+	// ImageSize is the input resolution; 0 means the trained one. Another
+	// size resizes the positional grid (see ResizePositions).
+	ImageSize int
+	// DType is the dtype parameters are held in (Float32 by default).
+	DType torch.DType
+	// Device holds the parameters.
+	Device torch.Device
+}
+
+// Model is CLIP: both towers and the logit scale.
+type Model struct {
+	Config     Config
+	Options    Options
+	Visual     *VisionTransformer
+	Text       *TextTransformer
+	LogitScale *torch.Tensor // scalar, log of the softmax temperature's inverse
+
+	params *torch.Store
+}
+
+func build(b *Builder, c Config, o Options) *Model {
+	return &Model{
+		Config:     c,
+		Options:    o,
+		Visual:     newVisionTransformer(b.Sub("visual"), c, o.Activation),
+		Text:       newTextTransformer(b, c, o.Activation),
+		LogitScale: b.Get("logit_scale", InitZeros),
+	}
+}
+
+func (m *Model) finish(b *Builder) (*Model, error) {
+	store, err := b.Finish()
+	if err != nil {
+		return nil, err
+	}
+	m.params = store
+	px := m.Options.ImageSize
+	if px == 0 {
+		px = m.Config.ImageSize
+		m.Options.ImageSize = px
+	}
+	if px < m.Config.PatchSize {
+		m.Free()
+		return nil, fmt.Errorf("input size %d is smaller than one %d-px patch", px, m.Config.PatchSize)
+	}
+	if err := m.Visual.setResolution(px); err != nil {
+		m.Free()
+		return nil, err
+	}
+	return m, nil
+}
+
+// Load reads CLIP weights (safetensors with OpenAI's tensor names, any float
+// dtype on disk), infers the architecture from their shapes, and builds the
+// model. Every tensor must be used and have its expected shape.
+func Load(path string, o Options) (*Model, error) {
+	if o.DType == 0 {
+		o.DType = torch.Float32
+	}
+	src, _, err := torch.LoadSafetensors(path, o.Device, o.DType)
+	if err != nil {
+		return nil, err
+	}
+	shapes := make(map[string][]int64, len(src))
+	for k, t := range src {
+		shapes[k] = t.Shape()
+	}
+	c, err := ConfigFromShapes(shapes)
+	if err != nil {
+		for _, t := range src {
+			t.Free()
+		}
+		return nil, fmt.Errorf("load %s: %w", path, err)
+	}
+	b := NewLoadBuilder(src)
+	m, err := build(b, c, o).finish(b)
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", path, err)
+	}
+	return m, nil
+}
+
+// New creates a randomly initialised model of configuration c, drawing from
+// a generator seeded with seed: the same seed gives the same weights.
+func New(c Config, o Options, seed uint64) (*Model, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	if o.DType == 0 {
+		o.DType = torch.Float32
+	}
+	g, err := torch.NewGenerator(seed)
+	if err != nil {
+		return nil, err
+	}
+	defer g.Free()
+	b := NewInitBuilder(g, o.DType, o.Device)
+	m := build(b, c, o)
+	if b.root.err == nil {
+		// OpenAI starts the temperature at 1/0.07.
+		b.root.err = m.LogitScale.Fill(2.659260036932778)
+	}
+	return m.finish(b)
+}
+
+// Params lists the weights by name (for saving and for checks).
+func (m *Model) Params() *torch.Store { return m.params }
+
+// Free releases the model's tensors.
+func (m *Model) Free() {
+	if m == nil {
+		return
+	}
+	if m.Visual != nil && m.Visual.Positions != nil {
+		m.Visual.Positions.Free()
+	}
+	if m.params != nil {
+		m.params.Free()
+	}
+}
+
+// EncodeImage returns image embeddings [B, E] for images x [B, 3, px, px],
+// without building an autograd graph.
+func (m *Model) EncodeImage(x *torch.Tensor) *torch.Tensor {
+	var out *torch.Tensor
+	torch.NoGrad(func() error {
+		out, _ = m.Visual.Forward(x, nil)
+		return nil
+	})
+	return out
+}
+
+// EncodeText returns text embeddings [B, E] for token ids [B, L], without
+// building an autograd graph.
+func (m *Model) EncodeText(ids *torch.Tensor) *torch.Tensor {
+	var out *torch.Tensor
+	torch.NoGrad(func() error {
+		out = m.Text.Forward(ids)
+		return nil
+	})
+	return out
+}
+
+// Logits returns CLIP's scaled cosine similarities, logits_per_image [Bi, Bt],
+// for image and text embeddings.
+func (m *Model) Logits(img, txt *torch.Tensor) *torch.Tensor {
+	in := img.Normalize(-1, 0)
+	tn := txt.Normalize(-1, 0)
+	return in.Matmul(tn.Transpose(0, 1)).Mul(m.LogitScale.Exp().ToDType(in.DType()))
+}
