@@ -253,6 +253,17 @@ tb_error* tb_adam_get_state(const tb_adam* a, int i, tb_tensor** m,
 tb_error* tb_adam_set_state(tb_adam* a, int64_t steps, int i,
                             const tb_tensor* m, const tb_tensor* v);
 
+/* ---- archives (jit.cpp) ---- */
+/* Named tensors read from a PyTorch file: a TorchScript archive (its
+ * parameters and buffers) or a pickled state dict (torch.save). */
+typedef struct tb_named tb_named;
+tb_error* tb_load_archive(const char* path, tb_named** out);
+int tb_named_len(const tb_named* n);
+const char* tb_named_name(const tb_named* n, int i);
+/* A new reference to tensor i. */
+tb_error* tb_named_tensor(const tb_named* n, int i, tb_tensor** out);
+void tb_named_free(tb_named* n);
+
 #ifdef __cplusplus
 }
 #endif

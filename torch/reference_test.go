@@ -10,7 +10,7 @@ import (
 
 // python returns the interpreter with Debian's python3-torch, or skips the
 // test (fails it under CI, where the reference must be present).
-func python(t *testing.T) string {
+func python(t testing.TB) string {
 	t.Helper()
 	const py = "/usr/bin/python3"
 	if err := exec.Command(py, "-c", "import torch").Run(); err != nil {

@@ -33,6 +33,7 @@ type Builder struct {
 }
 
 type buildState struct {
+	shapes    map[string][]int64       // set when only recording names and shapes
 	src       map[string]*torch.Tensor // nil when creating parameters
 	gen       *torch.Generator
 	dtype     torch.DType
@@ -52,6 +53,14 @@ func NewLoadBuilder(src map[string]*torch.Tensor) *Builder {
 // NewInitBuilder creates parameters of dtype on dev, drawing from gen.
 func NewInitBuilder(gen *torch.Generator, dtype torch.DType, dev torch.Device) *Builder {
 	return &Builder{root: &buildState{gen: gen, dtype: dtype, dev: dev, store: torch.NewStore(), used: map[string]bool{}}}
+}
+
+// ExpectedShapes lists every parameter of configuration c by its checkpoint
+// name, with its shape.
+func ExpectedShapes(c Config) map[string][]int64 {
+	b := &Builder{root: &buildState{shapes: map[string][]int64{}, used: map[string]bool{}}}
+	build(b, c, Options{})
+	return b.root.shapes
 }
 
 // Sub is the builder for the child called name.
@@ -75,6 +84,10 @@ func (b *Builder) Get(name string, init Init, shape ...int64) *torch.Tensor {
 		return nil
 	}
 	r.used[full] = true
+	if r.shapes != nil {
+		r.shapes[full] = shape
+		return nil
+	}
 	if r.src == nil {
 		t := r.create(init, shape)
 		if err := r.store.Add(full, t); err != nil {

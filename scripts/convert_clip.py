@@ -1,0 +1,182 @@
+#!/usr/bin/env python3
+"""Converts CLIP weights to the safetensors layout madclip reads.
+
+    scripts/convert_clip.py IN OUT.safetensors [--vocab FILE]
+
+IN may be one of OpenAI's TorchScript archives (ViT-L-14-336px.pt, ...), a
+torch.save state dict (.pt/.pth/.bin, possibly nested under "state_dict" or
+"model"), or a Hugging Face CLIP checkpoint (model.safetensors or
+pytorch_model.bin). The output keeps OpenAI's tensor names and each tensor's
+stored dtype; the non-tensor extras (input_resolution, context_length,
+vocab_size) are dropped. It needs PyTorch but not the safetensors package.
+`madclip weights convert` does the same in Go.
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import struct
+import sys
+import tempfile
+
+import torch
+
+EXTRAS = {"input_resolution", "context_length", "vocab_size"}
+ST_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64",
+             torch.int64: "I64", torch.int32: "I32", torch.uint8: "U8", torch.bool: "BOOL"}
+FROM_ST = {v: k for k, v in ST_DTYPES.items()}
+
+
+def read_safetensors(path):
+    with open(path, "rb") as f:
+        raw = f.read()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8:8 + n])
+    body = memoryview(raw)[8 + n:]
+    out = {}
+    for name, e in header.items():
+        if name == "__metadata__":
+            continue
+        b, end = e["data_offsets"]
+        t = torch.frombuffer(bytearray(body[b:end]), dtype=torch.uint8) if end > b else torch.empty(0, dtype=torch.uint8)
+        out[name] = t.view(FROM_ST[e["dtype"]]).reshape(e["shape"])
+    return out
+
+
+def read_any(path):
+    if path.endswith(".safetensors"):
+        return read_safetensors(path)
+    try:
+        return dict(torch.jit.load(path, map_location="cpu").state_dict())
+    except (RuntimeError, ValueError):
+        pass
+    obj = torch.load(path, map_location="cpu")
+    flat = {}
+
+    def walk(prefix, v):
+        if isinstance(v, torch.Tensor):
+            flat[prefix] = v
+        elif isinstance(v, dict):
+            for k, x in v.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), x)
+
+    walk("", obj)
+    return flat
+
+
+def strip_prefix(sd):
+    for p in ("state_dict.", "model."):
+        if sd and all(k.startswith(p) for k in sd):
+            return {k[len(p):]: v for k, v in sd.items()}
+    return sd
+
+
+HF_FIXED = {
+    "text_model.embeddings.token_embedding.weight": "token_embedding.weight",
+    "text_model.embeddings.position_embedding.weight": "positional_embedding",
+    "text_model.final_layer_norm.weight": "ln_final.weight",
+    "text_model.final_layer_norm.bias": "ln_final.bias",
+    "vision_model.embeddings.class_embedding": "visual.class_embedding",
+    "vision_model.embeddings.patch_embedding.weight": "visual.conv1.weight",
+    "vision_model.embeddings.position_embedding.weight": "visual.positional_embedding",
+    "vision_model.pre_layrnorm.weight": "visual.ln_pre.weight",
+    "vision_model.pre_layrnorm.bias": "visual.ln_pre.bias",
+    "vision_model.post_layernorm.weight": "visual.ln_post.weight",
+    "vision_model.post_layernorm.bias": "visual.ln_post.bias",
+    "logit_scale": "logit_scale",
+}
+HF_PARTS = {"layer_norm1.": "ln_1.", "layer_norm2.": "ln_2.", "mlp.fc1.": "mlp.c_fc.",
+            "mlp.fc2.": "mlp.c_proj.", "self_attn.out_proj.": "attn.out_proj."}
+HF_LAYER = re.compile(r"^(text|vision)_model\.encoder\.layers\.(\d+)\.(.+)$")
+
+
+def from_hf(sd):
+    out, qkv = {}, {}
+    for k, v in sd.items():
+        if k.endswith("position_ids"):
+            continue
+        if k in HF_FIXED:
+            out[HF_FIXED[k]] = v
+            continue
+        if k == "text_projection.weight":
+            out["text_projection"] = v.t().contiguous()
+            continue
+        if k == "visual_projection.weight":
+            out["visual.proj"] = v.t().contiguous()
+            continue
+        m = HF_LAYER.match(k)
+        if not m:
+            sys.exit(f"convert_clip: unknown Hugging Face CLIP tensor {k}")
+        prefix = ("visual." if m.group(1) == "vision" else "") + f"transformer.resblocks.{m.group(2)}."
+        rest = m.group(3)
+        for a, b in HF_PARTS.items():
+            if rest.startswith(a):
+                out[prefix + b + rest[len(a):]] = v
+                break
+        else:
+            m2 = re.match(r"self_attn\.([qkv])_proj\.(weight|bias)$", rest)
+            if not m2:
+                sys.exit(f"convert_clip: unknown Hugging Face CLIP tensor {k}")
+            qkv.setdefault(prefix + "attn.in_proj_" + m2.group(2), {})[m2.group(1)] = v
+    for name, parts in qkv.items():
+        if set(parts) != {"q", "k", "v"}:
+            sys.exit(f"convert_clip: {name}: q, k and v are not all present")
+        out[name] = torch.cat([parts["q"], parts["k"], parts["v"]], 0)
+    return out
+
+
+def write_safetensors(path, tensors, metadata):
+    names = sorted(tensors)
+    header, offset, blobs = {}, 0, []
+    if metadata:
+        header["__metadata__"] = metadata
+    for n in names:
+        t = tensors[n].detach().contiguous().cpu()
+        if t.dtype not in ST_DTYPES:
+            sys.exit(f"convert_clip: tensor {n} has unsupported dtype {t.dtype}")
+        data = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
+        header[n] = {"dtype": ST_DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
+        offset += len(data)
+        blobs.append(data)
+    hdr = json.dumps(header, separators=(",", ":")).encode()
+    hdr += b" " * (-(8 + len(hdr)) % 8)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".convert-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(struct.pack("<Q", len(hdr)))
+            f.write(hdr)
+            for b in blobs:
+                f.write(b)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("input")
+    ap.add_argument("output")
+    ap.add_argument("--vocab", help="CLIP's bpe_simple_vocab_16e6.txt.gz, copied next to OUTPUT")
+    a = ap.parse_args()
+    if not os.path.exists(a.input):
+        sys.exit(f"convert_clip: {a.input}: no such file")
+    try:
+        sd = strip_prefix(read_any(a.input))
+    except Exception as e:  # noqa: BLE001 - any reader failure is the file's problem
+        sys.exit(f"convert_clip: {a.input}: not readable as CLIP weights: {e}")
+    if any(k.startswith(("vision_model.", "text_model.")) for k in sd):
+        sd = from_hf(sd)
+    sd = {k: v for k, v in sd.items() if k not in EXTRAS}
+    for need in ("visual.conv1.weight", "token_embedding.weight", "text_projection"):
+        if need not in sd:
+            sys.exit(f"convert_clip: {a.input}: not CLIP weights (no {need})")
+    write_safetensors(a.output, sd, {"format": "pt", "source": os.path.basename(a.input), "converted_by": "madclip"})
+    if a.vocab:
+        shutil.copyfile(a.vocab, os.path.join(os.path.dirname(os.path.abspath(a.output)), "bpe_simple_vocab_16e6.txt.gz"))
+    print(f"wrote {a.output}: {len(sd)} tensors")
+
+
+if __name__ == "__main__":
+    main()

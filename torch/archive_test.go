@@ -1,0 +1,78 @@
+package torch
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// makeArchives writes, with python3-torch, the same small state dict as a
+// TorchScript archive, a torch.save pickle and a nested pickle.
+func makeArchives(t *testing.T) string {
+	t.Helper()
+	py := python(t)
+	dir := t.TempDir()
+	cmd := exec.Command(py, filepath.Join("testdata", "make_archives.py"), dir)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("making archives: %v", err)
+	}
+	return dir
+}
+
+func TestLoadArchive(t *testing.T) {
+	dir := makeArchives(t)
+	run(t, func(s *Scope) error {
+		for file, prefix := range map[string]string{"sd.pt": "", "nested.pt": "state_dict.", "ts.pt": ""} {
+			got, err := LoadArchive(filepath.Join(dir, file))
+			if err != nil {
+				return err
+			}
+			w, ok := got[prefix+"a.weight"]
+			if !ok {
+				t.Fatalf("%s: names %v", file, keys(got))
+			}
+			near(t, file, f64(t, w), []float64{0, 1, 2, 3, 4, 5}, 0)
+			sameShape(t, file, w.Shape(), []int64{3, 2})
+			if b := got[prefix+"a.b.bias"]; b == nil || b.DType() != Float16 {
+				t.Errorf("%s: a.b.bias %v", file, b)
+			}
+			if n := got[prefix+"n.0.w"]; n == nil || n.DType() != Float64 {
+				t.Errorf("%s: n.0.w %v", file, n)
+			}
+			if file == "ts.pt" {
+				if _, ok := got["input_resolution"]; !ok {
+					t.Errorf("buffer missing from the TorchScript archive: %v", keys(got))
+				}
+			}
+		}
+		return nil
+	})
+	// Not an archive: an error naming the file, and the process survives.
+	bad := filepath.Join(dir, "bad.pt")
+	os.WriteFile(bad, []byte("PK\x03\x04 this is not really a zip"), 0o644)
+	text := filepath.Join(dir, "text.pt")
+	os.WriteFile(text, []byte("hello"), 0o644)
+	raw, _ := os.ReadFile(filepath.Join(dir, "ts.pt"))
+	trunc := filepath.Join(dir, "trunc.pt")
+	os.WriteFile(trunc, raw[:len(raw)/2], 0o644)
+	run(t, func(s *Scope) error {
+		for _, p := range []string{bad, text, trunc, filepath.Join(dir, "missing.pt")} {
+			if _, err := LoadArchive(p); err == nil || !strings.Contains(err.Error(), p) {
+				t.Errorf("%s: %v", p, err)
+			}
+		}
+		s.err = nil
+		return nil
+	})
+}
+
+func keys(m map[string]*Tensor) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}

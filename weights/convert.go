@@ -1,0 +1,250 @@
+package weights
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+
+	"madclip/atomicfile"
+	"madclip/model/clip"
+	"madclip/torch"
+)
+
+// extras are the non-weight entries of OpenAI's TorchScript archives and
+// Hugging Face's position-id buffers, dropped on conversion.
+var extras = map[string]bool{"input_resolution": true, "context_length": true, "vocab_size": true}
+
+// Convert reads CLIP weights in any supported layout and writes them as
+// safetensors with OpenAI's tensor names, each tensor in its stored dtype:
+// OpenAI's TorchScript archives, torch.save state dicts (.pt/.pth/.bin,
+// nested under "state_dict" or "model" too), and Hugging Face CLIP checkpoints
+// (model.safetensors or pytorch_model.bin). The result is checked to be a
+// complete CLIP before anything is written; vocab, when not empty, is copied
+// next to out.
+func Convert(in, out, vocab string) (clip.Config, error) {
+	var cfg clip.Config
+	err := torch.Scoped(func(s *torch.Scope) error { // frees every tensor made here
+		var src map[string]*torch.Tensor
+		var err error
+		if strings.HasSuffix(in, ".safetensors") {
+			src, _, err = torch.LoadSafetensors(in, torch.CPU, torch.SameDType)
+		} else {
+			src, err = torch.LoadArchive(in)
+		}
+		if err != nil {
+			return err
+		}
+		w, err := ToOpenAINames(src)
+		if err != nil {
+			return fmt.Errorf("convert %s: %w", in, err)
+		}
+		if cfg, err = Check(w); err != nil {
+			return fmt.Errorf("convert %s: %w", in, err)
+		}
+		meta := map[string]string{"format": "pt", "source": filepath.Base(in), "converted_by": "madclip"}
+		return torch.SaveSafetensors(out, w, meta)
+	})
+	if err != nil {
+		return clip.Config{}, err
+	}
+	if vocab != "" {
+		if err := copyFile(vocab, filepath.Join(filepath.Dir(out), VocabFile)); err != nil {
+			return clip.Config{}, err
+		}
+	}
+	return cfg, nil
+}
+
+// Check infers the architecture of weights with OpenAI's names and checks
+// that they are exactly that CLIP: no tensor missing, extra or misshaped.
+func Check(w map[string]*torch.Tensor) (clip.Config, error) {
+	shapes := make(map[string][]int64, len(w))
+	for k, t := range w {
+		shapes[k] = t.Shape()
+	}
+	cfg, err := clip.ConfigFromShapes(shapes)
+	if err != nil {
+		return clip.Config{}, err
+	}
+	want := clip.ExpectedShapes(cfg)
+	var missing, unexpected, misshaped []string
+	for n, ws := range want {
+		got, ok := shapes[n]
+		switch {
+		case !ok:
+			missing = append(missing, n)
+		case fmt.Sprint(got) != fmt.Sprint(ws):
+			misshaped = append(misshaped, fmt.Sprintf("%s %v (want %v)", n, got, ws))
+		}
+	}
+	for n := range shapes {
+		if _, ok := want[n]; !ok {
+			unexpected = append(unexpected, n)
+		}
+	}
+	var parts []string
+	for _, p := range []struct {
+		what  string
+		names []string
+	}{{"missing", missing}, {"unexpected", unexpected}, {"misshaped", misshaped}} {
+		if len(p.names) > 0 {
+			sort.Strings(p.names)
+			parts = append(parts, p.what+" "+strings.Join(head(p.names), ", "))
+		}
+	}
+	if len(parts) > 0 {
+		return clip.Config{}, fmt.Errorf("not a complete CLIP: %s", strings.Join(parts, "; "))
+	}
+	return cfg, nil
+}
+
+func head(s []string) []string {
+	if len(s) > 6 {
+		return append(s[:6:6], fmt.Sprintf("... %d more", len(s)-6))
+	}
+	return s
+}
+
+var hfLayer = regexp.MustCompile(`^(text|vision)_model\.encoder\.layers\.(\d+)\.(.+)$`)
+
+// ToOpenAINames renames a state dict to OpenAI's names: a shared "state_dict."
+// or "model." prefix is dropped, Hugging Face names are mapped (q/k/v merged
+// into the packed in-projection, projections transposed), and the extras are
+// dropped. The returned tensors are new references or the inputs themselves.
+func ToOpenAINames(src map[string]*torch.Tensor) (map[string]*torch.Tensor, error) {
+	src = stripPrefix(src)
+	hf := false
+	for k := range src {
+		if strings.HasPrefix(k, "vision_model.") || strings.HasPrefix(k, "text_model.") {
+			hf = true
+			break
+		}
+	}
+	out := map[string]*torch.Tensor{}
+	if !hf {
+		for k, t := range src {
+			if !extras[k] {
+				out[k] = t
+			}
+		}
+		return out, nil
+	}
+	qkv := map[string]map[string]*torch.Tensor{} // openai prefix + kind → q/k/v
+	for k, t := range src {
+		name, err := hfName(k)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case name == "":
+			continue
+		case strings.HasSuffix(name, "#q") || strings.HasSuffix(name, "#k") || strings.HasSuffix(name, "#v"):
+			base, part := name[:len(name)-2], name[len(name)-1:]
+			if qkv[base] == nil {
+				qkv[base] = map[string]*torch.Tensor{}
+			}
+			qkv[base][part] = t
+		case name == "text_projection" || name == "visual.proj":
+			out[name] = t.Transpose(0, 1).Contiguous()
+		default:
+			out[name] = t
+		}
+	}
+	for base, parts := range qkv {
+		if parts["q"] == nil || parts["k"] == nil || parts["v"] == nil {
+			return nil, fmt.Errorf("%s: q, k and v projections are not all present", base)
+		}
+		out[base] = torch.Cat(0, parts["q"], parts["k"], parts["v"])
+		if err := out[base].Err(); err != nil {
+			return nil, fmt.Errorf("%s: %w", base, err)
+		}
+	}
+	return out, nil
+}
+
+// hfName maps one Hugging Face name to OpenAI's ("" to drop it; a "#q",
+// "#k" or "#v" suffix marks a part of the packed projection).
+func hfName(k string) (string, error) {
+	fixed := map[string]string{
+		"text_model.embeddings.token_embedding.weight":      "token_embedding.weight",
+		"text_model.embeddings.position_embedding.weight":   "positional_embedding",
+		"text_model.final_layer_norm.weight":                "ln_final.weight",
+		"text_model.final_layer_norm.bias":                  "ln_final.bias",
+		"text_projection.weight":                            "text_projection",
+		"vision_model.embeddings.class_embedding":           "visual.class_embedding",
+		"vision_model.embeddings.patch_embedding.weight":    "visual.conv1.weight",
+		"vision_model.embeddings.position_embedding.weight": "visual.positional_embedding",
+		"vision_model.pre_layrnorm.weight":                  "visual.ln_pre.weight",
+		"vision_model.pre_layrnorm.bias":                    "visual.ln_pre.bias",
+		"vision_model.post_layernorm.weight":                "visual.ln_post.weight",
+		"vision_model.post_layernorm.bias":                  "visual.ln_post.bias",
+		"visual_projection.weight":                          "visual.proj",
+		"logit_scale":                                       "logit_scale",
+		"text_model.embeddings.position_ids":                "",
+		"vision_model.embeddings.position_ids":              "",
+	}
+	if v, ok := fixed[k]; ok {
+		return v, nil
+	}
+	m := hfLayer.FindStringSubmatch(k)
+	if m == nil {
+		return "", fmt.Errorf("unknown Hugging Face CLIP tensor %s", k)
+	}
+	prefix := "transformer.resblocks." + m[2] + "."
+	if m[1] == "vision" {
+		prefix = "visual." + prefix
+	}
+	rest := m[3]
+	parts := map[string]string{
+		"layer_norm1.": "ln_1.", "layer_norm2.": "ln_2.", "mlp.fc1.": "mlp.c_fc.", "mlp.fc2.": "mlp.c_proj.",
+		"self_attn.out_proj.": "attn.out_proj.",
+	}
+	for from, to := range parts {
+		if strings.HasPrefix(rest, from) {
+			return prefix + to + strings.TrimPrefix(rest, from), nil
+		}
+	}
+	for _, p := range []string{"q", "k", "v"} {
+		if r, ok := strings.CutPrefix(rest, "self_attn."+p+"_proj."); ok {
+			return prefix + "attn.in_proj_" + r + "#" + p, nil
+		}
+	}
+	return "", fmt.Errorf("unknown Hugging Face CLIP tensor %s", k)
+}
+
+// stripPrefix drops a "state_dict." or "model." prefix shared by every name.
+func stripPrefix(src map[string]*torch.Tensor) map[string]*torch.Tensor {
+	for _, p := range []string{"state_dict.", "model."} {
+		all := len(src) > 0
+		for k := range src {
+			if !strings.HasPrefix(k, p) {
+				all = false
+				break
+			}
+		}
+		if all {
+			out := make(map[string]*torch.Tensor, len(src))
+			for k, t := range src {
+				out[strings.TrimPrefix(k, p)] = t
+			}
+			return out
+		}
+	}
+	return src
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return fmt.Errorf("copy vocab: %w", err)
+	}
+	defer in.Close()
+	return atomicfile.Write(dst, 0o644, func(w io.Writer) error {
+		_, err := io.Copy(w, in)
+		return err
+	})
+}

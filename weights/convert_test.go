@@ -1,0 +1,193 @@
+package weights
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"madclip/model/clip"
+	"madclip/torch"
+	"madclip/torch/safetensors"
+)
+
+func python(t *testing.T) string {
+	t.Helper()
+	const py = "/usr/bin/python3"
+	if err := exec.Command(py, "-c", "import torch").Run(); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("python3-torch is needed under CI: %v", err)
+		}
+		t.Skip("python3-torch not installed")
+	}
+	return py
+}
+
+// writeTiny saves a tiny random CLIP in fp16 with OpenAI's names, as
+// OpenAI's releases store it.
+func writeTiny(t *testing.T, path string) {
+	t.Helper()
+	err := torch.Do(func() error {
+		return torch.Scoped(func(s *torch.Scope) error {
+			m, err := clip.New(clip.Presets["tiny"], clip.Options{}, 11)
+			if err != nil {
+				return err
+			}
+			defer m.Free()
+			half := map[string]*torch.Tensor{}
+			for k, v := range m.Params().Map() {
+				half[k] = v.ToDType(torch.Float16)
+			}
+			return torch.SaveSafetensors(path, half, nil)
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func run(t *testing.T, name string, args ...string) {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%s %v: %v\n%s", name, args, err, stderr.String())
+	}
+}
+
+func sameTensors(t *testing.T, what, gotPath, wantPath string) {
+	t.Helper()
+	got, err := safetensors.Open(gotPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer got.Close()
+	want, err := safetensors.Open(wantPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer want.Close()
+	if len(got.Tensors) != len(want.Tensors) {
+		t.Fatalf("%s: %d tensors, want %d", what, len(got.Tensors), len(want.Tensors))
+	}
+	for _, w := range want.Tensors {
+		g, ok := got.Get(w.Name)
+		if !ok {
+			t.Fatalf("%s: %s missing", what, w.Name)
+		}
+		if g.DType != w.DType || !bytes.Equal(g.Data, w.Data) || len(g.Shape) != len(w.Shape) {
+			t.Fatalf("%s: %s differs (%s %v vs %s %v)", what, w.Name, g.DType, g.Shape, w.DType, w.Shape)
+		}
+	}
+}
+
+// Every input layout converts, in Go and in Python, to exactly the original
+// tensors.
+func TestConvertersAgree(t *testing.T) {
+	py := python(t)
+	dir := t.TempDir()
+	orig := filepath.Join(dir, "orig.safetensors")
+	writeTiny(t, orig)
+	run(t, py, filepath.Join("testdata", "make_variants.py"), orig, dir)
+	vocab := filepath.Join(dir, "vocab-src.gz")
+	os.WriteFile(vocab, []byte("not really a vocab"), 0o644)
+	for _, in := range []string{"openai.pt", "state_dict.pt", "model.safetensors", "pytorch_model.bin"} {
+		t.Run(in, func(t *testing.T) {
+			out := t.TempDir()
+			goOut := filepath.Join(out, "go.safetensors")
+			pyOut := filepath.Join(out, "py.safetensors")
+			err := torch.Do(func() error {
+				cfg, err := Convert(filepath.Join(dir, in), goOut, vocab)
+				if err == nil && cfg != clip.Presets["tiny"] {
+					t.Errorf("config %+v", cfg)
+				}
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			run(t, py, filepath.Join("..", "scripts", "convert_clip.py"), filepath.Join(dir, in), pyOut)
+			sameTensors(t, "go", goOut, orig)
+			sameTensors(t, "python", pyOut, orig)
+			if b, err := os.ReadFile(filepath.Join(out, VocabFile)); err != nil || string(b) != "not really a vocab" {
+				t.Errorf("vocab not copied: %v", err)
+			}
+		})
+	}
+}
+
+func TestConvertRejects(t *testing.T) {
+	dir := t.TempDir()
+	orig := filepath.Join(dir, "orig.safetensors")
+	writeTiny(t, orig)
+	// Weights with a block's tensor removed, and a file that is not weights.
+	partial := filepath.Join(dir, "partial.safetensors")
+	err := torch.Do(func() error {
+		return torch.Scoped(func(s *torch.Scope) error {
+			w, _, err := torch.LoadSafetensors(orig, torch.CPU, torch.SameDType)
+			if err != nil {
+				return err
+			}
+			delete(w, "transformer.resblocks.1.ln_2.bias")
+			return torch.SaveSafetensors(partial, w, nil)
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := filepath.Join(dir, "notes.pt")
+	os.WriteFile(text, []byte("just some text"), 0o644)
+	for in, want := range map[string]string{
+		partial:                             "missing transformer.resblocks.1.ln_2.bias",
+		text:                                text,
+		filepath.Join(dir, "none.pt"):       "none.pt",
+		filepath.Join(dir, "x.safetensors"): "x.safetensors",
+	} {
+		out := filepath.Join(dir, "out.safetensors")
+		err := torch.Do(func() error {
+			_, err := Convert(in, out, "")
+			return err
+		})
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: want an error containing %q, got %v", in, want, err)
+		}
+		if _, err := os.Stat(out); err == nil {
+			t.Errorf("%s: output written despite the error", in)
+		}
+	}
+}
+
+func TestLookupAndFind(t *testing.T) {
+	for _, n := range []string{"ViT-L/14-336", "ViT-L/14@336px", "vit-l-14-336px", "ViT-B/32"} {
+		if _, err := Lookup(n); err != nil {
+			t.Errorf("Lookup(%q): %v", n, err)
+		}
+	}
+	if _, err := Lookup("RN50"); err == nil || !strings.Contains(err.Error(), "ViT-L/14-336") {
+		t.Errorf("unknown model: %v", err)
+	}
+	m, _ := Lookup("ViT-L/14-336")
+	if m.File() != "ViT-L-14-336px.safetensors" || !strings.Contains(m.URL, m.SHA256) {
+		t.Errorf("model entry %+v", m)
+	}
+	dir := t.TempDir()
+	t.Setenv(EnvDir, dir)
+	t.Setenv("XDG_CACHE_HOME", filepath.Join(dir, "cache"))
+	_, err := Find(VocabFile)
+	if err == nil || !strings.Contains(err.Error(), dir) || !strings.Contains(err.Error(), filepath.Join(dir, "cache", "madclip")) {
+		t.Errorf("Find should list where it looked: %v", err)
+	}
+	os.WriteFile(filepath.Join(dir, VocabFile), []byte("x"), 0o644)
+	if p, err := FindVocab(""); err != nil || p != filepath.Join(dir, VocabFile) {
+		t.Errorf("FindVocab: %q %v", p, err)
+	}
+	if _, err := FindVocab(filepath.Join(dir, "nope.gz")); err == nil {
+		t.Error("explicit missing vocab accepted")
+	}
+	if DefaultDir() != dir {
+		t.Errorf("DefaultDir %q", DefaultDir())
+	}
+}

@@ -1,0 +1,131 @@
+// Package weights finds, converts and downloads the CLIP weights madclip
+// runs on. Weights live, in search order, in $MADCLIP_WEIGHTS, in ./weights
+// (a checkout's own folder) and in the per-user cache
+// ($XDG_CACHE_HOME/madclip, by default ~/.cache/madclip). Downloads go to
+// $MADCLIP_WEIGHTS when it is set, else to the cache.
+package weights
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// EnvDir names the environment variable that points at a weights folder.
+const EnvDir = "MADCLIP_WEIGHTS"
+
+// VocabFile is the name of CLIP's BPE merges file.
+const VocabFile = "bpe_simple_vocab_16e6.txt.gz"
+
+// Model is a CLIP release madclip knows how to fetch.
+type Model struct {
+	Name   string // OpenAI's name, e.g. "ViT-L/14-336"
+	URL    string
+	SHA256 string // part of OpenAI's URL
+	Preset string // the clip preset it matches
+}
+
+// File is the converted weights' file name.
+func (m Model) File() string {
+	base := filepath.Base(m.URL)
+	return strings.TrimSuffix(base, filepath.Ext(base)) + ".safetensors"
+}
+
+// Known lists OpenAI's published CLIP ViTs (the SHA-256 is the second-last
+// part of each URL, as OpenAI's own loader checks it).
+var Known = []Model{
+	{"ViT-B/32", "https://openaipublic.azureedge.net/clip/models/40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt",
+		"40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af", "ViT-B/32"},
+	{"ViT-B/16", "https://openaipublic.azureedge.net/clip/models/5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f/ViT-B-16.pt",
+		"5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f", "ViT-B/16"},
+	{"ViT-L/14", "https://openaipublic.azureedge.net/clip/models/b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836/ViT-L-14.pt",
+		"b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836", "ViT-L/14"},
+	{"ViT-L/14-336", "https://openaipublic.azureedge.net/clip/models/3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02/ViT-L-14-336px.pt",
+		"3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02", "ViT-L/14-336"},
+}
+
+// Vocab is OpenAI's BPE merges file (MIT licensed, from the openai/CLIP repository).
+var Vocab = Model{
+	Name:   "bpe vocab",
+	URL:    "https://github.com/openai/CLIP/raw/main/clip/bpe_simple_vocab_16e6.txt.gz",
+	SHA256: "924691ac288e54409236115652ad4aa250f48203de50a9e4722a6ecd48d6804a",
+}
+
+// Lookup finds a known model by name; "ViT-L/14@336px" and "ViT-L-14-336px"
+// are accepted spellings too.
+func Lookup(name string) (Model, error) {
+	norm := func(s string) string {
+		s = strings.ToLower(s)
+		for _, r := range []string{"/", "-", "@", "px", "_"} {
+			s = strings.ReplaceAll(s, r, "")
+		}
+		return s
+	}
+	var names []string
+	for _, m := range Known {
+		if norm(m.Name) == norm(name) {
+			return m, nil
+		}
+		names = append(names, m.Name)
+	}
+	return Model{}, fmt.Errorf("unknown model %q (known: %s)", name, strings.Join(names, ", "))
+}
+
+// Dirs lists the folders searched for weights and the vocab, in order.
+func Dirs() []string {
+	var dirs []string
+	if d := os.Getenv(EnvDir); d != "" {
+		dirs = append(dirs, d)
+	}
+	dirs = append(dirs, "weights")
+	if c, err := os.UserCacheDir(); err == nil {
+		dirs = append(dirs, filepath.Join(c, "madclip"))
+	}
+	return dirs
+}
+
+// DefaultDir is where downloads and conversions go by default.
+func DefaultDir() string {
+	if d := os.Getenv(EnvDir); d != "" {
+		return d
+	}
+	if c, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(c, "madclip")
+	}
+	return "weights"
+}
+
+// ErrNotFound is returned when no file was found in any of the folders.
+var ErrNotFound = errors.New("not found")
+
+// Find returns the path of a file called name in the first folder of Dirs
+// that has it. The error lists every place looked.
+func Find(name string) (string, error) {
+	var looked []string
+	for _, d := range Dirs() {
+		p := filepath.Join(d, name)
+		if st, err := os.Stat(p); err == nil && !st.IsDir() {
+			return p, nil
+		}
+		looked = append(looked, p)
+	}
+	return "", fmt.Errorf("%s %w; looked in %s (set %s, or run 'madclip weights download')", name, ErrNotFound, strings.Join(looked, ", "), EnvDir)
+}
+
+// FindVocab returns explicit when it is set (after checking it exists), else
+// the vocab found by Find.
+func FindVocab(explicit string) (string, error) {
+	if explicit != "" {
+		if _, err := os.Stat(explicit); err != nil {
+			return "", fmt.Errorf("vocab %s: %w", explicit, err)
+		}
+		return explicit, nil
+	}
+	p, err := Find(VocabFile)
+	if err != nil {
+		return "", fmt.Errorf("CLIP vocab: %w", err)
+	}
+	return p, nil
+}
