@@ -1,0 +1,168 @@
+package imaging
+
+import (
+	"bytes"
+	"encoding/json"
+	"image"
+	"image/color"
+	"image/png"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func testImage(w, h int) *image.RGBA {
+	img := image.NewRGBA(image.Rect(0, 0, w, h))
+	s := uint32(12345)
+	for y := range h {
+		for x := range w {
+			s = s*1664525 + 1013904223
+			// Smooth structure plus noise, with hard edges: ringing matters.
+			v := byte((x*255)/w ^ (y * 7))
+			if (x/5+y/7)%2 == 0 {
+				v = 255 - v
+			}
+			img.Set(x, y, color.RGBA{v, byte(s >> 24), byte((x + y) * 3), 255})
+		}
+	}
+	return img
+}
+
+// Resize against PIL itself: byte-identical, shrinking and enlarging,
+// square and not.
+func TestResizeMatchesPIL(t *testing.T) {
+	const py = "/usr/bin/python3"
+	if err := exec.Command(py, "-c", "import PIL").Run(); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("python3-pil is needed as the reference under CI: %v", err)
+		}
+		t.Skip("no PIL")
+	}
+	dir := t.TempDir()
+	src := filepath.Join(dir, "in.png")
+	f, _ := os.Create(src)
+	png.Encode(f, testImage(97, 61))
+	f.Close()
+	sizes := [][2]int{{240, 240}, {17, 17}, {50, 61}, {97, 30}, {336, 211}, {3, 2}, {97, 61}}
+	js, _ := json.Marshal(sizes)
+	script := `
+import json, sys
+from PIL import Image
+im = Image.open(sys.argv[1]).convert("RGB")
+for i, (w, h) in enumerate(json.loads(sys.argv[2])):
+    im.resize((w, h), Image.BICUBIC).save(f"{sys.argv[3]}/out{i}.png")
+`
+	cmd := exec.Command(py, "-c", script, src, string(js), dir)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	in, err := Load(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range sizes {
+		want, err := Load(filepath.Join(dir, "out"+string(rune('0'+i))+".png"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := in.Resize(s[0], s[1])
+		if got.W != want.W || got.H != want.H {
+			t.Fatalf("%v: size %dx%d", s, got.W, got.H)
+		}
+		if !bytes.Equal(got.Pix, want.Pix) {
+			diff := 0
+			for j := range got.Pix {
+				if got.Pix[j] != want.Pix[j] {
+					diff++
+				}
+			}
+			t.Errorf("resize to %v: %d of %d bytes differ from PIL", s, diff, len(got.Pix))
+		}
+	}
+}
+
+func TestDecodeKinds(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, img image.Image) string {
+		p := filepath.Join(dir, name)
+		f, _ := os.Create(p)
+		png.Encode(f, img)
+		f.Close()
+		return p
+	}
+	g := image.NewGray(image.Rect(0, 0, 2, 1))
+	g.Pix = []byte{10, 200}
+	g16 := image.NewGray16(image.Rect(0, 0, 1, 1))
+	g16.SetGray16(0, 0, color.Gray16{Y: 0x8000})
+	rgba := image.NewNRGBA(image.Rect(0, 0, 1, 1))
+	rgba.SetNRGBA(0, 0, color.NRGBA{1, 2, 3, 0}) // alpha is dropped, not composited
+	for _, c := range []struct {
+		path    string
+		r, g, b byte
+	}{
+		{write("grey.png", g), 10, 10, 10},
+		{write("grey16.png", g16), 128, 128, 128},
+		{write("rgba.png", rgba), 1, 2, 3},
+	} {
+		m, err := Load(c.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r, gg, b := m.At(0, 0); r != c.r || gg != c.g || b != c.b {
+			t.Errorf("%s: got %d %d %d", c.path, r, gg, b)
+		}
+	}
+}
+
+func TestBadFiles(t *testing.T) {
+	dir := t.TempDir()
+	var buf bytes.Buffer
+	png.Encode(&buf, testImage(20, 20))
+	cases := map[string][]byte{
+		"text.png":      []byte("this is not an image"),
+		"empty.png":     nil,
+		"truncated.png": buf.Bytes()[:buf.Len()/2],
+		"corrupt.jpg":   append([]byte{0xff, 0xd8, 0xff, 0xe0}, bytes.Repeat([]byte{7}, 100)...),
+	}
+	for name, data := range cases {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, data, 0o644)
+		_, err := Load(p)
+		if err == nil || !strings.Contains(err.Error(), p) {
+			t.Errorf("%s: want an error naming the file, got %v", name, err)
+		}
+		if err != nil && strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: error spans lines: %q", name, err)
+		}
+	}
+	if _, err := Load(filepath.Join(dir, "missing.png")); err == nil {
+		t.Error("missing file accepted")
+	}
+	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "folder") {
+		t.Errorf("folder: %v", err)
+	}
+}
+
+func TestCrop(t *testing.T) {
+	m := FromImage(testImage(10, 7))
+	c, err := m.CenterCrop(4, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// (10-4)/2 = 3 and (7-4)/2 = 1.5 → 2 (half to even, as torchvision).
+	r, g, b := c.At(0, 0)
+	wr, wg, wb := m.At(3, 2)
+	if r != wr || g != wg || b != wb {
+		t.Error("center crop offset")
+	}
+	if _, err := m.Crop(8, 0, 4, 4); err == nil {
+		t.Error("crop outside accepted")
+	}
+	v := m.CHW()
+	if len(v) != 3*70 || v[0] != float32(m.Pix[0])/255 || v[70] != float32(m.Pix[1])/255 {
+		t.Error("CHW layout")
+	}
+}

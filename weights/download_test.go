@@ -1,0 +1,189 @@
+package weights
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func blob() ([]byte, string) {
+	b := bytes.Repeat([]byte("madclip weights "), 40000) // 640 kB
+	h := sha256.Sum256(b)
+	return b, hex.EncodeToString(h[:])
+}
+
+type server struct {
+	*httptest.Server
+	served  atomic.Int64 // bytes sent
+	ranges  atomic.Int64 // range requests seen
+	noRange bool         // ignore Range headers
+	cutAt   int64        // close the connection after this many bytes (0: never)
+}
+
+func newServer(t *testing.T, data []byte, configure func(*server)) *server {
+	s := &server{}
+	if configure != nil {
+		configure(s)
+	}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/w.pt" {
+			http.NotFound(w, r)
+			return
+		}
+		if r.Header.Get("Range") != "" {
+			s.ranges.Add(1)
+		}
+		if s.noRange {
+			r.Header.Del("Range")
+		}
+		if s.cutAt > 0 {
+			w.Header().Set("Content-Length", "640000")
+			w.WriteHeader(http.StatusOK)
+			w.Write(data[:s.cutAt])
+			s.served.Add(s.cutAt)
+			if hj, ok := w.(http.Hijacker); ok {
+				conn, _, _ := hj.Hijack()
+				conn.Close()
+			}
+			return
+		}
+		cw := &countingWriter{ResponseWriter: w, n: &s.served}
+		http.ServeContent(cw, r, "w.pt", time.Time{}, bytes.NewReader(data))
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+type countingWriter struct {
+	http.ResponseWriter
+	n *atomic.Int64
+}
+
+func (c *countingWriter) Write(b []byte) (int, error) {
+	c.n.Add(int64(len(b)))
+	return c.ResponseWriter.Write(b)
+}
+
+type recorder struct{ starts, adds, dones int }
+
+func (r *recorder) Start(string, int64, int64) { r.starts++ }
+func (r *recorder) Add(int)                    { r.adds++ }
+func (r *recorder) Done()                      { r.dones++ }
+
+func TestDownloadFresh(t *testing.T) {
+	data, sum := blob()
+	s := newServer(t, data, nil)
+	dest := filepath.Join(t.TempDir(), "sub", "w.pt")
+	rec := &recorder{}
+	if err := Download(context.Background(), nil, s.URL+"/w.pt", sum, dest, rec); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(dest)
+	if !bytes.Equal(got, data) {
+		t.Fatal("downloaded bytes differ")
+	}
+	if _, err := os.Stat(dest + ".part"); !os.IsNotExist(err) {
+		t.Error(".part left behind")
+	}
+	if rec.starts != 1 || rec.dones != 1 || rec.adds == 0 {
+		t.Errorf("progress %+v", rec)
+	}
+	// A second call finds the verified file and fetches nothing.
+	before := s.served.Load()
+	if err := Download(context.Background(), nil, s.URL+"/w.pt", sum, dest, nil); err != nil {
+		t.Fatal(err)
+	}
+	if s.served.Load() != before {
+		t.Error("complete file downloaded again")
+	}
+}
+
+func TestDownloadResumes(t *testing.T) {
+	data, sum := blob()
+	dir := t.TempDir()
+	dest := filepath.Join(dir, "w.pt")
+	// An interrupted first attempt: the connection drops after 100 kB.
+	cut := newServer(t, data, func(s *server) { s.cutAt = 100000 })
+	err := Download(context.Background(), nil, cut.URL+"/w.pt", sum, dest, nil)
+	if err == nil || !strings.Contains(err.Error(), "resume") {
+		t.Fatalf("interrupted download: %v", err)
+	}
+	if _, err := os.Stat(dest); !os.IsNotExist(err) {
+		t.Fatal("incomplete file under the final name")
+	}
+	if st, err := os.Stat(dest + ".part"); err != nil || st.Size() != 100000 {
+		t.Fatalf("partial file: %v", err)
+	}
+	// The next attempt asks only for the rest.
+	s := newServer(t, data, nil)
+	if err := Download(context.Background(), nil, s.URL+"/w.pt", sum, dest, nil); err != nil {
+		t.Fatal(err)
+	}
+	if s.ranges.Load() != 1 || s.served.Load() != int64(len(data))-100000 {
+		t.Errorf("resume: %d range requests, %d bytes served", s.ranges.Load(), s.served.Load())
+	}
+	got, _ := os.ReadFile(dest)
+	if !bytes.Equal(got, data) {
+		t.Error("resumed file differs")
+	}
+}
+
+func TestDownloadRestartsWithoutRanges(t *testing.T) {
+	data, sum := blob()
+	dest := filepath.Join(t.TempDir(), "w.pt")
+	os.WriteFile(dest+".part", data[:5000], 0o644)
+	s := newServer(t, data, func(s *server) { s.noRange = true })
+	if err := Download(context.Background(), nil, s.URL+"/w.pt", sum, dest, nil); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(dest)
+	if !bytes.Equal(got, data) {
+		t.Error("restarted file differs")
+	}
+}
+
+func TestDownloadStalePartial(t *testing.T) {
+	data, sum := blob()
+	dest := filepath.Join(t.TempDir(), "w.pt")
+	os.WriteFile(dest+".part", []byte("garbage from another file"), 0o644)
+	s := newServer(t, data, nil)
+	if err := Download(context.Background(), nil, s.URL+"/w.pt", sum, dest, nil); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(dest)
+	if !bytes.Equal(got, data) {
+		t.Error("file differs after a stale partial")
+	}
+}
+
+func TestDownloadErrors(t *testing.T) {
+	data, _ := blob()
+	s := newServer(t, data, nil)
+	dir := t.TempDir()
+	dest := filepath.Join(dir, "w.pt")
+	wrong := strings.Repeat("0", 64)
+	err := Download(context.Background(), nil, s.URL+"/w.pt", wrong, dest, nil)
+	if err == nil || !strings.Contains(err.Error(), "SHA-256") {
+		t.Errorf("checksum: %v", err)
+	}
+	for _, p := range []string{dest, dest + ".part"} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s left after a checksum failure", p)
+		}
+	}
+	if err := Download(context.Background(), nil, s.URL+"/missing.pt", wrong, dest, nil); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Errorf("404: %v", err)
+	}
+	if err := Download(context.Background(), nil, "http://127.0.0.1:1/w.pt", wrong, dest, nil); err == nil {
+		t.Error("unreachable server accepted")
+	}
+}
