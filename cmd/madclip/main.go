@@ -32,9 +32,14 @@ scans and draw pixel-level anomaly heatmaps (MadCLIP, MICCAI 2025), on a
 frozen OpenAI CLIP ViT-L/14 through libtorch.
 
 Examples:
-  madclip doctor              check libtorch, the BLAS in use and CUDA
-  madclip doctor --json       the same, as JSON`,
+  madclip doctor                          check libtorch, the BLAS in use and CUDA
+  madclip weights download ViT-L/14-336   fetch, verify and convert OpenAI's CLIP
+  madclip clip --image scan.png --text "a brain MRI" --text "a chest X-ray"
+  madclip tokenize "damaged Brain"        CLIP token ids`,
 		Commands: []*cli.Command{
+			clipCommand(),
+			tokenizeCommand(),
+			weightsCommand(),
 			doctorCommand(),
 		},
 		Action: func(c *cli.Context) error {

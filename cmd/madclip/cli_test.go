@@ -1,0 +1,327 @@
+package main
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"image"
+	"image/color"
+	"image/png"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"madclip/model/clip"
+	"madclip/torch"
+)
+
+var binary string
+
+// TestMain builds the real binary once: the CLI is tested as users run it.
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "madclip-cli")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "madclip")
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building madclip: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+const sharedVocab = "../../../shared/clip/bpe_simple_vocab_16e6.txt.gz"
+
+// madclip runs the binary with a clean weights search path.
+func madclip(t *testing.T, env []string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(os.Environ(), "MADCLIP_WEIGHTS="+t.TempDir(), "XDG_CACHE_HOME="+t.TempDir())
+	cmd.Env = append(cmd.Env, env...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	code = 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return o.String(), e.String(), code
+}
+
+// wantFailure checks a clean failure: non-zero exit, one line on stderr
+// naming what, no Go panic.
+func wantFailure(t *testing.T, what string, stderr string, code int) {
+	t.Helper()
+	if code == 0 {
+		t.Errorf("exit 0, want a failure mentioning %q", what)
+	}
+	if strings.Contains(stderr, "panic") || strings.Contains(stderr, "goroutine ") {
+		t.Errorf("Go panic: %s", stderr)
+	}
+	if lines := strings.Split(strings.TrimSpace(stderr), "\n"); len(lines) != 1 {
+		t.Errorf("error takes %d lines: %q", len(lines), stderr)
+	}
+	if !strings.Contains(stderr, what) {
+		t.Errorf("error %q does not mention %q", strings.TrimSpace(stderr), what)
+	}
+}
+
+func needVocab(t *testing.T) {
+	if _, err := os.Stat(sharedVocab); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal(err)
+		}
+		t.Skip("no shared vocab")
+	}
+}
+
+// tinyWeights writes a tiny random CLIP with OpenAI's names.
+func tinyWeights(t *testing.T, dir string) string {
+	t.Helper()
+	p := filepath.Join(dir, "tiny.safetensors")
+	err := torch.Do(func() error {
+		m, err := clip.New(clip.Presets["tiny"], clip.Options{}, 5)
+		if err != nil {
+			return err
+		}
+		defer m.Free()
+		return torch.SaveSafetensors(p, m.Params().Map(), nil)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestTokenizeCLI(t *testing.T) {
+	needVocab(t)
+	out, _, code := madclip(t, nil, "tokenize", "--vocab", sharedVocab, "a photo of a cat", "Hello, World!")
+	if code != 0 || out != "49406 320 1125 539 320 2368 49407\n49406 3306 267 1002 256 49407\n" {
+		t.Errorf("exit %d, output %q", code, out)
+	}
+	// Found through $MADCLIP_WEIGHTS.
+	dir := t.TempDir()
+	raw, _ := os.ReadFile(sharedVocab)
+	os.WriteFile(filepath.Join(dir, "bpe_simple_vocab_16e6.txt.gz"), raw, 0o644)
+	cmd := exec.Command(binary, "tokenize", "flawless Brain")
+	cmd.Env = append(os.Environ(), "MADCLIP_WEIGHTS="+dir)
+	if o, err := cmd.Output(); err != nil || !strings.HasPrefix(string(o), "49406 ") {
+		t.Errorf("vocab from MADCLIP_WEIGHTS: %q %v", o, err)
+	}
+	_, e, code := madclip(t, nil, "tokenize", "x")
+	wantFailure(t, "looked in", e, code)
+	_, e, code = madclip(t, nil, "tokenize", "--vocab", "/no/such/vocab.gz", "x")
+	wantFailure(t, "/no/such/vocab.gz", e, code)
+	_, e, code = madclip(t, nil, "tokenize")
+	wantFailure(t, "TEXT", e, code)
+}
+
+func TestWeightsConvertCLI(t *testing.T) {
+	dir := t.TempDir()
+	in := tinyWeights(t, dir)
+	out := filepath.Join(dir, "out.safetensors")
+	o, e, code := madclip(t, nil, "weights", "convert", in, out)
+	if code != 0 || !strings.Contains(o, "wrote "+out) {
+		t.Fatalf("exit %d: %s %s", code, o, e)
+	}
+	text := filepath.Join(dir, "notes.pt")
+	os.WriteFile(text, []byte("hello"), 0o644)
+	bad := filepath.Join(dir, "bad.safetensors")
+	_, e, code = madclip(t, nil, "weights", "convert", text, bad)
+	wantFailure(t, text, e, code)
+	if _, err := os.Stat(bad); err == nil {
+		t.Error("output written for a bad input")
+	}
+	_, e, code = madclip(t, nil, "weights", "convert", in)
+	wantFailure(t, "IN and OUT", e, code)
+}
+
+func TestWeightsDownloadCLI(t *testing.T) {
+	needVocab(t)
+	dir := t.TempDir()
+	weightsFile := tinyWeights(t, dir)
+	wbytes, _ := os.ReadFile(weightsFile)
+	vbytes, _ := os.ReadFile(sharedVocab)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/tiny.safetensors":
+			w.Write(wbytes)
+		case "/vocab.gz":
+			w.Write(vbytes)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	dest := t.TempDir()
+	sum := sha256hex(wbytes)
+	o, e, code := madclip(t, nil, "weights", "download", "--quiet", "--dir", dest,
+		"--url", srv.URL+"/tiny.safetensors", "--sha256", sum, "--vocab-url", srv.URL+"/vocab.gz", "ViT-B/32")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, e)
+	}
+	if !strings.Contains(o, filepath.Join(dest, "ViT-B-32.safetensors")) {
+		t.Errorf("output %q", o)
+	}
+	for _, f := range []string{"ViT-B-32.safetensors", "bpe_simple_vocab_16e6.txt.gz"} {
+		if _, err := os.Stat(filepath.Join(dest, f)); err != nil {
+			t.Errorf("%s missing: %v", f, err)
+		}
+	}
+	if entries, _ := os.ReadDir(dest); len(entries) != 2 {
+		t.Errorf("want the weights and the vocab only, got %v", entries)
+	}
+	// A wrong checksum fails cleanly and leaves nothing under the final name.
+	dest2 := t.TempDir()
+	_, e, code = madclip(t, nil, "weights", "download", "--quiet", "--dir", dest2,
+		"--url", srv.URL+"/tiny.safetensors", "--sha256", strings.Repeat("0", 64), "--vocab-url", srv.URL+"/vocab.gz", "ViT-B/32")
+	wantFailure(t, "SHA-256", e, code)
+	if _, err := os.Stat(filepath.Join(dest2, "ViT-B-32.safetensors")); err == nil {
+		t.Error("converted file exists after a checksum failure")
+	}
+	_, e, code = madclip(t, nil, "weights", "download", "RN50")
+	wantFailure(t, "unknown model", e, code)
+}
+
+func writePNG(t *testing.T, path string, w, h int, seed int) {
+	img := image.NewRGBA(image.Rect(0, 0, w, h))
+	for y := range h {
+		for x := range w {
+			img.Set(x, y, color.RGBA{byte(x*seed + y), byte(y * 3 * seed), byte((x ^ y) * 5), 255})
+		}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	png.Encode(f, img)
+	f.Close()
+}
+
+// `madclip clip` end to end: JSON consistent with itself, and image
+// embeddings equal to OpenAI's pipeline (PIL preprocessing, reference
+// forward) in Python.
+func TestClipCLI(t *testing.T) {
+	needVocab(t)
+	dir := t.TempDir()
+	w := tinyWeights(t, dir)
+	a, b := filepath.Join(dir, "a.png"), filepath.Join(dir, "b.png")
+	writePNG(t, a, 90, 70, 3)
+	writePNG(t, b, 40, 100, 7)
+	texts := []string{"a brain MRI", "a chest X-ray", "a retinal OCT"}
+	args := []string{"clip", "--weights", w, "--vocab", sharedVocab, "--image", a, "--image", b, "--json", "--device", "cpu"}
+	for _, tx := range texts {
+		args = append(args, "--text", tx)
+	}
+	o, e, code := madclip(t, nil, args...)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, e)
+	}
+	var res clipResult
+	if err := json.Unmarshal([]byte(o), &res); err != nil {
+		t.Fatalf("JSON: %v\n%s", err, o)
+	}
+	if len(res.ImageEmbeds) != 2 || len(res.TextEmbeds) != 3 || len(res.Probs) != 2 || len(res.Probs[0]) != 3 {
+		t.Fatalf("shapes: %d %d %d", len(res.ImageEmbeds), len(res.TextEmbeds), len(res.Probs))
+	}
+	scale := math.Exp(2.659260036932778)
+	for i, ie := range res.ImageEmbeds {
+		if n := norm(ie); math.Abs(n-1) > 1e-4 {
+			t.Errorf("image %d embedding norm %v", i, n)
+		}
+		sum := 0.0
+		for j, te := range res.TextEmbeds {
+			if math.Abs(scale*dot(ie, te)-float64(res.LogitsPerImage[i][j])) > 1e-2 {
+				t.Errorf("logit %d,%d inconsistent", i, j)
+			}
+			sum += float64(res.Probs[i][j])
+		}
+		if math.Abs(sum-1) > 1e-5 {
+			t.Errorf("probabilities of image %d sum to %v", i, sum)
+		}
+	}
+	// Plain output lists every text per image.
+	o, _, code = madclip(t, nil, append(args[:len(args)-len(texts)*2-3], "--device", "cpu", "--text", texts[0], "--text", texts[1])...)
+	if code != 0 || !strings.Contains(o, a) || strings.Count(o, "%") != 4 {
+		t.Errorf("plain output: %q", o)
+	}
+	// Against the Python pipeline.
+	py := "/usr/bin/python3"
+	if err := exec.Command(py, "-c", "import torch, PIL").Run(); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal(err)
+		}
+		t.Skip("no python3-torch/PIL reference")
+	}
+	cmd := exec.Command(py, filepath.Join("testdata", "clip_pipeline.py"), w, "56", strconv.Itoa(clip.Presets["tiny"].VisionHeads), a, b)
+	cmd.Stderr = os.Stderr
+	ref, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want [][]float64
+	json.Unmarshal(ref, &want)
+	for i := range want {
+		for j := range want[i] {
+			if d := math.Abs(float64(res.ImageEmbeds[i][j]) - want[i][j]); d > 1e-4 {
+				t.Fatalf("image %d dim %d: %v vs Python %v", i, j, res.ImageEmbeds[i][j], want[i][j])
+			}
+		}
+	}
+}
+
+func TestClipCLIBadInputs(t *testing.T) {
+	needVocab(t)
+	dir := t.TempDir()
+	w := tinyWeights(t, dir)
+	text := filepath.Join(dir, "notes.png")
+	os.WriteFile(text, []byte("not an image"), 0o644)
+	good := filepath.Join(dir, "good.png")
+	writePNG(t, good, 30, 30, 1)
+	raw, _ := os.ReadFile(good)
+	trunc := filepath.Join(dir, "trunc.png")
+	os.WriteFile(trunc, raw[:len(raw)/2], 0o644)
+	base := []string{"clip", "--weights", w, "--vocab", sharedVocab, "--text", "x", "--device", "cpu"}
+	for _, c := range []struct{ image, want string }{
+		{text, text}, {trunc, trunc}, {filepath.Join(dir, "missing.png"), "missing.png"},
+	} {
+		_, e, code := madclip(t, nil, append(base, "--image", c.image)...)
+		wantFailure(t, c.want, e, code)
+	}
+	notWeights := filepath.Join(dir, "w.safetensors")
+	os.WriteFile(notWeights, []byte("garbage"), 0o644)
+	_, e, code := madclip(t, nil, "clip", "--weights", notWeights, "--vocab", sharedVocab, "--image", good, "--text", "x")
+	wantFailure(t, notWeights, e, code)
+	_, e, code = madclip(t, nil, "clip", "--vocab", sharedVocab, "--image", good, "--text", "x")
+	wantFailure(t, "no CLIP weights", e, code)
+	_, e, code = madclip(t, nil, append(base, "--image", good, "--device", "tpu")...)
+	wantFailure(t, "tpu", e, code)
+}
+
+func norm(v []float32) float64 { return math.Sqrt(dot(v, v)) }
+
+func dot(a, b []float32) float64 {
+	s := 0.0
+	for i := range a {
+		s += float64(a[i]) * float64(b[i])
+	}
+	return s
+}
+
+func sha256hex(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
+}

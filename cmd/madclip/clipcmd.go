@@ -1,0 +1,186 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"sort"
+
+	"github.com/urfave/cli/v2"
+
+	"madclip/imaging"
+	"madclip/model/clip"
+	"madclip/model/clip/bpe"
+	"madclip/torch"
+)
+
+// CLIP's image normalisation (OpenAI's preprocessing).
+var (
+	clipMean = [3]float32{0.48145466, 0.4578275, 0.40821073}
+	clipStd  = [3]float32{0.26862954, 0.26130258, 0.27577711}
+)
+
+// clipPreprocess is OpenAI's CLIP preprocessing: the shorter side resized
+// to px with PIL's bicubic filter, a centre crop, values in [0, 1], then
+// CLIP's mean and std. It returns [3, px, px].
+func clipPreprocess(m *imaging.RGB, px int) ([]float32, error) {
+	w, h := px, px
+	if m.W < m.H {
+		h = int(float64(px) * float64(m.H) / float64(m.W))
+	} else {
+		w = int(float64(px) * float64(m.W) / float64(m.H))
+	}
+	c, err := m.Resize(w, h).CenterCrop(px, px)
+	if err != nil {
+		return nil, err
+	}
+	v := c.CHW()
+	n := px * px
+	for ch := range 3 {
+		for i := range n {
+			v[ch*n+i] = (v[ch*n+i] - clipMean[ch]) / clipStd[ch]
+		}
+	}
+	return v, nil
+}
+
+func deviceFlag() cli.Flag {
+	return &cli.StringFlag{Name: "device", Value: "auto", Usage: "cpu, cuda, cuda:N, or auto (the first GPU if any)"}
+}
+
+func clipCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "clip",
+		Usage: "standard CLIP zero-shot scoring, to check your weights",
+		Description: `Scores each image against the texts with plain CLIP (QuickGELU, causal text
+mask, OpenAI's preprocessing and normalisation) and prints the softmax over
+the texts. --json prints the L2-normalised embeddings, the logits and the
+probabilities as one JSON object.
+
+Examples:
+  madclip clip --image cat.png --text "a photo of a cat" --text "a photo of a dog"
+  madclip clip --weights ViT-B-32.safetensors --image a.png --image b.jpg --text "a scan" --json`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "weights", Usage: "CLIP weights (.safetensors; default: the largest known model found)"},
+			vocabFlag(),
+			&cli.StringSliceFlag{Name: "image", Usage: "an image (PNG or JPEG); repeat for more", Required: true},
+			&cli.StringSliceFlag{Name: "text", Usage: "a text to score against; repeat for more", Required: true},
+			&cli.BoolFlag{Name: "json", Usage: "print embeddings, logits and probabilities as JSON"},
+			deviceFlag(),
+		},
+		Action: clipAction,
+	}
+}
+
+type clipResult struct {
+	ImageEmbeds    [][]float32 `json:"image_embeds"`
+	TextEmbeds     [][]float32 `json:"text_embeds"`
+	LogitsPerImage [][]float32 `json:"logits_per_image"`
+	Probs          [][]float32 `json:"probs"`
+}
+
+func clipAction(c *cli.Context) error {
+	images, texts := c.StringSlice("image"), c.StringSlice("text")
+	wpath, err := findWeights(c.String("weights"))
+	if err != nil {
+		return err
+	}
+	tk, err := loadTokenizer(c)
+	if err != nil {
+		return err
+	}
+	var res clipResult
+	err = onCompute(func() error {
+		dev, err := torch.ParseDevice(c.String("device"))
+		if err != nil {
+			return err
+		}
+		m, err := clip.Load(wpath, clip.Options{Device: dev})
+		if err != nil {
+			return err
+		}
+		defer m.Free()
+		px := m.Config.ImageSize
+		var pix []float32
+		for _, p := range images {
+			img, err := imaging.Load(p)
+			if err != nil {
+				return err
+			}
+			v, err := clipPreprocess(img, px)
+			if err != nil {
+				return fmt.Errorf("%s: %w", p, err)
+			}
+			pix = append(pix, v...)
+		}
+		res, err = scoreCLIP(m, tk, pix, len(images), texts, dev)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return json.NewEncoder(c.App.Writer).Encode(res)
+	}
+	for i, p := range images {
+		fmt.Fprintln(c.App.Writer, p)
+		order := make([]int, len(texts))
+		for j := range order {
+			order[j] = j
+		}
+		sort.SliceStable(order, func(a, b int) bool { return res.Probs[i][order[a]] > res.Probs[i][order[b]] })
+		for _, j := range order {
+			fmt.Fprintf(c.App.Writer, "  %6.2f%%  %s\n", 100*res.Probs[i][j], texts[j])
+		}
+	}
+	return nil
+}
+
+// scoreCLIP runs both towers and CLIP's scaled cosine similarities.
+func scoreCLIP(m *clip.Model, tk *bpe.Tokenizer, pix []float32, n int, texts []string, dev torch.Device) (clipResult, error) {
+	var res clipResult
+	err := torch.Scoped(func(s *torch.Scope) error {
+		px := int64(m.Config.ImageSize)
+		x := torch.FromSlice(pix, int64(n), 3, px, px).ToDevice(dev)
+		ids := make([]int64, 0, len(texts)*m.Config.ContextLength)
+		for _, t := range texts {
+			ids = append(ids, tk.Tokenize(t, m.Config.ContextLength)...)
+		}
+		tid := torch.FromSlice(ids, int64(len(texts)), int64(m.Config.ContextLength)).ToDevice(dev)
+		img := m.EncodeImage(x)
+		txt := m.EncodeText(tid)
+		logits := m.Logits(img, txt)
+		var err error
+		if res.ImageEmbeds, err = rows(img.Normalize(-1, 0)); err != nil {
+			return err
+		}
+		if res.TextEmbeds, err = rows(txt.Normalize(-1, 0)); err != nil {
+			return err
+		}
+		if res.LogitsPerImage, err = rows(logits); err != nil {
+			return err
+		}
+		res.Probs, err = rows(logits.Softmax(-1))
+		return err
+	})
+	return res, err
+}
+
+// rows copies a 2-D tensor into Go rows.
+func rows(t *torch.Tensor) ([][]float32, error) {
+	v, err := t.Float32s()
+	if err != nil {
+		return nil, err
+	}
+	shape := t.Shape()
+	out := make([][]float32, shape[0])
+	for i := range out {
+		out[i] = v[i*int(shape[1]) : (i+1)*int(shape[1])]
+		for _, x := range out[i] {
+			if math.IsNaN(float64(x)) {
+				return nil, fmt.Errorf("the model produced NaN (corrupt weights?)")
+			}
+		}
+	}
+	return out, nil
+}

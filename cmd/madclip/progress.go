@@ -1,0 +1,90 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/schollz/progressbar/v3"
+)
+
+// isTerminal reports whether f is an interactive terminal.
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// byteProgress shows a download: a progress bar on a terminal, a line every
+// 10% otherwise, nothing when quiet.
+type byteProgress struct {
+	w      io.Writer
+	quiet  bool
+	bar    *progressbar.ProgressBar
+	name   string
+	have   int64
+	total  int64
+	stepAt int64
+}
+
+func newByteProgress(quiet bool) *byteProgress { return &byteProgress{w: os.Stderr, quiet: quiet} }
+
+func (p *byteProgress) Start(name string, have, total int64) {
+	p.name, p.have, p.total = name, have, total
+	if p.quiet {
+		return
+	}
+	if isTerminal(os.Stderr) {
+		p.bar = progressbar.NewOptions64(total,
+			progressbar.OptionSetWriter(p.w),
+			progressbar.OptionSetDescription(name),
+			progressbar.OptionShowBytes(true),
+			progressbar.OptionShowCount(),
+			progressbar.OptionThrottle(100_000_000),
+			progressbar.OptionOnCompletion(func() { fmt.Fprintln(p.w) }),
+		)
+		if have > 0 {
+			_ = p.bar.Set64(have)
+		}
+		return
+	}
+	if have > 0 {
+		fmt.Fprintf(p.w, "%s: resuming at %d bytes\n", name, have)
+	} else {
+		fmt.Fprintf(p.w, "%s: downloading %s\n", name, sizeText(total))
+	}
+	p.stepAt = p.have + p.total/10
+}
+
+func (p *byteProgress) Add(n int) {
+	p.have += int64(n)
+	if p.quiet {
+		return
+	}
+	if p.bar != nil {
+		_ = p.bar.Add(n)
+		return
+	}
+	if p.total > 0 && p.have >= p.stepAt {
+		fmt.Fprintf(p.w, "%s: %d%%\n", p.name, 100*p.have/p.total)
+		p.stepAt += p.total / 10
+	}
+}
+
+func (p *byteProgress) Done() {
+	if p.bar != nil {
+		_ = p.bar.Finish()
+	}
+}
+
+func sizeText(n int64) string {
+	switch {
+	case n < 0:
+		return "(size unknown)"
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	default:
+		return fmt.Sprintf("%d bytes", n)
+	}
+}

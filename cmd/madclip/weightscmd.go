@@ -1,0 +1,169 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"madclip/weights"
+)
+
+func weightsCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "weights",
+		Usage: "list, download and convert CLIP weights",
+		Description: `Weights are looked for in $MADCLIP_WEIGHTS, ./weights and the per-user cache
+(` + filepath.Join("$XDG_CACHE_HOME", "madclip") + `, by default ~/.cache/madclip); downloads go to
+$MADCLIP_WEIGHTS when set, else to the cache.
+
+Examples:
+  madclip weights list
+  madclip weights download ViT-L/14-336
+  madclip weights convert ViT-L-14-336px.pt ViT-L-14-336px.safetensors`,
+		Subcommands: []*cli.Command{
+			{
+				Name:  "list",
+				Usage: "the known models and where they are",
+				Description: `Examples:
+  madclip weights list`,
+				Action: func(c *cli.Context) error {
+					fmt.Fprintf(c.App.Writer, "search path: %s\n", strings.Join(weights.Dirs(), ", "))
+					for _, m := range weights.Known {
+						where := "not downloaded"
+						if p, err := weights.Find(m.File()); err == nil {
+							where = p
+						}
+						fmt.Fprintf(c.App.Writer, "%-14s %s\n", m.Name, where)
+					}
+					return nil
+				},
+			},
+			{
+				Name:      "convert",
+				Usage:     "convert OpenAI, state-dict or Hugging Face CLIP weights to safetensors",
+				ArgsUsage: "IN OUT.safetensors",
+				Description: `IN is one of OpenAI's TorchScript archives (ViT-L-14-336px.pt), a torch.save
+state dict, or a Hugging Face CLIP checkpoint (model.safetensors or
+pytorch_model.bin). OUT keeps OpenAI's tensor names and the stored dtypes.
+Nothing is written unless IN is a complete CLIP.
+
+Examples:
+  madclip weights convert ViT-L-14-336px.pt ViT-L-14-336px.safetensors
+  madclip weights convert --vocab bpe_simple_vocab_16e6.txt.gz clip-hf/model.safetensors clip.safetensors`,
+				Flags: []cli.Flag{&cli.StringFlag{Name: "vocab", Usage: "copy this BPE vocab next to OUT"}},
+				Action: func(c *cli.Context) error {
+					if c.NArg() != 2 {
+						return fmt.Errorf("weights convert: want IN and OUT (see madclip weights convert --help)")
+					}
+					in, out := c.Args().Get(0), c.Args().Get(1)
+					return onCompute(func() error {
+						cfg, err := weights.Convert(in, out, c.String("vocab"))
+						if err != nil {
+							return err
+						}
+						fmt.Fprintf(c.App.Writer, "wrote %s (ViT, %d px, patch %d, width %d, %d+%d layers)\n",
+							out, cfg.ImageSize, cfg.PatchSize, cfg.VisionWidth, cfg.VisionLayers, cfg.TextLayers)
+						return nil
+					})
+				},
+			},
+			{
+				Name:      "download",
+				Usage:     "fetch a known CLIP from OpenAI, verify it, convert it, and fetch the vocab",
+				ArgsUsage: "NAME",
+				Description: `Downloads with a progress bar, checks the SHA-256 that is part of OpenAI's URL,
+resumes an interrupted download, converts to safetensors and removes the
+original. --url and --sha256 fetch from a mirror instead.
+
+Examples:
+  madclip weights download ViT-L/14-336
+  madclip weights download --dir ./weights ViT-B/16
+  madclip weights download --url https://mirror.example/ViT-L-14-336px.pt --sha256 3035c92b... ViT-L/14-336`,
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "dir", Usage: "where to put the weights (default: $MADCLIP_WEIGHTS or the user cache)"},
+					&cli.StringFlag{Name: "url", Usage: "download from this URL instead of OpenAI's"},
+					&cli.StringFlag{Name: "sha256", Usage: "the expected SHA-256 with --url"},
+					&cli.StringFlag{Name: "vocab-url", Usage: "download the vocab from this URL instead", Hidden: true},
+					&cli.BoolFlag{Name: "keep", Usage: "keep the downloaded original next to the converted file"},
+					&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress output"},
+				},
+				Action: downloadAction,
+			},
+		},
+	}
+}
+
+func downloadAction(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return fmt.Errorf("weights download: want one NAME (known: %s)", knownNames())
+	}
+	m, err := weights.Lookup(c.Args().First())
+	if err != nil {
+		return err
+	}
+	dir := c.String("dir")
+	if dir == "" {
+		dir = weights.DefaultDir()
+	}
+	out := filepath.Join(dir, m.File()) // named after the model, wherever it comes from
+	if u := c.String("url"); u != "" {
+		if c.String("sha256") == "" {
+			return fmt.Errorf("weights download: --url needs --sha256")
+		}
+		m.URL, m.SHA256 = u, c.String("sha256")
+	}
+	vocab := weights.Vocab
+	if u := c.String("vocab-url"); u != "" {
+		vocab.URL = u
+	}
+	prog := newByteProgress(c.Bool("quiet"))
+	vocabPath := filepath.Join(dir, weights.VocabFile)
+	if err := weights.Download(c.Context, nil, vocab.URL, vocab.SHA256, vocabPath, prog); err != nil {
+		return err
+	}
+	raw := strings.TrimSuffix(out, ".safetensors") + ".download" + filepath.Ext(m.URL)
+	if err := weights.Download(c.Context, nil, m.URL, m.SHA256, raw, prog); err != nil {
+		return err
+	}
+	err = onCompute(func() error {
+		_, err := weights.Convert(raw, out, "")
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if !c.Bool("keep") {
+		os.Remove(raw)
+	}
+	fmt.Fprintf(c.App.Writer, "%s ready: %s (vocab %s)\n", m.Name, out, vocabPath)
+	return nil
+}
+
+func knownNames() string {
+	var n []string
+	for _, m := range weights.Known {
+		n = append(n, m.Name)
+	}
+	return strings.Join(n, ", ")
+}
+
+// findWeights returns --weights, or the first known model found in the
+// weights folders.
+func findWeights(explicit string) (string, error) {
+	if explicit != "" {
+		return explicit, nil
+	}
+	var looked []string
+	for i := len(weights.Known) - 1; i >= 0; i-- { // the largest model first
+		p, err := weights.Find(weights.Known[i].File())
+		if err == nil {
+			return p, nil
+		}
+		looked = append(looked, weights.Known[i].File())
+	}
+	return "", fmt.Errorf("no CLIP weights given (--weights) and none of %s found in %s; run 'madclip weights download ViT-L/14-336'",
+		strings.Join(looked, ", "), strings.Join(weights.Dirs(), ", "))
+}
