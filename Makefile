@@ -31,19 +31,22 @@ test: build
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) test -count 1 ./...
-	$(MAKE) --no-print-directory fuzz FUZZTIME=10s
+	$(MAKE) --no-print-directory fuzz FUZZTIME=8s
 
 FUZZTIME ?= 60s
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./torch/safetensors
+	$(GO) test -run '^$$' -fuzz FuzzEncode -fuzztime $(FUZZTIME) ./model/clip/bpe
 
 bench: build
 	scripts/bench_bridge.sh
+	scripts/bench_clip.sh
 
 # Go binaries for scripts/gpu_check.sh on the GPU machine (which has no Go).
 gpu-bin: build
 	mkdir -p gpu-bin
 	$(GO) test -c -o gpu-bin/torch.test ./torch
+	$(GO) test -c -o gpu-bin/clip.test ./model/clip
 	$(GO) build -o gpu-bin/madclip ./cmd/madclip
 
 clean:

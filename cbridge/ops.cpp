@@ -141,7 +141,8 @@ std::vector<int64_t> vec(const int64_t* p, int n) {
 
 at::Tensor attention_math(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                           const c10::optional<at::Tensor>& mask, bool causal, double scale) {
-  at::Tensor s = at::matmul(q, k.transpose(-2, -1)).mul(scale);
+  // Scaling q (L×d) is cheaper than scaling the scores (L×S).
+  at::Tensor s = at::matmul(q.mul(scale), k.transpose(-2, -1));
   if (causal) {
     int64_t L = q.size(-2), S = k.size(-2);
     at::Tensor keep = at::ones({L, S}, q.options().dtype(at::kBool)).tril();

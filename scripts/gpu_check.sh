@@ -6,7 +6,9 @@
 #   2. runs the torch test binary with CUDA expected (CPU-vs-CUDA op checks,
 #      bf16 autocast), the tiny-op and matmul benchmarks, and the bf16
 #      8192^2 matmul TFLOP/s;
-#   3. runs `madclip doctor` on the GPU.
+#   3. runs the model/clip tests and the ViT-L/14 forward benchmark beside
+#      PyTorch eager (fp32 and bf16 autocast, batch 16 and 64);
+#   4. runs `madclip doctor` on the GPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-$PWD/gpu-bin}
@@ -26,6 +28,10 @@ echo "== torch tests, CUDA expected"
 (cd torch && MADCLIP_EXPECT_CUDA=1 "$BIN/torch.test" -test.v -test.count 1 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok)|cuda_test|Error' ) || status=1
 echo "== benchmarks"
 (cd torch && "$BIN/torch.test" -test.run '^$' -test.bench 'TinyAdd|Matmul1024|CUDAMatmulBF16' -test.benchtime 2s) || status=1
+echo "== model/clip tests, CUDA expected"
+(cd model/clip && MADCLIP_EXPECT_CUDA=1 "$BIN/clip.test" -test.count 1 2>&1 | tail -5) || status=1
+echo "== ViT-L/14 at 240 px: madclip vs PyTorch eager (fp32 and bf16, batch 16 and 64)"
+BIN="$BIN" PYTHON="$PY" MADCLIP_BENCH_SECONDS=2 scripts/bench_clip.sh || status=1
 echo "== doctor"
 "$BIN/madclip" doctor || status=1
 exit $status
