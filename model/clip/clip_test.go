@@ -284,3 +284,45 @@ func TestBadInputs(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// fp16 weights on disk load into any compute dtype.
+func TestLoadDTypes(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "half.safetensors")
+	do(t, func(s *torch.Scope) error {
+		m, err := New(Presets["tiny"], Options{}, 4)
+		if err != nil {
+			return err
+		}
+		defer m.Free()
+		half := map[string]*torch.Tensor{}
+		for k, v := range m.Params().Map() {
+			half[k] = v.ToDType(torch.Float16)
+		}
+		if err := torch.SaveSafetensors(path, half, nil); err != nil {
+			return err
+		}
+		x := torch.Rand(nil, torch.Float32, torch.CPU, 2, 3, 56, 56)
+		want := values(t, m.EncodeImage(x))
+		for _, dt := range []torch.DType{torch.Float32, torch.BFloat16} {
+			l, err := Load(path, Options{DType: dt})
+			if err != nil {
+				return err
+			}
+			if p, _ := l.Params().Get("visual.proj"); p.DType() != dt {
+				t.Errorf("parameters in %v, want %v", p.DType(), dt)
+			}
+			got := values(t, l.EncodeImage(x.ToDType(dt)))
+			var ab, aa, bb float64
+			for i := range got {
+				ab += got[i] * want[i]
+				aa += got[i] * got[i]
+				bb += want[i] * want[i]
+			}
+			if c := ab / (sqrt(aa) * sqrt(bb)); c < 0.99 {
+				t.Errorf("%v compute: cosine %.5f to the fp32 model", dt, c)
+			}
+			l.Free()
+		}
+		return nil
+	})
+}
