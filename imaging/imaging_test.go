@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"madclip/internal/reftest"
 )
 
 func testImage(w, h int) *image.RGBA {
@@ -33,13 +35,7 @@ func testImage(w, h int) *image.RGBA {
 // Resize against PIL itself: byte-identical, shrinking and enlarging,
 // square and not.
 func TestResizeMatchesPIL(t *testing.T) {
-	const py = "/usr/bin/python3"
-	if err := exec.Command(py, "-c", "import PIL").Run(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("python3-pil is needed as the reference under CI: %v", err)
-		}
-		t.Skip("no PIL")
-	}
+	py := reftest.Python(t, "PIL")
 	dir := t.TempDir()
 	src := filepath.Join(dir, "in.png")
 	f, _ := os.Create(src)

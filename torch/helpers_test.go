@@ -1,10 +1,11 @@
 package torch
 
 import (
-	"math"
 	"os"
 	"strings"
 	"testing"
+
+	"madclip/internal/reftest"
 )
 
 // run executes fn on the compute thread inside a scope and checks that the
@@ -37,15 +38,7 @@ func f64(t *testing.T, x *Tensor) []float64 {
 
 func near(t *testing.T, what string, got, want []float64, tol float64) {
 	t.Helper()
-	if len(got) != len(want) {
-		t.Fatalf("%s: got %d values, want %d", what, len(got), len(want))
-	}
-	for i := range got {
-		d := math.Abs(got[i] - want[i])
-		if !(d <= tol*(1+math.Abs(want[i]))) {
-			t.Fatalf("%s[%d]: got %.9g, want %.9g (tolerance %g)", what, i, got[i], want[i], tol)
-		}
-	}
+	reftest.Near(t, what, got, want, tol)
 }
 
 func sameShape(t *testing.T, what string, got, want []int64) {
@@ -73,10 +66,6 @@ func lcg(seed uint64, n int, lo, hi float64) []float64 {
 
 // expectCUDA is set by scripts/gpu_check.sh: CUDA must then be available.
 func expectCUDA() bool { return os.Getenv("MADCLIP_EXPECT_CUDA") == "1" }
-
-// inCI reports whether the test runs under CI, where every reference tool
-// must be present rather than skipped.
-func inCI() bool { return os.Getenv("CI") == "true" }
 
 // wantErr checks that x failed with a message containing substr and clears
 // the error from the scope, since the failure was expected.

@@ -6,21 +6,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"madclip/internal/reftest"
 )
 
-// python returns the interpreter with Debian's python3-torch, or skips the
-// test (fails it under CI, where the reference must be present).
-func python(t testing.TB) string {
-	t.Helper()
-	const py = "/usr/bin/python3"
-	if err := exec.Command(py, "-c", "import torch").Run(); err != nil {
-		if inCI() {
-			t.Fatalf("python3-torch is needed as the reference under CI: %v", err)
-		}
-		t.Skip("python3-torch not installed: no PyTorch reference")
-	}
-	return py
-}
+func python(t testing.TB) string { return reftest.Python(t, "torch") }
 
 type refCase struct {
 	op     string

@@ -8,22 +8,13 @@ import (
 	"strings"
 	"testing"
 
+	"madclip/internal/reftest"
 	"madclip/model/clip"
 	"madclip/torch"
 	"madclip/torch/safetensors"
 )
 
-func python(t *testing.T) string {
-	t.Helper()
-	const py = "/usr/bin/python3"
-	if err := exec.Command(py, "-c", "import torch").Run(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("python3-torch is needed under CI: %v", err)
-		}
-		t.Skip("python3-torch not installed")
-	}
-	return py
-}
+func python(t *testing.T) string { return reftest.Python(t, "torch") }
 
 // writeTiny saves a tiny random CLIP in fp16 with OpenAI's names, as
 // OpenAI's releases store it.

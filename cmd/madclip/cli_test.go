@@ -19,6 +19,7 @@ import (
 	"strings"
 	"testing"
 
+	"madclip/internal/reftest"
 	"madclip/model/clip"
 	"madclip/torch"
 )
@@ -259,13 +260,7 @@ func TestClipCLI(t *testing.T) {
 		t.Errorf("plain output: %q", o)
 	}
 	// Against the Python pipeline.
-	py := "/usr/bin/python3"
-	if err := exec.Command(py, "-c", "import torch, PIL").Run(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal(err)
-		}
-		t.Skip("no python3-torch/PIL reference")
-	}
+	py := reftest.Python(t, "torch", "PIL")
 	cmd := exec.Command(py, filepath.Join("testdata", "clip_pipeline.py"), w, "56", strconv.Itoa(clip.Presets["tiny"].VisionHeads), a, b)
 	cmd.Stderr = os.Stderr
 	ref, err := cmd.Output()

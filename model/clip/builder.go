@@ -2,6 +2,7 @@ package clip
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -101,7 +102,7 @@ func (b *Builder) Get(name string, init Init, shape ...int64) *torch.Tensor {
 		r.missing = append(r.missing, full)
 		return nil
 	}
-	if got := t.Shape(); !sameShape(got, shape) {
+	if got := t.Shape(); !slices.Equal(got, shape) {
 		r.misshaped = append(r.misshaped, fmt.Sprintf("%s has shape %v, want %v", full, got, shape))
 	}
 	if err := r.store.Add(full, t); err != nil {
@@ -135,18 +136,6 @@ func (r *buildState) create(init Init, shape []int64) *torch.Tensor {
 		r.fail(err)
 	}
 	return t
-}
-
-func sameShape(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // Finish checks that every weight was found with its shape and used, and

@@ -8,20 +8,11 @@ import (
 	"strings"
 	"testing"
 
+	"madclip/internal/reftest"
 	"madclip/torch"
 )
 
-func python(t *testing.T) string {
-	t.Helper()
-	const py = "/usr/bin/python3"
-	if err := exec.Command(py, "-c", "import torch, numpy").Run(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("python3-torch is needed as the reference under CI: %v", err)
-		}
-		t.Skip("python3-torch not installed: no PyTorch reference")
-	}
-	return py
-}
+func python(t *testing.T) string { return reftest.Python(t, "torch", "numpy") }
 
 func do(t *testing.T, fn func(s *torch.Scope) error) {
 	t.Helper()
@@ -41,14 +32,7 @@ func values(t *testing.T, x *torch.Tensor) []float64 {
 
 func near(t *testing.T, what string, got, want []float64, tol float64) {
 	t.Helper()
-	if len(got) != len(want) {
-		t.Fatalf("%s: %d values, want %d", what, len(got), len(want))
-	}
-	for i := range got {
-		if d := got[i] - want[i]; d > tol || d < -tol {
-			t.Fatalf("%s[%d]: got %.7g, want %.7g", what, i, got[i], want[i])
-		}
-	}
+	reftest.Near(t, what, got, want, tol)
 }
 
 // The towers against an independent PyTorch implementation with the same
@@ -312,13 +296,7 @@ func TestLoadDTypes(t *testing.T) {
 				t.Errorf("parameters in %v, want %v", p.DType(), dt)
 			}
 			got := values(t, l.EncodeImage(x.ToDType(dt)))
-			var ab, aa, bb float64
-			for i := range got {
-				ab += got[i] * want[i]
-				aa += got[i] * got[i]
-				bb += want[i] * want[i]
-			}
-			if c := ab / (sqrt(aa) * sqrt(bb)); c < 0.99 {
+			if c := reftest.Cosine(got, want); c < 0.99 {
 				t.Errorf("%v compute: cosine %.5f to the fp32 model", dt, c)
 			}
 			l.Free()

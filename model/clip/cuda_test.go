@@ -1,10 +1,10 @@
 package clip
 
 import (
-	"math"
 	"os"
 	"testing"
 
+	"madclip/internal/reftest"
 	"madclip/torch"
 )
 
@@ -31,25 +31,15 @@ func TestCUDAMatchesCPU(t *testing.T) {
 		x := torch.Rand(nil, torch.Float32, torch.CPU, 4, 3, 44, 44)
 		want := values(t, cpu.EncodeImage(x))
 		// cuDNN may run the patch convolution in TF32: compare directions.
-		if c := cosine(values(t, gpu.EncodeImage(x.ToDevice(torch.CUDA(0)))), want); c < 0.9999 {
+		if c := reftest.Cosine(values(t, gpu.EncodeImage(x.ToDevice(torch.CUDA(0)))), want); c < 0.9999 {
 			t.Errorf("cuda fp32: cosine %.6f to the CPU result", c)
 		}
 		return torch.Autocast(torch.DeviceCUDA, torch.BFloat16, func() error {
 			y := gpu.EncodeImage(x.ToDevice(torch.CUDA(0)))
-			if c := cosine(values(t, y), want); c < 0.99 {
+			if c := reftest.Cosine(values(t, y), want); c < 0.99 {
 				t.Errorf("cuda bf16: cosine %.6f to the CPU result", c)
 			}
 			return nil
 		})
 	})
-}
-
-func cosine(a, b []float64) float64 {
-	var ab, aa, bb float64
-	for i := range a {
-		ab += a[i] * b[i]
-		aa += a[i] * a[i]
-		bb += b[i] * b[i]
-	}
-	return ab / math.Sqrt(aa*bb)
 }

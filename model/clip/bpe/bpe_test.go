@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -34,25 +35,13 @@ func tokenizer(t testing.TB) *Tokenizer {
 	return shared
 }
 
-func equal(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 func TestGolden(t *testing.T) {
 	tk := tokenizer(t)
 	if len(golden) < 40 {
 		t.Fatalf("only %d golden strings", len(golden))
 	}
 	for _, g := range golden {
-		if got := tk.EncodeWithSpecials(g.text); !equal(got, g.ids) {
+		if got := tk.EncodeWithSpecials(g.text); !slices.Equal(got, g.ids) {
 			t.Errorf("%q:\n got  %v\n want %v", g.text, got, g.ids)
 		}
 	}
@@ -119,7 +108,7 @@ func TestLoadHF(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, g := range golden[:10] {
-		if got := hf.EncodeWithSpecials(g.text); !equal(got, g.ids) {
+		if got := hf.EncodeWithSpecials(g.text); !slices.Equal(got, g.ids) {
 			t.Errorf("HF %q: %v", g.text, got)
 		}
 	}
