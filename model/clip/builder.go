@@ -25,6 +25,10 @@ var (
 // InitNormal draws from N(0, std²).
 func InitNormal(std float64) Init { return Init{kind: 2, std: std} }
 
+// InitUniform draws from U[-bound, bound) (nn.Linear's default uses
+// bound = 1/√fan_in).
+func InitUniform(bound float64) Init { return Init{kind: 3, std: bound} }
+
 // Builder hands out a model's parameters by their checkpoint names. The same
 // constructor tree loads weights (every name must exist with the right
 // shape, and every weight must be used) or creates fresh parameters.
@@ -126,6 +130,8 @@ func (r *buildState) create(init Init, shape []int64) *torch.Tensor {
 		case 2:
 			// Drawn on the CPU so that every device gets the same values.
 			t = torch.Randn(r.gen, torch.Float32, torch.CPU, shape...).MulScalar(init.std).To(r.dtype, r.dev)
+		case 3:
+			t = torch.Rand(r.gen, torch.Float32, torch.CPU, shape...).MulScalar(2 * init.std).SubScalar(init.std).To(r.dtype, r.dev)
 		default:
 			t = torch.Zeros(r.dtype, r.dev, shape...)
 		}

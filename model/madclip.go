@@ -1,0 +1,248 @@
+package model
+
+import (
+	"fmt"
+
+	"madclip/model/clip"
+	"madclip/model/clip/bpe"
+	"madclip/torch"
+)
+
+// Options configure MadCLIP. The zero value is the authors' reference
+// behaviour; each field switches one thing away from it.
+type Options struct {
+	// Object is the object word of the prompts (see ObjectWords).
+	Object string
+	// Layers are the tapped ViT blocks, 1-based; nil means four evenly
+	// spaced blocks ending at the last (6, 12, 18, 24 for ViT-L).
+	Layers []int
+	// ImageSize is the input resolution (240 in the paper).
+	ImageSize int
+
+	// The reference code's departures from standard CLIP, on by default:
+	QuickGELU     bool // use CLIP's QuickGELU instead of exact GELU
+	CausalPrompts bool // keep the causal mask when encoding the learned prompts
+	MeanStd       bool // normalise images with CLIP's mean and std
+
+	// The paper's ablations:
+	GenericObject  bool // "medical image" instead of the object word
+	SharedAdapters bool // one set of adapters for both branches
+	NoSubtraction  bool // scores without subtracting the opposite class
+	CommonHead     bool // one head for detection and segmentation
+	Handcrafted    bool // fixed phrases instead of learnable prompts
+}
+
+// DefaultLayers taps four evenly spaced blocks ending at the last.
+func DefaultLayers(blocks int) []int {
+	out := make([]int, 4)
+	for i := range out {
+		out[i] = max(1, blocks*(i+1)/4)
+	}
+	return out
+}
+
+// MadCLIP is the model: a frozen CLIP, dual-branch adapters on its tapped
+// layers, and the prompt learner.
+type MadCLIP struct {
+	Opts     Options
+	CLIP     *clip.Model
+	Adapters [2][]*Adapter // [branch][layer]; branch 1 is branch 0 when shared
+	Prompts  *PromptLearner
+
+	params *torch.Store
+}
+
+// Branches.
+const (
+	Normal   = 0
+	Abnormal = 1
+)
+
+// CLIPOptions are the backbone options MadCLIP's options imply.
+func (o Options) CLIPOptions(dev torch.Device) clip.Options {
+	act := clip.GELU
+	if o.QuickGELU {
+		act = clip.QuickGELU
+	}
+	return clip.Options{Activation: act, ImageSize: o.ImageSize, Device: dev}
+}
+
+// Build creates MadCLIP's trainable parts over backbone with b (fresh
+// parameters or ones loaded from a checkpoint) and returns the model.
+// The backbone must have been built with o.CLIPOptions.
+func Build(backbone *clip.Model, tk *bpe.Tokenizer, o Options, b *clip.Builder) (*MadCLIP, error) {
+	if o.Object == "" {
+		return nil, fmt.Errorf("madclip: no object word")
+	}
+	if len(o.Layers) == 0 {
+		o.Layers = DefaultLayers(backbone.Config.VisionLayers)
+	}
+	for _, l := range o.Layers {
+		if l < 1 || l > backbone.Config.VisionLayers {
+			return nil, fmt.Errorf("madclip: tapped layer %d outside the backbone's 1..%d", l, backbone.Config.VisionLayers)
+		}
+	}
+	if o.ImageSize == 0 {
+		o.ImageSize = backbone.Options.ImageSize
+	}
+	if o.ImageSize != backbone.Options.ImageSize {
+		return nil, fmt.Errorf("madclip: image size %d, the backbone runs at %d", o.ImageSize, backbone.Options.ImageSize)
+	}
+	m := &MadCLIP{Opts: o, CLIP: backbone}
+	w, e := backbone.Config.VisionWidth, backbone.Config.EmbedDim
+	branches := []string{"normal", "abnormal"}
+	if o.SharedAdapters {
+		branches = []string{"shared"}
+	}
+	for bi, name := range branches {
+		for li := range o.Layers {
+			m.Adapters[bi] = append(m.Adapters[bi], newAdapter(b.Sub("adapters").Sub(name).Sub(fmt.Sprint(li)), w, e, o.CommonHead))
+		}
+	}
+	if o.SharedAdapters {
+		m.Adapters[Abnormal] = m.Adapters[Normal]
+	}
+	object := o.Object
+	if o.GenericObject {
+		object = GenericObjectWord
+	}
+	var err error
+	m.Prompts, err = newPromptLearner(b, tk, object, backbone.Config.TextWidth, backbone.Config.ContextLength, o.Handcrafted)
+	if err != nil {
+		return nil, err
+	}
+	store, err := b.Finish()
+	if err != nil {
+		return nil, err
+	}
+	m.params = store
+	if err := m.Prompts.prepare(backbone.Text, backbone.Options.Device); err != nil {
+		m.Free()
+		return nil, err
+	}
+	return m, nil
+}
+
+// New creates MadCLIP with freshly initialised trainable parameters drawn
+// from seed.
+func New(backbone *clip.Model, tk *bpe.Tokenizer, o Options, seed uint64) (*MadCLIP, error) {
+	g, err := torch.NewGenerator(seed)
+	if err != nil {
+		return nil, err
+	}
+	defer g.Free()
+	return Build(backbone, tk, o, clip.NewInitBuilder(g, torch.Float32, backbone.Options.Device))
+}
+
+// Params are the trainable tensors by checkpoint name.
+func (m *MadCLIP) Params() *torch.Store { return m.params }
+
+// Free releases the trainable parameters and the prompts' frozen
+// embeddings (not the backbone).
+func (m *MadCLIP) Free() {
+	if m.Prompts != nil {
+		m.Prompts.Free()
+	}
+	if m.params != nil {
+		m.params.Free()
+	}
+}
+
+// Grid is the side of the patch grid.
+func (m *MadCLIP) Grid() int { return m.CLIP.Visual.Grid }
+
+// Features runs the frozen backbone on images [B, 3, px, px] (RGB in [0, 1])
+// and returns the residual stream after each tapped layer [B, 1+P, W],
+// without a graph: they depend on no trainable parameter and can be cached.
+func (m *MadCLIP) Features(images *torch.Tensor) []*torch.Tensor {
+	var taps []*torch.Tensor
+	torch.NoGrad(func() error {
+		x := images
+		if m.Opts.MeanStd {
+			dev := images.Device()
+			mean := torch.FromSlice([]float32{0.48145466, 0.4578275, 0.40821073}, 1, 3, 1, 1).ToDevice(dev)
+			std := torch.FromSlice([]float32{0.26862954, 0.26130258, 0.27577711}, 1, 3, 1, 1).ToDevice(dev)
+			x = x.Sub(mean).Div(std)
+		}
+		_, taps = m.CLIP.Visual.Forward(x, m.Opts.Layers)
+		return nil
+	})
+	return taps
+}
+
+// TextFeatures encodes the prompts and returns the class embeddings [2, E]
+// (row 0 t_n, row 1 t_ab): each class's prompt embeddings averaged, then
+// L2-normalised. Gradients flow to the context vectors.
+func (m *MadCLIP) TextFeatures() *torch.Tensor {
+	emb, eot := m.Prompts.Assemble()
+	causal := m.Opts.CausalPrompts || m.Prompts.Handcrafted
+	f := m.CLIP.Text.ForwardEmbeddings(emb, eot, causal) // [2n, E]
+	n := int64(m.Prompts.PromptCount())
+	return f.View(2, n, -1).MeanDims(false, 1).Normalize(-1, 0)
+}
+
+// Scores turns tapped features into the per-patch logits of each layer,
+// [B, P, 2] = (S_n, S_ab), for the detection and the segmentation heads:
+// S_n = O_n·t_n − O_n·t_ab and S_ab = O_ab·t_ab − O_ab·t_n, where O_n and
+// O_ab are the normal and abnormal branches' tokens (without the
+// subtraction in the ablation).
+func (m *MadCLIP) Scores(taps []*torch.Tensor, text *torch.Tensor) (det, seg []*torch.Tensor) {
+	for li, x := range taps {
+		dn, sn := m.Adapters[Normal][li].Forward(x)
+		da, sa := m.Adapters[Abnormal][li].Forward(x)
+		det = append(det, m.pairScores(dn, da, text))
+		seg = append(seg, m.pairScores(sn, sa, text))
+	}
+	return det, seg
+}
+
+func (m *MadCLIP) pairScores(on, oab, text *torch.Tensor) *torch.Tensor {
+	t := text.ToDType(on.DType()).Transpose(0, 1) // [E, 2]
+	sn := on.Matmul(t)                             // [B, P, 2]: O_n·t_n, O_n·t_ab
+	sab := oab.Matmul(t)                           // O_ab·t_n, O_ab·t_ab
+	if m.Opts.NoSubtraction {
+		return torch.Stack(-1, sn.Select(-1, 0), sab.Select(-1, 1))
+	}
+	return torch.Stack(-1, sn.Select(-1, 0).Sub(sn.Select(-1, 1)), sab.Select(-1, 1).Sub(sab.Select(-1, 0)))
+}
+
+// SegLogits reshapes one layer's patch logits [B, P, 2] to maps [B, 2, g, g]
+// and upsamples them bilinearly (align_corners true) to size×size.
+func SegLogits(s *torch.Tensor, grid, size int) *torch.Tensor {
+	B := s.Size(0)
+	g := int64(grid)
+	maps := s.Transpose(1, 2).Reshape(B, 2, g, g)
+	return torch.Interpolate(maps, int64(size), int64(size), torch.Bilinear, true, false)
+}
+
+// AnomalyMap is the pixel-level map [B, size, size]: per layer the
+// upsampled segmentation logits' softmax abnormal probability, summed over
+// the layers.
+func (m *MadCLIP) AnomalyMap(seg []*torch.Tensor, size int) *torch.Tensor {
+	var sum *torch.Tensor
+	for _, s := range seg {
+		p := SegLogits(s, m.Grid(), size).Softmax(1).Select(1, 1)
+		if sum == nil {
+			sum = p
+		} else {
+			sum = sum.Add(p)
+		}
+	}
+	return sum
+}
+
+// DetScore is the image score of image-level datasets [B]: per layer the
+// mean over patches of sigmoid(S_ab − S_n) on the detection head, summed
+// over the layers.
+func DetScore(det []*torch.Tensor) *torch.Tensor {
+	var sum *torch.Tensor
+	for _, d := range det {
+		p := d.Select(-1, 1).Sub(d.Select(-1, 0)).Sigmoid().MeanDims(false, 1)
+		if sum == nil {
+			sum = p
+		} else {
+			sum = sum.Add(p)
+		}
+	}
+	return sum
+}

@@ -1,0 +1,305 @@
+package model
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+
+	"madclip/internal/reftest"
+	"madclip/model/clip"
+	"madclip/model/clip/bpe"
+	"madclip/torch"
+)
+
+const sharedVocab = "../../shared/clip/bpe_simple_vocab_16e6.txt.gz"
+
+var (
+	tkOnce sync.Once
+	tk     *bpe.Tokenizer
+	tkErr  error
+)
+
+func tokenizer(t *testing.T) *bpe.Tokenizer {
+	t.Helper()
+	if _, err := os.Stat(sharedVocab); err != nil {
+		if reftest.InCI() {
+			t.Fatal(err)
+		}
+		t.Skip("no shared vocab")
+	}
+	tkOnce.Do(func() { tk, tkErr = bpe.Load(sharedVocab) })
+	if tkErr != nil {
+		t.Fatal(tkErr)
+	}
+	return tk
+}
+
+func do(t *testing.T, fn func(s *torch.Scope) error) {
+	t.Helper()
+	if err := torch.Do(func() error { return torch.Scoped(fn) }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func values(t *testing.T, x *torch.Tensor) []float64 {
+	t.Helper()
+	v, err := x.Float64s()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// tiny builds a tiny backbone at 44 px (a 3×3 grid) and MadCLIP over it.
+func tiny(t *testing.T, o Options) (*clip.Model, *MadCLIP) {
+	t.Helper()
+	o.ImageSize = 44
+	if o.Object == "" {
+		o.Object = "Brain"
+	}
+	backbone, err := clip.New(clip.Presets["tiny"], o.CLIPOptions(torch.CPU), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := New(backbone, tokenizer(t), o, 2)
+	if err != nil {
+		backbone.Free()
+		t.Fatal(err)
+	}
+	return backbone, m
+}
+
+// The token layout of every prompt at every position, on the real vocab.
+func TestPromptLayout(t *testing.T) {
+	tk := tokenizer(t)
+	do(t, func(s *torch.Scope) error {
+		backbone, m := tiny(t, Options{Object: "Chest X-ray film"})
+		defer backbone.Free()
+		defer m.Free()
+		x := tk.Encode("X")[0]
+		dot := tk.Encode(".")[0]
+		if m.Prompts.PromptCount() != 21 {
+			t.Fatalf("%d prompts per class, want 21", m.Prompts.PromptCount())
+		}
+		for c, phrases := range [2][]string{NormalPhrases, AbnormalPhrases} {
+			for i, tmpl := range phrases {
+				phrase := tk.Encode(replace(tmpl, "Chest X-ray film"))
+				var p64 []int64
+				for _, id := range phrase {
+					p64 = append(p64, int64(id))
+				}
+				ctx := []int64{-1, -1, -1, -1, -1, -1, -1, -1}
+				tail := []int64{int64(dot), bpe.EOT}
+				want := map[Position][]int64{
+					End:    cat([]int64{bpe.SOT}, ctx, p64, tail),
+					Front:  cat([]int64{bpe.SOT}, p64, ctx, tail),
+					Middle: cat([]int64{bpe.SOT}, ctx[:4], p64, ctx[4:], tail),
+				}
+				for _, pos := range Positions {
+					got := m.Prompts.Layout(c, i, pos)
+					if len(got) != 77 {
+						t.Fatalf("layout length %d", len(got))
+					}
+					w := want[pos]
+					if !slices.Equal(got[:len(w)], w) || slices.ContainsFunc(got[len(w):], func(v int64) bool { return v != 0 }) {
+						t.Errorf("%s %q: got %v, want %v", pos, replace(tmpl, "Chest X-ray film"), got[:len(w)+1], w)
+					}
+				}
+				// The fixed ids are those of "X×8 {phrase}.".
+				if ids := m.Prompts.prompts[c][i].ids; ids[1] != int64(x) || ids[8] != int64(x) {
+					t.Errorf("fixed ids %v", ids[:10])
+				}
+			}
+		}
+		// Assemble puts the token embeddings and the context vectors where
+		// Layout says, and the EOT position is the same in all layouts.
+		emb, eot := m.Prompts.Assemble()
+		if sh := emb.Shape(); !slices.Equal(sh, []int64{42, 77, 128}) {
+			t.Fatalf("assembled %v", sh)
+		}
+		tokEmb := backbone.Text.TokenEmbedding
+		for _, probe := range []struct {
+			c, i int
+			pos  Position
+		}{{0, 1, End}, {1, 3, Front}, {1, 6, Middle}} {
+			row := (probe.c*7+probe.i)*3 + int(probe.pos)
+			layout := m.Prompts.Layout(probe.c, probe.i, probe.pos)
+			ctxSeen := 0
+			for j, id := range layout[:20] {
+				got := values(t, emb.Select(0, int64(row)).Select(0, int64(j)))
+				var want []float64
+				if id < 0 {
+					want = values(t, m.Prompts.Ctx[probe.c][probe.i][probe.pos].Select(0, int64(ctxSeen)))
+					ctxSeen++
+				} else {
+					want = values(t, tokEmb.Select(0, id))
+				}
+				reftest.Near(t, fmt.Sprintf("row %d token %d", row, j), got, want, 0)
+			}
+			e := values(t, eot.Narrow(0, int64(row), 1))[0]
+			if int(e) != slices.Index(layout, bpe.EOT) {
+				t.Errorf("EOT at %v, layout has it at %d", e, slices.Index(layout, bpe.EOT))
+			}
+		}
+		return nil
+	})
+}
+
+func replace(tmpl, obj string) string {
+	out := ""
+	for i := 0; i < len(tmpl); i++ {
+		if i+1 < len(tmpl) && tmpl[i:i+2] == "{}" {
+			out += obj
+			i++
+		} else {
+			out += string(tmpl[i])
+		}
+	}
+	return out
+}
+
+// Adapters, prompts, text features, scores, the anomaly map and the
+// detection score against an independent PyTorch computation.
+func TestAgainstPyTorch(t *testing.T) {
+	py := reftest.Python(t, "torch", "numpy")
+	dir := t.TempDir()
+	do(t, func(s *torch.Scope) error {
+		backbone, m := tiny(t, Options{})
+		defer backbone.Free()
+		defer m.Free()
+		tensors := map[string]*torch.Tensor{}
+		for k, v := range backbone.Params().Map() {
+			tensors["clip."+k] = v
+		}
+		for k, v := range m.Params().Map() {
+			tensors["madclip."+k] = v
+		}
+		for c, cls := range []string{"normal", "abnormal"} {
+			for i, p := range m.Prompts.prompts[c] {
+				tensors[fmt.Sprintf("ids.%s.%d", cls, i)] = torch.FromSlice(p.ids)
+				tensors[fmt.Sprintf("plen.%s.%d", cls, i)] = torch.FromSlice([]int64{int64(p.phraseLen)})
+			}
+		}
+		images := torch.Rand(nil, torch.Float32, torch.CPU, 2, 3, 44, 44)
+		taps := m.Features(images)
+		for i, tp := range taps {
+			tensors[fmt.Sprintf("tap.%d", i)] = tp
+		}
+		path := filepath.Join(dir, "t.safetensors")
+		if err := torch.SaveSafetensors(path, tensors, nil); err != nil {
+			return err
+		}
+		cfg, _ := json.Marshal(map[string]any{"vision_heads": 2, "text_heads": 2, "layers": len(taps), "size": 20})
+		cmd := exec.Command(py, filepath.Join("testdata", "reference_madclip.py"), path, string(cfg))
+		cmd.Stderr = os.Stderr
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("reference_madclip.py: %v", err)
+		}
+		var want struct {
+			Text       []float64
+			Det, Seg   [][]float64
+			Map, Score []float64
+		}
+		if err := json.Unmarshal(out, &want); err != nil {
+			return err
+		}
+		text := m.TextFeatures()
+		reftest.Near(t, "text features", values(t, text), want.Text, 1e-4)
+		det, seg := m.Scores(taps, text)
+		for i := range det {
+			reftest.Near(t, "det scores", values(t, det[i]), want.Det[i], 1e-4)
+			reftest.Near(t, "seg scores", values(t, seg[i]), want.Seg[i], 1e-4)
+		}
+		reftest.Near(t, "anomaly map", values(t, m.AnomalyMap(seg, 20)), want.Map, 1e-4)
+		reftest.Near(t, "det score", values(t, DetScore(det)), want.Score, 1e-4)
+		if sh := taps[0].Shape(); !slices.Equal(sh, []int64{2, 10, 128}) {
+			t.Errorf("tap shape %v", sh)
+		}
+		return nil
+	})
+}
+
+// Gradients reach the adapters and every context vector, and nothing else.
+func TestGradientsFlowToTrainables(t *testing.T) {
+	do(t, func(s *torch.Scope) error {
+		backbone, m := tiny(t, Options{})
+		defer backbone.Free()
+		defer m.Free()
+		for _, p := range m.Params().Tensors() {
+			p.SetRequiresGrad(true)
+		}
+		taps := m.Features(torch.Rand(nil, torch.Float32, torch.CPU, 2, 3, 44, 44))
+		det, seg := m.Scores(taps, m.TextFeatures())
+		loss := DetScore(det).Sum().Add(m.AnomalyMap(seg, 8).Mean())
+		if err := loss.Backward(); err != nil {
+			return err
+		}
+		for _, name := range m.Params().Names() {
+			p, _ := m.Params().Get(name)
+			if p.Grad() == nil {
+				t.Errorf("%s has no gradient", name)
+			}
+		}
+		for _, name := range []string{"visual.conv1.weight", "token_embedding.weight"} {
+			p, _ := backbone.Params().Get(name)
+			if p.Grad() != nil || p.RequiresGrad() {
+				t.Errorf("frozen %s got a gradient", name)
+			}
+		}
+		return nil
+	})
+}
+
+// The ablations change the structure as the paper describes.
+func TestAblations(t *testing.T) {
+	do(t, func(s *torch.Scope) error {
+		for _, c := range []struct {
+			o          Options
+			params     int
+			sameBranch bool
+		}{
+			{Options{}, 2*4*3 + 14*3, false},
+			{Options{SharedAdapters: true}, 4*3 + 14*3, true},
+			{Options{CommonHead: true}, 2*4*2 + 14*3, false},
+			{Options{Handcrafted: true}, 2 * 4 * 3, false},
+		} {
+			backbone, m := tiny(t, c.o)
+			if n := m.Params().Len(); n != c.params {
+				t.Errorf("%+v: %d trainable tensors, want %d", c.o, n, c.params)
+			}
+			if (m.Adapters[0][0] == m.Adapters[1][0]) != c.sameBranch {
+				t.Errorf("%+v: shared branches %v", c.o, !c.sameBranch)
+			}
+			text := m.TextFeatures()
+			det, seg := m.Scores(m.Features(torch.Rand(nil, torch.Float32, torch.CPU, 1, 3, 44, 44)), text)
+			if err := m.AnomalyMap(seg, 10).Err(); err != nil {
+				t.Errorf("%+v: %v", c.o, err)
+			}
+			if err := DetScore(det).Err(); err != nil {
+				t.Errorf("%+v: %v", c.o, err)
+			}
+			m.Free()
+			backbone.Free()
+		}
+		// Without subtraction the scores are plain similarities in [-1, 1].
+		backbone, m := tiny(t, Options{NoSubtraction: true})
+		defer backbone.Free()
+		defer m.Free()
+		det, _ := m.Scores(m.Features(torch.Rand(nil, torch.Float32, torch.CPU, 1, 3, 44, 44)), m.TextFeatures())
+		for _, v := range values(t, det[0]) {
+			if v < -1-1e-5 || v > 1+1e-5 {
+				t.Fatalf("score %v outside [-1, 1]", v)
+			}
+		}
+		if _, err := New(backbone, tokenizer(t), Options{Object: "Brain", Layers: []int{9}, ImageSize: 44}, 1); err == nil {
+			t.Error("a tap beyond the last block accepted")
+		}
+		return nil
+	})
+}
