@@ -271,3 +271,19 @@ func (m *RGB) CHW() []float32 {
 	}
 	return out
 }
+
+// ResizeNearest scales the image to w×h picking, for each output pixel, the
+// input pixel under its centre, as PIL.Image.resize(size, Image.NEAREST).
+func (m *RGB) ResizeNearest(w, h int) *RGB {
+	out := NewRGB(w, h)
+	sx := float64(m.W) / float64(w)
+	sy := float64(m.H) / float64(h)
+	for y := range h {
+		yi := min(int((float64(y)+0.5)*sy), m.H-1)
+		for x := range w {
+			xi := min(int((float64(x)+0.5)*sx), m.W-1)
+			copy(out.Pix[3*(y*w+x):3*(y*w+x)+3], m.Pix[3*(yi*m.W+xi):])
+		}
+	}
+	return out
+}

@@ -49,6 +49,7 @@ from PIL import Image
 im = Image.open(sys.argv[1]).convert("RGB")
 for i, (w, h) in enumerate(json.loads(sys.argv[2])):
     im.resize((w, h), Image.BICUBIC).save(f"{sys.argv[3]}/out{i}.png")
+    im.resize((w, h), Image.NEAREST).save(f"{sys.argv[3]}/near{i}.png")
 `
 	cmd := exec.Command(py, "-c", script, src, string(js), dir)
 	cmd.Stderr = os.Stderr
@@ -63,6 +64,13 @@ for i, (w, h) in enumerate(json.loads(sys.argv[2])):
 		want, err := Load(filepath.Join(dir, "out"+string(rune('0'+i))+".png"))
 		if err != nil {
 			t.Fatal(err)
+		}
+		near, err := Load(filepath.Join(dir, "near"+string(rune('0'+i))+".png"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := in.ResizeNearest(s[0], s[1]); !bytes.Equal(got.Pix, near.Pix) {
+			t.Errorf("nearest resize to %v differs from PIL", s)
 		}
 		got := in.Resize(s[0], s[1])
 		if got.W != want.W || got.H != want.H {

@@ -1,0 +1,152 @@
+// Package dataset reads the MVFA/MadCLIP benchmark layout (and a user's own
+// data in the same layout), picks the few shots, builds the static
+// augmented training set, and writes synthetic datasets.
+//
+// Layout: {root}/{Obj}_AD/{valid,test}/{good,Ungood}/img/*, with masks of
+// abnormal images at {Obj}_AD/{split}/Ungood/anomaly_mask/{same name} for the
+// datasets that have them.
+package dataset
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"madclip/imaging"
+)
+
+// Benchmarks are the six datasets of the paper and whether they have masks.
+var Benchmarks = []struct {
+	Name  string
+	Masks bool
+}{
+	{"Brain", true}, {"Liver", true}, {"Retina_RESC", true},
+	{"Retina_OCT2017", false}, {"Chest", false}, {"Histopathology", false},
+}
+
+// Sample is one image of a split.
+type Sample struct {
+	Path     string
+	MaskPath string // "" for normal images and datasets without masks
+	Abnormal bool
+}
+
+// Name is the image's file name.
+func (s Sample) Name() string { return filepath.Base(s.Path) }
+
+// Split is the images of one split of one dataset.
+type Split struct {
+	Dir      string // {root}/{Obj}_AD/{split}
+	Samples  []Sample
+	HasMasks bool
+}
+
+// Dir is the folder of a dataset: {root}/{name}_AD.
+func Dir(root, name string) string { return filepath.Join(root, name+"_AD") }
+
+var imageExt = map[string]bool{".png": true, ".jpg": true, ".jpeg": true}
+
+func listImages(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range entries {
+		if !e.IsDir() && imageExt[strings.ToLower(filepath.Ext(e.Name()))] {
+			out = append(out, e.Name())
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// ReadSplit lists a split ("valid" or "test") of the dataset called name
+// under root. The dataset has masks when its Ungood folder has an
+// anomaly_mask folder; then every abnormal image needs its mask.
+func ReadSplit(root, name, split string) (*Split, error) {
+	dir := filepath.Join(Dir(root, name), split)
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		return nil, fmt.Errorf("dataset %s: no folder %s (want {root}/%s_AD/%s/{good,Ungood}/img)", name, dir, name, split)
+	}
+	s := &Split{Dir: dir}
+	maskDir := filepath.Join(dir, "Ungood", "anomaly_mask")
+	if st, err := os.Stat(maskDir); err == nil && st.IsDir() {
+		s.HasMasks = true
+	}
+	for _, cls := range []string{"good", "Ungood"} {
+		imgDir := filepath.Join(dir, cls, "img")
+		names, err := listImages(imgDir)
+		if err != nil {
+			return nil, fmt.Errorf("dataset %s: %w", name, err)
+		}
+		if len(names) == 0 {
+			return nil, fmt.Errorf("dataset %s: no PNG or JPEG images in %s", name, imgDir)
+		}
+		for _, n := range names {
+			smp := Sample{Path: filepath.Join(imgDir, n), Abnormal: cls == "Ungood"}
+			if smp.Abnormal && s.HasMasks {
+				smp.MaskPath = filepath.Join(maskDir, n)
+				if _, err := os.Stat(smp.MaskPath); err != nil {
+					return nil, fmt.Errorf("%s: no mask for this abnormal image (want %s)", smp.Path, smp.MaskPath)
+				}
+			}
+			s.Samples = append(s.Samples, smp)
+		}
+	}
+	return s, nil
+}
+
+// Counts returns the numbers of normal and abnormal samples.
+func Counts(samples []Sample) (normal, abnormal int) {
+	for _, s := range samples {
+		if s.Abnormal {
+			abnormal++
+		} else {
+			normal++
+		}
+	}
+	return normal, abnormal
+}
+
+// Image is a decoded, resized sample: RGB planes [3, size, size] in [0, 1]
+// and, for datasets with masks, a binary mask [size, size] (zeros for normal
+// images).
+type Image struct {
+	Pixels []float32
+	Mask   []float32 // nil when the dataset has no masks
+}
+
+// Load decodes a sample and resizes it to size×size: the image with PIL's
+// bicubic filter, the mask with nearest neighbour, binarised at 0.5. A mask
+// whose size differs from its image's is an error naming the mask.
+func Load(s Sample, size int, withMask bool) (Image, error) {
+	img, err := imaging.Load(s.Path)
+	if err != nil {
+		return Image{}, err
+	}
+	out := Image{Pixels: img.Resize(size, size).CHW()}
+	if !withMask {
+		return out, nil
+	}
+	out.Mask = make([]float32, size*size)
+	if s.MaskPath == "" {
+		return out, nil
+	}
+	m, err := imaging.Load(s.MaskPath)
+	if err != nil {
+		return Image{}, fmt.Errorf("mask %w", err)
+	}
+	if m.W != img.W || m.H != img.H {
+		return Image{}, fmt.Errorf("%s: mask is %dx%d, its image %s is %dx%d", s.MaskPath, m.W, m.H, s.Path, img.W, img.H)
+	}
+	r := m.ResizeNearest(size, size)
+	for i := range out.Mask {
+		if r.Pix[3*i] > 127 { // > 0.5 after /255
+			out.Mask[i] = 1
+		}
+	}
+	return out, nil
+}

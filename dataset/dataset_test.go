@@ -1,0 +1,240 @@
+package dataset
+
+import (
+	"image"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"madclip/imaging"
+	"madclip/internal/reftest"
+	"madclip/torch"
+)
+
+func synthRoot(t *testing.T) string {
+	t.Helper()
+	root := t.TempDir()
+	if err := Synth(root, SynthOptions{Seed: 3, Valid: 6, Test: 4}); err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+func TestSynthLayoutAndDeterminism(t *testing.T) {
+	root := synthRoot(t)
+	brain, err := ReadSplit(root, "Brain", "valid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, a := Counts(brain.Samples); n != 6 || a != 6 || !brain.HasMasks {
+		t.Errorf("Brain valid: %d normal %d abnormal, masks %v", n, a, brain.HasMasks)
+	}
+	chest, err := ReadSplit(root, "Chest", "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if chest.HasMasks || len(chest.Samples) != 8 {
+		t.Errorf("Chest test: %d samples, masks %v", len(chest.Samples), chest.HasMasks)
+	}
+	// Every abnormal Brain image has a non-empty mask inside the image.
+	for _, s := range brain.Samples {
+		im, err := Load(s, 32, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := float32(0)
+		for _, v := range im.Mask {
+			sum += v
+		}
+		if s.Abnormal != (sum > 0) {
+			t.Errorf("%s: abnormal %v, mask sum %v", s.Path, s.Abnormal, sum)
+		}
+		if len(im.Pixels) != 3*32*32 {
+			t.Errorf("pixels %d", len(im.Pixels))
+		}
+	}
+	// The same seed writes the same bytes.
+	again := t.TempDir()
+	Synth(again, SynthOptions{Seed: 3, Valid: 6, Test: 4})
+	a, _ := os.ReadFile(filepath.Join(root, "Brain_AD", "test", "Ungood", "img", "002.png"))
+	b, _ := os.ReadFile(filepath.Join(again, "Brain_AD", "test", "Ungood", "img", "002.png"))
+	if len(a) == 0 || string(a) != string(b) {
+		t.Error("synth is not deterministic")
+	}
+}
+
+func TestReadSplitErrors(t *testing.T) {
+	root := synthRoot(t)
+	if _, err := ReadSplit(root, "Liver", "valid"); err == nil || !strings.Contains(err.Error(), "Liver_AD") {
+		t.Errorf("missing dataset: %v", err)
+	}
+	// A missing mask names the image.
+	mask := filepath.Join(root, "Brain_AD", "valid", "Ungood", "anomaly_mask", "001.png")
+	os.Remove(mask)
+	if _, err := ReadSplit(root, "Brain", "valid"); err == nil || !strings.Contains(err.Error(), "001.png") {
+		t.Errorf("missing mask: %v", err)
+	}
+	// An empty class folder.
+	good := filepath.Join(root, "Chest_AD", "valid", "good", "img")
+	os.RemoveAll(good)
+	os.MkdirAll(good, 0o755)
+	if _, err := ReadSplit(root, "Chest", "valid"); err == nil || !strings.Contains(err.Error(), good) {
+		t.Errorf("empty folder: %v", err)
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	root := synthRoot(t)
+	split, _ := ReadSplit(root, "Brain", "valid")
+	var ab Sample
+	for _, s := range split.Samples {
+		if s.Abnormal {
+			ab = s
+			break
+		}
+	}
+	// A mask of another size.
+	m, _ := imaging.Load(ab.MaskPath)
+	small := m.ResizeNearest(10, 10)
+	writePNG(ab.MaskPath, toGray(small))
+	if _, err := Load(ab, 32, true); err == nil || !strings.Contains(err.Error(), ab.MaskPath) {
+		t.Errorf("mask size: %v", err)
+	}
+	// A corrupt image.
+	os.WriteFile(ab.Path, []byte("not a png"), 0o644)
+	if _, err := Load(ab, 32, true); err == nil || !strings.Contains(err.Error(), ab.Path) {
+		t.Errorf("corrupt image: %v", err)
+	}
+}
+
+func TestShots(t *testing.T) {
+	root := synthRoot(t)
+	split, _ := ReadSplit(root, "Brain", "valid")
+	s1, err := DrawShots(split.Samples, 4, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, _ := DrawShots(split.Samples, 4, 7)
+	s3, _ := DrawShots(split.Samples, 4, 8)
+	if !slices.Equal(s1.Normal, s2.Normal) || !slices.Equal(s1.Abnormal, s2.Abnormal) {
+		t.Error("same seed, different shots")
+	}
+	if slices.Equal(s1.Normal, s3.Normal) && slices.Equal(s1.Abnormal, s3.Abnormal) {
+		t.Error("different seeds, same shots")
+	}
+	shots, rest, err := s1.Select(split.Samples)
+	if err != nil || len(shots) != 8 || len(rest) != 4 {
+		t.Fatalf("select: %d shots %d rest %v", len(shots), len(rest), err)
+	}
+	if shots[0].Abnormal || !shots[7].Abnormal {
+		t.Error("shots not normal first")
+	}
+	if _, err := DrawShots(split.Samples, 7, 1); err == nil {
+		t.Error("more shots than images accepted")
+	}
+	// The authors' lists.
+	path := filepath.Join(t.TempDir(), "my2-shot.txt")
+	os.WriteFile(path, []byte("a-0: 001.png 003.png\nn-0: 000.png 002.png \n\n"), 0o644)
+	s, err := ReadShotsFile(path, 0)
+	if err != nil || !slices.Equal(s.Normal, []string{"000.png", "002.png"}) || !slices.Equal(s.Abnormal, []string{"001.png", "003.png"}) {
+		t.Errorf("shots file: %+v %v", s, err)
+	}
+	os.WriteFile(path, []byte("a-0: 001.png\nn-0: 000.png 002.png\n"), 0o644)
+	if _, err := ReadShotsFile(path, 0); err == nil || !strings.Contains(err.Error(), "balanced") {
+		t.Errorf("unbalanced: %v", err)
+	}
+	os.WriteFile(path, []byte("x-0: 001.png\n"), 0o644)
+	if _, err := ReadShotsFile(path, 0); err == nil || !strings.Contains(err.Error(), path+":1") {
+		t.Errorf("bad key: %v", err)
+	}
+	bad := Shots{Normal: []string{"nope.png"}, Abnormal: []string{"001.png"}}
+	if _, _, err := bad.Select(split.Samples); err == nil || !strings.Contains(err.Error(), "nope.png") {
+		t.Errorf("unknown shot: %v", err)
+	}
+}
+
+// The authors' lists for all six datasets parse, with k of each class.
+func TestAuthorsShotLists(t *testing.T) {
+	dir := "../../shared/madclip/fewshot_seed"
+	if _, err := os.Stat(dir); err != nil {
+		if reftest.InCI() {
+			t.Fatal(err)
+		}
+		t.Skip("no shared few-shot lists")
+	}
+	for _, b := range Benchmarks {
+		for _, k := range []int{2, 4, 8, 16} {
+			s, err := ReadShotsFile(filepath.Join(dir, b.Name, "my"+strconv.Itoa(k)+"-shot.txt"), 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(s.Normal) != k || len(s.Abnormal) != k {
+				t.Errorf("%s %d-shot: %d normal, %d abnormal", b.Name, k, len(s.Normal), len(s.Abnormal))
+			}
+		}
+	}
+}
+
+func TestAugment(t *testing.T) {
+	err := torch.Do(func() error {
+		return torch.Scoped(func(s *torch.Scope) error {
+			g, _ := torch.NewGenerator(1)
+			defer g.Free()
+			n, size := int64(2), int64(24)
+			img := torch.Rand(g, torch.Float32, torch.CPU, n, 3, size, size)
+			// A square in the top-left quadrant.
+			sq := torch.Ones(torch.Float32, torch.CPU, n, 1, 6, 6)
+			mask := torch.Cat(3, torch.Cat(2, sq, torch.Zeros(torch.Float32, torch.CPU, n, 1, 18, 6)), torch.Zeros(torch.Float32, torch.CPU, n, 1, 24, 18))
+			ai, am := Augment(img, mask, g)
+			if sh := ai.Shape(); !slices.Equal(sh, []int64{Variants * n, 3, size, size}) {
+				t.Fatalf("images %v", sh)
+			}
+			if sh := am.Shape(); !slices.Equal(sh, []int64{Variants * n, 1, size, size}) {
+				t.Fatalf("masks %v", sh)
+			}
+			mv, _ := am.Float32s()
+			iv, _ := ai.Float32s()
+			for _, v := range mv {
+				if v != 0 && v != 1 {
+					t.Fatal("mask not binary")
+				}
+			}
+			for _, v := range iv {
+				if v < 0 || v > 1 {
+					t.Fatal("image values outside [0, 1]")
+				}
+			}
+			plane := int(size * size)
+			at := func(variant, y, x int) float32 { return mv[variant*int(n)*plane+y*int(size)+x] }
+			// Original: the square at the top left; horizontal flip (14):
+			// top right; vertical flip (15): bottom left.
+			if at(0, 2, 2) != 1 || at(14, 2, 21) != 1 || at(14, 2, 2) != 0 || at(15, 21, 2) != 1 {
+				t.Error("flips do not move the mask")
+			}
+			// The jitter (13) keeps the mask and changes the image.
+			if at(13, 2, 2) != 1 {
+				t.Error("jitter moved the mask")
+			}
+			// Original images come first, unchanged.
+			orig, _ := img.Float32s()
+			if !slices.Equal(iv[:len(orig)], orig) {
+				t.Error("first variant is not the original")
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func toGray(m *imaging.RGB) *image.Gray {
+	g := image.NewGray(image.Rect(0, 0, m.W, m.H))
+	for i := range g.Pix {
+		g.Pix[i] = m.Pix[3*i]
+	}
+	return g
+}

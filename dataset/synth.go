@@ -1,0 +1,180 @@
+package dataset
+
+import (
+	"fmt"
+	"image"
+	"image/png"
+	"io"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+
+	"madclip/atomicfile"
+)
+
+// SynthOptions size a synthetic dataset.
+type SynthOptions struct {
+	Seed  uint64
+	Size  int // image side in pixels (64 by default)
+	Valid int // images per class in valid/ (20 by default)
+	Test  int // images per class in test/ (24 by default)
+}
+
+// SynthDatasets are the synthetic datasets Synth writes: Brain with masks
+// (a single organ-like shape), Chest without (two lung-like shapes).
+var SynthDatasets = []struct {
+	Name  string
+	Masks bool
+}{{"Brain", true}, {"Chest", false}}
+
+// Synth writes synthetic datasets in the benchmark layout under root:
+// textured organ-like shapes, and in abnormal images one anomaly (a bright
+// blob, a streak or a patch of foreign texture) with its exact mask. The
+// same seed writes the same files.
+func Synth(root string, o SynthOptions) error {
+	if o.Size == 0 {
+		o.Size = 64
+	}
+	if o.Valid == 0 {
+		o.Valid = 20
+	}
+	if o.Test == 0 {
+		o.Test = 24
+	}
+	if o.Size < 32 {
+		return fmt.Errorf("synth: size %d is too small (at least 32)", o.Size)
+	}
+	for di, d := range SynthDatasets {
+		r := rand.New(rand.NewPCG(o.Seed, uint64(di+1)))
+		for _, split := range []struct {
+			name string
+			n    int
+		}{{"valid", o.Valid}, {"test", o.Test}} {
+			for _, abnormal := range []bool{false, true} {
+				cls := "good"
+				if abnormal {
+					cls = "Ungood"
+				}
+				imgDir := filepath.Join(Dir(root, d.Name), split.name, cls, "img")
+				if err := os.MkdirAll(imgDir, 0o755); err != nil {
+					return fmt.Errorf("synth: %w", err)
+				}
+				maskDir := filepath.Join(Dir(root, d.Name), split.name, "Ungood", "anomaly_mask")
+				if abnormal && d.Masks {
+					if err := os.MkdirAll(maskDir, 0o755); err != nil {
+						return fmt.Errorf("synth: %w", err)
+					}
+				}
+				for i := range split.n {
+					img, mask := synthImage(r, o.Size, d.Name == "Chest", abnormal)
+					name := fmt.Sprintf("%03d.png", i)
+					if err := writePNG(filepath.Join(imgDir, name), img); err != nil {
+						return err
+					}
+					if abnormal && d.Masks {
+						if err := writePNG(filepath.Join(maskDir, name), mask); err != nil {
+							return err
+						}
+					}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func writePNG(path string, img image.Image) error {
+	return atomicfile.Write(path, 0o644, func(w io.Writer) error { return png.Encode(w, img) })
+}
+
+// synthImage draws one grey image and its anomaly mask.
+func synthImage(r *rand.Rand, size int, lungs, abnormal bool) (*image.Gray, *image.Gray) {
+	s := float64(size)
+	img := image.NewGray(image.Rect(0, 0, size, size))
+	mask := image.NewGray(image.Rect(0, 0, size, size))
+	type ellipse struct{ cx, cy, rx, ry float64 }
+	var organs []ellipse
+	if lungs {
+		dy := s * (0.02 * (r.Float64() - 0.5))
+		organs = []ellipse{
+			{s * (0.30 + 0.03*(r.Float64()-0.5)), s*0.5 + dy, s * (0.16 + 0.02*r.Float64()), s * (0.32 + 0.03*r.Float64())},
+			{s * (0.70 + 0.03*(r.Float64()-0.5)), s*0.5 + dy, s * (0.16 + 0.02*r.Float64()), s * (0.32 + 0.03*r.Float64())},
+		}
+	} else {
+		organs = []ellipse{{s * (0.5 + 0.06*(r.Float64()-0.5)), s * (0.5 + 0.06*(r.Float64()-0.5)), s * (0.34 + 0.05*r.Float64()), s * (0.28 + 0.05*r.Float64())}}
+	}
+	inside := func(x, y float64) bool {
+		for _, e := range organs {
+			dx, dy := (x-e.cx)/e.rx, (y-e.cy)/e.ry
+			if dx*dx+dy*dy <= 1 {
+				return true
+			}
+		}
+		return false
+	}
+	f1, f2, ph := 0.2+0.15*r.Float64(), 0.2+0.15*r.Float64(), 2*math.Pi*r.Float64()
+	base := 85 + 20*r.Float64()
+	val := make([]float64, size*size)
+	for y := range size {
+		for x := range size {
+			v := 12 + 6*r.NormFloat64()
+			if inside(float64(x), float64(y)) {
+				v = base + 18*math.Sin(f1*float64(x)+f2*float64(y)+ph) + 7*r.NormFloat64()
+			}
+			val[y*size+x] = v
+		}
+	}
+	if abnormal {
+		// The anomaly sits inside an organ.
+		e := organs[r.IntN(len(organs))]
+		a := 2 * math.Pi * r.Float64()
+		rad := 0.5 * r.Float64()
+		cx, cy := e.cx+rad*e.rx*math.Cos(a), e.cy+rad*e.ry*math.Sin(a)
+		kind := r.IntN(3)
+		angle := math.Pi * r.Float64()
+		blobR := s * (0.08 + 0.05*r.Float64())
+		half := s * (0.10 + 0.04*r.Float64())
+		for y := range size {
+			for x := range size {
+				fx, fy := float64(x), float64(y)
+				if !inside(fx, fy) {
+					continue
+				}
+				var hit bool
+				v := val[y*size+x]
+				switch kind {
+				case 0: // a bright blob
+					d := math.Hypot(fx-cx, fy-cy)
+					hit = d <= blobR
+					if hit {
+						v = 215 + 10*r.NormFloat64()
+					}
+				case 1: // a streak
+					u := (fx-cx)*math.Cos(angle) + (fy-cy)*math.Sin(angle)
+					w := -(fx-cx)*math.Sin(angle) + (fy-cy)*math.Cos(angle)
+					hit = math.Abs(u) <= s*0.2 && math.Abs(w) <= s*0.035
+					if hit {
+						v = 205 + 10*r.NormFloat64()
+					}
+				default: // foreign texture
+					hit = math.Abs(fx-cx) <= half && math.Abs(fy-cy) <= half
+					if hit {
+						v = 40
+						if (x/2+y/2)%2 == 0 {
+							v = 210
+						}
+					}
+				}
+				if hit {
+					val[y*size+x] = v
+					mask.Pix[y*size+x] = 255
+				}
+			}
+		}
+	}
+	for i, v := range val {
+		img.Pix[i] = uint8(math.Max(0, math.Min(255, math.Round(v))))
+	}
+	return img, mask
+}
