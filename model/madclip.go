@@ -198,8 +198,8 @@ func (m *MadCLIP) Scores(taps []*torch.Tensor, text *torch.Tensor) (det, seg []*
 
 func (m *MadCLIP) pairScores(on, oab, text *torch.Tensor) *torch.Tensor {
 	t := text.ToDType(on.DType()).Transpose(0, 1) // [E, 2]
-	sn := on.Matmul(t)                             // [B, P, 2]: O_n·t_n, O_n·t_ab
-	sab := oab.Matmul(t)                           // O_ab·t_n, O_ab·t_ab
+	sn := on.Matmul(t)                            // [B, P, 2]: O_n·t_n, O_n·t_ab
+	sab := oab.Matmul(t)                          // O_ab·t_n, O_ab·t_ab
 	if m.Opts.NoSubtraction {
 		return torch.Stack(-1, sn.Select(-1, 0), sab.Select(-1, 1))
 	}

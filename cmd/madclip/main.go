@@ -37,6 +37,8 @@ Examples:
   madclip clip --image scan.png --text "a brain MRI" --text "a chest X-ray"
   madclip tokenize "damaged Brain"        CLIP token ids`,
 		Commands: []*cli.Command{
+			synthCommand(),
+			trainCommand(),
 			clipCommand(),
 			tokenizeCommand(),
 			weightsCommand(),

@@ -131,7 +131,7 @@ func (r *buildState) create(init Init, shape []int64) *torch.Tensor {
 			// Drawn on the CPU so that every device gets the same values.
 			t = torch.Randn(r.gen, torch.Float32, torch.CPU, shape...).MulScalar(init.std).To(r.dtype, r.dev)
 		case 3:
-			t = torch.Rand(r.gen, torch.Float32, torch.CPU, shape...).MulScalar(2 * init.std).SubScalar(init.std).To(r.dtype, r.dev)
+			t = torch.Rand(r.gen, torch.Float32, torch.CPU, shape...).MulScalar(2*init.std).SubScalar(init.std).To(r.dtype, r.dev)
 		default:
 			t = torch.Zeros(r.dtype, r.dev, shape...)
 		}

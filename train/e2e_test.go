@@ -1,0 +1,168 @@
+package train
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"testing"
+
+	"madclip/dataset"
+	"madclip/internal/reftest"
+	"madclip/model"
+	"madclip/model/clip/bpe"
+	"madclip/torch"
+)
+
+const sharedVocab = "../../shared/clip/bpe_simple_vocab_16e6.txt.gz"
+
+var (
+	tkOnce sync.Once
+	tk     *bpe.Tokenizer
+	tkErr  error
+)
+
+func tokenizer(t *testing.T) *bpe.Tokenizer {
+	t.Helper()
+	if _, err := os.Stat(sharedVocab); err != nil {
+		if reftest.InCI() {
+			t.Fatal(err)
+		}
+		t.Skip("no shared vocab")
+	}
+	tkOnce.Do(func() { tk, tkErr = bpe.Load(sharedVocab) })
+	if tkErr != nil {
+		t.Fatal(tkErr)
+	}
+	return tk
+}
+
+type quietReporter struct{ losses []float64 }
+
+func (*quietReporter) Stage(string)                   {}
+func (*quietReporter) Start(int, int)                 {}
+func (*quietReporter) Step(int, int, float64)         {}
+func (r *quietReporter) EpochDone(_ int, mean float64) { r.losses = append(r.losses, mean) }
+
+// auroc is the area under the ROC curve (ties count half), for the test's
+// own check; the metrics package has the real one.
+func auroc(scores []float64, labels []bool) float64 {
+	type pair struct {
+		s float64
+		l bool
+	}
+	ps := make([]pair, len(scores))
+	for i := range scores {
+		ps[i] = pair{scores[i], labels[i]}
+	}
+	sort.Slice(ps, func(i, j int) bool { return ps[i].s < ps[j].s })
+	var pos, neg, rankSum float64
+	for i := 0; i < len(ps); {
+		j := i
+		for j < len(ps) && ps[j].s == ps[i].s {
+			j++
+		}
+		avg := float64(i+j+1) / 2
+		for k := i; k < j; k++ {
+			if ps[k].l {
+				rankSum += avg
+				pos++
+			} else {
+				neg++
+			}
+		}
+		i = j
+	}
+	return (rankSum - pos*(pos+1)/2) / (pos * neg)
+}
+
+// evaluate scores the test split with a checkpoint: image AUROC (the map's
+// maximum) and pixel AUROC.
+func evaluate(t *testing.T, root, ckpt string, size int) (imageAUC, pixelAUC float64) {
+	t.Helper()
+	test, err := dataset.ReadSplit(root, "Brain", "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var scores, pix []float64
+	var labels, pixLabels []bool
+	err = torch.Do(func() error {
+		return torch.Scoped(func(s *torch.Scope) error {
+			ck, err := LoadCheckpoint(ckpt, torch.CPU)
+			if err != nil {
+				return err
+			}
+			defer ck.Free()
+			backbone, err := ck.OpenBackbone("", torch.CPU)
+			if err != nil {
+				return err
+			}
+			defer backbone.Free()
+			m, err := ck.Model(backbone, tokenizer(t))
+			if err != nil {
+				return err
+			}
+			defer m.Free()
+			text := m.TextFeatures()
+			for _, smp := range test.Samples {
+				im, err := dataset.Load(smp, size, true)
+				if err != nil {
+					return err
+				}
+				x := torch.FromSlice(im.Pixels, 1, 3, int64(size), int64(size))
+				_, seg := m.Scores(m.Features(x), text)
+				amap, err := m.AnomalyMap(seg, size).Float64s()
+				if err != nil {
+					return err
+				}
+				mx := amap[0]
+				for i, v := range amap {
+					mx = max(mx, v)
+					pix = append(pix, v)
+					pixLabels = append(pixLabels, im.Mask[i] > 0.5)
+				}
+				scores = append(scores, mx)
+				labels = append(labels, smp.Abnormal)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return auroc(scores, labels), auroc(pix, pixLabels)
+}
+
+// End to end on the CPU: synthetic data, the tiny preset, a few epochs, and
+// the trained model separates the synthetic test images and their pixels.
+func TestTrainTinyEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains a model")
+	}
+	root := t.TempDir()
+	if err := dataset.Synth(root, dataset.SynthOptions{Seed: 1, Valid: 8, Test: 10}); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "tiny.safetensors")
+	cfg := Config{Data: root, Dataset: "Brain", Shots: 8, Seed: 1, Epochs: 4, Preset: "tiny", BackboneSeed: 1,
+		Model: model.Options{ImageSize: 112}, Out: out}
+	rep := &quietReporter{}
+	var res *Result
+	err := torch.Do(func() error {
+		var err error
+		res, err = Run(context.Background(), cfg, tokenizer(t), rep)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Images != 16*16 || len(rep.losses) != 4 || !(rep.losses[3] < rep.losses[0]) {
+		t.Errorf("images %d, losses %v", res.Images, rep.losses)
+	}
+	img, pix := evaluate(t, root, out, 112)
+	t.Logf("image AUROC %.3f, pixel AUROC %.3f, %v per step", img, pix, res.StepTime)
+	if img < 0.9 || pix < 0.9 {
+		t.Errorf("image AUROC %.3f, pixel AUROC %.3f; want both at least 0.9", img, pix)
+	}
+}

@@ -1,0 +1,452 @@
+package train
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"runtime"
+	"sync"
+	"time"
+
+	"madclip/dataset"
+	"madclip/model"
+	"madclip/model/clip"
+	"madclip/model/clip/bpe"
+	"madclip/torch"
+)
+
+// Config is one training run.
+type Config struct {
+	Data    string // benchmark root
+	Dataset string // e.g. "Brain", or the name of one's own {name}_AD folder
+
+	ShotsFile  string // the authors' list; else a seeded draw of Shots
+	ShotsIndex int
+	Shots      int
+	Seed       uint64
+
+	Epochs       int
+	Batch        int
+	LR           float64
+	Beta1, Beta2 float64
+	SoftmaxLoss  bool // the CLIP-style detection loss (ablation)
+
+	Model model.Options // Object, layers, image size, reference behaviours, ablations
+
+	Weights      string // CLIP weights; empty with Preset
+	Preset       string // a random backbone preset ("tiny"), recreated from BackboneSeed
+	BackboneSeed uint64
+	Device       torch.Device
+	NoCache      bool   // recompute the backbone every step (slow; for checks)
+	Out          string // checkpoint path
+	Resume       string // a partial checkpoint to continue from
+}
+
+// Defaults fills the paper's settings where c leaves zeros.
+func (c *Config) Defaults() {
+	if c.Epochs == 0 {
+		c.Epochs = 60
+	}
+	if c.Batch == 0 {
+		c.Batch = 16
+	}
+	if c.LR == 0 {
+		c.LR = 1e-3
+	}
+	if c.Beta1 == 0 {
+		c.Beta1 = 0.5
+	}
+	if c.Beta2 == 0 {
+		c.Beta2 = 0.999
+	}
+	if c.Model.ImageSize == 0 {
+		c.Model.ImageSize = 240
+	}
+	if c.Model.Object == "" {
+		c.Model.Object = model.ObjectWords[c.Dataset]
+	}
+	if c.Shots == 0 && c.ShotsFile == "" {
+		c.Shots = 16
+	}
+}
+
+// Reporter hears about progress. Calls come from the compute thread.
+type Reporter interface {
+	Stage(msg string)
+	Start(epochs, stepsPerEpoch int)
+	Step(epoch, step int, loss float64)
+	EpochDone(epoch int, meanLoss float64)
+}
+
+// ErrInterrupted is returned when the context was cancelled; a partial
+// checkpoint was saved for --resume.
+var ErrInterrupted = errors.New("training interrupted")
+
+// Result describes a finished run.
+type Result struct {
+	Meta        Meta
+	Images      int // augmented training images
+	StepTime    time.Duration
+	CacheTime   time.Duration
+	TotalTime   time.Duration
+	FinalLoss   float64
+	LossHistory []float64 // mean loss per epoch
+}
+
+// Run trains MadCLIP and writes the checkpoint. It must run on the compute
+// thread (inside torch.Do).
+func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, rep Reporter) (*Result, error) {
+	start := time.Now()
+	c.Defaults()
+	if c.Model.Object == "" {
+		return nil, fmt.Errorf("no object word for dataset %q: give one (--object)", c.Dataset)
+	}
+	res := &Result{}
+	var resume *Checkpoint
+	if c.Resume != "" {
+		var err error
+		if resume, err = LoadCheckpoint(c.Resume, c.Device); err != nil {
+			return nil, err
+		}
+		defer resume.Free()
+		if !resume.Meta.Partial() {
+			return nil, fmt.Errorf("%s: training already finished; nothing to resume", c.Resume)
+		}
+	}
+
+	rep.Stage("reading the few shots")
+	valid, err := dataset.ReadSplit(c.Data, c.Dataset, "valid")
+	if err != nil {
+		return nil, err
+	}
+	var shots dataset.Shots
+	if c.ShotsFile != "" {
+		shots, err = dataset.ReadShotsFile(c.ShotsFile, c.ShotsIndex)
+	} else {
+		shots, err = dataset.DrawShots(valid.Samples, c.Shots, c.Seed)
+	}
+	if err != nil {
+		return nil, err
+	}
+	samples, _, err := shots.Select(valid.Samples)
+	if err != nil {
+		return nil, err
+	}
+	k := len(shots.Normal)
+	imgs, err := loadAll(samples, c.Model.ImageSize, valid.HasMasks)
+	if err != nil {
+		return nil, err
+	}
+
+	rep.Stage("loading CLIP")
+	backbone, bb, err := openBackbone(c)
+	if err != nil {
+		return nil, err
+	}
+	defer backbone.Free()
+
+	var m *model.MadCLIP
+	if resume != nil {
+		m, err = resume.Model(backbone, tk)
+	} else {
+		m, err = model.New(backbone, tk, c.Model, c.Seed)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer m.Free()
+	params := m.Params().Tensors()
+	for _, p := range params {
+		if err := p.SetRequiresGrad(true); err != nil {
+			return nil, err
+		}
+	}
+	opt, err := torch.NewAdam(params, torch.AdamConfig{LR: c.LR, Beta1: c.Beta1, Beta2: c.Beta2, Eps: 1e-8})
+	if err != nil {
+		return nil, err
+	}
+	defer opt.Free()
+	meta := Meta{Version: Version, Model: m.Opts, Backbone: bb, Dataset: c.Dataset, Shots: k, Seed: c.Seed, Epochs: c.Epochs}
+	firstEpoch, firstStep := 0, 0
+	if resume != nil {
+		if err := restoreAdam(opt, m, resume); err != nil {
+			return nil, err
+		}
+		firstEpoch, firstStep = resume.Meta.Epoch, resume.Meta.Step
+		meta = resume.Meta
+		meta.Epochs = c.Epochs
+	}
+
+	// The static augmented set, its labels, and (unless disabled) the
+	// backbone's tapped features of every augmented image.
+	data := torch.NewScope()
+	defer data.Close()
+	rep.Stage("augmenting")
+	g, err := torch.NewGenerator(c.Seed)
+	if err != nil {
+		return nil, err
+	}
+	defer g.Free()
+	size := int64(c.Model.ImageSize)
+	n := int64(len(imgs))
+	images := torch.FromSlice(concat(imgs, func(i dataset.Image) []float32 { return i.Pixels }), n, 3, size, size).ToDevice(c.Device)
+	var masks *torch.Tensor
+	if valid.HasMasks {
+		masks = torch.FromSlice(concat(imgs, func(i dataset.Image) []float32 { return i.Mask }), n, 1, size, size).ToDevice(c.Device)
+	}
+	augImages, augMasks := dataset.Augment(images, masks, g)
+	labels1 := make([]float32, n)
+	for i := k; i < int(n); i++ {
+		labels1[i] = 1
+	}
+	var labelsAll []float32
+	for range dataset.Variants {
+		labelsAll = append(labelsAll, labels1...)
+	}
+	N := int64(len(labelsAll))
+	labels := torch.FromSlice(labelsAll).ToDevice(c.Device)
+	if augMasks != nil {
+		augMasks = augMasks.Squeeze(1)
+	}
+	if err := data.Err(); err != nil {
+		return nil, err
+	}
+	res.Images = int(N)
+
+	var cache []*torch.Tensor
+	if !c.NoCache {
+		rep.Stage(fmt.Sprintf("caching backbone features of %d augmented images", N))
+		t0 := time.Now()
+		if cache, err = cacheFeatures(m, augImages, c.Device); err != nil {
+			return nil, err
+		}
+		if err := torch.Synchronize(c.Device); err != nil {
+			return nil, err
+		}
+		res.CacheTime = time.Since(t0)
+	}
+
+	batch := int64(c.Batch)
+	steps := int((N + batch - 1) / batch)
+	rep.Start(c.Epochs, steps)
+	var stepTotal time.Duration
+	var stepCount int
+	for epoch := firstEpoch; epoch < c.Epochs; epoch++ {
+		perm := rand.New(rand.NewPCG(c.Seed, uint64(epoch)+1)).Perm(int(N))
+		var lossSum float64
+		var lossN int
+		for step := 0; step < steps; step++ {
+			if epoch == firstEpoch && step < firstStep {
+				continue
+			}
+			if ctx.Err() != nil {
+				meta.Epoch, meta.Step = epoch, step
+				if err := SaveCheckpoint(c.Out, m, opt, meta); err != nil {
+					return nil, fmt.Errorf("interrupted, and saving the checkpoint failed: %w", err)
+				}
+				return nil, fmt.Errorf("%w at epoch %d step %d; saved %s (continue with --resume %s)", ErrInterrupted, epoch+1, step, c.Out, c.Out)
+			}
+			lo := int64(step) * batch
+			hi := min(lo+batch, N)
+			idx := make([]int64, hi-lo)
+			for i := range idx {
+				idx[i] = int64(perm[lo+int64(i)])
+			}
+			t0 := time.Now()
+			loss, err := trainStep(m, opt, c, cache, augImages, augMasks, labels, idx)
+			if err != nil {
+				return nil, err
+			}
+			stepTotal += time.Since(t0)
+			stepCount++
+			if math.IsNaN(loss) || math.IsInf(loss, 0) {
+				// The step was not applied: the parameters are the last good ones.
+				meta.Epoch, meta.Step = epoch, step
+				saved := "saving them failed"
+				if err := SaveCheckpoint(c.Out, m, opt, meta); err == nil {
+					saved = "the last good parameters are in " + c.Out
+				}
+				return nil, fmt.Errorf("the loss became %v at epoch %d step %d; training stopped (%s); try a lower --lr", loss, epoch+1, step+1, saved)
+			}
+			lossSum += loss
+			lossN++
+			rep.Step(epoch, step, loss)
+		}
+		mean := lossSum / float64(max(lossN, 1))
+		res.LossHistory = append(res.LossHistory, mean)
+		res.FinalLoss = mean
+		rep.EpochDone(epoch, mean)
+	}
+	meta.Epoch, meta.Step = c.Epochs, 0
+	rep.Stage("saving " + c.Out)
+	if err := SaveCheckpoint(c.Out, m, nil, meta); err != nil {
+		return nil, err
+	}
+	if stepCount > 0 {
+		res.StepTime = stepTotal / time.Duration(stepCount)
+	}
+	res.Meta = meta
+	res.TotalTime = time.Since(start)
+	return res, nil
+}
+
+// trainStep runs one optimisation step on the batch idx and returns the loss.
+func trainStep(m *model.MadCLIP, opt *torch.Adam, c Config, cache []*torch.Tensor, images, masks, labels *torch.Tensor, idx []int64) (float64, error) {
+	var loss float64
+	err := torch.Scoped(func(s *torch.Scope) error {
+		ix := torch.FromSlice(idx).ToDevice(c.Device)
+		var taps []*torch.Tensor
+		if cache != nil {
+			for _, f := range cache {
+				taps = append(taps, f.IndexSelect(0, ix))
+			}
+		} else {
+			taps = m.Features(images.IndexSelect(0, ix))
+		}
+		var mb *torch.Tensor
+		if masks != nil {
+			mb = masks.IndexSelect(0, ix)
+		}
+		forward := func() error {
+			det, seg := m.Scores(taps, m.TextFeatures())
+			l := Loss(det, seg, labels.IndexSelect(0, ix), mb, m.Grid(), LossOptions{Softmax: c.SoftmaxLoss, Size: c.Model.ImageSize})
+			if err := opt.ZeroGrad(); err != nil {
+				return err
+			}
+			if err := l.Backward(); err != nil {
+				return err
+			}
+			var err error
+			loss, err = l.Item()
+			return err
+		}
+		var err error
+		if c.Device.IsCUDA() {
+			err = torch.Autocast(torch.DeviceCUDA, torch.BFloat16, forward)
+		} else {
+			err = forward()
+		}
+		if err != nil {
+			return err
+		}
+		if math.IsNaN(loss) || math.IsInf(loss, 0) {
+			return nil // reported by the caller; the parameters stay as they were
+		}
+		return opt.Step()
+	})
+	return loss, err
+}
+
+// cacheFeatures runs the frozen backbone once over all images, in batches,
+// and keeps each tapped layer's features [N, 1+P, W].
+func cacheFeatures(m *model.MadCLIP, images *torch.Tensor, dev torch.Device) ([]*torch.Tensor, error) {
+	n := images.Size(0)
+	const chunk = 32
+	per := make([][]*torch.Tensor, len(m.Opts.Layers))
+	for lo := int64(0); lo < n; lo += chunk {
+		hi := min(lo+chunk, n)
+		run := func() error {
+			taps := m.Features(images.Narrow(0, lo, hi-lo))
+			for i, tp := range taps {
+				if err := tp.Err(); err != nil {
+					return err
+				}
+				per[i] = append(per[i], tp)
+			}
+			return nil
+		}
+		var err error
+		if dev.IsCUDA() {
+			err = torch.Autocast(torch.DeviceCUDA, torch.BFloat16, run)
+		} else {
+			err = run()
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	out := make([]*torch.Tensor, len(per))
+	for i, parts := range per {
+		out[i] = torch.Cat(0, parts...)
+		if err := out[i].Err(); err != nil {
+			return nil, err
+		}
+		for _, p := range parts {
+			p.Free()
+		}
+	}
+	return out, nil
+}
+
+// openBackbone loads the CLIP the run trains on and describes it.
+func openBackbone(c Config) (*clip.Model, Backbone, error) {
+	opts := c.Model.CLIPOptions(c.Device)
+	if c.Preset != "" {
+		cfg, ok := clip.Presets[c.Preset]
+		if !ok {
+			return nil, Backbone{}, fmt.Errorf("unknown preset %q (known: %v)", c.Preset, clip.PresetNames())
+		}
+		m, err := clip.New(cfg, opts, c.BackboneSeed)
+		return m, Backbone{Preset: c.Preset, Seed: c.BackboneSeed, Config: cfg}, err
+	}
+	if c.Weights == "" {
+		return nil, Backbone{}, fmt.Errorf("no CLIP weights (--weights) and no --preset")
+	}
+	sum, err := FileSHA256(c.Weights)
+	if err != nil {
+		return nil, Backbone{}, err
+	}
+	m, err := clip.Load(c.Weights, opts)
+	if err != nil {
+		return nil, Backbone{}, err
+	}
+	return m, Backbone{SHA256: sum, File: c.Weights, Config: m.Config}, nil
+}
+
+func restoreAdam(opt *torch.Adam, m *model.MadCLIP, ck *Checkpoint) error {
+	for i, name := range m.Params().Names() {
+		mom, ok1 := ck.Tensors["optim.m."+name]
+		v, ok2 := ck.Tensors["optim.v."+name]
+		if !ok1 || !ok2 {
+			continue
+		}
+		if err := opt.SetState(ck.Meta.Steps, i, mom, v); err != nil {
+			return fmt.Errorf("%s: optimizer state of %s: %w", ck.Path, name, err)
+		}
+	}
+	return nil
+}
+
+// loadAll decodes and resizes the samples on worker goroutines.
+func loadAll(samples []dataset.Sample, size int, masks bool) ([]dataset.Image, error) {
+	out := make([]dataset.Image, len(samples))
+	errs := make([]error, len(samples))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, runtime.NumCPU())
+	for i, s := range samples {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			out[i], errs[i] = dataset.Load(s, size, masks)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func concat(imgs []dataset.Image, part func(dataset.Image) []float32) []float32 {
+	var out []float32
+	for _, im := range imgs {
+		out = append(out, part(im)...)
+	}
+	return out
+}
