@@ -58,12 +58,12 @@ func Synth(root string, o SynthOptions) error {
 				}
 				imgDir := filepath.Join(Dir(root, d.Name), split.name, cls, "img")
 				if err := os.MkdirAll(imgDir, 0o755); err != nil {
-					return fmt.Errorf("synth: %w", err)
+					return fmt.Errorf("synth %s: %w", root, err)
 				}
 				maskDir := filepath.Join(Dir(root, d.Name), split.name, "Ungood", "anomaly_mask")
 				if abnormal && d.Masks {
 					if err := os.MkdirAll(maskDir, 0o755); err != nil {
-						return fmt.Errorf("synth: %w", err)
+						return fmt.Errorf("synth %s: %w", root, err)
 					}
 				}
 				for i := range split.n {

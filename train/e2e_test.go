@@ -40,9 +40,9 @@ func tokenizer(t *testing.T) *bpe.Tokenizer {
 
 type quietReporter struct{ losses []float64 }
 
-func (*quietReporter) Stage(string)                   {}
-func (*quietReporter) Start(int, int)                 {}
-func (*quietReporter) Step(int, int, float64)         {}
+func (*quietReporter) Stage(string)                    {}
+func (*quietReporter) Start(int, int)                  {}
+func (*quietReporter) Step(int, int, float64)          {}
 func (r *quietReporter) EpochDone(_ int, mean float64) { r.losses = append(r.losses, mean) }
 
 // auroc is the area under the ROC curve (ties count half), for the test's

@@ -62,8 +62,8 @@ func madclip(t *testing.T, env []string, args ...string) (stdout, stderr string,
 	return o.String(), e.String(), code
 }
 
-// wantFailure checks a clean failure: non-zero exit, one line on stderr
-// naming what, no Go panic.
+// wantFailure checks a clean failure: non-zero exit, the error as the last
+// line of stderr (after any progress lines), naming what, no Go panic.
 func wantFailure(t *testing.T, what string, stderr string, code int) {
 	t.Helper()
 	if code == 0 {
@@ -72,11 +72,13 @@ func wantFailure(t *testing.T, what string, stderr string, code int) {
 	if strings.Contains(stderr, "panic") || strings.Contains(stderr, "goroutine ") {
 		t.Errorf("Go panic: %s", stderr)
 	}
-	if lines := strings.Split(strings.TrimSpace(stderr), "\n"); len(lines) != 1 {
-		t.Errorf("error takes %d lines: %q", len(lines), stderr)
+	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	last := lines[len(lines)-1]
+	if !strings.HasPrefix(last, "madclip: ") {
+		t.Errorf("stderr does not end with a one-line error: %q", stderr)
 	}
-	if !strings.Contains(stderr, what) {
-		t.Errorf("error %q does not mention %q", strings.TrimSpace(stderr), what)
+	if !strings.Contains(last, what) {
+		t.Errorf("error %q does not mention %q", last, what)
 	}
 }
 
@@ -319,4 +321,47 @@ func dot(a, b []float32) float64 {
 func sha256hex(b []byte) string {
 	h := sha256.Sum256(b)
 	return hex.EncodeToString(h[:])
+}
+
+// synth then train with the tiny preset, as the README's demo does.
+func TestSynthTrainCLI(t *testing.T) {
+	needVocab(t)
+	root := t.TempDir()
+	o, e, code := madclip(t, nil, "synth", "--out", root, "--valid", "4", "--test", "2", "--size", "32")
+	if code != 0 || !strings.Contains(o, filepath.Join(root, "Brain_AD")) {
+		t.Fatalf("synth: exit %d %s %s", code, o, e)
+	}
+	ck := filepath.Join(t.TempDir(), "tiny.safetensors")
+	o, e, code = madclip(t, nil, "train", "--data", root, "--dataset", "Brain", "--preset", "tiny", "--epochs", "1",
+		"--shots", "2", "--image-size", "56", "--vocab", sharedVocab, "--out", ck, "--device", "cpu")
+	if code != 0 || !strings.Contains(o, "wrote "+ck) {
+		t.Fatalf("train: exit %d\n%s\n%s", code, o, e)
+	}
+	// Not a terminal: plain progress lines on stderr.
+	if !strings.Contains(e, "epoch 1/1") || !strings.Contains(e, "caching backbone features") {
+		t.Errorf("progress output: %q", e)
+	}
+	if _, err := os.Stat(ck); err != nil {
+		t.Fatal(err)
+	}
+	_, e, code = madclip(t, nil, "train", "--data", root, "--dataset", "Brain", "--preset", "tiny", "--epochs", "1",
+		"--shots", "2", "--image-size", "56", "--vocab", sharedVocab, "--out", ck, "--quiet", "--device", "cpu")
+	if code != 0 || e != "" {
+		t.Errorf("--quiet: exit %d, stderr %q", code, e)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--data", filepath.Join(root, "nope")}, "nope"},
+		{[]string{"--data", root, "--dataset", "Liver"}, "Liver_AD"},
+		{[]string{"--data", root, "--shots", "40"}, "40 shots"},
+		{[]string{"--data", root, "--epochs", "0"}, "positive"},
+	} {
+		args := append([]string{"train", "--preset", "tiny", "--vocab", sharedVocab, "--out", filepath.Join(t.TempDir(), "x.safetensors"), "--dataset", "Brain"}, c.args...)
+		_, e, code := madclip(t, nil, args...)
+		wantFailure(t, c.want, e, code)
+	}
+	_, e, code = madclip(t, nil, "synth", "--out", "/proc/no/such/place")
+	wantFailure(t, "/proc/no/such/place", e, code)
 }

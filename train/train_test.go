@@ -1,0 +1,195 @@
+package train
+
+import (
+	"context"
+	"errors"
+	"math"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"madclip/dataset"
+	"madclip/model"
+	"madclip/torch"
+	"madclip/torch/safetensors"
+)
+
+func smallConfig(t *testing.T, root string) Config {
+	t.Helper()
+	return Config{Data: root, Dataset: "Brain", Shots: 2, Seed: 3, Epochs: 2, Batch: 16, Preset: "tiny", BackboneSeed: 1,
+		Model: model.Options{ImageSize: 56}, Out: filepath.Join(t.TempDir(), "ck.safetensors")}
+}
+
+func synth(t *testing.T) string {
+	t.Helper()
+	root := t.TempDir()
+	if err := dataset.Synth(root, dataset.SynthOptions{Seed: 2, Valid: 4, Test: 2, Size: 32}); err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+func run(t *testing.T, ctx context.Context, c Config, rep Reporter) (*Result, error) {
+	t.Helper()
+	var res *Result
+	err := torch.Do(func() error {
+		var err error
+		res, err = Run(ctx, c, tokenizer(t), rep)
+		return err
+	})
+	return res, err
+}
+
+// readParams reads a checkpoint's trained tensors as raw bytes.
+func readParams(t *testing.T, path string) map[string][]byte {
+	t.Helper()
+	f, err := safetensors.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	out := map[string][]byte{}
+	for _, ts := range f.Tensors {
+		if !strings.HasPrefix(ts.Name, "optim.") {
+			out[ts.Name] = append([]byte(nil), ts.Data...)
+		}
+	}
+	return out
+}
+
+func maxDiff(t *testing.T, a, b map[string][]byte) float64 {
+	t.Helper()
+	if len(a) != len(b) {
+		t.Fatalf("%d tensors vs %d", len(a), len(b))
+	}
+	worst := 0.0
+	for k, va := range a {
+		vb := b[k]
+		for i := 0; i+4 <= len(va); i += 4 {
+			x := math.Float32frombits(uint32(va[i]) | uint32(va[i+1])<<8 | uint32(va[i+2])<<16 | uint32(va[i+3])<<24)
+			y := math.Float32frombits(uint32(vb[i]) | uint32(vb[i+1])<<8 | uint32(vb[i+2])<<16 | uint32(vb[i+3])<<24)
+			worst = math.Max(worst, math.Abs(float64(x-y)))
+		}
+	}
+	return worst
+}
+
+// Training from the feature cache gives the parameters that recomputing the
+// backbone every step gives.
+func TestCachedEqualsUncached(t *testing.T) {
+	root := synth(t)
+	c := smallConfig(t, root)
+	c.Epochs = 1
+	if _, err := run(t, context.Background(), c, &quietReporter{}); err != nil {
+		t.Fatal(err)
+	}
+	u := c
+	u.NoCache = true
+	u.Out = filepath.Join(t.TempDir(), "nocache.safetensors")
+	if _, err := run(t, context.Background(), u, &quietReporter{}); err != nil {
+		t.Fatal(err)
+	}
+	if d := maxDiff(t, readParams(t, c.Out), readParams(t, u.Out)); d > 1e-5 {
+		t.Errorf("cached and uncached parameters differ by %g", d)
+	}
+}
+
+// cancelAfter cancels the context after n steps (as Ctrl-C does).
+type cancelAfter struct {
+	quietReporter
+	n      int
+	cancel context.CancelFunc
+}
+
+func (r *cancelAfter) Step(int, int, float64) {
+	r.n--
+	if r.n == 0 {
+		r.cancel()
+	}
+}
+
+// An interrupted run saves a partial checkpoint; resuming it gives exactly
+// the parameters of an uninterrupted run (on the CPU).
+func TestInterruptAndResume(t *testing.T) {
+	root := synth(t)
+	full := smallConfig(t, root)
+	if _, err := run(t, context.Background(), full, &quietReporter{}); err != nil {
+		t.Fatal(err)
+	}
+	part := smallConfig(t, root)
+	ctx, cancel := context.WithCancel(context.Background())
+	_, err := run(t, ctx, part, &cancelAfter{n: 3, cancel: cancel})
+	if !errors.Is(err, ErrInterrupted) || !strings.Contains(err.Error(), "--resume") {
+		t.Fatalf("interrupt: %v", err)
+	}
+	err = torch.Do(func() error {
+		ck, err := LoadCheckpoint(part.Out, torch.CPU)
+		if err != nil {
+			return err
+		}
+		defer ck.Free()
+		if !ck.Meta.Partial() || ck.Meta.Epoch != 0 || ck.Meta.Step != 3 { // 4 steps an epoch
+			t.Errorf("partial checkpoint at epoch %d step %d (partial %v)", ck.Meta.Epoch, ck.Meta.Step, ck.Meta.Partial())
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resumed := part
+	resumed.Resume = part.Out
+	if _, err := run(t, context.Background(), resumed, &quietReporter{}); err != nil {
+		t.Fatal(err)
+	}
+	if d := maxDiff(t, readParams(t, full.Out), readParams(t, resumed.Out)); d != 0 {
+		t.Errorf("resumed run differs from the uninterrupted one by %g", d)
+	}
+	// A finished checkpoint cannot be resumed.
+	again := resumed
+	if _, err := run(t, context.Background(), again, &quietReporter{}); err == nil || !strings.Contains(err.Error(), "already finished") {
+		t.Errorf("resume of a finished run: %v", err)
+	}
+}
+
+// A diverging loss stops training with a clear error and keeps the last
+// good parameters.
+func TestNaNStops(t *testing.T) {
+	root := synth(t)
+	c := smallConfig(t, root)
+	c.LR = 1e30
+	_, err := run(t, context.Background(), c, &quietReporter{})
+	if err == nil || !strings.Contains(err.Error(), "loss became") {
+		t.Fatalf("want a NaN/Inf loss error, got %v", err)
+	}
+	if !strings.Contains(err.Error(), c.Out) {
+		t.Errorf("error does not say where the last good parameters are: %v", err)
+	}
+	params := readParams(t, c.Out)
+	for name, b := range params {
+		for i := 0; i+4 <= len(b); i += 4 {
+			v := math.Float32frombits(uint32(b[i]) | uint32(b[i+1])<<8 | uint32(b[i+2])<<16 | uint32(b[i+3])<<24)
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				t.Fatalf("%s holds %v", name, v)
+			}
+		}
+	}
+}
+
+func TestRunErrors(t *testing.T) {
+	root := synth(t)
+	for name, mutate := range map[string]func(*Config){
+		"no dataset":   func(c *Config) { c.Dataset = "Liver" },
+		"no object":    func(c *Config) { c.Dataset = "Knee"; c.Model.Object = "" },
+		"too many":     func(c *Config) { c.Shots = 50 },
+		"bad preset":   func(c *Config) { c.Preset = "huge" },
+		"no weights":   func(c *Config) { c.Preset = "" },
+		"bad resume":   func(c *Config) { c.Resume = filepath.Join(root, "none.safetensors") },
+		"missing list": func(c *Config) { c.ShotsFile = filepath.Join(root, "none.txt") },
+	} {
+		c := smallConfig(t, root)
+		mutate(&c)
+		if _, err := run(t, context.Background(), c, &quietReporter{}); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
