@@ -21,10 +21,15 @@ bridge: deps build/libmadclip_bridge.so
 build: bridge
 	$(GO) build -o bin/madclip ./cmd/madclip
 
-# The main job. For now: the tool's help and its self-check.
+# The main job on the built-in default: the self-check, a synthetic dataset,
+# and MadCLIP trained on it with the tiny random CLIP (no weights needed).
+DEMO ?= build/demo
+VOCAB ?= $(firstword $(wildcard ../shared/clip/bpe_simple_vocab_16e6.txt.gz))
 run: build
-	bin/madclip --help
 	bin/madclip doctor
+	bin/madclip synth --out $(DEMO)
+	bin/madclip train --data $(DEMO) --dataset Brain --preset tiny --shots 8 --epochs 5 \
+	  --image-size 112 $(if $(VOCAB),--vocab $(VOCAB)) --out $(DEMO)/brain-tiny.safetensors
 
 test: build
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -47,6 +52,9 @@ gpu-bin: build
 	mkdir -p gpu-bin
 	$(GO) test -c -o gpu-bin/torch.test ./torch
 	$(GO) test -c -o gpu-bin/clip.test ./model/clip
+	$(GO) test -c -o gpu-bin/model.test ./model
+	$(GO) test -c -o gpu-bin/train.test ./train
+	$(if $(VOCAB),cp $(VOCAB) gpu-bin/)
 	$(GO) build -o gpu-bin/madclip ./cmd/madclip
 
 clean:

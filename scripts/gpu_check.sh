@@ -8,7 +8,9 @@
 #      8192^2 matmul TFLOP/s;
 #   3. runs the model/clip tests and the ViT-L/14 forward benchmark beside
 #      PyTorch eager (fp32 and bf16 autocast, batch 16 and 64);
-#   4. runs `madclip doctor` on the GPU.
+#   4. runs the MadCLIP model tests and times a 16-shot ViT-L/14 training run
+#      (feature cache, step, 60 epochs extrapolated);
+#   5. runs `madclip doctor` on the GPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-$PWD/gpu-bin}
@@ -32,6 +34,10 @@ echo "== model/clip tests, CUDA expected"
 (cd model/clip && MADCLIP_EXPECT_CUDA=1 "$BIN/clip.test" -test.count 1 2>&1 | tail -5) || status=1
 echo "== ViT-L/14 at 240 px: madclip vs PyTorch eager (fp32 and bf16, batch 16 and 64)"
 BIN="$BIN" PYTHON="$PY" MADCLIP_BENCH_SECONDS=2 scripts/bench_clip.sh || status=1
+echo "== MadCLIP: tests, then a 16-shot ViT-L/14 training run (random weights, synthetic data)"
+export MADCLIP_TEST_VOCAB=$BIN/bpe_simple_vocab_16e6.txt.gz
+(cd model && MADCLIP_EXPECT_CUDA=1 "$BIN/model.test" -test.count 1 2>&1 | tail -3) || status=1
+(cd train && "$BIN/train.test" -test.run '^$' -test.bench Train16Shot -test.benchtime 1x -test.v 2>&1 | grep -E "Benchmark|on cuda|ms/step") || status=1
 echo "== doctor"
 "$BIN/madclip" doctor || status=1
 exit $status

@@ -2,7 +2,6 @@ package train
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"sort"
 	"sync"
@@ -23,15 +22,10 @@ var (
 	tkErr  error
 )
 
-func tokenizer(t *testing.T) *bpe.Tokenizer {
+func tokenizer(t testing.TB) *bpe.Tokenizer {
 	t.Helper()
-	if _, err := os.Stat(sharedVocab); err != nil {
-		if reftest.InCI() {
-			t.Fatal(err)
-		}
-		t.Skip("no shared vocab")
-	}
-	tkOnce.Do(func() { tk, tkErr = bpe.Load(sharedVocab) })
+	path := reftest.Vocab(t, sharedVocab)
+	tkOnce.Do(func() { tk, tkErr = bpe.Load(path) })
 	if tkErr != nil {
 		t.Fatal(tkErr)
 	}

@@ -55,3 +55,22 @@ func Cosine(a, b []float64) float64 {
 	}
 	return ab / math.Sqrt(aa*bb)
 }
+
+// Vocab returns CLIP's BPE vocab for tests: $MADCLIP_TEST_VOCAB when set
+// (the GPU script carries a copy), else shared, the path of the shared copy
+// beside the repository as seen from the test's package. It skips the test
+// when neither exists (fails it under CI).
+func Vocab(t testing.TB, shared string) string {
+	t.Helper()
+	p := os.Getenv("MADCLIP_TEST_VOCAB")
+	if p == "" {
+		p = shared
+	}
+	if _, err := os.Stat(p); err != nil {
+		if InCI() {
+			t.Fatalf("the shared CLIP vocab is needed under CI: %v", err)
+		}
+		t.Skipf("no CLIP vocab: %v", err)
+	}
+	return p
+}
