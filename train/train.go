@@ -191,24 +191,33 @@ func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, rep Reporter) (*Resul
 	defer g.Free()
 	size := int64(c.Model.ImageSize)
 	n := int64(len(imgs))
-	images := torch.FromSlice(concat(imgs, func(i dataset.Image) []float32 { return i.Pixels }), n, 3, size, size).ToDevice(c.Device)
-	var masks *torch.Tensor
-	if valid.HasMasks {
-		masks = torch.FromSlice(concat(imgs, func(i dataset.Image) []float32 { return i.Mask }), n, 1, size, size).ToDevice(c.Device)
-	}
-	augImages, augMasks := dataset.Augment(images, masks, g)
-	labels1 := make([]float32, n)
-	for i := k; i < int(n); i++ {
-		labels1[i] = 1
-	}
-	var labelsAll []float32
-	for range dataset.Variants {
-		labelsAll = append(labelsAll, labels1...)
-	}
-	N := int64(len(labelsAll))
-	labels := torch.FromSlice(labelsAll).ToDevice(c.Device)
-	if augMasks != nil {
-		augMasks = augMasks.Squeeze(1)
+	var augImages, augMasks, labels *torch.Tensor
+	var N int64
+	err = torch.Scoped(func(s *torch.Scope) error { // frees the augmentation's temporaries
+		images := torch.FromSlice(concat(imgs, func(i dataset.Image) []float32 { return i.Pixels }), n, 3, size, size).ToDevice(c.Device)
+		var masks *torch.Tensor
+		if valid.HasMasks {
+			masks = torch.FromSlice(concat(imgs, func(i dataset.Image) []float32 { return i.Mask }), n, 1, size, size).ToDevice(c.Device)
+		}
+		augImages, augMasks = dataset.Augment(images, masks, g)
+		labels1 := make([]float32, n)
+		for i := k; i < int(n); i++ {
+			labels1[i] = 1
+		}
+		var labelsAll []float32
+		for range dataset.Variants {
+			labelsAll = append(labelsAll, labels1...)
+		}
+		N = int64(len(labelsAll))
+		labels = torch.FromSlice(labelsAll).ToDevice(c.Device)
+		if augMasks != nil {
+			augMasks = augMasks.Squeeze(1)
+		}
+		s.Keep(augImages, augMasks, labels)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if err := data.Err(); err != nil {
 		return nil, err
@@ -348,14 +357,16 @@ func cacheFeatures(m *model.MadCLIP, images *torch.Tensor, dev torch.Device) ([]
 	for lo := int64(0); lo < n; lo += chunk {
 		hi := min(lo+chunk, n)
 		run := func() error {
-			taps := m.Features(images.Narrow(0, lo, hi-lo))
-			for i, tp := range taps {
-				if err := tp.Err(); err != nil {
-					return err
+			return torch.Scoped(func(s *torch.Scope) error { // frees the chunk's intermediates
+				taps := m.Features(images.Narrow(0, lo, hi-lo))
+				for i, tp := range taps {
+					if err := tp.Err(); err != nil {
+						return err
+					}
+					per[i] = append(per[i], s.Keep(tp))
 				}
-				per[i] = append(per[i], tp)
-			}
-			return nil
+				return nil
+			})
 		}
 		var err error
 		if dev.IsCUDA() {
