@@ -1,0 +1,193 @@
+package metrics
+
+import (
+	"encoding/json"
+	"math"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"madclip/internal/reftest"
+)
+
+type testCase struct {
+	Scores []float32 `json:"scores"`
+	Labels []bool    `json:"labels"`
+}
+
+func randomCase(r *rand.Rand, n int, levels int) testCase {
+	c := testCase{Scores: make([]float32, n), Labels: make([]bool, n)}
+	for i := range c.Scores {
+		c.Labels[i] = r.Float64() < 0.3
+		v := r.NormFloat64()
+		if c.Labels[i] {
+			v += 0.8
+		}
+		if levels > 0 { // quantise: many ties
+			v = math.Round(v*float64(levels)) / float64(levels)
+		}
+		c.Scores[i] = float32(v)
+	}
+	return c
+}
+
+// Against scikit-learn on random data, with and without many ties, with
+// negative scores and zeros of both signs.
+func TestAgainstSklearn(t *testing.T) {
+	py := reftest.Python(t, "sklearn", "numpy")
+	r := rand.New(rand.NewPCG(1, 2))
+	cases := []testCase{
+		randomCase(r, 1000, 0), randomCase(r, 1000, 2), randomCase(r, 5000, 10), randomCase(r, 50, 1),
+		{Scores: []float32{0, float32(math.Copysign(0, -1)), 1, -1, 1, 0.5}, Labels: []bool{true, false, true, false, false, true}},
+		{Scores: []float32{3, 3, 3, 3}, Labels: []bool{true, false, false, true}},
+	}
+	path := filepath.Join(t.TempDir(), "cases.json")
+	b, _ := json.Marshal(cases)
+	os.WriteFile(path, b, 0o644)
+	cmd := exec.Command(py, filepath.Join("testdata", "reference_metrics.py"), path)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []struct{ Auroc, Ap, F1 float64 }
+	if err := json.Unmarshal(out, &want); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range cases {
+		auc, err := AUROC(c.Scores, c.Labels)
+		if err != nil || math.Abs(auc-want[i].Auroc) > 1e-12 {
+			t.Errorf("case %d: AUROC %v (%v), sklearn %v", i, auc, err, want[i].Auroc)
+		}
+		ap, _ := AveragePrecision(c.Scores, c.Labels)
+		if math.Abs(ap-want[i].Ap) > 1e-12 {
+			t.Errorf("case %d: AP %v, sklearn %v", i, ap, want[i].Ap)
+		}
+		f1, th, _ := F1Max(c.Scores, c.Labels)
+		if math.Abs(f1-want[i].F1) > 1e-9 {
+			t.Errorf("case %d: F1-max %v, sklearn %v", i, f1, want[i].F1)
+		}
+		// The threshold gives the F1 it claims.
+		var tp, fp, fn float64
+		for j, s := range c.Scores {
+			switch {
+			case s >= th && c.Labels[j]:
+				tp++
+			case s >= th:
+				fp++
+			case c.Labels[j]:
+				fn++
+			}
+		}
+		if got := 2 * tp / (2*tp + fp + fn); math.Abs(got-f1) > 1e-9 {
+			t.Errorf("case %d: threshold %v gives F1 %v, not %v", i, th, got, f1)
+		}
+	}
+}
+
+func TestHandChecked(t *testing.T) {
+	// Perfect, inverted and uninformative rankings.
+	for _, c := range []struct {
+		s    []float32
+		l    []bool
+		want float64
+	}{
+		{[]float32{0.1, 0.2, 0.8, 0.9}, []bool{false, false, true, true}, 1},
+		{[]float32{0.1, 0.2, 0.8, 0.9}, []bool{true, true, false, false}, 0},
+		{[]float32{0.5, 0.5, 0.5, 0.5}, []bool{true, false, true, false}, 0.5},
+		{[]float32{1, 2, 3}, []bool{false, true, false}, 0.5},
+	} {
+		if got, err := AUROC(c.s, c.l); err != nil || got != c.want {
+			t.Errorf("AUROC(%v, %v) = %v, %v; want %v", c.s, c.l, got, err, c.want)
+		}
+	}
+}
+
+func TestDegenerate(t *testing.T) {
+	if _, err := AUROC([]float32{1, 2}, []bool{true, true}); err != ErrOneClass {
+		t.Errorf("one class: %v", err)
+	}
+	if _, err := AUROC(nil, nil); err == nil {
+		t.Error("empty input accepted")
+	}
+	if _, err := AUROC([]float32{1, float32(math.NaN())}, []bool{true, false}); err == nil {
+		t.Error("NaN accepted")
+	}
+	if _, err := AveragePrecision([]float32{1}, []bool{true, false}); err == nil {
+		t.Error("length mismatch accepted")
+	}
+	if _, _, err := F1Max([]float32{1, 2}, []bool{false, false}); err != ErrOneClass {
+		t.Errorf("F1 of one class: %v", err)
+	}
+	// Infinities are ordinary extreme scores.
+	if got, err := AUROC([]float32{float32(math.Inf(-1)), float32(math.Inf(1))}, []bool{false, true}); err != nil || got != 1 {
+		t.Errorf("infinite scores: %v %v", got, err)
+	}
+}
+
+// 10^7 values (a pixel-level evaluation's size), checked against the
+// rank-sum formula computed independently.
+func TestLarge(t *testing.T) {
+	if testing.Short() {
+		t.Skip("10^7 values")
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	c := randomCase(r, 10_000_000, 100)
+	start := time.Now()
+	auc, err := AUROC(c.Scores, c.Labels)
+	el := time.Since(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Independent check: Mann-Whitney U with midranks through a histogram
+	// of the quantised scores.
+	counts := map[float32][2]float64{}
+	for i, s := range c.Scores {
+		v := counts[s]
+		if c.Labels[i] {
+			v[1]++
+		} else {
+			v[0]++
+		}
+		counts[s] = v
+	}
+	keys := make([]float32, 0, len(counts))
+	for k := range counts {
+		keys = append(keys, k)
+	}
+	sortFloat32s(keys)
+	var below, u, pos, neg float64
+	for _, k := range keys {
+		v := counts[k]
+		u += v[1] * (below + v[0]/2)
+		below += v[0]
+		pos += v[1]
+		neg += v[0]
+	}
+	if want := u / (pos * neg); math.Abs(auc-want) > 1e-9 {
+		t.Errorf("AUROC %v, rank-sum %v", auc, want)
+	}
+	t.Logf("AUROC of 10^7 values in %v", el)
+}
+
+func sortFloat32s(a []float32) {
+	for i := 1; i < len(a); i++ {
+		for j := i; j > 0 && a[j] < a[j-1]; j-- {
+			a[j], a[j-1] = a[j-1], a[j]
+		}
+	}
+}
+
+func BenchmarkAUROC60M(b *testing.B) {
+	r := rand.New(rand.NewPCG(5, 6))
+	c := randomCase(r, 60_000_000, 0)
+	b.ResetTimer()
+	for range b.N {
+		if _, err := AUROC(c.Scores, c.Labels); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
