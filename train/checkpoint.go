@@ -41,6 +41,10 @@ type Meta struct {
 	// Threshold is a score threshold chosen on held-out valid images (0 when
 	// none was chosen).
 	Threshold float64 `json:"threshold,omitempty"`
+	// Model selection on held-out valid images (--select-on-valid): the
+	// epoch kept (1-based; 0 means the last) and its image AUROC there.
+	SelectedEpoch int     `json:"selected_epoch,omitempty"`
+	ValidAUROC    float64 `json:"valid_auroc,omitempty"`
 	// Resume state; set only in checkpoints written before the end.
 	Epoch int   `json:"epoch,omitempty"` // epochs completed
 	Step  int   `json:"step,omitempty"`  // steps completed in the next epoch

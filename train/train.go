@@ -35,13 +35,14 @@ type Config struct {
 
 	Model model.Options // Object, layers, image size, reference behaviours, ablations
 
-	Weights      string // CLIP weights; empty with Preset
-	Preset       string // a random backbone preset ("tiny"), recreated from BackboneSeed
-	BackboneSeed uint64
-	Device       torch.Device
-	NoCache      bool   // recompute the backbone every step (slow; for checks)
-	Out          string // checkpoint path
-	Resume       string // a partial checkpoint to continue from
+	Weights       string // CLIP weights; empty with Preset
+	Preset        string // a random backbone preset ("tiny"), recreated from BackboneSeed
+	BackboneSeed  uint64
+	Device        torch.Device
+	NoCache       bool   // recompute the backbone every step (slow; for checks)
+	SelectOnValid bool   // keep the epoch with the best image AUROC on the valid images that are not shots
+	Out           string // checkpoint path
+	Resume        string // a partial checkpoint to continue from
 }
 
 // Defaults fills the paper's settings where c leaves zeros.
@@ -130,9 +131,14 @@ func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, rep Reporter) (*Resul
 	if err != nil {
 		return nil, err
 	}
-	samples, _, err := shots.Select(valid.Samples)
+	samples, heldOut, err := shots.Select(valid.Samples)
 	if err != nil {
 		return nil, err
+	}
+	if c.SelectOnValid {
+		if n, a := dataset.Counts(heldOut); n == 0 || a == 0 {
+			return nil, fmt.Errorf("--select-on-valid needs valid images of both classes besides the shots (have %d normal, %d abnormal)", n, a)
+		}
 	}
 	k := len(shots.Normal)
 	imgs, err := loadAll(samples, c.Model.ImageSize, valid.HasMasks)
@@ -237,6 +243,15 @@ func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, rep Reporter) (*Resul
 		res.CacheTime = time.Since(t0)
 	}
 
+	var sel *selector
+	if c.SelectOnValid {
+		rep.Stage(fmt.Sprintf("caching backbone features of %d held-out valid images", len(heldOut)))
+		if sel, err = newSelector(m, heldOut, c.Model.ImageSize, valid.HasMasks, c.Device); err != nil {
+			return nil, err
+		}
+		defer sel.free()
+	}
+
 	batch := int64(c.Batch)
 	steps := int((N + batch - 1) / batch)
 	rep.Start(c.Epochs, steps)
@@ -287,6 +302,19 @@ func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, rep Reporter) (*Resul
 		res.LossHistory = append(res.LossHistory, mean)
 		res.FinalLoss = mean
 		rep.EpochDone(epoch, mean)
+		if sel != nil {
+			auc, err := sel.update(m, epoch)
+			if err != nil {
+				return nil, err
+			}
+			rep.Stage(fmt.Sprintf("epoch %d: valid image AUROC %.4f (best %.4f at epoch %d)", epoch+1, auc, sel.bestAUC, sel.bestEpoch+1))
+		}
+	}
+	if sel != nil {
+		if err := sel.restoreBest(m); err != nil {
+			return nil, err
+		}
+		meta.SelectedEpoch, meta.ValidAUROC = sel.bestEpoch+1, sel.bestAUC
 	}
 	meta.Epoch, meta.Step = c.Epochs, 0
 	rep.Stage("saving " + c.Out)

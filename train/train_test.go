@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -191,5 +192,32 @@ func TestRunErrors(t *testing.T) {
 		if _, err := run(t, context.Background(), c, &quietReporter{}); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+// --select-on-valid keeps the best epoch on held-out valid images and
+// records it; the test split is never read.
+func TestSelectOnValid(t *testing.T) {
+	root := synth(t)
+	c := smallConfig(t, root)
+	c.SelectOnValid = true
+	c.Epochs = 3
+	// Remove the test split: selection must not need it.
+	if err := os.RemoveAll(filepath.Join(root, "Brain_AD", "test")); err != nil {
+		t.Fatal(err)
+	}
+	res, err := run(t, context.Background(), c, &quietReporter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Meta.SelectedEpoch < 1 || res.Meta.SelectedEpoch > 3 || res.Meta.ValidAUROC <= 0 {
+		t.Errorf("selected epoch %d, valid AUROC %v", res.Meta.SelectedEpoch, res.Meta.ValidAUROC)
+	}
+	// With every valid image a shot there is nothing to select on.
+	c2 := smallConfig(t, root)
+	c2.SelectOnValid = true
+	c2.Shots = 4
+	if _, err := run(t, context.Background(), c2, &quietReporter{}); err == nil || !strings.Contains(err.Error(), "select-on-valid") {
+		t.Errorf("no held-out images: %v", err)
 	}
 }

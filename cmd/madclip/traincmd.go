@@ -5,7 +5,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strings"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -81,6 +80,7 @@ Examples:
 			&cli.IntFlag{Name: "image-size", Value: 240, Usage: "input resolution"},
 			&cli.IntSliceFlag{Name: "layers", Usage: "tapped ViT blocks (default 6,12,18,24 for ViT-L)"},
 			&cli.StringFlag{Name: "resume", Usage: "continue a partial checkpoint"},
+			&cli.BoolFlag{Name: "select-on-valid", Usage: "keep the epoch with the best image AUROC on the valid images that are not shots (default: the last epoch)"},
 			deviceFlag(),
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress output"},
 		}, modelFlags()...),
@@ -127,7 +127,7 @@ func trainAction(c *cli.Context) error {
 			NoSubtraction: c.Bool("no-subtraction"), CommonHead: c.Bool("common-head"), Handcrafted: c.Bool("handcrafted-prompts"),
 		},
 		Weights: weightsPath, Preset: c.String("preset"), BackboneSeed: 1,
-		Out: c.String("out"), Resume: c.String("resume"),
+		Out: c.String("out"), Resume: c.String("resume"), SelectOnValid: c.Bool("select-on-valid"),
 	}
 	if cfg.Epochs < 1 || cfg.Batch < 1 || !(cfg.LR > 0) {
 		return fmt.Errorf("train: --epochs, --batch and --lr must be positive")
@@ -165,6 +165,7 @@ type trainReporter struct {
 	epochs   int
 	started  time.Time
 	lastLoss float64
+	done     int // steps reported in plain lines
 }
 
 func newTrainReporter(w io.Writer, quiet bool) *trainReporter {
@@ -204,8 +205,9 @@ func (r *trainReporter) EpochDone(epoch int, mean float64) {
 	if r.quiet || r.bar != nil {
 		return
 	}
+	r.done += r.steps
 	el := time.Since(r.started)
-	fmt.Fprintf(r.w, "epoch %d/%d  loss %.4f  %s\n", epoch+1, r.epochs, mean, strings.TrimSpace(fmt.Sprintf("%.1f s", el.Seconds())))
+	fmt.Fprintf(r.w, "epoch %d/%d  loss %.4f  %.1f s  %.1f steps/s\n", epoch+1, r.epochs, mean, el.Seconds(), float64(r.done)/el.Seconds())
 }
 
 func (r *trainReporter) finish() {

@@ -1,0 +1,126 @@
+package train
+
+import (
+	"madclip/dataset"
+	"madclip/metrics"
+	"madclip/model"
+	"madclip/torch"
+)
+
+// selector keeps the parameters of the epoch that scores the held-out valid
+// images best (image AUROC), never looking at the test split.
+type selector struct {
+	taps      []*torch.Tensor // cached features of the held-out images
+	labels    []bool
+	masks     bool
+	size      int
+	best      []*torch.Tensor // copies of the best parameters
+	bestAUC   float64
+	bestEpoch int
+}
+
+func newSelector(m *model.MadCLIP, samples []dataset.Sample, size int, masks bool, dev torch.Device) (*selector, error) {
+	imgs, err := loadAll(samples, size, false)
+	if err != nil {
+		return nil, err
+	}
+	s := &selector{size: size, masks: masks, bestAUC: -1}
+	for _, smp := range samples {
+		s.labels = append(s.labels, smp.Abnormal)
+	}
+	err = torch.Scoped(func(sc *torch.Scope) error {
+		x := torch.FromSlice(concat(imgs, func(i dataset.Image) []float32 { return i.Pixels }), int64(len(imgs)), 3, int64(size), int64(size)).ToDevice(dev)
+		taps, err := cacheFeatures(m, x, dev)
+		if err != nil {
+			return err
+		}
+		for _, t := range taps {
+			s.taps = append(s.taps, sc.Keep(t).Persist())
+		}
+		return nil
+	})
+	if err != nil {
+		s.free()
+		return nil, err
+	}
+	return s, nil
+}
+
+// update scores the held-out images with the current parameters and keeps
+// a copy of them when they are the best so far.
+func (s *selector) update(m *model.MadCLIP, epoch int) (float64, error) {
+	var scores []float32
+	err := torch.NoGrad(func() error {
+		return torch.Scoped(func(sc *torch.Scope) error {
+			text := m.TextFeatures()
+			n := s.taps[0].Size(0)
+			const chunk = 32
+			for lo := int64(0); lo < n; lo += chunk {
+				err := torch.Scoped(func(sc *torch.Scope) error {
+					var taps []*torch.Tensor
+					for _, t := range s.taps {
+						taps = append(taps, t.Narrow(0, lo, min(chunk, n-lo)))
+					}
+					det, seg := m.Scores(taps, text)
+					var score *torch.Tensor
+					if s.masks {
+						score = m.AnomalyMap(seg, s.size).Flatten(1, 2).AmaxDims(false, 1)
+					} else {
+						score = model.DetScore(det)
+					}
+					v, err := score.Float32s()
+					scores = append(scores, v...)
+					return err
+				})
+				if err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return 0, err
+	}
+	auc, err := metrics.AUROC(scores, s.labels)
+	if err != nil {
+		return 0, err
+	}
+	if auc > s.bestAUC {
+		s.bestAUC, s.bestEpoch = auc, epoch
+		for _, t := range s.best {
+			t.Free()
+		}
+		s.best = nil
+		err := torch.NoGrad(func() error {
+			for _, p := range m.Params().Tensors() {
+				c := p.Detach().Clone()
+				if err := c.Err(); err != nil {
+					return err
+				}
+				s.best = append(s.best, c.Persist())
+			}
+			return nil
+		})
+		if err != nil {
+			return 0, err
+		}
+	}
+	return auc, nil
+}
+
+// restoreBest copies the best epoch's parameters into the model.
+func (s *selector) restoreBest(m *model.MadCLIP) error {
+	for i, p := range m.Params().Tensors() {
+		if err := p.CopyFrom(s.best[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *selector) free() {
+	for _, t := range append(s.taps, s.best...) {
+		t.Free()
+	}
+}
