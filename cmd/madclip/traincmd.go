@@ -76,7 +76,9 @@ Examples:
 			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the draw, the initialisation, the augmentation and the shuffling"},
 			&cli.IntFlag{Name: "epochs", Value: 60},
 			&cli.IntFlag{Name: "batch", Value: 16},
-			&cli.Float64Flag{Name: "lr", Value: 1e-3},
+			&cli.Float64Flag{Name: "lr", Value: 1e-3, Usage: "Adam's learning rate"},
+			&cli.Float64Flag{Name: "beta1", Value: 0.5, Usage: "Adam's first-moment decay"},
+			&cli.Float64Flag{Name: "beta2", Value: 0.999, Usage: "Adam's second-moment decay"},
 			&cli.IntFlag{Name: "image-size", Value: 240, Usage: "input resolution"},
 			&cli.IntSliceFlag{Name: "layers", Usage: "tapped ViT blocks (default 6,12,18,24 for ViT-L)"},
 			&cli.StringFlag{Name: "resume", Usage: "continue a partial checkpoint"},
@@ -118,7 +120,7 @@ func trainAction(c *cli.Context) error {
 	cfg := train.Config{
 		Data: c.String("data"), Dataset: c.String("dataset"),
 		ShotsFile: c.String("shots-file"), Shots: c.Int("shots"), Seed: c.Uint64("seed"),
-		Epochs: c.Int("epochs"), Batch: c.Int("batch"), LR: c.Float64("lr"),
+		Epochs: c.Int("epochs"), Batch: c.Int("batch"), LR: c.Float64("lr"), Beta1: c.Float64("beta1"), Beta2: c.Float64("beta2"),
 		SoftmaxLoss: c.Bool("softmax-loss"),
 		Model: model.Options{
 			Object: c.String("object"), Layers: c.IntSlice("layers"), ImageSize: c.Int("image-size"),
