@@ -127,6 +127,11 @@ func Load(s Sample, size int, withMask bool) (Image, error) {
 	if err != nil {
 		return Image{}, err
 	}
+	return Prepare(img, s, size, withMask)
+}
+
+// Prepare is Load for an image already decoded.
+func Prepare(img *imaging.RGB, s Sample, size int, withMask bool) (Image, error) {
 	out := Image{Pixels: img.Resize(size, size).CHW()}
 	if !withMask {
 		return out, nil

@@ -16,7 +16,7 @@ const version = "0.1.0-dev"
 
 func main() {
 	app := newApp()
-	if err := app.Run(os.Args); err != nil {
+	if err := app.Run(flagsFirst(app, os.Args)); err != nil {
 		fmt.Fprintf(os.Stderr, "madclip: %v\n", err)
 		os.Exit(1)
 	}
@@ -39,6 +39,8 @@ Examples:
 		Commands: []*cli.Command{
 			synthCommand(),
 			trainCommand(),
+			predictCommand(),
+			evalCommand(),
 			clipCommand(),
 			tokenizeCommand(),
 			weightsCommand(),

@@ -1,0 +1,168 @@
+package infer
+
+import (
+	"fmt"
+	"sort"
+
+	"madclip/dataset"
+	"madclip/metrics"
+)
+
+// Scored is one evaluated test image.
+type Scored struct {
+	Path     string
+	Abnormal bool
+	Score    float64
+}
+
+// Evaluation is the result of scoring a test split.
+type Evaluation struct {
+	Dataset    string   `json:"dataset"`
+	Images     int      `json:"images"`
+	ImageAUROC float64  `json:"image_auroc"`
+	ImageAP    float64  `json:"image_ap"`
+	ImageF1Max float64  `json:"image_f1_max"`
+	Threshold  float64  `json:"f1_max_threshold"`
+	PixelAUROC *float64 `json:"pixel_auroc,omitempty"`
+	PixelAP    *float64 `json:"pixel_ap,omitempty"`
+	Scores     []Scored `json:"scores"`
+
+	imageScores []float32
+	imageLabels []bool
+}
+
+// ROC returns the image-level ROC curve points (false and true positive
+// rates), for plots.
+func (e *Evaluation) ROC() (fpr, tpr []float64) {
+	return rocCurve(e.imageScores, e.imageLabels)
+}
+
+func rocCurve(scores []float32, labels []bool) (fpr, tpr []float64) {
+	idx := make([]int, len(scores))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.SliceStable(idx, func(a, b int) bool { return scores[idx[a]] > scores[idx[b]] })
+	var pos, neg float64
+	for _, l := range labels {
+		if l {
+			pos++
+		} else {
+			neg++
+		}
+	}
+	fpr, tpr = []float64{0}, []float64{0}
+	var tp, fp float64
+	for i := 0; i < len(idx); {
+		j := i
+		for j < len(idx) && scores[idx[j]] == scores[idx[i]] {
+			if labels[idx[j]] {
+				tp++
+			} else {
+				fp++
+			}
+			j++
+		}
+		fpr = append(fpr, fp/neg)
+		tpr = append(tpr, tp/pos)
+		i = j
+	}
+	return fpr, tpr
+}
+
+// Evaluate scores every image of the dataset's test split and computes the
+// image metrics, and the pixel AUROC and AP when the split has masks. each,
+// when not nil, sees every image with its prediction (for heatmaps). It runs
+// on the compute thread.
+func (p *Predictor) Evaluate(root, name string, batch int, each func(Decoded, Result) error) (*Evaluation, error) {
+	split, err := dataset.ReadSplit(root, name, "test")
+	if err != nil {
+		return nil, err
+	}
+	items := make([]Item, len(split.Samples))
+	for i, s := range split.Samples {
+		items[i] = Item{Sample: s, Index: i}
+	}
+	e := &Evaluation{Dataset: name, Images: len(items)}
+	var pix []float32
+	var pixLabels []bool
+	err = p.Stream(items, batch, split.HasMasks, each != nil, func(d Decoded, r Result) error {
+		e.imageScores = append(e.imageScores, float32(r.Score))
+		e.imageLabels = append(e.imageLabels, d.Sample.Abnormal)
+		e.Scores = append(e.Scores, Scored{Path: d.Sample.Path, Abnormal: d.Sample.Abnormal, Score: r.Score})
+		if split.HasMasks {
+			pix = append(pix, r.Map...)
+			for _, m := range d.Image.Mask {
+				pixLabels = append(pixLabels, m > 0.5)
+			}
+		}
+		if each != nil {
+			return each(d, r)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if e.ImageAUROC, err = metrics.AUROC(e.imageScores, e.imageLabels); err != nil {
+		return nil, fmt.Errorf("test split of %s: %w", name, err)
+	}
+	e.ImageAP, _ = metrics.AveragePrecision(e.imageScores, e.imageLabels)
+	f1, th, _ := metrics.F1Max(e.imageScores, e.imageLabels)
+	e.ImageF1Max, e.Threshold = f1, float64(th)
+	if split.HasMasks {
+		auc, err := metrics.AUROC(pix, pixLabels)
+		if err != nil {
+			return nil, fmt.Errorf("pixel AUROC of %s: %w", name, err)
+		}
+		ap, _ := metrics.AveragePrecision(pix, pixLabels)
+		e.PixelAUROC, e.PixelAP = &auc, &ap
+	}
+	return e, nil
+}
+
+// Stream decodes items on worker goroutines and scores them in batches,
+// calling fn for each image in order. It runs on the compute thread.
+func (p *Predictor) Stream(items []Item, batch int, masks, keepOriginal bool, fn func(Decoded, Result) error) error {
+	if batch < 1 {
+		batch = 16
+	}
+	ch := Decode(items, p.Size, masks, keepOriginal)
+	defer func() {
+		for range ch { // let the decoders finish
+		}
+	}()
+	var pending []Decoded
+	flush := func() error {
+		if len(pending) == 0 {
+			return nil
+		}
+		px := make([][]float32, len(pending))
+		for i, d := range pending {
+			px[i] = d.Image.Pixels
+		}
+		res, err := p.Predict(px)
+		if err != nil {
+			return err
+		}
+		for i, d := range pending {
+			if err := fn(d, res[i]); err != nil {
+				return err
+			}
+		}
+		pending = pending[:0]
+		return nil
+	}
+	for d := range ch {
+		if d.Err != nil {
+			return d.Err
+		}
+		pending = append(pending, d)
+		if len(pending) == batch {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	return flush()
+}

@@ -1,0 +1,212 @@
+// Package infer scores scans with a trained MadCLIP checkpoint: image
+// scores and pixel-level anomaly maps, batched, with decoding on worker
+// goroutines while the compute thread runs the previous batch.
+package infer
+
+import (
+	"fmt"
+	"runtime"
+	"sync"
+
+	"madclip/dataset"
+	"madclip/imaging"
+	"madclip/model"
+	"madclip/model/clip"
+	"madclip/model/clip/bpe"
+	"madclip/torch"
+	"madclip/train"
+)
+
+// Predictor holds a loaded checkpoint ready to score images. Its methods
+// run on the compute thread (inside torch.Do).
+type Predictor struct {
+	Meta     train.Meta
+	Size     int  // input resolution
+	HasMasks bool // trained with segmentation: the score is the map's maximum
+	Device   torch.Device
+
+	backbone *clip.Model
+	model    *model.MadCLIP
+	text     *torch.Tensor
+}
+
+// Open loads a checkpoint and the backbone it needs (weights may be empty
+// for a preset backbone or to use the path recorded in the checkpoint).
+func Open(checkpoint, weights string, tk *bpe.Tokenizer, dev torch.Device) (*Predictor, error) {
+	ck, err := train.LoadCheckpoint(checkpoint, dev)
+	if err != nil {
+		return nil, err
+	}
+	defer ck.Free()
+	if ck.Meta.Partial() {
+		return nil, fmt.Errorf("%s: training did not finish (epoch %d of %d); finish it with madclip train --resume", checkpoint, ck.Meta.Epoch, ck.Meta.Epochs)
+	}
+	backbone, err := ck.OpenBackbone(weights, dev)
+	if err != nil {
+		return nil, err
+	}
+	m, err := ck.Model(backbone, tk)
+	if err != nil {
+		backbone.Free()
+		return nil, err
+	}
+	p := &Predictor{Meta: ck.Meta, Size: ck.Meta.Model.ImageSize, Device: dev, backbone: backbone, model: m,
+		HasMasks: hasMasks(ck.Meta.Dataset)}
+	err = torch.NoGrad(func() error {
+		return torch.Scoped(func(s *torch.Scope) error {
+			t := m.TextFeatures()
+			if err := t.Err(); err != nil {
+				return err
+			}
+			p.text = s.Keep(t).Persist()
+			return nil
+		})
+	})
+	if err != nil {
+		p.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+// hasMasks reports whether a dataset was trained with segmentation.
+func hasMasks(name string) bool {
+	for _, b := range dataset.Benchmarks {
+		if b.Name == name {
+			return b.Masks
+		}
+	}
+	return true // one's own data and synthetic Brain: maps are always produced
+}
+
+// Close releases the model and the backbone.
+func (p *Predictor) Close() {
+	if p.text != nil {
+		p.text.Free()
+	}
+	if p.model != nil {
+		p.model.Free()
+	}
+	if p.backbone != nil {
+		p.backbone.Free()
+	}
+}
+
+// Layers is the number of tapped layers: raw scores lie in [0, Layers].
+func (p *Predictor) Layers() int { return len(p.model.Opts.Layers) }
+
+// Result is one image's prediction.
+type Result struct {
+	// Score is the anomaly score in [0, 1]: the raw score (the anomaly map's
+	// maximum for models trained with masks, else the detection score, both
+	// sums over the tapped layers) divided by the number of layers.
+	Score float64
+	// Map is the pixel-level anomaly map [Size×Size], in [0, 1] like Score.
+	Map []float32
+}
+
+// Predict scores a batch of preprocessed images (each [3, Size, Size] in
+// [0, 1]).
+func (p *Predictor) Predict(pixels [][]float32) ([]Result, error) {
+	n := len(pixels)
+	if n == 0 {
+		return nil, nil
+	}
+	flat := make([]float32, 0, n*3*p.Size*p.Size)
+	for _, px := range pixels {
+		flat = append(flat, px...)
+	}
+	out := make([]Result, n)
+	L := float64(p.Layers())
+	err := torch.NoGrad(func() error {
+		return torch.Scoped(func(s *torch.Scope) error {
+			run := func() error {
+				x := torch.FromSlice(flat, int64(n), 3, int64(p.Size), int64(p.Size)).ToDevice(p.Device)
+				det, seg := p.model.Scores(p.model.Features(x), p.text)
+				amap := p.model.AnomalyMap(seg, p.Size).ToDType(torch.Float32).DivScalar(L)
+				maps, err := amap.Float32s()
+				if err != nil {
+					return err
+				}
+				var scores []float32
+				if p.HasMasks {
+					scores, err = amap.Flatten(1, 2).AmaxDims(false, 1).Float32s()
+				} else {
+					scores, err = model.DetScore(det).ToDType(torch.Float32).DivScalar(L).Float32s()
+				}
+				if err != nil {
+					return err
+				}
+				hw := p.Size * p.Size
+				for i := range out {
+					out[i] = Result{Score: float64(scores[i]), Map: maps[i*hw : (i+1)*hw]}
+				}
+				return nil
+			}
+			if p.Device.IsCUDA() {
+				return torch.Autocast(torch.DeviceCUDA, torch.BFloat16, run)
+			}
+			return run()
+		})
+	})
+	return out, err
+}
+
+// Item is an image to score, by path (and, for evaluation, its mask).
+type Item struct {
+	Sample dataset.Sample
+	Index  int
+}
+
+// Decoded is an item decoded and resized, or the error that stopped it.
+type Decoded struct {
+	Item
+	Image dataset.Image
+	Orig  *imaging.RGB // the original image, for heatmaps
+	Err   error
+}
+
+// Decode decodes items on worker goroutines and delivers them in order on
+// the returned channel, batch-sized groups at a time as they complete.
+func Decode(items []Item, size int, masks, keepOriginal bool) <-chan Decoded {
+	out := make(chan Decoded, 2*runtime.NumCPU())
+	go func() {
+		defer close(out)
+		workers := runtime.NumCPU()
+		results := make([]chan Decoded, len(items))
+		for i := range results {
+			results[i] = make(chan Decoded, 1)
+		}
+		var wg sync.WaitGroup
+		next := make(chan int)
+		for range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range next {
+					it := items[i]
+					d := Decoded{Item: it}
+					var orig *imaging.RGB
+					if orig, d.Err = imaging.Load(it.Sample.Path); d.Err == nil {
+						d.Image, d.Err = dataset.Prepare(orig, it.Sample, size, masks)
+					}
+					if keepOriginal {
+						d.Orig = orig
+					}
+					results[i] <- d
+				}
+			}()
+		}
+		go func() {
+			for i := range items {
+				next <- i
+			}
+			close(next)
+			wg.Wait()
+		}()
+		for i := range items {
+			out <- <-results[i]
+		}
+	}()
+	return out
+}
