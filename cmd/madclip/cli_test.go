@@ -24,7 +24,7 @@ import (
 	"madclip/torch"
 )
 
-var binary string
+var madclipBin string
 
 // TestMain builds the real binary once: the CLI is tested as users run it.
 func TestMain(m *testing.M) {
@@ -32,8 +32,8 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	binary = filepath.Join(dir, "madclip")
-	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+	madclipBin = filepath.Join(dir, "madclip")
+	if out, err := exec.Command("go", "build", "-o", madclipBin, ".").CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "building madclip: %v\n%s", err, out)
 		os.Exit(1)
 	}
@@ -47,7 +47,7 @@ const sharedVocab = "../../../shared/clip/bpe_simple_vocab_16e6.txt.gz"
 // madclip runs the binary with a clean weights search path.
 func madclip(t *testing.T, env []string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	cmd := exec.Command(binary, args...)
+	cmd := exec.Command(madclipBin, args...)
 	cmd.Env = append(os.Environ(), "MADCLIP_WEIGHTS="+t.TempDir(), "XDG_CACHE_HOME="+t.TempDir())
 	cmd.Env = append(cmd.Env, env...)
 	var o, e bytes.Buffer
@@ -119,7 +119,7 @@ func TestTokenizeCLI(t *testing.T) {
 	dir := t.TempDir()
 	raw, _ := os.ReadFile(sharedVocab)
 	os.WriteFile(filepath.Join(dir, "bpe_simple_vocab_16e6.txt.gz"), raw, 0o644)
-	cmd := exec.Command(binary, "tokenize", "flawless Brain")
+	cmd := exec.Command(madclipBin, "tokenize", "flawless Brain")
 	cmd.Env = append(os.Environ(), "MADCLIP_WEIGHTS="+dir)
 	if o, err := cmd.Output(); err != nil || !strings.HasPrefix(string(o), "49406 ") {
 		t.Errorf("vocab from MADCLIP_WEIGHTS: %q %v", o, err)

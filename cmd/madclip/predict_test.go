@@ -1,0 +1,240 @@
+package main
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"image/png"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"madclip/imaging"
+)
+
+var (
+	trainedOnce sync.Once
+	trainedRoot string
+	trainedCk   string
+	trainedErr  string
+)
+
+// trained synthesises data and trains a tiny model once for these tests.
+func trained(t *testing.T) (root, ck string) {
+	t.Helper()
+	needVocab(t)
+	trainedOnce.Do(func() {
+		dir, _ := os.MkdirTemp("", "madclip-trained")
+		trainedRoot = filepath.Join(dir, "data")
+		trainedCk = filepath.Join(dir, "tiny.safetensors")
+		if _, e, code := madclip(t, nil, "synth", "--out", trainedRoot, "--valid", "8", "--test", "6"); code != 0 {
+			trainedErr = e
+			return
+		}
+		if _, e, code := madclip(t, nil, "train", "--data", trainedRoot, "--dataset", "Brain", "--preset", "tiny", "--epochs", "4",
+			"--shots", "8", "--image-size", "112", "--vocab", sharedVocab, "--out", trainedCk, "--quiet", "--device", "cpu"); code != 0 {
+			trainedErr = e
+		}
+	})
+	if trainedErr != "" {
+		t.Fatal(trainedErr)
+	}
+	return trainedRoot, trainedCk
+}
+
+func readNPY(t *testing.T, path string) (shape []int, data []float32) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r := bufio.NewReader(f)
+	magic := make([]byte, 8)
+	r.Read(magic)
+	if string(magic[:6]) != "\x93NUMPY" {
+		t.Fatalf("%s: not .npy", path)
+	}
+	var hl uint16
+	binary.Read(r, binary.LittleEndian, &hl)
+	hdr := make([]byte, hl)
+	if _, err := r.Read(hdr); err != nil {
+		t.Fatal(err)
+	}
+	if (10+int(hl))%64 != 0 || !strings.Contains(string(hdr), "'<f4'") {
+		t.Fatalf("header %q", hdr)
+	}
+	s := string(hdr)
+	s = s[strings.Index(s, "(")+1 : strings.Index(s, ")")]
+	for _, p := range strings.Split(s, ",") {
+		var n int
+		if _, err := fmtSscan(strings.TrimSpace(p), &n); err == nil {
+			shape = append(shape, n)
+		}
+	}
+	for {
+		var v float32
+		if err := binary.Read(r, binary.LittleEndian, &v); err != nil {
+			break
+		}
+		data = append(data, v)
+	}
+	return shape, data
+}
+
+func TestPredictCLI(t *testing.T) {
+	root, ck := trained(t)
+	img := filepath.Join(root, "Brain_AD", "test", "Ungood", "img", "002.png")
+	mask := filepath.Join(root, "Brain_AD", "test", "Ungood", "anomaly_mask", "002.png")
+	out := t.TempDir()
+	heat, raw := filepath.Join(out, "heat.png"), filepath.Join(out, "map.npy")
+	// Flags after the image, as users write them.
+	o, e, code := madclip(t, nil, "predict", img, "--checkpoint", ck, "--vocab", sharedVocab, "--heatmap", heat, "--raw-map", raw, "--json", "--device", "cpu")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, e)
+	}
+	var pr prediction
+	if err := json.Unmarshal([]byte(o), &pr); err != nil {
+		t.Fatalf("%v: %q", err, o)
+	}
+	if pr.Score < 0 || pr.Score > 1 || pr.Heatmap != heat || pr.RawMap != raw || (pr.Label != "anomalous" && pr.Label != "normal") {
+		t.Errorf("prediction %+v", pr)
+	}
+	// The heatmap has the input's size.
+	f, _ := os.Open(heat)
+	hm, err := png.Decode(f)
+	f.Close()
+	in, _ := imaging.Load(img)
+	if err != nil || hm.Bounds().Dx() != in.W || hm.Bounds().Dy() != in.H {
+		t.Fatalf("heatmap %v (%v), input %dx%d", hm.Bounds(), err, in.W, in.H)
+	}
+	// The raw map is 112×112 and hottest on the anomaly.
+	shape, m := readNPY(t, raw)
+	if len(shape) != 2 || shape[0] != 112 || shape[1] != 112 || len(m) != 112*112 {
+		t.Fatalf("raw map shape %v, %d values", shape, len(m))
+	}
+	mk, _ := imaging.Load(mask)
+	mk = mk.ResizeNearest(112, 112)
+	var inside, outside, ni, no float64
+	best, bestAt := float32(-1), 0
+	for i, v := range m {
+		if v > best {
+			best, bestAt = v, i
+		}
+		if mk.Pix[3*i] > 127 {
+			inside += float64(v)
+			ni++
+		} else {
+			outside += float64(v)
+			no++
+		}
+	}
+	if !(inside/ni > outside/no) || math.Abs(float64(best)-pr.Score) > 1e-5 {
+		t.Errorf("map mean inside the anomaly %.3f, outside %.3f; max %.4f vs score %.4f", inside/ni, outside/no, best, pr.Score)
+	}
+	if mk.Pix[3*bestAt] <= 127 {
+		t.Logf("note: the hottest pixel is outside the mask (mean inside %.3f, outside %.3f)", inside/ni, outside/no)
+	}
+	// A folder: one line per image, heatmaps in a folder, CSV.
+	folder := filepath.Join(root, "Brain_AD", "test", "good", "img")
+	hdir := filepath.Join(out, "heat")
+	o, e, code = madclip(t, nil, "predict", folder, "--checkpoint", ck, "--vocab", sharedVocab, "--heatmap", hdir, "--csv", "--device", "cpu")
+	if code != 0 {
+		t.Fatalf("folder: exit %d: %s", code, e)
+	}
+	lines := strings.Split(strings.TrimSpace(o), "\n")
+	if len(lines) != 7 || !strings.HasPrefix(lines[0], "path,score,label") {
+		t.Errorf("CSV: %q", o)
+	}
+	if entries, _ := os.ReadDir(hdir); len(entries) != 6 {
+		t.Errorf("%d heatmaps, want 6", len(entries))
+	}
+}
+
+func TestPredictBadInputs(t *testing.T) {
+	root, ck := trained(t)
+	dir := t.TempDir()
+	good := filepath.Join(root, "Brain_AD", "test", "good", "img", "000.png")
+	text := filepath.Join(dir, "notes.png")
+	os.WriteFile(text, []byte("not an image"), 0o644)
+	raw, _ := os.ReadFile(good)
+	trunc := filepath.Join(dir, "trunc.png")
+	os.WriteFile(trunc, raw[:len(raw)/2], 0o644)
+	empty := filepath.Join(dir, "empty")
+	os.MkdirAll(empty, 0o755)
+	notCk := filepath.Join(dir, "w.safetensors")
+	os.WriteFile(notCk, []byte("garbage"), 0o644)
+	base := []string{"predict", "--checkpoint", ck, "--vocab", sharedVocab, "--device", "cpu"}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{filepath.Join(dir, "missing.png")}, "missing.png"},
+		{[]string{text}, text},
+		{[]string{trunc}, trunc},
+		{[]string{empty}, empty},
+		{[]string{good, "--heatmap", "/proc/nowhere/heat.png"}, "/proc/nowhere/heat.png"},
+	} {
+		_, e, code := madclip(t, nil, append(base, c.args...)...)
+		wantFailure(t, c.want, e, code)
+	}
+	_, e, code := madclip(t, nil, "predict", good, "--checkpoint", notCk, "--vocab", sharedVocab)
+	wantFailure(t, notCk, e, code)
+	// A checkpoint trained on other CLIP weights is refused.
+	wa := tinyWeights(t, t.TempDir())
+	ckW := filepath.Join(dir, "w-ck.safetensors")
+	if _, e, code := madclip(t, nil, "train", "--data", root, "--dataset", "Brain", "--weights", wa, "--epochs", "1", "--shots", "2",
+		"--image-size", "56", "--vocab", sharedVocab, "--out", ckW, "--quiet", "--device", "cpu"); code != 0 {
+		t.Fatal(e)
+	}
+	other := filepath.Join(t.TempDir(), "other.safetensors")
+	otherBytes, _ := os.ReadFile(wa)
+	otherBytes[len(otherBytes)-1] ^= 1 // the same architecture, other weights
+	os.WriteFile(other, otherBytes, 0o644)
+	_, e, code = madclip(t, nil, "predict", good, "--checkpoint", ckW, "--weights", other, "--vocab", sharedVocab, "--device", "cpu")
+	wantFailure(t, "other CLIP weights", e, code)
+	// With the right weights it works.
+	if _, e, code := madclip(t, nil, "predict", good, "--checkpoint", ckW, "--weights", wa, "--vocab", sharedVocab, "--device", "cpu"); code != 0 {
+		t.Errorf("right weights refused: %s", e)
+	}
+}
+
+func TestEvalCLI(t *testing.T) {
+	root, ck := trained(t)
+	report := filepath.Join(t.TempDir(), "report")
+	o, e, code := madclip(t, nil, "eval", "--checkpoint", ck, "--data", root, "--vocab", sharedVocab, "--report", report, "--failures", "2", "--device", "cpu")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, e)
+	}
+	for _, want := range []string{"image AUROC", "pixel AUROC", "Brain: 12 test images"} {
+		if !strings.Contains(o, want) {
+			t.Errorf("output lacks %q: %s", want, o)
+		}
+	}
+	var rep struct {
+		ImageAUROC float64 `json:"image_auroc"`
+		PixelAUROC float64 `json:"pixel_auroc"`
+		Scores     []struct{ Path string }
+	}
+	b, err := os.ReadFile(filepath.Join(report, "report.json"))
+	if err != nil || json.Unmarshal(b, &rep) != nil || len(rep.Scores) != 12 {
+		t.Fatalf("report.json: %v", err)
+	}
+	if rep.ImageAUROC < 0.9 || rep.PixelAUROC < 0.9 {
+		t.Errorf("image AUROC %.3f, pixel AUROC %.3f", rep.ImageAUROC, rep.PixelAUROC)
+	}
+	if _, err := os.Stat(filepath.Join(report, "roc_image.png")); err != nil {
+		t.Error(err)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(report, "failures")); len(entries) != 4 {
+		t.Errorf("%d failure heatmaps, want 4", len(entries))
+	}
+	_, e, code = madclip(t, nil, "eval", "--checkpoint", ck, "--data", root, "--dataset", "Liver", "--vocab", sharedVocab)
+	wantFailure(t, "Liver_AD", e, code)
+}
+
+func fmtSscan(s string, n *int) (int, error) { return fmt.Sscan(s, n) }
