@@ -41,6 +41,7 @@ Examples:
 			trainCommand(),
 			predictCommand(),
 			evalCommand(),
+			benchCommand(),
 			clipCommand(),
 			tokenizeCommand(),
 			weightsCommand(),

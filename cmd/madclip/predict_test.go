@@ -238,3 +238,33 @@ func TestEvalCLI(t *testing.T) {
 }
 
 func fmtSscan(s string, n *int) (int, error) { return fmt.Sscan(s, n) }
+
+// bench on synthetic data with the tiny preset: a table with our numbers for
+// both synthetic datasets, the missing ones skipped, and JSON results.
+func TestBenchCLI(t *testing.T) {
+	root, _ := trained(t)
+	js := filepath.Join(t.TempDir(), "results.json")
+	o, e, code := madclip(t, nil, "bench", "--data", root, "--preset", "tiny", "--shots", "2", "--seeds", "2", "--epochs", "1",
+		"--image-size", "56", "--vocab", sharedVocab, "--json", js, "--device", "cpu")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, e)
+	}
+	if !strings.Contains(o, "| shots | Brain AC | Brain AS | Chest AC |") || !strings.Contains(o, "| 2 | ") {
+		t.Errorf("table: %s", o)
+	}
+	if !strings.Contains(e, "Liver: not under") {
+		t.Errorf("missing datasets not noted: %s", e)
+	}
+	var res []struct {
+		Dataset    string  `json:"dataset"`
+		ImageAUROC float64 `json:"image_auroc"`
+	}
+	b, _ := os.ReadFile(js)
+	if err := json.Unmarshal(b, &res); err != nil || len(res) != 4 {
+		t.Errorf("results.json: %d results (%v)", len(res), err)
+	}
+	_, e, code = madclip(t, nil, "bench", "--data", root, "--preset", "tiny", "--shots", "x", "--vocab", sharedVocab)
+	wantFailure(t, "--shots", e, code)
+	_, e, code = madclip(t, nil, "bench", "--data", t.TempDir(), "--preset", "tiny", "--shots", "2", "--vocab", sharedVocab)
+	wantFailure(t, "none of the datasets", e, code)
+}
