@@ -21,15 +21,12 @@ bridge: deps build/libmadclip_bridge.so
 build: bridge
 	$(GO) build -o bin/madclip ./cmd/madclip
 
-# The main job on the built-in default: the self-check, a synthetic dataset,
-# and MadCLIP trained on it with the tiny random CLIP (no weights needed).
-DEMO ?= build/demo
+# The main job on the built-in default: synthetic data, training (real CLIP
+# weights when present, else the tiny random CLIP), evaluation with a report,
+# and the heatmap of one test image in build/demo/heatmap.png.
 VOCAB ?= $(firstword $(wildcard ../shared/clip/bpe_simple_vocab_16e6.txt.gz))
 run: build
-	bin/madclip doctor
-	bin/madclip synth --out $(DEMO)
-	bin/madclip train --data $(DEMO) --dataset Brain --preset tiny --shots 8 --epochs 5 \
-	  --image-size 112 $(if $(VOCAB),--vocab $(VOCAB)) --out $(DEMO)/brain-tiny.safetensors
+	scripts/demo.sh
 
 test: build
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -42,6 +42,20 @@ Examples:
 				},
 			},
 			{
+				Name:  "path",
+				Usage: "print the weights file commands use by default (exit 1 when there is none)",
+				Description: `Examples:
+  madclip weights path`,
+				Action: func(c *cli.Context) error {
+					p, err := findWeights("")
+					if err != nil {
+						return err
+					}
+					fmt.Fprintln(c.App.Writer, p)
+					return nil
+				},
+			},
+			{
 				Name:      "convert",
 				Usage:     "convert OpenAI, state-dict or Hugging Face CLIP weights to safetensors",
 				ArgsUsage: "IN OUT.safetensors",
