@@ -49,11 +49,15 @@ type Config struct {
 	Size     int
 	Work     string // where checkpoints go
 	Batch    int
+	// Cross lists cross-dataset pairs: train on Cross[i][0], test on
+	// Cross[i][1] (the paper's cross-dataset setting, same modality).
+	Cross [][2]string
 }
 
 // Result is one run.
 type Result struct {
-	Dataset    string   `json:"dataset"`
+	Dataset    string   `json:"dataset"`              // the test set
+	TrainedOn  string   `json:"trained_on,omitempty"` // set in the cross-dataset setting
 	Shots      int      `json:"shots"`
 	Seed       uint64   `json:"seed"`
 	ImageAUROC float64  `json:"image_auroc"`
@@ -65,23 +69,38 @@ type Result struct {
 // Run trains and evaluates every combination; datasets missing under Data
 // are skipped with a note. It runs on the compute thread.
 func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, note func(string)) ([]Result, error) {
-	names := c.Datasets
-	if len(names) == 0 {
-		for _, b := range dataset.Benchmarks {
-			names = append(names, b.Name)
+	pairs := c.Cross
+	if len(pairs) == 0 {
+		names := c.Datasets
+		if len(names) == 0 {
+			for _, b := range dataset.Benchmarks {
+				names = append(names, b.Name)
+			}
+		}
+		for _, n := range names {
+			pairs = append(pairs, [2]string{n, n})
 		}
 	}
+	present := func(n string) bool {
+		st, err := os.Stat(dataset.Dir(c.Data, n))
+		return err == nil && st.IsDir()
+	}
 	var out []Result
-	for _, name := range names {
-		if st, err := os.Stat(dataset.Dir(c.Data, name)); err != nil || !st.IsDir() {
-			note(fmt.Sprintf("%s: not under %s, skipped", name, c.Data))
+	for _, pair := range pairs {
+		name, test := pair[0], pair[1]
+		if !present(name) || !present(test) {
+			note(fmt.Sprintf("%s: not under %s, skipped", strings.Join(unique(name, test), " or "), c.Data))
 			continue
+		}
+		label := name
+		if test != name {
+			label = name + " → " + test
 		}
 		for _, k := range c.Shots {
 			for s := range c.Seeds {
 				seed := uint64(s + 1)
 				ck := filepath.Join(c.Work, fmt.Sprintf("%s-%dshot-seed%d.safetensors", name, k, seed))
-				note(fmt.Sprintf("%s, %d shots, seed %d: training", name, k, seed))
+				note(fmt.Sprintf("%s, %d shots, seed %d: training", label, k, seed))
 				t0 := time.Now()
 				_, err := train.Run(ctx, train.Config{
 					Data: c.Data, Dataset: name, Shots: k, Seed: seed, Epochs: c.Epochs, Batch: c.Batch,
@@ -89,22 +108,25 @@ func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, note func(string)) ([
 					Device: c.Device, Out: ck,
 				}, tk, silent{})
 				if err != nil {
-					return out, fmt.Errorf("%s, %d shots, seed %d: %w", name, k, seed, err)
+					return out, fmt.Errorf("%s, %d shots, seed %d: %w", label, k, seed, err)
 				}
 				t1 := time.Now()
 				p, err := infer.Open(ck, c.Weights, tk, c.Device)
 				if err != nil {
 					return out, err
 				}
-				ev, err := p.Evaluate(c.Data, name, 32, nil)
+				ev, err := p.Evaluate(c.Data, test, 32, nil)
 				p.Close()
 				if err != nil {
 					return out, err
 				}
-				r := Result{Dataset: name, Shots: k, Seed: seed, ImageAUROC: ev.ImageAUROC, PixelAUROC: ev.PixelAUROC,
+				r := Result{Dataset: test, Shots: k, Seed: seed, ImageAUROC: ev.ImageAUROC, PixelAUROC: ev.PixelAUROC,
 					TrainSec: t1.Sub(t0).Seconds(), EvalSec: time.Since(t1).Seconds()}
+				if test != name {
+					r.TrainedOn = name
+				}
 				out = append(out, r)
-				msg := fmt.Sprintf("%s, %d shots, seed %d: image AUROC %.2f%%", name, k, seed, 100*r.ImageAUROC)
+				msg := fmt.Sprintf("%s, %d shots, seed %d: image AUROC %.2f%%", label, k, seed, 100*r.ImageAUROC)
 				if r.PixelAUROC != nil {
 					msg += fmt.Sprintf(", pixel AUROC %.2f%%", 100**r.PixelAUROC)
 				}
@@ -113,6 +135,13 @@ func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, note func(string)) ([
 		}
 	}
 	return out, nil
+}
+
+func unique(a, b string) []string {
+	if a == b {
+		return []string{a}
+	}
+	return []string{a, b}
 }
 
 type silent struct{}
@@ -146,20 +175,29 @@ func Table(results []Result) string {
 		name string
 		k    int
 	}
+	colName := func(r Result) string {
+		if r.TrainedOn != "" {
+			return r.TrainedOn + "→" + r.Dataset
+		}
+		return r.Dataset
+	}
 	ac := map[key][]float64{}
 	as := map[key][]float64{}
 	var names []string
 	var shots []int
 	seenName, seenK := map[string]bool{}, map[int]bool{}
+	cross := map[string]bool{}
 	for _, r := range results {
-		k := key{r.Dataset, r.Shots}
+		name := colName(r)
+		cross[name] = r.TrainedOn != ""
+		k := key{name, r.Shots}
 		ac[k] = append(ac[k], 100*r.ImageAUROC)
 		if r.PixelAUROC != nil {
 			as[k] = append(as[k], 100**r.PixelAUROC)
 		}
-		if !seenName[r.Dataset] {
-			seenName[r.Dataset] = true
-			names = append(names, r.Dataset)
+		if !seenName[name] {
+			seenName[name] = true
+			names = append(names, name)
 		}
 		if !seenK[r.Shots] {
 			seenK[r.Shots] = true
@@ -183,6 +221,9 @@ func Table(results []Result) string {
 		short := Short[n]
 		if short == "" {
 			short = n
+			for full, sh := range Short { // cross pairs: short names on both sides
+				short = strings.ReplaceAll(short, full, sh)
+			}
 		}
 		cols = append(cols, short+" AC")
 		if hasAS[n] {
@@ -207,6 +248,9 @@ func Table(results []Result) string {
 		row := []string{fmt.Sprint(k)}
 		for _, n := range names {
 			p := Paper[k][n]
+			if cross[n] {
+				p = [2]float64{} // the built-in paper numbers are same-dataset ones
+			}
 			row = append(row, cell(ac[key{n, k}], p[0]))
 			if hasAS[n] {
 				row = append(row, cell(as[key{n, k}], p[1]))

@@ -29,6 +29,7 @@ skipped with a note. --json writes every run's result.
 Examples:
   madclip bench --data ~/data/MVFA --shots 16 --seeds 3 --json results.json
   madclip bench --data ~/data/MVFA --datasets Brain,Liver --shots 2,4,8,16
+  madclip bench --data ~/data/MVFA --cross Retina_RESC:Retina_OCT2017 --shots 16
   madclip bench --data /tmp/synth --preset tiny --shots 2,4 --seeds 2 --epochs 2 --image-size 56`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "data", Required: true, Usage: "the benchmark root"},
@@ -42,6 +43,7 @@ Examples:
 			&cli.StringFlag{Name: "preset", Usage: "a random CLIP preset instead of weights (\"tiny\")"},
 			&cli.StringFlag{Name: "work", Usage: "folder for the checkpoints (default: a temporary one, removed)"},
 			&cli.StringFlag{Name: "json", Usage: "write all results to this JSON file"},
+			&cli.StringSliceFlag{Name: "cross", Usage: "cross-dataset setting: TRAIN:TEST, e.g. Retina_RESC:Retina_OCT2017 (repeatable)"},
 			vocabFlag(),
 			deviceFlag(),
 		},
@@ -66,6 +68,14 @@ func benchAction(c *cli.Context) error {
 		for _, n := range strings.Split(d, ",") {
 			datasets = append(datasets, strings.TrimSpace(n))
 		}
+	}
+	var cross [][2]string
+	for _, p := range c.StringSlice("cross") {
+		a, b, ok := strings.Cut(p, ":")
+		if !ok || a == "" || b == "" {
+			return fmt.Errorf("bench: bad --cross %q (want TRAIN:TEST)", p)
+		}
+		cross = append(cross, [2]string{a, b})
 	}
 	weights := ""
 	if c.String("preset") == "" {
@@ -96,6 +106,7 @@ func benchAction(c *cli.Context) error {
 		results, err = bench.Run(c.Context, bench.Config{
 			Data: c.String("data"), Datasets: datasets, Shots: shots, Seeds: c.Int("seeds"), Epochs: c.Int("epochs"),
 			Weights: weights, Preset: c.String("preset"), Device: dev, Size: c.Int("image-size"), Work: work, Batch: c.Int("batch"),
+			Cross: cross,
 		}, tk, func(msg string) { fmt.Fprintln(os.Stderr, msg) })
 		return err
 	})

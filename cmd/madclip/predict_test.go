@@ -263,6 +263,12 @@ func TestBenchCLI(t *testing.T) {
 	if err := json.Unmarshal(b, &res); err != nil || len(res) != 4 {
 		t.Errorf("results.json: %d results (%v)", len(res), err)
 	}
+	// The cross-dataset setting: train on Brain, test on Chest.
+	o, e, code = madclip(t, nil, "bench", "--data", root, "--preset", "tiny", "--shots", "2", "--seeds", "1", "--epochs", "1",
+		"--image-size", "56", "--vocab", sharedVocab, "--cross", "Brain:Chest", "--device", "cpu")
+	if code != 0 || !strings.Contains(o, "Brain→Chest AC") {
+		t.Errorf("cross: exit %d %s %s", code, o, e)
+	}
 	_, e, code = madclip(t, nil, "bench", "--data", root, "--preset", "tiny", "--shots", "x", "--vocab", sharedVocab)
 	wantFailure(t, "--shots", e, code)
 	_, e, code = madclip(t, nil, "bench", "--data", t.TempDir(), "--preset", "tiny", "--shots", "2", "--vocab", sharedVocab)
