@@ -7,10 +7,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"sync"
 	"testing"
 
 	"madclip/internal/reftest"
+	"madclip/internal/torchtest"
 	"madclip/model/clip"
 	"madclip/model/clip/bpe"
 	"madclip/torch"
@@ -18,37 +18,11 @@ import (
 
 const sharedVocab = "../../shared/clip/bpe_simple_vocab_16e6.txt.gz"
 
-var (
-	tkOnce sync.Once
-	tk     *bpe.Tokenizer
-	tkErr  error
-)
+func tokenizer(t testing.TB) *bpe.Tokenizer { return reftest.Tokenizer(t, sharedVocab) }
 
-func tokenizer(t testing.TB) *bpe.Tokenizer {
-	t.Helper()
-	path := reftest.Vocab(t, sharedVocab)
-	tkOnce.Do(func() { tk, tkErr = bpe.Load(path) })
-	if tkErr != nil {
-		t.Fatal(tkErr)
-	}
-	return tk
-}
+func do(t *testing.T, fn func(s *torch.Scope) error) { torchtest.Do(t, fn) }
 
-func do(t *testing.T, fn func(s *torch.Scope) error) {
-	t.Helper()
-	if err := torch.Do(func() error { return torch.Scoped(fn) }); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func values(t *testing.T, x *torch.Tensor) []float64 {
-	t.Helper()
-	v, err := x.Float64s()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
-}
+func values(t *testing.T, x *torch.Tensor) []float64 { return torchtest.Values(t, x) }
 
 // tiny builds a tiny backbone at 44 px (a 3×3 grid) and MadCLIP over it.
 func tiny(t *testing.T, o Options) (*clip.Model, *MadCLIP) {

@@ -1,18 +1,15 @@
 package train
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
-	"os"
 	"strings"
 
 	"madclip/model"
 	"madclip/model/clip"
 	"madclip/model/clip/bpe"
 	"madclip/torch"
+	"madclip/weights"
 )
 
 // Version is written into checkpoints.
@@ -119,7 +116,7 @@ func (c *Checkpoint) Free() {
 // OpenBackbone builds the frozen CLIP the checkpoint needs: the preset from
 // its seed, or the weights file (weights, or the one recorded), which must
 // be the one it was trained on.
-func (c *Checkpoint) OpenBackbone(weights string, dev torch.Device) (*clip.Model, error) {
+func (c *Checkpoint) OpenBackbone(weightsPath string, dev torch.Device) (*clip.Model, error) {
 	b := c.Meta.Backbone
 	opts := c.Meta.Model.CLIPOptions(dev)
 	if b.Preset != "" {
@@ -129,17 +126,17 @@ func (c *Checkpoint) OpenBackbone(weights string, dev torch.Device) (*clip.Model
 		}
 		return clip.New(cfg, opts, b.Seed)
 	}
-	if weights == "" {
-		weights = b.File
+	if weightsPath == "" {
+		weightsPath = b.File
 	}
-	sum, err := FileSHA256(weights)
+	sum, err := weights.FileSHA256(weightsPath)
 	if err != nil {
 		return nil, fmt.Errorf("%s was trained on CLIP weights %s: %w", c.Path, b.File, err)
 	}
 	if sum != b.SHA256 {
-		return nil, fmt.Errorf("%s was trained on other CLIP weights (SHA-256 %s…), not %s (%s…)", c.Path, b.SHA256[:12], weights, sum[:12])
+		return nil, fmt.Errorf("%s was trained on other CLIP weights (SHA-256 %s…), not %s (%s…)", c.Path, b.SHA256[:12], weightsPath, sum[:12])
 	}
-	m, err := clip.Load(weights, opts)
+	m, err := clip.Load(weightsPath, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -165,18 +162,4 @@ func (c *Checkpoint) Model(backbone *clip.Model, tk *bpe.Tokenizer) (*model.MadC
 		return nil, fmt.Errorf("%s: %w", c.Path, err)
 	}
 	return m, nil
-}
-
-// FileSHA256 hashes a file.
-func FileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", fmt.Errorf("%s: %w", path, err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"path/filepath"
 	"sort"
-	"sync"
 	"testing"
 
 	"madclip/dataset"
@@ -16,21 +15,7 @@ import (
 
 const sharedVocab = "../../shared/clip/bpe_simple_vocab_16e6.txt.gz"
 
-var (
-	tkOnce sync.Once
-	tk     *bpe.Tokenizer
-	tkErr  error
-)
-
-func tokenizer(t testing.TB) *bpe.Tokenizer {
-	t.Helper()
-	path := reftest.Vocab(t, sharedVocab)
-	tkOnce.Do(func() { tk, tkErr = bpe.Load(path) })
-	if tkErr != nil {
-		t.Fatal(tkErr)
-	}
-	return tk
-}
+func tokenizer(t testing.TB) *bpe.Tokenizer { return reftest.Tokenizer(t, sharedVocab) }
 
 type quietReporter struct{ losses []float64 }
 

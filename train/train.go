@@ -15,6 +15,7 @@ import (
 	"madclip/model/clip"
 	"madclip/model/clip/bpe"
 	"madclip/torch"
+	"madclip/weights"
 )
 
 // Config is one training run.
@@ -433,7 +434,7 @@ func openBackbone(c Config) (*clip.Model, Backbone, error) {
 	if c.Weights == "" {
 		return nil, Backbone{}, fmt.Errorf("no CLIP weights (--weights) and no --preset")
 	}
-	sum, err := FileSHA256(c.Weights)
+	sum, err := weights.FileSHA256(c.Weights)
 	if err != nil {
 		return nil, Backbone{}, err
 	}

@@ -58,7 +58,7 @@ func Download(ctx context.Context, client *http.Client, url, sum, dest string, p
 		if err != nil {
 			return fmt.Errorf("download %s: %w (the partial file %s is kept; run again to resume)", url, err, part)
 		}
-		got, err := fileHash(part)
+		got, err := FileSHA256(part)
 		if err != nil {
 			return fmt.Errorf("download %s: %w", url, err)
 		}
@@ -142,7 +142,8 @@ func (w progressWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-func fileHash(path string) (string, error) {
+// FileSHA256 is the hex SHA-256 of a file.
+func FileSHA256(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", err
@@ -156,7 +157,7 @@ func fileHash(path string) (string, error) {
 }
 
 func hasHash(path, sum string) (bool, error) {
-	got, err := fileHash(path)
+	got, err := FileSHA256(path)
 	if err != nil {
 		return false, err
 	}

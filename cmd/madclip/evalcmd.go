@@ -13,7 +13,6 @@ import (
 
 	"madclip/atomicfile"
 	"madclip/infer"
-	"madclip/torch"
 )
 
 func evalCommand() *cli.Command {
@@ -57,11 +56,7 @@ func evalAction(c *cli.Context) error {
 	}
 	var ev *infer.Evaluation
 	err = onCompute(func() error {
-		dev, err := torch.ParseDevice(c.String("device"))
-		if err != nil {
-			return err
-		}
-		p, err := infer.Open(c.String("checkpoint"), c.String("weights"), tk, dev)
+		p, err := openPredictor(c, tk)
 		if err != nil {
 			return err
 		}

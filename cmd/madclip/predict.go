@@ -17,6 +17,7 @@ import (
 	"madclip/dataset"
 	"madclip/imaging"
 	"madclip/infer"
+	"madclip/model/clip/bpe"
 	"madclip/torch"
 )
 
@@ -149,11 +150,7 @@ func predictAction(c *cli.Context) error {
 			progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionOnCompletion(func() { fmt.Fprintln(os.Stderr) }))
 	}
 	return onCompute(func() error {
-		dev, err := torch.ParseDevice(c.String("device"))
-		if err != nil {
-			return err
-		}
-		p, err := infer.Open(c.String("checkpoint"), c.String("weights"), tk, dev)
+		p, err := openPredictor(c, tk)
 		if err != nil {
 			return err
 		}
@@ -205,4 +202,14 @@ func predictAction(c *cli.Context) error {
 func writeHeatmap(path string, orig *imaging.RGB, amap []float32, size int) error {
 	img := infer.Heatmap(orig, amap, size, 0.45)
 	return atomicfile.Write(path, 0o644, func(w io.Writer) error { return png.Encode(w, img) })
+}
+
+// openPredictor loads --checkpoint (with --weights) on --device. It runs on
+// the compute thread.
+func openPredictor(c *cli.Context, tk *bpe.Tokenizer) (*infer.Predictor, error) {
+	dev, err := torch.ParseDevice(c.String("device"))
+	if err != nil {
+		return nil, err
+	}
+	return infer.Open(c.String("checkpoint"), c.String("weights"), tk, dev)
 }

@@ -8,7 +8,10 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
+
+	"madclip/model/clip/bpe"
 )
 
 // Interpreter is Debian's Python, which has the reference packages.
@@ -73,4 +76,21 @@ func Vocab(t testing.TB, shared string) string {
 		t.Skipf("no CLIP vocab: %v", err)
 	}
 	return p
+}
+
+var tokenizers sync.Map // path → *bpe.Tokenizer
+
+// Tokenizer loads CLIP's tokenizer from the vocab Vocab finds, once per path.
+func Tokenizer(t testing.TB, shared string) *bpe.Tokenizer {
+	t.Helper()
+	path := Vocab(t, shared)
+	if tk, ok := tokenizers.Load(path); ok {
+		return tk.(*bpe.Tokenizer)
+	}
+	tk, err := bpe.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokenizers.Store(path, tk)
+	return tk
 }

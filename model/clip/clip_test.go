@@ -9,26 +9,15 @@ import (
 	"testing"
 
 	"madclip/internal/reftest"
+	"madclip/internal/torchtest"
 	"madclip/torch"
 )
 
 func python(t *testing.T) string { return reftest.Python(t, "torch", "numpy") }
 
-func do(t *testing.T, fn func(s *torch.Scope) error) {
-	t.Helper()
-	if err := torch.Do(func() error { return torch.Scoped(fn) }); err != nil {
-		t.Fatal(err)
-	}
-}
+func do(t *testing.T, fn func(s *torch.Scope) error) { torchtest.Do(t, fn) }
 
-func values(t *testing.T, x *torch.Tensor) []float64 {
-	t.Helper()
-	v, err := x.Float64s()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
-}
+func values(t *testing.T, x *torch.Tensor) []float64 { return torchtest.Values(t, x) }
 
 func near(t *testing.T, what string, got, want []float64, tol float64) {
 	t.Helper()
