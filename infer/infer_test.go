@@ -1,0 +1,76 @@
+package infer
+
+import (
+	"encoding/json"
+	"math"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"madclip/imaging"
+	"madclip/internal/reftest"
+)
+
+// .npy files read back with NumPy.
+func TestWriteNPY(t *testing.T) {
+	py := reftest.Python(t, "numpy")
+	path := filepath.Join(t.TempDir(), "m.npy")
+	data := []float32{0, 0.5, -1.25, 3, float32(math.Inf(1)), 7}
+	if err := WriteNPY(path, data, 2, 3); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(py, "-c", "import numpy, json, sys; a = numpy.load(sys.argv[1]); print(json.dumps([list(a.shape), str(a.dtype), a[1, 2].item(), a[0, 2].item()]))", path).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []any
+	json.Unmarshal(out, &got)
+	if got[1] != "float32" || got[2].(float64) != 7 || got[3].(float64) != -1.25 {
+		t.Errorf("numpy read %v", got)
+	}
+	if shape := got[0].([]any); shape[0].(float64) != 2 || shape[1].(float64) != 3 {
+		t.Errorf("shape %v", shape)
+	}
+	if err := WriteNPY(path, data, 4, 4); err == nil {
+		t.Error("shape mismatch accepted")
+	}
+}
+
+func TestTurbo(t *testing.T) {
+	// Turbo runs from blue through green to dark red.
+	lo, mid, hi := Turbo(0.15), Turbo(0.5), Turbo(1)
+	if !(lo.B > lo.R && lo.B > lo.G) || !(mid.G > mid.B) || !(hi.R > hi.G && hi.R > hi.B) {
+		t.Errorf("turbo endpoints %v %v %v", lo, mid, hi)
+	}
+	if Turbo(-3) != Turbo(0) || Turbo(7) != hi {
+		t.Error("values outside [0, 1] are not clamped")
+	}
+}
+
+func TestHeatmapSizeAndBlend(t *testing.T) {
+	orig := imaging.NewRGB(50, 30) // black
+	amap := make([]float32, 16*16)
+	for i := range amap {
+		amap[i] = 1 // everything anomalous: red over black
+	}
+	h := Heatmap(orig, amap, 16, 0.5)
+	if h.Bounds().Dx() != 50 || h.Bounds().Dy() != 30 {
+		t.Fatalf("size %v", h.Bounds())
+	}
+	c := h.RGBAAt(2, 2)
+	want := Turbo(1)
+	if math.Abs(float64(c.R)-float64(want.R)/2) > 1 || c.B > 10 {
+		t.Errorf("blend at alpha 0.5: %v, Turbo(1) %v", c, want)
+	}
+}
+
+func TestROCCurve(t *testing.T) {
+	fpr, tpr := rocCurve([]float32{0.9, 0.8, 0.8, 0.1}, []bool{true, false, true, false})
+	wantF := []float64{0, 0, 0.5, 1}
+	wantT := []float64{0, 0.5, 1, 1}
+	for i := range wantF {
+		if fpr[i] != wantF[i] || tpr[i] != wantT[i] {
+			t.Fatalf("ROC %v %v, want %v %v", fpr, tpr, wantF, wantT)
+		}
+	}
+}
