@@ -116,6 +116,10 @@ func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, rep Reporter) (*Resul
 		if !resume.Meta.Partial() {
 			return nil, fmt.Errorf("%s: training already finished; nothing to resume", c.Resume)
 		}
+		// The run continues as it was started, whatever flags come with --resume.
+		rm := resume.Meta
+		c.Dataset, c.Seed, c.Model = rm.Dataset, rm.Seed, rm.Model
+		c.Shots, c.ShotsFile, c.ShotsIndex = rm.Shots, rm.ShotsFile, rm.ShotsIndex
 	}
 
 	rep.Stage("reading the few shots")
@@ -175,7 +179,8 @@ func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, rep Reporter) (*Resul
 		return nil, err
 	}
 	defer opt.Free()
-	meta := Meta{Version: Version, Model: m.Opts, Backbone: bb, Dataset: c.Dataset, Shots: k, Seed: c.Seed, Epochs: c.Epochs}
+	meta := Meta{Version: Version, Model: m.Opts, Backbone: bb, Dataset: c.Dataset, Shots: k, ShotsFile: c.ShotsFile,
+		ShotsIndex: c.ShotsIndex, Seed: c.Seed, Epochs: c.Epochs}
 	firstEpoch, firstStep := 0, 0
 	if resume != nil {
 		if err := restoreAdam(opt, m, resume); err != nil {

@@ -139,6 +139,7 @@ func TestInterruptAndResume(t *testing.T) {
 	}
 	resumed := part
 	resumed.Resume = part.Out
+	resumed.Seed, resumed.Model.ImageSize = 99, 240 // ignored: the checkpoint's settings win
 	if _, err := run(t, context.Background(), resumed, &quietReporter{}); err != nil {
 		t.Fatal(err)
 	}
