@@ -17,6 +17,7 @@ type selector struct {
 	best      []*torch.Tensor // copies of the best parameters
 	bestAUC   float64
 	bestEpoch int
+	threshold float64 // F1-max threshold of the best epoch, on predict's [0, 1] scale
 }
 
 func newSelector(m *model.MadCLIP, samples []dataset.Sample, size int, masks bool, dev torch.Device) (*selector, error) {
@@ -88,6 +89,8 @@ func (s *selector) update(m *model.MadCLIP, epoch int) (float64, error) {
 	}
 	if auc > s.bestAUC {
 		s.bestAUC, s.bestEpoch = auc, epoch
+		_, th, _ := metrics.F1Max(scores, s.labels)
+		s.threshold = float64(th) / float64(len(m.Opts.Layers))
 		for _, t := range s.best {
 			t.Free()
 		}

@@ -320,7 +320,7 @@ func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, rep Reporter) (*Resul
 		if err := sel.restoreBest(m); err != nil {
 			return nil, err
 		}
-		meta.SelectedEpoch, meta.ValidAUROC = sel.bestEpoch+1, sel.bestAUC
+		meta.SelectedEpoch, meta.ValidAUROC, meta.Threshold = sel.bestEpoch+1, sel.bestAUC, sel.threshold
 	}
 	meta.Epoch, meta.Step = c.Epochs, 0
 	rep.Stage("saving " + c.Out)

@@ -214,6 +214,9 @@ func TestSelectOnValid(t *testing.T) {
 	if res.Meta.SelectedEpoch < 1 || res.Meta.SelectedEpoch > 3 || res.Meta.ValidAUROC <= 0 {
 		t.Errorf("selected epoch %d, valid AUROC %v", res.Meta.SelectedEpoch, res.Meta.ValidAUROC)
 	}
+	if th := res.Meta.Threshold; !(th > 0 && th <= 1) {
+		t.Errorf("threshold %v outside (0, 1]", th)
+	}
 	// With every valid image a shot there is nothing to select on.
 	c2 := smallConfig(t, root)
 	c2.SelectOnValid = true
