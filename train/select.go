@@ -10,7 +10,7 @@ import (
 // selector keeps the parameters of the epoch that scores the held-out valid
 // images best (image AUROC), never looking at the test split.
 type selector struct {
-	taps      []*torch.Tensor // cached features of the held-out images
+	cache     *featureCache // features of the held-out images
 	labels    []bool
 	masks     bool
 	size      int
@@ -31,13 +31,14 @@ func newSelector(m *model.MadCLIP, samples []dataset.Sample, size int, masks boo
 	}
 	err = torch.Scoped(func(sc *torch.Scope) error {
 		x := torch.FromSlice(concat(imgs, func(i dataset.Image) []float32 { return i.Pixels }), int64(len(imgs)), 3, int64(size), int64(size)).ToDevice(dev)
-		taps, err := cacheFeatures(m, x, dev)
+		c, err := newFeatureCache(m, x, dev, dev, func(string) {})
 		if err != nil {
 			return err
 		}
-		for _, t := range taps {
-			s.taps = append(s.taps, sc.Keep(t).Persist())
+		for _, t := range c.layers {
+			sc.Keep(t).Persist()
 		}
+		s.cache = c
 		return nil
 	})
 	if err != nil {
@@ -54,14 +55,16 @@ func (s *selector) update(m *model.MadCLIP, epoch int) (float64, error) {
 	err := torch.NoGrad(func() error {
 		return torch.Scoped(func(sc *torch.Scope) error {
 			text := m.TextFeatures()
-			n := s.taps[0].Size(0)
+			n := int64(len(s.labels))
+			dev := text.Device()
 			const chunk = 32
 			for lo := int64(0); lo < n; lo += chunk {
 				err := torch.Scoped(func(sc *torch.Scope) error {
-					var taps []*torch.Tensor
-					for _, t := range s.taps {
-						taps = append(taps, t.Narrow(0, lo, min(chunk, n-lo)))
+					idx := make([]int64, min(chunk, n-lo))
+					for i := range idx {
+						idx[i] = lo + int64(i)
 					}
+					taps := s.cache.gather(idx, dev)
 					det, seg := m.Scores(taps, text)
 					var score *torch.Tensor
 					if s.masks {
@@ -123,7 +126,10 @@ func (s *selector) restoreBest(m *model.MadCLIP) error {
 }
 
 func (s *selector) free() {
-	for _, t := range append(s.taps, s.best...) {
+	if s.cache != nil {
+		s.cache.free()
+	}
+	for _, t := range s.best {
 		t.Free()
 	}
 }

@@ -41,6 +41,7 @@ type Config struct {
 	BackboneSeed  uint64
 	Device        torch.Device
 	NoCache       bool   // recompute the backbone every step (slow; for checks)
+	CacheOnHost   bool   // keep the feature cache in host memory from the start
 	SelectOnValid bool   // keep the epoch with the best image AUROC on the valid images that are not shots
 	Out           string // checkpoint path
 	Resume        string // a partial checkpoint to continue from
@@ -236,11 +237,15 @@ func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, rep Reporter) (*Resul
 	}
 	res.Images = int(N)
 
-	var cache []*torch.Tensor
+	var cache *featureCache
 	if !c.NoCache {
 		rep.Stage(fmt.Sprintf("caching backbone features of %d augmented images", N))
 		t0 := time.Now()
-		if cache, err = cacheFeatures(m, augImages, c.Device); err != nil {
+		store := c.Device
+		if c.CacheOnHost {
+			store = torch.CPU
+		}
+		if cache, err = newFeatureCache(m, augImages, c.Device, store, rep.Stage); err != nil {
 			return nil, err
 		}
 		if err := torch.Synchronize(c.Device); err != nil {
@@ -336,15 +341,13 @@ func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, rep Reporter) (*Resul
 }
 
 // trainStep runs one optimisation step on the batch idx and returns the loss.
-func trainStep(m *model.MadCLIP, opt *torch.Adam, c Config, cache []*torch.Tensor, images, masks, labels *torch.Tensor, idx []int64) (float64, error) {
+func trainStep(m *model.MadCLIP, opt *torch.Adam, c Config, cache *featureCache, images, masks, labels *torch.Tensor, idx []int64) (float64, error) {
 	var loss float64
 	err := torch.Scoped(func(s *torch.Scope) error {
 		ix := torch.FromSlice(idx).ToDevice(c.Device)
 		var taps []*torch.Tensor
 		if cache != nil {
-			for _, f := range cache {
-				taps = append(taps, f.IndexSelect(0, ix))
-			}
+			taps = cache.gather(idx, c.Device)
 		} else {
 			taps = m.Features(images.IndexSelect(0, ix))
 		}
@@ -380,49 +383,6 @@ func trainStep(m *model.MadCLIP, opt *torch.Adam, c Config, cache []*torch.Tenso
 		return opt.Step()
 	})
 	return loss, err
-}
-
-// cacheFeatures runs the frozen backbone once over all images, in batches,
-// and keeps each tapped layer's features [N, 1+P, W].
-func cacheFeatures(m *model.MadCLIP, images *torch.Tensor, dev torch.Device) ([]*torch.Tensor, error) {
-	n := images.Size(0)
-	const chunk = 32
-	per := make([][]*torch.Tensor, len(m.Opts.Layers))
-	for lo := int64(0); lo < n; lo += chunk {
-		hi := min(lo+chunk, n)
-		run := func() error {
-			return torch.Scoped(func(s *torch.Scope) error { // frees the chunk's intermediates
-				taps := m.Features(images.Narrow(0, lo, hi-lo))
-				for i, tp := range taps {
-					if err := tp.Err(); err != nil {
-						return err
-					}
-					per[i] = append(per[i], s.Keep(tp))
-				}
-				return nil
-			})
-		}
-		var err error
-		if dev.IsCUDA() {
-			err = torch.Autocast(torch.DeviceCUDA, torch.BFloat16, run)
-		} else {
-			err = run()
-		}
-		if err != nil {
-			return nil, err
-		}
-	}
-	out := make([]*torch.Tensor, len(per))
-	for i, parts := range per {
-		out[i] = torch.Cat(0, parts...)
-		if err := out[i].Err(); err != nil {
-			return nil, err
-		}
-		for _, p := range parts {
-			p.Free()
-		}
-	}
-	return out, nil
 }
 
 // openBackbone loads the CLIP the run trains on and describes it.

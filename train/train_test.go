@@ -93,6 +93,16 @@ func TestCachedEqualsUncached(t *testing.T) {
 	if d := maxDiff(t, readParams(t, c.Out), readParams(t, u.Out)); d > 1e-5 {
 		t.Errorf("cached and uncached parameters differ by %g", d)
 	}
+	// A cache kept in host memory gives the same parameters too.
+	h := c
+	h.CacheOnHost = true
+	h.Out = filepath.Join(t.TempDir(), "host.safetensors")
+	if _, err := run(t, context.Background(), h, &quietReporter{}); err != nil {
+		t.Fatal(err)
+	}
+	if d := maxDiff(t, readParams(t, c.Out), readParams(t, h.Out)); d != 0 {
+		t.Errorf("host-cached parameters differ by %g", d)
+	}
 }
 
 // cancelAfter cancels the context after n steps (as Ctrl-C does).

@@ -82,6 +82,7 @@ Examples:
 			&cli.IntFlag{Name: "image-size", Value: 240, Usage: "input resolution"},
 			&cli.IntSliceFlag{Name: "layers", Usage: "tapped ViT blocks (default 6,12,18,24 for ViT-L)"},
 			&cli.StringFlag{Name: "resume", Usage: "continue a partial checkpoint"},
+			&cli.BoolFlag{Name: "cache-on-host", Usage: "keep the feature cache in host memory (it moves there by itself when the GPU runs out)"},
 			&cli.BoolFlag{Name: "select-on-valid", Usage: "keep the epoch with the best image AUROC on the valid images that are not shots (default: the last epoch)"},
 			deviceFlag(),
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress output"},
@@ -129,7 +130,7 @@ func trainAction(c *cli.Context) error {
 			NoSubtraction: c.Bool("no-subtraction"), CommonHead: c.Bool("common-head"), Handcrafted: c.Bool("handcrafted-prompts"),
 		},
 		Weights: weightsPath, Preset: c.String("preset"), BackboneSeed: 1,
-		Out: c.String("out"), Resume: c.String("resume"), SelectOnValid: c.Bool("select-on-valid"),
+		Out: c.String("out"), Resume: c.String("resume"), SelectOnValid: c.Bool("select-on-valid"), CacheOnHost: c.Bool("cache-on-host"),
 	}
 	if cfg.Epochs < 1 || cfg.Batch < 1 || !(cfg.LR > 0) {
 		return fmt.Errorf("train: --epochs, --batch and --lr must be positive")
