@@ -95,7 +95,7 @@ func benchAction(c *cli.Context) error {
 		}
 		defer os.RemoveAll(work)
 	} else if err := os.MkdirAll(work, 0o755); err != nil {
-		return err
+		return fmt.Errorf("work folder %s: %w", work, err)
 	}
 	var results []bench.Result
 	err = onCompute(func() error {

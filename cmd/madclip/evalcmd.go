@@ -51,7 +51,7 @@ func evalAction(c *cli.Context) error {
 	report := c.String("report")
 	if report != "" {
 		if err := os.MkdirAll(filepath.Join(report, "failures"), 0o755); err != nil {
-			return err
+			return fmt.Errorf("report folder %s: %w", report, err)
 		}
 	}
 	var ev *infer.Evaluation

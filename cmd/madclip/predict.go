@@ -129,7 +129,7 @@ func predictAction(c *cli.Context) error {
 	for _, d := range []string{c.String("heatmap"), c.String("raw-map")} {
 		if d != "" && !single {
 			if err := os.MkdirAll(d, 0o755); err != nil {
-				return err
+				return fmt.Errorf("output folder %s: %w", d, err)
 			}
 		}
 	}

@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"image"
+	"image/color"
 	"image/png"
 	"math"
 	"os"
@@ -273,4 +275,52 @@ func TestBenchCLI(t *testing.T) {
 	wantFailure(t, "--shots", e, code)
 	_, e, code = madclip(t, nil, "bench", "--data", t.TempDir(), "--preset", "tiny", "--shots", "2", "--vocab", sharedVocab)
 	wantFailure(t, "none of the datasets", e, code)
+}
+
+// Bad data for train and eval: one-line errors naming the file.
+func TestTrainEvalBadData(t *testing.T) {
+	needVocab(t)
+	root := t.TempDir()
+	if _, e, code := madclip(t, nil, "synth", "--out", root, "--valid", "2", "--test", "2", "--size", "32"); code != 0 {
+		t.Fatal(e)
+	}
+	valid := filepath.Join(root, "Brain_AD", "valid")
+	ck := filepath.Join(t.TempDir(), "x.safetensors")
+	args := []string{"train", "--data", root, "--dataset", "Brain", "--preset", "tiny", "--epochs", "1", "--shots", "2",
+		"--image-size", "56", "--vocab", sharedVocab, "--out", ck, "--device", "cpu"}
+	// A mask of another size than its image.
+	mask := filepath.Join(valid, "Ungood", "anomaly_mask", "001.png")
+	small, _ := imaging.Load(mask)
+	writePNGFrom(t, mask, small.ResizeNearest(8, 8))
+	_, e, code := madclip(t, nil, args...)
+	wantFailure(t, mask, e, code)
+	// A corrupt image among the shots.
+	img := filepath.Join(valid, "good", "img", "000.png")
+	os.WriteFile(img, []byte("\x89PNG\r\n\x1a\n broken"), 0o644)
+	_, e, code = madclip(t, nil, args...)
+	wantFailure(t, img, e, code)
+	if _, err := os.Stat(ck); err == nil {
+		t.Error("checkpoint written despite bad data")
+	}
+	// eval with an unwritable report folder.
+	_, trained := trained(t)
+	_, e, code = madclip(t, nil, "eval", "--checkpoint", trained, "--data", trainedRoot, "--vocab", sharedVocab, "--report", "/proc/no/report")
+	wantFailure(t, "/proc/no/report", e, code)
+}
+
+func writePNGFrom(t *testing.T, path string, m *imaging.RGB) {
+	t.Helper()
+	img := image.NewRGBA(image.Rect(0, 0, m.W, m.H))
+	for y := 0; y < m.H; y++ {
+		for x := 0; x < m.W; x++ {
+			r, g, b := m.At(x, y)
+			img.Set(x, y, color.RGBA{r, g, b, 255})
+		}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	png.Encode(f, img)
+	f.Close()
 }
