@@ -66,6 +66,26 @@ func TestSynthLayoutAndDeterminism(t *testing.T) {
 	}
 }
 
+func TestSynthAllDatasets(t *testing.T) {
+	root := t.TempDir()
+	var names []string
+	for _, b := range Benchmarks {
+		names = append(names, b.Name)
+	}
+	if err := Synth(root, SynthOptions{Seed: 1, Valid: 2, Test: 2, Size: 32, Datasets: names}); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range Benchmarks {
+		s, err := ReadSplit(root, b.Name, "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.HasMasks != b.Masks || len(s.Samples) != 4 {
+			t.Errorf("%s: masks %v, %d samples", b.Name, s.HasMasks, len(s.Samples))
+		}
+	}
+}
+
 func TestReadSplitErrors(t *testing.T) {
 	root := synthRoot(t)
 	if _, err := ReadSplit(root, "Liver", "valid"); err == nil || !strings.Contains(err.Error(), "Liver_AD") {

@@ -19,6 +19,10 @@ type SynthOptions struct {
 	Size  int // image side in pixels (64 by default)
 	Valid int // images per class in valid/ (20 by default)
 	Test  int // images per class in test/ (24 by default)
+	// Datasets names the datasets to write (default: SynthDatasets). Names
+	// of the benchmark get masks when the benchmark has them; other names
+	// get masks.
+	Datasets []string
 }
 
 // SynthDatasets are the synthetic datasets Synth writes: Brain with masks
@@ -45,7 +49,27 @@ func Synth(root string, o SynthOptions) error {
 	if o.Size < 32 {
 		return fmt.Errorf("synth: size %d is too small (at least 32)", o.Size)
 	}
-	for di, d := range SynthDatasets {
+	type spec struct {
+		Name  string
+		Masks bool
+	}
+	var specs []spec
+	for _, d := range SynthDatasets {
+		specs = append(specs, spec{d.Name, d.Masks})
+	}
+	if len(o.Datasets) > 0 {
+		specs = nil
+		for _, n := range o.Datasets {
+			masks := true
+			for _, b := range Benchmarks {
+				if b.Name == n {
+					masks = b.Masks
+				}
+			}
+			specs = append(specs, spec{n, masks})
+		}
+	}
+	for di, d := range specs {
 		r := rand.New(rand.NewPCG(o.Seed, uint64(di+1)))
 		for _, split := range []struct {
 			name string

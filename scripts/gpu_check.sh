@@ -10,7 +10,9 @@
 #      PyTorch eager (fp32 and bf16 autocast, batch 16 and 64);
 #   4. runs the MadCLIP model tests and times a 16-shot ViT-L/14 training run
 #      (feature cache, step, 60 epochs extrapolated);
-#   5. runs `madclip doctor` on the GPU.
+#   5. with MADCLIP_GPU_BENCH=1, times `madclip bench` over six synthetic
+#      datasets (16 shots, one seed, ViT-L/14 with random weights);
+#   6. runs `madclip doctor` on the GPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-$PWD/gpu-bin}
@@ -38,6 +40,14 @@ echo "== MadCLIP: tests, then a 16-shot ViT-L/14 training run (random weights, s
 export MADCLIP_TEST_VOCAB=$BIN/bpe_simple_vocab_16e6.txt.gz
 (cd model && MADCLIP_EXPECT_CUDA=1 "$BIN/model.test" -test.count 1 2>&1 | tail -3) || status=1
 (cd train && "$BIN/train.test" -test.run '^$' -test.bench Train16Shot -test.benchtime 1x -test.v 2>&1 | grep -E "Benchmark|on cuda|ms/step") || status=1
+if [ "${MADCLIP_GPU_BENCH:-0}" = 1 ]; then
+  echo "== madclip bench: six synthetic datasets of 240-px images, 16 shots, 1 seed, ViT-L/14 (random weights)"
+  "$BIN/madclip" synth --out /tmp/madclip-bench --datasets all --size 240 --valid 16 --test 100 >/dev/null
+  start=$SECONDS
+  "$BIN/madclip" bench --data /tmp/madclip-bench --preset ViT-L/14-336 \
+    --shots 16 --seeds 1 --epochs "${MADCLIP_GPU_BENCH_EPOCHS:-60}" --vocab "$MADCLIP_TEST_VOCAB" || status=1
+  echo "bench wall time $((SECONDS - start)) s"
+fi
 echo "== doctor"
 "$BIN/madclip" doctor || status=1
 exit $status

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -33,14 +34,33 @@ Examples:
 			&cli.IntFlag{Name: "size", Value: 64, Usage: "image side in pixels"},
 			&cli.IntFlag{Name: "valid", Value: 20, Usage: "images per class in valid/"},
 			&cli.IntFlag{Name: "test", Value: 24, Usage: "images per class in test/"},
+			&cli.StringFlag{Name: "datasets", Usage: "comma-separated dataset names, or all (the six of the benchmark; default Brain,Chest)"},
 		},
 		Action: func(c *cli.Context) error {
-			err := dataset.Synth(c.String("out"), dataset.SynthOptions{Seed: c.Uint64("seed"), Size: c.Int("size"), Valid: c.Int("valid"), Test: c.Int("test")})
+			var names []string
+			switch d := c.String("datasets"); d {
+			case "":
+				for _, s := range dataset.SynthDatasets {
+					names = append(names, s.Name)
+				}
+			case "all":
+				for _, b := range dataset.Benchmarks {
+					names = append(names, b.Name)
+				}
+			default:
+				for _, n := range strings.Split(d, ",") {
+					if n = strings.TrimSpace(n); n == "" || strings.ContainsAny(n, "/\\") {
+						return fmt.Errorf("synth: bad dataset name %q", n)
+					}
+					names = append(names, n)
+				}
+			}
+			err := dataset.Synth(c.String("out"), dataset.SynthOptions{Seed: c.Uint64("seed"), Size: c.Int("size"), Valid: c.Int("valid"), Test: c.Int("test"), Datasets: names})
 			if err != nil {
 				return err
 			}
-			for _, d := range dataset.SynthDatasets {
-				fmt.Fprintf(c.App.Writer, "wrote %s\n", dataset.Dir(c.String("out"), d.Name))
+			for _, n := range names {
+				fmt.Fprintf(c.App.Writer, "wrote %s\n", dataset.Dir(c.String("out"), n))
 			}
 			return nil
 		},
