@@ -85,6 +85,15 @@ func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, note func(string)) ([
 		st, err := os.Stat(dataset.Dir(c.Data, n))
 		return err == nil && st.IsDir()
 	}
+	// One backbone serves every run: loading ViT-L/14 (and hashing its
+	// weights) once instead of twice per run.
+	base := train.Config{Weights: c.Weights, Preset: c.Preset, BackboneSeed: 1, Device: c.Device, Model: model.Options{ImageSize: c.Size}}
+	backbone, info, err := train.OpenBackbone(base)
+	if err != nil {
+		return nil, err
+	}
+	defer backbone.Free()
+	shared := &train.SharedBackbone{Model: backbone, Info: info}
 	var out []Result
 	for _, pair := range pairs {
 		name, test := pair[0], pair[1]
@@ -104,14 +113,13 @@ func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, note func(string)) ([
 				t0 := time.Now()
 				_, err := train.Run(ctx, train.Config{
 					Data: c.Data, Dataset: name, Shots: k, Seed: seed, Epochs: c.Epochs, Batch: c.Batch,
-					Model: model.Options{ImageSize: c.Size}, Weights: c.Weights, Preset: c.Preset, BackboneSeed: 1,
-					Device: c.Device, Out: ck,
-				}, tk, silent{})
+					Model: model.Options{ImageSize: c.Size}, Shared: shared, Device: c.Device, Out: ck,
+				}, tk, train.Silent{})
 				if err != nil {
 					return out, fmt.Errorf("%s, %d shots, seed %d: %w", label, k, seed, err)
 				}
 				t1 := time.Now()
-				p, err := infer.Open(ck, c.Weights, tk, c.Device)
+				p, err := infer.OpenShared(ck, shared, tk, c.Device)
 				if err != nil {
 					return out, err
 				}
@@ -143,13 +151,6 @@ func unique(a, b string) []string {
 	}
 	return []string{a, b}
 }
-
-type silent struct{}
-
-func (silent) Stage(string)           {}
-func (silent) Start(int, int)         {}
-func (silent) Step(int, int, float64) {}
-func (silent) EpochDone(int, float64) {}
 
 func meanStd(v []float64) (float64, float64) {
 	var m float64

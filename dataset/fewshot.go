@@ -93,42 +93,33 @@ func DrawShots(samples []Sample, k int, seed uint64) (Shots, error) {
 // Select returns the samples named by the shots (normal first), and the
 // other samples of the split.
 func (s Shots) Select(samples []Sample) (shots, rest []Sample, err error) {
-	want := map[string]map[bool]bool{}
-	for _, n := range s.Normal {
-		if want[n] == nil {
-			want[n] = map[bool]bool{}
-		}
-		want[n][false] = true
+	type key struct {
+		abnormal bool
+		name     string
 	}
-	for _, n := range s.Abnormal {
-		if want[n] == nil {
-			want[n] = map[bool]bool{}
-		}
-		want[n][true] = true
-	}
-	byKey := map[string]Sample{}
+	byKey := make(map[key]Sample, len(samples))
 	for _, smp := range samples {
-		key := fmt.Sprint(smp.Abnormal, "/", smp.Name())
-		byKey[key] = smp
-		if want[smp.Name()][smp.Abnormal] {
-			continue
-		}
-		rest = append(rest, smp)
+		byKey[key{smp.Abnormal, smp.Name()}] = smp
 	}
+	picked := map[key]bool{}
 	for _, list := range []struct {
 		names    []string
 		abnormal bool
-	}{{s.Normal, false}, {s.Abnormal, true}} {
+		class    string
+	}{{s.Normal, false, "good"}, {s.Abnormal, true, "Ungood"}} {
 		for _, n := range list.names {
-			smp, ok := byKey[fmt.Sprint(list.abnormal, "/", n)]
+			k := key{list.abnormal, n}
+			smp, ok := byKey[k]
 			if !ok {
-				cls := "good"
-				if list.abnormal {
-					cls = "Ungood"
-				}
-				return nil, nil, fmt.Errorf("shot %s is not among the %s images of the split", n, cls)
+				return nil, nil, fmt.Errorf("shot %s is not among the %s images of the split", n, list.class)
 			}
 			shots = append(shots, smp)
+			picked[k] = true
+		}
+	}
+	for _, smp := range samples {
+		if !picked[key{smp.Abnormal, smp.Name()}] {
+			rest = append(rest, smp)
 		}
 	}
 	return shots, rest, nil

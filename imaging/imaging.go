@@ -102,6 +102,35 @@ func FromImage(img image.Image) *RGB {
 				i += 3
 			}
 		}
+	case *image.YCbCr: // JPEG: no per-pixel interface conversion
+		for y := b.Min.Y; y < b.Max.Y; y++ {
+			for x := b.Min.X; x < b.Max.X; x++ {
+				c := src.YCbCrAt(x, y)
+				m.Pix[i], m.Pix[i+1], m.Pix[i+2] = color.YCbCrToRGB(c.Y, c.Cb, c.Cr)
+				i += 3
+			}
+		}
+	case *image.RGBA: // opaque PNGs
+		for y := b.Min.Y; y < b.Max.Y; y++ {
+			for x := b.Min.X; x < b.Max.X; x++ {
+				c := src.RGBAAt(x, y)
+				if c.A == 255 {
+					m.Pix[i], m.Pix[i+1], m.Pix[i+2] = c.R, c.G, c.B
+				} else {
+					n := color.NRGBAModel.Convert(c).(color.NRGBA)
+					m.Pix[i], m.Pix[i+1], m.Pix[i+2] = n.R, n.G, n.B
+				}
+				i += 3
+			}
+		}
+	case *image.Gray16:
+		for y := b.Min.Y; y < b.Max.Y; y++ {
+			for x := b.Min.X; x < b.Max.X; x++ {
+				v := byte(src.Gray16At(x, y).Y >> 8)
+				m.Pix[i], m.Pix[i+1], m.Pix[i+2] = v, v, v
+				i += 3
+			}
+		}
 	case *image.NRGBA64:
 		for y := b.Min.Y; y < b.Max.Y; y++ {
 			for x := b.Min.X; x < b.Max.X; x++ {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"image"
 	"image/color"
+	"image/jpeg"
 	"image/png"
 	"os"
 	"os/exec"
@@ -170,3 +171,32 @@ func TestCrop(t *testing.T) {
 		t.Error("CHW layout")
 	}
 }
+
+// The fast paths for JPEG (YCbCr), RGBA and 16-bit grey give what the
+// generic colour-model conversion gives.
+func TestFastPathsMatchGeneric(t *testing.T) {
+	var buf bytes.Buffer
+	if err := jpeg.Encode(&buf, testImage(33, 21), &jpeg.Options{Quality: 90}); err != nil {
+		t.Fatal(err)
+	}
+	jp, err := jpeg.Decode(bytes.NewReader(buf.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g16 := image.NewGray16(image.Rect(0, 0, 3, 2))
+	for i := range g16.Pix {
+		g16.Pix[i] = byte(i * 37)
+	}
+	rgba := testImage(5, 4)
+	rgba.Set(1, 1, color.RGBA{10, 20, 30, 128}) // one translucent pixel
+	for name, img := range map[string]image.Image{"jpeg": jp, "gray16": g16, "rgba": rgba} {
+		fast := FromImage(img)
+		generic := FromImage(genericImage{img})
+		if !bytes.Equal(fast.Pix, generic.Pix) {
+			t.Errorf("%s: fast path differs from the generic conversion", name)
+		}
+	}
+}
+
+// genericImage hides the concrete type, forcing the generic path.
+type genericImage struct{ image.Image }

@@ -25,7 +25,7 @@ type Predictor struct {
 	HasMasks bool // trained with segmentation: the score is the map's maximum
 	Device   torch.Device
 
-	backbone *clip.Model
+	backbone *clip.Model // nil when shared (not ours to free)
 	model    *model.MadCLIP
 	text     *torch.Tensor
 }
@@ -33,6 +33,24 @@ type Predictor struct {
 // Open loads a checkpoint and the backbone it needs (weights may be empty
 // for a preset backbone or to use the path recorded in the checkpoint).
 func Open(checkpoint, weights string, tk *bpe.Tokenizer, dev torch.Device) (*Predictor, error) {
+	return open(checkpoint, tk, dev, func(ck *train.Checkpoint) (*clip.Model, bool, error) {
+		b, err := ck.OpenBackbone(weights, dev)
+		return b, true, err
+	})
+}
+
+// OpenShared loads a checkpoint over a backbone already loaded (which it
+// does not free), after checking that the checkpoint was trained on it.
+func OpenShared(checkpoint string, shared *train.SharedBackbone, tk *bpe.Tokenizer, dev torch.Device) (*Predictor, error) {
+	return open(checkpoint, tk, dev, func(ck *train.Checkpoint) (*clip.Model, bool, error) {
+		if ck.Meta.Backbone != shared.Info || shared.Model.Options != ck.Meta.Model.CLIPOptions(dev) {
+			return nil, false, fmt.Errorf("%s was trained on another backbone than the one loaded", checkpoint)
+		}
+		return shared.Model, false, nil
+	})
+}
+
+func open(checkpoint string, tk *bpe.Tokenizer, dev torch.Device, backboneFor func(*train.Checkpoint) (*clip.Model, bool, error)) (*Predictor, error) {
 	ck, err := train.LoadCheckpoint(checkpoint, dev)
 	if err != nil {
 		return nil, err
@@ -41,17 +59,21 @@ func Open(checkpoint, weights string, tk *bpe.Tokenizer, dev torch.Device) (*Pre
 	if ck.Meta.Partial() {
 		return nil, fmt.Errorf("%s: training did not finish (epoch %d of %d); finish it with madclip train --resume", checkpoint, ck.Meta.Epoch, ck.Meta.Epochs)
 	}
-	backbone, err := ck.OpenBackbone(weights, dev)
+	backbone, owned, err := backboneFor(ck)
 	if err != nil {
 		return nil, err
 	}
 	m, err := ck.Model(backbone, tk)
 	if err != nil {
-		backbone.Free()
+		if owned {
+			backbone.Free()
+		}
 		return nil, err
 	}
-	p := &Predictor{Meta: ck.Meta, Size: ck.Meta.Model.ImageSize, Device: dev, backbone: backbone, model: m,
-		HasMasks: hasMasks(ck.Meta.Dataset)}
+	p := &Predictor{Meta: ck.Meta, Size: ck.Meta.Model.ImageSize, Device: dev, model: m, HasMasks: ck.Meta.Masks}
+	if owned {
+		p.backbone = backbone
+	}
 	err = torch.NoGrad(func() error {
 		return torch.Scoped(func(s *torch.Scope) error {
 			t := m.TextFeatures()
@@ -67,16 +89,6 @@ func Open(checkpoint, weights string, tk *bpe.Tokenizer, dev torch.Device) (*Pre
 		return nil, err
 	}
 	return p, nil
-}
-
-// hasMasks reports whether a dataset was trained with segmentation.
-func hasMasks(name string) bool {
-	for _, b := range dataset.Benchmarks {
-		if b.Name == name {
-			return b.Masks
-		}
-	}
-	return true // one's own data and synthetic Brain: maps are always produced
 }
 
 // Close releases the model and the backbone.

@@ -1,14 +1,19 @@
 package infer
 
 import (
+	"context"
 	"encoding/json"
 	"math"
 	"os/exec"
 	"path/filepath"
 	"testing"
 
+	"madclip/dataset"
 	"madclip/imaging"
 	"madclip/internal/reftest"
+	"madclip/model"
+	"madclip/torch"
+	"madclip/train"
 )
 
 // .npy files read back with NumPy.
@@ -72,5 +77,42 @@ func TestROCCurve(t *testing.T) {
 		if fpr[i] != wantF[i] || tpr[i] != wantT[i] {
 			t.Fatalf("ROC %v %v, want %v %v", fpr, tpr, wantF, wantT)
 		}
+	}
+}
+
+// OpenShared uses a loaded backbone only for checkpoints trained on it.
+func TestOpenSharedChecksTheBackbone(t *testing.T) {
+	root := t.TempDir()
+	if err := dataset.Synth(root, dataset.SynthOptions{Seed: 1, Valid: 2, Test: 2, Size: 32}); err != nil {
+		t.Fatal(err)
+	}
+	tk := reftest.Tokenizer(t, "../../shared/clip/bpe_simple_vocab_16e6.txt.gz")
+	c := train.Config{Data: root, Dataset: "Brain", Shots: 2, Seed: 1, Epochs: 1, Preset: "tiny", BackboneSeed: 1,
+		Model: model.Options{ImageSize: 56}, Out: filepath.Join(t.TempDir(), "ck.safetensors")}
+	err := torch.Do(func() error {
+		if _, err := train.Run(context.Background(), c, tk, train.Silent{}); err != nil {
+			return err
+		}
+		for seed, ok := range map[uint64]bool{1: true, 2: false} {
+			o := c
+			o.BackboneSeed = seed
+			o.Defaults()
+			b, info, err := train.OpenBackbone(o)
+			if err != nil {
+				return err
+			}
+			p, err := OpenShared(c.Out, &train.SharedBackbone{Model: b, Info: info}, tk, torch.CPU)
+			if (err == nil) != ok {
+				t.Errorf("backbone seed %d: error %v", seed, err)
+			}
+			if p != nil {
+				p.Close()
+			}
+			b.Free()
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -101,16 +101,6 @@ func FromSlice[T Element](data []T, shape ...int64) *Tensor {
 	return FromHost(p, len(data)*dt.Size(), dt, shape, dt, CPU)
 }
 
-// FromBytes copies raw little-endian bytes laid out as src into a new tensor of
-// dtype dt on dev.
-func FromBytes(data []byte, src DType, shape []int64, dt DType, dev Device) *Tensor {
-	var p unsafe.Pointer
-	if len(data) > 0 {
-		p = unsafe.Pointer(&data[0])
-	}
-	return FromHost(p, len(data), src, shape, dt, dev)
-}
-
 // FromHost copies nbytes at p, laid out as src with the given shape, into a
 // new tensor of dtype dt on dev. p must stay valid for the call only.
 func FromHost(p unsafe.Pointer, nbytes int, src DType, shape []int64, dt DType, dev Device) *Tensor {

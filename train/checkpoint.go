@@ -28,15 +28,18 @@ type Backbone struct {
 
 // Meta is everything a checkpoint says about how it was made.
 type Meta struct {
-	Version    string        `json:"version"`
-	Model      model.Options `json:"model"`
-	Backbone   Backbone      `json:"backbone"`
-	Dataset    string        `json:"dataset"`
-	Shots      int           `json:"shots"`
-	ShotsFile  string        `json:"shots_file,omitempty"`
-	ShotsIndex int           `json:"shots_index,omitempty"`
-	Seed       uint64        `json:"seed"`
-	Epochs     int           `json:"epochs"`
+	Version  string        `json:"version"`
+	Model    model.Options `json:"model"`
+	Backbone Backbone      `json:"backbone"`
+	Dataset  string        `json:"dataset"`
+	// Masks is whether training had masks (and so trained the segmentation
+	// head): scores are then the anomaly map's maximum.
+	Masks      bool   `json:"masks"`
+	Shots      int    `json:"shots"`
+	ShotsFile  string `json:"shots_file,omitempty"`
+	ShotsIndex int    `json:"shots_index,omitempty"`
+	Seed       uint64 `json:"seed"`
+	Epochs     int    `json:"epochs"`
 	// Threshold is a score threshold chosen on held-out valid images (0 when
 	// none was chosen).
 	Threshold float64 `json:"threshold,omitempty"`

@@ -3,11 +3,11 @@ package train
 import (
 	"context"
 	"path/filepath"
-	"sort"
 	"testing"
 
 	"madclip/dataset"
 	"madclip/internal/reftest"
+	"madclip/metrics"
 	"madclip/model"
 	"madclip/model/clip/bpe"
 	"madclip/torch"
@@ -24,36 +24,13 @@ func (*quietReporter) Start(int, int)                  {}
 func (*quietReporter) Step(int, int, float64)          {}
 func (r *quietReporter) EpochDone(_ int, mean float64) { r.losses = append(r.losses, mean) }
 
-// auroc is the area under the ROC curve (ties count half), for the test's
-// own check; the metrics package has the real one.
-func auroc(scores []float64, labels []bool) float64 {
-	type pair struct {
-		s float64
-		l bool
+func auroc(t *testing.T, scores []float32, labels []bool) float64 {
+	t.Helper()
+	v, err := metrics.AUROC(scores, labels)
+	if err != nil {
+		t.Fatal(err)
 	}
-	ps := make([]pair, len(scores))
-	for i := range scores {
-		ps[i] = pair{scores[i], labels[i]}
-	}
-	sort.Slice(ps, func(i, j int) bool { return ps[i].s < ps[j].s })
-	var pos, neg, rankSum float64
-	for i := 0; i < len(ps); {
-		j := i
-		for j < len(ps) && ps[j].s == ps[i].s {
-			j++
-		}
-		avg := float64(i+j+1) / 2
-		for k := i; k < j; k++ {
-			if ps[k].l {
-				rankSum += avg
-				pos++
-			} else {
-				neg++
-			}
-		}
-		i = j
-	}
-	return (rankSum - pos*(pos+1)/2) / (pos * neg)
+	return v
 }
 
 // evaluate scores the test split with a checkpoint: image AUROC (the map's
@@ -64,7 +41,7 @@ func evaluate(t *testing.T, root, ckpt string, size int) (imageAUC, pixelAUC flo
 	if err != nil {
 		t.Fatal(err)
 	}
-	var scores, pix []float64
+	var scores, pix []float32
 	var labels, pixLabels []bool
 	err = torch.Do(func() error {
 		return torch.Scoped(func(s *torch.Scope) error {
@@ -91,7 +68,7 @@ func evaluate(t *testing.T, root, ckpt string, size int) (imageAUC, pixelAUC flo
 				}
 				x := torch.FromSlice(im.Pixels, 1, 3, int64(size), int64(size))
 				_, seg := m.Scores(m.Features(x), text)
-				amap, err := m.AnomalyMap(seg, size).Float64s()
+				amap, err := m.AnomalyMap(seg, size).Float32s()
 				if err != nil {
 					return err
 				}
@@ -110,7 +87,7 @@ func evaluate(t *testing.T, root, ckpt string, size int) (imageAUC, pixelAUC flo
 	if err != nil {
 		t.Fatal(err)
 	}
-	return auroc(scores, labels), auroc(pix, pixLabels)
+	return auroc(t, scores, labels), auroc(t, pix, pixLabels)
 }
 
 // End to end on the CPU: synthetic data, the tiny preset, a few epochs, and

@@ -36,7 +36,11 @@ type Config struct {
 
 	Model model.Options // Object, layers, image size, reference behaviours, ablations
 
-	Weights       string // CLIP weights; empty with Preset
+	Weights string // CLIP weights; empty with Preset
+	// Shared, when set, is a backbone already opened with OpenBackbone for
+	// this configuration; the run uses it instead of loading its own (the
+	// benchmark trains many models on one backbone).
+	Shared        *SharedBackbone
 	Preset        string // a random backbone preset ("tiny"), recreated from BackboneSeed
 	BackboneSeed  uint64
 	Device        torch.Device
@@ -82,6 +86,14 @@ type Reporter interface {
 	Step(epoch, step int, loss float64)
 	EpochDone(epoch int, meanLoss float64)
 }
+
+// Silent is a Reporter that reports nothing.
+type Silent struct{}
+
+func (Silent) Stage(string)           {}
+func (Silent) Start(int, int)         {}
+func (Silent) Step(int, int, float64) {}
+func (Silent) EpochDone(int, float64) {}
 
 // ErrInterrupted is returned when the context was cancelled; a partial
 // checkpoint was saved for --resume.
@@ -153,11 +165,19 @@ func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, rep Reporter) (*Resul
 	}
 
 	rep.Stage("loading CLIP")
-	backbone, bb, err := openBackbone(c)
-	if err != nil {
-		return nil, err
+	var backbone *clip.Model
+	var bb Backbone
+	if c.Shared != nil {
+		backbone, bb = c.Shared.Model, c.Shared.Info
+		if backbone.Options != c.Model.CLIPOptions(c.Device) {
+			return nil, fmt.Errorf("the shared backbone runs with other options than this run needs")
+		}
+	} else {
+		if backbone, bb, err = OpenBackbone(c); err != nil {
+			return nil, err
+		}
+		defer backbone.Free()
 	}
-	defer backbone.Free()
 
 	var m *model.MadCLIP
 	if resume != nil {
@@ -180,7 +200,7 @@ func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, rep Reporter) (*Resul
 		return nil, err
 	}
 	defer opt.Free()
-	meta := Meta{Version: Version, Model: m.Opts, Backbone: bb, Dataset: c.Dataset, Shots: k, ShotsFile: c.ShotsFile,
+	meta := Meta{Version: Version, Model: m.Opts, Backbone: bb, Dataset: c.Dataset, Masks: valid.HasMasks, Shots: k, ShotsFile: c.ShotsFile,
 		ShotsIndex: c.ShotsIndex, Seed: c.Seed, Epochs: c.Epochs}
 	firstEpoch, firstStep := 0, 0
 	if resume != nil {
@@ -385,8 +405,15 @@ func trainStep(m *model.MadCLIP, opt *torch.Adam, c Config, cache *featureCache,
 	return loss, err
 }
 
-// openBackbone loads the CLIP the run trains on and describes it.
-func openBackbone(c Config) (*clip.Model, Backbone, error) {
+// SharedBackbone is a loaded backbone with its description, for Config.Shared.
+type SharedBackbone struct {
+	Model *clip.Model
+	Info  Backbone
+}
+
+// OpenBackbone loads the CLIP a run trains on (c.Weights or c.Preset, with
+// the options c.Model implies on c.Device) and describes it.
+func OpenBackbone(c Config) (*clip.Model, Backbone, error) {
 	opts := c.Model.CLIPOptions(c.Device)
 	if c.Preset != "" {
 		cfg, ok := clip.Presets[c.Preset]

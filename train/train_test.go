@@ -235,3 +235,20 @@ func TestSelectOnValid(t *testing.T) {
 		t.Errorf("no held-out images: %v", err)
 	}
 }
+
+// The checkpoint records whether training had masks; prediction scores by
+// the map's maximum only then.
+func TestMetaRecordsMasks(t *testing.T) {
+	root := synth(t)
+	for name, want := range map[string]bool{"Brain": true, "Chest": false} {
+		c := smallConfig(t, root)
+		c.Dataset, c.Epochs, c.Model.Object = name, 1, ""
+		res, err := run(t, context.Background(), c, &quietReporter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Meta.Masks != want {
+			t.Errorf("%s: masks %v, want %v", name, res.Meta.Masks, want)
+		}
+	}
+}

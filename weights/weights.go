@@ -24,7 +24,6 @@ type Model struct {
 	Name   string // OpenAI's name, e.g. "ViT-L/14-336"
 	URL    string
 	SHA256 string // part of OpenAI's URL
-	Preset string // the clip preset it matches
 }
 
 // File is the converted weights' file name.
@@ -37,13 +36,13 @@ func (m Model) File() string {
 // part of each URL, as OpenAI's own loader checks it).
 var Known = []Model{
 	{"ViT-B/32", "https://openaipublic.azureedge.net/clip/models/40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt",
-		"40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af", "ViT-B/32"},
+		"40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af"},
 	{"ViT-B/16", "https://openaipublic.azureedge.net/clip/models/5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f/ViT-B-16.pt",
-		"5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f", "ViT-B/16"},
+		"5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f"},
 	{"ViT-L/14", "https://openaipublic.azureedge.net/clip/models/b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836/ViT-L-14.pt",
-		"b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836", "ViT-L/14"},
+		"b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836"},
 	{"ViT-L/14-336", "https://openaipublic.azureedge.net/clip/models/3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02/ViT-L-14-336px.pt",
-		"3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02", "ViT-L/14-336"},
+		"3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02"},
 }
 
 // Vocab is OpenAI's BPE merges file (MIT licensed, from the openai/CLIP repository).

@@ -183,7 +183,7 @@ func loadedLibraries() []string {
 			continue
 		}
 		p := fields[5]
-		if r, err := evalSymlinks(p); err == nil {
+		if r, err := filepath.EvalSymlinks(p); err == nil {
 			p = r
 		}
 		seen[p] = true
@@ -226,5 +226,3 @@ func printDoctor(r doctorReport) {
 		}
 	}
 }
-
-func evalSymlinks(p string) (string, error) { return filepath.EvalSymlinks(p) }

@@ -74,7 +74,7 @@ func readNPY(t *testing.T, path string) (shape []int, data []float32) {
 	s = s[strings.Index(s, "(")+1 : strings.Index(s, ")")]
 	for _, p := range strings.Split(s, ",") {
 		var n int
-		if _, err := fmtSscan(strings.TrimSpace(p), &n); err == nil {
+		if _, err := fmt.Sscan(strings.TrimSpace(p), &n); err == nil {
 			shape = append(shape, n)
 		}
 	}
@@ -238,8 +238,6 @@ func TestEvalCLI(t *testing.T) {
 	_, e, code = madclip(t, nil, "eval", "--checkpoint", ck, "--data", root, "--dataset", "Liver", "--vocab", sharedVocab)
 	wantFailure(t, "Liver_AD", e, code)
 }
-
-func fmtSscan(s string, n *int) (int, error) { return fmt.Sscan(s, n) }
 
 // bench on synthetic data with the tiny preset: a table with our numbers for
 // both synthetic datasets, the missing ones skipped, and JSON results.

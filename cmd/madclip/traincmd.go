@@ -180,15 +180,14 @@ func trainAction(c *cli.Context) error {
 // trainReporter shows training: a progress bar on a terminal, a line per
 // epoch otherwise, nothing when quiet.
 type trainReporter struct {
-	w        io.Writer
-	quiet    bool
-	tty      bool
-	bar      *progressbar.ProgressBar
-	steps    int
-	epochs   int
-	started  time.Time
-	lastLoss float64
-	done     int // steps reported in plain lines
+	w       io.Writer
+	quiet   bool
+	tty     bool
+	bar     *progressbar.ProgressBar
+	steps   int
+	epochs  int
+	started time.Time
+	done    int // steps reported in plain lines
 }
 
 func newTrainReporter(w io.Writer, quiet bool) *trainReporter {
@@ -217,7 +216,6 @@ func (r *trainReporter) Start(epochs, steps int) {
 }
 
 func (r *trainReporter) Step(epoch, step int, loss float64) {
-	r.lastLoss = loss
 	if r.bar != nil {
 		r.bar.Describe(fmt.Sprintf("epoch %d/%d step %d/%d loss %.4f", epoch+1, r.epochs, step+1, r.steps, loss))
 		_ = r.bar.Add(1)

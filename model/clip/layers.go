@@ -26,17 +26,6 @@ func (a Activation) String() string {
 	return "quick_gelu"
 }
 
-// ParseActivation reads "quick_gelu" or "gelu".
-func ParseActivation(s string) (Activation, error) {
-	switch s {
-	case "quick_gelu", "quickgelu":
-		return QuickGELU, nil
-	case "gelu":
-		return GELU, nil
-	}
-	return 0, fmt.Errorf("unknown activation %q (want quick_gelu or gelu)", s)
-}
-
 func (a Activation) apply(x *torch.Tensor) *torch.Tensor {
 	if a == GELU {
 		return x.Gelu()
