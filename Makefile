@@ -24,7 +24,6 @@ build: bridge
 # The main job on the built-in default: synthetic data, training (real CLIP
 # weights when present, else the tiny random CLIP), evaluation with a report,
 # and the heatmap of one test image in build/demo/heatmap.png.
-VOCAB ?= $(firstword $(wildcard ../shared/clip/bpe_simple_vocab_16e6.txt.gz))
 run: build
 	scripts/demo.sh
 
@@ -39,10 +38,12 @@ FUZZTIME ?= 60s
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./torch/safetensors
 	$(GO) test -run '^$$' -fuzz FuzzEncode -fuzztime $(FUZZTIME) ./model/clip/bpe
+	$(GO) test -run '^$$' -fuzz FuzzUnpickle -fuzztime $(FUZZTIME) ./torch/torchsave
 
 bench: build
 	scripts/bench_bridge.sh
 	scripts/bench_clip.sh
+	scripts/bench_jpeg.sh
 
 # Go binaries for scripts/gpu_check.sh on the GPU machine (which has no Go).
 gpu-bin: build
@@ -51,7 +52,6 @@ gpu-bin: build
 	$(GO) test -c -o gpu-bin/clip.test ./model/clip
 	$(GO) test -c -o gpu-bin/model.test ./model
 	$(GO) test -c -o gpu-bin/train.test ./train
-	$(if $(VOCAB),cp $(VOCAB) gpu-bin/)
 	$(GO) build -o gpu-bin/madclip ./cmd/madclip
 
 clean:

@@ -9,11 +9,16 @@
 
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <utility>
 #include <vector>
 
 struct tb_named {
   std::vector<std::pair<std::string, at::Tensor>> items;
+};
+
+struct tb_bytes {
+  std::vector<char> data;
 };
 
 namespace {
@@ -103,6 +108,46 @@ tb_error* tb_named_tensor(const tb_named* n, int i, tb_tensor** out) {
 
 void tb_named_free(tb_named* n) {
   try { delete n; } catch (...) {}
+}
+
+const char* tb_bytes_data(const tb_bytes* b) { return b ? b->data.data() : nullptr; }
+size_t tb_bytes_len(const tb_bytes* b) { return b ? b->data.size() : 0; }
+void tb_bytes_free(tb_bytes* b) {
+  try { delete b; } catch (...) {}
+}
+
+tb_error* tb_pickle_dicts(const char* const* groups, const char* const* names,
+                          const tb_tensor* const* ts, int n, tb_bytes** out) {
+  TB_TRY
+  if (n < 0 || (n > 0 && (groups == nullptr || names == nullptr || ts == nullptr)))
+    throw tb::ArgumentError("bad entries");
+  c10::impl::GenericDict top(c10::StringType::get(), c10::AnyType::get());
+  std::vector<std::string> order;  // inner dicts, in first-seen order
+  std::map<std::string, c10::Dict<std::string, at::Tensor>> inner;
+  for (int i = 0; i < n; i++) {
+    std::string g = groups[i] ? groups[i] : "";
+    std::string k = names[i] ? names[i] : "";
+    at::Tensor t = tb::T(ts[i]).detach().to(at::kCPU).contiguous().clone();
+    if (g.empty()) {
+      top.insert_or_assign(k, t);
+      continue;
+    }
+    if (inner.find(g) == inner.end()) {
+      inner.emplace(g, c10::Dict<std::string, at::Tensor>());
+      order.push_back(g);
+    }
+    inner.at(g).insert_or_assign(k, t);
+  }
+  for (const auto& g : order) top.insert_or_assign(g, inner.at(g));
+  auto* b = new tb_bytes();
+  try {
+    b->data = torch::jit::pickle_save(c10::IValue(top));
+  } catch (...) {
+    delete b;
+    throw;
+  }
+  *out = b;
+  TB_CATCH
 }
 
 }  // extern "C"

@@ -264,6 +264,18 @@ const char* tb_named_name(const tb_named* n, int i);
 tb_error* tb_named_tensor(const tb_named* n, int i, tb_tensor** out);
 void tb_named_free(tb_named* n);
 
+/* Bytes made by the bridge, owned by the caller. */
+typedef struct tb_bytes tb_bytes;
+const char* tb_bytes_data(const tb_bytes* b);
+size_t tb_bytes_len(const tb_bytes* b);
+void tb_bytes_free(tb_bytes* b);
+/* Serialises a dict in torch.save's format (what torch.load reads): entry i
+ * is tensor ts[i] under key names[i] of the inner dict groups[i], or
+ * directly under names[i] when groups[i] is "". Tensors are written from the
+ * CPU, contiguous. */
+tb_error* tb_pickle_dicts(const char* const* groups, const char* const* names,
+                          const tb_tensor* const* ts, int n, tb_bytes** out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -119,8 +119,10 @@ type Image struct {
 	Mask   []float32 // nil when the dataset has no masks
 }
 
-// Load decodes a sample and resizes it to size×size: the image with PIL's
-// bicubic filter, the mask with nearest neighbour, binarised at 0.5. A mask
+// Load decodes a sample and resizes it to size×size as the authors' code
+// does with PIL: the image converted to RGB and resized with the bicubic
+// filter; the mask converted to grey (convert("L")), resized with the
+// nearest filter and binarised at 0.5. A mask
 // whose size differs from its image's is an error naming the mask.
 func Load(s Sample, size int, withMask bool) (Image, error) {
 	img, err := imaging.Load(s.Path)
@@ -147,9 +149,9 @@ func Prepare(img *imaging.RGB, s Sample, size int, withMask bool) (Image, error)
 	if m.W != img.W || m.H != img.H {
 		return Image{}, fmt.Errorf("%s: mask is %dx%d, its image %s is %dx%d", s.MaskPath, m.W, m.H, s.Path, img.W, img.H)
 	}
-	r := m.ResizeNearest(size, size)
+	r := m.Luma().ResizeNearest(size, size)
 	for i := range out.Mask {
-		if r.Pix[3*i] > 127 { // > 0.5 after /255
+		if r.Pix[i] > 127 { // > 0.5 after /255
 			out.Mask[i] = 1
 		}
 	}

@@ -1,16 +1,13 @@
 package dataset
 
 import (
-	"image"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 
 	"madclip/imaging"
-	"madclip/internal/reftest"
 	"madclip/torch"
 )
 
@@ -29,7 +26,8 @@ func TestSynthLayoutAndDeterminism(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n, a := Counts(brain.Samples); n != 6 || a != 6 || !brain.HasMasks {
+	// At least the 23 normal and 22 abnormal names of the authors' lists.
+	if n, a := Counts(brain.Samples); n != 23 || a != 22 || !brain.HasMasks {
 		t.Errorf("Brain valid: %d normal %d abnormal, masks %v", n, a, brain.HasMasks)
 	}
 	chest, err := ReadSplit(root, "Chest", "test")
@@ -92,9 +90,9 @@ func TestReadSplitErrors(t *testing.T) {
 		t.Errorf("missing dataset: %v", err)
 	}
 	// A missing mask names the image.
-	mask := filepath.Join(root, "Brain_AD", "valid", "Ungood", "anomaly_mask", "001.png")
+	mask := filepath.Join(root, "Brain_AD", "test", "Ungood", "anomaly_mask", "001.png")
 	os.Remove(mask)
-	if _, err := ReadSplit(root, "Brain", "valid"); err == nil || !strings.Contains(err.Error(), "001.png") {
+	if _, err := ReadSplit(root, "Brain", "test"); err == nil || !strings.Contains(err.Error(), "001.png") {
 		t.Errorf("missing mask: %v", err)
 	}
 	// An empty class folder.
@@ -118,8 +116,7 @@ func TestLoadErrors(t *testing.T) {
 	}
 	// A mask of another size.
 	m, _ := imaging.Load(ab.MaskPath)
-	small := m.ResizeNearest(10, 10)
-	writePNG(ab.MaskPath, toGray(small))
+	writePNG(ab.MaskPath, m.Luma().ResizeNearest(10, 10).Image())
 	if _, err := Load(ab, 32, true); err == nil || !strings.Contains(err.Error(), ab.MaskPath) {
 		t.Errorf("mask size: %v", err)
 	}
@@ -146,13 +143,13 @@ func TestShots(t *testing.T) {
 		t.Error("different seeds, same shots")
 	}
 	shots, rest, err := s1.Select(split.Samples)
-	if err != nil || len(shots) != 8 || len(rest) != 4 {
+	if err != nil || len(shots) != 8 || len(rest) != len(split.Samples)-8 {
 		t.Fatalf("select: %d shots %d rest %v", len(shots), len(rest), err)
 	}
 	if shots[0].Abnormal || !shots[7].Abnormal {
 		t.Error("shots not normal first")
 	}
-	if _, err := DrawShots(split.Samples, 7, 1); err == nil {
+	if _, err := DrawShots(split.Samples, 100, 1); err == nil {
 		t.Error("more shots than images accepted")
 	}
 	// The authors' lists.
@@ -176,25 +173,70 @@ func TestShots(t *testing.T) {
 	}
 }
 
-// The authors' lists for all six datasets parse, with k of each class.
+// The authors' lists for all six datasets are built in and parse, with k
+// of each class; the name recorded in checkpoints reads them back.
 func TestAuthorsShotLists(t *testing.T) {
-	dir := "../../shared/madclip/fewshot_seed"
-	if _, err := os.Stat(dir); err != nil {
-		if reftest.InCI() {
-			t.Fatal(err)
-		}
-		t.Skip("no shared few-shot lists")
-	}
 	for _, b := range Benchmarks {
-		for _, k := range []int{2, 4, 8, 16} {
-			s, err := ReadShotsFile(filepath.Join(dir, b.Name, "my"+strconv.Itoa(k)+"-shot.txt"), 0)
+		for _, k := range AuthorsShotCounts {
+			s, err := AuthorsShots(b.Name, k)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if len(s.Normal) != k || len(s.Abnormal) != k {
 				t.Errorf("%s %d-shot: %d normal, %d abnormal", b.Name, k, len(s.Normal), len(s.Abnormal))
 			}
+			again, err := OpenShots(AuthorsShotsName(b.Name, k), 0)
+			if err != nil || !slices.Equal(again.Normal, s.Normal) || !slices.Equal(again.Abnormal, s.Abnormal) {
+				t.Errorf("%s: %v %v", AuthorsShotsName(b.Name, k), again, err)
+			}
 		}
+	}
+	// Spot checks against the files' text.
+	s, _ := AuthorsShots("Brain", 2)
+	if !slices.Equal(s.Normal, []string{"00563_99.png", "00405_99.png"}) || !slices.Equal(s.Abnormal, []string{"00134_90.png", "01597_70.png"}) {
+		t.Errorf("Brain 2-shot %v", s)
+	}
+	s, _ = AuthorsShots("Retina_OCT2017", 4)
+	if s.Normal[0] != "NORMAL-5171640-1.jpeg" || s.Abnormal[3] != "CNV-6294785-2.jpeg" {
+		t.Errorf("OCT2017 4-shot %v", s)
+	}
+	if _, err := AuthorsShots("Knee", 4); err == nil || !strings.Contains(err.Error(), "Knee") {
+		t.Errorf("unknown dataset: %v", err)
+	}
+	if _, err := AuthorsShots("Brain", 3); err == nil || !strings.Contains(err.Error(), "3-shot") {
+		t.Errorf("unknown k: %v", err)
+	}
+	if HasAuthorsShots("Brain", 3) || !HasAuthorsShots("Chest", 16) {
+		t.Error("HasAuthorsShots")
+	}
+}
+
+// A synthetic benchmark dataset carries the authors' shot names in valid/,
+// so their lists select from it; JPEG names are JPEG files.
+func TestSynthAuthorsNames(t *testing.T) {
+	root := t.TempDir()
+	if err := Synth(root, SynthOptions{Seed: 1, Size: 32, Valid: 2, Test: 2, Datasets: []string{"Retina_OCT2017", "Brain"}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"Retina_OCT2017", "Brain"} {
+		valid, err := ReadSplit(root, name, "valid")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range AuthorsShotCounts {
+			s, _ := AuthorsShots(name, k)
+			if _, _, err := s.Select(valid.Samples); err != nil {
+				t.Errorf("%s %d-shot: %v", name, k, err)
+			}
+		}
+		test, _ := ReadSplit(root, name, "test")
+		if len(test.Samples) != 4 {
+			t.Errorf("%s test: %d images", name, len(test.Samples))
+		}
+	}
+	raw, _ := os.ReadFile(filepath.Join(Dir(root, "Retina_OCT2017"), "valid", "good", "img", "NORMAL-5171640-1.jpeg"))
+	if len(raw) < 3 || raw[0] != 0xff || raw[1] != 0xd8 {
+		t.Error("a .jpeg name does not hold a JPEG")
 	}
 }
 
@@ -249,12 +291,4 @@ func TestAugment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-}
-
-func toGray(m *imaging.RGB) *image.Gray {
-	g := image.NewGray(image.Rect(0, 0, m.W, m.H))
-	for i := range g.Pix {
-		g.Pix[i] = m.Pix[3*i]
-	}
-	return g
 }

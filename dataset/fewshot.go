@@ -2,9 +2,14 @@ package dataset
 
 import (
 	"bufio"
+	"embed"
 	"fmt"
+	"io"
+	"io/fs"
+	"maps"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strings"
 )
 
@@ -13,16 +18,82 @@ type Shots struct {
 	Normal, Abnormal []string
 }
 
-// ReadShotsFile reads the authors' few-shot lists: lines "n-I: a.png b.png"
-// (normal) and "a-I: ..." (abnormal), I the draw's index; index picks one.
+// ReadShotsFile reads a few-shot list in the authors' format: lines
+// "n-I: a.png b.png" (normal) and "a-I: ..." (abnormal), I the draw's
+// index; index picks one.
 func ReadShotsFile(path string, index int) (Shots, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return Shots{}, err
 	}
 	defer f.Close()
+	return parseShots(f, path, index)
+}
+
+// The authors' few-shot lists (MIT, Copyright (c) 2024 MediaBrain-SJTU; the
+// notice is in fewshot_seed/LICENSE): fewshot_seed/{Obj}/my{k}-shot.txt for
+// the six benchmark datasets and k = 2, 4, 8, 16.
+//
+//go:embed fewshot_seed
+var authorsLists embed.FS
+
+// AuthorsShotCounts are the shot counts the authors published lists for.
+var AuthorsShotCounts = []int{2, 4, 8, 16}
+
+// AuthorsShotsName names the authors' k-shot list of a benchmark dataset as
+// checkpoints record it ("authors:Brain/my16-shot.txt").
+func AuthorsShotsName(name string, k int) string {
+	return fmt.Sprintf("authors:%s/my%d-shot.txt", name, k)
+}
+
+// HasAuthorsShots reports whether the authors published a k-shot list for
+// the dataset called name.
+func HasAuthorsShots(name string, k int) bool {
+	_, err := fs.Stat(authorsLists, authorsPath(name, k))
+	return err == nil
+}
+
+func authorsPath(name string, k int) string {
+	return fmt.Sprintf("fewshot_seed/%s/my%d-shot.txt", name, k)
+}
+
+// AuthorsShots returns the authors' fixed k-shot list of a benchmark
+// dataset (the paper's protocol: one fixed set of k normal and k abnormal
+// images per dataset and k).
+func AuthorsShots(name string, k int) (Shots, error) {
+	f, err := authorsLists.Open(authorsPath(name, k))
+	if err != nil {
+		return Shots{}, fmt.Errorf("the authors published no %d-shot list for %q (they did for %s with %v shots)",
+			k, name, benchmarkNames(), AuthorsShotCounts)
+	}
+	defer f.Close()
+	return parseShots(f, AuthorsShotsName(name, k), 0)
+}
+
+// OpenShots reads a few-shot list recorded by AuthorsShotsName or a path.
+func OpenShots(file string, index int) (Shots, error) {
+	if rest, ok := strings.CutPrefix(file, "authors:"); ok {
+		name, kfile, _ := strings.Cut(rest, "/")
+		var k int
+		if _, err := fmt.Sscanf(kfile, "my%d-shot.txt", &k); err != nil {
+			return Shots{}, fmt.Errorf("%s: not an authors' list name", file)
+		}
+		return AuthorsShots(name, k)
+	}
+	return ReadShotsFile(file, index)
+}
+
+func benchmarkNames() string {
+	var n []string
+	for _, b := range Benchmarks {
+		n = append(n, b.Name)
+	}
+	return strings.Join(n, ", ")
+}
+
+func parseShots(r io.Reader, path string, index int) (Shots, error) {
 	var s Shots
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 1<<16), 1<<22)
 	line := 0
 	for sc.Scan() {
@@ -60,6 +131,26 @@ func ReadShotsFile(path string, index int) (Shots, error) {
 		return Shots{}, fmt.Errorf("%s: %d normal and %d abnormal shots; the lists must be balanced", path, len(s.Normal), len(s.Abnormal))
 	}
 	return s, nil
+}
+
+// authorsNames returns every file name the authors' lists of a dataset use,
+// normal and abnormal, sorted (synthetic datasets carry these names so that
+// the paper's protocol runs on them).
+func authorsNames(name string) (normal, abnormal []string) {
+	seenN, seenA := map[string]bool{}, map[string]bool{}
+	for _, k := range AuthorsShotCounts {
+		s, err := AuthorsShots(name, k)
+		if err != nil {
+			continue
+		}
+		for _, n := range s.Normal {
+			seenN[n] = true
+		}
+		for _, n := range s.Abnormal {
+			seenA[n] = true
+		}
+	}
+	return slices.Sorted(maps.Keys(seenN)), slices.Sorted(maps.Keys(seenA))
 }
 
 // DrawShots picks k normal and k abnormal samples with a seeded draw.

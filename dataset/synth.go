@@ -3,21 +3,26 @@ package dataset
 import (
 	"fmt"
 	"image"
+	"image/jpeg"
 	"image/png"
 	"io"
 	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"madclip/atomicfile"
 )
 
 // SynthOptions size a synthetic dataset.
 type SynthOptions struct {
-	Seed  uint64
-	Size  int // image side in pixels (64 by default)
-	Valid int // images per class in valid/ (20 by default)
+	Seed uint64
+	Size int // image side in pixels (64 by default)
+	// Valid is the number of images per class in valid/ (20 by default);
+	// a benchmark dataset's valid split holds at least every image its
+	// authors' few-shot lists name.
+	Valid int
 	Test  int // images per class in test/ (24 by default)
 	// Datasets names the datasets to write (default: SynthDatasets). Names
 	// of the benchmark get masks when the benchmark has them; other names
@@ -90,10 +95,13 @@ func Synth(root string, o SynthOptions) error {
 						return fmt.Errorf("synth %s: %w", root, err)
 					}
 				}
-				for i := range split.n {
+				for _, name := range synthNames(d.Name, split.name, abnormal, split.n) {
 					img, mask := synthImage(r, o.Size, d.Name == "Chest", abnormal)
-					name := fmt.Sprintf("%03d.png", i)
-					if err := writePNG(filepath.Join(imgDir, name), img); err != nil {
+					write := writePNG
+					if ext := strings.ToLower(filepath.Ext(name)); ext == ".jpg" || ext == ".jpeg" {
+						write = writeJPEG
+					}
+					if err := write(filepath.Join(imgDir, name), img); err != nil {
 						return err
 					}
 					if abnormal && d.Masks {
@@ -108,8 +116,37 @@ func Synth(root string, o SynthOptions) error {
 	return nil
 }
 
+// synthNames names the n images of one class of a split: numbered, except
+// that the valid split of a benchmark dataset carries every name of the
+// authors' few-shot lists first (so the paper's protocol runs on it), with
+// the list's extension (JPEG for Retina_OCT2017).
+func synthNames(dataset, split string, abnormal bool, n int) []string {
+	var names []string
+	if split == "valid" {
+		normal, ab := authorsNames(dataset)
+		names = normal
+		if abnormal {
+			names = ab
+		}
+	}
+	taken := map[string]bool{}
+	for _, s := range names {
+		taken[s] = true
+	}
+	for i := 0; len(names) < n; i++ {
+		if name := fmt.Sprintf("%03d.png", i); !taken[name] {
+			names = append(names, name)
+		}
+	}
+	return names
+}
+
 func writePNG(path string, img image.Image) error {
 	return atomicfile.Write(path, 0o644, func(w io.Writer) error { return png.Encode(w, img) })
+}
+
+func writeJPEG(path string, img image.Image) error {
+	return atomicfile.Write(path, 0o644, func(w io.Writer) error { return jpeg.Encode(w, img, &jpeg.Options{Quality: 95}) })
 }
 
 // synthImage draws one grey image and its anomaly mask.

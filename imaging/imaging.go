@@ -1,6 +1,7 @@
 // Package imaging decodes scans and resizes them exactly as PIL does, so
 // that preprocessing matches the Python pipelines CLIP and MadCLIP were
-// trained and evaluated with. Pure Go; images are 8-bit RGB.
+// trained and evaluated with. PNG is decoded in Go, JPEG by libjpeg-turbo
+// (as PIL does); images are 8-bit RGB.
 package imaging
 
 import (
@@ -10,7 +11,6 @@ import (
 	"fmt"
 	"image"
 	"image/color"
-	"image/jpeg"
 	"image/png"
 	"io"
 	"math"
@@ -65,7 +65,11 @@ func Decode(r io.Reader) (*RGB, error) {
 	case bytes.HasPrefix(head, []byte("\x89PNG\r\n\x1a\n")):
 		img, err = png.Decode(br)
 	case bytes.HasPrefix(head, []byte{0xff, 0xd8, 0xff}):
-		img, err = jpeg.Decode(br)
+		data, err := io.ReadAll(br)
+		if err != nil {
+			return nil, err
+		}
+		return decodeJPEG(data)
 	case len(head) == 0:
 		return nil, errors.New("empty file, not an image")
 	default:
@@ -102,7 +106,7 @@ func FromImage(img image.Image) *RGB {
 				i += 3
 			}
 		}
-	case *image.YCbCr: // JPEG: no per-pixel interface conversion
+	case *image.YCbCr: // Go's JPEG decoder (madclip decodes JPEG with libjpeg-turbo)
 		for y := b.Min.Y; y < b.Max.Y; y++ {
 			for x := b.Min.X; x < b.Max.X; x++ {
 				c := src.YCbCrAt(x, y)
@@ -301,17 +305,55 @@ func (m *RGB) CHW() []float32 {
 	return out
 }
 
-// ResizeNearest scales the image to w×h picking, for each output pixel, the
-// input pixel under its centre, as PIL.Image.resize(size, Image.NEAREST).
-func (m *RGB) ResizeNearest(w, h int) *RGB {
-	out := NewRGB(w, h)
-	sx := float64(m.W) / float64(w)
-	sy := float64(m.H) / float64(h)
-	for y := range h {
-		yi := min(int((float64(y)+0.5)*sy), m.H-1)
-		for x := range w {
-			xi := min(int((float64(x)+0.5)*sx), m.W-1)
-			copy(out.Pix[3*(y*w+x):3*(y*w+x)+3], m.Pix[3*(yi*m.W+xi):])
+// Gray is an 8-bit single-channel image, row-major.
+type Gray struct {
+	W, H int
+	Pix  []byte
+}
+
+// Luma converts the image to grey as PIL's convert("L") does:
+// L = (19595·R + 38470·G + 7471·B + 2^15) >> 16, i.e. ITU-R 601-2 luma
+// (299/1000, 587/1000, 114/1000) in PIL's fixed point. Grey images come
+// back unchanged (their replicated channels give the same value).
+func (m *RGB) Luma() *Gray {
+	g := &Gray{W: m.W, H: m.H, Pix: make([]byte, m.W*m.H)}
+	for i := range g.Pix {
+		r, gr, b := uint32(m.Pix[3*i]), uint32(m.Pix[3*i+1]), uint32(m.Pix[3*i+2])
+		g.Pix[i] = byte((r*19595 + gr*38470 + b*7471 + 0x8000) >> 16)
+	}
+	return g
+}
+
+// Image returns the image as an image.Gray sharing its pixels.
+func (m *Gray) Image() *image.Gray {
+	return &image.Gray{Pix: m.Pix, Stride: m.W, Rect: image.Rect(0, 0, m.W, m.H)}
+}
+
+// nearestIndex is PIL's nearest-neighbour source index for each of m
+// outputs from n inputs: the source coordinate starts at half a step and
+// accumulates the step (n/m) in double precision, truncated, so that at
+// exact integers rounding error may pick the previous pixel as PIL does.
+func nearestIndex(n, m int) []int {
+	step := float64(n) / float64(m)
+	idx := make([]int, m)
+	x := step * 0.5
+	for i := range idx {
+		idx[i] = min(int(x), n-1)
+		x += step
+	}
+	return idx
+}
+
+// ResizeNearest scales the image to w×h as PIL.Image.resize(size,
+// Image.NEAREST) does, pixel for pixel.
+func (m *Gray) ResizeNearest(w, h int) *Gray {
+	out := &Gray{W: w, H: h, Pix: make([]byte, w*h)}
+	xs, ys := nearestIndex(m.W, w), nearestIndex(m.H, h)
+	for y, yi := range ys {
+		row := m.Pix[yi*m.W:]
+		dst := out.Pix[y*w:]
+		for x, xi := range xs {
+			dst[x] = row[xi]
 		}
 	}
 	return out

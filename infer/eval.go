@@ -10,22 +10,26 @@ import (
 
 // Scored is one evaluated test image.
 type Scored struct {
-	Path     string
-	Abnormal bool
-	Score    float64
+	Path     string  `json:"path"`
+	Abnormal bool    `json:"abnormal"`
+	Score    float64 `json:"score"`
+	DetScore float64 `json:"det_score"`
 }
 
 // Evaluation is the result of scoring a test split.
 type Evaluation struct {
-	Dataset    string   `json:"dataset"`
-	Images     int      `json:"images"`
-	ImageAUROC float64  `json:"image_auroc"`
-	ImageAP    float64  `json:"image_ap"`
-	ImageF1Max float64  `json:"image_f1_max"`
-	Threshold  float64  `json:"f1_max_threshold"`
-	PixelAUROC *float64 `json:"pixel_auroc,omitempty"`
-	PixelAP    *float64 `json:"pixel_ap,omitempty"`
-	Scores     []Scored `json:"scores"`
+	Dataset    string  `json:"dataset"`
+	Images     int     `json:"images"`
+	ImageAUROC float64 `json:"image_auroc"`
+	ImageAP    float64 `json:"image_ap"`
+	ImageF1Max float64 `json:"image_f1_max"`
+	Threshold  float64 `json:"f1_max_threshold"`
+	// DetImageAUROC is the image AUROC of the detection head's score; for
+	// models trained without masks it is ImageAUROC.
+	DetImageAUROC float64  `json:"det_image_auroc"`
+	PixelAUROC    *float64 `json:"pixel_auroc,omitempty"`
+	PixelAP       *float64 `json:"pixel_ap,omitempty"`
+	Scores        []Scored `json:"scores"`
 
 	imageScores []float32
 	imageLabels []bool
@@ -84,12 +88,13 @@ func (p *Predictor) Evaluate(root, name string, batch int, each func(Decoded, Re
 		items[i] = Item{Sample: s, Index: i}
 	}
 	e := &Evaluation{Dataset: name, Images: len(items)}
-	var pix []float32
+	var pix, detScores []float32
 	var pixLabels []bool
 	err = p.Stream(items, batch, split.HasMasks, each != nil, func(d Decoded, r Result) error {
 		e.imageScores = append(e.imageScores, float32(r.Score))
 		e.imageLabels = append(e.imageLabels, d.Sample.Abnormal)
-		e.Scores = append(e.Scores, Scored{Path: d.Sample.Path, Abnormal: d.Sample.Abnormal, Score: r.Score})
+		e.Scores = append(e.Scores, Scored{Path: d.Sample.Path, Abnormal: d.Sample.Abnormal, Score: r.Score, DetScore: r.DetScore})
+		detScores = append(detScores, float32(r.DetScore))
 		if split.HasMasks {
 			pix = append(pix, r.Map...)
 			for _, m := range d.Image.Mask {
@@ -108,6 +113,7 @@ func (p *Predictor) Evaluate(root, name string, batch int, each func(Decoded, Re
 		return nil, fmt.Errorf("test split of %s: %w", name, err)
 	}
 	e.ImageAP, _ = metrics.AveragePrecision(e.imageScores, e.imageLabels)
+	e.DetImageAUROC, _ = metrics.AUROC(detScores, e.imageLabels)
 	f1, th, _ := metrics.F1Max(e.imageScores, e.imageLabels)
 	e.ImageF1Max, e.Threshold = f1, float64(th)
 	if split.HasMasks {

@@ -113,6 +113,11 @@ type Result struct {
 	// maximum for models trained with masks, else the detection score, both
 	// sums over the tapped layers) divided by the number of layers.
 	Score float64
+	// DetScore is the detection head's score in [0, 1] (the sum over the
+	// tapped layers of the mean patch probability of "abnormal", divided by
+	// the number of layers), computed for every model as the authors' test
+	// does; it is Score for models trained without masks.
+	DetScore float64
 	// Map is the pixel-level anomaly map [Size×Size], in [0, 1] like Score.
 	Map []float32
 }
@@ -140,18 +145,19 @@ func (p *Predictor) Predict(pixels [][]float32) ([]Result, error) {
 				if err != nil {
 					return err
 				}
-				var scores []float32
-				if p.HasMasks {
-					scores, err = amap.Flatten(1, 2).AmaxDims(false, 1).Float32s()
-				} else {
-					scores, err = model.DetScore(det).ToDType(torch.Float32).DivScalar(L).Float32s()
-				}
+				dets, err := model.DetScore(det).ToDType(torch.Float32).DivScalar(L).Float32s()
 				if err != nil {
 					return err
 				}
+				scores := dets
+				if p.HasMasks {
+					if scores, err = amap.Flatten(1, 2).AmaxDims(false, 1).Float32s(); err != nil {
+						return err
+					}
+				}
 				hw := p.Size * p.Size
 				for i := range out {
-					out[i] = Result{Score: float64(scores[i]), Map: maps[i*hw : (i+1)*hw]}
+					out[i] = Result{Score: float64(scores[i]), DetScore: float64(dets[i]), Map: maps[i*hw : (i+1)*hw]}
 				}
 				return nil
 			}

@@ -86,7 +86,7 @@ func TestOpenSharedChecksTheBackbone(t *testing.T) {
 	if err := dataset.Synth(root, dataset.SynthOptions{Seed: 1, Valid: 2, Test: 2, Size: 32}); err != nil {
 		t.Fatal(err)
 	}
-	tk := reftest.Tokenizer(t, "../../shared/clip/bpe_simple_vocab_16e6.txt.gz")
+	tk := reftest.Tokenizer(t)
 	c := train.Config{Data: root, Dataset: "Brain", Shots: 2, Seed: 1, Epochs: 1, Preset: "tiny", BackboneSeed: 1,
 		Model: model.Options{ImageSize: 56}, Out: filepath.Join(t.TempDir(), "ck.safetensors")}
 	err := torch.Do(func() error {

@@ -1,6 +1,6 @@
 // Package model is MadCLIP (Shiri, Beyan, Murino, MICCAI 2025) on a frozen
 // CLIP: dual-branch adapters on tapped ViT layers, a learnable prompt
-// learner, and the normal/abnormal scores, as DESIGN.md §3 describes the
+// learner, and the normal/abnormal scores, as docs/design.md describes the
 // authors' code.
 package model
 

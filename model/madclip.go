@@ -29,7 +29,7 @@ type Options struct {
 	SharedAdapters bool // one set of adapters for both branches
 	NoSubtraction  bool // scores without subtracting the opposite class
 	CommonHead     bool // one head for detection and segmentation
-	Handcrafted    bool // fixed phrases instead of learnable prompts
+	Handcrafted    bool // the 35-template prompt ensemble instead of learnable prompts
 }
 
 // DefaultLayers taps four evenly spaced blocks ending at the last.
@@ -174,9 +174,11 @@ func (m *MadCLIP) Features(images *torch.Tensor) []*torch.Tensor {
 // (row 0 t_n, row 1 t_ab): each class's prompt embeddings averaged, then
 // L2-normalised. Gradients flow to the context vectors.
 func (m *MadCLIP) TextFeatures() *torch.Tensor {
+	if m.Prompts.Handcrafted {
+		return m.Prompts.text.Detach() // encoded once when the model was built
+	}
 	emb, eot := m.Prompts.Assemble()
-	causal := m.Opts.CausalPrompts || m.Prompts.Handcrafted
-	f := m.CLIP.Text.ForwardEmbeddings(emb, eot, causal) // [2n, E]
+	f := m.CLIP.Text.ForwardEmbeddings(emb, eot, m.Opts.CausalPrompts) // [2n, E]
 	n := int64(m.Prompts.PromptCount())
 	return f.View(2, n, -1).MeanDims(false, 1).Normalize(-1, 0)
 }

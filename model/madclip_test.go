@@ -16,9 +16,7 @@ import (
 	"madclip/torch"
 )
 
-const sharedVocab = "../../shared/clip/bpe_simple_vocab_16e6.txt.gz"
-
-func tokenizer(t testing.TB) *bpe.Tokenizer { return reftest.Tokenizer(t, sharedVocab) }
+func tokenizer(t testing.TB) *bpe.Tokenizer { return reftest.Tokenizer(t) }
 
 func do(t *testing.T, fn func(s *torch.Scope) error) { torchtest.Do(t, fn) }
 
@@ -192,6 +190,66 @@ func TestAgainstPyTorch(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// The hand-crafted ablation is the authors' text_mood=fix: 7 phrases × 35
+// templates per class as plain CLIP text (causal mask), against an
+// independent PyTorch computation; the sentences are the templates filled
+// with the phrases; the features are fixed (no trainable context).
+func TestHandcraftedPromptsAgainstPyTorch(t *testing.T) {
+	py := reftest.Python(t, "torch")
+	for _, act := range []string{"gelu", "quick_gelu"} {
+		do(t, func(s *torch.Scope) error {
+			backbone, m := tiny(t, Options{Handcrafted: true, QuickGELU: act == "quick_gelu"})
+			defer backbone.Free()
+			defer m.Free()
+			if n := m.Prompts.PromptCount(); n != 7*35 {
+				t.Fatalf("%d hand-crafted prompts per class, want 245", n)
+			}
+			tk := tokenizer(t)
+			first, last := m.Prompts.prompts[0][0].ids, m.Prompts.prompts[1][244].ids
+			want0 := tk.EncodeWithSpecials("a bad photo of a Brain.")
+			want1 := tk.EncodeWithSpecials("this is one abnormal Brain in the scene.")
+			for i, id := range want0 {
+				if first[i] != int64(id) {
+					t.Fatalf("first normal sentence ids %v, want %v", first[:len(want0)], want0)
+				}
+			}
+			for i, id := range want1 {
+				if last[i] != int64(id) {
+					t.Fatalf("last abnormal sentence ids %v, want %v", last[:len(want1)], want1)
+				}
+			}
+			tensors := map[string]*torch.Tensor{}
+			for k, v := range backbone.Params().Map() {
+				tensors["clip."+k] = v
+			}
+			var ids []int64
+			for c := range 2 {
+				for _, p := range m.Prompts.prompts[c] {
+					ids = append(ids, p.ids...)
+				}
+			}
+			tensors["ids"] = torch.FromSlice(ids, int64(len(ids)/77), 77)
+			path := filepath.Join(t.TempDir(), "t.safetensors")
+			if err := torch.SaveSafetensors(path, tensors, nil); err != nil {
+				return err
+			}
+			cfg, _ := json.Marshal(map[string]any{"vision_heads": 2, "text_heads": 2, "act": act})
+			cmd := exec.Command(py, filepath.Join("testdata", "reference_handcrafted.py"), path, string(cfg))
+			cmd.Stderr = os.Stderr
+			out, err := cmd.Output()
+			if err != nil {
+				t.Fatalf("reference_handcrafted.py: %v", err)
+			}
+			var want struct{ Text []float64 }
+			if err := json.Unmarshal(out, &want); err != nil {
+				return err
+			}
+			reftest.Near(t, act+" hand-crafted text features", values(t, m.TextFeatures()), want.Text, 1e-5)
+			return nil
+		})
+	}
 }
 
 // Gradients reach the adapters and every context vector, and nothing else.

@@ -28,6 +28,21 @@ var (
 	AbnormalPhrases = []string{"damaged {}", "broken {}", "{} with flaw", "{} with defect", "{} with damage", "disease {}", "abnormal {}"}
 )
 
+// HandcraftedTemplates are the 35 sentence templates of the hand-crafted
+// prompt ablation (the authors' text_mood=fix, as in their utils.py); {}
+// takes a state phrase.
+var HandcraftedTemplates = []string{
+	"a bad photo of a {}.", "a low resolution photo of the {}.", "a bad photo of the {}.", "a cropped photo of the {}.",
+	"a bright photo of a {}.", "a dark photo of the {}.", "a photo of my {}.", "a photo of the cool {}.",
+	"a close-up photo of a {}.", "a black and white photo of the {}.", "a bright photo of the {}.", "a cropped photo of a {}.",
+	"a jpeg corrupted photo of a {}.", "a blurry photo of the {}.", "a photo of the {}.", "a good photo of the {}.",
+	"a photo of one {}.", "a close-up photo of the {}.", "a photo of a {}.", "a low resolution photo of a {}.",
+	"a photo of a large {}.", "a blurry photo of a {}.", "a jpeg corrupted photo of the {}.", "a good photo of a {}.",
+	"a photo of the small {}.", "a photo of the large {}.", "a black and white photo of a {}.", "a dark photo of a {}.",
+	"a photo of a cool {}.", "a photo of a small {}.", "there is a {} in the scene.", "there is the {} in the scene.",
+	"this is a {} in the scene.", "this is the {} in the scene.", "this is one {} in the scene.",
+}
+
 // Position is where a prompt's learnable context sits around its phrase.
 type Position int
 
@@ -54,16 +69,18 @@ const NumCtx = 8
 type PromptLearner struct {
 	// Ctx[class][phrase][position] is [NumCtx, D].
 	Ctx [2][][]*torch.Tensor
-	// Handcrafted prompts have no context: the phrase alone ("{phrase}.").
+	// Handcrafted prompts have no context: every state phrase in every
+	// HandcraftedTemplates sentence, encoded once (see Handcrafted).
 	Handcrafted bool
 
 	prompts [2][]prompt
 	fixed   *torch.Tensor // [n, L, D] token embeddings of the prompts' token ids
 	eot     *torch.Tensor // [n] int64, the EOT position of each prompt
+	text    *torch.Tensor // [2, E] the hand-crafted class embeddings; nil for learned prompts
 }
 
-// prompt is one prompt's token layout: the ids of "X×8 {phrase}." and the
-// phrase's length in tokens.
+// prompt is one prompt's token layout: the ids of "X×8 {phrase}." (or of a
+// hand-crafted sentence) and the phrase's length in tokens.
 type prompt struct {
 	phrase    string
 	ids       []int64 // padded to the context length
@@ -73,7 +90,7 @@ type prompt struct {
 // PromptCount is the number of prompts per class.
 func (p *PromptLearner) PromptCount() int {
 	if p.Handcrafted {
-		return len(p.prompts[0])
+		return len(p.prompts[0]) // phrases × templates
 	}
 	return len(p.prompts[0]) * len(Positions)
 }
@@ -85,22 +102,21 @@ func newPromptLearner(b *clip.Builder, tk *bpe.Tokenizer, object string, width, 
 		class := [2]string{"normal", "abnormal"}[c]
 		for i, tmpl := range phrases {
 			phrase := strings.ReplaceAll(tmpl, "{}", object)
-			text := xs + " " + phrase + "."
 			if handcrafted {
-				text = phrase + "."
-			}
-			ids := tk.EncodeWithSpecials(text)
-			if len(ids) > context {
-				return nil, fmt.Errorf("prompt %q is %d tokens, longer than the %d-token context", text, len(ids), context)
-			}
-			padded := make([]int64, context)
-			for j, id := range ids {
-				padded[j] = int64(id)
-			}
-			p.prompts[c] = append(p.prompts[c], prompt{phrase: phrase, ids: padded, phraseLen: len(tk.Encode(phrase))})
-			if handcrafted {
+				for _, sentence := range HandcraftedTemplates {
+					pr, err := newPrompt(tk, strings.ReplaceAll(sentence, "{}", phrase), phrase, context)
+					if err != nil {
+						return nil, err
+					}
+					p.prompts[c] = append(p.prompts[c], pr)
+				}
 				continue
 			}
+			pr, err := newPrompt(tk, xs+" "+phrase+".", phrase, context)
+			if err != nil {
+				return nil, err
+			}
+			p.prompts[c] = append(p.prompts[c], pr)
 			pb := b.Sub("prompts").Sub(class).Sub(fmt.Sprint(i))
 			var row []*torch.Tensor
 			for _, pos := range Positions {
@@ -110,6 +126,20 @@ func newPromptLearner(b *clip.Builder, tk *bpe.Tokenizer, object string, width, 
 		}
 	}
 	return p, nil
+}
+
+// newPrompt tokenizes text (with the start and end tokens), padded to the
+// context length.
+func newPrompt(tk *bpe.Tokenizer, text, phrase string, context int) (prompt, error) {
+	ids := tk.EncodeWithSpecials(text)
+	if len(ids) > context {
+		return prompt{}, fmt.Errorf("prompt %q is %d tokens, longer than the %d-token context", text, len(ids), context)
+	}
+	padded := make([]int64, context)
+	for j, id := range ids {
+		padded[j] = int64(id)
+	}
+	return prompt{phrase: phrase, ids: padded, phraseLen: len(tk.Encode(phrase))}, nil
 }
 
 // Layout returns the token ids of prompt i of class c at position pos, with
@@ -147,7 +177,8 @@ func cat(parts ...[]int64) []int64 {
 	return out
 }
 
-// prepare embeds the fixed token ids once with the frozen token embedding.
+// prepare embeds the fixed token ids once with the frozen token embedding;
+// hand-crafted prompts are encoded once and for all (see encodeHandcrafted).
 func (p *PromptLearner) prepare(text *clip.TextTransformer, dev torch.Device) error {
 	var ids, eot []int64
 	for c := range 2 {
@@ -167,15 +198,41 @@ func (p *PromptLearner) prepare(text *clip.TextTransformer, dev torch.Device) er
 	return torch.NoGrad(func() error {
 		return torch.Scoped(func(s *torch.Scope) error {
 			t := torch.FromSlice(ids, n, L).ToDevice(dev)
+			e := torch.FromSlice(eot).ToDevice(dev)
+			if p.Handcrafted {
+				f := p.encodeHandcrafted(text, t, e)
+				if err := f.Err(); err != nil {
+					return err
+				}
+				p.text = s.Keep(f).Persist()
+				return nil
+			}
 			emb := text.Embed(t)
 			if err := emb.Err(); err != nil {
 				return err
 			}
 			p.fixed = s.Keep(emb).Persist()
-			p.eot = s.Keep(torch.FromSlice(eot).ToDevice(dev)).Persist()
+			p.eot = s.Keep(e).Persist()
 			return nil
 		})
 	})
+}
+
+// encodeHandcrafted is the authors' text_mood=fix: every sentence (ids
+// [n, L], normal then abnormal) through the text tower as CLIP encodes text
+// (with the causal mask), each embedding L2-normalised, averaged per class,
+// the mean L2-normalised: [2, E].
+func (p *PromptLearner) encodeHandcrafted(text *clip.TextTransformer, ids, eot *torch.Tensor) *torch.Tensor {
+	const chunk = 64 // bounds the activations of a few hundred sentences
+	n := ids.Size(0)
+	var parts []*torch.Tensor
+	for lo := int64(0); lo < n; lo += chunk {
+		k := min(chunk, n-lo)
+		f := text.ForwardEmbeddings(text.Embed(ids.Narrow(0, lo, k)), eot.Narrow(0, lo, k), true)
+		parts = append(parts, f.Normalize(-1, 0))
+	}
+	per := int64(len(p.prompts[0]))
+	return torch.Cat(0, parts...).View(2, per, -1).MeanDims(false, 1).Normalize(-1, 0)
 }
 
 // Assemble returns the prompts' input embeddings [2·PromptCount, L, D] and
@@ -183,7 +240,7 @@ func (p *PromptLearner) prepare(text *clip.TextTransformer, dev torch.Device) er
 // end, front and middle layouts in turn.
 func (p *PromptLearner) Assemble() (*torch.Tensor, *torch.Tensor) {
 	if p.Handcrafted {
-		return p.fixed, p.eot
+		return torch.Failed("prompts", "hand-crafted prompts have no learned layout to assemble"), nil
 	}
 	var rows, eots []*torch.Tensor
 	k := int64(0)
@@ -221,4 +278,5 @@ func (p *PromptLearner) Assemble() (*torch.Tensor, *torch.Tensor) {
 func (p *PromptLearner) Free() {
 	p.fixed.Free()
 	p.eot.Free()
+	p.text.Free()
 }

@@ -8,10 +8,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=bin/madclip
 DEMO=${DEMO:-build/demo}
-VOCAB=()
-if [ -f ../shared/clip/bpe_simple_vocab_16e6.txt.gz ]; then
-  VOCAB=(--vocab ../shared/clip/bpe_simple_vocab_16e6.txt.gz)
-fi
 "$BIN" doctor
 "$BIN" synth --out "$DEMO"
 if weights=$("$BIN" weights path 2>/dev/null); then
@@ -21,8 +17,8 @@ else
   echo "no CLIP weights found: training on the tiny random CLIP (see 'madclip weights download')"
   MODEL=(--preset tiny --epochs 5 --image-size 112)
 fi
-"$BIN" train --data "$DEMO" --dataset Brain --shots 8 "${MODEL[@]}" "${VOCAB[@]}" --out "$DEMO/brain.safetensors"
-"$BIN" eval --checkpoint "$DEMO/brain.safetensors" --data "$DEMO" "${VOCAB[@]}" --report "$DEMO/report"
-"$BIN" predict "$DEMO/Brain_AD/test/Ungood/img/000.png" --checkpoint "$DEMO/brain.safetensors" "${VOCAB[@]}" \
+"$BIN" train --data "$DEMO" --dataset Brain --shots 8 "${MODEL[@]}" --out "$DEMO/brain.safetensors"
+"$BIN" eval --checkpoint "$DEMO/brain.safetensors" --data "$DEMO" --report "$DEMO/report"
+"$BIN" predict "$DEMO/Brain_AD/test/Ungood/img/000.png" --checkpoint "$DEMO/brain.safetensors" \
   --heatmap "$DEMO/heatmap.png"
 echo "heatmap of one abnormal test image: $DEMO/heatmap.png; report: $DEMO/report"

@@ -37,7 +37,6 @@ echo "== model/clip tests, CUDA expected"
 echo "== ViT-L/14 at 240 px: madclip vs PyTorch eager (fp32 and bf16, batch 16 and 64)"
 BIN="$BIN" PYTHON="$PY" MADCLIP_BENCH_SECONDS=2 scripts/bench_clip.sh || status=1
 echo "== MadCLIP: tests, then a 16-shot ViT-L/14 training run (random weights, synthetic data)"
-export MADCLIP_TEST_VOCAB=$BIN/bpe_simple_vocab_16e6.txt.gz
 (cd model && MADCLIP_EXPECT_CUDA=1 "$BIN/model.test" -test.count 1 2>&1 | tail -3) || status=1
 (cd train && "$BIN/train.test" -test.run '^$' -test.bench Train16Shot -test.benchtime 1x -test.v 2>&1 | grep -E "Benchmark|on cuda|ms/step") || status=1
 if [ "${MADCLIP_GPU_BENCH:-0}" = 1 ]; then
@@ -45,7 +44,7 @@ if [ "${MADCLIP_GPU_BENCH:-0}" = 1 ]; then
   "$BIN/madclip" synth --out /tmp/madclip-bench --datasets all --size 240 --valid 16 --test 100 >/dev/null
   start=$SECONDS
   "$BIN/madclip" bench --data /tmp/madclip-bench --preset ViT-L/14-336 \
-    --shots 16 --seeds 1 --epochs "${MADCLIP_GPU_BENCH_EPOCHS:-60}" --vocab "$MADCLIP_TEST_VOCAB" || status=1
+    --shots 16 --seeds 1 --epochs "${MADCLIP_GPU_BENCH_EPOCHS:-60}" || status=1
   echo "bench wall time $((SECONDS - start)) s"
 fi
 echo "== doctor"

@@ -10,14 +10,21 @@ import (
 	"fmt"
 	"strings"
 	"unsafe"
+
+	"madclip/torch/torchsave"
 )
 
 // LoadArchive reads the tensors of a PyTorch file: a TorchScript archive
 // (OpenAI's CLIP releases; its parameters and buffers by their dotted names)
 // or a torch.save pickle of a state dict (nested dicts flatten to dotted
 // names). Tensors land on the CPU in their stored dtype. No Python code in
-// the file is run: libtorch's unpickler only rebuilds data.
+// the file is run: torch.save's zip files are read by package torchsave,
+// which only rebuilds data; TorchScript archives and the legacy pickle
+// format by libtorch's unpickler, which does the same.
 func LoadArchive(path string) (map[string]*Tensor, error) {
+	if torchsave.IsTorchSave(path) {
+		return loadTorchSave(path)
+	}
 	cp := C.CString(path)
 	defer C.free(unsafe.Pointer(cp))
 	var n *C.tb_named
@@ -48,4 +55,70 @@ func LoadArchive(path string) (map[string]*Tensor, error) {
 		return nil, fmt.Errorf("load %s: no tensors in the file", path)
 	}
 	return out, nil
+}
+
+func loadTorchSave(path string) (map[string]*Tensor, error) {
+	ts, err := torchsave.Read(path)
+	if err != nil {
+		return nil, fmt.Errorf("load %s", err) // the error names the file
+	}
+	out := make(map[string]*Tensor, len(ts))
+	for _, st := range ts {
+		var p unsafe.Pointer
+		if len(st.Data) > 0 {
+			p = unsafe.Pointer(&st.Data[0])
+		}
+		dt := stDTypes[st.DType]
+		t := FromHost(p, len(st.Data), dt, st.Shape, dt, CPU)
+		if t.err != nil {
+			for _, o := range out {
+				o.Free()
+			}
+			return nil, fmt.Errorf("load %s: tensor %s: %w", path, st.Name, t.err)
+		}
+		out[st.Name] = t
+	}
+	return out, nil
+}
+
+// Entry is one tensor of a nested dict for SavePickle: Tensor under key Name
+// of the inner dict Group, or directly under Name when Group is "".
+type Entry struct {
+	Group, Name string
+	Tensor      *Tensor
+}
+
+// PickleDicts serialises a dict of dicts of tensors in torch.save's format,
+// as torch.load reads it (tensors are written from the CPU).
+func PickleDicts(entries []Entry) ([]byte, error) {
+	n := len(entries)
+	cs := make([]*C.char, 0, 2*n)
+	defer func() {
+		for _, p := range cs {
+			C.free(unsafe.Pointer(p))
+		}
+	}()
+	groups := C.malloc(C.size_t(max(n, 1)) * C.size_t(unsafe.Sizeof(uintptr(0))))
+	names := C.malloc(C.size_t(max(n, 1)) * C.size_t(unsafe.Sizeof(uintptr(0))))
+	handles := C.malloc(C.size_t(max(n, 1)) * C.size_t(unsafe.Sizeof(uintptr(0))))
+	defer C.free(groups)
+	defer C.free(names)
+	defer C.free(handles)
+	gs := unsafe.Slice((**C.char)(groups), max(n, 1))
+	ns := unsafe.Slice((**C.char)(names), max(n, 1))
+	hs := unsafe.Slice((**C.tb_tensor)(handles), max(n, 1))
+	for i, e := range entries {
+		if err := e.Tensor.Err(); err != nil {
+			return nil, fmt.Errorf("pickle %s.%s: %w", e.Group, e.Name, err)
+		}
+		g, k := C.CString(e.Group), C.CString(e.Name)
+		cs = append(cs, g, k)
+		gs[i], ns[i], hs[i] = g, k, e.Tensor.h
+	}
+	var b *C.tb_bytes
+	if err := check("pickle", C.tb_pickle_dicts((**C.char)(groups), (**C.char)(names), (**C.tb_tensor)(handles), C.int(n), &b)); err != nil {
+		return nil, err
+	}
+	defer C.tb_bytes_free(b)
+	return C.GoBytes(unsafe.Pointer(C.tb_bytes_data(b)), C.int(C.tb_bytes_len(b))), nil
 }

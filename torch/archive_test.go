@@ -76,3 +76,52 @@ func keys(m map[string]*Tensor) []string {
 	}
 	return out
 }
+
+// PickleDicts writes what Python's torch.load reads: nested dicts of
+// tensors of several dtypes, a top-level tensor, a view; and LoadArchive
+// reads it back.
+func TestPickleDicts(t *testing.T) {
+	py := python(t)
+	path := filepath.Join(t.TempDir(), "out.pth")
+	run(t, func(s *Scope) error {
+		x := Arange(0, 12, 1, Float32, CPU).View(3, 4)
+		b, err := PickleDicts([]Entry{
+			{"first", "0.fc1.0.weight", x},
+			{"first", "ids", FromSlice([]int64{7, -1})},
+			{"second", "ctx.normal_end", x.Narrow(1, 1, 2)}, // a view: written as its own values
+			{"", "text", FromSlice([]float64{0.5, 0.25}, 2, 1)},
+		})
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			return err
+		}
+		back, err := LoadArchive(path)
+		if err != nil {
+			return err
+		}
+		near(t, "read back", f64(t, back["second.ctx.normal_end"]), []float64{1, 2, 5, 6, 9, 10}, 0)
+		if len(back) != 4 {
+			t.Errorf("read back %v", keys(back))
+		}
+		return nil
+	})
+	script := `
+import sys, torch
+d = torch.load(sys.argv[1])
+assert sorted(d) == ["first", "second", "text"], sorted(d)
+assert d["first"]["0.fc1.0.weight"].dtype == torch.float32
+assert torch.equal(d["first"]["0.fc1.0.weight"], torch.arange(12.0).view(3, 4))
+assert d["first"]["ids"].tolist() == [7, -1] and d["first"]["ids"].dtype == torch.int64
+assert d["second"]["ctx.normal_end"].tolist() == [[1, 2], [5, 6], [9, 10]]
+assert d["text"].dtype == torch.float64 and d["text"].shape == (2, 1)
+m = torch.nn.Linear(4, 3, bias=False)
+m.load_state_dict({"weight": d["first"]["0.fc1.0.weight"]})
+print("ok")
+`
+	out, err := exec.Command(py, "-c", script, path).CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "ok" {
+		t.Fatalf("torch.load: %v\n%s", err, out)
+	}
+}

@@ -47,10 +47,20 @@ type Meta struct {
 	// epoch kept (1-based; 0 means the last) and its image AUROC there.
 	SelectedEpoch int     `json:"selected_epoch,omitempty"`
 	ValidAUROC    float64 `json:"valid_auroc,omitempty"`
+	// Imported says where a converted checkpoint came from (madclip import);
+	// nil for models trained here.
+	Imported *Imported `json:"imported,omitempty"`
 	// Resume state; set only in checkpoints written before the end.
 	Epoch int   `json:"epoch,omitempty"` // epochs completed
 	Step  int   `json:"step,omitempty"`  // steps completed in the next epoch
 	Steps int64 `json:"optimizer_steps,omitempty"`
+}
+
+// Imported identifies the file a checkpoint was converted from.
+type Imported struct {
+	Format string `json:"format"`
+	File   string `json:"file"`
+	SHA256 string `json:"sha256"`
 }
 
 // Partial reports whether training had not finished when it was written.

@@ -13,9 +13,7 @@ import (
 	"madclip/torch"
 )
 
-const sharedVocab = "../../shared/clip/bpe_simple_vocab_16e6.txt.gz"
-
-func tokenizer(t testing.TB) *bpe.Tokenizer { return reftest.Tokenizer(t, sharedVocab) }
+func tokenizer(t testing.TB) *bpe.Tokenizer { return reftest.Tokenizer(t) }
 
 type quietReporter struct{ losses []float64 }
 

@@ -18,13 +18,24 @@ func DetectionLoss(s, labels *torch.Tensor) *torch.Tensor {
 	return sn.Add(sab).Mean().Neg()
 }
 
-// SoftmaxDetectionLoss is the ablation's CLIP-style loss: cross-entropy of
-// each patch's two logits (S_n, S_ab) against the image label.
+// SoftmaxDetectionLoss is the ablation's loss as the authors' code runs it
+// (loss_type=softmax) on one layer's scores [B, P, 2]: per patch the
+// softmax over (S_n, S_ab); n and a the mean over patches of the normal and
+// abnormal probabilities; BCEWithLogits(1 − n, y) + BCEWithLogits(a, y),
+// each averaged over the batch. (Their code feeds probabilities to the
+// with-logits loss; we reproduce it as it is.)
 func SoftmaxDetectionLoss(s, labels *torch.Tensor) *torch.Tensor {
-	logp := s.LogSoftmax(-1)                    // [B, P, 2]
-	y := labels.ToDType(s.DType()).Unsqueeze(1) // [B, 1]
-	ll := logp.Select(-1, 1).Mul(y).Add(logp.Select(-1, 0).Mul(y.RSubScalar(1)))
-	return ll.Mean().Neg()
+	p := s.Softmax(-1) // [B, P, 2]
+	y := labels.ToDType(s.DType())
+	n := p.Select(-1, 0).MeanDims(false, 1)
+	a := p.Select(-1, 1).MeanDims(false, 1)
+	return bceWithLogits(n.RSubScalar(1), y).Add(bceWithLogits(a, y))
+}
+
+// bceWithLogits is PyTorch's BCEWithLogitsLoss (mean reduction) of logits x
+// against targets y: mean(softplus(x) − x·y) = mean(x·(1 − y) − logsigmoid(x)).
+func bceWithLogits(x, y *torch.Tensor) *torch.Tensor {
+	return x.Mul(y.RSubScalar(1)).Sub(x.LogSigmoid()).Mean()
 }
 
 // FocalLoss is the focal loss (γ = 2, no α) of upsampled segmentation
@@ -49,7 +60,7 @@ func DiceLoss(p, masks *torch.Tensor) *torch.Tensor {
 
 // LossOptions choose the loss terms.
 type LossOptions struct {
-	Softmax bool // the CLIP-style softmax detection loss (an ablation)
+	Softmax bool // the ablation's softmax detection loss (SoftmaxDetectionLoss)
 	Size    int  // the input resolution the segmentation maps are compared at
 }
 

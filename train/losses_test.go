@@ -3,6 +3,7 @@ package train
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -100,6 +101,11 @@ func TestLossValues(t *testing.T) {
 		// One patch, S_n = 0 and S_ab = 0: both terms are log 2.
 		sc := torch.Zeros(torch.Float64, torch.CPU, 1, 1, 2)
 		reftest.Near(t, "det at zero", values(t, DetectionLoss(sc, torch.FromSlice([]float64{1}))), []float64{2 * 0.6931471805599453}, 1e-12)
+		// The softmax ablation at zero: both probabilities 0.5, and BCE with
+		// logits of 0.5: 2·(log(1+e^0.5) − 0.5y).
+		sp := math.Log1p(math.Exp(0.5))
+		reftest.Near(t, "softmax at zero", values(t, SoftmaxDetectionLoss(sc, torch.FromSlice([]float64{1}))), []float64{2 * (sp - 0.5)}, 1e-12)
+		reftest.Near(t, "softmax at zero, normal", values(t, SoftmaxDetectionLoss(sc, torch.FromSlice([]float64{0}))), []float64{2 * sp}, 1e-12)
 		// A perfect abnormal prediction: tiny loss.
 		good := torch.FromSlice([]float64{-20, 20}, 1, 1, 2)
 		if v := values(t, DetectionLoss(good, torch.FromSlice([]float64{1})))[0]; v > 1e-8 {

@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -23,9 +24,13 @@ type Config struct {
 	Data    string // benchmark root
 	Dataset string // e.g. "Brain", or the name of one's own {name}_AD folder
 
-	ShotsFile  string // the authors' list; else a seeded draw of Shots
+	// ShotsFile is a few-shot list (a path, or an authors' list by
+	// dataset.AuthorsShotsName); without one, the authors' k-shot list of
+	// a benchmark dataset, or a seeded draw of Shots per class.
+	ShotsFile  string
 	ShotsIndex int
 	Shots      int
+	DrawShots  bool // draw seeded shots even where the authors have a list
 	Seed       uint64
 
 	Epochs       int
@@ -108,6 +113,10 @@ type Result struct {
 	TotalTime   time.Duration
 	FinalLoss   float64
 	LossHistory []float64 // mean loss per epoch
+	// TextCosine is cos(t_n, t_ab) of the trained prompts: how far apart
+	// training pushed the normal and abnormal text embeddings (the
+	// authors' code logs it as sim_texts).
+	TextCosine float64
 }
 
 // Run trains MadCLIP and writes the checkpoint. It must run on the compute
@@ -140,9 +149,12 @@ func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, rep Reporter) (*Resul
 	if err != nil {
 		return nil, err
 	}
+	if c.ShotsFile == "" && !c.DrawShots && dataset.HasAuthorsShots(c.Dataset, c.Shots) {
+		c.ShotsFile, c.ShotsIndex = dataset.AuthorsShotsName(c.Dataset, c.Shots), 0
+	}
 	var shots dataset.Shots
 	if c.ShotsFile != "" {
-		shots, err = dataset.ReadShotsFile(c.ShotsFile, c.ShotsIndex)
+		shots, err = dataset.OpenShots(c.ShotsFile, c.ShotsIndex)
 	} else {
 		shots, err = dataset.DrawShots(valid.Samples, c.Shots, c.Seed)
 	}
@@ -151,8 +163,12 @@ func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, rep Reporter) (*Resul
 	}
 	samples, heldOut, err := shots.Select(valid.Samples)
 	if err != nil {
+		if strings.HasPrefix(c.ShotsFile, "authors:") {
+			return nil, fmt.Errorf("%w; the authors' list (%s) names images of their release; draw the shots from your data with --draw-shots", err, c.ShotsFile)
+		}
 		return nil, err
 	}
+	rep.Stage(describeShots(c, len(shots.Normal)))
 	if c.SelectOnValid {
 		if n, a := dataset.Counts(heldOut); n == 0 || a == 0 {
 			return nil, fmt.Errorf("--select-on-valid needs valid images of both classes besides the shots (have %d normal, %d abnormal)", n, a)
@@ -223,29 +239,11 @@ func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, rep Reporter) (*Resul
 	}
 	defer g.Free()
 	size := int64(c.Model.ImageSize)
-	n := int64(len(imgs))
 	var augImages, augMasks, labels *torch.Tensor
 	var N int64
 	err = torch.Scoped(func(s *torch.Scope) error { // frees the augmentation's temporaries
-		images := torch.FromSlice(concat(imgs, func(i dataset.Image) []float32 { return i.Pixels }), n, 3, size, size).ToDevice(c.Device)
-		var masks *torch.Tensor
-		if valid.HasMasks {
-			masks = torch.FromSlice(concat(imgs, func(i dataset.Image) []float32 { return i.Mask }), n, 1, size, size).ToDevice(c.Device)
-		}
-		augImages, augMasks = dataset.Augment(images, masks, g)
-		labels1 := make([]float32, n)
-		for i := k; i < int(n); i++ {
-			labels1[i] = 1
-		}
-		var labelsAll []float32
-		for range dataset.Variants {
-			labelsAll = append(labelsAll, labels1...)
-		}
-		N = int64(len(labelsAll))
-		labels = torch.FromSlice(labelsAll).ToDevice(c.Device)
-		if augMasks != nil {
-			augMasks = augMasks.Squeeze(1)
-		}
+		augImages, augMasks, labels = augmentShots(imgs[k:], imgs[:k], size, valid.HasMasks, c.Device, g)
+		N = labels.Size(0)
 		s.Keep(augImages, augMasks, labels)
 		return nil
 	})
@@ -346,6 +344,9 @@ func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, rep Reporter) (*Resul
 			return nil, err
 		}
 		meta.SelectedEpoch, meta.ValidAUROC, meta.Threshold = sel.bestEpoch+1, sel.bestAUC, sel.threshold
+	}
+	if res.TextCosine, err = textCosine(m); err != nil {
+		return nil, err
 	}
 	meta.Epoch, meta.Step = c.Epochs, 0
 	rep.Stage("saving " + c.Out)
@@ -449,6 +450,51 @@ func restoreAdam(opt *torch.Adam, m *model.MadCLIP, ck *Checkpoint) error {
 		}
 	}
 	return nil
+}
+
+// textCosine is cos(t_n, t_ab) of the model's text features (unit length).
+func textCosine(m *model.MadCLIP) (float64, error) {
+	var cos float64
+	err := torch.NoGrad(func() error {
+		return torch.Scoped(func(s *torch.Scope) error {
+			t := m.TextFeatures().ToDType(torch.Float64)
+			v, err := t.Select(0, 0).Mul(t.Select(0, 1)).Sum().Item()
+			cos = v
+			return err
+		})
+	})
+	return cos, err
+}
+
+func describeShots(c Config, k int) string {
+	if c.ShotsFile != "" {
+		return fmt.Sprintf("shots: %d normal + %d abnormal from %s", k, k, c.ShotsFile)
+	}
+	return fmt.Sprintf("shots: %d normal + %d abnormal drawn with seed %d", k, k, c.Seed)
+}
+
+// augmentShots builds the static training set as the authors' code does:
+// the abnormal shots' 16 variants (with their masks), then the normal
+// shots' (masks all zero), each group augmented on its own (one jitter
+// draw per group). It returns images [N, 3, S, S], masks [N, S, S] (nil
+// without masks) and labels [N] (1 abnormal).
+func augmentShots(abnormal, normal []dataset.Image, size int64, masks bool, dev torch.Device, g *torch.Generator) (images, maskT, labels *torch.Tensor) {
+	pixels := func(imgs []dataset.Image) *torch.Tensor {
+		return torch.FromSlice(concat(imgs, func(i dataset.Image) []float32 { return i.Pixels }), int64(len(imgs)), 3, size, size).ToDevice(dev)
+	}
+	var abMasks *torch.Tensor
+	if masks {
+		abMasks = torch.FromSlice(concat(abnormal, func(i dataset.Image) []float32 { return i.Mask }), int64(len(abnormal)), 1, size, size).ToDevice(dev)
+	}
+	abImages, abMasks := dataset.Augment(pixels(abnormal), abMasks, g)
+	nImages, _ := dataset.Augment(pixels(normal), nil, g)
+	nAb, nN := abImages.Size(0), nImages.Size(0)
+	images = torch.Cat(0, abImages, nImages)
+	if masks {
+		maskT = torch.Cat(0, abMasks.Squeeze(1), torch.Zeros(torch.Float32, dev, nN, size, size))
+	}
+	labels = torch.Cat(0, torch.Ones(torch.Float32, dev, nAb), torch.Zeros(torch.Float32, dev, nN))
+	return images, maskT, labels
 }
 
 // loadAll decodes and resizes the samples on worker goroutines.

@@ -252,3 +252,43 @@ func TestMetaRecordsMasks(t *testing.T) {
 		}
 	}
 }
+
+// The shots of a benchmark dataset are the authors' list unless drawn;
+// other counts are drawn with the seed. The run reports cos(t_n, t_ab).
+func TestShotsChoice(t *testing.T) {
+	root := synth(t)
+	for _, c := range []struct {
+		shots    int
+		draw     bool
+		wantFile string
+	}{
+		{2, false, "authors:Brain/my2-shot.txt"},
+		{2, true, ""},
+		{3, false, ""},
+	} {
+		cfg := smallConfig(t, root)
+		cfg.Epochs, cfg.Shots, cfg.DrawShots = 1, c.shots, c.draw
+		res, err := run(t, context.Background(), cfg, &quietReporter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Meta.ShotsFile != c.wantFile || res.Meta.Shots != c.shots {
+			t.Errorf("%d shots, draw %v: recorded %q, %d shots", c.shots, c.draw, res.Meta.ShotsFile, res.Meta.Shots)
+		}
+		if !(res.TextCosine > -1 && res.TextCosine < 1) {
+			t.Errorf("cos(t_n, t_ab) %v", res.TextCosine)
+		}
+	}
+	// The authors' list names images of their release; on other data it
+	// says how to draw instead.
+	other := t.TempDir()
+	if err := dataset.Synth(other, dataset.SynthOptions{Seed: 2, Valid: 4, Test: 2, Size: 32, Datasets: []string{"Knee"}}); err != nil {
+		t.Fatal(err)
+	}
+	os.Rename(dataset.Dir(other, "Knee"), dataset.Dir(other, "Liver"))
+	cfg := smallConfig(t, other)
+	cfg.Dataset = "Liver"
+	if _, err := run(t, context.Background(), cfg, &quietReporter{}); err == nil || !strings.Contains(err.Error(), "--draw-shots") {
+		t.Errorf("authors' list on other data: %v", err)
+	}
+}

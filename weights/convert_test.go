@@ -172,11 +172,8 @@ func TestLookupAndFind(t *testing.T) {
 		t.Errorf("Find should list where it looked: %v", err)
 	}
 	os.WriteFile(filepath.Join(dir, VocabFile), []byte("x"), 0o644)
-	if p, err := FindVocab(""); err != nil || p != filepath.Join(dir, VocabFile) {
-		t.Errorf("FindVocab: %q %v", p, err)
-	}
-	if _, err := FindVocab(filepath.Join(dir, "nope.gz")); err == nil {
-		t.Error("explicit missing vocab accepted")
+	if p, err := Find(VocabFile); err != nil || p != filepath.Join(dir, VocabFile) {
+		t.Errorf("Find: %q %v", p, err)
 	}
 	if DefaultDir() != dir {
 		t.Errorf("DefaultDir %q", DefaultDir())

@@ -112,19 +112,3 @@ func Find(name string) (string, error) {
 	}
 	return "", fmt.Errorf("%s %w; looked in %s (set %s, or run 'madclip weights download')", name, ErrNotFound, strings.Join(looked, ", "), EnvDir)
 }
-
-// FindVocab returns explicit when it is set (after checking it exists), else
-// the vocab found by Find.
-func FindVocab(explicit string) (string, error) {
-	if explicit != "" {
-		if _, err := os.Stat(explicit); err != nil {
-			return "", fmt.Errorf("vocab %s: %w", explicit, err)
-		}
-		return explicit, nil
-	}
-	p, err := Find(VocabFile)
-	if err != nil {
-		return "", fmt.Errorf("CLIP vocab: %w", err)
-	}
-	return p, nil
-}

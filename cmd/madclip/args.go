@@ -1,6 +1,10 @@
 package main
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -71,4 +75,35 @@ func find(cmds []*cli.Command, name string) *cli.Command {
 		}
 	}
 	return nil
+}
+
+// distinctPaths refuses two roles naming the same file (an output that
+// would overwrite an input): the same path, or two paths to one file.
+func distinctPaths(paths map[string]string) error {
+	roles := make([]string, 0, len(paths))
+	for r, p := range paths {
+		if p != "" {
+			roles = append(roles, r)
+		}
+	}
+	sort.Strings(roles)
+	for i, a := range roles {
+		for _, b := range roles[i+1:] {
+			if samePath(paths[a], paths[b]) {
+				return fmt.Errorf("%s and %s are the same file (%s)", a, b, paths[b])
+			}
+		}
+	}
+	return nil
+}
+
+func samePath(a, b string) bool {
+	if pa, err := filepath.Abs(a); err == nil {
+		if pb, err := filepath.Abs(b); err == nil && pa == pb {
+			return true
+		}
+	}
+	sa, err1 := os.Stat(a)
+	sb, err2 := os.Stat(b)
+	return err1 == nil && err2 == nil && os.SameFile(sa, sb)
 }

@@ -21,6 +21,7 @@ import (
 
 	"madclip/internal/reftest"
 	"madclip/model/clip"
+	"madclip/model/clip/bpe"
 	"madclip/torch"
 )
 
@@ -37,12 +38,17 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "building madclip: %v\n%s", err, out)
 		os.Exit(1)
 	}
+	vocabFile = filepath.Join(dir, "vocab.txt.gz")
+	if err := os.WriteFile(vocabFile, bpe.DefaultVocab(), 0o644); err != nil {
+		panic(err)
+	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
 
-const sharedVocab = "../../../shared/clip/bpe_simple_vocab_16e6.txt.gz"
+// vocabFile is a copy of the built-in vocab on disk, for --vocab.
+var vocabFile string
 
 // madclip runs the binary with a clean weights search path.
 func madclip(t *testing.T, env []string, args ...string) (stdout, stderr string, code int) {
@@ -82,15 +88,6 @@ func wantFailure(t *testing.T, what string, stderr string, code int) {
 	}
 }
 
-func needVocab(t *testing.T) {
-	if _, err := os.Stat(sharedVocab); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal(err)
-		}
-		t.Skip("no shared vocab")
-	}
-}
-
 // tinyWeights writes a tiny random CLIP with OpenAI's names.
 func tinyWeights(t *testing.T, dir string) string {
 	t.Helper()
@@ -110,22 +107,18 @@ func tinyWeights(t *testing.T, dir string) string {
 }
 
 func TestTokenizeCLI(t *testing.T) {
-	needVocab(t)
-	out, _, code := madclip(t, nil, "tokenize", "--vocab", sharedVocab, "a photo of a cat", "Hello, World!")
+	out, _, code := madclip(t, nil, "tokenize", "a photo of a cat", "Hello, World!")
 	if code != 0 || out != "49406 320 1125 539 320 2368 49407\n49406 3306 267 1002 256 49407\n" {
 		t.Errorf("exit %d, output %q", code, out)
 	}
-	// Found through $MADCLIP_WEIGHTS.
-	dir := t.TempDir()
-	raw, _ := os.ReadFile(sharedVocab)
-	os.WriteFile(filepath.Join(dir, "bpe_simple_vocab_16e6.txt.gz"), raw, 0o644)
-	cmd := exec.Command(madclipBin, "tokenize", "flawless Brain")
-	cmd.Env = append(os.Environ(), "MADCLIP_WEIGHTS="+dir)
-	if o, err := cmd.Output(); err != nil || !strings.HasPrefix(string(o), "49406 ") {
-		t.Errorf("vocab from MADCLIP_WEIGHTS: %q %v", o, err)
+	// --vocab takes a file instead of the built-in vocab.
+	if o, _, code := madclip(t, nil, "tokenize", "--vocab", vocabFile, "flawless Brain"); code != 0 || o != "49406 15531 4812 49407\n" {
+		t.Errorf("--vocab: exit %d, output %q", code, o)
 	}
-	_, e, code := madclip(t, nil, "tokenize", "x")
-	wantFailure(t, "looked in", e, code)
+	notVocab := filepath.Join(t.TempDir(), "v.txt")
+	os.WriteFile(notVocab, []byte("hello\n"), 0o644)
+	_, e, code := madclip(t, nil, "tokenize", "--vocab", notVocab, "x")
+	wantFailure(t, notVocab, e, code)
 	_, e, code = madclip(t, nil, "tokenize", "--vocab", "/no/such/vocab.gz", "x")
 	wantFailure(t, "/no/such/vocab.gz", e, code)
 	_, e, code = madclip(t, nil, "tokenize")
@@ -153,11 +146,10 @@ func TestWeightsConvertCLI(t *testing.T) {
 }
 
 func TestWeightsDownloadCLI(t *testing.T) {
-	needVocab(t)
 	dir := t.TempDir()
 	weightsFile := tinyWeights(t, dir)
 	wbytes, _ := os.ReadFile(weightsFile)
-	vbytes, _ := os.ReadFile(sharedVocab)
+	vbytes := bpe.DefaultVocab()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/tiny.safetensors":
@@ -218,14 +210,13 @@ func writePNG(t *testing.T, path string, w, h int, seed int) {
 // embeddings equal to OpenAI's pipeline (PIL preprocessing, reference
 // forward) in Python.
 func TestClipCLI(t *testing.T) {
-	needVocab(t)
 	dir := t.TempDir()
 	w := tinyWeights(t, dir)
 	a, b := filepath.Join(dir, "a.png"), filepath.Join(dir, "b.png")
 	writePNG(t, a, 90, 70, 3)
 	writePNG(t, b, 40, 100, 7)
 	texts := []string{"a brain MRI", "a chest X-ray", "a retinal OCT"}
-	args := []string{"clip", "--weights", w, "--vocab", sharedVocab, "--image", a, "--image", b, "--json", "--device", "cpu"}
+	args := []string{"clip", "--weights", w, "--image", a, "--image", b, "--json", "--device", "cpu"}
 	for _, tx := range texts {
 		args = append(args, "--text", tx)
 	}
@@ -281,7 +272,6 @@ func TestClipCLI(t *testing.T) {
 }
 
 func TestClipCLIBadInputs(t *testing.T) {
-	needVocab(t)
 	dir := t.TempDir()
 	w := tinyWeights(t, dir)
 	text := filepath.Join(dir, "notes.png")
@@ -291,7 +281,7 @@ func TestClipCLIBadInputs(t *testing.T) {
 	raw, _ := os.ReadFile(good)
 	trunc := filepath.Join(dir, "trunc.png")
 	os.WriteFile(trunc, raw[:len(raw)/2], 0o644)
-	base := []string{"clip", "--weights", w, "--vocab", sharedVocab, "--text", "x", "--device", "cpu"}
+	base := []string{"clip", "--weights", w, "--text", "x", "--device", "cpu"}
 	for _, c := range []struct{ image, want string }{
 		{text, text}, {trunc, trunc}, {filepath.Join(dir, "missing.png"), "missing.png"},
 	} {
@@ -300,9 +290,9 @@ func TestClipCLIBadInputs(t *testing.T) {
 	}
 	notWeights := filepath.Join(dir, "w.safetensors")
 	os.WriteFile(notWeights, []byte("garbage"), 0o644)
-	_, e, code := madclip(t, nil, "clip", "--weights", notWeights, "--vocab", sharedVocab, "--image", good, "--text", "x")
+	_, e, code := madclip(t, nil, "clip", "--weights", notWeights, "--image", good, "--text", "x")
 	wantFailure(t, notWeights, e, code)
-	_, e, code = madclip(t, nil, "clip", "--vocab", sharedVocab, "--image", good, "--text", "x")
+	_, e, code = madclip(t, nil, "clip", "--image", good, "--text", "x")
 	wantFailure(t, "no CLIP weights", e, code)
 	_, e, code = madclip(t, nil, append(base, "--image", good, "--device", "tpu")...)
 	wantFailure(t, "tpu", e, code)
@@ -325,7 +315,6 @@ func sha256hex(b []byte) string {
 
 // synth then train with the tiny preset, as the README's demo does.
 func TestSynthTrainCLI(t *testing.T) {
-	needVocab(t)
 	root := t.TempDir()
 	o, e, code := madclip(t, nil, "synth", "--out", root, "--valid", "4", "--test", "2", "--size", "32")
 	if code != 0 || !strings.Contains(o, filepath.Join(root, "Brain_AD")) {
@@ -333,19 +322,20 @@ func TestSynthTrainCLI(t *testing.T) {
 	}
 	ck := filepath.Join(t.TempDir(), "tiny.safetensors")
 	o, e, code = madclip(t, nil, "train", "--data", root, "--dataset", "Brain", "--preset", "tiny", "--epochs", "1",
-		"--shots", "2", "--image-size", "56", "--vocab", sharedVocab, "--out", ck, "--device", "cpu")
+		"--shots", "2", "--image-size", "56", "--out", ck, "--device", "cpu")
 	if code != 0 || !strings.Contains(o, "wrote "+ck) {
 		t.Fatalf("train: exit %d\n%s\n%s", code, o, e)
 	}
 	// Not a terminal: plain progress lines on stderr.
-	if !strings.Contains(e, "epoch 1/1") || !strings.Contains(e, "caching backbone features") {
-		t.Errorf("progress output: %q", e)
+	if !strings.Contains(e, "epoch 1/1") || !strings.Contains(e, "caching backbone features") ||
+		!strings.Contains(e, "from authors:Brain/my2-shot.txt") || !strings.Contains(o, "cos(t_n, t_ab)") {
+		t.Errorf("progress output: %q\n%q", e, o)
 	}
 	if _, err := os.Stat(ck); err != nil {
 		t.Fatal(err)
 	}
 	_, e, code = madclip(t, nil, "train", "--data", root, "--dataset", "Brain", "--preset", "tiny", "--epochs", "1",
-		"--shots", "2", "--image-size", "56", "--vocab", sharedVocab, "--out", ck, "--quiet", "--device", "cpu")
+		"--shots", "2", "--image-size", "56", "--out", ck, "--quiet", "--device", "cpu")
 	if code != 0 || e != "" {
 		t.Errorf("--quiet: exit %d, stderr %q", code, e)
 	}
@@ -358,7 +348,7 @@ func TestSynthTrainCLI(t *testing.T) {
 		{[]string{"--data", root, "--shots", "40"}, "40 shots"},
 		{[]string{"--data", root, "--epochs", "0"}, "positive"},
 	} {
-		args := append([]string{"train", "--preset", "tiny", "--vocab", sharedVocab, "--out", filepath.Join(t.TempDir(), "x.safetensors"), "--dataset", "Brain"}, c.args...)
+		args := append([]string{"train", "--preset", "tiny", "--out", filepath.Join(t.TempDir(), "x.safetensors"), "--dataset", "Brain"}, c.args...)
 		_, e, code := madclip(t, nil, args...)
 		wantFailure(t, c.want, e, code)
 	}

@@ -79,6 +79,7 @@ func evalAction(c *cli.Context) error {
 	fmt.Fprintf(w, "image AUROC   %.2f%%\nimage AP      %.2f%%\nimage F1-max  %.2f%% (threshold %.4f)\n", 100*ev.ImageAUROC, 100*ev.ImageAP, 100*ev.ImageF1Max, ev.Threshold)
 	if ev.PixelAUROC != nil {
 		fmt.Fprintf(w, "pixel AUROC   %.2f%%\npixel AP      %.2f%%\n", 100**ev.PixelAUROC, 100**ev.PixelAP)
+		fmt.Fprintf(w, "image AUROC of the detection head  %.2f%%\n", 100*ev.DetImageAUROC)
 	}
 	if report == "" {
 		return nil

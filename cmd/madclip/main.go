@@ -42,6 +42,8 @@ Examples:
 			predictCommand(),
 			evalCommand(),
 			benchCommand(),
+			importCommand(),
+			exportCommand(),
 			clipCommand(),
 			tokenizeCommand(),
 			weightsCommand(),

@@ -29,7 +29,8 @@ func predictCommand() *cli.Command {
 		Description: `Scores each image (PNG or JPEG; folders are read for images) from 0 (normal)
 to 1 (anomalous): the anomaly map's maximum for models trained with masks,
 else the detection score, divided by the number of tapped layers. The label is
-"anomalous" when the score reaches --threshold.
+"anomalous" when the score reaches --threshold. The detection head's score
+(det_score) is given for every model, as the authors' test computes it.
 
 --heatmap writes the image with its anomaly map blended over it in the Turbo
 colour map and a colour bar from 0 to 1 (a file for one input, a folder for
@@ -89,11 +90,12 @@ func imageInputs(args []string) ([]string, error) {
 }
 
 type prediction struct {
-	Path    string  `json:"path"`
-	Score   float64 `json:"score"`
-	Label   string  `json:"label"`
-	Heatmap string  `json:"heatmap,omitempty"`
-	RawMap  string  `json:"raw_map,omitempty"`
+	Path     string  `json:"path"`
+	Score    float64 `json:"score"`
+	Label    string  `json:"label"`
+	DetScore float64 `json:"det_score"`
+	Heatmap  string  `json:"heatmap,omitempty"`
+	RawMap   string  `json:"raw_map,omitempty"`
 }
 
 // outputPath names a per-image output: the path itself for a single input,
@@ -141,7 +143,7 @@ func predictAction(c *cli.Context) error {
 	var cw *csv.Writer
 	if c.Bool("csv") {
 		cw = csv.NewWriter(w)
-		cw.Write([]string{"path", "score", "label", "heatmap", "raw_map"})
+		cw.Write([]string{"path", "score", "label", "det_score", "heatmap", "raw_map"})
 		defer cw.Flush()
 	}
 	var bar *progressbar.ProgressBar
@@ -168,7 +170,7 @@ func predictAction(c *cli.Context) error {
 		}
 		heat, raw := c.String("heatmap"), c.String("raw-map")
 		return p.Stream(items, c.Int("batch"), false, heat != "", func(d infer.Decoded, r infer.Result) error {
-			pr := prediction{Path: d.Sample.Path, Score: r.Score, Label: "normal"}
+			pr := prediction{Path: d.Sample.Path, Score: r.Score, DetScore: r.DetScore, Label: "normal"}
 			if r.Score >= th {
 				pr.Label = "anomalous"
 			}
@@ -187,7 +189,7 @@ func predictAction(c *cli.Context) error {
 				b, _ := json.Marshal(pr)
 				fmt.Fprintln(w, string(b))
 			case cw != nil:
-				cw.Write([]string{pr.Path, fmt.Sprintf("%.6f", pr.Score), pr.Label, pr.Heatmap, pr.RawMap})
+				cw.Write([]string{pr.Path, fmt.Sprintf("%.6f", pr.Score), pr.Label, fmt.Sprintf("%.6f", pr.DetScore), pr.Heatmap, pr.RawMap})
 			default:
 				fmt.Fprintf(w, "%-10s %.4f  %s\n", pr.Label, pr.Score, pr.Path)
 			}

@@ -5,8 +5,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"image"
-	"image/color"
 	"image/png"
 	"math"
 	"os"
@@ -15,6 +13,7 @@ import (
 	"sync"
 	"testing"
 
+	"madclip/dataset"
 	"madclip/imaging"
 )
 
@@ -28,7 +27,6 @@ var (
 // trained synthesises data and trains a tiny model once for these tests.
 func trained(t *testing.T) (root, ck string) {
 	t.Helper()
-	needVocab(t)
 	trainedOnce.Do(func() {
 		dir, _ := os.MkdirTemp("", "madclip-trained")
 		trainedRoot = filepath.Join(dir, "data")
@@ -38,7 +36,7 @@ func trained(t *testing.T) (root, ck string) {
 			return
 		}
 		if _, e, code := madclip(t, nil, "train", "--data", trainedRoot, "--dataset", "Brain", "--preset", "tiny", "--epochs", "4",
-			"--shots", "8", "--image-size", "112", "--vocab", sharedVocab, "--out", trainedCk, "--quiet", "--device", "cpu"); code != 0 {
+			"--shots", "8", "--image-size", "112", "--out", trainedCk, "--quiet", "--device", "cpu"); code != 0 {
 			trainedErr = e
 		}
 	})
@@ -95,13 +93,18 @@ func TestPredictCLI(t *testing.T) {
 	out := t.TempDir()
 	heat, raw := filepath.Join(out, "heat.png"), filepath.Join(out, "map.npy")
 	// Flags after the image, as users write them.
-	o, e, code := madclip(t, nil, "predict", img, "--checkpoint", ck, "--vocab", sharedVocab, "--heatmap", heat, "--raw-map", raw, "--json", "--device", "cpu")
+	o, e, code := madclip(t, nil, "predict", img, "--checkpoint", ck, "--heatmap", heat, "--raw-map", raw, "--json", "--device", "cpu")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, e)
 	}
 	var pr prediction
 	if err := json.Unmarshal([]byte(o), &pr); err != nil {
 		t.Fatalf("%v: %q", err, o)
+	}
+	// The detection head's score comes with every prediction, also for a
+	// model trained with masks.
+	if !strings.Contains(o, `"det_score":`) || !(pr.DetScore > 0 && pr.DetScore < 1) {
+		t.Errorf("det_score missing or outside (0, 1): %q", o)
 	}
 	if pr.Score < 0 || pr.Score > 1 || pr.Heatmap != heat || pr.RawMap != raw || (pr.Label != "anomalous" && pr.Label != "normal") {
 		t.Errorf("prediction %+v", pr)
@@ -120,14 +123,14 @@ func TestPredictCLI(t *testing.T) {
 		t.Fatalf("raw map shape %v, %d values", shape, len(m))
 	}
 	mk, _ := imaging.Load(mask)
-	mk = mk.ResizeNearest(112, 112)
+	mk112 := mk.Luma().ResizeNearest(112, 112)
 	var inside, outside, ni, no float64
 	best, bestAt := float32(-1), 0
 	for i, v := range m {
 		if v > best {
 			best, bestAt = v, i
 		}
-		if mk.Pix[3*i] > 127 {
+		if mk112.Pix[i] > 127 {
 			inside += float64(v)
 			ni++
 		} else {
@@ -138,13 +141,13 @@ func TestPredictCLI(t *testing.T) {
 	if !(inside/ni > outside/no) || math.Abs(float64(best)-pr.Score) > 1e-5 {
 		t.Errorf("map mean inside the anomaly %.3f, outside %.3f; max %.4f vs score %.4f", inside/ni, outside/no, best, pr.Score)
 	}
-	if mk.Pix[3*bestAt] <= 127 {
+	if mk112.Pix[bestAt] <= 127 {
 		t.Logf("note: the hottest pixel is outside the mask (mean inside %.3f, outside %.3f)", inside/ni, outside/no)
 	}
 	// A folder: one line per image, heatmaps in a folder, CSV.
 	folder := filepath.Join(root, "Brain_AD", "test", "good", "img")
 	hdir := filepath.Join(out, "heat")
-	o, e, code = madclip(t, nil, "predict", folder, "--checkpoint", ck, "--vocab", sharedVocab, "--heatmap", hdir, "--csv", "--device", "cpu")
+	o, e, code = madclip(t, nil, "predict", folder, "--checkpoint", ck, "--heatmap", hdir, "--csv", "--device", "cpu")
 	if code != 0 {
 		t.Fatalf("folder: exit %d: %s", code, e)
 	}
@@ -170,7 +173,7 @@ func TestPredictBadInputs(t *testing.T) {
 	os.MkdirAll(empty, 0o755)
 	notCk := filepath.Join(dir, "w.safetensors")
 	os.WriteFile(notCk, []byte("garbage"), 0o644)
-	base := []string{"predict", "--checkpoint", ck, "--vocab", sharedVocab, "--device", "cpu"}
+	base := []string{"predict", "--checkpoint", ck, "--device", "cpu"}
 	for _, c := range []struct {
 		args []string
 		want string
@@ -184,23 +187,23 @@ func TestPredictBadInputs(t *testing.T) {
 		_, e, code := madclip(t, nil, append(base, c.args...)...)
 		wantFailure(t, c.want, e, code)
 	}
-	_, e, code := madclip(t, nil, "predict", good, "--checkpoint", notCk, "--vocab", sharedVocab)
+	_, e, code := madclip(t, nil, "predict", good, "--checkpoint", notCk)
 	wantFailure(t, notCk, e, code)
 	// A checkpoint trained on other CLIP weights is refused.
 	wa := tinyWeights(t, t.TempDir())
 	ckW := filepath.Join(dir, "w-ck.safetensors")
 	if _, e, code := madclip(t, nil, "train", "--data", root, "--dataset", "Brain", "--weights", wa, "--epochs", "1", "--shots", "2",
-		"--image-size", "56", "--vocab", sharedVocab, "--out", ckW, "--quiet", "--device", "cpu"); code != 0 {
+		"--image-size", "56", "--out", ckW, "--quiet", "--device", "cpu"); code != 0 {
 		t.Fatal(e)
 	}
 	other := filepath.Join(t.TempDir(), "other.safetensors")
 	otherBytes, _ := os.ReadFile(wa)
 	otherBytes[len(otherBytes)-1] ^= 1 // the same architecture, other weights
 	os.WriteFile(other, otherBytes, 0o644)
-	_, e, code = madclip(t, nil, "predict", good, "--checkpoint", ckW, "--weights", other, "--vocab", sharedVocab, "--device", "cpu")
+	_, e, code = madclip(t, nil, "predict", good, "--checkpoint", ckW, "--weights", other, "--device", "cpu")
 	wantFailure(t, "other CLIP weights", e, code)
 	// With the right weights it works.
-	if _, e, code := madclip(t, nil, "predict", good, "--checkpoint", ckW, "--weights", wa, "--vocab", sharedVocab, "--device", "cpu"); code != 0 {
+	if _, e, code := madclip(t, nil, "predict", good, "--checkpoint", ckW, "--weights", wa, "--device", "cpu"); code != 0 {
 		t.Errorf("right weights refused: %s", e)
 	}
 }
@@ -208,7 +211,7 @@ func TestPredictBadInputs(t *testing.T) {
 func TestEvalCLI(t *testing.T) {
 	root, ck := trained(t)
 	report := filepath.Join(t.TempDir(), "report")
-	o, e, code := madclip(t, nil, "eval", "--checkpoint", ck, "--data", root, "--vocab", sharedVocab, "--report", report, "--failures", "2", "--device", "cpu")
+	o, e, code := madclip(t, nil, "eval", "--checkpoint", ck, "--data", root, "--report", report, "--failures", "2", "--device", "cpu")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, e)
 	}
@@ -218,13 +221,23 @@ func TestEvalCLI(t *testing.T) {
 		}
 	}
 	var rep struct {
-		ImageAUROC float64 `json:"image_auroc"`
-		PixelAUROC float64 `json:"pixel_auroc"`
-		Scores     []struct{ Path string }
+		ImageAUROC    float64 `json:"image_auroc"`
+		DetImageAUROC float64 `json:"det_image_auroc"`
+		PixelAUROC    float64 `json:"pixel_auroc"`
+		Scores        []struct {
+			Path     string
+			Score    float64
+			DetScore float64 `json:"det_score"`
+		}
 	}
 	b, err := os.ReadFile(filepath.Join(report, "report.json"))
 	if err != nil || json.Unmarshal(b, &rep) != nil || len(rep.Scores) != 12 {
 		t.Fatalf("report.json: %v", err)
+	}
+	// Both image scores for every image: the map's maximum and the
+	// detection head's.
+	if !strings.Contains(string(b), `"det_score"`) || !(rep.Scores[0].DetScore > 0) || !(rep.DetImageAUROC > 0) || !strings.Contains(o, "detection head") {
+		t.Errorf("the detection score is missing: %+v", rep.Scores[0])
 	}
 	if rep.ImageAUROC < 0.9 || rep.PixelAUROC < 0.9 {
 		t.Errorf("image AUROC %.3f, pixel AUROC %.3f", rep.ImageAUROC, rep.PixelAUROC)
@@ -235,7 +248,7 @@ func TestEvalCLI(t *testing.T) {
 	if entries, _ := os.ReadDir(filepath.Join(report, "failures")); len(entries) != 4 {
 		t.Errorf("%d failure heatmaps, want 4", len(entries))
 	}
-	_, e, code = madclip(t, nil, "eval", "--checkpoint", ck, "--data", root, "--dataset", "Liver", "--vocab", sharedVocab)
+	_, e, code = madclip(t, nil, "eval", "--checkpoint", ck, "--data", root, "--dataset", "Liver")
 	wantFailure(t, "Liver_AD", e, code)
 }
 
@@ -245,7 +258,7 @@ func TestBenchCLI(t *testing.T) {
 	root, _ := trained(t)
 	js := filepath.Join(t.TempDir(), "results.json")
 	o, e, code := madclip(t, nil, "bench", "--data", root, "--preset", "tiny", "--shots", "2", "--seeds", "2", "--epochs", "1",
-		"--image-size", "56", "--vocab", sharedVocab, "--json", js, "--device", "cpu")
+		"--image-size", "56", "--json", js, "--device", "cpu")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, e)
 	}
@@ -255,29 +268,50 @@ func TestBenchCLI(t *testing.T) {
 	if !strings.Contains(e, "Liver: not under") {
 		t.Errorf("missing datasets not noted: %s", e)
 	}
+	// The paper's 2-shot numbers beside ours.
+	if !strings.Contains(o, "(paper 93.93)") || !strings.Contains(o, "(paper 84.56)") {
+		t.Errorf("paper numbers missing: %s", o)
+	}
 	var res []struct {
 		Dataset    string  `json:"dataset"`
+		ShotsFile  string  `json:"shots_file"`
 		ImageAUROC float64 `json:"image_auroc"`
 	}
 	b, _ := os.ReadFile(js)
 	if err := json.Unmarshal(b, &res); err != nil || len(res) != 4 {
 		t.Errorf("results.json: %d results (%v)", len(res), err)
 	}
+	// The authors' fixed lists by default (the paper's protocol).
+	for _, r := range res {
+		if r.ShotsFile != "authors:"+r.Dataset+"/my2-shot.txt" {
+			t.Errorf("%s: shots from %q", r.Dataset, r.ShotsFile)
+		}
+	}
 	// The cross-dataset setting: train on Brain, test on Chest.
 	o, e, code = madclip(t, nil, "bench", "--data", root, "--preset", "tiny", "--shots", "2", "--seeds", "1", "--epochs", "1",
-		"--image-size", "56", "--vocab", sharedVocab, "--cross", "Brain:Chest", "--device", "cpu")
-	if code != 0 || !strings.Contains(o, "Brain→Chest AC") {
+		"--image-size", "56", "--cross", "Brain:Chest", "--device", "cpu")
+	if code != 0 || !strings.Contains(o, "Brain→Chest AC") || strings.Contains(o, "±") {
 		t.Errorf("cross: exit %d %s %s", code, o, e)
 	}
-	_, e, code = madclip(t, nil, "bench", "--data", root, "--preset", "tiny", "--shots", "x", "--vocab", sharedVocab)
+	// --draw-shots draws; --cross paper names Table 3's targets (absent here).
+	o, e, code = madclip(t, nil, "bench", "--data", root, "--preset", "tiny", "--shots", "2", "--seeds", "1", "--epochs", "1",
+		"--image-size", "56", "--datasets", "Chest", "--draw-shots", "--json", js, "--device", "cpu")
+	if b, _ := os.ReadFile(js); code != 0 || strings.Contains(string(b), "authors:") {
+		t.Errorf("--draw-shots: exit %d %s %s", code, b, e)
+	}
+	_, e, code = madclip(t, nil, "bench", "--data", root, "--preset", "tiny", "--shots", "16", "--cross", "paper")
+	wantFailure(t, "none of the datasets", e, code)
+	if !strings.Contains(e, "NIHChest") || !strings.Contains(e, "OCTDL") {
+		t.Errorf("Table 3's targets not named: %s", e)
+	}
+	_, e, code = madclip(t, nil, "bench", "--data", root, "--preset", "tiny", "--shots", "x")
 	wantFailure(t, "--shots", e, code)
-	_, e, code = madclip(t, nil, "bench", "--data", t.TempDir(), "--preset", "tiny", "--shots", "2", "--vocab", sharedVocab)
+	_, e, code = madclip(t, nil, "bench", "--data", t.TempDir(), "--preset", "tiny", "--shots", "2")
 	wantFailure(t, "none of the datasets", e, code)
 }
 
 // Bad data for train and eval: one-line errors naming the file.
 func TestTrainEvalBadData(t *testing.T) {
-	needVocab(t)
 	root := t.TempDir()
 	if _, e, code := madclip(t, nil, "synth", "--out", root, "--valid", "2", "--test", "2", "--size", "32"); code != 0 {
 		t.Fatal(e)
@@ -285,15 +319,20 @@ func TestTrainEvalBadData(t *testing.T) {
 	valid := filepath.Join(root, "Brain_AD", "valid")
 	ck := filepath.Join(t.TempDir(), "x.safetensors")
 	args := []string{"train", "--data", root, "--dataset", "Brain", "--preset", "tiny", "--epochs", "1", "--shots", "2",
-		"--image-size", "56", "--vocab", sharedVocab, "--out", ck, "--device", "cpu"}
-	// A mask of another size than its image.
-	mask := filepath.Join(valid, "Ungood", "anomaly_mask", "001.png")
+		"--image-size", "56", "--out", ck, "--device", "cpu"}
+	// A mask of another size than its image, among the shots (the authors'
+	// 2-shot list).
+	shots, err := dataset.AuthorsShots("Brain", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mask := filepath.Join(valid, "Ungood", "anomaly_mask", shots.Abnormal[0])
 	small, _ := imaging.Load(mask)
-	writePNGFrom(t, mask, small.ResizeNearest(8, 8))
+	writeGrayPNG(t, mask, small.Luma().ResizeNearest(8, 8))
 	_, e, code := madclip(t, nil, args...)
 	wantFailure(t, mask, e, code)
 	// A corrupt image among the shots.
-	img := filepath.Join(valid, "good", "img", "000.png")
+	img := filepath.Join(valid, "good", "img", shots.Normal[0])
 	os.WriteFile(img, []byte("\x89PNG\r\n\x1a\n broken"), 0o644)
 	_, e, code = madclip(t, nil, args...)
 	wantFailure(t, img, e, code)
@@ -302,23 +341,16 @@ func TestTrainEvalBadData(t *testing.T) {
 	}
 	// eval with an unwritable report folder.
 	_, trained := trained(t)
-	_, e, code = madclip(t, nil, "eval", "--checkpoint", trained, "--data", trainedRoot, "--vocab", sharedVocab, "--report", "/proc/no/report")
+	_, e, code = madclip(t, nil, "eval", "--checkpoint", trained, "--data", trainedRoot, "--report", "/proc/no/report")
 	wantFailure(t, "/proc/no/report", e, code)
 }
 
-func writePNGFrom(t *testing.T, path string, m *imaging.RGB) {
+func writeGrayPNG(t *testing.T, path string, m *imaging.Gray) {
 	t.Helper()
-	img := image.NewRGBA(image.Rect(0, 0, m.W, m.H))
-	for y := 0; y < m.H; y++ {
-		for x := 0; x < m.W; x++ {
-			r, g, b := m.At(x, y)
-			img.Set(x, y, color.RGBA{r, g, b, 255})
-		}
-	}
 	f, err := os.Create(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	png.Encode(f, img)
+	png.Encode(f, m.Image())
 	f.Close()
 }

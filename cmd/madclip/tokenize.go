@@ -8,20 +8,18 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"madclip/model/clip/bpe"
-	"madclip/weights"
 )
 
 func vocabFlag() cli.Flag {
-	return &cli.StringFlag{Name: "vocab", Usage: "CLIP's bpe_simple_vocab_16e6.txt.gz (default: found where the weights live)"}
+	return &cli.StringFlag{Name: "vocab", Usage: "a CLIP BPE merges file (bpe_simple_vocab_16e6.txt.gz) instead of the built-in one"}
 }
 
-// loadTokenizer loads the vocab given by --vocab or found in the weights folders.
+// loadTokenizer loads the vocab given by --vocab, else CLIP's own, built in.
 func loadTokenizer(c *cli.Context) (*bpe.Tokenizer, error) {
-	path, err := weights.FindVocab(c.String("vocab"))
-	if err != nil {
-		return nil, err
+	if path := c.String("vocab"); path != "" {
+		return bpe.Load(path)
 	}
-	return bpe.Load(path)
+	return bpe.Default()
 }
 
 func tokenizeCommand() *cli.Command {

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 
 	"madclip/model/clip/bpe"
@@ -59,38 +58,12 @@ func Cosine(a, b []float64) float64 {
 	return ab / math.Sqrt(aa*bb)
 }
 
-// Vocab returns CLIP's BPE vocab for tests: $MADCLIP_TEST_VOCAB when set
-// (the GPU script carries a copy), else shared, the path of the shared copy
-// beside the repository as seen from the test's package. It skips the test
-// when neither exists (fails it under CI).
-func Vocab(t testing.TB, shared string) string {
+// Tokenizer is CLIP's tokenizer with the vocab built into madclip.
+func Tokenizer(t testing.TB) *bpe.Tokenizer {
 	t.Helper()
-	p := os.Getenv("MADCLIP_TEST_VOCAB")
-	if p == "" {
-		p = shared
-	}
-	if _, err := os.Stat(p); err != nil {
-		if InCI() {
-			t.Fatalf("the shared CLIP vocab is needed under CI: %v", err)
-		}
-		t.Skipf("no CLIP vocab: %v", err)
-	}
-	return p
-}
-
-var tokenizers sync.Map // path → *bpe.Tokenizer
-
-// Tokenizer loads CLIP's tokenizer from the vocab Vocab finds, once per path.
-func Tokenizer(t testing.TB, shared string) *bpe.Tokenizer {
-	t.Helper()
-	path := Vocab(t, shared)
-	if tk, ok := tokenizers.Load(path); ok {
-		return tk.(*bpe.Tokenizer)
-	}
-	tk, err := bpe.Load(path)
+	tk, err := bpe.Default()
 	if err != nil {
 		t.Fatal(err)
 	}
-	tokenizers.Store(path, tk)
 	return tk
 }

@@ -19,7 +19,11 @@ def det_loss(s, y):
 
 
 def softmax_loss(s, y):
-    return F.cross_entropy(s.reshape(-1, 2), y.long().unsqueeze(1).expand(-1, s.shape[1]).reshape(-1))
+    # The authors' loss_type=softmax: BCE-with-logits applied to the mean
+    # softmax probabilities of each class over the patches.
+    p = s.softmax(-1)
+    bce = torch.nn.BCEWithLogitsLoss()
+    return bce(1 - p[..., 0].mean(1), y) + bce(p[..., 1].mean(1), y)
 
 
 def focal(p, m):

@@ -119,27 +119,30 @@ func Load(path string) (*Tokenizer, error) {
 		return nil, fmt.Errorf("load vocab: %w", err)
 	}
 	defer f.Close()
-	var r io.Reader = f
-	br := bufio.NewReader(f)
-	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
-		gz, err := gzip.NewReader(br)
-		if err != nil {
-			return nil, fmt.Errorf("load vocab %s: %w", path, err)
-		}
-		defer gz.Close()
-		r = gz
-	} else {
-		r = br
-	}
-	merges, err := readMerges(r, numMerges)
-	if err != nil {
-		return nil, fmt.Errorf("load vocab %s: %w", path, err)
-	}
-	t, err := newTokenizer(merges)
+	t, err := Read(f)
 	if err != nil {
 		return nil, fmt.Errorf("load vocab %s: %w", path, err)
 	}
 	return t, nil
+}
+
+// Read reads a merges file, gzip-compressed or plain, from r.
+func Read(r io.Reader) (*Tokenizer, error) {
+	br := bufio.NewReader(r)
+	var src io.Reader = br
+	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+		gz, err := gzip.NewReader(br)
+		if err != nil {
+			return nil, err
+		}
+		defer gz.Close()
+		src = gz
+	}
+	merges, err := readMerges(src, numMerges)
+	if err != nil {
+		return nil, err
+	}
+	return newTokenizer(merges)
 }
 
 // readMerges reads the first n merge lines after the version line.

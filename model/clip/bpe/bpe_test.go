@@ -6,33 +6,16 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
-)
-
-// vocabPath is the official merges file in the shared folder beside the
-// repository (never copied into it).
-const vocabPath = "../../../../shared/clip/bpe_simple_vocab_16e6.txt.gz"
-
-var (
-	loadOnce sync.Once
-	shared   *Tokenizer
-	loadErr  error
 )
 
 func tokenizer(t testing.TB) *Tokenizer {
 	t.Helper()
-	if _, err := os.Stat(vocabPath); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("the shared CLIP vocab is missing: %v", err)
-		}
-		t.Skipf("no shared CLIP vocab: %v", err)
+	tk, err := Default()
+	if err != nil {
+		t.Fatal(err)
 	}
-	loadOnce.Do(func() { shared, loadErr = Load(vocabPath) })
-	if loadErr != nil {
-		t.Fatal(loadErr)
-	}
-	return shared
+	return tk
 }
 
 func TestGolden(t *testing.T) {
@@ -139,13 +122,20 @@ func TestLoadErrors(t *testing.T) {
 		t.Error("missing file accepted")
 	}
 	// A truncated gzip stream is an error, not a short vocabulary.
-	raw, err := os.ReadFile(vocabPath)
-	if err == nil {
-		p := filepath.Join(dir, "trunc.txt.gz")
-		os.WriteFile(p, raw[:len(raw)/20], 0o644)
-		if _, err := Load(p); err == nil {
-			t.Error("truncated gzip accepted")
-		}
+	p := filepath.Join(dir, "trunc.txt.gz")
+	os.WriteFile(p, embeddedVocab[:len(embeddedVocab)/20], 0o644)
+	if _, err := Load(p); err == nil {
+		t.Error("truncated gzip accepted")
+	}
+	// The whole file loads from disk as it does from the binary.
+	p = filepath.Join(dir, "vocab.txt.gz")
+	os.WriteFile(p, embeddedVocab, 0o644)
+	fromFile, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := fromFile.Encode("damaged Brain"), tokenizer(t).Encode("damaged Brain"); !slices.Equal(got, want) {
+		t.Errorf("file vocab encodes %v, built-in %v", got, want)
 	}
 }
 

@@ -1,0 +1,243 @@
+package authors
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"madclip/dataset"
+	"madclip/model"
+	"madclip/model/clip"
+	"madclip/model/clip/bpe"
+	"madclip/torch"
+	"madclip/train"
+	"madclip/weights"
+)
+
+// ImportOptions say what the authors' file does not: how their model was
+// run. The defaults are what their code does for the paper.
+type ImportOptions struct {
+	Dataset   string // e.g. "Brain" (their --obj)
+	Object    string // the prompts' object word (default: the dataset's)
+	Layers    []int  // tapped blocks, 1-based (their --features_list; default 6, 12, 18, 24 for ViT-L)
+	ImageSize int    // their --img_size (default 240)
+	// Masks says whether the model scores by its anomaly map (their code
+	// does for Brain, Liver and Retina_RESC); nil: as the benchmark dataset.
+	Masks *bool
+	Shots int // shots per class it was trained on (default 16, their release)
+
+	Weights      string // the CLIP weights their model ran on
+	Preset       string // or a random preset (tests)
+	BackboneSeed uint64
+	Device       torch.Device
+}
+
+// Import reads the authors' checkpoint pth (never running pickle code),
+// checks the text encoder copy inside it against the CLIP weights given,
+// and writes the madclip checkpoint out. It runs on the compute thread.
+func Import(pth, out string, o ImportOptions, tk *bpe.Tokenizer) (train.Meta, error) {
+	opts, masks, err := o.resolve()
+	if err != nil {
+		return train.Meta{}, err
+	}
+	sum, err := weights.FileSHA256(pth)
+	if err != nil {
+		return train.Meta{}, err
+	}
+	var meta train.Meta
+	err = torch.Scoped(func(s *torch.Scope) error {
+		src, err := torch.LoadArchive(pth)
+		if err != nil {
+			return fmt.Errorf("%w (want the torch.save file of the authors' train.py)", err)
+		}
+		keys := map[string]bool{}
+		for k := range src {
+			keys[k] = true
+		}
+		layers, err := adapterLayers(keys)
+		if err != nil {
+			return fmt.Errorf("%s: %w", pth, err)
+		}
+		if opts.Handcrafted, err = textMode(keys); err != nil {
+			return fmt.Errorf("%s: %w", pth, err)
+		}
+		backbone, bb, err := train.OpenBackbone(train.Config{Weights: o.Weights, Preset: o.Preset, BackboneSeed: o.BackboneSeed, Device: o.Device, Model: opts})
+		if err != nil {
+			return err
+		}
+		defer backbone.Free()
+		if opts.Layers == nil {
+			opts.Layers = model.DefaultLayers(backbone.Config.VisionLayers)
+		}
+		if len(opts.Layers) != layers {
+			return fmt.Errorf("%s has adapters for %d tapped layers, but %d layers are given (%v); give them with --layers", pth, layers, len(opts.Layers), opts.Layers)
+		}
+		if !opts.Handcrafted {
+			if err := checkTextEncoder(pth, src, backbone, o.Weights); err != nil {
+				return err
+			}
+		}
+		params, err := ourParams(src, layers, opts.Handcrafted, o.Device)
+		if err != nil {
+			return fmt.Errorf("%s: %w", pth, err)
+		}
+		m, err := model.Build(backbone, tk, opts, clip.NewLoadBuilder(params))
+		if err != nil {
+			return fmt.Errorf("%s: %w", pth, err)
+		}
+		defer m.Free()
+		if opts.Handcrafted {
+			if err := checkFixedText(pth, src[fixedText], m); err != nil {
+				return err
+			}
+		}
+		meta = train.Meta{Version: train.Version, Model: m.Opts, Backbone: bb, Dataset: o.Dataset, Masks: masks, Shots: o.Shots,
+			Imported: &train.Imported{Format: "MadCLIP authors' checkpoint", File: filepath.Base(pth), SHA256: sum}}
+		if dataset.HasAuthorsShots(o.Dataset, o.Shots) {
+			meta.ShotsFile = dataset.AuthorsShotsName(o.Dataset, o.Shots)
+		}
+		return train.SaveCheckpoint(out, m, nil, meta)
+	})
+	return meta, err
+}
+
+// resolve fills the defaults and returns the model options and whether
+// the model scores by its map.
+func (o *ImportOptions) resolve() (model.Options, bool, error) {
+	if o.Dataset == "" {
+		return model.Options{}, false, fmt.Errorf("import: give the dataset the model was trained on (--dataset)")
+	}
+	if o.ImageSize == 0 {
+		o.ImageSize = 240
+	}
+	if o.Shots == 0 {
+		o.Shots = 16
+	}
+	opts := model.Options{Object: o.Object, Layers: o.Layers, ImageSize: o.ImageSize}
+	if opts.Object == "" {
+		opts.Object = model.ObjectWords[o.Dataset]
+	}
+	if opts.Object == "" {
+		return model.Options{}, false, fmt.Errorf("import: no object word for dataset %q: give the one its prompts used (--object)", o.Dataset)
+	}
+	if o.Masks != nil {
+		return opts, *o.Masks, nil
+	}
+	for _, b := range dataset.Benchmarks {
+		if b.Name == o.Dataset {
+			return opts, b.Masks, nil
+		}
+	}
+	return model.Options{}, false, fmt.Errorf("import: %q is not a benchmark dataset: say whether the model was trained with masks (--masks or --masks=false)", o.Dataset)
+}
+
+// textMode tells learned prompts (their text_mood=learnable_all) from
+// hand-crafted ones (text_mood=fix).
+func textMode(keys map[string]bool) (handcrafted bool, err error) {
+	if keys[fixedText] {
+		return true, nil
+	}
+	for c := range 2 {
+		for _, pos := range model.Positions {
+			k := promptGroups[c] + "." + ctxName(c, pos)
+			if keys[k] {
+				continue
+			}
+			if c == 0 && keys[promptGroups[1]+"."+ctxName(1, pos)] {
+				return false, fmt.Errorf("only the abnormal prompts are learned (their text_mood=learnable_abnormal), which madclip does not implement")
+			}
+			return false, fmt.Errorf("no %s (nor %s)", k, fixedText)
+		}
+	}
+	return false, nil
+}
+
+// checkTextEncoder compares the text encoder copies inside the file with
+// the backbone's weights: a model is only meaningful on the CLIP it was
+// trained on.
+func checkTextEncoder(pth string, src map[string]*torch.Tensor, backbone *clip.Model, weightsFile string) error {
+	on := weightsFile
+	if on == "" {
+		on = "the preset backbone"
+	}
+	n := 0
+	for _, g := range promptGroups {
+		prefix := g + "." + textEncoder
+		for k, t := range src {
+			name, ok := strings.CutPrefix(k, prefix)
+			if !ok {
+				continue
+			}
+			n++
+			ours, ok := backbone.Params().Get(name)
+			if !ok {
+				return fmt.Errorf("%s: its text encoder has %s, which %s does not", pth, name, on)
+			}
+			if fmt.Sprint(t.Shape()) != fmt.Sprint(ours.Shape()) {
+				return fmt.Errorf("%s: its text encoder's %s has shape %v, %s has %v: trained on another CLIP", pth, name, t.Shape(), on, ours.Shape())
+			}
+			// |a − b| ≤ 1e-4 + 1e-3·|b| everywhere, computed in place of the
+			// (large) values themselves.
+			a, b := t.ToDType(torch.Float32).ToDevice(torch.CPU), ours.ToDType(torch.Float32).ToDevice(torch.CPU)
+			excess, err := a.Sub(b).Abs().Sub(b.Abs().MulScalar(1e-3)).Max().Item()
+			if err != nil {
+				return fmt.Errorf("%s: comparing %s: %w", pth, name, err)
+			}
+			if excess > 1e-4 {
+				return fmt.Errorf("%s: its text encoder's %s differs from %s's: the model was trained on other CLIP weights", pth, name, on)
+			}
+		}
+	}
+	if n == 0 {
+		return fmt.Errorf("%s: no copy of the text encoder (%s...) to check the CLIP weights against", pth, promptGroups[0]+"."+textEncoder)
+	}
+	return nil
+}
+
+// ourParams renames the file's trained tensors to madclip's, as float32 on dev.
+func ourParams(src map[string]*torch.Tensor, layers int, handcrafted bool, dev torch.Device) (map[string]*torch.Tensor, error) {
+	params := map[string]*torch.Tensor{}
+	for b := range 2 {
+		for li := range layers {
+			for _, h := range headNames {
+				t := src[fmt.Sprintf("%s.%d.%s.weight", adapterGroups[b], li, h.theirs)]
+				params[adapterName(b, li, h.ours)] = t.To(torch.Float32, dev)
+			}
+		}
+	}
+	if handcrafted {
+		return params, nil
+	}
+	for c, phrases := range [2][]string{model.NormalPhrases, model.AbnormalPhrases} {
+		for _, pos := range model.Positions {
+			k := promptGroups[c] + "." + ctxName(c, pos)
+			ctx := src[k]
+			shape := ctx.Shape()
+			if len(shape) != 3 || shape[0] != int64(len(phrases)) || shape[1] != model.NumCtx {
+				return nil, fmt.Errorf("%s has shape %v, want [%d, %d, width]", k, shape, len(phrases), model.NumCtx)
+			}
+			for i := range phrases {
+				params[promptName(c, i, pos)] = ctx.Select(0, int64(i)).To(torch.Float32, dev).Contiguous()
+			}
+		}
+	}
+	return params, nil
+}
+
+// checkFixedText compares the stored hand-crafted text features [E, 2]
+// with the ones computed here from the same templates and CLIP.
+func checkFixedText(pth string, stored *torch.Tensor, m *model.MadCLIP) error {
+	ours := m.TextFeatures().ToDType(torch.Float32).ToDevice(torch.CPU) // [2, E]
+	theirs := stored.ToDType(torch.Float32).Transpose(0, 1)
+	if fmt.Sprint(theirs.Shape()) != fmt.Sprint(ours.Shape()) {
+		return fmt.Errorf("%s: %s has shape %v, want [%d, 2]", pth, fixedText, stored.Shape(), ours.Size(1))
+	}
+	cos, err := theirs.Normalize(-1, 0).Mul(ours).SumDims(false, 1).Min().Item()
+	if err != nil {
+		return fmt.Errorf("%s: %w", pth, err)
+	}
+	if cos < 0.999 {
+		return fmt.Errorf("%s: its hand-crafted text features differ from the ones these CLIP weights give (cosine %.4f): trained on other weights or prompts", pth, cos)
+	}
+	return nil
+}

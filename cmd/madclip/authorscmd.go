@@ -1,0 +1,157 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"madclip/authors"
+	"madclip/torch"
+)
+
+func importCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "import",
+		Usage: "convert a checkpoint of another implementation into a madclip checkpoint",
+		Description: `Converts checkpoints of other implementations of MadCLIP. Today: the authors'
+(madclip import authors --help).
+
+Examples:
+  madclip import authors ckpt/Brain.pth --dataset Brain --weights ViT-L-14-336px.safetensors --out brain16.safetensors`,
+		Subcommands: []*cli.Command{{
+			Name:      "authors",
+			Usage:     "convert a checkpoint of the MadCLIP authors' code (ckpt/{Obj}.pth)",
+			ArgsUsage: "IN.pth",
+			Description: `Reads a checkpoint written by the authors' train.py (github.com/mahshid1998/MadCLIP)
+and writes a madclip checkpoint that predict, eval and export use. The .pth is
+read without running any of its pickle. Its copy of CLIP's text encoder is
+checked against --weights: a model only means something on the CLIP it was
+trained on.
+
+Their code's settings are the defaults: tapped layers 6, 12, 18, 24, 240 px,
+exact GELU, no causal mask on the prompts, no mean/std. --layers and
+--image-size give other ones (their --features_list and --img_size).
+
+Examples:
+  madclip import authors ckpt/Brain.pth --dataset Brain --weights ViT-L-14-336px.safetensors --out brain16.safetensors
+  madclip import authors knee.pth --dataset Knee --object "knee MRI" --masks=false --out knee.safetensors`,
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "dataset", Usage: "the dataset it was trained on (their --obj)", Required: true},
+				&cli.StringFlag{Name: "out", Usage: "the madclip checkpoint to write", Required: true},
+				&cli.StringFlag{Name: "weights", Usage: "the CLIP weights it ran on (default: the largest known model found)"},
+				&cli.StringFlag{Name: "preset", Usage: "a random CLIP preset instead of weights (tests)"},
+				&cli.StringFlag{Name: "object", Usage: "the object word of its prompts (default: the dataset's)"},
+				&cli.IntSliceFlag{Name: "layers", Usage: "tapped ViT blocks (default 6,12,18,24 for ViT-L)"},
+				&cli.IntFlag{Name: "image-size", Value: 240, Usage: "input resolution"},
+				&cli.BoolFlag{Name: "masks", Usage: "whether it scores by its anomaly map (default: as the benchmark dataset)"},
+				&cli.IntFlag{Name: "shots", Value: 16, Usage: "shots per class it was trained on (recorded)"},
+				vocabFlag(),
+			},
+			Action: importAuthorsAction,
+		}},
+	}
+}
+
+func importAuthorsAction(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return fmt.Errorf("import authors: give one IN.pth (see madclip import authors --help)")
+	}
+	in, out := c.Args().First(), c.String("out")
+	if err := distinctPaths(map[string]string{"IN.pth": in, "--out": out, "--weights": c.String("weights")}); err != nil {
+		return fmt.Errorf("import authors: %w", err)
+	}
+	o := authors.ImportOptions{
+		Dataset: c.String("dataset"), Object: c.String("object"), Layers: c.IntSlice("layers"),
+		ImageSize: c.Int("image-size"), Shots: c.Int("shots"), Preset: c.String("preset"), BackboneSeed: 1, Device: torch.CPU,
+	}
+	if c.IsSet("masks") {
+		m := c.Bool("masks")
+		o.Masks = &m
+	}
+	if o.Preset == "" {
+		var err error
+		if o.Weights, err = findWeights(c.String("weights")); err != nil {
+			return err
+		}
+	}
+	tk, err := loadTokenizer(c)
+	if err != nil {
+		return err
+	}
+	err = onCompute(func() error {
+		meta, err := authors.Import(in, out, o, tk)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(c.App.Writer, "wrote %s: %s, object %q, layers %v, %d px, hand-crafted prompts %v, scored by its %s\n",
+			out, meta.Dataset, meta.Model.Object, meta.Model.Layers, meta.Model.ImageSize, meta.Model.Handcrafted, scoreKind(meta.Masks))
+		return nil
+	})
+	return err
+}
+
+func scoreKind(masks bool) string {
+	if masks {
+		return "anomaly map"
+	}
+	return "detection head"
+}
+
+func exportCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "export",
+		Usage: "write a madclip checkpoint in another implementation's format",
+		Description: `Writes madclip checkpoints for other implementations of MadCLIP. Today: the
+authors' (madclip export authors --help).
+
+Examples:
+  madclip export authors brain16.safetensors ckpt/Brain.pth`,
+		Subcommands: []*cli.Command{{
+			Name:      "authors",
+			Usage:     "write the dict the MadCLIP authors' test.py loads ({Obj}.pth)",
+			ArgsUsage: "CHECKPOINT OUT.pth",
+			Description: `Writes a madclip checkpoint as the authors' train.py saves theirs (a torch.save
+dict of the adapters' and prompt makers' state dicts, the latter with a copy of
+CLIP's text encoder taken from --weights), so that their test.py evaluates it.
+Models trained with an option their code lacks (--quick-gelu, --causal-prompts,
+--mean-std, --shared-adapters, --common-head, --no-subtraction) are refused.
+
+Examples:
+  madclip export authors brain16.safetensors ckpt/Brain.pth
+  python test.py --obj Brain --save_path ./ckpt/     (in their repository)`,
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "weights", Usage: "the CLIP weights the checkpoint was trained on (default: the file it records)"},
+				vocabFlag(),
+			},
+			Action: exportAuthorsAction,
+		}},
+	}
+}
+
+func exportAuthorsAction(c *cli.Context) error {
+	if c.NArg() != 2 {
+		return fmt.Errorf("export authors: give CHECKPOINT and OUT.pth (see madclip export authors --help)")
+	}
+	ck, out := c.Args().Get(0), c.Args().Get(1)
+	if err := distinctPaths(map[string]string{"CHECKPOINT": ck, "OUT.pth": out, "--weights": c.String("weights")}); err != nil {
+		return fmt.Errorf("export authors: %w", err)
+	}
+	tk, err := loadTokenizer(c)
+	if err != nil {
+		return err
+	}
+	return onCompute(func() error {
+		meta, err := authors.Export(ck, c.String("weights"), out, tk)
+		if err != nil {
+			return err
+		}
+		layers := strings.Trim(fmt.Sprint(meta.Model.Layers), "[]")
+		fmt.Fprintf(c.App.Writer, "wrote %s; in the authors' code: python test.py --obj %s --img_size %d --features_list %s\n",
+			out, meta.Dataset, meta.Model.ImageSize, layers)
+		if meta.Model.Handcrafted {
+			fmt.Fprintln(c.App.Writer, "(hand-crafted prompts: add --text_mood fix)")
+		}
+		return nil
+	})
+}

@@ -1,0 +1,155 @@
+package imaging
+
+// JPEG decoding goes through libjpeg-turbo, the library PIL decodes with,
+// with PIL's settings (libjpeg's defaults: the accurate integer IDCT and
+// fancy upsampling), so that decoded pixels equal PIL's byte for byte.
+// Go's image/jpeg differs from it by up to 51/255 on colour JPEGs. The
+// library is linked statically: the binary needs no libjpeg at run time.
+
+/*
+#cgo LDFLAGS: -l:libjpeg.a
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <jpeglib.h>
+#include <jerror.h>
+
+typedef struct {
+	struct jpeg_error_mgr pub;
+	jmp_buf jump;
+	char msg[JMSG_LENGTH_MAX];
+	int truncated;
+} mc_jpeg_err;
+
+static void mc_jpeg_error_exit(j_common_ptr cinfo) {
+	mc_jpeg_err *e = (mc_jpeg_err *)cinfo->err;
+	(*cinfo->err->format_message)(cinfo, e->msg);
+	longjmp(e->jump, 1);
+}
+
+// Warnings are ignored as PIL ignores them, except running out of data,
+// which PIL reports as a truncated image.
+static void mc_jpeg_emit(j_common_ptr cinfo, int level) {
+	mc_jpeg_err *e = (mc_jpeg_err *)cinfo->err;
+	if (level < 0 && cinfo->err->msg_code == JWRN_JPEG_EOF) {
+		e->truncated = 1;
+	}
+}
+
+// mc_jpeg_decode decodes data into a malloc'd buffer of w*h*comps bytes
+// (comps 1 for grey, 3 for RGB, 4 for CMYK; *adobe says whether an Adobe
+// marker was seen). On failure it returns NULL with the message in msg.
+static unsigned char *mc_jpeg_decode(const unsigned char *data, unsigned long n, int *w, int *h, int *comps, int *adobe,
+                                     char *msg, size_t msglen) {
+	struct jpeg_decompress_struct cinfo;
+	mc_jpeg_err err;
+	unsigned char *volatile out = NULL;
+	memset(&cinfo, 0, sizeof cinfo);
+	memset(&err, 0, sizeof err);
+	cinfo.err = jpeg_std_error(&err.pub);
+	err.pub.error_exit = mc_jpeg_error_exit;
+	err.pub.emit_message = mc_jpeg_emit;
+	if (setjmp(err.jump)) {
+		snprintf(msg, msglen, "%s", err.msg);
+		jpeg_destroy_decompress(&cinfo);
+		free(out);
+		return NULL;
+	}
+	jpeg_create_decompress(&cinfo);
+	jpeg_mem_src(&cinfo, data, n);
+	jpeg_read_header(&cinfo, TRUE);
+	switch (cinfo.num_components) {
+	case 1: cinfo.out_color_space = JCS_GRAYSCALE; break;
+	case 3: cinfo.out_color_space = JCS_RGB; break;
+	case 4: cinfo.out_color_space = JCS_CMYK; break;
+	default:
+		snprintf(msg, msglen, "JPEG with %d colour components", cinfo.num_components);
+		jpeg_destroy_decompress(&cinfo);
+		return NULL;
+	}
+	jpeg_start_decompress(&cinfo);
+	size_t stride = (size_t)cinfo.output_width * cinfo.output_components;
+	out = malloc(stride * cinfo.output_height);
+	if (out == NULL) {
+		snprintf(msg, msglen, "out of memory for a %ux%u JPEG", cinfo.output_width, cinfo.output_height);
+		jpeg_destroy_decompress(&cinfo);
+		return NULL;
+	}
+	while (cinfo.output_scanline < cinfo.output_height) {
+		JSAMPROW row = out + stride * cinfo.output_scanline;
+		jpeg_read_scanlines(&cinfo, &row, 1);
+		if (err.truncated) {
+			break;
+		}
+	}
+	if (err.truncated) {
+		snprintf(msg, msglen, "truncated image: the JPEG data ends early");
+		jpeg_destroy_decompress(&cinfo);
+		free(out);
+		return NULL;
+	}
+	*w = cinfo.output_width;
+	*h = cinfo.output_height;
+	*comps = cinfo.output_components;
+	*adobe = cinfo.saw_Adobe_marker;
+	jpeg_finish_decompress(&cinfo);
+	jpeg_destroy_decompress(&cinfo);
+	return out;
+}
+*/
+import "C"
+
+import (
+	"errors"
+	"unsafe"
+)
+
+// decodeJPEG decodes a whole JPEG file's bytes to RGB as PIL's
+// Image.open(...).convert("RGB") does: grey replicated, CMYK (inverted when
+// an Adobe marker says so, as PIL reads it) converted with PIL's formula.
+func decodeJPEG(data []byte) (*RGB, error) {
+	if len(data) == 0 {
+		return nil, errors.New("empty file, not an image")
+	}
+	var w, h, comps, adobe C.int
+	var msg [C.JMSG_LENGTH_MAX]C.char
+	p := C.mc_jpeg_decode((*C.uchar)(unsafe.Pointer(&data[0])), C.ulong(len(data)), &w, &h, &comps, &adobe, &msg[0], C.size_t(len(msg)))
+	if p == nil {
+		m := C.GoString(&msg[0])
+		if m == "truncated image: the JPEG data ends early" {
+			return nil, errors.New(m)
+		}
+		return nil, errors.New("corrupt JPEG: " + m)
+	}
+	defer C.free(unsafe.Pointer(p))
+	n := int(w) * int(h)
+	src := unsafe.Slice((*byte)(unsafe.Pointer(p)), n*int(comps))
+	m := NewRGB(int(w), int(h))
+	switch comps {
+	case 1:
+		for i, v := range src {
+			m.Pix[3*i], m.Pix[3*i+1], m.Pix[3*i+2] = v, v, v
+		}
+	case 3:
+		copy(m.Pix, src)
+	case 4:
+		for i := range n {
+			cyan, magenta, yellow, k := src[4*i], src[4*i+1], src[4*i+2], src[4*i+3]
+			if adobe != 0 {
+				cyan, magenta, yellow, k = 255-cyan, 255-magenta, 255-yellow, 255-k
+			}
+			m.Pix[3*i], m.Pix[3*i+1], m.Pix[3*i+2] = cmykChannel(cyan, k), cmykChannel(magenta, k), cmykChannel(yellow, k)
+		}
+	}
+	return m, nil
+}
+
+// cmykChannel is PIL's CMYK to RGB conversion of one channel:
+// (255 − k) − v·(255 − k)/255, rounded as PIL's MULDIV255.
+func cmykChannel(v, k byte) byte {
+	nk := 255 - int(k)
+	t := int(v)*nk + 128
+	r := nk - ((t>>8)+t)>>8
+	return byte(max(0, min(255, r)))
+}

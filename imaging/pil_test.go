@@ -1,0 +1,204 @@
+package imaging
+
+import (
+	"bytes"
+	"fmt"
+	"image/jpeg"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"madclip/internal/reftest"
+)
+
+// runPIL runs a Python script with PIL in dir (its first argument).
+func runPIL(t *testing.T, dir, script string) {
+	t.Helper()
+	py := reftest.Python(t, "PIL, numpy")
+	cmd := exec.Command(py, "-c", script, dir)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("python: %v\n%s", err, out)
+	}
+}
+
+// Masks as the authors' code reads them: PIL's convert("L") from every
+// mode a mask may come in, then resize(..., NEAREST) to 240 (and other
+// sizes) — byte for byte, including the rows and columns where PIL's
+// accumulated source coordinate differs from the textbook formula.
+func TestMaskPipelineMatchesPIL(t *testing.T) {
+	dir := t.TempDir()
+	runPIL(t, dir, `
+import sys, itertools
+import numpy as np
+from PIL import Image
+d = sys.argv[1]
+rng = np.random.default_rng(3)
+i = 0
+for (w, h), mode in itertools.product([(64, 64), (256, 256), (512, 512), (97, 61), (300, 200)], ["L", "RGB", "RGBA", "P", "LA"]):
+    rgb = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    im = Image.fromarray(rgb)
+    if mode == "L":
+        im = im.convert("L")
+    elif mode == "RGBA":
+        im = Image.fromarray(np.dstack([rgb, rng.integers(0, 256, (h, w), dtype=np.uint8)]))
+    elif mode == "P":
+        im = im.quantize(64)
+    elif mode == "LA":
+        im = Image.fromarray(np.dstack([rgb[..., 0], rgb[..., 1]]), "LA")
+    im.save(f"{d}/m{i}.png")
+    for s in [(240, 240), (17, 23)]:
+        out = np.asarray(Image.open(f"{d}/m{i}.png").convert("L").resize(s, Image.NEAREST))
+        out.tofile(f"{d}/m{i}_{s[0]}x{s[1]}.raw")
+    i += 1
+# A pure red mask: grey 76, so not an anomaly after > 0.5.
+Image.new("RGB", (8, 8), (255, 0, 0)).save(f"{d}/red.png")
+`)
+	files, _ := filepath.Glob(filepath.Join(dir, "m*_240x240.raw"))
+	if len(files) != 25 {
+		t.Fatalf("%d reference masks", len(files))
+	}
+	for i := range 25 {
+		src := filepath.Join(dir, fmt.Sprintf("m%d.png", i))
+		m, err := Load(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range [][2]int{{240, 240}, {17, 23}} {
+			want, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("m%d_%dx%d.raw", i, s[0], s[1])))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := m.Luma().ResizeNearest(s[0], s[1])
+			if !bytes.Equal(got.Pix, want) {
+				diff := 0
+				for j := range want {
+					if got.Pix[j] != want[j] {
+						diff++
+					}
+				}
+				t.Errorf("mask %d (%dx%d) to %v: %d of %d pixels differ from PIL", i, m.W, m.H, s, diff, len(want))
+			}
+		}
+	}
+	red, err := Load(filepath.Join(dir, "red.png"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := red.Luma().Pix[0]; v != 76 {
+		t.Errorf("pure red is grey %d, want 76", v)
+	}
+}
+
+// The textbook nearest formula int((y+0.5)·s) picks other source rows than
+// PIL for 64/256/512 → 240; the accumulated coordinate does not.
+func TestNearestIndexAccumulates(t *testing.T) {
+	for _, n := range []int{64, 256, 512} {
+		idx := nearestIndex(n, 240)
+		textbook := 0
+		for y, i := range idx {
+			if j := int((float64(y) + 0.5) * float64(n) / 240); j != i {
+				textbook++
+			}
+		}
+		if textbook == 0 {
+			t.Errorf("%d → 240: no row differs from the textbook formula; the test cannot tell them apart", n)
+		}
+	}
+}
+
+// JPEGs decode to PIL's pixels exactly: colour with every chroma
+// subsampling, progressive, odd sizes, grey, CMYK (Adobe, inverted), and
+// restart markers. Go's image/jpeg is measured beside, for the record.
+func TestJPEGMatchesPIL(t *testing.T) {
+	dir := t.TempDir()
+	runPIL(t, dir, `
+import sys
+import numpy as np
+from PIL import Image
+d = sys.argv[1]
+rng = np.random.default_rng(5)
+h, w = 61, 97
+y, x = np.mgrid[0:h, 0:w]
+base = np.dstack([(x * 255 // w) ^ (y * 7), rng.integers(0, 256, (h, w)), (x + y) * 3]).astype(np.uint8)
+rgb = Image.fromarray(base)
+cases = {
+    "c444": dict(quality=90, subsampling=0),
+    "c422": dict(quality=90, subsampling=1),
+    "c420": dict(quality=75, subsampling=2),
+    "prog": dict(quality=85, progressive=True),
+    "q30": dict(quality=30),
+}
+for name, kw in cases.items():
+    rgb.save(f"{d}/{name}.jpg", **kw)
+rgb.convert("L").save(f"{d}/grey.jpg", quality=90)
+rgb.convert("CMYK").save(f"{d}/cmyk.jpg", quality=90)
+Image.fromarray(np.tile(base, (3, 3, 1))).save(f"{d}/big.jpg", quality=80)
+for name in list(cases) + ["grey", "cmyk", "big"]:
+    np.asarray(Image.open(f"{d}/{name}.jpg").convert("RGB")).tofile(f"{d}/{name}.raw")
+`)
+	for _, name := range []string{"c444", "c422", "c420", "prog", "q30", "grey", "cmyk", "big"} {
+		path := filepath.Join(dir, name+".jpg")
+		want, err := os.ReadFile(filepath.Join(dir, name+".raw"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := Load(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got.Pix) != len(want) {
+			t.Fatalf("%s: %dx%d, %d bytes from PIL", name, got.W, got.H, len(want))
+		}
+		if d := maxDiff(got.Pix, want); d != 0 {
+			t.Errorf("%s: differs from PIL by up to %d/255", name, d)
+		}
+		raw, _ := os.ReadFile(path)
+		if g, err := jpeg.Decode(bytes.NewReader(raw)); err == nil {
+			t.Logf("%s: Go's image/jpeg differs from PIL by up to %d/255", name, maxDiff(FromImage(g).Pix, want))
+		}
+	}
+}
+
+func maxDiff(a, b []byte) int {
+	m := 0
+	for i := range a {
+		d := int(a[i]) - int(b[i])
+		m = max(m, d, -d)
+	}
+	return m
+}
+
+// A cut or damaged JPEG is an error naming the file, not grey pixels.
+func TestBadJPEG(t *testing.T) {
+	dir := t.TempDir()
+	var buf bytes.Buffer
+	if err := jpeg.Encode(&buf, testImage(64, 48), &jpeg.Options{Quality: 90}); err != nil {
+		t.Fatal(err)
+	}
+	full := buf.Bytes()
+	header := append([]byte(nil), full[:600]...)
+	garbled := append([]byte(nil), full...)
+	for i := 200; i < 260; i++ {
+		garbled[i] = 0xff
+	}
+	for name, data := range map[string][]byte{
+		"cut.jpg":     full[:len(full)/2],
+		"header.jpg":  header,
+		"garbled.jpg": garbled,
+		"magic.jpg":   {0xff, 0xd8, 0xff},
+	} {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, data, 0o644)
+		_, err := Load(p)
+		if err == nil || !strings.Contains(err.Error(), p) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: want a one-line error naming the file, got %v", name, err)
+		}
+	}
+	p := filepath.Join(dir, "ok.jpg")
+	os.WriteFile(p, full, 0o644)
+	if m, err := Load(p); err != nil || m.W != 64 || m.H != 48 {
+		t.Errorf("the whole file: %v", err)
+	}
+}

@@ -1,0 +1,256 @@
+// Package torchsave reads the tensors of a torch.save file (PyTorch's zip
+// format: a pickle, archive/data.pkl, and one record per storage) without
+// running any of its pickle: a small pickle machine rebuilds only dicts,
+// lists, tuples, scalars and tensors, and refuses every other global. Nested
+// dicts (state dicts, dicts of state dicts) flatten to dotted names.
+//
+// It reads what libtorch's own unpickler does not: the OrderedDicts with
+// their _metadata that Module.state_dict() returns.
+package torchsave
+
+import (
+	"archive/zip"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+
+	"madclip/torch/safetensors"
+)
+
+// Tensor is one tensor of the file, its values contiguous and little-endian.
+type Tensor struct {
+	Name  string
+	DType safetensors.DType
+	Shape []int64
+	Data  []byte
+}
+
+// Limits on hostile files.
+const (
+	maxRecord = 16 << 30 // one storage
+	maxPickle = 256 << 20
+	maxDims   = 16
+)
+
+// IsTorchSave reports whether path is a zip whose records are torch.save's
+// (a data.pkl without TorchScript's constants.pkl).
+func IsTorchSave(path string) bool {
+	z, err := zip.OpenReader(path)
+	if err != nil {
+		return false
+	}
+	defer z.Close()
+	_, _, err = findPickle(&z.Reader)
+	return err == nil
+}
+
+func findPickle(z *zip.Reader) (*zip.File, string, error) {
+	var pkl *zip.File
+	for _, f := range z.File {
+		if strings.HasSuffix(f.Name, "/constants.pkl") {
+			return nil, "", errors.New("a TorchScript archive, not a torch.save file")
+		}
+		if pkl == nil && strings.HasSuffix(f.Name, "/data.pkl") && strings.Count(f.Name, "/") == 1 {
+			pkl = f
+		}
+	}
+	if pkl == nil {
+		return nil, "", errors.New("no data.pkl: not a torch.save file")
+	}
+	return pkl, strings.TrimSuffix(pkl.Name, "data.pkl"), nil
+}
+
+// Read returns every tensor of a torch.save file, sorted by name.
+func Read(path string) ([]Tensor, error) {
+	z, err := zip.OpenReader(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: not a torch.save file (PyTorch 1.6 or newer writes a zip): %w", path, err)
+	}
+	defer z.Close()
+	ts, err := read(&z.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return ts, nil
+}
+
+func read(z *zip.Reader) ([]Tensor, error) {
+	pkl, prefix, err := findPickle(z)
+	if err != nil {
+		return nil, err
+	}
+	files := map[string]*zip.File{}
+	for _, f := range z.File {
+		files[f.Name] = f
+	}
+	if f, ok := files[prefix+"byteorder"]; ok {
+		b, err := readRecord(f, 16)
+		if err != nil {
+			return nil, err
+		}
+		if string(b) != "little" {
+			return nil, fmt.Errorf("byte order %q: only little-endian files are read", b)
+		}
+	}
+	data, err := readRecord(pkl, maxPickle)
+	if err != nil {
+		return nil, err
+	}
+	root, err := unpickle(data)
+	if err != nil {
+		return nil, fmt.Errorf("data.pkl: %w", err)
+	}
+	storages := map[string][]byte{}
+	var out []Tensor
+	err = flatten(root, "", 0, func(name string, r *tensorRef) error {
+		b, ok := storages[r.key]
+		if !ok {
+			f, ok := files[prefix+"data/"+r.key]
+			if !ok {
+				return fmt.Errorf("tensor %s: no storage record data/%s", name, r.key)
+			}
+			if b, err = readRecord(f, maxRecord); err != nil {
+				return fmt.Errorf("tensor %s: %w", name, err)
+			}
+			storages[r.key] = b
+		}
+		t, err := r.materialise(name, b)
+		if err != nil {
+			return err
+		}
+		out = append(out, t)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no tensors in the file")
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+func readRecord(f *zip.File, limit uint64) ([]byte, error) {
+	if f.UncompressedSize64 > limit {
+		return nil, fmt.Errorf("record %s is %d bytes, more than %d", f.Name, f.UncompressedSize64, limit)
+	}
+	r, err := f.Open()
+	if err != nil {
+		return nil, fmt.Errorf("record %s: %w", f.Name, err)
+	}
+	defer r.Close()
+	b, err := io.ReadAll(io.LimitReader(r, int64(limit)+1))
+	if err != nil {
+		return nil, fmt.Errorf("record %s: %w", f.Name, err)
+	}
+	if uint64(len(b)) != f.UncompressedSize64 {
+		return nil, fmt.Errorf("record %s: %d bytes, the index says %d", f.Name, len(b), f.UncompressedSize64)
+	}
+	return b, nil
+}
+
+// flatten walks dicts (string keys) down to tensors, joining keys with dots.
+// A pickle can make a dict hold itself: depth is bounded.
+func flatten(v any, prefix string, depth int, fn func(string, *tensorRef) error) error {
+	if depth > 32 {
+		return fmt.Errorf("%s: dicts nested more than 32 deep", prefix)
+	}
+	switch x := v.(type) {
+	case *tensorRef:
+		if prefix == "" {
+			prefix = "tensor"
+		}
+		return fn(prefix, x)
+	case *dict:
+		for _, k := range x.keys {
+			ks, ok := k.(string)
+			if !ok {
+				continue
+			}
+			name := ks
+			if prefix != "" {
+				name = prefix + "." + ks
+			}
+			if err := flatten(x.vals[k], name, depth+1, fn); err != nil {
+				return err
+			}
+		}
+	}
+	return nil // other values carry no weights
+}
+
+// tensorRef is a tensor as the pickle describes it: a view of a storage.
+type tensorRef struct {
+	key    string // storage record
+	dtype  safetensors.DType
+	numel  int64 // of the storage
+	offset int64
+	size   []int64
+	stride []int64
+}
+
+// materialise copies the view's elements out of the storage, contiguous.
+func (r *tensorRef) materialise(name string, storage []byte) (Tensor, error) {
+	es := int64(r.dtype.Size())
+	if int64(len(storage)) < r.numel*es {
+		return Tensor{}, fmt.Errorf("tensor %s: storage data/%s has %d bytes, its %d elements need %d", name, r.key, len(storage), r.numel, r.numel*es)
+	}
+	if len(r.size) != len(r.stride) || len(r.size) > maxDims {
+		return Tensor{}, fmt.Errorf("tensor %s: size %v and stride %v", name, r.size, r.stride)
+	}
+	n := int64(1)
+	last := r.offset // the furthest element the view reaches
+	for i, s := range r.size {
+		if s < 0 || r.stride[i] < 0 {
+			return Tensor{}, fmt.Errorf("tensor %s: negative size or stride (%v, %v)", name, r.size, r.stride)
+		}
+		if s == 0 {
+			n = 0
+			break
+		}
+		if n > (1<<40)/s {
+			return Tensor{}, fmt.Errorf("tensor %s: size %v is too large", name, r.size)
+		}
+		n *= s
+		last += (s - 1) * r.stride[i]
+	}
+	if r.offset < 0 || (n > 0 && last >= r.numel) {
+		return Tensor{}, fmt.Errorf("tensor %s: its view (offset %d, size %v, stride %v) reaches beyond its storage of %d elements", name, r.offset, r.size, r.stride, r.numel)
+	}
+	out := make([]byte, n*es)
+	if r.contiguous() {
+		copy(out, storage[r.offset*es:])
+		return Tensor{Name: name, DType: r.dtype, Shape: append([]int64{}, r.size...), Data: out}, nil
+	}
+	idx := make([]int64, len(r.size))
+	for e := int64(0); e < n; e++ {
+		src := r.offset
+		for d, i := range idx {
+			src += i * r.stride[d]
+		}
+		copy(out[e*es:(e+1)*es], storage[src*es:(src+1)*es])
+		for d := len(idx) - 1; d >= 0; d-- { // next index, last dimension fastest
+			idx[d]++
+			if idx[d] < r.size[d] {
+				break
+			}
+			idx[d] = 0
+		}
+	}
+	return Tensor{Name: name, DType: r.dtype, Shape: append([]int64{}, r.size...), Data: out}, nil
+}
+
+// contiguous reports whether the strides are the row-major ones of size.
+func (r *tensorRef) contiguous() bool {
+	want := int64(1)
+	for d := len(r.size) - 1; d >= 0; d-- {
+		if r.size[d] != 1 && r.stride[d] != want {
+			return false
+		}
+		want *= r.size[d]
+	}
+	return true
+}

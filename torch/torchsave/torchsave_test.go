@@ -1,0 +1,172 @@
+package torchsave
+
+import (
+	"archive/zip"
+	"encoding/binary"
+	"io"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"madclip/internal/reftest"
+	"madclip/torch/safetensors"
+)
+
+func makeFiles(t *testing.T) string {
+	t.Helper()
+	py := reftest.Python(t, "torch")
+	dir := t.TempDir()
+	if out, err := exec.Command(py, filepath.Join("testdata", "make_files.py"), dir).CombinedOutput(); err != nil {
+		t.Fatalf("make_files.py: %v\n%s", err, out)
+	}
+	return dir
+}
+
+func byName(t *testing.T, path string) map[string]Tensor {
+	t.Helper()
+	ts, err := Read(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]Tensor{}
+	for _, x := range ts {
+		m[x.Name] = x
+	}
+	return m
+}
+
+func f32s(b []byte) []float32 {
+	v := make([]float32, len(b)/4)
+	for i := range v {
+		v[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+	}
+	return v
+}
+
+func TestStateDicts(t *testing.T) {
+	dir := makeFiles(t)
+	m := byName(t, filepath.Join(dir, "state.pth"))
+	want := []string{"adapters.0.bias", "adapters.0.weight", "other.0.weight"}
+	var got []string
+	for k := range m {
+		got = append(got, k)
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		t.Fatalf("names %v, want %v", got, want)
+	}
+	if w := m["adapters.0.weight"]; w.DType != safetensors.F32 || !slices.Equal(w.Shape, []int64{2, 3}) || len(w.Data) != 24 {
+		t.Errorf("adapters.0.weight %v %v %d bytes", w.DType, w.Shape, len(w.Data))
+	}
+	if !IsTorchSave(filepath.Join(dir, "state.pth")) {
+		t.Error("IsTorchSave")
+	}
+}
+
+func TestKinds(t *testing.T) {
+	dir := makeFiles(t)
+	for _, file := range []string{"kinds.pth", "proto4.pth"} {
+		m := byName(t, filepath.Join(dir, file))
+		if file == "proto4.pth" {
+			if w := f32s(m["w"].Data); len(w) != 24 || w[23] != 23 {
+				t.Errorf("proto 4: %v", w)
+			}
+			continue
+		}
+		check := func(name string, shape []int64, want []float32) {
+			t.Helper()
+			x := m[name]
+			if !slices.Equal(x.Shape, shape) || !slices.Equal(f32s(x.Data), want) {
+				t.Errorf("%s: shape %v values %v, want %v %v", name, x.Shape, f32s(x.Data), shape, want)
+			}
+		}
+		check("t", []int64{6, 4}, []float32{0, 6, 12, 18, 1, 7, 13, 19, 2, 8, 14, 20, 3, 9, 15, 21, 4, 10, 16, 22, 5, 11, 17, 23})
+		check("slice", []int64{2, 3}, []float32{8, 9, 10, 14, 15, 16})
+		check("row", []int64{6}, []float32{12, 13, 14, 15, 16, 17})
+		check("param", []int64{2}, []float32{1, 1})
+		check("scalar", []int64{}, []float32{2.5})
+		check("empty", []int64{0, 3}, nil)
+		if x := m["f16"]; x.DType != safetensors.F16 || !slices.Equal(x.Data, []byte{0x00, 0x3e, 0x80, 0xc0}) {
+			t.Errorf("f16 %v % x", x.DType, x.Data)
+		}
+		if x := m["bf16"]; x.DType != safetensors.BF16 || !slices.Equal(x.Data, []byte{0x40, 0x40, 0x00, 0x3f}) {
+			t.Errorf("bf16 %v % x", x.DType, x.Data)
+		}
+		if x := m["i64"]; x.DType != safetensors.I64 || int64(binary.LittleEndian.Uint64(x.Data)) != -7 || binary.LittleEndian.Uint64(x.Data[8:]) != 1<<40 {
+			t.Errorf("i64 % x", x.Data)
+		}
+		if x := m["f64"]; x.DType != safetensors.F64 || math.Float64frombits(binary.LittleEndian.Uint64(x.Data)) != 1e-300 {
+			t.Errorf("f64 % x", x.Data)
+		}
+		if m["i32"].DType != safetensors.I32 || m["u8"].Data[0] != 255 || !slices.Equal(m["b"].Data, []byte{1, 0}) {
+			t.Errorf("i32 %v u8 %v bool %v", m["i32"], m["u8"], m["b"])
+		}
+		if _, ok := m["meta.epoch"]; ok {
+			t.Error("a non-tensor value read as a tensor")
+		}
+	}
+}
+
+// A pickle that names os.system is refused, and nothing runs; a dict that
+// holds itself, a truncated file and a non-zip are errors.
+func TestHostile(t *testing.T) {
+	dir := makeFiles(t)
+	if _, err := Read(filepath.Join(dir, "evil.pth")); err == nil || !strings.Contains(err.Error(), "refusing the global") {
+		t.Errorf("evil: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "pwned")); err == nil {
+		t.Fatal("the pickle ran a command")
+	}
+	if _, err := Read(filepath.Join(dir, "cycle.pth")); err == nil || !strings.Contains(err.Error(), "nested") {
+		t.Errorf("cycle: %v", err)
+	}
+	raw, _ := os.ReadFile(filepath.Join(dir, "kinds.pth"))
+	trunc := filepath.Join(dir, "trunc.pth")
+	os.WriteFile(trunc, raw[:len(raw)/2], 0o644)
+	text := filepath.Join(dir, "text.pth")
+	os.WriteFile(text, []byte("hello"), 0o644)
+	for _, p := range []string{trunc, text, filepath.Join(dir, "missing.pth")} {
+		if _, err := Read(p); err == nil || !strings.Contains(err.Error(), p) {
+			t.Errorf("%s: %v", p, err)
+		}
+	}
+	// Views reaching past their storage: state.pth with every storage
+	// record cut to two bytes.
+	bad := filepath.Join(dir, "short.pth")
+	zr, _ := zip.OpenReader(filepath.Join(dir, "state.pth"))
+	f, _ := os.Create(bad)
+	zw := zip.NewWriter(f)
+	for _, e := range zr.File {
+		w, _ := zw.Create(e.Name)
+		if strings.Contains(e.Name, "/data/") {
+			w.Write([]byte{1, 2})
+			continue
+		}
+		r, _ := e.Open()
+		b, _ := io.ReadAll(r)
+		r.Close()
+		w.Write(b)
+	}
+	zw.Close()
+	f.Close()
+	zr.Close()
+	if _, err := Read(bad); err == nil || !strings.Contains(err.Error(), "storage") {
+		t.Errorf("short storage: %v", err)
+	}
+}
+
+// Arbitrary bytes as data.pkl: an error or tensors, never a panic.
+func FuzzUnpickle(f *testing.F) {
+	f.Add([]byte("\x80\x02}q\x00X\x01\x00\x00\x00aq\x01K\x01s."))
+	f.Add([]byte("(ccollections\nOrderedDict\nq\x00)Rq\x01."))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		v, err := unpickle(data)
+		if err == nil {
+			flatten(v, "", 0, func(string, *tensorRef) error { return nil })
+		}
+	})
+}
