@@ -42,8 +42,8 @@ fuzz:
 
 bench: build
 	scripts/bench_bridge.sh
-	scripts/bench_clip.sh
 	scripts/bench_jpeg.sh
+	scripts/bench_peer.sh
 
 # Go binaries for scripts/gpu_check.sh on the GPU machine (which has no Go).
 gpu-bin: build

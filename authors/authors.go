@@ -46,10 +46,8 @@ func adapterName(b, li int, head string) string {
 	return fmt.Sprintf("adapters.%s.%d.%s.weight", classNames[b], li, head)
 }
 
-// promptName is our name of phrase i's context at pos in class c.
-func promptName(c, i int, pos model.Position) string {
-	return fmt.Sprintf("prompts.%s.%d.%s", classNames[c], i, pos)
-}
+// promptName is our name of class c's contexts [phrases, positions, 8, width].
+func promptName(c int) string { return "prompts." + classNames[c] }
 
 // ctxName is their name of class c's contexts at pos (inside its prompt maker).
 func ctxName(c int, pos model.Position) string {

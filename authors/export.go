@@ -106,11 +106,7 @@ func theirEntries(m *model.MadCLIP, backbone *clip.Model) []torch.Entry {
 	}
 	for c := range 2 {
 		for j, pos := range model.Positions {
-			var rows []*torch.Tensor
-			for _, ctx := range m.Prompts.Ctx[c] {
-				rows = append(rows, ctx[j])
-			}
-			e = append(e, torch.Entry{Group: promptGroups[c], Name: ctxName(c, pos), Tensor: torch.Stack(0, rows...)})
+			e = append(e, torch.Entry{Group: promptGroups[c], Name: ctxName(c, pos), Tensor: m.Prompts.Ctx[c].Select(1, int64(j))})
 		}
 		for _, name := range backbone.Params().Names() {
 			if isTextEncoder(name) {

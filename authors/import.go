@@ -209,6 +209,7 @@ func ourParams(src map[string]*torch.Tensor, layers int, handcrafted bool, dev t
 		return params, nil
 	}
 	for c, phrases := range [2][]string{model.NormalPhrases, model.AbnormalPhrases} {
+		var perPos []*torch.Tensor
 		for _, pos := range model.Positions {
 			k := promptGroups[c] + "." + ctxName(c, pos)
 			ctx := src[k]
@@ -216,10 +217,9 @@ func ourParams(src map[string]*torch.Tensor, layers int, handcrafted bool, dev t
 			if len(shape) != 3 || shape[0] != int64(len(phrases)) || shape[1] != model.NumCtx {
 				return nil, fmt.Errorf("%s has shape %v, want [%d, %d, width]", k, shape, len(phrases), model.NumCtx)
 			}
-			for i := range phrases {
-				params[promptName(c, i, pos)] = ctx.Select(0, int64(i)).To(torch.Float32, dev).Contiguous()
-			}
+			perPos = append(perPos, ctx.To(torch.Float32, dev))
 		}
+		params[promptName(c)] = torch.Stack(1, perPos...) // [phrases, positions, 8, width]
 	}
 	return params, nil
 }

@@ -235,16 +235,18 @@ func (m *RGB) Resize(w, h int) *RGB {
 		first, ws := coefficients(m.W, w)
 		tmp := NewRGB(w, m.H)
 		for y := range m.H {
-			row := m.Pix[3*y*m.W:]
-			dst := tmp.Pix[3*y*w:]
-			for xx := range w {
-				for c := range 3 {
-					ss := int32(1 << (precisionBits - 1))
-					for x, k := range ws[xx] {
-						ss += int32(row[3*(first[xx]+x)+c]) * k
-					}
-					dst[3*xx+c] = clip8(ss)
+			row := m.Pix[3*y*m.W : 3*(y+1)*m.W]
+			dst := tmp.Pix[3*y*w : 3*(y+1)*w]
+			for xx, k := range ws {
+				src := row[3*first[xx]:]
+				s0, s1, s2 := int32(1<<(precisionBits-1)), int32(1<<(precisionBits-1)), int32(1<<(precisionBits-1))
+				for x, c := range k {
+					p := src[3*x : 3*x+3]
+					s0 += int32(p[0]) * c
+					s1 += int32(p[1]) * c
+					s2 += int32(p[2]) * c
 				}
+				dst[3*xx], dst[3*xx+1], dst[3*xx+2] = clip8(s0), clip8(s1), clip8(s2)
 			}
 		}
 		out = tmp
@@ -252,15 +254,21 @@ func (m *RGB) Resize(w, h int) *RGB {
 	if h != out.H {
 		first, ws := coefficients(out.H, h)
 		tmp := NewRGB(w, h)
-		for yy := range h {
-			for x := range w {
-				for c := range 3 {
-					ss := int32(1 << (precisionBits - 1))
-					for y, k := range ws[yy] {
-						ss += int32(out.Pix[3*((first[yy]+y)*w+x)+c]) * k
-					}
-					tmp.Pix[3*(yy*w+x)+c] = clip8(ss)
+		stride := 3 * w
+		acc := make([]int32, stride)
+		for yy, k := range ws {
+			for i := range acc {
+				acc[i] = 1 << (precisionBits - 1)
+			}
+			for y, c := range k { // row by row: sequential memory
+				src := out.Pix[(first[yy]+y)*stride : (first[yy]+y+1)*stride]
+				for i, v := range src {
+					acc[i] += int32(v) * c
 				}
+			}
+			dst := tmp.Pix[yy*stride : (yy+1)*stride]
+			for i, v := range acc {
+				dst[i] = clip8(v)
 			}
 		}
 		out = tmp
@@ -297,10 +305,10 @@ func (m *RGB) CenterCrop(w, h int) (*RGB, error) {
 func (m *RGB) CHW() []float32 {
 	n := m.W * m.H
 	out := make([]float32, 3*n)
+	r, g, b := out[:n], out[n:2*n], out[2*n:]
 	for i := range n {
-		for c := range 3 {
-			out[c*n+i] = float32(m.Pix[3*i+c]) / 255
-		}
+		p := m.Pix[3*i : 3*i+3]
+		r[i], g[i], b[i] = float32(p[0])/255, float32(p[1])/255, float32(p[2])/255
 	}
 	return out
 }

@@ -133,11 +133,8 @@ func (p *Predictor) Stream(items []Item, batch int, masks, keepOriginal bool, fn
 	if batch < 1 {
 		batch = 16
 	}
-	ch := Decode(items, p.Size, masks, keepOriginal)
-	defer func() {
-		for range ch { // let the decoders finish
-		}
-	}()
+	ch, stop := Decode(items, p.Size, masks, keepOriginal, 2*batch)
+	defer stop()
 	var pending []Decoded
 	flush := func() error {
 		if len(pending) == 0 {

@@ -6,6 +6,7 @@ package infer
 import (
 	"fmt"
 	"runtime"
+	"slices"
 	"sync"
 
 	"madclip/dataset"
@@ -76,7 +77,17 @@ func open(checkpoint string, tk *bpe.Tokenizer, dev torch.Device, backboneFor fu
 	}
 	err = torch.NoGrad(func() error {
 		return torch.Scoped(func(s *torch.Scope) error {
-			t := m.TextFeatures()
+			t, ok := ck.Tensors[train.TextFeaturesKey]
+			if ok {
+				// Stored at the end of training: no text tower to run.
+				want := []int64{2, int64(backbone.Config.EmbedDim)}
+				if got := t.Shape(); !slices.Equal(got, want) {
+					return fmt.Errorf("%s: %s has shape %v, want %v", checkpoint, train.TextFeaturesKey, got, want)
+				}
+				t = t.Detach()
+			} else {
+				t = m.TextFeatures()
+			}
 			if err := t.Err(); err != nil {
 				return err
 			}
@@ -185,46 +196,76 @@ type Decoded struct {
 }
 
 // Decode decodes items on worker goroutines and delivers them in order on
-// the returned channel, batch-sized groups at a time as they complete.
-func Decode(items []Item, size int, masks, keepOriginal bool) <-chan Decoded {
-	out := make(chan Decoded, 2*runtime.NumCPU())
-	go func() {
-		defer close(out)
-		workers := runtime.NumCPU()
-		results := make([]chan Decoded, len(items))
-		for i := range results {
-			results[i] = make(chan Decoded, 1)
-		}
-		var wg sync.WaitGroup
-		next := make(chan int)
-		for range workers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := range next {
-					it := items[i]
-					d := Decoded{Item: it}
-					var orig *imaging.RGB
-					if orig, d.Err = imaging.Load(it.Sample.Path); d.Err == nil {
-						d.Image, d.Err = dataset.Prepare(orig, it.Sample, size, masks)
-					}
-					if keepOriginal {
-						d.Orig = orig
-					}
-					results[i] <- d
-				}
-			}()
-		}
+// the returned channel. At most ahead items are decoded and not yet taken,
+// so memory is bounded by that window however many items there are. stop
+// ends decoding early (after an error) and waits for the workers; calling it
+// after the channel is drained is harmless.
+func Decode(items []Item, size int, masks, keepOriginal bool, ahead int) (ch <-chan Decoded, stop func()) {
+	ahead = max(ahead, 1)
+	out := make(chan Decoded)
+	done := make(chan struct{})
+	tokens := make(chan struct{}, ahead)
+	results := make([]chan Decoded, len(items))
+	for i := range results {
+		results[i] = make(chan Decoded, 1) // a worker never waits to hand over
+	}
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range runtime.NumCPU() {
+		wg.Add(1)
 		go func() {
-			for i := range items {
-				next <- i
+			defer wg.Done()
+			for i := range next {
+				it := items[i]
+				d := Decoded{Item: it}
+				var orig *imaging.RGB
+				if orig, d.Err = imaging.Load(it.Sample.Path); d.Err == nil {
+					d.Image, d.Err = dataset.Prepare(orig, it.Sample, size, masks)
+				}
+				if keepOriginal {
+					d.Orig = orig
+				}
+				results[i] <- d
 			}
-			close(next)
-			wg.Wait()
 		}()
+	}
+	go func() { // feeds the workers, no more than ahead items beyond the consumer
+		defer close(next)
 		for i := range items {
-			out <- <-results[i]
+			select {
+			case tokens <- struct{}{}:
+			case <-done:
+				return
+			}
+			select {
+			case next <- i:
+			case <-done:
+				return
+			}
 		}
 	}()
-	return out
+	go func() { // delivers in order
+		defer close(out)
+		for i := range items {
+			var d Decoded
+			select {
+			case d = <-results[i]:
+			case <-done:
+				return
+			}
+			select {
+			case out <- d:
+			case <-done:
+				return
+			}
+			<-tokens
+		}
+	}()
+	var once sync.Once
+	return out, func() {
+		once.Do(func() {
+			close(done)
+			wg.Wait()
+		})
+	}
 }

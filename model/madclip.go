@@ -188,12 +188,18 @@ func (m *MadCLIP) TextFeatures() *torch.Tensor {
 // S_n = O_n·t_n − O_n·t_ab and S_ab = O_ab·t_ab − O_ab·t_n, where O_n and
 // O_ab are the normal and abnormal branches' tokens (without the
 // subtraction in the ablation).
+//
+// Each layer runs in a scope of its own that keeps only its two score
+// tensors.
 func (m *MadCLIP) Scores(taps []*torch.Tensor, text *torch.Tensor) (det, seg []*torch.Tensor) {
 	for li, x := range taps {
-		dn, sn := m.Adapters[Normal][li].Forward(x)
-		da, sa := m.Adapters[Abnormal][li].Forward(x)
-		det = append(det, m.pairScores(dn, da, text))
-		seg = append(seg, m.pairScores(sn, sa, text))
+		ds := torch.Local(func() []*torch.Tensor {
+			dn, sn := m.Adapters[Normal][li].Forward(x)
+			da, sa := m.Adapters[Abnormal][li].Forward(x)
+			return []*torch.Tensor{m.pairScores(dn, da, text), m.pairScores(sn, sa, text)}
+		})
+		det = append(det, ds[0])
+		seg = append(seg, ds[1])
 	}
 	return det, seg
 }
@@ -223,7 +229,7 @@ func SegLogits(s *torch.Tensor, grid, size int) *torch.Tensor {
 func (m *MadCLIP) AnomalyMap(seg []*torch.Tensor, size int) *torch.Tensor {
 	var sum *torch.Tensor
 	for _, s := range seg {
-		p := SegLogits(s, m.Grid(), size).Softmax(1).Select(1, 1)
+		p := torch.Local1(func() *torch.Tensor { return SegLogits(s, m.Grid(), size).Softmax(1).Select(1, 1) })
 		if sum == nil {
 			sum = p
 		} else {

@@ -101,7 +101,7 @@ func TestPromptLayout(t *testing.T) {
 				got := values(t, emb.Select(0, int64(row)).Select(0, int64(j)))
 				var want []float64
 				if id < 0 {
-					want = values(t, m.Prompts.Ctx[probe.c][probe.i][probe.pos].Select(0, int64(ctxSeen)))
+					want = values(t, m.Prompts.Ctx[probe.c].Select(0, int64(probe.i)).Select(0, int64(probe.pos)).Select(0, int64(ctxSeen)))
 					ctxSeen++
 				} else {
 					want = values(t, tokEmb.Select(0, id))
@@ -291,9 +291,9 @@ func TestAblations(t *testing.T) {
 			params     int
 			sameBranch bool
 		}{
-			{Options{}, 2*4*3 + 14*3, false},
-			{Options{SharedAdapters: true}, 4*3 + 14*3, true},
-			{Options{CommonHead: true}, 2*4*2 + 14*3, false},
+			{Options{}, 2*4*3 + 2, false},
+			{Options{SharedAdapters: true}, 4*3 + 2, true},
+			{Options{CommonHead: true}, 2*4*2 + 2, false},
 			{Options{Handcrafted: true}, 2 * 4 * 3, false},
 		} {
 			backbone, m := tiny(t, c.o)

@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"madclip/model/clip"
@@ -67,15 +68,18 @@ const NumCtx = 8
 // state phrases, NumCtx learnable context vectors at each position, and the
 // frozen token embeddings of the prompts' fixed parts.
 type PromptLearner struct {
-	// Ctx[class][phrase][position] is [NumCtx, D].
-	Ctx [2][][]*torch.Tensor
+	// Ctx[class] is [phrases, positions, NumCtx, D]: one tensor per class,
+	// so that the prompts assemble with one gather and Adam holds two
+	// tensors.
+	Ctx [2]*torch.Tensor
 	// Handcrafted prompts have no context: every state phrase in every
 	// HandcraftedTemplates sentence, encoded once (see Handcrafted).
 	Handcrafted bool
 
 	prompts [2][]prompt
-	fixed   *torch.Tensor // [n, L, D] token embeddings of the prompts' token ids
-	eot     *torch.Tensor // [n] int64, the EOT position of each prompt
+	fixed   *torch.Tensor // [n·L, D] token embeddings of the prompts' token ids
+	gather  *torch.Tensor // [2·PromptCount·L] int64: rows of [fixed; Ctx[0]; Ctx[1]] for each token of each prompt
+	eot     *torch.Tensor // [2·PromptCount] int64, the EOT position of each prompt
 	text    *torch.Tensor // [2, E] the hand-crafted class embeddings; nil for learned prompts
 }
 
@@ -100,7 +104,7 @@ func newPromptLearner(b *clip.Builder, tk *bpe.Tokenizer, object string, width, 
 	xs := strings.TrimSpace(strings.Repeat("X ", NumCtx))
 	for c, phrases := range [2][]string{NormalPhrases, AbnormalPhrases} {
 		class := [2]string{"normal", "abnormal"}[c]
-		for i, tmpl := range phrases {
+		for _, tmpl := range phrases {
 			phrase := strings.ReplaceAll(tmpl, "{}", object)
 			if handcrafted {
 				for _, sentence := range HandcraftedTemplates {
@@ -117,12 +121,9 @@ func newPromptLearner(b *clip.Builder, tk *bpe.Tokenizer, object string, width, 
 				return nil, err
 			}
 			p.prompts[c] = append(p.prompts[c], pr)
-			pb := b.Sub("prompts").Sub(class).Sub(fmt.Sprint(i))
-			var row []*torch.Tensor
-			for _, pos := range Positions {
-				row = append(row, pb.Get(pos.String(), clip.InitNormal(0.02), NumCtx, int64(width)))
-			}
-			p.Ctx[c] = append(p.Ctx[c], row)
+		}
+		if !handcrafted {
+			p.Ctx[c] = b.Sub("prompts").Get(class, clip.InitNormal(0.02), int64(len(phrases)), int64(len(Positions)), NumCtx, int64(width))
 		}
 	}
 	return p, nil
@@ -211,8 +212,9 @@ func (p *PromptLearner) prepare(text *clip.TextTransformer, dev torch.Device) er
 			if err := emb.Err(); err != nil {
 				return err
 			}
-			p.fixed = s.Keep(emb).Persist()
-			p.eot = s.Keep(e).Persist()
+			p.fixed = s.Keep(emb.View(n*L, -1)).Persist()
+			p.gather = s.Keep(torch.FromSlice(p.gatherIndex(n * L)).ToDevice(dev)).Persist()
+			p.eot = s.Keep(torch.FromSlice(p.layoutEOT()).ToDevice(dev)).Persist()
 			return nil
 		})
 	})
@@ -235,48 +237,72 @@ func (p *PromptLearner) encodeHandcrafted(text *clip.TextTransformer, ids, eot *
 	return torch.Cat(0, parts...).View(2, per, -1).MeanDims(false, 1).Normalize(-1, 0)
 }
 
+// gatherIndex maps every token of every assembled prompt (normal prompts
+// first, each phrase's end, front and middle layouts in turn) to its row in
+// [fixed token embeddings (nFixed rows); Ctx[0] flattened; Ctx[1] flattened].
+func (p *PromptLearner) gatherIndex(nFixed int64) []int64 {
+	var idx []int64
+	ctxBase := nFixed
+	fixedBase := int64(0)
+	for c := range 2 {
+		for i, pr := range p.prompts[c] {
+			L := int64(len(pr.ids))
+			for j, pos := range Positions {
+				first := ctxBase + int64((i*len(Positions)+j)*NumCtx)
+				ctx, tok := int64(0), int64(1)+NumCtx // next context vector; next fixed token after "X×8"
+				for _, id := range p.Layout(c, i, pos) {
+					switch {
+					case id < 0:
+						idx = append(idx, first+ctx)
+						ctx++
+					case len(idx)%int(L) == 0: // the start token
+						idx = append(idx, fixedBase)
+					default:
+						idx = append(idx, fixedBase+tok)
+						tok++
+					}
+				}
+			}
+			fixedBase += L
+		}
+		ctxBase += int64(len(p.prompts[c]) * len(Positions) * NumCtx)
+	}
+	return idx
+}
+
+// layoutEOT is the EOT position of each assembled prompt.
+func (p *PromptLearner) layoutEOT() []int64 {
+	var eot []int64
+	for c := range 2 {
+		for i := range p.prompts[c] {
+			for _, pos := range Positions {
+				eot = append(eot, int64(slices.Index(p.Layout(c, i, pos), bpe.EOT)))
+			}
+		}
+	}
+	return eot
+}
+
 // Assemble returns the prompts' input embeddings [2·PromptCount, L, D] and
 // their EOT positions [2·PromptCount]: normal prompts first, each phrase's
-// end, front and middle layouts in turn.
+// end, front and middle layouts in turn; one gather over the frozen token
+// embeddings and both classes' contexts.
 func (p *PromptLearner) Assemble() (*torch.Tensor, *torch.Tensor) {
 	if p.Handcrafted {
 		return torch.Failed("prompts", "hand-crafted prompts have no learned layout to assemble"), nil
 	}
-	var rows, eots []*torch.Tensor
-	k := int64(0)
-	for c := range 2 {
-		for i, pr := range p.prompts[c] {
-			fixed := p.fixed.Select(0, k) // [L, D]
-			L := fixed.Size(0)
-			n := int64(pr.phraseLen)
-			sot := fixed.Narrow(0, 0, 1)
-			phrase := fixed.Narrow(0, 1+NumCtx, n)
-			rest := fixed.Narrow(0, 1+NumCtx+n, L-1-NumCtx-n)
-			eot := p.eot.Narrow(0, k, 1)
-			for j, pos := range Positions {
-				ctx := p.Ctx[c][i][j].ToDType(fixed.DType())
-				var row *torch.Tensor
-				switch pos {
-				case End:
-					row = torch.Cat(0, sot, ctx, phrase, rest)
-				case Front:
-					row = torch.Cat(0, sot, phrase, ctx, rest)
-				case Middle:
-					row = torch.Cat(0, sot, ctx.Narrow(0, 0, NumCtx/2), phrase, ctx.Narrow(0, NumCtx/2, NumCtx/2), rest)
-				}
-				rows = append(rows, row)
-				eots = append(eots, eot)
-			}
-			k++
-		}
-	}
-	return torch.Stack(0, rows...), torch.Cat(0, eots...)
+	d := p.fixed.Size(1)
+	dt := p.fixed.DType()
+	src := torch.Cat(0, p.fixed, p.Ctx[0].ToDType(dt).Reshape(-1, d), p.Ctx[1].ToDType(dt).Reshape(-1, d))
+	L := int64(len(p.prompts[0][0].ids))
+	return src.IndexSelect(0, p.gather).View(-1, L, d), p.eot
 }
 
 // Free releases the frozen embeddings (the context vectors belong to the
 // model's parameter store).
 func (p *PromptLearner) Free() {
 	p.fixed.Free()
+	p.gather.Free()
 	p.eot.Free()
 	p.text.Free()
 }

@@ -312,6 +312,28 @@ func Scoped(fn func(s *Scope) error) error {
 	return s.err
 }
 
+// Local runs fn in a scope of its own and keeps only the tensors it
+// returns (moved to the enclosing scope): every other tensor fn creates is
+// freed as soon as it returns, the granularity at which PyTorch frees (a
+// transformer block, an adapter, a loss term). Autograd keeps what backward
+// needs by itself. The first error raised inside carries over to the
+// enclosing scope.
+func Local(fn func() []*Tensor) []*Tensor {
+	s := NewScope()
+	defer s.Close()
+	out := fn()
+	s.Keep(out...)
+	if s.err != nil && s.parent != nil && s.parent.err == nil {
+		s.parent.err = s.err
+	}
+	return out
+}
+
+// Local1 is Local for a function of one result.
+func Local1(fn func() *Tensor) *Tensor {
+	return Local(func() []*Tensor { return []*Tensor{fn()} })[0]
+}
+
 // Failed returns a tensor carrying an argument error raised by code above
 // the bridge (such as a model finding an input of the wrong shape); like any
 // failed op it is recorded on the innermost scope.

@@ -71,7 +71,29 @@ const metaKey = "madclip"
 // SaveCheckpoint writes the trained tensors (and, for a partial checkpoint,
 // Adam's moments as "optim.m.NAME"/"optim.v.NAME") with meta, atomically.
 func SaveCheckpoint(path string, m *model.MadCLIP, opt *torch.Adam, meta Meta) error {
-	tensors := m.Params().Map()
+	return torch.Scoped(func(s *torch.Scope) error {
+		tensors := m.Params().Map()
+		if !meta.Partial() {
+			// t_n and t_ab are fixed once training ends: prediction reads
+			// them instead of running the text tower at every start.
+			var text *torch.Tensor
+			if err := torch.NoGrad(func() error {
+				text = m.TextFeatures().ToDType(torch.Float32)
+				return text.Err()
+			}); err != nil {
+				return err
+			}
+			tensors[TextFeaturesKey] = text
+		}
+		return saveCheckpoint(path, m, opt, meta, tensors)
+	})
+}
+
+// TextFeaturesKey names the trained class embeddings [2, E] (t_n, t_ab) in
+// a finished checkpoint.
+const TextFeaturesKey = "text_features"
+
+func saveCheckpoint(path string, m *model.MadCLIP, opt *torch.Adam, meta Meta, tensors map[string]*torch.Tensor) error {
 	if opt != nil && meta.Partial() {
 		meta.Steps = opt.Steps()
 		for i, name := range m.Params().Names() {
@@ -163,18 +185,55 @@ func (c *Checkpoint) OpenBackbone(weightsPath string, dev torch.Device) (*clip.M
 }
 
 // Model rebuilds MadCLIP over backbone from the checkpoint's tensors (which
-// it takes). Optimizer moments, if any, stay in c.Tensors.
+// it takes). Optimizer moments and the text features, if any, stay in
+// c.Tensors.
 func (c *Checkpoint) Model(backbone *clip.Model, tk *bpe.Tokenizer) (*model.MadCLIP, error) {
 	params := map[string]*torch.Tensor{}
 	for k, t := range c.Tensors {
-		if !strings.HasPrefix(k, "optim.") {
+		if !strings.HasPrefix(k, "optim.") && k != TextFeaturesKey {
 			params[k] = t
 			delete(c.Tensors, k)
 		}
+	}
+	if err := upgradePrompts(params); err != nil {
+		return nil, fmt.Errorf("%s: %w", c.Path, err)
 	}
 	m, err := model.Build(backbone, tk, c.Meta.Model, clip.NewLoadBuilder(params))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", c.Path, err)
 	}
 	return m, nil
+}
+
+// upgradePrompts rewrites the context vectors of checkpoints written before
+// madclip 0.2 (one [8, D] tensor per class, phrase and position, named
+// "prompts.{class}.{phrase}.{position}") as one tensor per class.
+func upgradePrompts(params map[string]*torch.Tensor) error {
+	for _, class := range []string{"normal", "abnormal"} {
+		if _, old := params["prompts."+class+".0.end"]; !old {
+			continue
+		}
+		var phrases []*torch.Tensor
+		for i := 0; ; i++ {
+			var row []*torch.Tensor
+			for _, pos := range model.Positions {
+				name := fmt.Sprintf("prompts.%s.%d.%s", class, i, pos)
+				t, ok := params[name]
+				if !ok {
+					break
+				}
+				row = append(row, t)
+				delete(params, name)
+			}
+			if len(row) == 0 {
+				break
+			}
+			if len(row) != len(model.Positions) {
+				return fmt.Errorf("phrase %d of the %s prompts lacks a position", i, class)
+			}
+			phrases = append(phrases, torch.Stack(0, row...))
+		}
+		params["prompts."+class] = torch.Stack(0, phrases...)
+	}
+	return nil
 }

@@ -77,16 +77,21 @@ func Loss(det, seg []*torch.Tensor, labels, masks *torch.Tensor, grid int, o Los
 		}
 	}
 	for i := range det {
-		if o.Softmax {
-			add(SoftmaxDetectionLoss(det[i], labels))
-		} else {
-			add(DetectionLoss(det[i], labels))
-		}
-		if masks != nil {
-			p := model.SegLogits(seg[i], grid, o.Size).Softmax(1)
-			add(FocalLoss(p, masks))
-			add(DiceLoss(p.Select(1, 1), masks))
-		}
+		// One scope per layer: its terms' temporaries go as soon as the
+		// term is summed (autograd keeps what backward needs).
+		add(torch.Local1(func() *torch.Tensor {
+			var l *torch.Tensor
+			if o.Softmax {
+				l = SoftmaxDetectionLoss(det[i], labels)
+			} else {
+				l = DetectionLoss(det[i], labels)
+			}
+			if masks != nil {
+				p := model.SegLogits(seg[i], grid, o.Size).Softmax(1)
+				l = l.Add(FocalLoss(p, masks)).Add(DiceLoss(p.Select(1, 1), masks))
+			}
+			return l
+		}))
 	}
 	return total
 }

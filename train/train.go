@@ -376,9 +376,24 @@ func trainStep(m *model.MadCLIP, opt *torch.Adam, c Config, cache *featureCache,
 		if masks != nil {
 			mb = masks.IndexSelect(0, ix)
 		}
+		var err error
+		loss, err = Step(m, opt, taps, labels.IndexSelect(0, ix), mb, LossOptions{Softmax: c.SoftmaxLoss, Size: c.Model.ImageSize}, c.Device)
+		return err
+	})
+	return loss, err
+}
+
+// Step is one optimisation step on a batch of tapped features (one [B, 1+P,
+// W] tensor per tapped layer), labels [B] and masks [B, S, S] (nil without
+// masks): the text features, the scores, the loss, backward (under bf16
+// autocast on CUDA) and Adam's step, which is skipped when the loss is not
+// finite. It returns the loss.
+func Step(m *model.MadCLIP, opt *torch.Adam, taps []*torch.Tensor, labels, masks *torch.Tensor, o LossOptions, dev torch.Device) (float64, error) {
+	var loss float64
+	err := torch.Scoped(func(s *torch.Scope) error {
 		forward := func() error {
 			det, seg := m.Scores(taps, m.TextFeatures())
-			l := Loss(det, seg, labels.IndexSelect(0, ix), mb, m.Grid(), LossOptions{Softmax: c.SoftmaxLoss, Size: c.Model.ImageSize})
+			l := Loss(det, seg, labels, masks, m.Grid(), o)
 			if err := opt.ZeroGrad(); err != nil {
 				return err
 			}
@@ -390,7 +405,7 @@ func trainStep(m *model.MadCLIP, opt *torch.Adam, c Config, cache *featureCache,
 			return err
 		}
 		var err error
-		if c.Device.IsCUDA() {
+		if dev.IsCUDA() {
 			err = torch.Autocast(torch.DeviceCUDA, torch.BFloat16, forward)
 		} else {
 			err = forward()

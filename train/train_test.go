@@ -3,9 +3,11 @@ package train
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -291,5 +293,114 @@ func TestShotsChoice(t *testing.T) {
 	cfg.Dataset = "Liver"
 	if _, err := run(t, context.Background(), cfg, &quietReporter{}); err == nil || !strings.Contains(err.Error(), "--draw-shots") {
 		t.Errorf("authors' list on other data: %v", err)
+	}
+}
+
+// A finished checkpoint carries t_n and t_ab (prediction needs no text
+// tower); a partial one does not need them.
+func TestCheckpointTextFeatures(t *testing.T) {
+	root := synth(t)
+	c := smallConfig(t, root)
+	c.Epochs = 1
+	res, err := run(t, context.Background(), c, &quietReporter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := safetensors.Open(c.Out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var found bool
+	for _, ts := range f.Tensors {
+		if ts.Name == TextFeaturesKey {
+			found = true
+			e := int64(res.Meta.Backbone.Config.EmbedDim)
+			if len(ts.Shape) != 2 || ts.Shape[0] != 2 || ts.Shape[1] != e {
+				t.Errorf("text features shape %v", ts.Shape)
+			}
+			// Unit rows whose dot product is the reported cosine.
+			v := make([]float64, 2*e)
+			for i := range v {
+				v[i] = float64(math.Float32frombits(uint32(ts.Data[4*i]) | uint32(ts.Data[4*i+1])<<8 | uint32(ts.Data[4*i+2])<<16 | uint32(ts.Data[4*i+3])<<24))
+			}
+			var n0, n1, dot float64
+			for i := range e {
+				n0 += v[i] * v[i]
+				n1 += v[e+i] * v[e+i]
+				dot += v[i] * v[e+i]
+			}
+			if math.Abs(n0-1) > 1e-5 || math.Abs(n1-1) > 1e-5 || math.Abs(dot-res.TextCosine) > 1e-5 {
+				t.Errorf("norms %v %v, dot %v vs cosine %v", n0, n1, dot, res.TextCosine)
+			}
+		}
+	}
+	if !found {
+		t.Error("no text features in the checkpoint")
+	}
+}
+
+// A checkpoint in the layout before 0.2 (a context tensor per phrase and
+// position) loads into the one-tensor-per-class layout unchanged.
+func TestUpgradeOldPromptLayout(t *testing.T) {
+	root := synth(t)
+	c := smallConfig(t, root)
+	c.Epochs = 1
+	if _, err := run(t, context.Background(), c, &quietReporter{}); err != nil {
+		t.Fatal(err)
+	}
+	old := filepath.Join(t.TempDir(), "old.safetensors")
+	err := torch.Do(func() error {
+		return torch.Scoped(func(s *torch.Scope) error {
+			ts, md, err := torch.LoadSafetensors(c.Out, torch.CPU, torch.SameDType)
+			if err != nil {
+				return err
+			}
+			for _, class := range []string{"normal", "abnormal"} {
+				ctx := ts["prompts."+class]
+				delete(ts, "prompts."+class)
+				for i := range 7 {
+					for j, pos := range model.Positions {
+						ts[fmt.Sprintf("prompts.%s.%d.%s", class, i, pos)] = ctx.Select(0, int64(i)).Select(0, int64(j)).Contiguous()
+					}
+				}
+			}
+			if err := torch.SaveSafetensors(old, ts, md); err != nil {
+				return err
+			}
+			load := func(path string) ([]float64, error) {
+				ck, err := LoadCheckpoint(path, torch.CPU)
+				if err != nil {
+					return nil, err
+				}
+				defer ck.Free()
+				b, err := ck.OpenBackbone("", torch.CPU)
+				if err != nil {
+					return nil, err
+				}
+				defer b.Free()
+				m, err := ck.Model(b, tokenizer(t))
+				if err != nil {
+					return nil, err
+				}
+				defer m.Free()
+				return m.Prompts.Ctx[1].Float64s()
+			}
+			a, err := load(c.Out)
+			if err != nil {
+				return err
+			}
+			b, err := load(old)
+			if err != nil {
+				return err
+			}
+			if !slices.Equal(a, b) {
+				t.Error("the upgraded contexts differ")
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -79,8 +79,8 @@ def main():
                 for li in range(layers):
                     for theirs, mine in heads:
                         getattr(adapters[c][li], theirs)[0].weight.copy_(ours(t, c, li, mine))
-                for p in POSITIONS:
-                    makers[c].prompt_learner.ctx[f"{c}_{p}"].copy_(torch.stack([t[f"prompts.{c}.{i}.{p}"] for i in range(7)]))
+                for j, p in enumerate(POSITIONS):
+                    makers[c].prompt_learner.ctx[f"{c}_{p}"].copy_(t[f"prompts.{c}"][:, j])
         torch.save({"normal_det_adapters": adapters["normal"].state_dict(),
                     "abnormal_det_adapters": adapters["abnormal"].state_dict(),
                     "prompt_maker_normal": makers["normal"].state_dict(),
@@ -95,9 +95,8 @@ def main():
         for li in range(layers):
             for theirs, mine in heads:
                 assert torch.equal(getattr(adapters[c][li], theirs)[0].weight, ours(t, c, li, mine)), (c, li, theirs)
-        for p in POSITIONS:
-            for i in range(7):
-                assert torch.equal(makers[c].prompt_learner.ctx[f"{c}_{p}"][i], t[f"prompts.{c}.{i}.{p}"]), (c, p, i)
+        for j, p in enumerate(POSITIONS):
+            assert torch.equal(makers[c].prompt_learner.ctx[f"{c}_{p}"], t[f"prompts.{c}"][:, j]), (c, p)
     print("ok")
 
 

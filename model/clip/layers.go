@@ -119,13 +119,26 @@ func newTransformer(b *Builder, width, layers, heads int, act Activation) *Trans
 // Forward runs the blocks on x [B, L, D]. taps lists block numbers (1-based:
 // tap 6 is the residual stream after the sixth block) whose outputs are
 // returned too, in the order given.
+//
+// Each block runs in a scope of its own that keeps only its output, and a
+// residual stream is freed once the next block has consumed it (unless it
+// is tapped or is the input): memory grows with one block's work, not with
+// the depth.
 func (t *Transformer) Forward(x *torch.Tensor, causal bool, taps []int) (*torch.Tensor, []*torch.Tensor) {
 	out := make([]*torch.Tensor, len(taps))
+	input := x
+	tapped := false
 	for i, blk := range t.Blocks {
-		x = blk.Forward(x, causal)
+		prev := x
+		x = torch.Local1(func() *torch.Tensor { return blk.Forward(prev, causal) })
+		if prev != input && !tapped {
+			prev.Free()
+		}
+		tapped = false
 		for j, tp := range taps {
 			if tp == i+1 {
 				out[j] = x
+				tapped = true
 			}
 		}
 	}

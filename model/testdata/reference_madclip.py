@@ -48,8 +48,8 @@ def main():
             emb = model.token_embedding(ids)
             sot, phrase, rest = emb[:1], emb[1 + n_ctx:1 + n_ctx + plen], emb[1 + n_ctx + plen:]
             eot = int(ids.argmax())
-            for pos in ["end", "front", "middle"]:
-                ctx = t[f"madclip.prompts.{cls}.{i}.{pos}"]
+            for j, pos in enumerate(["end", "front", "middle"]):
+                ctx = t[f"madclip.prompts.{cls}"][i, j]  # [phrases, positions, 8, width]
                 if pos == "end":
                     rows.append(torch.cat([sot, ctx, phrase, rest]))
                 elif pos == "front":
