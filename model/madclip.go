@@ -50,6 +50,7 @@ type MadCLIP struct {
 	Prompts  *PromptLearner
 
 	params *torch.Store
+	grid   int // the patch grid's side, kept when the image tower is released
 }
 
 // Branches.
@@ -88,7 +89,7 @@ func Build(backbone *clip.Model, tk *bpe.Tokenizer, o Options, b *clip.Builder) 
 	if o.ImageSize != backbone.Options.ImageSize {
 		return nil, fmt.Errorf("madclip: image size %d, the backbone runs at %d", o.ImageSize, backbone.Options.ImageSize)
 	}
-	m := &MadCLIP{Opts: o, CLIP: backbone}
+	m := &MadCLIP{Opts: o, CLIP: backbone, grid: backbone.Visual.Grid}
 	w, e := backbone.Config.VisionWidth, backbone.Config.EmbedDim
 	branches := []string{"normal", "abnormal"}
 	if o.SharedAdapters {
@@ -149,12 +150,15 @@ func (m *MadCLIP) Free() {
 }
 
 // Grid is the side of the patch grid.
-func (m *MadCLIP) Grid() int { return m.CLIP.Visual.Grid }
+func (m *MadCLIP) Grid() int { return m.grid }
 
 // Features runs the frozen backbone on images [B, 3, px, px] (RGB in [0, 1])
 // and returns the residual stream after each tapped layer [B, 1+P, W],
 // without a graph: they depend on no trainable parameter and can be cached.
 func (m *MadCLIP) Features(images *torch.Tensor) []*torch.Tensor {
+	if m.CLIP.Visual == nil {
+		return []*torch.Tensor{torch.Failed("madclip features", "the image tower was released")}
+	}
 	var taps []*torch.Tensor
 	torch.NoGrad(func() error {
 		x := images

@@ -56,6 +56,22 @@ func (s *Store) Map() map[string]*Tensor {
 // Len is the number of parameters.
 func (s *Store) Len() int { return len(s.names) }
 
+// Remove frees the parameter called name and forgets it.
+func (s *Store) Remove(name string) {
+	t, ok := s.byName[name]
+	if !ok {
+		return
+	}
+	t.Free()
+	delete(s.byName, name)
+	for i, n := range s.names {
+		if n == name {
+			s.names = append(s.names[:i], s.names[i+1:]...)
+			break
+		}
+	}
+}
+
 // Free releases every parameter.
 func (s *Store) Free() {
 	for _, t := range s.byName {

@@ -281,6 +281,11 @@ func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, rep Reporter) (*Resul
 		defer sel.free()
 	}
 
+	if cache != nil && c.Shared == nil {
+		// Every image feature the run needs is cached: only the text tower
+		// runs from here on.
+		backbone.ReleaseVision()
+	}
 	batch := int64(c.Batch)
 	steps := int((N + batch - 1) / batch)
 	rep.Start(c.Epochs, steps)

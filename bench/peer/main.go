@@ -14,6 +14,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -39,6 +40,12 @@ func main() {
 		"step-tiny": &stepTask{preset: "tiny"}, "step-vitl": &stepTask{preset: "ViT-L/14-336"},
 		"forward": &forwardTask{batch: 2}, "cache": &cacheTask{batch: 8},
 		"predict-tiny": &predictTask{preset: "tiny"}, "predict-vitl": &predictTask{preset: "ViT-L/14-336"},
+	}
+	if path := os.Getenv("MADCLIP_PEER_CPUPROFILE"); path != "" { // where the time goes, for pprof
+		if f, err := os.Create(path); err == nil {
+			pprof.StartCPUProfile(f)
+			defer pprof.StopCPUProfile()
+		}
 	}
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {

@@ -366,6 +366,9 @@ def main():
             g, p = [], []
             for r in range(args.rounds):
                 for w, out in ([(go, g), (py, p)] if r % 2 == 0 else [(py, p), (go, g)]):
+                    # OpenBLAS's threads spin for a while after a call: let the
+                    # other side's settle so that neither run pays for them.
+                    time.sleep(1)
                     out.append(w.run(name))
             go.close()
             py.close()

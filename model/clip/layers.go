@@ -94,7 +94,7 @@ func (r *ResidualBlock) Forward(x *torch.Tensor, causal bool) *torch.Tensor {
 	B, L, D := shape[0], shape[1], shape[2]
 	H := int64(r.Heads)
 	h := r.Ln1.Forward(x)
-	qkv := torch.Linear(h, r.InProjW, r.InProjB).View(B, L, 3, H, D/H).Permute(2, 0, 3, 1, 4).Contiguous() // [3, B, H, L, d]
+	qkv := torch.Linear(h, r.InProjW, r.InProjB).View(B, L, 3, H, D/H).Permute(2, 0, 3, 1, 4) // [3, B, H, L, d], strided views
 	attn := torch.Attention(qkv.Select(0, 0), qkv.Select(0, 1), qkv.Select(0, 2), nil, causal, 0)
 	attn = attn.Transpose(1, 2).Reshape(B, L, D)
 	x = x.Add(torch.Linear(attn, r.OutProjW, r.OutProjB))

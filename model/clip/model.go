@@ -2,6 +2,7 @@ package clip
 
 import (
 	"fmt"
+	"strings"
 
 	"madclip/torch"
 )
@@ -129,6 +130,22 @@ func (m *Model) Free() {
 	if m.params != nil {
 		m.params.Free()
 	}
+}
+
+// ReleaseVision frees the image tower's weights (Visual is nil afterwards):
+// a training run whose image features are all cached needs only the text
+// tower, and the image tower is most of ViT-L/14's memory.
+func (m *Model) ReleaseVision() {
+	if m.Visual == nil {
+		return
+	}
+	for _, name := range m.params.Names() {
+		if strings.HasPrefix(name, "visual.") {
+			m.params.Remove(name)
+		}
+	}
+	m.Visual.Positions.Free()
+	m.Visual = nil
 }
 
 // EncodeImage returns image embeddings [B, E] for images x [B, 3, px, px],
