@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"madclip/checkpoint"
 	"madclip/dataset"
 	"madclip/infer"
 	"madclip/internal/reftest"
@@ -70,9 +71,9 @@ func tinyImport(dataset string) ImportOptions {
 	return ImportOptions{Dataset: dataset, ImageSize: size, Preset: "tiny", BackboneSeed: 1}
 }
 
-func importFile(t *testing.T, pth, out string, o ImportOptions) (train.Meta, error) {
+func importFile(t *testing.T, pth, out string, o ImportOptions) (checkpoint.Meta, error) {
 	t.Helper()
-	var meta train.Meta
+	var meta checkpoint.Meta
 	err := torch.Do(func() error {
 		var err error
 		meta, err = Import(pth, out, o, reftest.Tokenizer(t))
@@ -130,11 +131,7 @@ func predictions(t *testing.T, ck, root string) []infer.Result {
 		if err != nil {
 			return err
 		}
-		var items []infer.Item
-		for i, s := range split.Samples {
-			items = append(items, infer.Item{Sample: s, Index: i})
-		}
-		return p.Stream(items, 4, false, false, func(_ infer.Decoded, r infer.Result) error {
+		return p.Stream(split.Samples, 4, false, false, func(_ dataset.Decoded, r infer.Result) error {
 			out = append(out, r)
 			return nil
 		})

@@ -6,11 +6,11 @@ import (
 	"strings"
 
 	"madclip/atomicfile"
+	"madclip/checkpoint"
 	"madclip/model"
 	"madclip/model/clip"
 	"madclip/model/clip/bpe"
 	"madclip/torch"
-	"madclip/train"
 )
 
 // Export writes the madclip checkpoint ckPath as the dict the authors'
@@ -19,10 +19,10 @@ import (
 // encoder is copied in, as their prompt makers hold one. It returns the
 // checkpoint's description, for the options their test.py needs. It runs on
 // the compute thread.
-func Export(ckPath, weightsPath, out string, tk *bpe.Tokenizer) (train.Meta, error) {
-	var meta train.Meta
+func Export(ckPath, weightsPath, out string, tk *bpe.Tokenizer) (checkpoint.Meta, error) {
+	var meta checkpoint.Meta
 	err := torch.Scoped(func(s *torch.Scope) error {
-		ck, err := train.LoadCheckpoint(ckPath, torch.CPU)
+		ck, err := checkpoint.Load(ckPath, torch.CPU)
 		if err != nil {
 			return err
 		}
@@ -58,7 +58,7 @@ func Export(ckPath, weightsPath, out string, tk *bpe.Tokenizer) (train.Meta, err
 }
 
 // exportable refuses what the authors' code cannot run.
-func exportable(meta train.Meta) error {
+func exportable(meta checkpoint.Meta) error {
 	o := meta.Model
 	for _, c := range []struct {
 		set  bool

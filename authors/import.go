@@ -5,12 +5,12 @@ import (
 	"path/filepath"
 	"strings"
 
+	"madclip/checkpoint"
 	"madclip/dataset"
 	"madclip/model"
 	"madclip/model/clip"
 	"madclip/model/clip/bpe"
 	"madclip/torch"
-	"madclip/train"
 	"madclip/weights"
 )
 
@@ -35,16 +35,16 @@ type ImportOptions struct {
 // Import reads the authors' checkpoint pth (never running pickle code),
 // checks the text encoder copy inside it against the CLIP weights given,
 // and writes the madclip checkpoint out. It runs on the compute thread.
-func Import(pth, out string, o ImportOptions, tk *bpe.Tokenizer) (train.Meta, error) {
+func Import(pth, out string, o ImportOptions, tk *bpe.Tokenizer) (checkpoint.Meta, error) {
 	opts, masks, err := o.resolve()
 	if err != nil {
-		return train.Meta{}, err
+		return checkpoint.Meta{}, err
 	}
 	sum, err := weights.FileSHA256(pth)
 	if err != nil {
-		return train.Meta{}, err
+		return checkpoint.Meta{}, err
 	}
-	var meta train.Meta
+	var meta checkpoint.Meta
 	err = torch.Scoped(func(s *torch.Scope) error {
 		src, err := torch.LoadArchive(pth)
 		if err != nil {
@@ -61,7 +61,8 @@ func Import(pth, out string, o ImportOptions, tk *bpe.Tokenizer) (train.Meta, er
 		if opts.Handcrafted, err = textMode(keys); err != nil {
 			return fmt.Errorf("%s: %w", pth, err)
 		}
-		backbone, bb, err := train.OpenBackbone(train.Config{Weights: o.Weights, Preset: o.Preset, BackboneSeed: o.BackboneSeed, Device: o.Device, Model: opts})
+		from := checkpoint.Source{Preset: o.Preset, Seed: o.BackboneSeed, Weights: o.Weights}
+		backbone, bb, err := checkpoint.OpenBackbone(from, opts.CLIPOptions(o.Device))
 		if err != nil {
 			return err
 		}
@@ -91,12 +92,12 @@ func Import(pth, out string, o ImportOptions, tk *bpe.Tokenizer) (train.Meta, er
 				return err
 			}
 		}
-		meta = train.Meta{Version: train.Version, Model: m.Opts, Backbone: bb, Dataset: o.Dataset, Masks: masks, Shots: o.Shots,
-			Imported: &train.Imported{Format: "MadCLIP authors' checkpoint", File: filepath.Base(pth), SHA256: sum}}
+		meta = checkpoint.Meta{Version: checkpoint.Version, Model: m.Opts, Backbone: bb, Dataset: o.Dataset, Masks: masks, Shots: o.Shots,
+			Imported: &checkpoint.Imported{Format: "MadCLIP authors' checkpoint", File: filepath.Base(pth), SHA256: sum}}
 		if dataset.HasAuthorsShots(o.Dataset, o.Shots) {
 			meta.ShotsFile = dataset.AuthorsShotsName(o.Dataset, o.Shots)
 		}
-		return train.SaveCheckpoint(out, m, nil, meta)
+		return checkpoint.Save(out, m, nil, meta)
 	})
 	return meta, err
 }

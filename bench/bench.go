@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"madclip/checkpoint"
 	"madclip/dataset"
 	"madclip/infer"
 	"madclip/model"
@@ -85,13 +86,13 @@ func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, note func(string)) ([
 	}
 	// One backbone serves every run: loading ViT-L/14 (and hashing its
 	// weights) once instead of twice per run.
-	base := train.Config{Weights: c.Weights, Preset: c.Preset, BackboneSeed: 1, Device: c.Device, Model: model.Options{ImageSize: c.Size}}
-	backbone, info, err := train.OpenBackbone(base)
+	src := checkpoint.Source{Preset: c.Preset, Seed: 1, Weights: c.Weights}
+	backbone, info, err := checkpoint.OpenBackbone(src, model.Options{ImageSize: c.Size}.CLIPOptions(c.Device))
 	if err != nil {
 		return nil, err
 	}
 	defer backbone.Free()
-	shared := &train.SharedBackbone{Model: backbone, Info: info}
+	shared := &checkpoint.SharedBackbone{Model: backbone, Info: info}
 	var out []Result
 	for _, pair := range pairs {
 		name, test := pair[0], pair[1]

@@ -46,7 +46,15 @@ type Split struct {
 // Dir is the folder of a dataset: {root}/{name}_AD.
 func Dir(root, name string) string { return filepath.Join(root, name+"_AD") }
 
-var imageExt = map[string]bool{".png": true, ".jpg": true, ".jpeg": true}
+// IsImage reports whether a file name has an extension madclip reads
+// (PNG or JPEG, any case).
+func IsImage(name string) bool {
+	switch strings.ToLower(filepath.Ext(name)) {
+	case ".png", ".jpg", ".jpeg":
+		return true
+	}
+	return false
+}
 
 func listImages(dir string) ([]string, error) {
 	entries, err := os.ReadDir(dir)
@@ -55,7 +63,7 @@ func listImages(dir string) ([]string, error) {
 	}
 	var out []string
 	for _, e := range entries {
-		if !e.IsDir() && imageExt[strings.ToLower(filepath.Ext(e.Name()))] {
+		if !e.IsDir() && IsImage(e.Name()) {
 			out = append(out, e.Name())
 		}
 	}

@@ -98,7 +98,7 @@ func Synth(root string, o SynthOptions) error {
 				for _, name := range synthNames(d.Name, split.name, abnormal, split.n) {
 					img, mask := synthImage(r, o.Size, d.Name == "Chest", abnormal)
 					write := writePNG
-					if ext := strings.ToLower(filepath.Ext(name)); ext == ".jpg" || ext == ".jpeg" {
+					if !strings.EqualFold(filepath.Ext(name), ".png") {
 						write = writeJPEG
 					}
 					if err := write(filepath.Join(imgDir, name), img); err != nil {

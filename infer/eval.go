@@ -78,19 +78,15 @@ func rocCurve(scores []float32, labels []bool) (fpr, tpr []float64) {
 // image metrics, and the pixel AUROC and AP when the split has masks. each,
 // when not nil, sees every image with its prediction (for heatmaps). It runs
 // on the compute thread.
-func (p *Predictor) Evaluate(root, name string, batch int, each func(Decoded, Result) error) (*Evaluation, error) {
+func (p *Predictor) Evaluate(root, name string, batch int, each func(dataset.Decoded, Result) error) (*Evaluation, error) {
 	split, err := dataset.ReadSplit(root, name, "test")
 	if err != nil {
 		return nil, err
 	}
-	items := make([]Item, len(split.Samples))
-	for i, s := range split.Samples {
-		items[i] = Item{Sample: s, Index: i}
-	}
-	e := &Evaluation{Dataset: name, Images: len(items)}
+	e := &Evaluation{Dataset: name, Images: len(split.Samples)}
 	var pix, detScores []float32
 	var pixLabels []bool
-	err = p.Stream(items, batch, split.HasMasks, each != nil, func(d Decoded, r Result) error {
+	err = p.Stream(split.Samples, batch, split.HasMasks, each != nil, func(d dataset.Decoded, r Result) error {
 		e.imageScores = append(e.imageScores, float32(r.Score))
 		e.imageLabels = append(e.imageLabels, d.Sample.Abnormal)
 		e.Scores = append(e.Scores, Scored{Path: d.Sample.Path, Abnormal: d.Sample.Abnormal, Score: r.Score, DetScore: r.DetScore})
@@ -129,13 +125,13 @@ func (p *Predictor) Evaluate(root, name string, batch int, each func(Decoded, Re
 
 // Stream decodes items on worker goroutines and scores them in batches,
 // calling fn for each image in order. It runs on the compute thread.
-func (p *Predictor) Stream(items []Item, batch int, masks, keepOriginal bool, fn func(Decoded, Result) error) error {
+func (p *Predictor) Stream(samples []dataset.Sample, batch int, masks, keepOriginal bool, fn func(dataset.Decoded, Result) error) error {
 	if batch < 1 {
 		batch = 16
 	}
-	ch, stop := Decode(items, p.Size, masks, keepOriginal, 2*batch)
+	ch, stop := dataset.Decode(samples, p.Size, masks, keepOriginal, 2*batch)
 	defer stop()
-	var pending []Decoded
+	var pending []dataset.Decoded
 	flush := func() error {
 		if len(pending) == 0 {
 			return nil

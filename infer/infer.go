@@ -5,23 +5,19 @@ package infer
 
 import (
 	"fmt"
-	"runtime"
 	"slices"
-	"sync"
 
-	"madclip/dataset"
-	"madclip/imaging"
+	"madclip/checkpoint"
 	"madclip/model"
 	"madclip/model/clip"
 	"madclip/model/clip/bpe"
 	"madclip/torch"
-	"madclip/train"
 )
 
 // Predictor holds a loaded checkpoint ready to score images. Its methods
 // run on the compute thread (inside torch.Do).
 type Predictor struct {
-	Meta     train.Meta
+	Meta     checkpoint.Meta
 	Size     int  // input resolution
 	HasMasks bool // trained with segmentation: the score is the map's maximum
 	Device   torch.Device
@@ -33,8 +29,8 @@ type Predictor struct {
 
 // Open loads a checkpoint and the backbone it needs (weights may be empty
 // for a preset backbone or to use the path recorded in the checkpoint).
-func Open(checkpoint, weights string, tk *bpe.Tokenizer, dev torch.Device) (*Predictor, error) {
-	return open(checkpoint, tk, dev, func(ck *train.Checkpoint) (*clip.Model, bool, error) {
+func Open(path, weights string, tk *bpe.Tokenizer, dev torch.Device) (*Predictor, error) {
+	return open(path, tk, dev, func(ck *checkpoint.Checkpoint) (*clip.Model, bool, error) {
 		b, err := ck.OpenBackbone(weights, dev)
 		return b, true, err
 	})
@@ -42,23 +38,23 @@ func Open(checkpoint, weights string, tk *bpe.Tokenizer, dev torch.Device) (*Pre
 
 // OpenShared loads a checkpoint over a backbone already loaded (which it
 // does not free), after checking that the checkpoint was trained on it.
-func OpenShared(checkpoint string, shared *train.SharedBackbone, tk *bpe.Tokenizer, dev torch.Device) (*Predictor, error) {
-	return open(checkpoint, tk, dev, func(ck *train.Checkpoint) (*clip.Model, bool, error) {
+func OpenShared(path string, shared *checkpoint.SharedBackbone, tk *bpe.Tokenizer, dev torch.Device) (*Predictor, error) {
+	return open(path, tk, dev, func(ck *checkpoint.Checkpoint) (*clip.Model, bool, error) {
 		if ck.Meta.Backbone != shared.Info || shared.Model.Options != ck.Meta.Model.CLIPOptions(dev) {
-			return nil, false, fmt.Errorf("%s was trained on another backbone than the one loaded", checkpoint)
+			return nil, false, fmt.Errorf("%s was trained on another backbone than the one loaded", path)
 		}
 		return shared.Model, false, nil
 	})
 }
 
-func open(checkpoint string, tk *bpe.Tokenizer, dev torch.Device, backboneFor func(*train.Checkpoint) (*clip.Model, bool, error)) (*Predictor, error) {
-	ck, err := train.LoadCheckpoint(checkpoint, dev)
+func open(path string, tk *bpe.Tokenizer, dev torch.Device, backboneFor func(*checkpoint.Checkpoint) (*clip.Model, bool, error)) (*Predictor, error) {
+	ck, err := checkpoint.Load(path, dev)
 	if err != nil {
 		return nil, err
 	}
 	defer ck.Free()
 	if ck.Meta.Partial() {
-		return nil, fmt.Errorf("%s: training did not finish (epoch %d of %d); finish it with madclip train --resume", checkpoint, ck.Meta.Epoch, ck.Meta.Epochs)
+		return nil, fmt.Errorf("%s: training did not finish (epoch %d of %d); finish it with madclip train --resume", path, ck.Meta.Epoch, ck.Meta.Epochs)
 	}
 	backbone, owned, err := backboneFor(ck)
 	if err != nil {
@@ -77,12 +73,12 @@ func open(checkpoint string, tk *bpe.Tokenizer, dev torch.Device, backboneFor fu
 	}
 	err = torch.NoGrad(func() error {
 		return torch.Scoped(func(s *torch.Scope) error {
-			t, ok := ck.Tensors[train.TextFeaturesKey]
+			t, ok := ck.Tensors[checkpoint.TextFeaturesKey]
 			if ok {
 				// Stored at the end of training: no text tower to run.
 				want := []int64{2, int64(backbone.Config.EmbedDim)}
 				if got := t.Shape(); !slices.Equal(got, want) {
-					return fmt.Errorf("%s: %s has shape %v, want %v", checkpoint, train.TextFeaturesKey, got, want)
+					return fmt.Errorf("%s: %s has shape %v, want %v", path, checkpoint.TextFeaturesKey, got, want)
 				}
 				t = t.Detach()
 			} else {
@@ -145,26 +141,23 @@ func (p *Predictor) Predict(pixels [][]float32) ([]Result, error) {
 		flat = append(flat, px...)
 	}
 	out := make([]Result, n)
-	L := float64(p.Layers())
 	err := torch.NoGrad(func() error {
 		return torch.Scoped(func(s *torch.Scope) error {
 			run := func() error {
 				x := torch.FromSlice(flat, int64(n), 3, int64(p.Size), int64(p.Size)).ToDevice(p.Device)
 				det, seg := p.model.Scores(p.model.Features(x), p.text)
-				amap := p.model.AnomalyMap(seg, p.Size).ToDType(torch.Float32).DivScalar(L)
+				score, detScore, amap := p.model.ImageScores(det, seg, p.Size, p.HasMasks)
 				maps, err := amap.Float32s()
 				if err != nil {
 					return err
 				}
-				dets, err := model.DetScore(det).ToDType(torch.Float32).DivScalar(L).Float32s()
+				dets, err := detScore.Float32s()
 				if err != nil {
 					return err
 				}
-				scores := dets
-				if p.HasMasks {
-					if scores, err = amap.Flatten(1, 2).AmaxDims(false, 1).Float32s(); err != nil {
-						return err
-					}
+				scores, err := score.Float32s()
+				if err != nil {
+					return err
 				}
 				hw := p.Size * p.Size
 				for i := range out {
@@ -172,100 +165,8 @@ func (p *Predictor) Predict(pixels [][]float32) ([]Result, error) {
 				}
 				return nil
 			}
-			if p.Device.IsCUDA() {
-				return torch.Autocast(torch.DeviceCUDA, torch.BFloat16, run)
-			}
-			return run()
+			return model.WithPrecision(p.Device, run)
 		})
 	})
 	return out, err
-}
-
-// Item is an image to score, by path (and, for evaluation, its mask).
-type Item struct {
-	Sample dataset.Sample
-	Index  int
-}
-
-// Decoded is an item decoded and resized, or the error that stopped it.
-type Decoded struct {
-	Item
-	Image dataset.Image
-	Orig  *imaging.RGB // the original image, for heatmaps
-	Err   error
-}
-
-// Decode decodes items on worker goroutines and delivers them in order on
-// the returned channel. At most ahead items are decoded and not yet taken,
-// so memory is bounded by that window however many items there are. stop
-// ends decoding early (after an error) and waits for the workers; calling it
-// after the channel is drained is harmless.
-func Decode(items []Item, size int, masks, keepOriginal bool, ahead int) (ch <-chan Decoded, stop func()) {
-	ahead = max(ahead, 1)
-	out := make(chan Decoded)
-	done := make(chan struct{})
-	tokens := make(chan struct{}, ahead)
-	results := make([]chan Decoded, len(items))
-	for i := range results {
-		results[i] = make(chan Decoded, 1) // a worker never waits to hand over
-	}
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for range runtime.NumCPU() {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				it := items[i]
-				d := Decoded{Item: it}
-				var orig *imaging.RGB
-				if orig, d.Err = imaging.Load(it.Sample.Path); d.Err == nil {
-					d.Image, d.Err = dataset.Prepare(orig, it.Sample, size, masks)
-				}
-				if keepOriginal {
-					d.Orig = orig
-				}
-				results[i] <- d
-			}
-		}()
-	}
-	go func() { // feeds the workers, no more than ahead items beyond the consumer
-		defer close(next)
-		for i := range items {
-			select {
-			case tokens <- struct{}{}:
-			case <-done:
-				return
-			}
-			select {
-			case next <- i:
-			case <-done:
-				return
-			}
-		}
-	}()
-	go func() { // delivers in order
-		defer close(out)
-		for i := range items {
-			var d Decoded
-			select {
-			case d = <-results[i]:
-			case <-done:
-				return
-			}
-			select {
-			case out <- d:
-			case <-done:
-				return
-			}
-			<-tokens
-		}
-	}()
-	var once sync.Once
-	return out, func() {
-		once.Do(func() {
-			close(done)
-			wg.Wait()
-		})
-	}
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"madclip/checkpoint"
 	"madclip/dataset"
 	"madclip/imaging"
 	"madclip/internal/reftest"
@@ -94,14 +95,11 @@ func TestOpenSharedChecksTheBackbone(t *testing.T) {
 			return err
 		}
 		for seed, ok := range map[uint64]bool{1: true, 2: false} {
-			o := c
-			o.BackboneSeed = seed
-			o.Defaults()
-			b, info, err := train.OpenBackbone(o)
+			b, info, err := checkpoint.OpenBackbone(checkpoint.Source{Preset: "tiny", Seed: seed}, model.Options{ImageSize: 56}.CLIPOptions(torch.CPU))
 			if err != nil {
 				return err
 			}
-			p, err := OpenShared(c.Out, &train.SharedBackbone{Model: b, Info: info}, tk, torch.CPU)
+			p, err := OpenShared(c.Out, &checkpoint.SharedBackbone{Model: b, Info: info}, tk, torch.CPU)
 			if (err == nil) != ok {
 				t.Errorf("backbone seed %d: error %v", seed, err)
 			}

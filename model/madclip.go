@@ -32,6 +32,15 @@ type Options struct {
 	Handcrafted    bool // the 35-template prompt ensemble instead of learnable prompts
 }
 
+// WithPrecision runs fn at MadCLIP's precision on dev: bf16 autocast on
+// CUDA (the authors ran fp16 autocast), fp32 on the CPU.
+func WithPrecision(dev torch.Device, fn func() error) error {
+	if dev.IsCUDA() {
+		return torch.Autocast(torch.DeviceCUDA, torch.BFloat16, fn)
+	}
+	return fn()
+}
+
 // DefaultLayers taps four evenly spaced blocks ending at the last.
 func DefaultLayers(blocks int) []int {
 	out := make([]int, 4)
@@ -257,4 +266,20 @@ func DetScore(det []*torch.Tensor) *torch.Tensor {
 		}
 	}
 	return sum
+}
+
+// ImageScores are a batch's scores as prediction reports them, each the sum
+// over the tapped layers divided by their number so that it lies in [0, 1]:
+// the anomaly map [B, size, size], the detection head's score [B], and the
+// image score [B] — the map's maximum when byMap (models trained with
+// masks), else the detection score. Every use of an image score (predict,
+// eval, selection on valid images) goes through here.
+func (m *MadCLIP) ImageScores(det, seg []*torch.Tensor, size int, byMap bool) (score, detScore, amap *torch.Tensor) {
+	l := float64(len(det))
+	detScore = DetScore(det).ToDType(torch.Float32).DivScalar(l)
+	amap = m.AnomalyMap(seg, size).ToDType(torch.Float32).DivScalar(l)
+	if byMap {
+		return amap.Flatten(1, 2).AmaxDims(false, 1), detScore, amap
+	}
+	return detScore, detScore, amap
 }

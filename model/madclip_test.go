@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"madclip/internal/reftest"
@@ -310,6 +311,20 @@ func TestAblations(t *testing.T) {
 			}
 			if err := DetScore(det).Err(); err != nil {
 				t.Errorf("%+v: %v", c.o, err)
+			}
+			// One head: the segmentation scores are the detection scores.
+			if c.o.CommonHead {
+				reftest.Near(t, "common head", values(t, seg[0]), values(t, det[0]), 0)
+			}
+			// Hand-crafted prompts: nothing of the prompts is trainable, and
+			// the text features are the same at every call.
+			if c.o.Handcrafted {
+				for _, n := range m.Params().Names() {
+					if strings.HasPrefix(n, "prompts") {
+						t.Errorf("hand-crafted model trains %s", n)
+					}
+				}
+				reftest.Near(t, "fixed text", values(t, m.TextFeatures()), values(t, text), 0)
 			}
 			m.Free()
 			backbone.Free()

@@ -60,12 +60,7 @@ func newFeatureCache(m *model.MadCLIP, images *torch.Tensor, compute, store torc
 					return nil
 				})
 			}
-			var err error
-			if compute.IsCUDA() {
-				err = torch.Autocast(torch.DeviceCUDA, torch.BFloat16, run)
-			} else {
-				err = run()
-			}
+			err := model.WithPrecision(compute, run)
 			if err == nil {
 				for i, t := range got {
 					parts[i] = append(parts[i], t)

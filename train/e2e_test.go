@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"madclip/checkpoint"
 	"madclip/dataset"
 	"madclip/internal/reftest"
 	"madclip/metrics"
@@ -43,7 +44,7 @@ func evaluate(t *testing.T, root, ckpt string, size int) (imageAUC, pixelAUC flo
 	var labels, pixLabels []bool
 	err = torch.Do(func() error {
 		return torch.Scoped(func(s *torch.Scope) error {
-			ck, err := LoadCheckpoint(ckpt, torch.CPU)
+			ck, err := checkpoint.Load(ckpt, torch.CPU)
 			if err != nil {
 				return err
 			}

@@ -66,12 +66,7 @@ func (s *selector) update(m *model.MadCLIP, epoch int) (float64, error) {
 					}
 					taps := s.cache.gather(idx, dev)
 					det, seg := m.Scores(taps, text)
-					var score *torch.Tensor
-					if s.masks {
-						score = m.AnomalyMap(seg, s.size).Flatten(1, 2).AmaxDims(false, 1)
-					} else {
-						score = model.DetScore(det)
-					}
+					score, _, _ := m.ImageScores(det, seg, s.size, s.masks)
 					v, err := score.Float32s()
 					scores = append(scores, v...)
 					return err
@@ -93,7 +88,7 @@ func (s *selector) update(m *model.MadCLIP, epoch int) (float64, error) {
 	if auc > s.bestAUC {
 		s.bestAUC, s.bestEpoch = auc, epoch
 		_, th, _ := metrics.F1Max(scores, s.labels)
-		s.threshold = float64(th) / float64(len(m.Opts.Layers))
+		s.threshold = float64(th)
 		for _, t := range s.best {
 			t.Free()
 		}
@@ -126,6 +121,9 @@ func (s *selector) restoreBest(m *model.MadCLIP) error {
 }
 
 func (s *selector) free() {
+	if s == nil {
+		return
+	}
 	if s.cache != nil {
 		s.cache.free()
 	}

@@ -8,15 +8,14 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"strings"
-	"sync"
 	"time"
 
+	"madclip/checkpoint"
 	"madclip/dataset"
 	"madclip/model"
 	"madclip/model/clip"
 	"madclip/model/clip/bpe"
 	"madclip/torch"
-	"madclip/weights"
 )
 
 // Config is one training run.
@@ -42,10 +41,10 @@ type Config struct {
 	Model model.Options // Object, layers, image size, reference behaviours, ablations
 
 	Weights string // CLIP weights; empty with Preset
-	// Shared, when set, is a backbone already opened with OpenBackbone for
-	// this configuration; the run uses it instead of loading its own (the
-	// benchmark trains many models on one backbone).
-	Shared        *SharedBackbone
+	// Shared, when set, is a backbone already opened for this configuration;
+	// the run uses it instead of loading its own (the benchmark trains many
+	// models on one backbone).
+	Shared        *checkpoint.SharedBackbone
 	Preset        string // a random backbone preset ("tiny"), recreated from BackboneSeed
 	BackboneSeed  uint64
 	Device        torch.Device
@@ -106,7 +105,7 @@ var ErrInterrupted = errors.New("training interrupted")
 
 // Result describes a finished run.
 type Result struct {
-	Meta        Meta
+	Meta        checkpoint.Meta
 	Images      int // augmented training images
 	StepTime    time.Duration
 	CacheTime   time.Duration
@@ -119,7 +118,9 @@ type Result struct {
 	TextCosine float64
 }
 
-// Run trains MadCLIP and writes the checkpoint. It must run on the compute
+// Run trains MadCLIP and writes the checkpoint: it reads the shots, builds
+// the model and its optimiser, builds the augmented set, caches the
+// backbone's features, runs the epochs and saves. It must run on the compute
 // thread (inside torch.Do).
 func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, rep Reporter) (*Result, error) {
 	start := time.Now()
@@ -127,27 +128,95 @@ func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, rep Reporter) (*Resul
 	if c.Model.Object == "" {
 		return nil, fmt.Errorf("no object word for dataset %q: give one (--object)", c.Dataset)
 	}
-	res := &Result{}
-	var resume *Checkpoint
-	if c.Resume != "" {
-		var err error
-		if resume, err = LoadCheckpoint(c.Resume, c.Device); err != nil {
+	r := &trainingRun{c: &c, rep: rep, res: &Result{}}
+	defer r.free()
+	steps := []func() error{r.resumeFrom, r.readShots, func() error { return r.buildModel(tk) }, r.augment, r.cacheFeatures}
+	for _, step := range steps {
+		if err := step(); err != nil {
 			return nil, err
 		}
-		defer resume.Free()
-		if !resume.Meta.Partial() {
-			return nil, fmt.Errorf("%s: training already finished; nothing to resume", c.Resume)
-		}
-		// The run continues as it was started, whatever flags come with --resume.
-		rm := resume.Meta
-		c.Dataset, c.Seed, c.Model = rm.Dataset, rm.Seed, rm.Model
-		c.Shots, c.ShotsFile, c.ShotsIndex = rm.Shots, rm.ShotsFile, rm.ShotsIndex
 	}
+	if err := r.epochs(ctx); err != nil {
+		return nil, err
+	}
+	if err := r.finish(); err != nil {
+		return nil, err
+	}
+	r.res.TotalTime = time.Since(start)
+	return r.res, nil
+}
 
-	rep.Stage("reading the few shots")
+// trainingRun is one training run's state, built step by step by Run.
+type trainingRun struct {
+	c      *Config
+	rep    Reporter
+	res    *Result
+	resume *checkpoint.Checkpoint
+
+	imgs     []dataset.Image // the shots, normal first
+	k        int             // shots per class
+	heldOut  []dataset.Sample
+	hasMasks bool
+
+	backbone    *clip.Model
+	ownBackbone bool
+	m           *model.MadCLIP
+	opt         *torch.Adam
+	meta        checkpoint.Meta
+	first       [2]int // the epoch and step to start at (after a resume)
+
+	data                  *torch.Scope // holds the augmented set
+	g                     *torch.Generator
+	images, masks, labels *torch.Tensor
+	n                     int64 // augmented images
+	cache                 *featureCache
+	sel                   *selector
+}
+
+func (r *trainingRun) free() {
+	r.sel.free()
+	r.data.Close()
+	r.g.Free()
+	r.opt.Free()
+	if r.m != nil {
+		r.m.Free()
+	}
+	if r.ownBackbone {
+		r.backbone.Free()
+	}
+	if r.resume != nil {
+		r.resume.Free()
+	}
+}
+
+// resumeFrom loads a partial checkpoint: the run continues with the
+// settings it was started with, whatever flags come with --resume.
+func (r *trainingRun) resumeFrom() error {
+	c := r.c
+	if c.Resume == "" {
+		return nil
+	}
+	var err error
+	if r.resume, err = checkpoint.Load(c.Resume, c.Device); err != nil {
+		return err
+	}
+	if !r.resume.Meta.Partial() {
+		return fmt.Errorf("%s: training already finished; nothing to resume", c.Resume)
+	}
+	rm := r.resume.Meta
+	c.Dataset, c.Seed, c.Model = rm.Dataset, rm.Seed, rm.Model
+	c.Shots, c.ShotsFile, c.ShotsIndex = rm.Shots, rm.ShotsFile, rm.ShotsIndex
+	return nil
+}
+
+// readShots picks the shots (the authors' list, a file, or a seeded draw)
+// and decodes them.
+func (r *trainingRun) readShots() error {
+	c := r.c
+	r.rep.Stage("reading the few shots")
 	valid, err := dataset.ReadSplit(c.Data, c.Dataset, "valid")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if c.ShotsFile == "" && !c.DrawShots && dataset.HasAuthorsShots(c.Dataset, c.Shots) {
 		c.ShotsFile, c.ShotsIndex = dataset.AuthorsShotsName(c.Dataset, c.Shots), 0
@@ -159,211 +228,217 @@ func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, rep Reporter) (*Resul
 		shots, err = dataset.DrawShots(valid.Samples, c.Shots, c.Seed)
 	}
 	if err != nil {
-		return nil, err
+		return err
 	}
 	samples, heldOut, err := shots.Select(valid.Samples)
 	if err != nil {
 		if strings.HasPrefix(c.ShotsFile, "authors:") {
-			return nil, fmt.Errorf("%w; the authors' list (%s) names images of their release; draw the shots from your data with --draw-shots", err, c.ShotsFile)
+			return fmt.Errorf("%w; the authors' list (%s) names images of their release; draw the shots from your data with --draw-shots", err, c.ShotsFile)
 		}
-		return nil, err
+		return err
 	}
-	rep.Stage(describeShots(c, len(shots.Normal)))
+	r.rep.Stage(describeShots(*c, len(shots.Normal)))
 	if c.SelectOnValid {
 		if n, a := dataset.Counts(heldOut); n == 0 || a == 0 {
-			return nil, fmt.Errorf("--select-on-valid needs valid images of both classes besides the shots (have %d normal, %d abnormal)", n, a)
+			return fmt.Errorf("--select-on-valid needs valid images of both classes besides the shots (have %d normal, %d abnormal)", n, a)
 		}
 	}
-	k := len(shots.Normal)
-	imgs, err := loadAll(samples, c.Model.ImageSize, valid.HasMasks)
-	if err != nil {
-		return nil, err
-	}
+	r.k, r.heldOut, r.hasMasks = len(shots.Normal), heldOut, valid.HasMasks
+	r.imgs, err = loadAll(samples, c.Model.ImageSize, valid.HasMasks)
+	return err
+}
 
-	rep.Stage("loading CLIP")
-	var backbone *clip.Model
-	var bb Backbone
+// buildModel opens the backbone, builds MadCLIP (fresh or resumed) and Adam
+// over its trainable tensors.
+func (r *trainingRun) buildModel(tk *bpe.Tokenizer) error {
+	c := r.c
+	r.rep.Stage("loading CLIP")
+	var bb checkpoint.Backbone
+	var err error
 	if c.Shared != nil {
-		backbone, bb = c.Shared.Model, c.Shared.Info
-		if backbone.Options != c.Model.CLIPOptions(c.Device) {
-			return nil, fmt.Errorf("the shared backbone runs with other options than this run needs")
+		r.backbone, bb = c.Shared.Model, c.Shared.Info
+		if r.backbone.Options != c.Model.CLIPOptions(c.Device) {
+			return fmt.Errorf("the shared backbone runs with other options than this run needs")
 		}
 	} else {
-		if backbone, bb, err = OpenBackbone(c); err != nil {
-			return nil, err
+		src := checkpoint.Source{Preset: c.Preset, Seed: c.BackboneSeed, Weights: c.Weights}
+		if r.backbone, bb, err = checkpoint.OpenBackbone(src, c.Model.CLIPOptions(c.Device)); err != nil {
+			return err
 		}
-		defer backbone.Free()
+		r.ownBackbone = true
 	}
-
-	var m *model.MadCLIP
-	if resume != nil {
-		m, err = resume.Model(backbone, tk)
+	if r.resume != nil {
+		r.m, err = r.resume.Model(r.backbone, tk)
 	} else {
-		m, err = model.New(backbone, tk, c.Model, c.Seed)
+		r.m, err = model.New(r.backbone, tk, c.Model, c.Seed)
 	}
 	if err != nil {
-		return nil, err
+		return err
 	}
-	defer m.Free()
-	params := m.Params().Tensors()
+	params := r.m.Params().Tensors()
 	for _, p := range params {
 		if err := p.SetRequiresGrad(true); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	opt, err := torch.NewAdam(params, torch.AdamConfig{LR: c.LR, Beta1: c.Beta1, Beta2: c.Beta2, Eps: 1e-8})
-	if err != nil {
-		return nil, err
+	if r.opt, err = torch.NewAdam(params, torch.AdamConfig{LR: c.LR, Beta1: c.Beta1, Beta2: c.Beta2, Eps: 1e-8}); err != nil {
+		return err
 	}
-	defer opt.Free()
-	meta := Meta{Version: Version, Model: m.Opts, Backbone: bb, Dataset: c.Dataset, Masks: valid.HasMasks, Shots: k, ShotsFile: c.ShotsFile,
-		ShotsIndex: c.ShotsIndex, Seed: c.Seed, Epochs: c.Epochs}
-	firstEpoch, firstStep := 0, 0
-	if resume != nil {
-		if err := restoreAdam(opt, m, resume); err != nil {
-			return nil, err
+	r.meta = checkpoint.Meta{Version: checkpoint.Version, Model: r.m.Opts, Backbone: bb, Dataset: c.Dataset, Masks: r.hasMasks,
+		Shots: r.k, ShotsFile: c.ShotsFile, ShotsIndex: c.ShotsIndex, Seed: c.Seed, Epochs: c.Epochs}
+	if r.resume != nil {
+		if err := restoreAdam(r.opt, r.m, r.resume); err != nil {
+			return err
 		}
-		firstEpoch, firstStep = resume.Meta.Epoch, resume.Meta.Step
-		meta = resume.Meta
-		meta.Epochs = c.Epochs
+		r.first = [2]int{r.resume.Meta.Epoch, r.resume.Meta.Step}
+		r.meta = r.resume.Meta
+		r.meta.Epochs = c.Epochs
 	}
+	return nil
+}
 
-	// The static augmented set, its labels, and (unless disabled) the
-	// backbone's tapped features of every augmented image.
-	data := torch.NewScope()
-	defer data.Close()
-	rep.Stage("augmenting")
-	g, err := torch.NewGenerator(c.Seed)
-	if err != nil {
-		return nil, err
+// augment builds the static augmented set and its labels.
+func (r *trainingRun) augment() error {
+	r.rep.Stage("augmenting")
+	r.data = torch.NewScope()
+	var err error
+	if r.g, err = torch.NewGenerator(r.c.Seed); err != nil {
+		return err
 	}
-	defer g.Free()
-	size := int64(c.Model.ImageSize)
-	var augImages, augMasks, labels *torch.Tensor
-	var N int64
+	size := int64(r.c.Model.ImageSize)
 	err = torch.Scoped(func(s *torch.Scope) error { // frees the augmentation's temporaries
-		augImages, augMasks, labels = augmentShots(imgs[k:], imgs[:k], size, valid.HasMasks, c.Device, g)
-		N = labels.Size(0)
-		s.Keep(augImages, augMasks, labels)
+		r.images, r.masks, r.labels = augmentShots(r.imgs[r.k:], r.imgs[:r.k], size, r.hasMasks, r.c.Device, r.g)
+		r.n = r.labels.Size(0)
+		s.Keep(r.images, r.masks, r.labels)
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if err := data.Err(); err != nil {
-		return nil, err
-	}
-	res.Images = int(N)
+	r.res.Images = int(r.n)
+	return r.data.Err()
+}
 
-	var cache *featureCache
+// cacheFeatures computes the backbone's tapped features of every augmented
+// image (and of the held-out valid images for selection) once; the image
+// tower is released afterwards when the run owns it.
+func (r *trainingRun) cacheFeatures() error {
+	c := r.c
+	var err error
 	if !c.NoCache {
-		rep.Stage(fmt.Sprintf("caching backbone features of %d augmented images", N))
+		r.rep.Stage(fmt.Sprintf("caching backbone features of %d augmented images", r.n))
 		t0 := time.Now()
 		store := c.Device
 		if c.CacheOnHost {
 			store = torch.CPU
 		}
-		if cache, err = newFeatureCache(m, augImages, c.Device, store, rep.Stage); err != nil {
-			return nil, err
+		if r.cache, err = newFeatureCache(r.m, r.images, c.Device, store, r.rep.Stage); err != nil {
+			return err
 		}
 		if err := torch.Synchronize(c.Device); err != nil {
-			return nil, err
+			return err
 		}
-		res.CacheTime = time.Since(t0)
+		r.res.CacheTime = time.Since(t0)
 	}
-
-	var sel *selector
 	if c.SelectOnValid {
-		rep.Stage(fmt.Sprintf("caching backbone features of %d held-out valid images", len(heldOut)))
-		if sel, err = newSelector(m, heldOut, c.Model.ImageSize, valid.HasMasks, c.Device); err != nil {
-			return nil, err
+		r.rep.Stage(fmt.Sprintf("caching backbone features of %d held-out valid images", len(r.heldOut)))
+		if r.sel, err = newSelector(r.m, r.heldOut, c.Model.ImageSize, r.hasMasks, c.Device); err != nil {
+			return err
 		}
-		defer sel.free()
 	}
+	if r.cache != nil && r.ownBackbone {
+		r.backbone.ReleaseVision()
+	}
+	return nil
+}
 
-	if cache != nil && c.Shared == nil {
-		// Every image feature the run needs is cached: only the text tower
-		// runs from here on.
-		backbone.ReleaseVision()
-	}
+// epochs runs the training loop; an interruption or a non-finite loss saves
+// a partial checkpoint and stops.
+func (r *trainingRun) epochs(ctx context.Context) error {
+	c := r.c
 	batch := int64(c.Batch)
-	steps := int((N + batch - 1) / batch)
-	rep.Start(c.Epochs, steps)
+	steps := int((r.n + batch - 1) / batch)
+	r.rep.Start(c.Epochs, steps)
 	var stepTotal time.Duration
 	var stepCount int
-	for epoch := firstEpoch; epoch < c.Epochs; epoch++ {
-		perm := rand.New(rand.NewPCG(c.Seed, uint64(epoch)+1)).Perm(int(N))
+	for epoch := r.first[0]; epoch < c.Epochs; epoch++ {
+		perm := rand.New(rand.NewPCG(c.Seed, uint64(epoch)+1)).Perm(int(r.n))
 		var lossSum float64
 		var lossN int
 		for step := 0; step < steps; step++ {
-			if epoch == firstEpoch && step < firstStep {
+			if epoch == r.first[0] && step < r.first[1] {
 				continue
 			}
 			if ctx.Err() != nil {
-				meta.Epoch, meta.Step = epoch, step
-				if err := SaveCheckpoint(c.Out, m, opt, meta); err != nil {
-					return nil, fmt.Errorf("interrupted, and saving the checkpoint failed: %w", err)
-				}
-				return nil, fmt.Errorf("%w at epoch %d step %d; saved %s (continue with --resume %s)", ErrInterrupted, epoch+1, step, c.Out, c.Out)
+				return r.stopAt(epoch, step, fmt.Errorf("%w at epoch %d step %d", ErrInterrupted, epoch+1, step))
 			}
 			lo := int64(step) * batch
-			hi := min(lo+batch, N)
-			idx := make([]int64, hi-lo)
+			idx := make([]int64, min(lo+batch, r.n)-lo)
 			for i := range idx {
 				idx[i] = int64(perm[lo+int64(i)])
 			}
 			t0 := time.Now()
-			loss, err := trainStep(m, opt, c, cache, augImages, augMasks, labels, idx)
+			loss, err := trainStep(r.m, r.opt, *c, r.cache, r.images, r.masks, r.labels, idx)
 			if err != nil {
-				return nil, err
+				return err
 			}
 			stepTotal += time.Since(t0)
 			stepCount++
 			if math.IsNaN(loss) || math.IsInf(loss, 0) {
 				// The step was not applied: the parameters are the last good ones.
-				meta.Epoch, meta.Step = epoch, step
-				saved := "saving them failed"
-				if err := SaveCheckpoint(c.Out, m, opt, meta); err == nil {
-					saved = "the last good parameters are in " + c.Out
-				}
-				return nil, fmt.Errorf("the loss became %v at epoch %d step %d; training stopped (%s); try a lower --lr", loss, epoch+1, step+1, saved)
+				return r.stopAt(epoch, step, fmt.Errorf("the loss became %v at epoch %d step %d; training stopped; try a lower --lr", loss, epoch+1, step+1))
 			}
 			lossSum += loss
 			lossN++
-			rep.Step(epoch, step, loss)
+			r.rep.Step(epoch, step, loss)
 		}
 		mean := lossSum / float64(max(lossN, 1))
-		res.LossHistory = append(res.LossHistory, mean)
-		res.FinalLoss = mean
-		rep.EpochDone(epoch, mean)
-		if sel != nil {
-			auc, err := sel.update(m, epoch)
+		r.res.LossHistory = append(r.res.LossHistory, mean)
+		r.res.FinalLoss = mean
+		r.rep.EpochDone(epoch, mean)
+		if r.sel != nil {
+			auc, err := r.sel.update(r.m, epoch)
 			if err != nil {
-				return nil, err
+				return err
 			}
-			rep.Stage(fmt.Sprintf("epoch %d: valid image AUROC %.4f (best %.4f at epoch %d)", epoch+1, auc, sel.bestAUC, sel.bestEpoch+1))
+			r.rep.Stage(fmt.Sprintf("epoch %d: valid image AUROC %.4f (best %.4f at epoch %d)", epoch+1, auc, r.sel.bestAUC, r.sel.bestEpoch+1))
 		}
-	}
-	if sel != nil {
-		if err := sel.restoreBest(m); err != nil {
-			return nil, err
-		}
-		meta.SelectedEpoch, meta.ValidAUROC, meta.Threshold = sel.bestEpoch+1, sel.bestAUC, sel.threshold
-	}
-	if res.TextCosine, err = textCosine(m); err != nil {
-		return nil, err
-	}
-	meta.Epoch, meta.Step = c.Epochs, 0
-	rep.Stage("saving " + c.Out)
-	if err := SaveCheckpoint(c.Out, m, nil, meta); err != nil {
-		return nil, err
 	}
 	if stepCount > 0 {
-		res.StepTime = stepTotal / time.Duration(stepCount)
+		r.res.StepTime = stepTotal / time.Duration(stepCount)
 	}
-	res.Meta = meta
-	res.TotalTime = time.Since(start)
-	return res, nil
+	return nil
+}
+
+// stopAt saves a partial checkpoint (with Adam's state) at epoch and step,
+// and returns why the run stopped with where its parameters are.
+func (r *trainingRun) stopAt(epoch, step int, why error) error {
+	r.meta.Epoch, r.meta.Step = epoch, step
+	if err := checkpoint.Save(r.c.Out, r.m, r.opt, r.meta); err != nil {
+		return fmt.Errorf("%w, and saving the checkpoint failed: %v", why, err)
+	}
+	return fmt.Errorf("%w; saved %s (continue with --resume %s)", why, r.c.Out, r.c.Out)
+}
+
+// finish keeps the selected epoch, if any, and saves the checkpoint.
+func (r *trainingRun) finish() error {
+	if r.sel != nil {
+		if err := r.sel.restoreBest(r.m); err != nil {
+			return err
+		}
+		r.meta.SelectedEpoch, r.meta.ValidAUROC, r.meta.Threshold = r.sel.bestEpoch+1, r.sel.bestAUC, r.sel.threshold
+	}
+	var err error
+	if r.res.TextCosine, err = textCosine(r.m); err != nil {
+		return err
+	}
+	r.meta.Epoch, r.meta.Step = r.c.Epochs, 0
+	r.rep.Stage("saving " + r.c.Out)
+	if err := checkpoint.Save(r.c.Out, r.m, nil, r.meta); err != nil {
+		return err
+	}
+	r.res.Meta = r.meta
+	return nil
 }
 
 // trainStep runs one optimisation step on the batch idx and returns the loss.
@@ -409,13 +484,7 @@ func Step(m *model.MadCLIP, opt *torch.Adam, taps []*torch.Tensor, labels, masks
 			loss, err = l.Item()
 			return err
 		}
-		var err error
-		if dev.IsCUDA() {
-			err = torch.Autocast(torch.DeviceCUDA, torch.BFloat16, forward)
-		} else {
-			err = forward()
-		}
-		if err != nil {
+		if err := model.WithPrecision(dev, forward); err != nil {
 			return err
 		}
 		if math.IsNaN(loss) || math.IsInf(loss, 0) {
@@ -426,39 +495,7 @@ func Step(m *model.MadCLIP, opt *torch.Adam, taps []*torch.Tensor, labels, masks
 	return loss, err
 }
 
-// SharedBackbone is a loaded backbone with its description, for Config.Shared.
-type SharedBackbone struct {
-	Model *clip.Model
-	Info  Backbone
-}
-
-// OpenBackbone loads the CLIP a run trains on (c.Weights or c.Preset, with
-// the options c.Model implies on c.Device) and describes it.
-func OpenBackbone(c Config) (*clip.Model, Backbone, error) {
-	opts := c.Model.CLIPOptions(c.Device)
-	if c.Preset != "" {
-		cfg, ok := clip.Presets[c.Preset]
-		if !ok {
-			return nil, Backbone{}, fmt.Errorf("unknown preset %q (known: %v)", c.Preset, clip.PresetNames())
-		}
-		m, err := clip.New(cfg, opts, c.BackboneSeed)
-		return m, Backbone{Preset: c.Preset, Seed: c.BackboneSeed, Config: cfg}, err
-	}
-	if c.Weights == "" {
-		return nil, Backbone{}, fmt.Errorf("no CLIP weights (--weights) and no --preset")
-	}
-	sum, err := weights.FileSHA256(c.Weights)
-	if err != nil {
-		return nil, Backbone{}, err
-	}
-	m, err := clip.Load(c.Weights, opts)
-	if err != nil {
-		return nil, Backbone{}, err
-	}
-	return m, Backbone{SHA256: sum, File: c.Weights, Config: m.Config}, nil
-}
-
-func restoreAdam(opt *torch.Adam, m *model.MadCLIP, ck *Checkpoint) error {
+func restoreAdam(opt *torch.Adam, m *model.MadCLIP, ck *checkpoint.Checkpoint) error {
 	for i, name := range m.Params().Names() {
 		mom, ok1 := ck.Tensors["optim.m."+name]
 		v, ok2 := ck.Tensors["optim.v."+name]
@@ -519,24 +556,14 @@ func augmentShots(abnormal, normal []dataset.Image, size int64, masks bool, dev 
 
 // loadAll decodes and resizes the samples on worker goroutines.
 func loadAll(samples []dataset.Sample, size int, masks bool) ([]dataset.Image, error) {
-	out := make([]dataset.Image, len(samples))
-	errs := make([]error, len(samples))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, runtime.NumCPU())
-	for i, s := range samples {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			out[i], errs[i] = dataset.Load(s, size, masks)
-		}()
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return nil, err
+	ch, stop := dataset.Decode(samples, size, masks, false, 2*runtime.NumCPU())
+	defer stop()
+	out := make([]dataset.Image, 0, len(samples))
+	for d := range ch {
+		if d.Err != nil {
+			return nil, d.Err
 		}
+		out = append(out, d.Image)
 	}
 	return out, nil
 }

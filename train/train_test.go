@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"madclip/checkpoint"
 	"madclip/dataset"
 	"madclip/model"
 	"madclip/torch"
@@ -136,7 +137,7 @@ func TestInterruptAndResume(t *testing.T) {
 		t.Fatalf("interrupt: %v", err)
 	}
 	err = torch.Do(func() error {
-		ck, err := LoadCheckpoint(part.Out, torch.CPU)
+		ck, err := checkpoint.Load(part.Out, torch.CPU)
 		if err != nil {
 			return err
 		}
@@ -313,7 +314,7 @@ func TestCheckpointTextFeatures(t *testing.T) {
 	defer f.Close()
 	var found bool
 	for _, ts := range f.Tensors {
-		if ts.Name == TextFeaturesKey {
+		if ts.Name == checkpoint.TextFeaturesKey {
 			found = true
 			e := int64(res.Meta.Backbone.Config.EmbedDim)
 			if len(ts.Shape) != 2 || ts.Shape[0] != 2 || ts.Shape[1] != e {
@@ -369,7 +370,7 @@ func TestUpgradeOldPromptLayout(t *testing.T) {
 				return err
 			}
 			load := func(path string) ([]float64, error) {
-				ck, err := LoadCheckpoint(path, torch.CPU)
+				ck, err := checkpoint.Load(path, torch.CPU)
 				if err != nil {
 					return nil, err
 				}

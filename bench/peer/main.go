@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"madclip/checkpoint"
 	"madclip/dataset"
 	"madclip/infer"
 	"madclip/model"
@@ -266,7 +267,7 @@ func (t *cacheTask) run() error {
 type predictTask struct {
 	preset string
 	p      *infer.Predictor
-	items  []infer.Item
+	items  []dataset.Sample
 }
 
 func (t *predictTask) setup(dir string) error {
@@ -280,8 +281,8 @@ func (t *predictTask) setup(dir string) error {
 	}
 	ck := filepath.Join(os.TempDir(), fmt.Sprintf("madclip-peer-%d.safetensors", os.Getpid()))
 	defer os.Remove(ck)
-	meta := train.Meta{Version: train.Version, Model: m.Opts, Backbone: train.Backbone{Preset: t.preset, Seed: 1, Config: b.Config}, Dataset: "Brain", Masks: true}
-	err = train.SaveCheckpoint(ck, m, nil, meta)
+	meta := checkpoint.Meta{Version: checkpoint.Version, Model: m.Opts, Backbone: checkpoint.Backbone{Preset: t.preset, Seed: 1, Config: b.Config}, Dataset: "Brain", Masks: true}
+	err = checkpoint.Save(ck, m, nil, meta)
 	m.Free()
 	b.Free()
 	if err != nil {
@@ -295,8 +296,8 @@ func (t *predictTask) setup(dir string) error {
 	if err != nil {
 		return err
 	}
-	for i, e := range entries {
-		t.items = append(t.items, infer.Item{Sample: dataset.Sample{Path: filepath.Join(dir, e.Name())}, Index: i})
+	for _, e := range entries {
+		t.items = append(t.items, dataset.Sample{Path: filepath.Join(dir, e.Name())})
 	}
 	return nil
 }
@@ -308,7 +309,7 @@ func (t *predictTask) free() {
 
 func (t *predictTask) run() error {
 	var n int
-	err := t.p.Stream(t.items, 16, false, false, func(infer.Decoded, infer.Result) error {
+	err := t.p.Stream(t.items, 16, false, false, func(dataset.Decoded, infer.Result) error {
 		n++
 		return nil
 	})

@@ -12,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"madclip/atomicfile"
+	"madclip/dataset"
 	"madclip/infer"
 )
 
@@ -118,12 +119,11 @@ func writeFailures(p *infer.Predictor, ev *infer.Evaluation, dir string, n int) 
 	var pick []infer.Scored
 	pick = append(pick, normals[:min(n, len(normals))]...)
 	pick = append(pick, abnormals[:min(n, len(abnormals))]...)
-	items := make([]infer.Item, len(pick))
+	items := make([]dataset.Sample, len(pick))
 	for i, s := range pick {
-		items[i] = infer.Item{Index: i}
-		items[i].Sample.Path = s.Path
+		items[i].Path = s.Path
 	}
-	return p.Stream(items, 16, false, true, func(d infer.Decoded, r infer.Result) error {
+	return p.Stream(items, 16, false, true, func(d dataset.Decoded, r infer.Result) error {
 		kind := "normal-high"
 		if pick[d.Index].Abnormal {
 			kind = "abnormal-low"

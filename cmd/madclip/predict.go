@@ -76,8 +76,7 @@ func imageInputs(args []string) ([]string, error) {
 		}
 		n := 0
 		for _, e := range entries {
-			ext := strings.ToLower(filepath.Ext(e.Name()))
-			if !e.IsDir() && (ext == ".png" || ext == ".jpg" || ext == ".jpeg") {
+			if !e.IsDir() && dataset.IsImage(e.Name()) {
 				out = append(out, filepath.Join(a, e.Name()))
 				n++
 			}
@@ -164,12 +163,12 @@ func predictAction(c *cli.Context) error {
 				th = 0.5
 			}
 		}
-		items := make([]infer.Item, len(paths))
+		items := make([]dataset.Sample, len(paths))
 		for i, path := range paths {
-			items[i] = infer.Item{Sample: dataset.Sample{Path: path}, Index: i}
+			items[i].Path = path
 		}
 		heat, raw := c.String("heatmap"), c.String("raw-map")
-		return p.Stream(items, c.Int("batch"), false, heat != "", func(d infer.Decoded, r infer.Result) error {
+		return p.Stream(items, c.Int("batch"), false, heat != "", func(d dataset.Decoded, r infer.Result) error {
 			pr := prediction{Path: d.Sample.Path, Score: r.Score, DetScore: r.DetScore, Label: "normal"}
 			if r.Score >= th {
 				pr.Label = "anomalous"

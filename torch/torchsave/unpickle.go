@@ -156,19 +156,41 @@ func (m *machine) uint(n int) (uint64, error) {
 
 func (m *machine) step(op byte) error {
 	switch op {
+	case 0x80, 0x95, '}', ']', ')', '(', 'N', 0x88, 0x89:
+		return m.simple(op)
+	case 'K', 'M', 'J', 0x8a, 'G':
+		return m.number(op)
+	case 'X', 0x8c, 0x8d, 'T', 'U', 'C', 'B':
+		return m.text(op)
+	case 'q', 'r', 0x94, 'h', 'j':
+		return m.memoOp(op)
+	case 't', 0x85, 0x86, 0x87:
+		return m.tupleOp(op)
+	case 'c', 0x93, 'Q', 'R', 0x81, 'b':
+		return m.objectOp(op)
+	case 's', 'u', 'a', 'e':
+		return m.containerOp(op)
+	}
+	return fmt.Errorf("pickle opcode 0x%02x is not one torch.save writes for tensors", op)
+}
+
+// simple handles the opcodes without operands beyond their own bytes:
+// PROTO, FRAME, the empty containers, MARK, None, True, False.
+func (m *machine) simple(op byte) error {
+	switch op {
 	case 0x80: // PROTO
 		_, err := m.take(1)
 		return err
 	case 0x95: // FRAME
 		_, err := m.take(8)
 		return err
-	case '}': // EMPTY_DICT
+	case '}':
 		m.push(newDict())
-	case ']': // EMPTY_LIST
+	case ']':
 		m.push(&list{})
-	case ')': // EMPTY_TUPLE
+	case ')':
 		m.push(tuple{})
-	case '(': // MARK
+	case '(':
 		m.marks = append(m.marks, len(m.stack))
 	case 'N':
 		m.push(nil)
@@ -176,7 +198,14 @@ func (m *machine) step(op byte) error {
 		m.push(true)
 	case 0x89:
 		m.push(false)
-	case 'K', 'M': // BININT1, BININT2
+	}
+	return nil
+}
+
+// number handles BININT1, BININT2, BININT, LONG1 and BINFLOAT.
+func (m *machine) number(op byte) error {
+	switch op {
+	case 'K', 'M':
 		n := 1
 		if op == 'M' {
 			n = 2
@@ -186,13 +215,13 @@ func (m *machine) step(op byte) error {
 			return err
 		}
 		m.push(int64(v))
-	case 'J': // BININT
+	case 'J':
 		v, err := m.uint(4)
 		if err != nil {
 			return err
 		}
 		m.push(int64(int32(uint32(v))))
-	case 0x8a: // LONG1
+	case 0x8a:
 		n, err := m.uint(1)
 		if err != nil {
 			return err
@@ -206,61 +235,38 @@ func (m *machine) step(op byte) error {
 			return err
 		}
 		m.push(v)
-	case 'G': // BINFLOAT
+	case 'G':
 		b, err := m.take(8)
 		if err != nil {
 			return err
 		}
 		m.push(math.Float64frombits(binary.BigEndian.Uint64(b)))
-	case 'X', 0x8c, 0x8d: // BINUNICODE, SHORT_BINUNICODE, BINUNICODE8
-		n := map[byte]int{'X': 4, 0x8c: 1, 0x8d: 8}[op]
-		l, err := m.uint(n)
-		if err != nil {
-			return err
-		}
-		if l > uint64(len(m.data)) {
-			return errTruncated
-		}
-		b, err := m.take(int(l))
-		if err != nil {
-			return err
-		}
-		m.push(string(b))
-	case 'T', 'U': // BINSTRING, SHORT_BINSTRING
-		n := 4
-		if op == 'U' {
-			n = 1
-		}
-		l, err := m.uint(n)
-		if err != nil {
-			return err
-		}
-		if l > uint64(len(m.data)) {
-			return errTruncated
-		}
-		b, err := m.take(int(l))
-		if err != nil {
-			return err
-		}
-		m.push(string(b))
-	case 'C', 'B': // SHORT_BINBYTES, BINBYTES
-		n := 4
-		if op == 'C' {
-			n = 1
-		}
-		l, err := m.uint(n)
-		if err != nil {
-			return err
-		}
-		if l > uint64(len(m.data)) {
-			return errTruncated
-		}
-		b, err := m.take(int(l))
-		if err != nil {
-			return err
-		}
-		m.push(string(b))
-	case 'q', 'r', 0x94: // BINPUT, LONG_BINPUT, MEMOIZE
+	}
+	return nil
+}
+
+// text handles the string and bytes opcodes (all pushed as Go strings).
+func (m *machine) text(op byte) error {
+	n := map[byte]int{'X': 4, 0x8c: 1, 0x8d: 8, 'T': 4, 'U': 1, 'C': 1, 'B': 4}[op]
+	l, err := m.uint(n)
+	if err != nil {
+		return err
+	}
+	if l > uint64(len(m.data)) {
+		return errTruncated
+	}
+	b, err := m.take(int(l))
+	if err != nil {
+		return err
+	}
+	m.push(string(b))
+	return nil
+}
+
+// memoOp handles BINPUT, LONG_BINPUT, MEMOIZE, BINGET and LONG_BINGET.
+func (m *machine) memoOp(op byte) error {
+	switch op {
+	case 'q', 'r', 0x94:
 		v, err := m.top()
 		if err != nil {
 			return err
@@ -278,38 +284,52 @@ func (m *machine) step(op byte) error {
 			return err
 		}
 		m.memo[int64(idx)] = v
-	case 'h', 'j': // BINGET, LONG_BINGET
-		n := 1
-		if op == 'j' {
-			n = 4
-		}
-		idx, err := m.uint(n)
-		if err != nil {
-			return err
-		}
-		v, ok := m.memo[int64(idx)]
-		if !ok {
-			return fmt.Errorf("memo %d is empty", idx)
-		}
-		m.push(v)
-	case 't': // TUPLE
+		return nil
+	}
+	n := 1
+	if op == 'j' {
+		n = 4
+	}
+	idx, err := m.uint(n)
+	if err != nil {
+		return err
+	}
+	v, ok := m.memo[int64(idx)]
+	if !ok {
+		return fmt.Errorf("memo %d is empty", idx)
+	}
+	m.push(v)
+	return nil
+}
+
+// tupleOp handles TUPLE (from the last MARK) and TUPLE1..3.
+func (m *machine) tupleOp(op byte) error {
+	if op == 't' {
 		items, err := m.popMark()
 		if err != nil {
 			return err
 		}
 		m.push(tuple(items))
-	case 0x85, 0x86, 0x87: // TUPLE1..3
-		n := int(op-0x85) + 1
-		items := make(tuple, n)
-		for i := n - 1; i >= 0; i-- {
-			v, err := m.pop()
-			if err != nil {
-				return err
-			}
-			items[i] = v
+		return nil
+	}
+	n := int(op-0x85) + 1
+	items := make(tuple, n)
+	for i := n - 1; i >= 0; i-- {
+		v, err := m.pop()
+		if err != nil {
+			return err
 		}
-		m.push(items)
-	case 'c': // GLOBAL
+		items[i] = v
+	}
+	m.push(items)
+	return nil
+}
+
+// objectOp handles GLOBAL, STACK_GLOBAL, BINPERSID, REDUCE, NEWOBJ and
+// BUILD: only the allowed globals, applied by reduce.
+func (m *machine) objectOp(op byte) error {
+	switch op {
+	case 'c':
 		mod, err := m.line()
 		if err != nil {
 			return err
@@ -319,7 +339,7 @@ func (m *machine) step(op byte) error {
 			return err
 		}
 		return m.pushGlobal(mod, name)
-	case 0x93: // STACK_GLOBAL
+	case 0x93:
 		name, err := m.pop()
 		if err != nil {
 			return err
@@ -334,7 +354,7 @@ func (m *machine) step(op byte) error {
 			return errors.New("STACK_GLOBAL without strings")
 		}
 		return m.pushGlobal(ms, ns)
-	case 'Q': // BINPERSID
+	case 'Q':
 		pid, err := m.pop()
 		if err != nil {
 			return err
@@ -344,7 +364,7 @@ func (m *machine) step(op byte) error {
 			return err
 		}
 		m.push(s)
-	case 'R': // REDUCE
+	case 'R', 0x81: // REDUCE; NEWOBJ (cls.__new__(cls, *args), only an OrderedDict)
 		args, err := m.pop()
 		if err != nil {
 			return err
@@ -358,87 +378,53 @@ func (m *machine) step(op byte) error {
 			return err
 		}
 		m.push(v)
-	case 0x81: // NEWOBJ: cls.__new__(cls, *args); only an OrderedDict
-		args, err := m.pop()
-		if err != nil {
-			return err
-		}
-		cls, err := m.pop()
-		if err != nil {
-			return err
-		}
-		v, err := reduce(cls, args)
-		if err != nil {
-			return err
-		}
-		m.push(v)
-	case 'b': // BUILD: an object's state (an OrderedDict's _metadata); ignored
+	case 'b': // an object's state (an OrderedDict's _metadata): ignored
 		if _, err := m.pop(); err != nil {
 			return err
 		}
-		if _, err := m.top(); err != nil {
-			return err
+		_, err := m.top()
+		return err
+	}
+	return nil
+}
+
+// containerOp handles SETITEM, SETITEMS, APPEND and APPENDS.
+func (m *machine) containerOp(op byte) error {
+	var items []any
+	var err error
+	switch op {
+	case 's', 'a':
+		n := map[byte]int{'s': 2, 'a': 1}[op]
+		items = make([]any, n)
+		for i := n - 1; i >= 0 && err == nil; i-- {
+			items[i], err = m.pop()
 		}
-	case 's': // SETITEM
-		v, err := m.pop()
-		if err != nil {
-			return err
-		}
-		k, err := m.pop()
-		if err != nil {
-			return err
-		}
-		d, err := m.top()
-		if err != nil {
-			return err
-		}
-		dd, ok := d.(*dict)
-		if !ok {
-			return fmt.Errorf("SETITEM on %T", d)
-		}
-		return dd.set(k, v)
-	case 'u': // SETITEMS
-		items, err := m.popMark()
-		if err != nil {
-			return err
-		}
-		d, err := m.top()
-		if err != nil {
-			return err
-		}
-		dd, ok := d.(*dict)
-		if !ok || len(items)%2 != 0 {
-			return fmt.Errorf("SETITEMS on %T with %d values", d, len(items))
-		}
-		for i := 0; i < len(items); i += 2 {
-			if err := dd.set(items[i], items[i+1]); err != nil {
-				return err
-			}
-		}
-	case 'a', 'e': // APPEND, APPENDS
-		var items []any
-		var err error
-		if op == 'a' {
-			var v any
-			v, err = m.pop()
-			items = []any{v}
-		} else {
-			items, err = m.popMark()
-		}
-		if err != nil {
-			return err
-		}
-		l, err := m.top()
-		if err != nil {
-			return err
-		}
-		ll, ok := l.(*list)
-		if !ok {
-			return fmt.Errorf("APPEND on %T", l)
-		}
-		ll.items = append(ll.items, items...)
 	default:
-		return fmt.Errorf("pickle opcode 0x%02x is not one torch.save writes for tensors", op)
+		items, err = m.popMark()
+	}
+	if err != nil {
+		return err
+	}
+	target, err := m.top()
+	if err != nil {
+		return err
+	}
+	if op == 'a' || op == 'e' {
+		l, ok := target.(*list)
+		if !ok {
+			return fmt.Errorf("APPEND on %T", target)
+		}
+		l.items = append(l.items, items...)
+		return nil
+	}
+	d, ok := target.(*dict)
+	if !ok || len(items)%2 != 0 {
+		return fmt.Errorf("SETITEM on %T with %d values", target, len(items))
+	}
+	for i := 0; i < len(items); i += 2 {
+		if err := d.set(items[i], items[i+1]); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -1,4 +1,7 @@
-package train
+// Package checkpoint owns a trained MadCLIP model's file: its description
+// (Meta, with the backbone it needs), saving and loading it, and opening
+// the frozen CLIP it was trained on.
+package checkpoint
 
 import (
 	"encoding/json"
@@ -13,7 +16,7 @@ import (
 )
 
 // Version is written into checkpoints.
-const Version = "0.1.0"
+const Version = "0.2.0"
 
 // Backbone identifies the frozen CLIP a checkpoint was trained on: a preset
 // with a seed (random weights, recreated exactly) or a weights file by its
@@ -68,9 +71,9 @@ func (m Meta) Partial() bool { return m.Epoch < m.Epochs }
 
 const metaKey = "madclip"
 
-// SaveCheckpoint writes the trained tensors (and, for a partial checkpoint,
+// Save writes the trained tensors (and, for a partial checkpoint,
 // Adam's moments as "optim.m.NAME"/"optim.v.NAME") with meta, atomically.
-func SaveCheckpoint(path string, m *model.MadCLIP, opt *torch.Adam, meta Meta) error {
+func Save(path string, m *model.MadCLIP, opt *torch.Adam, meta Meta) error {
 	return torch.Scoped(func(s *torch.Scope) error {
 		tensors := m.Params().Map()
 		if !meta.Partial() {
@@ -85,7 +88,7 @@ func SaveCheckpoint(path string, m *model.MadCLIP, opt *torch.Adam, meta Meta) e
 			}
 			tensors[TextFeaturesKey] = text
 		}
-		return saveCheckpoint(path, m, opt, meta, tensors)
+		return save(path, m, opt, meta, tensors)
 	})
 }
 
@@ -93,7 +96,7 @@ func SaveCheckpoint(path string, m *model.MadCLIP, opt *torch.Adam, meta Meta) e
 // a finished checkpoint.
 const TextFeaturesKey = "text_features"
 
-func saveCheckpoint(path string, m *model.MadCLIP, opt *torch.Adam, meta Meta, tensors map[string]*torch.Tensor) error {
+func save(path string, m *model.MadCLIP, opt *torch.Adam, meta Meta, tensors map[string]*torch.Tensor) error {
 	if opt != nil && meta.Partial() {
 		meta.Steps = opt.Steps()
 		for i, name := range m.Params().Names() {
@@ -122,8 +125,8 @@ type Checkpoint struct {
 	Tensors map[string]*torch.Tensor
 }
 
-// LoadCheckpoint reads a checkpoint written by SaveCheckpoint.
-func LoadCheckpoint(path string, dev torch.Device) (*Checkpoint, error) {
+// Load reads a checkpoint written by Save.
+func Load(path string, dev torch.Device) (*Checkpoint, error) {
 	ts, md, err := torch.LoadSafetensors(path, dev, torch.Float32)
 	if err != nil {
 		return nil, err
@@ -155,33 +158,69 @@ func (c *Checkpoint) Free() {
 // be the one it was trained on.
 func (c *Checkpoint) OpenBackbone(weightsPath string, dev torch.Device) (*clip.Model, error) {
 	b := c.Meta.Backbone
-	opts := c.Meta.Model.CLIPOptions(dev)
-	if b.Preset != "" {
-		cfg, ok := clip.Presets[b.Preset]
-		if !ok {
-			return nil, fmt.Errorf("%s: unknown backbone preset %q", c.Path, b.Preset)
+	src := Source{Preset: b.Preset, Seed: b.Seed, Weights: weightsPath}
+	if b.Preset == "" && src.Weights == "" {
+		src.Weights = b.File
+	}
+	m, got, err := OpenBackbone(src, c.Meta.Model.CLIPOptions(dev))
+	if err != nil {
+		if b.Preset == "" {
+			return nil, fmt.Errorf("%s was trained on CLIP weights %s: %w", c.Path, b.File, err)
 		}
-		return clip.New(cfg, opts, b.Seed)
+		return nil, fmt.Errorf("%s: %w", c.Path, err)
 	}
-	if weightsPath == "" {
-		weightsPath = b.File
-	}
-	sum, err := weights.FileSHA256(weightsPath)
-	if err != nil {
-		return nil, fmt.Errorf("%s was trained on CLIP weights %s: %w", c.Path, b.File, err)
-	}
-	if sum != b.SHA256 {
-		return nil, fmt.Errorf("%s was trained on other CLIP weights (SHA-256 %s…), not %s (%s…)", c.Path, b.SHA256[:12], weightsPath, sum[:12])
-	}
-	m, err := clip.Load(weightsPath, opts)
-	if err != nil {
-		return nil, err
+	if b.Preset == "" && got.SHA256 != b.SHA256 {
+		m.Free()
+		return nil, fmt.Errorf("%s was trained on other CLIP weights (SHA-256 %s…), not %s (%s…)", c.Path, short(b.SHA256), src.Weights, short(got.SHA256))
 	}
 	if m.Config != b.Config {
 		m.Free()
-		return nil, fmt.Errorf("%s: the weights' architecture differs from the checkpoint's", c.Path)
+		return nil, fmt.Errorf("%s: the backbone's architecture differs from the checkpoint's", c.Path)
 	}
 	return m, nil
+}
+
+// short abbreviates a digest for messages (whatever its length).
+func short(sum string) string { return sum[:min(12, len(sum))] }
+
+// Source says where a backbone comes from: a preset recreated from its seed
+// (random weights, for tests and demos), or a weights file.
+type Source struct {
+	Preset  string
+	Seed    uint64
+	Weights string
+}
+
+// OpenBackbone loads the CLIP src names with the options o (device
+// included) and describes it for checkpoints.
+func OpenBackbone(src Source, o clip.Options) (*clip.Model, Backbone, error) {
+	if src.Preset != "" {
+		cfg, ok := clip.Presets[src.Preset]
+		if !ok {
+			return nil, Backbone{}, fmt.Errorf("unknown preset %q (known: %v)", src.Preset, clip.PresetNames())
+		}
+		m, err := clip.New(cfg, o, src.Seed)
+		return m, Backbone{Preset: src.Preset, Seed: src.Seed, Config: cfg}, err
+	}
+	if src.Weights == "" {
+		return nil, Backbone{}, fmt.Errorf("no CLIP weights (--weights) and no --preset")
+	}
+	sum, err := weights.FileSHA256(src.Weights)
+	if err != nil {
+		return nil, Backbone{}, err
+	}
+	m, err := clip.Load(src.Weights, o)
+	if err != nil {
+		return nil, Backbone{}, err
+	}
+	return m, Backbone{SHA256: sum, File: src.Weights, Config: m.Config}, nil
+}
+
+// SharedBackbone is a loaded backbone with its description, shared by many
+// runs (the benchmark trains and evaluates many models on one).
+type SharedBackbone struct {
+	Model *clip.Model
+	Info  Backbone
 }
 
 // Model rebuilds MadCLIP over backbone from the checkpoint's tensors (which

@@ -1,4 +1,4 @@
-package infer
+package dataset
 
 import (
 	"bytes"
@@ -10,8 +10,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"madclip/dataset"
 )
 
 // Decoding runs at most `ahead` items beyond the consumer, however many
@@ -23,13 +21,13 @@ func TestDecodeWindow(t *testing.T) {
 	dir := t.TempDir()
 	const n, ahead = 60, 4
 	var opened atomic.Int64
-	items := make([]Item, n)
+	items := make([]Sample, n)
 	for i := range items {
 		p := filepath.Join(dir, string(rune('a'+i%26))+string(rune('a'+i/26))+".png")
 		if err := syscall.Mkfifo(p, 0o600); err != nil {
 			t.Skipf("no named pipes: %v", err)
 		}
-		items[i] = Item{Sample: dataset.Sample{Path: p}, Index: i}
+		items[i] = Sample{Path: p}
 		go func() {
 			f, err := os.OpenFile(p, os.O_WRONLY, 0) // returns when a worker opens it
 			if err != nil {
@@ -54,7 +52,7 @@ func TestDecodeWindow(t *testing.T) {
 	afterStop := opened.Load()
 	// Release the writers still waiting for a reader.
 	for _, it := range items {
-		if f, err := os.OpenFile(it.Sample.Path, os.O_RDONLY|syscall.O_NONBLOCK, 0); err == nil {
+		if f, err := os.OpenFile(it.Path, os.O_RDONLY|syscall.O_NONBLOCK, 0); err == nil {
 			f.Close()
 		}
 	}

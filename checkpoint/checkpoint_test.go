@@ -1,0 +1,69 @@
+package checkpoint
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"madclip/internal/reftest"
+	"madclip/internal/torchtest"
+	"madclip/model"
+	"madclip/model/clip"
+	"madclip/torch"
+)
+
+// A finished checkpoint saves and loads with its description and text
+// features; the backbone it names is rebuilt; a recorded digest that is not
+// the weights' (even a short or empty one) is a clean error.
+func TestSaveLoadOpen(t *testing.T) {
+	torchtest.Do(t, func(s *torch.Scope) error {
+		src := Source{Preset: "tiny", Seed: 1}
+		o := model.Options{Object: "Brain", ImageSize: 56}
+		b, info, err := OpenBackbone(src, o.CLIPOptions(torch.CPU))
+		if err != nil {
+			return err
+		}
+		defer b.Free()
+		m, err := model.New(b, reftest.Tokenizer(t), o, 3)
+		if err != nil {
+			return err
+		}
+		defer m.Free()
+		path := filepath.Join(t.TempDir(), "ck.safetensors")
+		meta := Meta{Version: Version, Model: m.Opts, Backbone: info, Dataset: "Brain", Masks: true, Shots: 2, Epochs: 1, Epoch: 1}
+		if err := Save(path, m, nil, meta); err != nil {
+			return err
+		}
+		ck, err := Load(path, torch.CPU)
+		if err != nil {
+			return err
+		}
+		defer ck.Free()
+		if ck.Meta.Dataset != "Brain" || ck.Meta.Backbone != info || ck.Meta.Partial() {
+			t.Errorf("meta %+v", ck.Meta)
+		}
+		if tf := ck.Tensors[TextFeaturesKey]; tf == nil || tf.Size(0) != 2 {
+			t.Error("no text features")
+		}
+		b2, err := ck.OpenBackbone("", torch.CPU)
+		if err != nil {
+			return err
+		}
+		b2.Free()
+		// Weights recorded by a digest these weights do not have.
+		w := filepath.Join(t.TempDir(), "w.safetensors")
+		if err := torch.SaveSafetensors(w, b.Params().Map(), nil); err != nil {
+			return err
+		}
+		for _, sum := range []string{"abc", "", strings.Repeat("0", 64)} {
+			ck.Meta.Backbone = Backbone{SHA256: sum, File: w, Config: clip.Presets["tiny"]}
+			if _, err := ck.OpenBackbone("", torch.CPU); err == nil || !strings.Contains(err.Error(), "other CLIP weights") {
+				t.Errorf("digest %q: %v", sum, err)
+			}
+		}
+		if _, _, err := OpenBackbone(Source{Preset: "huge"}, o.CLIPOptions(torch.CPU)); err == nil || !strings.Contains(err.Error(), "huge") {
+			t.Errorf("unknown preset: %v", err)
+		}
+		return nil
+	})
+}

@@ -1,0 +1,91 @@
+package dataset
+
+import (
+	"runtime"
+	"sync"
+
+	"madclip/imaging"
+)
+
+// Decoded is a sample decoded and resized, or the error that stopped it.
+type Decoded struct {
+	Sample Sample
+	Index  int // its place in the list decoded
+	Image  Image
+	Orig   *imaging.RGB // the original image, when asked for (heatmaps)
+	Err    error
+}
+
+// Decode decodes samples on worker goroutines (one per CPU) and delivers
+// them, prepared at size×size, in order on the returned channel. At most ahead items are decoded and not yet taken,
+// so memory is bounded by that window however many items there are. stop
+// ends decoding early (after an error) and waits for the workers; calling it
+// after the channel is drained is harmless.
+func Decode(items []Sample, size int, masks, keepOriginal bool, ahead int) (ch <-chan Decoded, stop func()) {
+	ahead = max(ahead, 1)
+	out := make(chan Decoded)
+	done := make(chan struct{})
+	tokens := make(chan struct{}, ahead)
+	results := make([]chan Decoded, len(items))
+	for i := range results {
+		results[i] = make(chan Decoded, 1) // a worker never waits to hand over
+	}
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range runtime.NumCPU() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				d := Decoded{Sample: items[i], Index: i}
+				var orig *imaging.RGB
+				if orig, d.Err = imaging.Load(d.Sample.Path); d.Err == nil {
+					d.Image, d.Err = Prepare(orig, d.Sample, size, masks)
+				}
+				if keepOriginal {
+					d.Orig = orig
+				}
+				results[i] <- d
+			}
+		}()
+	}
+	go func() { // feeds the workers, no more than ahead items beyond the consumer
+		defer close(next)
+		for i := range items {
+			select {
+			case tokens <- struct{}{}:
+			case <-done:
+				return
+			}
+			select {
+			case next <- i:
+			case <-done:
+				return
+			}
+		}
+	}()
+	go func() { // delivers in order
+		defer close(out)
+		for i := range items {
+			var d Decoded
+			select {
+			case d = <-results[i]:
+			case <-done:
+				return
+			}
+			select {
+			case out <- d:
+			case <-done:
+				return
+			}
+			<-tokens
+		}
+	}()
+	var once sync.Once
+	return out, func() {
+		once.Do(func() {
+			close(done)
+			wg.Wait()
+		})
+	}
+}
