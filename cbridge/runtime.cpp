@@ -2,6 +2,10 @@
 // creation and host copies, autograd and Adam.
 #include "internal.h"
 
+#include <malloc.h>
+
+#include <cstdlib>
+
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
@@ -26,6 +30,23 @@
 
 #include <cstdlib>
 #include <vector>
+
+namespace {
+
+// CPU tensors are allocated by glibc's malloc. By default it maps every
+// block over 32 MB afresh (and returns it at free), so a transformer's large
+// activations, freed and allocated again at every block, fault their pages in
+// each time: on a ViT-L/14 forward over 8 images that doubled the time.
+// Raising the thresholds keeps such blocks in the heap for reuse; the peak
+// memory is the same. A user's own MALLOC_MMAP_THRESHOLD_ takes precedence.
+const bool malloc_tuned = [] {
+  if (std::getenv("MALLOC_MMAP_THRESHOLD_") != nullptr) return false;
+  mallopt(M_MMAP_THRESHOLD, 1 << 30);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  return true;
+}();
+
+}  // namespace
 
 namespace tb {
 

@@ -16,108 +16,64 @@ type featureCache struct {
 }
 
 // newFeatureCache runs the backbone over images in chunks on compute and
-// keeps the features on store; a GPU out-of-memory error moves the cache to
-// host memory (told through note) and carries on.
+// writes the features into tensors allocated once on store, so that the
+// cache never needs twice its size. When the GPU has no room for it, the
+// cache goes to host memory (told through note).
 func newFeatureCache(m *model.MadCLIP, images *torch.Tensor, compute, store torch.Device, note func(string)) (*featureCache, error) {
 	n := images.Size(0)
 	const chunk = 32
-	parts := make([][]*torch.Tensor, len(m.Opts.Layers))
-	freeAll := func() {
-		for _, ps := range parts {
-			for _, p := range ps {
-				p.Free()
-			}
-		}
-	}
-	toHost := func() error {
-		note("GPU memory is full: keeping the feature cache in host memory")
-		for i, ps := range parts {
-			for j, p := range ps {
-				h := p.ToDevice(torch.CPU)
-				if err := h.Err(); err != nil {
-					return err
-				}
-				p.Free()
-				parts[i][j] = h
-			}
-		}
-		store = torch.CPU
-		return nil
-	}
+	c := &featureCache{dev: store}
 	for lo := int64(0); lo < n; lo += chunk {
-		hi := min(lo+chunk, n)
-		for attempt := 0; ; attempt++ {
-			var got []*torch.Tensor
-			run := func() error {
-				return torch.Scoped(func(s *torch.Scope) error { // frees the chunk's intermediates
-					for _, tp := range m.Features(images.Narrow(0, lo, hi-lo)) {
-						t := tp.ToDevice(store)
-						if err := t.Err(); err != nil {
-							return err
-						}
-						got = append(got, s.Keep(t))
+		k := min(chunk, n-lo)
+		err := model.WithPrecision(compute, func() error {
+			return torch.Scoped(func(s *torch.Scope) error { // frees the chunk's intermediates
+				taps := m.Features(images.Narrow(0, lo, k))
+				if c.layers == nil {
+					if err := c.allocate(taps, n, note); err != nil {
+						return err
 					}
-					return nil
-				})
-			}
-			err := model.WithPrecision(compute, run)
-			if err == nil {
-				for i, t := range got {
-					parts[i] = append(parts[i], t)
 				}
-				break
-			}
-			for _, t := range got {
-				t.Free()
-			}
-			if errors.Is(err, torch.ErrOOM) && store.IsCUDA() && attempt == 0 {
-				if err := toHost(); err != nil {
-					freeAll()
-					return nil, err
+				for i, tp := range taps {
+					if err := c.layers[i].Narrow(0, lo, k).CopyFrom(tp); err != nil {
+						return err
+					}
 				}
-				continue
-			}
-			freeAll()
+				return nil
+			})
+		})
+		if err != nil {
+			c.free()
 			return nil, err
 		}
 	}
-	c := &featureCache{dev: store}
-	for i := range parts {
-		t := torch.Cat(0, parts[i]...)
-		if err := t.Err(); err != nil {
-			if errors.Is(err, torch.ErrOOM) && store.IsCUDA() {
-				// Concatenating needs the memory twice over: do it on the host.
-				if err := toHost(); err != nil {
-					freeAll()
-					c.free()
-					return nil, err
-				}
-				for j, l := range c.layers {
-					h := l.ToDevice(torch.CPU)
-					if err := h.Err(); err != nil {
-						freeAll()
-						c.free()
-						return nil, err
-					}
-					l.Free()
-					c.layers[j] = h
-				}
-				c.dev = torch.CPU
-				t = torch.Cat(0, parts[i]...)
-			}
-			if err := t.Err(); err != nil {
-				freeAll()
-				c.free()
-				return nil, err
-			}
-		}
-		for _, p := range parts[i] {
-			p.Free()
-		}
-		parts[i] = nil
-		c.layers = append(c.layers, t)
-	}
 	return c, nil
+}
+
+// allocate makes the cache's tensors, [n, tokens, width] in the taps' dtype,
+// on the cache's device, or in host memory when the GPU has no room.
+func (c *featureCache) allocate(taps []*torch.Tensor, n int64, note func(string)) error {
+	for _, tp := range taps {
+		shape := tp.Shape()
+		if len(shape) == 0 {
+			return tp.Err()
+		}
+		shape[0] = n
+		t := torch.Empty(tp.DType(), c.dev, shape...)
+		if err := t.Err(); errors.Is(err, torch.ErrOOM) && c.dev.IsCUDA() {
+			note("GPU memory is full: keeping the feature cache in host memory")
+			c.dev = torch.CPU
+			for i, l := range c.layers {
+				c.layers[i] = l.ToDevice(torch.CPU).Persist()
+				l.Free()
+			}
+			t = torch.Empty(tp.DType(), c.dev, shape...)
+		}
+		if err := t.Err(); err != nil {
+			return err
+		}
+		c.layers = append(c.layers, t.Persist())
+	}
+	return nil
 }
 
 // gather returns the features of the images idx, on dev.
