@@ -107,3 +107,29 @@ func samePath(a, b string) bool {
 	sb, err2 := os.Stat(b)
 	return err1 == nil && err2 == nil && os.SameFile(sa, sb)
 }
+
+// inRange checks integer flags against their bounds, naming the flag in the
+// error: zero or negative values never silently become defaults.
+func inRange(c *cli.Context, bounds map[string][2]int) error {
+	names := make([]string, 0, len(bounds))
+	for n := range bounds {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if !c.IsSet(n) && c.Int(n) == 0 {
+			continue // not given and no default: the command picks one
+		}
+		b, v := bounds[n], c.Int(n)
+		if v < b[0] || v > b[1] {
+			return fmt.Errorf("--%s %d: want %d to %d", n, v, b[0], b[1])
+		}
+	}
+	return nil
+}
+
+// Bounds of the integer flags shared by several commands.
+var (
+	imageSizeRange = [2]int{14, 1024} // at least one patch; a 73×73 grid at most
+	shotsRange     = [2]int{1, 1 << 16}
+)

@@ -57,6 +57,9 @@ func importAuthorsAction(c *cli.Context) error {
 	if c.NArg() != 1 {
 		return fmt.Errorf("import authors: give one IN.pth (see madclip import authors --help)")
 	}
+	if err := inRange(c, map[string][2]int{"image-size": imageSizeRange, "shots": shotsRange}); err != nil {
+		return fmt.Errorf("import authors: %w", err)
+	}
 	in, out := c.Args().First(), c.String("out")
 	if err := distinctPaths(map[string]string{"IN.pth": in, "--out": out, "--weights": c.String("weights")}); err != nil {
 		return fmt.Errorf("import authors: %w", err)

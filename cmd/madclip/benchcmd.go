@@ -75,6 +75,9 @@ func benchAction(c *cli.Context) error {
 	if c.Int("seeds") < 1 || c.Int("epochs") < 1 {
 		return fmt.Errorf("bench: --seeds and --epochs must be positive")
 	}
+	if err := inRange(c, map[string][2]int{"image-size": imageSizeRange, "batch": {1, 4096}}); err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
 	var datasets []string
 	if d := c.String("datasets"); d != "all" {
 		for _, n := range strings.Split(d, ",") {

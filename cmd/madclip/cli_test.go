@@ -355,3 +355,26 @@ func TestSynthTrainCLI(t *testing.T) {
 	_, e, code = madclip(t, nil, "synth", "--out", "/proc/no/such/place")
 	wantFailure(t, "/proc/no/such/place", e, code)
 }
+
+// Out-of-range numbers are refused up front, naming the flag; none panics.
+func TestFlagRanges(t *testing.T) {
+	dir := t.TempDir()
+	train := []string{"train", "--data", dir, "--dataset", "Brain", "--preset", "tiny", "--out", filepath.Join(dir, "x.safetensors")}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{append(train, "--image-size", "-5"), "--image-size -5"},
+		{append(train, "--image-size", "100000"), "--image-size 100000"},
+		{append(train, "--image-size", "0"), "--image-size 0"},
+		{append(train, "--shots", "0"), "--shots 0"},
+		{[]string{"synth", "--out", dir, "--size", "100000"}, "--size 100000"},
+		{[]string{"synth", "--out", dir, "--size", "0"}, "--size 0"},
+		{[]string{"synth", "--out", dir, "--valid", "-1"}, "--valid -1"},
+		{[]string{"eval", "--checkpoint", filepath.Join(dir, "none.safetensors"), "--data", dir, "--failures", "-1"}, "--failures -1"},
+		{[]string{"bench", "--data", dir, "--preset", "tiny", "--image-size", "0"}, "--image-size 0"},
+	} {
+		_, e, code := madclip(t, nil, c.args...)
+		wantFailure(t, c.want, e, code)
+	}
+}

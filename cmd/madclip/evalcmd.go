@@ -49,6 +49,9 @@ func evalAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := inRange(c, map[string][2]int{"failures": {0, 1000}}); err != nil {
+		return fmt.Errorf("eval: %w", err)
+	}
 	report := c.String("report")
 	if report != "" {
 		if err := os.MkdirAll(filepath.Join(report, "failures"), 0o755); err != nil {

@@ -37,6 +37,9 @@ Examples:
 			&cli.StringFlag{Name: "datasets", Usage: "comma-separated dataset names, or all (the six of the benchmark; default Brain,Chest)"},
 		},
 		Action: func(c *cli.Context) error {
+			if err := inRange(c, map[string][2]int{"size": {32, 4096}, "valid": {1, 100000}, "test": {1, 100000}}); err != nil {
+				return fmt.Errorf("synth: %w", err)
+			}
 			var names []string
 			switch d := c.String("datasets"); d {
 			case "":
@@ -160,6 +163,9 @@ func trainAction(c *cli.Context) error {
 	}
 	if cfg.Epochs < 1 || cfg.Batch < 1 || !(cfg.LR > 0) {
 		return fmt.Errorf("train: --epochs, --batch and --lr must be positive")
+	}
+	if err := inRange(c, map[string][2]int{"image-size": imageSizeRange, "shots": shotsRange}); err != nil {
+		return fmt.Errorf("train: %w", err)
 	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt)
 	defer stop()
