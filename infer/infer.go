@@ -87,7 +87,7 @@ func open(path string, tk *bpe.Tokenizer, dev torch.Device, backboneFor func(*ch
 			if err := t.Err(); err != nil {
 				return err
 			}
-			p.text = s.Keep(t).Persist()
+			p.text = t.Persist()
 			return nil
 		})
 	})

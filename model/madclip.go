@@ -169,7 +169,7 @@ func (m *MadCLIP) Features(images *torch.Tensor) []*torch.Tensor {
 		return []*torch.Tensor{torch.Failed("madclip features", "the image tower was released")}
 	}
 	var taps []*torch.Tensor
-	torch.NoGrad(func() error {
+	err := torch.NoGrad(func() error {
 		x := images
 		if m.Opts.MeanStd {
 			dev := images.Device()
@@ -180,6 +180,9 @@ func (m *MadCLIP) Features(images *torch.Tensor) []*torch.Tensor {
 		_, taps = m.CLIP.Visual.Forward(x, m.Opts.Layers)
 		return nil
 	})
+	if err != nil {
+		return []*torch.Tensor{torch.Failed("madclip features", "%v", err)}
+	}
 	return taps
 }
 

@@ -205,16 +205,16 @@ func (p *PromptLearner) prepare(text *clip.TextTransformer, dev torch.Device) er
 				if err := f.Err(); err != nil {
 					return err
 				}
-				p.text = s.Keep(f).Persist()
+				p.text = f.Persist()
 				return nil
 			}
 			emb := text.Embed(t)
 			if err := emb.Err(); err != nil {
 				return err
 			}
-			p.fixed = s.Keep(emb.View(n*L, -1)).Persist()
-			p.gather = s.Keep(torch.FromSlice(p.gatherIndex(n * L)).ToDevice(dev)).Persist()
-			p.eot = s.Keep(torch.FromSlice(p.layoutEOT()).ToDevice(dev)).Persist()
+			p.fixed = emb.View(n*L, -1).Persist()
+			p.gather = torch.FromSlice(p.gatherIndex(n * L)).ToDevice(dev).Persist()
+			p.eot = torch.FromSlice(p.layoutEOT()).ToDevice(dev).Persist()
 			return nil
 		})
 	})

@@ -140,8 +140,9 @@ func (t *Tensor) Free() {
 	t.h = nil
 }
 
-// Persist takes the tensor out of its scope: it then lives until Free. It
-// returns t.
+// Persist takes the tensor out of its scope (whichever that is): it then
+// lives until Free. It returns t. This is the one way to make a tensor
+// outlive the scopes around it; Keep moves it up by one scope only.
 func (t *Tensor) Persist() *Tensor {
 	if t != nil {
 		t.scope = nil

@@ -36,7 +36,7 @@ func newSelector(m *model.MadCLIP, samples []dataset.Sample, size int, masks boo
 			return err
 		}
 		for _, t := range c.layers {
-			sc.Keep(t).Persist()
+			t.Persist()
 		}
 		s.cache = c
 		return nil

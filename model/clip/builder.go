@@ -12,22 +12,32 @@ import (
 // Init says how a parameter is created when a model is built without
 // weights (random initialisation for tiny models and new layers).
 type Init struct {
-	kind int // 0 zeros, 1 ones, 2 normal
-	std  float64
+	kind initKind
+	std  float64 // the normal's standard deviation, or the uniform's bound
 }
+
+// initKind is the distribution an Init draws from.
+type initKind int
+
+const (
+	initZeros initKind = iota
+	initOnes
+	initNormal
+	initUniform
+)
 
 // Initialisers.
 var (
-	InitZeros = Init{kind: 0}
-	InitOnes  = Init{kind: 1}
+	InitZeros = Init{kind: initZeros}
+	InitOnes  = Init{kind: initOnes}
 )
 
 // InitNormal draws from N(0, std²).
-func InitNormal(std float64) Init { return Init{kind: 2, std: std} }
+func InitNormal(std float64) Init { return Init{kind: initNormal, std: std} }
 
 // InitUniform draws from U[-bound, bound) (nn.Linear's default uses
 // bound = 1/√fan_in).
-func InitUniform(bound float64) Init { return Init{kind: 3, std: bound} }
+func InitUniform(bound float64) Init { return Init{kind: initUniform, std: bound} }
 
 // Builder hands out a model's parameters by their checkpoint names. The same
 // constructor tree loads weights (every name must exist with the right
@@ -125,12 +135,12 @@ func (r *buildState) create(init Init, shape []int64) *torch.Tensor {
 	var t *torch.Tensor
 	err := torch.Scoped(func(s *torch.Scope) error {
 		switch init.kind {
-		case 1:
+		case initOnes:
 			t = torch.Ones(r.dtype, r.dev, shape...)
-		case 2:
+		case initNormal:
 			// Drawn on the CPU so that every device gets the same values.
 			t = torch.Randn(r.gen, torch.Float32, torch.CPU, shape...).MulScalar(init.std).To(r.dtype, r.dev)
-		case 3:
+		case initUniform:
 			t = torch.Rand(r.gen, torch.Float32, torch.CPU, shape...).MulScalar(2*init.std).SubScalar(init.std).To(r.dtype, r.dev)
 		default:
 			t = torch.Zeros(r.dtype, r.dev, shape...)

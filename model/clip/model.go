@@ -152,10 +152,12 @@ func (m *Model) ReleaseVision() {
 // without building an autograd graph.
 func (m *Model) EncodeImage(x *torch.Tensor) *torch.Tensor {
 	var out *torch.Tensor
-	torch.NoGrad(func() error {
+	if err := torch.NoGrad(func() error {
 		out, _ = m.Visual.Forward(x, nil)
 		return nil
-	})
+	}); err != nil {
+		return torch.Failed("clip image", "%v", err)
+	}
 	return out
 }
 
@@ -163,10 +165,12 @@ func (m *Model) EncodeImage(x *torch.Tensor) *torch.Tensor {
 // building an autograd graph.
 func (m *Model) EncodeText(ids *torch.Tensor) *torch.Tensor {
 	var out *torch.Tensor
-	torch.NoGrad(func() error {
+	if err := torch.NoGrad(func() error {
 		out = m.Text.Forward(ids)
 		return nil
-	})
+	}); err != nil {
+		return torch.Failed("clip text", "%v", err)
+	}
 	return out
 }
 

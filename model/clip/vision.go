@@ -72,7 +72,7 @@ func (v *VisionTransformer) setResolution(px int) error {
 			if err := p.Err(); err != nil {
 				return err
 			}
-			v.Positions = s.Keep(p).Persist()
+			v.Positions = p.Persist()
 			return nil
 		})
 	})
