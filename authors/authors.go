@@ -112,8 +112,3 @@ func closeEnough(a, b []float64) (float64, bool) {
 	}
 	return worst, true
 }
-
-func sortedStrings(s []string) []string {
-	sort.Strings(s)
-	return s
-}

@@ -3,6 +3,7 @@ package authors
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"madclip/atomicfile"
@@ -87,7 +88,8 @@ func benchmarkWords() []string {
 	for name, w := range model.ObjectWords {
 		out = append(out, fmt.Sprintf("%s (%q)", name, w))
 	}
-	return sortedStrings(out)
+	slices.Sort(out)
+	return out
 }
 
 // theirEntries lays the model's tensors out as the authors' dict.

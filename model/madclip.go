@@ -275,14 +275,29 @@ func DetScore(det []*torch.Tensor) *torch.Tensor {
 // over the tapped layers divided by their number so that it lies in [0, 1]:
 // the anomaly map [B, size, size], the detection head's score [B], and the
 // image score [B] — the map's maximum when byMap (models trained with
-// masks), else the detection score. Every use of an image score (predict,
-// eval, selection on valid images) goes through here.
+// masks), else the detection score. Every image score (predict, eval,
+// selection on valid images) is computed here or by ImageScore.
 func (m *MadCLIP) ImageScores(det, seg []*torch.Tensor, size int, byMap bool) (score, detScore, amap *torch.Tensor) {
-	l := float64(len(det))
-	detScore = DetScore(det).ToDType(torch.Float32).DivScalar(l)
-	amap = m.AnomalyMap(seg, size).ToDType(torch.Float32).DivScalar(l)
+	detScore, amap = scaledDetScore(det), m.scaledMap(seg, size)
 	if byMap {
 		return amap.Flatten(1, 2).AmaxDims(false, 1), detScore, amap
 	}
 	return detScore, detScore, amap
+}
+
+// ImageScore is ImageScores' image score alone (no map unless it is scored
+// by its map).
+func (m *MadCLIP) ImageScore(det, seg []*torch.Tensor, size int, byMap bool) *torch.Tensor {
+	if byMap {
+		return m.scaledMap(seg, size).Flatten(1, 2).AmaxDims(false, 1)
+	}
+	return scaledDetScore(det)
+}
+
+func scaledDetScore(det []*torch.Tensor) *torch.Tensor {
+	return DetScore(det).ToDType(torch.Float32).DivScalar(float64(len(det)))
+}
+
+func (m *MadCLIP) scaledMap(seg []*torch.Tensor, size int) *torch.Tensor {
+	return m.AnomalyMap(seg, size).ToDType(torch.Float32).DivScalar(float64(len(seg)))
 }

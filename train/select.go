@@ -35,9 +35,6 @@ func newSelector(m *model.MadCLIP, samples []dataset.Sample, size int, masks boo
 		if err != nil {
 			return err
 		}
-		for _, t := range c.layers {
-			t.Persist()
-		}
 		s.cache = c
 		return nil
 	})
@@ -66,7 +63,7 @@ func (s *selector) update(m *model.MadCLIP, epoch int) (float64, error) {
 					}
 					taps := s.cache.gather(idx, dev)
 					det, seg := m.Scores(taps, text)
-					score, _, _ := m.ImageScores(det, seg, s.size, s.masks)
+					score := m.ImageScore(det, seg, s.size, s.masks)
 					v, err := score.Float32s()
 					scores = append(scores, v...)
 					return err
