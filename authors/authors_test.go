@@ -131,7 +131,7 @@ func predictions(t *testing.T, ck, root string) []infer.Result {
 		if err != nil {
 			return err
 		}
-		return p.Stream(split.Samples, 4, false, false, func(_ dataset.Decoded, r infer.Result) error {
+		return p.Stream(split.Samples, infer.StreamOptions{Batch: 4}, func(_ dataset.Decoded, r infer.Result) error {
 			out = append(out, r)
 			return nil
 		})

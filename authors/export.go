@@ -98,9 +98,9 @@ func theirEntries(m *model.MadCLIP, backbone *clip.Model) []torch.Entry {
 	for b := range 2 {
 		for li, a := range m.Adapters[b] {
 			e = append(e,
-				torch.Entry{Group: adapterGroups[b], Name: fmt.Sprintf("%d.fc1.0.weight", li), Tensor: a.FC1},
-				torch.Entry{Group: adapterGroups[b], Name: fmt.Sprintf("%d.fc2.0.weight", li), Tensor: a.Det},
-				torch.Entry{Group: adapterGroups[b], Name: fmt.Sprintf("%d.fc3.0.weight", li), Tensor: a.Seg})
+				torch.Entry{Group: adapterGroups[b], Name: fmt.Sprintf("%d.fc1.0.weight", li), Tensor: a.FC1.Weight},
+				torch.Entry{Group: adapterGroups[b], Name: fmt.Sprintf("%d.fc2.0.weight", li), Tensor: a.Det.Weight},
+				torch.Entry{Group: adapterGroups[b], Name: fmt.Sprintf("%d.fc3.0.weight", li), Tensor: a.Seg.Weight})
 		}
 	}
 	if m.Prompts.Handcrafted {

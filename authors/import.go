@@ -10,6 +10,7 @@ import (
 	"madclip/model"
 	"madclip/model/clip"
 	"madclip/model/clip/bpe"
+	"madclip/model/param"
 	"madclip/torch"
 	"madclip/weights"
 )
@@ -82,7 +83,7 @@ func Import(pth, out string, o ImportOptions, tk *bpe.Tokenizer) (checkpoint.Met
 		if err != nil {
 			return fmt.Errorf("%s: %w", pth, err)
 		}
-		m, err := model.Build(backbone, tk, opts, clip.NewLoadBuilder(params))
+		m, err := model.Build(backbone, tk, opts, param.NewLoadBuilder(params))
 		if err != nil {
 			return fmt.Errorf("%s: %w", pth, err)
 		}
@@ -213,7 +214,10 @@ func ourParams(src map[string]*torch.Tensor, layers int, handcrafted bool, dev t
 		var perPos []*torch.Tensor
 		for _, pos := range model.Positions {
 			k := promptGroups[c] + "." + ctxName(c, pos)
-			ctx := src[k]
+			ctx, ok := src[k]
+			if !ok {
+				return nil, fmt.Errorf("%s is missing", k)
+			}
 			shape := ctx.Shape()
 			if len(shape) != 3 || shape[0] != int64(len(phrases)) || shape[1] != model.NumCtx {
 				return nil, fmt.Errorf("%s has shape %v, want [%d, %d, width]", k, shape, len(phrases), model.NumCtx)

@@ -11,6 +11,7 @@ import (
 	"madclip/model"
 	"madclip/model/clip"
 	"madclip/model/clip/bpe"
+	"madclip/model/param"
 	"madclip/torch"
 	"madclip/weights"
 )
@@ -237,7 +238,7 @@ func (c *Checkpoint) Model(backbone *clip.Model, tk *bpe.Tokenizer) (*model.MadC
 	if err := upgradePrompts(params); err != nil {
 		return nil, fmt.Errorf("%s: %w", c.Path, err)
 	}
-	m, err := model.Build(backbone, tk, c.Meta.Model, clip.NewLoadBuilder(params))
+	m, err := model.Build(backbone, tk, c.Meta.Model, param.NewLoadBuilder(params))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", c.Path, err)
 	}

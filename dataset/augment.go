@@ -61,19 +61,27 @@ func Augment(images, masks *torch.Tensor, g *torch.Generator) (*torch.Tensor, *t
 // affine resamples images and masks with one affine map (grid_sample's
 // convention: output pixel p samples the input at theta·p).
 func affine(images, masks *torch.Tensor, th [6]float64) (*torch.Tensor, *torch.Tensor) {
-	shape := images.Shape()
+	in, err := images.Info()
+	if err != nil {
+		return images, masks
+	}
+	if len(in.Shape) != 4 {
+		err := torch.Failed("augment", "images have shape %v, want [batch, channels, height, width]", in.Shape)
+		return err, err
+	}
+	shape := in.Shape
 	n := shape[0]
-	theta := torch.FromSlice(th[:], 1, 2, 3).To(images.DType(), images.Device()).Expand(n, 2, 3)
-	grid := torch.AffineGrid(theta, [4]int64{n, shape[1], shape[2], shape[3]}, false)
-	img := torch.GridSample(images, grid, torch.Bilinear, torch.PadReflection, false)
+	theta := torch.FromSlice(th[:], 1, 2, 3).To(in.DType, in.Device).Expand(n, 2, 3)
+	grid := torch.AffineGrid(theta, [4]int64{n, shape[1], shape[2], shape[3]}, torch.Sampling{})
+	img := torch.GridSample(images, grid, torch.Sampling{Mode: torch.Bilinear, Padding: torch.PadReflection})
 	if masks == nil {
 		return img, nil
 	}
-	m := torch.GridSample(masks, grid, torch.Bilinear, torch.PadReflection, false)
+	m := torch.GridSample(masks, grid, torch.Sampling{Mode: torch.Bilinear, Padding: torch.PadReflection})
 	return img, binarize(m)
 }
 
-func binarize(m *torch.Tensor) *torch.Tensor { return m.GtScalar(0.5).ToDType(m.DType()) }
+func binarize(m *torch.Tensor) *torch.Tensor { return m.GtScalar(0.5).CastAs(m) }
 
 // zoomCrop is the side of the centre crop of a zoom by z: int(size / z),
 // truncated as the authors' code does.
@@ -89,7 +97,7 @@ func zoom(x *torch.Tensor, z float64) *torch.Tensor {
 	crop := zoomCrop(size, z)
 	off := (size - crop) / 2
 	c := x.Narrow(2, off, crop).Narrow(3, off, crop)
-	return torch.Interpolate(c, size, size, torch.Bilinear, false, false)
+	return torch.Interpolate(c, size, size, torch.Resize{Mode: torch.Bilinear})
 }
 
 func zoomMask(m *torch.Tensor, z float64) *torch.Tensor {

@@ -57,7 +57,7 @@ func TestAugmentMatchesTorch(t *testing.T) {
 			defer src.Free()
 			img := torch.Rand(src, torch.Float32, torch.CPU, n, 3, size, size)
 			mask := torch.Rand(src, torch.Float32, torch.CPU, n, 1, size/8, size/8).GtScalar(0.6).ToDType(torch.Float32)
-			mask = torch.Interpolate(mask, size, size, torch.Nearest, false, false)
+			mask = torch.Interpolate(mask, size, size, torch.Resize{})
 			iv, _ := img.Float32s()
 			mv, err := mask.Float32s()
 			if err != nil {

@@ -16,13 +16,21 @@ type Decoded struct {
 	Err    error
 }
 
+// DecodeOptions say what Decode keeps besides the model's input.
+type DecodeOptions struct {
+	Masks        bool // decode each sample's ground-truth mask
+	KeepOriginal bool // keep the full-size image (for heatmaps)
+	// Ahead is how many items may be decoded and not yet taken (at least
+	// one): memory is bounded by this window, not by the number of items.
+	Ahead int
+}
+
 // Decode decodes samples on worker goroutines (one per CPU) and delivers
-// them, prepared at size×size, in order on the returned channel. At most ahead items are decoded and not yet taken,
-// so memory is bounded by that window however many items there are. stop
-// ends decoding early (after an error) and waits for the workers; calling it
+// them, prepared at size×size, in order on the returned channel. stop ends
+// decoding early (after an error) and waits for the workers; calling it
 // after the channel is drained is harmless.
-func Decode(items []Sample, size int, masks, keepOriginal bool, ahead int) (ch <-chan Decoded, stop func()) {
-	ahead = max(ahead, 1)
+func Decode(items []Sample, size int, o DecodeOptions) (ch <-chan Decoded, stop func()) {
+	ahead := max(o.Ahead, 1)
 	out := make(chan Decoded)
 	done := make(chan struct{})
 	tokens := make(chan struct{}, ahead)
@@ -40,9 +48,9 @@ func Decode(items []Sample, size int, masks, keepOriginal bool, ahead int) (ch <
 				d := Decoded{Sample: items[i], Index: i}
 				var orig *imaging.RGB
 				if orig, d.Err = imaging.Load(d.Sample.Path); d.Err == nil {
-					d.Image, d.Err = Prepare(orig, d.Sample, size, masks)
+					d.Image, d.Err = Prepare(orig, d.Sample, size, o.Masks)
 				}
-				if keepOriginal {
+				if o.KeepOriginal {
 					d.Orig = orig
 				}
 				results[i] <- d

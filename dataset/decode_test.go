@@ -38,7 +38,7 @@ func TestDecodeWindow(t *testing.T) {
 			f.Close()
 		}()
 	}
-	ch, stop := Decode(items, 8, false, false, ahead)
+	ch, stop := Decode(items, 8, DecodeOptions{Ahead: ahead})
 	for range 2 {
 		if d := <-ch; d.Err != nil {
 			t.Fatal(d.Err)

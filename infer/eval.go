@@ -86,7 +86,7 @@ func (p *Predictor) Evaluate(root, name string, batch int, each func(dataset.Dec
 	e := &Evaluation{Dataset: name, Images: len(split.Samples)}
 	var pix, detScores []float32
 	var pixLabels []bool
-	err = p.Stream(split.Samples, batch, split.HasMasks, each != nil, func(d dataset.Decoded, r Result) error {
+	err = p.Stream(split.Samples, StreamOptions{Batch: batch, Masks: split.HasMasks, KeepOriginal: each != nil}, func(d dataset.Decoded, r Result) error {
 		e.imageScores = append(e.imageScores, float32(r.Score))
 		e.imageLabels = append(e.imageLabels, d.Sample.Abnormal)
 		e.Scores = append(e.Scores, Scored{Path: d.Sample.Path, Abnormal: d.Sample.Abnormal, Score: r.Score, DetScore: r.DetScore})
@@ -123,13 +123,26 @@ func (p *Predictor) Evaluate(root, name string, batch int, each func(dataset.Dec
 	return e, nil
 }
 
+// StreamOptions say how Stream batches and what it decodes besides the
+// model's input.
+type StreamOptions struct {
+	Batch        int  // images per forward pass; 16 when zero
+	Masks        bool // decode ground-truth masks (Decoded.Image.Mask)
+	KeepOriginal bool // keep each full-size image (Decoded.Orig), for heatmaps
+	// Skip, when set, is told of each image that cannot be read, and the
+	// stream carries on with the rest. Without it such an image ends the
+	// stream, after the images before it have been scored and handed to fn.
+	Skip func(bad dataset.Decoded)
+}
+
 // Stream decodes items on worker goroutines and scores them in batches,
 // calling fn for each image in order. It runs on the compute thread.
-func (p *Predictor) Stream(samples []dataset.Sample, batch int, masks, keepOriginal bool, fn func(dataset.Decoded, Result) error) error {
+func (p *Predictor) Stream(samples []dataset.Sample, o StreamOptions, fn func(dataset.Decoded, Result) error) error {
+	batch := o.Batch
 	if batch < 1 {
 		batch = 16
 	}
-	ch, stop := dataset.Decode(samples, p.Size, masks, keepOriginal, 2*batch)
+	ch, stop := dataset.Decode(samples, p.Size, dataset.DecodeOptions{Masks: o.Masks, KeepOriginal: o.KeepOriginal, Ahead: 2 * batch})
 	defer stop()
 	var pending []dataset.Decoded
 	flush := func() error {
@@ -154,6 +167,13 @@ func (p *Predictor) Stream(samples []dataset.Sample, batch int, masks, keepOrigi
 	}
 	for d := range ch {
 		if d.Err != nil {
+			if o.Skip != nil {
+				o.Skip(d)
+				continue
+			}
+			if err := flush(); err != nil {
+				return err
+			}
 			return d.Err
 		}
 		pending = append(pending, d)

@@ -1,23 +1,50 @@
 package infer
 
 import (
+	_ "embed"
+	"fmt"
 	"image"
 	"image/color"
 	"math"
+	"strings"
 
 	"madclip/imaging"
 )
 
-// Turbo maps t in [0, 1] to Google's Turbo colour map (its published
-// polynomial approximation): perceptually ordered, blue (normal) to red
-// (anomalous).
+//go:embed turbo.txt
+var turboText string
+
+// turboLUT is the Turbo colour map's 256 published entries, 8-bit.
+var turboLUT = func() (lut [256]color.RGBA) {
+	i := 0
+	for _, line := range strings.Split(turboText, "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		var r, g, b float64
+		if _, err := fmt.Sscan(line, &r, &g, &b); err != nil || i >= len(lut) {
+			panic("infer/turbo.txt is malformed at entry " + fmt.Sprint(i)) // embedded data: a build defect
+		}
+		c := func(v float64) uint8 { return uint8(math.Round(255 * v)) }
+		lut[i] = color.RGBA{c(r), c(g), c(b), 255}
+		i++
+	}
+	if i != len(lut) {
+		panic(fmt.Sprintf("infer/turbo.txt has %d entries, want 256", i))
+	}
+	return lut
+}()
+
+// Turbo maps t in [0, 1] to Google's Turbo colour map: perceptually
+// ordered, dark blue (normal) through green to dark red (anomalous). It
+// picks the table entry as matplotlib's "turbo" does (256 equal bins), so
+// a figure matches the colour bar users know; t outside [0, 1] is clamped.
 func Turbo(t float64) color.RGBA {
-	t = math.Max(0, math.Min(1, t))
-	r := 0.13572138 + t*(4.61539260+t*(-42.66032258+t*(132.13108234+t*(-152.94239396+t*59.28637943))))
-	g := 0.09140261 + t*(2.19418839+t*(4.84296658+t*(-14.18503333+t*(4.27729857+t*2.82956604))))
-	b := 0.10667330 + t*(12.64194608+t*(-60.58204836+t*(110.36276771+t*(-89.90310912+t*27.34824973))))
-	c := func(v float64) uint8 { return uint8(math.Round(255 * math.Max(0, math.Min(1, v)))) }
-	return color.RGBA{c(r), c(g), c(b), 255}
+	if math.IsNaN(t) {
+		t = 0
+	}
+	i := int(math.Floor(math.Max(0, math.Min(1, t)) * 256))
+	return turboLUT[min(i, 255)]
 }
 
 // Heatmap draws the anomaly map (size×size, values in [0, 1]) over the

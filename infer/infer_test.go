@@ -42,13 +42,34 @@ func TestWriteNPY(t *testing.T) {
 	}
 }
 
+// TestTurbo compares the colour map with matplotlib's "turbo" at 1,001
+// points, bin edges included: every colour within one 8-bit step.
 func TestTurbo(t *testing.T) {
-	// Turbo runs from blue through green to dark red.
-	lo, mid, hi := Turbo(0.15), Turbo(0.5), Turbo(1)
-	if !(lo.B > lo.R && lo.B > lo.G) || !(mid.G > mid.B) || !(hi.R > hi.G && hi.R > hi.B) {
-		t.Errorf("turbo endpoints %v %v %v", lo, mid, hi)
+	py := reftest.Python(t, "matplotlib")
+	script := `import matplotlib, json
+c = matplotlib.colormaps["turbo"]
+print(json.dumps([[round(255 * v) for v in c(i / 1000)[:3]] for i in range(1001)]))`
+	out, err := exec.Command(py, "-c", script).Output()
+	if err != nil {
+		t.Fatal(err)
 	}
-	if Turbo(-3) != Turbo(0) || Turbo(7) != hi {
+	var want [][3]int
+	if err := json.Unmarshal(out, &want); err != nil {
+		t.Fatal(err)
+	}
+	bad := 0
+	for i, w := range want {
+		c := Turbo(float64(i) / 1000)
+		for k, v := range [3]uint8{c.R, c.G, c.B} {
+			if d := int(v) - w[k]; d < -1 || d > 1 {
+				if bad++; bad <= 5 {
+					t.Errorf("Turbo(%.3f) = %v, matplotlib %v", float64(i)/1000, c, w)
+				}
+				break
+			}
+		}
+	}
+	if Turbo(-3) != Turbo(0) || Turbo(7) != Turbo(1) || Turbo(math.NaN()) != Turbo(0) {
 		t.Error("values outside [0, 1] are not clamped")
 	}
 }

@@ -7,7 +7,7 @@ package model
 import (
 	"math"
 
-	"madclip/model/clip"
+	"madclip/model/param"
 	"madclip/torch"
 )
 
@@ -15,22 +15,23 @@ import (
 // h = LayerNorm(LeakyReLU(W1·x)) (no affine), then a detection head
 // LeakyReLU(Wdet·h) and a segmentation head LeakyReLU(Wseg·h).
 type Adapter struct {
-	FC1 *torch.Tensor // [W, W]
-	Det *torch.Tensor // [E, W]
-	Seg *torch.Tensor // [E, W]; nil when one common head serves both
+	FC1 param.Linear  // W → W, no bias
+	Det param.Linear  // W → E, no bias
+	Seg *param.Linear // W → E, no bias; nil when one common head serves both
 }
 
 const leakySlope = 0.01
 
-func newAdapter(b *clip.Builder, width, embed int, commonHead bool) *Adapter {
-	bound := 1 / math.Sqrt(float64(width)) // nn.Linear's default initialisation
+func newAdapter(b *param.Builder, width, embed int, commonHead bool) *Adapter {
+	init := param.Uniform(1 / math.Sqrt(float64(width))) // nn.Linear's default
 	w, e := int64(width), int64(embed)
 	a := &Adapter{
-		FC1: b.Sub("fc1").Get("weight", clip.InitUniform(bound), w, w),
-		Det: b.Sub("det").Get("weight", clip.InitUniform(bound), e, w),
+		FC1: param.NewLinear(b.Sub("fc1"), w, w, init, param.NoBias),
+		Det: param.NewLinear(b.Sub("det"), w, e, init, param.NoBias),
 	}
 	if !commonHead {
-		a.Seg = b.Sub("seg").Get("weight", clip.InitUniform(bound), e, w)
+		seg := param.NewLinear(b.Sub("seg"), w, e, init, param.NoBias)
+		a.Seg = &seg
 	}
 	return a
 }
@@ -38,14 +39,13 @@ func newAdapter(b *clip.Builder, width, embed int, commonHead bool) *Adapter {
 // Forward maps tapped tokens x [B, 1+P, W] (CLS first) to the detection and
 // segmentation tokens [B, P, E], CLS dropped, each token L2-normalised.
 func (a *Adapter) Forward(x *torch.Tensor) (det, seg *torch.Tensor) {
-	w := a.FC1.Size(0)
-	h := torch.Linear(x, a.FC1.ToDType(x.DType()), nil).LeakyRelu(leakySlope)
-	h = torch.LayerNorm(h, []int64{w}, nil, nil, 1e-5)
+	h := a.FC1.Forward(x).LeakyRelu(leakySlope)
+	h = torch.LayerNorm(h, []int64{a.FC1.Out()}, nil, nil, 1e-5)
 	h = h.Narrow(1, 1, h.Size(1)-1)
-	det = torch.Linear(h, a.Det.ToDType(h.DType()), nil).LeakyRelu(leakySlope).Normalize(-1, 0)
+	det = a.Det.Forward(h).LeakyRelu(leakySlope).Normalize(-1, 0)
 	if a.Seg == nil {
 		return det, det
 	}
-	seg = torch.Linear(h, a.Seg.ToDType(h.DType()), nil).LeakyRelu(leakySlope).Normalize(-1, 0)
+	seg = a.Seg.Forward(h).LeakyRelu(leakySlope).Normalize(-1, 0)
 	return det, seg
 }

@@ -5,6 +5,7 @@ import (
 
 	"madclip/model/clip"
 	"madclip/model/clip/bpe"
+	"madclip/model/param"
 	"madclip/torch"
 )
 
@@ -80,23 +81,23 @@ func (o Options) CLIPOptions(dev torch.Device) clip.Options {
 // Build creates MadCLIP's trainable parts over backbone with b (fresh
 // parameters or ones loaded from a checkpoint) and returns the model.
 // The backbone must have been built with o.CLIPOptions.
-func Build(backbone *clip.Model, tk *bpe.Tokenizer, o Options, b *clip.Builder) (*MadCLIP, error) {
+func Build(backbone *clip.Model, tk *bpe.Tokenizer, o Options, b *param.Builder) (*MadCLIP, error) {
 	if o.Object == "" {
-		return nil, fmt.Errorf("madclip: no object word")
+		return nil, fmt.Errorf("model: no object word")
 	}
 	if len(o.Layers) == 0 {
 		o.Layers = DefaultLayers(backbone.Config.VisionLayers)
 	}
 	for _, l := range o.Layers {
 		if l < 1 || l > backbone.Config.VisionLayers {
-			return nil, fmt.Errorf("madclip: tapped layer %d outside the backbone's 1..%d", l, backbone.Config.VisionLayers)
+			return nil, fmt.Errorf("model: tapped layer %d outside the backbone's 1..%d", l, backbone.Config.VisionLayers)
 		}
 	}
 	if o.ImageSize == 0 {
 		o.ImageSize = backbone.Options.ImageSize
 	}
 	if o.ImageSize != backbone.Options.ImageSize {
-		return nil, fmt.Errorf("madclip: image size %d, the backbone runs at %d", o.ImageSize, backbone.Options.ImageSize)
+		return nil, fmt.Errorf("model: image size %d, the backbone runs at %d", o.ImageSize, backbone.Options.ImageSize)
 	}
 	m := &MadCLIP{Opts: o, CLIP: backbone, grid: backbone.Visual.Grid}
 	w, e := backbone.Config.VisionWidth, backbone.Config.EmbedDim
@@ -141,7 +142,7 @@ func New(backbone *clip.Model, tk *bpe.Tokenizer, o Options, seed uint64) (*MadC
 		return nil, err
 	}
 	defer g.Free()
-	return Build(backbone, tk, o, clip.NewInitBuilder(g, torch.Float32, backbone.Options.Device))
+	return Build(backbone, tk, o, param.NewInitBuilder(g, torch.Float32, backbone.Options.Device))
 }
 
 // Params are the trainable tensors by checkpoint name.
@@ -194,7 +195,11 @@ func (m *MadCLIP) TextFeatures() *torch.Tensor {
 		return m.Prompts.text.Detach() // encoded once when the model was built
 	}
 	emb, eot := m.Prompts.Assemble()
-	f := m.CLIP.Text.ForwardEmbeddings(emb, eot, m.Opts.CausalPrompts) // [2n, E]
+	mask := clip.FullAttention // the authors drop CLIP's causal mask here
+	if m.Opts.CausalPrompts {
+		mask = clip.CausalAttention
+	}
+	f := m.CLIP.Text.ForwardEmbeddings(emb, eot, mask) // [2n, E]
 	n := int64(m.Prompts.PromptCount())
 	return f.View(2, n, -1).MeanDims(false, 1).Normalize(-1, 0)
 }
@@ -221,9 +226,9 @@ func (m *MadCLIP) Scores(taps []*torch.Tensor, text *torch.Tensor) (det, seg []*
 }
 
 func (m *MadCLIP) pairScores(on, oab, text *torch.Tensor) *torch.Tensor {
-	t := text.ToDType(on.DType()).Transpose(0, 1) // [E, 2]
-	sn := on.Matmul(t)                            // [B, P, 2]: O_n·t_n, O_n·t_ab
-	sab := oab.Matmul(t)                          // O_ab·t_n, O_ab·t_ab
+	t := text.CastAs(on).Transpose(0, 1) // [E, 2]
+	sn := on.Matmul(t)                   // [B, P, 2]: O_n·t_n, O_n·t_ab
+	sab := oab.Matmul(t)                 // O_ab·t_n, O_ab·t_ab
 	if m.Opts.NoSubtraction {
 		return torch.Stack(-1, sn.Select(-1, 0), sab.Select(-1, 1))
 	}
@@ -236,7 +241,7 @@ func SegLogits(s *torch.Tensor, grid, size int) *torch.Tensor {
 	B := s.Size(0)
 	g := int64(grid)
 	maps := s.Transpose(1, 2).Reshape(B, 2, g, g)
-	return torch.Interpolate(maps, int64(size), int64(size), torch.Bilinear, true, false)
+	return torch.Interpolate(maps, int64(size), int64(size), torch.Resize{Mode: torch.Bilinear, AlignCorners: true})
 }
 
 // AnomalyMap is the pixel-level map [B, size, size]: per layer the

@@ -7,6 +7,7 @@ import (
 
 	"madclip/model/clip"
 	"madclip/model/clip/bpe"
+	"madclip/model/param"
 	"madclip/torch"
 )
 
@@ -99,7 +100,7 @@ func (p *PromptLearner) PromptCount() int {
 	return len(p.prompts[0]) * len(Positions)
 }
 
-func newPromptLearner(b *clip.Builder, tk *bpe.Tokenizer, object string, width, context int, handcrafted bool) (*PromptLearner, error) {
+func newPromptLearner(b *param.Builder, tk *bpe.Tokenizer, object string, width, context int, handcrafted bool) (*PromptLearner, error) {
 	p := &PromptLearner{Handcrafted: handcrafted}
 	xs := strings.TrimSpace(strings.Repeat("X ", NumCtx))
 	for c, phrases := range [2][]string{NormalPhrases, AbnormalPhrases} {
@@ -123,7 +124,7 @@ func newPromptLearner(b *clip.Builder, tk *bpe.Tokenizer, object string, width, 
 			p.prompts[c] = append(p.prompts[c], pr)
 		}
 		if !handcrafted {
-			p.Ctx[c] = b.Sub("prompts").Get(class, clip.InitNormal(0.02), int64(len(phrases)), int64(len(Positions)), NumCtx, int64(width))
+			p.Ctx[c] = b.Sub("prompts").Get(class, param.Normal(0.02), int64(len(phrases)), int64(len(Positions)), NumCtx, int64(width))
 		}
 	}
 	return p, nil
@@ -230,7 +231,7 @@ func (p *PromptLearner) encodeHandcrafted(text *clip.TextTransformer, ids, eot *
 	var parts []*torch.Tensor
 	for lo := int64(0); lo < n; lo += chunk {
 		k := min(chunk, n-lo)
-		f := text.ForwardEmbeddings(text.Embed(ids.Narrow(0, lo, k)), eot.Narrow(0, lo, k), true)
+		f := text.ForwardEmbeddings(text.Embed(ids.Narrow(0, lo, k)), eot.Narrow(0, lo, k), clip.CausalAttention)
 		parts = append(parts, f.Normalize(-1, 0))
 	}
 	per := int64(len(p.prompts[0]))

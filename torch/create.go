@@ -198,6 +198,17 @@ func (t *Tensor) ToDType(dt DType) *Tensor {
 	return t.To(dt, in.Device)
 }
 
+// CastAs converts the tensor to like's dtype, keeping its own device: the
+// cast a layer's float32 weight needs to meet a half-precision input. An
+// error carried by either tensor is carried by the result.
+func (t *Tensor) CastAs(like *Tensor) *Tensor {
+	in, err := like.Info()
+	if err != nil {
+		return failedFrom(like, err)
+	}
+	return t.ToDType(in.DType)
+}
+
 // failedFrom returns a tensor for an error found while reading t: t's own
 // error is propagated, a new one recorded.
 func failedFrom(t *Tensor, err error) *Tensor {

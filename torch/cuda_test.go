@@ -25,11 +25,13 @@ func TestCUDAMatchesCPU(t *testing.T) {
 		w := FromSlice(lcg(2, 4*3*3*3, -1, 1), 4, 3, 3, 3)
 		th := FromSlice([]float64{0.9, -0.3, 0.1, 0.3, 0.9, -0.1, 1, 0, 0.2, 0, 1.1, 0}, 2, 2, 3)
 		ops := map[string]func(x, w, th *Tensor) *Tensor{
-			"conv2d":   func(x, w, _ *Tensor) *Tensor { return Conv2d(x, w, nil, Conv2dOptions{Padding: [2]int64{1, 1}}) },
-			"bicubic":  func(x, _, _ *Tensor) *Tensor { return Interpolate(x, 11, 11, Bicubic, false, true) },
-			"bilinear": func(x, _, _ *Tensor) *Tensor { return Interpolate(x, 40, 40, Bilinear, true, false) },
+			"conv2d":  func(x, w, _ *Tensor) *Tensor { return Conv2d(x, w, nil, Conv2dOptions{Padding: [2]int64{1, 1}}) },
+			"bicubic": func(x, _, _ *Tensor) *Tensor { return Interpolate(x, 11, 11, Resize{Mode: Bicubic, Antialias: true}) },
+			"bilinear": func(x, _, _ *Tensor) *Tensor {
+				return Interpolate(x, 40, 40, Resize{Mode: Bilinear, AlignCorners: true})
+			},
 			"grid": func(x, _, th *Tensor) *Tensor {
-				return GridSample(x, AffineGrid(th, [4]int64{2, 3, 16, 16}, false), Bilinear, PadReflection, false)
+				return GridSample(x, AffineGrid(th, [4]int64{2, 3, 16, 16}, Sampling{}), Sampling{Mode: Bilinear, Padding: PadReflection})
 			},
 			"layernorm": func(x, _, _ *Tensor) *Tensor { return LayerNorm(x, []int64{16}, nil, nil, 1e-5) },
 			"attention": func(x, _, _ *Tensor) *Tensor { return Attention(x, x, x, nil, true, 0) },

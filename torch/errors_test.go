@@ -57,10 +57,10 @@ func TestErrorsBecomeValues(t *testing.T) {
 			t.Errorf("freed read: %v", err)
 		}
 		// Bad arguments the bridge rejects itself.
-		if err := Interpolate(a, 2, 2, Bilinear, false, false).Err(); !errors.Is(err, ErrArgument) {
+		if err := Interpolate(a, 2, 2, Resize{Mode: Bilinear}).Err(); !errors.Is(err, ErrArgument) {
 			t.Errorf("3-D interpolate: %v", err)
 		}
-		if err := Interpolate(Zeros(Float32, CPU, 1, 1, 2, 2), 4, 4, InterpMode(9), false, false).Err(); !errors.Is(err, ErrArgument) {
+		if err := Interpolate(Zeros(Float32, CPU, 1, 1, 2, 2), 4, 4, Resize{Mode: InterpMode(9)}).Err(); !errors.Is(err, ErrArgument) {
 			t.Errorf("bad mode: %v", err)
 		}
 		if err := Zeros(DType(42), CPU, 1).Err(); !errors.Is(err, ErrArgument) {

@@ -181,14 +181,14 @@ func TestGradients(t *testing.T) {
 		{"layer norm affine", func(xs []*Tensor) *Tensor { return LayerNorm(xs[0], []int64{3}, xs[1], xs[2], 1e-5) },
 			[]input{x, in(14, 0.5, 1.5, 3), in(15, -1, 1, 3)}},
 		{"layer norm plain", one(func(a *Tensor) *Tensor { return LayerNorm(a, []int64{3}, nil, nil, 1e-5) }), []input{x}},
-		{"bilinear", one(func(a *Tensor) *Tensor { return Interpolate(a, 5, 4, Bilinear, false, false) }), []input{in(16, -1, 1, 1, 2, 3, 3)}},
-		{"bilinear corners", one(func(a *Tensor) *Tensor { return Interpolate(a, 5, 7, Bilinear, true, false) }), []input{in(17, -1, 1, 1, 1, 3, 3)}},
-		{"bicubic antialias", one(func(a *Tensor) *Tensor { return Interpolate(a, 3, 4, Bicubic, false, true) }), []input{in(18, -1, 1, 1, 2, 6, 6)}},
-		{"bicubic", one(func(a *Tensor) *Tensor { return Interpolate(a, 5, 7, Bicubic, false, false) }), []input{in(34, -1, 1, 1, 1, 3, 4)}},
-		{"bilinear antialias", one(func(a *Tensor) *Tensor { return Interpolate(a, 3, 2, Bilinear, false, true) }), []input{in(35, -1, 1, 1, 1, 7, 5)}},
-		{"nearest", one(func(a *Tensor) *Tensor { return Interpolate(a, 4, 4, Nearest, false, false) }), []input{in(19, -1, 1, 1, 1, 2, 2)}},
+		{"bilinear", one(func(a *Tensor) *Tensor { return Interpolate(a, 5, 4, Resize{Mode: Bilinear}) }), []input{in(16, -1, 1, 1, 2, 3, 3)}},
+		{"bilinear corners", one(func(a *Tensor) *Tensor { return Interpolate(a, 5, 7, Resize{Mode: Bilinear, AlignCorners: true}) }), []input{in(17, -1, 1, 1, 1, 3, 3)}},
+		{"bicubic antialias", one(func(a *Tensor) *Tensor { return Interpolate(a, 3, 4, Resize{Mode: Bicubic, Antialias: true}) }), []input{in(18, -1, 1, 1, 2, 6, 6)}},
+		{"bicubic", one(func(a *Tensor) *Tensor { return Interpolate(a, 5, 7, Resize{Mode: Bicubic}) }), []input{in(34, -1, 1, 1, 1, 3, 4)}},
+		{"bilinear antialias", one(func(a *Tensor) *Tensor { return Interpolate(a, 3, 2, Resize{Mode: Bilinear, Antialias: true}) }), []input{in(35, -1, 1, 1, 1, 7, 5)}},
+		{"nearest", one(func(a *Tensor) *Tensor { return Interpolate(a, 4, 4, Resize{}) }), []input{in(19, -1, 1, 1, 1, 2, 2)}},
 		{"grid sample reflection", two(func(a, th *Tensor) *Tensor {
-			return GridSample(a, AffineGrid(th, [4]int64{1, 2, 3, 4}, false), Bilinear, PadReflection, false)
+			return GridSample(a, AffineGrid(th, [4]int64{1, 2, 3, 4}, Sampling{}), Sampling{Mode: Bilinear, Padding: PadReflection})
 		}), []input{in(20, -1, 1, 1, 2, 4, 5), {[]float64{0.9, 0.15, 0.05, -0.1, 1.1, 0.07}, []int64{1, 2, 3}}}},
 		{"attention", func(xs []*Tensor) *Tensor { return Attention(xs[0], xs[1], xs[2], nil, false, 0) },
 			[]input{in(21, -1, 1, 2, 3, 4), in(22, -1, 1, 2, 5, 4), in(23, -1, 1, 2, 5, 2)}},

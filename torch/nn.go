@@ -71,12 +71,21 @@ const (
 	Bicubic
 )
 
+// Resize says how Interpolate resamples; the zero value is nearest.
+type Resize struct {
+	Mode InterpMode
+	// AlignCorners is torch's align_corners: the corner pixels' centres,
+	// not their outer edges, map onto each other.
+	AlignCorners bool
+	// Antialias low-pass filters when shrinking, as PIL does.
+	Antialias bool
+}
+
 // Interpolate resizes x [N, C, H, W] to [N, C, h, w], as
-// torch.nn.functional.interpolate with the given mode, align_corners and
-// antialias (antialias matters when shrinking).
-func Interpolate(x *Tensor, h, w int64, mode InterpMode, alignCorners, antialias bool) *Tensor {
+// torch.nn.functional.interpolate.
+func Interpolate(x *Tensor, h, w int64, r Resize) *Tensor {
 	return apply("interpolate", func(hs []*C.tb_tensor, out **C.tb_tensor) *C.tb_error {
-		return C.tb_interpolate(hs[0], C.int(mode), C.int64_t(h), C.int64_t(w), cBool(alignCorners), cBool(antialias), out)
+		return C.tb_interpolate(hs[0], C.int(r.Mode), C.int64_t(h), C.int64_t(w), cBool(r.AlignCorners), cBool(r.Antialias), out)
 	}, x)
 }
 
@@ -90,19 +99,31 @@ const (
 	PadReflection
 )
 
+// Sampling says how GridSample reads its input, and how AffineGrid lays
+// out the grid: pass both the same value, as torch needs their
+// align_corners to agree.
+type Sampling struct {
+	Mode    InterpMode
+	Padding Padding
+	// AlignCorners is torch's align_corners: -1 and 1 are the centres of
+	// the corner pixels rather than their outer edges.
+	AlignCorners bool
+}
+
 // GridSample samples x [N, C, H, W] at grid [N, h, w, 2] (x, y in [-1, 1]),
 // as torch.nn.functional.grid_sample.
-func GridSample(x, grid *Tensor, mode InterpMode, pad Padding, alignCorners bool) *Tensor {
+func GridSample(x, grid *Tensor, s Sampling) *Tensor {
 	return apply("grid_sample", func(hs []*C.tb_tensor, out **C.tb_tensor) *C.tb_error {
-		return C.tb_grid_sample(hs[0], hs[1], C.int(mode), C.int(pad), cBool(alignCorners), out)
+		return C.tb_grid_sample(hs[0], hs[1], C.int(s.Mode), C.int(s.Padding), cBool(s.AlignCorners), out)
 	}, x, grid)
 }
 
 // AffineGrid turns affine matrices theta [N, 2, 3] into a sampling grid
-// [N, H, W, 2] for an output of size [N, C, H, W].
-func AffineGrid(theta *Tensor, size [4]int64, alignCorners bool) *Tensor {
+// [N, H, W, 2] for an output of size [N, C, H, W]; of s only AlignCorners
+// matters.
+func AffineGrid(theta *Tensor, size [4]int64, s Sampling) *Tensor {
 	return apply("affine_grid", func(hs []*C.tb_tensor, out **C.tb_tensor) *C.tb_error {
-		return C.tb_affine_grid(hs[0], (*C.int64_t)(&size[0]), 4, cBool(alignCorners), out)
+		return C.tb_affine_grid(hs[0], (*C.int64_t)(&size[0]), 4, cBool(s.AlignCorners), out)
 	}, theta)
 }
 

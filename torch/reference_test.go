@@ -28,21 +28,27 @@ func TestAgainstPyTorch(t *testing.T) {
 		// CLIP's positional grid 24×24 → 17×17: bicubic with antialias.
 		"bicubic_aa_down": {"interpolate", map[string]any{"size": []int{17, 17}, "mode": "bicubic", "antialias": true, "align_corners": false},
 			map[string]input{"x": in(1, -1, 1, 1, 3, 24, 24)},
-			func(x map[string]*Tensor) *Tensor { return Interpolate(x["x"], 17, 17, Bicubic, false, true) }},
+			func(x map[string]*Tensor) *Tensor {
+				return Interpolate(x["x"], 17, 17, Resize{Mode: Bicubic, Antialias: true})
+			}},
 		"bicubic_up": {"interpolate", map[string]any{"size": []int{9, 7}, "mode": "bicubic", "antialias": false, "align_corners": false},
 			map[string]input{"x": in(2, -1, 1, 2, 1, 4, 5)},
-			func(x map[string]*Tensor) *Tensor { return Interpolate(x["x"], 9, 7, Bicubic, false, false) }},
+			func(x map[string]*Tensor) *Tensor { return Interpolate(x["x"], 9, 7, Resize{Mode: Bicubic}) }},
 		// MadCLIP's score maps 17×17 → 240×240: bilinear, align_corners true.
 		"bilinear_corners": {"interpolate", map[string]any{"size": []int{40, 40}, "mode": "bilinear", "antialias": false, "align_corners": true},
 			map[string]input{"x": in(3, -1, 1, 1, 2, 17, 17)},
-			func(x map[string]*Tensor) *Tensor { return Interpolate(x["x"], 40, 40, Bilinear, true, false) }},
+			func(x map[string]*Tensor) *Tensor {
+				return Interpolate(x["x"], 40, 40, Resize{Mode: Bilinear, AlignCorners: true})
+			}},
 		"bilinear_down_aa": {"interpolate", map[string]any{"size": []int{5, 6}, "mode": "bilinear", "antialias": true, "align_corners": false},
 			map[string]input{"x": in(4, -1, 1, 1, 1, 13, 11)},
-			func(x map[string]*Tensor) *Tensor { return Interpolate(x["x"], 5, 6, Bilinear, false, true) }},
+			func(x map[string]*Tensor) *Tensor {
+				return Interpolate(x["x"], 5, 6, Resize{Mode: Bilinear, Antialias: true})
+			}},
 		"grid_sample": {"grid_sample", map[string]any{"size": []int{2, 3, 8, 9}},
 			map[string]input{"x": in(5, 0, 1, 2, 3, 8, 9), "theta": {[]float64{0.92, -0.38, 0.1, 0.38, 0.92, -0.1, 1, 0, 0.2, 0, 1, -0.2}, []int64{2, 2, 3}}},
 			func(x map[string]*Tensor) *Tensor {
-				return GridSample(x["x"], AffineGrid(x["theta"], [4]int64{2, 3, 8, 9}, false), Bilinear, PadReflection, false)
+				return GridSample(x["x"], AffineGrid(x["theta"], [4]int64{2, 3, 8, 9}, Sampling{}), Sampling{Mode: Bilinear, Padding: PadReflection})
 			}},
 		"layer_norm": {"layer_norm", map[string]any{"norm_shape": []int{6}},
 			map[string]input{"x": in(6, -3, 3, 2, 4, 6), "w": in(7, 0.5, 1.5, 6), "b": in(8, -1, 1, 6)},

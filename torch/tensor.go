@@ -174,8 +174,13 @@ func (t *Tensor) Info() (Info, error) {
 	return in, nil
 }
 
-// Shape is the tensor's size per dimension (nil when the tensor carries an
-// error).
+// Shape is the tensor's size per dimension.
+//
+// Shape, Dim, Size, DType, Device and Numel are for tensors known to be
+// valid: on a tensor carrying an error they return a zero value (nil, -1,
+// Float32, the CPU, 0), and an operation built from those values still
+// fails with the tensor's own error. Code that branches on a shape or
+// indexes into it reads Info instead, which returns the error.
 func (t *Tensor) Shape() []int64 {
 	in, err := t.Info()
 	if err != nil {

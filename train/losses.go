@@ -12,7 +12,7 @@ import (
 // l = 2y − 1, −mean_batch(mean_patches logsigmoid(−l·S_n) +
 // mean_patches logsigmoid(l·S_ab)). No temperature, no bias.
 func DetectionLoss(s, labels *torch.Tensor) *torch.Tensor {
-	l := labels.ToDType(s.DType()).MulScalar(2).SubScalar(1).Unsqueeze(1) // [B, 1]
+	l := labels.CastAs(s).MulScalar(2).SubScalar(1).Unsqueeze(1) // [B, 1]
 	sn := s.Select(-1, 0).Mul(l).Neg().LogSigmoid().MeanDims(false, 1)
 	sab := s.Select(-1, 1).Mul(l).LogSigmoid().MeanDims(false, 1)
 	return sn.Add(sab).Mean().Neg()
@@ -26,7 +26,7 @@ func DetectionLoss(s, labels *torch.Tensor) *torch.Tensor {
 // with-logits loss; we reproduce it as it is.)
 func SoftmaxDetectionLoss(s, labels *torch.Tensor) *torch.Tensor {
 	p := s.Softmax(-1) // [B, P, 2]
-	y := labels.ToDType(s.DType())
+	y := labels.CastAs(s)
 	n := p.Select(-1, 0).MeanDims(false, 1)
 	a := p.Select(-1, 1).MeanDims(false, 1)
 	return bceWithLogits(n.RSubScalar(1), y).Add(bceWithLogits(a, y))
@@ -43,7 +43,7 @@ func bceWithLogits(x, y *torch.Tensor) *torch.Tensor {
 // one-hot target clamped to [1e-5, 1−1e-5], pt = Σ onehot·p + 1e-5, and
 // −(1−pt)²·log pt averaged over all pixels.
 func FocalLoss(p, masks *torch.Tensor) *torch.Tensor {
-	m := masks.ToDType(p.DType())
+	m := masks.CastAs(p)
 	onehot := torch.Stack(1, m.RSubScalar(1), m).Clamp(1e-5, 1-1e-5)
 	pt := onehot.Mul(p).SumDims(false, 1).AddScalar(1e-5)
 	return pt.RSubScalar(1).Square().Mul(pt.Log()).Mean().Neg()
@@ -52,7 +52,7 @@ func FocalLoss(p, masks *torch.Tensor) *torch.Tensor {
 // DiceLoss is 1 − (2Σp·m + 1)/(Σp + Σm + 1) per image on the abnormal
 // probability p [B, H, W], averaged over the batch (normal images too).
 func DiceLoss(p, masks *torch.Tensor) *torch.Tensor {
-	m := masks.ToDType(p.DType())
+	m := masks.CastAs(p)
 	inter := p.Mul(m).SumDims(false, 1, 2)
 	den := p.SumDims(false, 1, 2).Add(m.SumDims(false, 1, 2)).AddScalar(1)
 	return inter.MulScalar(2).AddScalar(1).Div(den).RSubScalar(1).Mean()

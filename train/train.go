@@ -556,7 +556,7 @@ func augmentShots(abnormal, normal []dataset.Image, size int64, masks bool, dev 
 
 // loadAll decodes and resizes the samples on worker goroutines.
 func loadAll(samples []dataset.Sample, size int, masks bool) ([]dataset.Image, error) {
-	ch, stop := dataset.Decode(samples, size, masks, false, 2*runtime.NumCPU())
+	ch, stop := dataset.Decode(samples, size, dataset.DecodeOptions{Masks: masks, Ahead: 2 * runtime.NumCPU()})
 	defer stop()
 	out := make([]dataset.Image, 0, len(samples))
 	for d := range ch {

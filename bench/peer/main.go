@@ -309,7 +309,7 @@ func (t *predictTask) free() {
 
 func (t *predictTask) run() error {
 	var n int
-	err := t.p.Stream(t.items, 16, false, false, func(dataset.Decoded, infer.Result) error {
+	err := t.p.Stream(t.items, infer.StreamOptions{}, func(dataset.Decoded, infer.Result) error {
 		n++
 		return nil
 	})

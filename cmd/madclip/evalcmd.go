@@ -126,7 +126,7 @@ func writeFailures(p *infer.Predictor, ev *infer.Evaluation, dir string, n int) 
 	for i, s := range pick {
 		items[i].Path = s.Path
 	}
-	return p.Stream(items, 16, false, true, func(d dataset.Decoded, r infer.Result) error {
+	return p.Stream(items, infer.StreamOptions{KeepOriginal: true}, func(d dataset.Decoded, r infer.Result) error {
 		kind := "normal-high"
 		if pick[d.Index].Abnormal {
 			kind = "abnormal-low"

@@ -168,7 +168,7 @@ func predictAction(c *cli.Context) error {
 			items[i].Path = path
 		}
 		heat, raw := c.String("heatmap"), c.String("raw-map")
-		return p.Stream(items, c.Int("batch"), false, heat != "", func(d dataset.Decoded, r infer.Result) error {
+		return p.Stream(items, infer.StreamOptions{Batch: c.Int("batch"), KeepOriginal: heat != ""}, func(d dataset.Decoded, r infer.Result) error {
 			pr := prediction{Path: d.Sample.Path, Score: r.Score, DetScore: r.DetScore, Label: "normal"}
 			if r.Score >= th {
 				pr.Label = "anomalous"

@@ -88,7 +88,7 @@ func TestAgainstPyTorch(t *testing.T) {
 					img, tapped = m.Visual.Forward(images, taps)
 					return nil
 				})
-				txt := m.Text.ForwardEmbeddings(m.Text.Embed(ids), EOTIndex(ids), c.causal)
+				txt := m.Text.ForwardEmbeddings(m.Text.Embed(ids), EOTIndex(ids), map[bool]AttnMask{false: FullAttention, true: CausalAttention}[c.causal])
 				near(t, "image", values(t, img), want.Image, 2e-4)
 				near(t, "text", values(t, txt), want.Text, 2e-4)
 				near(t, "logits", values(t, m.Logits(img, txt)), want.Logits, 2e-3)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 
+	"madclip/model/param"
 	"madclip/torch"
 )
 
@@ -33,13 +34,22 @@ func (a Activation) apply(x *torch.Tensor) *torch.Tensor {
 	return x.QuickGelu()
 }
 
+// AttnMask says which positions a token may attend to.
+type AttnMask int
+
+// Attention masks.
+const (
+	FullAttention   AttnMask = iota // every token sees every token (the image tower)
+	CausalAttention                 // a token sees itself and earlier ones (CLIP's text)
+)
+
 // LayerNorm is an affine layer normalisation over the last dimension.
 type LayerNorm struct {
 	Weight, Bias *torch.Tensor // [D]
 }
 
-func newLayerNorm(b *Builder, d int64) LayerNorm {
-	return LayerNorm{Weight: b.Get("weight", InitOnes, d), Bias: b.Get("bias", InitZeros, d)}
+func newLayerNorm(b *param.Builder, d int64) LayerNorm {
+	return LayerNorm{Weight: b.Get("weight", param.Ones, d), Bias: b.Get("bias", param.Zeros, d)}
 }
 
 // Forward normalises x [..., D].
@@ -50,40 +60,39 @@ func (l LayerNorm) Forward(x *torch.Tensor) *torch.Tensor {
 // ResidualBlock is one transformer block: pre-norm multi-head self-attention
 // with a packed q/k/v projection, then a pre-norm MLP (4× width).
 type ResidualBlock struct {
-	Ln1                LayerNorm
-	InProjW, InProjB   *torch.Tensor // [3D, D], [3D]
-	OutProjW, OutProjB *torch.Tensor // [D, D], [D]
-	Ln2                LayerNorm
-	FcW, FcB           *torch.Tensor // [4D, D], [4D]
-	ProjW, ProjB       *torch.Tensor // [D, 4D], [D]
-	Heads              int
-	Act                Activation
+	Ln1     LayerNorm
+	InProj  param.Linear // D → 3D: q, k and v packed
+	OutProj param.Linear // D → D
+	Ln2     LayerNorm
+	Fc      param.Linear // D → 4D
+	Proj    param.Linear // 4D → D
+	Heads   int
+	Act     Activation
 }
 
-func newResidualBlock(b *Builder, width, heads, layers int, act Activation) *ResidualBlock {
+func newResidualBlock(b *param.Builder, width, heads, layers int, act Activation) *ResidualBlock {
 	d := int64(width)
 	projStd := 1 / sqrt(float64(width)) / sqrt(2*float64(layers))
 	attn := b.Sub("attn")
 	mlp := b.Sub("mlp")
 	return &ResidualBlock{
-		Ln1:      newLayerNorm(b.Sub("ln_1"), d),
-		InProjW:  attn.Get("in_proj_weight", InitNormal(1/sqrt(float64(width))), 3*d, d),
-		InProjB:  attn.Get("in_proj_bias", InitZeros, 3*d),
-		OutProjW: attn.Sub("out_proj").Get("weight", InitNormal(projStd), d, d),
-		OutProjB: attn.Sub("out_proj").Get("bias", InitZeros, d),
-		Ln2:      newLayerNorm(b.Sub("ln_2"), d),
-		FcW:      mlp.Sub("c_fc").Get("weight", InitNormal(1/sqrt(2*float64(width))), 4*d, d),
-		FcB:      mlp.Sub("c_fc").Get("bias", InitZeros, 4*d),
-		ProjW:    mlp.Sub("c_proj").Get("weight", InitNormal(projStd), d, 4*d),
-		ProjB:    mlp.Sub("c_proj").Get("bias", InitZeros, d),
-		Heads:    heads,
-		Act:      act,
+		Ln1: newLayerNorm(b.Sub("ln_1"), d),
+		// nn.MultiheadAttention names its packed projection in_proj_*.
+		InProj: param.Linear{
+			Weight: attn.Get("in_proj_weight", param.Normal(1/sqrt(float64(width))), 3*d, d),
+			Bias:   attn.Get("in_proj_bias", param.Zeros, 3*d),
+		},
+		OutProj: param.NewLinear(attn.Sub("out_proj"), d, d, param.Normal(projStd), param.WithBias),
+		Ln2:     newLayerNorm(b.Sub("ln_2"), d),
+		Fc:      param.NewLinear(mlp.Sub("c_fc"), d, 4*d, param.Normal(1/sqrt(2*float64(width))), param.WithBias),
+		Proj:    param.NewLinear(mlp.Sub("c_proj"), 4*d, d, param.Normal(projStd), param.WithBias),
+		Heads:   heads,
+		Act:     act,
 	}
 }
 
-// Forward runs the block on x [B, L, D]; causal masks attention to earlier
-// positions.
-func (r *ResidualBlock) Forward(x *torch.Tensor, causal bool) *torch.Tensor {
+// Forward runs the block on x [B, L, D] with the given attention mask.
+func (r *ResidualBlock) Forward(x *torch.Tensor, mask AttnMask) *torch.Tensor {
 	shape := x.Shape()
 	if len(shape) != 3 {
 		if err := x.Err(); err != nil {
@@ -94,12 +103,12 @@ func (r *ResidualBlock) Forward(x *torch.Tensor, causal bool) *torch.Tensor {
 	B, L, D := shape[0], shape[1], shape[2]
 	H := int64(r.Heads)
 	h := r.Ln1.Forward(x)
-	qkv := torch.Linear(h, r.InProjW, r.InProjB).View(B, L, 3, H, D/H).Permute(2, 0, 3, 1, 4) // [3, B, H, L, d], strided views
-	attn := torch.Attention(qkv.Select(0, 0), qkv.Select(0, 1), qkv.Select(0, 2), nil, causal, 0)
+	qkv := r.InProj.Forward(h).View(B, L, 3, H, D/H).Permute(2, 0, 3, 1, 4) // [3, B, H, L, d], strided views
+	attn := torch.Attention(qkv.Select(0, 0), qkv.Select(0, 1), qkv.Select(0, 2), nil, mask == CausalAttention, 0)
 	attn = attn.Transpose(1, 2).Reshape(B, L, D)
-	x = x.Add(torch.Linear(attn, r.OutProjW, r.OutProjB))
-	h = r.Act.apply(torch.Linear(r.Ln2.Forward(x), r.FcW, r.FcB))
-	return x.Add(torch.Linear(h, r.ProjW, r.ProjB))
+	x = x.Add(r.OutProj.Forward(attn))
+	h = r.Act.apply(r.Fc.Forward(r.Ln2.Forward(x)))
+	return x.Add(r.Proj.Forward(h))
 }
 
 // Transformer is a stack of residual blocks.
@@ -107,7 +116,7 @@ type Transformer struct {
 	Blocks []*ResidualBlock
 }
 
-func newTransformer(b *Builder, width, layers, heads int, act Activation) *Transformer {
+func newTransformer(b *param.Builder, width, layers, heads int, act Activation) *Transformer {
 	t := &Transformer{}
 	rb := b.Sub("resblocks")
 	for i := range layers {
@@ -124,13 +133,13 @@ func newTransformer(b *Builder, width, layers, heads int, act Activation) *Trans
 // residual stream is freed once the next block has consumed it (unless it
 // is tapped or is the input): memory grows with one block's work, not with
 // the depth.
-func (t *Transformer) Forward(x *torch.Tensor, causal bool, taps []int) (*torch.Tensor, []*torch.Tensor) {
+func (t *Transformer) Forward(x *torch.Tensor, mask AttnMask, taps []int) (*torch.Tensor, []*torch.Tensor) {
 	out := make([]*torch.Tensor, len(taps))
 	input := x
 	tapped := false
 	for i, blk := range t.Blocks {
 		prev := x
-		x = torch.Local1(func() *torch.Tensor { return blk.Forward(prev, causal) })
+		x = torch.Local1(func() *torch.Tensor { return blk.Forward(prev, mask) })
 		if prev != input && !tapped {
 			prev.Free()
 		}

@@ -2,8 +2,10 @@ package clip
 
 import (
 	"fmt"
+	"math"
 	"strings"
 
+	"madclip/model/param"
 	"madclip/torch"
 )
 
@@ -31,17 +33,17 @@ type Model struct {
 	params *torch.Store
 }
 
-func build(b *Builder, c Config, o Options) *Model {
+func build(b *param.Builder, c Config, o Options) *Model {
 	return &Model{
 		Config:     c,
 		Options:    o,
 		Visual:     newVisionTransformer(b.Sub("visual"), c, o.Activation),
 		Text:       newTextTransformer(b, c, o.Activation),
-		LogitScale: b.Get("logit_scale", InitZeros),
+		LogitScale: b.Get("logit_scale", param.Const(math.Log(1/0.07))), // OpenAI's starting temperature,
 	}
 }
 
-func (m *Model) finish(b *Builder) (*Model, error) {
+func (m *Model) finish(b *param.Builder) (*Model, error) {
 	store, err := b.Finish()
 	if err != nil {
 		return nil, err
@@ -85,7 +87,7 @@ func Load(path string, o Options) (*Model, error) {
 		}
 		return nil, fmt.Errorf("load %s: %w", path, err)
 	}
-	b := NewLoadBuilder(src)
+	b := param.NewLoadBuilder(src)
 	m, err := build(b, c, o).finish(b)
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", path, err)
@@ -107,13 +109,8 @@ func New(c Config, o Options, seed uint64) (*Model, error) {
 		return nil, err
 	}
 	defer g.Free()
-	b := NewInitBuilder(g, o.DType, o.Device)
-	m := build(b, c, o)
-	if b.root.err == nil {
-		// OpenAI starts the temperature at 1/0.07.
-		b.root.err = m.LogitScale.Fill(2.659260036932778)
-	}
-	return m.finish(b)
+	b := param.NewInitBuilder(g, o.DType, o.Device)
+	return build(b, c, o).finish(b)
 }
 
 // Params lists the weights by name (for saving and for checks).
@@ -179,5 +176,13 @@ func (m *Model) EncodeText(ids *torch.Tensor) *torch.Tensor {
 func (m *Model) Logits(img, txt *torch.Tensor) *torch.Tensor {
 	in := img.Normalize(-1, 0)
 	tn := txt.Normalize(-1, 0)
-	return in.Matmul(tn.Transpose(0, 1)).Mul(m.LogitScale.Exp().ToDType(in.DType()))
+	return in.Matmul(tn.Transpose(0, 1)).Mul(m.LogitScale.Exp().CastAs(in))
+}
+
+// ExpectedShapes lists every parameter of configuration c by its checkpoint
+// name, with its shape.
+func ExpectedShapes(c Config) map[string][]int64 {
+	b := param.NewShapeRecorder()
+	build(b, c, Options{})
+	return b.Shapes()
 }

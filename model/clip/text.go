@@ -1,6 +1,7 @@
 package clip
 
 import (
+	"madclip/model/param"
 	"madclip/torch"
 )
 
@@ -13,14 +14,14 @@ type TextTransformer struct {
 	TextProjection      *torch.Tensor // [D, E]
 }
 
-func newTextTransformer(b *Builder, c Config, act Activation) *TextTransformer {
+func newTextTransformer(b *param.Builder, c Config, act Activation) *TextTransformer {
 	d := int64(c.TextWidth)
 	return &TextTransformer{
-		TokenEmbedding:      b.Get("token_embedding.weight", InitNormal(0.02), int64(c.VocabSize), d),
-		PositionalEmbedding: b.Get("positional_embedding", InitNormal(0.01), int64(c.ContextLength), d),
+		TokenEmbedding:      b.Get("token_embedding.weight", param.Normal(0.02), int64(c.VocabSize), d),
+		PositionalEmbedding: b.Get("positional_embedding", param.Normal(0.01), int64(c.ContextLength), d),
 		Transformer:         newTransformer(b.Sub("transformer"), c.TextWidth, c.TextLayers, c.TextHeads, act),
 		LnFinal:             newLayerNorm(b.Sub("ln_final"), d),
-		TextProjection:      b.Get("text_projection", InitNormal(1/sqrt(float64(c.TextWidth))), d, int64(c.EmbedDim)),
+		TextProjection:      b.Get("text_projection", param.Normal(1/sqrt(float64(c.TextWidth))), d, int64(c.EmbedDim)),
 	}
 }
 
@@ -36,7 +37,7 @@ func EOTIndex(ids *torch.Tensor) *torch.Tensor { return ids.Argmax(-1, false) }
 // ForwardEmbeddings runs the tower on token embeddings x [B, L, D] (learned
 // prompts enter here), with or without the causal mask, and returns the
 // projected feature at each row's eot position (eot: int64 [B]): [B, E].
-func (t *TextTransformer) ForwardEmbeddings(x, eot *torch.Tensor, causal bool) *torch.Tensor {
+func (t *TextTransformer) ForwardEmbeddings(x, eot *torch.Tensor, mask AttnMask) *torch.Tensor {
 	shape := x.Shape()
 	if len(shape) != 3 {
 		if err := x.Err(); err != nil {
@@ -48,15 +49,15 @@ func (t *TextTransformer) ForwardEmbeddings(x, eot *torch.Tensor, causal bool) *
 	if L != t.PositionalEmbedding.Size(0) {
 		return torch.Failed("clip text", "%d tokens, the model takes %d", L, t.PositionalEmbedding.Size(0))
 	}
-	h := x.Add(t.PositionalEmbedding.ToDType(x.DType()))
-	h, _ = t.Transformer.Forward(h, causal, nil)
+	h := x.Add(t.PositionalEmbedding.CastAs(x))
+	h, _ = t.Transformer.Forward(h, mask, nil)
 	h = t.LnFinal.Forward(h)
 	rows := torch.Arange(0, float64(B*L), float64(L), torch.Int64, eot.Device()).Add(eot)
 	pooled := h.Reshape(B*L, D).IndexSelect(0, rows) // [B, D]
-	return pooled.Matmul(t.TextProjection.ToDType(pooled.DType()))
+	return pooled.Matmul(t.TextProjection.CastAs(pooled))
 }
 
 // Forward encodes token ids [B, L] with the causal mask, as CLIP does: [B, E].
 func (t *TextTransformer) Forward(ids *torch.Tensor) *torch.Tensor {
-	return t.ForwardEmbeddings(t.Embed(ids), EOTIndex(ids), true)
+	return t.ForwardEmbeddings(t.Embed(ids), EOTIndex(ids), CausalAttention)
 }

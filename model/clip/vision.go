@@ -1,6 +1,7 @@
 package clip
 
 import (
+	"madclip/model/param"
 	"madclip/torch"
 )
 
@@ -20,18 +21,18 @@ type VisionTransformer struct {
 	Patch, Grid int // patch size and the grid side at the input resolution
 }
 
-func newVisionTransformer(b *Builder, c Config, act Activation) *VisionTransformer {
+func newVisionTransformer(b *param.Builder, c Config, act Activation) *VisionTransformer {
 	w := int64(c.VisionWidth)
 	g := int64(c.Grid())
 	scale := 1 / sqrt(float64(c.VisionWidth))
 	return &VisionTransformer{
-		Conv1:               b.Get("conv1.weight", InitNormal(0.02), w, 3, int64(c.PatchSize), int64(c.PatchSize)),
-		ClassEmbedding:      b.Get("class_embedding", InitNormal(scale), w),
-		PositionalEmbedding: b.Get("positional_embedding", InitNormal(scale), g*g+1, w),
+		Conv1:               b.Get("conv1.weight", param.Normal(0.02), w, 3, int64(c.PatchSize), int64(c.PatchSize)),
+		ClassEmbedding:      b.Get("class_embedding", param.Normal(scale), w),
+		PositionalEmbedding: b.Get("positional_embedding", param.Normal(scale), g*g+1, w),
 		LnPre:               newLayerNorm(b.Sub("ln_pre"), w),
 		Transformer:         newTransformer(b.Sub("transformer"), c.VisionWidth, c.VisionLayers, c.VisionHeads, act),
 		LnPost:              newLayerNorm(b.Sub("ln_post"), w),
-		Proj:                b.Get("proj", InitNormal(scale), w, int64(c.EmbedDim)),
+		Proj:                b.Get("proj", param.Normal(scale), w, int64(c.EmbedDim)),
 		Patch:               c.PatchSize,
 		Grid:                c.Grid(),
 	}
@@ -58,7 +59,7 @@ func ResizePositions(pos *torch.Tensor, g int) *torch.Tensor {
 	}
 	cls := pos.Narrow(0, 0, 1)
 	grid := pos.Narrow(0, 1, n).Reshape(1, G, G, w).Permute(0, 3, 1, 2)
-	grid = torch.Interpolate(grid, int64(g), int64(g), torch.Bicubic, false, true)
+	grid = torch.Interpolate(grid, int64(g), int64(g), torch.Resize{Mode: torch.Bicubic, Antialias: true})
 	grid = grid.Permute(0, 2, 3, 1).Reshape(int64(g*g), w)
 	return torch.Cat(0, cls, grid)
 }
@@ -98,15 +99,15 @@ func (v *VisionTransformer) Tokens(x *torch.Tensor) *torch.Tensor {
 	p := int64(v.Patch)
 	h := torch.Conv2d(x, v.Conv1, nil, torch.Conv2dOptions{Stride: [2]int64{p, p}}) // [B, W, g, g]
 	h = h.Flatten(2, 3).Transpose(1, 2)                                             // [B, g², W]
-	cls := v.ClassEmbedding.ToDType(h.DType()).View(1, 1, W).Expand(B, 1, W)
-	h = torch.Cat(1, cls, h).Add(v.Positions.ToDType(h.DType()))
+	cls := v.ClassEmbedding.CastAs(h).View(1, 1, W).Expand(B, 1, W)
+	h = torch.Cat(1, cls, h).Add(v.Positions.CastAs(h))
 	return v.LnPre.Forward(h)
 }
 
 // Forward returns the pooled image embedding [B, E] and the residual
 // streams after the tapped blocks ([B, g²+1, W] each).
 func (v *VisionTransformer) Forward(x *torch.Tensor, taps []int) (*torch.Tensor, []*torch.Tensor) {
-	h, tapped := v.Transformer.Forward(v.Tokens(x), false, taps)
-	pooled := v.LnPost.Forward(h.Select(1, 0)).Matmul(v.Proj.ToDType(h.DType()))
+	h, tapped := v.Transformer.Forward(v.Tokens(x), FullAttention, taps)
+	pooled := v.LnPost.Forward(h.Select(1, 0)).Matmul(v.Proj.CastAs(h))
 	return pooled, tapped
 }

@@ -1,4 +1,7 @@
-package clip
+// Package param hands out a model's parameters by their checkpoint names:
+// loaded from weights, created at random for models built without them, or
+// only recorded with their shapes. CLIP and MadCLIP build through it.
+package param
 
 import (
 	"fmt"
@@ -13,7 +16,7 @@ import (
 // weights (random initialisation for tiny models and new layers).
 type Init struct {
 	kind initKind
-	std  float64 // the normal's standard deviation, or the uniform's bound
+	std  float64 // the normal's standard deviation, the uniform's bound, or the constant
 }
 
 // initKind is the distribution an Init draws from.
@@ -24,20 +27,24 @@ const (
 	initOnes
 	initNormal
 	initUniform
+	initConst
 )
 
 // Initialisers.
 var (
-	InitZeros = Init{kind: initZeros}
-	InitOnes  = Init{kind: initOnes}
+	Zeros = Init{kind: initZeros}
+	Ones  = Init{kind: initOnes}
 )
 
-// InitNormal draws from N(0, std²).
-func InitNormal(std float64) Init { return Init{kind: initNormal, std: std} }
+// Const fills the parameter with v.
+func Const(v float64) Init { return Init{kind: initConst, std: v} }
 
-// InitUniform draws from U[-bound, bound) (nn.Linear's default uses
+// Normal draws from N(0, std²).
+func Normal(std float64) Init { return Init{kind: initNormal, std: std} }
+
+// Uniform draws from U[-bound, bound) (nn.Linear's default uses
 // bound = 1/√fan_in).
-func InitUniform(bound float64) Init { return Init{kind: initUniform, std: bound} }
+func Uniform(bound float64) Init { return Init{kind: initUniform, std: bound} }
 
 // Builder hands out a model's parameters by their checkpoint names. The same
 // constructor tree loads weights (every name must exist with the right
@@ -70,13 +77,14 @@ func NewInitBuilder(gen *torch.Generator, dtype torch.DType, dev torch.Device) *
 	return &Builder{root: &buildState{gen: gen, dtype: dtype, dev: dev, store: torch.NewStore(), used: map[string]bool{}}}
 }
 
-// ExpectedShapes lists every parameter of configuration c by its checkpoint
-// name, with its shape.
-func ExpectedShapes(c Config) map[string][]int64 {
-	b := &Builder{root: &buildState{shapes: map[string][]int64{}, used: map[string]bool{}}}
-	build(b, c, Options{})
-	return b.root.shapes
+// NewShapeRecorder creates nothing: it records the name and shape of every
+// parameter asked for, which Shapes then returns. Get gives nil tensors.
+func NewShapeRecorder() *Builder {
+	return &Builder{root: &buildState{shapes: map[string][]int64{}, used: map[string]bool{}}}
 }
+
+// Shapes is what a recorder saw: every parameter's name and shape.
+func (b *Builder) Shapes() map[string][]int64 { return b.root.shapes }
 
 // Sub is the builder for the child called name.
 func (b *Builder) Sub(name string) *Builder {
@@ -137,6 +145,8 @@ func (r *buildState) create(init Init, shape []int64) *torch.Tensor {
 		switch init.kind {
 		case initOnes:
 			t = torch.Ones(r.dtype, r.dev, shape...)
+		case initConst:
+			t = torch.Full(init.std, r.dtype, r.dev, shape...)
 		case initNormal:
 			// Drawn on the CPU so that every device gets the same values.
 			t = torch.Randn(r.gen, torch.Float32, torch.CPU, shape...).MulScalar(init.std).To(r.dtype, r.dev)
