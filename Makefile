@@ -39,6 +39,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./torch/safetensors
 	$(GO) test -run '^$$' -fuzz FuzzEncode -fuzztime $(FUZZTIME) ./model/clip/bpe
 	$(GO) test -run '^$$' -fuzz FuzzUnpickle -fuzztime $(FUZZTIME) ./torch/torchsave
+	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./imaging
 
 bench: build
 	scripts/bench_bridge.sh

@@ -1,49 +1,161 @@
 // Package atomicfile writes files so that readers see either the old file or
-// the complete new one, never a partly written file.
+// the complete new one, never a partly written file, and so that writing an
+// output never destroys something that is not a regular file.
 package atomicfile
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
 )
 
 // Write creates path by calling fill on a temporary file in the same folder,
 // syncing it and renaming it over path. On any error the temporary file is
 // removed and path is left as it was.
+//
+// What is at path decides how: nothing, or a regular file (whose mode is
+// kept rather than perm), is replaced; a symbolic link to a regular file is
+// written through, replacing its target as cp would; anything else (a
+// folder, a device, a named pipe, a socket, a dangling link) is refused.
+// Temporaries that a killed madclip left beside path are removed first.
 func Write(path string, perm os.FileMode, fill func(w io.Writer) error) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	target, perm, err := Destination(path, perm)
 	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+		return err
+	}
+	dir := filepath.Dir(target)
+	removeStale(dir, filepath.Base(target))
+	f, err := os.CreateTemp(dir, tempPrefix(filepath.Base(target))+strconv.Itoa(os.Getpid())+"-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, unwrapPath(err, path))
 	}
 	tmp := f.Name()
 	defer func() {
 		if err != nil {
 			f.Close()
 			os.Remove(tmp)
+			err = fmt.Errorf("write %s: %w", path, unwrapPath(err, tmp, target))
 		}
 	}()
 	bw := bufio.NewWriterSize(f, 1<<20)
 	if err = fill(bw); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+		return err
 	}
 	if err = bw.Flush(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+		return err
 	}
 	if err = f.Chmod(perm); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+		return err
 	}
 	if err = f.Sync(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+		return err
 	}
 	if err = f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+		return err
 	}
-	if err = os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+	return os.Rename(tmp, target)
+}
+
+// Destination says where Write(path) would put its file and with which
+// mode, or why it refuses: it lets a command check every output before it
+// starts work.
+func Destination(path string, perm os.FileMode) (string, os.FileMode, error) {
+	st, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return path, perm, nil
 	}
-	return nil
+	if err != nil {
+		return "", 0, fmt.Errorf("write %s: %w", path, unwrapPath(err, path))
+	}
+	target := path
+	if st.Mode()&fs.ModeSymlink != 0 {
+		if target, err = filepath.EvalSymlinks(path); err != nil {
+			return "", 0, fmt.Errorf("write %s: a symbolic link whose target cannot be followed (%v)", path, unwrapPath(err, path))
+		}
+		if st, err = os.Stat(target); err != nil {
+			return "", 0, fmt.Errorf("write %s: %w", path, unwrapPath(err, path))
+		}
+	}
+	if !st.Mode().IsRegular() {
+		return "", 0, fmt.Errorf("write %s: it is %s, not a regular file; refusing to replace it", path, kind(st.Mode()))
+	}
+	return target, st.Mode().Perm(), nil
+}
+
+func kind(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a folder"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeCharDevice != 0:
+		return "a character device"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	}
+	return "not a regular file"
+}
+
+// tempPrefix starts the name of a temporary for the file base; the writer's
+// process id and a random suffix follow, so that a leftover can be told
+// from a write in progress.
+func tempPrefix(base string) string { return "." + base + ".tmp-p" }
+
+// removeStale deletes temporaries for base in dir whose writer is no
+// longer running (it was killed mid-write). Failures are ignored: a stale
+// file is only clutter.
+func removeStale(dir, base string) {
+	prefix := tempPrefix(base)
+	names, err := filepath.Glob(filepath.Join(dir, globEscape(prefix)+"*"))
+	if err != nil {
+		return
+	}
+	for _, name := range names {
+		rest := strings.TrimPrefix(filepath.Base(name), prefix)
+		pid, err := strconv.Atoi(rest[:max(strings.IndexByte(rest, '-'), 0)])
+		if err != nil || pid <= 0 || running(pid) {
+			continue
+		}
+		if st, err := os.Lstat(name); err == nil && st.Mode().IsRegular() {
+			os.Remove(name)
+		}
+	}
+}
+
+// running reports whether a process with this id exists.
+func running(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`*?[\`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// unwrapPath drops the operation and path of an *fs.PathError about one of
+// ours (the temporary, the destination), keeping the cause, since callers
+// name the user's path; errors about other files pass unchanged.
+func unwrapPath(err error, ours ...string) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) && slices.Contains(ours, pe.Path) {
+		return pe.Err
+	}
+	return err
 }

@@ -2,9 +2,13 @@ package atomicfile
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -22,8 +26,8 @@ func TestWriteReplacesWhole(t *testing.T) {
 	}
 	b, _ := os.ReadFile(p)
 	st, _ := os.Stat(p)
-	if string(b) != "new contents" || st.Mode().Perm() != 0o644 {
-		t.Errorf("got %q mode %v", b, st.Mode())
+	if string(b) != "new contents" || st.Mode().Perm() != 0o600 {
+		t.Errorf("got %q mode %v, want the replaced file's 0600", b, st.Mode())
 	}
 	entries, _ := os.ReadDir(dir)
 	if len(entries) != 1 {
@@ -55,5 +59,107 @@ func TestFailedWriteLeavesOldFile(t *testing.T) {
 	q := filepath.Join(dir, "missing", "x")
 	if err := Write(q, 0o644, func(io.Writer) error { return nil }); err == nil {
 		t.Error("write into a missing folder succeeded")
+	}
+}
+
+// TestWriteRefusesNonRegular: folders, named pipes, devices and dangling
+// links are left alone with an error naming the path; a link to a regular
+// file is written through and stays a link.
+func TestWriteRefusesNonRegular(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "pipe")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dangling := filepath.Join(dir, "dangling")
+	os.Symlink(filepath.Join(dir, "nowhere"), dangling)
+	sub := filepath.Join(dir, "sub")
+	os.Mkdir(sub, 0o755)
+	fill := func(w io.Writer) error { _, err := io.WriteString(w, "x"); return err }
+	for _, c := range []struct{ path, want string }{
+		{fifo, "a named pipe"},
+		{sub, "a folder"},
+		{"/dev/null", "a character device"},
+		{dangling, "symbolic link"},
+	} {
+		err := Write(c.path, 0o644, fill)
+		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), c.path) {
+			t.Errorf("%s: error %v, want one naming it and %q", c.path, err, c.want)
+		}
+	}
+	if st, err := os.Lstat(fifo); err != nil || st.Mode()&os.ModeNamedPipe == 0 {
+		t.Errorf("the pipe was replaced: %v %v", st, err)
+	}
+	if st, err := os.Lstat("/dev/null"); err != nil || st.Mode()&os.ModeCharDevice == 0 {
+		t.Errorf("/dev/null was replaced: %v", err)
+	}
+
+	real := filepath.Join(dir, "real.txt")
+	os.WriteFile(real, []byte("old"), 0o640)
+	link := filepath.Join(dir, "link.txt")
+	os.Symlink("real.txt", link)
+	if err := Write(link, 0o644, fill); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := os.Lstat(link); st.Mode()&os.ModeSymlink == 0 {
+		t.Error("the link was replaced by a file")
+	}
+	b, _ := os.ReadFile(real)
+	st, _ := os.Stat(real)
+	if string(b) != "x" || st.Mode().Perm() != 0o640 {
+		t.Errorf("target %q mode %v, want \"x\" 0640", b, st.Mode().Perm())
+	}
+}
+
+// TestStaleTemporariesRemoved: a temporary of a dead writer goes, one of a
+// live writer and other files stay.
+func TestStaleTemporariesRemoved(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "ck.safetensors")
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Skip("no true(1):", err)
+	}
+	dead := filepath.Join(dir, fmt.Sprintf(".ck.safetensors.tmp-p%d-123", cmd.Process.Pid))
+	live := filepath.Join(dir, fmt.Sprintf(".ck.safetensors.tmp-p%d-456", os.Getpid()))
+	other := filepath.Join(dir, ".other.tmp-p1-1")
+	for _, f := range []string{dead, live, other} {
+		os.WriteFile(f, []byte("partial"), 0o644)
+	}
+	if err := Write(p, 0o644, func(w io.Writer) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dead); err == nil {
+		t.Error("the dead writer's temporary is still there")
+	}
+	for _, f := range []string{live, other, p} {
+		if _, err := os.Stat(f); err != nil {
+			t.Errorf("%s was removed: %v", f, err)
+		}
+	}
+}
+
+// TestErrorsNameTheUsersPath: a failing write names the path asked for,
+// never the temporary file.
+func TestErrorsNameTheUsersPath(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "out.png")
+	err := Write(p, 0o644, func(w io.Writer) error {
+		tmp, _ := filepath.Glob(filepath.Join(dir, ".out.png.tmp-*"))
+		if len(tmp) != 1 {
+			t.Fatalf("temporaries %v", tmp)
+		}
+		return &os.PathError{Op: "write", Path: tmp[0], Err: syscall.ENOSPC}
+	})
+	if err == nil || strings.Contains(err.Error(), ".tmp-") || !strings.Contains(err.Error(), p) || !errors.Is(err, syscall.ENOSPC) {
+		t.Errorf("error %v", err)
+	}
+	// An error about another file (an input) keeps that file's name.
+	err = Write(p, 0o644, func(w io.Writer) error {
+		_, err := os.Open(filepath.Join(dir, "input.png"))
+		return err
+	})
+	if err == nil || !strings.Contains(err.Error(), "input.png") {
+		t.Errorf("error %v lost the input's name", err)
 	}
 }

@@ -122,7 +122,7 @@ func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, note func(string)) ([
 				if err != nil {
 					return out, err
 				}
-				ev, err := p.Evaluate(c.Data, test, 32, nil)
+				ev, err := p.Evaluate(c.Data, test, infer.StreamOptions{Batch: 32}, nil)
 				p.Close()
 				if err != nil {
 					return out, err

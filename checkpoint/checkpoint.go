@@ -6,6 +6,8 @@ package checkpoint
 import (
 	"encoding/json"
 	"fmt"
+	"math"
+	"sort"
 	"strings"
 
 	"madclip/model"
@@ -13,6 +15,7 @@ import (
 	"madclip/model/clip/bpe"
 	"madclip/model/param"
 	"madclip/torch"
+	"madclip/torch/safetensors"
 	"madclip/weights"
 )
 
@@ -54,10 +57,25 @@ type Meta struct {
 	// Imported says where a converted checkpoint came from (madclip import);
 	// nil for models trained here.
 	Imported *Imported `json:"imported,omitempty"`
+	// Training holds the run's other settings, so that --resume continues
+	// the run as it was started (nil in checkpoints from before 0.2.1).
+	Training *Training `json:"training,omitempty"`
 	// Resume state; set only in checkpoints written before the end.
 	Epoch int   `json:"epoch,omitempty"` // epochs completed
 	Step  int   `json:"step,omitempty"`  // steps completed in the next epoch
 	Steps int64 `json:"optimizer_steps,omitempty"`
+}
+
+// Training is how a model was trained, besides what Meta says elsewhere.
+type Training struct {
+	Data          string  `json:"data"` // the benchmark root, absolute
+	Batch         int     `json:"batch"`
+	LR            float64 `json:"lr"`
+	Beta1         float64 `json:"beta1"`
+	Beta2         float64 `json:"beta2"`
+	SoftmaxLoss   bool    `json:"softmax_loss,omitempty"`
+	SelectOnValid bool    `json:"select_on_valid,omitempty"`
+	DrawShots     bool    `json:"draw_shots,omitempty"`
 }
 
 // Imported identifies the file a checkpoint was converted from.
@@ -126,24 +144,102 @@ type Checkpoint struct {
 	Tensors map[string]*torch.Tensor
 }
 
-// Load reads a checkpoint written by Save.
+// Load reads a checkpoint written by Save. Its description is checked
+// before anything is built from it, and every tensor must be finite.
 func Load(path string, dev torch.Device) (*Checkpoint, error) {
 	ts, md, err := torch.LoadSafetensors(path, dev, torch.Float32)
 	if err != nil {
 		return nil, err
 	}
-	js, ok := md[metaKey]
+	c := &Checkpoint{Path: path, Tensors: ts}
+	if c.Meta, err = parseMeta(path, md); err == nil {
+		err = allFinite(path, ts)
+	}
+	if err != nil {
+		c.Free()
+		return nil, err
+	}
+	return c, nil
+}
+
+// ReadMeta reads only a checkpoint's description.
+func ReadMeta(path string) (Meta, error) {
+	f, err := safetensors.Open(path)
+	if err != nil {
+		return Meta{}, err
+	}
+	defer f.Close()
+	return parseMeta(path, f.Metadata)
+}
+
+// parseMeta decodes and validates the description in a checkpoint's
+// metadata: it is trusted by nothing until it passes.
+func parseMeta(path string, md map[string]string) (Meta, error) {
 	var meta Meta
-	if ok {
-		err = json.Unmarshal([]byte(js), &meta)
+	js, ok := md[metaKey]
+	if !ok {
+		return meta, fmt.Errorf("%s: not a madclip checkpoint (no configuration in its metadata)", path)
 	}
-	if !ok || err != nil {
-		for _, t := range ts {
-			t.Free()
+	if err := json.Unmarshal([]byte(js), &meta); err != nil {
+		return meta, fmt.Errorf("%s: its configuration is not valid JSON: %w", path, err)
+	}
+	if err := meta.validate(); err != nil {
+		return meta, fmt.Errorf("%s: %w", path, err)
+	}
+	return meta, nil
+}
+
+// validate checks what later steps act on: the backbone description, the
+// sizes, the counts.
+func (m Meta) validate() error {
+	b := m.Backbone
+	switch {
+	case b.Preset != "":
+		cfg, ok := clip.Presets[b.Preset]
+		if !ok {
+			return fmt.Errorf("unknown backbone preset %q in its configuration", b.Preset)
 		}
-		return nil, fmt.Errorf("%s: not a madclip checkpoint (no configuration in its metadata)", path)
+		if cfg != b.Config {
+			return fmt.Errorf("its backbone configuration differs from the %q preset's", b.Preset)
+		}
+	case b.File == "" || len(b.SHA256) != 64:
+		return fmt.Errorf("its configuration names no backbone (a preset, or a weights file and its SHA-256)")
 	}
-	return &Checkpoint{Path: path, Meta: meta, Tensors: ts}, nil
+	if err := b.Config.Validate(); err != nil {
+		return fmt.Errorf("its backbone configuration: %w", err)
+	}
+	if o := m.Model; o.ImageSize < 1 || o.ImageSize > 4096 || len(o.Layers) == 0 {
+		return fmt.Errorf("its model configuration has image size %d and %d tapped layers", o.ImageSize, len(o.Layers))
+	}
+	if m.Epochs < 0 || m.Epoch < 0 || m.Step < 0 || m.Shots < 0 {
+		return fmt.Errorf("its configuration has negative counts")
+	}
+	if math.IsNaN(m.Threshold) || m.Threshold < 0 || m.Threshold > 1 {
+		return fmt.Errorf("its threshold %v is outside [0, 1]", m.Threshold)
+	}
+	return nil
+}
+
+// allFinite refuses tensors holding NaN or infinity: such a model scores
+// everything alike, silently.
+func allFinite(path string, ts map[string]*torch.Tensor) error {
+	names := make([]string, 0, len(ts))
+	for n := range ts {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		v, err := ts[n].Float32s()
+		if err != nil {
+			return fmt.Errorf("%s: %s: %w", path, n, err)
+		}
+		for _, x := range v {
+			if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+				return fmt.Errorf("%s: %s holds %v: the checkpoint is corrupt", path, n, x)
+			}
+		}
+	}
+	return nil
 }
 
 // Free releases tensors not handed to a model.
@@ -206,12 +302,15 @@ func OpenBackbone(src Source, o clip.Options) (*clip.Model, Backbone, error) {
 	if src.Weights == "" {
 		return nil, Backbone{}, fmt.Errorf("no CLIP weights (--weights) and no --preset")
 	}
-	sum, err := weights.FileSHA256(src.Weights)
+	// Loading validates the file (a safetensors header that matches a CLIP)
+	// before it is hashed.
+	m, err := clip.Load(src.Weights, o)
 	if err != nil {
 		return nil, Backbone{}, err
 	}
-	m, err := clip.Load(src.Weights, o)
+	sum, err := weights.FileSHA256(src.Weights)
 	if err != nil {
+		m.Free()
 		return nil, Backbone{}, err
 	}
 	return m, Backbone{SHA256: sum, File: src.Weights, Config: m.Config}, nil

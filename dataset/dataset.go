@@ -73,7 +73,8 @@ func listImages(dir string) ([]string, error) {
 
 // ReadSplit lists a split ("valid" or "test") of the dataset called name
 // under root. The dataset has masks when its Ungood folder has an
-// anomaly_mask folder; then every abnormal image needs its mask.
+// anomaly_mask folder; then every abnormal image needs its mask. The
+// benchmark's datasets with masks (Brain, Liver, Retina_RESC) must have it.
 func ReadSplit(root, name, split string) (*Split, error) {
 	dir := filepath.Join(Dir(root, name), split)
 	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
@@ -83,6 +84,12 @@ func ReadSplit(root, name, split string) (*Split, error) {
 	maskDir := filepath.Join(dir, "Ungood", "anomaly_mask")
 	if st, err := os.Stat(maskDir); err == nil && st.IsDir() {
 		s.HasMasks = true
+	}
+	for _, b := range Benchmarks {
+		if b.Name == name && b.Masks && !s.HasMasks {
+			// Training and scoring would silently fall back to image labels.
+			return nil, fmt.Errorf("dataset %s: %s is missing; this benchmark dataset has pixel masks, and without them the model would train and be evaluated without its segmentation head", name, maskDir)
+		}
 	}
 	for _, cls := range []string{"good", "Ungood"} {
 		imgDir := filepath.Join(dir, cls, "img")
@@ -150,12 +157,18 @@ func Prepare(img *imaging.RGB, s Sample, size int, withMask bool) (Image, error)
 	if s.MaskPath == "" {
 		return out, nil
 	}
-	m, err := imaging.Load(s.MaskPath)
+	// The mask's header first: a mask of another size is refused before
+	// it is decoded.
+	mw, mh, err := imaging.Size(s.MaskPath)
 	if err != nil {
 		return Image{}, fmt.Errorf("mask %w", err)
 	}
-	if m.W != img.W || m.H != img.H {
-		return Image{}, fmt.Errorf("%s: mask is %dx%d, its image %s is %dx%d", s.MaskPath, m.W, m.H, s.Path, img.W, img.H)
+	if mw != img.W || mh != img.H {
+		return Image{}, fmt.Errorf("%s: mask is %dx%d, its image %s is %dx%d", s.MaskPath, mw, mh, s.Path, img.W, img.H)
+	}
+	m, err := imaging.LoadLimit(s.MaskPath, int64(img.W)*int64(img.H))
+	if err != nil {
+		return Image{}, fmt.Errorf("mask %w", err)
 	}
 	r := m.Luma().ResizeNearest(size, size)
 	for i := range out.Mask {

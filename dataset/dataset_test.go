@@ -171,6 +171,10 @@ func TestShots(t *testing.T) {
 	if _, _, err := bad.Select(split.Samples); err == nil || !strings.Contains(err.Error(), "nope.png") {
 		t.Errorf("unknown shot: %v", err)
 	}
+	twice := Shots{Normal: []string{s1.Normal[0], s1.Normal[0]}, Abnormal: s1.Abnormal[:2]}
+	if _, _, err := twice.Select(split.Samples); err == nil || !strings.Contains(err.Error(), s1.Normal[0]+" is listed twice") {
+		t.Errorf("a shot listed twice: %v", err)
+	}
 }
 
 // The authors' lists for all six datasets are built in and parse, with k

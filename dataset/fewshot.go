@@ -204,6 +204,9 @@ func (s Shots) Select(samples []Sample) (shots, rest []Sample, err error) {
 			if !ok {
 				return nil, nil, fmt.Errorf("shot %s is not among the %s images of the split", n, list.class)
 			}
+			if picked[k] {
+				return nil, nil, fmt.Errorf("shot %s is listed twice among the %s shots", n, list.class)
+			}
 			shots = append(shots, smp)
 			picked[k] = true
 		}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"image"
 	"image/color"
+	_ "image/jpeg" // headers only, for Size; pixels go through libjpeg-turbo
 	"image/png"
 	"io"
 	"math"
@@ -35,7 +36,19 @@ func (m *RGB) At(x, y int) (r, g, b byte) {
 // Load decodes a PNG or JPEG file (grey, colour, palette or with alpha; 8 or
 // 16 bits) into RGB: grey is replicated, alpha dropped, 16-bit values scaled
 // to 8 bits. Errors name the file and say what is wrong with it.
-func Load(path string) (*RGB, error) {
+func Load(path string) (*RGB, error) { return LoadLimit(path, DefaultMaxPixels) }
+
+// DefaultMaxPixels is the largest image (width × height) decoded unless a
+// caller raises it: PIL's decompression-bomb limit. A header claiming more
+// is refused before any pixel memory is allocated.
+const DefaultMaxPixels = 178956970
+
+// LoadLimit is Load for images of at most maxPixels pixels (the default
+// when maxPixels ≤ 0).
+func LoadLimit(path string, maxPixels int64) (*RGB, error) {
+	if maxPixels <= 0 {
+		maxPixels = DefaultMaxPixels
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -48,28 +61,53 @@ func Load(path string) (*RGB, error) {
 	if st.IsDir() {
 		return nil, fmt.Errorf("%s: is a folder, not an image", path)
 	}
-	m, err := Decode(bufio.NewReader(f))
+	m, err := decodeLimit(bufio.NewReader(f), maxPixels)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return m, nil
 }
 
-// Decode reads a PNG or JPEG stream.
-func Decode(r io.Reader) (*RGB, error) {
+// Size reads only the header of the image at path: its width and height.
+func Size(path string) (w, h int, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer f.Close()
+	cfg, _, err := image.DecodeConfig(bufio.NewReader(f))
+	if err != nil {
+		return 0, 0, fmt.Errorf("%s: not a readable PNG or JPEG image: %w", path, err)
+	}
+	return cfg.Width, cfg.Height, nil
+}
+
+// Decode reads a PNG or JPEG stream of at most DefaultMaxPixels pixels.
+func Decode(r io.Reader) (*RGB, error) { return decodeLimit(r, DefaultMaxPixels) }
+
+func decodeLimit(r io.Reader, maxPixels int64) (*RGB, error) {
 	br := bufio.NewReader(r)
 	head, _ := br.Peek(8)
+
 	var img image.Image
 	var err error
 	switch {
 	case bytes.HasPrefix(head, []byte("\x89PNG\r\n\x1a\n")):
+		// The size the header claims (IHDR comes first), checked before
+		// any pixel memory is allocated.
+		ihdr, _ := br.Peek(33)
+		if cfg, err := png.DecodeConfig(bytes.NewReader(ihdr)); err == nil {
+			if px := int64(cfg.Width) * int64(cfg.Height); px > maxPixels {
+				return nil, fmt.Errorf("the image claims %d×%d pixels, over the limit of %d (raise it with --max-pixels)", cfg.Width, cfg.Height, maxPixels)
+			}
+		}
 		img, err = png.Decode(br)
 	case bytes.HasPrefix(head, []byte{0xff, 0xd8, 0xff}):
 		data, err := io.ReadAll(br)
 		if err != nil {
 			return nil, err
 		}
-		return decodeJPEG(data)
+		return decodeJPEG(data, maxPixels)
 	case len(head) == 0:
 		return nil, errors.New("empty file, not an image")
 	default:

@@ -40,8 +40,8 @@ static void mc_jpeg_emit(j_common_ptr cinfo, int level) {
 // mc_jpeg_decode decodes data into a malloc'd buffer of w*h*comps bytes
 // (comps 1 for grey, 3 for RGB, 4 for CMYK; *adobe says whether an Adobe
 // marker was seen). On failure it returns NULL with the message in msg.
-static unsigned char *mc_jpeg_decode(const unsigned char *data, unsigned long n, int *w, int *h, int *comps, int *adobe,
-                                     char *msg, size_t msglen) {
+static unsigned char *mc_jpeg_decode(const unsigned char *data, unsigned long n, unsigned long long maxpix,
+                                     int *w, int *h, int *comps, int *adobe, char *msg, size_t msglen) {
 	struct jpeg_decompress_struct cinfo;
 	mc_jpeg_err err;
 	unsigned char *volatile out = NULL;
@@ -59,6 +59,12 @@ static unsigned char *mc_jpeg_decode(const unsigned char *data, unsigned long n,
 	jpeg_create_decompress(&cinfo);
 	jpeg_mem_src(&cinfo, data, n);
 	jpeg_read_header(&cinfo, TRUE);
+	if ((unsigned long long)cinfo.image_width * cinfo.image_height > maxpix) {
+		snprintf(msg, msglen, "the image claims %u×%u pixels, over the limit of %llu (raise it with --max-pixels)",
+		         cinfo.image_width, cinfo.image_height, maxpix);
+		jpeg_destroy_decompress(&cinfo);
+		return NULL;
+	}
 	switch (cinfo.num_components) {
 	case 1: cinfo.out_color_space = JCS_GRAYSCALE; break;
 	case 3: cinfo.out_color_space = JCS_RGB; break;
@@ -102,22 +108,23 @@ import "C"
 
 import (
 	"errors"
+	"strings"
 	"unsafe"
 )
 
 // decodeJPEG decodes a whole JPEG file's bytes to RGB as PIL's
 // Image.open(...).convert("RGB") does: grey replicated, CMYK (inverted when
 // an Adobe marker says so, as PIL reads it) converted with PIL's formula.
-func decodeJPEG(data []byte) (*RGB, error) {
+func decodeJPEG(data []byte, maxPixels int64) (*RGB, error) {
 	if len(data) == 0 {
 		return nil, errors.New("empty file, not an image")
 	}
 	var w, h, comps, adobe C.int
 	var msg [C.JMSG_LENGTH_MAX]C.char
-	p := C.mc_jpeg_decode((*C.uchar)(unsafe.Pointer(&data[0])), C.ulong(len(data)), &w, &h, &comps, &adobe, &msg[0], C.size_t(len(msg)))
+	p := C.mc_jpeg_decode((*C.uchar)(unsafe.Pointer(&data[0])), C.ulong(len(data)), C.ulonglong(maxPixels), &w, &h, &comps, &adobe, &msg[0], C.size_t(len(msg)))
 	if p == nil {
 		m := C.GoString(&msg[0])
-		if m == "truncated image: the JPEG data ends early" {
+		if m == "truncated image: the JPEG data ends early" || strings.HasPrefix(m, "the image claims") {
 			return nil, errors.New(m)
 		}
 		return nil, errors.New("corrupt JPEG: " + m)

@@ -77,8 +77,8 @@ func rocCurve(scores []float32, labels []bool) (fpr, tpr []float64) {
 // Evaluate scores every image of the dataset's test split and computes the
 // image metrics, and the pixel AUROC and AP when the split has masks. each,
 // when not nil, sees every image with its prediction (for heatmaps). It runs
-// on the compute thread.
-func (p *Predictor) Evaluate(root, name string, batch int, each func(dataset.Decoded, Result) error) (*Evaluation, error) {
+// on the compute thread. Of o, Batch and MaxPixels apply.
+func (p *Predictor) Evaluate(root, name string, o StreamOptions, each func(dataset.Decoded, Result) error) (*Evaluation, error) {
 	split, err := dataset.ReadSplit(root, name, "test")
 	if err != nil {
 		return nil, err
@@ -86,7 +86,8 @@ func (p *Predictor) Evaluate(root, name string, batch int, each func(dataset.Dec
 	e := &Evaluation{Dataset: name, Images: len(split.Samples)}
 	var pix, detScores []float32
 	var pixLabels []bool
-	err = p.Stream(split.Samples, StreamOptions{Batch: batch, Masks: split.HasMasks, KeepOriginal: each != nil}, func(d dataset.Decoded, r Result) error {
+	o.Masks, o.KeepOriginal = split.HasMasks, each != nil
+	err = p.Stream(split.Samples, o, func(d dataset.Decoded, r Result) error {
 		e.imageScores = append(e.imageScores, float32(r.Score))
 		e.imageLabels = append(e.imageLabels, d.Sample.Abnormal)
 		e.Scores = append(e.Scores, Scored{Path: d.Sample.Path, Abnormal: d.Sample.Abnormal, Score: r.Score, DetScore: r.DetScore})
@@ -133,6 +134,9 @@ type StreamOptions struct {
 	// stream carries on with the rest. Without it such an image ends the
 	// stream, after the images before it have been scored and handed to fn.
 	Skip func(bad dataset.Decoded)
+	// MaxPixels is the largest image decoded (imaging.DefaultMaxPixels
+	// when zero).
+	MaxPixels int64
 }
 
 // Stream decodes items on worker goroutines and scores them in batches,
@@ -142,7 +146,7 @@ func (p *Predictor) Stream(samples []dataset.Sample, o StreamOptions, fn func(da
 	if batch < 1 {
 		batch = 16
 	}
-	ch, stop := dataset.Decode(samples, p.Size, dataset.DecodeOptions{Masks: o.Masks, KeepOriginal: o.KeepOriginal, Ahead: 2 * batch})
+	ch, stop := dataset.Decode(samples, p.Size, dataset.DecodeOptions{Masks: o.Masks, KeepOriginal: o.KeepOriginal, Ahead: 2 * batch, MaxPixels: o.MaxPixels})
 	defer stop()
 	var pending []dataset.Decoded
 	flush := func() error {

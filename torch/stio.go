@@ -2,6 +2,7 @@ package torch
 
 import (
 	"fmt"
+	"strings"
 	"unsafe"
 
 	"madclip/torch/safetensors"
@@ -33,6 +34,9 @@ const SameDType DType = -1
 func LoadSafetensors(path string, dev Device, floatDType DType) (map[string]*Tensor, map[string]string, error) {
 	f, err := safetensors.Open(path)
 	if err != nil {
+		if strings.HasPrefix(err.Error(), path+": ") {
+			return nil, nil, fmt.Errorf("load %w", err) // it names the file already
+		}
 		return nil, nil, fmt.Errorf("load %s: %w", path, err)
 	}
 	defer f.Close()

@@ -20,8 +20,8 @@ type selector struct {
 	threshold float64 // F1-max threshold of the best epoch, on predict's [0, 1] scale
 }
 
-func newSelector(m *model.MadCLIP, samples []dataset.Sample, size int, masks bool, dev torch.Device) (*selector, error) {
-	imgs, err := loadAll(samples, size, false)
+func newSelector(m *model.MadCLIP, samples []dataset.Sample, size int, masks bool, maxPixels int64, dev torch.Device) (*selector, error) {
+	imgs, err := loadAll(samples, size, dataset.DecodeOptions{MaxPixels: maxPixels})
 	if err != nil {
 		return nil, err
 	}

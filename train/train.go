@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
@@ -52,6 +53,7 @@ type Config struct {
 	CacheOnHost   bool   // keep the feature cache in host memory from the start
 	SelectOnValid bool   // keep the epoch with the best image AUROC on the valid images that are not shots
 	Out           string // checkpoint path
+	MaxPixels     int64  // the largest image decoded (imaging.DefaultMaxPixels when zero)
 	Resume        string // a partial checkpoint to continue from
 }
 
@@ -125,7 +127,7 @@ type Result struct {
 func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, rep Reporter) (*Result, error) {
 	start := time.Now()
 	c.Defaults()
-	if c.Model.Object == "" {
+	if c.Model.Object == "" && c.Resume == "" {
 		return nil, fmt.Errorf("no object word for dataset %q: give one (--object)", c.Dataset)
 	}
 	r := &trainingRun{c: &c, rep: rep, res: &Result{}}
@@ -204,8 +206,21 @@ func (r *trainingRun) resumeFrom() error {
 		return fmt.Errorf("%s: training already finished; nothing to resume", c.Resume)
 	}
 	rm := r.resume.Meta
-	c.Dataset, c.Seed, c.Model = rm.Dataset, rm.Seed, rm.Model
+	c.Dataset, c.Seed, c.Model, c.Epochs = rm.Dataset, rm.Seed, rm.Model, rm.Epochs
 	c.Shots, c.ShotsFile, c.ShotsIndex = rm.Shots, rm.ShotsFile, rm.ShotsIndex
+	if t := rm.Training; t != nil {
+		c.Batch, c.LR, c.Beta1, c.Beta2 = t.Batch, t.LR, t.Beta1, t.Beta2
+		c.SoftmaxLoss, c.SelectOnValid, c.DrawShots = t.SoftmaxLoss, t.SelectOnValid, t.DrawShots
+		if c.Data == "" {
+			c.Data = t.Data
+		}
+	}
+	if b := rm.Backbone; c.Shared == nil {
+		c.Preset, c.BackboneSeed = b.Preset, b.Seed
+		if b.Preset == "" && c.Weights == "" {
+			c.Weights = b.File
+		}
+	}
 	return nil
 }
 
@@ -244,7 +259,7 @@ func (r *trainingRun) readShots() error {
 		}
 	}
 	r.k, r.heldOut, r.hasMasks = len(shots.Normal), heldOut, valid.HasMasks
-	r.imgs, err = loadAll(samples, c.Model.ImageSize, valid.HasMasks)
+	r.imgs, err = loadAll(samples, c.Model.ImageSize, dataset.DecodeOptions{Masks: valid.HasMasks, MaxPixels: c.MaxPixels})
 	return err
 }
 
@@ -285,14 +300,15 @@ func (r *trainingRun) buildModel(tk *bpe.Tokenizer) error {
 		return err
 	}
 	r.meta = checkpoint.Meta{Version: checkpoint.Version, Model: r.m.Opts, Backbone: bb, Dataset: c.Dataset, Masks: r.hasMasks,
-		Shots: r.k, ShotsFile: c.ShotsFile, ShotsIndex: c.ShotsIndex, Seed: c.Seed, Epochs: c.Epochs}
+		Shots: r.k, ShotsFile: c.ShotsFile, ShotsIndex: c.ShotsIndex, Seed: c.Seed, Epochs: c.Epochs,
+		Training: &checkpoint.Training{Data: absPath(c.Data), Batch: c.Batch, LR: c.LR, Beta1: c.Beta1, Beta2: c.Beta2,
+			SoftmaxLoss: c.SoftmaxLoss, SelectOnValid: c.SelectOnValid, DrawShots: c.DrawShots}}
 	if r.resume != nil {
 		if err := restoreAdam(r.opt, r.m, r.resume); err != nil {
 			return err
 		}
 		r.first = [2]int{r.resume.Meta.Epoch, r.resume.Meta.Step}
 		r.meta = r.resume.Meta
-		r.meta.Epochs = c.Epochs
 	}
 	return nil
 }
@@ -342,7 +358,7 @@ func (r *trainingRun) cacheFeatures() error {
 	}
 	if c.SelectOnValid {
 		r.rep.Stage(fmt.Sprintf("caching backbone features of %d held-out valid images", len(r.heldOut)))
-		if r.sel, err = newSelector(r.m, r.heldOut, c.Model.ImageSize, r.hasMasks, c.Device); err != nil {
+		if r.sel, err = newSelector(r.m, r.heldOut, c.Model.ImageSize, r.hasMasks, c.MaxPixels, c.Device); err != nil {
 			return err
 		}
 	}
@@ -555,8 +571,9 @@ func augmentShots(abnormal, normal []dataset.Image, size int64, masks bool, dev 
 }
 
 // loadAll decodes and resizes the samples on worker goroutines.
-func loadAll(samples []dataset.Sample, size int, masks bool) ([]dataset.Image, error) {
-	ch, stop := dataset.Decode(samples, size, dataset.DecodeOptions{Masks: masks, Ahead: 2 * runtime.NumCPU()})
+func loadAll(samples []dataset.Sample, size int, o dataset.DecodeOptions) ([]dataset.Image, error) {
+	o.Ahead = 2 * runtime.NumCPU()
+	ch, stop := dataset.Decode(samples, size, o)
 	defer stop()
 	out := make([]dataset.Image, 0, len(samples))
 	for d := range ch {
@@ -574,4 +591,13 @@ func concat(imgs []dataset.Image, part func(dataset.Image) []float32) []float32 
 		out = append(out, part(im)...)
 	}
 	return out
+}
+
+// absPath is p made absolute when that is possible, so that a checkpoint
+// finds its data from any folder.
+func absPath(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
 }

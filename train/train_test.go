@@ -150,9 +150,10 @@ func TestInterruptAndResume(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resumed := part
-	resumed.Resume = part.Out
-	resumed.Seed, resumed.Model.ImageSize = 99, 240 // ignored: the checkpoint's settings win
+	// Only the checkpoint is given: its data, dataset, backbone, epochs and
+	// every other setting come from it (flags that differ are ignored here;
+	// the command line refuses them).
+	resumed := Config{Resume: part.Out, Out: part.Out, Seed: 99, Epochs: 60, Batch: 3, LR: 0.5, Model: model.Options{ImageSize: 240}}
 	if _, err := run(t, context.Background(), resumed, &quietReporter{}); err != nil {
 		t.Fatal(err)
 	}

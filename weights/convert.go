@@ -11,6 +11,7 @@ import (
 
 	"madclip/atomicfile"
 	"madclip/model/clip"
+	"madclip/model/clip/bpe"
 	"madclip/torch"
 )
 
@@ -27,6 +28,14 @@ var extras = map[string]bool{"input_resolution": true, "context_length": true, "
 // next to out.
 func Convert(in, out, vocab string) (clip.Config, error) {
 	var cfg clip.Config
+	// The vocab is checked before anything is written: a file that is not a
+	// CLIP BPE vocab never replaces a good one, and a missing one fails
+	// before OUT is written.
+	if vocab != "" {
+		if _, err := bpe.Load(vocab); err != nil {
+			return cfg, fmt.Errorf("--vocab: %w", err)
+		}
+	}
 	err := torch.Scoped(func(s *torch.Scope) error { // frees every tensor made here
 		var src map[string]*torch.Tensor
 		var err error

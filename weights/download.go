@@ -7,11 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Progress is told how many bytes of how many (-1 when unknown) have
@@ -28,17 +30,36 @@ func (noProgress) Start(string, int64, int64) {}
 func (noProgress) Add(int)                    {}
 func (noProgress) Done()                      {}
 
+// DownloadOptions bound a download; zero values take the defaults.
+type DownloadOptions struct {
+	Client *http.Client // default: connect, TLS and response-header timeouts
+	// MaxBytes is the largest file accepted (default 2 GiB): a body or a
+	// Content-Length beyond it is refused, so an endless answer cannot fill
+	// the disk.
+	MaxBytes int64
+	// IdleTimeout ends a download during which no byte arrived for this
+	// long (default one minute): a stalled server cannot hang it.
+	IdleTimeout time.Duration
+	Progress    Progress
+}
+
 // Download fetches url to dest and checks its SHA-256 (hex). The bytes go
 // to dest+".part" first: an interrupted download resumes from there with an
 // HTTP range request (or restarts when the server ignores ranges), and dest
 // appears only once complete and verified. A file already at dest with the
 // right hash is kept as it is.
-func Download(ctx context.Context, client *http.Client, url, sum, dest string, p Progress) error {
-	if client == nil {
-		client = http.DefaultClient
+func Download(ctx context.Context, url, sum, dest string, o DownloadOptions) error {
+	if o.Client == nil {
+		o.Client = defaultClient
 	}
-	if p == nil {
-		p = noProgress{}
+	if o.Progress == nil {
+		o.Progress = noProgress{}
+	}
+	if o.MaxBytes <= 0 {
+		o.MaxBytes = 2 << 30
+	}
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = time.Minute
 	}
 	sum = strings.ToLower(sum)
 	if ok, _ := hasHash(dest, sum); ok {
@@ -51,12 +72,19 @@ func Download(ctx context.Context, client *http.Client, url, sum, dest string, p
 	for attempt := 0; ; attempt++ {
 		_, statErr := os.Stat(part)
 		resumed := statErr == nil
-		err := fetch(ctx, client, url, part, p)
+		err := fetch(ctx, url, part, o)
 		if errors.Is(err, errRangeDone) {
 			err = nil
 		}
+		if errors.Is(err, errTooLarge) {
+			os.Remove(part)
+		}
 		if err != nil {
-			return fmt.Errorf("download %s: %w (the partial file %s is kept; run again to resume)", url, err, part)
+			if st, serr := os.Stat(part); serr == nil && st.Size() > 0 {
+				return fmt.Errorf("download %s: %w (the partial file %s is kept; run again to resume)", url, err, part)
+			}
+			os.Remove(part)
+			return fmt.Errorf("download %s: %w", url, err)
 		}
 		got, err := FileSHA256(part)
 		if err != nil {
@@ -81,11 +109,16 @@ var errRangeDone = errors.New("range not satisfiable")
 
 // fetch appends the rest of url to part, or rewrites part when the server
 // sends the whole file.
-func fetch(ctx context.Context, client *http.Client, url, part string, p Progress) error {
+func fetch(ctx context.Context, url, part string, o DownloadOptions) error {
 	var have int64
 	if st, err := os.Stat(part); err == nil {
 		have = st.Size()
 	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	// The watchdog cancels the request when no byte arrives for IdleTimeout.
+	idle := time.AfterFunc(o.IdleTimeout, func() { cancel(errStalled(o.IdleTimeout)) })
+	defer idle.Stop()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
@@ -93,8 +126,11 @@ func fetch(ctx context.Context, client *http.Client, url, part string, p Progres
 	if have > 0 {
 		req.Header.Set("Range", "bytes="+strconv.FormatInt(have, 10)+"-")
 	}
-	resp, err := client.Do(req)
+	resp, err := o.Client.Do(req)
 	if err != nil {
+		if cause := context.Cause(ctx); cause != nil && ctx.Err() != nil {
+			return cause
+		}
 		return err
 	}
 	defer resp.Body.Close()
@@ -113,17 +149,30 @@ func fetch(ctx context.Context, client *http.Client, url, part string, p Progres
 	default:
 		return fmt.Errorf("HTTP %s", resp.Status)
 	}
-	f, err := os.OpenFile(part, flags, 0o644)
-	if err != nil {
-		return err
-	}
 	total := int64(-1)
 	if resp.ContentLength >= 0 {
 		total = have + resp.ContentLength
 	}
+	if total > o.MaxBytes {
+		return fmt.Errorf("the server announces %d bytes, over the %d expected at most: %w", total, o.MaxBytes, errTooLarge)
+	}
+	f, err := os.OpenFile(part, flags, 0o644)
+	if err != nil {
+		return err
+	}
+	p := o.Progress
 	p.Start(filepath.Base(strings.TrimSuffix(part, ".part")), have, total)
-	_, err = io.Copy(f, io.TeeReader(resp.Body, progressWriter{p}))
+	body := io.LimitReader(resp.Body, o.MaxBytes-have+1)
+	var n int64
+	n, err = io.Copy(f, io.TeeReader(body, progressWriter{p, idle, o.IdleTimeout}))
 	p.Done()
+	if err != nil {
+		if cause := context.Cause(ctx); cause != nil && ctx.Err() != nil {
+			err = cause
+		}
+	} else if have+n > o.MaxBytes {
+		err = fmt.Errorf("the server sent more than %d bytes: %w", o.MaxBytes, errTooLarge)
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -135,15 +184,45 @@ func fetch(ctx context.Context, client *http.Client, url, part string, p Progres
 	return err
 }
 
-type progressWriter struct{ p Progress }
+// progressWriter reports bytes as they arrive and rearms the idle
+// watchdog.
+type progressWriter struct {
+	p     Progress
+	idle  *time.Timer
+	after time.Duration
+}
 
 func (w progressWriter) Write(b []byte) (int, error) {
+	w.idle.Reset(w.after)
 	w.p.Add(len(b))
 	return len(b), nil
 }
 
-// FileSHA256 is the hex SHA-256 of a file.
+var errTooLarge = errors.New("not the file expected")
+
+type errStalled time.Duration
+
+func (e errStalled) Error() string {
+	return fmt.Sprintf("no data for %s: the server stalled", time.Duration(e))
+}
+
+// defaultClient gives up on a server that does not connect, handshake or
+// answer in time; the body's pace is watched by fetch.
+var defaultClient = &http.Client{Transport: &http.Transport{
+	Proxy:                 http.ProxyFromEnvironment,
+	DialContext:           (&net.Dialer{Timeout: 30 * time.Second}).DialContext,
+	TLSHandshakeTimeout:   30 * time.Second,
+	ResponseHeaderTimeout: time.Minute,
+}}
+
+// FileSHA256 is the hex SHA-256 of a regular file (a device such as
+// /dev/zero is refused rather than hashed forever).
 func FileSHA256(path string) (string, error) {
+	if st, err := os.Stat(path); err != nil {
+		return "", err
+	} else if !st.Mode().IsRegular() {
+		return "", fmt.Errorf("%s: not a regular file", path)
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return "", err

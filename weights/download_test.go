@@ -84,7 +84,7 @@ func TestDownloadFresh(t *testing.T) {
 	s := newServer(t, data, nil)
 	dest := filepath.Join(t.TempDir(), "sub", "w.pt")
 	rec := &recorder{}
-	if err := Download(context.Background(), nil, s.URL+"/w.pt", sum, dest, rec); err != nil {
+	if err := Download(context.Background(), s.URL+"/w.pt", sum, dest, DownloadOptions{Progress: rec}); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := os.ReadFile(dest)
@@ -99,7 +99,7 @@ func TestDownloadFresh(t *testing.T) {
 	}
 	// A second call finds the verified file and fetches nothing.
 	before := s.served.Load()
-	if err := Download(context.Background(), nil, s.URL+"/w.pt", sum, dest, nil); err != nil {
+	if err := Download(context.Background(), s.URL+"/w.pt", sum, dest, DownloadOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if s.served.Load() != before {
@@ -113,7 +113,7 @@ func TestDownloadResumes(t *testing.T) {
 	dest := filepath.Join(dir, "w.pt")
 	// An interrupted first attempt: the connection drops after 100 kB.
 	cut := newServer(t, data, func(s *server) { s.cutAt = 100000 })
-	err := Download(context.Background(), nil, cut.URL+"/w.pt", sum, dest, nil)
+	err := Download(context.Background(), cut.URL+"/w.pt", sum, dest, DownloadOptions{})
 	if err == nil || !strings.Contains(err.Error(), "resume") {
 		t.Fatalf("interrupted download: %v", err)
 	}
@@ -125,7 +125,7 @@ func TestDownloadResumes(t *testing.T) {
 	}
 	// The next attempt asks only for the rest.
 	s := newServer(t, data, nil)
-	if err := Download(context.Background(), nil, s.URL+"/w.pt", sum, dest, nil); err != nil {
+	if err := Download(context.Background(), s.URL+"/w.pt", sum, dest, DownloadOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if s.ranges.Load() != 1 || s.served.Load() != int64(len(data))-100000 {
@@ -142,7 +142,7 @@ func TestDownloadRestartsWithoutRanges(t *testing.T) {
 	dest := filepath.Join(t.TempDir(), "w.pt")
 	os.WriteFile(dest+".part", data[:5000], 0o644)
 	s := newServer(t, data, func(s *server) { s.noRange = true })
-	if err := Download(context.Background(), nil, s.URL+"/w.pt", sum, dest, nil); err != nil {
+	if err := Download(context.Background(), s.URL+"/w.pt", sum, dest, DownloadOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := os.ReadFile(dest)
@@ -156,7 +156,7 @@ func TestDownloadStalePartial(t *testing.T) {
 	dest := filepath.Join(t.TempDir(), "w.pt")
 	os.WriteFile(dest+".part", []byte("garbage from another file"), 0o644)
 	s := newServer(t, data, nil)
-	if err := Download(context.Background(), nil, s.URL+"/w.pt", sum, dest, nil); err != nil {
+	if err := Download(context.Background(), s.URL+"/w.pt", sum, dest, DownloadOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := os.ReadFile(dest)
@@ -171,7 +171,7 @@ func TestDownloadErrors(t *testing.T) {
 	dir := t.TempDir()
 	dest := filepath.Join(dir, "w.pt")
 	wrong := strings.Repeat("0", 64)
-	err := Download(context.Background(), nil, s.URL+"/w.pt", wrong, dest, nil)
+	err := Download(context.Background(), s.URL+"/w.pt", wrong, dest, DownloadOptions{})
 	if err == nil || !strings.Contains(err.Error(), "SHA-256") {
 		t.Errorf("checksum: %v", err)
 	}
@@ -180,10 +180,66 @@ func TestDownloadErrors(t *testing.T) {
 			t.Errorf("%s left after a checksum failure", p)
 		}
 	}
-	if err := Download(context.Background(), nil, s.URL+"/missing.pt", wrong, dest, nil); err == nil || !strings.Contains(err.Error(), "404") {
+	if err := Download(context.Background(), s.URL+"/missing.pt", wrong, dest, DownloadOptions{}); err == nil || !strings.Contains(err.Error(), "404") {
 		t.Errorf("404: %v", err)
 	}
-	if err := Download(context.Background(), nil, "http://127.0.0.1:1/w.pt", wrong, dest, nil); err == nil {
+	if err := Download(context.Background(), "http://127.0.0.1:1/w.pt", wrong, dest, DownloadOptions{}); err == nil {
 		t.Error("unreachable server accepted")
+	}
+}
+
+// TestDownloadBounds: a stalled server, an endless body and an announced
+// size over the limit all end in an error, with no partial file claimed.
+func TestDownloadBounds(t *testing.T) {
+	sum := strings.Repeat("0", 64)
+	stall := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "1000")
+		w.Write([]byte("abc"))
+		w.(http.Flusher).Flush()
+		select { // then nothing, until the client gives up
+		case <-r.Context().Done():
+		case <-time.After(10 * time.Second):
+		}
+	}))
+	defer stall.Close()
+	endless := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		chunk := bytes.Repeat([]byte("x"), 4096)
+		for r.Context().Err() == nil {
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+	}))
+	defer endless.Close()
+	huge := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "10000000000000")
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer huge.Close()
+	for _, c := range []struct {
+		name, url, want string
+		o               DownloadOptions
+	}{
+		{"stalled", stall.URL, "stalled", DownloadOptions{IdleTimeout: 300 * time.Millisecond}},
+		{"endless", endless.URL, "more than 100000 bytes", DownloadOptions{MaxBytes: 100000}},
+		{"huge", huge.URL, "announces 10000000000000 bytes", DownloadOptions{}},
+	} {
+		dest := filepath.Join(t.TempDir(), "w.pt")
+		start := time.Now()
+		err := Download(context.Background(), c.url+"/w.pt", sum, dest, c.o)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: error %v, want %q", c.name, err, c.want)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("%s: took %v", c.name, d)
+		}
+		if _, serr := os.Stat(dest + ".part"); serr == nil && !strings.Contains(err.Error(), "kept") {
+			t.Errorf("%s: a partial file is left but the message does not say so: %v", c.name, err)
+		} else if serr != nil && err != nil && strings.Contains(err.Error(), "kept") {
+			t.Errorf("%s: the message claims a partial file that is not there: %v", c.name, err)
+		}
+		if _, serr := os.Stat(dest); serr == nil {
+			t.Errorf("%s: %s written", c.name, dest)
+		}
 	}
 }

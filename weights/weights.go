@@ -26,6 +26,19 @@ type Model struct {
 	SHA256 string // part of OpenAI's URL
 }
 
+// MaxBytes is the largest download accepted for the model: OpenAI's
+// ViT-B files are about 350 MB and the ViT-L ones about 900 MB; other URLs
+// get 2 GiB.
+func (m Model) MaxBytes() int64 {
+	switch {
+	case strings.Contains(m.URL, "ViT-B-"):
+		return 512 << 20
+	case strings.Contains(m.URL, "ViT-L-"):
+		return 1536 << 20
+	}
+	return 2 << 30
+}
+
 // File is the converted weights' file name.
 func (m Model) File() string {
 	base := filepath.Base(m.URL)

@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"madclip/imaging"
+	"madclip/torch"
 	"os"
 	"path/filepath"
 	"sort"
@@ -133,3 +135,27 @@ var (
 	imageSizeRange = [2]int{14, 1024} // at least one patch; a 73×73 grid at most
 	shotsRange     = [2]int{1, 1 << 16}
 )
+
+// maxPixelsFlag raises the decompression-bomb limit for very large scans.
+func maxPixelsFlag() cli.Flag {
+	return &cli.Int64Flag{Name: "max-pixels", Value: imaging.DefaultMaxPixels,
+		Usage: "the largest image (width × height) to decode; a header claiming more is refused before decoding"}
+}
+
+// deviceFromFlag parses --device and checks that the device exists: on a
+// bridge without CUDA, one line says so instead of libtorch's dispatcher
+// dump.
+func deviceFromFlag(c *cli.Context) (torch.Device, error) {
+	d, err := torch.ParseDevice(c.String("device"))
+	if err != nil || !d.IsCUDA() {
+		return d, err
+	}
+	n := torch.CUDADeviceCount()
+	switch {
+	case n == 0:
+		return d, fmt.Errorf("--device %s: this madclip sees no GPU: its bridge is built against a CPU-only libtorch, or no NVIDIA driver and GPU are present (README, \"Building against another libtorch (CUDA)\"); use --device cpu", c.String("device"))
+	case d.Index >= n:
+		return d, fmt.Errorf("--device %s: there are %d GPUs (cuda:0 to cuda:%d)", c.String("device"), n, n-1)
+	}
+	return d, nil
+}

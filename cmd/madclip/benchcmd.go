@@ -12,7 +12,6 @@ import (
 
 	"madclip/atomicfile"
 	"madclip/bench"
-	"madclip/torch"
 )
 
 func benchCommand() *cli.Command {
@@ -122,7 +121,7 @@ func benchAction(c *cli.Context) error {
 	}
 	var results []bench.Result
 	err = onCompute(func() error {
-		dev, err := torch.ParseDevice(c.String("device"))
+		dev, err := deviceFromFlag(c)
 		if err != nil {
 			return err
 		}

@@ -67,6 +67,7 @@ Examples:
 			&cli.StringSliceFlag{Name: "text", Usage: "a text to score against; repeat for more", Required: true},
 			&cli.BoolFlag{Name: "json", Usage: "print embeddings, logits and probabilities as JSON"},
 			deviceFlag(),
+			maxPixelsFlag(),
 		},
 		Action: clipAction,
 	}
@@ -91,7 +92,7 @@ func clipAction(c *cli.Context) error {
 	}
 	var res clipResult
 	err = onCompute(func() error {
-		dev, err := torch.ParseDevice(c.String("device"))
+		dev, err := deviceFromFlag(c)
 		if err != nil {
 			return err
 		}
@@ -103,7 +104,7 @@ func clipAction(c *cli.Context) error {
 		px := m.Config.ImageSize
 		var pix []float32
 		for _, p := range images {
-			img, err := imaging.Load(p)
+			img, err := imaging.LoadLimit(p, c.Int64("max-pixels"))
 			if err != nil {
 				return err
 			}

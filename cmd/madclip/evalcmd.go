@@ -39,6 +39,7 @@ Examples:
 			&cli.IntFlag{Name: "failures", Value: 4, Usage: "failure cases of each kind to draw with --report"},
 			&cli.IntFlag{Name: "batch", Value: 16},
 			deviceFlag(),
+			maxPixelsFlag(),
 		},
 		Action: evalAction,
 	}
@@ -69,7 +70,7 @@ func evalAction(c *cli.Context) error {
 		if name == "" {
 			name = p.Meta.Dataset
 		}
-		ev, err = p.Evaluate(c.String("data"), name, c.Int("batch"), nil)
+		ev, err = p.Evaluate(c.String("data"), name, infer.StreamOptions{Batch: c.Int("batch"), MaxPixels: c.Int64("max-pixels")}, nil)
 		if err != nil || report == "" {
 			return err
 		}
@@ -109,6 +110,9 @@ func evalAction(c *cli.Context) error {
 // writeFailures draws heatmaps of the n highest-scoring normal and n
 // lowest-scoring abnormal images.
 func writeFailures(p *infer.Predictor, ev *infer.Evaluation, dir string, n int) error {
+	if err := clearFailures(filepath.Join(dir, "failures")); err != nil {
+		return err
+	}
 	normals, abnormals := []infer.Scored{}, []infer.Scored{}
 	for _, s := range ev.Scores {
 		if s.Abnormal {
@@ -135,4 +139,24 @@ func writeFailures(p *infer.Predictor, ev *infer.Evaluation, dir string, n int) 
 		name := fmt.Sprintf("%s_%.3f_%s.png", kind, r.Score, base)
 		return writeHeatmap(filepath.Join(dir, "failures", name), d.Orig, r.Map, p.Size)
 	})
+}
+
+// clearFailures removes the failure-case pictures an earlier eval wrote
+// into this report folder (and nothing else), so that a report never mixes
+// two runs.
+func clearFailures(dir string) error {
+	for _, pattern := range []string{"normal-high_*.png", "abnormal-low_*.png"} {
+		old, err := filepath.Glob(filepath.Join(dir, pattern))
+		if err != nil {
+			return err
+		}
+		for _, f := range old {
+			if st, err := os.Lstat(f); err == nil && st.Mode().IsRegular() {
+				if err := os.Remove(f); err != nil {
+					return fmt.Errorf("report: remove the earlier %s: %w", f, err)
+				}
+			}
+		}
+	}
+	return nil
 }

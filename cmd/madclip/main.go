@@ -4,7 +4,9 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -16,10 +18,33 @@ const version = "0.1.0-dev"
 
 func main() {
 	app := newApp()
-	if err := app.Run(flagsFirst(app, os.Args)); err != nil {
-		fmt.Fprintf(os.Stderr, "madclip: %v\n", err)
+	out := &checkedWriter{w: os.Stdout}
+	app.Writer = out
+	err := app.Run(flagsFirst(app, os.Args))
+	if err == nil && out.err != nil {
+		err = fmt.Errorf("write standard output: %w", out.err)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "madclip: %s\n", strings.TrimPrefix(err.Error(), "madclip: "))
 		os.Exit(1)
 	}
+}
+
+// checkedWriter keeps the first write error, so that output lost to a full
+// disk or a closed pipe ends the command with a non-zero exit; later
+// writes are dropped.
+type checkedWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (c *checkedWriter) Write(p []byte) (int, error) {
+	if c.err != nil {
+		return 0, c.err
+	}
+	n, err := c.w.Write(p)
+	c.err = err
+	return n, err
 }
 
 func newApp() *cli.App {

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"image/png"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/schollz/progressbar/v3"
@@ -18,7 +20,6 @@ import (
 	"madclip/imaging"
 	"madclip/infer"
 	"madclip/model/clip/bpe"
-	"madclip/torch"
 )
 
 func predictCommand() *cli.Command {
@@ -49,9 +50,10 @@ Examples:
 			&cli.StringFlag{Name: "raw-map", Usage: "raw map .npy (one input) or folder (several)"},
 			&cli.BoolFlag{Name: "json", Usage: "one JSON object per image and line"},
 			&cli.BoolFlag{Name: "csv", Usage: "CSV with a header line"},
-			&cli.Float64Flag{Name: "threshold", Value: -1, Usage: "score at which an image is called anomalous (default: the checkpoint's, else 0.5)"},
-			&cli.IntFlag{Name: "batch", Value: 16},
+			&cli.Float64Flag{Name: "threshold", Usage: "score in [0, 1] at which an image is called anomalous (default: the checkpoint's, else 0.5)", DefaultText: "from the checkpoint"},
+			&cli.IntFlag{Name: "batch", Value: 16, Usage: "images per forward pass"},
 			deviceFlag(),
+			maxPixelsFlag(),
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress bar"},
 		},
 		Action: predictAction,
@@ -97,22 +99,25 @@ type prediction struct {
 	RawMap   string  `json:"raw_map,omitempty"`
 }
 
-// outputPath names a per-image output: the path itself for a single input,
-// else a file in the folder.
-func outputPath(dest string, single bool, input, ext string) string {
-	if dest == "" {
-		return ""
-	}
-	if single && !isDir(dest) {
-		return dest
-	}
-	base := strings.TrimSuffix(filepath.Base(input), filepath.Ext(input))
-	return filepath.Join(dest, base+ext)
-}
-
 func isDir(p string) bool {
 	st, err := os.Stat(p)
 	return err == nil && st.IsDir()
+}
+
+// predictThreshold is --threshold when given (a number in [0, 1]), else
+// the checkpoint's (0.5 when it chose none).
+func predictThreshold(c *cli.Context, fromCheckpoint float64) (float64, error) {
+	if !c.IsSet("threshold") {
+		if fromCheckpoint == 0 {
+			return 0.5, nil
+		}
+		return fromCheckpoint, nil
+	}
+	th := c.Float64("threshold")
+	if math.IsNaN(th) || th < 0 || th > 1 {
+		return 0, fmt.Errorf("--threshold %v: scores run from 0 to 1; give a threshold in [0, 1]", th)
+	}
+	return th, nil
 }
 
 func predictAction(c *cli.Context) error {
@@ -122,17 +127,45 @@ func predictAction(c *cli.Context) error {
 	if c.Bool("json") && c.Bool("csv") {
 		return fmt.Errorf("predict: choose --json or --csv")
 	}
+	if err := inRange(c, map[string][2]int{"batch": {1, 4096}}); err != nil {
+		return err
+	}
+	if c.IsSet("threshold") {
+		if _, err := predictThreshold(c, 0); err != nil {
+			return err
+		}
+	}
 	paths, err := imageInputs(c.Args().Slice())
 	if err != nil {
 		return err
 	}
-	single := len(paths) == 1
-	for _, d := range []string{c.String("heatmap"), c.String("raw-map")} {
-		if d != "" && !single {
-			if err := os.MkdirAll(d, 0o755); err != nil {
-				return fmt.Errorf("output folder %s: %w", d, err)
-			}
+	heat, raw := c.String("heatmap"), c.String("raw-map")
+	heatOut, err := perImageOutputs(paths, heat, "_heatmap.png")
+	if err != nil {
+		return fmt.Errorf("--heatmap: %w", err)
+	}
+	rawOut, err := perImageOutputs(paths, raw, "_map.npy")
+	if err != nil {
+		return fmt.Errorf("--raw-map: %w", err)
+	}
+	inputs := []namedPath{{"--checkpoint", c.String("checkpoint")}, {"--weights", c.String("weights")}, {"--vocab", c.String("vocab")}}
+	for _, p := range paths {
+		inputs = append(inputs, namedPath{"image", p})
+	}
+	var outputs []namedPath
+	for i := range paths {
+		if heatOut != nil {
+			outputs = append(outputs, namedPath{"--heatmap", heatOut[i]})
 		}
+		if rawOut != nil {
+			outputs = append(outputs, namedPath{"--raw-map", rawOut[i]})
+		}
+	}
+	if err := checkOutputs(outputs, inputs); err != nil {
+		return err
+	}
+	if err := makeOutputFolders(outputs, len(paths) == 1); err != nil {
+		return err
 	}
 	tk, err := loadTokenizer(c)
 	if err != nil {
@@ -143,54 +176,74 @@ func predictAction(c *cli.Context) error {
 	if c.Bool("csv") {
 		cw = csv.NewWriter(w)
 		cw.Write([]string{"path", "score", "label", "det_score", "heatmap", "raw_map"})
-		defer cw.Flush()
 	}
 	var bar *progressbar.ProgressBar
-	if !single && !c.Bool("quiet") && isTerminal(os.Stderr) {
+	if len(paths) > 1 && !c.Bool("quiet") && isTerminal(os.Stderr) {
 		bar = progressbar.NewOptions(len(paths), progressbar.OptionSetWriter(os.Stderr), progressbar.OptionSetDescription("predict"),
 			progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionOnCompletion(func() { fmt.Fprintln(os.Stderr) }))
 	}
-	return onCompute(func() error {
+	var bad []error
+	skip := func(d dataset.Decoded) {
+		// One unreadable scan does not cost the others their results.
+		bad = append(bad, d.Err)
+		fmt.Fprintf(os.Stderr, "madclip: skipping %v\n", d.Err)
+		if bar != nil {
+			bar.Add(1)
+		}
+	}
+	err = onCompute(func() error {
 		p, err := openPredictor(c, tk)
 		if err != nil {
 			return err
 		}
 		defer p.Close()
-		th := c.Float64("threshold")
-		if th < 0 {
-			th = p.Meta.Threshold
-			if th == 0 {
-				th = 0.5
-			}
+		th, err := predictThreshold(c, p.Meta.Threshold)
+		if err != nil {
+			return err
 		}
 		items := make([]dataset.Sample, len(paths))
 		for i, path := range paths {
 			items[i].Path = path
 		}
-		heat, raw := c.String("heatmap"), c.String("raw-map")
-		return p.Stream(items, infer.StreamOptions{Batch: c.Int("batch"), KeepOriginal: heat != ""}, func(d dataset.Decoded, r infer.Result) error {
+		opts := infer.StreamOptions{Batch: c.Int("batch"), KeepOriginal: heat != "", MaxPixels: c.Int64("max-pixels")}
+		if len(paths) > 1 {
+			opts.Skip = skip
+		}
+		return p.Stream(items, opts, func(d dataset.Decoded, r infer.Result) error {
 			pr := prediction{Path: d.Sample.Path, Score: r.Score, DetScore: r.DetScore, Label: "normal"}
 			if r.Score >= th {
 				pr.Label = "anomalous"
 			}
-			if pr.Heatmap = outputPath(heat, single, d.Sample.Path, "_heatmap.png"); pr.Heatmap != "" {
+			if heatOut != nil {
+				pr.Heatmap = heatOut[d.Index]
 				if err := writeHeatmap(pr.Heatmap, d.Orig, r.Map, p.Size); err != nil {
 					return err
 				}
 			}
-			if pr.RawMap = outputPath(raw, single, d.Sample.Path, "_map.npy"); pr.RawMap != "" {
+			if rawOut != nil {
+				pr.RawMap = rawOut[d.Index]
 				if err := infer.WriteNPY(pr.RawMap, r.Map, p.Size, p.Size); err != nil {
 					return err
 				}
 			}
 			switch {
 			case c.Bool("json"):
-				b, _ := json.Marshal(pr)
-				fmt.Fprintln(w, string(b))
+				b, err := json.Marshal(pr)
+				if err != nil {
+					return err
+				}
+				if _, err := fmt.Fprintln(w, string(b)); err != nil {
+					return err
+				}
 			case cw != nil:
-				cw.Write([]string{pr.Path, fmt.Sprintf("%.6f", pr.Score), pr.Label, fmt.Sprintf("%.6f", pr.DetScore), pr.Heatmap, pr.RawMap})
+				cw.Write(csvSafe(pr.Path, fmt.Sprintf("%.6f", pr.Score), pr.Label, fmt.Sprintf("%.6f", pr.DetScore), pr.Heatmap, pr.RawMap))
+				if cw.Flush(); cw.Error() != nil {
+					return cw.Error()
+				}
 			default:
-				fmt.Fprintf(w, "%-10s %.4f  %s\n", pr.Label, pr.Score, pr.Path)
+				if _, err := fmt.Fprintf(w, "%-10s %.4f  %s\n", pr.Label, pr.Score, pr.Path); err != nil {
+					return err
+				}
 			}
 			if bar != nil {
 				bar.Add(1)
@@ -198,6 +251,51 @@ func predictAction(c *cli.Context) error {
 			return nil
 		})
 	})
+	if cw != nil {
+		cw.Flush()
+	}
+	if err != nil {
+		return err
+	}
+	if len(bad) > 0 {
+		if len(bad) == 1 {
+			return fmt.Errorf("1 of %d images could not be read: %v", len(paths), bad[0])
+		}
+		return fmt.Errorf("%d of %d images could not be read (first: %v)", len(bad), len(paths), bad[0])
+	}
+	return nil
+}
+
+// makeOutputFolders creates, before any work, the folders that per-image
+// outputs go to (they mirror the inputs' folders). A single output named as
+// a file must be in an existing folder.
+func makeOutputFolders(outputs []namedPath, single bool) error {
+	for _, o := range outputs {
+		dir := filepath.Dir(o.path)
+		if single && !isDir(dir) {
+			return fmt.Errorf("%s %s: its folder %s does not exist", o.role, o.path, dir)
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("%s %s: output folder %s: %w", o.role, o.path, dir, err)
+		}
+	}
+	return nil
+}
+
+// csvSafe neutralises cells that a spreadsheet would run as a formula (a
+// leading =, +, -, @, tab or carriage return) with a leading apostrophe,
+// as OWASP advises; numbers keep their sign.
+func csvSafe(cells ...string) []string {
+	for i, v := range cells {
+		if v == "" || !strings.ContainsRune("=+-@\t\r", rune(v[0])) {
+			continue
+		}
+		if _, err := strconv.ParseFloat(v, 64); err == nil {
+			continue
+		}
+		cells[i] = "'" + v
+	}
+	return cells
 }
 
 func writeHeatmap(path string, orig *imaging.RGB, amap []float32, size int) error {
@@ -208,7 +306,7 @@ func writeHeatmap(path string, orig *imaging.RGB, amap []float32, size int) erro
 // openPredictor loads --checkpoint (with --weights) on --device. It runs on
 // the compute thread.
 func openPredictor(c *cli.Context, tk *bpe.Tokenizer) (*infer.Predictor, error) {
-	dev, err := torch.ParseDevice(c.String("device"))
+	dev, err := deviceFromFlag(c)
 	if err != nil {
 		return nil, err
 	}

@@ -5,15 +5,17 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/urfave/cli/v2"
 
+	"madclip/checkpoint"
 	"madclip/dataset"
 	"madclip/model"
-	"madclip/torch"
 	"madclip/train"
 )
 
@@ -77,8 +79,10 @@ func trainCommand() *cli.Command {
 		Description: `Picks the few shots from the dataset's valid/ split, builds the static 16x
 augmented set, caches the frozen backbone's features once, and trains the
 adapters and prompts (Adam, 60 epochs of batch 16 by default). The checkpoint
-holds only the trained tensors and the whole configuration. Ctrl-C saves a
-partial checkpoint that --resume continues.
+holds only the trained tensors and the whole configuration. Ctrl-C (or
+SIGTERM, SIGHUP) saves a partial checkpoint that --resume continues with the
+settings it was started with: its data, dataset, backbone, shots, epochs;
+a flag that contradicts them is an error.
 
 The shots: for the six benchmark datasets with --shots 2, 4, 8 or 16, the
 authors' fixed list (built in; the paper's protocol); --draw-shots, or any
@@ -90,12 +94,13 @@ Examples:
   madclip train --data ~/data/MVFA --dataset Liver --shots 4 --draw-shots --seed 3 --out liver4-s3.safetensors
   madclip train --data ~/data/MVFA --dataset Liver --shots-file my-list.txt --out liver.safetensors
   madclip train --data mydata --dataset Knee --object "knee MRI" --shots 8 --out knee.safetensors
-  madclip train --data /tmp/synth --dataset Brain --preset tiny --epochs 5 --out tiny.safetensors`,
+  madclip train --data /tmp/synth --dataset Brain --preset tiny --epochs 5 --out tiny.safetensors
+  madclip train --resume tiny.safetensors`,
 		Flags: append([]cli.Flag{
-			&cli.StringFlag{Name: "data", Usage: "the benchmark root (holding {Dataset}_AD folders)", Required: true},
-			&cli.StringFlag{Name: "dataset", Usage: "Brain, Liver, Retina_RESC, Retina_OCT2017, Chest, Histopathology, or your own {name}_AD", Required: true},
+			&cli.StringFlag{Name: "data", Usage: "the benchmark root (holding {Dataset}_AD folders); required unless --resume"},
+			&cli.StringFlag{Name: "dataset", Usage: "Brain, Liver, Retina_RESC, Retina_OCT2017, Chest, Histopathology, or your own {name}_AD; required unless --resume"},
 			&cli.StringFlag{Name: "object", Usage: "the object word of the prompts (default: the dataset's, e.g. \"retinal OCT\")"},
-			&cli.StringFlag{Name: "out", Usage: "the checkpoint to write", Required: true},
+			&cli.StringFlag{Name: "out", Usage: "the checkpoint to write (with --resume: the resumed file unless given)"},
 			&cli.StringFlag{Name: "weights", Usage: "CLIP weights (default: the largest known model found)"},
 			&cli.StringFlag{Name: "preset", Usage: "train on a randomly initialised CLIP preset instead of weights (\"tiny\" for demos and tests)"},
 			vocabFlag(),
@@ -110,10 +115,11 @@ Examples:
 			&cli.Float64Flag{Name: "beta2", Value: 0.999, Usage: "Adam's second-moment decay"},
 			&cli.IntFlag{Name: "image-size", Value: 240, Usage: "input resolution"},
 			&cli.IntSliceFlag{Name: "layers", Usage: "tapped ViT blocks (default 6,12,18,24 for ViT-L)"},
-			&cli.StringFlag{Name: "resume", Usage: "continue a partial checkpoint"},
+			&cli.StringFlag{Name: "resume", Usage: "continue a partial checkpoint with every setting it was started with"},
 			&cli.BoolFlag{Name: "cache-on-host", Usage: "keep the feature cache in host memory (it moves there by itself when the GPU runs out)"},
 			&cli.BoolFlag{Name: "select-on-valid", Usage: "keep the epoch with the best image AUROC on the valid images that are not shots (default: the last epoch)"},
 			deviceFlag(),
+			maxPixelsFlag(),
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress output"},
 		}, modelFlags()...),
 		Action: trainAction,
@@ -136,8 +142,30 @@ func modelFlags() []cli.Flag {
 }
 
 func trainAction(c *cli.Context) error {
+	if err := trainFlagConflicts(c); err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	var resumed *checkpoint.Meta
+	if ck := c.String("resume"); ck != "" {
+		m, err := checkpoint.ReadMeta(ck)
+		if err != nil {
+			return fmt.Errorf("--resume: %w", err)
+		}
+		if err := resumeConflicts(c, m); err != nil {
+			return fmt.Errorf("train --resume %s: %w", ck, err)
+		}
+		resumed = &m
+	} else {
+		for _, f := range []string{"data", "dataset", "out"} {
+			if c.String(f) == "" {
+				return fmt.Errorf("train: --%s is required (see madclip train --help)", f)
+			}
+		}
+	}
 	weightsPath := ""
-	if c.String("preset") == "" {
+	if resumed != nil {
+		weightsPath = c.String("weights") // else the file the checkpoint names
+	} else if c.String("preset") == "" {
 		var err error
 		if weightsPath, err = findWeights(c.String("weights")); err != nil {
 			return err
@@ -160,6 +188,20 @@ func trainAction(c *cli.Context) error {
 		},
 		Weights: weightsPath, Preset: c.String("preset"), BackboneSeed: 1,
 		Out: c.String("out"), Resume: c.String("resume"), SelectOnValid: c.Bool("select-on-valid"), CacheOnHost: c.Bool("cache-on-host"),
+		MaxPixels: c.Int64("max-pixels"),
+	}
+	if resumed != nil && cfg.Out == "" {
+		cfg.Out = cfg.Resume
+	}
+	inputs := []namedPath{{"--weights", weightsPath}, {"--shots-file", cfg.ShotsFile}, {"--vocab", c.String("vocab")}}
+	if err := checkOutputs([]namedPath{{"--out", cfg.Out}}, inputs); err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	if err := writableFolder("--out", cfg.Out); err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	if dataset.IsImage(cfg.Out) {
+		return fmt.Errorf("train: --out %s: a checkpoint is a .safetensors file, not an image", cfg.Out)
 	}
 	if cfg.Epochs < 1 || cfg.Batch < 1 || !(cfg.LR > 0) {
 		return fmt.Errorf("train: --epochs, --batch and --lr must be positive")
@@ -167,12 +209,14 @@ func trainAction(c *cli.Context) error {
 	if err := inRange(c, map[string][2]int{"image-size": imageSizeRange, "shots": shotsRange}); err != nil {
 		return fmt.Errorf("train: %w", err)
 	}
-	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt)
+	// A terminal closing or a scheduler stopping the job saves a partial
+	// checkpoint, as Ctrl-C does.
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	rep := newTrainReporter(os.Stderr, c.Bool("quiet"))
 	var res *train.Result
 	err = onCompute(func() error {
-		dev, err := torch.ParseDevice(c.String("device"))
+		dev, err := deviceFromFlag(c)
 		if err != nil {
 			return err
 		}
@@ -247,4 +291,80 @@ func (r *trainReporter) finish() {
 	if r.bar != nil {
 		_ = r.bar.Finish()
 	}
+}
+
+// trainFlagConflicts refuses flags that contradict each other.
+func trainFlagConflicts(c *cli.Context) error {
+	if c.String("weights") != "" && c.String("preset") != "" {
+		return fmt.Errorf("--weights and --preset both name a backbone; give one")
+	}
+	if c.IsSet("shots") && c.String("shots-file") != "" {
+		return fmt.Errorf("--shots-file sets the shots; --shots cannot be given with it")
+	}
+	if c.Bool("draw-shots") && c.String("shots-file") != "" {
+		return fmt.Errorf("--draw-shots and --shots-file both choose the shots; give one")
+	}
+	seen := map[int]bool{}
+	for _, l := range c.IntSlice("layers") {
+		if seen[l] {
+			return fmt.Errorf("--layers lists block %d twice", l)
+		}
+		seen[l] = true
+	}
+	return nil
+}
+
+// resumeConflicts refuses flags given with --resume that contradict the
+// checkpoint's settings: a resumed run continues exactly as started.
+func resumeConflicts(c *cli.Context, m checkpoint.Meta) error {
+	t := m.Training
+	if t == nil {
+		t = &checkpoint.Training{}
+	}
+	type setting struct {
+		flag        string
+		given, want any
+	}
+	var checks []setting
+	add := func(flag string, want any, given func() any) {
+		if c.IsSet(flag) {
+			checks = append(checks, setting{flag, given(), want})
+		}
+	}
+	add("dataset", m.Dataset, func() any { return c.String("dataset") })
+	add("shots", m.Shots, func() any { return c.Int("shots") })
+	add("seed", m.Seed, func() any { return c.Uint64("seed") })
+	add("epochs", m.Epochs, func() any { return c.Int("epochs") })
+	add("image-size", m.Model.ImageSize, func() any { return c.Int("image-size") })
+	add("object", m.Model.Object, func() any { return c.String("object") })
+	add("preset", m.Backbone.Preset, func() any { return c.String("preset") })
+	add("layers", fmt.Sprint(m.Model.Layers), func() any { return fmt.Sprint(c.IntSlice("layers")) })
+	if m.Training != nil {
+		add("batch", t.Batch, func() any { return c.Int("batch") })
+		add("lr", t.LR, func() any { return c.Float64("lr") })
+		add("beta1", t.Beta1, func() any { return c.Float64("beta1") })
+		add("beta2", t.Beta2, func() any { return c.Float64("beta2") })
+		add("data", t.Data, func() any { return absPath(c.String("data")) })
+		add("select-on-valid", t.SelectOnValid, func() any { return c.Bool("select-on-valid") })
+		add("softmax-loss", t.SoftmaxLoss, func() any { return c.Bool("softmax-loss") })
+		add("draw-shots", t.DrawShots, func() any { return c.Bool("draw-shots") })
+	} else if !c.IsSet("data") {
+		return fmt.Errorf("this checkpoint predates recorded settings: give --data")
+	}
+	if c.IsSet("shots-file") {
+		checks = append(checks, setting{"shots-file", c.String("shots-file"), m.ShotsFile})
+	}
+	for _, s := range checks {
+		if fmt.Sprint(s.given) != fmt.Sprint(s.want) {
+			return fmt.Errorf("--%s %v contradicts the checkpoint's %v (a resumed run continues with the settings it started with)", s.flag, s.given, s.want)
+		}
+	}
+	return nil
+}
+
+func absPath(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
 }

@@ -73,6 +73,19 @@ Examples:
 						return fmt.Errorf("weights convert: want IN and OUT (see madclip weights convert --help)")
 					}
 					in, out := c.Args().Get(0), c.Args().Get(1)
+					vocabOut := ""
+					if c.String("vocab") != "" {
+						vocabOut = filepath.Join(filepath.Dir(out), weights.VocabFile)
+					}
+					inputs := []namedPath{{"IN", in}, {"--vocab", c.String("vocab")}}
+					if err := checkOutputs([]namedPath{{"OUT", out}, {"the vocab copy", vocabOut}}, inputs); err != nil {
+						return fmt.Errorf("weights convert: %w", err)
+					}
+					if st, err := os.Stat(in); err != nil {
+						return fmt.Errorf("weights convert: %w", err)
+					} else if !st.Mode().IsRegular() {
+						return fmt.Errorf("weights convert: %s is not a regular file", in)
+					}
 					return onCompute(func() error {
 						cfg, err := weights.Convert(in, out, c.String("vocab"))
 						if err != nil {
@@ -135,11 +148,11 @@ func downloadAction(c *cli.Context) error {
 	}
 	prog := newByteProgress(c.Bool("quiet"))
 	vocabPath := filepath.Join(dir, weights.VocabFile)
-	if err := weights.Download(c.Context, nil, vocab.URL, vocab.SHA256, vocabPath, prog); err != nil {
+	if err := weights.Download(c.Context, vocab.URL, vocab.SHA256, vocabPath, weights.DownloadOptions{Progress: prog, MaxBytes: 16 << 20}); err != nil {
 		return err
 	}
 	raw := strings.TrimSuffix(out, ".safetensors") + ".download" + filepath.Ext(m.URL)
-	if err := weights.Download(c.Context, nil, m.URL, m.SHA256, raw, prog); err != nil {
+	if err := weights.Download(c.Context, m.URL, m.SHA256, raw, weights.DownloadOptions{Progress: prog, MaxBytes: m.MaxBytes()}); err != nil {
 		return err
 	}
 	err = onCompute(func() error {

@@ -96,6 +96,10 @@ func (f *File) Close() error {
 
 // Open memory-maps and parses a file.
 func Open(path string) (*File, error) {
+	// A named pipe or device would block or never end: only regular files.
+	if st, err := os.Stat(path); err == nil && !st.Mode().IsRegular() && !st.IsDir() {
+		return nil, fmt.Errorf("%s: not a regular file, not a safetensors file", path)
+	}
 	fd, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -147,6 +151,16 @@ type headerEntry struct {
 func Parse(buf []byte) (*File, error) {
 	if len(buf) < 8 {
 		return nil, fmt.Errorf("not a safetensors file: %d bytes, shorter than the 8-byte header length", len(buf))
+	}
+	// A safetensors header is JSON right after its 8-byte length; other
+	// files users mistake for one get a message that says what they are.
+	if len(buf) > 8 && buf[8] != '{' {
+		switch {
+		case bytes.HasPrefix(buf, []byte("PK\x03\x04")), bytes.HasPrefix(buf, []byte("\x80\x02\x8a\x0a\x6c\xfc\x9c\x46")):
+			return nil, errors.New("a PyTorch file (torch.save, .pt/.pth), not safetensors: convert CLIP weights with 'madclip weights convert', the authors' checkpoints with 'madclip import authors'")
+		case buf[0] == '{' || buf[0] == 0x89 || bytes.HasPrefix(buf, []byte{0xff, 0xd8}):
+			return nil, errors.New("not a safetensors file (it starts like JSON or an image)")
+		}
 	}
 	n := binary.LittleEndian.Uint64(buf[:8])
 	if n > MaxHeader {

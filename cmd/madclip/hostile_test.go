@@ -1,0 +1,340 @@
+package main
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/csv"
+	"encoding/json"
+	"hash/crc32"
+	"image"
+	"image/jpeg"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"madclip/torch"
+	"madclip/torch/safetensors"
+)
+
+// bombPNG is a 69-byte PNG whose header claims w×h pixels.
+func bombPNG(w, h uint32) []byte {
+	var b bytes.Buffer
+	b.WriteString("\x89PNG\r\n\x1a\n")
+	chunk := func(typ string, data []byte) {
+		binary.Write(&b, binary.BigEndian, uint32(len(data)))
+		b.WriteString(typ)
+		b.Write(data)
+		binary.Write(&b, binary.BigEndian, crc32.ChecksumIEEE(append([]byte(typ), data...)))
+	}
+	ihdr := make([]byte, 13)
+	binary.BigEndian.PutUint32(ihdr[0:], w)
+	binary.BigEndian.PutUint32(ihdr[4:], h)
+	ihdr[8], ihdr[9] = 8, 2 // 8-bit RGB
+	chunk("IHDR", ihdr)
+	chunk("IDAT", []byte{0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01})
+	chunk("IEND", nil)
+	return b.Bytes()
+}
+
+// bombJPEG is a real 16×16 JPEG whose frame header is patched to claim
+// 65000×65000 pixels.
+func bombJPEG(t *testing.T) []byte {
+	var b bytes.Buffer
+	if err := jpeg.Encode(&b, image.NewGray(image.Rect(0, 0, 16, 16)), nil); err != nil {
+		t.Fatal(err)
+	}
+	data := b.Bytes()
+	i := bytes.Index(data, []byte{0xff, 0xc0})
+	if i < 0 {
+		t.Fatal("no SOF0 marker")
+	}
+	binary.BigEndian.PutUint16(data[i+5:], 65000) // height
+	binary.BigEndian.PutUint16(data[i+7:], 65000) // width
+	return data
+}
+
+// rewriteCheckpoint copies src to dst through edit, which may change the
+// metadata and the tensors' bytes.
+func rewriteCheckpoint(t *testing.T, src, dst string, edit func(meta map[string]any, ts []safetensors.Tensor)) {
+	t.Helper()
+	f, err := safetensors.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ts := make([]safetensors.Tensor, len(f.Tensors))
+	for i, x := range f.Tensors {
+		ts[i] = x
+		ts[i].Data = append([]byte(nil), x.Data...)
+	}
+	var meta map[string]any
+	if err := json.Unmarshal([]byte(f.Metadata["madclip"]), &meta); err != nil {
+		t.Fatal(err)
+	}
+	edit(meta, ts)
+	js, _ := json.Marshal(meta)
+	md := map[string]string{}
+	for k, v := range f.Metadata {
+		md[k] = v
+	}
+	md["madclip"] = string(js)
+	if err := safetensors.WriteFile(dst, ts, md); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func fileSum(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sha256hex(b)
+}
+
+// TestHostileInputs replays malformed and hostile inputs through the
+// binary: each ends in a one-line error naming the file or flag and a
+// non-zero exit, and no input is changed.
+func TestHostileInputs(t *testing.T) {
+	root, ck := trained(t)
+	dir := t.TempDir()
+	good := filepath.Join(root, "Brain_AD", "test", "good", "img", "000.png")
+	scan := filepath.Join(dir, "scan.png")
+	raw, _ := os.ReadFile(good)
+	os.WriteFile(scan, raw, 0o644)
+	bomb := filepath.Join(dir, "bomb.png")
+	os.WriteFile(bomb, bombPNG(100000, 100000), 0o644)
+	jbomb := filepath.Join(dir, "bomb.jpg")
+	os.WriteFile(jbomb, bombJPEG(t), 0o644)
+	sd := filepath.Join(dir, "sd.pt")
+	os.WriteFile(sd, []byte("PK\x03\x04 a torch.save zip"), 0o644)
+	nanCk := filepath.Join(dir, "nan.safetensors")
+	rewriteCheckpoint(t, ck, nanCk, func(_ map[string]any, ts []safetensors.Tensor) {
+		binary.LittleEndian.PutUint32(ts[0].Data, math.Float32bits(float32(math.NaN())))
+	})
+	badPreset := filepath.Join(dir, "preset.safetensors")
+	rewriteCheckpoint(t, ck, badPreset, func(m map[string]any, _ []safetensors.Tensor) {
+		m["backbone"].(map[string]any)["preset"] = "huge"
+	})
+	devZero := filepath.Join(dir, "devzero.safetensors")
+	rewriteCheckpoint(t, ck, devZero, func(m map[string]any, _ []safetensors.Tensor) {
+		b := m["backbone"].(map[string]any)
+		delete(b, "preset")
+		b["weights_file"], b["weights_sha256"] = "/dev/zero", strings.Repeat("ab", 32)
+	})
+	before := map[string]string{scan: fileSum(t, scan), ck: fileSum(t, ck)}
+
+	predict := []string{"predict", "--checkpoint", ck, "--device", "cpu"}
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"huge PNG header", append(predict, bomb), "over the limit"},
+		{"huge JPEG header", append(predict, jbomb), "over the limit"},
+		{"huge PNG in clip", []string{"clip", "--weights", tinyWeights(t, dir), "--image", bomb, "--text", "a"}, "over the limit"},
+		{"heatmap onto its scan", append(predict, scan, "--heatmap", scan), "refusing to overwrite an input"},
+		{"raw map onto the checkpoint", append(predict, scan, "--raw-map", ck), "the --checkpoint file"},
+		{"heatmap onto a device", append(predict, scan, "--heatmap", "/dev/null"), "not a regular file"},
+		{"NaN threshold", append(predict, scan, "--threshold", "NaN"), "--threshold NaN"},
+		{"threshold above 1", append(predict, scan, "--threshold", "5"), "--threshold 5"},
+		{"NaN in the checkpoint", []string{"predict", "--checkpoint", nanCk, scan}, "NaN"},
+		{"unknown preset in the metadata", []string{"predict", "--checkpoint", badPreset, scan}, `unknown backbone preset "huge"`},
+		{"weights file /dev/zero", []string{"predict", "--checkpoint", devZero, scan}, "/dev/zero"},
+		{"torch.save file as a checkpoint", []string{"predict", "--checkpoint", sd, scan}, "a PyTorch file"},
+		{"weights and preset", []string{"train", "--data", root, "--dataset", "Brain", "--preset", "tiny", "--weights", ck, "--out", filepath.Join(dir, "o.safetensors")}, "--weights and --preset"},
+		{"shots and shots file", []string{"train", "--data", root, "--dataset", "Brain", "--preset", "tiny", "--shots", "2", "--shots-file", sd, "--out", filepath.Join(dir, "o.safetensors")}, "--shots-file"},
+		{"layer twice", []string{"train", "--data", root, "--dataset", "Brain", "--preset", "tiny", "--layers", "1", "--layers", "1", "--out", filepath.Join(dir, "o.safetensors")}, "--layers lists block 1 twice"},
+		{"train onto the shots file", []string{"train", "--data", root, "--dataset", "Brain", "--preset", "tiny", "--shots-file", scan, "--out", scan}, "refusing to overwrite an input"},
+		{"train into a missing folder", []string{"train", "--data", root, "--dataset", "Brain", "--preset", "tiny", "--out", "/proc/none/x.safetensors"}, "/proc/none/x.safetensors"},
+		{"convert onto itself", []string{"weights", "convert", ck, ck}, "refusing to overwrite an input"},
+		{"convert with a bad vocab", []string{"weights", "convert", "--vocab", scan, ck, filepath.Join(dir, "w.safetensors")}, "--vocab"},
+	}
+	if torch.CUDADeviceCount() == 0 {
+		cases = append(cases, struct {
+			name string
+			args []string
+			want string
+		}{"cuda on a CPU build", append(predict[:len(predict)-1], "cuda", scan), "sees no GPU"})
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, e, code := madclip(t, nil, c.args...)
+			wantFailure(t, c.want, e, code)
+			if n := strings.Count(strings.TrimSpace(e), "\n"); n > 0 {
+				t.Errorf("%d lines on stderr, want one: %q", n+1, e)
+			}
+		})
+	}
+	for p, sum := range before {
+		if fileSum(t, p) != sum {
+			t.Errorf("%s was changed", p)
+		}
+	}
+	if st, err := os.Lstat("/dev/null"); err != nil || st.Mode()&os.ModeCharDevice == 0 {
+		t.Errorf("/dev/null is no longer a device")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "w.safetensors")); err == nil {
+		t.Error("weights convert wrote OUT despite a bad --vocab")
+	}
+}
+
+// TestPredictOutputs: outputs of inputs with one file name get distinct
+// names mirroring their folders; a replaced file keeps its mode; CSV cells
+// cannot run as formulas; a bad file among good ones costs only itself;
+// stdout errors fail the command.
+func TestPredictOutputs(t *testing.T) {
+	root, ck := trained(t)
+	dir := t.TempDir()
+	raw, _ := os.ReadFile(filepath.Join(root, "Brain_AD", "test", "good", "img", "000.png"))
+	var jb bytes.Buffer
+	im, _, _ := image.Decode(bytes.NewReader(raw))
+	jpeg.Encode(&jb, im, nil)
+	for _, p := range []string{"dA/x.png", "dB/x.png", "dB/=cmd.png"} {
+		os.MkdirAll(filepath.Join(dir, filepath.Dir(p)), 0o755)
+		os.WriteFile(filepath.Join(dir, p), raw, 0o644)
+	}
+	os.WriteFile(filepath.Join(dir, "dB/x.jpg"), jb.Bytes(), 0o644)
+	os.WriteFile(filepath.Join(dir, "dA/bad.png"), []byte("\x89PNG\r\n\x1a\nbroken"), 0o644)
+	heat := filepath.Join(dir, "heat")
+	os.MkdirAll(filepath.Join(heat, "dA"), 0o755)
+	kept := filepath.Join(heat, "dA", "x_heatmap.png")
+	os.WriteFile(kept, []byte("old"), 0o600)
+
+	o, e, code := madclip(t, nil, "predict", filepath.Join(dir, "dA"), filepath.Join(dir, "dB"), "--checkpoint", ck, "--heatmap", heat, "--json", "--device", "cpu")
+	wantFailure(t, "bad.png", e, code)
+	var got []prediction
+	for _, line := range strings.Split(strings.TrimSpace(o), "\n") {
+		var p prediction
+		if err := json.Unmarshal([]byte(line), &p); err != nil {
+			t.Fatalf("%q: %v", line, err)
+		}
+		got = append(got, p)
+	}
+	want := map[string]string{
+		"dA/x.png":    "heat/dA/x_heatmap.png",
+		"dB/x.png":    "heat/dB/x_png_heatmap.png",
+		"dB/x.jpg":    "heat/dB/x_jpg_heatmap.png",
+		"dB/=cmd.png": "heat/dB/=cmd_heatmap.png",
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d results, want %d (every readable image): %s", len(got), len(want), o)
+	}
+	for _, p := range got {
+		rel, _ := filepath.Rel(dir, p.Path)
+		hm, _ := filepath.Rel(dir, p.Heatmap)
+		if want[rel] != hm {
+			t.Errorf("%s: heatmap %s, want %s", rel, hm, want[rel])
+		}
+		if _, err := os.Stat(p.Heatmap); err != nil {
+			t.Errorf("%s: %v", rel, err)
+		}
+	}
+	if st, err := os.Stat(kept); err != nil || st.Mode().Perm() != 0o600 || st.Size() < 100 {
+		t.Errorf("replaced heatmap: %v %v, want a new file with mode 0600", st, err)
+	}
+
+	// CSV: the formula-like name is neutralised.
+	o, e, code = madclip(t, nil, "predict", filepath.Join(dir, "dB", "=cmd.png"), "--checkpoint", ck, "--csv", "--device", "cpu")
+	if code != 0 {
+		t.Fatal(e)
+	}
+	rows, err := csv.NewReader(strings.NewReader(o)).ReadAll()
+	if err != nil || len(rows) != 2 || rows[1][0] != filepath.Join(dir, "dB", "=cmd.png") {
+		t.Errorf("CSV %q: %v", o, err)
+	}
+	if !strings.HasPrefix(filepath.Base(rows[1][0]), "=") || strings.HasPrefix(rows[1][0], "=") {
+		t.Errorf("cell %q", rows[1][0])
+	}
+	rel := csvSafe("=1+2", "-0.5", "+x", "@a", "plain")
+	if rel[0] != "'=1+2" || rel[1] != "-0.5" || rel[2] != "'+x" || rel[3] != "'@a" || rel[4] != "plain" {
+		t.Errorf("csvSafe %q", rel)
+	}
+
+	// Standard output that cannot be written is an error.
+	full, err := os.OpenFile("/dev/full", os.O_WRONLY, 0)
+	if err != nil {
+		t.Skip("no /dev/full:", err)
+	}
+	defer full.Close()
+	cmd := exec.Command(madclipBin, "predict", filepath.Join(dir, "dA", "x.png"), "--checkpoint", ck, "--json", "--device", "cpu")
+	var stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = full, &stderr
+	err = cmd.Run()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() == 0 {
+		t.Errorf("predict --json > /dev/full: %v", err)
+	}
+	wantFailure(t, "no space left", stderr.String(), 1)
+}
+
+// TestTrainSignalsAndResume: SIGTERM saves a partial checkpoint; --resume
+// alone continues it with its own settings and refuses a contradicting
+// flag.
+func TestTrainSignalsAndResume(t *testing.T) {
+	root, _ := trained(t)
+	out := filepath.Join(t.TempDir(), "run.safetensors")
+	cmd := exec.Command(madclipBin, "train", "--data", root, "--dataset", "Brain", "--preset", "tiny", "--epochs", "400",
+		"--shots", "2", "--image-size", "56", "--out", out, "--device", "cpu")
+	cmd.Env = append(os.Environ(), "MADCLIP_WEIGHTS="+t.TempDir())
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(stderr.String(), "epoch 1/400") && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	err := cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() == 0 {
+		t.Fatalf("SIGTERM: %v: %s", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "--resume") {
+		t.Fatalf("no partial checkpoint reported: %s", stderr.String())
+	}
+	_, e, code := madclip(t, nil, "train", "--resume", out, "--epochs", "5")
+	wantFailure(t, "--epochs 5 contradicts the checkpoint's 400", e, code)
+	_, e, code = madclip(t, nil, "train", "--resume", out, "--dataset", "Chest")
+	wantFailure(t, "--dataset Chest", e, code)
+	// A dataset of the benchmark that has masks must keep them.
+	noMasks := t.TempDir()
+	if _, e, code := madclip(t, nil, "synth", "--out", noMasks, "--valid", "2", "--test", "2", "--size", "32"); code != 0 {
+		t.Fatal(e)
+	}
+	os.RemoveAll(filepath.Join(noMasks, "Brain_AD", "valid", "Ungood", "anomaly_mask"))
+	_, e, code = madclip(t, nil, "train", "--data", noMasks, "--dataset", "Brain", "--preset", "tiny", "--shots", "2", "--draw-shots",
+		"--image-size", "56", "--out", filepath.Join(t.TempDir(), "m.safetensors"))
+	wantFailure(t, "anomaly_mask is missing", e, code)
+}
+
+// TestEvalReportIsFresh: a second eval into one report folder removes the
+// first run's failure pictures and keeps other files.
+func TestEvalReportIsFresh(t *testing.T) {
+	root, ck := trained(t)
+	report := t.TempDir()
+	failures := filepath.Join(report, "failures")
+	os.MkdirAll(failures, 0o755)
+	stale := filepath.Join(failures, "normal-high_0.999_old.png")
+	mine := filepath.Join(failures, "notes.txt")
+	os.WriteFile(stale, []byte("x"), 0o644)
+	os.WriteFile(mine, []byte("x"), 0o644)
+	if _, e, code := madclip(t, nil, "eval", "--checkpoint", ck, "--data", root, "--report", report, "--failures", "1", "--device", "cpu"); code != 0 {
+		t.Fatal(e)
+	}
+	if _, err := os.Stat(stale); err == nil {
+		t.Error("an earlier run's failure picture is still in the report")
+	}
+	if _, err := os.Stat(mine); err != nil {
+		t.Error("a file eval did not write was removed")
+	}
+	entries, _ := os.ReadDir(failures)
+	if len(entries) != 3 { // notes.txt and one failure of each kind
+		t.Errorf("failures/ holds %d files, want 3", len(entries))
+	}
+}

@@ -1,0 +1,135 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"madclip/atomicfile"
+)
+
+// perImageOutputs names one output per input image under dest, ending in
+// suffix ("_heatmap.png"). For a single input and a dest that is not a
+// folder, dest itself is the output. Otherwise the outputs mirror the
+// inputs' folders below their deepest common folder, so that dA/x.png and
+// dB/x.png give dest/dA/x_heatmap.png and dest/dB/x_heatmap.png; images
+// that differ only in extension (x.png, x.jpg) keep it in the name
+// (x_png_heatmap.png). The names depend only on the set of inputs.
+func perImageOutputs(inputs []string, dest, suffix string) ([]string, error) {
+	if dest == "" {
+		return nil, nil
+	}
+	if len(inputs) == 1 && !isDir(dest) {
+		return []string{dest}, nil
+	}
+	abs := make([]string, len(inputs))
+	for i, in := range inputs {
+		a, err := filepath.Abs(in)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", in, err)
+		}
+		abs[i] = a
+	}
+	root := filepath.Dir(abs[0])
+	for _, a := range abs[1:] {
+		for !within(a, root) {
+			root = filepath.Dir(root)
+		}
+	}
+	stems := make([]string, len(inputs))
+	count := map[string]int{}
+	for i, a := range abs {
+		rel, err := filepath.Rel(root, a)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", inputs[i], err)
+		}
+		stems[i] = strings.TrimSuffix(rel, filepath.Ext(rel))
+		count[stems[i]]++
+	}
+	out := make([]string, len(inputs))
+	seen := map[string]string{}
+	for i, a := range abs {
+		stem := stems[i]
+		if count[stem] > 1 {
+			stem += "_" + strings.TrimPrefix(filepath.Ext(a), ".")
+		}
+		out[i] = filepath.Join(dest, stem+suffix)
+		if prev, ok := seen[out[i]]; ok {
+			return nil, fmt.Errorf("%s and %s would share the output %s", prev, inputs[i], out[i])
+		}
+		seen[out[i]] = inputs[i]
+	}
+	return out, nil
+}
+
+// within reports whether path a lies below folder dir.
+func within(a, dir string) bool {
+	rel, err := filepath.Rel(dir, a)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
+}
+
+// checkOutputs refuses, before any work starts, an output that is one of
+// the inputs (a scan, the checkpoint, the weights), two outputs at one
+// path, and an output at something atomicfile will not replace (a folder,
+// a device, a pipe). outputs and inputs map a path to what it is for
+// ("--heatmap", "image").
+func checkOutputs(outputs, inputs []namedPath) error {
+	seen := map[string]namedPath{}
+	for _, o := range outputs {
+		if o.path == "" {
+			continue
+		}
+		if _, _, err := atomicfile.Destination(o.path, 0o644); err != nil {
+			return fmt.Errorf("%s: %w", o.role, err)
+		}
+		for _, in := range inputs {
+			if in.path != "" && samePath(o.path, in.path) {
+				return fmt.Errorf("%s %s is %s: refusing to overwrite an input", o.role, o.path, in.describe())
+			}
+		}
+		key := o.path
+		if a, err := filepath.Abs(o.path); err == nil {
+			key = a
+		}
+		if prev, ok := seen[key]; ok {
+			return fmt.Errorf("%s and %s both write %s", prev.role, o.role, o.path)
+		}
+		seen[key] = o
+	}
+	return nil
+}
+
+// namedPath is a file the command reads or writes, with its role for
+// messages.
+type namedPath struct{ role, path string }
+
+func (n namedPath) describe() string {
+	if n.role == "image" {
+		return "an input image"
+	}
+	return "the " + n.role + " file"
+}
+
+// writableFolder checks, before hours of work, that files can be created
+// in the folder that will hold path.
+func writableFolder(flag, path string) error {
+	dir := filepath.Dir(path)
+	st, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("%s %s: its folder: %w", flag, path, err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("%s %s: %s is not a folder", flag, path, dir)
+	}
+	f, err := os.CreateTemp(dir, ".madclip-probe-*")
+	if err != nil {
+		return fmt.Errorf("%s %s: cannot create files in %s: %w", flag, path, dir, err)
+	}
+	f.Close()
+	os.Remove(f.Name())
+	if _, _, err := atomicfile.Destination(path, 0o644); err != nil {
+		return fmt.Errorf("%s: %w", flag, err)
+	}
+	return nil
+}

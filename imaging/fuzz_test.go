@@ -1,0 +1,87 @@
+package imaging
+
+import (
+	"bytes"
+	"encoding/binary"
+	"hash/crc32"
+	"image"
+	"image/color"
+	"image/jpeg"
+	"image/png"
+	"strings"
+	"testing"
+)
+
+// pngClaiming is a PNG whose header claims w×h pixels, with almost no data.
+func pngClaiming(w, h uint32) []byte {
+	var b bytes.Buffer
+	b.WriteString("\x89PNG\r\n\x1a\n")
+	chunk := func(typ string, data []byte) {
+		binary.Write(&b, binary.BigEndian, uint32(len(data)))
+		b.WriteString(typ)
+		b.Write(data)
+		binary.Write(&b, binary.BigEndian, crc32.ChecksumIEEE(append([]byte(typ), data...)))
+	}
+	ihdr := make([]byte, 13)
+	binary.BigEndian.PutUint32(ihdr[0:], w)
+	binary.BigEndian.PutUint32(ihdr[4:], h)
+	ihdr[8], ihdr[9] = 8, 0
+	chunk("IHDR", ihdr)
+	chunk("IEND", nil)
+	return b.Bytes()
+}
+
+// FuzzDecode feeds arbitrary bytes to the decoder users' files go through
+// (Go's PNG decoder, libjpeg-turbo across cgo): it must return an image or
+// an error, never crash, and never allocate past the pixel limit.
+func FuzzDecode(f *testing.F) {
+	g := image.NewGray(image.Rect(0, 0, 5, 3))
+	for i := range g.Pix {
+		g.Pix[i] = uint8(40 * i)
+	}
+	var pb, jb, cb bytes.Buffer
+	png.Encode(&pb, g)
+	jpeg.Encode(&jb, g, nil)
+	rgba := image.NewRGBA(image.Rect(0, 0, 4, 4))
+	rgba.Set(1, 1, color.RGBA{200, 10, 10, 255})
+	jpeg.Encode(&cb, rgba, &jpeg.Options{Quality: 50})
+	for _, seed := range [][]byte{pb.Bytes(), jb.Bytes(), cb.Bytes(), pngClaiming(100000, 100000), {0xff, 0xd8, 0xff}, nil} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m, err := decodeLimit(bytes.NewReader(data), 1<<20)
+		if err != nil {
+			if m != nil {
+				t.Fatal("an image and an error")
+			}
+			return
+		}
+		if m.W <= 0 || m.H <= 0 || int64(m.W)*int64(m.H) > 1<<20 || len(m.Pix) != 3*m.W*m.H {
+			t.Fatalf("decoded %dx%d with %d bytes", m.W, m.H, len(m.Pix))
+		}
+	})
+}
+
+// TestPixelLimit: headers claiming more than the limit are refused before
+// decoding, in PNG and in JPEG; the limit can be raised.
+func TestPixelLimit(t *testing.T) {
+	if _, err := Decode(bytes.NewReader(pngClaiming(100000, 100000))); err == nil || !strings.Contains(err.Error(), "100000×100000") {
+		t.Errorf("PNG bomb: %v", err)
+	}
+	var jb bytes.Buffer
+	jpeg.Encode(&jb, image.NewGray(image.Rect(0, 0, 30, 20)), nil)
+	if _, err := decodeLimit(bytes.NewReader(jb.Bytes()), 599); err == nil || !strings.Contains(err.Error(), "30×20") {
+		t.Errorf("JPEG over a 599-pixel limit: %v", err)
+	}
+	if m, err := decodeLimit(bytes.NewReader(jb.Bytes()), 600); err != nil || m.W != 30 || m.H != 20 {
+		t.Errorf("JPEG at the limit: %v", err)
+	}
+	var pb bytes.Buffer
+	png.Encode(&pb, image.NewGray(image.Rect(0, 0, 30, 20)))
+	if _, err := decodeLimit(bytes.NewReader(pb.Bytes()), 599); err == nil {
+		t.Error("PNG over the limit decoded")
+	}
+	if _, err := decodeLimit(bytes.NewReader(pb.Bytes()), 600); err != nil {
+		t.Errorf("PNG at the limit: %v", err)
+	}
+}
