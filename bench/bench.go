@@ -122,7 +122,8 @@ func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, note func(string)) ([
 				if err != nil {
 					return out, err
 				}
-				ev, err := p.Evaluate(c.Data, test, infer.StreamOptions{Batch: 32}, nil)
+				th, origin := p.Threshold()
+				ev, err := p.Evaluate(c.Data, test, infer.StreamOptions{Batch: 32}, th, origin, nil)
 				p.Close()
 				if err != nil {
 					return out, err

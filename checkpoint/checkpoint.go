@@ -47,9 +47,12 @@ type Meta struct {
 	ShotsIndex int    `json:"shots_index,omitempty"`
 	Seed       uint64 `json:"seed"`
 	Epochs     int    `json:"epochs"`
-	// Threshold is a score threshold chosen on held-out valid images (0 when
-	// none was chosen).
-	Threshold float64 `json:"threshold,omitempty"`
+	// Threshold is the label threshold chosen on held-out valid images
+	// (F1-max), 0 when there were none; ThresholdYouden is the Youden point
+	// there; Calibration says on what they were chosen.
+	Threshold       float64      `json:"threshold,omitempty"`
+	ThresholdYouden float64      `json:"threshold_youden,omitempty"`
+	Calibration     *Calibration `json:"calibration,omitempty"`
 	// Model selection on held-out valid images (--select-on-valid): the
 	// epoch kept (1-based; 0 means the last) and its image AUROC there.
 	SelectedEpoch int     `json:"selected_epoch,omitempty"`
@@ -64,6 +67,25 @@ type Meta struct {
 	Epoch int   `json:"epoch,omitempty"` // epochs completed
 	Step  int   `json:"step,omitempty"`  // steps completed in the next epoch
 	Steps int64 `json:"optimizer_steps,omitempty"`
+}
+
+// Calibration describes the held-out valid images (those not among the
+// shots) the thresholds were chosen on, and the image AUROC there.
+type Calibration struct {
+	Normal   int     `json:"normal"`
+	Abnormal int     `json:"abnormal"`
+	AUROC    float64 `json:"auroc"`
+}
+
+// ThresholdOrigin says where Threshold comes from, for reports.
+func (m Meta) ThresholdOrigin() string {
+	switch {
+	case m.Threshold == 0:
+		return "uncalibrated: the checkpoint chose no threshold (no held-out valid images of both classes), so 0.5"
+	case m.Calibration == nil:
+		return "chosen on held-out valid images in training"
+	}
+	return fmt.Sprintf("F1-max on %d normal and %d abnormal held-out valid images", m.Calibration.Normal, m.Calibration.Abnormal)
 }
 
 // Training is how a model was trained, besides what Meta says elsewhere.
@@ -214,8 +236,10 @@ func (m Meta) validate() error {
 	if m.Epochs < 0 || m.Epoch < 0 || m.Step < 0 || m.Shots < 0 {
 		return fmt.Errorf("its configuration has negative counts")
 	}
-	if math.IsNaN(m.Threshold) || m.Threshold < 0 || m.Threshold > 1 {
-		return fmt.Errorf("its threshold %v is outside [0, 1]", m.Threshold)
+	for _, th := range []float64{m.Threshold, m.ThresholdYouden} {
+		if math.IsNaN(th) || th < 0 || th > 1 {
+			return fmt.Errorf("its threshold %v is outside [0, 1]", th)
+		}
 	}
 	return nil
 }

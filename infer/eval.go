@@ -2,19 +2,49 @@ package infer
 
 import (
 	"fmt"
+	"runtime"
 	"sort"
 
 	"madclip/dataset"
 	"madclip/metrics"
 )
 
-// Scored is one evaluated test image.
+// Scored is one evaluated test image, with the keys of predict --json and
+// its true class.
 type Scored struct {
 	Path     string  `json:"path"`
-	Abnormal bool    `json:"abnormal"`
 	Score    float64 `json:"score"`
+	Label    string  `json:"label"` // at the evaluation's threshold
 	DetScore float64 `json:"det_score"`
+	Abnormal bool    `json:"abnormal"` // the truth
 }
+
+// AtThreshold is how the labels at one threshold fare.
+type AtThreshold struct {
+	Threshold   float64 `json:"threshold"`
+	Origin      string  `json:"origin"`
+	Sensitivity float64 `json:"sensitivity"`
+	Specificity float64 `json:"specificity"`
+	Precision   float64 `json:"precision"`
+	F1          float64 `json:"f1"`
+	TP          int     `json:"tp"`
+	FP          int     `json:"fp"`
+	TN          int     `json:"tn"`
+	FN          int     `json:"fn"`
+	// Dice and IoU of the predicted region (map ≥ threshold) against the
+	// masks, over all test pixels; only for datasets with masks.
+	PixelDice *float64 `json:"pixel_dice,omitempty"`
+	PixelIoU  *float64 `json:"pixel_iou,omitempty"`
+}
+
+func atThreshold(c metrics.Confusion, th float64, origin string) AtThreshold {
+	return AtThreshold{Threshold: th, Origin: origin, Sensitivity: c.Sensitivity(), Specificity: c.Specificity(),
+		Precision: c.Precision(), F1: c.F1(), TP: c.TP, FP: c.FP, TN: c.TN, FN: c.FN}
+}
+
+// AUPROLimit is the false positive rate up to which AUPRO integrates, as
+// anomalib and MVTec AD report it.
+const AUPROLimit = 0.3
 
 // Evaluation is the result of scoring a test split.
 type Evaluation struct {
@@ -23,13 +53,22 @@ type Evaluation struct {
 	ImageAUROC float64 `json:"image_auroc"`
 	ImageAP    float64 `json:"image_ap"`
 	ImageF1Max float64 `json:"image_f1_max"`
-	Threshold  float64 `json:"f1_max_threshold"`
+	// F1MaxThreshold is the test split's own F1-max threshold (for
+	// comparison; labels use At.Threshold).
+	F1MaxThreshold float64 `json:"f1_max_threshold"`
 	// DetImageAUROC is the image AUROC of the detection head's score; for
 	// models trained without masks it is ImageAUROC.
 	DetImageAUROC float64  `json:"det_image_auroc"`
 	PixelAUROC    *float64 `json:"pixel_auroc,omitempty"`
 	PixelAP       *float64 `json:"pixel_ap,omitempty"`
-	Scores        []Scored `json:"scores"`
+	// PixelAUPRO is the area under the per-region overlap curve up to FPR
+	// 0.3, normalised (datasets with masks).
+	PixelAUPRO *float64 `json:"pixel_aupro,omitempty"`
+	// At is sensitivity, specificity, precision and F1 of the labels at the
+	// checkpoint's threshold (or the one given).
+	At         AtThreshold `json:"at_threshold"`
+	Provenance *Provenance `json:"provenance,omitempty"`
+	Scores     []Scored    `json:"scores"`
 
 	imageScores []float32
 	imageLabels []bool
@@ -77,8 +116,9 @@ func rocCurve(scores []float32, labels []bool) (fpr, tpr []float64) {
 // Evaluate scores every image of the dataset's test split and computes the
 // image metrics, and the pixel AUROC and AP when the split has masks. each,
 // when not nil, sees every image with its prediction (for heatmaps). It runs
-// on the compute thread. Of o, Batch and MaxPixels apply.
-func (p *Predictor) Evaluate(root, name string, o StreamOptions, each func(dataset.Decoded, Result) error) (*Evaluation, error) {
+// on the compute thread. Of o, Batch and MaxPixels apply. Labels are given
+// at threshold, whose origin the report names.
+func (p *Predictor) Evaluate(root, name string, o StreamOptions, threshold float64, origin string, each func(dataset.Decoded, Result) error) (*Evaluation, error) {
 	split, err := dataset.ReadSplit(root, name, "test")
 	if err != nil {
 		return nil, err
@@ -90,7 +130,7 @@ func (p *Predictor) Evaluate(root, name string, o StreamOptions, each func(datas
 	err = p.Stream(split.Samples, o, func(d dataset.Decoded, r Result) error {
 		e.imageScores = append(e.imageScores, float32(r.Score))
 		e.imageLabels = append(e.imageLabels, d.Sample.Abnormal)
-		e.Scores = append(e.Scores, Scored{Path: d.Sample.Path, Abnormal: d.Sample.Abnormal, Score: r.Score, DetScore: r.DetScore})
+		e.Scores = append(e.Scores, Scored{Path: d.Sample.Path, Abnormal: d.Sample.Abnormal, Score: r.Score, DetScore: r.DetScore, Label: Label(r.Score, threshold)})
 		detScores = append(detScores, float32(r.DetScore))
 		if split.HasMasks {
 			pix = append(pix, r.Map...)
@@ -112,7 +152,9 @@ func (p *Predictor) Evaluate(root, name string, o StreamOptions, each func(datas
 	e.ImageAP, _ = metrics.AveragePrecision(e.imageScores, e.imageLabels)
 	e.DetImageAUROC, _ = metrics.AUROC(detScores, e.imageLabels)
 	f1, th, _ := metrics.F1Max(e.imageScores, e.imageLabels)
-	e.ImageF1Max, e.Threshold = f1, float64(th)
+	e.ImageF1Max, e.F1MaxThreshold = f1, float64(th)
+	c, _ := metrics.At(e.imageScores, e.imageLabels, threshold)
+	e.At = atThreshold(c, threshold, origin)
 	if split.HasMasks {
 		auc, err := metrics.AUROC(pix, pixLabels)
 		if err != nil {
@@ -120,6 +162,20 @@ func (p *Predictor) Evaluate(root, name string, o StreamOptions, each func(datas
 		}
 		ap, _ := metrics.AveragePrecision(pix, pixLabels)
 		e.PixelAUROC, e.PixelAP = &auc, &ap
+		px, _ := metrics.At(pix, pixLabels, threshold)
+		dice, iou := px.Dice(), px.IoU()
+		e.At.PixelDice, e.At.PixelIoU = &dice, &iou
+		n := p.Size * p.Size
+		maps, masks := make([][]float32, 0, len(pix)/n), make([][]bool, 0, len(pix)/n)
+		for lo := 0; lo < len(pix); lo += n {
+			maps, masks = append(maps, pix[lo:lo+n]), append(masks, pixLabels[lo:lo+n])
+		}
+		curve, err := metrics.PRO(maps, masks, p.Size, p.Size)
+		if err != nil {
+			return nil, fmt.Errorf("PRO of %s: %w", name, err)
+		}
+		aupro := curve.AUPRO(AUPROLimit)
+		e.PixelAUPRO = &aupro
 	}
 	return e, nil
 }
@@ -146,7 +202,13 @@ func (p *Predictor) Stream(samples []dataset.Sample, o StreamOptions, fn func(da
 	if batch < 1 {
 		batch = 16
 	}
-	ch, stop := dataset.Decode(samples, p.Size, dataset.DecodeOptions{Masks: o.Masks, KeepOriginal: o.KeepOriginal, Ahead: 2 * batch, MaxPixels: o.MaxPixels})
+	// Decoding runs up to a batch ahead of the model; with full-size
+	// originals kept (which may be 4000² scans) only a few beyond the batch.
+	ahead := 2 * batch
+	if o.KeepOriginal {
+		ahead = batch + runtime.NumCPU()
+	}
+	ch, stop := dataset.Decode(samples, p.Size, dataset.DecodeOptions{Masks: o.Masks, KeepOriginal: o.KeepOriginal, Ahead: ahead, MaxPixels: o.MaxPixels})
 	defer stop()
 	var pending []dataset.Decoded
 	flush := func() error {
@@ -188,4 +250,12 @@ func (p *Predictor) Stream(samples []dataset.Sample, o StreamOptions, fn func(da
 		}
 	}
 	return flush()
+}
+
+// Label names the class of a score at threshold: "anomalous" at or above.
+func Label(score, threshold float64) string {
+	if score >= threshold {
+		return "anomalous"
+	}
+	return "normal"
 }

@@ -170,3 +170,12 @@ func (p *Predictor) Predict(pixels [][]float32) ([]Result, error) {
 	})
 	return out, err
 }
+
+// Threshold is the label threshold the checkpoint chose in training, or
+// 0.5 when it chose none, with where it comes from.
+func (p *Predictor) Threshold() (float64, string) {
+	if p.Meta.Threshold == 0 {
+		return 0.5, p.Meta.ThresholdOrigin()
+	}
+	return p.Meta.Threshold, p.Meta.ThresholdOrigin()
+}

@@ -53,7 +53,10 @@ func TestAgainstSklearn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var want []struct{ Auroc, Ap, F1 float64 }
+	var want []struct {
+		Auroc, Ap, F1, Youden float64
+		Confusion             [4]int
+	}
 	if err := json.Unmarshal(out, &want); err != nil {
 		t.Fatal(err)
 	}
@@ -84,6 +87,17 @@ func TestAgainstSklearn(t *testing.T) {
 		}
 		if got := 2 * tp / (2*tp + fp + fn); math.Abs(got-f1) > 1e-9 {
 			t.Errorf("case %d: threshold %v gives F1 %v, not %v", i, th, got, f1)
+		}
+		j, jth, _ := Youden(c.Scores, c.Labels)
+		if math.Abs(j-want[i].Youden) > 1e-12 {
+			t.Errorf("case %d: Youden's J %v, sklearn %v", i, j, want[i].Youden)
+		}
+		if cj, _ := At(c.Scores, c.Labels, float64(jth)); math.Abs(cj.Sensitivity()+cj.Specificity()-1-j) > 1e-12 {
+			t.Errorf("case %d: the Youden threshold %v gives J %v, not %v", i, jth, cj.Sensitivity()+cj.Specificity()-1, j)
+		}
+		cm, _ := At(c.Scores, c.Labels, float64(float32(0.3)))
+		if got := [4]int{cm.TP, cm.FP, cm.TN, cm.FN}; got != want[i].Confusion {
+			t.Errorf("case %d: confusion at 0.3 %v, sklearn %v", i, got, want[i].Confusion)
 		}
 	}
 }

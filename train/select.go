@@ -1,6 +1,7 @@
 package train
 
 import (
+	"madclip/checkpoint"
 	"madclip/dataset"
 	"madclip/metrics"
 	"madclip/model"
@@ -17,7 +18,6 @@ type selector struct {
 	best      []*torch.Tensor // copies of the best parameters
 	bestAUC   float64
 	bestEpoch int
-	threshold float64 // F1-max threshold of the best epoch, on predict's [0, 1] scale
 }
 
 func newSelector(m *model.MadCLIP, samples []dataset.Sample, size int, masks bool, maxPixels int64, dev torch.Device) (*selector, error) {
@@ -45,9 +45,9 @@ func newSelector(m *model.MadCLIP, samples []dataset.Sample, size int, masks boo
 	return s, nil
 }
 
-// update scores the held-out images with the current parameters and keeps
-// a copy of them when they are the best so far.
-func (s *selector) update(m *model.MadCLIP, epoch int) (float64, error) {
+// score scores the held-out images with the current parameters, on
+// predict's [0, 1] scale.
+func (s *selector) score(m *model.MadCLIP) ([]float32, error) {
 	var scores []float32
 	err := torch.NoGrad(func() error {
 		return torch.Scoped(func(sc *torch.Scope) error {
@@ -75,6 +75,37 @@ func (s *selector) update(m *model.MadCLIP, epoch int) (float64, error) {
 			return nil
 		})
 	})
+	return scores, err
+}
+
+// calibrate chooses the label thresholds on the held-out images for the
+// current parameters: F1-max, and the Youden point.
+func (s *selector) calibrate(m *model.MadCLIP) (*checkpoint.Calibration, float64, float64, error) {
+	scores, err := s.score(m)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	auc, err := metrics.AUROC(scores, s.labels)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	_, f1th, _ := metrics.F1Max(scores, s.labels)
+	_, jth, _ := metrics.Youden(scores, s.labels)
+	c := &checkpoint.Calibration{AUROC: auc}
+	for _, l := range s.labels {
+		if l {
+			c.Abnormal++
+		} else {
+			c.Normal++
+		}
+	}
+	return c, float64(f1th), float64(jth), nil
+}
+
+// update scores the held-out images with the current parameters and keeps
+// a copy of them when they are the best so far.
+func (s *selector) update(m *model.MadCLIP, epoch int) (float64, error) {
+	scores, err := s.score(m)
 	if err != nil {
 		return 0, err
 	}
@@ -84,8 +115,6 @@ func (s *selector) update(m *model.MadCLIP, epoch int) (float64, error) {
 	}
 	if auc > s.bestAUC {
 		s.bestAUC, s.bestEpoch = auc, epoch
-		_, th, _ := metrics.F1Max(scores, s.labels)
-		s.threshold = float64(th)
 		for _, t := range s.best {
 			t.Free()
 		}

@@ -356,8 +356,10 @@ func (r *trainingRun) cacheFeatures() error {
 		}
 		r.res.CacheTime = time.Since(t0)
 	}
-	if c.SelectOnValid {
-		r.rep.Stage(fmt.Sprintf("caching backbone features of %d held-out valid images", len(r.heldOut)))
+	// The held-out valid images (both classes needed) choose the label
+	// threshold at the end, and with --select-on-valid the epoch too.
+	if n, a := dataset.Counts(r.heldOut); n > 0 && a > 0 {
+		r.rep.Stage(fmt.Sprintf("caching backbone features of %d held-out valid images (%d normal, %d abnormal) to calibrate the threshold", len(r.heldOut), n, a))
 		if r.sel, err = newSelector(r.m, r.heldOut, c.Model.ImageSize, r.hasMasks, c.MaxPixels, c.Device); err != nil {
 			return err
 		}
@@ -412,7 +414,7 @@ func (r *trainingRun) epochs(ctx context.Context) error {
 		r.res.LossHistory = append(r.res.LossHistory, mean)
 		r.res.FinalLoss = mean
 		r.rep.EpochDone(epoch, mean)
-		if r.sel != nil {
+		if r.sel != nil && c.SelectOnValid {
 			auc, err := r.sel.update(r.m, epoch)
 			if err != nil {
 				return err
@@ -438,11 +440,22 @@ func (r *trainingRun) stopAt(epoch, step int, why error) error {
 
 // finish keeps the selected epoch, if any, and saves the checkpoint.
 func (r *trainingRun) finish() error {
-	if r.sel != nil {
+	if r.sel != nil && r.c.SelectOnValid {
 		if err := r.sel.restoreBest(r.m); err != nil {
 			return err
 		}
-		r.meta.SelectedEpoch, r.meta.ValidAUROC, r.meta.Threshold = r.sel.bestEpoch+1, r.sel.bestAUC, r.sel.threshold
+		r.meta.SelectedEpoch, r.meta.ValidAUROC = r.sel.bestEpoch+1, r.sel.bestAUC
+	}
+	if r.sel != nil {
+		cal, f1th, jth, err := r.sel.calibrate(r.m)
+		if err != nil {
+			return err
+		}
+		r.meta.Calibration, r.meta.Threshold, r.meta.ThresholdYouden = cal, f1th, jth
+		r.rep.Stage(fmt.Sprintf("threshold %.4f (F1-max; Youden %.4f) on %d held-out valid images, image AUROC %.4f there",
+			f1th, jth, cal.Normal+cal.Abnormal, cal.AUROC))
+	} else {
+		r.rep.Stage("no held-out valid images of both classes: the label threshold stays uncalibrated (0.5)")
 	}
 	var err error
 	if r.res.TextCosine, err = textCosine(r.m); err != nil {

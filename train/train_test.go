@@ -406,3 +406,40 @@ func TestUpgradeOldPromptLayout(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Training chooses the label threshold on the held-out valid images
+// whenever there are some of both classes, without --select-on-valid, and
+// the thresholds are the ones the held-out scores give.
+func TestThresholdCalibrated(t *testing.T) {
+	root := synth(t)
+	c := smallConfig(t, root)
+	res, err := run(t, context.Background(), c, &quietReporter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := res.Meta
+	valid, err := dataset.ReadSplit(root, "Brain", "valid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, a := dataset.Counts(valid.Samples)
+	if m.Calibration == nil || m.Calibration.Normal != n-2 || m.Calibration.Abnormal != a-2 {
+		t.Fatalf("calibration %+v, want %d normal and %d abnormal held-out images", m.Calibration, n-2, a-2)
+	}
+	if !(m.Threshold > 0 && m.Threshold <= 1) || !(m.ThresholdYouden > 0 && m.ThresholdYouden <= 1) || m.SelectedEpoch != 0 {
+		t.Errorf("thresholds %v, %v, selected epoch %d", m.Threshold, m.ThresholdYouden, m.SelectedEpoch)
+	}
+	if !strings.Contains(m.ThresholdOrigin(), fmt.Sprintf("%d normal and %d abnormal held-out", n-2, a-2)) {
+		t.Errorf("origin %q", m.ThresholdOrigin())
+	}
+	// No held-out abnormal image (every one is a shot): no threshold, said so.
+	c2 := smallConfig(t, root)
+	c2.Shots, c2.DrawShots = a, true
+	res, err = run(t, context.Background(), c2, &quietReporter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Meta.Threshold != 0 || res.Meta.Calibration != nil || !strings.Contains(res.Meta.ThresholdOrigin(), "uncalibrated") {
+		t.Errorf("without held-out images: threshold %v, origin %q", res.Meta.Threshold, res.Meta.ThresholdOrigin())
+	}
+}

@@ -20,26 +20,37 @@ func evalCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "eval",
 		Usage: "score a dataset's whole test split with a checkpoint",
-		Description: `Prints the image AUROC, average precision and F1-max, and for datasets with
-masks the pixel AUROC and AP (all pixels at the model's input size, normal
-images included). --report DIR writes report.json with every image's score,
-the ROC curves as PNG, and heatmaps of the failure cases: the highest-scoring
-normal images and the lowest-scoring abnormal ones.
+		Description: `Prints the threshold-free metrics (image AUROC, average precision, F1-max;
+for datasets with masks the pixel AUROC and AP over all pixels at the model's
+input size, normal images included, and AUPRO, the per-region overlap up to a
+false positive rate of 0.3), and the labels' sensitivity, specificity,
+precision and F1 at the checkpoint's threshold (or --threshold), with Dice and
+IoU of the predicted regions for datasets with masks. --json prints all of it
+as one JSON object. --report DIR writes report.json (the metrics, every
+image's path, score, label, det_score and true class, and the provenance:
+madclip's version, the checkpoint and its SHA-256, the backbone, dataset,
+shots, seed, threshold and its origin), the ROC curves as PNG, and heatmaps
+of the failure cases: the highest-scoring normal images and the
+lowest-scoring abnormal ones.
 
 Examples:
   madclip eval --checkpoint brain16.safetensors --data ~/data/MVFA --dataset Brain
-  madclip eval --checkpoint tiny.safetensors --data /tmp/synth --dataset Brain --report report/`,
+  madclip eval --checkpoint tiny.safetensors --data /tmp/synth --dataset Brain --report report/
+  madclip eval --checkpoint brain16.safetensors --data ~/data/MVFA --json > metrics.json`,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "checkpoint", Aliases: []string{"c"}, Required: true},
+			&cli.StringFlag{Name: "checkpoint", Aliases: []string{"c"}, Required: true, Usage: "a checkpoint from madclip train or madclip import"},
 			&cli.StringFlag{Name: "data", Required: true, Usage: "the benchmark root"},
 			&cli.StringFlag{Name: "dataset", Usage: "the dataset (default: the checkpoint's)"},
 			&cli.StringFlag{Name: "weights", Usage: "the CLIP weights it was trained on (default: the file recorded in the checkpoint)"},
 			vocabFlag(),
 			&cli.StringFlag{Name: "report", Usage: "folder for report.json, ROC plots and failure-case heatmaps"},
 			&cli.IntFlag{Name: "failures", Value: 4, Usage: "failure cases of each kind to draw with --report"},
-			&cli.IntFlag{Name: "batch", Value: 16},
+			&cli.Float64Flag{Name: "threshold", Usage: "score in [0, 1] at which an image is called anomalous", DefaultText: "from the checkpoint"},
+			&cli.BoolFlag{Name: "json", Usage: "print the metrics as one JSON object"},
+			&cli.IntFlag{Name: "batch", Value: 16, Usage: "images per forward pass"},
 			deviceFlag(),
 			maxPixelsFlag(),
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only the metrics"},
 		},
 		Action: evalAction,
 	}
@@ -50,8 +61,13 @@ func evalAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := inRange(c, map[string][2]int{"failures": {0, 1000}}); err != nil {
+	if err := inRange(c, map[string][2]int{"failures": {0, 1000}, "batch": {1, 4096}}); err != nil {
 		return fmt.Errorf("eval: %w", err)
+	}
+	if c.IsSet("threshold") {
+		if _, err := predictThreshold(c, 0); err != nil {
+			return fmt.Errorf("eval: %w", err)
+		}
 	}
 	report := c.String("report")
 	if report != "" {
@@ -70,9 +86,24 @@ func evalAction(c *cli.Context) error {
 		if name == "" {
 			name = p.Meta.Dataset
 		}
-		ev, err = p.Evaluate(c.String("data"), name, infer.StreamOptions{Batch: c.Int("batch"), MaxPixels: c.Int64("max-pixels")}, nil)
-		if err != nil || report == "" {
+		th, origin := p.Threshold()
+		if c.IsSet("threshold") {
+			th, origin = c.Float64("threshold"), "--threshold"
+		}
+		prov, err := infer.NewProvenance(p, c.String("checkpoint"), version, th, origin)
+		if err != nil {
 			return err
+		}
+		if !c.Bool("quiet") && !c.Bool("json") {
+			fmt.Fprintf(os.Stderr, "scoring the test split of %s\n", name)
+		}
+		ev, err = p.Evaluate(c.String("data"), name, infer.StreamOptions{Batch: c.Int("batch"), MaxPixels: c.Int64("max-pixels")}, th, origin, nil)
+		if err != nil {
+			return err
+		}
+		ev.Provenance = &prov
+		if report == "" {
+			return nil
 		}
 		return writeFailures(p, ev, report, c.Int("failures"))
 	})
@@ -80,11 +111,16 @@ func evalAction(c *cli.Context) error {
 		return err
 	}
 	w := c.App.Writer
-	fmt.Fprintf(w, "%s: %d test images\n", ev.Dataset, ev.Images)
-	fmt.Fprintf(w, "image AUROC   %.2f%%\nimage AP      %.2f%%\nimage F1-max  %.2f%% (threshold %.4f)\n", 100*ev.ImageAUROC, 100*ev.ImageAP, 100*ev.ImageF1Max, ev.Threshold)
-	if ev.PixelAUROC != nil {
-		fmt.Fprintf(w, "pixel AUROC   %.2f%%\npixel AP      %.2f%%\n", 100**ev.PixelAUROC, 100**ev.PixelAP)
-		fmt.Fprintf(w, "image AUROC of the detection head  %.2f%%\n", 100*ev.DetImageAUROC)
+	if c.Bool("json") {
+		b, err := json.MarshalIndent(ev, "", "  ")
+		if err != nil {
+			return err
+		}
+		if _, err := fmt.Fprintln(w, string(b)); err != nil {
+			return err
+		}
+	} else {
+		printEvaluation(w, ev)
 	}
 	if report == "" {
 		return nil
@@ -103,8 +139,29 @@ func evalAction(c *cli.Context) error {
 	}); err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "report in %s\n", report)
+	if !c.Bool("json") {
+		fmt.Fprintf(w, "report in %s\n", report)
+	}
 	return nil
+}
+
+// printEvaluation writes the metrics as a table a reader can scan.
+func printEvaluation(w io.Writer, ev *infer.Evaluation) {
+	fmt.Fprintf(w, "%s: %d test images\n", ev.Dataset, ev.Images)
+	fmt.Fprintf(w, "image AUROC   %.2f%%\nimage AP      %.2f%%\nimage F1-max  %.2f%% (at the test split's own threshold %.4f)\n",
+		100*ev.ImageAUROC, 100*ev.ImageAP, 100*ev.ImageF1Max, ev.F1MaxThreshold)
+	if ev.PixelAUROC != nil {
+		fmt.Fprintf(w, "pixel AUROC   %.2f%%\npixel AP      %.2f%%\npixel AUPRO   %.2f%% (FPR up to %.1f)\n",
+			100**ev.PixelAUROC, 100**ev.PixelAP, 100**ev.PixelAUPRO, infer.AUPROLimit)
+		fmt.Fprintf(w, "image AUROC of the detection head  %.2f%%\n", 100*ev.DetImageAUROC)
+	}
+	a := ev.At
+	fmt.Fprintf(w, "at threshold %.4f (%s):\n", a.Threshold, a.Origin)
+	fmt.Fprintf(w, "  sensitivity %.2f%%  specificity %.2f%%  precision %.2f%%  F1 %.2f%%  (TP %d, FP %d, TN %d, FN %d)\n",
+		100*a.Sensitivity, 100*a.Specificity, 100*a.Precision, 100*a.F1, a.TP, a.FP, a.TN, a.FN)
+	if a.PixelDice != nil {
+		fmt.Fprintf(w, "  pixel Dice %.2f%%  pixel IoU %.2f%%\n", 100**a.PixelDice, 100**a.PixelIoU)
+	}
 }
 
 // writeFailures draws heatmaps of the n highest-scoring normal and n

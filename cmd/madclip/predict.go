@@ -97,6 +97,8 @@ type prediction struct {
 	DetScore float64 `json:"det_score"`
 	Heatmap  string  `json:"heatmap,omitempty"`
 	RawMap   string  `json:"raw_map,omitempty"`
+	// Provenance: the model and threshold behind the label (--json only).
+	Provenance *infer.Provenance `json:"provenance,omitempty"`
 }
 
 func isDir(p string) bool {
@@ -201,6 +203,20 @@ func predictAction(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
+		origin := p.Meta.ThresholdOrigin()
+		if c.IsSet("threshold") {
+			origin = "--threshold"
+		} else if p.Meta.Threshold == 0 && !c.Bool("quiet") {
+			fmt.Fprintln(os.Stderr, "madclip: note: this checkpoint's threshold is uncalibrated (training had no held-out valid images of both classes); labels use 0.5, scores are unaffected")
+		}
+		var prov *infer.Provenance
+		if c.Bool("json") {
+			pv, err := infer.NewProvenance(p, c.String("checkpoint"), version, th, origin)
+			if err != nil {
+				return err
+			}
+			prov = &pv
+		}
 		items := make([]dataset.Sample, len(paths))
 		for i, path := range paths {
 			items[i].Path = path
@@ -210,10 +226,7 @@ func predictAction(c *cli.Context) error {
 			opts.Skip = skip
 		}
 		return p.Stream(items, opts, func(d dataset.Decoded, r infer.Result) error {
-			pr := prediction{Path: d.Sample.Path, Score: r.Score, DetScore: r.DetScore, Label: "normal"}
-			if r.Score >= th {
-				pr.Label = "anomalous"
-			}
+			pr := prediction{Path: d.Sample.Path, Score: r.Score, DetScore: r.DetScore, Label: infer.Label(r.Score, th), Provenance: prov}
 			if heatOut != nil {
 				pr.Heatmap = heatOut[d.Index]
 				if err := writeHeatmap(pr.Heatmap, d.Orig, r.Map, p.Size); err != nil {

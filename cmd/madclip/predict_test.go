@@ -250,6 +250,76 @@ func TestEvalCLI(t *testing.T) {
 	}
 	_, e, code = madclip(t, nil, "eval", "--checkpoint", ck, "--data", root, "--dataset", "Liver")
 	wantFailure(t, "Liver_AD", e, code)
+
+	// --json: the keys of predict --json per image, the labels at the
+	// checkpoint's threshold agreeing with the counts and rates reported,
+	// the provenance, AUPRO and Dice/IoU for a dataset with masks.
+	o, e, code = madclip(t, nil, "eval", "--checkpoint", ck, "--data", root, "--json", "--threshold", "0.6", "--device", "cpu")
+	if code != 0 {
+		t.Fatal(e)
+	}
+	var ev struct {
+		PixelAUPRO *float64 `json:"pixel_aupro"`
+		At         struct {
+			Threshold, Sensitivity, Specificity, Precision, F1 float64
+			TP, FP, TN, FN                                     int
+			PixelDice                                          *float64 `json:"pixel_dice"`
+		} `json:"at_threshold"`
+		Provenance struct {
+			Version   string  `json:"madclip_version"`
+			SHA256    string  `json:"checkpoint_sha256"`
+			Threshold float64 `json:"threshold"`
+			Origin    string  `json:"threshold_origin"`
+			Shots     int     `json:"shots"`
+		} `json:"provenance"`
+		Scores []struct {
+			Path, Label string
+			Score       float64
+			Abnormal    bool
+		} `json:"scores"`
+	}
+	if err := json.Unmarshal([]byte(o), &ev); err != nil {
+		t.Fatalf("eval --json: %v: %s", err, o)
+	}
+	var tp, fp, tn, fn int
+	for _, s := range ev.Scores {
+		if (s.Label == "anomalous") != (s.Score >= 0.6) {
+			t.Errorf("%s: label %s at score %v", s.Path, s.Label, s.Score)
+		}
+		switch {
+		case s.Score >= 0.6 && s.Abnormal:
+			tp++
+		case s.Score >= 0.6:
+			fp++
+		case s.Abnormal:
+			fn++
+		default:
+			tn++
+		}
+	}
+	a := ev.At
+	if [4]int{a.TP, a.FP, a.TN, a.FN} != [4]int{tp, fp, tn, fn} || a.Threshold != 0.6 {
+		t.Errorf("at threshold %+v, counted TP %d FP %d TN %d FN %d", a, tp, fp, tn, fn)
+	}
+	if math.Abs(a.Sensitivity-float64(tp)/float64(tp+fn)) > 1e-12 || math.Abs(a.Specificity-float64(tn)/float64(tn+fp)) > 1e-12 ||
+		math.Abs(a.F1-2*float64(tp)/float64(2*tp+fp+fn)) > 1e-12 {
+		t.Errorf("rates %+v", a)
+	}
+	if ev.PixelAUPRO == nil || !(*ev.PixelAUPRO > 0 && *ev.PixelAUPRO <= 1) || a.PixelDice == nil {
+		t.Errorf("pixel AUPRO %v", ev.PixelAUPRO)
+	}
+	if ev.Provenance.SHA256 != sha256hex(mustRead(t, ck)) || ev.Provenance.Origin != "--threshold" || ev.Provenance.Shots != 8 || ev.Provenance.Version == "" {
+		t.Errorf("provenance %+v", ev.Provenance)
+	}
+}
+
+func mustRead(t *testing.T, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // bench on synthetic data with the tiny preset: a table with our numbers for

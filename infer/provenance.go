@@ -1,0 +1,51 @@
+package infer
+
+import (
+	"fmt"
+	"path/filepath"
+
+	"madclip/checkpoint"
+	"madclip/weights"
+)
+
+// Provenance says which model made a result and how, so that a report or a
+// prediction can be traced and trusted later.
+type Provenance struct {
+	Version          string  `json:"madclip_version"`
+	Checkpoint       string  `json:"checkpoint"`
+	CheckpointSHA256 string  `json:"checkpoint_sha256"`
+	Backbone         string  `json:"backbone"`
+	Dataset          string  `json:"dataset"`
+	Shots            int     `json:"shots"`
+	ShotsFile        string  `json:"shots_file,omitempty"`
+	Seed             uint64  `json:"seed"`
+	Threshold        float64 `json:"threshold"`
+	ThresholdOrigin  string  `json:"threshold_origin"`
+}
+
+// NewProvenance describes the predictor loaded from the checkpoint at path,
+// labelling at threshold (origin says where that comes from); version is
+// madclip's.
+func NewProvenance(p *Predictor, path, version string, threshold float64, origin string) (Provenance, error) {
+	sum, err := weights.FileSHA256(path)
+	if err != nil {
+		return Provenance{}, fmt.Errorf("checkpoint %s: %w", path, err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		abs = path
+	}
+	m := p.Meta
+	return Provenance{
+		Version: version, Checkpoint: abs, CheckpointSHA256: sum, Backbone: describeBackbone(m.Backbone),
+		Dataset: m.Dataset, Shots: m.Shots, ShotsFile: m.ShotsFile, Seed: m.Seed,
+		Threshold: threshold, ThresholdOrigin: origin,
+	}, nil
+}
+
+func describeBackbone(b checkpoint.Backbone) string {
+	if b.Preset != "" {
+		return fmt.Sprintf("preset %s, seed %d (random weights)", b.Preset, b.Seed)
+	}
+	return fmt.Sprintf("CLIP weights %s (SHA-256 %s)", b.File, b.SHA256)
+}
