@@ -17,6 +17,7 @@ type Scored struct {
 	Label    string  `json:"label"` // at the evaluation's threshold
 	DetScore float64 `json:"det_score"`
 	Abnormal bool    `json:"abnormal"` // the truth
+	MaskPath string  `json:"-"`        // its ground-truth mask, if any
 }
 
 // AtThreshold is how the labels at one threshold fare.
@@ -72,12 +73,23 @@ type Evaluation struct {
 
 	imageScores []float32
 	imageLabels []bool
+	pixScores   []float32
+	pixLabels   []bool
 }
 
-// ROC returns the image-level ROC curve points (false and true positive
-// rates), for plots.
-func (e *Evaluation) ROC() (fpr, tpr []float64) {
-	return rocCurve(e.imageScores, e.imageLabels)
+// Plots are the evaluation's curves: the image-level ROC and
+// precision-recall curves, and for datasets with masks the pixel-level ones,
+// by file name.
+func (e *Evaluation) Plots() map[string]Curve {
+	p := map[string]Curve{
+		"roc_image.png": ROCPlot(e.Dataset+" image-level ROC", e.imageScores, e.imageLabels, e.ImageAUROC),
+		"pr_image.png":  PRPlot(e.Dataset+" image-level precision-recall", e.imageScores, e.imageLabels, e.ImageAP),
+	}
+	if e.PixelAUROC != nil {
+		p["roc_pixel.png"] = ROCPlot(e.Dataset+" pixel-level ROC", e.pixScores, e.pixLabels, *e.PixelAUROC)
+		p["pr_pixel.png"] = PRPlot(e.Dataset+" pixel-level precision-recall", e.pixScores, e.pixLabels, *e.PixelAP)
+	}
+	return p
 }
 
 func rocCurve(scores []float32, labels []bool) (fpr, tpr []float64) {
@@ -130,7 +142,7 @@ func (p *Predictor) Evaluate(root, name string, o StreamOptions, threshold float
 	err = p.Stream(split.Samples, o, func(d dataset.Decoded, r Result) error {
 		e.imageScores = append(e.imageScores, float32(r.Score))
 		e.imageLabels = append(e.imageLabels, d.Sample.Abnormal)
-		e.Scores = append(e.Scores, Scored{Path: d.Sample.Path, Abnormal: d.Sample.Abnormal, Score: r.Score, DetScore: r.DetScore, Label: Label(r.Score, threshold)})
+		e.Scores = append(e.Scores, Scored{Path: d.Sample.Path, Abnormal: d.Sample.Abnormal, Score: r.Score, DetScore: r.DetScore, Label: Label(r.Score, threshold), MaskPath: d.Sample.MaskPath})
 		detScores = append(detScores, float32(r.DetScore))
 		if split.HasMasks {
 			pix = append(pix, r.Map...)
@@ -176,6 +188,7 @@ func (p *Predictor) Evaluate(root, name string, o StreamOptions, threshold float
 		}
 		aupro := curve.AUPRO(AUPROLimit)
 		e.PixelAUPRO = &aupro
+		e.pixScores, e.pixLabels = pix, pixLabels
 	}
 	return e, nil
 }

@@ -8,6 +8,10 @@ import (
 	"math"
 	"strings"
 
+	"golang.org/x/image/font"
+	"golang.org/x/image/font/basicfont"
+	"golang.org/x/image/math/fixed"
+
 	"madclip/imaging"
 )
 
@@ -47,13 +51,165 @@ func Turbo(t float64) color.RGBA {
 	return turboLUT[min(i, 255)]
 }
 
+// Overlay is what a figure says about one prediction besides the map.
+type Overlay struct {
+	Score     float64 // the image's score in [0, 1]
+	Threshold float64 // the label threshold, marked on the colour bar
+	Label     string  // "normal" or "anomalous"
+	Alpha     float64 // the map's opacity over the scan (0.45 when zero)
+	Note      string  // appended to the caption (e.g. the true class)
+}
+
+func (o Overlay) alpha() float64 {
+	if o.Alpha == 0 {
+		return 0.45
+	}
+	return o.Alpha
+}
+
+// MinDisplay is the smallest side a figure shows a scan at: smaller scans
+// are enlarged by an integer factor (nearest neighbour, every pixel kept
+// as a square) so that a 64-px input is not a 64-px picture.
+const MinDisplay = 512
+
+// displayScale is the integer enlargement of a w×h scan for figures.
+func displayScale(w, h int) int {
+	return max(1, (MinDisplay+max(w, h)-1)/max(w, h))
+}
+
 // Heatmap draws the anomaly map (size×size, values in [0, 1]) over the
-// original image at the image's own size: the map is resized bilinearly,
-// coloured with Turbo and blended at alpha, and a colour bar from 0 (bottom)
-// to 1 (top) sits at the right edge with tick marks at quarters.
-func Heatmap(orig *imaging.RGB, amap []float32, size int, alpha float64) *image.RGBA {
-	w, h := orig.W, orig.H
-	out := image.NewRGBA(image.Rect(0, 0, w, h))
+// scan, enlarged for display when small, with a title line (score, label,
+// threshold) above and the colour bar beside the picture, outside it, with
+// ticks at 0, the threshold and 1.
+func Heatmap(orig *imaging.RGB, amap []float32, size int, o Overlay) *image.RGBA {
+	k := displayScale(orig.W, orig.H)
+	w, h := orig.W*k, orig.H*k
+	ts := textScale(h)
+	top := lineHeight(ts) + 8*ts/2
+	bar := colourBarWidth(ts)
+	out := canvas(w+bar, h+top)
+	v := resizeMap(amap, size, w, h)
+	blendMap(out, image.Pt(0, top), orig, k, v, o.alpha())
+	drawColourBar(out, image.Rect(w, top, w+bar, top+h), o.Threshold, ts)
+	drawText(out, 4*ts/2, 4*ts/2, caption(o), ts, textColour)
+	return out
+}
+
+// PredictedMask is the predicted region at the scan's own size: 255 where
+// the map, resized bilinearly, reaches the threshold, else 0.
+func PredictedMask(orig *imaging.RGB, amap []float32, size int, threshold float64) *image.Gray {
+	v := resizeMap(amap, size, orig.W, orig.H)
+	m := image.NewGray(image.Rect(0, 0, orig.W, orig.H))
+	for i, x := range v {
+		if x >= threshold {
+			m.Pix[i] = 255
+		}
+	}
+	return m
+}
+
+// Panel is the figure of one prediction: the scan | the ground truth (when
+// truth is not nil: a w×h mask of the scan's size, true inside) | the
+// heatmap | the predicted region at the threshold drawn as a contour over
+// the scan (with the true region's contour when known), each titled, the
+// colour bar at the right and the score and label below.
+func Panel(orig *imaging.RGB, truth []bool, amap []float32, size int, o Overlay) *image.RGBA {
+	k := displayScale(orig.W, orig.H)
+	w, h := orig.W*k, orig.H*k
+	ts := textScale(h)
+	gap := 6 * ts / 2
+	top := lineHeight(ts) + gap
+	bottom := lineHeight(ts) + 2*gap
+	tiles := 3
+	if truth != nil {
+		tiles = 4
+	}
+	bar := colourBarWidth(ts)
+	out := canvas(tiles*w+(tiles-1)*gap+bar+gap, top+h+bottom)
+	v := resizeMap(amap, size, w, h)
+	pred := make([]bool, len(v))
+	for i, x := range v {
+		pred[i] = x >= o.Threshold
+	}
+	var gt []bool
+	if truth != nil {
+		gt = enlargeMask(truth, orig.W, orig.H, k)
+	}
+	x := 0
+	tile := func(title string, draw func(at image.Point)) {
+		drawText(out, x+2, 2, title, ts, textColour)
+		draw(image.Pt(x, top))
+		x += w + gap
+	}
+	tile("scan", func(at image.Point) { drawScan(out, at, orig, k) })
+	if truth != nil {
+		tile("ground truth", func(at image.Point) {
+			drawScan(out, at, orig, k)
+			tint(out, at, w, h, gt, truthColour)
+		})
+	}
+	tile("anomaly map", func(at image.Point) { blendMap(out, at, orig, k, v, o.alpha()) })
+	tile(fmt.Sprintf("region >= %.2f", o.Threshold), func(at image.Point) {
+		drawScan(out, at, orig, k)
+		if gt != nil {
+			contour(out, at, w, h, gt, truthColour, ts)
+		}
+		contour(out, at, w, h, pred, predictedColour, ts)
+	})
+	drawColourBar(out, image.Rect(x, top, x+bar, top+h), o.Threshold, ts)
+	note := caption(o)
+	if truth != nil {
+		note += "   (green: true region, red: predicted)"
+	}
+	drawText(out, 2, top+h+gap, note, ts, textColour)
+	return out
+}
+
+var (
+	background      = color.RGBA{255, 255, 255, 255}
+	textColour      = color.RGBA{20, 20, 20, 255}
+	truthColour     = color.RGBA{0, 200, 60, 255}
+	predictedColour = color.RGBA{230, 20, 20, 255}
+)
+
+func caption(o Overlay) string {
+	s := fmt.Sprintf("score %.3f  %s  (threshold %.2f)", o.Score, o.Label, o.Threshold)
+	if o.Note != "" {
+		s += "  " + o.Note
+	}
+	return s
+}
+
+// LoadTruth reads a ground-truth mask for a w×h scan: true where its grey
+// level (PIL's convert("L")) is above half.
+func LoadTruth(path string, w, h int) ([]bool, error) {
+	m, err := imaging.LoadLimit(path, int64(w)*int64(h))
+	if err != nil {
+		return nil, err
+	}
+	if m.W != w || m.H != h {
+		return nil, fmt.Errorf("%s: mask is %dx%d, the scan is %dx%d", path, m.W, m.H, w, h)
+	}
+	g := m.Luma()
+	out := make([]bool, w*h)
+	for i, v := range g.Pix {
+		out[i] = v >= 128
+	}
+	return out, nil
+}
+
+func canvas(w, h int) *image.RGBA {
+	img := image.NewRGBA(image.Rect(0, 0, w, h))
+	for i := 0; i < len(img.Pix); i += 4 {
+		copy(img.Pix[i:i+4], []byte{background.R, background.G, background.B, 255})
+	}
+	return img
+}
+
+// resizeMap resamples a size×size map to w×h bilinearly (half-pixel
+// centres, edges clamped), as the heatmap shows it.
+func resizeMap(amap []float32, size, w, h int) []float64 {
+	out := make([]float64, w*h)
 	sx := float64(size) / float64(w)
 	sy := float64(size) / float64(h)
 	at := func(x, y int) float64 { return float64(amap[y*size+x]) }
@@ -67,44 +223,145 @@ func Heatmap(orig *imaging.RGB, amap []float32, size int, alpha float64) *image.
 			x0 := min(int(fx), size-1)
 			x1 := min(x0+1, size-1)
 			wx := fx - float64(x0)
-			v := (1-wy)*((1-wx)*at(x0, y0)+wx*at(x1, y0)) + wy*((1-wx)*at(x0, y1)+wx*at(x1, y1))
-			c := Turbo(v)
-			r, g, b := orig.At(x, y)
-			blend := func(base uint8, over uint8) uint8 {
-				return uint8(math.Round((1-alpha)*float64(base) + alpha*float64(over)))
-			}
-			out.SetRGBA(x, y, color.RGBA{blend(r, c.R), blend(g, c.G), blend(b, c.B), 255})
+			out[y*w+x] = (1-wy)*((1-wx)*at(x0, y0)+wx*at(x1, y0)) + wy*((1-wx)*at(x0, y1)+wx*at(x1, y1))
 		}
 	}
-	drawColourBar(out)
 	return out
 }
 
-// drawColourBar paints a vertical Turbo scale near the right edge.
-func drawColourBar(img *image.RGBA) {
-	w, h := img.Bounds().Dx(), img.Bounds().Dy()
-	bw := max(3, w/30)
-	bh := max(8, h*6/10)
-	x0 := w - bw - max(2, w/40)
-	y0 := (h - bh) / 2
-	if x0 < 1 || bh >= h {
-		return // too small an image for a bar
-	}
-	border := color.RGBA{255, 255, 255, 255}
-	for y := y0 - 1; y <= y0+bh; y++ {
-		for x := x0 - 1; x <= x0+bw; x++ {
-			if y == y0-1 || y == y0+bh || x == x0-1 || x == x0+bw {
-				img.SetRGBA(x, y, border)
-				continue
-			}
-			v := 1 - float64(y-y0)/float64(bh-1)
-			img.SetRGBA(x, y, Turbo(v))
+// drawScan copies the scan, enlarged k times, to dst at p.
+func drawScan(dst *image.RGBA, p image.Point, orig *imaging.RGB, k int) {
+	for y := range orig.H * k {
+		for x := range orig.W * k {
+			r, g, b := orig.At(x/k, y/k)
+			dst.SetRGBA(p.X+x, p.Y+y, color.RGBA{r, g, b, 255})
 		}
 	}
-	for q := 0; q <= 4; q++ { // ticks at 0, 0.25, 0.5, 0.75, 1
-		y := y0 + (bh-1)*q/4
-		for x := x0 - 1 - max(2, bw/2); x < x0-1; x++ {
-			img.SetRGBA(x, y, border)
+}
+
+// blendMap draws the scan enlarged k times with the map v (at the enlarged
+// size) in Turbo over it at opacity alpha.
+func blendMap(dst *image.RGBA, p image.Point, orig *imaging.RGB, k int, v []float64, alpha float64) {
+	w := orig.W * k
+	blend := func(base, over uint8) uint8 {
+		return uint8(math.Round((1-alpha)*float64(base) + alpha*float64(over)))
+	}
+	for y := range orig.H * k {
+		for x := range w {
+			c := Turbo(v[y*w+x])
+			r, g, b := orig.At(x/k, y/k)
+			dst.SetRGBA(p.X+x, p.Y+y, color.RGBA{blend(r, c.R), blend(g, c.G), blend(b, c.B), 255})
+		}
+	}
+}
+
+func enlargeMask(m []bool, w, h, k int) []bool {
+	out := make([]bool, w*k*h*k)
+	for y := range h * k {
+		for x := range w * k {
+			out[y*w*k+x] = m[(y/k)*w+x/k]
+		}
+	}
+	return out
+}
+
+// tint shades the pixels of region (w×h at p) with c at half opacity.
+func tint(dst *image.RGBA, p image.Point, w, h int, region []bool, c color.RGBA) {
+	for y := range h {
+		for x := range w {
+			if region[y*w+x] {
+				o := dst.RGBAAt(p.X+x, p.Y+y)
+				mix := func(a, b uint8) uint8 { return uint8((int(a) + int(b)) / 2) }
+				dst.SetRGBA(p.X+x, p.Y+y, color.RGBA{mix(o.R, c.R), mix(o.G, c.G), mix(o.B, c.B), 255})
+			}
+		}
+	}
+}
+
+// contour draws the boundary of region (w×h at p): its pixels with a
+// 4-neighbour outside it or on the picture's edge, thickened for large
+// pictures.
+func contour(dst *image.RGBA, p image.Point, w, h int, region []bool, c color.RGBA, ts int) {
+	in := func(x, y int) bool { return x >= 0 && y >= 0 && x < w && y < h && region[y*w+x] }
+	r := max(1, ts/2)
+	for y := range h {
+		for x := range w {
+			if !in(x, y) || (in(x-1, y) && in(x+1, y) && in(x, y-1) && in(x, y+1)) {
+				continue
+			}
+			for dy := -r; dy <= r; dy++ {
+				for dx := -r; dx <= r; dx++ {
+					if in(x+dx, y+dy) || (dx == 0 && dy == 0) {
+						dst.SetRGBA(p.X+x+dx, p.Y+y+dy, c)
+					}
+				}
+			}
+		}
+	}
+}
+
+// textScale is the enlargement of the 7×13 font for a picture h pixels
+// high: readable at the size the picture is shown.
+func textScale(h int) int { return max(2, h/256) }
+
+func lineHeight(ts int) int { return 13 * ts }
+
+func colourBarWidth(ts int) int { return 12*ts + 5*7*ts }
+
+// drawColourBar draws, inside r, a vertical Turbo scale from 0 (bottom) to
+// 1 (top) with ticks and labels at 0, the threshold and 1.
+func drawColourBar(img *image.RGBA, r image.Rectangle, threshold float64, ts int) {
+	bw := 5 * ts
+	x0 := r.Min.X + 3*ts
+	h := r.Dy()
+	for y := range h {
+		c := Turbo(1 - float64(y)/float64(max(h-1, 1)))
+		for x := x0; x < x0+bw; x++ {
+			img.SetRGBA(x, r.Min.Y+y, c)
+		}
+	}
+	tick := func(v float64, label string) {
+		y := r.Min.Y + int(math.Round((1-v)*float64(h-1)))
+		for x := x0 + bw; x < x0+bw+2*ts; x++ {
+			for t := 0; t < max(1, ts/2); t++ {
+				img.SetRGBA(x, min(y+t, r.Max.Y-1), textColour)
+			}
+		}
+		ty := min(max(y-lineHeight(ts)/2, r.Min.Y), r.Max.Y-lineHeight(ts))
+		drawText(img, x0+bw+3*ts+ts, ty, label, ts, textColour)
+	}
+	tick(0, "0")
+	tick(1, "1")
+	if threshold > 0.06 && threshold < 0.94 { // keep its label clear of the ends
+		tick(threshold, fmt.Sprintf("%.2f", threshold))
+	}
+}
+
+// drawText writes s with its top-left corner at (x, y) in the 7×13 bitmap
+// font enlarged scale times, clipped to img.
+func drawText(img *image.RGBA, x, y int, s string, scale int, c color.RGBA) {
+	face := basicfont.Face7x13
+	adv := font.MeasureString(face, s).Ceil()
+	if adv == 0 {
+		return
+	}
+	small := image.NewAlpha(image.Rect(0, 0, adv, 13))
+	d := &font.Drawer{Dst: small, Src: image.Opaque, Face: face, Dot: fixed.P(0, face.Ascent)}
+	d.DrawString(s)
+	b := img.Bounds()
+	for sy := range 13 {
+		for sx := range adv {
+			if small.AlphaAt(sx, sy).A < 128 {
+				continue
+			}
+			for dy := range scale {
+				for dx := range scale {
+					px, py := x+sx*scale+dx, y+sy*scale+dy
+					if image.Pt(px, py).In(b) {
+						img.SetRGBA(px, py, c)
+					}
+				}
+			}
 		}
 	}
 }

@@ -74,20 +74,95 @@ print(json.dumps([[round(255 * v) for v in c(i / 1000)[:3]] for i in range(1001)
 	}
 }
 
-func TestHeatmapSizeAndBlend(t *testing.T) {
+// TestHeatmapLayout: a small scan is enlarged by an integer factor, the map
+// blended over it, a title band above and the colour bar beside it, outside
+// the picture, from Turbo(1) at the top to Turbo(0) at the bottom.
+func TestHeatmapLayout(t *testing.T) {
 	orig := imaging.NewRGB(50, 30) // black
 	amap := make([]float32, 16*16)
 	for i := range amap {
-		amap[i] = 1 // everything anomalous: red over black
+		amap[i] = 1 // everything anomalous
 	}
-	h := Heatmap(orig, amap, 16, 0.5)
-	if h.Bounds().Dx() != 50 || h.Bounds().Dy() != 30 {
-		t.Fatalf("size %v", h.Bounds())
+	h := Heatmap(orig, amap, 16, Overlay{Score: 0.9, Threshold: 0.4, Label: "anomalous", Alpha: 0.5})
+	k := 11 // ⌈512/50⌉
+	ts := 2
+	top := 13*ts + 4*ts
+	bar := 12*ts + 35*ts
+	if h.Bounds().Dx() != 50*k+bar || h.Bounds().Dy() != 30*k+top {
+		t.Fatalf("size %v, want %dx%d", h.Bounds(), 50*k+bar, 30*k+top)
 	}
-	c := h.RGBAAt(2, 2)
 	want := Turbo(1)
-	if math.Abs(float64(c.R)-float64(want.R)/2) > 1 || c.B > 10 {
-		t.Errorf("blend at alpha 0.5: %v, Turbo(1) %v", c, want)
+	for _, p := range [][2]int{{0, top}, {50*k - 1, top + 30*k - 1}, {270, top + 160}} {
+		c := h.RGBAAt(p[0], p[1])
+		if math.Abs(float64(c.R)-float64(want.R)/2) > 1 || math.Abs(float64(c.G)-float64(want.G)/2) > 1 {
+			t.Errorf("blend at %v: %v, want half of %v over black", p, c, want)
+		}
+	}
+	x := 50*k + 3*ts + 1 // inside the bar
+	if c := h.RGBAAt(x, top); c != Turbo(1) {
+		t.Errorf("top of the bar %v, want %v", c, Turbo(1))
+	}
+	if c := h.RGBAAt(x, top+30*k-1); c != Turbo(0) {
+		t.Errorf("bottom of the bar %v, want %v", c, Turbo(0))
+	}
+	dark := 0
+	for y := range top {
+		for x := range 50 * k {
+			if h.RGBAAt(x, y) == textColour {
+				dark++
+			}
+		}
+	}
+	if dark < 100 {
+		t.Errorf("%d text pixels in the title band", dark)
+	}
+	// A scan of 512 px or more is shown at its own size.
+	if big := Heatmap(imaging.NewRGB(600, 520), amap, 16, Overlay{}); big.Bounds().Dx() != 600+colourBarWidth(textScale(520)) {
+		t.Errorf("600-px scan drawn %d wide", big.Bounds().Dx())
+	}
+}
+
+// TestPredictedMaskAndPanel: the predicted region at the scan's size, and
+// the panel's tiles with the predicted contour in red.
+func TestPredictedMaskAndPanel(t *testing.T) {
+	orig := imaging.NewRGB(40, 20)
+	amap := make([]float32, 8*8)
+	for y := range 8 {
+		for x := range 4 {
+			amap[y*8+x] = 1 // the left half anomalous
+		}
+	}
+	m := PredictedMask(orig, amap, 8, 0.5)
+	if m.Bounds().Dx() != 40 || m.Bounds().Dy() != 20 {
+		t.Fatalf("mask size %v", m.Bounds())
+	}
+	for _, c := range []struct {
+		x    int
+		want uint8
+	}{{0, 255}, {18, 255}, {21, 0}, {39, 0}} {
+		if got := m.GrayAt(c.x, 10).Y; got != c.want {
+			t.Errorf("mask at x=%d: %d, want %d", c.x, got, c.want)
+		}
+	}
+	o := Overlay{Score: 0.8, Threshold: 0.5, Label: "anomalous"}
+	three := Panel(orig, nil, amap, 8, o)
+	truth := make([]bool, 40*20)
+	four := Panel(orig, truth, amap, 8, o)
+	k := displayScale(40, 20)
+	gap := 6 * textScale(20*k) / 2
+	if d := four.Bounds().Dx() - three.Bounds().Dx(); d != 40*k+gap {
+		t.Errorf("the ground-truth tile adds %d px, want %d", d, 40*k+gap)
+	}
+	red := 0
+	for y := range four.Bounds().Dy() {
+		for x := range four.Bounds().Dx() {
+			if four.RGBAAt(x, y) == predictedColour {
+				red++
+			}
+		}
+	}
+	if red < 20*k {
+		t.Errorf("%d contour pixels", red)
 	}
 }
 

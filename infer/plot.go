@@ -3,6 +3,7 @@ package infer
 import (
 	"fmt"
 	"io"
+	"sort"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -11,28 +12,45 @@ import (
 	"madclip/atomicfile"
 )
 
-// PlotROC writes a ROC curve as a PNG, atomically.
-func PlotROC(path, title string, fpr, tpr []float64, auc float64) error {
+// Curve is one plotted curve with its axes.
+type Curve struct {
+	Title          string
+	XLabel, YLabel string
+	X, Y           []float64
+	// Chance is the no-skill line: the diagonal for a ROC curve, the
+	// positive fraction (a horizontal line) for a precision-recall curve.
+	Chance []plotter.XY
+}
+
+// PlotCurve writes c as a 5×5-inch PNG, atomically, with room around the
+// title and the axes' end labels. Curves of millions of points (pixels)
+// are thinned to a few thousand for drawing.
+func PlotCurve(path string, c Curve) error {
 	p := plot.New()
-	p.Title.Text = fmt.Sprintf("%s (AUROC %.4f)", title, auc)
-	p.X.Label.Text = "false positive rate"
-	p.Y.Label.Text = "true positive rate"
-	p.X.Min, p.X.Max, p.Y.Min, p.Y.Max = 0, 1, 0, 1
-	pts := make(plotter.XYs, len(fpr))
-	for i := range fpr {
-		pts[i].X, pts[i].Y = fpr[i], tpr[i]
+	p.Title.Text = c.Title
+	p.Title.Padding = vg.Points(8)
+	p.X.Label.Text, p.Y.Label.Text = c.XLabel, c.YLabel
+	p.X.Min, p.X.Max, p.Y.Min, p.Y.Max = 0, 1, 0, 1.02
+	x, y := thin(c.X, c.Y, 4000)
+	pts := make(plotter.XYs, len(x))
+	for i := range x {
+		pts[i].X, pts[i].Y = x[i], y[i]
 	}
 	line, err := plotter.NewLine(pts)
 	if err != nil {
 		return err
 	}
 	line.Width = vg.Points(2)
-	chance, err := plotter.NewLine(plotter.XYs{{X: 0, Y: 0}, {X: 1, Y: 1}})
-	if err != nil {
-		return err
+	p.Add(plotter.NewGrid())
+	if len(c.Chance) > 0 {
+		chance, err := plotter.NewLine(plotter.XYs(c.Chance))
+		if err != nil {
+			return err
+		}
+		chance.Dashes = []vg.Length{vg.Points(4), vg.Points(4)}
+		p.Add(chance)
 	}
-	chance.Dashes = []vg.Length{vg.Points(4), vg.Points(4)}
-	p.Add(plotter.NewGrid(), chance, line)
+	p.Add(line)
 	wt, err := p.WriterTo(5*vg.Inch, 5*vg.Inch, "png")
 	if err != nil {
 		return err
@@ -41,4 +59,68 @@ func PlotROC(path, title string, fpr, tpr []float64, auc float64) error {
 		_, err := wt.WriteTo(w)
 		return err
 	})
+}
+
+// thin keeps at most n points of a curve, always the first and last.
+func thin(x, y []float64, n int) ([]float64, []float64) {
+	if len(x) <= n {
+		return x, y
+	}
+	ox, oy := make([]float64, 0, n+1), make([]float64, 0, n+1)
+	step := float64(len(x)-1) / float64(n-1)
+	for i := range n {
+		j := int(float64(i) * step)
+		ox, oy = append(ox, x[j]), append(oy, y[j])
+	}
+	ox[len(ox)-1], oy[len(oy)-1] = x[len(x)-1], y[len(y)-1]
+	return ox, oy
+}
+
+// ROCPlot is the ROC curve of scores against labels, titled with its AUROC.
+func ROCPlot(title string, scores []float32, labels []bool, auc float64) Curve {
+	fpr, tpr := rocCurve(scores, labels)
+	return Curve{Title: fmt.Sprintf("%s (AUROC %.4f)", title, auc), XLabel: "false positive rate", YLabel: "true positive rate",
+		X: fpr, Y: tpr, Chance: []plotter.XY{{X: 0, Y: 0}, {X: 1, Y: 1}}}
+}
+
+// PRPlot is the precision-recall curve of scores against labels, titled
+// with its average precision.
+func PRPlot(title string, scores []float32, labels []bool, ap float64) Curve {
+	recall, precision, pos := prCurve(scores, labels)
+	return Curve{Title: fmt.Sprintf("%s (AP %.4f)", title, ap), XLabel: "recall", YLabel: "precision",
+		X: recall, Y: precision, Chance: []plotter.XY{{X: 0, Y: pos}, {X: 1, Y: pos}}}
+}
+
+// prCurve is recall and precision at every distinct threshold, from the
+// highest score down, starting at recall 0 and precision 1 as scikit-learn
+// draws it; pos is the positive fraction.
+func prCurve(scores []float32, labels []bool) (recall, precision []float64, pos float64) {
+	idx := make([]int, len(scores))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.SliceStable(idx, func(a, b int) bool { return scores[idx[a]] > scores[idx[b]] })
+	var npos float64
+	for _, l := range labels {
+		if l {
+			npos++
+		}
+	}
+	recall, precision = []float64{0}, []float64{1}
+	var tp, fp float64
+	for i := 0; i < len(idx); {
+		j := i
+		for j < len(idx) && scores[idx[j]] == scores[idx[i]] {
+			if labels[idx[j]] {
+				tp++
+			} else {
+				fp++
+			}
+			j++
+		}
+		recall = append(recall, tp/max(npos, 1))
+		precision = append(precision, tp/(tp+fp))
+		i = j
+	}
+	return recall, precision, npos / float64(max(len(labels), 1))
 }

@@ -2,8 +2,8 @@
 # The README's main job: the whole pipeline on a built-in default. Writes a
 # synthetic dataset, trains MadCLIP on it (on real CLIP weights when
 # `madclip weights path` finds some, else on the tiny random CLIP), evaluates
-# it with a report, and draws the heatmap of one test image.
-# Outputs under $DEMO (default build/demo); the heatmap is $DEMO/heatmap.png.
+# it with a report, and draws the heatmap and the figure of one test image.
+# Outputs under $DEMO (default build/demo): $DEMO/heatmap.png, $DEMO/panel.png.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=bin/madclip
@@ -19,6 +19,7 @@ else
 fi
 "$BIN" train --data "$DEMO" --dataset Brain --shots 8 "${MODEL[@]}" --out "$DEMO/brain.safetensors"
 "$BIN" eval --checkpoint "$DEMO/brain.safetensors" --data "$DEMO" --report "$DEMO/report"
-"$BIN" predict "$DEMO/Brain_AD/test/Ungood/img/000.png" --checkpoint "$DEMO/brain.safetensors" \
-  --heatmap "$DEMO/heatmap.png"
-echo "heatmap of one abnormal test image: $DEMO/heatmap.png; report: $DEMO/report"
+"$BIN" predict "$DEMO/Brain_AD/test/Ungood/img/001.png" --checkpoint "$DEMO/brain.safetensors" \
+  --heatmap "$DEMO/heatmap.png" --panel "$DEMO/panel.png" \
+  --ground-truth "$DEMO/Brain_AD/test/Ungood/anomaly_mask/001.png"
+echo "one abnormal test image: heatmap $DEMO/heatmap.png, figure $DEMO/panel.png; report: $DEMO/report"

@@ -191,7 +191,7 @@ func TestWeightsDownloadCLI(t *testing.T) {
 	wantFailure(t, "unknown model", e, code)
 }
 
-func writePNG(t *testing.T, path string, w, h int, seed int) {
+func writeTestPNG(t *testing.T, path string, w, h int, seed int) {
 	img := image.NewRGBA(image.Rect(0, 0, w, h))
 	for y := range h {
 		for x := range w {
@@ -213,8 +213,8 @@ func TestClipCLI(t *testing.T) {
 	dir := t.TempDir()
 	w := tinyWeights(t, dir)
 	a, b := filepath.Join(dir, "a.png"), filepath.Join(dir, "b.png")
-	writePNG(t, a, 90, 70, 3)
-	writePNG(t, b, 40, 100, 7)
+	writeTestPNG(t, a, 90, 70, 3)
+	writeTestPNG(t, b, 40, 100, 7)
 	texts := []string{"a brain MRI", "a chest X-ray", "a retinal OCT"}
 	args := []string{"clip", "--weights", w, "--image", a, "--image", b, "--json", "--device", "cpu"}
 	for _, tx := range texts {
@@ -277,7 +277,7 @@ func TestClipCLIBadInputs(t *testing.T) {
 	text := filepath.Join(dir, "notes.png")
 	os.WriteFile(text, []byte("not an image"), 0o644)
 	good := filepath.Join(dir, "good.png")
-	writePNG(t, good, 30, 30, 1)
+	writeTestPNG(t, good, 30, 30, 1)
 	raw, _ := os.ReadFile(good)
 	trunc := filepath.Join(dir, "trunc.png")
 	os.WriteFile(trunc, raw[:len(raw)/2], 0o644)

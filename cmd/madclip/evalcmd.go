@@ -125,9 +125,16 @@ func evalAction(c *cli.Context) error {
 	if report == "" {
 		return nil
 	}
-	fpr, tpr := ev.ROC()
-	if err := infer.PlotROC(filepath.Join(report, "roc_image.png"), ev.Dataset+" image-level ROC", fpr, tpr, ev.ImageAUROC); err != nil {
-		return err
+	plots := ev.Plots()
+	names := make([]string, 0, len(plots))
+	for n := range plots {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if err := infer.PlotCurve(filepath.Join(report, n), plots[n]); err != nil {
+			return err
+		}
 	}
 	b, err := json.MarshalIndent(ev, "", "  ")
 	if err != nil {
@@ -188,13 +195,24 @@ func writeFailures(p *infer.Predictor, ev *infer.Evaluation, dir string, n int) 
 		items[i].Path = s.Path
 	}
 	return p.Stream(items, infer.StreamOptions{KeepOriginal: true}, func(d dataset.Decoded, r infer.Result) error {
-		kind := "normal-high"
-		if pick[d.Index].Abnormal {
-			kind = "abnormal-low"
+		s := pick[d.Index]
+		kind, truth := "normal-high", "truly normal"
+		if s.Abnormal {
+			kind, truth = "abnormal-low", "truly abnormal"
+		}
+		var gt []bool
+		if s.MaskPath != "" {
+			var err error
+			if gt, err = infer.LoadTruth(s.MaskPath, d.Orig.W, d.Orig.H); err != nil {
+				return err
+			}
+		} else if ev.PixelAUROC != nil {
+			gt = make([]bool, d.Orig.W*d.Orig.H) // a normal image: no true region
 		}
 		base := strings.TrimSuffix(filepath.Base(d.Sample.Path), filepath.Ext(d.Sample.Path))
 		name := fmt.Sprintf("%s_%.3f_%s.png", kind, r.Score, base)
-		return writeHeatmap(filepath.Join(dir, "failures", name), d.Orig, r.Map, p.Size)
+		o := infer.Overlay{Score: r.Score, Threshold: ev.At.Threshold, Label: s.Label, Note: "- " + truth}
+		return writePNG(filepath.Join(dir, "failures", name), infer.Panel(d.Orig, gt, r.Map, p.Size, o))
 	})
 }
 

@@ -4,6 +4,7 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
+	"image"
 	"image/png"
 	"io"
 	"math"
@@ -17,7 +18,6 @@ import (
 
 	"madclip/atomicfile"
 	"madclip/dataset"
-	"madclip/imaging"
 	"madclip/infer"
 	"madclip/model/clip/bpe"
 )
@@ -33,21 +33,30 @@ else the detection score, divided by the number of tapped layers. The label is
 "anomalous" when the score reaches --threshold. The detection head's score
 (det_score) is given for every model, as the authors' test computes it.
 
---heatmap writes the image with its anomaly map blended over it in the Turbo
-colour map and a colour bar from 0 to 1 (a file for one input, a folder for
-several). --raw-map writes the map itself (float32 in [0, 1] at the model's
-input size) as .npy. --json prints one JSON object per line, --csv a table.
+--heatmap writes the scan with its anomaly map blended over it in the Turbo
+colour map, the score and label above it and a colour bar beside it (ticks
+at 0, the threshold and 1); scans under 512 px are enlarged for display.
+--panel writes the figure: scan | ground truth (with --ground-truth) |
+heatmap | the predicted region at the threshold as a contour over the scan.
+--mask writes the predicted region itself (white where the map reaches the
+threshold) at the scan's size. --raw-map writes the map (float32 in [0, 1]
+at the model's input size) as .npy. Each names a file for one input and a
+folder for several. --json prints one JSON object per line, --csv a table.
 
 Examples:
   madclip predict scan.png --checkpoint brain16.safetensors --heatmap scan-heat.png
   madclip predict scans/ --checkpoint brain16.safetensors --heatmap heat/ --json > results.jsonl
-  madclip predict a.png b.png --checkpoint liver.safetensors --csv --threshold 0.4`,
+  madclip predict a.png b.png --checkpoint liver.safetensors --csv --threshold 0.4
+  madclip predict scan.png --checkpoint brain16.safetensors --panel fig.png --ground-truth scan_mask.png`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "checkpoint", Aliases: []string{"c"}, Usage: "a checkpoint from madclip train", Required: true},
 			&cli.StringFlag{Name: "weights", Usage: "the CLIP weights it was trained on (default: the file recorded in the checkpoint; none for --preset tiny)"},
 			vocabFlag(),
 			&cli.StringFlag{Name: "heatmap", Usage: "heatmap PNG (one input) or folder (several)"},
 			&cli.StringFlag{Name: "raw-map", Usage: "raw map .npy (one input) or folder (several)"},
+			&cli.StringFlag{Name: "panel", Usage: "figure PNG: scan | ground truth | heatmap | predicted region (one input) or folder (several)"},
+			&cli.StringFlag{Name: "mask", Usage: "predicted region as a binary PNG at the scan's size (one input) or folder (several)"},
+			&cli.StringFlag{Name: "ground-truth", Usage: "the true anomaly mask of the one input, shown by --panel"},
 			&cli.BoolFlag{Name: "json", Usage: "one JSON object per image and line"},
 			&cli.BoolFlag{Name: "csv", Usage: "CSV with a header line"},
 			&cli.Float64Flag{Name: "threshold", Usage: "score in [0, 1] at which an image is called anomalous (default: the checkpoint's, else 0.5)", DefaultText: "from the checkpoint"},
@@ -97,6 +106,8 @@ type prediction struct {
 	DetScore float64 `json:"det_score"`
 	Heatmap  string  `json:"heatmap,omitempty"`
 	RawMap   string  `json:"raw_map,omitempty"`
+	Panel    string  `json:"panel,omitempty"`
+	Mask     string  `json:"mask,omitempty"`
 	// Provenance: the model and threshold behind the label (--json only).
 	Provenance *infer.Provenance `json:"provenance,omitempty"`
 }
@@ -141,27 +152,33 @@ func predictAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	heat, raw := c.String("heatmap"), c.String("raw-map")
-	heatOut, err := perImageOutputs(paths, heat, "_heatmap.png")
-	if err != nil {
-		return fmt.Errorf("--heatmap: %w", err)
+	gtPath := c.String("ground-truth")
+	if gtPath != "" && len(paths) != 1 {
+		return fmt.Errorf("predict: --ground-truth is the mask of one input; %d images given", len(paths))
 	}
-	rawOut, err := perImageOutputs(paths, raw, "_map.npy")
-	if err != nil {
-		return fmt.Errorf("--raw-map: %w", err)
+	if gtPath != "" && c.String("panel") == "" {
+		return fmt.Errorf("predict: --ground-truth is shown by --panel; give --panel too")
 	}
-	inputs := []namedPath{{"--checkpoint", c.String("checkpoint")}, {"--weights", c.String("weights")}, {"--vocab", c.String("vocab")}}
+	// Every per-image output, named before any work.
+	kinds := []struct{ flag, suffix string }{
+		{"heatmap", "_heatmap.png"}, {"raw-map", "_map.npy"}, {"panel", "_panel.png"}, {"mask", "_mask.png"},
+	}
+	out := map[string][]string{}
+	var outputs []namedPath
+	for _, k := range kinds {
+		names, err := perImageOutputs(paths, c.String(k.flag), k.suffix)
+		if err != nil {
+			return fmt.Errorf("--%s: %w", k.flag, err)
+		}
+		out[k.flag] = names
+		for _, n := range names {
+			outputs = append(outputs, namedPath{"--" + k.flag, n})
+		}
+	}
+	heatOut, rawOut, panelOut, maskOut := out["heatmap"], out["raw-map"], out["panel"], out["mask"]
+	inputs := []namedPath{{"--checkpoint", c.String("checkpoint")}, {"--weights", c.String("weights")}, {"--vocab", c.String("vocab")}, {"--ground-truth", gtPath}}
 	for _, p := range paths {
 		inputs = append(inputs, namedPath{"image", p})
-	}
-	var outputs []namedPath
-	for i := range paths {
-		if heatOut != nil {
-			outputs = append(outputs, namedPath{"--heatmap", heatOut[i]})
-		}
-		if rawOut != nil {
-			outputs = append(outputs, namedPath{"--raw-map", rawOut[i]})
-		}
 	}
 	if err := checkOutputs(outputs, inputs); err != nil {
 		return err
@@ -221,15 +238,35 @@ func predictAction(c *cli.Context) error {
 		for i, path := range paths {
 			items[i].Path = path
 		}
-		opts := infer.StreamOptions{Batch: c.Int("batch"), KeepOriginal: heat != "", MaxPixels: c.Int64("max-pixels")}
+		keep := heatOut != nil || panelOut != nil || maskOut != nil
+		opts := infer.StreamOptions{Batch: c.Int("batch"), KeepOriginal: keep, MaxPixels: c.Int64("max-pixels")}
 		if len(paths) > 1 {
 			opts.Skip = skip
 		}
 		return p.Stream(items, opts, func(d dataset.Decoded, r infer.Result) error {
 			pr := prediction{Path: d.Sample.Path, Score: r.Score, DetScore: r.DetScore, Label: infer.Label(r.Score, th), Provenance: prov}
+			o := infer.Overlay{Score: r.Score, Threshold: th, Label: pr.Label}
 			if heatOut != nil {
 				pr.Heatmap = heatOut[d.Index]
-				if err := writeHeatmap(pr.Heatmap, d.Orig, r.Map, p.Size); err != nil {
+				if err := writePNG(pr.Heatmap, infer.Heatmap(d.Orig, r.Map, p.Size, o)); err != nil {
+					return err
+				}
+			}
+			if panelOut != nil {
+				var gt []bool
+				if gtPath != "" {
+					if gt, err = infer.LoadTruth(gtPath, d.Orig.W, d.Orig.H); err != nil {
+						return fmt.Errorf("--ground-truth %w", err)
+					}
+				}
+				pr.Panel = panelOut[d.Index]
+				if err := writePNG(pr.Panel, infer.Panel(d.Orig, gt, r.Map, p.Size, o)); err != nil {
+					return err
+				}
+			}
+			if maskOut != nil {
+				pr.Mask = maskOut[d.Index]
+				if err := writePNG(pr.Mask, infer.PredictedMask(d.Orig, r.Map, p.Size, th)); err != nil {
 					return err
 				}
 			}
@@ -311,8 +348,8 @@ func csvSafe(cells ...string) []string {
 	return cells
 }
 
-func writeHeatmap(path string, orig *imaging.RGB, amap []float32, size int) error {
-	img := infer.Heatmap(orig, amap, size, 0.45)
+// writePNG writes an image as PNG, atomically.
+func writePNG(path string, img image.Image) error {
 	return atomicfile.Write(path, 0o644, func(w io.Writer) error { return png.Encode(w, img) })
 }
 

@@ -109,14 +109,42 @@ func TestPredictCLI(t *testing.T) {
 	if pr.Score < 0 || pr.Score > 1 || pr.Heatmap != heat || pr.RawMap != raw || (pr.Label != "anomalous" && pr.Label != "normal") {
 		t.Errorf("prediction %+v", pr)
 	}
-	// The heatmap has the input's size.
+	// The heatmap shows the 64-px input enlarged 8 times, with the title
+	// band above and the colour bar beside it.
 	f, _ := os.Open(heat)
 	hm, err := png.Decode(f)
 	f.Close()
 	in, _ := imaging.Load(img)
-	if err != nil || hm.Bounds().Dx() != in.W || hm.Bounds().Dy() != in.H {
+	if dx, dy := hm.Bounds().Dx()-8*in.W, hm.Bounds().Dy()-8*in.H; err != nil || dx <= 0 || dx > 200 || dy <= 0 || dy > 100 {
 		t.Fatalf("heatmap %v (%v), input %dx%d", hm.Bounds(), err, in.W, in.H)
 	}
+	// --mask: the predicted region at the input's size, 0 or 255; --panel
+	// with the ground truth has four tiles.
+	maskOut, panel := filepath.Join(out, "region.png"), filepath.Join(out, "panel.png")
+	if _, e, code := madclip(t, nil, "predict", img, "--checkpoint", ck, "--mask", maskOut, "--panel", panel, "--ground-truth", mask, "--device", "cpu"); code != 0 {
+		t.Fatal(e)
+	}
+	region, err := imaging.Load(maskOut)
+	if err != nil || region.W != in.W || region.H != in.H {
+		t.Fatalf("--mask %v: %v", region, err)
+	}
+	white := 0
+	for _, v := range region.Luma().Pix {
+		if v != 0 && v != 255 {
+			t.Fatalf("--mask holds grey %d", v)
+		}
+		if v == 255 {
+			white++
+		}
+	}
+	if pr.Label == "anomalous" && white == 0 {
+		t.Error("an anomalous scan with an empty predicted region")
+	}
+	if p, err := imaging.Load(panel); err != nil || p.W < 4*8*in.W || p.H < 8*in.H {
+		t.Errorf("--panel %v: %v", p, err)
+	}
+	_, e, code = madclip(t, nil, "predict", img, img, "--checkpoint", ck, "--panel", out, "--ground-truth", mask)
+	wantFailure(t, "--ground-truth", e, code)
 	// The raw map is 112×112 and hottest on the anomaly.
 	shape, m := readNPY(t, raw)
 	if len(shape) != 2 || shape[0] != 112 || shape[1] != 112 || len(m) != 112*112 {
@@ -244,6 +272,11 @@ func TestEvalCLI(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(report, "roc_image.png")); err != nil {
 		t.Error(err)
+	}
+	for _, n := range []string{"roc_image.png", "pr_image.png", "roc_pixel.png", "pr_pixel.png"} {
+		if _, err := os.Stat(filepath.Join(report, n)); err != nil {
+			t.Error(err)
+		}
 	}
 	if entries, _ := os.ReadDir(filepath.Join(report, "failures")); len(entries) != 4 {
 		t.Errorf("%d failure heatmaps, want 4", len(entries))
