@@ -50,6 +50,8 @@ type Config struct {
 	// Cross lists cross-dataset pairs: train on Cross[i][0], test on
 	// Cross[i][1] (the paper's cross-dataset setting, same modality).
 	Cross [][2]string
+	// Version is madclip's, recorded in every result's provenance.
+	Version string
 }
 
 // Result is one run.
@@ -61,8 +63,11 @@ type Result struct {
 	Seed       uint64   `json:"seed"`
 	ImageAUROC float64  `json:"image_auroc"`
 	PixelAUROC *float64 `json:"pixel_auroc,omitempty"`
+	PixelAUPRO *float64 `json:"pixel_aupro,omitempty"`
 	TrainSec   float64  `json:"train_seconds"`
 	EvalSec    float64  `json:"eval_seconds"`
+	// Provenance names the run's checkpoint, backbone and threshold.
+	Provenance infer.Provenance `json:"provenance"`
 }
 
 // Run trains and evaluates every combination; datasets missing under Data
@@ -94,12 +99,28 @@ func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, note func(string)) ([
 	defer backbone.Free()
 	shared := &checkpoint.SharedBackbone{Model: backbone, Info: info}
 	var out []Result
+	var runnable [][2]string
 	for _, pair := range pairs {
 		name, test := pair[0], pair[1]
 		if !present(name) || !present(test) {
 			note(fmt.Sprintf("%s: not under %s, skipped", strings.Join(unique(name, test), " or "), c.Data))
 			continue
 		}
+		runnable = append(runnable, pair)
+	}
+	total := len(runnable) * len(c.Shots) * c.Seeds
+	started := time.Now()
+	progress := func() string {
+		done := len(out)
+		el := time.Since(started)
+		s := fmt.Sprintf("[%d/%d runs, %s elapsed", done, total, el.Round(time.Second))
+		if done > 0 {
+			s += fmt.Sprintf(", about %s left", (el / time.Duration(done) * time.Duration(total-done)).Round(time.Second))
+		}
+		return s + "]"
+	}
+	for _, pair := range runnable {
+		name, test := pair[0], pair[1]
 		label := name
 		if test != name {
 			label = name + " → " + test
@@ -108,7 +129,7 @@ func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, note func(string)) ([
 			for s := range c.Seeds {
 				seed := uint64(s + 1)
 				ck := filepath.Join(c.Work, fmt.Sprintf("%s-%dshot-seed%d.safetensors", name, k, seed))
-				note(fmt.Sprintf("%s, %d shots, seed %d: training", label, k, seed))
+				note(fmt.Sprintf("%s %s, %d shots, seed %d: training", progress(), label, k, seed))
 				t0 := time.Now()
 				res, err := train.Run(ctx, train.Config{
 					Data: c.Data, Dataset: name, Shots: k, DrawShots: c.DrawShots, Seed: seed, Epochs: c.Epochs, Batch: c.Batch,
@@ -124,12 +145,16 @@ func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, note func(string)) ([
 				}
 				th, origin := p.Threshold()
 				ev, err := p.Evaluate(c.Data, test, infer.StreamOptions{Batch: 32}, th, origin, nil)
+				var prov infer.Provenance
+				if err == nil {
+					prov, err = infer.NewProvenance(p, ck, c.Version, th, origin)
+				}
 				p.Close()
 				if err != nil {
 					return out, err
 				}
 				r := Result{Dataset: test, Shots: k, ShotsFile: res.Meta.ShotsFile, Seed: seed, ImageAUROC: ev.ImageAUROC, PixelAUROC: ev.PixelAUROC,
-					TrainSec: t1.Sub(t0).Seconds(), EvalSec: time.Since(t1).Seconds()}
+					PixelAUPRO: ev.PixelAUPRO, TrainSec: t1.Sub(t0).Seconds(), EvalSec: time.Since(t1).Seconds(), Provenance: prov}
 				if test != name {
 					r.TrainedOn = name
 				}

@@ -206,6 +206,9 @@ type StreamOptions struct {
 	// MaxPixels is the largest image decoded (imaging.DefaultMaxPixels
 	// when zero).
 	MaxPixels int64
+	// Progress, when set, is told after each image how many of how many
+	// are done (skipped ones included).
+	Progress func(done, total int)
 }
 
 // Stream decodes items on worker goroutines and scores them in batches,
@@ -223,6 +226,13 @@ func (p *Predictor) Stream(samples []dataset.Sample, o StreamOptions, fn func(da
 	}
 	ch, stop := dataset.Decode(samples, p.Size, dataset.DecodeOptions{Masks: o.Masks, KeepOriginal: o.KeepOriginal, Ahead: ahead, MaxPixels: o.MaxPixels})
 	defer stop()
+	done := 0
+	tell := func() {
+		done++
+		if o.Progress != nil {
+			o.Progress(done, len(samples))
+		}
+	}
 	var pending []dataset.Decoded
 	flush := func() error {
 		if len(pending) == 0 {
@@ -240,6 +250,7 @@ func (p *Predictor) Stream(samples []dataset.Sample, o StreamOptions, fn func(da
 			if err := fn(d, res[i]); err != nil {
 				return err
 			}
+			tell()
 		}
 		pending = pending[:0]
 		return nil
@@ -248,6 +259,7 @@ func (p *Predictor) Stream(samples []dataset.Sample, o StreamOptions, fn func(da
 		if d.Err != nil {
 			if o.Skip != nil {
 				o.Skip(d)
+				tell()
 				continue
 			}
 			if err := flush(); err != nil {

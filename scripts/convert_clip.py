@@ -20,7 +20,11 @@ import struct
 import sys
 import tempfile
 
-import torch
+try:
+    import torch
+except ImportError:
+    sys.exit("convert_clip.py needs PyTorch in this Python (pip install torch, or Debian's python3-torch). "
+             "Without Python, 'madclip weights convert IN OUT.safetensors' converts the same files.")
 
 EXTRAS = {"input_resolution", "context_length", "vocab_size"}
 ST_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64",

@@ -2,6 +2,8 @@ package train
 
 import (
 	"errors"
+	"fmt"
+	"time"
 
 	"madclip/model"
 	"madclip/torch"
@@ -18,12 +20,21 @@ type featureCache struct {
 // newFeatureCache runs the backbone over images in chunks on compute and
 // writes the features into tensors allocated once on store, so that the
 // cache never needs twice its size. When the GPU has no room for it, the
-// cache goes to host memory (told through note).
+// cache goes to host memory (told through note). Progress goes to note
+// every few seconds when caching takes that long (ViT-L/14 on a CPU takes
+// minutes).
 func newFeatureCache(m *model.MadCLIP, images *torch.Tensor, compute, store torch.Device, note func(string)) (*featureCache, error) {
 	n := images.Size(0)
 	const chunk = 32
 	c := &featureCache{dev: store}
+	start, last := time.Now(), time.Now()
 	for lo := int64(0); lo < n; lo += chunk {
+		if lo > 0 && time.Since(last) > 5*time.Second {
+			el := time.Since(start)
+			left := time.Duration(float64(el) * float64(n-lo) / float64(lo))
+			note(fmt.Sprintf("  %d/%d images cached, %s elapsed, about %s left", lo, n, el.Round(time.Second), left.Round(time.Second)))
+			last = time.Now()
+		}
 		k := min(chunk, n-lo)
 		err := model.WithPrecision(compute, func() error {
 			return torch.Scoped(func(s *torch.Scope) error { // frees the chunk's intermediates

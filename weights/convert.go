@@ -26,7 +26,20 @@ var extras = map[string]bool{"input_resolution": true, "context_length": true, "
 // (model.safetensors or pytorch_model.bin). The result is checked to be a
 // complete CLIP before anything is written; vocab, when not empty, is copied
 // next to out.
-func Convert(in, out, vocab string) (clip.Config, error) {
+func Convert(in, out, vocab string) (clip.Config, error) { return convert(in, out, vocab, nil) }
+
+// ConvertAs is Convert for a file that must be the CLIP called name (a
+// known release): another architecture is refused before anything is
+// written, so a mirror cannot put a small model under a large one's name.
+func ConvertAs(in, out, name string) (clip.Config, error) {
+	want, ok := clip.Presets[name]
+	if !ok {
+		return clip.Config{}, fmt.Errorf("convert %s: %q is not a known CLIP", in, name)
+	}
+	return convert(in, out, "", &want)
+}
+
+func convert(in, out, vocab string, want *clip.Config) (clip.Config, error) {
 	var cfg clip.Config
 	// The vocab is checked before anything is written: a file that is not a
 	// CLIP BPE vocab never replaces a good one, and a missing one fails
@@ -53,6 +66,10 @@ func Convert(in, out, vocab string) (clip.Config, error) {
 		}
 		if cfg, err = Check(w); err != nil {
 			return fmt.Errorf("convert %s: %w", in, err)
+		}
+		if want != nil && cfg != *want {
+			return fmt.Errorf("convert %s: not the CLIP expected: %d px, patch %d, width %d, %d layers, where %d px, patch %d, width %d, %d layers were expected",
+				in, cfg.ImageSize, cfg.PatchSize, cfg.VisionWidth, cfg.VisionLayers, want.ImageSize, want.PatchSize, want.VisionWidth, want.VisionLayers)
 		}
 		meta := map[string]string{"format": "pt", "source": filepath.Base(in), "converted_by": "madclip"}
 		return torch.SaveSafetensors(out, w, meta)

@@ -180,3 +180,38 @@ func TestLookupAndFind(t *testing.T) {
 		t.Errorf("DefaultDir %q", DefaultDir())
 	}
 }
+
+// ConvertAs accepts the architecture it is told and refuses another one
+// before writing anything.
+func TestConvertAs(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "tiny.safetensors")
+	err := torch.Do(func() error {
+		m, err := clip.New(clip.Presets["tiny"], clip.Options{}, 2)
+		if err != nil {
+			return err
+		}
+		defer m.Free()
+		return torch.SaveSafetensors(in, m.Params().Map(), nil)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "out.safetensors")
+	err = torch.Do(func() error {
+		if _, err := ConvertAs(in, out, "ViT-B/32"); err == nil || !strings.Contains(err.Error(), "not the CLIP expected") {
+			t.Errorf("tiny as ViT-B/32: %v", err)
+		}
+		if _, err := os.Stat(out); err == nil {
+			t.Error("written despite the wrong architecture")
+		}
+		cfg, err := ConvertAs(in, out, "tiny")
+		if err != nil || cfg != clip.Presets["tiny"] {
+			t.Errorf("tiny as tiny: %v %v", cfg, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -159,3 +159,33 @@ func deviceFromFlag(c *cli.Context) (torch.Device, error) {
 	}
 	return d, nil
 }
+
+// plural writes n with its noun, "1 epoch" and "2 epochs".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+// tidyHelp drops "(default: false)" from every switch's help line: a
+// switch is off unless given.
+func tidyHelp(cmds []*cli.Command) {
+	for _, c := range cmds {
+		for _, f := range c.Flags {
+			if b, ok := f.(*cli.BoolFlag); ok {
+				b.DisableDefaultText = true
+			}
+		}
+		tidyHelp(c.Subcommands)
+	}
+}
+
+// sizeOf is a file's size for progress lines ("912.3 MB").
+func sizeOf(path string) string {
+	st, err := os.Stat(path)
+	if err != nil {
+		return "size unknown"
+	}
+	return fmt.Sprintf("%.1f MB", float64(st.Size())/1e6)
+}

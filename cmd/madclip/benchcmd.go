@@ -34,10 +34,13 @@ shots with each seed instead (the honest spread over the choice of shots).
 Table 3's pairs (Chest:NIHChest, Chest:CheXpert, Brain:ADNI,
 Retina_OCT2017:OCTDL, Retina_RESC:OCTDL), whose targets you supply in the same
 layout ({root}/NIHChest_AD/test/...). Datasets that are not present are
-skipped with a note. --json writes every run's result.
+skipped with a note. --json-out writes every run's result with its
+provenance (checkpoint and SHA-256, backbone, threshold) to a file; --json
+prints the same to standard output instead of the table. A line per run
+says how many runs are done, the time taken and about how much is left.
 
 Examples:
-  madclip bench --data ~/data/MVFA --shots 16 --seeds 3 --json results.json
+  madclip bench --data ~/data/MVFA --shots 16 --seeds 3 --json-out results.json
   madclip bench --data ~/data/MVFA --datasets Brain,Liver --shots 2,4,8,16 --draw-shots
   madclip bench --data ~/data/MVFA --cross paper --shots 16
   madclip bench --data /tmp/synth --preset tiny --shots 2,4 --seeds 2 --epochs 2 --image-size 56`,
@@ -45,14 +48,16 @@ Examples:
 			&cli.StringFlag{Name: "data", Required: true, Usage: "the benchmark root"},
 			&cli.StringFlag{Name: "datasets", Value: "all", Usage: "comma-separated datasets, or all"},
 			&cli.StringFlag{Name: "shots", Value: "2,4,8,16", Usage: "comma-separated shot counts"},
-			&cli.IntFlag{Name: "seeds", Value: 3},
-			&cli.IntFlag{Name: "epochs", Value: 60},
-			&cli.IntFlag{Name: "batch", Value: 16},
-			&cli.IntFlag{Name: "image-size", Value: 240},
+			&cli.IntFlag{Name: "seeds", Value: 3, Usage: "runs per dataset and shot count, seeded 1, 2, ..."},
+			&cli.IntFlag{Name: "epochs", Value: 60, Usage: "training epochs per run"},
+			&cli.IntFlag{Name: "batch", Value: 16, Usage: "images per optimisation step"},
+			&cli.IntFlag{Name: "image-size", Value: 240, Usage: "input resolution"},
 			&cli.StringFlag{Name: "weights", Usage: "CLIP weights (default: the largest known model found)"},
 			&cli.StringFlag{Name: "preset", Usage: "a random CLIP preset instead of weights (\"tiny\")"},
 			&cli.StringFlag{Name: "work", Usage: "folder for the checkpoints (default: a temporary one, removed)"},
-			&cli.StringFlag{Name: "json", Usage: "write all results to this JSON file"},
+			&cli.StringFlag{Name: "json-out", Usage: "write all results, with their provenance, to this JSON file"},
+			&cli.BoolFlag{Name: "json", Usage: "print all results as JSON instead of the table"},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress lines"},
 			&cli.StringSliceFlag{Name: "cross", Usage: "cross-dataset setting: TRAIN:TEST, e.g. Brain:ADNI (repeatable), or paper for Table 3's pairs"},
 			&cli.BoolFlag{Name: "draw-shots", Usage: "draw the shots with each seed instead of the authors' fixed lists"},
 			vocabFlag(),
@@ -128,8 +133,12 @@ func benchAction(c *cli.Context) error {
 		results, err = bench.Run(c.Context, bench.Config{
 			Data: c.String("data"), Datasets: datasets, Shots: shots, Seeds: c.Int("seeds"), Epochs: c.Int("epochs"),
 			Weights: weights, Preset: c.String("preset"), Device: dev, Size: c.Int("image-size"), Work: work, Batch: c.Int("batch"),
-			Cross: cross, DrawShots: c.Bool("draw-shots"),
-		}, tk, func(msg string) { fmt.Fprintln(os.Stderr, msg) })
+			Cross: cross, DrawShots: c.Bool("draw-shots"), Version: version,
+		}, tk, func(msg string) {
+			if !c.Bool("quiet") {
+				fmt.Fprintln(os.Stderr, msg)
+			}
+		})
 		return err
 	})
 	if err != nil {
@@ -138,9 +147,16 @@ func benchAction(c *cli.Context) error {
 	if len(results) == 0 {
 		return fmt.Errorf("bench: none of the datasets is under %s", c.String("data"))
 	}
-	fmt.Fprint(c.App.Writer, bench.Table(results))
-	if p := c.String("json"); p != "" {
-		b, _ := json.MarshalIndent(results, "", "  ")
+	b, err := json.MarshalIndent(results, "", "  ")
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		fmt.Fprintln(c.App.Writer, string(b))
+	} else {
+		fmt.Fprint(c.App.Writer, bench.Table(results))
+	}
+	if p := c.String("json-out"); p != "" {
 		return atomicfile.Write(p, 0o644, func(w io.Writer) error {
 			_, err := w.Write(append(b, '\n'))
 			return err

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"madclip/torch"
+
+	"github.com/urfave/cli/v2"
 )
 
 func TestDoctorSelfCheck(t *testing.T) {
@@ -52,4 +54,32 @@ func TestHelpHasExamples(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `unknown command "no-such-command"`) {
 		t.Errorf("unknown command: %v", err)
 	}
+}
+
+// TestHelpFlagsConsistent: every flag of every command says what it is for,
+// states its default at most once, and a switch does not print
+// "(default: false)"; --json is a switch wherever it appears.
+func TestHelpFlagsConsistent(t *testing.T) {
+	var walk func(prefix string, cmds []*cli.Command)
+	walk = func(prefix string, cmds []*cli.Command) {
+		for _, c := range cmds {
+			name := prefix + c.Name
+			for _, f := range c.Flags {
+				line := cli.FlagStringer(f)
+				if strings.Count(line, "(default") > 1 || strings.Contains(line, "(default: false)") {
+					t.Errorf("%s: %q", name, line)
+				}
+				if d, ok := f.(cli.DocGenerationFlag); ok && strings.TrimSpace(d.GetUsage()) == "" {
+					t.Errorf("%s --%s has no description", name, f.Names()[0])
+				}
+				if f.Names()[0] == "json" {
+					if _, ok := f.(*cli.BoolFlag); !ok {
+						t.Errorf("%s --json is not a switch", name)
+					}
+				}
+			}
+			walk(name+" ", c.Subcommands)
+		}
+	}
+	walk("", newApp().Commands)
 }

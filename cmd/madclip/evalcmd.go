@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/schollz/progressbar/v3"
 	"github.com/urfave/cli/v2"
 
 	"madclip/atomicfile"
@@ -97,7 +98,18 @@ func evalAction(c *cli.Context) error {
 		if !c.Bool("quiet") && !c.Bool("json") {
 			fmt.Fprintf(os.Stderr, "scoring the test split of %s\n", name)
 		}
-		ev, err = p.Evaluate(c.String("data"), name, infer.StreamOptions{Batch: c.Int("batch"), MaxPixels: c.Int64("max-pixels")}, th, origin, nil)
+		opts := infer.StreamOptions{Batch: c.Int("batch"), MaxPixels: c.Int64("max-pixels")}
+		var bar *progressbar.ProgressBar
+		if !c.Bool("quiet") && !c.Bool("json") && isTerminal(os.Stderr) {
+			opts.Progress = func(done, total int) {
+				if bar == nil {
+					bar = progressbar.NewOptions(total, progressbar.OptionSetWriter(os.Stderr), progressbar.OptionSetDescription("eval"),
+						progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionOnCompletion(func() { fmt.Fprintln(os.Stderr) }))
+				}
+				bar.Set(done)
+			}
+		}
+		ev, err = p.Evaluate(c.String("data"), name, opts, th, origin, nil)
 		if err != nil {
 			return err
 		}

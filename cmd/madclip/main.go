@@ -48,7 +48,7 @@ func (c *checkedWriter) Write(p []byte) (int, error) {
 }
 
 func newApp() *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:    "madclip",
 		Usage:   "few-shot medical anomaly detection with CLIP",
 		Version: version,
@@ -83,6 +83,8 @@ Examples:
 		// Errors are printed once, by main, as one line.
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
+	tidyHelp(app.Commands)
+	return app
 }
 
 // onCompute runs a command's body on the libtorch compute thread.

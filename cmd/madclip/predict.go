@@ -59,7 +59,7 @@ Examples:
 			&cli.StringFlag{Name: "ground-truth", Usage: "the true anomaly mask of the one input, shown by --panel"},
 			&cli.BoolFlag{Name: "json", Usage: "one JSON object per image and line"},
 			&cli.BoolFlag{Name: "csv", Usage: "CSV with a header line"},
-			&cli.Float64Flag{Name: "threshold", Usage: "score in [0, 1] at which an image is called anomalous (default: the checkpoint's, else 0.5)", DefaultText: "from the checkpoint"},
+			&cli.Float64Flag{Name: "threshold", Usage: "score in [0, 1] at which an image is called anomalous", DefaultText: "the checkpoint's, else 0.5"},
 			&cli.IntFlag{Name: "batch", Value: 16, Usage: "images per forward pass"},
 			deviceFlag(),
 			maxPixelsFlag(),
@@ -86,14 +86,24 @@ func imageInputs(args []string) ([]string, error) {
 			return nil, err
 		}
 		n := 0
+		var skipped []string
 		for _, e := range entries {
-			if !e.IsDir() && dataset.IsImage(e.Name()) {
+			switch {
+			case !e.IsDir() && dataset.IsImage(e.Name()):
 				out = append(out, filepath.Join(a, e.Name()))
 				n++
+			case !e.IsDir() && !strings.HasPrefix(e.Name(), "."):
+				skipped = append(skipped, e.Name())
 			}
 		}
 		if n == 0 {
 			return nil, fmt.Errorf("%s: no PNG or JPEG images in this folder", a)
+		}
+		if len(skipped) > 0 {
+			// Said, not silent: a folder of .tif scans would otherwise
+			// look scored.
+			fmt.Fprintf(os.Stderr, "madclip: %s: skipping %s that %s not PNG or JPEG (e.g. %s)\n",
+				a, plural(len(skipped), "file"), map[bool]string{true: "is", false: "are"}[len(skipped) == 1], skipped[0])
 		}
 	}
 	return out, nil

@@ -361,7 +361,7 @@ func TestBenchCLI(t *testing.T) {
 	root, _ := trained(t)
 	js := filepath.Join(t.TempDir(), "results.json")
 	o, e, code := madclip(t, nil, "bench", "--data", root, "--preset", "tiny", "--shots", "2", "--seeds", "2", "--epochs", "1",
-		"--image-size", "56", "--json", js, "--device", "cpu")
+		"--image-size", "56", "--json-out", js, "--device", "cpu")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, e)
 	}
@@ -398,7 +398,7 @@ func TestBenchCLI(t *testing.T) {
 	}
 	// --draw-shots draws; --cross paper names Table 3's targets (absent here).
 	o, e, code = madclip(t, nil, "bench", "--data", root, "--preset", "tiny", "--shots", "2", "--seeds", "1", "--epochs", "1",
-		"--image-size", "56", "--datasets", "Chest", "--draw-shots", "--json", js, "--device", "cpu")
+		"--image-size", "56", "--datasets", "Chest", "--draw-shots", "--json-out", js, "--device", "cpu")
 	if b, _ := os.ReadFile(js); code != 0 || strings.Contains(string(b), "authors:") {
 		t.Errorf("--draw-shots: exit %d %s %s", code, b, e)
 	}

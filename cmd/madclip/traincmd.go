@@ -32,7 +32,7 @@ Examples:
   madclip train --data /tmp/synth --dataset Brain --preset tiny --epochs 5 --out brain.safetensors`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "out", Usage: "the dataset root to write", Required: true},
-			&cli.Uint64Flag{Name: "seed", Value: 1},
+			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the synthetic images"},
 			&cli.IntFlag{Name: "size", Value: 64, Usage: "image side in pixels"},
 			&cli.IntFlag{Name: "valid", Value: 20, Usage: "images per class in valid/"},
 			&cli.IntFlag{Name: "test", Value: 24, Usage: "images per class in test/"},
@@ -104,12 +104,12 @@ Examples:
 			&cli.StringFlag{Name: "weights", Usage: "CLIP weights (default: the largest known model found)"},
 			&cli.StringFlag{Name: "preset", Usage: "train on a randomly initialised CLIP preset instead of weights (\"tiny\" for demos and tests)"},
 			vocabFlag(),
-			&cli.IntFlag{Name: "shots", Usage: "shots per class (default 16): the authors' list where they have one, else drawn with --seed"},
+			&cli.IntFlag{Name: "shots", Usage: "shots per class: the authors' list where they have one, else drawn with --seed", DefaultText: "16"},
 			&cli.BoolFlag{Name: "draw-shots", Usage: "draw the shots with --seed even where the authors have a list"},
 			&cli.StringFlag{Name: "shots-file", Usage: "a few-shot list in the authors' format (lines n-0: ... / a-0: ...)"},
 			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the draw, the initialisation, the augmentation and the shuffling"},
-			&cli.IntFlag{Name: "epochs", Value: 60},
-			&cli.IntFlag{Name: "batch", Value: 16},
+			&cli.IntFlag{Name: "epochs", Value: 60, Usage: "passes over the augmented shots"},
+			&cli.IntFlag{Name: "batch", Value: 16, Usage: "images per optimisation step"},
 			&cli.Float64Flag{Name: "lr", Value: 1e-3, Usage: "Adam's learning rate"},
 			&cli.Float64Flag{Name: "beta1", Value: 0.5, Usage: "Adam's first-moment decay"},
 			&cli.Float64Flag{Name: "beta2", Value: 0.999, Usage: "Adam's second-moment decay"},
@@ -117,7 +117,7 @@ Examples:
 			&cli.IntSliceFlag{Name: "layers", Usage: "tapped ViT blocks (default 6,12,18,24 for ViT-L)"},
 			&cli.StringFlag{Name: "resume", Usage: "continue a partial checkpoint with every setting it was started with"},
 			&cli.BoolFlag{Name: "cache-on-host", Usage: "keep the feature cache in host memory (it moves there by itself when the GPU runs out)"},
-			&cli.BoolFlag{Name: "select-on-valid", Usage: "keep the epoch with the best image AUROC on the valid images that are not shots (default: the last epoch)"},
+			&cli.BoolFlag{Name: "select-on-valid", Usage: "keep the epoch with the best image AUROC on the valid images that are not shots, not the last one"},
 			deviceFlag(),
 			maxPixelsFlag(),
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress output"},
@@ -228,8 +228,8 @@ func trainAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.App.Writer, "wrote %s: %d shots per class, %d augmented images, %d epochs, final loss %.4f, cos(t_n, t_ab) %.4f, %.1f ms per step, %s in all\n",
-		cfg.Out, res.Meta.Shots, res.Images, res.Meta.Epochs, res.FinalLoss, res.TextCosine, float64(res.StepTime.Microseconds())/1000, res.TotalTime.Round(time.Millisecond))
+	fmt.Fprintf(c.App.Writer, "wrote %s: %d shots per class, %d augmented images, %s, final loss %.4f, cos(t_n, t_ab) %.4f, %.1f ms per step, %s in all\n",
+		cfg.Out, res.Meta.Shots, res.Images, plural(res.Meta.Epochs, "epoch"), res.FinalLoss, res.TextCosine, float64(res.StepTime.Microseconds())/1000, res.TotalTime.Round(time.Millisecond))
 	return nil
 }
 

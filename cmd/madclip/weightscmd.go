@@ -8,6 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"madclip/model/clip/bpe"
 	"madclip/weights"
 )
 
@@ -87,6 +88,12 @@ Examples:
 						return fmt.Errorf("weights convert: %s is not a regular file", in)
 					}
 					return onCompute(func() error {
+						if v := c.String("vocab"); v != "" {
+							if _, err := bpe.Load(v); err != nil {
+								return fmt.Errorf("--vocab: %w", err)
+							}
+						}
+						fmt.Fprintf(os.Stderr, "converting %s (%s) to %s\n", in, sizeOf(in), out)
 						cfg, err := weights.Convert(in, out, c.String("vocab"))
 						if err != nil {
 							return err
@@ -156,7 +163,10 @@ func downloadAction(c *cli.Context) error {
 		return err
 	}
 	err = onCompute(func() error {
-		_, err := weights.Convert(raw, out, "")
+		if !c.Bool("quiet") {
+			fmt.Fprintf(os.Stderr, "converting %s (%s) to %s\n", raw, sizeOf(raw), out)
+		}
+		_, err := weights.ConvertAs(raw, out, m.Name)
 		return err
 	})
 	if err != nil {
