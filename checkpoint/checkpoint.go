@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -20,16 +22,20 @@ import (
 )
 
 // Version is written into checkpoints.
-const Version = "0.2.0"
+const Version = "0.2.1"
 
 // Backbone identifies the frozen CLIP a checkpoint was trained on: a preset
 // with a seed (random weights, recreated exactly) or a weights file by its
 // SHA-256.
 type Backbone struct {
-	Preset string      `json:"preset,omitempty"`
-	Seed   uint64      `json:"seed,omitempty"`
+	Preset string `json:"preset,omitempty"`
+	Seed   uint64 `json:"seed,omitempty"`
+	// Digest is weights.Digest of the weights: their tensors, whatever file
+	// holds them. SHA256 (the file's hash) identifies weights in
+	// checkpoints from before version 0.2.1.
+	Digest string      `json:"weights_digest,omitempty"`
 	SHA256 string      `json:"weights_sha256,omitempty"`
-	File   string      `json:"weights_file,omitempty"`
+	File   string      `json:"weights_file,omitempty"` // absolute, where it was
 	Config clip.Config `json:"clip_config"`
 }
 
@@ -224,8 +230,8 @@ func (m Meta) validate() error {
 		if cfg != b.Config {
 			return fmt.Errorf("its backbone configuration differs from the %q preset's", b.Preset)
 		}
-	case b.File == "" || len(b.SHA256) != 64:
-		return fmt.Errorf("its configuration names no backbone (a preset, or a weights file and its SHA-256)")
+	case b.File == "" || (len(b.Digest) != 64 && len(b.SHA256) != 64):
+		return fmt.Errorf("its configuration names no backbone (a preset, or a weights file and its digest)")
 	}
 	if err := b.Config.Validate(); err != nil {
 		return fmt.Errorf("its backbone configuration: %w", err)
@@ -277,11 +283,23 @@ func (c *Checkpoint) Free() {
 // OpenBackbone builds the frozen CLIP the checkpoint needs: the preset from
 // its seed, or the weights file (weights, or the one recorded), which must
 // be the one it was trained on.
+//
+// Without weightsPath the recorded file is used, and when it is not there
+// any more, the weights folders and the checkpoint's own folder are
+// searched for a file with the recorded digest.
 func (c *Checkpoint) OpenBackbone(weightsPath string, dev torch.Device) (*clip.Model, error) {
 	b := c.Meta.Backbone
 	src := Source{Preset: b.Preset, Seed: b.Seed, Weights: weightsPath}
 	if b.Preset == "" && src.Weights == "" {
 		src.Weights = b.File
+		if _, err := os.Stat(b.File); err != nil && b.Digest != "" {
+			found, ferr := weights.FindDigest(b.Digest, filepath.Dir(c.Path))
+			if ferr != nil {
+				return nil, fmt.Errorf("%s was trained on CLIP weights %s (digest %s…), which are not there, nor in %s: give them with --weights",
+					c.Path, b.File, short(b.Digest), strings.Join(append(weights.Dirs(), filepath.Dir(c.Path)), ", "))
+			}
+			src.Weights = found
+		}
 	}
 	m, got, err := OpenBackbone(src, c.Meta.Model.CLIPOptions(dev))
 	if err != nil {
@@ -290,9 +308,21 @@ func (c *Checkpoint) OpenBackbone(weightsPath string, dev torch.Device) (*clip.M
 		}
 		return nil, fmt.Errorf("%s: %w", c.Path, err)
 	}
-	if b.Preset == "" && got.SHA256 != b.SHA256 {
-		m.Free()
-		return nil, fmt.Errorf("%s was trained on other CLIP weights (SHA-256 %s…), not %s (%s…)", c.Path, short(b.SHA256), src.Weights, short(got.SHA256))
+	if b.Preset == "" {
+		same := got.Digest == b.Digest
+		theirs, ours := b.Digest, got.Digest
+		if b.Digest == "" { // a checkpoint from before digests: the file's hash
+			sum, err := weights.FileSHA256(src.Weights)
+			if err != nil {
+				m.Free()
+				return nil, err
+			}
+			same, theirs, ours = sum == b.SHA256, b.SHA256, sum
+		}
+		if !same {
+			m.Free()
+			return nil, fmt.Errorf("%s was trained on other CLIP weights (%s…), not %s (%s…)", c.Path, short(theirs), src.Weights, short(ours))
+		}
 	}
 	if m.Config != b.Config {
 		m.Free()
@@ -327,17 +357,37 @@ func OpenBackbone(src Source, o clip.Options) (*clip.Model, Backbone, error) {
 		return nil, Backbone{}, fmt.Errorf("no CLIP weights (--weights) and no --preset")
 	}
 	// Loading validates the file (a safetensors header that matches a CLIP)
-	// before it is hashed.
+	// before its digest is taken.
 	m, err := clip.Load(src.Weights, o)
 	if err != nil {
 		return nil, Backbone{}, err
 	}
-	sum, err := weights.FileSHA256(src.Weights)
+	digest, err := weights.Digest(src.Weights)
 	if err != nil {
 		m.Free()
 		return nil, Backbone{}, err
 	}
-	return m, Backbone{SHA256: sum, File: src.Weights, Config: m.Config}, nil
+	abs, err := filepath.Abs(src.Weights)
+	if err != nil {
+		abs = src.Weights
+	}
+	return m, Backbone{Digest: digest, File: abs, Config: m.Config}, nil
+}
+
+// Same reports whether b and o are the same backbone: the same preset and
+// seed, or the same weights (by digest, or by file hash for old
+// checkpoints), with one architecture; where the files lie does not matter.
+func (b Backbone) Same(o Backbone) bool {
+	if b.Preset != o.Preset || b.Config != o.Config {
+		return false
+	}
+	switch {
+	case b.Preset != "":
+		return b.Seed == o.Seed
+	case b.Digest != "" || o.Digest != "":
+		return b.Digest == o.Digest
+	}
+	return b.SHA256 != "" && b.SHA256 == o.SHA256
 }
 
 // SharedBackbone is a loaded backbone with its description, shared by many

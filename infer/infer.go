@@ -40,7 +40,7 @@ func Open(path, weights string, tk *bpe.Tokenizer, dev torch.Device) (*Predictor
 // does not free), after checking that the checkpoint was trained on it.
 func OpenShared(path string, shared *checkpoint.SharedBackbone, tk *bpe.Tokenizer, dev torch.Device) (*Predictor, error) {
 	return open(path, tk, dev, func(ck *checkpoint.Checkpoint) (*clip.Model, bool, error) {
-		if ck.Meta.Backbone != shared.Info || shared.Model.Options != ck.Meta.Model.CLIPOptions(dev) {
+		if !ck.Meta.Backbone.Same(shared.Info) || shared.Model.Options != ck.Meta.Model.CLIPOptions(dev) {
 			return nil, false, fmt.Errorf("%s was trained on another backbone than the one loaded", path)
 		}
 		return shared.Model, false, nil

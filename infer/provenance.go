@@ -47,5 +47,8 @@ func describeBackbone(b checkpoint.Backbone) string {
 	if b.Preset != "" {
 		return fmt.Sprintf("preset %s, seed %d (random weights)", b.Preset, b.Seed)
 	}
-	return fmt.Sprintf("CLIP weights %s (SHA-256 %s)", b.File, b.SHA256)
+	if b.Digest != "" {
+		return fmt.Sprintf("CLIP weights %s (digest %s)", b.File, b.Digest)
+	}
+	return fmt.Sprintf("CLIP weights %s (file SHA-256 %s)", b.File, b.SHA256)
 }

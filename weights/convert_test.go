@@ -104,6 +104,13 @@ func TestConvertersAgree(t *testing.T) {
 			run(t, py, filepath.Join("..", "scripts", "convert_clip.py"), filepath.Join(dir, in), pyOut)
 			sameTensors(t, "go", goOut, orig)
 			sameTensors(t, "python", pyOut, orig)
+			// The two files differ (header order, metadata) but hold the
+			// same tensors: one identity.
+			dg, err1 := Digest(goOut)
+			dp, err2 := Digest(pyOut)
+			if err1 != nil || err2 != nil || dg != dp {
+				t.Errorf("digests differ: go %s (%v), python %s (%v)", dg, err1, dp, err2)
+			}
 			if b, err := os.ReadFile(filepath.Join(out, VocabFile)); err != nil || !bytes.Equal(b, bpe.DefaultVocab()) {
 				t.Errorf("vocab not copied: %v", err)
 			}

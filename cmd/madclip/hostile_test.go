@@ -338,3 +338,47 @@ func TestEvalReportIsFresh(t *testing.T) {
 		t.Errorf("failures/ holds %d files, want 3", len(entries))
 	}
 }
+
+// TestWeightsFoundByContent: a checkpoint trained on relative --weights
+// finds them from another folder, and finds them by digest once they are
+// moved into a weights folder under another name; other weights are
+// refused.
+func TestWeightsFoundByContent(t *testing.T) {
+	root, _ := trained(t)
+	a, b, store := t.TempDir(), t.TempDir(), t.TempDir()
+	w := tinyWeights(t, a)
+	cache := t.TempDir()
+	run := func(dir string, args ...string) (string, int) {
+		cmd := exec.Command(madclipBin, args...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "MADCLIP_WEIGHTS="+store, "XDG_CACHE_HOME="+cache)
+		var e bytes.Buffer
+		cmd.Stderr = &e
+		err := cmd.Run()
+		if ee, ok := err.(*exec.ExitError); ok {
+			return e.String(), ee.ExitCode()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e.String(), 0
+	}
+	ck := filepath.Join(a, "ck.safetensors")
+	if e, code := run(a, "train", "--data", root, "--dataset", "Brain", "--weights", filepath.Base(w), "--epochs", "1", "--shots", "2",
+		"--image-size", "56", "--out", "ck.safetensors", "--quiet", "--device", "cpu"); code != 0 {
+		t.Fatal(e)
+	}
+	scan := filepath.Join(root, "Brain_AD", "test", "good", "img", "000.png")
+	if e, code := run(b, "predict", scan, "--checkpoint", ck, "--device", "cpu"); code != 0 {
+		t.Fatalf("from another folder: %s", e)
+	}
+	if err := os.Rename(w, filepath.Join(store, "renamed.safetensors")); err != nil {
+		t.Fatal(err)
+	}
+	if e, code := run(b, "predict", scan, "--checkpoint", ck, "--device", "cpu"); code != 0 {
+		t.Fatalf("moved into the weights folder: %s", e)
+	}
+	os.Remove(filepath.Join(store, "renamed.safetensors"))
+	e, code := run(b, "predict", scan, "--checkpoint", ck, "--device", "cpu")
+	wantFailure(t, "give them with --weights", e, code)
+}

@@ -1,0 +1,183 @@
+package weights
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"madclip/atomicfile"
+	"madclip/torch/safetensors"
+)
+
+// Digest identifies CLIP weights by their content, not their file: the
+// SHA-256 over every tensor, in name order, of its name, dtype, shape and
+// bytes. Two converters that write the same tensors with their metadata in
+// another order, or other header metadata, give the same digest.
+//
+// The digest of a file is remembered in the user cache by its absolute
+// path, size and modification time, so that a later run does not read
+// 0.9 GB again.
+func Digest(path string) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", err
+	}
+	st, err := os.Stat(abs)
+	if err != nil {
+		return "", err
+	}
+	if !st.Mode().IsRegular() {
+		return "", fmt.Errorf("%s: not a regular file", path)
+	}
+	key := digestKey{Path: abs, Size: st.Size(), ModTime: st.ModTime().UnixNano()}
+	cache := readDigestCache()
+	if d, ok := cache[key.String()]; ok {
+		return d, nil
+	}
+	f, err := safetensors.Open(abs)
+	if err != nil {
+		return "", err
+	}
+	d := digestOf(f)
+	f.Close()
+	cache[key.String()] = d
+	writeDigestCache(cache)
+	return d, nil
+}
+
+// digestOf hashes a parsed file's tensors canonically.
+func digestOf(f *safetensors.File) string {
+	ts := append([]safetensors.Tensor(nil), f.Tensors...)
+	sort.Slice(ts, func(i, j int) bool { return ts[i].Name < ts[j].Name })
+	h := sha256.New()
+	var n [8]byte
+	field := func(b []byte) {
+		binary.LittleEndian.PutUint64(n[:], uint64(len(b)))
+		h.Write(n[:])
+		h.Write(b)
+	}
+	for _, t := range ts {
+		field([]byte(t.Name))
+		field([]byte(t.DType))
+		binary.LittleEndian.PutUint64(n[:], uint64(len(t.Shape)))
+		h.Write(n[:])
+		for _, d := range t.Shape {
+			binary.LittleEndian.PutUint64(n[:], uint64(d))
+			h.Write(n[:])
+		}
+		field(t.Data)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+type digestKey struct {
+	Path    string
+	Size    int64
+	ModTime int64
+}
+
+func (k digestKey) String() string { return fmt.Sprintf("%s\x00%d\x00%d", k.Path, k.Size, k.ModTime) }
+
+// digestCachePath is the file that remembers digests (in the user cache).
+func digestCachePath() string {
+	c, err := os.UserCacheDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(c, "madclip", "digests.json")
+}
+
+// readDigestCache reads the remembered digests; a missing or unreadable
+// cache is empty (it is only a shortcut).
+func readDigestCache() map[string]string {
+	m := map[string]string{}
+	p := digestCachePath()
+	if p == "" {
+		return m
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return m
+	}
+	var entries []struct {
+		Path    string `json:"path"`
+		Size    int64  `json:"size"`
+		ModTime int64  `json:"mtime_ns"`
+		Digest  string `json:"digest"`
+	}
+	if json.Unmarshal(b, &entries) != nil {
+		return m
+	}
+	for _, e := range entries {
+		m[digestKey{e.Path, e.Size, e.ModTime}.String()] = e.Digest
+	}
+	return m
+}
+
+// writeDigestCache stores the digests, dropping entries whose file changed
+// or went; failures are ignored (the cache is only a shortcut).
+func writeDigestCache(m map[string]string) {
+	p := digestCachePath()
+	if p == "" || os.MkdirAll(filepath.Dir(p), 0o755) != nil {
+		return
+	}
+	type entry struct {
+		Path    string `json:"path"`
+		Size    int64  `json:"size"`
+		ModTime int64  `json:"mtime_ns"`
+		Digest  string `json:"digest"`
+	}
+	var entries []entry
+	for k, d := range m {
+		parts := strings.Split(k, "\x00")
+		var e entry
+		e.Path, e.Digest = parts[0], d
+		fmt.Sscan(parts[1], &e.Size)
+		fmt.Sscan(parts[2], &e.ModTime)
+		if st, err := os.Stat(e.Path); err != nil || st.Size() != e.Size || st.ModTime().UnixNano() != e.ModTime {
+			continue
+		}
+		entries = append(entries, e)
+	}
+	sort.Slice(entries, func(i, j int) bool { return entries[i].Path < entries[j].Path })
+	b, err := json.MarshalIndent(entries, "", "  ")
+	if err != nil {
+		return
+	}
+	atomicfile.Write(p, 0o644, func(w io.Writer) error {
+		_, err := w.Write(b)
+		return err
+	})
+}
+
+// ErrNoMatch is returned when no file in the searched folders has the
+// digest.
+var ErrNoMatch = errors.New("no weights with this digest")
+
+// FindDigest looks through the .safetensors files of dirs (the weights
+// folders, and any other given) for the one whose Digest is digest.
+func FindDigest(digest string, dirs ...string) (string, error) {
+	seen := map[string]bool{}
+	for _, d := range append(dirs, Dirs()...) {
+		files, _ := filepath.Glob(filepath.Join(d, "*.safetensors"))
+		for _, f := range files {
+			abs, err := filepath.Abs(f)
+			if err != nil || seen[abs] {
+				continue
+			}
+			seen[abs] = true
+			if got, err := Digest(abs); err == nil && got == digest {
+				return abs, nil
+			}
+		}
+	}
+	return "", ErrNoMatch
+}
