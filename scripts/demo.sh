@@ -20,6 +20,6 @@ fi
 "$BIN" train --data "$DEMO" --dataset Brain --shots 8 "${MODEL[@]}" --out "$DEMO/brain.safetensors"
 "$BIN" eval --checkpoint "$DEMO/brain.safetensors" --data "$DEMO" --report "$DEMO/report"
 "$BIN" predict "$DEMO/Brain_AD/test/Ungood/img/001.png" --checkpoint "$DEMO/brain.safetensors" \
-  --heatmap "$DEMO/heatmap.png" --panel "$DEMO/panel.png" \
+  --heatmap "$DEMO/heatmap.png" --panel "$DEMO/panel.png" --mask "$DEMO/mask.png" \
   --ground-truth "$DEMO/Brain_AD/test/Ungood/anomaly_mask/001.png"
 echo "one abnormal test image: heatmap $DEMO/heatmap.png, figure $DEMO/panel.png; report: $DEMO/report"

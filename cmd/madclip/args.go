@@ -168,16 +168,22 @@ func plural(n int, noun string) string {
 	return fmt.Sprintf("%d %ss", n, noun)
 }
 
-// tidyHelp drops "(default: false)" from every switch's help line: a
-// switch is off unless given.
-func tidyHelp(cmds []*cli.Command) {
+// uniformFlags gives every command --quiet (-q: no progress lines; the
+// results are still printed) and drops "(default: false)" from every
+// switch's help line: a switch is off unless given.
+func uniformFlags(cmds []*cli.Command) {
 	for _, c := range cmds {
+		quiet := false
 		for _, f := range c.Flags {
 			if b, ok := f.(*cli.BoolFlag); ok {
 				b.DisableDefaultText = true
 			}
+			quiet = quiet || f.Names()[0] == "quiet"
 		}
-		tidyHelp(c.Subcommands)
+		if c.Action != nil && !quiet {
+			c.Flags = append(c.Flags, &cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress lines", DisableDefaultText: true})
+		}
+		uniformFlags(c.Subcommands)
 	}
 }
 

@@ -82,4 +82,23 @@ func TestHelpFlagsConsistent(t *testing.T) {
 		}
 	}
 	walk("", newApp().Commands)
+	// --quiet everywhere.
+	var quiet func(cmds []*cli.Command)
+	quiet = func(cmds []*cli.Command) {
+		for _, c := range cmds {
+			if c.Action == nil {
+				quiet(c.Subcommands)
+				continue
+			}
+			found := false
+			for _, f := range c.Flags {
+				found = found || f.Names()[0] == "quiet"
+			}
+			if !found {
+				t.Errorf("%s has no --quiet", c.Name)
+			}
+			quiet(c.Subcommands)
+		}
+	}
+	quiet(newApp().Commands)
 }

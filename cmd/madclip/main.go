@@ -83,7 +83,7 @@ Examples:
 		// Errors are printed once, by main, as one line.
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
-	tidyHelp(app.Commands)
+	uniformFlags(app.Commands)
 	return app
 }
 

@@ -93,7 +93,9 @@ Examples:
 								return fmt.Errorf("--vocab: %w", err)
 							}
 						}
-						fmt.Fprintf(os.Stderr, "converting %s (%s) to %s\n", in, sizeOf(in), out)
+						if !c.Bool("quiet") {
+							fmt.Fprintf(os.Stderr, "converting %s (%s) to %s\n", in, sizeOf(in), out)
+						}
 						cfg, err := weights.Convert(in, out, c.String("vocab"))
 						if err != nil {
 							return err
