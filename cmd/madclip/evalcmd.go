@@ -137,6 +137,18 @@ func evalAction(c *cli.Context) error {
 	if report == "" {
 		return nil
 	}
+	if err := writeReport(report, ev); err != nil {
+		return err
+	}
+	if !c.Bool("json") {
+		fmt.Fprintf(w, "report in %s\n", report)
+	}
+	return nil
+}
+
+// writeReport writes report.json and the curves into the report folder
+// (the failure figures are written while the model is loaded).
+func writeReport(report string, ev *infer.Evaluation) error {
 	plots := ev.Plots()
 	names := make([]string, 0, len(plots))
 	for n := range plots {
@@ -152,16 +164,10 @@ func evalAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := atomicfile.Write(filepath.Join(report, "report.json"), 0o644, func(wr io.Writer) error {
+	return atomicfile.Write(filepath.Join(report, "report.json"), 0o644, func(wr io.Writer) error {
 		_, err := wr.Write(append(b, '\n'))
 		return err
-	}); err != nil {
-		return err
-	}
-	if !c.Bool("json") {
-		fmt.Fprintf(w, "report in %s\n", report)
-	}
-	return nil
+	})
 }
 
 // printEvaluation writes the metrics as a table a reader can scan.

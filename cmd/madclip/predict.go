@@ -143,6 +143,17 @@ func predictThreshold(c *cli.Context, fromCheckpoint float64) (float64, error) {
 	return th, nil
 }
 
+// predictOutputs are the per-image files predict writes, by flag; a nil
+// list for a flag not given.
+type predictOutputs struct {
+	heatmap, rawMap, panel, mask []string
+	groundTruth                  string
+}
+
+func (o predictOutputs) keepOriginals() bool {
+	return o.heatmap != nil || o.panel != nil || o.mask != nil
+}
+
 func predictAction(c *cli.Context) error {
 	if c.NArg() == 0 {
 		return fmt.Errorf("predict: give images or folders (see madclip predict --help)")
@@ -162,62 +173,32 @@ func predictAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	gtPath := c.String("ground-truth")
-	if gtPath != "" && len(paths) != 1 {
-		return fmt.Errorf("predict: --ground-truth is the mask of one input; %d images given", len(paths))
-	}
-	if gtPath != "" && c.String("panel") == "" {
-		return fmt.Errorf("predict: --ground-truth is shown by --panel; give --panel too")
-	}
-	// Every per-image output, named before any work.
-	kinds := []struct{ flag, suffix string }{
-		{"heatmap", "_heatmap.png"}, {"raw-map", "_map.npy"}, {"panel", "_panel.png"}, {"mask", "_mask.png"},
-	}
-	out := map[string][]string{}
-	var outputs []namedPath
-	for _, k := range kinds {
-		names, err := perImageOutputs(paths, c.String(k.flag), k.suffix)
-		if err != nil {
-			return fmt.Errorf("--%s: %w", k.flag, err)
-		}
-		out[k.flag] = names
-		for _, n := range names {
-			outputs = append(outputs, namedPath{"--" + k.flag, n})
-		}
-	}
-	heatOut, rawOut, panelOut, maskOut := out["heatmap"], out["raw-map"], out["panel"], out["mask"]
-	inputs := []namedPath{{"--checkpoint", c.String("checkpoint")}, {"--weights", c.String("weights")}, {"--vocab", c.String("vocab")}, {"--ground-truth", gtPath}}
-	for _, p := range paths {
-		inputs = append(inputs, namedPath{"image", p})
-	}
-	if err := checkOutputs(outputs, inputs); err != nil {
-		return err
-	}
-	if err := makeOutputFolders(outputs, len(paths) == 1); err != nil {
+	outs, err := planPredictOutputs(c, paths)
+	if err != nil {
 		return err
 	}
 	tk, err := loadTokenizer(c)
 	if err != nil {
 		return err
 	}
-	w := c.App.Writer
-	var cw *csv.Writer
-	if c.Bool("csv") {
-		cw = csv.NewWriter(w)
-		cw.Write([]string{"path", "score", "label", "det_score", "heatmap", "raw_map"})
-	}
+	pr := newPredictionPrinter(c)
 	var bar *progressbar.ProgressBar
 	if len(paths) > 1 && !c.Bool("quiet") && isTerminal(os.Stderr) {
 		bar = progressbar.NewOptions(len(paths), progressbar.OptionSetWriter(os.Stderr), progressbar.OptionSetDescription("predict"),
 			progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionOnCompletion(func() { fmt.Fprintln(os.Stderr) }))
 	}
 	var bad []error
-	skip := func(d dataset.Decoded) {
-		// One unreadable scan does not cost the others their results.
-		bad = append(bad, d.Err)
-		fmt.Fprintf(os.Stderr, "madclip: skipping %v\n", d.Err)
-		if bar != nil {
-			bar.Add(1)
+	opts := infer.StreamOptions{Batch: c.Int("batch"), KeepOriginal: outs.keepOriginals(), MaxPixels: c.Int64("max-pixels"),
+		Progress: func(int, int) {
+			if bar != nil {
+				bar.Add(1)
+			}
+		}}
+	if len(paths) > 1 {
+		opts.Skip = func(d dataset.Decoded) {
+			// One unreadable scan does not cost the others their results.
+			bad = append(bad, d.Err)
+			fmt.Fprintf(os.Stderr, "madclip: skipping %v\n", d.Err)
 		}
 	}
 	err = onCompute(func() error {
@@ -226,93 +207,23 @@ func predictAction(c *cli.Context) error {
 			return err
 		}
 		defer p.Close()
-		th, err := predictThreshold(c, p.Meta.Threshold)
-		if err != nil {
+		if err := pr.setThreshold(c, p); err != nil {
 			return err
-		}
-		origin := p.Meta.ThresholdOrigin()
-		if c.IsSet("threshold") {
-			origin = "--threshold"
-		} else if p.Meta.Threshold == 0 && !c.Bool("quiet") {
-			fmt.Fprintln(os.Stderr, "madclip: note: this checkpoint's threshold is uncalibrated (training had no held-out valid images of both classes); labels use 0.5, scores are unaffected")
-		}
-		var prov *infer.Provenance
-		if c.Bool("json") {
-			pv, err := infer.NewProvenance(p, c.String("checkpoint"), version, th, origin)
-			if err != nil {
-				return err
-			}
-			prov = &pv
 		}
 		items := make([]dataset.Sample, len(paths))
 		for i, path := range paths {
 			items[i].Path = path
 		}
-		keep := heatOut != nil || panelOut != nil || maskOut != nil
-		opts := infer.StreamOptions{Batch: c.Int("batch"), KeepOriginal: keep, MaxPixels: c.Int64("max-pixels")}
-		if len(paths) > 1 {
-			opts.Skip = skip
-		}
 		return p.Stream(items, opts, func(d dataset.Decoded, r infer.Result) error {
-			pr := prediction{Path: d.Sample.Path, Score: r.Score, DetScore: r.DetScore, Label: infer.Label(r.Score, th), Provenance: prov}
-			o := infer.Overlay{Score: r.Score, Threshold: th, Label: pr.Label}
-			if heatOut != nil {
-				pr.Heatmap = heatOut[d.Index]
-				if err := writePNG(pr.Heatmap, infer.Heatmap(d.Orig, r.Map, p.Size, o)); err != nil {
-					return err
-				}
+			row, err := outs.write(d, r, p.Size, pr.threshold)
+			if err != nil {
+				return err
 			}
-			if panelOut != nil {
-				var gt []bool
-				if gtPath != "" {
-					if gt, err = infer.LoadTruth(gtPath, d.Orig.W, d.Orig.H); err != nil {
-						return fmt.Errorf("--ground-truth %w", err)
-					}
-				}
-				pr.Panel = panelOut[d.Index]
-				if err := writePNG(pr.Panel, infer.Panel(d.Orig, gt, r.Map, p.Size, o)); err != nil {
-					return err
-				}
-			}
-			if maskOut != nil {
-				pr.Mask = maskOut[d.Index]
-				if err := writePNG(pr.Mask, infer.PredictedMask(d.Orig, r.Map, p.Size, th)); err != nil {
-					return err
-				}
-			}
-			if rawOut != nil {
-				pr.RawMap = rawOut[d.Index]
-				if err := infer.WriteNPY(pr.RawMap, r.Map, p.Size, p.Size); err != nil {
-					return err
-				}
-			}
-			switch {
-			case c.Bool("json"):
-				b, err := json.Marshal(pr)
-				if err != nil {
-					return err
-				}
-				if _, err := fmt.Fprintln(w, string(b)); err != nil {
-					return err
-				}
-			case cw != nil:
-				cw.Write(csvSafe(pr.Path, fmt.Sprintf("%.6f", pr.Score), pr.Label, fmt.Sprintf("%.6f", pr.DetScore), pr.Heatmap, pr.RawMap))
-				if cw.Flush(); cw.Error() != nil {
-					return cw.Error()
-				}
-			default:
-				if _, err := fmt.Fprintf(w, "%-10s %.4f  %s\n", pr.Label, pr.Score, pr.Path); err != nil {
-					return err
-				}
-			}
-			if bar != nil {
-				bar.Add(1)
-			}
-			return nil
+			return pr.print(row)
 		})
 	})
-	if cw != nil {
-		cw.Flush()
+	if flushErr := pr.flush(); err == nil {
+		err = flushErr
 	}
 	if err != nil {
 		return err
@@ -324,6 +235,155 @@ func predictAction(c *cli.Context) error {
 		return fmt.Errorf("%d of %d images could not be read (first: %v)", len(bad), len(paths), bad[0])
 	}
 	return nil
+}
+
+// planPredictOutputs names every per-image output before any work, and
+// refuses outputs that are inputs or cannot be written.
+func planPredictOutputs(c *cli.Context, paths []string) (predictOutputs, error) {
+	var o predictOutputs
+	o.groundTruth = c.String("ground-truth")
+	if o.groundTruth != "" && len(paths) != 1 {
+		return o, fmt.Errorf("predict: --ground-truth is the mask of one input; %d images given", len(paths))
+	}
+	if o.groundTruth != "" && c.String("panel") == "" {
+		return o, fmt.Errorf("predict: --ground-truth is shown by --panel; give --panel too")
+	}
+	kinds := []struct {
+		flag, suffix string
+		dst          *[]string
+	}{
+		{"heatmap", "_heatmap.png", &o.heatmap}, {"raw-map", "_map.npy", &o.rawMap},
+		{"panel", "_panel.png", &o.panel}, {"mask", "_mask.png", &o.mask},
+	}
+	var outputs []namedPath
+	for _, k := range kinds {
+		names, err := perImageOutputs(paths, c.String(k.flag), k.suffix)
+		if err != nil {
+			return o, fmt.Errorf("--%s: %w", k.flag, err)
+		}
+		*k.dst = names
+		for _, n := range names {
+			outputs = append(outputs, namedPath{"--" + k.flag, n})
+		}
+	}
+	inputs := []namedPath{{"--checkpoint", c.String("checkpoint")}, {"--weights", c.String("weights")}, {"--vocab", c.String("vocab")}, {"--ground-truth", o.groundTruth}}
+	for _, p := range paths {
+		inputs = append(inputs, namedPath{"image", p})
+	}
+	if err := checkOutputs(outputs, inputs); err != nil {
+		return o, err
+	}
+	return o, makeOutputFolders(outputs, len(paths) == 1)
+}
+
+// write writes the outputs of one image and returns its row, which names
+// them.
+func (o predictOutputs) write(d dataset.Decoded, r infer.Result, size int, th float64) (prediction, error) {
+	pr := prediction{Path: d.Sample.Path, Score: r.Score, DetScore: r.DetScore, Label: infer.Label(r.Score, th)}
+	ov := infer.Overlay{Score: r.Score, Threshold: th, Label: pr.Label}
+	if o.heatmap != nil {
+		pr.Heatmap = o.heatmap[d.Index]
+		if err := writePNG(pr.Heatmap, infer.Heatmap(d.Orig, r.Map, size, ov)); err != nil {
+			return pr, err
+		}
+	}
+	if o.panel != nil {
+		var gt []bool
+		if o.groundTruth != "" {
+			var err error
+			if gt, err = infer.LoadTruth(o.groundTruth, d.Orig.W, d.Orig.H); err != nil {
+				return pr, fmt.Errorf("--ground-truth %w", err)
+			}
+		}
+		pr.Panel = o.panel[d.Index]
+		if err := writePNG(pr.Panel, infer.Panel(d.Orig, gt, r.Map, size, ov)); err != nil {
+			return pr, err
+		}
+	}
+	if o.mask != nil {
+		pr.Mask = o.mask[d.Index]
+		if err := writePNG(pr.Mask, infer.PredictedMask(d.Orig, r.Map, size, th)); err != nil {
+			return pr, err
+		}
+	}
+	if o.rawMap != nil {
+		pr.RawMap = o.rawMap[d.Index]
+		if err := infer.WriteNPY(pr.RawMap, r.Map, size, size); err != nil {
+			return pr, err
+		}
+	}
+	return pr, nil
+}
+
+// predictionPrinter prints one row per image: a line, a JSON object (with
+// the provenance) or a CSV row; every write is checked.
+type predictionPrinter struct {
+	w         io.Writer
+	json      bool
+	csv       *csv.Writer
+	quiet     bool
+	threshold float64
+	prov      *infer.Provenance
+}
+
+func newPredictionPrinter(c *cli.Context) *predictionPrinter {
+	p := &predictionPrinter{w: c.App.Writer, json: c.Bool("json"), quiet: c.Bool("quiet")}
+	if c.Bool("csv") {
+		p.csv = csv.NewWriter(p.w)
+		p.csv.Write([]string{"path", "score", "label", "det_score", "heatmap", "raw_map"})
+	}
+	return p
+}
+
+// setThreshold takes --threshold or the checkpoint's (saying so when it is
+// uncalibrated), and the provenance that JSON rows carry.
+func (p *predictionPrinter) setThreshold(c *cli.Context, pred *infer.Predictor) error {
+	th, err := predictThreshold(c, pred.Meta.Threshold)
+	if err != nil {
+		return err
+	}
+	p.threshold = th
+	origin := pred.Meta.ThresholdOrigin()
+	if c.IsSet("threshold") {
+		origin = "--threshold"
+	} else if pred.Meta.Threshold == 0 && !p.quiet {
+		fmt.Fprintln(os.Stderr, "madclip: note: this checkpoint's threshold is uncalibrated (training had no held-out valid images of both classes); labels use 0.5, scores are unaffected")
+	}
+	if p.json {
+		pv, err := infer.NewProvenance(pred, c.String("checkpoint"), version, th, origin)
+		if err != nil {
+			return err
+		}
+		p.prov = &pv
+	}
+	return nil
+}
+
+func (p *predictionPrinter) print(pr prediction) error {
+	switch {
+	case p.json:
+		pr.Provenance = p.prov
+		b, err := json.Marshal(pr)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintln(p.w, string(b))
+		return err
+	case p.csv != nil:
+		p.csv.Write(csvSafe(pr.Path, fmt.Sprintf("%.6f", pr.Score), pr.Label, fmt.Sprintf("%.6f", pr.DetScore), pr.Heatmap, pr.RawMap))
+		p.csv.Flush()
+		return p.csv.Error()
+	}
+	_, err := fmt.Fprintf(p.w, "%-10s %.4f  %s\n", pr.Label, pr.Score, pr.Path)
+	return err
+}
+
+func (p *predictionPrinter) flush() error {
+	if p.csv == nil {
+		return nil
+	}
+	p.csv.Flush()
+	return p.csv.Error()
 }
 
 // makeOutputFolders creates, before any work, the folders that per-image

@@ -56,56 +56,7 @@ Examples:
 					return nil
 				},
 			},
-			{
-				Name:      "convert",
-				Usage:     "convert OpenAI, state-dict or Hugging Face CLIP weights to safetensors",
-				ArgsUsage: "IN OUT.safetensors",
-				Description: `IN is one of OpenAI's TorchScript archives (ViT-L-14-336px.pt), a torch.save
-state dict, or a Hugging Face CLIP checkpoint (model.safetensors or
-pytorch_model.bin). OUT keeps OpenAI's tensor names and the stored dtypes.
-Nothing is written unless IN is a complete CLIP.
-
-Examples:
-  madclip weights convert ViT-L-14-336px.pt ViT-L-14-336px.safetensors
-  madclip weights convert --vocab bpe_simple_vocab_16e6.txt.gz clip-hf/model.safetensors clip.safetensors`,
-				Flags: []cli.Flag{&cli.StringFlag{Name: "vocab", Usage: "copy this BPE vocab next to OUT"}},
-				Action: func(c *cli.Context) error {
-					if c.NArg() != 2 {
-						return fmt.Errorf("weights convert: want IN and OUT (see madclip weights convert --help)")
-					}
-					in, out := c.Args().Get(0), c.Args().Get(1)
-					vocabOut := ""
-					if c.String("vocab") != "" {
-						vocabOut = filepath.Join(filepath.Dir(out), weights.VocabFile)
-					}
-					inputs := []namedPath{{"IN", in}, {"--vocab", c.String("vocab")}}
-					if err := checkOutputs([]namedPath{{"OUT", out}, {"the vocab copy", vocabOut}}, inputs); err != nil {
-						return fmt.Errorf("weights convert: %w", err)
-					}
-					if st, err := os.Stat(in); err != nil {
-						return fmt.Errorf("weights convert: %w", err)
-					} else if !st.Mode().IsRegular() {
-						return fmt.Errorf("weights convert: %s is not a regular file", in)
-					}
-					return onCompute(func() error {
-						if v := c.String("vocab"); v != "" {
-							if _, err := bpe.Load(v); err != nil {
-								return fmt.Errorf("--vocab: %w", err)
-							}
-						}
-						if !c.Bool("quiet") {
-							fmt.Fprintf(os.Stderr, "converting %s (%s) to %s\n", in, sizeOf(in), out)
-						}
-						cfg, err := weights.Convert(in, out, c.String("vocab"))
-						if err != nil {
-							return err
-						}
-						fmt.Fprintf(c.App.Writer, "wrote %s (ViT, %d px, patch %d, width %d, %d+%d layers)\n",
-							out, cfg.ImageSize, cfg.PatchSize, cfg.VisionWidth, cfg.VisionLayers, cfg.TextLayers)
-						return nil
-					})
-				},
-			},
+			weightsConvertCommand(),
 			{
 				Name:      "download",
 				Usage:     "fetch a known CLIP from OpenAI, verify it, convert it, and fetch the vocab",
@@ -205,4 +156,58 @@ func findWeights(explicit string) (string, error) {
 	}
 	return "", fmt.Errorf("no CLIP weights given (--weights) and none of %s found in %s; run 'madclip weights download ViT-L/14-336'",
 		strings.Join(looked, ", "), strings.Join(weights.Dirs(), ", "))
+}
+
+// weightsConvertCommand is "madclip weights convert".
+func weightsConvertCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "convert",
+		Usage:     "convert OpenAI, state-dict or Hugging Face CLIP weights to safetensors",
+		ArgsUsage: "IN OUT.safetensors",
+		Description: `IN is one of OpenAI's TorchScript archives (ViT-L-14-336px.pt), a torch.save
+state dict, or a Hugging Face CLIP checkpoint (model.safetensors or
+pytorch_model.bin). OUT keeps OpenAI's tensor names and the stored dtypes.
+Nothing is written unless IN is a complete CLIP.
+
+Examples:
+  madclip weights convert ViT-L-14-336px.pt ViT-L-14-336px.safetensors
+  madclip weights convert --vocab bpe_simple_vocab_16e6.txt.gz clip-hf/model.safetensors clip.safetensors`,
+		Flags: []cli.Flag{&cli.StringFlag{Name: "vocab", Usage: "copy this BPE vocab next to OUT"}},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 2 {
+				return fmt.Errorf("weights convert: want IN and OUT (see madclip weights convert --help)")
+			}
+			in, out := c.Args().Get(0), c.Args().Get(1)
+			vocabOut := ""
+			if c.String("vocab") != "" {
+				vocabOut = filepath.Join(filepath.Dir(out), weights.VocabFile)
+			}
+			inputs := []namedPath{{"IN", in}, {"--vocab", c.String("vocab")}}
+			if err := checkOutputs([]namedPath{{"OUT", out}, {"the vocab copy", vocabOut}}, inputs); err != nil {
+				return fmt.Errorf("weights convert: %w", err)
+			}
+			if st, err := os.Stat(in); err != nil {
+				return fmt.Errorf("weights convert: %w", err)
+			} else if !st.Mode().IsRegular() {
+				return fmt.Errorf("weights convert: %s is not a regular file", in)
+			}
+			return onCompute(func() error {
+				if v := c.String("vocab"); v != "" {
+					if _, err := bpe.Load(v); err != nil {
+						return fmt.Errorf("--vocab: %w", err)
+					}
+				}
+				if !c.Bool("quiet") {
+					fmt.Fprintf(os.Stderr, "converting %s (%s) to %s\n", in, sizeOf(in), out)
+				}
+				cfg, err := weights.Convert(in, out, c.String("vocab"))
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(c.App.Writer, "wrote %s (ViT, %d px, patch %d, width %d, %d+%d layers)\n",
+					out, cfg.ImageSize, cfg.PatchSize, cfg.VisionWidth, cfg.VisionLayers, cfg.TextLayers)
+				return nil
+			})
+		},
+	}
 }

@@ -147,32 +147,50 @@ type headerEntry struct {
 	DataOffsets *[]int64 `json:"data_offsets"`
 }
 
-// Parse validates buf as a safetensors file. The returned File aliases buf.
-func Parse(buf []byte) (*File, error) {
-	if len(buf) < 8 {
-		return nil, fmt.Errorf("not a safetensors file: %d bytes, shorter than the 8-byte header length", len(buf))
+// mistaken says what a file users mistake for safetensors is: a safetensors
+// header is JSON right after its 8-byte length, so only files without that
+// are looked at.
+func mistaken(buf []byte) error {
+	if len(buf) <= 8 || buf[8] == '{' {
+		return nil
 	}
-	// A safetensors header is JSON right after its 8-byte length; other
-	// files users mistake for one get a message that says what they are.
-	if len(buf) > 8 && buf[8] != '{' {
-		switch {
-		case bytes.HasPrefix(buf, []byte("PK\x03\x04")), bytes.HasPrefix(buf, []byte("\x80\x02\x8a\x0a\x6c\xfc\x9c\x46")):
-			return nil, errors.New("a PyTorch file (torch.save, .pt/.pth), not safetensors: convert CLIP weights with 'madclip weights convert', the authors' checkpoints with 'madclip import authors'")
-		case buf[0] == '{' || buf[0] == 0x89 || bytes.HasPrefix(buf, []byte{0xff, 0xd8}):
-			return nil, errors.New("not a safetensors file (it starts like JSON or an image)")
-		}
+	switch {
+	case bytes.HasPrefix(buf, []byte("PK\x03\x04")), bytes.HasPrefix(buf, []byte("\x80\x02\x8a\x0a\x6c\xfc\x9c\x46")):
+		return errors.New("a PyTorch file (torch.save, .pt/.pth), not safetensors: convert CLIP weights with 'madclip weights convert', the authors' checkpoints with 'madclip import authors'")
+	case buf[0] == '{' || buf[0] == 0x89 || bytes.HasPrefix(buf, []byte{0xff, 0xd8}):
+		return errors.New("not a safetensors file (it starts like JSON or an image)")
+	}
+	return nil
+}
+
+// splitHeader checks the header's length and returns the header (a JSON
+// object) and the data after it.
+func splitHeader(buf []byte) (hdr, body []byte, err error) {
+	if len(buf) < 8 {
+		return nil, nil, fmt.Errorf("not a safetensors file: %d bytes, shorter than the 8-byte header length", len(buf))
+	}
+	if err := mistaken(buf); err != nil {
+		return nil, nil, err
 	}
 	n := binary.LittleEndian.Uint64(buf[:8])
 	if n > MaxHeader {
-		return nil, fmt.Errorf("header length %d exceeds the %d-byte limit", n, MaxHeader)
+		return nil, nil, fmt.Errorf("header length %d exceeds the %d-byte limit", n, MaxHeader)
 	}
 	if n > uint64(len(buf)-8) {
-		return nil, fmt.Errorf("header length %d runs past the end of the %d-byte file", n, len(buf))
+		return nil, nil, fmt.Errorf("header length %d runs past the end of the %d-byte file", n, len(buf))
 	}
-	hdr := buf[8 : 8+n]
-	body := buf[8+n:]
+	hdr, body = buf[8:8+n], buf[8+n:]
 	if len(bytes.TrimSpace(hdr)) == 0 || bytes.TrimLeft(hdr, " \t\r\n")[0] != '{' {
-		return nil, errors.New("header is not a JSON object")
+		return nil, nil, errors.New("header is not a JSON object")
+	}
+	return hdr, body, nil
+}
+
+// Parse validates buf as a safetensors file. The returned File aliases buf.
+func Parse(buf []byte) (*File, error) {
+	hdr, body, err := splitHeader(buf)
+	if err != nil {
+		return nil, err
 	}
 	raw, err := objectEntries(hdr)
 	if err != nil {
