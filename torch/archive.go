@@ -8,6 +8,8 @@ import "C"
 
 import (
 	"fmt"
+	"io"
+	"os"
 	"strings"
 	"unsafe"
 
@@ -19,11 +21,15 @@ import (
 // or a torch.save pickle of a state dict (nested dicts flatten to dotted
 // names). Tensors land on the CPU in their stored dtype. No Python code in
 // the file is run: torch.save's zip files are read by package torchsave,
-// which only rebuilds data; TorchScript archives and the legacy pickle
-// format by libtorch's unpickler, which does the same.
+// which only rebuilds data; TorchScript archives by libtorch's unpickler,
+// which does the same. torch.save's legacy format (before PyTorch 1.6) is
+// refused with a message that says how to convert it.
 func LoadArchive(path string) (map[string]*Tensor, error) {
 	if torchsave.IsTorchSave(path) {
 		return loadTorchSave(path)
+	}
+	if head, err := readHead(path, 8); err == nil && string(head) == "\x80\x02\x8a\x0a\x6c\xfc\x9c\x46" {
+		return nil, fmt.Errorf("load %s: a torch.save file in the legacy format of PyTorch before 1.6, which madclip does not read; save it again with a current PyTorch (torch.save(torch.load(f), g)) or convert it with scripts/convert_clip.py", path)
 	}
 	cp := C.CString(path)
 	defer C.free(unsafe.Pointer(cp))
@@ -121,4 +127,19 @@ func PickleDicts(entries []Entry) ([]byte, error) {
 	}
 	defer C.tb_bytes_free(b)
 	return C.GoBytes(unsafe.Pointer(C.tb_bytes_data(b)), C.int(C.tb_bytes_len(b))), nil
+}
+
+// readHead reads the first n bytes of a file (fewer when it is shorter).
+func readHead(path string, n int) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b := make([]byte, n)
+	k, err := io.ReadFull(f, b)
+	if err == io.ErrUnexpectedEOF {
+		err = nil
+	}
+	return b[:k], err
 }

@@ -125,3 +125,14 @@ print("ok")
 		t.Fatalf("torch.load: %v\n%s", err, out)
 	}
 }
+
+// A legacy (pre-1.6) torch.save file is refused with a message that says
+// what it is and how to convert it.
+func TestLegacyTorchSaveRefused(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "legacy.pt")
+	os.WriteFile(p, []byte("\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19.rest"), 0o644)
+	_, err := LoadArchive(p)
+	if err == nil || !strings.Contains(err.Error(), "legacy format") || !strings.Contains(err.Error(), p) {
+		t.Errorf("legacy file: %v", err)
+	}
+}
