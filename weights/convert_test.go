@@ -79,6 +79,7 @@ func sameTensors(t *testing.T, what, gotPath, wantPath string) {
 // Every input layout converts, in Go and in Python, to exactly the original
 // tensors.
 func TestConvertersAgree(t *testing.T) {
+	t.Setenv("XDG_CACHE_HOME", t.TempDir()) // the digests are remembered there
 	py := python(t)
 	dir := t.TempDir()
 	orig := filepath.Join(dir, "orig.safetensors")

@@ -60,6 +60,9 @@ Examples:
 					names = append(names, n)
 				}
 			}
+			if !c.Bool("quiet") {
+				fmt.Fprintf(os.Stderr, "writing synthetic %s (%d-px images) under %s\n", strings.Join(names, ", "), c.Int("size"), c.String("out"))
+			}
 			err := dataset.Synth(c.String("out"), dataset.SynthOptions{Seed: c.Uint64("seed"), Size: c.Int("size"), Valid: c.Int("valid"), Test: c.Int("test"), Datasets: names})
 			if err != nil {
 				return err
