@@ -10,9 +10,11 @@
 #      PyTorch eager (fp32 and bf16 autocast, batch 16 and 64);
 #   4. runs the MadCLIP model tests and times a 16-shot ViT-L/14 training run
 #      (feature cache, step, 60 epochs extrapolated);
-#   5. with MADCLIP_GPU_BENCH=1, times `madclip bench` over six synthetic
+#   5. times `madclip eval` over 1,000 240-px test images, decoding included
+#      (ViT-L/14 with random weights, a 1-epoch checkpoint), in images/s;
+#   6. with MADCLIP_GPU_BENCH=1, times `madclip bench` over six synthetic
 #      datasets (16 shots, one seed, ViT-L/14 with random weights);
-#   6. runs `madclip doctor` on the GPU.
+#   7. runs `madclip doctor` on the GPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-$PWD/gpu-bin}
@@ -39,6 +41,15 @@ BIN="$BIN" PYTHON="$PY" MADCLIP_BENCH_SECONDS=2 scripts/bench_clip.sh || status=
 echo "== MadCLIP: tests, then a 16-shot ViT-L/14 training run (random weights, synthetic data)"
 (cd model && MADCLIP_EXPECT_CUDA=1 "$BIN/model.test" -test.count 1 2>&1 | tail -3) || status=1
 (cd train && "$BIN/train.test" -test.run '^$' -test.bench Train16Shot -test.benchtime 1x -test.v 2>&1 | grep -E "Benchmark|on cuda|ms/step") || status=1
+echo "== madclip eval over 1,000 240-px test images (decoding included), ViT-L/14 with random weights"
+EV=/tmp/madclip-eval
+"$BIN/madclip" synth --out "$EV" --datasets Brain --size 240 --valid 16 --test 500 -q >/dev/null || status=1
+"$BIN/madclip" train --data "$EV" --dataset Brain --preset ViT-L/14-336 --shots 8 --draw-shots --epochs 1 \
+  --out "$EV/ck.safetensors" -q >/dev/null || status=1
+start=$(date +%s.%N)
+"$BIN/madclip" eval --checkpoint "$EV/ck.safetensors" --data "$EV" --batch 64 -q | head -3 || status=1
+end=$(date +%s.%N)
+"$PY" -c "import sys; s=float(sys.argv[2])-float(sys.argv[1]); print(f'eval: 1000 images in {s:.1f} s, {1000/s:.0f} img/s (start-up included)')" "$start" "$end"
 if [ "${MADCLIP_GPU_BENCH:-0}" = 1 ]; then
   echo "== madclip bench: six synthetic datasets of 240-px images, 16 shots, 1 seed, ViT-L/14 (random weights)"
   "$BIN/madclip" synth --out /tmp/madclip-bench --datasets all --size 240 --valid 16 --test 100 >/dev/null
