@@ -2,34 +2,14 @@ package imaging
 
 import (
 	"bytes"
-	"encoding/binary"
-	"hash/crc32"
 	"image"
 	"image/color"
 	"image/jpeg"
 	"image/png"
+	"madclip/internal/testimages"
 	"strings"
 	"testing"
 )
-
-// pngClaiming is a PNG whose header claims w×h pixels, with almost no data.
-func pngClaiming(w, h uint32) []byte {
-	var b bytes.Buffer
-	b.WriteString("\x89PNG\r\n\x1a\n")
-	chunk := func(typ string, data []byte) {
-		binary.Write(&b, binary.BigEndian, uint32(len(data)))
-		b.WriteString(typ)
-		b.Write(data)
-		binary.Write(&b, binary.BigEndian, crc32.ChecksumIEEE(append([]byte(typ), data...)))
-	}
-	ihdr := make([]byte, 13)
-	binary.BigEndian.PutUint32(ihdr[0:], w)
-	binary.BigEndian.PutUint32(ihdr[4:], h)
-	ihdr[8], ihdr[9] = 8, 0
-	chunk("IHDR", ihdr)
-	chunk("IEND", nil)
-	return b.Bytes()
-}
 
 // FuzzDecode feeds arbitrary bytes to the decoder users' files go through
 // (Go's PNG decoder, libjpeg-turbo across cgo): it must return an image or
@@ -45,7 +25,7 @@ func FuzzDecode(f *testing.F) {
 	rgba := image.NewRGBA(image.Rect(0, 0, 4, 4))
 	rgba.Set(1, 1, color.RGBA{200, 10, 10, 255})
 	jpeg.Encode(&cb, rgba, &jpeg.Options{Quality: 50})
-	for _, seed := range [][]byte{pb.Bytes(), jb.Bytes(), cb.Bytes(), pngClaiming(100000, 100000), {0xff, 0xd8, 0xff}, nil} {
+	for _, seed := range [][]byte{pb.Bytes(), jb.Bytes(), cb.Bytes(), testimages.PNGClaiming(100000, 100000), {0xff, 0xd8, 0xff}, nil} {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -65,7 +45,7 @@ func FuzzDecode(f *testing.F) {
 // TestPixelLimit: headers claiming more than the limit are refused before
 // decoding, in PNG and in JPEG; the limit can be raised.
 func TestPixelLimit(t *testing.T) {
-	if _, err := Decode(bytes.NewReader(pngClaiming(100000, 100000))); err == nil || !strings.Contains(err.Error(), "100000×100000") {
+	if _, err := Decode(bytes.NewReader(testimages.PNGClaiming(100000, 100000))); err == nil || !strings.Contains(err.Error(), "100000×100000") {
 		t.Errorf("PNG bomb: %v", err)
 	}
 	var jb bytes.Buffer

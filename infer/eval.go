@@ -93,12 +93,23 @@ func (e *Evaluation) Plots() map[string]Curve {
 }
 
 func rocCurve(scores []float32, labels []bool) (fpr, tpr []float64) {
+	fpr, tpr = []float64{0}, []float64{0}
+	sweepCounts(scores, labels, func(tp, fp, pos, neg float64) {
+		fpr = append(fpr, fp/max(neg, 1))
+		tpr = append(tpr, tp/max(pos, 1))
+	})
+	return fpr, tpr
+}
+
+// sweepCounts calls f at every distinct score, from the highest down, with
+// the true and false positives at or above it and the class totals, and
+// returns the totals.
+func sweepCounts(scores []float32, labels []bool, f func(tp, fp, pos, neg float64)) (pos, neg float64) {
 	idx := make([]int, len(scores))
 	for i := range idx {
 		idx[i] = i
 	}
 	sort.SliceStable(idx, func(a, b int) bool { return scores[idx[a]] > scores[idx[b]] })
-	var pos, neg float64
 	for _, l := range labels {
 		if l {
 			pos++
@@ -106,7 +117,6 @@ func rocCurve(scores []float32, labels []bool) (fpr, tpr []float64) {
 			neg++
 		}
 	}
-	fpr, tpr = []float64{0}, []float64{0}
 	var tp, fp float64
 	for i := 0; i < len(idx); {
 		j := i
@@ -118,11 +128,10 @@ func rocCurve(scores []float32, labels []bool) (fpr, tpr []float64) {
 			}
 			j++
 		}
-		fpr = append(fpr, fp/neg)
-		tpr = append(tpr, tp/pos)
+		f(tp, fp, pos, neg)
 		i = j
 	}
-	return fpr, tpr
+	return pos, neg
 }
 
 // Evaluate scores every image of the dataset's test split and computes the

@@ -210,3 +210,17 @@ func TestOpenSharedChecksTheBackbone(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestPRCurve(t *testing.T) {
+	r, p, pos := prCurve([]float32{0.9, 0.8, 0.8, 0.1}, []bool{true, false, true, false})
+	wantR := []float64{0, 0.5, 1, 1}
+	wantP := []float64{1, 1, 2.0 / 3, 0.5}
+	if pos != 0.5 || len(r) != len(wantR) {
+		t.Fatalf("PR %v %v, positive fraction %v", r, p, pos)
+	}
+	for i := range wantR {
+		if math.Abs(r[i]-wantR[i]) > 1e-12 || math.Abs(p[i]-wantP[i]) > 1e-12 {
+			t.Fatalf("PR %v %v, want %v %v", r, p, wantR, wantP)
+		}
+	}
+}

@@ -3,7 +3,6 @@ package infer
 import (
 	"fmt"
 	"io"
-	"sort"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -95,32 +94,10 @@ func PRPlot(title string, scores []float32, labels []bool, ap float64) Curve {
 // highest score down, starting at recall 0 and precision 1 as scikit-learn
 // draws it; pos is the positive fraction.
 func prCurve(scores []float32, labels []bool) (recall, precision []float64, pos float64) {
-	idx := make([]int, len(scores))
-	for i := range idx {
-		idx[i] = i
-	}
-	sort.SliceStable(idx, func(a, b int) bool { return scores[idx[a]] > scores[idx[b]] })
-	var npos float64
-	for _, l := range labels {
-		if l {
-			npos++
-		}
-	}
 	recall, precision = []float64{0}, []float64{1}
-	var tp, fp float64
-	for i := 0; i < len(idx); {
-		j := i
-		for j < len(idx) && scores[idx[j]] == scores[idx[i]] {
-			if labels[idx[j]] {
-				tp++
-			} else {
-				fp++
-			}
-			j++
-		}
-		recall = append(recall, tp/max(npos, 1))
+	npos, nneg := sweepCounts(scores, labels, func(tp, fp, pos, _ float64) {
+		recall = append(recall, tp/max(pos, 1))
 		precision = append(precision, tp/(tp+fp))
-		i = j
-	}
-	return recall, precision, npos / float64(max(len(labels), 1))
+	})
+	return recall, precision, npos / max(npos+nneg, 1)
 }

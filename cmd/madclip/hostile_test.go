@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"encoding/csv"
 	"encoding/json"
-	"hash/crc32"
 	"image"
 	"image/jpeg"
 	"math"
@@ -17,29 +16,10 @@ import (
 	"testing"
 	"time"
 
+	"madclip/internal/testimages"
 	"madclip/torch"
 	"madclip/torch/safetensors"
 )
-
-// bombPNG is a 69-byte PNG whose header claims w×h pixels.
-func bombPNG(w, h uint32) []byte {
-	var b bytes.Buffer
-	b.WriteString("\x89PNG\r\n\x1a\n")
-	chunk := func(typ string, data []byte) {
-		binary.Write(&b, binary.BigEndian, uint32(len(data)))
-		b.WriteString(typ)
-		b.Write(data)
-		binary.Write(&b, binary.BigEndian, crc32.ChecksumIEEE(append([]byte(typ), data...)))
-	}
-	ihdr := make([]byte, 13)
-	binary.BigEndian.PutUint32(ihdr[0:], w)
-	binary.BigEndian.PutUint32(ihdr[4:], h)
-	ihdr[8], ihdr[9] = 8, 2 // 8-bit RGB
-	chunk("IHDR", ihdr)
-	chunk("IDAT", []byte{0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01})
-	chunk("IEND", nil)
-	return b.Bytes()
-}
 
 // bombJPEG is a real 16×16 JPEG whose frame header is patched to claim
 // 65000×65000 pixels.
@@ -108,7 +88,7 @@ func TestHostileInputs(t *testing.T) {
 	raw, _ := os.ReadFile(good)
 	os.WriteFile(scan, raw, 0o644)
 	bomb := filepath.Join(dir, "bomb.png")
-	os.WriteFile(bomb, bombPNG(100000, 100000), 0o644)
+	os.WriteFile(bomb, testimages.PNGClaiming(100000, 100000), 0o644)
 	jbomb := filepath.Join(dir, "bomb.jpg")
 	os.WriteFile(jbomb, bombJPEG(t), 0o644)
 	sd := filepath.Join(dir, "sd.pt")

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"madclip/atomicfile"
 )
@@ -75,6 +76,38 @@ func within(a, dir string) bool {
 // a device, a pipe). outputs and inputs map a path to what it is for
 // ("--heatmap", "image").
 func checkOutputs(outputs, inputs []namedPath) error {
+	// Inputs by absolute path and by file identity (device and inode, for
+	// links and other spellings), each looked up once: a folder of 10,000
+	// scans is checked in linear time.
+	type fileID struct{ dev, ino uint64 }
+	byPath := map[string]namedPath{}
+	byID := map[fileID]namedPath{}
+	id := func(p string) (fileID, bool) {
+		st, err := os.Stat(p)
+		if err != nil {
+			return fileID{}, false
+		}
+		sys, ok := st.Sys().(*syscall.Stat_t)
+		if !ok {
+			return fileID{}, false
+		}
+		return fileID{uint64(sys.Dev), uint64(sys.Ino)}, true
+	}
+	abs := func(p string) string {
+		if a, err := filepath.Abs(p); err == nil {
+			return a
+		}
+		return p
+	}
+	for _, in := range inputs {
+		if in.path == "" {
+			continue
+		}
+		byPath[abs(in.path)] = in
+		if k, ok := id(in.path); ok {
+			byID[k] = in
+		}
+	}
 	seen := map[string]namedPath{}
 	for _, o := range outputs {
 		if o.path == "" {
@@ -83,14 +116,15 @@ func checkOutputs(outputs, inputs []namedPath) error {
 		if _, _, err := atomicfile.Destination(o.path, 0o644); err != nil {
 			return fmt.Errorf("%s: %w", o.role, err)
 		}
-		for _, in := range inputs {
-			if in.path != "" && samePath(o.path, in.path) {
-				return fmt.Errorf("%s %s is %s: refusing to overwrite an input", o.role, o.path, in.describe())
+		key := abs(o.path)
+		in, clash := byPath[key]
+		if !clash {
+			if k, ok := id(o.path); ok {
+				in, clash = byID[k]
 			}
 		}
-		key := o.path
-		if a, err := filepath.Abs(o.path); err == nil {
-			key = a
+		if clash {
+			return fmt.Errorf("%s %s is %s: refusing to overwrite an input", o.role, o.path, in.describe())
 		}
 		if prev, ok := seen[key]; ok {
 			return fmt.Errorf("%s and %s both write %s", prev.role, o.role, o.path)
