@@ -14,6 +14,7 @@ import (
 	"madclip/checkpoint"
 	"madclip/dataset"
 	"madclip/model"
+	"madclip/model/clip"
 	"madclip/torch"
 	"madclip/torch/safetensors"
 )
@@ -441,5 +442,42 @@ func TestThresholdCalibrated(t *testing.T) {
 	}
 	if res.Meta.Threshold != 0 || res.Meta.Calibration != nil || !strings.Contains(res.Meta.ThresholdOrigin(), "uncalibrated") {
 		t.Errorf("without held-out images: threshold %v, origin %q", res.Meta.Threshold, res.Meta.ThresholdOrigin())
+	}
+}
+
+// A run started on one CLIP cannot be resumed on other weights.
+func TestResumeKeepsTheBackbone(t *testing.T) {
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	root := synth(t)
+	dir := t.TempDir()
+	weightsFile := func(name string, seed uint64) string {
+		p := filepath.Join(dir, name)
+		err := torch.Do(func() error {
+			m, err := clip.New(clip.Presets["tiny"], clip.Options{}, seed)
+			if err != nil {
+				return err
+			}
+			defer m.Free()
+			return torch.SaveSafetensors(p, m.Params().Map(), nil)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	a, b := weightsFile("a.safetensors", 1), weightsFile("b.safetensors", 2)
+	c := smallConfig(t, root)
+	c.Preset, c.Weights = "", a
+	ctx, cancel := context.WithCancel(context.Background())
+	if _, err := run(t, ctx, c, &cancelAfter{n: 2, cancel: cancel}); !errors.Is(err, ErrInterrupted) {
+		t.Fatalf("interrupt: %v", err)
+	}
+	resumed := Config{Resume: c.Out, Out: c.Out, Weights: b}
+	if _, err := run(t, context.Background(), resumed, &quietReporter{}); err == nil || !strings.Contains(err.Error(), "another backbone") {
+		t.Errorf("resume on other weights: %v", err)
+	}
+	resumed.Weights = a
+	if _, err := run(t, context.Background(), resumed, &quietReporter{}); err != nil {
+		t.Errorf("resume on its own weights: %v", err)
 	}
 }
