@@ -374,6 +374,17 @@ func OpenBackbone(src Source, o clip.Options) (*clip.Model, Backbone, error) {
 	return m, Backbone{Digest: digest, File: abs, Config: m.Config}, nil
 }
 
+// String names the backbone for reports and messages.
+func (b Backbone) String() string {
+	switch {
+	case b.Preset != "":
+		return fmt.Sprintf("preset %s, seed %d (random weights)", b.Preset, b.Seed)
+	case b.Digest != "":
+		return fmt.Sprintf("CLIP weights %s (digest %s)", b.File, b.Digest)
+	}
+	return fmt.Sprintf("CLIP weights %s (file SHA-256 %s)", b.File, b.SHA256)
+}
+
 // Same reports whether b and o are the same backbone: the same preset and
 // seed, or the same weights (by digest, or by file hash for old
 // checkpoints), with one architecture; where the files lie does not matter.

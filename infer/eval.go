@@ -3,7 +3,6 @@ package infer
 import (
 	"fmt"
 	"runtime"
-	"sort"
 
 	"madclip/dataset"
 	"madclip/metrics"
@@ -94,44 +93,11 @@ func (e *Evaluation) Plots() map[string]Curve {
 
 func rocCurve(scores []float32, labels []bool) (fpr, tpr []float64) {
 	fpr, tpr = []float64{0}, []float64{0}
-	sweepCounts(scores, labels, func(tp, fp, pos, neg float64) {
-		fpr = append(fpr, fp/max(neg, 1))
-		tpr = append(tpr, tp/max(pos, 1))
+	metrics.Sweep(scores, labels, func(tp, fp, pos, neg int) {
+		fpr = append(fpr, float64(fp)/float64(neg))
+		tpr = append(tpr, float64(tp)/float64(pos))
 	})
 	return fpr, tpr
-}
-
-// sweepCounts calls f at every distinct score, from the highest down, with
-// the true and false positives at or above it and the class totals, and
-// returns the totals.
-func sweepCounts(scores []float32, labels []bool, f func(tp, fp, pos, neg float64)) (pos, neg float64) {
-	idx := make([]int, len(scores))
-	for i := range idx {
-		idx[i] = i
-	}
-	sort.SliceStable(idx, func(a, b int) bool { return scores[idx[a]] > scores[idx[b]] })
-	for _, l := range labels {
-		if l {
-			pos++
-		} else {
-			neg++
-		}
-	}
-	var tp, fp float64
-	for i := 0; i < len(idx); {
-		j := i
-		for j < len(idx) && scores[idx[j]] == scores[idx[i]] {
-			if labels[idx[j]] {
-				tp++
-			} else {
-				fp++
-			}
-			j++
-		}
-		f(tp, fp, pos, neg)
-		i = j
-	}
-	return pos, neg
 }
 
 // Evaluate scores every image of the dataset's test split and computes the

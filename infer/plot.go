@@ -9,6 +9,7 @@ import (
 	"gonum.org/v1/plot/vg"
 
 	"madclip/atomicfile"
+	"madclip/metrics"
 )
 
 // Curve is one plotted curve with its axes.
@@ -95,9 +96,10 @@ func PRPlot(title string, scores []float32, labels []bool, ap float64) Curve {
 // draws it; pos is the positive fraction.
 func prCurve(scores []float32, labels []bool) (recall, precision []float64, pos float64) {
 	recall, precision = []float64{0}, []float64{1}
-	npos, nneg := sweepCounts(scores, labels, func(tp, fp, pos, _ float64) {
-		recall = append(recall, tp/max(pos, 1))
-		precision = append(precision, tp/(tp+fp))
+	metrics.Sweep(scores, labels, func(tp, fp, npos, nneg int) {
+		recall = append(recall, float64(tp)/float64(npos))
+		precision = append(precision, float64(tp)/float64(tp+fp))
+		pos = float64(npos) / float64(npos+nneg)
 	})
-	return recall, precision, npos / max(npos+nneg, 1)
+	return recall, precision, pos
 }

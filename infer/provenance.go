@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"path/filepath"
 
-	"madclip/checkpoint"
 	"madclip/weights"
 )
 
@@ -37,18 +36,8 @@ func NewProvenance(p *Predictor, path, version string, threshold float64, origin
 	}
 	m := p.Meta
 	return Provenance{
-		Version: version, Checkpoint: abs, CheckpointSHA256: sum, Backbone: describeBackbone(m.Backbone),
+		Version: version, Checkpoint: abs, CheckpointSHA256: sum, Backbone: m.Backbone.String(),
 		Dataset: m.Dataset, Shots: m.Shots, ShotsFile: m.ShotsFile, Seed: m.Seed,
 		Threshold: threshold, ThresholdOrigin: origin,
 	}, nil
-}
-
-func describeBackbone(b checkpoint.Backbone) string {
-	if b.Preset != "" {
-		return fmt.Sprintf("preset %s, seed %d (random weights)", b.Preset, b.Seed)
-	}
-	if b.Digest != "" {
-		return fmt.Sprintf("CLIP weights %s (digest %s)", b.File, b.Digest)
-	}
-	return fmt.Sprintf("CLIP weights %s (file SHA-256 %s)", b.File, b.SHA256)
 }

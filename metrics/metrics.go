@@ -112,6 +112,19 @@ func (r *ranked) sweep(labels []bool, f func(tp, fp int, at uint32)) {
 	}
 }
 
+// Sweep calls f once per distinct score, from the highest down, with the
+// true and false positives at or above it and the class totals: the points
+// of the ROC and precision-recall curves. It fails as AUROC does (one class,
+// NaN scores), without calling f.
+func Sweep(scores []float32, labels []bool, f func(tp, fp, pos, neg int)) error {
+	r, err := rank(scores, labels)
+	if err != nil {
+		return err
+	}
+	r.sweep(labels, func(tp, fp int, _ uint32) { f(tp, fp, r.pos, r.neg) })
+	return nil
+}
+
 // AUROC is the area under the ROC curve, as sklearn.metrics.roc_auc_score.
 func AUROC(scores []float32, labels []bool) (float64, error) {
 	r, err := rank(scores, labels)

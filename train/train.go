@@ -285,7 +285,7 @@ func (r *trainingRun) buildModel(tk *bpe.Tokenizer) error {
 	if r.resume != nil {
 		// A resumed run continues on the backbone it started on.
 		if rb := r.resume.Meta.Backbone; !rb.Same(bb) {
-			return fmt.Errorf("%s was started on another backbone (%s) than the one given (%s)", c.Resume, describe(rb), describe(bb))
+			return fmt.Errorf("%s was started on another backbone (%s) than the one given (%s)", c.Resume, rb, bb)
 		}
 		r.m, err = r.resume.Model(r.backbone, tk)
 	} else {
@@ -617,15 +617,4 @@ func absPath(p string) string {
 		return a
 	}
 	return p
-}
-
-// describe names a backbone briefly for messages.
-func describe(b checkpoint.Backbone) string {
-	switch {
-	case b.Preset != "":
-		return fmt.Sprintf("preset %s, seed %d", b.Preset, b.Seed)
-	case b.Digest != "":
-		return fmt.Sprintf("%s, digest %.12s…", b.File, b.Digest)
-	}
-	return fmt.Sprintf("%s, SHA-256 %.12s…", b.File, b.SHA256)
 }

@@ -13,8 +13,8 @@ import (
 
 	"madclip/checkpoint"
 	"madclip/dataset"
+	"madclip/internal/cliptest"
 	"madclip/model"
-	"madclip/model/clip"
 	"madclip/torch"
 	"madclip/torch/safetensors"
 )
@@ -452,17 +452,7 @@ func TestResumeKeepsTheBackbone(t *testing.T) {
 	dir := t.TempDir()
 	weightsFile := func(name string, seed uint64) string {
 		p := filepath.Join(dir, name)
-		err := torch.Do(func() error {
-			m, err := clip.New(clip.Presets["tiny"], clip.Options{}, seed)
-			if err != nil {
-				return err
-			}
-			defer m.Free()
-			return torch.SaveSafetensors(p, m.Params().Map(), nil)
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
+		cliptest.WriteTiny(t, p, seed, torch.Float32)
 		return p
 	}
 	a, b := weightsFile("a.safetensors", 1), weightsFile("b.safetensors", 2)

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"madclip/internal/cliptest"
 	"madclip/internal/reftest"
 	"madclip/model/clip"
 	"madclip/model/clip/bpe"
@@ -19,26 +20,7 @@ func python(t *testing.T) string { return reftest.Python(t, "torch") }
 
 // writeTiny saves a tiny random CLIP in fp16 with OpenAI's names, as
 // OpenAI's releases store it.
-func writeTiny(t *testing.T, path string) {
-	t.Helper()
-	err := torch.Do(func() error {
-		return torch.Scoped(func(s *torch.Scope) error {
-			m, err := clip.New(clip.Presets["tiny"], clip.Options{}, 11)
-			if err != nil {
-				return err
-			}
-			defer m.Free()
-			half := map[string]*torch.Tensor{}
-			for k, v := range m.Params().Map() {
-				half[k] = v.ToDType(torch.Float16)
-			}
-			return torch.SaveSafetensors(path, half, nil)
-		})
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
+func writeTiny(t *testing.T, path string) { cliptest.WriteTiny(t, path, 11, torch.Float16) }
 
 func run(t *testing.T, name string, args ...string) {
 	t.Helper()
@@ -194,19 +176,9 @@ func TestLookupAndFind(t *testing.T) {
 func TestConvertAs(t *testing.T) {
 	dir := t.TempDir()
 	in := filepath.Join(dir, "tiny.safetensors")
-	err := torch.Do(func() error {
-		m, err := clip.New(clip.Presets["tiny"], clip.Options{}, 2)
-		if err != nil {
-			return err
-		}
-		defer m.Free()
-		return torch.SaveSafetensors(in, m.Params().Map(), nil)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cliptest.WriteTiny(t, in, 2, torch.Float32)
 	out := filepath.Join(dir, "out.safetensors")
-	err = torch.Do(func() error {
+	err := torch.Do(func() error {
 		if _, err := ConvertAs(in, out, "ViT-B/32"); err == nil || !strings.Contains(err.Error(), "not the CLIP expected") {
 			t.Errorf("tiny as ViT-B/32: %v", err)
 		}

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"testing"
 
+	"madclip/internal/cliptest"
 	"madclip/internal/reftest"
 	"madclip/model/clip"
 	"madclip/model/clip/bpe"
@@ -92,17 +93,7 @@ func wantFailure(t *testing.T, what string, stderr string, code int) {
 func tinyWeights(t *testing.T, dir string) string {
 	t.Helper()
 	p := filepath.Join(dir, "tiny.safetensors")
-	err := torch.Do(func() error {
-		m, err := clip.New(clip.Presets["tiny"], clip.Options{}, 5)
-		if err != nil {
-			return err
-		}
-		defer m.Free()
-		return torch.SaveSafetensors(p, m.Params().Map(), nil)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cliptest.WriteTiny(t, p, 5, torch.Float32)
 	return p
 }
 

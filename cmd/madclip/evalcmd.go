@@ -65,10 +65,8 @@ func evalAction(c *cli.Context) error {
 	if err := inRange(c, map[string][2]int{"failures": {0, 1000}, "batch": {1, 4096}}); err != nil {
 		return fmt.Errorf("eval: %w", err)
 	}
-	if c.IsSet("threshold") {
-		if _, err := predictThreshold(c, 0); err != nil {
-			return fmt.Errorf("eval: %w", err)
-		}
+	if err := checkThresholdFlag(c); err != nil {
+		return fmt.Errorf("eval: %w", err)
 	}
 	report := c.String("report")
 	if report != "" {
@@ -87,10 +85,7 @@ func evalAction(c *cli.Context) error {
 		if name == "" {
 			name = p.Meta.Dataset
 		}
-		th, origin := p.Threshold()
-		if c.IsSet("threshold") {
-			th, origin = c.Float64("threshold"), "--threshold"
-		}
+		th, origin := labelThreshold(c, p)
 		prov, err := infer.NewProvenance(p, c.String("checkpoint"), version, th, origin)
 		if err != nil {
 			return err

@@ -127,20 +127,22 @@ func isDir(p string) bool {
 	return err == nil && st.IsDir()
 }
 
-// predictThreshold is --threshold when given (a number in [0, 1]), else
-// the checkpoint's (0.5 when it chose none).
-func predictThreshold(c *cli.Context, fromCheckpoint float64) (float64, error) {
-	if !c.IsSet("threshold") {
-		if fromCheckpoint == 0 {
-			return 0.5, nil
-		}
-		return fromCheckpoint, nil
+// checkThresholdFlag refuses a --threshold outside [0, 1] (or NaN) before
+// any work.
+func checkThresholdFlag(c *cli.Context) error {
+	if th := c.Float64("threshold"); c.IsSet("threshold") && (math.IsNaN(th) || th < 0 || th > 1) {
+		return fmt.Errorf("--threshold %v: scores run from 0 to 1; give a threshold in [0, 1]", th)
 	}
-	th := c.Float64("threshold")
-	if math.IsNaN(th) || th < 0 || th > 1 {
-		return 0, fmt.Errorf("--threshold %v: scores run from 0 to 1; give a threshold in [0, 1]", th)
+	return nil
+}
+
+// labelThreshold is the threshold labels use, with its origin: --threshold
+// when given, else the checkpoint's (0.5 when it chose none).
+func labelThreshold(c *cli.Context, p *infer.Predictor) (float64, string) {
+	if c.IsSet("threshold") {
+		return c.Float64("threshold"), "--threshold"
 	}
-	return th, nil
+	return p.Threshold()
 }
 
 // predictOutputs are the per-image files predict writes, by flag; a nil
@@ -164,10 +166,8 @@ func predictAction(c *cli.Context) error {
 	if err := inRange(c, map[string][2]int{"batch": {1, 4096}}); err != nil {
 		return err
 	}
-	if c.IsSet("threshold") {
-		if _, err := predictThreshold(c, 0); err != nil {
-			return err
-		}
+	if err := checkThresholdFlag(c); err != nil {
+		return err
 	}
 	paths, err := imageInputs(c.Args().Slice())
 	if err != nil {
@@ -338,15 +338,9 @@ func newPredictionPrinter(c *cli.Context) *predictionPrinter {
 // setThreshold takes --threshold or the checkpoint's (saying so when it is
 // uncalibrated), and the provenance that JSON rows carry.
 func (p *predictionPrinter) setThreshold(c *cli.Context, pred *infer.Predictor) error {
-	th, err := predictThreshold(c, pred.Meta.Threshold)
-	if err != nil {
-		return err
-	}
+	th, origin := labelThreshold(c, pred)
 	p.threshold = th
-	origin := pred.Meta.ThresholdOrigin()
-	if c.IsSet("threshold") {
-		origin = "--threshold"
-	} else if pred.Meta.Threshold == 0 && !p.quiet {
+	if !c.IsSet("threshold") && pred.Meta.Threshold == 0 && !p.quiet {
 		fmt.Fprintln(os.Stderr, "madclip: note: this checkpoint's threshold is uncalibrated (training had no held-out valid images of both classes); labels use 0.5, scores are unaffected")
 	}
 	if p.json {
