@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"madclip/internal/regularfile"
 	"os"
 	"path/filepath"
 	"slices"
@@ -70,7 +71,7 @@ func Write(path string, perm os.FileMode, fill func(w io.Writer) error) (err err
 func Destination(path string, perm os.FileMode) (string, os.FileMode, error) {
 	st, err := os.Lstat(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return path, perm, nil
+		return path, perm &^ umask(), nil
 	}
 	if err != nil {
 		return "", 0, fmt.Errorf("write %s: %w", path, unwrapPath(err, path))
@@ -85,25 +86,28 @@ func Destination(path string, perm os.FileMode) (string, os.FileMode, error) {
 		}
 	}
 	if !st.Mode().IsRegular() {
-		return "", 0, fmt.Errorf("write %s: it is %s, not a regular file; refusing to replace it", path, kind(st.Mode()))
+		return "", 0, fmt.Errorf("write %s: it is %s, not a regular file; refusing to replace it", path, regularfile.Kind(st.Mode()))
 	}
 	return target, st.Mode().Perm(), nil
 }
 
-func kind(m fs.FileMode) string {
-	switch {
-	case m.IsDir():
-		return "a folder"
-	case m&fs.ModeNamedPipe != 0:
-		return "a named pipe"
-	case m&fs.ModeSocket != 0:
-		return "a socket"
-	case m&fs.ModeCharDevice != 0:
-		return "a character device"
-	case m&fs.ModeDevice != 0:
-		return "a device"
+// umask is the process's file mode creation mask, which a new file's mode
+// honours as open(2) would have (the temporary is created 0600 and then
+// given its mode). It is read from /proc, since umask(2) can only read it by
+// changing it; 022 where /proc is not mounted.
+func umask() fs.FileMode {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0o022
 	}
-	return "not a regular file"
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "Umask:"); ok {
+			if m, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32); err == nil {
+				return fs.FileMode(m) & fs.ModePerm
+			}
+		}
+	}
+	return 0o022
 }
 
 // tempPrefix starts the name of a temporary for the file base; the writer's

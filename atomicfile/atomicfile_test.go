@@ -163,3 +163,36 @@ func TestErrorsNameTheUsersPath(t *testing.T) {
 		t.Errorf("error %v lost the input's name", err)
 	}
 }
+
+// TestNewFilesHonourUmask: a new file gets perm less the umask, as open(2)
+// would give it (a umask of 077 keeps medical outputs private); a replaced
+// file keeps its own mode.
+func TestNewFilesHonourUmask(t *testing.T) {
+	old := syscall.Umask(0o077)
+	defer syscall.Umask(old)
+	dir := t.TempDir()
+	write := func(p string) os.FileMode {
+		t.Helper()
+		if err := Write(p, 0o644, func(w io.Writer) error { _, err := w.Write([]byte("x")); return err }); err != nil {
+			t.Fatal(err)
+		}
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Mode().Perm()
+	}
+	if got := write(filepath.Join(dir, "private.json")); got != 0o600 {
+		t.Errorf("umask 077: mode %o, want 600", got)
+	}
+	syscall.Umask(0o022)
+	if got := write(filepath.Join(dir, "shared.json")); got != 0o644 {
+		t.Errorf("umask 022: mode %o, want 644", got)
+	}
+	kept := filepath.Join(dir, "kept.json")
+	os.WriteFile(kept, nil, 0o640)
+	os.Chmod(kept, 0o640)
+	if got := write(kept); got != 0o640 {
+		t.Errorf("replaced 0640 file: mode %o, want 640", got)
+	}
+}

@@ -9,7 +9,9 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"madclip/model"
@@ -220,8 +222,13 @@ func parseMeta(path string, md map[string]string) (Meta, error) {
 // validate checks what later steps act on: the backbone description, the
 // sizes, the counts.
 func (m Meta) validate() error {
+	if err := checkVersion(m.Version); err != nil {
+		return err
+	}
 	b := m.Backbone
 	switch {
+	case b.Preset != "" && (b.File != "" || b.Digest != "" || b.SHA256 != ""):
+		return fmt.Errorf("its configuration names two backbones: the %q preset and the weights %s", b.Preset, short(b.File))
 	case b.Preset != "":
 		cfg, ok := clip.Presets[b.Preset]
 		if !ok {
@@ -239,8 +246,22 @@ func (m Meta) validate() error {
 	if o := m.Model; o.ImageSize < 1 || o.ImageSize > 4096 || len(o.Layers) == 0 {
 		return fmt.Errorf("its model configuration has image size %d and %d tapped layers", o.ImageSize, len(o.Layers))
 	}
-	if m.Epochs < 0 || m.Epoch < 0 || m.Step < 0 || m.Shots < 0 {
+	if err := m.Model.CheckLayers(b.Config.VisionLayers); err != nil {
+		return fmt.Errorf("its model configuration: %w", err)
+	}
+	if m.Epochs < 0 || m.Epoch < 0 || m.Step < 0 || m.Shots < 0 || m.Steps < 0 {
 		return fmt.Errorf("its configuration has negative counts")
+	}
+	if m.Epochs > MaxEpochs || m.Epoch > m.Epochs || m.Shots > 1<<16 {
+		return fmt.Errorf("its configuration has %d of %d epochs done and %d shots", m.Epoch, m.Epochs, m.Shots)
+	}
+	for what, v := range map[string]string{"dataset": m.Dataset, "object word": m.Model.Object} {
+		if len(v) > 256 {
+			return fmt.Errorf("its %s is %d bytes long", what, len(v))
+		}
+	}
+	if t := m.Training; t != nil && !(t.LR > 0 && t.LR <= 1 && t.Beta1 >= 0 && t.Beta1 < 1 && t.Beta2 >= 0 && t.Beta2 < 1 && t.Batch >= 1) {
+		return fmt.Errorf("its training settings are out of range (batch %d, lr %v, betas %v, %v)", t.Batch, t.LR, t.Beta1, t.Beta2)
 	}
 	for _, th := range []float64{m.Threshold, m.ThresholdYouden} {
 		if math.IsNaN(th) || th < 0 || th > 1 {
@@ -248,6 +269,39 @@ func (m Meta) validate() error {
 		}
 	}
 	return nil
+}
+
+// MaxEpochs bounds a run's epochs (the paper trains 60).
+const MaxEpochs = 100000
+
+// checkVersion refuses a checkpoint without a version, or from a madclip
+// newer than this one, whose format this one may misread.
+func checkVersion(v string) error {
+	if v == "" {
+		return fmt.Errorf("its configuration has no version: not written by madclip")
+	}
+	theirs, ok1 := parseVersion(v)
+	ours, _ := parseVersion(Version)
+	if !ok1 {
+		return fmt.Errorf("its version %.40q is not a madclip version", v)
+	}
+	if slices.Compare(theirs, ours) > 0 {
+		return fmt.Errorf("it was written by madclip %s, newer than this one (%s): update madclip", v, Version)
+	}
+	return nil
+}
+
+// parseVersion splits "0.2.1" into its numbers.
+func parseVersion(v string) ([]int, bool) {
+	var out []int
+	for _, f := range strings.Split(v, ".") {
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 0 || len(out) == 3 {
+			return nil, false
+		}
+		out = append(out, n)
+	}
+	return out, true
 }
 
 // allFinite refuses tensors holding NaN or infinity: such a model scores

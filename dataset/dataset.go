@@ -43,6 +43,15 @@ type Split struct {
 	HasMasks bool
 }
 
+// CheckName refuses a dataset name that is not a plain folder name: one
+// that would reach outside the root (a path, "..") or is empty.
+func CheckName(name string) error {
+	if name == "" || name == "." || name == ".." || len(name) > 200 || strings.ContainsAny(name, "/\x00") {
+		return fmt.Errorf("dataset %.60q: a dataset is named by its folder {name}_AD under the root, without a path", name)
+	}
+	return nil
+}
+
 // Dir is the folder of a dataset: {root}/{name}_AD.
 func Dir(root, name string) string { return filepath.Join(root, name+"_AD") }
 
@@ -76,6 +85,9 @@ func listImages(dir string) ([]string, error) {
 // anomaly_mask folder; then every abnormal image needs its mask. The
 // benchmark's datasets with masks (Brain, Liver, Retina_RESC) must have it.
 func ReadSplit(root, name, split string) (*Split, error) {
+	if err := CheckName(name); err != nil {
+		return nil, err
+	}
 	dir := filepath.Join(Dir(root, name), split)
 	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 		return nil, fmt.Errorf("dataset %s: no folder %s (want {root}/%s_AD/%s/{good,Ungood}/img)", name, dir, name, split)

@@ -296,3 +296,37 @@ func TestAugment(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestSynthLeavesRealDataAlone: synth writes over its own earlier output
+// (a smaller set leaves no extra images behind) but refuses a dataset
+// folder it did not write.
+func TestSynthLeavesRealDataAlone(t *testing.T) {
+	root := t.TempDir()
+	if err := Synth(root, SynthOptions{Seed: 1, Valid: 2, Test: 6, Datasets: []string{"Mine"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := Synth(root, SynthOptions{Seed: 1, Valid: 2, Test: 3, Datasets: []string{"Mine"}}); err != nil {
+		t.Fatalf("synth over its own output: %v", err)
+	}
+	s, err := ReadSplit(root, "Mine", "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, a := Counts(s.Samples); n != 3 || a != 3 {
+		t.Errorf("after a smaller synth: %d normal, %d abnormal test images, want 3 and 3", n, a)
+	}
+	real := filepath.Join(root, "Real_AD", "test", "good", "img")
+	os.MkdirAll(real, 0o755)
+	scan := filepath.Join(real, "000.png")
+	os.WriteFile(scan, []byte("a real scan"), 0o644)
+	err = Synth(root, SynthOptions{Seed: 1, Valid: 2, Test: 3, Datasets: []string{"Real"}})
+	if err == nil || !strings.Contains(err.Error(), "Real_AD already holds files") {
+		t.Errorf("synth over real data: %v", err)
+	}
+	if b, _ := os.ReadFile(scan); string(b) != "a real scan" {
+		t.Error("synth changed a real scan")
+	}
+	if err := Synth(root, SynthOptions{Datasets: []string{"../x"}}); err == nil {
+		t.Error("a dataset name with a path accepted")
+	}
+}

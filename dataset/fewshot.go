@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"madclip/internal/regularfile"
 	"maps"
 	"math/rand/v2"
-	"os"
 	"slices"
 	"strings"
 )
@@ -22,7 +22,7 @@ type Shots struct {
 // "n-I: a.png b.png" (normal) and "a-I: ..." (abnormal), I the draw's
 // index; index picks one.
 func ReadShotsFile(path string, index int) (Shots, error) {
-	f, err := os.Open(path)
+	f, err := regularfile.Open(path)
 	if err != nil {
 		return Shots{}, err
 	}

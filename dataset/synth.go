@@ -1,11 +1,13 @@
 package dataset
 
 import (
+	"errors"
 	"fmt"
 	"image"
 	"image/jpeg"
 	"image/png"
 	"io"
+	"io/fs"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -74,8 +76,19 @@ func Synth(root string, o SynthOptions) error {
 			specs = append(specs, spec{n, masks})
 		}
 	}
+	for _, d := range specs {
+		if err := CheckName(d.Name); err != nil {
+			return fmt.Errorf("synth: %w", err)
+		}
+		if err := clearSynthetic(Dir(root, d.Name)); err != nil {
+			return err
+		}
+	}
 	for di, d := range specs {
 		r := rand.New(rand.NewPCG(o.Seed, uint64(di+1)))
+		if err := writeSynthMarker(Dir(root, d.Name), o); err != nil {
+			return err
+		}
 		for _, split := range []struct {
 			name string
 			n    int
@@ -114,6 +127,60 @@ func Synth(root string, o SynthOptions) error {
 		}
 	}
 	return nil
+}
+
+// synthMarker is the file that marks a dataset folder as written by
+// Synth, which may then write it again; any other folder is left alone.
+const synthMarker = ".madclip-synth"
+
+// clearSynthetic makes dir ready for a synthetic dataset: it must not
+// exist, be empty, or hold an earlier synthetic dataset, whose images and
+// masks are removed (so that a smaller set written over a larger one does
+// not keep its extra images). A folder of real data is refused, never
+// mixed with synthetic images.
+func clearSynthetic(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) || (err == nil && len(entries) == 0) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("synth: %w", err)
+	}
+	if st, err := os.Lstat(filepath.Join(dir, synthMarker)); err != nil || !st.Mode().IsRegular() {
+		return fmt.Errorf("synth: %s already holds files that madclip synth did not write (real data?); choose another --out", dir)
+	}
+	for _, split := range []string{"valid", "test"} {
+		for _, sub := range []string{"good/img", "Ungood/img", "Ungood/anomaly_mask"} {
+			d := filepath.Join(dir, split, sub)
+			names, err := os.ReadDir(d)
+			if err != nil {
+				continue
+			}
+			for _, e := range names {
+				if e.Type().IsRegular() && IsImage(e.Name()) {
+					if err := os.Remove(filepath.Join(d, e.Name())); err != nil {
+						return fmt.Errorf("synth: remove the earlier %w", err)
+					}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func writeSynthMarker(dir string, o SynthOptions) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = fmt.Errorf("%s: %w", pe.Path, pe.Err)
+		}
+		return fmt.Errorf("synth: cannot create %s (%v)", dir, err)
+	}
+	note := fmt.Sprintf("synthetic images written by madclip synth (seed %d, %d px, %d valid and %d test images per class); madclip synth may replace them\n", o.Seed, o.Size, o.Valid, o.Test)
+	return atomicfile.Write(filepath.Join(dir, synthMarker), 0o644, func(w io.Writer) error {
+		_, err := io.WriteString(w, note)
+		return err
+	})
 }
 
 // synthNames names the n images of one class of a split: numbered, except

@@ -65,3 +65,13 @@ func TestPixelLimit(t *testing.T) {
 		t.Errorf("PNG at the limit: %v", err)
 	}
 }
+
+// TestMemoryLimit: a raised pixel limit still refuses, with an error, an
+// image that would need more memory than the machine has (Go's runtime
+// would end the process instead).
+func TestMemoryLimit(t *testing.T) {
+	_, err := decodeLimit(bytes.NewReader(testimages.PNGClaiming(100000, 100000)), 1e12)
+	if err == nil || !strings.Contains(err.Error(), "110.0 GB") || !strings.Contains(err.Error(), "of memory") {
+		t.Errorf("a 10^10-pixel PNG under a raised limit: %v", err)
+	}
+}

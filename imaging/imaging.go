@@ -15,7 +15,9 @@ import (
 	"image/png"
 	"io"
 	"math"
-	"os"
+	"syscall"
+
+	"madclip/internal/regularfile"
 )
 
 // RGB is an 8-bit RGB image, row-major, 3 bytes a pixel.
@@ -49,18 +51,11 @@ func LoadLimit(path string, maxPixels int64) (*RGB, error) {
 	if maxPixels <= 0 {
 		maxPixels = DefaultMaxPixels
 	}
-	f, err := os.Open(path)
+	f, err := regularfile.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if st.IsDir() {
-		return nil, fmt.Errorf("%s: is a folder, not an image", path)
-	}
 	m, err := decodeLimit(bufio.NewReader(f), maxPixels)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
@@ -70,7 +65,7 @@ func LoadLimit(path string, maxPixels int64) (*RGB, error) {
 
 // Size reads only the header of the image at path: its width and height.
 func Size(path string) (w, h int, err error) {
-	f, err := os.Open(path)
+	f, err := regularfile.Open(path)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -100,6 +95,9 @@ func decodeLimit(r io.Reader, maxPixels int64) (*RGB, error) {
 			if px := int64(cfg.Width) * int64(cfg.Height); px > maxPixels {
 				return nil, fmt.Errorf("the image claims %d×%d pixels, over the limit of %d (raise it with --max-pixels)", cfg.Width, cfg.Height, maxPixels)
 			}
+			if err := fitsMemory(cfg.Width, cfg.Height, pngBytesPerPixel); err != nil {
+				return nil, err
+			}
 		}
 		img, err = png.Decode(br)
 	case bytes.HasPrefix(head, []byte{0xff, 0xd8, 0xff}):
@@ -120,6 +118,25 @@ func decodeLimit(r io.Reader, maxPixels int64) (*RGB, error) {
 		return nil, fmt.Errorf("corrupt image: %w", err)
 	}
 	return FromImage(img), nil
+}
+
+// pngBytesPerPixel bounds what decoding a PNG holds at once: Go's decoder
+// keeps up to 8 bytes a pixel (16-bit RGBA), the RGB copy 3 more.
+const pngBytesPerPixel = 11
+
+// fitsMemory refuses an image whose decoding would need more memory than
+// the machine has, whatever --max-pixels allows: a Go program that runs out
+// of memory ends with a stack dump, not an error.
+func fitsMemory(w, h int, bytesPerPixel uint64) error {
+	var si syscall.Sysinfo_t
+	if syscall.Sysinfo(&si) != nil {
+		return nil
+	}
+	total := uint64(si.Totalram) * uint64(si.Unit)
+	if need := uint64(w) * uint64(h) * bytesPerPixel; need > total {
+		return fmt.Errorf("the image claims %d×%d pixels; decoding it needs about %.1f GB, more than this machine's %.1f GB of memory", w, h, float64(need)/1e9, float64(total)/1e9)
+	}
+	return nil
 }
 
 // FromImage converts any image.Image to 8-bit RGB.

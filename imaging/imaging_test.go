@@ -10,7 +10,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"madclip/internal/reftest"
 )
@@ -145,7 +147,7 @@ func TestBadFiles(t *testing.T) {
 	if _, err := Load(filepath.Join(dir, "missing.png")); err == nil {
 		t.Error("missing file accepted")
 	}
-	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "folder") {
+	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "it is a folder") {
 		t.Errorf("folder: %v", err)
 	}
 }
@@ -191,3 +193,22 @@ func TestFastPathsMatchGeneric(t *testing.T) {
 
 // genericImage hides the concrete type, forcing the generic path.
 type genericImage struct{ image.Image }
+
+// TestNamedPipe: an image path that is a named pipe is refused at once, not
+// waited on.
+func TestNamedPipe(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "scan.png")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Skipf("no named pipes here: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := Load(fifo); done <- err }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), fifo+": it is a named pipe") {
+			t.Errorf("named pipe: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Load blocked on a named pipe")
+	}
+}

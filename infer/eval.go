@@ -81,15 +81,19 @@ type Evaluation struct {
 // by file name.
 func (e *Evaluation) Plots() map[string]Curve {
 	p := map[string]Curve{
-		"roc_image.png": ROCPlot(e.Dataset+" image-level ROC", e.imageScores, e.imageLabels, e.ImageAUROC),
-		"pr_image.png":  PRPlot(e.Dataset+" image-level precision-recall", e.imageScores, e.imageLabels, e.ImageAP),
+		PlotNames[0]: ROCPlot(e.Dataset+" image-level ROC", e.imageScores, e.imageLabels, e.ImageAUROC),
+		PlotNames[1]: PRPlot(e.Dataset+" image-level precision-recall", e.imageScores, e.imageLabels, e.ImageAP),
 	}
 	if e.PixelAUROC != nil {
-		p["roc_pixel.png"] = ROCPlot(e.Dataset+" pixel-level ROC", e.pixScores, e.pixLabels, *e.PixelAUROC)
-		p["pr_pixel.png"] = PRPlot(e.Dataset+" pixel-level precision-recall", e.pixScores, e.pixLabels, *e.PixelAP)
+		p[PlotNames[2]] = ROCPlot(e.Dataset+" pixel-level ROC", e.pixScores, e.pixLabels, *e.PixelAUROC)
+		p[PlotNames[3]] = PRPlot(e.Dataset+" pixel-level precision-recall", e.pixScores, e.pixLabels, *e.PixelAP)
 	}
 	return p
 }
+
+// PlotNames are the file names of the curves Plots may draw, so that a
+// command can check them before it starts.
+var PlotNames = [4]string{"roc_image.png", "pr_image.png", "roc_pixel.png", "pr_pixel.png"}
 
 func rocCurve(scores []float32, labels []bool) (fpr, tpr []float64) {
 	fpr, tpr = []float64{0}, []float64{0}

@@ -183,6 +183,11 @@ func caption(o Overlay) string {
 // LoadTruth reads a ground-truth mask for a w×h scan: true where its grey
 // level (PIL's convert("L")) is above half.
 func LoadTruth(path string, w, h int) ([]bool, error) {
+	// The header first: a mask of another size is named as such, not as an
+	// image over the pixel limit.
+	if mw, mh, err := imaging.Size(path); err == nil && (mw != w || mh != h) {
+		return nil, fmt.Errorf("%s: mask is %dx%d, the scan is %dx%d", path, mw, mh, w, h)
+	}
 	m, err := imaging.LoadLimit(path, int64(w)*int64(h))
 	if err != nil {
 		return nil, err

@@ -69,6 +69,23 @@ const (
 	Abnormal = 1
 )
 
+// CheckLayers refuses tapped layers outside a backbone of the given number
+// of blocks, and a block tapped twice (its adapters would see the same
+// features).
+func (o Options) CheckLayers(blocks int) error {
+	seen := map[int]bool{}
+	for _, l := range o.Layers {
+		if l < 1 || l > blocks {
+			return fmt.Errorf("tapped layer %d outside the backbone's 1..%d", l, blocks)
+		}
+		if seen[l] {
+			return fmt.Errorf("layer %d is tapped twice", l)
+		}
+		seen[l] = true
+	}
+	return nil
+}
+
 // CLIPOptions are the backbone options MadCLIP's options imply.
 func (o Options) CLIPOptions(dev torch.Device) clip.Options {
 	act := clip.GELU
@@ -88,10 +105,8 @@ func Build(backbone *clip.Model, tk *bpe.Tokenizer, o Options, b *param.Builder)
 	if len(o.Layers) == 0 {
 		o.Layers = DefaultLayers(backbone.Config.VisionLayers)
 	}
-	for _, l := range o.Layers {
-		if l < 1 || l > backbone.Config.VisionLayers {
-			return nil, fmt.Errorf("model: tapped layer %d outside the backbone's 1..%d", l, backbone.Config.VisionLayers)
-		}
+	if err := o.CheckLayers(backbone.Config.VisionLayers); err != nil {
+		return nil, fmt.Errorf("model: %w", err)
 	}
 	if o.ImageSize == 0 {
 		o.ImageSize = backbone.Options.ImageSize

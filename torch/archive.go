@@ -9,10 +9,10 @@ import "C"
 import (
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"unsafe"
 
+	"madclip/internal/regularfile"
 	"madclip/torch/torchsave"
 )
 
@@ -25,6 +25,9 @@ import (
 // which does the same. torch.save's legacy format (before PyTorch 1.6) is
 // refused with a message that says how to convert it.
 func LoadArchive(path string) (map[string]*Tensor, error) {
+	if err := regularfile.Check(path); err != nil {
+		return nil, fmt.Errorf("load %w", err)
+	}
 	if torchsave.IsTorchSave(path) {
 		return loadTorchSave(path)
 	}
@@ -131,7 +134,7 @@ func PickleDicts(entries []Entry) ([]byte, error) {
 
 // readHead reads the first n bytes of a file (fewer when it is shorter).
 func readHead(path string, n int) ([]byte, error) {
-	f, err := os.Open(path)
+	f, err := regularfile.Open(path)
 	if err != nil {
 		return nil, err
 	}

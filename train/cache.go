@@ -1,6 +1,7 @@
 package train
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -23,7 +24,8 @@ type featureCache struct {
 // cache goes to host memory (told through note). Progress goes to note
 // every few seconds when caching takes that long (ViT-L/14 on a CPU takes
 // minutes).
-func newFeatureCache(m *model.MadCLIP, images *torch.Tensor, compute, store torch.Device, note func(string)) (*featureCache, error) {
+// An interruption (ctx) stops it between chunks.
+func newFeatureCache(ctx context.Context, m *model.MadCLIP, images *torch.Tensor, compute, store torch.Device, note func(string)) (*featureCache, error) {
 	n := images.Size(0)
 	const chunk = 32
 	c := &featureCache{dev: store}
@@ -34,6 +36,10 @@ func newFeatureCache(m *model.MadCLIP, images *torch.Tensor, compute, store torc
 			left := time.Duration(float64(el) * float64(n-lo) / float64(lo))
 			note(fmt.Sprintf("  %d/%d images cached, %s elapsed, about %s left", lo, n, el.Round(time.Second), left.Round(time.Second)))
 			last = time.Now()
+		}
+		if ctx.Err() != nil {
+			c.free()
+			return nil, fmt.Errorf("%w while caching features, before the first step; nothing was saved", ErrInterrupted)
 		}
 		k := min(chunk, n-lo)
 		err := model.WithPrecision(compute, func() error {
@@ -95,6 +101,25 @@ func (c *featureCache) gather(idx []int64, dev torch.Device) []*torch.Tensor {
 		out[i] = l.IndexSelect(0, ix).ToDevice(dev)
 	}
 	return out
+}
+
+// nonFinite counts the cached features that are NaN or infinite: the
+// sign of CLIP weights that are corrupt, not of a learning rate too high.
+func (c *featureCache) nonFinite() (int64, error) {
+	var n float64
+	err := torch.NoGrad(func() error {
+		return torch.Scoped(func(s *torch.Scope) error {
+			for _, l := range c.layers {
+				k, err := l.IsFinite().LogicalNot().Sum().Item()
+				if err != nil {
+					return err
+				}
+				n += k
+			}
+			return nil
+		})
+	})
+	return int64(n), err
 }
 
 func (c *featureCache) free() {

@@ -1,6 +1,7 @@
 package train
 
 import (
+	"context"
 	"madclip/checkpoint"
 	"madclip/dataset"
 	"madclip/metrics"
@@ -20,7 +21,7 @@ type selector struct {
 	bestEpoch int
 }
 
-func newSelector(m *model.MadCLIP, samples []dataset.Sample, size int, masks bool, maxPixels int64, dev torch.Device) (*selector, error) {
+func newSelector(ctx context.Context, m *model.MadCLIP, samples []dataset.Sample, size int, masks bool, maxPixels int64, dev torch.Device) (*selector, error) {
 	imgs, err := loadAll(samples, size, dataset.DecodeOptions{MaxPixels: maxPixels})
 	if err != nil {
 		return nil, err
@@ -31,7 +32,7 @@ func newSelector(m *model.MadCLIP, samples []dataset.Sample, size int, masks boo
 	}
 	err = torch.Scoped(func(sc *torch.Scope) error {
 		x := torch.FromSlice(concat(imgs, func(i dataset.Image) []float32 { return i.Pixels }), int64(len(imgs)), 3, int64(size), int64(size)).ToDevice(dev)
-		c, err := newFeatureCache(m, x, dev, dev, func(string) {})
+		c, err := newFeatureCache(ctx, m, x, dev, dev, func(string) {})
 		if err != nil {
 			return err
 		}

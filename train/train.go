@@ -132,8 +132,11 @@ func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, rep Reporter) (*Resul
 	}
 	r := &trainingRun{c: &c, rep: rep, res: &Result{}}
 	defer r.free()
-	steps := []func() error{r.resumeFrom, r.readShots, func() error { return r.buildModel(tk) }, r.augment, r.cacheFeatures}
+	steps := []func() error{r.resumeFrom, r.readShots, func() error { return r.buildModel(tk) }, r.augment, func() error { return r.cacheFeatures(ctx) }}
 	for _, step := range steps {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("%w while preparing, before the first step; nothing was saved", ErrInterrupted)
+		}
 		if err := step(); err != nil {
 			return nil, err
 		}
@@ -342,7 +345,7 @@ func (r *trainingRun) augment() error {
 // cacheFeatures computes the backbone's tapped features of every augmented
 // image (and of the held-out valid images for selection) once; the image
 // tower is released afterwards when the run owns it.
-func (r *trainingRun) cacheFeatures() error {
+func (r *trainingRun) cacheFeatures(ctx context.Context) error {
 	c := r.c
 	var err error
 	if !c.NoCache {
@@ -352,7 +355,7 @@ func (r *trainingRun) cacheFeatures() error {
 		if c.CacheOnHost {
 			store = torch.CPU
 		}
-		if r.cache, err = newFeatureCache(r.m, r.images, c.Device, store, r.rep.Stage); err != nil {
+		if r.cache, err = newFeatureCache(ctx, r.m, r.images, c.Device, store, r.rep.Stage); err != nil {
 			return err
 		}
 		if err := torch.Synchronize(c.Device); err != nil {
@@ -364,7 +367,7 @@ func (r *trainingRun) cacheFeatures() error {
 	// threshold at the end, and with --select-on-valid the epoch too.
 	if n, a := dataset.Counts(r.heldOut); n > 0 && a > 0 {
 		r.rep.Stage(fmt.Sprintf("caching backbone features of %d held-out valid images (%d normal, %d abnormal) to calibrate the threshold", len(r.heldOut), n, a))
-		if r.sel, err = newSelector(r.m, r.heldOut, c.Model.ImageSize, r.hasMasks, c.MaxPixels, c.Device); err != nil {
+		if r.sel, err = newSelector(ctx, r.m, r.heldOut, c.Model.ImageSize, r.hasMasks, c.MaxPixels, c.Device); err != nil {
 			return err
 		}
 	}
@@ -380,6 +383,14 @@ func (r *trainingRun) epochs(ctx context.Context) error {
 	c := r.c
 	batch := int64(c.Batch)
 	steps := int((r.n + batch - 1) / batch)
+	if r.resume != nil {
+		// A run stopped at (epoch, step) has taken exactly that many Adam
+		// steps; anything else is a checkpoint edited by hand.
+		m := r.resume.Meta
+		if m.Step >= steps || m.Steps != int64(m.Epoch)*int64(steps)+int64(m.Step) {
+			return fmt.Errorf("%s: its resume state (epoch %d, step %d, %d optimiser steps) does not fit this run's %d steps per epoch; the checkpoint was altered", c.Resume, m.Epoch+1, m.Step, m.Steps, steps)
+		}
+	}
 	r.rep.Start(c.Epochs, steps)
 	var stepTotal time.Duration
 	var stepCount int
@@ -407,6 +418,9 @@ func (r *trainingRun) epochs(ctx context.Context) error {
 			stepTotal += time.Since(t0)
 			stepCount++
 			if math.IsNaN(loss) || math.IsInf(loss, 0) {
+				if err := r.checkFeatures(); err != nil {
+					return err
+				}
 				// The step was not applied: the parameters are the last good ones.
 				return r.stopAt(epoch, step, fmt.Errorf("the loss became %v at epoch %d step %d; training stopped; try a lower --lr", loss, epoch+1, step+1))
 			}
@@ -430,6 +444,25 @@ func (r *trainingRun) epochs(ctx context.Context) error {
 		r.res.StepTime = stepTotal / time.Duration(stepCount)
 	}
 	return nil
+}
+
+// checkFeatures tells a non-finite loss that comes from the backbone (NaN
+// or infinity in its features: corrupt weights, where no learning rate
+// helps and no checkpoint is worth saving) from one that comes from
+// training.
+func (r *trainingRun) checkFeatures() error {
+	if r.cache == nil {
+		return nil
+	}
+	n, err := r.cache.nonFinite()
+	if err != nil || n == 0 {
+		return err
+	}
+	src := "the " + r.c.Preset + " preset's random weights"
+	if r.c.Preset == "" {
+		src = "the CLIP weights " + r.c.Weights
+	}
+	return fmt.Errorf("%s give %d NaN or infinite feature values: the weights are corrupt (nothing was saved)", src, n)
 }
 
 // stopAt saves a partial checkpoint (with Adam's state) at epoch and step,
@@ -528,16 +561,28 @@ func Step(m *model.MadCLIP, opt *torch.Adam, taps []*torch.Tensor, labels, masks
 	return loss, err
 }
 
+// restoreAdam gives the optimiser the moments a partial checkpoint saved.
+// A parameter may have none (no gradient reached it yet), but a checkpoint
+// past its first step without any, or with one moment of a pair, was
+// altered: resuming it would not continue the run it claims to.
 func restoreAdam(opt *torch.Adam, m *model.MadCLIP, ck *checkpoint.Checkpoint) error {
+	restored := 0
 	for i, name := range m.Params().Names() {
 		mom, ok1 := ck.Tensors["optim.m."+name]
 		v, ok2 := ck.Tensors["optim.v."+name]
-		if !ok1 || !ok2 {
+		if ok1 != ok2 {
+			return fmt.Errorf("%s: optimiser state of %s has one of its two moments", ck.Path, name)
+		}
+		if !ok1 {
 			continue
 		}
 		if err := opt.SetState(ck.Meta.Steps, i, mom, v); err != nil {
 			return fmt.Errorf("%s: optimizer state of %s: %w", ck.Path, name, err)
 		}
+		restored++
+	}
+	if ck.Meta.Steps > 0 && restored == 0 {
+		return fmt.Errorf("%s: a partial checkpoint after %d optimiser steps without the optimiser's state; it cannot be resumed exactly", ck.Path, ck.Meta.Steps)
 	}
 	return nil
 }

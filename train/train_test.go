@@ -2,6 +2,7 @@ package train
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -469,5 +470,55 @@ func TestResumeKeepsTheBackbone(t *testing.T) {
 	resumed.Weights = a
 	if _, err := run(t, context.Background(), resumed, &quietReporter{}); err != nil {
 		t.Errorf("resume on its own weights: %v", err)
+	}
+}
+
+// TestCorruptWeightsNamed: weights holding NaN make the loss NaN at once;
+// the error blames the weights, not the learning rate, and saves nothing.
+func TestCorruptWeightsNamed(t *testing.T) {
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	root := synth(t)
+	dir := t.TempDir()
+	good, bad := filepath.Join(dir, "good.safetensors"), filepath.Join(dir, "nan.safetensors")
+	cliptest.WriteTiny(t, good, 1, torch.Float32)
+	f, err := safetensors.Open(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := make([]safetensors.Tensor, len(f.Tensors))
+	for i, x := range f.Tensors {
+		ts[i] = x
+		ts[i].Data = append([]byte(nil), x.Data...)
+		if x.Name == "visual.conv1.weight" {
+			binary.LittleEndian.PutUint32(ts[i].Data, math.Float32bits(float32(math.NaN())))
+		}
+	}
+	f.Close()
+	if err := safetensors.WriteFile(bad, ts, nil); err != nil {
+		t.Fatal(err)
+	}
+	c := smallConfig(t, root)
+	c.Preset, c.Weights = "", bad
+	_, err = run(t, context.Background(), c, &quietReporter{})
+	if err == nil || !strings.Contains(err.Error(), bad+" give") || !strings.Contains(err.Error(), "corrupt") || strings.Contains(err.Error(), "--lr") {
+		t.Errorf("NaN weights: %v", err)
+	}
+	if _, err := os.Stat(c.Out); err == nil {
+		t.Error("a checkpoint was saved from corrupt weights")
+	}
+}
+
+// TestInterruptBeforeTraining: an interruption during preparation stops
+// the run at once, with nothing saved.
+func TestInterruptBeforeTraining(t *testing.T) {
+	c := smallConfig(t, synth(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := run(t, ctx, c, &quietReporter{})
+	if !errors.Is(err, ErrInterrupted) || !strings.Contains(err.Error(), "nothing was saved") {
+		t.Errorf("interrupted before the first step: %v", err)
+	}
+	if _, err := os.Stat(c.Out); err == nil {
+		t.Error("a checkpoint was saved before any training")
 	}
 }

@@ -3,13 +3,13 @@ package weights
 import (
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
 
 	"madclip/atomicfile"
+	"madclip/internal/regularfile"
 	"madclip/model/clip"
 	"madclip/model/clip/bpe"
 	"madclip/torch"
@@ -264,7 +264,7 @@ func stripPrefix(src map[string]*torch.Tensor) map[string]*torch.Tensor {
 }
 
 func copyFile(src, dst string) error {
-	in, err := os.Open(src)
+	in, err := regularfile.Open(src)
 	if err != nil {
 		return fmt.Errorf("copy vocab: %w", err)
 	}

@@ -11,7 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
+	"syscall"
 
 	"madclip/atomicfile"
 	"madclip/torch/safetensors"
@@ -23,23 +23,21 @@ import (
 // another order, or other header metadata, give the same digest.
 //
 // The digest of a file is remembered in the user cache by its absolute
-// path, size and modification time, so that a later run does not read
-// 0.9 GB again.
+// path, size, inode and modification and change times, so that a later
+// run does not read 0.9 GB again. The change time cannot be set back by a
+// user (touch -r restores only the modification time), so weights edited
+// in place are hashed again.
 func Digest(path string) (string, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return "", err
 	}
-	st, err := os.Stat(abs)
+	key, err := keyOf(abs)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("%s: %w", path, err)
 	}
-	if !st.Mode().IsRegular() {
-		return "", fmt.Errorf("%s: not a regular file", path)
-	}
-	key := digestKey{Path: abs, Size: st.Size(), ModTime: st.ModTime().UnixNano()}
 	cache := readDigestCache()
-	if d, ok := cache[key.String()]; ok {
+	if d, ok := cache[key]; ok {
 		return d, nil
 	}
 	f, err := safetensors.Open(abs)
@@ -48,7 +46,7 @@ func Digest(path string) (string, error) {
 	}
 	d := digestOf(f)
 	f.Close()
-	cache[key.String()] = d
+	cache[key] = d
 	writeDigestCache(cache)
 	return d, nil
 }
@@ -78,13 +76,31 @@ func digestOf(f *safetensors.File) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
+// digestKey is what the cache knows a file by: a change to its content
+// changes one of these.
 type digestKey struct {
-	Path    string
-	Size    int64
-	ModTime int64
+	Path       string `json:"path"`
+	Size       int64  `json:"size"`
+	Inode      uint64 `json:"inode"`
+	ModTime    int64  `json:"mtime_ns"`
+	ChangeTime int64  `json:"ctime_ns"`
 }
 
-func (k digestKey) String() string { return fmt.Sprintf("%s\x00%d\x00%d", k.Path, k.Size, k.ModTime) }
+// keyOf reads the key of the regular file at abs.
+func keyOf(abs string) (digestKey, error) {
+	st, err := os.Stat(abs)
+	if err != nil {
+		return digestKey{}, err
+	}
+	if !st.Mode().IsRegular() {
+		return digestKey{}, errors.New("not a regular file")
+	}
+	k := digestKey{Path: abs, Size: st.Size(), ModTime: st.ModTime().UnixNano()}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		k.Inode, k.ChangeTime = sys.Ino, sys.Ctim.Nano()
+	}
+	return k, nil
+}
 
 // digestCachePath is the file that remembers digests (in the user cache).
 func digestCachePath() string {
@@ -95,10 +111,15 @@ func digestCachePath() string {
 	return filepath.Join(c, "madclip", "digests.json")
 }
 
+type cacheEntry struct {
+	digestKey
+	Digest string `json:"digest"`
+}
+
 // readDigestCache reads the remembered digests; a missing or unreadable
 // cache is empty (it is only a shortcut).
-func readDigestCache() map[string]string {
-	m := map[string]string{}
+func readDigestCache() map[digestKey]string {
+	m := map[digestKey]string{}
 	p := digestCachePath()
 	if p == "" {
 		return m
@@ -107,45 +128,28 @@ func readDigestCache() map[string]string {
 	if err != nil {
 		return m
 	}
-	var entries []struct {
-		Path    string `json:"path"`
-		Size    int64  `json:"size"`
-		ModTime int64  `json:"mtime_ns"`
-		Digest  string `json:"digest"`
-	}
+	var entries []cacheEntry
 	if json.Unmarshal(b, &entries) != nil {
 		return m
 	}
 	for _, e := range entries {
-		m[digestKey{e.Path, e.Size, e.ModTime}.String()] = e.Digest
+		m[e.digestKey] = e.Digest
 	}
 	return m
 }
 
 // writeDigestCache stores the digests, dropping entries whose file changed
 // or went; failures are ignored (the cache is only a shortcut).
-func writeDigestCache(m map[string]string) {
+func writeDigestCache(m map[digestKey]string) {
 	p := digestCachePath()
 	if p == "" || os.MkdirAll(filepath.Dir(p), 0o755) != nil {
 		return
 	}
-	type entry struct {
-		Path    string `json:"path"`
-		Size    int64  `json:"size"`
-		ModTime int64  `json:"mtime_ns"`
-		Digest  string `json:"digest"`
-	}
-	var entries []entry
+	var entries []cacheEntry
 	for k, d := range m {
-		parts := strings.Split(k, "\x00")
-		var e entry
-		e.Path, e.Digest = parts[0], d
-		fmt.Sscan(parts[1], &e.Size)
-		fmt.Sscan(parts[2], &e.ModTime)
-		if st, err := os.Stat(e.Path); err != nil || st.Size() != e.Size || st.ModTime().UnixNano() != e.ModTime {
-			continue
+		if now, err := keyOf(k.Path); err == nil && now == k {
+			entries = append(entries, cacheEntry{k, d})
 		}
-		entries = append(entries, e)
 	}
 	sort.Slice(entries, func(i, j int) bool { return entries[i].Path < entries[j].Path })
 	b, err := json.MarshalIndent(entries, "", "  ")

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"madclip/internal/regularfile"
 	"net"
 	"net/http"
 	"os"
@@ -218,12 +219,7 @@ var defaultClient = &http.Client{Transport: &http.Transport{
 // FileSHA256 is the hex SHA-256 of a regular file (a device such as
 // /dev/zero is refused rather than hashed forever).
 func FileSHA256(path string) (string, error) {
-	if st, err := os.Stat(path); err != nil {
-		return "", err
-	} else if !st.Mode().IsRegular() {
-		return "", fmt.Errorf("%s: not a regular file", path)
-	}
-	f, err := os.Open(path)
+	f, err := regularfile.Open(path)
 	if err != nil {
 		return "", err
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -139,7 +140,13 @@ var (
 // maxPixelsFlag raises the decompression-bomb limit for very large scans.
 func maxPixelsFlag() cli.Flag {
 	return &cli.Int64Flag{Name: "max-pixels", Value: imaging.DefaultMaxPixels,
-		Usage: "the largest image (width × height) to decode; a header claiming more is refused before decoding"}
+		Usage: "the largest image (width × height) to decode; a header claiming more is refused before decoding",
+		Action: func(_ *cli.Context, v int64) error {
+			if v < 1 {
+				return fmt.Errorf("--max-pixels %d: want a positive number of pixels", v)
+			}
+			return nil
+		}}
 }
 
 // deviceFromFlag parses --device and checks that the device exists: on a
@@ -171,19 +178,39 @@ func plural(n int, noun string) string {
 // uniformFlags gives every command --quiet (-q: no progress lines; the
 // results are still printed) and drops "(default: false)" from every
 // switch's help line: a switch is off unless given.
-func uniformFlags(cmds []*cli.Command) {
+//
+// A string flag given as "" is an error (an empty --heatmap or --datasets
+// would otherwise mean "not given"), and a flag that does not parse gives
+// one line on standard error, not the help on standard output, where it
+// would land in a --json > file.
+func uniformFlags(cmds []*cli.Command, parent string) {
 	for _, c := range cmds {
+		name := strings.TrimSpace(parent + " " + c.Name)
 		quiet := false
 		for _, f := range c.Flags {
-			if b, ok := f.(*cli.BoolFlag); ok {
-				b.DisableDefaultText = true
+			switch f := f.(type) {
+			case *cli.BoolFlag:
+				f.DisableDefaultText = true
+			case *cli.StringFlag:
+				if f.Action == nil {
+					flag := f.Name
+					f.Action = func(_ *cli.Context, v string) error {
+						if v == "" {
+							return fmt.Errorf("%s: --%s is empty", name, flag)
+						}
+						return nil
+					}
+				}
 			}
 			quiet = quiet || f.Names()[0] == "quiet"
 		}
 		if c.Action != nil && !quiet {
 			c.Flags = append(c.Flags, &cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress lines", DisableDefaultText: true})
 		}
-		uniformFlags(c.Subcommands)
+		c.OnUsageError = func(_ *cli.Context, err error, _ bool) error {
+			return fmt.Errorf("%s: %v (see madclip %s --help)", name, err, name)
+		}
+		uniformFlags(c.Subcommands, name)
 	}
 }
 
@@ -195,3 +222,32 @@ func sizeOf(path string) string {
 	}
 	return fmt.Sprintf("%.1f MB", float64(st.Size())/1e6)
 }
+
+// oneBackbone refuses --weights with --preset: each names the backbone.
+func oneBackbone(c *cli.Context) error {
+	if c.String("weights") != "" && c.String("preset") != "" {
+		return fmt.Errorf("--weights and --preset both name a backbone; give one")
+	}
+	return nil
+}
+
+// oneLine escapes control characters (a newline in a file name, an escape
+// sequence) as Go would write them in a string, so that a message or an
+// output line stays one line and cannot drive the terminal.
+func oneLine(s string) string {
+	if !strings.ContainsFunc(s, isControl) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if isControl(r) {
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+		} else {
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) }

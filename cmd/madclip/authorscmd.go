@@ -60,6 +60,9 @@ func importAuthorsAction(c *cli.Context) error {
 	if err := inRange(c, map[string][2]int{"image-size": imageSizeRange, "shots": shotsRange}); err != nil {
 		return fmt.Errorf("import authors: %w", err)
 	}
+	if err := oneBackbone(c); err != nil {
+		return fmt.Errorf("import authors: %w", err)
+	}
 	in, out := c.Args().First(), c.String("out")
 	if err := distinctPaths(map[string]string{"IN.pth": in, "--out": out, "--weights": c.String("weights")}); err != nil {
 		return fmt.Errorf("import authors: %w", err)

@@ -12,6 +12,8 @@ import (
 
 	"madclip/atomicfile"
 	"madclip/bench"
+	"madclip/checkpoint"
+	"madclip/dataset"
 )
 
 func benchCommand() *cli.Command {
@@ -68,47 +70,21 @@ Examples:
 }
 
 func benchAction(c *cli.Context) error {
-	var shots []int
-	for _, s := range strings.Split(c.String("shots"), ",") {
-		k, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil || k < 1 {
-			return fmt.Errorf("bench: bad --shots %q", c.String("shots"))
-		}
-		shots = append(shots, k)
-	}
-	if c.Int("seeds") < 1 || c.Int("epochs") < 1 {
-		return fmt.Errorf("bench: --seeds and --epochs must be positive")
-	}
-	if err := inRange(c, map[string][2]int{"image-size": imageSizeRange, "batch": {1, 4096}}); err != nil {
+	plan, err := planBench(c)
+	if err != nil {
 		return fmt.Errorf("bench: %w", err)
 	}
-	var datasets []string
-	if d := c.String("datasets"); d != "all" {
-		for _, n := range strings.Split(d, ",") {
-			datasets = append(datasets, strings.TrimSpace(n))
-		}
-	}
-	var cross [][2]string
-	var pairs []string
-	for _, p := range c.StringSlice("cross") {
-		if p == "paper" {
-			pairs = append(pairs, bench.CrossTargets()...)
-		} else {
-			pairs = append(pairs, p)
-		}
-	}
-	for _, p := range pairs {
-		a, b, ok := strings.Cut(p, ":")
-		if !ok || a == "" || b == "" {
-			return fmt.Errorf("bench: bad --cross %q (want TRAIN:TEST)", p)
-		}
-		cross = append(cross, [2]string{a, b})
-	}
+	shots, datasets, cross := plan.shots, plan.datasets, plan.cross
 	weights := ""
 	if c.String("preset") == "" {
 		var err error
 		if weights, err = findWeights(c.String("weights")); err != nil {
 			return err
+		}
+	}
+	if p := c.String("json-out"); p != "" {
+		if err := benchOutputs(c, p, weights, datasets, cross); err != nil {
+			return fmt.Errorf("bench: %w", err)
 		}
 	}
 	tk, err := loadTokenizer(c)
@@ -163,4 +139,96 @@ func benchAction(c *cli.Context) error {
 		})
 	}
 	return nil
+}
+
+// benchPlan is what bench runs, from its flags.
+type benchPlan struct {
+	shots    []int
+	datasets []string // nil: all
+	cross    [][2]string
+}
+
+// planBench parses and checks bench's lists and counts: a shot count,
+// dataset or pair given twice would only repeat runs.
+func planBench(c *cli.Context) (benchPlan, error) {
+	var p benchPlan
+	if err := oneBackbone(c); err != nil {
+		return p, err
+	}
+	if err := inRange(c, map[string][2]int{"image-size": imageSizeRange, "batch": {1, 4096}, "seeds": {1, 1000}, "epochs": {1, checkpoint.MaxEpochs}}); err != nil {
+		return p, err
+	}
+	seen := map[string]bool{}
+	once := func(flag, v string) error {
+		if seen[flag+"\x00"+v] {
+			return fmt.Errorf("--%s lists %s twice", flag, v)
+		}
+		seen[flag+"\x00"+v] = true
+		return nil
+	}
+	for _, s := range strings.Split(c.String("shots"), ",") {
+		s = strings.TrimSpace(s)
+		k, err := strconv.Atoi(s)
+		if err != nil || k < shotsRange[0] || k > shotsRange[1] {
+			return p, fmt.Errorf("bad --shots %q (want counts such as 2,4,8,16)", c.String("shots"))
+		}
+		if err := once("shots", s); err != nil {
+			return p, err
+		}
+		p.shots = append(p.shots, k)
+	}
+	if d := c.String("datasets"); d != "all" {
+		for _, n := range strings.Split(d, ",") {
+			n = strings.TrimSpace(n)
+			if err := dataset.CheckName(n); err != nil {
+				return p, fmt.Errorf("--datasets %q: %w", d, err)
+			}
+			if err := once("datasets", n); err != nil {
+				return p, err
+			}
+			p.datasets = append(p.datasets, n)
+		}
+	}
+	var pairs []string
+	for _, s := range c.StringSlice("cross") {
+		if s == "paper" {
+			pairs = append(pairs, bench.CrossTargets()...)
+		} else {
+			pairs = append(pairs, s)
+		}
+	}
+	for _, s := range pairs {
+		a, b, ok := strings.Cut(s, ":")
+		if !ok || dataset.CheckName(a) != nil || dataset.CheckName(b) != nil || strings.Contains(b, ":") {
+			return p, fmt.Errorf("bad --cross %q (want TRAIN:TEST, two dataset names)", s)
+		}
+		if err := once("cross", s); err != nil {
+			return p, err
+		}
+		p.cross = append(p.cross, [2]string{a, b})
+	}
+	return p, nil
+}
+
+// benchOutputs checks --json-out before hours of runs: its folder takes
+// files, and it is none of the inputs (the weights, the vocab, an image of
+// the datasets).
+func benchOutputs(c *cli.Context, out, weights string, datasets []string, cross [][2]string) error {
+	if err := writableFolder("--json-out", out); err != nil {
+		return err
+	}
+	names := datasets
+	if names == nil {
+		for _, b := range dataset.Benchmarks {
+			names = append(names, b.Name)
+		}
+	}
+	for _, p := range cross {
+		names = append(names, p[0], p[1])
+	}
+	inputs := []namedPath{{"--weights", weights}, {"--vocab", c.String("vocab")}}
+	for _, n := range names {
+		inputs = append(inputs, splitInputs(c.String("data"), n, "valid", "test")...)
+	}
+	return checkOutputs([]namedPath{{"--json-out", out}}, inputs)
 }

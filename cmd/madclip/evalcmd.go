@@ -68,10 +68,16 @@ func evalAction(c *cli.Context) error {
 	if err := checkThresholdFlag(c); err != nil {
 		return fmt.Errorf("eval: %w", err)
 	}
+	if c.IsSet("dataset") {
+		if err := dataset.CheckName(c.String("dataset")); err != nil {
+			return fmt.Errorf("eval: %w", err)
+		}
+	}
 	report := c.String("report")
+	var reportInputs *inputSet
 	if report != "" {
-		if err := os.MkdirAll(filepath.Join(report, "failures"), 0o755); err != nil {
-			return fmt.Errorf("report folder %s: %w", report, err)
+		if reportInputs, err = planReport(c, report); err != nil {
+			return fmt.Errorf("eval: %w", err)
 		}
 	}
 	var ev *infer.Evaluation
@@ -112,7 +118,7 @@ func evalAction(c *cli.Context) error {
 		if report == "" {
 			return nil
 		}
-		return writeFailures(p, ev, report, c.Int("failures"))
+		return writeFailures(p, ev, report, c.Int("failures"), reportInputs)
 	})
 	if err != nil {
 		return err
@@ -139,6 +145,32 @@ func evalAction(c *cli.Context) error {
 		fmt.Fprintf(w, "report in %s\n", report)
 	}
 	return nil
+}
+
+// planReport checks, before any work, that the report folder can hold
+// the report and that none of its files is an input (the checkpoint, the
+// weights, a test image: a report folder may be anywhere, even the folder
+// of the scans), then makes it. The inputs are returned for the failure
+// pictures, whose names are known only at the end.
+func planReport(c *cli.Context, report string) (*inputSet, error) {
+	inputs, meta := checkpointInputs(c)
+	name := c.String("dataset")
+	if name == "" {
+		name = meta.Dataset
+	}
+	inputs = append(inputs, splitInputs(c.String("data"), name, "test")...)
+	outputs := []namedPath{{"--report", filepath.Join(report, "report.json")}}
+	for _, n := range infer.PlotNames {
+		outputs = append(outputs, namedPath{"--report", filepath.Join(report, n)})
+	}
+	set := newInputSet(inputs)
+	if err := set.checkAll(outputs); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Join(report, "failures"), 0o755); err != nil {
+		return nil, fmt.Errorf("--report %s: %w", report, err)
+	}
+	return set, nil
 }
 
 // writeReport writes report.json and the curves into the report folder
@@ -186,7 +218,7 @@ func printEvaluation(w io.Writer, ev *infer.Evaluation) {
 
 // writeFailures draws heatmaps of the n highest-scoring normal and n
 // lowest-scoring abnormal images.
-func writeFailures(p *infer.Predictor, ev *infer.Evaluation, dir string, n int) error {
+func writeFailures(p *infer.Predictor, ev *infer.Evaluation, dir string, n int, inputs *inputSet) error {
 	if err := clearFailures(filepath.Join(dir, "failures")); err != nil {
 		return err
 	}
@@ -225,7 +257,11 @@ func writeFailures(p *infer.Predictor, ev *infer.Evaluation, dir string, n int) 
 		base := strings.TrimSuffix(filepath.Base(d.Sample.Path), filepath.Ext(d.Sample.Path))
 		name := fmt.Sprintf("%s_%.3f_%s.png", kind, r.Score, base)
 		o := infer.Overlay{Score: r.Score, Threshold: ev.At.Threshold, Label: s.Label, Note: "- " + truth}
-		return writePNG(filepath.Join(dir, "failures", name), infer.Panel(d.Orig, gt, r.Map, p.Size, o))
+		out := filepath.Join(dir, "failures", name)
+		if err := inputs.check(namedPath{"--report", out}); err != nil {
+			return err
+		}
+		return writePNG(out, infer.Panel(d.Orig, gt, r.Map, p.Size, o))
 	})
 }
 

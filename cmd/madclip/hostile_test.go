@@ -107,7 +107,40 @@ func TestHostileInputs(t *testing.T) {
 		delete(b, "preset")
 		b["weights_file"], b["weights_sha256"] = "/dev/zero", strings.Repeat("ab", 32)
 	})
-	before := map[string]string{scan: fileSum(t, scan), ck: fileSum(t, ck)}
+	editMeta := func(name string, edit func(m map[string]any)) string {
+		p := filepath.Join(dir, name)
+		rewriteCheckpoint(t, ck, p, func(m map[string]any, _ []safetensors.Tensor) { edit(m) })
+		return p
+	}
+	newer := editMeta("newer.safetensors", func(m map[string]any) { m["version"] = "99.0" })
+	unversioned := editMeta("unversioned.safetensors", func(m map[string]any) { delete(m, "version") })
+	twiceTapped := editMeta("layers.safetensors", func(m map[string]any) { m["model"].(map[string]any)["Layers"] = []int{1, 1} })
+	twoBackbones := editMeta("two.safetensors", func(m map[string]any) {
+		b := m["backbone"].(map[string]any)
+		b["weights_file"], b["weights_digest"] = "/etc/passwd", strings.Repeat("ab", 32)
+	})
+	// Inputs that would block a reader forever, and outputs that lead to
+	// inputs through links.
+	fifo := filepath.Join(dir, "fifo.png")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	testImage := filepath.Join(root, "Brain_AD", "test", "good", "img", "001.png")
+	validImage := filepath.Join(root, "Brain_AD", "valid", "good", "img", "00250_60.png")
+	ckLinked := filepath.Join(dir, "linked-report")
+	os.MkdirAll(ckLinked, 0o755)
+	os.Symlink(ck, filepath.Join(ckLinked, "report.json"))
+	imgLinked := filepath.Join(dir, "linked-roc")
+	os.MkdirAll(imgLinked, 0o755)
+	os.Symlink(testImage, filepath.Join(imgLinked, "roc_image.png"))
+	outLink := filepath.Join(dir, "out.safetensors")
+	os.Symlink(validImage, outLink)
+	newline := filepath.Join(dir, "two\nlines.png")
+	os.WriteFile(newline, []byte("not an image"), 0o644)
+	before := map[string]string{scan: fileSum(t, scan), ck: fileSum(t, ck), testImage: fileSum(t, testImage), validImage: fileSum(t, validImage)}
+	eval := []string{"eval", "--checkpoint", ck, "--data", root, "--device", "cpu"}
+	train := []string{"train", "--data", root, "--dataset", "Brain", "--preset", "tiny", "--shots", "2", "--epochs", "1", "--image-size", "56"}
+	bench := []string{"bench", "--data", root, "--datasets", "Brain", "--preset", "tiny", "--shots", "2", "--seeds", "1", "--epochs", "1", "--image-size", "56"}
 
 	predict := []string{"predict", "--checkpoint", ck, "--device", "cpu"}
 	cases := []struct {
@@ -134,6 +167,30 @@ func TestHostileInputs(t *testing.T) {
 		{"train into a missing folder", []string{"train", "--data", root, "--dataset", "Brain", "--preset", "tiny", "--out", "/proc/none/x.safetensors"}, "/proc/none/x.safetensors"},
 		{"convert onto itself", []string{"weights", "convert", ck, ck}, "refusing to overwrite an input"},
 		{"convert with a bad vocab", []string{"weights", "convert", "--vocab", scan, ck, filepath.Join(dir, "w.safetensors")}, "--vocab"},
+		{"checkpoint from a newer madclip", []string{"predict", "--checkpoint", newer, scan}, "newer than this one"},
+		{"checkpoint without a version", []string{"predict", "--checkpoint", unversioned, scan}, "no version"},
+		{"a layer tapped twice in the metadata", []string{"predict", "--checkpoint", twiceTapped, scan}, "layer 1 is tapped twice"},
+		{"a preset and a weights file in the metadata", []string{"predict", "--checkpoint", twoBackbones, scan}, "two backbones"},
+		{"named pipe as an image", append(predict, fifo), "it is a named pipe"},
+		{"named pipe as the vocab", []string{"tokenize", "--vocab", fifo, "hi"}, "it is a named pipe"},
+		{"named pipe as the shots file", []string{"train", "--data", root, "--dataset", "Brain", "--preset", "tiny", "--shots-file", fifo, "-q", "--out", filepath.Join(dir, "o.safetensors")}, "it is a named pipe"},
+		{"report.json linked to the checkpoint", append(eval, "--report", ckLinked), "refusing to overwrite an input"},
+		{"report plot linked to a test image", append(eval, "--report", imgLinked), "an input image"},
+		{"dataset outside the root", append(eval, "--dataset", "../x"), "without a path"},
+		{"train --out linked to a valid image", append(train, "--out", outLink), "an input image"},
+		{"bench --json-out onto a test image", append(bench, "--json-out", testImage), "an input image"},
+		{"bench --json-out onto a device", append(bench, "--json-out", "/dev/full"), "not a regular file"},
+		{"bench with weights and a preset", append(bench, "--weights", ck), "--weights and --preset"},
+		{"bench shot count twice", []string{"bench", "--data", root, "--preset", "tiny", "--shots", "2,2"}, "--shots lists 2 twice"},
+		{"bench malformed pair", append(bench, "--cross", "a:b:c"), `bad --cross "a:b:c"`},
+		{"infinite learning rate", append(train, "--lr", "Inf", "--out", filepath.Join(dir, "o.safetensors")), "--lr +Inf"},
+		{"huge learning rate", append(train, "--lr", "1e30", "--out", filepath.Join(dir, "o.safetensors")), "--lr 1e+30"},
+		{"zero pixel limit", append(predict, scan, "--max-pixels", "0"), "--max-pixels 0"},
+		{"empty heatmap path", append(predict, scan, "--heatmap", ""), "--heatmap is empty"},
+		{"unknown flag", append(predict, scan, "--bogus"), "see madclip predict --help"},
+		{"unparsable number", append(predict, scan, "--threshold", "1e400"), "see madclip predict --help"},
+		{"newline in a file name", append(predict, newline), `two\nlines.png`},
+		{"huge PNG under a raised limit", append(predict, bomb, "--max-pixels", "10000000000"), "of memory"},
 	}
 	if torch.CUDADeviceCount() == 0 {
 		cases = append(cases, struct {
@@ -144,10 +201,13 @@ func TestHostileInputs(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, e, code := madclip(t, nil, c.args...)
+			o, e, code := madclip(t, nil, c.args...)
 			wantFailure(t, c.want, e, code)
 			if n := strings.Count(strings.TrimSpace(e), "\n"); n > 0 {
 				t.Errorf("%d lines on stderr, want one: %q", n+1, e)
+			}
+			if o != "" {
+				t.Errorf("standard output holds %q", o)
 			}
 		})
 	}
@@ -291,6 +351,37 @@ func TestTrainSignalsAndResume(t *testing.T) {
 	}
 	_, e, code := madclip(t, nil, "train", "--resume", out, "--epochs", "5")
 	wantFailure(t, "--epochs 5 contradicts the checkpoint's 400", e, code)
+	_, e, code = madclip(t, nil, "train", "--resume", out, "--quick-gelu")
+	wantFailure(t, "--quick-gelu true contradicts the checkpoint's false", e, code)
+	_, e, code = madclip(t, nil, "train", "--resume", out, "--weights", out)
+	wantFailure(t, `--weights: this run trains on the "tiny" preset`, e, code)
+	// Resume state edited by hand: a step past the epoch's end, and the
+	// optimiser's moments removed.
+	dir := filepath.Dir(out)
+	farStep := filepath.Join(dir, "far.safetensors")
+	rewriteCheckpoint(t, out, farStep, func(m map[string]any, _ []safetensors.Tensor) { m["step"] = 1e9 })
+	_, e, code = madclip(t, nil, "train", "--resume", farStep, "-q")
+	wantFailure(t, "the checkpoint was altered", e, code)
+	noAdam := filepath.Join(dir, "noadam.safetensors")
+	f, err := safetensors.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kept []safetensors.Tensor
+	for _, x := range f.Tensors {
+		if !strings.HasPrefix(x.Name, "optim.") {
+			kept = append(kept, x)
+		}
+	}
+	if len(kept) == len(f.Tensors) {
+		t.Fatal("the partial checkpoint holds no optimiser state")
+	}
+	if err := safetensors.WriteFile(noAdam, kept, f.Metadata); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	_, e, code = madclip(t, nil, "train", "--resume", noAdam, "-q")
+	wantFailure(t, "without the optimiser's state", e, code)
 	_, e, code = madclip(t, nil, "train", "--resume", out, "--dataset", "Chest")
 	wantFailure(t, "--dataset Chest", e, code)
 	// A dataset of the benchmark that has masks must keep them.

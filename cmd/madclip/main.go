@@ -25,7 +25,7 @@ func main() {
 		err = fmt.Errorf("write standard output: %w", out.err)
 	}
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "madclip: %s\n", strings.TrimPrefix(err.Error(), "madclip: "))
+		fmt.Fprintf(os.Stderr, "madclip: %s\n", oneLine(strings.TrimPrefix(err.Error(), "madclip: ")))
 		os.Exit(1)
 	}
 }
@@ -83,7 +83,10 @@ Examples:
 		// Errors are printed once, by main, as one line.
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
-	uniformFlags(app.Commands)
+	uniformFlags(app.Commands, "")
+	app.OnUsageError = func(_ *cli.Context, err error, _ bool) error {
+		return fmt.Errorf("%v (see madclip --help)", err)
+	}
 	return app
 }
 

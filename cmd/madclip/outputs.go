@@ -8,6 +8,7 @@ import (
 	"syscall"
 
 	"madclip/atomicfile"
+	"madclip/dataset"
 )
 
 // perImageOutputs names one output per input image under dest, ending in
@@ -76,56 +77,20 @@ func within(a, dir string) bool {
 // a device, a pipe). outputs and inputs map a path to what it is for
 // ("--heatmap", "image").
 func checkOutputs(outputs, inputs []namedPath) error {
-	// Inputs by absolute path and by file identity (device and inode, for
-	// links and other spellings), each looked up once: a folder of 10,000
-	// scans is checked in linear time.
-	type fileID struct{ dev, ino uint64 }
-	byPath := map[string]namedPath{}
-	byID := map[fileID]namedPath{}
-	id := func(p string) (fileID, bool) {
-		st, err := os.Stat(p)
-		if err != nil {
-			return fileID{}, false
-		}
-		sys, ok := st.Sys().(*syscall.Stat_t)
-		if !ok {
-			return fileID{}, false
-		}
-		return fileID{uint64(sys.Dev), uint64(sys.Ino)}, true
-	}
-	abs := func(p string) string {
-		if a, err := filepath.Abs(p); err == nil {
-			return a
-		}
-		return p
-	}
-	for _, in := range inputs {
-		if in.path == "" {
-			continue
-		}
-		byPath[abs(in.path)] = in
-		if k, ok := id(in.path); ok {
-			byID[k] = in
-		}
-	}
+	return newInputSet(inputs).checkAll(outputs)
+}
+
+// checkAll is check for each output, and refuses two outputs at one path.
+func (s *inputSet) checkAll(outputs []namedPath) error {
 	seen := map[string]namedPath{}
 	for _, o := range outputs {
 		if o.path == "" {
 			continue
 		}
-		if _, _, err := atomicfile.Destination(o.path, 0o644); err != nil {
-			return fmt.Errorf("%s: %w", o.role, err)
+		if err := s.check(o); err != nil {
+			return err
 		}
-		key := abs(o.path)
-		in, clash := byPath[key]
-		if !clash {
-			if k, ok := id(o.path); ok {
-				in, clash = byID[k]
-			}
-		}
-		if clash {
-			return fmt.Errorf("%s %s is %s: refusing to overwrite an input", o.role, o.path, in.describe())
-		}
+		key := absPath(o.path)
 		if prev, ok := seen[key]; ok {
 			return fmt.Errorf("%s and %s both write %s", prev.role, o.role, o.path)
 		}
@@ -134,13 +99,93 @@ func checkOutputs(outputs, inputs []namedPath) error {
 	return nil
 }
 
+// inputSet is what a command reads, by absolute path and by file identity
+// (device and inode, which catches links and other spellings), each looked
+// up once: a folder of 10,000 scans is checked in linear time. Outputs
+// whose names are known only later (eval's failure pictures) are checked
+// against it as they are written.
+type inputSet struct {
+	byPath map[string]namedPath
+	byID   map[fileID]namedPath
+}
+
+type fileID struct{ dev, ino uint64 }
+
+func newInputSet(inputs []namedPath) *inputSet {
+	s := &inputSet{byPath: map[string]namedPath{}, byID: map[fileID]namedPath{}}
+	for _, in := range inputs {
+		if in.path == "" {
+			continue
+		}
+		s.byPath[absPath(in.path)] = in
+		if k, ok := identity(in.path); ok {
+			s.byID[k] = in
+		}
+	}
+	return s
+}
+
+// check refuses an output that is an input, or that atomicfile would not
+// replace.
+func (s *inputSet) check(o namedPath) error {
+	if _, _, err := atomicfile.Destination(o.path, 0o644); err != nil {
+		return fmt.Errorf("%s: %w", o.role, err)
+	}
+	in, clash := s.byPath[absPath(o.path)]
+	if !clash {
+		if k, ok := identity(o.path); ok {
+			in, clash = s.byID[k]
+		}
+	}
+	if clash {
+		return fmt.Errorf("%s %s is %s: refusing to overwrite an input", o.role, o.path, in.describe())
+	}
+	return nil
+}
+
+// identity is the device and inode of the file at p (after links).
+func identity(p string) (fileID, bool) {
+	st, err := os.Stat(p)
+	if err != nil {
+		return fileID{}, false
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fileID{}, false
+	}
+	return fileID{uint64(sys.Dev), uint64(sys.Ino)}, true
+}
+
+// splitInputs names the images and masks of a dataset's splits as inputs;
+// a split that cannot be read adds nothing (the command reports it when it
+// reads the split).
+func splitInputs(root, name string, splits ...string) []namedPath {
+	var out []namedPath
+	for _, sp := range splits {
+		s, err := dataset.ReadSplit(root, name, sp)
+		if err != nil {
+			continue
+		}
+		for _, smp := range s.Samples {
+			out = append(out, namedPath{"image", smp.Path})
+			if smp.MaskPath != "" {
+				out = append(out, namedPath{"mask", smp.MaskPath})
+			}
+		}
+	}
+	return out
+}
+
 // namedPath is a file the command reads or writes, with its role for
 // messages.
 type namedPath struct{ role, path string }
 
 func (n namedPath) describe() string {
-	if n.role == "image" {
+	switch n.role {
+	case "image":
 		return "an input image"
+	case "mask":
+		return "an input mask"
 	}
 	return "the " + n.role + " file"
 }

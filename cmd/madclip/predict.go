@@ -17,6 +17,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"madclip/atomicfile"
+	"madclip/checkpoint"
 	"madclip/dataset"
 	"madclip/infer"
 	"madclip/model/clip/bpe"
@@ -103,7 +104,7 @@ func imageInputs(args []string) ([]string, error) {
 			// Said, not silent: a folder of .tif scans would otherwise
 			// look scored.
 			fmt.Fprintf(os.Stderr, "madclip: %s: skipping %s that %s not PNG or JPEG (e.g. %s)\n",
-				a, plural(len(skipped), "file"), map[bool]string{true: "is", false: "are"}[len(skipped) == 1], skipped[0])
+				oneLine(a), plural(len(skipped), "file"), map[bool]string{true: "is", false: "are"}[len(skipped) == 1], oneLine(skipped[0]))
 		}
 	}
 	return out, nil
@@ -198,7 +199,7 @@ func predictAction(c *cli.Context) error {
 		opts.Skip = func(d dataset.Decoded) {
 			// One unreadable scan does not cost the others their results.
 			bad = append(bad, d.Err)
-			fmt.Fprintf(os.Stderr, "madclip: skipping %v\n", d.Err)
+			fmt.Fprintf(os.Stderr, "madclip: skipping %s\n", oneLine(d.Err.Error()))
 		}
 	}
 	err = onCompute(func() error {
@@ -266,7 +267,8 @@ func planPredictOutputs(c *cli.Context, paths []string) (predictOutputs, error) 
 			outputs = append(outputs, namedPath{"--" + k.flag, n})
 		}
 	}
-	inputs := []namedPath{{"--checkpoint", c.String("checkpoint")}, {"--weights", c.String("weights")}, {"--vocab", c.String("vocab")}, {"--ground-truth", o.groundTruth}}
+	inputs, _ := checkpointInputs(c)
+	inputs = append(inputs, namedPath{"--ground-truth", o.groundTruth})
 	for _, p := range paths {
 		inputs = append(inputs, namedPath{"image", p})
 	}
@@ -274,6 +276,20 @@ func planPredictOutputs(c *cli.Context, paths []string) (predictOutputs, error) 
 		return o, err
 	}
 	return o, makeOutputFolders(outputs, len(paths) == 1)
+}
+
+// checkpointInputs names the files a command using --checkpoint reads
+// besides its images: the checkpoint, the weights (given, or the file it
+// records) and the vocab. The checkpoint's description comes with them
+// (zero when it cannot be read; opening it reports why).
+func checkpointInputs(c *cli.Context) ([]namedPath, checkpoint.Meta) {
+	ck := c.String("checkpoint")
+	inputs := []namedPath{{"--checkpoint", ck}, {"--weights", c.String("weights")}, {"--vocab", c.String("vocab")}}
+	m, err := checkpoint.ReadMeta(ck)
+	if err == nil {
+		inputs = append(inputs, namedPath{"weights", m.Backbone.File})
+	}
+	return inputs, m
 }
 
 // write writes the outputs of one image and returns its row, which names
@@ -368,7 +384,7 @@ func (p *predictionPrinter) print(pr prediction) error {
 		p.csv.Flush()
 		return p.csv.Error()
 	}
-	_, err := fmt.Fprintf(p.w, "%-10s %.4f  %s\n", pr.Label, pr.Score, pr.Path)
+	_, err := fmt.Fprintf(p.w, "%-10s %.4f  %s\n", pr.Label, pr.Score, oneLine(pr.Path))
 	return err
 }
 

@@ -26,6 +26,8 @@ func synthCommand() *cli.Command {
 		Description: `Writes Brain_AD (with masks) and Chest_AD (without) under --out: textured
 organ-like shapes, and in abnormal images a blob, a streak or a patch of
 foreign texture with its exact mask. The same --seed writes the same files.
+A dataset folder that synth did not write (real data) is refused; one it
+wrote before is written again.
 
 Examples:
   madclip synth --out /tmp/synth
@@ -197,6 +199,18 @@ func trainAction(c *cli.Context) error {
 		cfg.Out = cfg.Resume
 	}
 	inputs := []namedPath{{"--weights", weightsPath}, {"--shots-file", cfg.ShotsFile}, {"--vocab", c.String("vocab")}}
+	data, name := cfg.Data, cfg.Dataset
+	if resumed != nil {
+		// The resumed file itself is the default output.
+		inputs = append(inputs, namedPath{"weights", resumed.Backbone.File})
+		if name == "" {
+			name = resumed.Dataset
+		}
+		if data == "" && resumed.Training != nil {
+			data = resumed.Training.Data
+		}
+	}
+	inputs = append(inputs, splitInputs(data, name, "valid")...)
 	if err := checkOutputs([]namedPath{{"--out", cfg.Out}}, inputs); err != nil {
 		return fmt.Errorf("train: %w", err)
 	}
@@ -206,8 +220,11 @@ func trainAction(c *cli.Context) error {
 	if dataset.IsImage(cfg.Out) {
 		return fmt.Errorf("train: --out %s: a checkpoint is a .safetensors file, not an image", cfg.Out)
 	}
-	if cfg.Epochs < 1 || cfg.Batch < 1 || !(cfg.LR > 0) {
-		return fmt.Errorf("train: --epochs, --batch and --lr must be positive")
+	if cfg.Epochs < 1 || cfg.Batch < 1 {
+		return fmt.Errorf("train: --epochs and --batch must be positive")
+	}
+	if !(cfg.LR > 0 && cfg.LR <= 1) {
+		return fmt.Errorf("train: --lr %v: Adam's learning rate must be in (0, 1] (the paper's is 0.001)", cfg.LR)
 	}
 	if err := inRange(c, map[string][2]int{"image-size": imageSizeRange, "shots": shotsRange}); err != nil {
 		return fmt.Errorf("train: %w", err)
@@ -298,8 +315,8 @@ func (r *trainReporter) finish() {
 
 // trainFlagConflicts refuses flags that contradict each other.
 func trainFlagConflicts(c *cli.Context) error {
-	if c.String("weights") != "" && c.String("preset") != "" {
-		return fmt.Errorf("--weights and --preset both name a backbone; give one")
+	if err := oneBackbone(c); err != nil {
+		return err
 	}
 	if c.IsSet("shots") && c.String("shots-file") != "" {
 		return fmt.Errorf("--shots-file sets the shots; --shots cannot be given with it")
@@ -342,6 +359,20 @@ func resumeConflicts(c *cli.Context, m checkpoint.Meta) error {
 	add("object", m.Model.Object, func() any { return c.String("object") })
 	add("preset", m.Backbone.Preset, func() any { return c.String("preset") })
 	add("layers", fmt.Sprint(m.Model.Layers), func() any { return fmt.Sprint(c.IntSlice("layers")) })
+	mo := m.Model
+	for _, b := range []struct {
+		flag string
+		want bool
+	}{
+		{"quick-gelu", mo.QuickGELU}, {"causal-prompts", mo.CausalPrompts}, {"mean-std", mo.MeanStd},
+		{"generic-object", mo.GenericObject}, {"shared-adapters", mo.SharedAdapters}, {"no-subtraction", mo.NoSubtraction},
+		{"common-head", mo.CommonHead}, {"handcrafted-prompts", mo.Handcrafted},
+	} {
+		add(b.flag, b.want, func() any { return c.Bool(b.flag) })
+	}
+	if c.String("weights") != "" && m.Backbone.Preset != "" {
+		return fmt.Errorf("--weights: this run trains on the %q preset's random weights, not on a weights file", m.Backbone.Preset)
+	}
 	if m.Training != nil {
 		add("batch", t.Batch, func() any { return c.Int("batch") })
 		add("lr", t.LR, func() any { return c.Float64("lr") })
@@ -365,6 +396,7 @@ func resumeConflicts(c *cli.Context, m checkpoint.Meta) error {
 	return nil
 }
 
+// absPath is p made absolute (p itself if that fails).
 func absPath(p string) string {
 	if a, err := filepath.Abs(p); err == nil {
 		return a

@@ -13,12 +13,12 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"sort"
 	"strings"
 	"syscall"
 
 	"madclip/atomicfile"
+	"madclip/internal/regularfile"
 )
 
 // DType is a safetensors element type name.
@@ -97,10 +97,7 @@ func (f *File) Close() error {
 // Open memory-maps and parses a file.
 func Open(path string) (*File, error) {
 	// A named pipe or device would block or never end: only regular files.
-	if st, err := os.Stat(path); err == nil && !st.Mode().IsRegular() && !st.IsDir() {
-		return nil, fmt.Errorf("%s: not a regular file, not a safetensors file", path)
-	}
-	fd, err := os.Open(path)
+	fd, err := regularfile.Open(path)
 	if err != nil {
 		return nil, err
 	}
@@ -108,9 +105,6 @@ func Open(path string) (*File, error) {
 	st, err := fd.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if st.IsDir() {
-		return nil, fmt.Errorf("%s: is a directory, not a safetensors file", path)
 	}
 	size := st.Size()
 	if size < 8 {

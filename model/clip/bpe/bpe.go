@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"html"
 	"io"
+	"madclip/internal/regularfile"
 	"os"
 	"regexp"
 	"strings"
@@ -114,7 +115,7 @@ func newTokenizer(merges [][2]string) (*Tokenizer, error) {
 // Load reads OpenAI's merges file (bpe_simple_vocab_16e6.txt.gz; plain text
 // is accepted too).
 func Load(path string) (*Tokenizer, error) {
-	f, err := os.Open(path)
+	f, err := regularfile.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("load vocab: %w", err)
 	}
