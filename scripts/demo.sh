@@ -9,6 +9,13 @@ cd "$(dirname "$0")/.."
 BIN=bin/madclip
 DEMO=${DEMO:-build/demo}
 "$BIN" doctor
+# synth refuses dataset folders it did not mark as its own; a demo folder
+# left by a madclip from before the mark is this script's, so it goes.
+if [ "$DEMO" = build/demo ]; then
+  for d in Brain_AD Chest_AD; do
+    if [ -d "$DEMO/$d" ] && [ ! -f "$DEMO/$d/.madclip-synth" ]; then rm -rf "${DEMO:?}/$d"; fi
+  done
+fi
 "$BIN" synth --out "$DEMO"
 if weights=$("$BIN" weights path 2>/dev/null); then
   echo "training on $weights"
