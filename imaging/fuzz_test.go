@@ -6,7 +6,11 @@ import (
 	"image/color"
 	"image/jpeg"
 	"image/png"
+	"madclip/internal/reftest"
 	"madclip/internal/testimages"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -73,5 +77,39 @@ func TestMemoryLimit(t *testing.T) {
 	_, err := decodeLimit(bytes.NewReader(testimages.PNGClaiming(100000, 100000)), 1e12)
 	if err == nil || !strings.Contains(err.Error(), "110.0 GB") || !strings.Contains(err.Error(), "of memory") {
 		t.Errorf("a 10^10-pixel PNG under a raised limit: %v", err)
+	}
+}
+
+// TestScanBomb: a progressive JPEG whose last scan is repeated thousands
+// of times (each a pass over the image; legal enough that libjpeg only
+// warns) is refused instead of decoded for as long as it takes. The
+// progressive file comes from PIL; the original decodes.
+func TestScanBomb(t *testing.T) {
+	py := reftest.Python(t, "PIL")
+	dir := t.TempDir()
+	src := filepath.Join(dir, "p.jpg")
+	script := `import sys; from PIL import Image
+im = Image.new("RGB", (32, 32)); im.putdata([(x * 8 % 256, y * 8 % 256, 90) for y in range(32) for x in range(32)])
+im.save(sys.argv[1], progressive=True)`
+	if out, err := exec.Command(py, "-c", script, src).CombinedOutput(); err != nil {
+		t.Fatalf("PIL: %v: %s", err, out)
+	}
+	data, _ := os.ReadFile(src)
+	if _, err := decodeLimit(bytes.NewReader(data), DefaultMaxPixels); err != nil {
+		t.Fatalf("the progressive original: %v", err)
+	}
+	last := bytes.LastIndex(data, []byte{0xff, 0xda}) // the last scan, up to EOI
+	eoi := bytes.LastIndex(data, []byte{0xff, 0xd9})
+	if last < 0 || eoi < last {
+		t.Fatal("no scans found")
+	}
+	bomb := append([]byte(nil), data[:eoi]...)
+	for range 1500 {
+		bomb = append(bomb, data[last:eoi]...)
+	}
+	bomb = append(bomb, 0xff, 0xd9)
+	_, err := decodeLimit(bytes.NewReader(bomb), DefaultMaxPixels)
+	if err == nil || !strings.Contains(err.Error(), "more than 1000 scans") {
+		t.Errorf("1,500 repeated scans: %v", err)
 	}
 }

@@ -37,6 +37,20 @@ static void mc_jpeg_emit(j_common_ptr cinfo, int level) {
 	}
 }
 
+// A progressive JPEG may repeat scans without end, each one a pass over
+// the whole image: a file of a few kilobytes can then take hours to decode.
+// Real files have a dozen or so scans; MC_JPEG_MAX_SCANS is far beyond.
+#define MC_JPEG_MAX_SCANS 1000
+
+static void mc_jpeg_progress(j_common_ptr cinfo) {
+	j_decompress_ptr d = (j_decompress_ptr)cinfo;
+	if (d->input_scan_number > MC_JPEG_MAX_SCANS) {
+		mc_jpeg_err *e = (mc_jpeg_err *)cinfo->err;
+		snprintf(e->msg, sizeof e->msg, "a progressive JPEG with more than %d scans (a decoding bomb)", MC_JPEG_MAX_SCANS);
+		longjmp(e->jump, 1);
+	}
+}
+
 // mc_jpeg_decode decodes data into a malloc'd buffer of w*h*comps bytes
 // (comps 1 for grey, 3 for RGB, 4 for CMYK; *adobe says whether an Adobe
 // marker was seen). On failure it returns NULL with the message in msg.
@@ -57,6 +71,8 @@ static unsigned char *mc_jpeg_decode(const unsigned char *data, unsigned long n,
 		return NULL;
 	}
 	jpeg_create_decompress(&cinfo);
+	struct jpeg_progress_mgr progress = {.progress_monitor = mc_jpeg_progress};
+	cinfo.progress = &progress;
 	jpeg_mem_src(&cinfo, data, n);
 	jpeg_read_header(&cinfo, TRUE);
 	if ((unsigned long long)cinfo.image_width * cinfo.image_height > maxpix) {
