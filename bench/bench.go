@@ -128,7 +128,7 @@ func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, note func(string)) ([
 		for _, k := range c.Shots {
 			for s := range c.Seeds {
 				seed := uint64(s + 1)
-				ck := filepath.Join(c.Work, fmt.Sprintf("%s-%dshot-seed%d.safetensors", name, k, seed))
+				ck := CheckpointPath(c.Work, name, k, seed)
 				note(fmt.Sprintf("%s %s, %d shots, seed %d: training", progress(), label, k, seed))
 				t0 := time.Now()
 				res, err := train.Run(ctx, train.Config{
@@ -300,4 +300,10 @@ func rank(order map[string]int, n string) int {
 		return i
 	}
 	return len(order)
+}
+
+// CheckpointPath is where Run keeps the checkpoint of one run (trained on
+// dataset with k shots and seed) in the work folder.
+func CheckpointPath(work, dataset string, k int, seed uint64) string {
+	return filepath.Join(work, fmt.Sprintf("%s-%dshot-seed%d.safetensors", dataset, k, seed))
 }

@@ -76,10 +76,15 @@ func Synth(root string, o SynthOptions) error {
 			specs = append(specs, spec{n, masks})
 		}
 	}
+	seen := map[string]bool{}
 	for _, d := range specs {
 		if err := CheckName(d.Name); err != nil {
 			return fmt.Errorf("synth: %w", err)
 		}
+		if seen[d.Name] {
+			return fmt.Errorf("synth: dataset %s listed twice", d.Name)
+		}
+		seen[d.Name] = true
 		if err := clearSynthetic(Dir(root, d.Name)); err != nil {
 			return err
 		}

@@ -187,11 +187,21 @@ func uniformFlags(cmds []*cli.Command, parent string) {
 	for _, c := range cmds {
 		name := strings.TrimSpace(parent + " " + c.Name)
 		quiet := false
+		var required []string
 		for _, f := range c.Flags {
 			switch f := f.(type) {
+			case *cli.StringSliceFlag:
+				if f.Required {
+					required, f.Required = append(required, f.Name), false
+					f.Usage += " (required)"
+				}
 			case *cli.BoolFlag:
 				f.DisableDefaultText = true
 			case *cli.StringFlag:
+				if f.Required {
+					required, f.Required = append(required, f.Name), false
+					f.Usage += " (required)"
+				}
 				if f.Action == nil {
 					flag := f.Name
 					f.Action = func(_ *cli.Context, v string) error {
@@ -209,6 +219,18 @@ func uniformFlags(cmds []*cli.Command, parent string) {
 		}
 		c.OnUsageError = func(_ *cli.Context, err error, _ bool) error {
 			return fmt.Errorf("%s: %v (see madclip %s --help)", name, err, name)
+		}
+		// Required flags are checked here rather than by cli, which would
+		// print the whole help on standard output with its error.
+		if len(required) > 0 {
+			c.Before = func(cc *cli.Context) error {
+				for _, r := range required {
+					if !cc.IsSet(r) {
+						return fmt.Errorf("%s: --%s is required (see madclip %s --help)", name, r, name)
+					}
+				}
+				return nil
+			}
 		}
 		uniformFlags(c.Subcommands, name)
 	}

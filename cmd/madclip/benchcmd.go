@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -82,10 +83,8 @@ func benchAction(c *cli.Context) error {
 			return err
 		}
 	}
-	if p := c.String("json-out"); p != "" {
-		if err := benchOutputs(c, p, weights, datasets, cross); err != nil {
-			return fmt.Errorf("bench: %w", err)
-		}
+	if err := benchOutputs(c, plan, weights); err != nil {
+		return fmt.Errorf("bench: %w", err)
 	}
 	tk, err := loadTokenizer(c)
 	if err != nil {
@@ -210,25 +209,57 @@ func planBench(c *cli.Context) (benchPlan, error) {
 	return p, nil
 }
 
-// benchOutputs checks --json-out before hours of runs: its folder takes
-// files, and it is none of the inputs (the weights, the vocab, an image of
-// the datasets).
-func benchOutputs(c *cli.Context, out, weights string, datasets []string, cross [][2]string) error {
-	if err := writableFolder("--json-out", out); err != nil {
-		return err
+// benchOutputs checks, before hours of runs, what bench writes where the
+// user says: the runs' checkpoints in --work and --json-out. Neither may be
+// an input (the weights, the vocab, an image of the datasets), lie inside a
+// dataset's folder, or be written twice; --json-out's folder must take
+// files.
+func benchOutputs(c *cli.Context, p benchPlan, weights string) error {
+	work, out := c.String("work"), c.String("json-out")
+	if work == "" && out == "" {
+		return nil // the checkpoints go to a fresh temporary folder
 	}
-	names := datasets
+	names := p.datasets
 	if names == nil {
 		for _, b := range dataset.Benchmarks {
 			names = append(names, b.Name)
 		}
 	}
-	for _, p := range cross {
-		names = append(names, p[0], p[1])
+	trained := append([]string(nil), names...)
+	for _, pr := range p.cross {
+		names = append(names, pr[0], pr[1])
+		trained = append(trained, pr[0])
+	}
+	var outputs []namedPath
+	if out != "" {
+		if err := writableFolder("--json-out", out); err != nil {
+			return err
+		}
+		if err := outsideDatasets("--json-out", filepath.Dir(out), c.String("data"), names); err != nil {
+			return err
+		}
+		outputs = append(outputs, namedPath{"--json-out", out})
+	}
+	if work != "" {
+		if err := outsideDatasets("--work", work, c.String("data"), names); err != nil {
+			return err
+		}
+		seen := map[string]bool{}
+		for _, n := range trained {
+			for _, k := range p.shots {
+				for s := range c.Int("seeds") {
+					ck := bench.CheckpointPath(work, n, k, uint64(s+1))
+					if !seen[ck] { // a cross pair retrains its source's checkpoint
+						seen[ck] = true
+						outputs = append(outputs, namedPath{"a --work checkpoint", ck})
+					}
+				}
+			}
+		}
 	}
 	inputs := []namedPath{{"--weights", weights}, {"--vocab", c.String("vocab")}}
 	for _, n := range names {
 		inputs = append(inputs, splitInputs(c.String("data"), n, "valid", "test")...)
 	}
-	return checkOutputs([]namedPath{{"--json-out", out}}, inputs)
+	return checkOutputs(outputs, inputs)
 }

@@ -97,7 +97,7 @@ func evalAction(c *cli.Context) error {
 			return err
 		}
 		if !c.Bool("quiet") && !c.Bool("json") {
-			fmt.Fprintf(os.Stderr, "scoring the test split of %s\n", name)
+			fmt.Fprintf(os.Stderr, "scoring the test split of %s\n", oneLine(name))
 		}
 		opts := infer.StreamOptions{Batch: c.Int("batch"), MaxPixels: c.Int64("max-pixels")}
 		var bar *progressbar.ProgressBar
@@ -163,15 +163,32 @@ func planReport(c *cli.Context, report string) (*inputSet, error) {
 	for _, n := range infer.PlotNames {
 		outputs = append(outputs, namedPath{"--report", filepath.Join(report, n)})
 	}
+	failures := filepath.Join(report, "failures")
+	for _, d := range []string{report, failures} {
+		if err := outsideDatasets("--report", d, c.String("data"), []string{name}); err != nil {
+			return nil, err
+		}
+	}
+	// Failure pictures of an earlier run are replaced; one that is (or
+	// links to) an input is refused now, not after scoring.
+	for _, pattern := range failurePatterns {
+		old, _ := filepath.Glob(filepath.Join(failures, pattern))
+		for _, f := range old {
+			outputs = append(outputs, namedPath{"--report", f})
+		}
+	}
 	set := newInputSet(inputs)
 	if err := set.checkAll(outputs); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(filepath.Join(report, "failures"), 0o755); err != nil {
+	if err := os.MkdirAll(failures, 0o755); err != nil {
 		return nil, fmt.Errorf("--report %s: %w", report, err)
 	}
 	return set, nil
 }
+
+// failurePatterns match the failure pictures eval writes, and no others.
+var failurePatterns = []string{"normal-high_*.png", "abnormal-low_*.png"}
 
 // writeReport writes report.json and the curves into the report folder
 // (the failure figures are written while the model is loaded).
@@ -219,7 +236,7 @@ func printEvaluation(w io.Writer, ev *infer.Evaluation) {
 // writeFailures draws heatmaps of the n highest-scoring normal and n
 // lowest-scoring abnormal images.
 func writeFailures(p *infer.Predictor, ev *infer.Evaluation, dir string, n int, inputs *inputSet) error {
-	if err := clearFailures(filepath.Join(dir, "failures")); err != nil {
+	if err := clearFailures(filepath.Join(dir, "failures"), inputs); err != nil {
 		return err
 	}
 	normals, abnormals := []infer.Scored{}, []infer.Scored{}
@@ -268,13 +285,16 @@ func writeFailures(p *infer.Predictor, ev *infer.Evaluation, dir string, n int, 
 // clearFailures removes the failure-case pictures an earlier eval wrote
 // into this report folder (and nothing else), so that a report never mixes
 // two runs.
-func clearFailures(dir string) error {
-	for _, pattern := range []string{"normal-high_*.png", "abnormal-low_*.png"} {
+func clearFailures(dir string, inputs *inputSet) error {
+	for _, pattern := range failurePatterns {
 		old, err := filepath.Glob(filepath.Join(dir, pattern))
 		if err != nil {
 			return err
 		}
 		for _, f := range old {
+			if err := inputs.check(namedPath{"--report", f}); err != nil {
+				return err
+			}
 			if st, err := os.Lstat(f); err == nil && st.Mode().IsRegular() {
 				if err := os.Remove(f); err != nil {
 					return fmt.Errorf("report: remove the earlier %s: %w", f, err)

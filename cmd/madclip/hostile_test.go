@@ -137,7 +137,21 @@ func TestHostileInputs(t *testing.T) {
 	os.Symlink(validImage, outLink)
 	newline := filepath.Join(dir, "two\nlines.png")
 	os.WriteFile(newline, []byte("not an image"), 0o644)
-	before := map[string]string{scan: fileSum(t, scan), ck: fileSum(t, ck), testImage: fileSum(t, testImage), validImage: fileSum(t, validImage)}
+	// A report whose failures folder is the test images, and an earlier
+	// failure picture that links to a test image.
+	intoData := filepath.Join(dir, "into-data")
+	os.MkdirAll(intoData, 0o755)
+	os.Symlink(filepath.Dir(testImage), filepath.Join(intoData, "failures"))
+	oldFailure := filepath.Join(dir, "old-failure")
+	os.MkdirAll(filepath.Join(oldFailure, "failures"), 0o755)
+	os.Symlink(testImage, filepath.Join(oldFailure, "failures", "abnormal-low_0.415_000.png"))
+	// Weights kept in bench's work folder under a run's checkpoint name.
+	work := filepath.Join(dir, "work")
+	os.MkdirAll(work, 0o755)
+	workWeights := filepath.Join(work, "Brain-2shot-seed1.safetensors")
+	os.WriteFile(workWeights, []byte("weights"), 0o644)
+	os.MkdirAll(filepath.Join(dir, "w2"), 0o755)
+	before := map[string]string{scan: fileSum(t, scan), ck: fileSum(t, ck), testImage: fileSum(t, testImage), validImage: fileSum(t, validImage), workWeights: fileSum(t, workWeights)}
 	eval := []string{"eval", "--checkpoint", ck, "--data", root, "--device", "cpu"}
 	train := []string{"train", "--data", root, "--dataset", "Brain", "--preset", "tiny", "--shots", "2", "--epochs", "1", "--image-size", "56"}
 	bench := []string{"bench", "--data", root, "--datasets", "Brain", "--preset", "tiny", "--shots", "2", "--seeds", "1", "--epochs", "1", "--image-size", "56"}
@@ -178,7 +192,7 @@ func TestHostileInputs(t *testing.T) {
 		{"report plot linked to a test image", append(eval, "--report", imgLinked), "an input image"},
 		{"dataset outside the root", append(eval, "--dataset", "../x"), "without a path"},
 		{"train --out linked to a valid image", append(train, "--out", outLink), "an input image"},
-		{"bench --json-out onto a test image", append(bench, "--json-out", testImage), "an input image"},
+		{"bench --json-out onto a test image", append(bench, "--json-out", testImage), "madclip writes nothing into a dataset"},
 		{"bench --json-out onto a device", append(bench, "--json-out", "/dev/full"), "not a regular file"},
 		{"bench with weights and a preset", append(bench, "--weights", ck), "--weights and --preset"},
 		{"bench shot count twice", []string{"bench", "--data", root, "--preset", "tiny", "--shots", "2,2"}, "--shots lists 2 twice"},
@@ -191,6 +205,16 @@ func TestHostileInputs(t *testing.T) {
 		{"unparsable number", append(predict, scan, "--threshold", "1e400"), "see madclip predict --help"},
 		{"newline in a file name", append(predict, newline), `two\nlines.png`},
 		{"huge PNG under a raised limit", append(predict, bomb, "--max-pixels", "10000000000"), "of memory"},
+		{"report failures into the test images", append(eval, "--report", intoData), "madclip writes nothing into a dataset"},
+		{"earlier failure picture linked to a test image", append(eval, "--report", oldFailure), "an input image"},
+		{"bench work folder holding the weights", []string{"bench", "--data", root, "--datasets", "Brain", "--shots", "2", "--seeds", "1", "--weights", workWeights, "--work", work}, "the --weights file"},
+		{"bench --json-out onto a run's checkpoint", append(bench, "--work", filepath.Join(dir, "w2"), "--json-out", filepath.Join(dir, "w2", "Brain-2shot-seed1.safetensors")), "both write"},
+		{"bench work folder inside the dataset", append(bench, "--work", filepath.Dir(testImage)), "madclip writes nothing into a dataset"},
+		{"train --out inside the dataset", append(train, "--out", filepath.Join(filepath.Dir(validImage), "ck.safetensors")), "madclip writes nothing into a dataset"},
+		{"missing required flag", []string{"eval", "--checkpoint", ck, "--json"}, "eval: --data is required"},
+		{"beta1 of 1", append(train, "--beta1", "1", "--out", filepath.Join(dir, "o.safetensors")), "--beta1 1"},
+		{"train dataset given as a path", []string{"train", "--data", root, "--dataset", "../x/Brain", "--preset", "tiny", "--out", filepath.Join(dir, "o.safetensors")}, "without a path"},
+		{"synth dataset twice", []string{"synth", "--out", filepath.Join(dir, "s"), "--datasets", "Brain,Brain", "-q"}, "listed twice"},
 	}
 	if torch.CUDADeviceCount() == 0 {
 		cases = append(cases, struct {

@@ -212,3 +212,37 @@ func writableFolder(flag, path string) error {
 	}
 	return nil
 }
+
+// outsideDatasets refuses an output folder inside the folder of one of the
+// datasets (after links): a report or checkpoint written among the scans
+// would be read back as a scan, and clearing old outputs there could
+// remove one.
+func outsideDatasets(flag, dir, root string, names []string) error {
+	at := resolveDir(dir)
+	for _, n := range names {
+		if dataset.CheckName(n) != nil {
+			continue
+		}
+		d := resolveDir(dataset.Dir(root, n))
+		if within(at, d) {
+			return fmt.Errorf("%s %s is inside the dataset folder %s: madclip writes nothing into a dataset", flag, dir, dataset.Dir(root, n))
+		}
+	}
+	return nil
+}
+
+// resolveDir is p made absolute with every link followed, as far as p
+// exists; the rest is appended as given.
+func resolveDir(p string) string {
+	p = absPath(p)
+	var rest []string
+	for cur := p; ; cur = filepath.Dir(cur) {
+		if r, err := filepath.EvalSymlinks(cur); err == nil {
+			return filepath.Join(append([]string{r}, rest...)...)
+		}
+		if filepath.Dir(cur) == cur {
+			return p
+		}
+		rest = append([]string{filepath.Base(cur)}, rest...)
+	}
+}

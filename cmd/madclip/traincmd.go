@@ -211,6 +211,9 @@ func trainAction(c *cli.Context) error {
 		}
 	}
 	inputs = append(inputs, splitInputs(data, name, "valid")...)
+	if err := outsideDatasets("--out", filepath.Dir(cfg.Out), data, []string{name}); err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
 	if err := checkOutputs([]namedPath{{"--out", cfg.Out}}, inputs); err != nil {
 		return fmt.Errorf("train: %w", err)
 	}
@@ -225,6 +228,16 @@ func trainAction(c *cli.Context) error {
 	}
 	if !(cfg.LR > 0 && cfg.LR <= 1) {
 		return fmt.Errorf("train: --lr %v: Adam's learning rate must be in (0, 1] (the paper's is 0.001)", cfg.LR)
+	}
+	for i, b := range []float64{cfg.Beta1, cfg.Beta2} {
+		if flag := fmt.Sprintf("beta%d", i+1); c.IsSet(flag) && !(b >= 0 && b < 1) {
+			return fmt.Errorf("train: --%s %v: Adam's decay rates must be in [0, 1)", flag, b)
+		}
+	}
+	if cfg.Dataset != "" {
+		if err := dataset.CheckName(cfg.Dataset); err != nil {
+			return fmt.Errorf("train: %w", err)
+		}
 	}
 	if err := inRange(c, map[string][2]int{"image-size": imageSizeRange, "shots": shotsRange}); err != nil {
 		return fmt.Errorf("train: %w", err)
