@@ -198,48 +198,10 @@ func trainAction(c *cli.Context) error {
 	if resumed != nil && cfg.Out == "" {
 		cfg.Out = cfg.Resume
 	}
-	inputs := []namedPath{{"--weights", weightsPath}, {"--shots-file", cfg.ShotsFile}, {"--vocab", c.String("vocab")}}
-	data, name := cfg.Data, cfg.Dataset
-	if resumed != nil {
-		// The resumed file itself is the default output.
-		inputs = append(inputs, namedPath{"weights", resumed.Backbone.File})
-		if name == "" {
-			name = resumed.Dataset
-		}
-		if data == "" && resumed.Training != nil {
-			data = resumed.Training.Data
-		}
-	}
-	inputs = append(inputs, splitInputs(data, name, "valid")...)
-	if err := outsideDatasets("--out", filepath.Dir(cfg.Out), data, []string{name}); err != nil {
+	if err := checkTrainSettings(c, cfg); err != nil {
 		return fmt.Errorf("train: %w", err)
 	}
-	if err := checkOutputs([]namedPath{{"--out", cfg.Out}}, inputs); err != nil {
-		return fmt.Errorf("train: %w", err)
-	}
-	if err := writableFolder("--out", cfg.Out); err != nil {
-		return fmt.Errorf("train: %w", err)
-	}
-	if dataset.IsImage(cfg.Out) {
-		return fmt.Errorf("train: --out %s: a checkpoint is a .safetensors file, not an image", cfg.Out)
-	}
-	if cfg.Epochs < 1 || cfg.Batch < 1 {
-		return fmt.Errorf("train: --epochs and --batch must be positive")
-	}
-	if !(cfg.LR > 0 && cfg.LR <= 1) {
-		return fmt.Errorf("train: --lr %v: Adam's learning rate must be in (0, 1] (the paper's is 0.001)", cfg.LR)
-	}
-	for i, b := range []float64{cfg.Beta1, cfg.Beta2} {
-		if flag := fmt.Sprintf("beta%d", i+1); c.IsSet(flag) && !(b >= 0 && b < 1) {
-			return fmt.Errorf("train: --%s %v: Adam's decay rates must be in [0, 1)", flag, b)
-		}
-	}
-	if cfg.Dataset != "" {
-		if err := dataset.CheckName(cfg.Dataset); err != nil {
-			return fmt.Errorf("train: %w", err)
-		}
-	}
-	if err := inRange(c, map[string][2]int{"image-size": imageSizeRange, "shots": shotsRange}); err != nil {
+	if err := checkTrainOutput(c, cfg, resumed); err != nil {
 		return fmt.Errorf("train: %w", err)
 	}
 	// A terminal closing or a scheduler stopping the job saves a partial
@@ -415,4 +377,58 @@ func absPath(p string) string {
 		return a
 	}
 	return p
+}
+
+// checkTrainSettings refuses numbers and names training cannot use, before
+// any work.
+func checkTrainSettings(c *cli.Context, cfg train.Config) error {
+	if cfg.Epochs < 1 || cfg.Batch < 1 {
+		return fmt.Errorf("--epochs and --batch must be positive")
+	}
+	if !(cfg.LR > 0 && cfg.LR <= 1) {
+		return fmt.Errorf("--lr %v: Adam's learning rate must be in (0, 1] (the paper's is 0.001)", cfg.LR)
+	}
+	for i, b := range []float64{cfg.Beta1, cfg.Beta2} {
+		if flag := fmt.Sprintf("beta%d", i+1); c.IsSet(flag) && !(b >= 0 && b < 1) {
+			return fmt.Errorf("--%s %v: Adam's decay rates must be in [0, 1)", flag, b)
+		}
+	}
+	if cfg.Dataset != "" {
+		if err := dataset.CheckName(cfg.Dataset); err != nil {
+			return err
+		}
+	}
+	return inRange(c, map[string][2]int{"image-size": imageSizeRange, "shots": shotsRange})
+}
+
+// checkTrainOutput checks --out before hours of training: it can be
+// written, is not an input (the weights, the shots file, the vocab, an
+// image or mask of the dataset; the resumed checkpoint is the default
+// output), lies outside the dataset's folder and is not named as an image.
+func checkTrainOutput(c *cli.Context, cfg train.Config, resumed *checkpoint.Meta) error {
+	inputs := []namedPath{{"--weights", cfg.Weights}, {"--shots-file", cfg.ShotsFile}, {"--vocab", c.String("vocab")}}
+	data, name := cfg.Data, cfg.Dataset
+	if resumed != nil {
+		inputs = append(inputs, namedPath{"weights", resumed.Backbone.File})
+		if name == "" {
+			name = resumed.Dataset
+		}
+		if data == "" && resumed.Training != nil {
+			data = resumed.Training.Data
+		}
+	}
+	inputs = append(inputs, splitInputs(data, name, "valid")...)
+	if err := outsideDatasets("--out", filepath.Dir(cfg.Out), data, []string{name}); err != nil {
+		return err
+	}
+	if err := checkOutputs([]namedPath{{"--out", cfg.Out}}, inputs); err != nil {
+		return err
+	}
+	if err := writableFolder("--out", cfg.Out); err != nil {
+		return err
+	}
+	if dataset.IsImage(cfg.Out) {
+		return fmt.Errorf("--out %s: a checkpoint is a .safetensors file, not an image", cfg.Out)
+	}
+	return nil
 }
