@@ -88,6 +88,8 @@ type Calibration struct {
 // ThresholdOrigin says where Threshold comes from, for reports.
 func (m Meta) ThresholdOrigin() string {
 	switch {
+	case m.Threshold == 0 && m.Imported != nil:
+		return "uncalibrated: imported (" + m.Imported.Format + "), which carries no threshold, so 0.5"
 	case m.Threshold == 0:
 		return "uncalibrated: the checkpoint chose no threshold (no held-out valid images of both classes), so 0.5"
 	case m.Calibration == nil:

@@ -38,6 +38,9 @@ func LoadArchive(path string) (map[string]*Tensor, error) {
 	defer C.free(unsafe.Pointer(cp))
 	var n *C.tb_named
 	if err := check("load_archive", C.tb_load_archive(cp, &n)); err != nil {
+		if strings.Contains(err.Error(), "failed finding central directory") {
+			return nil, fmt.Errorf("load %s: not a PyTorch file (neither a zip archive as torch.save and TorchScript write, nor safetensors)", path)
+		}
 		if strings.Contains(err.Error(), "Unknown opcode") {
 			return nil, fmt.Errorf("load %s: %w (libtorch's unpickler reads TorchScript archives and torch.save state dicts, not every pickle; scripts/convert_clip.py reads the rest)", path, err)
 		}

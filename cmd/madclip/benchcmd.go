@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -235,13 +234,13 @@ func benchOutputs(c *cli.Context, p benchPlan, weights string) error {
 		if err := writableFolder("--json-out", out); err != nil {
 			return err
 		}
-		if err := outsideDatasets("--json-out", filepath.Dir(out), c.String("data"), names); err != nil {
+		if err := outsideDatasets("--json-out", out, false, c.String("data"), names); err != nil {
 			return err
 		}
 		outputs = append(outputs, namedPath{"--json-out", out})
 	}
 	if work != "" {
-		if err := outsideDatasets("--work", work, c.String("data"), names); err != nil {
+		if err := outsideDatasets("--work", work, true, c.String("data"), names); err != nil {
 			return err
 		}
 		seen := map[string]bool{}

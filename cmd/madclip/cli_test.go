@@ -332,7 +332,7 @@ func TestSynthTrainCLI(t *testing.T) {
 		{[]string{"--data", filepath.Join(root, "nope")}, "nope"},
 		{[]string{"--data", root, "--dataset", "Liver"}, "Liver_AD"},
 		{[]string{"--data", root, "--shots", "40"}, "40 shots"},
-		{[]string{"--data", root, "--epochs", "0"}, "positive"},
+		{[]string{"--data", root, "--epochs", "0"}, "--epochs 0: want 1 to"},
 	} {
 		args := append([]string{"train", "--preset", "tiny", "--out", filepath.Join(t.TempDir(), "x.safetensors"), "--dataset", "Brain"}, c.args...)
 		_, e, code := madclip(t, nil, args...)

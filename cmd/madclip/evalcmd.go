@@ -30,9 +30,11 @@ IoU of the predicted regions for datasets with masks. --json prints all of it
 as one JSON object. --report DIR writes report.json (the metrics, every
 image's path, score, label, det_score and true class, and the provenance:
 madclip's version, the checkpoint and its SHA-256, the backbone, dataset,
-shots, seed, threshold and its origin), the ROC curves as PNG, and heatmaps
-of the failure cases: the highest-scoring normal images and the
-lowest-scoring abnormal ones.
+shots, seed, threshold and its origin), the ROC and precision-recall curves
+as PNG (image level, and pixel level for datasets with masks), and panels of
+the failure cases (scan, ground truth, heatmap, predicted region, with score
+and true class): the highest-scoring normal images and the lowest-scoring
+abnormal ones.
 
 Examples:
   madclip eval --checkpoint brain16.safetensors --data ~/data/MVFA --dataset Brain
@@ -165,7 +167,7 @@ func planReport(c *cli.Context, report string) (*inputSet, error) {
 	}
 	failures := filepath.Join(report, "failures")
 	for _, d := range []string{report, failures} {
-		if err := outsideDatasets("--report", d, c.String("data"), []string{name}); err != nil {
+		if err := outsideDatasets("--report", d, true, c.String("data"), []string{name}); err != nil {
 			return nil, err
 		}
 	}

@@ -367,8 +367,8 @@ func TestTrainSignalsAndResume(t *testing.T) {
 	}
 	cmd.Process.Signal(syscall.SIGTERM)
 	err := cmd.Wait()
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() == 0 {
-		t.Fatalf("SIGTERM: %v: %s", err, stderr.String())
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 130 {
+		t.Fatalf("SIGTERM: %v, want exit status 130: %s", err, stderr.String())
 	}
 	if !strings.Contains(stderr.String(), "--resume") {
 		t.Fatalf("no partial checkpoint reported: %s", stderr.String())

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -10,11 +11,14 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"madclip/checkpoint"
 	"madclip/torch"
+	"madclip/train"
 )
 
-// version is the tool's version, stamped into checkpoints by later commands.
-const version = "0.1.0-dev"
+// version is the tool's version: the checkpoint format it writes, as a
+// development build.
+const version = checkpoint.Version + "-dev"
 
 func main() {
 	app := newApp()
@@ -26,6 +30,9 @@ func main() {
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "madclip: %s\n", oneLine(strings.TrimPrefix(err.Error(), "madclip: ")))
+		if errors.Is(err, train.ErrInterrupted) {
+			os.Exit(130) // as a shell reports a command ended by Ctrl-C
+		}
 		os.Exit(1)
 	}
 }

@@ -213,11 +213,15 @@ func writableFolder(flag, path string) error {
 	return nil
 }
 
-// outsideDatasets refuses an output folder inside the folder of one of the
-// datasets (after links): a report or checkpoint written among the scans
-// would be read back as a scan, and clearing old outputs there could
-// remove one.
-func outsideDatasets(flag, dir, root string, names []string) error {
+// outsideDatasets refuses an output (a file, or with isDir a folder)
+// inside the folder of one of the datasets (after links): a report or
+// checkpoint written among the scans would be read back as a scan, and
+// clearing old outputs there could remove one.
+func outsideDatasets(flag, path string, isDir bool, root string, names []string) error {
+	dir := path
+	if !isDir {
+		dir = filepath.Dir(path)
+	}
 	at := resolveDir(dir)
 	for _, n := range names {
 		if dataset.CheckName(n) != nil {
@@ -225,7 +229,7 @@ func outsideDatasets(flag, dir, root string, names []string) error {
 		}
 		d := resolveDir(dataset.Dir(root, n))
 		if within(at, d) {
-			return fmt.Errorf("%s %s is inside the dataset folder %s: madclip writes nothing into a dataset", flag, dir, dataset.Dir(root, n))
+			return fmt.Errorf("%s %s is inside the dataset folder %s: madclip writes nothing into a dataset", flag, path, dataset.Dir(root, n))
 		}
 	}
 	return nil

@@ -98,7 +98,7 @@ func imageInputs(args []string) ([]string, error) {
 			}
 		}
 		if n == 0 {
-			return nil, fmt.Errorf("%s: no PNG or JPEG images in this folder", a)
+			return nil, fmt.Errorf("%s: no PNG or JPEG images in this folder (its subfolders are not searched: name them)", a)
 		}
 		if len(skipped) > 0 {
 			// Said, not silent: a folder of .tif scans would otherwise
@@ -346,7 +346,7 @@ func newPredictionPrinter(c *cli.Context) *predictionPrinter {
 	p := &predictionPrinter{w: c.App.Writer, json: c.Bool("json"), quiet: c.Bool("quiet")}
 	if c.Bool("csv") {
 		p.csv = csv.NewWriter(p.w)
-		p.csv.Write([]string{"path", "score", "label", "det_score", "heatmap", "raw_map"})
+		p.csv.Write([]string{"path", "score", "label", "det_score", "heatmap", "raw_map", "panel", "mask"})
 	}
 	return p
 }
@@ -357,7 +357,7 @@ func (p *predictionPrinter) setThreshold(c *cli.Context, pred *infer.Predictor) 
 	th, origin := labelThreshold(c, pred)
 	p.threshold = th
 	if !c.IsSet("threshold") && pred.Meta.Threshold == 0 && !p.quiet {
-		fmt.Fprintln(os.Stderr, "madclip: note: this checkpoint's threshold is uncalibrated (training had no held-out valid images of both classes); labels use 0.5, scores are unaffected")
+		fmt.Fprintf(os.Stderr, "madclip: note: this checkpoint's threshold is %s; scores are unaffected\n", pred.Meta.ThresholdOrigin())
 	}
 	if p.json {
 		pv, err := infer.NewProvenance(pred, c.String("checkpoint"), version, th, origin)
@@ -380,7 +380,7 @@ func (p *predictionPrinter) print(pr prediction) error {
 		_, err = fmt.Fprintln(p.w, string(b))
 		return err
 	case p.csv != nil:
-		p.csv.Write(csvSafe(pr.Path, fmt.Sprintf("%.6f", pr.Score), pr.Label, fmt.Sprintf("%.6f", pr.DetScore), pr.Heatmap, pr.RawMap))
+		p.csv.Write(csvSafe(pr.Path, fmt.Sprintf("%.6f", pr.Score), pr.Label, fmt.Sprintf("%.6f", pr.DetScore), pr.Heatmap, pr.RawMap, pr.Panel, pr.Mask))
 		p.csv.Flush()
 		return p.csv.Error()
 	}

@@ -36,7 +36,7 @@ Examples:
 			&cli.StringFlag{Name: "out", Usage: "the dataset root to write", Required: true},
 			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the synthetic images"},
 			&cli.IntFlag{Name: "size", Value: 64, Usage: "image side in pixels"},
-			&cli.IntFlag{Name: "valid", Value: 20, Usage: "images per class in valid/"},
+			&cli.IntFlag{Name: "valid", Value: 20, Usage: "images per class in valid/ (a benchmark dataset also gets every file its authors' few-shot lists name, so that the paper's protocol runs on it)"},
 			&cli.IntFlag{Name: "test", Value: 24, Usage: "images per class in test/"},
 			&cli.StringFlag{Name: "datasets", Usage: "comma-separated dataset names, or all (the six of the benchmark; default Brain,Chest)"},
 		},
@@ -223,8 +223,12 @@ func trainAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	epochs := plural(res.Meta.Epochs, "epoch")
+	if m := res.Meta; m.SelectedEpoch > 0 {
+		epochs += fmt.Sprintf(" (kept epoch %d, valid image AUROC %.4f)", m.SelectedEpoch, m.ValidAUROC)
+	}
 	fmt.Fprintf(c.App.Writer, "wrote %s: %d shots per class, %d augmented images, %s, final loss %.4f, cos(t_n, t_ab) %.4f, %.1f ms per step, %s in all\n",
-		cfg.Out, res.Meta.Shots, res.Images, plural(res.Meta.Epochs, "epoch"), res.FinalLoss, res.TextCosine, float64(res.StepTime.Microseconds())/1000, res.TotalTime.Round(time.Millisecond))
+		cfg.Out, res.Meta.Shots, res.Images, epochs, res.FinalLoss, res.TextCosine, float64(res.StepTime.Microseconds())/1000, res.TotalTime.Round(time.Millisecond))
 	return nil
 }
 
@@ -382,8 +386,11 @@ func absPath(p string) string {
 // checkTrainSettings refuses numbers and names training cannot use, before
 // any work.
 func checkTrainSettings(c *cli.Context, cfg train.Config) error {
-	if cfg.Epochs < 1 || cfg.Batch < 1 {
-		return fmt.Errorf("--epochs and --batch must be positive")
+	if cfg.Epochs < 1 || cfg.Epochs > checkpoint.MaxEpochs {
+		return fmt.Errorf("--epochs %d: want 1 to %d", cfg.Epochs, checkpoint.MaxEpochs)
+	}
+	if cfg.Batch < 1 || cfg.Batch > 4096 {
+		return fmt.Errorf("--batch %d: want 1 to 4096", cfg.Batch)
 	}
 	if !(cfg.LR > 0 && cfg.LR <= 1) {
 		return fmt.Errorf("--lr %v: Adam's learning rate must be in (0, 1] (the paper's is 0.001)", cfg.LR)
@@ -418,7 +425,7 @@ func checkTrainOutput(c *cli.Context, cfg train.Config, resumed *checkpoint.Meta
 		}
 	}
 	inputs = append(inputs, splitInputs(data, name, "valid")...)
-	if err := outsideDatasets("--out", filepath.Dir(cfg.Out), data, []string{name}); err != nil {
+	if err := outsideDatasets("--out", cfg.Out, false, data, []string{name}); err != nil {
 		return err
 	}
 	if err := checkOutputs([]namedPath{{"--out", cfg.Out}}, inputs); err != nil {

@@ -28,7 +28,10 @@ Examples:
 			{
 				Name:  "list",
 				Usage: "the known models and where they are",
-				Description: `Examples:
+				Description: `Lists the CLIP models madclip knows (name, size, the file it looks for)
+and, for each, the weights file found in the weights folders, if any.
+
+Examples:
   madclip weights list`,
 				Action: func(c *cli.Context) error {
 					fmt.Fprintf(c.App.Writer, "search path: %s\n", strings.Join(weights.Dirs(), ", "))
@@ -45,7 +48,10 @@ Examples:
 			{
 				Name:  "path",
 				Usage: "print the weights file commands use by default (exit 1 when there is none)",
-				Description: `Examples:
+				Description: `Prints the weights file train, bench and import use when --weights is not
+given: the largest known model found in the weights folders.
+
+Examples:
   madclip weights path`,
 				Action: func(c *cli.Context) error {
 					p, err := findWeights("")
