@@ -38,7 +38,7 @@ func LoadArchive(path string) (map[string]*Tensor, error) {
 	defer C.free(unsafe.Pointer(cp))
 	var n *C.tb_named
 	if err := check("load_archive", C.tb_load_archive(cp, &n)); err != nil {
-		if strings.Contains(err.Error(), "failed finding central directory") {
+		if m := err.Error(); strings.Contains(m, "failed finding central directory") || strings.Contains(m, "not a ZIP archive") {
 			return nil, fmt.Errorf("load %s: not a PyTorch file (neither a zip archive as torch.save and TorchScript write, nor safetensors)", path)
 		}
 		if strings.Contains(err.Error(), "Unknown opcode") {
