@@ -1,11 +1,8 @@
 package metrics
 
 import (
-	"encoding/json"
 	"math"
 	"math/rand/v2"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -44,22 +41,11 @@ func TestAgainstSklearn(t *testing.T) {
 		{Scores: []float32{0, float32(math.Copysign(0, -1)), 1, -1, 1, 0.5}, Labels: []bool{true, false, true, false, false, true}},
 		{Scores: []float32{3, 3, 3, 3}, Labels: []bool{true, false, false, true}},
 	}
-	path := filepath.Join(t.TempDir(), "cases.json")
-	b, _ := json.Marshal(cases)
-	os.WriteFile(path, b, 0o644)
-	cmd := exec.Command(py, filepath.Join("testdata", "reference_metrics.py"), path)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatal(err)
-	}
 	var want []struct {
 		Auroc, Ap, F1, Youden float64
 		Confusion             [4]int
 	}
-	if err := json.Unmarshal(out, &want); err != nil {
-		t.Fatal(err)
-	}
+	reftest.RunJSON(t, py, filepath.Join("testdata", "reference_metrics.py"), cases, &want)
 	for i, c := range cases {
 		auc, err := AUROC(c.Scores, c.Labels)
 		if err != nil || math.Abs(auc-want[i].Auroc) > 1e-12 {

@@ -1,11 +1,8 @@
 package metrics
 
 import (
-	"encoding/json"
 	"math"
 	"math/rand/v2"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -65,22 +62,11 @@ func TestPROAgainstScipy(t *testing.T) {
 		c.Masks[0][0] = true // at least one region
 		cases = append(cases, c)
 	}
-	path := filepath.Join(t.TempDir(), "pro.json")
-	b, _ := json.Marshal(cases)
-	os.WriteFile(path, b, 0o644)
-	cmd := exec.Command(py, filepath.Join("testdata", "reference_pro.py"), path)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatal(err)
-	}
 	var want []struct {
 		Aupro   float64
 		Regions int
 	}
-	if err := json.Unmarshal(out, &want); err != nil {
-		t.Fatal(err)
-	}
+	reftest.RunJSON(t, py, filepath.Join("testdata", "reference_pro.py"), cases, &want)
 	for i, c := range cases {
 		curve, err := PRO(c.Scores, c.Masks, c.W, c.H)
 		if err != nil {

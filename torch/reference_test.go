@@ -1,9 +1,6 @@
 package torch
 
 import (
-	"encoding/json"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -80,21 +77,8 @@ func TestAgainstPyTorch(t *testing.T) {
 		}
 		js[name] = m
 	}
-	path := filepath.Join(t.TempDir(), "cases.json")
-	b, _ := json.Marshal(js)
-	if err := os.WriteFile(path, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(py, filepath.Join("testdata", "reference.py"), path)
-	cmd.Stderr = os.Stderr
-	outJSON, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("reference.py: %v", err)
-	}
 	var want map[string][]float64
-	if err := json.Unmarshal(outJSON, &want); err != nil {
-		t.Fatal(err)
-	}
+	reftest.RunJSON(t, py, filepath.Join("testdata", "reference.py"), js, &want)
 	for name, c := range cases {
 		run(t, func(s *Scope) error {
 			xs := map[string]*Tensor{}

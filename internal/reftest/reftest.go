@@ -4,9 +4,11 @@
 package reftest
 
 import (
+	"encoding/json"
 	"math"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -31,6 +33,30 @@ func Python(t testing.TB, modules ...string) string {
 		t.Skipf("no Python reference (%s): %v", strings.Join(modules, ", "), err)
 	}
 	return Interpreter
+}
+
+// RunJSON runs a reference script as `py script FILE`, FILE holding in as
+// JSON, and decodes the JSON the script prints into out. The script's
+// stderr goes to the test's.
+func RunJSON(t testing.TB, py, script string, in, out any) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "in.json")
+	b, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(py, script, path)
+	cmd.Stderr = os.Stderr
+	got, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s: %v", script, err)
+	}
+	if err := json.Unmarshal(got, out); err != nil {
+		t.Fatalf("%s printed %.200q: %v", script, got, err)
+	}
 }
 
 // Near fails the test unless got and want agree element by element within
