@@ -10,6 +10,7 @@ import (
 	"io"
 	"io/fs"
 	"madclip/internal/regularfile"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -22,19 +23,20 @@ import (
 // syncing it and renaming it over path. On any error the temporary file is
 // removed and path is left as it was.
 //
-// What is at path decides how: nothing, or a regular file (whose mode is
-// kept rather than perm), is replaced; a symbolic link to a regular file is
-// written through, replacing its target as cp would; anything else (a
-// folder, a device, a named pipe, a socket, a dangling link) is refused.
+// What is at path decides how: nothing (the new file gets perm less the
+// umask), or a regular file (whose mode is kept), is replaced; a symbolic
+// link to a regular file is written through, replacing its target as cp
+// would; anything else (a folder, a device, a named pipe, a socket, a
+// dangling link) is refused.
 // Temporaries that a killed madclip left beside path are removed first.
 func Write(path string, perm os.FileMode, fill func(w io.Writer) error) (err error) {
-	target, perm, err := Destination(path, perm)
+	target, existing, err := Destination(path)
 	if err != nil {
 		return err
 	}
 	dir := filepath.Dir(target)
 	removeStale(dir, filepath.Base(target))
-	f, err := os.CreateTemp(dir, tempPrefix(filepath.Base(target))+strconv.Itoa(os.Getpid())+"-*")
+	f, err := createTemp(dir, filepath.Base(target), perm)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, unwrapPath(err, path))
 	}
@@ -53,8 +55,10 @@ func Write(path string, perm os.FileMode, fill func(w io.Writer) error) (err err
 	if err = bw.Flush(); err != nil {
 		return err
 	}
-	if err = f.Chmod(perm); err != nil {
-		return err
+	if existing != nil { // a replaced file keeps its mode
+		if err = f.Chmod(existing.Mode().Perm()); err != nil {
+			return err
+		}
 	}
 	if err = f.Sync(); err != nil {
 		return err
@@ -65,49 +69,42 @@ func Write(path string, perm os.FileMode, fill func(w io.Writer) error) (err err
 	return os.Rename(tmp, target)
 }
 
-// Destination says where Write(path) would put its file and with which
-// mode, or why it refuses: it lets a command check every output before it
-// starts work.
-func Destination(path string, perm os.FileMode) (string, os.FileMode, error) {
+// createTemp creates a new temporary for base in dir with mode perm, less
+// the umask (the kernel applies it, as for any new file).
+func createTemp(dir, base string, perm os.FileMode) (*os.File, error) {
+	prefix := filepath.Join(dir, tempPrefix(base)+strconv.Itoa(os.Getpid())+"-")
+	for {
+		f, err := os.OpenFile(prefix+strconv.FormatUint(rand.Uint64(), 36), os.O_RDWR|os.O_CREATE|os.O_EXCL, perm)
+		if !errors.Is(err, fs.ErrExist) {
+			return f, err
+		}
+	}
+}
+
+// Destination says where Write(path) would put its file, and what is
+// there now (nil for nothing), or why it refuses: it lets a command check
+// every output before it starts work.
+func Destination(path string) (target string, existing fs.FileInfo, err error) {
 	st, err := os.Lstat(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return path, perm &^ umask(), nil
+		return path, nil, nil
 	}
 	if err != nil {
-		return "", 0, fmt.Errorf("write %s: %w", path, unwrapPath(err, path))
+		return "", nil, fmt.Errorf("write %s: %w", path, unwrapPath(err, path))
 	}
-	target := path
+	target = path
 	if st.Mode()&fs.ModeSymlink != 0 {
 		if target, err = filepath.EvalSymlinks(path); err != nil {
-			return "", 0, fmt.Errorf("write %s: a symbolic link whose target cannot be followed (%v)", path, unwrapPath(err, path))
+			return "", nil, fmt.Errorf("write %s: a symbolic link whose target cannot be followed (%v)", path, unwrapPath(err, path))
 		}
 		if st, err = os.Stat(target); err != nil {
-			return "", 0, fmt.Errorf("write %s: %w", path, unwrapPath(err, path))
+			return "", nil, fmt.Errorf("write %s: %w", path, unwrapPath(err, path))
 		}
 	}
 	if !st.Mode().IsRegular() {
-		return "", 0, fmt.Errorf("write %s: it is %s, not a regular file; refusing to replace it", path, regularfile.Kind(st.Mode()))
+		return "", nil, fmt.Errorf("write %s: it is %s, not a regular file; refusing to replace it", path, regularfile.Kind(st.Mode()))
 	}
-	return target, st.Mode().Perm(), nil
-}
-
-// umask is the process's file mode creation mask, which a new file's mode
-// honours as open(2) would have (the temporary is created 0600 and then
-// given its mode). It is read from /proc, since umask(2) can only read it by
-// changing it; 022 where /proc is not mounted.
-func umask() fs.FileMode {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0o022
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "Umask:"); ok {
-			if m, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32); err == nil {
-				return fs.FileMode(m) & fs.ModePerm
-			}
-		}
-	}
-	return 0o022
+	return target, st, nil
 }
 
 // tempPrefix starts the name of a temporary for the file base; the writer's

@@ -254,12 +254,12 @@ func (m Meta) validate() error {
 	if m.Epochs < 0 || m.Epoch < 0 || m.Step < 0 || m.Shots < 0 || m.Steps < 0 {
 		return fmt.Errorf("its configuration has negative counts")
 	}
-	if m.Epochs > MaxEpochs || m.Epoch > m.Epochs || m.Shots > 1<<16 {
+	if m.Epochs > MaxEpochs || m.Epoch > m.Epochs || m.Shots > MaxShots {
 		return fmt.Errorf("its configuration has %d of %d epochs done and %d shots", m.Epoch, m.Epochs, m.Shots)
 	}
-	for what, v := range map[string]string{"dataset": m.Dataset, "object word": m.Model.Object} {
-		if len(v) > 256 {
-			return fmt.Errorf("its %s is %d bytes long", what, len(v))
+	for _, s := range [][2]string{{"dataset", m.Dataset}, {"object word", m.Model.Object}} {
+		if len(s[1]) > 256 {
+			return fmt.Errorf("its %s is %d bytes long", s[0], len(s[1]))
 		}
 	}
 	if t := m.Training; t != nil && !(t.LR > 0 && t.LR <= 1 && t.Beta1 >= 0 && t.Beta1 < 1 && t.Beta2 >= 0 && t.Beta2 < 1 && t.Batch >= 1) {
@@ -273,8 +273,12 @@ func (m Meta) validate() error {
 	return nil
 }
 
-// MaxEpochs bounds a run's epochs (the paper trains 60).
-const MaxEpochs = 100000
+// Bounds of a run: its epochs (the paper trains 60) and shots per class
+// (the paper's most is 16).
+const (
+	MaxEpochs = 100000
+	MaxShots  = 1 << 16
+)
 
 // checkVersion refuses a checkpoint without a version, or from a madclip
 // newer than this one, whose format this one may misread.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"madclip/checkpoint"
 	"madclip/imaging"
 	"madclip/torch"
 	"os"
@@ -134,7 +135,9 @@ func inRange(c *cli.Context, bounds map[string][2]int) error {
 // Bounds of the integer flags shared by several commands.
 var (
 	imageSizeRange = [2]int{14, 1024} // at least one patch; a 73×73 grid at most
-	shotsRange     = [2]int{1, 1 << 16}
+	shotsRange     = [2]int{1, checkpoint.MaxShots}
+	batchRange     = [2]int{1, 4096}
+	epochsRange    = [2]int{1, checkpoint.MaxEpochs}
 )
 
 // maxPixelsFlag raises the decompression-bomb limit for very large scans.
@@ -188,20 +191,20 @@ func uniformFlags(cmds []*cli.Command, parent string) {
 		name := strings.TrimSpace(parent + " " + c.Name)
 		quiet := false
 		var required []string
+		require := func(flag string, req *bool, usage *string) {
+			if *req {
+				required, *req = append(required, flag), false
+				*usage += " (required)"
+			}
+		}
 		for _, f := range c.Flags {
 			switch f := f.(type) {
 			case *cli.StringSliceFlag:
-				if f.Required {
-					required, f.Required = append(required, f.Name), false
-					f.Usage += " (required)"
-				}
+				require(f.Name, &f.Required, &f.Usage)
 			case *cli.BoolFlag:
 				f.DisableDefaultText = true
 			case *cli.StringFlag:
-				if f.Required {
-					required, f.Required = append(required, f.Name), false
-					f.Usage += " (required)"
-				}
+				require(f.Name, &f.Required, &f.Usage)
 				if f.Action == nil {
 					flag := f.Name
 					f.Action = func(_ *cli.Context, v string) error {

@@ -12,7 +12,6 @@ import (
 
 	"madclip/atomicfile"
 	"madclip/bench"
-	"madclip/checkpoint"
 	"madclip/dataset"
 )
 
@@ -153,7 +152,7 @@ func planBench(c *cli.Context) (benchPlan, error) {
 	if err := oneBackbone(c); err != nil {
 		return p, err
 	}
-	if err := inRange(c, map[string][2]int{"image-size": imageSizeRange, "batch": {1, 4096}, "seeds": {1, 1000}, "epochs": {1, checkpoint.MaxEpochs}}); err != nil {
+	if err := inRange(c, map[string][2]int{"image-size": imageSizeRange, "batch": batchRange, "seeds": {1, 1000}, "epochs": epochsRange}); err != nil {
 		return p, err
 	}
 	seen := map[string]bool{}
@@ -218,8 +217,8 @@ func benchOutputs(c *cli.Context, p benchPlan, weights string) error {
 	if work == "" && out == "" {
 		return nil // the checkpoints go to a fresh temporary folder
 	}
-	names := p.datasets
-	if names == nil {
+	names := append([]string(nil), p.datasets...)
+	if p.datasets == nil {
 		for _, b := range dataset.Benchmarks {
 			names = append(names, b.Name)
 		}

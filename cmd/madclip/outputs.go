@@ -128,7 +128,7 @@ func newInputSet(inputs []namedPath) *inputSet {
 // check refuses an output that is an input, or that atomicfile would not
 // replace.
 func (s *inputSet) check(o namedPath) error {
-	if _, _, err := atomicfile.Destination(o.path, 0o644); err != nil {
+	if _, _, err := atomicfile.Destination(o.path); err != nil {
 		return fmt.Errorf("%s: %w", o.role, err)
 	}
 	in, clash := s.byPath[absPath(o.path)]
@@ -207,7 +207,7 @@ func writableFolder(flag, path string) error {
 	}
 	f.Close()
 	os.Remove(f.Name())
-	if _, _, err := atomicfile.Destination(path, 0o644); err != nil {
+	if _, _, err := atomicfile.Destination(path); err != nil {
 		return fmt.Errorf("%s: %w", flag, err)
 	}
 	return nil

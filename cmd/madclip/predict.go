@@ -164,7 +164,7 @@ func predictAction(c *cli.Context) error {
 	if c.Bool("json") && c.Bool("csv") {
 		return fmt.Errorf("predict: choose --json or --csv")
 	}
-	if err := inRange(c, map[string][2]int{"batch": {1, 4096}}); err != nil {
+	if err := inRange(c, map[string][2]int{"batch": batchRange}); err != nil {
 		return err
 	}
 	if err := checkThresholdFlag(c); err != nil {

@@ -386,11 +386,9 @@ func absPath(p string) string {
 // checkTrainSettings refuses numbers and names training cannot use, before
 // any work.
 func checkTrainSettings(c *cli.Context, cfg train.Config) error {
-	if cfg.Epochs < 1 || cfg.Epochs > checkpoint.MaxEpochs {
-		return fmt.Errorf("--epochs %d: want 1 to %d", cfg.Epochs, checkpoint.MaxEpochs)
-	}
-	if cfg.Batch < 1 || cfg.Batch > 4096 {
-		return fmt.Errorf("--batch %d: want 1 to 4096", cfg.Batch)
+	bounds := map[string][2]int{"image-size": imageSizeRange, "shots": shotsRange, "epochs": epochsRange, "batch": batchRange}
+	if err := inRange(c, bounds); err != nil {
+		return err
 	}
 	if !(cfg.LR > 0 && cfg.LR <= 1) {
 		return fmt.Errorf("--lr %v: Adam's learning rate must be in (0, 1] (the paper's is 0.001)", cfg.LR)
@@ -405,7 +403,7 @@ func checkTrainSettings(c *cli.Context, cfg train.Config) error {
 			return err
 		}
 	}
-	return inRange(c, map[string][2]int{"image-size": imageSizeRange, "shots": shotsRange})
+	return nil
 }
 
 // checkTrainOutput checks --out before hours of training: it can be
