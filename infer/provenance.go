@@ -11,7 +11,7 @@ import (
 // prediction can be traced and trusted later.
 type Provenance struct {
 	Version          string  `json:"madclip_version"`
-	Checkpoint       string  `json:"checkpoint"`
+	Checkpoint       string  `json:"checkpoint,omitempty"` // empty when the file was not kept (bench without --work)
 	CheckpointSHA256 string  `json:"checkpoint_sha256"`
 	Backbone         string  `json:"backbone"`
 	Dataset          string  `json:"dataset"`

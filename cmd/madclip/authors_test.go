@@ -5,6 +5,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"madclip/checkpoint"
+	"madclip/model"
+	"madclip/model/clip"
 )
 
 // export authors then import authors through the binary: the imported
@@ -14,7 +18,7 @@ func TestAuthorsExportImportCLI(t *testing.T) {
 	dir := t.TempDir()
 	pth := filepath.Join(dir, "Brain.pth")
 	o, e, code := madclip(t, nil, "export", "authors", ck, pth)
-	if code != 0 || !strings.Contains(o, "--obj Brain --img_size 112") {
+	if code != 0 || !strings.Contains(o, "wrote "+pth+" (trained on preset tiny") || strings.Contains(o, "test.py") {
 		t.Fatalf("export: exit %d %s %s", code, o, e)
 	}
 	back := filepath.Join(dir, "back.safetensors")
@@ -47,4 +51,29 @@ func TestAuthorsExportImportCLI(t *testing.T) {
 	wantFailure(t, "IN.pth", e, code)
 	_, e, code = madclip(t, nil, "import", "authors", ck, "--dataset", "Brain", "--preset", "tiny", "--image-size", "112", "--out", back)
 	wantFailure(t, ck, e, code)
+}
+
+// The hint names the authors' test.py command only for a checkpoint their
+// code can run: OpenAI's ViT-L/14-336 weights.
+func TestExportHint(t *testing.T) {
+	vitl := checkpoint.Meta{Dataset: "Liver", Model: model.Options{ImageSize: 240, Layers: []int{6, 12, 18, 24}},
+		Backbone: checkpoint.Backbone{Digest: "ab12", File: "/w/ViT-L-14-336px.safetensors", Config: clip.Presets["ViT-L/14-336"]}}
+	h := exportHint("Liver.pth", vitl)
+	if !strings.Contains(h, "python test.py --obj Liver --img_size 240 --features_list 6 12 18 24") || strings.Contains(h, "text_mood") {
+		t.Errorf("ViT-L/14-336 weights: %q", h)
+	}
+	vitl.Model.Handcrafted = true
+	if h := exportHint("Liver.pth", vitl); !strings.Contains(h, "--text_mood fix") {
+		t.Errorf("hand-crafted prompts: %q", h)
+	}
+	for name, b := range map[string]checkpoint.Backbone{
+		"random ViT-L/14-336": {Preset: "ViT-L/14-336", Seed: 1, Config: clip.Presets["ViT-L/14-336"]},
+		"ViT-B/16 weights":    {Digest: "cd34", File: "/w/b16.safetensors", Config: clip.Presets["ViT-B/16"]},
+	} {
+		m := vitl
+		m.Backbone = b
+		if h := exportHint("x.pth", m); strings.Contains(h, "test.py") || !strings.Contains(h, "cannot use it") {
+			t.Errorf("%s: %q", name, h)
+		}
+	}
 }

@@ -7,6 +7,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"madclip/authors"
+	"madclip/checkpoint"
+	"madclip/model/clip"
 	"madclip/torch"
 )
 
@@ -152,12 +154,23 @@ func exportAuthorsAction(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		layers := strings.Trim(fmt.Sprint(meta.Model.Layers), "[]")
-		fmt.Fprintf(c.App.Writer, "wrote %s; in the authors' code: python test.py --obj %s --img_size %d --features_list %s\n",
-			out, meta.Dataset, meta.Model.ImageSize, layers)
-		if meta.Model.Handcrafted {
-			fmt.Fprintln(c.App.Writer, "(hand-crafted prompts: add --text_mood fix)")
-		}
+		fmt.Fprint(c.App.Writer, exportHint(out, meta))
 		return nil
 	})
+}
+
+// exportHint says what was written and how the authors' test.py evaluates
+// it; their code always runs OpenAI's ViT-L/14-336, so a file made from any
+// other backbone is for madclip import authors only.
+func exportHint(out string, meta checkpoint.Meta) string {
+	if b := meta.Backbone; b.Preset != "" || b.Config != clip.Presets["ViT-L/14-336"] {
+		return fmt.Sprintf("wrote %s (trained on %s; the authors' code runs OpenAI's ViT-L/14-336 and cannot use it, madclip import authors can)\n", out, b)
+	}
+	layers := strings.Trim(fmt.Sprint(meta.Model.Layers), "[]")
+	s := fmt.Sprintf("wrote %s; in the authors' code: python test.py --obj %s --img_size %d --features_list %s\n",
+		out, meta.Dataset, meta.Model.ImageSize, layers)
+	if meta.Model.Handcrafted {
+		s += "(hand-crafted prompts: add --text_mood fix)\n"
+	}
+	return s
 }

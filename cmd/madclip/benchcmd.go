@@ -37,7 +37,9 @@ Retina_OCT2017:OCTDL, Retina_RESC:OCTDL), whose targets you supply in the same
 layout ({root}/NIHChest_AD/test/...). Datasets that are not present are
 skipped with a note. --json-out writes every run's result with its
 provenance (checkpoint and SHA-256, backbone, threshold) to a file; --json
-prints the same to standard output instead of the table. A line per run
+prints the same to standard output instead of the table. The checkpoints are
+kept in --work; without it they are deleted at the end, and the JSON gives
+only their SHA-256. A line per run
 says how many runs are done, the time taken and about how much is left.
 
 Examples:
@@ -88,8 +90,9 @@ func benchAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	work := c.String("work")
+	work, kept := c.String("work"), true
 	if work == "" {
+		kept = false
 		if work, err = os.MkdirTemp("", "madclip-bench"); err != nil {
 			return err
 		}
@@ -119,6 +122,12 @@ func benchAction(c *cli.Context) error {
 	}
 	if len(results) == 0 {
 		return fmt.Errorf("bench: none of the datasets is under %s", c.String("data"))
+	}
+	if !kept {
+		// The temporary folder goes when bench ends: name no file in it.
+		for i := range results {
+			results[i].Provenance.Checkpoint = ""
+		}
 	}
 	b, err := json.MarshalIndent(results, "", "  ")
 	if err != nil {

@@ -375,26 +375,46 @@ func TestBenchCLI(t *testing.T) {
 	if !strings.Contains(o, "(paper 93.93)") || !strings.Contains(o, "(paper 84.56)") {
 		t.Errorf("paper numbers missing: %s", o)
 	}
-	var res []struct {
+	type result struct {
 		Dataset    string  `json:"dataset"`
 		ShotsFile  string  `json:"shots_file"`
 		ImageAUROC float64 `json:"image_auroc"`
+		Provenance struct {
+			Checkpoint *string `json:"checkpoint"`
+			SHA256     string  `json:"checkpoint_sha256"`
+		} `json:"provenance"`
 	}
+	var res []result
 	b, _ := os.ReadFile(js)
 	if err := json.Unmarshal(b, &res); err != nil || len(res) != 4 {
 		t.Errorf("results.json: %d results (%v)", len(res), err)
 	}
-	// The authors' fixed lists by default (the paper's protocol).
+	// The authors' fixed lists by default (the paper's protocol); no path
+	// into the temporary folder that is gone, but each checkpoint's digest.
 	for _, r := range res {
 		if r.ShotsFile != "authors:"+r.Dataset+"/my2-shot.txt" {
 			t.Errorf("%s: shots from %q", r.Dataset, r.ShotsFile)
 		}
+		if p := r.Provenance; p.Checkpoint != nil || len(p.SHA256) != 64 {
+			t.Errorf("%s: checkpoint %v, SHA-256 %q without --work", r.Dataset, p.Checkpoint, p.SHA256)
+		}
 	}
-	// The cross-dataset setting: train on Brain, test on Chest.
+	// The cross-dataset setting: train on Brain, test on Chest; --work keeps
+	// the checkpoint, and --json names it.
+	work := filepath.Join(t.TempDir(), "work")
 	o, e, code = madclip(t, nil, "bench", "--data", root, "--preset", "tiny", "--shots", "2", "--seeds", "1", "--epochs", "1",
-		"--image-size", "56", "--cross", "Brain:Chest", "--device", "cpu")
-	if code != 0 || !strings.Contains(o, "Brain→Chest AC") || strings.Contains(o, "±") {
+		"--image-size", "56", "--cross", "Brain:Chest", "--device", "cpu", "--work", work, "--json")
+	if code != 0 || strings.Contains(o, "±") {
 		t.Errorf("cross: exit %d %s %s", code, o, e)
+	}
+	res = nil
+	if err := json.Unmarshal([]byte(o), &res); err != nil || len(res) != 1 || res[0].Dataset != "Chest" || res[0].Provenance.Checkpoint == nil {
+		t.Fatalf("cross --json: %v %s", err, o)
+	}
+	if ck := *res[0].Provenance.Checkpoint; filepath.Dir(ck) != work {
+		t.Errorf("kept checkpoint %s not in %s", ck, work)
+	} else if _, err := os.Stat(ck); err != nil {
+		t.Errorf("kept checkpoint: %v", err)
 	}
 	// --draw-shots draws; --cross paper names Table 3's targets (absent here).
 	o, e, code = madclip(t, nil, "bench", "--data", root, "--preset", "tiny", "--shots", "2", "--seeds", "1", "--epochs", "1",

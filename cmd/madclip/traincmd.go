@@ -265,13 +265,14 @@ func (r *trainReporter) Start(epochs, steps int) {
 		progressbar.OptionSetWriter(r.w),
 		progressbar.OptionShowIts(),
 		progressbar.OptionSetItsString("step"),
-		progressbar.OptionThrottle(100*time.Millisecond),
 		progressbar.OptionOnCompletion(func() { fmt.Fprintln(r.w) }),
 	)
 }
 
 func (r *trainReporter) Step(epoch, step int, loss float64) {
 	if r.bar != nil {
+		// Describe draws the bar with the old count; Add then draws it again
+		// with the new one (no throttle, or that second drawing is dropped).
 		r.bar.Describe(fmt.Sprintf("epoch %d/%d step %d/%d loss %.4f", epoch+1, r.epochs, step+1, r.steps, loss))
 		_ = r.bar.Add(1)
 	}
