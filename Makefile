@@ -34,12 +34,15 @@ test: build
 	$(GO) test -count 1 ./...
 	$(MAKE) --no-print-directory fuzz FUZZTIME=8s
 
+# Minimising each new interesting input may take up to a minute by default,
+# during which no new input runs: it ate most of a short budget.
 FUZZTIME ?= 60s
+FUZZMINTIME ?= 2s
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./torch/safetensors
-	$(GO) test -run '^$$' -fuzz FuzzEncode -fuzztime $(FUZZTIME) ./model/clip/bpe
-	$(GO) test -run '^$$' -fuzz FuzzUnpickle -fuzztime $(FUZZTIME) ./torch/torchsave
-	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./imaging
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) ./torch/safetensors
+	$(GO) test -run '^$$' -fuzz FuzzEncode -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) ./model/clip/bpe
+	$(GO) test -run '^$$' -fuzz FuzzUnpickle -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) ./torch/torchsave
+	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) ./imaging
 
 bench: build
 	scripts/bench_bridge.sh

@@ -12,6 +12,7 @@ import (
 	"madclip/checkpoint"
 	"madclip/dataset"
 	"madclip/infer"
+	"madclip/internal/cliptest"
 	"madclip/internal/reftest"
 	"madclip/model"
 	"madclip/model/clip"
@@ -222,6 +223,13 @@ func TestImportExportErrors(t *testing.T) {
 	knee := tinyImport("Knee")
 	layers := tinyImport("Brain")
 	layers.Layers = []int{1, 2}
+	// Their four adapters cannot sit on a two-block CLIP.
+	small := clip.Presets["tiny"]
+	small.VisionLayers = 2
+	smallWeights := filepath.Join(dir, "two-blocks.safetensors")
+	cliptest.WriteConfig(t, smallWeights, small, 1, torch.Float32)
+	twoBlocks := tinyImport("Brain")
+	twoBlocks.Preset, twoBlocks.Weights = "", smallWeights
 	garbage := filepath.Join(dir, "garbage.pth")
 	os.WriteFile(garbage, []byte("not a pickle"), 0o644)
 	for _, c := range []struct {
@@ -232,6 +240,7 @@ func TestImportExportErrors(t *testing.T) {
 		{theirs, otherCLIP, "other CLIP weights"},
 		{theirs, knee, "--object"},
 		{theirs, layers, "--layers"},
+		{theirs, twoBlocks, "more than the 2 blocks of this backbone"},
 		{garbage, tinyImport("Brain"), garbage},
 		{f.ck, tinyImport("Brain"), "torch.save file"},
 		{filepath.Join(dir, "missing.pth"), tinyImport("Brain"), "missing.pth"},

@@ -68,10 +68,17 @@ func Import(pth, out string, o ImportOptions, tk *bpe.Tokenizer) (checkpoint.Met
 			return err
 		}
 		defer backbone.Free()
-		if opts.Layers == nil {
-			opts.Layers = model.DefaultLayers(backbone.Config.VisionLayers)
+		defaulted, blocks := opts.Layers == nil, backbone.Config.VisionLayers
+		if defaulted {
+			opts.Layers = model.DefaultLayers(blocks)
 		}
-		if len(opts.Layers) != layers {
+		switch {
+		case len(opts.Layers) == layers:
+		case blocks < layers:
+			return fmt.Errorf("%s has adapters for %d tapped layers, more than the %d blocks of this backbone: it was trained on another CLIP", pth, layers, blocks)
+		case defaulted:
+			return fmt.Errorf("%s has adapters for %d tapped layers, the default for a %d-block backbone taps %d (%v); give %d with --layers", pth, layers, blocks, len(opts.Layers), opts.Layers, layers)
+		default:
 			return fmt.Errorf("%s has adapters for %d tapped layers, but %d layers are given (%v); give them with --layers", pth, layers, len(opts.Layers), opts.Layers)
 		}
 		if !opts.Handcrafted {

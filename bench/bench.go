@@ -102,8 +102,23 @@ func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, note func(string)) ([
 	var runnable [][2]string
 	for _, pair := range pairs {
 		name, test := pair[0], pair[1]
-		if !present(name) || !present(test) {
-			note(fmt.Sprintf("%s: not under %s, skipped", strings.Join(unique(name, test), " or "), c.Data))
+		var missing []string
+		for _, d := range unique(name, test) {
+			if !present(d) {
+				missing = append(missing, d)
+			}
+		}
+		if len(missing) > 0 {
+			what := missing[0] + ": not under " + c.Data
+			if len(missing) == 2 {
+				what = missing[0] + " and " + missing[1] + ": neither is under " + c.Data
+			}
+			if name != test {
+				what += fmt.Sprintf(", so %s → %s is skipped", name, test)
+			} else {
+				what += ", skipped"
+			}
+			note(what)
 			continue
 		}
 		runnable = append(runnable, pair)

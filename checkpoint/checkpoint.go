@@ -56,8 +56,9 @@ type Meta struct {
 	Seed       uint64 `json:"seed"`
 	Epochs     int    `json:"epochs"`
 	// Threshold is the label threshold chosen on held-out valid images
-	// (F1-max), 0 when there were none; ThresholdYouden is the Youden point
-	// there; Calibration says on what they were chosen.
+	// (F1-max, at the midpoint of its gap between held-out scores), 0 when
+	// there were none; ThresholdYouden is the Youden point there;
+	// Calibration says on what they were chosen.
 	Threshold       float64      `json:"threshold,omitempty"`
 	ThresholdYouden float64      `json:"threshold_youden,omitempty"`
 	Calibration     *Calibration `json:"calibration,omitempty"`
@@ -75,6 +76,12 @@ type Meta struct {
 	Epoch int   `json:"epoch,omitempty"` // epochs completed
 	Step  int   `json:"step,omitempty"`  // steps completed in the next epoch
 	Steps int64 `json:"optimizer_steps,omitempty"`
+	// EpochLossSum is the sum of the losses of those Step steps, so that a
+	// resumed run reports the unfinished epoch's mean over all its steps.
+	EpochLossSum float64 `json:"epoch_loss_sum,omitempty"`
+	// Elapsed is the wall time of the run so far in seconds, preparation
+	// included, over every start of a resumed run.
+	Elapsed float64 `json:"elapsed_seconds,omitempty"`
 }
 
 // Calibration describes the held-out valid images (those not among the
@@ -264,6 +271,12 @@ func (m Meta) validate() error {
 	}
 	if t := m.Training; t != nil && !(t.LR > 0 && t.LR <= 1 && t.Beta1 >= 0 && t.Beta1 < 1 && t.Beta2 >= 0 && t.Beta2 < 1 && t.Batch >= 1) {
 		return fmt.Errorf("its training settings are out of range (batch %d, lr %v, betas %v, %v)", t.Batch, t.LR, t.Beta1, t.Beta2)
+	}
+	if math.IsNaN(m.EpochLossSum) || math.IsInf(m.EpochLossSum, 0) || (m.Step == 0 && m.EpochLossSum != 0) {
+		return fmt.Errorf("its resume state has a loss sum of %v over %d steps", m.EpochLossSum, m.Step)
+	}
+	if !(m.Elapsed >= 0 && m.Elapsed < 1e9) {
+		return fmt.Errorf("its elapsed time %v s is out of range", m.Elapsed)
 	}
 	for _, th := range []float64{m.Threshold, m.ThresholdYouden} {
 		if math.IsNaN(th) || th < 0 || th > 1 {

@@ -62,6 +62,25 @@ func TestSynthLayoutAndDeterminism(t *testing.T) {
 	if len(a) == 0 || string(a) != string(b) {
 		t.Error("synth is not deterministic")
 	}
+	// A dataset's files do not depend on the others written with it, nor
+	// on their order.
+	alone := t.TempDir()
+	if err := Synth(alone, SynthOptions{Seed: 3, Valid: 6, Test: 4, Datasets: []string{"Chest", "Liver", "Brain"}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"Brain_AD/test/Ungood/img/002.png", "Brain_AD/valid/Ungood/anomaly_mask/00124_70.png", "Chest_AD/test/good/img/003.png"} {
+		a, _ := os.ReadFile(filepath.Join(root, f))
+		b, _ := os.ReadFile(filepath.Join(alone, f))
+		if len(a) == 0 || string(a) != string(b) {
+			t.Errorf("%s differs with other datasets beside it", f)
+		}
+	}
+	// Different seeds write different images.
+	other := t.TempDir()
+	Synth(other, SynthOptions{Seed: 4, Valid: 6, Test: 4})
+	if a, _ := os.ReadFile(filepath.Join(other, "Brain_AD/test/Ungood/img/002.png")); string(a) == string(b) {
+		t.Error("seeds 3 and 4 wrote the same image")
+	}
 }
 
 func TestSynthAllDatasets(t *testing.T) {

@@ -3,6 +3,7 @@ package dataset
 import (
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"image"
 	"image/jpeg"
 	"image/png"
@@ -89,8 +90,10 @@ func Synth(root string, o SynthOptions) error {
 			return err
 		}
 	}
-	for di, d := range specs {
-		r := rand.New(rand.NewPCG(o.Seed, uint64(di+1)))
+	for _, d := range specs {
+		// Each dataset's stream depends on its name only, so a dataset's
+		// files are the same whichever others are written with it.
+		r := rand.New(rand.NewPCG(o.Seed, nameStream(d.Name)))
 		if err := writeSynthMarker(Dir(root, d.Name), o); err != nil {
 			return err
 		}
@@ -143,6 +146,13 @@ const synthMarker = ".madclip-synth"
 // masks are removed (so that a smaller set written over a larger one does
 // not keep its extra images). A folder of real data is refused, never
 // mixed with synthetic images.
+// nameStream is the random stream of the dataset called name (FNV-1a).
+func nameStream(name string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	return h.Sum64()
+}
+
 func clearSynthetic(dir string) error {
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) || (err == nil && len(entries) == 0) {

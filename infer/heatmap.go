@@ -149,7 +149,7 @@ func Panel(orig *imaging.RGB, truth []bool, amap []float32, size int, o Overlay)
 		})
 	}
 	tile("anomaly map", func(at image.Point) { blendMap(out, at, orig, k, v, o.alpha()) })
-	tile(fmt.Sprintf("region >= %.2f", o.Threshold), func(at image.Point) {
+	tile(fmt.Sprintf("region >= %.3f", o.Threshold), func(at image.Point) {
 		drawScan(out, at, orig, k)
 		if gt != nil {
 			contour(out, at, w, h, gt, truthColour, ts)
@@ -173,11 +173,23 @@ var (
 )
 
 func caption(o Overlay) string {
-	s := fmt.Sprintf("score %.3f  %s  (threshold %.2f)", o.Score, o.Label, o.Threshold)
+	d := distinctDecimals(o.Score, o.Threshold)
+	s := fmt.Sprintf("score %.*f  %s  (threshold %.*f)", d, o.Score, o.Label, d, o.Threshold)
 	if o.Note != "" {
 		s += "  " + o.Note
 	}
 	return s
+}
+
+// distinctDecimals is the number of decimals (3 to 6) at which a score and
+// the threshold print differently when they differ, so that a caption
+// never reads "score 0.845 normal (threshold 0.845)".
+func distinctDecimals(score, threshold float64) int {
+	d := 3
+	for d < 6 && score != threshold && fmt.Sprintf("%.*f", d, score) == fmt.Sprintf("%.*f", d, threshold) {
+		d++
+	}
+	return d
 }
 
 // LoadTruth reads a ground-truth mask for a w×h scan: true where its grey
@@ -325,20 +337,22 @@ func drawColourBar(img *image.RGBA, r image.Rectangle, threshold float64, ts int
 			img.SetRGBA(x, r.Min.Y+y, c)
 		}
 	}
+	// A tick crosses the bar, overhanging it by ts on each side; its label
+	// stands clear of it, so "0.45" does not read as "-0.45".
 	tick := func(v float64, label string) {
 		y := r.Min.Y + int(math.Round((1-v)*float64(h-1)))
-		for x := x0 + bw; x < x0+bw+2*ts; x++ {
+		for x := x0 - ts; x < x0+bw+ts; x++ {
 			for t := 0; t < max(1, ts/2); t++ {
 				img.SetRGBA(x, min(y+t, r.Max.Y-1), textColour)
 			}
 		}
 		ty := min(max(y-lineHeight(ts)/2, r.Min.Y), r.Max.Y-lineHeight(ts))
-		drawText(img, x0+bw+3*ts+ts, ty, label, ts, textColour)
+		drawText(img, x0+bw+4*ts, ty, label, ts, textColour)
 	}
 	tick(0, "0")
 	tick(1, "1")
 	if threshold > 0.06 && threshold < 0.94 { // keep its label clear of the ends
-		tick(threshold, fmt.Sprintf("%.2f", threshold))
+		tick(threshold, fmt.Sprintf("%.3f", threshold))
 	}
 }
 
@@ -353,6 +367,22 @@ func drawText(img *image.RGBA, x, y int, s string, scale int, c color.RGBA) {
 	small := image.NewAlpha(image.Rect(0, 0, adv, 13))
 	d := &font.Drawer{Dst: small, Src: image.Opaque, Face: face, Dot: fixed.P(0, face.Ascent)}
 	d.DrawString(s)
+	// The font's full stop has a tail and reads as a comma when enlarged:
+	// draw a square dot on the baseline instead (the font is monospaced).
+	for i, r := range []rune(s) {
+		if r != '.' {
+			continue
+		}
+		for sy := range 13 {
+			for sx := range 7 {
+				a := color.Alpha{}
+				if sx >= 2 && sx <= 3 && sy >= face.Ascent-2 && sy < face.Ascent {
+					a.A = 255
+				}
+				small.SetAlpha(i*7+sx, sy, a)
+			}
+		}
+	}
 	b := img.Bounds()
 	for sy := range 13 {
 		for sx := range adv {

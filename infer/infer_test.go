@@ -98,12 +98,20 @@ func TestHeatmapLayout(t *testing.T) {
 			t.Errorf("blend at %v: %v, want half of %v over black", p, c, want)
 		}
 	}
+	// The bar runs from Turbo(1) at the top to Turbo(0) at the bottom; the
+	// ticks at 1 and 0 cross its first and last rows.
 	x := 50*k + 3*ts + 1 // inside the bar
-	if c := h.RGBAAt(x, top); c != Turbo(1) {
-		t.Errorf("top of the bar %v, want %v", c, Turbo(1))
+	bh := 30 * k
+	if c, want := h.RGBAAt(x, top+ts), Turbo(1-float64(ts)/float64(bh-1)); c != want {
+		t.Errorf("near the top of the bar %v, want %v", c, want)
 	}
-	if c := h.RGBAAt(x, top+30*k-1); c != Turbo(0) {
-		t.Errorf("bottom of the bar %v, want %v", c, Turbo(0))
+	if c, want := h.RGBAAt(x, top+bh-1-ts), Turbo(float64(ts)/float64(bh-1)); c != want {
+		t.Errorf("near the bottom of the bar %v, want %v", c, want)
+	}
+	for _, y := range []int{top, top + bh - 1} {
+		if c := h.RGBAAt(x, y); c != textColour {
+			t.Errorf("tick across the bar at row %d: %v", y, c)
+		}
 	}
 	dark := 0
 	for y := range top {

@@ -191,3 +191,71 @@ func BenchmarkAUROC60M(b *testing.B) {
 		}
 	}
 }
+
+// The calibration thresholds: the same best F1 and J as F1Max and Youden,
+// reached at a threshold strictly inside the gap below the best cut's
+// lowest positive score, checked by brute force over every cut.
+func TestMidpointThresholds(t *testing.T) {
+	// Perfectly separated: the gap is (0.4, 0.8), its midpoint 0.6.
+	scores := []float32{0.1, 0.4, 0.8, 0.9}
+	labels := []bool{false, false, true, true}
+	for name, f := range map[string]func([]float32, []bool) (float64, float32, error){"F1": F1MaxMidpoint, "Youden": YoudenMidpoint} {
+		v, th, err := f(scores, labels)
+		if err != nil || v != 1 || math.Abs(float64(th)-0.6) > 1e-7 {
+			t.Errorf("%s: %v at %v (%v), want 1 at 0.6", name, v, th, err)
+		}
+	}
+	// Every score called positive: no lower end, the lowest score itself.
+	if f1, th, _ := F1MaxMidpoint([]float32{0.5, 0.7, 0.9}, []bool{true, false, true}); th != 0.5 || math.Abs(f1-0.8) > 1e-12 {
+		t.Errorf("all positive: F1 %v at %v", f1, th)
+	}
+	// Adjacent float32 values: nothing between them, the upper one.
+	hi := float32(1)
+	lo := math.Nextafter32(hi, 0)
+	if _, th, _ := YoudenMidpoint([]float32{lo, hi}, []bool{false, true}); th != hi {
+		t.Errorf("adjacent floats: %v", th)
+	}
+	// Infinite scores on both sides of the gap.
+	inf := float32(math.Inf(1))
+	if _, th, _ := YoudenMidpoint([]float32{-inf, inf}, []bool{false, true}); th != inf {
+		t.Errorf("infinite gap: %v", th)
+	}
+	if _, _, err := F1MaxMidpoint([]float32{1, 2}, []bool{true, true}); err != ErrOneClass {
+		t.Errorf("one class: %v", err)
+	}
+	r := rand.New(rand.NewPCG(5, 6))
+	for i, c := range []testCase{randomCase(r, 200, 0), randomCase(r, 500, 3), randomCase(r, 40, 0), randomCase(r, 1000, 20)} {
+		f1, _, _ := F1Max(c.Scores, c.Labels)
+		j, _, _ := Youden(c.Scores, c.Labels)
+		for name, want := range map[string]float64{"F1": f1, "Youden": j} {
+			got, th := 0.0, float32(0)
+			if name == "F1" {
+				got, th, _ = F1MaxMidpoint(c.Scores, c.Labels)
+			} else {
+				got, th, _ = YoudenMidpoint(c.Scores, c.Labels)
+			}
+			cf, _ := At(c.Scores, c.Labels, float64(th))
+			at := cf.F1()
+			if name == "Youden" {
+				at = cf.Sensitivity() + cf.Specificity() - 1
+			}
+			if math.Abs(got-want) > 1e-12 || math.Abs(at-want) > 1e-12 {
+				t.Errorf("case %d %s: %v, at its threshold %v, want %v", i, name, got, at, want)
+			}
+			// Strictly inside a gap: no score equals it unless it is the
+			// lowest score, and it lies halfway between its neighbours.
+			below, above := float32(math.Inf(-1)), float32(math.Inf(1))
+			for _, s := range c.Scores {
+				if s < th && s > below {
+					below = s
+				}
+				if s >= th && s < above {
+					above = s
+				}
+			}
+			if !math.IsInf(float64(below), -1) && math.Abs(float64(th)-(float64(below)+float64(above))/2) > 1e-6 {
+				t.Errorf("case %d %s: threshold %v not halfway between %v and %v", i, name, th, below, above)
+			}
+		}
+	}
+}

@@ -1,6 +1,9 @@
 package metrics
 
-import "fmt"
+import (
+	"fmt"
+	"math"
+)
 
 // Youden is the threshold that maximises Youden's J = sensitivity +
 // specificity − 1 (the ROC point farthest above the diagonal), with J.
@@ -17,6 +20,67 @@ func Youden(scores []float32, labels []bool) (j float64, threshold float32, err 
 		}
 	})
 	return j, threshold, nil
+}
+
+// Calibration thresholds. A criterion maximised over held-out scores picks
+// a cut between two adjacent distinct scores: the lowest score called
+// positive and the highest called negative. Every threshold in that gap
+// gives the same counts on those scores; F1Max and Youden return its top
+// (the lowest positive score itself), so that an unseen positive scoring a
+// hair below it is missed. For labelling new images the midpoint of the gap
+// is the better choice: it leaves the same margin to both classes.
+
+// F1MaxMidpoint is the largest F1 score over all thresholds and the
+// midpoint of the gap in which it holds (see above).
+func F1MaxMidpoint(scores []float32, labels []bool) (f1 float64, threshold float32, err error) {
+	return bestGap(scores, labels, func(tp, fp, pos, _ int) float64 {
+		if tp == 0 {
+			return 0
+		}
+		return 2 * float64(tp) / float64(tp+fp+pos)
+	})
+}
+
+// YoudenMidpoint is the largest Youden's J and the midpoint of the gap in
+// which it holds (see above).
+func YoudenMidpoint(scores []float32, labels []bool) (j float64, threshold float32, err error) {
+	return bestGap(scores, labels, func(tp, fp, pos, neg int) float64 {
+		return float64(tp)/float64(pos) - float64(fp)/float64(neg)
+	})
+}
+
+// bestGap maximises crit over the cuts (the first cut wins ties) and
+// returns the midpoint between the lowest score called positive there and
+// the next lower distinct score (the lowest score itself when every score
+// is called positive).
+func bestGap(scores []float32, labels []bool, crit func(tp, fp, pos, neg int) float64) (best float64, threshold float32, err error) {
+	r, err := rank(scores, labels)
+	if err != nil {
+		return 0, 0, err
+	}
+	best = math.Inf(-1)
+	var top float32
+	open := false // the best cut's gap still needs its lower end
+	r.sweep(labels, func(tp, fp int, at uint32) {
+		s := scores[at]
+		if open {
+			threshold, open = midpoint(s, top), false
+		}
+		if v := crit(tp, fp, r.pos, r.neg); v > best {
+			best, top, threshold, open = v, s, s, true
+		}
+	})
+	return best, threshold, nil
+}
+
+// midpoint is a threshold halfway between lo < hi that still calls hi
+// positive and lo negative (hi itself where float32 has nothing between).
+func midpoint(lo, hi float32) float32 {
+	m := float32((float64(lo) + float64(hi)) / 2)
+	if !(m > lo && m <= hi) { // also NaN, from lo = −∞ and hi = +∞
+		return hi
+	}
+	return m
 }
 
 // Confusion counts the outcomes of calling scores at or above a threshold

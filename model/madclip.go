@@ -42,11 +42,15 @@ func WithPrecision(dev torch.Device, fn func() error) error {
 	return fn()
 }
 
-// DefaultLayers taps four evenly spaced blocks ending at the last.
+// DefaultLayers taps four evenly spaced blocks ending at the last (6, 12,
+// 18, 24 of ViT-L/14); a backbone of fewer than four blocks has each tapped
+// once.
 func DefaultLayers(blocks int) []int {
-	out := make([]int, 4)
-	for i := range out {
-		out[i] = max(1, blocks*(i+1)/4)
+	var out []int
+	for i := range 4 {
+		if l := max(1, blocks*(i+1)/4); len(out) == 0 || l != out[len(out)-1] {
+			out = append(out, l)
+		}
 	}
 	return out
 }

@@ -345,3 +345,36 @@ func TestAblations(t *testing.T) {
 		return nil
 	})
 }
+
+// The default taps: every quarter of the blocks, each block at most once,
+// so that a backbone of fewer than four blocks builds without --layers.
+func TestDefaultLayers(t *testing.T) {
+	for blocks, want := range map[int][]int{24: {6, 12, 18, 24}, 12: {3, 6, 9, 12}, 4: {1, 2, 3, 4}, 6: {1, 3, 4, 6}, 3: {1, 2, 3}, 2: {1, 2}, 1: {1}} {
+		got := DefaultLayers(blocks)
+		if !slices.Equal(got, want) {
+			t.Errorf("%d blocks: %v, want %v", blocks, got, want)
+		}
+		if err := (Options{Layers: got}).CheckLayers(blocks); err != nil {
+			t.Errorf("%d blocks: %v", blocks, err)
+		}
+	}
+	// A two-block backbone: MadCLIP on its two blocks, two adapters per branch.
+	cfg := clip.Presets["tiny"]
+	cfg.VisionLayers = 2
+	do(t, func(s *torch.Scope) error {
+		backbone, err := clip.New(cfg, Options{ImageSize: 44}.CLIPOptions(torch.CPU), 1)
+		if err != nil {
+			return err
+		}
+		defer backbone.Free()
+		m, err := New(backbone, tokenizer(t), Options{ImageSize: 44, Object: "Brain"}, 2)
+		if err != nil {
+			return err
+		}
+		defer m.Free()
+		if !slices.Equal(m.Opts.Layers, []int{1, 2}) || len(m.Adapters[Normal]) != 2 {
+			t.Errorf("layers %v, %d adapters", m.Opts.Layers, len(m.Adapters[Normal]))
+		}
+		return nil
+	})
+}

@@ -147,6 +147,11 @@ def write_safetensors(path, tensors, metadata):
     hdr += b" " * (-(8 + len(hdr)) % 8)
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".convert-")
     try:
+        # mkstemp makes the file 0600; give it the mode any new file gets
+        # (0666 less the umask), as madclip weights convert does.
+        mask = os.umask(0)
+        os.umask(mask)
+        os.fchmod(fd, 0o666 & ~mask)
         with os.fdopen(fd, "wb") as f:
             f.write(struct.pack("<Q", len(hdr)))
             f.write(hdr)

@@ -80,7 +80,9 @@ func (s *selector) score(m *model.MadCLIP) ([]float32, error) {
 }
 
 // calibrate chooses the label thresholds on the held-out images for the
-// current parameters: F1-max, and the Youden point.
+// current parameters: F1-max, and the Youden point, each at the midpoint
+// of the gap between held-out scores where it holds (not on the lowest
+// abnormal score, which would miss an unseen anomaly scoring a hair lower).
 func (s *selector) calibrate(m *model.MadCLIP) (*checkpoint.Calibration, float64, float64, error) {
 	scores, err := s.score(m)
 	if err != nil {
@@ -90,8 +92,8 @@ func (s *selector) calibrate(m *model.MadCLIP) (*checkpoint.Calibration, float64
 	if err != nil {
 		return nil, 0, 0, err
 	}
-	_, f1th, _ := metrics.F1Max(scores, s.labels)
-	_, jth, _ := metrics.Youden(scores, s.labels)
+	_, f1th, _ := metrics.F1MaxMidpoint(scores, s.labels)
+	_, jth, _ := metrics.YoudenMidpoint(scores, s.labels)
 	c := &checkpoint.Calibration{AUROC: auc}
 	for _, l := range s.labels {
 		if l {

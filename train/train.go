@@ -125,12 +125,11 @@ type Result struct {
 // backbone's features, runs the epochs and saves. It must run on the compute
 // thread (inside torch.Do).
 func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, rep Reporter) (*Result, error) {
-	start := time.Now()
 	c.Defaults()
 	if c.Model.Object == "" && c.Resume == "" {
 		return nil, fmt.Errorf("no object word for dataset %q: give one (--object)", c.Dataset)
 	}
-	r := &trainingRun{c: &c, rep: rep, res: &Result{}}
+	r := &trainingRun{c: &c, rep: rep, res: &Result{}, start: time.Now()}
 	defer r.free()
 	steps := []func() error{r.resumeFrom, r.readShots, func() error { return r.buildModel(tk) }, r.augment, func() error { return r.cacheFeatures(ctx) }}
 	for _, step := range steps {
@@ -147,7 +146,7 @@ func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, rep Reporter) (*Resul
 	if err := r.finish(); err != nil {
 		return nil, err
 	}
-	r.res.TotalTime = time.Since(start)
+	r.res.TotalTime = r.elapsed()
 	return r.res, nil
 }
 
@@ -169,6 +168,8 @@ type trainingRun struct {
 	opt         *torch.Adam
 	meta        checkpoint.Meta
 	first       [2]int // the epoch and step to start at (after a resume)
+	start       time.Time
+	before      time.Duration // spent by earlier starts of a resumed run
 
 	data                  *torch.Scope // holds the augmented set
 	g                     *torch.Generator
@@ -315,6 +316,7 @@ func (r *trainingRun) buildModel(tk *bpe.Tokenizer) error {
 			return err
 		}
 		r.first = [2]int{r.resume.Meta.Epoch, r.resume.Meta.Step}
+		r.before = time.Duration(r.resume.Meta.Elapsed * float64(time.Second))
 		r.meta = r.resume.Meta
 	}
 	return nil
@@ -398,12 +400,15 @@ func (r *trainingRun) epochs(ctx context.Context) error {
 		perm := rand.New(rand.NewPCG(c.Seed, uint64(epoch)+1)).Perm(int(r.n))
 		var lossSum float64
 		var lossN int
+		if epoch == r.first[0] && r.first[1] > 0 { // resumed inside this epoch
+			lossSum, lossN = r.meta.EpochLossSum, r.first[1]
+		}
 		for step := 0; step < steps; step++ {
 			if epoch == r.first[0] && step < r.first[1] {
 				continue
 			}
 			if ctx.Err() != nil {
-				return r.stopAt(epoch, step, fmt.Errorf("%w at epoch %d step %d", ErrInterrupted, epoch+1, step))
+				return r.stopAt(epoch, step, lossSum, fmt.Errorf("%w at epoch %d step %d", ErrInterrupted, epoch+1, step))
 			}
 			lo := int64(step) * batch
 			idx := make([]int64, min(lo+batch, r.n)-lo)
@@ -422,7 +427,7 @@ func (r *trainingRun) epochs(ctx context.Context) error {
 					return err
 				}
 				// The step was not applied: the parameters are the last good ones.
-				return r.stopAt(epoch, step, fmt.Errorf("the loss became %v at epoch %d step %d; training stopped; try a lower --lr", loss, epoch+1, step+1))
+				return r.stopAt(epoch, step, lossSum, fmt.Errorf("the loss became %v at epoch %d step %d; training stopped; try a lower --lr", loss, epoch+1, step+1))
 			}
 			lossSum += loss
 			lossN++
@@ -465,10 +470,18 @@ func (r *trainingRun) checkFeatures() error {
 	return fmt.Errorf("%s give %d NaN or infinite feature values: the weights are corrupt (nothing was saved)", src, n)
 }
 
+// elapsed is the run's wall time so far, earlier starts included.
+func (r *trainingRun) elapsed() time.Duration { return r.before + time.Since(r.start) }
+
 // stopAt saves a partial checkpoint (with Adam's state) at epoch and step,
-// and returns why the run stopped with where its parameters are.
-func (r *trainingRun) stopAt(epoch, step int, why error) error {
-	r.meta.Epoch, r.meta.Step = epoch, step
+// with lossSum over the epoch's steps taken, and returns why the run
+// stopped with where its parameters are.
+func (r *trainingRun) stopAt(epoch, step int, lossSum float64, why error) error {
+	r.meta.Epoch, r.meta.Step, r.meta.EpochLossSum = epoch, step, lossSum
+	if step == 0 {
+		r.meta.EpochLossSum = 0
+	}
+	r.meta.Elapsed = r.elapsed().Seconds()
 	if err := checkpoint.Save(r.c.Out, r.m, r.opt, r.meta); err != nil {
 		return fmt.Errorf("%w, and saving the checkpoint failed: %v", why, err)
 	}
@@ -498,7 +511,8 @@ func (r *trainingRun) finish() error {
 	if r.res.TextCosine, err = textCosine(r.m); err != nil {
 		return err
 	}
-	r.meta.Epoch, r.meta.Step = r.c.Epochs, 0
+	r.meta.Epoch, r.meta.Step, r.meta.EpochLossSum = r.c.Epochs, 0, 0
+	r.meta.Elapsed = r.elapsed().Seconds()
 	r.rep.Stage("saving " + r.c.Out)
 	if err := checkpoint.Save(r.c.Out, r.m, nil, r.meta); err != nil {
 		return err

@@ -14,7 +14,9 @@ import (
 
 	"madclip/checkpoint"
 	"madclip/dataset"
+	"madclip/infer"
 	"madclip/internal/cliptest"
+	"madclip/metrics"
 	"madclip/model"
 	"madclip/torch"
 	"madclip/torch/safetensors"
@@ -129,12 +131,14 @@ func (r *cancelAfter) Step(int, int, float64) {
 func TestInterruptAndResume(t *testing.T) {
 	root := synth(t)
 	full := smallConfig(t, root)
-	if _, err := run(t, context.Background(), full, &quietReporter{}); err != nil {
+	fullRep := &quietReporter{}
+	if _, err := run(t, context.Background(), full, fullRep); err != nil {
 		t.Fatal(err)
 	}
 	part := smallConfig(t, root)
 	ctx, cancel := context.WithCancel(context.Background())
 	_, err := run(t, ctx, part, &cancelAfter{n: 3, cancel: cancel})
+	var partElapsed float64
 	if !errors.Is(err, ErrInterrupted) || !strings.Contains(err.Error(), "--resume") {
 		t.Fatalf("interrupt: %v", err)
 	}
@@ -147,6 +151,10 @@ func TestInterruptAndResume(t *testing.T) {
 		if !ck.Meta.Partial() || ck.Meta.Epoch != 0 || ck.Meta.Step != 3 { // 4 steps an epoch
 			t.Errorf("partial checkpoint at epoch %d step %d (partial %v)", ck.Meta.Epoch, ck.Meta.Step, ck.Meta.Partial())
 		}
+		partElapsed = ck.Meta.Elapsed
+		if !(ck.Meta.EpochLossSum > 0) || !(partElapsed > 0) {
+			t.Errorf("partial checkpoint: loss sum %v, elapsed %v s", ck.Meta.EpochLossSum, partElapsed)
+		}
 		return nil
 	})
 	if err != nil {
@@ -156,11 +164,22 @@ func TestInterruptAndResume(t *testing.T) {
 	// every other setting come from it (flags that differ are ignored here;
 	// the command line refuses them).
 	resumed := Config{Resume: part.Out, Out: part.Out, Seed: 99, Epochs: 60, Batch: 3, LR: 0.5, Model: model.Options{ImageSize: 240}}
-	if _, err := run(t, context.Background(), resumed, &quietReporter{}); err != nil {
+	resumedRep := &quietReporter{}
+	res, err := run(t, context.Background(), resumed, resumedRep)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if d := maxDiff(t, readParams(t, full.Out), readParams(t, resumed.Out)); d != 0 {
 		t.Errorf("resumed run differs from the uninterrupted one by %g", d)
+	}
+	// Each epoch's mean loss is the uninterrupted run's, the interrupted
+	// epoch's included (over all its steps, not only those after the
+	// resume); the time counts both starts.
+	if !slices.EqualFunc(fullRep.losses, resumedRep.losses, func(a, b float64) bool { return math.Abs(a-b) < 1e-9 }) {
+		t.Errorf("epoch losses %v, uninterrupted %v", resumedRep.losses, fullRep.losses)
+	}
+	if m := res.Meta.Elapsed; m <= partElapsed || m > res.TotalTime.Seconds() {
+		t.Errorf("total %v after %v s before the interruption; recorded %v s", res.TotalTime, partElapsed, res.Meta.Elapsed)
 	}
 	// A finished checkpoint cannot be resumed.
 	again := resumed
@@ -433,6 +452,37 @@ func TestThresholdCalibrated(t *testing.T) {
 	}
 	if !strings.Contains(m.ThresholdOrigin(), fmt.Sprintf("%d normal and %d abnormal held-out", n-2, a-2)) {
 		t.Errorf("origin %q", m.ThresholdOrigin())
+	}
+	// The same held-out images scored by predict's code give the same
+	// thresholds: the midpoints of the F1-max and Youden gaps.
+	shots, err := dataset.OpenShots(dataset.AuthorsShotsName("Brain", 2), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, heldOut, err := shots.Select(valid.Samples)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var scores []float32
+	var labels []bool
+	err = torch.Do(func() error {
+		p, err := infer.Open(c.Out, "", tokenizer(t), torch.CPU)
+		if err != nil {
+			return err
+		}
+		defer p.Close()
+		return p.Stream(heldOut, infer.StreamOptions{}, func(d dataset.Decoded, r infer.Result) error {
+			scores, labels = append(scores, float32(r.Score)), append(labels, d.Sample.Abnormal)
+			return nil
+		})
+	})
+	if err != nil || len(scores) != n+a-4 {
+		t.Fatalf("%d held-out scores: %v", len(scores), err)
+	}
+	_, f1th, _ := metrics.F1MaxMidpoint(scores, labels)
+	_, jth, _ := metrics.YoudenMidpoint(scores, labels)
+	if math.Abs(m.Threshold-float64(f1th)) > 1e-5 || math.Abs(m.ThresholdYouden-float64(jth)) > 1e-5 {
+		t.Errorf("thresholds %v, %v; the held-out scores %v give %v, %v", m.Threshold, m.ThresholdYouden, scores, f1th, jth)
 	}
 	// No held-out abnormal image (every one is a shot): no threshold, said so.
 	c2 := smallConfig(t, root)

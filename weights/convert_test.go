@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"madclip/internal/cliptest"
@@ -96,6 +97,12 @@ func TestConvertersAgree(t *testing.T) {
 			}
 			if b, err := os.ReadFile(filepath.Join(out, VocabFile)); err != nil || !bytes.Equal(b, bpe.DefaultVocab()) {
 				t.Errorf("vocab not copied: %v", err)
+			}
+			// Both converters give a new file the mode the umask allows.
+			g, err1 := os.Stat(goOut)
+			p, err2 := os.Stat(pyOut)
+			if err1 != nil || err2 != nil || g.Mode().Perm() != p.Mode().Perm() || g.Mode().Perm() != 0o666&^umask() {
+				t.Errorf("modes: go %v, python %v, umask %o", g.Mode(), p.Mode(), umask())
 			}
 		})
 	}
@@ -194,4 +201,11 @@ func TestConvertAs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// umask reads the process's file mode creation mask.
+func umask() os.FileMode {
+	m := syscall.Umask(0)
+	syscall.Umask(m)
+	return os.FileMode(m)
 }

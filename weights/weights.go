@@ -58,13 +58,6 @@ var Known = []Model{
 		"3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02"},
 }
 
-// Vocab is OpenAI's BPE merges file (MIT licensed, from the openai/CLIP repository).
-var Vocab = Model{
-	Name:   "bpe vocab",
-	URL:    "https://github.com/openai/CLIP/raw/main/clip/bpe_simple_vocab_16e6.txt.gz",
-	SHA256: "924691ac288e54409236115652ad4aa250f48203de50a9e4722a6ecd48d6804a",
-}
-
 // Lookup finds a known model by name; "ViT-L/14@336px" and "ViT-L-14-336px"
 // are accepted spellings too.
 func Lookup(name string) (Model, error) {

@@ -178,6 +178,11 @@ func plural(n int, noun string) string {
 	return fmt.Sprintf("%d %ss", n, noun)
 }
 
+// noProgress names the commands that print no progress lines, whose
+// --quiet changes nothing.
+var noProgress = map[string]bool{"clip": true, "tokenize": true, "doctor": true, "import authors": true,
+	"export authors": true, "weights list": true, "weights path": true}
+
 // uniformFlags gives every command --quiet (-q: no progress lines; the
 // results are still printed) and drops "(default: false)" from every
 // switch's help line: a switch is off unless given.
@@ -218,7 +223,11 @@ func uniformFlags(cmds []*cli.Command, parent string) {
 			quiet = quiet || f.Names()[0] == "quiet"
 		}
 		if c.Action != nil && !quiet {
-			c.Flags = append(c.Flags, &cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress lines", DisableDefaultText: true})
+			usage := "no progress lines"
+			if noProgress[name] {
+				usage = "accepted on every command for scripts; this one prints no progress"
+			}
+			c.Flags = append(c.Flags, &cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: usage, DisableDefaultText: true})
 		}
 		c.OnUsageError = func(_ *cli.Context, err error, _ bool) error {
 			return fmt.Errorf("%s: %v (see madclip %s --help)", name, err, name)

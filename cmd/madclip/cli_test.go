@@ -15,8 +15,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"madclip/internal/cliptest"
@@ -24,6 +27,8 @@ import (
 	"madclip/model/clip"
 	"madclip/model/clip/bpe"
 	"madclip/torch"
+
+	"github.com/urfave/cli/v2"
 )
 
 var madclipBin string
@@ -140,16 +145,17 @@ func TestWeightsDownloadCLI(t *testing.T) {
 	dir := t.TempDir()
 	weightsFile := tinyWeights(t, dir)
 	wbytes, _ := os.ReadFile(weightsFile)
-	vbytes := bpe.DefaultVocab()
+	var mu sync.Mutex
+	var asked []string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.URL.Path {
-		case "/tiny.safetensors":
-			w.Write(wbytes)
-		case "/vocab.gz":
-			w.Write(vbytes)
-		default:
+		mu.Lock()
+		asked = append(asked, r.URL.Path)
+		mu.Unlock()
+		if r.URL.Path != "/tiny.safetensors" {
 			http.NotFound(w, r)
+			return
 		}
+		w.Write(wbytes)
 	}))
 	defer srv.Close()
 	dest := t.TempDir()
@@ -157,18 +163,25 @@ func TestWeightsDownloadCLI(t *testing.T) {
 	// The mirror serves a verified file, but a tiny CLIP, not ViT-B/32: it
 	// is downloaded and checked, then refused before it gets the name.
 	_, e, code := madclip(t, nil, "weights", "download", "--quiet", "--dir", dest,
-		"--url", srv.URL+"/tiny.safetensors", "--sha256", sum, "--vocab-url", srv.URL+"/vocab.gz", "ViT-B/32")
+		"--url", srv.URL+"/tiny.safetensors", "--sha256", sum, "ViT-B/32")
 	wantFailure(t, "not the CLIP expected", e, code)
 	if _, err := os.Stat(filepath.Join(dest, "ViT-B-32.safetensors")); err == nil {
 		t.Error("a tiny CLIP was saved as ViT-B-32.safetensors")
 	}
-	if _, err := os.Stat(filepath.Join(dest, "bpe_simple_vocab_16e6.txt.gz")); err != nil {
-		t.Errorf("the vocab is missing: %v", err)
+	// Only the mirror's file was asked for: the vocab is built in, so a
+	// network that reaches only the mirror suffices.
+	mu.Lock()
+	if len(asked) == 0 || slices.ContainsFunc(asked, func(p string) bool { return p != "/tiny.safetensors" }) {
+		t.Errorf("requests %v", asked)
+	}
+	mu.Unlock()
+	if _, err := os.Stat(filepath.Join(dest, "bpe_simple_vocab_16e6.txt.gz")); err == nil {
+		t.Error("a vocab was fetched")
 	}
 	// A wrong checksum fails cleanly and leaves nothing under the final name.
 	dest2 := t.TempDir()
 	_, e, code = madclip(t, nil, "weights", "download", "--quiet", "--dir", dest2,
-		"--url", srv.URL+"/tiny.safetensors", "--sha256", strings.Repeat("0", 64), "--vocab-url", srv.URL+"/vocab.gz", "ViT-B/32")
+		"--url", srv.URL+"/tiny.safetensors", "--sha256", strings.Repeat("0", 64), "ViT-B/32")
 	wantFailure(t, "SHA-256", e, code)
 	if _, err := os.Stat(filepath.Join(dest2, "ViT-B-32.safetensors")); err == nil {
 		t.Error("converted file exists after a checksum failure")
@@ -362,5 +375,66 @@ func TestFlagRanges(t *testing.T) {
 	} {
 		_, e, code := madclip(t, nil, c.args...)
 		wantFailure(t, c.want, e, code)
+	}
+}
+
+// weights list names each known model's file and where it was found with
+// its size; weights path prints the largest one found, and without any
+// says what it looked for (no mention of a --weights it does not have).
+func TestWeightsListAndPath(t *testing.T) {
+	store := t.TempDir()
+	env := []string{"MADCLIP_WEIGHTS=" + store}
+	_, e, code := madclip(t, env, "weights", "path")
+	wantFailure(t, "none of ViT-L-14-336px.safetensors", e, code)
+	if strings.Contains(e, "--weights") {
+		t.Errorf("weights path names a flag it lacks: %s", e)
+	}
+	if err := os.WriteFile(filepath.Join(store, "ViT-B-16.safetensors"), make([]byte, 2_500_000), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o, e, code := madclip(t, env, "weights", "list")
+	if code != 0 {
+		t.Fatalf("list: exit %d %s", code, e)
+	}
+	want := regexp.MustCompile(`(?m)^ViT-B/16 +ViT-B-16\.safetensors +` + regexp.QuoteMeta(filepath.Join(store, "ViT-B-16.safetensors")) + ` \(2\.5 MB\)$`)
+	if !want.MatchString(o) || !regexp.MustCompile(`(?m)^ViT-L/14-336 +ViT-L-14-336px\.safetensors +not downloaded$`).MatchString(o) {
+		t.Errorf("list:\n%s", o)
+	}
+	o, e, code = madclip(t, env, "weights", "path")
+	if code != 0 || strings.TrimSpace(o) != filepath.Join(store, "ViT-B-16.safetensors") {
+		t.Errorf("path: exit %d %q %s", code, o, e)
+	}
+}
+
+// Every command named as printing no progress exists, and its --quiet says
+// that it changes nothing.
+func TestNoProgressCommands(t *testing.T) {
+	app := newApp()
+	for name := range noProgress {
+		cmds, found := app.Commands, (*cli.Command)(nil)
+		for _, part := range strings.Fields(name) {
+			found = nil
+			for _, c := range cmds {
+				if c.Name == part {
+					found, cmds = c, c.Subcommands
+				}
+			}
+			if found == nil {
+				break
+			}
+		}
+		if found == nil {
+			t.Errorf("no command %q", name)
+			continue
+		}
+		ok := false
+		for _, f := range found.Flags {
+			if b, isBool := f.(*cli.BoolFlag); isBool && b.Name == "quiet" && strings.Contains(b.Usage, "prints no progress") {
+				ok = true
+			}
+		}
+		if !ok {
+			t.Errorf("%s: --quiet does not say it changes nothing", name)
+		}
 	}
 }

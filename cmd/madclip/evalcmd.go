@@ -47,7 +47,7 @@ Examples:
 			&cli.StringFlag{Name: "weights", Usage: "the CLIP weights it was trained on (default: the file recorded in the checkpoint)"},
 			vocabFlag(),
 			&cli.StringFlag{Name: "report", Usage: "folder for report.json, ROC plots and failure-case heatmaps"},
-			&cli.IntFlag{Name: "failures", Value: 4, Usage: "failure cases of each kind to draw with --report"},
+			&cli.IntFlag{Name: "failures", Value: 4, Usage: "hard cases of each class to draw with --report (the highest-scoring normal and lowest-scoring abnormal images; each says whether its label is wrong)"},
 			&cli.Float64Flag{Name: "threshold", Usage: "score in [0, 1] at which an image is called anomalous", DefaultText: "from the checkpoint"},
 			&cli.BoolFlag{Name: "json", Usage: "print the metrics as one JSON object"},
 			&cli.IntFlag{Name: "batch", Value: 16, Usage: "images per forward pass"},
@@ -260,10 +260,11 @@ func writeFailures(p *infer.Predictor, ev *infer.Evaluation, dir string, n int, 
 	}
 	return p.Stream(items, infer.StreamOptions{KeepOriginal: true}, func(d dataset.Decoded, r infer.Result) error {
 		s := pick[d.Index]
-		kind, truth := "normal-high", "truly normal"
+		kind := "normal-high"
 		if s.Abnormal {
-			kind, truth = "abnormal-low", "truly abnormal"
+			kind = "abnormal-low"
 		}
+		truth := caseNote(s.Abnormal, s.Score, ev.At.Threshold)
 		var gt []bool
 		if s.MaskPath != "" {
 			var err error
@@ -282,6 +283,22 @@ func writeFailures(p *infer.Predictor, ev *infer.Evaluation, dir string, n int, 
 		}
 		return writePNG(out, infer.Panel(d.Orig, gt, r.Map, p.Size, o))
 	})
+}
+
+// caseNote says under a hard case's picture what the image truly is and
+// whether its label is a failure: the hardest cases of each class are
+// drawn, and they are failures only when the label is wrong.
+func caseNote(abnormal bool, score, threshold float64) string {
+	called := score >= threshold
+	switch {
+	case abnormal && !called:
+		return "truly abnormal: missed"
+	case abnormal:
+		return "truly abnormal, labelled right"
+	case called:
+		return "truly normal: false alarm"
+	}
+	return "truly normal, labelled right"
 }
 
 // clearFailures removes the failure-case pictures an earlier eval wrote

@@ -115,6 +115,8 @@ func TestHostileInputs(t *testing.T) {
 	newer := editMeta("newer.safetensors", func(m map[string]any) { m["version"] = "99.0" })
 	unversioned := editMeta("unversioned.safetensors", func(m map[string]any) { delete(m, "version") })
 	twiceTapped := editMeta("layers.safetensors", func(m map[string]any) { m["model"].(map[string]any)["Layers"] = []int{1, 1} })
+	badLossSum := editMeta("losssum.safetensors", func(m map[string]any) { m["epoch_loss_sum"] = 3.5 }) // with no step taken
+	badElapsed := editMeta("elapsed.safetensors", func(m map[string]any) { m["elapsed_seconds"] = -2 })
 	twoBackbones := editMeta("two.safetensors", func(m map[string]any) {
 		b := m["backbone"].(map[string]any)
 		b["weights_file"], b["weights_digest"] = "/etc/passwd", strings.Repeat("ab", 32)
@@ -185,6 +187,8 @@ func TestHostileInputs(t *testing.T) {
 		{"checkpoint without a version", []string{"predict", "--checkpoint", unversioned, scan}, "no version"},
 		{"a layer tapped twice in the metadata", []string{"predict", "--checkpoint", twiceTapped, scan}, "layer 1 is tapped twice"},
 		{"a preset and a weights file in the metadata", []string{"predict", "--checkpoint", twoBackbones, scan}, "two backbones"},
+		{"a loss sum without steps in the metadata", []string{"predict", "--checkpoint", badLossSum, scan}, "loss sum of 3.5 over 0 steps"},
+		{"a negative elapsed time in the metadata", []string{"predict", "--checkpoint", badElapsed, scan}, "elapsed time -2 s"},
 		{"named pipe as an image", append(predict, fifo), "it is a named pipe"},
 		{"named pipe as the vocab", []string{"tokenize", "--vocab", fifo, "hi"}, "it is a named pipe"},
 		{"named pipe as the shots file", []string{"train", "--data", root, "--dataset", "Brain", "--preset", "tiny", "--shots-file", fifo, "-q", "--out", filepath.Join(dir, "o.safetensors")}, "it is a named pipe"},

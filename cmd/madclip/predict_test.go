@@ -424,7 +424,10 @@ func TestBenchCLI(t *testing.T) {
 	}
 	_, e, code = madclip(t, nil, "bench", "--data", root, "--preset", "tiny", "--shots", "16", "--cross", "paper")
 	wantFailure(t, "none of the datasets", e, code)
-	if !strings.Contains(e, "NIHChest") || !strings.Contains(e, "OCTDL") {
+	// Chest is here, its targets are not: the note names only what is
+	// missing, and which pair goes.
+	if !strings.Contains(e, "NIHChest: not under "+root+", so Chest → NIHChest is skipped") ||
+		!strings.Contains(e, "Retina_OCT2017 and OCTDL: neither is under") || strings.Contains(e, "Chest or") {
 		t.Errorf("Table 3's targets not named: %s", e)
 	}
 	_, e, code = madclip(t, nil, "bench", "--data", root, "--preset", "tiny", "--shots", "x")
@@ -476,4 +479,20 @@ func writeGrayPNG(t *testing.T, path string, m *imaging.Gray) {
 	}
 	png.Encode(f, m.Image())
 	f.Close()
+}
+
+// The note under a hard case's picture tells a failure from a near miss.
+func TestCaseNote(t *testing.T) {
+	for _, c := range []struct {
+		abnormal bool
+		score    float64
+		want     string
+	}{
+		{true, 0.3, "truly abnormal: missed"}, {true, 0.5, "truly abnormal, labelled right"},
+		{false, 0.5, "truly normal: false alarm"}, {false, 0.49, "truly normal, labelled right"},
+	} {
+		if got := caseNote(c.abnormal, c.score, 0.5); got != c.want {
+			t.Errorf("abnormal %v, score %v: %q, want %q", c.abnormal, c.score, got, c.want)
+		}
+	}
 }

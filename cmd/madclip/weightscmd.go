@@ -28,8 +28,9 @@ Examples:
 			{
 				Name:  "list",
 				Usage: "the known models and where they are",
-				Description: `Lists the CLIP models madclip knows (name, size, the file it looks for)
-and, for each, the weights file found in the weights folders, if any.
+				Description: `Lists the CLIP models madclip knows: the name to download them by, the
+file name looked for in the weights folders, and where that file was found
+(with its size) or "not downloaded".
 
 Examples:
   madclip weights list`,
@@ -38,9 +39,9 @@ Examples:
 					for _, m := range weights.Known {
 						where := "not downloaded"
 						if p, err := weights.Find(m.File()); err == nil {
-							where = p
+							where = fmt.Sprintf("%s (%s)", p, sizeOf(p))
 						}
-						fmt.Fprintf(c.App.Writer, "%-14s %s\n", m.Name, where)
+						fmt.Fprintf(c.App.Writer, "%-14s %-28s %s\n", m.Name, m.File(), where)
 					}
 					return nil
 				},
@@ -54,9 +55,9 @@ given: the largest known model found in the weights folders.
 Examples:
   madclip weights path`,
 				Action: func(c *cli.Context) error {
-					p, err := findWeights("")
+					p, err := searchWeights()
 					if err != nil {
-						return err
+						return fmt.Errorf("weights path: %w", err)
 					}
 					fmt.Fprintln(c.App.Writer, p)
 					return nil
@@ -65,11 +66,12 @@ Examples:
 			weightsConvertCommand(),
 			{
 				Name:      "download",
-				Usage:     "fetch a known CLIP from OpenAI, verify it, convert it, and fetch the vocab",
+				Usage:     "fetch a known CLIP from OpenAI, verify it and convert it",
 				ArgsUsage: "NAME",
 				Description: `Downloads with a progress bar, checks the SHA-256 that is part of OpenAI's URL,
 resumes an interrupted download, converts to safetensors and removes the
-original. --url and --sha256 fetch from a mirror instead.
+original. --url and --sha256 fetch from a mirror instead. Nothing else is
+fetched: CLIP's BPE vocab is built in.
 
 Examples:
   madclip weights download ViT-L/14-336
@@ -79,7 +81,6 @@ Examples:
 					&cli.StringFlag{Name: "dir", Usage: "where to put the weights (default: $MADCLIP_WEIGHTS or the user cache)"},
 					&cli.StringFlag{Name: "url", Usage: "download from this URL instead of OpenAI's"},
 					&cli.StringFlag{Name: "sha256", Usage: "the expected SHA-256 with --url"},
-					&cli.StringFlag{Name: "vocab-url", Usage: "download the vocab from this URL instead", Hidden: true},
 					&cli.BoolFlag{Name: "keep", Usage: "keep the downloaded original next to the converted file"},
 					&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress output"},
 				},
@@ -108,15 +109,7 @@ func downloadAction(c *cli.Context) error {
 		}
 		m.URL, m.SHA256 = u, c.String("sha256")
 	}
-	vocab := weights.Vocab
-	if u := c.String("vocab-url"); u != "" {
-		vocab.URL = u
-	}
 	prog := newByteProgress(c.Bool("quiet"))
-	vocabPath := filepath.Join(dir, weights.VocabFile)
-	if err := weights.Download(c.Context, vocab.URL, vocab.SHA256, vocabPath, weights.DownloadOptions{Progress: prog, MaxBytes: 16 << 20}); err != nil {
-		return err
-	}
 	raw := strings.TrimSuffix(out, ".safetensors") + ".download" + filepath.Ext(m.URL)
 	if err := weights.Download(c.Context, m.URL, m.SHA256, raw, weights.DownloadOptions{Progress: prog, MaxBytes: m.MaxBytes()}); err != nil {
 		return err
@@ -134,7 +127,7 @@ func downloadAction(c *cli.Context) error {
 	if !c.Bool("keep") {
 		os.Remove(raw)
 	}
-	fmt.Fprintf(c.App.Writer, "%s ready: %s (vocab %s)\n", m.Name, out, vocabPath)
+	fmt.Fprintf(c.App.Writer, "%s ready: %s\n", m.Name, out)
 	return nil
 }
 
@@ -152,6 +145,15 @@ func findWeights(explicit string) (string, error) {
 	if explicit != "" {
 		return explicit, nil
 	}
+	p, err := searchWeights()
+	if err != nil {
+		return "", fmt.Errorf("no CLIP weights given (--weights) and %w", err)
+	}
+	return p, nil
+}
+
+// searchWeights finds the largest known model in the weights folders.
+func searchWeights() (string, error) {
 	var looked []string
 	for i := len(weights.Known) - 1; i >= 0; i-- { // the largest model first
 		p, err := weights.Find(weights.Known[i].File())
@@ -160,7 +162,7 @@ func findWeights(explicit string) (string, error) {
 		}
 		looked = append(looked, weights.Known[i].File())
 	}
-	return "", fmt.Errorf("no CLIP weights given (--weights) and none of %s found in %s; run 'madclip weights download ViT-L/14-336'",
+	return "", fmt.Errorf("none of %s found in %s; run 'madclip weights download ViT-L/14-336'",
 		strings.Join(looked, ", "), strings.Join(weights.Dirs(), ", "))
 }
 

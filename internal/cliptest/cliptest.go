@@ -15,9 +15,16 @@ import (
 // error.
 func WriteTiny(t testing.TB, path string, seed uint64, dtype torch.DType) {
 	t.Helper()
+	WriteConfig(t, path, clip.Presets["tiny"], seed, dtype)
+}
+
+// WriteConfig is WriteTiny for any architecture (e.g. the tiny preset with
+// fewer blocks).
+func WriteConfig(t testing.TB, path string, cfg clip.Config, seed uint64, dtype torch.DType) {
+	t.Helper()
 	err := torch.Do(func() error {
 		return torch.Scoped(func(s *torch.Scope) error {
-			m, err := clip.New(clip.Presets["tiny"], clip.Options{}, seed)
+			m, err := clip.New(cfg, clip.Options{}, seed)
 			if err != nil {
 				return err
 			}

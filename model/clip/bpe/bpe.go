@@ -6,6 +6,7 @@ package bpe
 import (
 	"bufio"
 	"compress/gzip"
+	"container/heap"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"madclip/internal/regularfile"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"unicode"
@@ -344,32 +346,89 @@ func (t *Tokenizer) encodeWord(word string) []int {
 	return ids
 }
 
-// merge applies the merges to a word's symbols: repeatedly the adjacent pair
-// of lowest rank, every non-overlapping occurrence left to right.
+// merge applies the merges to a word's symbols as CLIP does: repeatedly the
+// adjacent pair of lowest rank, every non-overlapping occurrence left to
+// right. The pairs wait in a heap by (rank, position) over a linked list
+// of the symbols, so a word of n bytes costs O(n log n), not O(n²) (a long
+// run of letters is one word).
 func (t *Tokenizer) merge(syms []string) []string {
-	for len(syms) > 1 {
-		best, bestRank := "", -1
-		for i := 0; i+1 < len(syms); i++ {
-			if r, ok := t.ranks[syms[i]+" "+syms[i+1]]; ok && (bestRank < 0 || r < bestRank) {
-				best, bestRank = syms[i]+" "+syms[i+1], r
-			}
-		}
-		if bestRank < 0 {
-			break
-		}
-		a, b, _ := strings.Cut(best, " ")
-		out := syms[:0:0]
-		for i := 0; i < len(syms); i++ {
-			if i+1 < len(syms) && syms[i] == a && syms[i+1] == b {
-				out = append(out, a+b)
-				i++
-			} else {
-				out = append(out, syms[i])
-			}
-		}
-		syms = out
+	n := len(syms)
+	if n < 2 {
+		return syms
 	}
-	return syms
+	next := make([]int, n) // -1 at the end
+	prev := make([]int, n) // -1 at the start
+	ver := make([]int, n)  // bumped whenever a symbol changes or goes
+	for i := range n {
+		next[i], prev[i] = i+1, i-1
+	}
+	next[n-1] = -1
+	h := &pairHeap{}
+	push := func(l int) {
+		if l < 0 || next[l] < 0 {
+			return
+		}
+		r := next[l]
+		if rank, ok := t.ranks[syms[l]+" "+syms[r]]; ok {
+			heap.Push(h, pair{rank: rank, left: l, right: r, lv: ver[l], rv: ver[r]})
+		}
+	}
+	for i := 0; i+1 < n; i++ {
+		push(i)
+	}
+	valid := func(p pair) bool { return ver[p.left] == p.lv && ver[p.right] == p.rv && next[p.left] == p.right }
+	var round []pair
+	for h.Len() > 0 {
+		// Every occurrence of the lowest-ranked pair, left to right (node
+		// indices keep the word's order).
+		round = append(round[:0], heap.Pop(h).(pair))
+		for h.Len() > 0 && (*h)[0].rank == round[0].rank {
+			round = append(round, heap.Pop(h).(pair))
+		}
+		slices.SortFunc(round, func(a, b pair) int { return a.left - b.left })
+		for _, p := range round {
+			if !valid(p) { // overlapped by the occurrence before it
+				continue
+			}
+			l, r := p.left, p.right
+			syms[l] += syms[r]
+			ver[l]++
+			ver[r]++
+			next[l] = next[r]
+			if next[r] >= 0 {
+				prev[next[r]] = l
+			}
+			push(prev[l])
+			push(l)
+		}
+	}
+	out := syms[:0:0]
+	for i := 0; i >= 0; i = next[i] {
+		out = append(out, syms[i])
+	}
+	return out
+}
+
+// pair is a candidate merge of the symbols at nodes left and right, valid
+// while both keep the versions it was made with.
+type pair struct {
+	rank, left, right int
+	lv, rv            int
+}
+
+type pairHeap []pair
+
+func (h pairHeap) Len() int { return len(h) }
+func (h pairHeap) Less(i, j int) bool {
+	return h[i].rank < h[j].rank || (h[i].rank == h[j].rank && h[i].left < h[j].left)
+}
+func (h pairHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *pairHeap) Push(x any)   { *h = append(*h, x.(pair)) }
+func (h *pairHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
 }
 
 // Decode turns ids back into text (word ends become spaces), for messages

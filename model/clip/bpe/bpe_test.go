@@ -2,11 +2,13 @@ package bpe
 
 import (
 	"encoding/json"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func tokenizer(t testing.TB) *Tokenizer {
@@ -179,4 +181,83 @@ func FuzzEncode(f *testing.F) {
 			t.Fatal("no EOT")
 		}
 	})
+}
+
+// mergeQuadratic is the merge loop as CLIP's Python writes it (find the
+// lowest-ranked pair, merge every occurrence left to right, repeat): the
+// reference for the heap-based merge.
+func mergeQuadratic(t *Tokenizer, syms []string) []string {
+	for len(syms) > 1 {
+		best, bestRank := "", -1
+		for i := 0; i+1 < len(syms); i++ {
+			if r, ok := t.ranks[syms[i]+" "+syms[i+1]]; ok && (bestRank < 0 || r < bestRank) {
+				best, bestRank = syms[i]+" "+syms[i+1], r
+			}
+		}
+		if bestRank < 0 {
+			break
+		}
+		a, b, _ := strings.Cut(best, " ")
+		var out []string
+		for i := 0; i < len(syms); i++ {
+			if i+1 < len(syms) && syms[i] == a && syms[i+1] == b {
+				out = append(out, a+b)
+				i++
+			} else {
+				out = append(out, syms[i])
+			}
+		}
+		syms = out
+	}
+	return syms
+}
+
+// The heap-based merge gives the reference loop's symbols on random words
+// of letters that merge a lot (repeats, overlapping pairs like "aaaa"),
+// random bytes, and the golden texts' words; and a 200,000-letter word
+// takes well under the reference's quadratic time.
+func TestMergeEqualsReference(t *testing.T) {
+	tk := tokenizer(t)
+	r := rand.New(rand.NewPCG(7, 8))
+	words := []string{"aaaaaaaaaaaaaaaaa", "abababababab", "lllllllll", "mississippi", "the", "x"}
+	alphabets := []string{"ab", "aeilnorst", "abcdefghijklmnopqrstuvwxyz", "é字ß\x01 "}
+	for range 3000 {
+		al := []rune(alphabets[r.IntN(len(alphabets))])
+		var b strings.Builder
+		for range 1 + r.IntN(40) {
+			b.WriteRune(al[r.IntN(len(al))])
+		}
+		words = append(words, b.String())
+	}
+	for _, g := range golden {
+		words = append(words, splitPattern.FindAllString(Clean(g.text), -1)...)
+	}
+	symbols := func(w string) []string {
+		syms := make([]string, 0, len(w))
+		for i := 0; i < len(w); i++ {
+			syms = append(syms, string(tk.byteRune[w[i]]))
+		}
+		syms[len(syms)-1] += "</w>"
+		return syms
+	}
+	for _, w := range words {
+		got, want := tk.merge(symbols(w)), mergeQuadratic(tk, symbols(w))
+		if !slices.Equal(got, want) {
+			t.Fatalf("%q: %q, want %q", w, got, want)
+		}
+	}
+	// Random letters merge few pairs per round: the reference's worst case
+	// (about 7 s for 30,000 letters through the old loop on the 2-core
+	// development machine; quadratic, so minutes for this one).
+	var long strings.Builder
+	for range 200_000 {
+		long.WriteByte(byte('a' + r.IntN(26)))
+	}
+	start := time.Now()
+	ids := tk.Tokenize(long.String(), ContextLength)
+	el := time.Since(start)
+	if el > 5*time.Second || ids[ContextLength-1] != EOT {
+		t.Errorf("a %d-letter word took %v", long.Len(), el)
+	}
+	t.Logf("a %d-letter word tokenised in %v", long.Len(), el)
 }
