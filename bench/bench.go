@@ -70,9 +70,10 @@ type Result struct {
 	Provenance infer.Provenance `json:"provenance"`
 }
 
-// Run trains and evaluates every combination; datasets missing under Data
-// are skipped with a note. It runs on the compute thread.
-func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, note func(string)) ([]Result, error) {
+// runnable lists the (train, test) pairs to run, the datasets given or all
+// six of the benchmark, or the cross-dataset pairs; a pair with a dataset
+// missing under Data is skipped with a note naming what is missing.
+func (c Config) runnable(note func(string)) [][2]string {
 	pairs := c.Cross
 	if len(pairs) == 0 {
 		names := c.Datasets
@@ -89,6 +90,34 @@ func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, note func(string)) ([
 		st, err := os.Stat(dataset.Dir(c.Data, n))
 		return err == nil && st.IsDir()
 	}
+	var runnable [][2]string
+	for _, pair := range pairs {
+		name, test := pair[0], pair[1]
+		var missing []string
+		for _, d := range unique(name, test) {
+			if !present(d) {
+				missing = append(missing, d)
+			}
+		}
+		switch {
+		case len(missing) == 0:
+			runnable = append(runnable, pair)
+			continue
+		case len(missing) == 2:
+			note(fmt.Sprintf("%s and %s: neither is under %s, so %s → %s is skipped", name, test, c.Data, name, test))
+		case name != test:
+			note(fmt.Sprintf("%s: not under %s, so %s → %s is skipped", missing[0], c.Data, name, test))
+		default:
+			note(fmt.Sprintf("%s: not under %s, skipped", name, c.Data))
+		}
+	}
+	return runnable
+}
+
+// Run trains and evaluates every combination; datasets missing under Data
+// are skipped with a note. It runs on the compute thread.
+func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, note func(string)) ([]Result, error) {
+	runnable := c.runnable(note)
 	// One backbone serves every run: loading ViT-L/14 (and hashing its
 	// weights) once instead of twice per run.
 	src := checkpoint.Source{Preset: c.Preset, Seed: 1, Weights: c.Weights}
@@ -99,30 +128,6 @@ func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, note func(string)) ([
 	defer backbone.Free()
 	shared := &checkpoint.SharedBackbone{Model: backbone, Info: info}
 	var out []Result
-	var runnable [][2]string
-	for _, pair := range pairs {
-		name, test := pair[0], pair[1]
-		var missing []string
-		for _, d := range unique(name, test) {
-			if !present(d) {
-				missing = append(missing, d)
-			}
-		}
-		if len(missing) > 0 {
-			what := missing[0] + ": not under " + c.Data
-			if len(missing) == 2 {
-				what = missing[0] + " and " + missing[1] + ": neither is under " + c.Data
-			}
-			if name != test {
-				what += fmt.Sprintf(", so %s → %s is skipped", name, test)
-			} else {
-				what += ", skipped"
-			}
-			note(what)
-			continue
-		}
-		runnable = append(runnable, pair)
-	}
 	total := len(runnable) * len(c.Shots) * c.Seeds
 	started := time.Now()
 	progress := func() string {

@@ -24,7 +24,7 @@ import (
 )
 
 // Version is written into checkpoints.
-const Version = "0.2.1"
+const Version = "0.2.2"
 
 // Backbone identifies the frozen CLIP a checkpoint was trained on: a preset
 // with a seed (random weights, recreated exactly) or a weights file by its
@@ -77,7 +77,8 @@ type Meta struct {
 	Step  int   `json:"step,omitempty"`  // steps completed in the next epoch
 	Steps int64 `json:"optimizer_steps,omitempty"`
 	// EpochLossSum is the sum of the losses of those Step steps, so that a
-	// resumed run reports the unfinished epoch's mean over all its steps.
+	// resumed run reports the unfinished epoch's mean over all its steps
+	// (since version 0.2.2).
 	EpochLossSum float64 `json:"epoch_loss_sum,omitempty"`
 	// Elapsed is the wall time of the run so far in seconds, preparation
 	// included, over every start of a resumed run.
@@ -308,6 +309,14 @@ func checkVersion(v string) error {
 		return fmt.Errorf("it was written by madclip %s, newer than this one (%s): update madclip", v, Version)
 	}
 	return nil
+}
+
+// Before reports whether the checkpoint was written by a madclip older
+// than version v (one that did not yet write what v added).
+func (m Meta) Before(v string) bool {
+	theirs, ok1 := parseVersion(m.Version)
+	want, ok2 := parseVersion(v)
+	return ok1 && ok2 && slices.Compare(theirs, want) < 0
 }
 
 // parseVersion splits "0.2.1" into its numbers.

@@ -318,6 +318,7 @@ func (r *trainingRun) buildModel(tk *bpe.Tokenizer) error {
 		r.first = [2]int{r.resume.Meta.Epoch, r.resume.Meta.Step}
 		r.before = time.Duration(r.resume.Meta.Elapsed * float64(time.Second))
 		r.meta = r.resume.Meta
+		r.meta.Version = checkpoint.Version // this madclip writes the file now
 	}
 	return nil
 }
@@ -400,8 +401,11 @@ func (r *trainingRun) epochs(ctx context.Context) error {
 		perm := rand.New(rand.NewPCG(c.Seed, uint64(epoch)+1)).Perm(int(r.n))
 		var lossSum float64
 		var lossN int
-		if epoch == r.first[0] && r.first[1] > 0 { // resumed inside this epoch
-			lossSum, lossN = r.meta.EpochLossSum, r.first[1]
+		// Resumed inside this epoch: its mean covers the steps before the
+		// stop too (checkpoints from before 0.2.2 lack their sum: the mean
+		// is then over the steps after the resume).
+		if epoch == r.first[0] && r.first[1] > 0 && !r.resume.Meta.Before("0.2.2") {
+			lossSum, lossN = r.resume.Meta.EpochLossSum, r.first[1]
 		}
 		for step := 0; step < steps; step++ {
 			if epoch == r.first[0] && step < r.first[1] {
