@@ -368,20 +368,24 @@ func drawText(img *image.RGBA, x, y int, s string, scale int, c color.RGBA) {
 	d := &font.Drawer{Dst: small, Src: image.Opaque, Face: face, Dot: fixed.P(0, face.Ascent)}
 	d.DrawString(s)
 	// The font's full stop has a tail and reads as a comma when enlarged:
-	// draw a square dot on the baseline instead (the font is monospaced).
-	for i, r := range []rune(s) {
-		if r != '.' {
-			continue
-		}
-		for sy := range 13 {
-			for sx := range 7 {
-				a := color.Alpha{}
-				if sx >= 2 && sx <= 3 && sy >= face.Ascent-2 && sy < face.Ascent {
-					a.A = 255
+	// draw a square dot on the baseline instead. Every rune advances the
+	// pen as the Drawer moves it (a rune the font lacks gets its fallback
+	// glyph's width).
+	x0 := 0
+	for _, r := range s {
+		step, _ := face.GlyphAdvance(r)
+		if r == '.' {
+			for sy := range 13 {
+				for sx := range 7 {
+					a := color.Alpha{}
+					if sx >= 2 && sx <= 3 && sy >= face.Ascent-2 && sy < face.Ascent {
+						a.A = 255
+					}
+					small.SetAlpha(x0+sx, sy, a)
 				}
-				small.SetAlpha(i*7+sx, sy, a)
 			}
 		}
+		x0 += step.Round()
 	}
 	b := img.Bounds()
 	for sy := range 13 {

@@ -80,3 +80,25 @@ func TestColourBarTickClearOfLabel(t *testing.T) {
 		t.Errorf("label starts at %d, %d px after the tick ends at %d", first, first-tickEnd-1, tickEnd)
 	}
 }
+
+// A rune the font lacks takes its fallback glyph's place: the dots after
+// it sit where they sit after a glyph it has ("≥0.5" beside "X0.5").
+func TestFullStopAfterMissingGlyph(t *testing.T) {
+	draw1 := func(s string) *image.RGBA {
+		img := image.NewRGBA(image.Rect(0, 0, 40, 13))
+		draw.Draw(img, img.Bounds(), image.White, image.Point{}, draw.Src)
+		drawText(img, 0, 0, s, 1, color.RGBA{0, 0, 0, 255})
+		return img
+	}
+	a, b := draw1("\u22650.5"), draw1("X0.5")
+	for y := range 13 {
+		for x := 7; x < 40; x++ {
+			if a.RGBAAt(x, y) != b.RGBAAt(x, y) {
+				t.Fatalf("pixel (%d, %d) differs after the missing glyph", x, y)
+			}
+		}
+	}
+	if b.RGBAAt(16, 10) != (color.RGBA{0, 0, 0, 255}) || b.RGBAAt(16, 12) != (color.RGBA{255, 255, 255, 255}) {
+		t.Error("no square dot in the third cell")
+	}
+}
