@@ -16,11 +16,12 @@ import (
 
 func tokenizer(t testing.TB) *bpe.Tokenizer { return reftest.Tokenizer(t) }
 
-type quietReporter struct{ losses []float64 }
+// quietReporter keeps each epoch's mean loss and each step's loss.
+type quietReporter struct{ losses, steps []float64 }
 
 func (*quietReporter) Stage(string)                    {}
 func (*quietReporter) Start(int, int)                  {}
-func (*quietReporter) Step(int, int, float64)          {}
+func (r *quietReporter) Step(_, _ int, loss float64)   { r.steps = append(r.steps, loss) }
 func (r *quietReporter) EpochDone(_ int, mean float64) { r.losses = append(r.losses, mean) }
 
 func auroc(t *testing.T, scores []float32, labels []bool) float64 {

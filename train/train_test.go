@@ -3,8 +3,10 @@ package train
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -163,6 +165,9 @@ func TestInterruptAndResume(t *testing.T) {
 	// Only the checkpoint is given: its data, dataset, backbone, epochs and
 	// every other setting come from it (flags that differ are ignored here;
 	// the command line refuses them).
+	if err := os.Link(part.Out, part.Out+".before-resume"); err != nil {
+		t.Fatal(err)
+	}
 	resumed := Config{Resume: part.Out, Out: part.Out, Seed: 99, Epochs: 60, Batch: 3, LR: 0.5, Model: model.Options{ImageSize: 240}}
 	resumedRep := &quietReporter{}
 	res, err := run(t, context.Background(), resumed, resumedRep)
@@ -180,6 +185,35 @@ func TestInterruptAndResume(t *testing.T) {
 	}
 	if m := res.Meta.Elapsed; m <= partElapsed || m > res.TotalTime.Seconds() {
 		t.Errorf("total %v after %v s before the interruption; recorded %v s", res.TotalTime, partElapsed, res.Meta.Elapsed)
+	}
+	// A partial checkpoint from 0.2.1 lacks the epoch's loss sum: the
+	// interrupted epoch's mean is then over the steps after the resume
+	// (here the last one), as that version reported it.
+	old := filepath.Join(t.TempDir(), "old.safetensors")
+	f, err := safetensors.Open(part.Out + ".before-resume")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var meta map[string]any
+	if err := json.Unmarshal([]byte(f.Metadata["madclip"]), &meta); err != nil {
+		t.Fatal(err)
+	}
+	meta["version"] = "0.2.1"
+	delete(meta, "epoch_loss_sum")
+	js, _ := json.Marshal(meta)
+	md := maps.Clone(f.Metadata)
+	md["madclip"] = string(js)
+	err = safetensors.WriteFile(old, f.Tensors, md)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldRep := &quietReporter{}
+	if _, err := run(t, context.Background(), Config{Resume: old, Out: old}, oldRep); err != nil {
+		t.Fatal(err)
+	}
+	if len(oldRep.steps) != 5 || math.Abs(oldRep.losses[0]-oldRep.steps[0]) > 1e-12 || math.Abs(oldRep.losses[0]-fullRep.losses[0]) < 1e-9 {
+		t.Errorf("0.2.1 resume: epoch means %v, steps %v", oldRep.losses, oldRep.steps)
 	}
 	// A finished checkpoint cannot be resumed.
 	again := resumed
