@@ -76,10 +76,12 @@ type Meta struct {
 	Epoch int   `json:"epoch,omitempty"` // epochs completed
 	Step  int   `json:"step,omitempty"`  // steps completed in the next epoch
 	Steps int64 `json:"optimizer_steps,omitempty"`
-	// EpochLossSum is the sum of the losses of those Step steps, so that a
-	// resumed run reports the unfinished epoch's mean over all its steps
-	// (since version 0.2.2).
-	EpochLossSum float64 `json:"epoch_loss_sum,omitempty"`
+	// EpochLossSum is the sum of the losses of EpochLossSteps of those
+	// Step steps (all of them unless a checkpoint from before 0.2.2 was
+	// resumed in this epoch), so that a resumed run reports the unfinished
+	// epoch's mean over every step whose loss it knows.
+	EpochLossSum   float64 `json:"epoch_loss_sum,omitempty"`
+	EpochLossSteps int     `json:"epoch_loss_steps,omitempty"`
 	// Elapsed is the wall time of the run so far in seconds, preparation
 	// included, over every start of a resumed run.
 	Elapsed float64 `json:"elapsed_seconds,omitempty"`
@@ -273,8 +275,9 @@ func (m Meta) validate() error {
 	if t := m.Training; t != nil && !(t.LR > 0 && t.LR <= 1 && t.Beta1 >= 0 && t.Beta1 < 1 && t.Beta2 >= 0 && t.Beta2 < 1 && t.Batch >= 1) {
 		return fmt.Errorf("its training settings are out of range (batch %d, lr %v, betas %v, %v)", t.Batch, t.LR, t.Beta1, t.Beta2)
 	}
-	if math.IsNaN(m.EpochLossSum) || math.IsInf(m.EpochLossSum, 0) || (m.Step == 0 && m.EpochLossSum != 0) {
-		return fmt.Errorf("its resume state has a loss sum of %v over %d steps", m.EpochLossSum, m.Step)
+	if math.IsNaN(m.EpochLossSum) || math.IsInf(m.EpochLossSum, 0) || m.EpochLossSteps < 0 || m.EpochLossSteps > m.Step ||
+		(m.EpochLossSteps == 0 && m.EpochLossSum != 0) {
+		return fmt.Errorf("its resume state has a loss sum of %v over %d of %d steps", m.EpochLossSum, m.EpochLossSteps, m.Step)
 	}
 	if !(m.Elapsed >= 0 && m.Elapsed < 1e9) {
 		return fmt.Errorf("its elapsed time %v s is out of range", m.Elapsed)
@@ -309,14 +312,6 @@ func checkVersion(v string) error {
 		return fmt.Errorf("it was written by madclip %s, newer than this one (%s): update madclip", v, Version)
 	}
 	return nil
-}
-
-// Before reports whether the checkpoint was written by a madclip older
-// than version v (one that did not yet write what v added).
-func (m Meta) Before(v string) bool {
-	theirs, ok1 := parseVersion(m.Version)
-	want, ok2 := parseVersion(v)
-	return ok1 && ok2 && slices.Compare(theirs, want) < 0
 }
 
 // parseVersion splits "0.2.1" into its numbers.

@@ -67,15 +67,3 @@ func TestSaveLoadOpen(t *testing.T) {
 		return nil
 	})
 }
-
-// Before compares versions by their numbers, not as strings.
-func TestBefore(t *testing.T) {
-	for _, c := range []struct {
-		have, v string
-		want    bool
-	}{{"0.2.1", "0.2.2", true}, {"0.2.2", "0.2.2", false}, {"0.10.0", "0.2.2", false}, {"0.2.10", "0.2.2", false}, {"0.1", "0.2.2", true}, {"x", "0.2.2", false}} {
-		if got := (Meta{Version: c.have}).Before(c.v); got != c.want {
-			t.Errorf("%s before %s: %v", c.have, c.v, got)
-		}
-	}
-}

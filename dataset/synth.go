@@ -137,6 +137,13 @@ func Synth(root string, o SynthOptions) error {
 	return nil
 }
 
+// nameStream is the random stream of the dataset called name (FNV-1a).
+func nameStream(name string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	return h.Sum64()
+}
+
 // synthMarker is the file that marks a dataset folder as written by
 // Synth, which may then write it again; any other folder is left alone.
 const synthMarker = ".madclip-synth"
@@ -146,13 +153,6 @@ const synthMarker = ".madclip-synth"
 // masks are removed (so that a smaller set written over a larger one does
 // not keep its extra images). A folder of real data is refused, never
 // mixed with synthetic images.
-// nameStream is the random stream of the dataset called name (FNV-1a).
-func nameStream(name string) uint64 {
-	h := fnv.New64a()
-	h.Write([]byte(name))
-	return h.Sum64()
-}
-
 func clearSynthetic(dir string) error {
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) || (err == nil && len(entries) == 0) {

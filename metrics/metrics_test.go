@@ -259,3 +259,30 @@ func TestMidpointThresholds(t *testing.T) {
 		}
 	}
 }
+
+// Equal J at two cuts is a tie, won by the first (higher) cut: both cuts
+// below give exactly 3/10, though as floats 1/2 − 2/10 and 2/2 − 7/10
+// differ in the last bit.
+func TestYoudenExactTies(t *testing.T) {
+	var scores []float32
+	var labels []bool
+	add := func(s float32, pos, neg int) {
+		for range pos {
+			scores, labels = append(scores, s), append(labels, true)
+		}
+		for range neg {
+			scores, labels = append(scores, s), append(labels, false)
+		}
+	}
+	add(0.9, 1, 2)
+	add(0.5, 1, 5)
+	add(0.1, 0, 3)
+	j, th, err := Youden(scores, labels)
+	if err != nil || th != 0.9 || math.Abs(j-0.3) > 1e-15 {
+		t.Errorf("Youden: J %v at %v (%v), want 0.3 at the first cut 0.9", j, th, err)
+	}
+	j, th, err = YoudenMidpoint(scores, labels)
+	if err != nil || math.Abs(float64(th)-0.7) > 1e-7 || math.Abs(j-0.3) > 1e-15 {
+		t.Errorf("YoudenMidpoint: J %v at %v (%v), want 0.3 at 0.7", j, th, err)
+	}
+}

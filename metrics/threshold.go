@@ -13,13 +13,19 @@ func Youden(scores []float32, labels []bool) (j float64, threshold float32, err 
 	if err != nil {
 		return 0, 0, err
 	}
-	j = -1
+	best := int64(math.MinInt64)
 	r.sweep(labels, func(tp, fp int, at uint32) {
-		if v := float64(tp)/float64(r.pos) - float64(fp)/float64(r.neg); v > j {
-			j, threshold = v, scores[at]
+		if v := youdenScaled(tp, fp, r.pos, r.neg); v > best {
+			best, threshold = v, scores[at]
 		}
 	})
-	return j, threshold, nil
+	return float64(best) / (float64(r.pos) * float64(r.neg)), threshold, nil
+}
+
+// youdenScaled is Youden's J times pos·neg, an integer, so that equal J
+// at two cuts compare equal (as floats, 3/10 can exceed 3/10 by a bit).
+func youdenScaled(tp, fp, pos, neg int) int64 {
+	return int64(tp)*int64(neg) - int64(fp)*int64(pos)
 }
 
 // Calibration thresholds. A criterion maximised over held-out scores picks
@@ -44,9 +50,20 @@ func F1MaxMidpoint(scores []float32, labels []bool) (f1 float64, threshold float
 // YoudenMidpoint is the largest Youden's J and the midpoint of the gap in
 // which it holds (see above).
 func YoudenMidpoint(scores []float32, labels []bool) (j float64, threshold float32, err error) {
-	return bestGap(scores, labels, func(tp, fp, pos, neg int) float64 {
-		return float64(tp)/float64(pos) - float64(fp)/float64(neg)
+	scaled, threshold, err := bestGap(scores, labels, func(tp, fp, pos, neg int) float64 {
+		// Exact while pos·neg < 2^53 (over 10^8 images of each class).
+		return float64(youdenScaled(tp, fp, pos, neg))
 	})
+	if err != nil {
+		return 0, 0, err
+	}
+	pos := 0
+	for _, l := range labels {
+		if l {
+			pos++
+		}
+	}
+	return scaled / (float64(pos) * float64(len(labels)-pos)), threshold, nil
 }
 
 // bestGap maximises crit over the cuts (the first cut wins ties) and

@@ -402,17 +402,17 @@ func (r *trainingRun) epochs(ctx context.Context) error {
 		var lossSum float64
 		var lossN int
 		// Resumed inside this epoch: its mean covers the steps before the
-		// stop too (checkpoints from before 0.2.2 lack their sum: the mean
-		// is then over the steps after the resume).
-		if epoch == r.first[0] && r.first[1] > 0 && !r.resume.Meta.Before("0.2.2") {
-			lossSum, lossN = r.resume.Meta.EpochLossSum, r.first[1]
+		// stop whose losses the checkpoint kept (none in one from before
+		// 0.2.2: the mean is then over the steps after the resume).
+		if epoch == r.first[0] && r.first[1] > 0 {
+			lossSum, lossN = r.resume.Meta.EpochLossSum, r.resume.Meta.EpochLossSteps
 		}
 		for step := 0; step < steps; step++ {
 			if epoch == r.first[0] && step < r.first[1] {
 				continue
 			}
 			if ctx.Err() != nil {
-				return r.stopAt(epoch, step, lossSum, fmt.Errorf("%w at epoch %d step %d", ErrInterrupted, epoch+1, step))
+				return r.stopAt(epoch, step, lossSum, lossN, fmt.Errorf("%w at epoch %d step %d", ErrInterrupted, epoch+1, step))
 			}
 			lo := int64(step) * batch
 			idx := make([]int64, min(lo+batch, r.n)-lo)
@@ -431,7 +431,7 @@ func (r *trainingRun) epochs(ctx context.Context) error {
 					return err
 				}
 				// The step was not applied: the parameters are the last good ones.
-				return r.stopAt(epoch, step, lossSum, fmt.Errorf("the loss became %v at epoch %d step %d; training stopped; try a lower --lr", loss, epoch+1, step+1))
+				return r.stopAt(epoch, step, lossSum, lossN, fmt.Errorf("the loss became %v at epoch %d step %d; training stopped; try a lower --lr", loss, epoch+1, step+1))
 			}
 			lossSum += loss
 			lossN++
@@ -478,13 +478,10 @@ func (r *trainingRun) checkFeatures() error {
 func (r *trainingRun) elapsed() time.Duration { return r.before + time.Since(r.start) }
 
 // stopAt saves a partial checkpoint (with Adam's state) at epoch and step,
-// with lossSum over the epoch's steps taken, and returns why the run
-// stopped with where its parameters are.
-func (r *trainingRun) stopAt(epoch, step int, lossSum float64, why error) error {
-	r.meta.Epoch, r.meta.Step, r.meta.EpochLossSum = epoch, step, lossSum
-	if step == 0 {
-		r.meta.EpochLossSum = 0
-	}
+// with the sum of the losses of lossN of the epoch's steps taken, and
+// returns why the run stopped with where its parameters are.
+func (r *trainingRun) stopAt(epoch, step int, lossSum float64, lossN int, why error) error {
+	r.meta.Epoch, r.meta.Step, r.meta.EpochLossSum, r.meta.EpochLossSteps = epoch, step, lossSum, lossN
 	r.meta.Elapsed = r.elapsed().Seconds()
 	if err := checkpoint.Save(r.c.Out, r.m, r.opt, r.meta); err != nil {
 		return fmt.Errorf("%w, and saving the checkpoint failed: %v", why, err)
@@ -515,7 +512,7 @@ func (r *trainingRun) finish() error {
 	if r.res.TextCosine, err = textCosine(r.m); err != nil {
 		return err
 	}
-	r.meta.Epoch, r.meta.Step, r.meta.EpochLossSum = r.c.Epochs, 0, 0
+	r.meta.Epoch, r.meta.Step, r.meta.EpochLossSum, r.meta.EpochLossSteps = r.c.Epochs, 0, 0, 0
 	r.meta.Elapsed = r.elapsed().Seconds()
 	r.rep.Stage("saving " + r.c.Out)
 	if err := checkpoint.Save(r.c.Out, r.m, nil, r.meta); err != nil {

@@ -154,8 +154,8 @@ func TestInterruptAndResume(t *testing.T) {
 			t.Errorf("partial checkpoint at epoch %d step %d (partial %v)", ck.Meta.Epoch, ck.Meta.Step, ck.Meta.Partial())
 		}
 		partElapsed = ck.Meta.Elapsed
-		if !(ck.Meta.EpochLossSum > 0) || !(partElapsed > 0) {
-			t.Errorf("partial checkpoint: loss sum %v, elapsed %v s", ck.Meta.EpochLossSum, partElapsed)
+		if !(ck.Meta.EpochLossSum > 0) || ck.Meta.EpochLossSteps != 3 || !(partElapsed > 0) {
+			t.Errorf("partial checkpoint: loss sum %v over %d steps, elapsed %v s", ck.Meta.EpochLossSum, ck.Meta.EpochLossSteps, partElapsed)
 		}
 		return nil
 	})
@@ -190,24 +190,7 @@ func TestInterruptAndResume(t *testing.T) {
 	// interrupted epoch's mean is then over the steps after the resume
 	// (here the last one), as that version reported it.
 	old := filepath.Join(t.TempDir(), "old.safetensors")
-	f, err := safetensors.Open(part.Out + ".before-resume")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var meta map[string]any
-	if err := json.Unmarshal([]byte(f.Metadata["madclip"]), &meta); err != nil {
-		t.Fatal(err)
-	}
-	meta["version"] = "0.2.1"
-	delete(meta, "epoch_loss_sum")
-	js, _ := json.Marshal(meta)
-	md := maps.Clone(f.Metadata)
-	md["madclip"] = string(js)
-	err = safetensors.WriteFile(old, f.Tensors, md)
-	f.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	downgrade(t, part.Out+".before-resume", old)
 	oldRep := &quietReporter{}
 	if _, err := run(t, context.Background(), Config{Resume: old, Out: old}, oldRep); err != nil {
 		t.Fatal(err)
@@ -215,10 +198,77 @@ func TestInterruptAndResume(t *testing.T) {
 	if len(oldRep.steps) != 5 || math.Abs(oldRep.losses[0]-oldRep.steps[0]) > 1e-12 || math.Abs(oldRep.losses[0]-fullRep.losses[0]) < 1e-9 {
 		t.Errorf("0.2.1 resume: epoch means %v, steps %v", oldRep.losses, oldRep.steps)
 	}
+
 	// A finished checkpoint cannot be resumed.
 	again := resumed
 	if _, err := run(t, context.Background(), again, &quietReporter{}); err == nil || !strings.Contains(err.Error(), "already finished") {
 		t.Errorf("resume of a finished run: %v", err)
+	}
+}
+
+// downgrade writes the partial checkpoint in as 0.2.1 wrote it: without the
+// unfinished epoch's loss sum.
+func downgrade(t *testing.T, in, out string) {
+	t.Helper()
+	f, err := safetensors.Open(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var meta map[string]any
+	if err := json.Unmarshal([]byte(f.Metadata["madclip"]), &meta); err != nil {
+		t.Fatal(err)
+	}
+	meta["version"] = "0.2.1"
+	delete(meta, "epoch_loss_sum")
+	delete(meta, "epoch_loss_steps")
+	js, _ := json.Marshal(meta)
+	md := maps.Clone(f.Metadata)
+	md["madclip"] = string(js)
+	if err := safetensors.WriteFile(out, f.Tensors, md); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A 0.2.1 partial checkpoint resumed and stopped again in the same epoch:
+// the new checkpoint's sum covers only the steps since the resume, and says
+// so, so that a third start does not average over steps it never saw.
+func TestResumeOldTwice(t *testing.T) {
+	root := synth(t)
+	c := smallConfig(t, root)
+	ctx, cancel := context.WithCancel(context.Background())
+	if _, err := run(t, ctx, c, &cancelAfter{n: 1, cancel: cancel}); !errors.Is(err, ErrInterrupted) {
+		t.Fatalf("first stop: %v", err)
+	}
+	old := filepath.Join(t.TempDir(), "old.safetensors")
+	downgrade(t, c.Out, old)
+	ctx, cancel = context.WithCancel(context.Background())
+	rep := &cancelAfter{n: 1, cancel: cancel}
+	if _, err := run(t, ctx, Config{Resume: old, Out: old}, rep); !errors.Is(err, ErrInterrupted) {
+		t.Fatalf("second stop: %v", err)
+	}
+	err := torch.Do(func() error {
+		ck, err := checkpoint.Load(old, torch.CPU)
+		if err != nil {
+			return err
+		}
+		defer ck.Free()
+		if m := ck.Meta; m.Epoch != 0 || m.Step != 2 || m.EpochLossSteps != 1 || m.Version != checkpoint.Version {
+			t.Errorf("second stop at epoch %d step %d, loss sum over %d steps, version %s", m.Epoch, m.Step, m.EpochLossSteps, m.Version)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	third := &quietReporter{}
+	if _, err := run(t, context.Background(), Config{Resume: old, Out: old}, third); err != nil {
+		t.Fatal(err)
+	}
+	// Epoch 1's mean: the step after the first resume and the two after
+	// the second (4 steps an epoch, stops after steps 1 and 2).
+	if len(third.steps) != 6 || len(third.losses) != 2 {
+		t.Fatalf("third start: %d steps, %d epochs", len(third.steps), len(third.losses))
 	}
 }
 

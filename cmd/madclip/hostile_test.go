@@ -187,7 +187,7 @@ func TestHostileInputs(t *testing.T) {
 		{"checkpoint without a version", []string{"predict", "--checkpoint", unversioned, scan}, "no version"},
 		{"a layer tapped twice in the metadata", []string{"predict", "--checkpoint", twiceTapped, scan}, "layer 1 is tapped twice"},
 		{"a preset and a weights file in the metadata", []string{"predict", "--checkpoint", twoBackbones, scan}, "two backbones"},
-		{"a loss sum without steps in the metadata", []string{"predict", "--checkpoint", badLossSum, scan}, "loss sum of 3.5 over 0 steps"},
+		{"a loss sum without steps in the metadata", []string{"predict", "--checkpoint", badLossSum, scan}, "loss sum of 3.5 over 0 of 0 steps"},
 		{"a negative elapsed time in the metadata", []string{"predict", "--checkpoint", badElapsed, scan}, "elapsed time -2 s"},
 		{"named pipe as an image", append(predict, fifo), "it is a named pipe"},
 		{"named pipe as the vocab", []string{"tokenize", "--vocab", fifo, "hi"}, "it is a named pipe"},
