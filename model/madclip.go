@@ -279,6 +279,28 @@ func (m *MadCLIP) AnomalyMap(seg []*torch.Tensor, size int) *torch.Tensor {
 	return sum
 }
 
+// DetMap is the detection head's pixel-level map [B, size, size]: per
+// layer sigmoid(S_ab − S_n) of each patch on its grid, upsampled
+// bilinearly (align_corners true) to size×size, summed over the layers. Its
+// patches' mean is DetScore: it shows where a model trained without masks
+// (whose segmentation head never trained) sees the abnormality it scores.
+func (m *MadCLIP) DetMap(det []*torch.Tensor, size int) *torch.Tensor {
+	var sum *torch.Tensor
+	for _, d := range det {
+		p := torch.Local1(func() *torch.Tensor {
+			B, g := d.Size(0), int64(m.Grid())
+			probs := d.Select(-1, 1).Sub(d.Select(-1, 0)).Sigmoid().Reshape(B, 1, g, g)
+			return torch.Interpolate(probs, int64(size), int64(size), torch.Resize{Mode: torch.Bilinear, AlignCorners: true}).Select(1, 0)
+		})
+		if sum == nil {
+			sum = p
+		} else {
+			sum = sum.Add(p)
+		}
+	}
+	return sum
+}
+
 // DetScore is the image score of image-level datasets [B]: per layer the
 // mean over patches of sigmoid(S_ab − S_n) on the detection head, summed
 // over the layers.
@@ -298,14 +320,18 @@ func DetScore(det []*torch.Tensor) *torch.Tensor {
 // ImageScores are a batch's scores as prediction reports them, each the sum
 // over the tapped layers divided by their number so that it lies in [0, 1]:
 // the anomaly map [B, size, size], the detection head's score [B], and the
-// image score [B] — the map's maximum when byMap (models trained with
-// masks), else the detection score. Every image score (predict, eval,
-// selection on valid images) is computed here or by ImageScore.
+// image score [B]. When byMap (models trained with masks) the map is the
+// segmentation head's and the image score its maximum; otherwise the map is
+// the detection head's (DetMap) and the image score the detection score.
+// Every image score (predict, eval, selection on valid images) is computed
+// here or by ImageScore.
 func (m *MadCLIP) ImageScores(det, seg []*torch.Tensor, size int, byMap bool) (score, detScore, amap *torch.Tensor) {
-	detScore, amap = scaledDetScore(det), m.scaledMap(seg, size)
+	detScore = scaledDetScore(det)
 	if byMap {
+		amap = m.scaledMap(seg, size)
 		return amap.Flatten(1, 2).AmaxDims(false, 1), detScore, amap
 	}
+	amap = m.DetMap(det, size).ToDType(torch.Float32).DivScalar(float64(len(det)))
 	return detScore, detScore, amap
 }
 

@@ -3,6 +3,7 @@ package model
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -186,6 +187,34 @@ func TestAgainstPyTorch(t *testing.T) {
 		}
 		reftest.Near(t, "anomaly map", values(t, m.AnomalyMap(seg, 20)), want.Map, 1e-4)
 		reftest.Near(t, "det score", values(t, DetScore(det)), want.Score, 1e-4)
+		// Prediction's map: the segmentation head's for a model trained
+		// with masks, the detection head's otherwise, per layer.
+		for _, byMap := range []bool{true, false} {
+			_, _, amap := m.ImageScores(det, seg, 21, byMap)
+			want := m.DetMap(det, 21)
+			if byMap {
+				want = m.AnomalyMap(seg, 21)
+			}
+			reftest.Near(t, fmt.Sprintf("map (by map %v)", byMap), values(t, amap), values(t, want.DivScalar(float64(len(det)))), 1e-6)
+		}
+		// The detection map at the patch centres (pixels 0, 10, 20 of 21 on
+		// a 3×3 grid, align_corners true) is the reference's sigmoid(S_ab −
+		// S_n) of that patch, summed over the layers.
+		dm := values(t, m.DetMap(det, 21))
+		for b := range 2 {
+			for r := range 3 {
+				for c := range 3 {
+					var want64 float64
+					for l := range want.Det {
+						i := (b*9 + r*3 + c) * 2
+						want64 += 1 / (1 + math.Exp(-(want.Det[l][i+1] - want.Det[l][i])))
+					}
+					if got := dm[b*21*21+10*r*21+10*c]; math.Abs(got-want64) > 1e-4 {
+						t.Errorf("detection map, image %d patch (%d, %d): %v, want %v", b, r, c, got, want64)
+					}
+				}
+			}
+		}
 		if sh := taps[0].Shape(); !slices.Equal(sh, []int64{2, 10, 128}) {
 			t.Errorf("tap shape %v", sh)
 		}
