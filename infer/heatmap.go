@@ -6,7 +6,9 @@ import (
 	"image"
 	"image/color"
 	"math"
+	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"golang.org/x/image/font"
 	"golang.org/x/image/font/basicfont"
@@ -86,12 +88,14 @@ func Heatmap(orig *imaging.RGB, amap []float32, size int, o Overlay) *image.RGBA
 	w, h := orig.W*k, orig.H*k
 	ts := textScale(h)
 	top := lineHeight(ts) + 8*ts/2
-	bar := colourBarWidth(ts)
-	out := canvas(w+bar, h+top)
+	title := caption(o)
+	bar := colourBarWidth(ts, thresholdLabel(o))
+	barH := max(h, minBarHeight(ts))
+	out := canvas(max(w+bar, 4*ts/2+textWidth(title, ts)+ts), top+barH)
 	v := resizeMap(amap, size, w, h)
 	blendMap(out, image.Pt(0, top), orig, k, v, o.alpha())
-	drawColourBar(out, image.Rect(w, top, w+bar, top+h), o.Threshold, ts)
-	drawText(out, 4*ts/2, 4*ts/2, caption(o), ts, textColour)
+	drawColourBar(out, image.Rect(w, top, w+bar, top+barH), o.Threshold, thresholdLabel(o), ts)
+	drawText(out, 4*ts/2, 4*ts/2, title, ts, textColour)
 	return out
 }
 
@@ -120,12 +124,23 @@ func Panel(orig *imaging.RGB, truth []bool, amap []float32, size int, o Overlay)
 	gap := 6 * ts / 2
 	top := lineHeight(ts) + gap
 	bottom := lineHeight(ts) + 2*gap
-	tiles := 3
-	if truth != nil {
-		tiles = 4
+	titles := []string{"scan", "ground truth", "anomaly map", "region >= " + thresholdLabel(o)}
+	if truth == nil {
+		titles = slices.Delete(titles, 1, 2)
 	}
-	bar := colourBarWidth(ts)
-	out := canvas(tiles*w+(tiles-1)*gap+bar+gap, top+h+bottom)
+	// A tile is as wide as the scan or its title, whichever is wider (a
+	// tall, narrow scan must not overprint its neighbours' titles).
+	tw := w
+	for _, t := range titles {
+		tw = max(tw, textWidth(t, ts)+2)
+	}
+	note := caption(o)
+	if truth != nil {
+		note += "   (green: true region, red: predicted)"
+	}
+	bar := colourBarWidth(ts, thresholdLabel(o))
+	barH := max(h, minBarHeight(ts))
+	out := canvas(max(len(titles)*(tw+gap)+bar, 2+textWidth(note, ts)+ts), top+barH+bottom)
 	v := resizeMap(amap, size, w, h)
 	pred := make([]bool, len(v))
 	for i, x := range v {
@@ -139,29 +154,25 @@ func Panel(orig *imaging.RGB, truth []bool, amap []float32, size int, o Overlay)
 	tile := func(title string, draw func(at image.Point)) {
 		drawText(out, x+2, 2, title, ts, textColour)
 		draw(image.Pt(x, top))
-		x += w + gap
+		x += tw + gap
 	}
-	tile("scan", func(at image.Point) { drawScan(out, at, orig, k) })
+	tile(titles[0], func(at image.Point) { drawScan(out, at, orig, k) })
 	if truth != nil {
-		tile("ground truth", func(at image.Point) {
+		tile(titles[1], func(at image.Point) {
 			drawScan(out, at, orig, k)
 			tint(out, at, w, h, gt, truthColour)
 		})
 	}
-	tile("anomaly map", func(at image.Point) { blendMap(out, at, orig, k, v, o.alpha()) })
-	tile(fmt.Sprintf("region >= %.3f", o.Threshold), func(at image.Point) {
+	tile(titles[len(titles)-2], func(at image.Point) { blendMap(out, at, orig, k, v, o.alpha()) })
+	tile(titles[len(titles)-1], func(at image.Point) {
 		drawScan(out, at, orig, k)
 		if gt != nil {
 			contour(out, at, w, h, gt, truthColour, ts)
 		}
 		contour(out, at, w, h, pred, predictedColour, ts)
 	})
-	drawColourBar(out, image.Rect(x, top, x+bar, top+h), o.Threshold, ts)
-	note := caption(o)
-	if truth != nil {
-		note += "   (green: true region, red: predicted)"
-	}
-	drawText(out, 2, top+h+gap, note, ts, textColour)
+	drawColourBar(out, image.Rect(x, top, x+bar, top+barH), o.Threshold, thresholdLabel(o), ts)
+	drawText(out, 2, top+barH+gap, note, ts, textColour)
 	return out
 }
 
@@ -181,11 +192,19 @@ func caption(o Overlay) string {
 	return s
 }
 
-// distinctDecimals is the number of decimals (3 to 6) at which a score and
-// the threshold print differently when they differ, so that a caption
-// never reads "score 0.845 normal (threshold 0.845)".
-func distinctDecimals(score, threshold float64) int {
-	d := 3
+// thresholdLabel is the threshold as the caption prints it, for the colour
+// bar and the region's title.
+func thresholdLabel(o Overlay) string {
+	return fmt.Sprintf("%.*f", distinctDecimals(o.Score, o.Threshold), o.Threshold)
+}
+
+func distinctDecimals(score, threshold float64) int { return Decimals(score, threshold, 3) }
+
+// Decimals is the number of decimals, least to 6, at which a score and the
+// threshold print differently when they differ, so that no output reads
+// "score 0.845 normal (threshold 0.845)".
+func Decimals(score, threshold float64, least int) int {
+	d := least
 	for d < 6 && score != threshold && fmt.Sprintf("%.*f", d, score) == fmt.Sprintf("%.*f", d, threshold) {
 		d++
 	}
@@ -323,14 +342,27 @@ func textScale(h int) int { return max(2, h/256) }
 
 func lineHeight(ts int) int { return 13 * ts }
 
-func colourBarWidth(ts int) int { return 12*ts + 5*7*ts }
+// textWidth is the width of s drawn at scale ts (the font is 7 px wide).
+func textWidth(s string, ts int) int { return utf8.RuneCountInString(s) * 7 * ts }
+
+// colourBarWidth is the width of the colour bar with its labels, the
+// threshold's among them.
+func colourBarWidth(ts int, thresholdLabel string) int {
+	return 12*ts + max(textWidth("0.000", ts), textWidth(thresholdLabel, ts))
+}
+
+// minBarHeight keeps the colour bar's three labels apart on a wide, low
+// scan.
+func minBarHeight(ts int) int { return 4 * lineHeight(ts) }
 
 // drawColourBar draws, inside r, a vertical Turbo scale from 0 (bottom) to
-// 1 (top) with ticks and labels at 0, the threshold and 1.
-func drawColourBar(img *image.RGBA, r image.Rectangle, threshold float64, ts int) {
+// 1 (top) with ticks and labels at 0, the threshold and 1; the threshold's
+// label moves off the end labels when its tick is near them.
+func drawColourBar(img *image.RGBA, r image.Rectangle, threshold float64, label string, ts int) {
 	bw := 5 * ts
 	x0 := r.Min.X + 3*ts
 	h := r.Dy()
+	lh := lineHeight(ts)
 	for y := range h {
 		c := Turbo(1 - float64(y)/float64(max(h-1, 1)))
 		for x := x0; x < x0+bw; x++ {
@@ -339,20 +371,19 @@ func drawColourBar(img *image.RGBA, r image.Rectangle, threshold float64, ts int
 	}
 	// A tick crosses the bar, overhanging it by ts on each side; its label
 	// stands clear of it, so "0.45" does not read as "-0.45".
-	tick := func(v float64, label string) {
+	tick := func(v float64, label string, lo, hi int) {
 		y := r.Min.Y + int(math.Round((1-v)*float64(h-1)))
 		for x := x0 - ts; x < x0+bw+ts; x++ {
 			for t := 0; t < max(1, ts/2); t++ {
 				img.SetRGBA(x, min(y+t, r.Max.Y-1), textColour)
 			}
 		}
-		ty := min(max(y-lineHeight(ts)/2, r.Min.Y), r.Max.Y-lineHeight(ts))
-		drawText(img, x0+bw+4*ts, ty, label, ts, textColour)
+		drawText(img, x0+bw+4*ts, min(max(y-lh/2, lo), hi), label, ts, textColour)
 	}
-	tick(0, "0")
-	tick(1, "1")
-	if threshold > 0.06 && threshold < 0.94 { // keep its label clear of the ends
-		tick(threshold, fmt.Sprintf("%.3f", threshold))
+	tick(1, "1", r.Min.Y, r.Min.Y)
+	tick(0, "0", r.Max.Y-lh, r.Max.Y-lh)
+	if threshold > 0 && threshold < 1 {
+		tick(threshold, label, r.Min.Y+lh, r.Max.Y-2*lh)
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"image"
 	"image/color"
 	"image/draw"
+	"madclip/imaging"
+	"strings"
 	"testing"
 )
 
@@ -47,10 +49,10 @@ func TestFullStop(t *testing.T) {
 // three text pixels of background between the tick's end and the label.
 func TestColourBarTickClearOfLabel(t *testing.T) {
 	const ts = 2
-	r := image.Rect(0, 0, colourBarWidth(ts), 200)
+	r := image.Rect(0, 0, colourBarWidth(ts, "0.500"), 200)
 	img := image.NewRGBA(r)
 	draw.Draw(img, r, image.White, image.Point{}, draw.Src)
-	drawColourBar(img, r, 0.5, ts)
+	drawColourBar(img, r, 0.5, "0.500", ts)
 	y := int(0.5*float64(r.Dy()-1) + 0.5)
 	barStart, barEnd := 3*ts, 3*ts+5*ts
 	tickEnd, labelStart := -1, -1
@@ -100,5 +102,59 @@ func TestFullStopAfterMissingGlyph(t *testing.T) {
 	}
 	if b.RGBAAt(16, 10) != (color.RGBA{0, 0, 0, 255}) || b.RGBAAt(16, 12) != (color.RGBA{255, 255, 255, 255}) {
 		t.Error("no square dot in the third cell")
+	}
+}
+
+// Odd shapes stay readable: a tall, narrow scan's titles and caption fit
+// (tiles as wide as their titles, the picture as wide as its caption), and
+// a wide, low scan's colour bar is tall enough for its three labels to
+// stand apart, the threshold's moved off the "1" it would touch.
+func TestOddShapesReadable(t *testing.T) {
+	o := Overlay{Score: 0.50005, Threshold: 0.5000289, Label: "anomalous"}
+	tall := imaging.NewRGB(40, 1000)
+	amap := make([]float32, 16*16)
+	ts := textScale(1000)
+	if c := caption(o); !strings.Contains(c, "0.50005") || !strings.Contains(c, "0.50003") {
+		t.Fatalf("caption %q", c)
+	}
+	if h := Heatmap(tall, amap, 16, o); h.Bounds().Dx() < textWidth(caption(o), ts) {
+		t.Errorf("heatmap %v narrower than its caption (%d px)", h.Bounds(), textWidth(caption(o), ts))
+	}
+	p := Panel(tall, make([]bool, 40*1000), amap, 16, o)
+	if min := 4 * textWidth("region >= 0.50003", ts); p.Bounds().Dx() < min {
+		t.Errorf("panel %v: four tiles need %d px for their titles", p.Bounds(), min)
+	}
+	// Wide and low: the labels' inked rows form three separate bands.
+	o.Threshold = 0.95
+	wide := imaging.NewRGB(1000, 40)
+	h := Heatmap(wide, make([]float32, 16*16), 16, o)
+	ts = textScale(40)
+	x0 := 1000 + 3*ts + 5*ts + 4*ts
+	bands, inked := 0, false
+	for y := range h.Bounds().Dy() {
+		row := false
+		for x := x0; x < h.Bounds().Dx(); x++ {
+			if h.RGBAAt(x, y) == textColour {
+				row = true
+				break
+			}
+		}
+		if row && !inked && y > lineHeight(ts) { // below the title line
+			bands++
+		}
+		inked = row
+	}
+	if bands != 3 {
+		t.Errorf("colour bar of a 1000×40 scan: %d separate label bands, want 3 (size %v)", bands, h.Bounds())
+	}
+}
+
+// Decimals starts where asked and adds digits only while the two print alike.
+func TestDecimals(t *testing.T) {
+	if d := Decimals(0.50001, 0.50003, 4); d != 5 {
+		t.Errorf("0.50001 vs 0.50003 from 4: %d", d)
+	}
+	if d := Decimals(0.61, 0.5, 4); d != 4 {
+		t.Errorf("0.61 vs 0.5 from 4: %d", d)
 	}
 }

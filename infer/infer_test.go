@@ -125,7 +125,7 @@ func TestHeatmapLayout(t *testing.T) {
 		t.Errorf("%d text pixels in the title band", dark)
 	}
 	// A scan of 512 px or more is shown at its own size.
-	if big := Heatmap(imaging.NewRGB(600, 520), amap, 16, Overlay{}); big.Bounds().Dx() != 600+colourBarWidth(textScale(520)) {
+	if big := Heatmap(imaging.NewRGB(600, 520), amap, 16, Overlay{}); big.Bounds().Dx() != 600+colourBarWidth(textScale(520), "0.000") {
 		t.Errorf("600-px scan drawn %d wide", big.Bounds().Dx())
 	}
 }

@@ -3,6 +3,7 @@ package metrics
 import (
 	"fmt"
 	"math"
+	"strings"
 )
 
 // Youden is the threshold that maximises Youden's J = sensitivity +
@@ -98,6 +99,17 @@ func midpoint(lo, hi float32) float32 {
 		return hi
 	}
 	return m
+}
+
+// FormatThreshold prints a threshold with 4 to 6 decimals: as many as it
+// has up to 6 (0.5281, 0.500029), so that a threshold a hair above a round
+// number does not print as that number.
+func FormatThreshold(th float64) string {
+	s := strings.TrimRight(fmt.Sprintf("%.6f", th), "0")
+	if i := strings.IndexByte(s, '.'); i >= 0 && len(s)-i-1 < 4 {
+		s = fmt.Sprintf("%.4f", th)
+	}
+	return s
 }
 
 // Confusion counts the outcomes of calling scores at or above a threshold

@@ -13,6 +13,7 @@ import (
 
 	"madclip/checkpoint"
 	"madclip/dataset"
+	"madclip/metrics"
 	"madclip/model"
 	"madclip/model/clip"
 	"madclip/model/clip/bpe"
@@ -503,8 +504,8 @@ func (r *trainingRun) finish() error {
 			return err
 		}
 		r.meta.Calibration, r.meta.Threshold, r.meta.ThresholdYouden = cal, f1th, jth
-		r.rep.Stage(fmt.Sprintf("threshold %.4f (F1-max; Youden %.4f) on %d held-out valid images, image AUROC %.4f there",
-			f1th, jth, cal.Normal+cal.Abnormal, cal.AUROC))
+		r.rep.Stage(fmt.Sprintf("threshold %s (F1-max; Youden %s) on %d held-out valid images, image AUROC %.4f there",
+			metrics.FormatThreshold(f1th), metrics.FormatThreshold(jth), cal.Normal+cal.Abnormal, cal.AUROC))
 	} else {
 		r.rep.Stage("no held-out valid images of both classes: the label threshold stays uncalibrated (0.5)")
 	}

@@ -15,6 +15,7 @@ import (
 	"madclip/atomicfile"
 	"madclip/dataset"
 	"madclip/infer"
+	"madclip/metrics"
 )
 
 func evalCommand() *cli.Command {
@@ -227,7 +228,7 @@ func printEvaluation(w io.Writer, ev *infer.Evaluation) {
 		fmt.Fprintf(w, "image AUROC of the detection head  %.2f%%\n", 100*ev.DetImageAUROC)
 	}
 	a := ev.At
-	fmt.Fprintf(w, "at threshold %.4f (%s):\n", a.Threshold, a.Origin)
+	fmt.Fprintf(w, "at threshold %s (%s):\n", metrics.FormatThreshold(a.Threshold), a.Origin)
 	fmt.Fprintf(w, "  sensitivity %.2f%%  specificity %.2f%%  precision %.2f%%  F1 %.2f%%  (TP %d, FP %d, TN %d, FN %d)\n",
 		100*a.Sensitivity, 100*a.Specificity, 100*a.Precision, 100*a.F1, a.TP, a.FP, a.TN, a.FN)
 	if a.PixelDice != nil {

@@ -384,7 +384,7 @@ func (p *predictionPrinter) print(pr prediction) error {
 		p.csv.Flush()
 		return p.csv.Error()
 	}
-	_, err := fmt.Fprintf(p.w, "%-10s %.4f  %s\n", pr.Label, pr.Score, oneLine(pr.Path))
+	_, err := fmt.Fprintf(p.w, "%-10s %.*f  %s\n", pr.Label, infer.Decimals(pr.Score, p.threshold, 4), pr.Score, oneLine(pr.Path))
 	return err
 }
 
