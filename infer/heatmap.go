@@ -150,10 +150,11 @@ func Panel(orig *imaging.RGB, truth []bool, amap []float32, size int, o Overlay)
 	if truth != nil {
 		gt = enlargeMask(truth, orig.W, orig.H, k)
 	}
-	x := 0
+	x := 1 // room for the first tile's frame
 	tile := func(title string, draw func(at image.Point)) {
 		drawText(out, x+2, 2, title, ts, textColour)
 		draw(image.Pt(x, top))
+		frame(out, image.Rect(x, top, x+w, top+h))
 		x += tw + gap
 	}
 	tile(titles[0], func(at image.Point) { drawScan(out, at, orig, k) })
@@ -266,6 +267,20 @@ func resizeMap(amap []float32, size, w, h int) []float64 {
 }
 
 // drawScan copies the scan, enlarged k times, to dst at p.
+// frame draws a one-pixel grey line just outside r, so that a white scan
+// keeps its edges on the white page.
+func frame(dst *image.RGBA, r image.Rectangle) {
+	grey := color.RGBA{190, 190, 190, 255}
+	for x := r.Min.X - 1; x <= r.Max.X; x++ {
+		dst.SetRGBA(x, r.Min.Y-1, grey)
+		dst.SetRGBA(x, r.Max.Y, grey)
+	}
+	for y := r.Min.Y; y < r.Max.Y; y++ {
+		dst.SetRGBA(r.Min.X-1, y, grey)
+		dst.SetRGBA(r.Max.X, y, grey)
+	}
+}
+
 func drawScan(dst *image.RGBA, p image.Point, orig *imaging.RGB, k int) {
 	for y := range orig.H * k {
 		for x := range orig.W * k {

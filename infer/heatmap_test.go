@@ -158,3 +158,24 @@ func TestDecimals(t *testing.T) {
 		t.Errorf("0.61 vs 0.5 from 4: %d", d)
 	}
 }
+
+// A white scan keeps its edges on the white page: each tile is framed.
+func TestPanelTilesFramed(t *testing.T) {
+	white := imaging.NewRGB(64, 64)
+	for i := range white.Pix {
+		white.Pix[i] = 255
+	}
+	p := Panel(white, nil, make([]float32, 16*16), 16, Overlay{Threshold: 0.5, Label: "normal"})
+	k := displayScale(64, 64)
+	ts := textScale(64 * k)
+	top := lineHeight(ts) + 6*ts/2
+	grey := color.RGBA{190, 190, 190, 255}
+	for _, pt := range []image.Point{{0, top + 10}, {1 + 64*k, top + 10}, {10, top - 1}, {10, top + 64*k}} {
+		if c := p.RGBAAt(pt.X, pt.Y); c != grey {
+			t.Errorf("frame pixel %v: %v", pt, c)
+		}
+	}
+	if c := p.RGBAAt(10, top+10); c != (color.RGBA{255, 255, 255, 255}) {
+		t.Errorf("scan pixel: %v", c)
+	}
+}

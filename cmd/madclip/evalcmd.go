@@ -276,7 +276,9 @@ func writeFailures(p *infer.Predictor, ev *infer.Evaluation, dir string, n int, 
 			gt = make([]bool, d.Orig.W*d.Orig.H) // a normal image: no true region
 		}
 		base := strings.TrimSuffix(filepath.Base(d.Sample.Path), filepath.Ext(d.Sample.Path))
-		name := fmt.Sprintf("%s_%.3f_%s.png", kind, r.Score, base)
+		// The score with the decimals that tell it from the threshold, as
+		// the picture's caption prints it.
+		name := fmt.Sprintf("%s_%.*f_%s.png", kind, infer.Decimals(r.Score, ev.At.Threshold, 3), r.Score, base)
 		o := infer.Overlay{Score: r.Score, Threshold: ev.At.Threshold, Label: s.Label, Note: "- " + truth}
 		out := filepath.Join(dir, "failures", name)
 		if err := inputs.check(namedPath{"--report", out}); err != nil {
