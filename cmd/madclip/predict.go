@@ -216,6 +216,11 @@ func predictAction(c *cli.Context) error {
 			items[i].Path = path
 		}
 		return p.Stream(items, opts, func(d dataset.Decoded, r infer.Result) error {
+			if rgb, ok := flatColour(d.Image.Pixels); ok {
+				// A blank export still gets a score; say what it is.
+				fmt.Fprintf(os.Stderr, "madclip: note: %s is one flat colour (RGB %d, %d, %d): its score says nothing about a scan\n",
+					oneLine(d.Sample.Path), rgb[0], rgb[1], rgb[2])
+			}
 			row, err := outs.write(d, r, p.Size, pr.threshold)
 			if err != nil {
 				return err
@@ -441,4 +446,24 @@ func openPredictor(c *cli.Context, tk *bpe.Tokenizer) (*infer.Predictor, error) 
 		return nil, err
 	}
 	return infer.Open(c.String("checkpoint"), c.String("weights"), tk, dev)
+}
+
+// flatColour reports whether an image ([3, H, W] in [0, 1]) is one colour
+// throughout, and which: a blank or failed export rather than a scan.
+func flatColour(pixels []float32) ([3]int, bool) {
+	var rgb [3]int
+	n := len(pixels) / 3
+	if n == 0 {
+		return rgb, false
+	}
+	for c := range 3 {
+		ch := pixels[c*n : (c+1)*n]
+		for _, v := range ch[1:] {
+			if v != ch[0] {
+				return rgb, false
+			}
+		}
+		rgb[c] = int(math.Round(float64(ch[0]) * 255))
+	}
+	return rgb, true
 }

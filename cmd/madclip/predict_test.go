@@ -5,6 +5,9 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"image"
+	"image/color"
+	"image/draw"
 	"image/png"
 	"math"
 	"os"
@@ -494,5 +497,35 @@ func TestCaseNote(t *testing.T) {
 		if got := caseNote(c.abnormal, c.score, 0.5); got != c.want {
 			t.Errorf("abnormal %v, score %v: %q, want %q", c.abnormal, c.score, got, c.want)
 		}
+	}
+}
+
+// A flat image (a blank or failed export) is scored, with a note saying
+// what it is; a scan gets no such note.
+func TestPredictFlatImageNote(t *testing.T) {
+	root, ck := trained(t)
+	dir := t.TempDir()
+	for name, c := range map[string]color.RGBA{"white.png": {255, 255, 255, 255}, "red.png": {255, 0, 0, 255}} {
+		img := image.NewRGBA(image.Rect(0, 0, 40, 30))
+		draw.Draw(img, img.Bounds(), &image.Uniform{c}, image.Point{}, draw.Src)
+		f, err := os.Create(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		png.Encode(f, img)
+		f.Close()
+	}
+	scan := filepath.Join(root, "Brain_AD", "test", "good", "img", "001.png")
+	o, e, code := madclip(t, nil, "predict", dir, scan, "--checkpoint", ck, "--device", "cpu", "-q")
+	if code != 0 || strings.Count(o, "\n") != 3 {
+		t.Fatalf("exit %d: %s %s", code, o, e)
+	}
+	for _, want := range []string{"white.png is one flat colour (RGB 255, 255, 255)", "red.png is one flat colour (RGB 255, 0, 0)"} {
+		if !strings.Contains(e, want) {
+			t.Errorf("no note %q: %s", want, e)
+		}
+	}
+	if strings.Contains(e, "001.png is one flat") {
+		t.Errorf("a scan called flat: %s", e)
 	}
 }
