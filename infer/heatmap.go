@@ -185,7 +185,7 @@ var (
 )
 
 func caption(o Overlay) string {
-	d := distinctDecimals(o.Score, o.Threshold)
+	d := Decimals(o.Score, o.Threshold, 3)
 	s := fmt.Sprintf("score %.*f  %s  (threshold %.*f)", d, o.Score, o.Label, d, o.Threshold)
 	if o.Note != "" {
 		s += "  " + o.Note
@@ -196,10 +196,8 @@ func caption(o Overlay) string {
 // thresholdLabel is the threshold as the caption prints it, for the colour
 // bar and the region's title.
 func thresholdLabel(o Overlay) string {
-	return fmt.Sprintf("%.*f", distinctDecimals(o.Score, o.Threshold), o.Threshold)
+	return fmt.Sprintf("%.*f", Decimals(o.Score, o.Threshold, 3), o.Threshold)
 }
-
-func distinctDecimals(score, threshold float64) int { return Decimals(score, threshold, 3) }
 
 // Decimals is the number of decimals, least to 6, at which a score and the
 // threshold print differently when they differ, so that no output reads

@@ -18,7 +18,7 @@ func TestDistinctDecimals(t *testing.T) {
 	}{
 		{0.842, 0.845, 3}, {0.8449, 0.8450, 4}, {0.84501, 0.84502, 5}, {0.5, 0.5, 3}, {0.1234567, 0.1234568, 6},
 	} {
-		if got := distinctDecimals(c.score, c.threshold); got != c.want {
+		if got := Decimals(c.score, c.threshold, 3); got != c.want {
 			t.Errorf("%v vs %v: %d decimals, want %d", c.score, c.threshold, got, c.want)
 		}
 	}
@@ -55,14 +55,13 @@ func TestColourBarTickClearOfLabel(t *testing.T) {
 	drawColourBar(img, r, 0.5, "0.500", ts)
 	y := int(0.5*float64(r.Dy()-1) + 0.5)
 	barStart, barEnd := 3*ts, 3*ts+5*ts
-	tickEnd, labelStart := -1, -1
+	// The tick is the first run of inked pixels on its row.
+	tickEnd := -1
 	for x := range r.Dx() {
-		ink := img.RGBAAt(x, y) == textColour
-		switch {
-		case ink && labelStart < 0 && (tickEnd < 0 || x == tickEnd+1):
+		if img.RGBAAt(x, y) == textColour {
 			tickEnd = x
-		case ink && labelStart < 0:
-			labelStart = x
+		} else if tickEnd >= 0 {
+			break
 		}
 	}
 	if tickEnd < barEnd || img.RGBAAt(barStart, y) != textColour {

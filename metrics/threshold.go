@@ -6,23 +6,6 @@ import (
 	"strings"
 )
 
-// Youden is the threshold that maximises Youden's J = sensitivity +
-// specificity − 1 (the ROC point farthest above the diagonal), with J.
-// An image is positive when its score is at or above the threshold.
-func Youden(scores []float32, labels []bool) (j float64, threshold float32, err error) {
-	r, err := rank(scores, labels)
-	if err != nil {
-		return 0, 0, err
-	}
-	best := int64(math.MinInt64)
-	r.sweep(labels, func(tp, fp int, at uint32) {
-		if v := youdenScaled(tp, fp, r.pos, r.neg); v > best {
-			best, threshold = v, scores[at]
-		}
-	})
-	return float64(best) / (float64(r.pos) * float64(r.neg)), threshold, nil
-}
-
 // youdenScaled is Youden's J times pos·neg, an integer, so that equal J
 // at two cuts compare equal (as floats, 3/10 can exceed 3/10 by a bit).
 func youdenScaled(tp, fp, pos, neg int) int64 {
@@ -32,49 +15,45 @@ func youdenScaled(tp, fp, pos, neg int) int64 {
 // Calibration thresholds. A criterion maximised over held-out scores picks
 // a cut between two adjacent distinct scores: the lowest score called
 // positive and the highest called negative. Every threshold in that gap
-// gives the same counts on those scores; F1Max and Youden return its top
-// (the lowest positive score itself), so that an unseen positive scoring a
-// hair below it is missed. For labelling new images the midpoint of the gap
+// gives the same counts on those scores; F1Max returns its top (the lowest
+// positive score itself), where an unseen positive scoring a hair below it
+// is missed. For labelling new images the midpoint of the gap
 // is the better choice: it leaves the same margin to both classes.
 
 // F1MaxMidpoint is the largest F1 score over all thresholds and the
 // midpoint of the gap in which it holds (see above).
 func F1MaxMidpoint(scores []float32, labels []bool) (f1 float64, threshold float32, err error) {
-	return bestGap(scores, labels, func(tp, fp, pos, _ int) float64 {
+	f1, threshold, _, _, err = bestGap(scores, labels, func(tp, fp, pos, _ int) float64 {
 		if tp == 0 {
 			return 0
 		}
 		return 2 * float64(tp) / float64(tp+fp+pos)
 	})
+	return f1, threshold, err
 }
 
-// YoudenMidpoint is the largest Youden's J and the midpoint of the gap in
-// which it holds (see above).
+// YoudenMidpoint is the largest Youden's J = sensitivity + specificity − 1
+// (the ROC point farthest above the diagonal) and the midpoint of the gap
+// in which it holds (see above).
 func YoudenMidpoint(scores []float32, labels []bool) (j float64, threshold float32, err error) {
-	scaled, threshold, err := bestGap(scores, labels, func(tp, fp, pos, neg int) float64 {
+	scaled, threshold, pos, neg, err := bestGap(scores, labels, func(tp, fp, pos, neg int) float64 {
 		// Exact while pos·neg < 2^53 (over 10^8 images of each class).
 		return float64(youdenScaled(tp, fp, pos, neg))
 	})
 	if err != nil {
 		return 0, 0, err
 	}
-	pos := 0
-	for _, l := range labels {
-		if l {
-			pos++
-		}
-	}
-	return scaled / (float64(pos) * float64(len(labels)-pos)), threshold, nil
+	return scaled / (float64(pos) * float64(neg)), threshold, nil
 }
 
 // bestGap maximises crit over the cuts (the first cut wins ties) and
 // returns the midpoint between the lowest score called positive there and
 // the next lower distinct score (the lowest score itself when every score
-// is called positive).
-func bestGap(scores []float32, labels []bool, crit func(tp, fp, pos, neg int) float64) (best float64, threshold float32, err error) {
+// is called positive), with the class counts.
+func bestGap(scores []float32, labels []bool, crit func(tp, fp, pos, neg int) float64) (best float64, threshold float32, pos, neg int, err error) {
 	r, err := rank(scores, labels)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, 0, err
 	}
 	best = math.Inf(-1)
 	var top float32
@@ -88,7 +67,7 @@ func bestGap(scores []float32, labels []bool, crit func(tp, fp, pos, neg int) fl
 			best, top, threshold, open = v, s, s, true
 		}
 	})
-	return best, threshold, nil
+	return best, threshold, r.pos, r.neg, nil
 }
 
 // midpoint is a threshold halfway between lo < hi that still calls hi
