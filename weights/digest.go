@@ -36,8 +36,7 @@ func Digest(path string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", path, err)
 	}
-	cache := readDigestCache()
-	if d, ok := cache[key]; ok {
+	if d, ok := readDigestCache()[key]; ok {
 		return d, nil
 	}
 	f, err := safetensors.Open(abs)
@@ -46,9 +45,30 @@ func Digest(path string) (string, error) {
 	}
 	d := digestOf(f)
 	f.Close()
+	rememberDigest(key, d)
+	return d, nil
+}
+
+// rememberDigest adds one digest to the cache. The cache is read again
+// and rewritten under an exclusive lock, so that runs hashing other files
+// at the same time do not drop each other's entries.
+func rememberDigest(key digestKey, d string) {
+	p := digestCachePath()
+	if p == "" || os.MkdirAll(filepath.Dir(p), 0o755) != nil {
+		return
+	}
+	lock, err := os.OpenFile(p+".lock", os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return
+	}
+	defer lock.Close()
+	if syscall.Flock(int(lock.Fd()), syscall.LOCK_EX) != nil {
+		return
+	}
+	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+	cache := readDigestCache()
 	cache[key] = d
 	writeDigestCache(cache)
-	return d, nil
 }
 
 // digestOf hashes a parsed file's tensors canonically.

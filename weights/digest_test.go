@@ -1,8 +1,10 @@
 package weights
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"madclip/torch/safetensors"
@@ -78,5 +80,36 @@ func TestDigest(t *testing.T) {
 	}
 	if _, err := FindDigest(string(make([]byte, 64))); err == nil {
 		t.Error("an unknown digest was found")
+	}
+}
+
+// TestDigestConcurrent: runs hashing different files at the same time all
+// leave their digest in the cache (none overwrites another's entry).
+func TestDigestConcurrent(t *testing.T) {
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	dir := t.TempDir()
+	const n = 24
+	paths := make([]string, n)
+	for i := range paths {
+		paths[i] = filepath.Join(dir, fmt.Sprintf("w%02d.safetensors", i))
+		writeST(t, paths[i], []safetensors.Tensor{{Name: "w", DType: "U8", Shape: []int64{1}, Data: []byte{byte(i)}}}, nil)
+	}
+	var wg sync.WaitGroup
+	for _, p := range paths {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := Digest(p); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	cache := readDigestCache()
+	for _, p := range paths {
+		k, _ := keyOf(p)
+		if _, ok := cache[k]; !ok {
+			t.Errorf("%s's digest was lost from the cache", filepath.Base(p))
+		}
 	}
 }
