@@ -169,20 +169,11 @@ func Prepare(img *imaging.RGB, s Sample, size int, withMask bool) (Image, error)
 	if s.MaskPath == "" {
 		return out, nil
 	}
-	// The mask's header first: a mask of another size is refused before
-	// it is decoded.
-	mw, mh, err := imaging.Size(s.MaskPath)
+	m, err := imaging.LoadMask(s.MaskPath, s.Path, img.W, img.H)
 	if err != nil {
-		return Image{}, fmt.Errorf("mask %w", err)
+		return Image{}, err
 	}
-	if mw != img.W || mh != img.H {
-		return Image{}, fmt.Errorf("%s: mask is %dx%d, its image %s is %dx%d", s.MaskPath, mw, mh, s.Path, img.W, img.H)
-	}
-	m, err := imaging.LoadLimit(s.MaskPath, int64(img.W)*int64(img.H))
-	if err != nil {
-		return Image{}, fmt.Errorf("mask %w", err)
-	}
-	r := m.Luma().ResizeNearest(size, size)
+	r := m.ResizeNearest(size, size)
 	for i := range out.Mask {
 		if r.Pix[i] > 127 { // > 0.5 after /255
 			out.Mask[i] = 1

@@ -81,6 +81,62 @@ func Size(path string) (w, h int, err error) {
 func Decode(r io.Reader) (*RGB, error) { return decodeLimit(r, DefaultMaxPixels) }
 
 func decodeLimit(r io.Reader, maxPixels int64) (*RGB, error) {
+	img, rgb, err := decodeAny(r, maxPixels)
+	if err != nil || rgb != nil {
+		return rgb, err
+	}
+	return FromImage(img), nil
+}
+
+// LoadMask decodes the ground-truth mask at path, which must be w×h (the
+// size of its scan, named for the message), into grey as PIL's
+// Image.open(path).convert("L") does: colour by luma, palette colours
+// whatever their transparency, and 16-bit grey clipped at 255 (PIL opens
+// it as 32-bit integers), so masks stored as 0/255 and as 0/65535 in 16
+// bits both mark their region.
+func LoadMask(path, scan string, w, h int) (*Gray, error) {
+	// The header first: a mask of another size is named as such, not as an
+	// image over the pixel limit.
+	mw, mh, err := Size(path)
+	if err != nil {
+		return nil, err
+	}
+	if mw != w || mh != h {
+		return nil, fmt.Errorf("%s: mask is %dx%d, its scan %s is %dx%d", path, mw, mh, scan, w, h)
+	}
+	f, err := regularfile.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	img, rgb, err := decodeAny(bufio.NewReader(f), int64(w)*int64(h))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if g16, ok := img.(*image.Gray16); ok {
+		b := g16.Bounds()
+		g := &Gray{W: b.Dx(), H: b.Dy(), Pix: make([]byte, b.Dx()*b.Dy())}
+		i := 0
+		for y := b.Min.Y; y < b.Max.Y; y++ {
+			for x := b.Min.X; x < b.Max.X; x++ {
+				g.Pix[i] = byte(min(g16.Gray16At(x, y).Y, 255))
+				i++
+			}
+		}
+		return g, nil
+	}
+	if rgb == nil {
+		rgb = FromImage(img)
+	}
+	if rgb.W != w || rgb.H != h {
+		return nil, fmt.Errorf("%s: mask decodes to %dx%d, its scan %s is %dx%d", path, rgb.W, rgb.H, scan, w, h)
+	}
+	return rgb.Luma(), nil
+}
+
+// decodeAny decodes a PNG (as Go's image) or a JPEG (as RGB, through
+// libjpeg-turbo) of at most maxPixels pixels.
+func decodeAny(r io.Reader, maxPixels int64) (image.Image, *RGB, error) {
 	br := bufio.NewReader(r)
 	head, _ := br.Peek(8)
 
@@ -93,31 +149,32 @@ func decodeLimit(r io.Reader, maxPixels int64) (*RGB, error) {
 		ihdr, _ := br.Peek(33)
 		if cfg, err := png.DecodeConfig(bytes.NewReader(ihdr)); err == nil {
 			if px := int64(cfg.Width) * int64(cfg.Height); px > maxPixels {
-				return nil, fmt.Errorf("the image claims %d×%d pixels, over the limit of %d (raise it with --max-pixels)", cfg.Width, cfg.Height, maxPixels)
+				return nil, nil, fmt.Errorf("the image claims %d×%d pixels, over the limit of %d (raise it with --max-pixels)", cfg.Width, cfg.Height, maxPixels)
 			}
 			if err := fitsMemory(cfg.Width, cfg.Height, pngBytesPerPixel); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 		}
 		img, err = png.Decode(br)
 	case bytes.HasPrefix(head, []byte{0xff, 0xd8, 0xff}):
 		data, err := io.ReadAll(br)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		return decodeJPEG(data, maxPixels)
+		rgb, err := decodeJPEG(data, maxPixels)
+		return nil, rgb, err
 	case len(head) == 0:
-		return nil, errors.New("empty file, not an image")
+		return nil, nil, errors.New("empty file, not an image")
 	default:
-		return nil, errors.New("not a PNG or JPEG image")
+		return nil, nil, errors.New("not a PNG or JPEG image")
 	}
 	if err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("truncated image: %w", err)
+			return nil, nil, fmt.Errorf("truncated image: %w", err)
 		}
-		return nil, fmt.Errorf("corrupt image: %w", err)
+		return nil, nil, fmt.Errorf("corrupt image: %w", err)
 	}
-	return FromImage(img), nil
+	return img, nil, nil
 }
 
 // pngBytesPerPixel bounds what decoding a PNG holds at once: Go's decoder
@@ -179,6 +236,25 @@ func FromImage(img image.Image) *RGB {
 					n := color.NRGBAModel.Convert(c).(color.NRGBA)
 					m.Pix[i], m.Pix[i+1], m.Pix[i+2] = n.R, n.G, n.B
 				}
+				i += 3
+			}
+		}
+	case *image.Paletted: // PIL takes a palette entry's colour whatever its transparency (tRNS)
+		var table [256][3]byte
+		for k, c := range src.Palette {
+			if k == len(table) {
+				break
+			}
+			n, ok := c.(color.NRGBA) // Go's PNG decoder gives entries with tRNS alpha as NRGBA
+			if !ok {
+				n = color.NRGBAModel.Convert(c).(color.NRGBA)
+			}
+			table[k] = [3]byte{n.R, n.G, n.B}
+		}
+		for y := b.Min.Y; y < b.Max.Y; y++ {
+			for x := b.Min.X; x < b.Max.X; x++ {
+				c := table[src.ColorIndexAt(x, y)]
+				m.Pix[i], m.Pix[i+1], m.Pix[i+2] = c[0], c[1], c[2]
 				i += 3
 			}
 		}

@@ -36,7 +36,7 @@ from PIL import Image
 d = sys.argv[1]
 rng = np.random.default_rng(3)
 i = 0
-for (w, h), mode in itertools.product([(64, 64), (256, 256), (512, 512), (97, 61), (300, 200)], ["L", "RGB", "RGBA", "P", "LA"]):
+for (w, h), mode in itertools.product([(64, 64), (256, 256), (512, 512), (97, 61), (300, 200)], ["L", "RGB", "RGBA", "P", "LA", "I;16", "PT"]):
     rgb = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
     im = Image.fromarray(rgb)
     if mode == "L":
@@ -47,7 +47,16 @@ for (w, h), mode in itertools.product([(64, 64), (256, 256), (512, 512), (97, 61
         im = im.quantize(64)
     elif mode == "LA":
         im = Image.fromarray(np.dstack([rgb[..., 0], rgb[..., 1]]), "LA")
-    im.save(f"{d}/m{i}.png")
+    elif mode == "I;16":  # 16-bit grey: PIL opens it as "I" and clips at 255
+        v = rng.integers(0, 65536, (h, w), dtype=np.uint16)
+        v[: h // 2] = rng.choice([0, 1, 127, 128, 255, 256, 65535], (h // 2, w))
+        im = Image.fromarray(v, "I;16")
+    elif mode == "PT":  # a palette with transparency: PIL keeps each entry's colour
+        im = im.quantize(64)
+        im.info["transparency"] = bytes(rng.integers(0, 256, 64, dtype=np.uint8))
+        im.save(f"{d}/m{i}.png", transparency=im.info["transparency"])
+    if mode != "PT":
+        im.save(f"{d}/m{i}.png")
     for s in [(240, 240), (17, 23)]:
         out = np.asarray(Image.open(f"{d}/m{i}.png").convert("L").resize(s, Image.NEAREST))
         out.tofile(f"{d}/m{i}_{s[0]}x{s[1]}.raw")
@@ -55,13 +64,18 @@ for (w, h), mode in itertools.product([(64, 64), (256, 256), (512, 512), (97, 61
 # A pure red mask: grey 76, so not an anomaly after > 0.5.
 Image.new("RGB", (8, 8), (255, 0, 0)).save(f"{d}/red.png")
 `)
+	const cases = 5 * 7
 	files, _ := filepath.Glob(filepath.Join(dir, "m*_240x240.raw"))
-	if len(files) != 25 {
+	if len(files) != cases {
 		t.Fatalf("%d reference masks", len(files))
 	}
-	for i := range 25 {
+	for i := range cases {
 		src := filepath.Join(dir, fmt.Sprintf("m%d.png", i))
-		m, err := Load(src)
+		w, h, err := Size(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := LoadMask(src, "scan.png", w, h)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -70,7 +84,7 @@ Image.new("RGB", (8, 8), (255, 0, 0)).save(f"{d}/red.png")
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := m.Luma().ResizeNearest(s[0], s[1])
+			got := m.ResizeNearest(s[0], s[1])
 			if !bytes.Equal(got.Pix, want) {
 				diff := 0
 				for j := range want {
@@ -82,12 +96,58 @@ Image.new("RGB", (8, 8), (255, 0, 0)).save(f"{d}/red.png")
 			}
 		}
 	}
-	red, err := Load(filepath.Join(dir, "red.png"))
+	red, err := LoadMask(filepath.Join(dir, "red.png"), "scan.png", 8, 8)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v := red.Luma().Pix[0]; v != 76 {
+	if v := red.Pix[0]; v != 76 {
 		t.Errorf("pure red is grey %d, want 76", v)
+	}
+}
+
+// Scans as the authors' code reads them: PIL's convert("RGB") from every
+// mode a PNG scan may come in, byte for byte — a palette with transparency
+// keeps each entry's colour, alpha is dropped, not composited. (16-bit grey
+// is the one deliberate difference: scaled, not clipped; see
+// TestDecodeKinds.)
+func TestScanModesMatchPIL(t *testing.T) {
+	dir := t.TempDir()
+	runPIL(t, dir, `
+import sys
+import numpy as np
+from PIL import Image
+d = sys.argv[1]
+rng = np.random.default_rng(4)
+h, w = 61, 97
+rgb = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+Image.fromarray(rgb).save(f"{d}/RGB.png")
+Image.fromarray(rgb).convert("L").save(f"{d}/L.png")
+Image.fromarray(np.dstack([rgb, rng.integers(0, 256, (h, w), dtype=np.uint8)])).save(f"{d}/RGBA.png")
+Image.fromarray(np.dstack([rgb[..., 0], rgb[..., 1]]), "LA").save(f"{d}/LA.png")
+Image.fromarray(rgb).quantize(200).save(f"{d}/P.png")
+Image.fromarray(rgb).quantize(200).save(f"{d}/PT.png", transparency=bytes(rng.integers(0, 256, 200, dtype=np.uint8)))
+Image.fromarray(rgb).convert("1").save(f"{d}/1.png")
+for name in ["RGB", "L", "RGBA", "LA", "P", "PT", "1"]:
+    np.asarray(Image.open(f"{d}/{name}.png").convert("RGB")).tofile(f"{d}/{name}.raw")
+`)
+	for _, name := range []string{"RGB", "L", "RGBA", "LA", "P", "PT", "1"} {
+		m, err := Load(filepath.Join(dir, name+".png"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := os.ReadFile(filepath.Join(dir, name+".raw"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(m.Pix, want) {
+			diff := 0
+			for j := range want {
+				if m.Pix[j] != want[j] {
+					diff++
+				}
+			}
+			t.Errorf("%s scan: %d of %d bytes differ from PIL's convert(\"RGB\")", name, diff, len(want))
+		}
 	}
 }
 

@@ -212,20 +212,11 @@ func Decimals(score, threshold float64, least int) int {
 
 // LoadTruth reads a ground-truth mask for a w×h scan: true where its grey
 // level (PIL's convert("L")) is above half.
-func LoadTruth(path string, w, h int) ([]bool, error) {
-	// The header first: a mask of another size is named as such, not as an
-	// image over the pixel limit.
-	if mw, mh, err := imaging.Size(path); err == nil && (mw != w || mh != h) {
-		return nil, fmt.Errorf("%s: mask is %dx%d, the scan is %dx%d", path, mw, mh, w, h)
-	}
-	m, err := imaging.LoadLimit(path, int64(w)*int64(h))
+func LoadTruth(path, scan string, w, h int) ([]bool, error) {
+	g, err := imaging.LoadMask(path, scan, w, h)
 	if err != nil {
 		return nil, err
 	}
-	if m.W != w || m.H != h {
-		return nil, fmt.Errorf("%s: mask is %dx%d, the scan is %dx%d", path, m.W, m.H, w, h)
-	}
-	g := m.Luma()
 	out := make([]bool, w*h)
 	for i, v := range g.Pix {
 		out[i] = v >= 128

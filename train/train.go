@@ -34,11 +34,11 @@ type Config struct {
 	DrawShots  bool // draw seeded shots even where the authors have a list
 	Seed       uint64
 
-	Epochs       int
-	Batch        int
-	LR           float64
-	Beta1, Beta2 float64
-	SoftmaxLoss  bool // the CLIP-style detection loss (ablation)
+	Epochs      int
+	Batch       int
+	LR          float64
+	Betas       *[2]float64 // Adam's (β1, β2); nil for the paper's (0.5, 0.999), so that 0 can be asked for
+	SoftmaxLoss bool        // the CLIP-style detection loss (ablation)
 
 	Model model.Options // Object, layers, image size, reference behaviours, ablations
 
@@ -69,11 +69,8 @@ func (c *Config) Defaults() {
 	if c.LR == 0 {
 		c.LR = 1e-3
 	}
-	if c.Beta1 == 0 {
-		c.Beta1 = 0.5
-	}
-	if c.Beta2 == 0 {
-		c.Beta2 = 0.999
+	if c.Betas == nil {
+		c.Betas = &[2]float64{0.5, 0.999}
 	}
 	if c.Model.ImageSize == 0 {
 		c.Model.ImageSize = 240
@@ -214,7 +211,7 @@ func (r *trainingRun) resumeFrom() error {
 	c.Dataset, c.Seed, c.Model, c.Epochs = rm.Dataset, rm.Seed, rm.Model, rm.Epochs
 	c.Shots, c.ShotsFile, c.ShotsIndex = rm.Shots, rm.ShotsFile, rm.ShotsIndex
 	if t := rm.Training; t != nil {
-		c.Batch, c.LR, c.Beta1, c.Beta2 = t.Batch, t.LR, t.Beta1, t.Beta2
+		c.Batch, c.LR, c.Betas = t.Batch, t.LR, &[2]float64{t.Beta1, t.Beta2}
 		c.SoftmaxLoss, c.SelectOnValid, c.DrawShots = t.SoftmaxLoss, t.SelectOnValid, t.DrawShots
 		if c.Data == "" {
 			c.Data = t.Data
@@ -305,12 +302,12 @@ func (r *trainingRun) buildModel(tk *bpe.Tokenizer) error {
 			return err
 		}
 	}
-	if r.opt, err = torch.NewAdam(params, torch.AdamConfig{LR: c.LR, Beta1: c.Beta1, Beta2: c.Beta2, Eps: 1e-8}); err != nil {
+	if r.opt, err = torch.NewAdam(params, torch.AdamConfig{LR: c.LR, Beta1: c.Betas[0], Beta2: c.Betas[1], Eps: 1e-8}); err != nil {
 		return err
 	}
 	r.meta = checkpoint.Meta{Version: checkpoint.Version, Model: r.m.Opts, Backbone: bb, Dataset: c.Dataset, Masks: r.hasMasks,
 		Shots: r.k, ShotsFile: c.ShotsFile, ShotsIndex: c.ShotsIndex, Seed: c.Seed, Epochs: c.Epochs,
-		Training: &checkpoint.Training{Data: absPath(c.Data), Batch: c.Batch, LR: c.LR, Beta1: c.Beta1, Beta2: c.Beta2,
+		Training: &checkpoint.Training{Data: absPath(c.Data), Batch: c.Batch, LR: c.LR, Beta1: c.Betas[0], Beta2: c.Betas[1],
 			SoftmaxLoss: c.SoftmaxLoss, SelectOnValid: c.SelectOnValid, DrawShots: c.DrawShots}}
 	if r.resume != nil {
 		if err := restoreAdam(r.opt, r.m, r.resume); err != nil {

@@ -22,6 +22,7 @@ import (
 	"sync"
 	"testing"
 
+	"madclip/checkpoint"
 	"madclip/internal/cliptest"
 	"madclip/internal/reftest"
 	"madclip/model/clip"
@@ -333,10 +334,17 @@ func TestSynthTrainCLI(t *testing.T) {
 	if _, err := os.Stat(ck); err != nil {
 		t.Fatal(err)
 	}
+	if m, err := checkpoint.ReadMeta(ck); err != nil || m.Training.Beta1 != 0.5 || m.Training.Beta2 != 0.999 {
+		t.Errorf("default betas: %+v, %v; want the paper's 0.5, 0.999", m.Training, err)
+	}
+	// Adam's decay rates of zero are taken as given, not as "unset".
 	_, e, code = madclip(t, nil, "train", "--data", root, "--dataset", "Brain", "--preset", "tiny", "--epochs", "1",
-		"--shots", "2", "--image-size", "56", "--out", ck, "--quiet", "--device", "cpu")
+		"--shots", "2", "--image-size", "56", "--out", ck, "--quiet", "--device", "cpu", "--beta1", "0", "--beta2", "0")
 	if code != 0 || e != "" {
 		t.Errorf("--quiet: exit %d, stderr %q", code, e)
+	}
+	if m, err := checkpoint.ReadMeta(ck); err != nil || m.Training.Beta1 != 0 || m.Training.Beta2 != 0 {
+		t.Errorf("--beta1 0 --beta2 0 trained with %+v, %v", m.Training, err)
 	}
 	for _, c := range []struct {
 		args []string

@@ -312,7 +312,7 @@ func (o predictOutputs) write(d dataset.Decoded, r infer.Result, size int, th fl
 		var gt []bool
 		if o.groundTruth != "" {
 			var err error
-			if gt, err = infer.LoadTruth(o.groundTruth, d.Orig.W, d.Orig.H); err != nil {
+			if gt, err = infer.LoadTruth(o.groundTruth, d.Sample.Path, d.Orig.W, d.Orig.H); err != nil {
 				return pr, fmt.Errorf("--ground-truth %w", err)
 			}
 		}

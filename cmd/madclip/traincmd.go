@@ -183,7 +183,7 @@ func trainAction(c *cli.Context) error {
 	cfg := train.Config{
 		Data: c.String("data"), Dataset: c.String("dataset"),
 		ShotsFile: c.String("shots-file"), Shots: c.Int("shots"), DrawShots: c.Bool("draw-shots"), Seed: c.Uint64("seed"),
-		Epochs: c.Int("epochs"), Batch: c.Int("batch"), LR: c.Float64("lr"), Beta1: c.Float64("beta1"), Beta2: c.Float64("beta2"),
+		Epochs: c.Int("epochs"), Batch: c.Int("batch"), LR: c.Float64("lr"),
 		SoftmaxLoss: c.Bool("softmax-loss"),
 		Model: model.Options{
 			Object: c.String("object"), Layers: c.IntSlice("layers"), ImageSize: c.Int("image-size"),
@@ -194,6 +194,9 @@ func trainAction(c *cli.Context) error {
 		Weights: weightsPath, Preset: c.String("preset"), BackboneSeed: 1,
 		Out: c.String("out"), Resume: c.String("resume"), SelectOnValid: c.Bool("select-on-valid"), CacheOnHost: c.Bool("cache-on-host"),
 		MaxPixels: c.Int64("max-pixels"),
+	}
+	if c.IsSet("beta1") || c.IsSet("beta2") {
+		cfg.Betas = &[2]float64{c.Float64("beta1"), c.Float64("beta2")}
 	}
 	if resumed != nil && cfg.Out == "" {
 		cfg.Out = cfg.Resume
@@ -394,8 +397,8 @@ func checkTrainSettings(c *cli.Context, cfg train.Config) error {
 	if !(cfg.LR > 0 && cfg.LR <= 1) {
 		return fmt.Errorf("--lr %v: Adam's learning rate must be in (0, 1] (the paper's is 0.001)", cfg.LR)
 	}
-	for i, b := range []float64{cfg.Beta1, cfg.Beta2} {
-		if flag := fmt.Sprintf("beta%d", i+1); c.IsSet(flag) && !(b >= 0 && b < 1) {
+	for _, flag := range []string{"beta1", "beta2"} {
+		if b := c.Float64(flag); c.IsSet(flag) && !(b >= 0 && b < 1) {
 			return fmt.Errorf("--%s %v: Adam's decay rates must be in [0, 1)", flag, b)
 		}
 	}
