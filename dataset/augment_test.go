@@ -44,7 +44,20 @@ func readF32(t *testing.T, path string) []float32 {
 // pair for the group with the mean over channels and rows, flips.
 func TestAugmentMatchesTorch(t *testing.T) {
 	py := reftest.Python(t, "torch, numpy")
-	const n, size, seed = 3, 48, 11
+	// 48 px with a few shots; the paper's 240 px (12-px shifts, crops of
+	// 218, 208, 200 and 184) with one.
+	for _, c := range []struct{ n, size int64 }{{3, 48}, {1, 240}} {
+		augmentAgainstTorch(t, py, c.n, c.size)
+	}
+	if zoomCrop(240, 1.15) != 208 || zoomCrop(240, 1.3) != 184 {
+		t.Errorf("zoom crops at 240: %d, %d (want 208, 184)", zoomCrop(240, 1.15), zoomCrop(240, 1.3))
+	}
+}
+
+// augmentAgainstTorch compares Augment on n random size² images and masks
+// with testdata/reference_augment.py.
+func augmentAgainstTorch(t *testing.T, py string, n, size int64) {
+	const seed = 11
 	dir := t.TempDir()
 	err := torch.Do(func() error {
 		return torch.Scoped(func(s *torch.Scope) error {
@@ -65,7 +78,7 @@ func TestAugmentMatchesTorch(t *testing.T) {
 			}
 			writeF32(t, filepath.Join(dir, "images.f32"), iv)
 			writeF32(t, filepath.Join(dir, "masks.f32"), mv)
-			cmd := exec.Command(py, filepath.Join("testdata", "reference_augment.py"), dir, strconv.Itoa(n), strconv.Itoa(size), strconv.Itoa(seed))
+			cmd := exec.Command(py, filepath.Join("testdata", "reference_augment.py"), dir, strconv.FormatInt(n, 10), strconv.FormatInt(size, 10), strconv.Itoa(seed))
 			if out, err := cmd.CombinedOutput(); err != nil {
 				t.Fatalf("reference_augment.py: %v\n%s", err, out)
 			}
@@ -77,19 +90,19 @@ func TestAugmentMatchesTorch(t *testing.T) {
 			}
 			wantI := readF32(t, filepath.Join(dir, "aug_images.f32"))
 			wantM := readF32(t, filepath.Join(dir, "aug_masks.f32"))
-			if len(gotI) != len(wantI) || len(gotI) != Variants*n*3*size*size || len(gotM) != len(wantM) {
+			if len(gotI) != len(wantI) || len(gotI) != Variants*int(n*3*size*size) || len(gotM) != len(wantM) {
 				t.Fatalf("sizes: images %d vs %d, masks %d vs %d", len(gotI), len(wantI), len(gotM), len(wantM))
 			}
-			plane := n * 3 * size * size
+			plane := int(n * 3 * size * size)
 			for i := range gotI {
 				if d := math.Abs(float64(gotI[i] - wantI[i])); d > 1e-5 {
-					t.Fatalf("image variant %d differs from the reference by %g at %d", i/plane, d, i%plane)
+					t.Fatalf("%d px: image variant %d differs from the reference by %g at %d", size, i/plane, d, i%plane)
 				}
 			}
-			mplane := n * size * size
+			mplane := int(n * size * size)
 			for i := range gotM {
 				if gotM[i] != wantM[i] {
-					t.Fatalf("mask variant %d differs from the reference at %d", i/mplane, i%mplane)
+					t.Fatalf("%d px: mask variant %d differs from the reference at %d", size, i/mplane, i%mplane)
 				}
 			}
 			return nil
@@ -97,8 +110,5 @@ func TestAugmentMatchesTorch(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
-	}
-	if zoomCrop(240, 1.15) != 208 || zoomCrop(240, 1.3) != 184 {
-		t.Errorf("zoom crops at 240: %d, %d (want 208, 184)", zoomCrop(240, 1.15), zoomCrop(240, 1.3))
 	}
 }

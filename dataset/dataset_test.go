@@ -1,6 +1,7 @@
 package dataset
 
 import (
+	"image"
 	"os"
 	"path/filepath"
 	"slices"
@@ -347,5 +348,31 @@ func TestSynthLeavesRealDataAlone(t *testing.T) {
 	}
 	if err := Synth(root, SynthOptions{Datasets: []string{"../x"}}); err == nil {
 		t.Error("a dataset name with a path accepted")
+	}
+}
+
+// A mask is binarised at 0.5 of its grey level: 127 is normal, 128 an
+// anomaly (the authors' mask > 0.5 after ToTensor's /255).
+func TestMaskBinarisedAtHalf(t *testing.T) {
+	dir := t.TempDir()
+	scan, mask := filepath.Join(dir, "x.png"), filepath.Join(dir, "x_mask.png")
+	img := image.NewGray(image.Rect(0, 0, 4, 1))
+	if err := writePNG(scan, img); err != nil {
+		t.Fatal(err)
+	}
+	m := image.NewGray(image.Rect(0, 0, 4, 1))
+	m.Pix = []byte{0, 127, 128, 255}
+	if err := writePNG(mask, m); err != nil {
+		t.Fatal(err)
+	}
+	// Resized to 4×4 (rows repeat the single source row).
+	got, err := Load(Sample{Path: scan, MaskPath: mask, Abnormal: true}, 4, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for y := range 4 {
+		if row := got.Mask[4*y : 4*y+4]; !slices.Equal(row, []float32{0, 0, 1, 1}) {
+			t.Errorf("mask row %d: %v, want [0 0 1 1]", y, row)
+		}
 	}
 }

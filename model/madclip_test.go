@@ -119,6 +119,39 @@ func TestPromptLayout(t *testing.T) {
 	})
 }
 
+// The learned context vectors start as the authors' do: N(0, 0.02²), one
+// set per phrase and position, separately drawn for each class.
+func TestContextInit(t *testing.T) {
+	do(t, func(s *torch.Scope) error {
+		backbone, m := tiny(t, Options{})
+		defer backbone.Free()
+		defer m.Free()
+		var first []float64
+		for c := range 2 {
+			v := values(t, m.Prompts.Ctx[c])
+			if len(v) != 7*3*8*128 {
+				t.Fatalf("class %d: %d context values, want 7·3·8·128", c, len(v))
+			}
+			mean, sq := 0.0, 0.0
+			for _, x := range v {
+				mean += x
+				sq += x * x
+			}
+			mean /= float64(len(v))
+			std := math.Sqrt(sq/float64(len(v)) - mean*mean)
+			if math.Abs(mean) > 1e-3 || math.Abs(std-0.02) > 0.001 {
+				t.Errorf("class %d: context mean %.5f, std %.5f; want N(0, 0.02)", c, mean, std)
+			}
+			if c == 0 {
+				first = v
+			} else if slices.Equal(first, v) {
+				t.Error("both classes start from the same context vectors")
+			}
+		}
+		return nil
+	})
+}
+
 func replace(tmpl, obj string) string {
 	out := ""
 	for i := 0; i < len(tmpl); i++ {
