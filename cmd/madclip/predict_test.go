@@ -11,6 +11,7 @@ import (
 	"image/png"
 	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -18,6 +19,7 @@ import (
 
 	"madclip/dataset"
 	"madclip/imaging"
+	"madclip/internal/reftest"
 )
 
 var (
@@ -527,5 +529,72 @@ func TestPredictFlatImageNote(t *testing.T) {
 	}
 	if strings.Contains(e, "001.png is one flat") {
 		t.Errorf("a scan called flat: %s", e)
+	}
+}
+
+// predict from image file to score, detection score and map, against an
+// independent PIL + PyTorch pipeline (testdata/reference_predict.py) on the
+// same weights and checkpoint: decoding, resizing, no mean/std, the taps,
+// the adapters, the per-layer averages and the map's maximum as the score.
+func TestPredictMatchesPyTorch(t *testing.T) {
+	py := reftest.Python(t, "torch", "numpy", "PIL")
+	dir := t.TempDir()
+	weights := tinyWeights(t, dir)
+	data := filepath.Join(dir, "data")
+	if _, e, code := madclip(t, nil, "synth", "--out", data, "--valid", "2", "--test", "2"); code != 0 {
+		t.Fatal(e)
+	}
+	ck := filepath.Join(dir, "ck.safetensors")
+	if _, e, code := madclip(t, nil, "train", "--data", data, "--dataset", "Brain", "--weights", weights, "--epochs", "1",
+		"--shots", "2", "--image-size", "56", "--out", ck, "--quiet", "--device", "cpu"); code != 0 {
+		t.Fatal(e)
+	}
+	var cases []map[string]string
+	var got []prediction
+	var maps [][]float32
+	for i, img := range []string{"test/Ungood/img/000.png", "test/good/img/000.png"} {
+		path := filepath.Join(data, "Brain_AD", img)
+		raw := filepath.Join(dir, fmt.Sprintf("map%d.npy", i))
+		o, e, code := madclip(t, nil, "predict", path, "--checkpoint", ck, "--weights", weights, "--json", "--raw-map", raw, "--device", "cpu")
+		if code != 0 {
+			t.Fatal(e)
+		}
+		var pr prediction
+		if err := json.Unmarshal([]byte(o), &pr); err != nil {
+			t.Fatalf("%v: %q", err, o)
+		}
+		_, m := readNPY(t, raw)
+		cases, got, maps = append(cases, map[string]string{"path": path}), append(got, pr), append(maps, m)
+	}
+	js, _ := json.Marshal(cases)
+	out, err := exec.Command(py, filepath.Join("testdata", "reference_predict.py"), weights, ck, string(js)).Output()
+	if err != nil {
+		t.Fatalf("reference_predict.py: %v", err)
+	}
+	var want []struct {
+		Score    float64   `json:"score"`
+		DetScore float64   `json:"det_score"`
+		Map      []float64 `json:"map"`
+	}
+	if err := json.Unmarshal(out, &want); err != nil || len(want) != len(cases) {
+		t.Fatalf("reference output %v: %.200s", err, out)
+	}
+	for i, w := range want {
+		if math.Abs(got[i].Score-w.Score) > 1e-5 || math.Abs(got[i].DetScore-w.DetScore) > 1e-5 {
+			t.Errorf("%s: score %.7f, det %.7f; PyTorch %.7f, %.7f", cases[i]["path"], got[i].Score, got[i].DetScore, w.Score, w.DetScore)
+		}
+		if len(maps[i]) != len(w.Map) || len(w.Map) != 56*56 {
+			t.Fatalf("map of %d values, PyTorch %d", len(maps[i]), len(w.Map))
+		}
+		worst := 0.0
+		for j, v := range w.Map {
+			worst = math.Max(worst, math.Abs(float64(maps[i][j])-v))
+		}
+		if worst > 1e-5 {
+			t.Errorf("%s: the map differs from PyTorch's by up to %g", cases[i]["path"], worst)
+		}
+	}
+	if math.Abs(got[0].Score-got[1].Score) < 1e-6 {
+		t.Error("both images got the same score; the test cannot tell them apart")
 	}
 }
