@@ -192,10 +192,7 @@ func (m *MadCLIP) Features(images *torch.Tensor) []*torch.Tensor {
 	err := torch.NoGrad(func() error {
 		x := images
 		if m.Opts.MeanStd {
-			dev := images.Device()
-			mean := torch.FromSlice([]float32{0.48145466, 0.4578275, 0.40821073}, 1, 3, 1, 1).ToDevice(dev)
-			std := torch.FromSlice([]float32{0.26862954, 0.26130258, 0.27577711}, 1, 3, 1, 1).ToDevice(dev)
-			x = x.Sub(mean).Div(std)
+			x = clip.Normalize(x)
 		}
 		_, taps = m.CLIP.Visual.Forward(x, m.Opts.Layers)
 		return nil

@@ -440,3 +440,39 @@ func TestDefaultLayers(t *testing.T) {
 		return nil
 	})
 }
+
+// --mean-std (the ablation that normalises as CLIP's preprocessing does)
+// taps what the default taps on images already normalised by hand; the
+// default leaves images in [0, 1], as the authors' code does.
+func TestFeaturesMeanStd(t *testing.T) {
+	do(t, func(s *torch.Scope) error {
+		backbone, plain := tiny(t, Options{})
+		defer backbone.Free()
+		defer plain.Free()
+		withMS, err := New(backbone, tokenizer(t), Options{Object: "Brain", ImageSize: 44, MeanStd: true}, 2)
+		if err != nil {
+			return err
+		}
+		defer withMS.Free()
+		g, _ := torch.NewGenerator(3)
+		defer g.Free()
+		x := torch.Rand(g, torch.Float32, torch.CPU, 2, 3, 44, 44)
+		v := values(t, x)
+		mean := []float64{0.48145466, 0.4578275, 0.40821073}
+		std := []float64{0.26862954, 0.26130258, 0.27577711}
+		norm := make([]float32, len(v))
+		for i := range v {
+			ch := (i / (44 * 44)) % 3
+			norm[i] = float32((v[i] - mean[ch]) / std[ch])
+		}
+		byHand := torch.FromSlice(norm, 2, 3, 44, 44)
+		a, b, c := withMS.Features(x), plain.Features(byHand), plain.Features(x)
+		for i := range a {
+			reftest.Near(t, fmt.Sprintf("tap %d", i), values(t, a[i]), values(t, b[i]), 1e-4)
+		}
+		if d := math.Abs(values(t, a[3])[0] - values(t, c[3])[0]); d < 1e-6 {
+			t.Error("--mean-std changed nothing")
+		}
+		return nil
+	})
+}

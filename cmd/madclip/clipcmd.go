@@ -14,12 +14,6 @@ import (
 	"madclip/torch"
 )
 
-// CLIP's image normalisation (OpenAI's preprocessing).
-var (
-	clipMean = [3]float32{0.48145466, 0.4578275, 0.40821073}
-	clipStd  = [3]float32{0.26862954, 0.26130258, 0.27577711}
-)
-
 // clipPreprocess is OpenAI's CLIP preprocessing: the shorter side resized
 // to px with PIL's bicubic filter, a centre crop, values in [0, 1], then
 // CLIP's mean and std. It returns [3, px, px].
@@ -36,9 +30,10 @@ func clipPreprocess(m *imaging.RGB, px int) ([]float32, error) {
 	}
 	v := c.CHW()
 	n := px * px
+	mean, std := clip.MeanStd()
 	for ch := range 3 {
 		for i := range n {
-			v[ch*n+i] = (v[ch*n+i] - clipMean[ch]) / clipStd[ch]
+			v[ch*n+i] = (v[ch*n+i] - mean[ch]) / std[ch]
 		}
 	}
 	return v, nil

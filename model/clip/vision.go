@@ -111,3 +111,19 @@ func (v *VisionTransformer) Forward(x *torch.Tensor, taps []int) (*torch.Tensor,
 	pooled := v.LnPost.Forward(h.Select(1, 0)).Matmul(v.Proj.CastAs(h))
 	return pooled, tapped
 }
+
+// MeanStd is the per-channel (R, G, B) mean and standard deviation that
+// OpenAI's CLIP preprocessing normalises images in [0, 1] with.
+func MeanStd() (mean, std [3]float32) {
+	return [3]float32{0.48145466, 0.4578275, 0.40821073}, [3]float32{0.26862954, 0.26130258, 0.27577711}
+}
+
+// Normalize applies CLIP's preprocessing normalisation (MeanStd) to images
+// [B, 3, H, W] with values in [0, 1].
+func Normalize(images *torch.Tensor) *torch.Tensor {
+	mean, std := MeanStd()
+	dev := images.Device()
+	m := torch.FromSlice(mean[:], 1, 3, 1, 1).ToDevice(dev)
+	s := torch.FromSlice(std[:], 1, 3, 1, 1).ToDevice(dev)
+	return images.Sub(m).Div(s)
+}
