@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"madclip/atomicfile"
+	"madclip/internal/regularfile"
 	"madclip/torch/safetensors"
 )
 
@@ -57,11 +58,15 @@ func rememberDigest(key digestKey, d string) {
 	if p == "" || os.MkdirAll(filepath.Dir(p), 0o755) != nil {
 		return
 	}
-	lock, err := os.OpenFile(p+".lock", os.O_RDWR|os.O_CREATE, 0o644)
+	// Our own lock file: never through a link, never a pipe or a device.
+	lock, err := os.OpenFile(p+".lock", os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0o644)
 	if err != nil {
 		return
 	}
 	defer lock.Close()
+	if st, err := lock.Stat(); err != nil || !st.Mode().IsRegular() {
+		return
+	}
 	if syscall.Flock(int(lock.Fd()), syscall.LOCK_EX) != nil {
 		return
 	}
@@ -131,6 +136,18 @@ func digestCachePath() string {
 	return filepath.Join(c, "madclip", "digests.json")
 }
 
+// maxDigestCache bounds what is read of the cache: a few hundred bytes an
+// entry.
+const maxDigestCache = 16 << 20
+
+// ownRegular reports whether the cache file at p is a regular file itself,
+// not a link to one: the cache never reads or writes through a link, which
+// could point at a user's file.
+func ownRegular(p string) bool {
+	st, err := os.Lstat(p)
+	return err == nil && st.Mode().IsRegular()
+}
+
 type cacheEntry struct {
 	digestKey
 	Digest string `json:"digest"`
@@ -144,7 +161,15 @@ func readDigestCache() map[digestKey]string {
 	if p == "" {
 		return m
 	}
-	b, err := os.ReadFile(p)
+	if !ownRegular(p) {
+		return m
+	}
+	f, err := regularfile.Open(p)
+	if err != nil {
+		return m
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxDigestCache))
 	if err != nil {
 		return m
 	}
@@ -164,6 +189,9 @@ func writeDigestCache(m map[digestKey]string) {
 	p := digestCachePath()
 	if p == "" || os.MkdirAll(filepath.Dir(p), 0o755) != nil {
 		return
+	}
+	if _, err := os.Lstat(p); err == nil && !ownRegular(p) {
+		return // not ours to replace
 	}
 	var entries []cacheEntry
 	for k, d := range m {

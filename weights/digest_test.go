@@ -5,7 +5,9 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"madclip/torch/safetensors"
 )
@@ -110,6 +112,45 @@ func TestDigestConcurrent(t *testing.T) {
 		k, _ := keyOf(p)
 		if _, ok := cache[k]; !ok {
 			t.Errorf("%s's digest was lost from the cache", filepath.Base(p))
+		}
+	}
+}
+
+// A cache path that is not our own regular file is neither waited on nor
+// written through: a named pipe there does not hang, a link there does not
+// get its target replaced; the digest is still computed.
+func TestDigestCacheNotRegular(t *testing.T) {
+	dir := t.TempDir()
+	w := filepath.Join(dir, "w.safetensors")
+	writeST(t, w, []safetensors.Tensor{{Name: "w", DType: "U8", Shape: []int64{1}, Data: []byte{1}}}, nil)
+	precious := filepath.Join(dir, "precious.txt")
+	os.WriteFile(precious, []byte("keep me"), 0o644)
+	for _, c := range []struct {
+		name string
+		make func(p string) error
+	}{
+		{"a named pipe", func(p string) error { return syscall.Mkfifo(p, 0o644) }},
+		{"a link to a user's file", func(p string) error { return os.Symlink(precious, p) }},
+	} {
+		cache := t.TempDir()
+		t.Setenv("XDG_CACHE_HOME", cache)
+		p := filepath.Join(cache, "madclip", "digests.json")
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := c.make(p); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { _, err := Digest(w); done <- err }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("%s as the cache: %v", c.name, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s as the cache: Digest hangs", c.name)
+		}
+		if b, _ := os.ReadFile(precious); string(b) != "keep me" {
+			t.Errorf("%s as the cache: the linked file now holds %q", c.name, b)
 		}
 	}
 }

@@ -63,13 +63,24 @@ func Download(ctx context.Context, url, sum, dest string, o DownloadOptions) err
 		o.IdleTimeout = time.Minute
 	}
 	sum = strings.ToLower(sum)
+	if b, err := hex.DecodeString(sum); err != nil || len(b) != sha256.Size {
+		return fmt.Errorf("download %s: the expected SHA-256 %q is not 64 hex digits", url, sum)
+	}
+	part := dest + ".part"
+	// The destination may be a link to a regular file (it is replaced by
+	// the download); the partial file is ours and never followed.
+	if st, err := os.Stat(dest); err == nil && !st.Mode().IsRegular() {
+		return fmt.Errorf("download %s: %s is %s, not a regular file; refusing to write there", url, dest, regularfile.Kind(st.Mode()))
+	}
+	if st, err := os.Lstat(part); err == nil && !st.Mode().IsRegular() {
+		return fmt.Errorf("download %s: %s is %s, not a regular file; refusing to write there", url, part, regularfile.Kind(st.Mode()))
+	}
 	if ok, _ := hasHash(dest, sum); ok {
 		return nil
 	}
 	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
 		return fmt.Errorf("download %s: %w", url, err)
 	}
-	part := dest + ".part"
 	for attempt := 0; ; attempt++ {
 		_, statErr := os.Stat(part)
 		resumed := statErr == nil

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -185,6 +186,28 @@ func TestDownloadErrors(t *testing.T) {
 	}
 	if err := Download(context.Background(), "http://127.0.0.1:1/w.pt", wrong, dest, DownloadOptions{}); err == nil {
 		t.Error("unreachable server accepted")
+	}
+	// A malformed checksum is refused before anything is fetched.
+	before := s.served.Load()
+	for _, bad := range []string{"xyz", strings.Repeat("g", 64), strings.Repeat("0", 63)} {
+		if err := Download(context.Background(), s.URL+"/w.pt", bad, dest, DownloadOptions{}); err == nil || !strings.Contains(err.Error(), "64 hex digits") {
+			t.Errorf("checksum %q: %v", bad, err)
+		}
+	}
+	if s.served.Load() != before {
+		t.Error("a download with a malformed checksum fetched bytes")
+	}
+	// A named pipe where the partial file or the destination goes is
+	// refused, not waited on.
+	_, sum := blob()
+	for _, p := range []string{dest + ".part", dest} {
+		if err := syscall.Mkfifo(p, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := Download(context.Background(), s.URL+"/w.pt", sum, dest, DownloadOptions{}); err == nil || !strings.Contains(err.Error(), "named pipe") {
+			t.Errorf("a named pipe at %s: %v", p, err)
+		}
+		os.Remove(p)
 	}
 }
 

@@ -13,7 +13,6 @@ import (
 	"html"
 	"io"
 	"madclip/internal/regularfile"
-	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -188,7 +187,7 @@ func truncate(s string, n int) string {
 // LoadHF reads a Hugging Face CLIP tokenizer (vocab.json and merges.txt) and
 // checks that its vocabulary is CLIP's.
 func LoadHF(vocabJSON, mergesTXT string) (*Tokenizer, error) {
-	f, err := os.Open(mergesTXT)
+	f, err := regularfile.Open(mergesTXT)
 	if err != nil {
 		return nil, fmt.Errorf("load merges: %w", err)
 	}
@@ -201,9 +200,14 @@ func LoadHF(vocabJSON, mergesTXT string) (*Tokenizer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load merges %s: %w", mergesTXT, err)
 	}
-	b, err := os.ReadFile(vocabJSON)
+	vf, err := regularfile.Open(vocabJSON)
 	if err != nil {
 		return nil, fmt.Errorf("load vocab: %w", err)
+	}
+	b, err := io.ReadAll(vf)
+	vf.Close()
+	if err != nil {
+		return nil, fmt.Errorf("load vocab %s: %w", vocabJSON, err)
 	}
 	var vocab map[string]int
 	if err := json.Unmarshal(b, &vocab); err != nil {
