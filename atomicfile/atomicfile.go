@@ -38,7 +38,7 @@ func Write(path string, perm os.FileMode, fill func(w io.Writer) error) (err err
 	removeStale(dir, filepath.Base(target))
 	f, err := createTemp(dir, filepath.Base(target), perm)
 	if err != nil {
-		return fmt.Errorf("write %s: %w", path, unwrapPath(err, path))
+		return fmt.Errorf("write %s: %w", path, err)
 	}
 	tmp := f.Name()
 	defer func() {
@@ -74,9 +74,13 @@ func Write(path string, perm os.FileMode, fill func(w io.Writer) error) (err err
 func createTemp(dir, base string, perm os.FileMode) (*os.File, error) {
 	prefix := filepath.Join(dir, tempPrefix(base)+strconv.Itoa(os.Getpid())+"-")
 	for {
-		f, err := os.OpenFile(prefix+strconv.FormatUint(rand.Uint64(), 36), os.O_RDWR|os.O_CREATE|os.O_EXCL, perm)
-		if !errors.Is(err, fs.ErrExist) {
-			return f, err
+		name := prefix + strconv.FormatUint(rand.Uint64(), 36)
+		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, perm)
+		if err == nil {
+			return f, nil
+		}
+		if !errors.Is(err, fs.ErrExist) { // the temporary's name means nothing to the user
+			return nil, fmt.Errorf("cannot create a file in %s: %w", dir, unwrapPath(err, name))
 		}
 	}
 }

@@ -162,6 +162,11 @@ func TestErrorsNameTheUsersPath(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "input.png") {
 		t.Errorf("error %v lost the input's name", err)
 	}
+	// A folder where nothing can be created (procfs refuses even root).
+	err = Write("/proc/out.png", 0o644, func(w io.Writer) error { return nil })
+	if err == nil || strings.Contains(err.Error(), ".tmp-") || !strings.Contains(err.Error(), "write /proc/out.png: cannot create a file in /proc: ") {
+		t.Errorf("error %v", err)
+	}
 }
 
 // TestNewFilesHonourUmask: a new file gets perm less the umask, as open(2)

@@ -249,8 +249,16 @@ func (m Meta) validate() error {
 		if cfg != b.Config {
 			return fmt.Errorf("its backbone configuration differs from the %q preset's", b.Preset)
 		}
-	case b.File == "" || (len(b.Digest) != 64 && len(b.SHA256) != 64):
+	case b.File == "" && b.Digest == "" && b.SHA256 == "":
 		return fmt.Errorf("its configuration names no backbone (a preset, or a weights file and its digest)")
+	case b.File == "":
+		return fmt.Errorf("its configuration gives the weights' digest but not their file")
+	case b.Digest == "" && b.SHA256 == "":
+		return fmt.Errorf("its configuration names the weights %s but not their digest", b.File)
+	case b.Digest != "" && !isSHA256(b.Digest):
+		return fmt.Errorf("its weights digest %q is not a SHA-256 (64 hexadecimal digits)", short(b.Digest))
+	case b.Digest == "" && !isSHA256(b.SHA256):
+		return fmt.Errorf("its weights file hash %q is not a SHA-256 (64 hexadecimal digits)", short(b.SHA256))
 	}
 	if err := b.Config.Validate(); err != nil {
 		return fmt.Errorf("its backbone configuration: %w", err)
@@ -406,6 +414,20 @@ func (c *Checkpoint) OpenBackbone(weightsPath string, dev torch.Device) (*clip.M
 		return nil, fmt.Errorf("%s: the backbone's architecture differs from the checkpoint's", c.Path)
 	}
 	return m, nil
+}
+
+// isSHA256 reports whether s is a SHA-256 in lowercase hexadecimal, as
+// checkpoints record them.
+func isSHA256(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for _, c := range s {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // short abbreviates a digest for messages (whatever its length).

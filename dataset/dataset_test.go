@@ -183,6 +183,10 @@ func TestShots(t *testing.T) {
 	if _, err := ReadShotsFile(path, 0); err == nil || !strings.Contains(err.Error(), "balanced") {
 		t.Errorf("unbalanced: %v", err)
 	}
+	os.WriteFile(path, []byte("a-0: 001.png 003.png\nn-0: 000.png\nn-1: 000.png\nn-0: 000.png\n"), 0o644)
+	if _, err := ReadShotsFile(path, 0); err == nil || !strings.Contains(err.Error(), path+":4: shot 000.png is listed twice among the normal shots (first on line 2)") {
+		t.Errorf("a shot twice in the file: %v", err)
+	}
 	os.WriteFile(path, []byte("x-0: 001.png\n"), 0o644)
 	if _, err := ReadShotsFile(path, 0); err == nil || !strings.Contains(err.Error(), path+":1") {
 		t.Errorf("bad key: %v", err)
@@ -318,16 +322,24 @@ func TestAugment(t *testing.T) {
 }
 
 // TestSynthLeavesRealDataAlone: synth writes over its own earlier output
-// (a smaller set leaves no extra images behind) but refuses a dataset
-// folder it did not write.
+// (a smaller set leaves no extra images behind, a file it did not write
+// stays) but refuses a dataset folder it did not write.
 func TestSynthLeavesRealDataAlone(t *testing.T) {
 	root := t.TempDir()
 	if err := Synth(root, SynthOptions{Seed: 1, Valid: 2, Test: 6, Datasets: []string{"Mine"}}); err != nil {
 		t.Fatal(err)
 	}
+	// A file someone else put among the synthetic ones is not synth's to
+	// remove.
+	theirs := filepath.Join(Dir(root, "Mine"), "test", "good", "img", "zz-theirs.png")
+	os.WriteFile(theirs, []byte("their scan"), 0o644)
 	if err := Synth(root, SynthOptions{Seed: 1, Valid: 2, Test: 3, Datasets: []string{"Mine"}}); err != nil {
 		t.Fatalf("synth over its own output: %v", err)
 	}
+	if b, err := os.ReadFile(theirs); err != nil || string(b) != "their scan" {
+		t.Errorf("synth removed a file it did not write: %v", err)
+	}
+	os.Remove(theirs)
 	s, err := ReadSplit(root, "Mine", "test")
 	if err != nil {
 		t.Fatal(err)

@@ -23,9 +23,9 @@ type DecodeOptions struct {
 	// Ahead is how many items may be decoded and not yet taken (at least
 	// one): memory is bounded by this window, not by the number of items.
 	Ahead int
-	// MaxPixels is the largest image decoded (imaging.DefaultMaxPixels
-	// when zero): a header claiming more is an error before any decoding.
-	MaxPixels int64
+	// Limits bounds what is decoded (the zero value is the default): a
+	// header claiming more pixels is an error before any decoding.
+	Limits imaging.Limits
 }
 
 // Decode decodes samples on worker goroutines (one per CPU) and delivers
@@ -50,7 +50,7 @@ func Decode(items []Sample, size int, o DecodeOptions) (ch <-chan Decoded, stop 
 			for i := range next {
 				d := Decoded{Sample: items[i], Index: i}
 				var orig *imaging.RGB
-				if orig, d.Err = imaging.LoadLimit(d.Sample.Path, o.MaxPixels); d.Err == nil {
+				if orig, d.Err = imaging.LoadLimit(d.Sample.Path, o.Limits); d.Err == nil {
 					d.Image, d.Err = Prepare(orig, d.Sample, size, o.Masks)
 				}
 				if o.KeepOriginal {

@@ -93,6 +93,7 @@ func benchmarkNames() string {
 
 func parseShots(r io.Reader, path string, index int) (Shots, error) {
 	var s Shots
+	firstLine := map[string]int{} // "n/name" → the line that lists it
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 1<<16), 1<<22)
 	line := 0
@@ -115,6 +116,13 @@ func parseShots(r io.Reader, path string, index int) (Shots, error) {
 			continue
 		}
 		names := strings.Fields(files)
+		for _, n := range names {
+			if first, dup := firstLine[kind+"/"+n]; dup {
+				class := map[string]string{"n": "normal", "a": "abnormal"}[kind]
+				return Shots{}, fmt.Errorf("%s:%d: shot %s is listed twice among the %s shots (first on line %d)", path, line, n, class, first)
+			}
+			firstLine[kind+"/"+n] = line
+		}
 		if kind == "n" {
 			s.Normal = append(s.Normal, names...)
 		} else {

@@ -1,6 +1,7 @@
 package dataset
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -16,6 +17,7 @@ import (
 	"strings"
 
 	"madclip/atomicfile"
+	"madclip/internal/regularfile"
 )
 
 // SynthOptions size a synthetic dataset.
@@ -94,7 +96,7 @@ func Synth(root string, o SynthOptions) error {
 		// Each dataset's stream depends on its name only, so a dataset's
 		// files are the same whichever others are written with it.
 		r := rand.New(rand.NewPCG(o.Seed, nameStream(d.Name)))
-		if err := writeSynthMarker(Dir(root, d.Name), o); err != nil {
+		if err := writeSynthMarker(Dir(root, d.Name), o, synthFiles(d.Name, d.Masks, o)); err != nil {
 			return err
 		}
 		for _, split := range []struct {
@@ -146,13 +148,17 @@ func nameStream(name string) uint64 {
 
 // synthMarker is the file that marks a dataset folder as written by
 // Synth, which may then write it again; any other folder is left alone.
+// Below its first line (a note for people) it lists, after a "files:"
+// line, every image and mask Synth writes there, relative to the folder:
+// writing again removes those and nothing else.
 const synthMarker = ".madclip-synth"
 
 // clearSynthetic makes dir ready for a synthetic dataset: it must not
 // exist, be empty, or hold an earlier synthetic dataset, whose images and
-// masks are removed (so that a smaller set written over a larger one does
-// not keep its extra images). A folder of real data is refused, never
-// mixed with synthetic images.
+// masks (those its marker lists) are removed, so that a smaller set
+// written over a larger one does not keep its extra images; files anyone
+// else put there stay. A folder of real data is refused, never mixed with
+// synthetic images.
 func clearSynthetic(dir string) error {
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) || (err == nil && len(entries) == 0) {
@@ -161,29 +167,64 @@ func clearSynthetic(dir string) error {
 	if err != nil {
 		return fmt.Errorf("synth: %w", err)
 	}
-	if st, err := os.Lstat(filepath.Join(dir, synthMarker)); err != nil || !st.Mode().IsRegular() {
+	marker := filepath.Join(dir, synthMarker)
+	if st, err := os.Lstat(marker); err != nil || !st.Mode().IsRegular() {
 		return fmt.Errorf("synth: %s already holds files that madclip synth did not write (real data?); choose another --out", dir)
 	}
-	for _, split := range []string{"valid", "test"} {
-		for _, sub := range []string{"good/img", "Ungood/img", "Ungood/anomaly_mask"} {
-			d := filepath.Join(dir, split, sub)
-			names, err := os.ReadDir(d)
-			if err != nil {
-				continue
-			}
-			for _, e := range names {
-				if e.Type().IsRegular() && IsImage(e.Name()) {
-					if err := os.Remove(filepath.Join(d, e.Name())); err != nil {
-						return fmt.Errorf("synth: remove the earlier %w", err)
-					}
-				}
+	f, err := regularfile.Open(marker)
+	if err != nil {
+		return fmt.Errorf("synth: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(io.LimitReader(f, 64<<20))
+	listed := false
+	for sc.Scan() {
+		rel := sc.Text()
+		if !listed {
+			listed = rel == "files:"
+			continue
+		}
+		if !filepath.IsLocal(rel) || !IsImage(rel) {
+			continue
+		}
+		p := filepath.Join(dir, rel)
+		if st, err := os.Lstat(p); err == nil && st.Mode().IsRegular() {
+			if err := os.Remove(p); err != nil {
+				return fmt.Errorf("synth: remove the earlier %w", err)
 			}
 		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("synth: %s: %w", marker, err)
 	}
 	return nil
 }
 
-func writeSynthMarker(dir string, o SynthOptions) error {
+// synthFiles lists the images and masks Synth writes for one dataset,
+// relative to its folder.
+func synthFiles(name string, masks bool, o SynthOptions) []string {
+	var files []string
+	for _, split := range []struct {
+		name string
+		n    int
+	}{{"valid", o.Valid}, {"test", o.Test}} {
+		for _, abnormal := range []bool{false, true} {
+			cls := "good"
+			if abnormal {
+				cls = "Ungood"
+			}
+			for _, n := range synthNames(name, split.name, abnormal, split.n) {
+				files = append(files, filepath.Join(split.name, cls, "img", n))
+				if abnormal && masks {
+					files = append(files, filepath.Join(split.name, "Ungood", "anomaly_mask", n))
+				}
+			}
+		}
+	}
+	return files
+}
+
+func writeSynthMarker(dir string, o SynthOptions, files []string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		var pe *fs.PathError
 		if errors.As(err, &pe) {
@@ -191,10 +232,17 @@ func writeSynthMarker(dir string, o SynthOptions) error {
 		}
 		return fmt.Errorf("synth: cannot create %s (%v)", dir, err)
 	}
-	note := fmt.Sprintf("synthetic images written by madclip synth (seed %d, %d px, %d valid and %d test images per class); madclip synth may replace them\n", o.Seed, o.Size, o.Valid, o.Test)
+	note := fmt.Sprintf("synthetic images written by madclip synth (seed %d, %d px, %d valid and %d test images per class); madclip synth may replace the files listed below\nfiles:\n", o.Seed, o.Size, o.Valid, o.Test)
 	return atomicfile.Write(filepath.Join(dir, synthMarker), 0o644, func(w io.Writer) error {
-		_, err := io.WriteString(w, note)
-		return err
+		if _, err := io.WriteString(w, note); err != nil {
+			return err
+		}
+		for _, f := range files {
+			if _, err := io.WriteString(w, f+"\n"); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }
 

@@ -33,7 +33,7 @@ func FuzzDecode(f *testing.F) {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		m, err := decodeLimit(bytes.NewReader(data), 1<<20)
+		m, err := decodeLimit(bytes.NewReader(data), Limits{MaxPixels: 1 << 20})
 		if err != nil {
 			if m != nil {
 				t.Fatal("an image and an error")
@@ -54,18 +54,18 @@ func TestPixelLimit(t *testing.T) {
 	}
 	var jb bytes.Buffer
 	jpeg.Encode(&jb, image.NewGray(image.Rect(0, 0, 30, 20)), nil)
-	if _, err := decodeLimit(bytes.NewReader(jb.Bytes()), 599); err == nil || !strings.Contains(err.Error(), "30×20") {
+	if _, err := decodeLimit(bytes.NewReader(jb.Bytes()), Limits{MaxPixels: 599}); err == nil || !strings.Contains(err.Error(), "30×20") {
 		t.Errorf("JPEG over a 599-pixel limit: %v", err)
 	}
-	if m, err := decodeLimit(bytes.NewReader(jb.Bytes()), 600); err != nil || m.W != 30 || m.H != 20 {
+	if m, err := decodeLimit(bytes.NewReader(jb.Bytes()), Limits{MaxPixels: 600}); err != nil || m.W != 30 || m.H != 20 {
 		t.Errorf("JPEG at the limit: %v", err)
 	}
 	var pb bytes.Buffer
 	png.Encode(&pb, image.NewGray(image.Rect(0, 0, 30, 20)))
-	if _, err := decodeLimit(bytes.NewReader(pb.Bytes()), 599); err == nil {
+	if _, err := decodeLimit(bytes.NewReader(pb.Bytes()), Limits{MaxPixels: 599}); err == nil {
 		t.Error("PNG over the limit decoded")
 	}
-	if _, err := decodeLimit(bytes.NewReader(pb.Bytes()), 600); err != nil {
+	if _, err := decodeLimit(bytes.NewReader(pb.Bytes()), Limits{MaxPixels: 600}); err != nil {
 		t.Errorf("PNG at the limit: %v", err)
 	}
 }
@@ -74,7 +74,7 @@ func TestPixelLimit(t *testing.T) {
 // image that would need more memory than the machine has (Go's runtime
 // would end the process instead).
 func TestMemoryLimit(t *testing.T) {
-	_, err := decodeLimit(bytes.NewReader(testimages.PNGClaiming(100000, 100000)), 1e12)
+	_, err := decodeLimit(bytes.NewReader(testimages.PNGClaiming(100000, 100000)), Limits{MaxPixels: 1e12})
 	if err == nil || !strings.Contains(err.Error(), "110.0 GB") || !strings.Contains(err.Error(), "of memory") {
 		t.Errorf("a 10^10-pixel PNG under a raised limit: %v", err)
 	}
@@ -95,7 +95,7 @@ im.save(sys.argv[1], progressive=True)`
 		t.Fatalf("PIL: %v: %s", err, out)
 	}
 	data, _ := os.ReadFile(src)
-	if _, err := decodeLimit(bytes.NewReader(data), DefaultMaxPixels); err != nil {
+	if _, err := decodeLimit(bytes.NewReader(data), Limits{}); err != nil {
 		t.Fatalf("the progressive original: %v", err)
 	}
 	last := bytes.LastIndex(data, []byte{0xff, 0xda}) // the last scan, up to EOI
@@ -108,7 +108,7 @@ im.save(sys.argv[1], progressive=True)`
 		bomb = append(bomb, data[last:eoi]...)
 	}
 	bomb = append(bomb, 0xff, 0xd9)
-	_, err := decodeLimit(bytes.NewReader(bomb), DefaultMaxPixels)
+	_, err := decodeLimit(bytes.NewReader(bomb), Limits{})
 	if err == nil || !strings.Contains(err.Error(), "more than 1000 scans") {
 		t.Errorf("1,500 repeated scans: %v", err)
 	}

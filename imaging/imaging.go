@@ -38,25 +38,41 @@ func (m *RGB) At(x, y int) (r, g, b byte) {
 // Load decodes a PNG or JPEG file (grey, colour, palette or with alpha; 8 or
 // 16 bits) into RGB: grey is replicated, alpha dropped, 16-bit values scaled
 // to 8 bits. Errors name the file and say what is wrong with it.
-func Load(path string) (*RGB, error) { return LoadLimit(path, DefaultMaxPixels) }
+func Load(path string) (*RGB, error) { return LoadLimit(path, Limits{}) }
 
 // DefaultMaxPixels is the largest image (width × height) decoded unless a
 // caller raises it: PIL's decompression-bomb limit. A header claiming more
 // is refused before any pixel memory is allocated.
 const DefaultMaxPixels = 178956970
 
-// LoadLimit is Load for images of at most maxPixels pixels (the default
-// when maxPixels ≤ 0).
-func LoadLimit(path string, maxPixels int64) (*RGB, error) {
-	if maxPixels <= 0 {
-		maxPixels = DefaultMaxPixels
+// Limits says what a decode accepts. The zero value is the default.
+type Limits struct {
+	// MaxPixels is the largest width × height decoded (DefaultMaxPixels
+	// when ≤ 0).
+	MaxPixels int64
+	// DamagedJPEG accepts a JPEG whose compressed data libjpeg finds
+	// damaged (a premature end of a data segment, a bad Huffman code, a
+	// lost restart marker), decoding it as PIL does: what cannot be decoded
+	// becomes flat grey. By default such a file is refused, since its
+	// score would be that of a partly invented image.
+	DamagedJPEG bool
+}
+
+func (l Limits) maxPixels() int64 {
+	if l.MaxPixels <= 0 {
+		return DefaultMaxPixels
 	}
+	return l.MaxPixels
+}
+
+// LoadLimit is Load within the limits l.
+func LoadLimit(path string, l Limits) (*RGB, error) {
 	f, err := regularfile.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	m, err := decodeLimit(bufio.NewReader(f), maxPixels)
+	m, err := decodeLimit(bufio.NewReader(f), l)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -77,11 +93,11 @@ func Size(path string) (w, h int, err error) {
 	return cfg.Width, cfg.Height, nil
 }
 
-// Decode reads a PNG or JPEG stream of at most DefaultMaxPixels pixels.
-func Decode(r io.Reader) (*RGB, error) { return decodeLimit(r, DefaultMaxPixels) }
+// Decode reads a PNG or JPEG stream within the default Limits.
+func Decode(r io.Reader) (*RGB, error) { return decodeLimit(r, Limits{}) }
 
-func decodeLimit(r io.Reader, maxPixels int64) (*RGB, error) {
-	img, rgb, err := decodeAny(r, maxPixels)
+func decodeLimit(r io.Reader, l Limits) (*RGB, error) {
+	img, rgb, err := decodeAny(r, l)
 	if err != nil || rgb != nil {
 		return rgb, err
 	}
@@ -109,7 +125,7 @@ func LoadMask(path, scan string, w, h int) (*Gray, error) {
 		return nil, err
 	}
 	defer f.Close()
-	img, rgb, err := decodeAny(bufio.NewReader(f), int64(w)*int64(h))
+	img, rgb, err := decodeAny(bufio.NewReader(f), Limits{MaxPixels: int64(w) * int64(h)})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -135,8 +151,9 @@ func LoadMask(path, scan string, w, h int) (*Gray, error) {
 }
 
 // decodeAny decodes a PNG (as Go's image) or a JPEG (as RGB, through
-// libjpeg-turbo) of at most maxPixels pixels.
-func decodeAny(r io.Reader, maxPixels int64) (image.Image, *RGB, error) {
+// libjpeg-turbo) within the limits l.
+func decodeAny(r io.Reader, l Limits) (image.Image, *RGB, error) {
+	maxPixels := l.maxPixels()
 	br := bufio.NewReader(r)
 	head, _ := br.Peek(8)
 
@@ -161,7 +178,7 @@ func decodeAny(r io.Reader, maxPixels int64) (image.Image, *RGB, error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		rgb, err := decodeJPEG(data, maxPixels)
+		rgb, err := decodeJPEG(data, maxPixels, l.DamagedJPEG)
 		return nil, rgb, err
 	case len(head) == 0:
 		return nil, nil, errors.New("empty file, not an image")

@@ -20,6 +20,9 @@ typedef struct {
 	jmp_buf jump;
 	char msg[JMSG_LENGTH_MAX];
 	int truncated;
+	int accept_damaged;
+	int damaged;          // a warning that data was lost (first one in damage)
+	char damage[JMSG_LENGTH_MAX];
 } mc_jpeg_err;
 
 static void mc_jpeg_error_exit(j_common_ptr cinfo) {
@@ -28,12 +31,32 @@ static void mc_jpeg_error_exit(j_common_ptr cinfo) {
 	longjmp(e->jump, 1);
 }
 
-// Warnings are ignored as PIL ignores them, except running out of data,
-// which PIL reports as a truncated image.
+// Running out of data is a truncated image, as PIL reports it. Warnings
+// that compressed data was lost or garbled (libjpeg then fills in flat
+// grey and goes on, and so does PIL) make the image damaged, unless the
+// caller accepts that. Other warnings (extraneous bytes before a marker, an
+// unknown Adobe transform, a newer JFIF version) are ignored, as PIL
+// ignores them: real files carry them.
 static void mc_jpeg_emit(j_common_ptr cinfo, int level) {
 	mc_jpeg_err *e = (mc_jpeg_err *)cinfo->err;
-	if (level < 0 && cinfo->err->msg_code == JWRN_JPEG_EOF) {
+	if (level >= 0) {
+		return;
+	}
+	switch (cinfo->err->msg_code) {
+	case JWRN_JPEG_EOF:
 		e->truncated = 1;
+		break;
+	case JWRN_HIT_MARKER:
+	case JWRN_HUFF_BAD_CODE:
+	case JWRN_ARITH_BAD_CODE:
+	case JWRN_MUST_RESYNC:
+	case JWRN_NOT_SEQUENTIAL:
+	case JWRN_BOGUS_PROGRESSION:
+		if (!e->accept_damaged && !e->damaged) {
+			e->damaged = 1;
+			(*cinfo->err->format_message)(cinfo, e->damage);
+		}
+		break;
 	}
 }
 
@@ -54,7 +77,7 @@ static void mc_jpeg_progress(j_common_ptr cinfo) {
 // mc_jpeg_decode decodes data into a malloc'd buffer of w*h*comps bytes
 // (comps 1 for grey, 3 for RGB, 4 for CMYK; *adobe says whether an Adobe
 // marker was seen). On failure it returns NULL with the message in msg.
-static unsigned char *mc_jpeg_decode(const unsigned char *data, unsigned long n, unsigned long long maxpix,
+static unsigned char *mc_jpeg_decode(const unsigned char *data, unsigned long n, unsigned long long maxpix, int accept_damaged,
                                      int *w, int *h, int *comps, int *adobe, char *msg, size_t msglen) {
 	struct jpeg_decompress_struct cinfo;
 	mc_jpeg_err err;
@@ -64,6 +87,7 @@ static unsigned char *mc_jpeg_decode(const unsigned char *data, unsigned long n,
 	cinfo.err = jpeg_std_error(&err.pub);
 	err.pub.error_exit = mc_jpeg_error_exit;
 	err.pub.emit_message = mc_jpeg_emit;
+	err.accept_damaged = accept_damaged;
 	if (setjmp(err.jump)) {
 		snprintf(msg, msglen, "%s", err.msg);
 		jpeg_destroy_decompress(&cinfo);
@@ -101,12 +125,21 @@ static unsigned char *mc_jpeg_decode(const unsigned char *data, unsigned long n,
 	while (cinfo.output_scanline < cinfo.output_height) {
 		JSAMPROW row = out + stride * cinfo.output_scanline;
 		jpeg_read_scanlines(&cinfo, &row, 1);
-		if (err.truncated) {
+		if (err.truncated || err.damaged) {
 			break;
 		}
 	}
-	if (err.truncated) {
-		snprintf(msg, msglen, "truncated image: the JPEG data ends early");
+	if (!err.truncated && !err.damaged) {
+		// The rest of the file up to EOI, where a progressive JPEG's
+		// later scans and their warnings still lie.
+		jpeg_finish_decompress(&cinfo);
+	}
+	if (err.truncated || err.damaged) {
+		if (err.truncated) {
+			snprintf(msg, msglen, "truncated image: the JPEG data ends early");
+		} else {
+			snprintf(msg, msglen, "damaged JPEG (%s); --damaged-jpeg decodes it anyway, as PIL does", err.damage);
+		}
 		jpeg_destroy_decompress(&cinfo);
 		free(out);
 		return NULL;
@@ -115,7 +148,6 @@ static unsigned char *mc_jpeg_decode(const unsigned char *data, unsigned long n,
 	*h = cinfo.output_height;
 	*comps = cinfo.output_components;
 	*adobe = cinfo.saw_Adobe_marker;
-	jpeg_finish_decompress(&cinfo);
 	jpeg_destroy_decompress(&cinfo);
 	return out;
 }
@@ -131,16 +163,19 @@ import (
 // decodeJPEG decodes a whole JPEG file's bytes to RGB as PIL's
 // Image.open(...).convert("RGB") does: grey replicated, CMYK (inverted when
 // an Adobe marker says so, as PIL reads it) converted with PIL's formula.
-func decodeJPEG(data []byte, maxPixels int64) (*RGB, error) {
+//
+// A file that runs out of data is refused; so is one whose compressed data
+// libjpeg finds damaged, unless acceptDamaged (see Limits.DamagedJPEG).
+func decodeJPEG(data []byte, maxPixels int64, acceptDamaged bool) (*RGB, error) {
 	if len(data) == 0 {
 		return nil, errors.New("empty file, not an image")
 	}
 	var w, h, comps, adobe C.int
 	var msg [C.JMSG_LENGTH_MAX]C.char
-	p := C.mc_jpeg_decode((*C.uchar)(unsafe.Pointer(&data[0])), C.ulong(len(data)), C.ulonglong(maxPixels), &w, &h, &comps, &adobe, &msg[0], C.size_t(len(msg)))
+	p := C.mc_jpeg_decode((*C.uchar)(unsafe.Pointer(&data[0])), C.ulong(len(data)), C.ulonglong(maxPixels), C.int(boolInt(acceptDamaged)), &w, &h, &comps, &adobe, &msg[0], C.size_t(len(msg)))
 	if p == nil {
 		m := C.GoString(&msg[0])
-		if m == "truncated image: the JPEG data ends early" || strings.HasPrefix(m, "the image claims") {
+		if m == "truncated image: the JPEG data ends early" || strings.HasPrefix(m, "the image claims") || strings.HasPrefix(m, "damaged JPEG") {
 			return nil, errors.New(m)
 		}
 		return nil, errors.New("corrupt JPEG: " + m)
@@ -175,4 +210,11 @@ func cmykChannel(v, k byte) byte {
 	t := int(v)*nk + 128
 	r := nk - ((t>>8)+t)>>8
 	return byte(max(0, min(255, r)))
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -262,3 +262,82 @@ func TestBadJPEG(t *testing.T) {
 		t.Errorf("the whole file: %v", err)
 	}
 }
+
+// TestDamagedJPEG: a JPEG whose compressed data is cut short before EOI,
+// whose header claims more rows than its data holds, or whose data holds
+// an impossible Huffman code is refused by default (libjpeg and PIL would
+// fill in grey and score a partly invented image); with
+// Limits.DamagedJPEG it decodes as PIL does, byte for byte. A warning that
+// loses nothing (extraneous bytes before a marker) never refuses a file; a
+// file without its EOI is truncated, with or without DamagedJPEG, as PIL
+// says.
+func TestDamagedJPEG(t *testing.T) {
+	dir := t.TempDir()
+	runPIL(t, dir, `
+import sys, struct
+import numpy as np
+from PIL import Image
+d = sys.argv[1]
+h, w = 64, 80
+y, x = np.mgrid[0:h, 0:w]
+base = np.dstack([x * 3, y * 4, (x * y) % 256]).astype(np.uint8)
+for name, kw in {"base": dict(quality=90), "prog": dict(quality=90, progressive=True)}.items():
+    Image.fromarray(base).save(f"{d}/{name}.jpg", **kw)
+data = open(f"{d}/base.jpg", "rb").read()
+sos = data.index(b"\xff\xda")
+start = sos + 2 + struct.unpack(">H", data[sos + 2:sos + 4])[0]
+end = len(data) - 2
+sof = data.index(b"\xff\xc0")
+pdata = open(f"{d}/prog.jpg", "rb").read()
+last = pdata.rindex(b"\xff\xda")
+variants = {
+    "cut": data[:start + (end - start) // 2] + b"\xff\xd9",
+    "tall": data[:sof + 5] + struct.pack(">H", 96) + data[sof + 7:],
+    "garbled": data[:start + 40] + b"\xff\x00" * 30 + data[start + 100:],
+    "progcut": pdata[:last + 40] + b"\xff\xd9",
+    "zeroed": data[:start] + bytes(end - start) + data[end:],
+    "noeoi": data[:end],  # libjpeg reads ahead past the last row: truncated
+}
+for name, v in variants.items():
+    open(f"{d}/{name}.jpg", "wb").write(v)
+    try:
+        np.asarray(Image.open(f"{d}/{name}.jpg").convert("RGB")).tofile(f"{d}/{name}.raw")
+    except OSError as e:
+        open(f"{d}/{name}.err", "w").write(str(e))
+`)
+	for _, c := range []struct {
+		name    string
+		damaged bool
+	}{{"cut", true}, {"tall", true}, {"garbled", true}, {"progcut", true}, {"zeroed", false}, {"noeoi", true}} {
+		path := filepath.Join(dir, c.name+".jpg")
+		if c.name == "noeoi" { // refused as PIL refuses it
+			pilErr, _ := os.ReadFile(filepath.Join(dir, c.name+".err"))
+			_, err := LoadLimit(path, Limits{DamagedJPEG: true})
+			if !strings.Contains(string(pilErr), "truncated") || err == nil || !strings.Contains(err.Error(), "truncated image") {
+				t.Errorf("noeoi: PIL %q, ours %v", pilErr, err)
+			}
+			continue
+		}
+		want, err := os.ReadFile(filepath.Join(dir, c.name+".raw"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = Load(path)
+		if c.damaged && (err == nil || !strings.Contains(err.Error(), path+": damaged JPEG (Corrupt JPEG data") || strings.Contains(err.Error(), "\n")) {
+			t.Errorf("%s: want a damaged-JPEG error naming the file, got %v", c.name, err)
+		}
+		if !c.damaged && err != nil {
+			t.Errorf("%s: %v", c.name, err)
+		}
+		got, err := LoadLimit(path, Limits{DamagedJPEG: true})
+		if err != nil {
+			t.Errorf("%s with DamagedJPEG: %v", c.name, err)
+			continue
+		}
+		if len(got.Pix) != len(want) {
+			t.Errorf("%s: %dx%d, %d bytes from PIL", c.name, got.W, got.H, len(want))
+		} else if d := maxDiff(got.Pix, want); d != 0 {
+			t.Errorf("%s with DamagedJPEG: differs from PIL by up to %d/255", c.name, d)
+		}
+	}
+}

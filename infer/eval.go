@@ -5,6 +5,7 @@ import (
 	"runtime"
 
 	"madclip/dataset"
+	"madclip/imaging"
 	"madclip/metrics"
 )
 
@@ -107,7 +108,7 @@ func rocCurve(scores []float32, labels []bool) (fpr, tpr []float64) {
 // Evaluate scores every image of the dataset's test split and computes the
 // image metrics, and the pixel AUROC and AP when the split has masks. each,
 // when not nil, sees every image with its prediction (for heatmaps). It runs
-// on the compute thread. Of o, Batch and MaxPixels apply. Labels are given
+// on the compute thread. Of o, Batch and Limits apply. Labels are given
 // at threshold, whose origin the report names.
 func (p *Predictor) Evaluate(root, name string, o StreamOptions, threshold float64, origin string, each func(dataset.Decoded, Result) error) (*Evaluation, error) {
 	split, err := dataset.ReadSplit(root, name, "test")
@@ -182,9 +183,8 @@ type StreamOptions struct {
 	// stream carries on with the rest. Without it such an image ends the
 	// stream, after the images before it have been scored and handed to fn.
 	Skip func(bad dataset.Decoded)
-	// MaxPixels is the largest image decoded (imaging.DefaultMaxPixels
-	// when zero).
-	MaxPixels int64
+	// Limits bounds what is decoded (the zero value is the default).
+	Limits imaging.Limits
 	// Progress, when set, is told after each image how many of how many
 	// are done (skipped ones included).
 	Progress func(done, total int)
@@ -203,7 +203,7 @@ func (p *Predictor) Stream(samples []dataset.Sample, o StreamOptions, fn func(da
 	if o.KeepOriginal {
 		ahead = batch + runtime.NumCPU()
 	}
-	ch, stop := dataset.Decode(samples, p.Size, dataset.DecodeOptions{Masks: o.Masks, KeepOriginal: o.KeepOriginal, Ahead: ahead, MaxPixels: o.MaxPixels})
+	ch, stop := dataset.Decode(samples, p.Size, dataset.DecodeOptions{Masks: o.Masks, KeepOriginal: o.KeepOriginal, Ahead: ahead, Limits: o.Limits})
 	defer stop()
 	done := 0
 	tell := func() {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"madclip/checkpoint"
 	"madclip/dataset"
+	"madclip/imaging"
 	"madclip/metrics"
 	"madclip/model"
 	"madclip/torch"
@@ -21,8 +22,8 @@ type selector struct {
 	bestEpoch int
 }
 
-func newSelector(ctx context.Context, m *model.MadCLIP, samples []dataset.Sample, size int, masks bool, maxPixels int64, dev torch.Device) (*selector, error) {
-	imgs, err := loadAll(samples, size, dataset.DecodeOptions{MaxPixels: maxPixels})
+func newSelector(ctx context.Context, m *model.MadCLIP, samples []dataset.Sample, size int, masks bool, limits imaging.Limits, dev torch.Device) (*selector, error) {
+	imgs, err := loadAll(samples, size, dataset.DecodeOptions{Limits: limits})
 	if err != nil {
 		return nil, err
 	}

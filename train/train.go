@@ -13,6 +13,7 @@ import (
 
 	"madclip/checkpoint"
 	"madclip/dataset"
+	"madclip/imaging"
 	"madclip/metrics"
 	"madclip/model"
 	"madclip/model/clip"
@@ -50,12 +51,12 @@ type Config struct {
 	Preset        string // a random backbone preset ("tiny"), recreated from BackboneSeed
 	BackboneSeed  uint64
 	Device        torch.Device
-	NoCache       bool   // recompute the backbone every step (slow; for checks)
-	CacheOnHost   bool   // keep the feature cache in host memory from the start
-	SelectOnValid bool   // keep the epoch with the best image AUROC on the valid images that are not shots
-	Out           string // checkpoint path
-	MaxPixels     int64  // the largest image decoded (imaging.DefaultMaxPixels when zero)
-	Resume        string // a partial checkpoint to continue from
+	NoCache       bool           // recompute the backbone every step (slow; for checks)
+	CacheOnHost   bool           // keep the feature cache in host memory from the start
+	SelectOnValid bool           // keep the epoch with the best image AUROC on the valid images that are not shots
+	Out           string         // checkpoint path
+	Limits        imaging.Limits // what images are decoded (the zero value is the default)
+	Resume        string         // a partial checkpoint to continue from
 }
 
 // Defaults fills the paper's settings where c leaves zeros.
@@ -261,7 +262,7 @@ func (r *trainingRun) readShots() error {
 		}
 	}
 	r.k, r.heldOut, r.hasMasks = len(shots.Normal), heldOut, valid.HasMasks
-	r.imgs, err = loadAll(samples, c.Model.ImageSize, dataset.DecodeOptions{Masks: valid.HasMasks, MaxPixels: c.MaxPixels})
+	r.imgs, err = loadAll(samples, c.Model.ImageSize, dataset.DecodeOptions{Masks: valid.HasMasks, Limits: c.Limits})
 	return err
 }
 
@@ -368,7 +369,7 @@ func (r *trainingRun) cacheFeatures(ctx context.Context) error {
 	// threshold at the end, and with --select-on-valid the epoch too.
 	if n, a := dataset.Counts(r.heldOut); n > 0 && a > 0 {
 		r.rep.Stage(fmt.Sprintf("caching backbone features of %d held-out valid images (%d normal, %d abnormal) to calibrate the threshold", len(r.heldOut), n, a))
-		if r.sel, err = newSelector(ctx, r.m, r.heldOut, c.Model.ImageSize, r.hasMasks, c.MaxPixels, c.Device); err != nil {
+		if r.sel, err = newSelector(ctx, r.m, r.heldOut, c.Model.ImageSize, r.hasMasks, c.Limits, c.Device); err != nil {
 			return err
 		}
 	}

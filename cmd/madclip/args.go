@@ -140,16 +140,27 @@ var (
 	epochsRange    = [2]int{1, checkpoint.MaxEpochs}
 )
 
-// maxPixelsFlag raises the decompression-bomb limit for very large scans.
-func maxPixelsFlag() cli.Flag {
-	return &cli.Int64Flag{Name: "max-pixels", Value: imaging.DefaultMaxPixels,
-		Usage: "the largest image (width × height) to decode; a header claiming more is refused before decoding",
-		Action: func(_ *cli.Context, v int64) error {
-			if v < 1 {
-				return fmt.Errorf("--max-pixels %d: want a positive number of pixels", v)
-			}
-			return nil
-		}}
+// decodeFlags say what images are decoded: --max-pixels raises the
+// decompression-bomb limit for very large scans, --damaged-jpeg accepts
+// JPEGs with damaged data as PIL does.
+func decodeFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.Int64Flag{Name: "max-pixels", Value: imaging.DefaultMaxPixels,
+			Usage: "the largest image (width × height) to decode; a header claiming more is refused before decoding",
+			Action: func(_ *cli.Context, v int64) error {
+				if v < 1 {
+					return fmt.Errorf("--max-pixels %d: want a positive number of pixels", v)
+				}
+				return nil
+			}},
+		&cli.BoolFlag{Name: "damaged-jpeg",
+			Usage: "decode a JPEG whose compressed data is damaged as PIL does (lost parts become flat grey) instead of refusing it"},
+	}
+}
+
+// decodeLimits is what decodeFlags ask for.
+func decodeLimits(c *cli.Context) imaging.Limits {
+	return imaging.Limits{MaxPixels: c.Int64("max-pixels"), DamagedJPEG: c.Bool("damaged-jpeg")}
 }
 
 // deviceFromFlag parses --device and checks that the device exists: on a

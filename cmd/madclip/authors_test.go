@@ -44,7 +44,7 @@ func TestAuthorsExportImportCLI(t *testing.T) {
 	}
 	// Outputs never overwrite inputs; missing arguments are explained.
 	_, e, code = madclip(t, nil, "export", "authors", ck, ck)
-	wantFailure(t, "same file", e, code)
+	wantFailure(t, "refusing to overwrite an input", e, code)
 	_, e, code = madclip(t, nil, "import", "authors", pth, "--dataset", "Brain", "--preset", "tiny", "--out", pth)
 	wantFailure(t, "same file", e, code)
 	_, e, code = madclip(t, nil, "import", "authors", "--dataset", "Brain", "--preset", "tiny", "--out", back)

@@ -93,7 +93,7 @@ func importAuthorsAction(c *cli.Context) error {
 			return err
 		}
 		fmt.Fprintf(c.App.Writer, "wrote %s: %s, object %q, layers %v, %d px, hand-crafted prompts %v, scored by its %s\n",
-			out, meta.Dataset, meta.Model.Object, meta.Model.Layers, meta.Model.ImageSize, meta.Model.Handcrafted, scoreKind(meta.Masks))
+			oneLine(out), meta.Dataset, meta.Model.Object, meta.Model.Layers, meta.Model.ImageSize, meta.Model.Handcrafted, scoreKind(meta.Masks))
 		return nil
 	})
 	return err
@@ -142,7 +142,11 @@ func exportAuthorsAction(c *cli.Context) error {
 		return fmt.Errorf("export authors: give CHECKPOINT and OUT.pth (see madclip export authors --help)")
 	}
 	ck, out := c.Args().Get(0), c.Args().Get(1)
-	if err := distinctPaths(map[string]string{"CHECKPOINT": ck, "OUT.pth": out, "--weights": c.String("weights")}); err != nil {
+	inputs := []namedPath{{"CHECKPOINT", ck}, {"--weights", c.String("weights")}, {"--vocab", c.String("vocab")}}
+	if meta, err := checkpoint.ReadMeta(ck); err == nil {
+		inputs = append(inputs, namedPath{"weights", meta.Backbone.File})
+	}
+	if err := checkOutputs([]namedPath{{"OUT.pth", out}}, inputs); err != nil {
 		return fmt.Errorf("export authors: %w", err)
 	}
 	tk, err := loadTokenizer(c)
@@ -164,11 +168,11 @@ func exportAuthorsAction(c *cli.Context) error {
 // other backbone is for madclip import authors only.
 func exportHint(out string, meta checkpoint.Meta) string {
 	if b := meta.Backbone; b.Preset != "" || b.Config != clip.Presets["ViT-L/14-336"] {
-		return fmt.Sprintf("wrote %s (trained on %s; the authors' code runs OpenAI's ViT-L/14-336 and cannot use it, madclip import authors can)\n", out, b)
+		return fmt.Sprintf("wrote %s (trained on %s; the authors' code runs OpenAI's ViT-L/14-336 and cannot use it, madclip import authors can)\n", oneLine(out), b)
 	}
 	layers := strings.Trim(fmt.Sprint(meta.Model.Layers), "[]")
 	s := fmt.Sprintf("wrote %s; in the authors' code: python test.py --obj %s --img_size %d --features_list %s\n",
-		out, meta.Dataset, meta.Model.ImageSize, layers)
+		oneLine(out), meta.Dataset, meta.Model.ImageSize, layers)
 	if meta.Model.Handcrafted {
 		s += "(hand-crafted prompts: add --text_mood fix)\n"
 	}

@@ -55,15 +55,14 @@ probabilities as one JSON object.
 Examples:
   madclip clip --image cat.png --text "a photo of a cat" --text "a photo of a dog"
   madclip clip --weights ViT-B-32.safetensors --image a.png --image b.jpg --text "a scan" --json`,
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "weights", Usage: "CLIP weights (.safetensors; default: the largest known model found)"},
 			vocabFlag(),
 			&cli.StringSliceFlag{Name: "image", Usage: "an image (PNG or JPEG); repeat for more", Required: true},
 			&cli.StringSliceFlag{Name: "text", Usage: "a text to score against; repeat for more", Required: true},
 			&cli.BoolFlag{Name: "json", Usage: "print embeddings, logits and probabilities as JSON"},
 			deviceFlag(),
-			maxPixelsFlag(),
-		},
+		}, decodeFlags()...),
 		Action: clipAction,
 	}
 }
@@ -99,7 +98,7 @@ func clipAction(c *cli.Context) error {
 		px := m.Config.ImageSize
 		var pix []float32
 		for _, p := range images {
-			img, err := imaging.LoadLimit(p, c.Int64("max-pixels"))
+			img, err := imaging.LoadLimit(p, decodeLimits(c))
 			if err != nil {
 				return err
 			}
@@ -119,7 +118,7 @@ func clipAction(c *cli.Context) error {
 		return json.NewEncoder(c.App.Writer).Encode(res)
 	}
 	for i, p := range images {
-		fmt.Fprintln(c.App.Writer, p)
+		fmt.Fprintln(c.App.Writer, oneLine(p))
 		order := make([]int, len(texts))
 		for j := range order {
 			order[j] = j

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -60,7 +61,7 @@ Examples:
 					return err
 				}
 			} else {
-				printDoctor(rep)
+				printDoctor(c.App.Writer, rep)
 			}
 			if !rep.SelfCheckPass {
 				return fmt.Errorf("self-check failed: %s", strings.Join(rep.Problems, "; "))
@@ -196,33 +197,33 @@ func loadedLibraries() []string {
 	return out
 }
 
-func printDoctor(r doctorReport) {
+func printDoctor(w io.Writer, r doctorReport) {
 	yes := func(b bool) string {
 		if b {
 			return "yes"
 		}
 		return "no"
 	}
-	fmt.Printf("madclip        %s (%s)\n", r.Madclip, r.Go)
-	fmt.Printf("libtorch       %s\n", r.Libtorch)
-	fmt.Printf("bridge         %s\n", r.Bridge)
+	fmt.Fprintf(w, "madclip        %s (%s)\n", r.Madclip, r.Go)
+	fmt.Fprintf(w, "libtorch       %s\n", r.Libtorch)
+	fmt.Fprintf(w, "bridge         %s\n", r.Bridge)
 	for _, l := range r.TorchLibs {
-		fmt.Printf("               %s\n", l)
+		fmt.Fprintf(w, "               %s\n", l)
 	}
 	blas := "none loaded"
 	if len(r.BLAS) > 0 {
 		blas = strings.Join(r.BLAS, ", ")
 	}
-	fmt.Printf("BLAS           %s (libtorch built with %s)\n", blas, r.BLASConfig)
-	fmt.Printf("threads        %d\n", r.Threads)
-	fmt.Printf("CUDA           %s (%d device(s))\n", yes(r.CUDADevices > 0), r.CUDADevices)
-	fmt.Printf("matmul f32     %.1f GFLOP/s on %s (512x512)\n", r.MatmulGFLOPs, r.MatmulDevice)
+	fmt.Fprintf(w, "BLAS           %s (libtorch built with %s)\n", blas, r.BLASConfig)
+	fmt.Fprintf(w, "threads        %d\n", r.Threads)
+	fmt.Fprintf(w, "CUDA           %s (%d device(s))\n", yes(r.CUDADevices > 0), r.CUDADevices)
+	fmt.Fprintf(w, "matmul f32     %.1f GFLOP/s on %s (512x512)\n", r.MatmulGFLOPs, r.MatmulDevice)
 	if r.SelfCheckPass {
-		fmt.Println("self-check     passed")
+		fmt.Fprintln(w, "self-check     passed")
 	} else {
-		fmt.Println("self-check     FAILED")
+		fmt.Fprintln(w, "self-check     FAILED")
 		for _, p := range r.Problems {
-			fmt.Printf("  - %s\n", p)
+			fmt.Fprintf(w, "  - %s\n", p)
 		}
 	}
 }

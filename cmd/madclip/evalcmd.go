@@ -41,7 +41,7 @@ Examples:
   madclip eval --checkpoint brain16.safetensors --data ~/data/MVFA --dataset Brain
   madclip eval --checkpoint tiny.safetensors --data /tmp/synth --dataset Brain --report report/
   madclip eval --checkpoint brain16.safetensors --data ~/data/MVFA --json > metrics.json`,
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "checkpoint", Aliases: []string{"c"}, Required: true, Usage: "a checkpoint from madclip train or madclip import"},
 			&cli.StringFlag{Name: "data", Required: true, Usage: "the benchmark root"},
 			&cli.StringFlag{Name: "dataset", Usage: "the dataset (default: the checkpoint's)"},
@@ -53,9 +53,8 @@ Examples:
 			&cli.BoolFlag{Name: "json", Usage: "print the metrics as one JSON object"},
 			&cli.IntFlag{Name: "batch", Value: 16, Usage: "images per forward pass"},
 			deviceFlag(),
-			maxPixelsFlag(),
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only the metrics"},
-		},
+		}, decodeFlags()...),
 		Action: evalAction,
 	}
 }
@@ -102,7 +101,7 @@ func evalAction(c *cli.Context) error {
 		if !c.Bool("quiet") && !c.Bool("json") {
 			fmt.Fprintf(os.Stderr, "scoring the test split of %s\n", oneLine(name))
 		}
-		opts := infer.StreamOptions{Batch: c.Int("batch"), MaxPixels: c.Int64("max-pixels")}
+		opts := infer.StreamOptions{Batch: c.Int("batch"), Limits: decodeLimits(c)}
 		var bar *progressbar.ProgressBar
 		if !c.Bool("quiet") && !c.Bool("json") && isTerminal(os.Stderr) {
 			opts.Progress = func(done, total int) {
@@ -145,7 +144,7 @@ func evalAction(c *cli.Context) error {
 		return err
 	}
 	if !c.Bool("json") {
-		fmt.Fprintf(w, "report in %s\n", report)
+		fmt.Fprintf(w, "report in %s\n", oneLine(report))
 	}
 	return nil
 }

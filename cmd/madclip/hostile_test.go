@@ -38,6 +38,23 @@ func bombJPEG(t *testing.T) []byte {
 	return data
 }
 
+// damagedJPEG is a real 64×64 JPEG whose compressed data is cut in half
+// and closed with EOI: libjpeg warns and fills the rest in grey.
+func damagedJPEG(t *testing.T) []byte {
+	var b bytes.Buffer
+	img := image.NewGray(image.Rect(0, 0, 64, 64))
+	for i := range img.Pix {
+		img.Pix[i] = byte(i * 7)
+	}
+	if err := jpeg.Encode(&b, img, nil); err != nil {
+		t.Fatal(err)
+	}
+	data := b.Bytes()
+	sos := bytes.Index(data, []byte{0xff, 0xda})
+	start := sos + 2 + int(binary.BigEndian.Uint16(data[sos+2:]))
+	return append(append([]byte(nil), data[:start+(len(data)-2-start)/2]...), 0xff, 0xd9)
+}
+
 // rewriteCheckpoint copies src to dst through edit, which may change the
 // metadata and the tensors' bytes.
 func rewriteCheckpoint(t *testing.T, src, dst string, edit func(meta map[string]any, ts []safetensors.Tensor)) {
@@ -91,6 +108,8 @@ func TestHostileInputs(t *testing.T) {
 	os.WriteFile(bomb, testimages.PNGClaiming(100000, 100000), 0o644)
 	jbomb := filepath.Join(dir, "bomb.jpg")
 	os.WriteFile(jbomb, bombJPEG(t), 0o644)
+	damaged := filepath.Join(dir, "damaged.jpg")
+	os.WriteFile(damaged, damagedJPEG(t), 0o644)
 	sd := filepath.Join(dir, "sd.pt")
 	os.WriteFile(sd, []byte("PK\x03\x04 a torch.save zip"), 0o644)
 	nanCk := filepath.Join(dir, "nan.safetensors")
@@ -117,6 +136,11 @@ func TestHostileInputs(t *testing.T) {
 	twiceTapped := editMeta("layers.safetensors", func(m map[string]any) { m["model"].(map[string]any)["Layers"] = []int{1, 1} })
 	badLossSum := editMeta("losssum.safetensors", func(m map[string]any) { m["epoch_loss_sum"] = 3.5 }) // with no step taken
 	badElapsed := editMeta("elapsed.safetensors", func(m map[string]any) { m["elapsed_seconds"] = -2 })
+	shortDigest := editMeta("short-digest.safetensors", func(m map[string]any) {
+		b := m["backbone"].(map[string]any)
+		delete(b, "preset")
+		b["weights_file"], b["weights_digest"] = "/w/clip.safetensors", "abc12"
+	})
 	twoBackbones := editMeta("two.safetensors", func(m map[string]any) {
 		b := m["backbone"].(map[string]any)
 		b["weights_file"], b["weights_digest"] = "/etc/passwd", strings.Repeat("ab", 32)
@@ -147,6 +171,9 @@ func TestHostileInputs(t *testing.T) {
 	oldFailure := filepath.Join(dir, "old-failure")
 	os.MkdirAll(filepath.Join(oldFailure, "failures"), 0o755)
 	os.Symlink(testImage, filepath.Join(oldFailure, "failures", "abnormal-low_0.415_000.png"))
+	// A link to another dataset's images.
+	otherLinked := filepath.Join(dir, "other-dataset")
+	os.Symlink(filepath.Join(root, "Chest_AD", "test", "good"), otherLinked)
 	// Weights kept in bench's work folder under a run's checkpoint name.
 	work := filepath.Join(dir, "work")
 	os.MkdirAll(work, 0o755)
@@ -166,6 +193,7 @@ func TestHostileInputs(t *testing.T) {
 	}{
 		{"huge PNG header", append(predict, bomb), "over the limit"},
 		{"huge JPEG header", append(predict, jbomb), "over the limit"},
+		{"JPEG with damaged data", append(predict, damaged), "damaged.jpg: damaged JPEG (Corrupt JPEG data: premature end of data segment); --damaged-jpeg decodes it anyway"},
 		{"huge PNG in clip", []string{"clip", "--weights", tinyWeights(t, dir), "--image", bomb, "--text", "a"}, "over the limit"},
 		{"heatmap onto its scan", append(predict, scan, "--heatmap", scan), "refusing to overwrite an input"},
 		{"raw map onto the checkpoint", append(predict, scan, "--raw-map", ck), "the --checkpoint file"},
@@ -186,6 +214,7 @@ func TestHostileInputs(t *testing.T) {
 		{"checkpoint from a newer madclip", []string{"predict", "--checkpoint", newer, scan}, "newer than this one"},
 		{"checkpoint without a version", []string{"predict", "--checkpoint", unversioned, scan}, "no version"},
 		{"a layer tapped twice in the metadata", []string{"predict", "--checkpoint", twiceTapped, scan}, "layer 1 is tapped twice"},
+		{"a short weights digest in the metadata", []string{"predict", "--checkpoint", shortDigest, scan}, `its weights digest "abc12" is not a SHA-256`},
 		{"a preset and a weights file in the metadata", []string{"predict", "--checkpoint", twoBackbones, scan}, "two backbones"},
 		{"a loss sum without steps in the metadata", []string{"predict", "--checkpoint", badLossSum, scan}, "loss sum of 3.5 over 0 of 0 steps"},
 		{"a negative elapsed time in the metadata", []string{"predict", "--checkpoint", badElapsed, scan}, "elapsed time -2 s"},
@@ -211,6 +240,9 @@ func TestHostileInputs(t *testing.T) {
 		{"huge PNG under a raised limit", append(predict, bomb, "--max-pixels", "10000000000"), "of memory"},
 		{"report failures into the test images", append(eval, "--report", intoData), "madclip writes nothing into a dataset"},
 		{"earlier failure picture linked to a test image", append(eval, "--report", oldFailure), "an input image"},
+		{"report inside another dataset", append(eval, "--report", filepath.Join(root, "Chest_AD", "test", "good", "img")), "Chest_AD: madclip writes nothing into a dataset"},
+		{"report through a link into another dataset", append(eval, "--report", filepath.Join(otherLinked, "r")), "Chest_AD: madclip writes nothing into a dataset"},
+		{"train --out into a folder that cannot be written", append(train, "--out", "/proc/x.safetensors"), "cannot create files in /proc: "},
 		{"bench work folder holding the weights", []string{"bench", "--data", root, "--datasets", "Brain", "--shots", "2", "--seeds", "1", "--weights", workWeights, "--work", work}, "the --weights file"},
 		{"bench --json-out onto a run's checkpoint", append(bench, "--work", filepath.Join(dir, "w2"), "--json-out", filepath.Join(dir, "w2", "Brain-2shot-seed1.safetensors")), "both write"},
 		{"bench work folder inside the dataset", append(bench, "--work", filepath.Dir(testImage)), "madclip writes nothing into a dataset"},
@@ -236,6 +268,9 @@ func TestHostileInputs(t *testing.T) {
 			}
 			if o != "" {
 				t.Errorf("standard output holds %q", o)
+			}
+			if strings.Contains(e, ".tmp-") || strings.Contains(e, "probe") {
+				t.Errorf("the message names a temporary file: %q", e)
 			}
 		})
 	}
@@ -341,14 +376,19 @@ func TestPredictOutputs(t *testing.T) {
 		t.Skip("no /dev/full:", err)
 	}
 	defer full.Close()
-	cmd := exec.Command(madclipBin, "predict", filepath.Join(dir, "dA", "x.png"), "--checkpoint", ck, "--json", "--device", "cpu")
-	var stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = full, &stderr
-	err = cmd.Run()
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() == 0 {
-		t.Errorf("predict --json > /dev/full: %v", err)
+	for _, args := range [][]string{
+		{"predict", filepath.Join(dir, "dA", "x.png"), "--checkpoint", ck, "--json", "--device", "cpu"},
+		{"doctor"}, {"doctor", "--json"}, {"tokenize", "a brain"}, {"predict", "--help"}, {"--version"},
+	} {
+		cmd := exec.Command(madclipBin, args...)
+		var stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = full, &stderr
+		err = cmd.Run()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() == 0 {
+			t.Errorf("%s > /dev/full: %v", strings.Join(args, " "), err)
+		}
+		wantFailure(t, "no space left", stderr.String(), 1)
 	}
-	wantFailure(t, "no space left", stderr.String(), 1)
 }
 
 // TestTrainSignalsAndResume: SIGTERM saves a partial checkpoint; --resume
@@ -371,8 +411,8 @@ func TestTrainSignalsAndResume(t *testing.T) {
 	}
 	cmd.Process.Signal(syscall.SIGTERM)
 	err := cmd.Wait()
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 130 {
-		t.Fatalf("SIGTERM: %v, want exit status 130: %s", err, stderr.String())
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 128+15 {
+		t.Fatalf("SIGTERM: %v, want exit status 143: %s", err, stderr.String())
 	}
 	if !strings.Contains(stderr.String(), "--resume") {
 		t.Fatalf("no partial checkpoint reported: %s", stderr.String())
@@ -478,6 +518,13 @@ func TestWeightsFoundByContent(t *testing.T) {
 		"--image-size", "56", "--out", "ck.safetensors", "--quiet", "--device", "cpu"); code != 0 {
 		t.Fatal(e)
 	}
+	// export never writes over the weights the checkpoint names.
+	sum := fileSum(t, w)
+	e, code := run(b, "export", "authors", ck, w)
+	wantFailure(t, "is the weights file: refusing to overwrite an input", e, code)
+	if fileSum(t, w) != sum {
+		t.Fatal("export replaced the weights")
+	}
 	scan := filepath.Join(root, "Brain_AD", "test", "good", "img", "000.png")
 	if e, code := run(b, "predict", scan, "--checkpoint", ck, "--device", "cpu"); code != 0 {
 		t.Fatalf("from another folder: %s", e)
@@ -489,6 +536,6 @@ func TestWeightsFoundByContent(t *testing.T) {
 		t.Fatalf("moved into the weights folder: %s", e)
 	}
 	os.Remove(filepath.Join(store, "renamed.safetensors"))
-	e, code := run(b, "predict", scan, "--checkpoint", ck, "--device", "cpu")
+	e, code = run(b, "predict", scan, "--checkpoint", ck, "--device", "cpu")
 	wantFailure(t, "give them with --weights", e, code)
 }

@@ -3,17 +3,20 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"strings"
+	"sync/atomic"
+	"syscall"
 
 	"github.com/urfave/cli/v2"
 
 	"madclip/checkpoint"
 	"madclip/torch"
-	"madclip/train"
 )
 
 // version is the tool's version: the checkpoint format it writes, as a
@@ -30,8 +33,9 @@ func main() {
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "madclip: %s\n", oneLine(strings.TrimPrefix(err.Error(), "madclip: ")))
-		if errors.Is(err, train.ErrInterrupted) {
-			os.Exit(130) // as a shell reports a command ended by Ctrl-C
+		var se signalError
+		if errors.As(err, &se) {
+			os.Exit(se.exitCode())
 		}
 		os.Exit(1)
 	}
@@ -99,3 +103,48 @@ Examples:
 
 // onCompute runs a command's body on the libtorch compute thread.
 func onCompute(fn func() error) error { return torch.Do(fn) }
+
+// signalError is an error caused by a signal the command caught (and
+// handled: training saves a partial checkpoint first). The process then
+// exits as a shell reports a command the signal ended: 128 + its number
+// (130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP), so that scripts and
+// schedulers see why it stopped.
+type signalError struct {
+	sig os.Signal
+	err error
+}
+
+func (e signalError) Error() string { return e.err.Error() }
+func (e signalError) Unwrap() error { return e.err }
+
+func (e signalError) exitCode() int {
+	if s, ok := e.sig.(syscall.Signal); ok {
+		return 128 + int(s)
+	}
+	return 1
+}
+
+// notifySignals is signal.NotifyContext that also says which signal, if
+// any, cancelled the context.
+func notifySignals(parent context.Context, sigs ...os.Signal) (ctx context.Context, caught func() os.Signal, stop func()) {
+	ctx, cancel := context.WithCancel(parent)
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, sigs...)
+	var got atomic.Value
+	go func() {
+		select {
+		case s := <-ch:
+			got.Store(s)
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	caught = func() os.Signal {
+		s, _ := got.Load().(os.Signal)
+		return s
+	}
+	return ctx, caught, func() {
+		signal.Stop(ch)
+		cancel()
+	}
+}

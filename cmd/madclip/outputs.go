@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -203,6 +204,10 @@ func writableFolder(flag, path string) error {
 	}
 	f, err := os.CreateTemp(dir, ".madclip-probe-*")
 	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) { // the probe's name means nothing to the user
+			err = pe.Err
+		}
 		return fmt.Errorf("%s %s: cannot create files in %s: %w", flag, path, dir, err)
 	}
 	f.Close()
@@ -214,25 +219,49 @@ func writableFolder(flag, path string) error {
 }
 
 // outsideDatasets refuses an output (a file, or with isDir a folder)
-// inside the folder of one of the datasets (after links): a report or
-// checkpoint written among the scans would be read back as a scan, and
-// clearing old outputs there could remove one.
+// inside the folder of a dataset (after links): one of names, or any other
+// {name}_AD folder under root. A report or checkpoint written among the
+// scans would be read back as a scan, and clearing old outputs there could
+// remove one.
 func outsideDatasets(flag, path string, isDir bool, root string, names []string) error {
 	dir := path
 	if !isDir {
 		dir = filepath.Dir(path)
 	}
 	at := resolveDir(dir)
-	for _, n := range names {
-		if dataset.CheckName(n) != nil {
-			continue
-		}
-		d := resolveDir(dataset.Dir(root, n))
-		if within(at, d) {
-			return fmt.Errorf("%s %s is inside the dataset folder %s: madclip writes nothing into a dataset", flag, path, dataset.Dir(root, n))
+	for _, d := range datasetFolders(root, names) {
+		if within(at, resolveDir(d)) {
+			return fmt.Errorf("%s %s is inside the dataset folder %s: madclip writes nothing into a dataset", flag, path, d)
 		}
 	}
 	return nil
+}
+
+// datasetFolders lists the folders of the datasets names and of every
+// other {name}_AD folder (or link to one) under root.
+func datasetFolders(root string, names []string) []string {
+	var dirs []string
+	seen := map[string]bool{}
+	add := func(n string) {
+		if dataset.CheckName(n) == nil && !seen[n] {
+			seen[n] = true
+			dirs = append(dirs, dataset.Dir(root, n))
+		}
+	}
+	for _, n := range names {
+		add(n)
+	}
+	entries, _ := os.ReadDir(root)
+	for _, e := range entries {
+		n, ok := strings.CutSuffix(e.Name(), "_AD")
+		if !ok || n == "" {
+			continue
+		}
+		if st, err := os.Stat(filepath.Join(root, e.Name())); err == nil && st.IsDir() {
+			add(n)
+		}
+	}
+	return dirs
 }
 
 // resolveDir is p made absolute with every link followed, as far as p

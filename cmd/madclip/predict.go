@@ -49,7 +49,7 @@ Examples:
   madclip predict scans/ --checkpoint brain16.safetensors --heatmap heat/ --json > results.jsonl
   madclip predict a.png b.png --checkpoint liver.safetensors --csv --threshold 0.4
   madclip predict scan.png --checkpoint brain16.safetensors --panel fig.png --ground-truth scan_mask.png`,
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "checkpoint", Aliases: []string{"c"}, Usage: "a checkpoint from madclip train", Required: true},
 			&cli.StringFlag{Name: "weights", Usage: "the CLIP weights it was trained on (default: the file recorded in the checkpoint; none for --preset tiny)"},
 			vocabFlag(),
@@ -63,9 +63,8 @@ Examples:
 			&cli.Float64Flag{Name: "threshold", Usage: "score in [0, 1] at which an image is called anomalous", DefaultText: "the checkpoint's, else 0.5"},
 			&cli.IntFlag{Name: "batch", Value: 16, Usage: "images per forward pass"},
 			deviceFlag(),
-			maxPixelsFlag(),
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress bar"},
-		},
+		}, decodeFlags()...),
 		Action: predictAction,
 	}
 }
@@ -189,7 +188,7 @@ func predictAction(c *cli.Context) error {
 			progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionOnCompletion(func() { fmt.Fprintln(os.Stderr) }))
 	}
 	var bad []error
-	opts := infer.StreamOptions{Batch: c.Int("batch"), KeepOriginal: outs.keepOriginals(), MaxPixels: c.Int64("max-pixels"),
+	opts := infer.StreamOptions{Batch: c.Int("batch"), KeepOriginal: outs.keepOriginals(), Limits: decodeLimits(c),
 		Progress: func(int, int) {
 			if bar != nil {
 				bar.Add(1)

@@ -222,6 +222,15 @@ func TestPredictBadInputs(t *testing.T) {
 	}
 	_, e, code := madclip(t, nil, "predict", good, "--checkpoint", notCk)
 	wantFailure(t, notCk, e, code)
+	// A damaged JPEG is refused, unless --damaged-jpeg asks to score it
+	// as PIL decodes it.
+	damaged := filepath.Join(dir, "damaged.jpg")
+	os.WriteFile(damaged, damagedJPEG(t), 0o644)
+	_, e, code = madclip(t, nil, append(base, damaged)...)
+	wantFailure(t, "--damaged-jpeg", e, code)
+	if o, e, code := madclip(t, nil, append(base, damaged, "--damaged-jpeg")...); code != 0 || !strings.Contains(o, "damaged.jpg") {
+		t.Errorf("--damaged-jpeg: exit %d %s %s", code, o, e)
+	}
 	// A checkpoint trained on other CLIP weights is refused.
 	wa := tinyWeights(t, t.TempDir())
 	ckW := filepath.Join(dir, "w-ck.safetensors")

@@ -1,10 +1,10 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -63,14 +63,14 @@ Examples:
 				}
 			}
 			if !c.Bool("quiet") {
-				fmt.Fprintf(os.Stderr, "writing synthetic %s (%d-px images) under %s\n", strings.Join(names, ", "), c.Int("size"), c.String("out"))
+				fmt.Fprintf(os.Stderr, "writing synthetic %s (%d-px images) under %s\n", strings.Join(names, ", "), c.Int("size"), oneLine(c.String("out")))
 			}
 			err := dataset.Synth(c.String("out"), dataset.SynthOptions{Seed: c.Uint64("seed"), Size: c.Int("size"), Valid: c.Int("valid"), Test: c.Int("test"), Datasets: names})
 			if err != nil {
 				return err
 			}
 			for _, n := range names {
-				fmt.Fprintf(c.App.Writer, "wrote %s\n", dataset.Dir(c.String("out"), n))
+				fmt.Fprintf(c.App.Writer, "wrote %s\n", oneLine(dataset.Dir(c.String("out"), n)))
 			}
 			return nil
 		},
@@ -124,9 +124,8 @@ Examples:
 			&cli.BoolFlag{Name: "cache-on-host", Usage: "keep the feature cache in host memory (it moves there by itself when the GPU runs out)"},
 			&cli.BoolFlag{Name: "select-on-valid", Usage: "keep the epoch with the best image AUROC on the valid images that are not shots, not the last one"},
 			deviceFlag(),
-			maxPixelsFlag(),
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress output"},
-		}, modelFlags()...),
+		}, append(decodeFlags(), modelFlags()...)...),
 		Action: trainAction,
 	}
 }
@@ -193,7 +192,7 @@ func trainAction(c *cli.Context) error {
 		},
 		Weights: weightsPath, Preset: c.String("preset"), BackboneSeed: 1,
 		Out: c.String("out"), Resume: c.String("resume"), SelectOnValid: c.Bool("select-on-valid"), CacheOnHost: c.Bool("cache-on-host"),
-		MaxPixels: c.Int64("max-pixels"),
+		Limits: decodeLimits(c),
 	}
 	if c.IsSet("beta1") || c.IsSet("beta2") {
 		cfg.Betas = &[2]float64{c.Float64("beta1"), c.Float64("beta2")}
@@ -209,7 +208,7 @@ func trainAction(c *cli.Context) error {
 	}
 	// A terminal closing or a scheduler stopping the job saves a partial
 	// checkpoint, as Ctrl-C does.
-	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	ctx, caught, stop := notifySignals(c.Context, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	rep := newTrainReporter(os.Stderr, c.Bool("quiet"))
 	var res *train.Result
@@ -224,6 +223,9 @@ func trainAction(c *cli.Context) error {
 	})
 	rep.finish()
 	if err != nil {
+		if s := caught(); s != nil && errors.Is(err, train.ErrInterrupted) {
+			return signalError{s, err}
+		}
 		return err
 	}
 	epochs := plural(res.Meta.Epochs, "epoch")
@@ -231,7 +233,7 @@ func trainAction(c *cli.Context) error {
 		epochs += fmt.Sprintf(" (kept epoch %d, valid image AUROC %.4f)", m.SelectedEpoch, m.ValidAUROC)
 	}
 	fmt.Fprintf(c.App.Writer, "wrote %s: %d shots per class, %d augmented images, %s, final loss %.4f, cos(t_n, t_ab) %.4f, %.1f ms per step, %s in all\n",
-		cfg.Out, res.Meta.Shots, res.Images, epochs, res.FinalLoss, res.TextCosine, float64(res.StepTime.Microseconds())/1000, res.TotalTime.Round(time.Millisecond))
+		oneLine(cfg.Out), res.Meta.Shots, res.Images, epochs, res.FinalLoss, res.TextCosine, float64(res.StepTime.Microseconds())/1000, res.TotalTime.Round(time.Millisecond))
 	return nil
 }
 

@@ -116,7 +116,7 @@ func downloadAction(c *cli.Context) error {
 	}
 	err = onCompute(func() error {
 		if !c.Bool("quiet") {
-			fmt.Fprintf(os.Stderr, "converting %s (%s) to %s\n", raw, sizeOf(raw), out)
+			fmt.Fprintf(os.Stderr, "converting %s (%s) to %s\n", oneLine(raw), sizeOf(raw), oneLine(out))
 		}
 		_, err := weights.ConvertAs(raw, out, m.Name)
 		return err
@@ -127,7 +127,7 @@ func downloadAction(c *cli.Context) error {
 	if !c.Bool("keep") {
 		os.Remove(raw)
 	}
-	fmt.Fprintf(c.App.Writer, "%s ready: %s\n", m.Name, out)
+	fmt.Fprintf(c.App.Writer, "%s ready: %s\n", m.Name, oneLine(out))
 	return nil
 }
 
@@ -206,14 +206,14 @@ Examples:
 					}
 				}
 				if !c.Bool("quiet") {
-					fmt.Fprintf(os.Stderr, "converting %s (%s) to %s\n", in, sizeOf(in), out)
+					fmt.Fprintf(os.Stderr, "converting %s (%s) to %s\n", oneLine(in), sizeOf(in), oneLine(out))
 				}
 				cfg, err := weights.Convert(in, out, c.String("vocab"))
 				if err != nil {
 					return err
 				}
 				fmt.Fprintf(c.App.Writer, "wrote %s (ViT, %d px, patch %d, width %d, %d+%d layers)\n",
-					out, cfg.ImageSize, cfg.PatchSize, cfg.VisionWidth, cfg.VisionLayers, cfg.TextLayers)
+					oneLine(out), cfg.ImageSize, cfg.PatchSize, cfg.VisionWidth, cfg.VisionLayers, cfg.TextLayers)
 				return nil
 			})
 		},
