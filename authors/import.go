@@ -7,6 +7,7 @@ import (
 
 	"madclip/checkpoint"
 	"madclip/dataset"
+	"madclip/internal/jsonpath"
 	"madclip/model"
 	"madclip/model/clip"
 	"madclip/model/clip/bpe"
@@ -101,9 +102,9 @@ func Import(pth, out string, o ImportOptions, tk *bpe.Tokenizer) (checkpoint.Met
 			}
 		}
 		meta = checkpoint.Meta{Version: checkpoint.Version, Model: m.Opts, Backbone: bb, Dataset: o.Dataset, Masks: masks, Shots: o.Shots,
-			Imported: &checkpoint.Imported{Format: "MadCLIP authors' checkpoint", File: filepath.Base(pth), SHA256: sum}}
+			Imported: &checkpoint.Imported{Format: "MadCLIP authors' checkpoint", File: jsonpath.Path(filepath.Base(pth)), SHA256: sum}}
 		if dataset.HasAuthorsShots(o.Dataset, o.Shots) {
-			meta.ShotsFile = dataset.AuthorsShotsName(o.Dataset, o.Shots)
+			meta.ShotsFile = jsonpath.Path(dataset.AuthorsShotsName(o.Dataset, o.Shots))
 		}
 		return checkpoint.Save(out, m, nil, meta)
 	})

@@ -17,6 +17,7 @@ import (
 	"madclip/checkpoint"
 	"madclip/dataset"
 	"madclip/infer"
+	"madclip/internal/jsonpath"
 	"madclip/model"
 	"madclip/model/clip/bpe"
 	"madclip/torch"
@@ -56,16 +57,16 @@ type Config struct {
 
 // Result is one run.
 type Result struct {
-	Dataset    string   `json:"dataset"`              // the test set
-	TrainedOn  string   `json:"trained_on,omitempty"` // set in the cross-dataset setting
-	Shots      int      `json:"shots"`
-	ShotsFile  string   `json:"shots_file,omitempty"` // the authors' list used; empty when drawn
-	Seed       uint64   `json:"seed"`
-	ImageAUROC float64  `json:"image_auroc"`
-	PixelAUROC *float64 `json:"pixel_auroc,omitempty"`
-	PixelAUPRO *float64 `json:"pixel_aupro,omitempty"`
-	TrainSec   float64  `json:"train_seconds"`
-	EvalSec    float64  `json:"eval_seconds"`
+	Dataset    string        `json:"dataset"`              // the test set
+	TrainedOn  string        `json:"trained_on,omitempty"` // set in the cross-dataset setting
+	Shots      int           `json:"shots"`
+	ShotsFile  jsonpath.Path `json:"shots_file,omitempty"` // the authors' list used; empty when drawn
+	Seed       uint64        `json:"seed"`
+	ImageAUROC float64       `json:"image_auroc"`
+	PixelAUROC *float64      `json:"pixel_auroc,omitempty"`
+	PixelAUPRO *float64      `json:"pixel_aupro,omitempty"`
+	TrainSec   float64       `json:"train_seconds"`
+	EvalSec    float64       `json:"eval_seconds"`
 	// Provenance names the run's checkpoint, backbone and threshold.
 	Provenance infer.Provenance `json:"provenance"`
 }

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 
+	"madclip/internal/jsonpath"
 	"madclip/model"
 	"madclip/model/clip"
 	"madclip/model/clip/bpe"
@@ -35,10 +36,10 @@ type Backbone struct {
 	// Digest is weights.Digest of the weights: their tensors, whatever file
 	// holds them. SHA256 (the file's hash) identifies weights in
 	// checkpoints from before version 0.2.1.
-	Digest string      `json:"weights_digest,omitempty"`
-	SHA256 string      `json:"weights_sha256,omitempty"`
-	File   string      `json:"weights_file,omitempty"` // absolute, where it was
-	Config clip.Config `json:"clip_config"`
+	Digest string        `json:"weights_digest,omitempty"`
+	SHA256 string        `json:"weights_sha256,omitempty"`
+	File   jsonpath.Path `json:"weights_file,omitempty"` // absolute, where it was
+	Config clip.Config   `json:"clip_config"`
 }
 
 // Meta is everything a checkpoint says about how it was made.
@@ -49,12 +50,12 @@ type Meta struct {
 	Dataset  string        `json:"dataset"`
 	// Masks is whether training had masks (and so trained the segmentation
 	// head): scores are then the anomaly map's maximum.
-	Masks      bool   `json:"masks"`
-	Shots      int    `json:"shots"`
-	ShotsFile  string `json:"shots_file,omitempty"`
-	ShotsIndex int    `json:"shots_index,omitempty"`
-	Seed       uint64 `json:"seed"`
-	Epochs     int    `json:"epochs"`
+	Masks      bool          `json:"masks"`
+	Shots      int           `json:"shots"`
+	ShotsFile  jsonpath.Path `json:"shots_file,omitempty"`
+	ShotsIndex int           `json:"shots_index,omitempty"`
+	Seed       uint64        `json:"seed"`
+	Epochs     int           `json:"epochs"`
 	// Threshold is the label threshold chosen on held-out valid images
 	// (F1-max, at the midpoint of its gap between held-out scores), 0 when
 	// there were none; ThresholdYouden is the Youden point there;
@@ -110,21 +111,21 @@ func (m Meta) ThresholdOrigin() string {
 
 // Training is how a model was trained, besides what Meta says elsewhere.
 type Training struct {
-	Data          string  `json:"data"` // the benchmark root, absolute
-	Batch         int     `json:"batch"`
-	LR            float64 `json:"lr"`
-	Beta1         float64 `json:"beta1"`
-	Beta2         float64 `json:"beta2"`
-	SoftmaxLoss   bool    `json:"softmax_loss,omitempty"`
-	SelectOnValid bool    `json:"select_on_valid,omitempty"`
-	DrawShots     bool    `json:"draw_shots,omitempty"`
+	Data          jsonpath.Path `json:"data"` // the benchmark root, absolute
+	Batch         int           `json:"batch"`
+	LR            float64       `json:"lr"`
+	Beta1         float64       `json:"beta1"`
+	Beta2         float64       `json:"beta2"`
+	SoftmaxLoss   bool          `json:"softmax_loss,omitempty"`
+	SelectOnValid bool          `json:"select_on_valid,omitempty"`
+	DrawShots     bool          `json:"draw_shots,omitempty"`
 }
 
 // Imported identifies the file a checkpoint was converted from.
 type Imported struct {
-	Format string `json:"format"`
-	File   string `json:"file"`
-	SHA256 string `json:"sha256"`
+	Format string        `json:"format"`
+	File   jsonpath.Path `json:"file"`
+	SHA256 string        `json:"sha256"`
 }
 
 // Partial reports whether training had not finished when it was written.
@@ -240,7 +241,7 @@ func (m Meta) validate() error {
 	b := m.Backbone
 	switch {
 	case b.Preset != "" && (b.File != "" || b.Digest != "" || b.SHA256 != ""):
-		return fmt.Errorf("its configuration names two backbones: the %q preset and the weights %s", b.Preset, short(b.File))
+		return fmt.Errorf("its configuration names two backbones: the %q preset and the weights %s", b.Preset, short(string(b.File)))
 	case b.Preset != "":
 		cfg, ok := clip.Presets[b.Preset]
 		if !ok {
@@ -376,8 +377,8 @@ func (c *Checkpoint) OpenBackbone(weightsPath string, dev torch.Device) (*clip.M
 	b := c.Meta.Backbone
 	src := Source{Preset: b.Preset, Seed: b.Seed, Weights: weightsPath}
 	if b.Preset == "" && src.Weights == "" {
-		src.Weights = b.File
-		if _, err := os.Stat(b.File); err != nil && b.Digest != "" {
+		src.Weights = string(b.File)
+		if _, err := os.Stat(string(b.File)); err != nil && b.Digest != "" {
 			found, ferr := weights.FindDigest(b.Digest, filepath.Dir(c.Path))
 			if ferr != nil {
 				return nil, fmt.Errorf("%s was trained on CLIP weights %s (digest %s…), which are not there, nor in %s: give them with --weights",
@@ -470,7 +471,7 @@ func OpenBackbone(src Source, o clip.Options) (*clip.Model, Backbone, error) {
 	if err != nil {
 		abs = src.Weights
 	}
-	return m, Backbone{Digest: digest, File: abs, Config: m.Config}, nil
+	return m, Backbone{Digest: digest, File: jsonpath.Path(abs), Config: m.Config}, nil
 }
 
 // String names the backbone for reports and messages.

@@ -1,10 +1,12 @@
 package checkpoint
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"madclip/internal/jsonpath"
 	"madclip/internal/reftest"
 	"madclip/internal/torchtest"
 	"madclip/model"
@@ -56,10 +58,42 @@ func TestSaveLoadOpen(t *testing.T) {
 			return err
 		}
 		for _, sum := range []string{"abc", "", strings.Repeat("0", 64)} {
-			ck.Meta.Backbone = Backbone{SHA256: sum, File: w, Config: clip.Presets["tiny"]}
+			ck.Meta.Backbone = Backbone{SHA256: sum, File: jsonpath.Path(w), Config: clip.Presets["tiny"]}
 			if _, err := ck.OpenBackbone("", torch.CPU); err == nil || !strings.Contains(err.Error(), "other CLIP weights") {
 				t.Errorf("digest %q: %v", sum, err)
 			}
+		}
+		// Weights in a folder whose name is not UTF-8 (Latin-1 "café"):
+		// the checkpoint records the name byte for byte and finds them.
+		latin := filepath.Join(t.TempDir(), "caf\xe9")
+		if err := os.Mkdir(latin, 0o755); err != nil {
+			return err
+		}
+		if err := os.Rename(w, filepath.Join(latin, "w.safetensors")); err != nil {
+			return err
+		}
+		wb, winfo, err := OpenBackbone(Source{Weights: filepath.Join(latin, "w.safetensors")}, o.CLIPOptions(torch.CPU))
+		if err != nil {
+			return err
+		}
+		wb.Free()
+		latinCk := filepath.Join(t.TempDir(), "latin.safetensors")
+		meta.Backbone = winfo
+		if err := Save(latinCk, m, nil, meta); err != nil {
+			return err
+		}
+		back, err := Load(latinCk, torch.CPU)
+		if err != nil {
+			return err
+		}
+		defer back.Free()
+		if back.Meta.Backbone.File != winfo.File {
+			t.Errorf("weights recorded as %q, want %q", back.Meta.Backbone.File, winfo.File)
+		}
+		if wb, err := back.OpenBackbone("", torch.CPU); err != nil {
+			t.Errorf("weights under a Latin-1 folder: %v", err)
+		} else {
+			wb.Free()
 		}
 		if _, _, err := OpenBackbone(Source{Preset: "huge"}, o.CLIPOptions(torch.CPU)); err == nil || !strings.Contains(err.Error(), "huge") {
 			t.Errorf("unknown preset: %v", err)

@@ -6,18 +6,19 @@ import (
 
 	"madclip/dataset"
 	"madclip/imaging"
+	"madclip/internal/jsonpath"
 	"madclip/metrics"
 )
 
 // Scored is one evaluated test image, with the keys of predict --json and
 // its true class.
 type Scored struct {
-	Path     string  `json:"path"`
-	Score    float64 `json:"score"`
-	Label    string  `json:"label"` // at the evaluation's threshold
-	DetScore float64 `json:"det_score"`
-	Abnormal bool    `json:"abnormal"` // the truth
-	MaskPath string  `json:"-"`        // its ground-truth mask, if any
+	Path     jsonpath.Path `json:"path"`
+	Score    float64       `json:"score"`
+	Label    string        `json:"label"` // at the evaluation's threshold
+	DetScore float64       `json:"det_score"`
+	Abnormal bool          `json:"abnormal"` // the truth
+	MaskPath string        `json:"-"`        // its ground-truth mask, if any
 }
 
 // AtThreshold is how the labels at one threshold fare.
@@ -122,7 +123,7 @@ func (p *Predictor) Evaluate(root, name string, o StreamOptions, threshold float
 	err = p.Stream(split.Samples, o, func(d dataset.Decoded, r Result) error {
 		e.imageScores = append(e.imageScores, float32(r.Score))
 		e.imageLabels = append(e.imageLabels, d.Sample.Abnormal)
-		e.Scores = append(e.Scores, Scored{Path: d.Sample.Path, Abnormal: d.Sample.Abnormal, Score: r.Score, DetScore: r.DetScore, Label: Label(r.Score, threshold), MaskPath: d.Sample.MaskPath})
+		e.Scores = append(e.Scores, Scored{Path: jsonpath.Path(d.Sample.Path), Abnormal: d.Sample.Abnormal, Score: r.Score, DetScore: r.DetScore, Label: Label(r.Score, threshold), MaskPath: d.Sample.MaskPath})
 		detScores = append(detScores, float32(r.DetScore))
 		if split.HasMasks {
 			pix = append(pix, r.Map...)

@@ -4,22 +4,23 @@ import (
 	"fmt"
 	"path/filepath"
 
+	"madclip/internal/jsonpath"
 	"madclip/weights"
 )
 
 // Provenance says which model made a result and how, so that a report or a
 // prediction can be traced and trusted later.
 type Provenance struct {
-	Version          string  `json:"madclip_version"`
-	Checkpoint       string  `json:"checkpoint,omitempty"` // empty when the file was not kept (bench without --work)
-	CheckpointSHA256 string  `json:"checkpoint_sha256"`
-	Backbone         string  `json:"backbone"`
-	Dataset          string  `json:"dataset"`
-	Shots            int     `json:"shots"`
-	ShotsFile        string  `json:"shots_file,omitempty"`
-	Seed             uint64  `json:"seed"`
-	Threshold        float64 `json:"threshold"`
-	ThresholdOrigin  string  `json:"threshold_origin"`
+	Version          string        `json:"madclip_version"`
+	Checkpoint       jsonpath.Path `json:"checkpoint,omitempty"` // empty when the file was not kept (bench without --work)
+	CheckpointSHA256 string        `json:"checkpoint_sha256"`
+	Backbone         string        `json:"backbone"`
+	Dataset          string        `json:"dataset"`
+	Shots            int           `json:"shots"`
+	ShotsFile        jsonpath.Path `json:"shots_file,omitempty"`
+	Seed             uint64        `json:"seed"`
+	Threshold        float64       `json:"threshold"`
+	ThresholdOrigin  string        `json:"threshold_origin"`
 }
 
 // NewProvenance describes the predictor loaded from the checkpoint at path,
@@ -36,8 +37,8 @@ func NewProvenance(p *Predictor, path, version string, threshold float64, origin
 	}
 	m := p.Meta
 	return Provenance{
-		Version: version, Checkpoint: abs, CheckpointSHA256: sum, Backbone: m.Backbone.String(),
-		Dataset: m.Dataset, Shots: m.Shots, ShotsFile: m.ShotsFile, Seed: m.Seed,
+		Version: version, Checkpoint: jsonpath.Path(abs), CheckpointSHA256: sum, Backbone: m.Backbone.String(),
+		Dataset: m.Dataset, Shots: m.Shots, ShotsFile: jsonpath.Path(m.ShotsFile), Seed: m.Seed,
 		Threshold: threshold, ThresholdOrigin: origin,
 	}, nil
 }

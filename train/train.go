@@ -14,6 +14,7 @@ import (
 	"madclip/checkpoint"
 	"madclip/dataset"
 	"madclip/imaging"
+	"madclip/internal/jsonpath"
 	"madclip/metrics"
 	"madclip/model"
 	"madclip/model/clip"
@@ -210,18 +211,18 @@ func (r *trainingRun) resumeFrom() error {
 	}
 	rm := r.resume.Meta
 	c.Dataset, c.Seed, c.Model, c.Epochs = rm.Dataset, rm.Seed, rm.Model, rm.Epochs
-	c.Shots, c.ShotsFile, c.ShotsIndex = rm.Shots, rm.ShotsFile, rm.ShotsIndex
+	c.Shots, c.ShotsFile, c.ShotsIndex = rm.Shots, string(rm.ShotsFile), rm.ShotsIndex
 	if t := rm.Training; t != nil {
 		c.Batch, c.LR, c.Betas = t.Batch, t.LR, &[2]float64{t.Beta1, t.Beta2}
 		c.SoftmaxLoss, c.SelectOnValid, c.DrawShots = t.SoftmaxLoss, t.SelectOnValid, t.DrawShots
 		if c.Data == "" {
-			c.Data = t.Data
+			c.Data = string(t.Data)
 		}
 	}
 	if b := rm.Backbone; c.Shared == nil {
 		c.Preset, c.BackboneSeed = b.Preset, b.Seed
 		if b.Preset == "" && c.Weights == "" {
-			c.Weights = b.File
+			c.Weights = string(b.File)
 		}
 	}
 	return nil
@@ -307,8 +308,8 @@ func (r *trainingRun) buildModel(tk *bpe.Tokenizer) error {
 		return err
 	}
 	r.meta = checkpoint.Meta{Version: checkpoint.Version, Model: r.m.Opts, Backbone: bb, Dataset: c.Dataset, Masks: r.hasMasks,
-		Shots: r.k, ShotsFile: c.ShotsFile, ShotsIndex: c.ShotsIndex, Seed: c.Seed, Epochs: c.Epochs,
-		Training: &checkpoint.Training{Data: absPath(c.Data), Batch: c.Batch, LR: c.LR, Beta1: c.Betas[0], Beta2: c.Betas[1],
+		Shots: r.k, ShotsFile: jsonpath.Path(c.ShotsFile), ShotsIndex: c.ShotsIndex, Seed: c.Seed, Epochs: c.Epochs,
+		Training: &checkpoint.Training{Data: jsonpath.Path(absPath(c.Data)), Batch: c.Batch, LR: c.LR, Beta1: c.Betas[0], Beta2: c.Betas[1],
 			SoftmaxLoss: c.SoftmaxLoss, SelectOnValid: c.SelectOnValid, DrawShots: c.DrawShots}}
 	if r.resume != nil {
 		if err := restoreAdam(r.opt, r.m, r.resume); err != nil {

@@ -382,7 +382,7 @@ func TestShotsChoice(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if res.Meta.ShotsFile != c.wantFile || res.Meta.Shots != c.shots {
+		if string(res.Meta.ShotsFile) != c.wantFile || res.Meta.Shots != c.shots {
 			t.Errorf("%d shots, draw %v: recorded %q, %d shots", c.shots, c.draw, res.Meta.ShotsFile, res.Meta.Shots)
 		}
 		if !(res.TextCosine > -1 && res.TextCosine < 1) {

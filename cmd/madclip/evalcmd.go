@@ -256,7 +256,7 @@ func writeFailures(p *infer.Predictor, ev *infer.Evaluation, dir string, n int, 
 	pick = append(pick, abnormals[:min(n, len(abnormals))]...)
 	items := make([]dataset.Sample, len(pick))
 	for i, s := range pick {
-		items[i].Path = s.Path
+		items[i].Path = string(s.Path)
 	}
 	return p.Stream(items, infer.StreamOptions{KeepOriginal: true}, func(d dataset.Decoded, r infer.Result) error {
 		s := pick[d.Index]

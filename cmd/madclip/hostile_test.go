@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/csv"
 	"encoding/json"
+	"fmt"
 	"image"
 	"image/jpeg"
 	"math"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"madclip/internal/reftest"
 	"madclip/internal/testimages"
 	"madclip/torch"
 	"madclip/torch/safetensors"
@@ -329,12 +331,12 @@ func TestPredictOutputs(t *testing.T) {
 		t.Fatalf("%d results, want %d (every readable image): %s", len(got), len(want), o)
 	}
 	for _, p := range got {
-		rel, _ := filepath.Rel(dir, p.Path)
-		hm, _ := filepath.Rel(dir, p.Heatmap)
+		rel, _ := filepath.Rel(dir, string(p.Path))
+		hm, _ := filepath.Rel(dir, string(p.Heatmap))
 		if want[rel] != hm {
 			t.Errorf("%s: heatmap %s, want %s", rel, hm, want[rel])
 		}
-		if _, err := os.Stat(p.Heatmap); err != nil {
+		if _, err := os.Stat(string(p.Heatmap)); err != nil {
 			t.Errorf("%s: %v", rel, err)
 		}
 	}
@@ -538,4 +540,35 @@ func TestWeightsFoundByContent(t *testing.T) {
 	os.Remove(filepath.Join(store, "renamed.safetensors"))
 	e, code = run(b, "predict", scan, "--checkpoint", ck, "--device", "cpu")
 	wantFailure(t, "give them with --weights", e, code)
+}
+
+// TestNonUTF8Names: a scan under a folder whose name is not UTF-8 (Latin-1
+// "café") is named byte for byte in predict --json, as Python's
+// surrogateescape writes it: json.loads then os.fsencode give the real
+// path of the scan and of its heatmap.
+func TestNonUTF8Names(t *testing.T) {
+	root, ck := trained(t)
+	py := reftest.Python(t, "json")
+	dir := filepath.Join(t.TempDir(), "caf\xe9")
+	os.MkdirAll(dir, 0o755)
+	raw, _ := os.ReadFile(filepath.Join(root, "Brain_AD", "test", "good", "img", "000.png"))
+	scan := filepath.Join(dir, "scan\xff.png")
+	os.WriteFile(scan, raw, 0o644)
+	heat := filepath.Join(dir, "heat.png")
+	o, e, code := madclip(t, nil, "predict", scan, "--checkpoint", ck, "--json", "--heatmap", heat, "--device", "cpu")
+	if code != 0 {
+		t.Fatal(e)
+	}
+	cmd := exec.Command(py, "-c", `import sys, json, os
+r = json.loads(sys.stdin.read())
+print(os.fsencode(r["path"]).hex(), os.fsencode(r["heatmap"]).hex(), os.path.exists(os.fsencode(r["heatmap"])))`)
+	cmd.Stdin = strings.NewReader(o)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("python: %v\n%s\n%s", err, out, o)
+	}
+	want := fmt.Sprintf("%x %x True", scan, heat)
+	if strings.TrimSpace(string(out)) != want {
+		t.Errorf("python reads %s, want %s (JSON %s)", out, want, o)
+	}
 }

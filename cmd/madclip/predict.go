@@ -20,6 +20,7 @@ import (
 	"madclip/checkpoint"
 	"madclip/dataset"
 	"madclip/infer"
+	"madclip/internal/jsonpath"
 	"madclip/model/clip/bpe"
 )
 
@@ -110,14 +111,14 @@ func imageInputs(args []string) ([]string, error) {
 }
 
 type prediction struct {
-	Path     string  `json:"path"`
-	Score    float64 `json:"score"`
-	Label    string  `json:"label"`
-	DetScore float64 `json:"det_score"`
-	Heatmap  string  `json:"heatmap,omitempty"`
-	RawMap   string  `json:"raw_map,omitempty"`
-	Panel    string  `json:"panel,omitempty"`
-	Mask     string  `json:"mask,omitempty"`
+	Path     jsonpath.Path `json:"path"`
+	Score    float64       `json:"score"`
+	Label    string        `json:"label"`
+	DetScore float64       `json:"det_score"`
+	Heatmap  jsonpath.Path `json:"heatmap,omitempty"`
+	RawMap   jsonpath.Path `json:"raw_map,omitempty"`
+	Panel    jsonpath.Path `json:"panel,omitempty"`
+	Mask     jsonpath.Path `json:"mask,omitempty"`
 	// Provenance: the model and threshold behind the label (--json only).
 	Provenance *infer.Provenance `json:"provenance,omitempty"`
 }
@@ -291,7 +292,7 @@ func checkpointInputs(c *cli.Context) ([]namedPath, checkpoint.Meta) {
 	inputs := []namedPath{{"--checkpoint", ck}, {"--weights", c.String("weights")}, {"--vocab", c.String("vocab")}}
 	m, err := checkpoint.ReadMeta(ck)
 	if err == nil {
-		inputs = append(inputs, namedPath{"weights", m.Backbone.File})
+		inputs = append(inputs, namedPath{"weights", string(m.Backbone.File)})
 	}
 	return inputs, m
 }
@@ -299,11 +300,11 @@ func checkpointInputs(c *cli.Context) ([]namedPath, checkpoint.Meta) {
 // write writes the outputs of one image and returns its row, which names
 // them.
 func (o predictOutputs) write(d dataset.Decoded, r infer.Result, size int, th float64) (prediction, error) {
-	pr := prediction{Path: d.Sample.Path, Score: r.Score, DetScore: r.DetScore, Label: infer.Label(r.Score, th)}
+	pr := prediction{Path: jsonpath.Path(d.Sample.Path), Score: r.Score, DetScore: r.DetScore, Label: infer.Label(r.Score, th)}
 	ov := infer.Overlay{Score: r.Score, Threshold: th, Label: pr.Label}
 	if o.heatmap != nil {
-		pr.Heatmap = o.heatmap[d.Index]
-		if err := writePNG(pr.Heatmap, infer.Heatmap(d.Orig, r.Map, size, ov)); err != nil {
+		pr.Heatmap = jsonpath.Path(o.heatmap[d.Index])
+		if err := writePNG(o.heatmap[d.Index], infer.Heatmap(d.Orig, r.Map, size, ov)); err != nil {
 			return pr, err
 		}
 	}
@@ -315,20 +316,20 @@ func (o predictOutputs) write(d dataset.Decoded, r infer.Result, size int, th fl
 				return pr, fmt.Errorf("--ground-truth %w", err)
 			}
 		}
-		pr.Panel = o.panel[d.Index]
-		if err := writePNG(pr.Panel, infer.Panel(d.Orig, gt, r.Map, size, ov)); err != nil {
+		pr.Panel = jsonpath.Path(o.panel[d.Index])
+		if err := writePNG(o.panel[d.Index], infer.Panel(d.Orig, gt, r.Map, size, ov)); err != nil {
 			return pr, err
 		}
 	}
 	if o.mask != nil {
-		pr.Mask = o.mask[d.Index]
-		if err := writePNG(pr.Mask, infer.PredictedMask(d.Orig, r.Map, size, th)); err != nil {
+		pr.Mask = jsonpath.Path(o.mask[d.Index])
+		if err := writePNG(o.mask[d.Index], infer.PredictedMask(d.Orig, r.Map, size, th)); err != nil {
 			return pr, err
 		}
 	}
 	if o.rawMap != nil {
-		pr.RawMap = o.rawMap[d.Index]
-		if err := infer.WriteNPY(pr.RawMap, r.Map, size, size); err != nil {
+		pr.RawMap = jsonpath.Path(o.rawMap[d.Index])
+		if err := infer.WriteNPY(o.rawMap[d.Index], r.Map, size, size); err != nil {
 			return pr, err
 		}
 	}
@@ -384,11 +385,11 @@ func (p *predictionPrinter) print(pr prediction) error {
 		_, err = fmt.Fprintln(p.w, string(b))
 		return err
 	case p.csv != nil:
-		p.csv.Write(csvSafe(pr.Path, fmt.Sprintf("%.6f", pr.Score), pr.Label, fmt.Sprintf("%.6f", pr.DetScore), pr.Heatmap, pr.RawMap, pr.Panel, pr.Mask))
+		p.csv.Write(csvSafe(string(pr.Path), fmt.Sprintf("%.6f", pr.Score), pr.Label, fmt.Sprintf("%.6f", pr.DetScore), string(pr.Heatmap), string(pr.RawMap), string(pr.Panel), string(pr.Mask)))
 		p.csv.Flush()
 		return p.csv.Error()
 	}
-	_, err := fmt.Fprintf(p.w, "%-10s %.*f  %s\n", pr.Label, infer.Decimals(pr.Score, p.threshold, 4), pr.Score, oneLine(pr.Path))
+	_, err := fmt.Fprintf(p.w, "%-10s %.*f  %s\n", pr.Label, infer.Decimals(pr.Score, p.threshold, 4), pr.Score, oneLine(string(pr.Path)))
 	return err
 }
 

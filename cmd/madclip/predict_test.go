@@ -111,7 +111,7 @@ func TestPredictCLI(t *testing.T) {
 	if !strings.Contains(o, `"det_score":`) || !(pr.DetScore > 0 && pr.DetScore < 1) {
 		t.Errorf("det_score missing or outside (0, 1): %q", o)
 	}
-	if pr.Score < 0 || pr.Score > 1 || pr.Heatmap != heat || pr.RawMap != raw || (pr.Label != "anomalous" && pr.Label != "normal") {
+	if pr.Score < 0 || pr.Score > 1 || string(pr.Heatmap) != heat || string(pr.RawMap) != raw || (pr.Label != "anomalous" && pr.Label != "normal") {
 		t.Errorf("prediction %+v", pr)
 	}
 	// The heatmap shows the 64-px input enlarged 8 times, with the title

@@ -420,12 +420,12 @@ func checkTrainOutput(c *cli.Context, cfg train.Config, resumed *checkpoint.Meta
 	inputs := []namedPath{{"--weights", cfg.Weights}, {"--shots-file", cfg.ShotsFile}, {"--vocab", c.String("vocab")}}
 	data, name := cfg.Data, cfg.Dataset
 	if resumed != nil {
-		inputs = append(inputs, namedPath{"weights", resumed.Backbone.File})
+		inputs = append(inputs, namedPath{"weights", string(resumed.Backbone.File)})
 		if name == "" {
 			name = resumed.Dataset
 		}
 		if data == "" && resumed.Training != nil {
-			data = resumed.Training.Data
+			data = string(resumed.Training.Data)
 		}
 	}
 	inputs = append(inputs, splitInputs(data, name, "valid")...)
