@@ -18,16 +18,34 @@ import (
 // (testdata/reference_step.py): the text tower run with gradients to the
 // context vectors, the adapters on the taps, the three losses of every
 // layer summed with weight 1, backward, and torch.optim.Adam with the
-// paper's betas. The losses and every parameter after the steps agree.
+// paper's betas. The losses and every parameter after the steps agree, for
+// the method and for the paper's ablations (c) shared adapters, (d) no
+// subtraction, (e) the softmax loss and (f) one head.
 func TestStepAgainstPyTorch(t *testing.T) {
 	py := reftest.Python(t, "torch", "numpy")
+	for _, v := range []struct {
+		name   string
+		opts   model.Options
+		loss   LossOptions
+		params int
+	}{
+		{"MadCLIP", model.Options{}, LossOptions{}, 2*4*3 + 2},
+		{"shared adapters and one head", model.Options{SharedAdapters: true, CommonHead: true}, LossOptions{}, 4*2 + 2},
+		{"no subtraction", model.Options{NoSubtraction: true}, LossOptions{}, 2*4*3 + 2},
+		{"softmax loss", model.Options{}, LossOptions{Softmax: true}, 2*4*3 + 2},
+	} {
+		t.Run(v.name, func(t *testing.T) { stepAgainstPyTorch(t, py, v.opts, v.loss, v.params) })
+	}
+}
+
+func stepAgainstPyTorch(t *testing.T, py string, o model.Options, lo LossOptions, nParams int) {
 	const size, batch, steps = 44, 4, 2
 	dir := t.TempDir()
 	tk := reftest.Tokenizer(t)
 	var gotLoss []float64
 	got := map[string][]float64{}
 	do(t, func(s *torch.Scope) error {
-		o := model.Options{Object: "Brain", ImageSize: size}
+		o.Object, o.ImageSize = "Brain", size
 		cfg := clip.Presets["tiny"]
 		bb, err := clip.New(cfg, o.CLIPOptions(torch.CPU), 1)
 		if err != nil {
@@ -79,7 +97,8 @@ func TestStepAgainstPyTorch(t *testing.T) {
 		}
 		defer opt.Free()
 		for range steps {
-			l, err := Step(m, opt, taps, labels, masks, LossOptions{Size: size}, torch.CPU)
+			lo.Size = size
+			l, err := Step(m, opt, taps, labels, masks, lo, torch.CPU)
 			if err != nil {
 				return err
 			}
@@ -90,7 +109,8 @@ func TestStepAgainstPyTorch(t *testing.T) {
 		}
 		return nil
 	})
-	cfgJSON, _ := json.Marshal(map[string]int{"vision_heads": clip.Presets["tiny"].VisionHeads, "text_heads": clip.Presets["tiny"].TextHeads, "layers": 4, "size": size})
+	cfgJSON, _ := json.Marshal(map[string]any{"vision_heads": clip.Presets["tiny"].VisionHeads, "text_heads": clip.Presets["tiny"].TextHeads, "layers": 4, "size": size,
+		"shared": o.SharedAdapters, "common": o.CommonHead, "nosub": o.NoSubtraction, "softmax": lo.Softmax})
 	out, err := exec.Command(py, filepath.Join("testdata", "reference_step.py"), filepath.Join(dir, "step.safetensors"), fmt.Sprint(steps), string(cfgJSON)).Output()
 	if err != nil {
 		t.Fatalf("reference_step.py: %v", err)
@@ -103,8 +123,8 @@ func TestStepAgainstPyTorch(t *testing.T) {
 		t.Fatalf("reference output: %v", err)
 	}
 	reftest.Near(t, "losses", gotLoss, want.Loss, 1e-5)
-	if len(want.Final) != len(got) || len(got) != 2*4*3+2 {
-		t.Fatalf("%d parameters here, %d in the reference; want 26", len(got), len(want.Final))
+	if len(want.Final) != len(got) || len(got) != nParams {
+		t.Fatalf("%d parameters here, %d in the reference; want %d", len(got), len(want.Final), nParams)
 	}
 	// Adam moves a value by at most about lr a step, whatever its
 	// gradient: where a gradient is within rounding of zero after the

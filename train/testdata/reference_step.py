@@ -2,7 +2,10 @@
 train/step_test.go: the 42 prompts through CLIP's text tower (no causal
 mask, exact GELU) with the context vectors as leaves, the adapters on the
 given taps, the detection, focal and dice losses of every layer summed with
-weight 1, backward, and torch.optim.Adam (lr 1e-3, betas 0.5 and 0.999).
+weight 1, backward, and torch.optim.Adam (lr 1e-3, betas 0.5 and 0.999);
+the paper's ablations as CONFIG_JSON asks: "shared" adapters for both
+branches, a "common" head for detection and segmentation, "nosub" scores,
+the "softmax" detection loss.
 
     reference_step.py TENSORS.safetensors STEPS CONFIG_JSON
 
@@ -36,25 +39,46 @@ def text_features(clip, layout, ctx):
     return F.normalize(f.reshape(2, 21, -1).mean(1), dim=-1)
 
 
-def adapter(p, branch, layer, tap):
+def adapter(p, branch, layer, tap, cfg):
+    """The adapter's detection and segmentation tokens; with "shared" both
+    branches are one adapter, with "common" one head serves both tasks."""
+    if cfg.get("shared"):
+        branch = "shared"
     w = lambda n: p[f"adapters.{branch}.{layer}.{n}.weight"]
     h = F.layer_norm(F.leaky_relu(tap @ w("fc1").T, 0.01), (tap.shape[-1],), eps=1e-5)[:, 1:]
-    return (F.normalize(F.leaky_relu(h @ w("det").T, 0.01), dim=-1),
-            F.normalize(F.leaky_relu(h @ w("seg").T, 0.01), dim=-1))
+    det = F.normalize(F.leaky_relu(h @ w("det").T, 0.01), dim=-1)
+    if cfg.get("common"):
+        return det, det
+    return det, F.normalize(F.leaky_relu(h @ w("seg").T, 0.01), dim=-1)
 
 
-def loss(p, clip, t, layers, size):
+def pair(on, oab, tn, tab, cfg):
+    """[S_n, S_ab] per patch; with "nosub" without the opposite class."""
+    if cfg.get("nosub"):
+        return on @ tn, oab @ tab
+    return on @ tn - on @ tab, oab @ tab - oab @ tn
+
+
+def loss(p, clip, t, cfg):
+    layers, size = cfg["layers"], cfg["size"]
     tn, tab = text_features(clip, t["layout"], [p["prompts.normal"], p["prompts.abnormal"]])
     y, masks = t["labels"], t["masks"]
     sign = (2 * y - 1)[:, None]
     total = 0
     for li in range(layers):
-        (dn, sn), (da, sa) = adapter(p, "normal", li, t[f"tap.{li}"]), adapter(p, "abnormal", li, t[f"tap.{li}"])
-        # Detection: each branch's patch scores through a sigmoid, as BCE.
-        total = total - (F.logsigmoid(-sign * (dn @ tn - dn @ tab)).mean(1)
-                         + F.logsigmoid(sign * (da @ tab - da @ tn)).mean(1)).mean()
+        (dn, sn), (da, sa) = adapter(p, "normal", li, t[f"tap.{li}"], cfg), adapter(p, "abnormal", li, t[f"tap.{li}"], cfg)
+        det_n, det_ab = pair(dn, da, tn, tab, cfg)
+        if cfg.get("softmax"):
+            # The softmax ablation: probabilities of the pair, their means
+            # over patches fed to BCE-with-logits as the authors' code does.
+            prob = torch.stack([det_n, det_ab], -1).softmax(-1)
+            n, a = prob[..., 0].mean(1), prob[..., 1].mean(1)
+            total = total + F.binary_cross_entropy_with_logits(1 - n, y) + F.binary_cross_entropy_with_logits(a, y)
+        else:
+            # Detection: each branch's patch scores through a sigmoid, as BCE.
+            total = total - (F.logsigmoid(-sign * det_n).mean(1) + F.logsigmoid(sign * det_ab).mean(1)).mean()
         # Segmentation: the two branches' maps, upsampled, softmax over them.
-        s = torch.stack([sn @ tn - sn @ tab, sa @ tab - sa @ tn], 1)
+        s = torch.stack(pair(sn, sa, tn, tab, cfg), 1)
         g = int(round(s.shape[-1] ** 0.5))
         prob = F.interpolate(s.reshape(-1, 2, g, g), size=(size, size), mode="bilinear", align_corners=True).softmax(1)
         onehot = torch.stack([1 - masks, masks], 1).clamp(1e-5, 1 - 1e-5)
@@ -78,7 +102,7 @@ def main():
     losses = []
     for _ in range(steps):
         opt.zero_grad()
-        total = loss(p, clip, t, cfg["layers"], cfg["size"])
+        total = loss(p, clip, t, cfg)
         total.backward()
         opt.step()
         losses.append(total.item())
