@@ -3,6 +3,7 @@ package model
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"os/exec"
@@ -390,6 +391,32 @@ func TestAblations(t *testing.T) {
 			}
 			m.Free()
 			backbone.Free()
+		}
+		// The generic object word: every prompt names "medical image"
+		// where the dataset's word was (the authors' REAL_NAME['all']).
+		tk := tokenizer(t)
+		for _, c := range []struct {
+			o    Options
+			text string
+		}{{Options{}, "Brain."}, {Options{GenericObject: true}, "medical image."}, {Options{Object: "retinal OCT"}, "retinal OCT."}} {
+			backbone, m := tiny(t, c.o)
+			want := tk.EncodeWithSpecials(c.text) // SOT, the words, ".", EOT
+			got := m.Prompts.Layout(0, 0, End)    // SOT, 8 context slots, the phrase "{}", ".", EOT
+			for i, id := range want[1:] {
+				if got[1+NumCtx+i] != int64(id) {
+					t.Errorf("%+v: the first normal prompt is %v, want the words of %q (%v) after the context", c.o, got[:1+NumCtx+len(want)], c.text, want)
+					break
+				}
+			}
+			m.Free()
+			backbone.Free()
+		}
+		// The words per dataset are the authors' (REAL_NAME in their
+		// Prompt/promptChooser.py).
+		authors := map[string]string{"Brain": "Brain", "Liver": "Liver", "Retina_RESC": "retinal OCT", "Chest": "Chest X-ray film",
+			"Retina_OCT2017": "retinal OCT", "Histopathology": "histopathological image"}
+		if !maps.Equal(ObjectWords, authors) || GenericObjectWord != "medical image" {
+			t.Errorf("object words %v and %q, the authors' %v and \"medical image\"", ObjectWords, GenericObjectWord, authors)
 		}
 		// Without subtraction the scores are plain similarities in [-1, 1].
 		backbone, m := tiny(t, Options{NoSubtraction: true})

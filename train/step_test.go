@@ -20,7 +20,8 @@ import (
 // layer summed with weight 1, backward, and torch.optim.Adam with the
 // paper's betas. The losses and every parameter after the steps agree, for
 // the method and for the paper's ablations (c) shared adapters, (d) no
-// subtraction, (e) the softmax loss and (f) one head.
+// subtraction, (e) the softmax loss and (f) one head, and for the prompts
+// run with CLIP's causal mask and QuickGELU.
 func TestStepAgainstPyTorch(t *testing.T) {
 	py := reftest.Python(t, "torch", "numpy")
 	for _, v := range []struct {
@@ -33,6 +34,7 @@ func TestStepAgainstPyTorch(t *testing.T) {
 		{"shared adapters and one head", model.Options{SharedAdapters: true, CommonHead: true}, LossOptions{}, 4*2 + 2},
 		{"no subtraction", model.Options{NoSubtraction: true}, LossOptions{}, 2*4*3 + 2},
 		{"softmax loss", model.Options{}, LossOptions{Softmax: true}, 2*4*3 + 2},
+		{"causal prompts and QuickGELU", model.Options{CausalPrompts: true, QuickGELU: true}, LossOptions{}, 2*4*3 + 2},
 	} {
 		t.Run(v.name, func(t *testing.T) { stepAgainstPyTorch(t, py, v.opts, v.loss, v.params) })
 	}
@@ -110,7 +112,8 @@ func stepAgainstPyTorch(t *testing.T, py string, o model.Options, lo LossOptions
 		return nil
 	})
 	cfgJSON, _ := json.Marshal(map[string]any{"vision_heads": clip.Presets["tiny"].VisionHeads, "text_heads": clip.Presets["tiny"].TextHeads, "layers": 4, "size": size,
-		"shared": o.SharedAdapters, "common": o.CommonHead, "nosub": o.NoSubtraction, "softmax": lo.Softmax})
+		"shared": o.SharedAdapters, "common": o.CommonHead, "nosub": o.NoSubtraction, "softmax": lo.Softmax,
+		"causal": o.CausalPrompts, "quick_gelu": o.QuickGELU})
 	out, err := exec.Command(py, filepath.Join("testdata", "reference_step.py"), filepath.Join(dir, "step.safetensors"), fmt.Sprint(steps), string(cfgJSON)).Output()
 	if err != nil {
 		t.Fatalf("reference_step.py: %v", err)

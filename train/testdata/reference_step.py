@@ -5,7 +5,8 @@ given taps, the detection, focal and dice losses of every layer summed with
 weight 1, backward, and torch.optim.Adam (lr 1e-3, betas 0.5 and 0.999);
 the paper's ablations as CONFIG_JSON asks: "shared" adapters for both
 branches, a "common" head for detection and segmentation, "nosub" scores,
-the "softmax" detection loss.
+the "softmax" detection loss; and the options "causal" (the prompts with
+CLIP's causal mask) and "quick_gelu" (CLIP's own activation).
 
     reference_step.py TENSORS.safetensors STEPS CONFIG_JSON
 
@@ -94,7 +95,8 @@ def main():
     steps = int(sys.argv[2])
     cfg = json.loads(sys.argv[3])
     clip_w = {k[len("clip."):]: v for k, v in t.items() if k.startswith("clip.")}
-    clip = reference_clip.load(clip_w, cfg["vision_heads"], cfg["text_heads"], "gelu", causal=False)
+    act = "quick_gelu" if cfg.get("quick_gelu") else "gelu"
+    clip = reference_clip.load(clip_w, cfg["vision_heads"], cfg["text_heads"], act, causal=bool(cfg.get("causal")))
     for q in clip.parameters():
         q.requires_grad_(False)
     p = {k[len("init."):]: v.clone().requires_grad_() for k, v in t.items() if k.startswith("init.")}
