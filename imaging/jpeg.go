@@ -35,8 +35,9 @@ static void mc_jpeg_error_exit(j_common_ptr cinfo) {
 // that compressed data was lost or garbled (libjpeg then fills in flat
 // grey and goes on, and so does PIL) make the image damaged, unless the
 // caller accepts that. Other warnings (extraneous bytes before a marker, an
-// unknown Adobe transform, a newer JFIF version) are ignored, as PIL
-// ignores them: real files carry them.
+// unknown Adobe transform, a newer JFIF version, odd scan parameters that
+// libjpeg decodes anyway) are ignored, as PIL ignores them: real files
+// carry them.
 static void mc_jpeg_emit(j_common_ptr cinfo, int level) {
 	mc_jpeg_err *e = (mc_jpeg_err *)cinfo->err;
 	if (level >= 0) {
@@ -50,8 +51,6 @@ static void mc_jpeg_emit(j_common_ptr cinfo, int level) {
 	case JWRN_HUFF_BAD_CODE:
 	case JWRN_ARITH_BAD_CODE:
 	case JWRN_MUST_RESYNC:
-	case JWRN_NOT_SEQUENTIAL:
-	case JWRN_BOGUS_PROGRESSION:
 		if (!e->accept_damaged && !e->damaged) {
 			e->damaged = 1;
 			(*cinfo->err->format_message)(cinfo, e->damage);
