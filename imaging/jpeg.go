@@ -129,8 +129,8 @@ static unsigned char *mc_jpeg_decode(const unsigned char *data, unsigned long n,
 		}
 	}
 	if (!err.truncated && !err.damaged) {
-		// The rest of the file up to EOI, where a progressive JPEG's
-		// later scans and their warnings still lie.
+		// The rest of the file, up to EOI: a file that ends without it is
+		// truncated, as PIL says.
 		jpeg_finish_decompress(&cinfo);
 	}
 	if (err.truncated || err.damaged) {
