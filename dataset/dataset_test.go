@@ -340,6 +340,32 @@ func TestSynthLeavesRealDataAlone(t *testing.T) {
 		t.Errorf("synth removed a file it did not write: %v", err)
 	}
 	os.Remove(theirs)
+	// A folder swapped for a link to elsewhere, and a marker edited to
+	// list paths outside: nothing outside the dataset's folder goes.
+	outside := t.TempDir()
+	victim := filepath.Join(outside, "000.png")
+	os.WriteFile(victim, []byte("elsewhere"), 0o644)
+	good := filepath.Join(Dir(root, "Mine"), "valid", "good", "img")
+	os.RemoveAll(good)
+	os.Symlink(outside, good)
+	marker := filepath.Join(Dir(root, "Mine"), synthMarker)
+	m, _ := os.ReadFile(marker)
+	os.WriteFile(marker, append(m, []byte("../../x.png\n"+victim+"\nvalid/good/img/000.png\n")...), 0o644)
+	os.WriteFile(filepath.Join(root, "x.png"), []byte("beside"), 0o644)
+	err := Synth(root, SynthOptions{Seed: 1, Valid: 2, Test: 3, Datasets: []string{"Mine"}})
+	if err == nil || !strings.Contains(err.Error(), "leads out of") {
+		t.Errorf("synth through a folder linked elsewhere: %v", err)
+	}
+	if b, err := os.ReadFile(victim); err != nil || string(b) != "elsewhere" {
+		t.Errorf("synth removed a file outside the dataset through a link: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "x.png")); err != nil {
+		t.Errorf("synth removed a file the marker named outside the dataset: %v", err)
+	}
+	os.Remove(good)
+	if err := Synth(root, SynthOptions{Seed: 1, Valid: 2, Test: 3, Datasets: []string{"Mine"}}); err != nil {
+		t.Fatalf("synth once the link is gone: %v", err)
+	}
 	s, err := ReadSplit(root, "Mine", "test")
 	if err != nil {
 		t.Fatal(err)

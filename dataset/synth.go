@@ -112,10 +112,16 @@ func Synth(root string, o SynthOptions) error {
 				if err := os.MkdirAll(imgDir, 0o755); err != nil {
 					return fmt.Errorf("synth %s: %w", root, err)
 				}
+				if !insideDir(imgDir, Dir(root, d.Name)) {
+					return fmt.Errorf("synth: %s leads out of %s through a link; remove the link or choose another --out", imgDir, Dir(root, d.Name))
+				}
 				maskDir := filepath.Join(Dir(root, d.Name), split.name, "Ungood", "anomaly_mask")
 				if abnormal && d.Masks {
 					if err := os.MkdirAll(maskDir, 0o755); err != nil {
 						return fmt.Errorf("synth %s: %w", root, err)
+					}
+					if !insideDir(maskDir, Dir(root, d.Name)) {
+						return fmt.Errorf("synth: %s leads out of %s through a link; remove the link or choose another --out", maskDir, Dir(root, d.Name))
 					}
 				}
 				for _, name := range synthNames(d.Name, split.name, abnormal, split.n) {
@@ -188,6 +194,9 @@ func clearSynthetic(dir string) error {
 			continue
 		}
 		p := filepath.Join(dir, rel)
+		if !insideDir(filepath.Dir(p), dir) { // a folder replaced by a link to elsewhere
+			continue
+		}
 		if st, err := os.Lstat(p); err == nil && st.Mode().IsRegular() {
 			if err := os.Remove(p); err != nil {
 				return fmt.Errorf("synth: remove the earlier %w", err)
@@ -198,6 +207,15 @@ func clearSynthetic(dir string) error {
 		return fmt.Errorf("synth: %s: %w", marker, err)
 	}
 	return nil
+}
+
+// insideDir reports whether the folder sub lies inside the folder dir
+// once every link is followed.
+func insideDir(sub, dir string) bool {
+	s, err1 := filepath.EvalSymlinks(sub)
+	d, err2 := filepath.EvalSymlinks(dir)
+	sep := string(filepath.Separator)
+	return err1 == nil && err2 == nil && strings.HasPrefix(s+sep, d+sep)
 }
 
 // synthFiles lists the images and masks Synth writes for one dataset,
