@@ -377,14 +377,9 @@ func (c *Checkpoint) OpenBackbone(weightsPath string, dev torch.Device) (*clip.M
 	b := c.Meta.Backbone
 	src := Source{Preset: b.Preset, Seed: b.Seed, Weights: weightsPath}
 	if b.Preset == "" && src.Weights == "" {
-		src.Weights = string(b.File)
-		if _, err := os.Stat(string(b.File)); err != nil && b.Digest != "" {
-			found, ferr := weights.FindDigest(b.Digest, filepath.Dir(c.Path))
-			if ferr != nil {
-				return nil, fmt.Errorf("%s was trained on CLIP weights %s (digest %s…), which are not there, nor in %s: give them with --weights",
-					c.Path, b.File, short(b.Digest), strings.Join(append(weights.Dirs(), filepath.Dir(c.Path)), ", "))
-			}
-			src.Weights = found
+		var err error
+		if src.Weights, err = c.Meta.WeightsFile(c.Path); err != nil {
+			return nil, err
 		}
 	}
 	m, got, err := OpenBackbone(src, c.Meta.Model.CLIPOptions(dev))
@@ -429,6 +424,26 @@ func isSHA256(s string) bool {
 		}
 	}
 	return true
+}
+
+// WeightsFile is the CLIP weights file a checkpoint at ckPath with this
+// Meta runs on when no --weights is given: the recorded file, or when it
+// is not there any more, a file with the recorded digest in the weights
+// folders or the checkpoint's own folder. It is "" for a preset.
+func (m Meta) WeightsFile(ckPath string) (string, error) {
+	b := m.Backbone
+	if b.Preset != "" {
+		return "", nil
+	}
+	if _, err := os.Stat(string(b.File)); err == nil || b.Digest == "" {
+		return string(b.File), nil
+	}
+	found, err := weights.FindDigest(b.Digest, filepath.Dir(ckPath))
+	if err != nil {
+		return "", fmt.Errorf("%s was trained on CLIP weights %s (digest %s…), which are not there, nor in %s: give them with --weights",
+			ckPath, b.File, short(b.Digest), strings.Join(append(weights.Dirs(), filepath.Dir(ckPath)), ", "))
+	}
+	return found, nil
 }
 
 // short abbreviates a digest for messages (whatever its length).

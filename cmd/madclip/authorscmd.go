@@ -144,7 +144,7 @@ func exportAuthorsAction(c *cli.Context) error {
 	ck, out := c.Args().Get(0), c.Args().Get(1)
 	inputs := []namedPath{{"CHECKPOINT", ck}, {"--weights", c.String("weights")}, {"--vocab", c.String("vocab")}}
 	if meta, err := checkpoint.ReadMeta(ck); err == nil {
-		inputs = append(inputs, namedPath{"weights", string(meta.Backbone.File)})
+		inputs = append(inputs, recordedWeights(ck, meta)...)
 	}
 	if err := checkOutputs([]namedPath{{"OUT.pth", out}}, inputs); err != nil {
 		return fmt.Errorf("export authors: %w", err)

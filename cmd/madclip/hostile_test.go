@@ -537,6 +537,15 @@ func TestWeightsFoundByContent(t *testing.T) {
 	if e, code := run(b, "predict", scan, "--checkpoint", ck, "--device", "cpu"); code != 0 {
 		t.Fatalf("moved into the weights folder: %s", e)
 	}
+	// Weights found by their digest are an input too.
+	moved := filepath.Join(store, "renamed.safetensors")
+	for _, args := range [][]string{{"predict", scan, "--checkpoint", ck, "--heatmap", moved}, {"export", "authors", ck, moved}} {
+		e, code := run(b, args...)
+		wantFailure(t, "is the weights file: refusing to overwrite an input", e, code)
+	}
+	if fileSum(t, moved) != sum {
+		t.Fatal("an output replaced the weights found by digest")
+	}
 	os.Remove(filepath.Join(store, "renamed.safetensors"))
 	e, code = run(b, "predict", scan, "--checkpoint", ck, "--device", "cpu")
 	wantFailure(t, "give them with --weights", e, code)

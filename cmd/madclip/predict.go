@@ -292,9 +292,19 @@ func checkpointInputs(c *cli.Context) ([]namedPath, checkpoint.Meta) {
 	inputs := []namedPath{{"--checkpoint", ck}, {"--weights", c.String("weights")}, {"--vocab", c.String("vocab")}}
 	m, err := checkpoint.ReadMeta(ck)
 	if err == nil {
-		inputs = append(inputs, namedPath{"weights", string(m.Backbone.File)})
+		inputs = append(inputs, recordedWeights(ck, m)...)
 	}
 	return inputs, m
+}
+
+// recordedWeights names as inputs the weights a checkpoint records and, if
+// they have moved, the file found in their place by digest.
+func recordedWeights(ck string, m checkpoint.Meta) []namedPath {
+	in := []namedPath{{"weights", string(m.Backbone.File)}}
+	if found, err := m.WeightsFile(ck); err == nil && found != "" {
+		in = append(in, namedPath{"weights", found})
+	}
+	return in
 }
 
 // write writes the outputs of one image and returns its row, which names

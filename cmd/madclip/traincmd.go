@@ -420,7 +420,7 @@ func checkTrainOutput(c *cli.Context, cfg train.Config, resumed *checkpoint.Meta
 	inputs := []namedPath{{"--weights", cfg.Weights}, {"--shots-file", cfg.ShotsFile}, {"--vocab", c.String("vocab")}}
 	data, name := cfg.Data, cfg.Dataset
 	if resumed != nil {
-		inputs = append(inputs, namedPath{"weights", string(resumed.Backbone.File)})
+		inputs = append(inputs, recordedWeights(cfg.Resume, *resumed)...)
 		if name == "" {
 			name = resumed.Dataset
 		}
