@@ -257,9 +257,9 @@ func (m Meta) validate() error {
 	case b.Digest == "" && b.SHA256 == "":
 		return fmt.Errorf("its configuration names the weights %s but not their digest", b.File)
 	case b.Digest != "" && !isSHA256(b.Digest):
-		return fmt.Errorf("its weights digest %q is not a SHA-256 (64 hexadecimal digits)", short(b.Digest))
+		return fmt.Errorf("its weights digest %q (%d characters) is not a SHA-256 in lowercase hexadecimal", short(b.Digest), len(b.Digest))
 	case b.Digest == "" && !isSHA256(b.SHA256):
-		return fmt.Errorf("its weights file hash %q is not a SHA-256 (64 hexadecimal digits)", short(b.SHA256))
+		return fmt.Errorf("its weights file hash %q (%d characters) is not a SHA-256 in lowercase hexadecimal", short(b.SHA256), len(b.SHA256))
 	}
 	if err := b.Config.Validate(); err != nil {
 		return fmt.Errorf("its backbone configuration: %w", err)

@@ -366,6 +366,21 @@ func TestSynthLeavesRealDataAlone(t *testing.T) {
 	if err := Synth(root, SynthOptions{Seed: 1, Valid: 2, Test: 3, Datasets: []string{"Mine"}}); err != nil {
 		t.Fatalf("synth once the link is gone: %v", err)
 	}
+	// An image replaced by a link to a file elsewhere is not written
+	// through.
+	img := filepath.Join(Dir(root, "Mine"), "test", "good", "img", "000.png")
+	os.Remove(img)
+	os.Symlink(victim, img)
+	if err := Synth(root, SynthOptions{Seed: 1, Valid: 2, Test: 3, Datasets: []string{"Mine"}}); err == nil || !strings.Contains(err.Error(), "a symbolic link") {
+		t.Errorf("synth over an image linked elsewhere: %v", err)
+	}
+	if b, err := os.ReadFile(victim); err != nil || string(b) != "elsewhere" {
+		t.Errorf("synth wrote through a link to a file outside the dataset: %v", err)
+	}
+	os.Remove(img)
+	if err := Synth(root, SynthOptions{Seed: 1, Valid: 2, Test: 3, Datasets: []string{"Mine"}}); err != nil {
+		t.Fatalf("synth once the link is gone: %v", err)
+	}
 	s, err := ReadSplit(root, "Mine", "test")
 	if err != nil {
 		t.Fatal(err)

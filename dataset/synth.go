@@ -130,10 +130,16 @@ func Synth(root string, o SynthOptions) error {
 					if !strings.EqualFold(filepath.Ext(name), ".png") {
 						write = writeJPEG
 					}
+					if err := ownFile(filepath.Join(imgDir, name)); err != nil {
+						return err
+					}
 					if err := write(filepath.Join(imgDir, name), img); err != nil {
 						return err
 					}
 					if abnormal && d.Masks {
+						if err := ownFile(filepath.Join(maskDir, name)); err != nil {
+							return err
+						}
 						if err := writePNG(filepath.Join(maskDir, name), mask); err != nil {
 							return err
 						}
@@ -207,6 +213,17 @@ func clearSynthetic(dir string) error {
 		return fmt.Errorf("synth: %s: %w", marker, err)
 	}
 	return nil
+}
+
+// ownFile refuses to write path when something other than a regular file
+// is there (a link, which atomicfile would write through, to a file
+// outside the dataset; a folder; a pipe).
+func ownFile(path string) error {
+	st, err := os.Lstat(path)
+	if err != nil || st.Mode().IsRegular() {
+		return nil
+	}
+	return fmt.Errorf("synth: %s is %s, not a file synth wrote; remove it or choose another --out", path, regularfile.Kind(st.Mode()))
 }
 
 // insideDir reports whether the folder sub lies inside the folder dir

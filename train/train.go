@@ -254,6 +254,9 @@ func (r *trainingRun) readShots() error {
 		if strings.HasPrefix(c.ShotsFile, "authors:") {
 			return fmt.Errorf("%w; the authors' list (%s) names images of their release; draw the shots from your data with --draw-shots", err, c.ShotsFile)
 		}
+		if c.ShotsFile != "" {
+			return fmt.Errorf("%s: %w", c.ShotsFile, err)
+		}
 		return err
 	}
 	r.rep.Stage(describeShots(*c, len(shots.Normal)))

@@ -171,6 +171,11 @@ func planReport(c *cli.Context, report string) (*inputSet, error) {
 			return nil, err
 		}
 	}
+	// The failures folder is the report's own: old pictures are removed
+	// from it, so it is never reached through a link.
+	if st, err := os.Lstat(failures); err == nil && st.Mode()&os.ModeSymlink != 0 {
+		return nil, fmt.Errorf("--report %s: %s is a link; eval writes (and clears) its failure pictures only in a folder of its own", report, failures)
+	}
 	// Failure pictures of an earlier run are replaced; one that is (or
 	// links to) an input is refused now, not after scoring.
 	for _, pattern := range failurePatterns {
@@ -310,6 +315,9 @@ func caseNote(abnormal bool, score, threshold float64) string {
 // planReport has refused, before scoring, any such picture that is an
 // input; a regular file removed here is only a name, never a link's target.
 func clearFailures(dir string) error {
+	if st, err := os.Lstat(dir); err != nil || !st.IsDir() { // a link is not ours to empty
+		return nil
+	}
 	for _, pattern := range failurePatterns {
 		old, err := filepath.Glob(filepath.Join(dir, pattern))
 		if err != nil {

@@ -176,13 +176,26 @@ func TestHostileInputs(t *testing.T) {
 	// A link to another dataset's images.
 	otherLinked := filepath.Join(dir, "other-dataset")
 	os.Symlink(filepath.Join(root, "Chest_AD", "test", "good"), otherLinked)
+	// A shots file naming a normal image among the abnormal shots.
+	goods, _ := filepath.Glob(filepath.Join(root, "Brain_AD", "valid", "good", "img", "*"))
+	wrongClass := filepath.Join(dir, "wrong-class.txt")
+	os.WriteFile(wrongClass, []byte("n-0: "+filepath.Base(goods[0])+"\na-0: "+filepath.Base(goods[1])+"\n"), 0o644)
+	// A failures folder that links elsewhere, holding a file named like a
+	// failure picture.
+	linkedFailures := filepath.Join(dir, "linked-failures")
+	elsewhere := filepath.Join(dir, "elsewhere")
+	os.MkdirAll(linkedFailures, 0o755)
+	os.MkdirAll(elsewhere, 0o755)
+	precious := filepath.Join(elsewhere, "normal-high_0.5_001.png")
+	os.WriteFile(precious, []byte("precious"), 0o644)
+	os.Symlink(elsewhere, filepath.Join(linkedFailures, "failures"))
 	// Weights kept in bench's work folder under a run's checkpoint name.
 	work := filepath.Join(dir, "work")
 	os.MkdirAll(work, 0o755)
 	workWeights := filepath.Join(work, "Brain-2shot-seed1.safetensors")
 	os.WriteFile(workWeights, []byte("weights"), 0o644)
 	os.MkdirAll(filepath.Join(dir, "w2"), 0o755)
-	before := map[string]string{scan: fileSum(t, scan), ck: fileSum(t, ck), testImage: fileSum(t, testImage), validImage: fileSum(t, validImage), workWeights: fileSum(t, workWeights)}
+	before := map[string]string{precious: fileSum(t, precious), scan: fileSum(t, scan), ck: fileSum(t, ck), testImage: fileSum(t, testImage), validImage: fileSum(t, validImage), workWeights: fileSum(t, workWeights)}
 	eval := []string{"eval", "--checkpoint", ck, "--data", root, "--device", "cpu"}
 	train := []string{"train", "--data", root, "--dataset", "Brain", "--preset", "tiny", "--shots", "2", "--epochs", "1", "--image-size", "56"}
 	bench := []string{"bench", "--data", root, "--datasets", "Brain", "--preset", "tiny", "--shots", "2", "--seeds", "1", "--epochs", "1", "--image-size", "56"}
@@ -216,7 +229,7 @@ func TestHostileInputs(t *testing.T) {
 		{"checkpoint from a newer madclip", []string{"predict", "--checkpoint", newer, scan}, "newer than this one"},
 		{"checkpoint without a version", []string{"predict", "--checkpoint", unversioned, scan}, "no version"},
 		{"a layer tapped twice in the metadata", []string{"predict", "--checkpoint", twiceTapped, scan}, "layer 1 is tapped twice"},
-		{"a short weights digest in the metadata", []string{"predict", "--checkpoint", shortDigest, scan}, `its weights digest "abc12" is not a SHA-256`},
+		{"a short weights digest in the metadata", []string{"predict", "--checkpoint", shortDigest, scan}, `its weights digest "abc12" (5 characters) is not a SHA-256`},
 		{"a preset and a weights file in the metadata", []string{"predict", "--checkpoint", twoBackbones, scan}, "two backbones"},
 		{"a loss sum without steps in the metadata", []string{"predict", "--checkpoint", badLossSum, scan}, "loss sum of 3.5 over 0 of 0 steps"},
 		{"a negative elapsed time in the metadata", []string{"predict", "--checkpoint", badElapsed, scan}, "elapsed time -2 s"},
@@ -242,6 +255,8 @@ func TestHostileInputs(t *testing.T) {
 		{"huge PNG under a raised limit", append(predict, bomb, "--max-pixels", "10000000000"), "of memory"},
 		{"report failures into the test images", append(eval, "--report", intoData), "madclip writes nothing into a dataset"},
 		{"earlier failure picture linked to a test image", append(eval, "--report", oldFailure), "an input image"},
+		{"shot of the wrong class", []string{"train", "--data", root, "--dataset", "Brain", "--preset", "tiny", "--epochs", "1", "--image-size", "56", "-q", "--shots-file", wrongClass, "--out", filepath.Join(dir, "o.safetensors")}, "wrong-class.txt: shot"},
+		{"report failures folder linked elsewhere", append(eval, "--report", linkedFailures), "failures is a link"},
 		{"report inside another dataset", append(eval, "--report", filepath.Join(root, "Chest_AD", "test", "good", "img")), "Chest_AD: madclip writes nothing into a dataset"},
 		{"report through a link into another dataset", append(eval, "--report", filepath.Join(otherLinked, "r")), "Chest_AD: madclip writes nothing into a dataset"},
 		{"train --out into a folder that cannot be written", append(train, "--out", "/proc/x.safetensors"), "cannot create files in /proc: "},
