@@ -59,26 +59,7 @@ func Synth(root string, o SynthOptions) error {
 	if o.Size < 32 {
 		return fmt.Errorf("synth: size %d is too small (at least 32)", o.Size)
 	}
-	type spec struct {
-		Name  string
-		Masks bool
-	}
-	var specs []spec
-	for _, d := range SynthDatasets {
-		specs = append(specs, spec{d.Name, d.Masks})
-	}
-	if len(o.Datasets) > 0 {
-		specs = nil
-		for _, n := range o.Datasets {
-			masks := true
-			for _, b := range Benchmarks {
-				if b.Name == n {
-					masks = b.Masks
-				}
-			}
-			specs = append(specs, spec{n, masks})
-		}
-	}
+	specs := synthSpecs(o.Datasets)
 	seen := map[string]bool{}
 	for _, d := range specs {
 		if err := CheckName(d.Name); err != nil {
@@ -93,62 +74,109 @@ func Synth(root string, o SynthOptions) error {
 		}
 	}
 	for _, d := range specs {
-		// Each dataset's stream depends on its name only, so a dataset's
-		// files are the same whichever others are written with it.
-		r := rand.New(rand.NewPCG(o.Seed, nameStream(d.Name)))
-		if err := writeSynthMarker(Dir(root, d.Name), o, synthFiles(d.Name, d.Masks, o)); err != nil {
+		if err := synthDataset(root, d, o); err != nil {
 			return err
 		}
-		for _, split := range []struct {
-			name string
-			n    int
-		}{{"valid", o.Valid}, {"test", o.Test}} {
-			for _, abnormal := range []bool{false, true} {
-				cls := "good"
-				if abnormal {
-					cls = "Ungood"
+	}
+	return nil
+}
+
+// synthSpec names one dataset to write and whether it has masks.
+type synthSpec struct {
+	Name  string
+	Masks bool
+}
+
+// synthSpecs lists the datasets to write: the default set, or the named
+// ones, with masks where the benchmark of that name has them.
+func synthSpecs(names []string) []synthSpec {
+	var specs []synthSpec
+	if len(names) == 0 {
+		for _, d := range SynthDatasets {
+			specs = append(specs, synthSpec{d.Name, d.Masks})
+		}
+		return specs
+	}
+	for _, n := range names {
+		masks := true
+		for _, b := range Benchmarks {
+			if b.Name == n {
+				masks = b.Masks
+			}
+		}
+		specs = append(specs, synthSpec{n, masks})
+	}
+	return specs
+}
+
+// synthDataset writes one dataset's valid and test splits under root.
+func synthDataset(root string, d synthSpec, o SynthOptions) error {
+	// Each dataset's stream depends on its name only, so a dataset's
+	// files are the same whichever others are written with it.
+	r := rand.New(rand.NewPCG(o.Seed, nameStream(d.Name)))
+	dir := Dir(root, d.Name)
+	if err := writeSynthMarker(dir, o, synthFiles(d.Name, d.Masks, o)); err != nil {
+		return err
+	}
+	for _, split := range []struct {
+		name string
+		n    int
+	}{{"valid", o.Valid}, {"test", o.Test}} {
+		for _, abnormal := range []bool{false, true} {
+			cls := "good"
+			if abnormal {
+				cls = "Ungood"
+			}
+			withMask := abnormal && d.Masks
+			imgDir := filepath.Join(dir, split.name, cls, "img")
+			maskDir := filepath.Join(dir, split.name, "Ungood", "anomaly_mask")
+			if err := makeInside(imgDir, dir); err != nil {
+				return err
+			}
+			if withMask {
+				if err := makeInside(maskDir, dir); err != nil {
+					return err
 				}
-				imgDir := filepath.Join(Dir(root, d.Name), split.name, cls, "img")
-				if err := os.MkdirAll(imgDir, 0o755); err != nil {
-					return fmt.Errorf("synth %s: %w", root, err)
+			}
+			for _, name := range synthNames(d.Name, split.name, abnormal, split.n) {
+				img, mask := synthImage(r, o.Size, d.Name == "Chest", abnormal)
+				write := writePNG
+				if !strings.EqualFold(filepath.Ext(name), ".png") {
+					write = writeJPEG
 				}
-				if !insideDir(imgDir, Dir(root, d.Name)) {
-					return fmt.Errorf("synth: %s leads out of %s through a link; remove the link or choose another --out", imgDir, Dir(root, d.Name))
+				if err := writeOwn(filepath.Join(imgDir, name), img, write); err != nil {
+					return err
 				}
-				maskDir := filepath.Join(Dir(root, d.Name), split.name, "Ungood", "anomaly_mask")
-				if abnormal && d.Masks {
-					if err := os.MkdirAll(maskDir, 0o755); err != nil {
-						return fmt.Errorf("synth %s: %w", root, err)
-					}
-					if !insideDir(maskDir, Dir(root, d.Name)) {
-						return fmt.Errorf("synth: %s leads out of %s through a link; remove the link or choose another --out", maskDir, Dir(root, d.Name))
-					}
-				}
-				for _, name := range synthNames(d.Name, split.name, abnormal, split.n) {
-					img, mask := synthImage(r, o.Size, d.Name == "Chest", abnormal)
-					write := writePNG
-					if !strings.EqualFold(filepath.Ext(name), ".png") {
-						write = writeJPEG
-					}
-					if err := ownFile(filepath.Join(imgDir, name)); err != nil {
+				if withMask {
+					if err := writeOwn(filepath.Join(maskDir, name), mask, writePNG); err != nil {
 						return err
-					}
-					if err := write(filepath.Join(imgDir, name), img); err != nil {
-						return err
-					}
-					if abnormal && d.Masks {
-						if err := ownFile(filepath.Join(maskDir, name)); err != nil {
-							return err
-						}
-						if err := writePNG(filepath.Join(maskDir, name), mask); err != nil {
-							return err
-						}
 					}
 				}
 			}
 		}
 	}
 	return nil
+}
+
+// makeInside creates the folder sub of the dataset folder dir and refuses
+// it when a link leads it out of dir.
+func makeInside(sub, dir string) error {
+	if err := os.MkdirAll(sub, 0o755); err != nil {
+		return fmt.Errorf("synth %s: %w", dir, err)
+	}
+	if !insideDir(sub, dir) {
+		return fmt.Errorf("synth: %s leads out of %s through a link; remove the link or choose another --out", sub, dir)
+	}
+	return nil
+}
+
+// writeOwn writes img to path with write, unless path is something other
+// than a regular file synth may replace.
+func writeOwn(path string, img image.Image, write func(string, image.Image) error) error {
+	if err := ownFile(path); err != nil {
+		return err
+	}
+	return write(path, img)
 }
 
 // nameStream is the random stream of the dataset called name (FNV-1a).

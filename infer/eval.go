@@ -186,8 +186,9 @@ type StreamOptions struct {
 	Skip func(bad dataset.Decoded)
 	// Limits bounds what is decoded (the zero value is the default).
 	Limits imaging.Limits
-	// Progress, when set, is told after each image how many of how many
-	// are done (skipped ones included).
+	// Progress, when set, is told how many of how many images are done
+	// (skipped ones included): once with none done before the first image
+	// is scored, then after each image.
 	Progress func(done, total int)
 }
 
@@ -207,6 +208,9 @@ func (p *Predictor) Stream(samples []dataset.Sample, o StreamOptions, fn func(da
 	ch, stop := dataset.Decode(samples, p.Size, dataset.DecodeOptions{Masks: o.Masks, KeepOriginal: o.KeepOriginal, Ahead: ahead, Limits: o.Limits})
 	defer stop()
 	done := 0
+	if o.Progress != nil {
+		o.Progress(0, len(samples))
+	}
 	tell := func() {
 		done++
 		if o.Progress != nil {

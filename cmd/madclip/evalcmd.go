@@ -98,19 +98,9 @@ func evalAction(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		if !c.Bool("quiet") && !c.Bool("json") {
-			fmt.Fprintf(os.Stderr, "scoring the test split of %s\n", oneLine(name))
-		}
 		opts := infer.StreamOptions{Batch: c.Int("batch"), Limits: decodeLimits(c)}
-		var bar *progressbar.ProgressBar
-		if !c.Bool("quiet") && !c.Bool("json") && isTerminal(os.Stderr) {
-			opts.Progress = func(done, total int) {
-				if bar == nil {
-					bar = progressbar.NewOptions(total, progressbar.OptionSetWriter(os.Stderr), progressbar.OptionSetDescription("eval"),
-						progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionOnCompletion(func() { fmt.Fprintln(os.Stderr) }))
-				}
-				bar.Set(done)
-			}
+		if !c.Bool("quiet") && !c.Bool("json") {
+			opts.Progress = evalProgress(name)
 		}
 		ev, err = p.Evaluate(c.String("data"), name, opts, th, origin, nil)
 		if err != nil {
@@ -332,4 +322,23 @@ func clearFailures(dir string) error {
 		}
 	}
 	return nil
+}
+
+// evalProgress tells of the scoring once the test split has been found: a
+// bar on a terminal, one line in a log.
+func evalProgress(name string) func(done, total int) {
+	var bar *progressbar.ProgressBar
+	return func(done, total int) {
+		if done == 0 {
+			fmt.Fprintf(os.Stderr, "scoring the test split of %s (%d images)\n", oneLine(name), total)
+			if isTerminal(os.Stderr) {
+				bar = progressbar.NewOptions(total, progressbar.OptionSetWriter(os.Stderr), progressbar.OptionSetDescription("eval"),
+					progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionOnCompletion(func() { fmt.Fprintln(os.Stderr) }))
+			}
+			return
+		}
+		if bar != nil {
+			bar.Set(done)
+		}
+	}
 }

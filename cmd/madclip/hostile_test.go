@@ -267,6 +267,7 @@ func TestHostileInputs(t *testing.T) {
 		{"missing required flag", []string{"eval", "--checkpoint", ck, "--json"}, "eval: --data is required"},
 		{"beta1 of 1", append(train, "--beta1", "1", "--out", filepath.Join(dir, "o.safetensors")), "--beta1 1"},
 		{"train dataset given as a path", []string{"train", "--data", root, "--dataset", "../x/Brain", "--preset", "tiny", "--out", filepath.Join(dir, "o.safetensors")}, "without a path"},
+		{"eval where the dataset is missing", []string{"eval", "--checkpoint", ck, "--data", filepath.Join(dir, "nothing-here"), "--device", "cpu"}, "Brain_AD"},
 		{"synth dataset twice", []string{"synth", "--out", filepath.Join(dir, "s"), "--datasets", "Brain,Brain", "-q"}, "listed twice"},
 	}
 	if torch.CUDADeviceCount() == 0 {

@@ -190,9 +190,9 @@ func predictAction(c *cli.Context) error {
 	}
 	var bad []error
 	opts := infer.StreamOptions{Batch: c.Int("batch"), KeepOriginal: outs.keepOriginals(), Limits: decodeLimits(c),
-		Progress: func(int, int) {
+		Progress: func(done, _ int) {
 			if bar != nil {
-				bar.Add(1)
+				bar.Set(done)
 			}
 		}}
 	if len(paths) > 1 {
