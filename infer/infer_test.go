@@ -232,3 +232,60 @@ func TestPRCurve(t *testing.T) {
 		}
 	}
 }
+
+// Stream tells of progress once before the first image, then after each
+// image, skipped ones included, and never runs backwards.
+func TestStreamProgress(t *testing.T) {
+	root := t.TempDir()
+	if err := dataset.Synth(root, dataset.SynthOptions{Seed: 1, Valid: 2, Test: 2, Size: 32}); err != nil {
+		t.Fatal(err)
+	}
+	split, err := dataset.ReadSplit(root, "Brain", "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A missing image in the middle, skipped.
+	samples := append([]dataset.Sample{}, split.Samples[:2]...)
+	samples = append(samples, dataset.Sample{Path: filepath.Join(root, "missing.png")})
+	samples = append(samples, split.Samples[2:]...)
+	n := len(samples)
+	tk := reftest.Tokenizer(t)
+	c := train.Config{Data: root, Dataset: "Brain", Shots: 2, Seed: 1, Epochs: 1, Preset: "tiny", BackboneSeed: 1,
+		Model: model.Options{ImageSize: 56}, Out: filepath.Join(t.TempDir(), "ck.safetensors")}
+	var calls [][2]int
+	scored, skipped := 0, 0
+	err = torch.Do(func() error {
+		if _, err := train.Run(context.Background(), c, tk, train.Silent{}); err != nil {
+			return err
+		}
+		p, err := Open(c.Out, "", tk, torch.CPU)
+		if err != nil {
+			return err
+		}
+		defer p.Close()
+		o := StreamOptions{Batch: 2,
+			Skip:     func(dataset.Decoded) { skipped++ },
+			Progress: func(done, total int) { calls = append(calls, [2]int{done, total}) }}
+		return p.Stream(samples, o, func(dataset.Decoded, Result) error {
+			if len(calls) == 0 {
+				t.Error("an image was scored before progress was first told")
+			}
+			scored++
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if scored != n-1 || skipped != 1 {
+		t.Errorf("scored %d and skipped %d of %d, want %d and 1", scored, skipped, n, n-1)
+	}
+	if len(calls) != n+1 {
+		t.Fatalf("progress told %d times for %d images, want %d: %v", len(calls), n, n+1, calls)
+	}
+	for i, got := range calls {
+		if got != [2]int{i, n} {
+			t.Errorf("progress call %d: %v, want [%d %d]", i, got, i, n)
+		}
+	}
+}
