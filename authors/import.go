@@ -80,7 +80,11 @@ func Import(pth, out string, o ImportOptions, tk *bpe.Tokenizer) (checkpoint.Met
 		case defaulted:
 			return fmt.Errorf("%s has adapters for %d tapped layers, the default for a %d-block backbone taps %d (%v); give %d with --layers", pth, layers, blocks, len(opts.Layers), opts.Layers, layers)
 		default:
-			return fmt.Errorf("%s has adapters for %d tapped layers, but %d layers are given (%v); give them with --layers", pth, layers, len(opts.Layers), opts.Layers)
+			given := fmt.Sprintf("%d layers are", len(opts.Layers))
+			if len(opts.Layers) == 1 {
+				given = "1 layer is"
+			}
+			return fmt.Errorf("%s has adapters for %d tapped layers, but %s given (%v); give them with --layers", pth, layers, given, opts.Layers)
 		}
 		if !opts.Handcrafted {
 			if err := checkTextEncoder(pth, src, backbone, o.Weights); err != nil {

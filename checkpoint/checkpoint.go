@@ -375,6 +375,9 @@ func (c *Checkpoint) Free() {
 // searched for a file with the recorded digest.
 func (c *Checkpoint) OpenBackbone(weightsPath string, dev torch.Device) (*clip.Model, error) {
 	b := c.Meta.Backbone
+	if b.Preset != "" && weightsPath != "" {
+		return nil, fmt.Errorf("%s was trained on %s, which needs no weights file: leave out %s", c.Path, b, weightsPath)
+	}
 	src := Source{Preset: b.Preset, Seed: b.Seed, Weights: weightsPath}
 	if b.Preset == "" && src.Weights == "" {
 		var err error

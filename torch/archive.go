@@ -13,6 +13,7 @@ import (
 	"unsafe"
 
 	"madclip/internal/regularfile"
+	"madclip/torch/safetensors"
 	"madclip/torch/torchsave"
 )
 
@@ -39,6 +40,10 @@ func LoadArchive(path string) (map[string]*Tensor, error) {
 	var n *C.tb_named
 	if err := check("load_archive", C.tb_load_archive(cp, &n)); err != nil {
 		if m := err.Error(); strings.Contains(m, "failed finding central directory") || strings.Contains(m, "not a ZIP archive") {
+			if f, err := safetensors.Open(path); err == nil {
+				f.Close()
+				return nil, fmt.Errorf("load %s: a safetensors file, not the zip archive torch.save and TorchScript write", path)
+			}
 			return nil, fmt.Errorf("load %s: not a PyTorch file (neither a zip archive as torch.save and TorchScript write, nor safetensors)", path)
 		}
 		if strings.Contains(err.Error(), "Unknown opcode") {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -127,6 +128,13 @@ type Result struct {
 func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, rep Reporter) (*Result, error) {
 	c.Defaults()
 	if c.Model.Object == "" && c.Resume == "" {
+		// A dataset without a built-in object word is most often a
+		// mistyped name: say first that its folder is not there.
+		if dir := dataset.Dir(c.Data, c.Dataset); c.Data != "" && dataset.CheckName(c.Dataset) == nil {
+			if _, err := os.Stat(dir); err != nil {
+				return nil, fmt.Errorf("dataset %s: no folder %s", c.Dataset, dir)
+			}
+		}
 		return nil, fmt.Errorf("no object word for dataset %q: give one (--object)", c.Dataset)
 	}
 	r := &trainingRun{c: &c, rep: rep, res: &Result{}, start: time.Now()}

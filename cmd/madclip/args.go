@@ -59,7 +59,12 @@ func flagsFirst(app *cli.App, args []string) []string {
 		if strings.Contains(name, "=") {
 			continue
 		}
-		if takesValue[name] && j+1 < len(rest) {
+		if takesValue[name] {
+			if j+1 == len(rest) {
+				// The last flag lacks its value: leave it last so that the
+				// parser says so, rather than reading "--" as its value.
+				return append(append([]string{}, args[:i]...), flags...)
+			}
 			flags = append(flags, rest[j+1])
 			j++
 		}
@@ -244,9 +249,19 @@ func uniformFlags(cmds []*cli.Command, parent string) {
 			return fmt.Errorf("%s: %v (see madclip %s --help)", name, err, name)
 		}
 		// Required flags are checked here rather than by cli, which would
-		// print the whole help on standard output with its error.
-		if len(required) > 0 {
+		// print the whole help on standard output with its error. A command
+		// that takes no arguments refuses one: it is most often a value
+		// meant for a boolean flag (--quick-gelu false), which would
+		// otherwise be dropped while the flag is set.
+		noArgs := c.Action != nil && c.ArgsUsage == "" && len(c.Subcommands) == 0
+		if len(required) > 0 || noArgs {
 			c.Before = func(cc *cli.Context) error {
+				if a := cc.Args().First(); noArgs && cc.Args().Present() {
+					if _, err := strconv.ParseBool(a); err == nil {
+						return fmt.Errorf("%s: unexpected argument %q: a boolean flag's value goes after =, as --flag=%s (see madclip %s --help)", name, a, a, name)
+					}
+					return fmt.Errorf("%s: unexpected argument %q: it takes none (see madclip %s --help)", name, a, name)
+				}
 				for _, r := range required {
 					if !cc.IsSet(r) {
 						return fmt.Errorf("%s: --%s is required (see madclip %s --help)", name, r, name)

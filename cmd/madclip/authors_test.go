@@ -76,4 +76,20 @@ func TestExportHint(t *testing.T) {
 			t.Errorf("%s: %q", name, h)
 		}
 	}
+	// The import that reads the file back as this model, whose settings the
+	// .pth does not hold.
+	m := vitl
+	m.Model.Object, m.Model.ImageSize, m.Model.Layers, m.Shots, m.Masks = "liver CT", 112, []int{1, 2, 3, 4}, 8, true
+	m.Backbone = checkpoint.Backbone{Preset: "tiny", Seed: 1, Config: clip.Presets["tiny"]}
+	want := "read back with: madclip import authors 'my dir/Liver.pth' --dataset Liver --preset tiny --object 'liver CT' --layers 1,2,3,4 --image-size 112 --shots 8 --masks=true --out 'my dir/Liver-imported.safetensors'\n"
+	if h := exportHint("my dir/Liver.pth", m); !strings.HasSuffix(h, want) {
+		t.Errorf("read-back hint:\n%q\nwant it to end with\n%q", h, want)
+	}
+	m.Backbone.Seed = 2
+	if h := exportHint("Liver.pth", m); strings.Contains(h, "read back") {
+		t.Errorf("a preset of seed 2, which import cannot build: %q", h)
+	}
+	if h := exportHint("Liver.pth", vitl); !strings.Contains(h, "--weights /w/ViT-L-14-336px.safetensors") {
+		t.Errorf("ViT-L/14-336 weights: no read-back hint in %q", h)
+	}
 }

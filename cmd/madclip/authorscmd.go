@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"path/filepath"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -67,6 +68,9 @@ func importAuthorsAction(c *cli.Context) error {
 	}
 	in, out := c.Args().First(), c.String("out")
 	if err := distinctPaths(map[string]string{"IN.pth": in, "--out": out, "--weights": c.String("weights")}); err != nil {
+		return fmt.Errorf("import authors: %w", err)
+	}
+	if err := notAmongScans("--out", out, ".safetensors"); err != nil {
 		return fmt.Errorf("import authors: %w", err)
 	}
 	o := authors.ImportOptions{
@@ -145,8 +149,16 @@ func exportAuthorsAction(c *cli.Context) error {
 	inputs := []namedPath{{"CHECKPOINT", ck}, {"--weights", c.String("weights")}, {"--vocab", c.String("vocab")}}
 	if meta, err := checkpoint.ReadMeta(ck); err == nil {
 		inputs = append(inputs, recordedWeights(ck, meta)...)
+		if meta.Training != nil {
+			if err := outsideDatasets("OUT.pth", out, false, string(meta.Training.Data), []string{meta.Dataset}); err != nil {
+				return fmt.Errorf("export authors: %w", err)
+			}
+		}
 	}
 	if err := checkOutputs([]namedPath{{"OUT.pth", out}}, inputs); err != nil {
+		return fmt.Errorf("export authors: %w", err)
+	}
+	if err := notAmongScans("OUT.pth", out, ".pth"); err != nil {
 		return fmt.Errorf("export authors: %w", err)
 	}
 	tk, err := loadTokenizer(c)
@@ -168,7 +180,7 @@ func exportAuthorsAction(c *cli.Context) error {
 // other backbone is for madclip import authors only.
 func exportHint(out string, meta checkpoint.Meta) string {
 	if b := meta.Backbone; b.Preset != "" || b.Config != clip.Presets["ViT-L/14-336"] {
-		return fmt.Sprintf("wrote %s (trained on %s; the authors' code runs OpenAI's ViT-L/14-336 and cannot use it, madclip import authors can)\n", oneLine(out), b)
+		return fmt.Sprintf("wrote %s (trained on %s; the authors' code runs OpenAI's ViT-L/14-336 and cannot use it, madclip import authors can)\n", oneLine(out), b) + readBackHint(out, meta)
 	}
 	layers := strings.Trim(fmt.Sprint(meta.Model.Layers), "[]")
 	s := fmt.Sprintf("wrote %s; in the authors' code: python test.py --obj %s --img_size %d --features_list %s\n",
@@ -176,5 +188,35 @@ func exportHint(out string, meta checkpoint.Meta) string {
 	if meta.Model.Handcrafted {
 		s += "(hand-crafted prompts: add --text_mood fix)\n"
 	}
-	return s
+	return s + readBackHint(out, meta)
+}
+
+// readBackHint gives the import command that turns the exported file back
+// into this model: the .pth does not hold the image size, the tapped
+// layers' numbers, the shots, the object word or whether it scores by its
+// map, and import's defaults are the authors' settings, not this model's.
+func readBackHint(out string, meta checkpoint.Meta) string {
+	b := meta.Backbone
+	var backbone string
+	switch {
+	case b.Preset != "" && b.Seed != 1:
+		return "" // import builds random presets with seed 1 only
+	case b.Preset != "":
+		backbone = "--preset " + shellWord(b.Preset)
+	default:
+		backbone = "--weights " + shellWord(string(b.File))
+	}
+	layers := strings.Trim(strings.ReplaceAll(fmt.Sprint(meta.Model.Layers), " ", ","), "[]")
+	back := strings.TrimSuffix(out, filepath.Ext(out)) + "-imported.safetensors"
+	return fmt.Sprintf("read back with: madclip import authors %s --dataset %s %s --object %s --layers %s --image-size %d --shots %d --masks=%v --out %s\n",
+		shellWord(out), shellWord(meta.Dataset), backbone, shellWord(meta.Model.Object), layers, meta.Model.ImageSize, meta.Shots, meta.Masks, shellWord(back))
+}
+
+// shellWord quotes s for a POSIX shell when it holds anything but letters,
+// digits and ._/,:=+- (control characters come out escaped by oneLine).
+func shellWord(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._/,:=+-") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(oneLine(s), "'", `'\''`) + "'"
 }

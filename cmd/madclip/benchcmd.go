@@ -2,17 +2,20 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/urfave/cli/v2"
 
 	"madclip/atomicfile"
 	"madclip/bench"
 	"madclip/dataset"
+	"madclip/train"
 )
 
 func benchCommand() *cli.Command {
@@ -100,13 +103,18 @@ func benchAction(c *cli.Context) error {
 	} else if err := os.MkdirAll(work, 0o755); err != nil {
 		return fmt.Errorf("work folder %s: %w", work, err)
 	}
+	// Ctrl-C or a scheduler's SIGTERM stops the run in progress (training
+	// saves a partial checkpoint, in --work where one is given) and the
+	// deferred clean-up removes the temporary folder.
+	ctx, caught, stop := notifySignals(c.Context, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	defer stop()
 	var results []bench.Result
 	err = onCompute(func() error {
 		dev, err := deviceFromFlag(c)
 		if err != nil {
 			return err
 		}
-		results, err = bench.Run(c.Context, bench.Config{
+		results, err = bench.Run(ctx, bench.Config{
 			Data: c.String("data"), Datasets: datasets, Shots: shots, Seeds: c.Int("seeds"), Epochs: c.Int("epochs"),
 			Weights: weights, Preset: c.String("preset"), Device: dev, Size: c.Int("image-size"), Work: work, Batch: c.Int("batch"),
 			Cross: cross, DrawShots: c.Bool("draw-shots"), Version: version,
@@ -117,6 +125,12 @@ func benchAction(c *cli.Context) error {
 		})
 		return err
 	})
+	if sig := caught(); sig != nil && errors.Is(err, train.ErrInterrupted) {
+		if !kept {
+			err = fmt.Errorf("bench interrupted after %s; its temporary folder is removed", plural(len(results), "finished run"))
+		}
+		return signalError{sig, err}
+	}
 	if err != nil {
 		return err
 	}

@@ -268,6 +268,15 @@ func TestHostileInputs(t *testing.T) {
 		{"beta1 of 1", append(train, "--beta1", "1", "--out", filepath.Join(dir, "o.safetensors")), "--beta1 1"},
 		{"train dataset given as a path", []string{"train", "--data", root, "--dataset", "../x/Brain", "--preset", "tiny", "--out", filepath.Join(dir, "o.safetensors")}, "without a path"},
 		{"eval where the dataset is missing", []string{"eval", "--checkpoint", ck, "--data", filepath.Join(dir, "nothing-here"), "--device", "cpu"}, "Brain_AD"},
+		{"flag without its value after an argument", append(predict, scan, "--heatmap"), "flag needs an argument: -heatmap"},
+		{"a boolean flag's value as an argument", append(train, "--quick-gelu", "false", "--out", filepath.Join(dir, "o.safetensors")), `unexpected argument "false": a boolean flag's value goes after =, as --flag=false`},
+		{"an argument to a command that takes none", []string{"doctor", "extra"}, `doctor: unexpected argument "extra": it takes none`},
+		{"export onto a scan", []string{"export", "authors", ck, scan}, "has an image's name; give the file a .pth name"},
+		{"export onto a scan of its training data", []string{"export", "authors", ck, validImage}, "madclip writes nothing into a dataset"},
+		{"export into a dataset", []string{"export", "authors", ck, filepath.Join(filepath.Dir(testImage), "x.pth")}, "madclip writes nothing into a dataset"},
+		{"import of a safetensors file", []string{"import", "authors", ck, "--dataset", "Brain", "--preset", "tiny", "--out", filepath.Join(dir, "i.safetensors")}, "a safetensors file, not the zip archive"},
+		{"train a dataset that is not there", []string{"train", "--data", root, "--dataset", "Nope", "--preset", "tiny", "--out", filepath.Join(dir, "o.safetensors")}, "dataset Nope: no folder " + filepath.Join(root, "Nope_AD")},
+		{"weights for a preset's checkpoint", append(predict, scan, "--weights", filepath.Join(dir, "nosuch.safetensors")), "which needs no weights file: leave out"},
 		{"synth dataset twice", []string{"synth", "--out", filepath.Join(dir, "s"), "--datasets", "Brain,Brain", "-q"}, "listed twice"},
 	}
 	if torch.CUDADeviceCount() == 0 {
@@ -595,5 +604,39 @@ print(os.fsencode(r["path"]).hex(), os.fsencode(r["heatmap"]).hex(), os.path.exi
 	want := fmt.Sprintf("%x %x True", scan, heat)
 	if strings.TrimSpace(string(out)) != want {
 		t.Errorf("python reads %s, want %s (JSON %s)", out, want, o)
+	}
+}
+
+// A bench stopped by SIGTERM exits 143 and leaves no temporary folder.
+func TestBenchSignalRemovesItsFolder(t *testing.T) {
+	root, _ := trained(t)
+	tmp := t.TempDir()
+	cmd := exec.Command(madclipBin, "bench", "--data", root, "--datasets", "Brain", "--preset", "tiny", "--epochs", "400",
+		"--shots", "2", "--seeds", "1", "--image-size", "56", "--device", "cpu")
+	cmd.Env = append(os.Environ(), "MADCLIP_WEIGHTS="+t.TempDir(), "TMPDIR="+tmp)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(stderr.String(), "seed 1: training") && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // into the epochs
+	cmd.Process.Signal(syscall.SIGTERM)
+	err := cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 128+15 {
+		t.Fatalf("SIGTERM: %v, want exit status 143: %s", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "bench interrupted after 0 finished runs; its temporary folder is removed") {
+		t.Errorf("stderr: %s", stderr.String())
+	}
+	left, err := os.ReadDir(tmp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range left {
+		t.Errorf("left in the temporary folder: %s", e.Name())
 	}
 }

@@ -237,6 +237,29 @@ func outsideDatasets(flag, path string, isDir bool, root string, names []string)
 	return nil
 }
 
+// notAmongScans refuses a model file's output (want: its extension, as
+// ".pth") that has an image's name or lies inside a dataset's folder: a
+// {name}_AD folder holding a test or valid split, found from the path
+// itself for commands that are given no data root (export, import).
+func notAmongScans(flag, path, want string) error {
+	if dataset.IsImage(path) {
+		return fmt.Errorf("%s %s has an image's name; give the file a %s name", flag, path, want)
+	}
+	for d := resolveDir(filepath.Dir(path)); ; d = filepath.Dir(d) {
+		if strings.HasSuffix(filepath.Base(d), "_AD") && (isFolder(filepath.Join(d, "test")) || isFolder(filepath.Join(d, "valid"))) {
+			return fmt.Errorf("%s %s is inside the dataset folder %s: madclip writes nothing into a dataset", flag, path, d)
+		}
+		if filepath.Dir(d) == d {
+			return nil
+		}
+	}
+}
+
+func isFolder(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.IsDir()
+}
+
 // datasetFolders lists the folders of the datasets names and of every
 // other {name}_AD folder (or link to one) under root.
 func datasetFolders(root string, names []string) []string {

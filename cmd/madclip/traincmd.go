@@ -435,6 +435,9 @@ func checkTrainOutput(c *cli.Context, cfg train.Config, resumed *checkpoint.Meta
 	if err := checkOutputs([]namedPath{{"--out", cfg.Out}}, inputs); err != nil {
 		return err
 	}
+	if err := notAmongScans("--out", cfg.Out, ".safetensors"); err != nil {
+		return err
+	}
 	if err := writableFolder("--out", cfg.Out); err != nil {
 		return err
 	}
