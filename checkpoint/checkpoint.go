@@ -466,7 +466,7 @@ func OpenBackbone(src Source, o clip.Options) (*clip.Model, Backbone, error) {
 	if src.Preset != "" {
 		cfg, ok := clip.Presets[src.Preset]
 		if !ok {
-			return nil, Backbone{}, fmt.Errorf("unknown preset %q (known: %v)", src.Preset, clip.PresetNames())
+			return nil, Backbone{}, fmt.Errorf("unknown preset %q (known: %s)", src.Preset, strings.Join(clip.PresetNames(), ", "))
 		}
 		m, err := clip.New(cfg, o, src.Seed)
 		return m, Backbone{Preset: src.Preset, Seed: src.Seed, Config: cfg}, err

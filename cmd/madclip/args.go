@@ -4,12 +4,14 @@ import (
 	"fmt"
 	"madclip/checkpoint"
 	"madclip/imaging"
+	"madclip/model/clip"
 	"madclip/torch"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/urfave/cli/v2"
 )
@@ -288,24 +290,35 @@ func oneBackbone(c *cli.Context) error {
 	if c.String("weights") != "" && c.String("preset") != "" {
 		return fmt.Errorf("--weights and --preset both name a backbone; give one")
 	}
+	if p := c.String("preset"); p != "" {
+		if _, ok := clip.Presets[p]; !ok {
+			return fmt.Errorf("--preset %s: unknown (known: %s)", p, strings.Join(clip.PresetNames(), ", "))
+		}
+	}
 	return nil
 }
 
 // oneLine escapes control characters (a newline in a file name, an escape
-// sequence) as Go would write them in a string, so that a message or an
-// output line stays one line and cannot drive the terminal.
+// sequence) as Go would write them in a string, and bytes that are not
+// UTF-8 (a Latin-1 file name) as \xNN, so that a message or an output line
+// stays one readable line and cannot drive the terminal.
 func oneLine(s string) string {
-	if !strings.ContainsFunc(s, isControl) {
+	if utf8.ValidString(s) && !strings.ContainsFunc(s, isControl) {
 		return s
 	}
 	var b strings.Builder
-	for _, r := range s {
-		if isControl(r) {
+	for len(s) > 0 {
+		r, n := utf8.DecodeRuneInString(s)
+		switch {
+		case r == utf8.RuneError && n == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[0])
+		case isControl(r):
 			q := strconv.QuoteRune(r)
 			b.WriteString(q[1 : len(q)-1])
-		} else {
-			b.WriteRune(r)
+		default:
+			b.WriteString(s[:n])
 		}
+		s = s[n:]
 	}
 	return b.String()
 }

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"slices"
 	"testing"
+	"time"
 )
 
 // flagsFirst puts flags before arguments, never reads "--" as a flag's
@@ -27,5 +29,35 @@ func TestFlagsFirst(t *testing.T) {
 		if got := flagsFirst(app, c.in); !slices.Equal(got, c.want) {
 			t.Errorf("flagsFirst(%q) = %q, want %q", c.in, got, c.want)
 		}
+	}
+}
+
+// oneLine keeps a message on one readable line whatever a file name holds.
+func TestOneLine(t *testing.T) {
+	for in, want := range map[string]string{
+		"plain/café.png":       "plain/café.png",
+		"two\nlines.png":       `two\nlines.png`,
+		"esc\x1b[31m.png":      `esc\x1b[31m.png`,
+		"caf\xe9/x.png":        `caf\xe9/x.png`,
+		"\xff\xfe":             `\xff\xfe`,
+		"tab\there \u0085 end": `tab\there \u0085 end`,
+	} {
+		if got := oneLine(in); got != want {
+			t.Errorf("oneLine(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// A resumed run's epoch line counts only the steps this process took.
+func TestTrainReporterRateAfterResume(t *testing.T) {
+	var buf bytes.Buffer
+	r := newTrainReporter(&buf, false)
+	r.Start(3, 10)
+	r.started = time.Now().Add(-time.Second)
+	r.Step(1, 8, 0.5) // resumed at epoch 2, step 9
+	r.Step(1, 9, 0.5)
+	r.EpochDone(1, 0.5)
+	if got, want := buf.String(), "epoch 2/3  loss 0.5000  1.0 s  2.0 steps/s\n"; got != want {
+		t.Errorf("got %q, want %q", got, want)
 	}
 }

@@ -135,7 +135,7 @@ func benchAction(c *cli.Context) error {
 		return err
 	}
 	if len(results) == 0 {
-		return fmt.Errorf("bench: none of the datasets is under %s", c.String("data"))
+		return fmt.Errorf("bench: none of %s is under %s", plan.wanted(), c.String("data"))
 	}
 	if !kept {
 		// The temporary folder goes when bench ends: name no file in it.
@@ -159,6 +159,25 @@ func benchAction(c *cli.Context) error {
 		})
 	}
 	return nil
+}
+
+// wanted names the datasets the plan asked for, for the message that none
+// of them is there.
+func (p benchPlan) wanted() string {
+	var names []string
+	switch {
+	case len(p.cross) > 0:
+		for _, pair := range p.cross {
+			names = append(names, pair[0]+":"+pair[1])
+		}
+		return "the pairs " + strings.Join(names, ", ")
+	case len(p.datasets) > 0:
+		return "the datasets " + strings.Join(p.datasets, ", ")
+	}
+	for _, b := range dataset.Benchmarks {
+		names = append(names, b.Name)
+	}
+	return "the benchmark's datasets (" + strings.Join(names, ", ") + ")"
 }
 
 // benchPlan is what bench runs, from its flags.

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"madclip/internal/reftest"
 	"madclip/internal/testimages"
@@ -277,6 +278,9 @@ func TestHostileInputs(t *testing.T) {
 		{"import of a safetensors file", []string{"import", "authors", ck, "--dataset", "Brain", "--preset", "tiny", "--out", filepath.Join(dir, "i.safetensors")}, "a safetensors file, not the zip archive"},
 		{"train a dataset that is not there", []string{"train", "--data", root, "--dataset", "Nope", "--preset", "tiny", "--out", filepath.Join(dir, "o.safetensors")}, "dataset Nope: no folder " + filepath.Join(root, "Nope_AD")},
 		{"weights for a preset's checkpoint", append(predict, scan, "--weights", filepath.Join(dir, "nosuch.safetensors")), "which needs no weights file: leave out"},
+		{"unknown preset", append(train, "--preset", "huge", "--out", filepath.Join(dir, "o.safetensors")), "--preset huge: unknown (known: ViT-B/16, ViT-B/32, ViT-L/14, ViT-L/14-336, tiny)"},
+		{"bench of a dataset that is not there", []string{"bench", "--data", root, "--datasets", "Nope", "--preset", "tiny", "-q"}, "none of the datasets Nope is under " + root},
+		{"download with a SHA-256 but no URL", []string{"weights", "download", "--sha256", strings.Repeat("ab", 32), "ViT-B/32"}, "--sha256 goes with --url"},
 		{"synth dataset twice", []string{"synth", "--out", filepath.Join(dir, "s"), "--datasets", "Brain,Brain", "-q"}, "listed twice"},
 	}
 	if torch.CUDADeviceCount() == 0 {
@@ -604,6 +608,12 @@ print(os.fsencode(r["path"]).hex(), os.fsencode(r["heatmap"]).hex(), os.path.exi
 	want := fmt.Sprintf("%x %x True", scan, heat)
 	if strings.TrimSpace(string(out)) != want {
 		t.Errorf("python reads %s, want %s (JSON %s)", out, want, o)
+	}
+	// Messages write the bytes that are not UTF-8 as \xNN.
+	_, e, code = madclip(t, nil, "predict", filepath.Join(dir, "gone.png"), "--checkpoint", ck, "--device", "cpu")
+	wantFailure(t, `caf\xe9/gone.png`, e, code)
+	if !utf8.ValidString(e) {
+		t.Errorf("stderr is not UTF-8: %q", e)
 	}
 }
 

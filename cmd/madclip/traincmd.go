@@ -247,7 +247,7 @@ type trainReporter struct {
 	steps   int
 	epochs  int
 	started time.Time
-	done    int // steps reported in plain lines
+	done    int // steps taken in this process (a resumed run's count from the resume)
 }
 
 func newTrainReporter(w io.Writer, quiet bool) *trainReporter {
@@ -263,31 +263,33 @@ func (r *trainReporter) Stage(msg string) {
 
 func (r *trainReporter) Start(epochs, steps int) {
 	r.epochs, r.steps, r.started = epochs, steps, time.Now()
-	if r.quiet || !r.tty {
-		return
-	}
-	r.bar = progressbar.NewOptions(epochs*steps,
-		progressbar.OptionSetWriter(r.w),
-		progressbar.OptionShowIts(),
-		progressbar.OptionSetItsString("step"),
-		progressbar.OptionOnCompletion(func() { fmt.Fprintln(r.w) }),
-	)
 }
 
 func (r *trainReporter) Step(epoch, step int, loss float64) {
-	if r.bar != nil {
-		// Describe draws the bar with the old count; Add then draws it again
-		// with the new one (no throttle, or that second drawing is dropped).
-		r.bar.Describe(fmt.Sprintf("epoch %d/%d step %d/%d loss %.4f", epoch+1, r.epochs, step+1, r.steps, loss))
-		_ = r.bar.Add(1)
+	r.done++
+	if r.quiet || !r.tty {
+		return
 	}
+	if r.bar == nil {
+		// Made at the first step, so that a resumed run's bar counts the
+		// steps left, at the rate they run.
+		r.bar = progressbar.NewOptions(r.epochs*r.steps-(epoch*r.steps+step),
+			progressbar.OptionSetWriter(r.w),
+			progressbar.OptionShowIts(),
+			progressbar.OptionSetItsString("step"),
+			progressbar.OptionOnCompletion(func() { fmt.Fprintln(r.w) }),
+		)
+	}
+	// Describe draws the bar with the old count; Add then draws it again
+	// with the new one (no throttle, or that second drawing is dropped).
+	r.bar.Describe(fmt.Sprintf("epoch %d/%d step %d/%d loss %.4f", epoch+1, r.epochs, step+1, r.steps, loss))
+	_ = r.bar.Add(1)
 }
 
 func (r *trainReporter) EpochDone(epoch int, mean float64) {
 	if r.quiet || r.bar != nil {
 		return
 	}
-	r.done += r.steps
 	el := time.Since(r.started)
 	fmt.Fprintf(r.w, "epoch %d/%d  loss %.4f  %.1f s  %.1f steps/s\n", epoch+1, r.epochs, mean, el.Seconds(), float64(r.done)/el.Seconds())
 }

@@ -108,6 +108,8 @@ func downloadAction(c *cli.Context) error {
 			return fmt.Errorf("weights download: --url needs --sha256")
 		}
 		m.URL, m.SHA256 = u, c.String("sha256")
+	} else if sum := c.String("sha256"); sum != "" && !strings.EqualFold(sum, m.SHA256) {
+		return fmt.Errorf("weights download: --sha256 goes with --url; %s is checked against its built-in SHA-256 %s", m.Name, m.SHA256)
 	}
 	prog := newByteProgress(c.Bool("quiet"))
 	raw := strings.TrimSuffix(out, ".safetensors") + ".download" + filepath.Ext(m.URL)
