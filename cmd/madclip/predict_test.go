@@ -437,7 +437,7 @@ func TestBenchCLI(t *testing.T) {
 		t.Errorf("--draw-shots: exit %d %s %s", code, b, e)
 	}
 	_, e, code = madclip(t, nil, "bench", "--data", root, "--preset", "tiny", "--shots", "16", "--cross", "paper")
-	wantFailure(t, "none of the datasets", e, code)
+	wantFailure(t, "none of the pairs Chest:NIHChest", e, code)
 	// Chest is here, its targets are not: the note names only what is
 	// missing, and which pair goes.
 	if !strings.Contains(e, "NIHChest: not under "+root+", so Chest → NIHChest is skipped") ||
@@ -447,7 +447,7 @@ func TestBenchCLI(t *testing.T) {
 	_, e, code = madclip(t, nil, "bench", "--data", root, "--preset", "tiny", "--shots", "x")
 	wantFailure(t, "--shots", e, code)
 	_, e, code = madclip(t, nil, "bench", "--data", t.TempDir(), "--preset", "tiny", "--shots", "2")
-	wantFailure(t, "none of the datasets", e, code)
+	wantFailure(t, "none of the benchmark's datasets (Brain, Liver", e, code)
 }
 
 // Bad data for train and eval: one-line errors naming the file.
