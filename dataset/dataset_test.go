@@ -402,6 +402,21 @@ func TestSynthLeavesRealDataAlone(t *testing.T) {
 	if err := Synth(root, SynthOptions{Datasets: []string{"../x"}}); err == nil {
 		t.Error("a dataset name with a path accepted")
 	}
+	// A file as the root, and a dataset folder that is a link to an empty
+	// folder elsewhere: refused, nothing written there.
+	file := filepath.Join(root, "notes.txt")
+	os.WriteFile(file, []byte("notes"), 0o644)
+	if err := Synth(file, SynthOptions{Datasets: []string{"Mine"}}); err == nil || !strings.Contains(err.Error(), file+" is a file, not a folder") {
+		t.Errorf("synth under a file: %v", err)
+	}
+	empty := t.TempDir()
+	os.Symlink(empty, Dir(root, "Linked"))
+	if err := Synth(root, SynthOptions{Valid: 2, Test: 2, Datasets: []string{"Linked"}}); err == nil || !strings.Contains(err.Error(), "Linked_AD is not a folder") {
+		t.Errorf("synth through a linked dataset folder: %v", err)
+	}
+	if e, _ := os.ReadDir(empty); len(e) != 0 {
+		t.Errorf("synth wrote %d entries through a linked dataset folder", len(e))
+	}
 }
 
 // A mask is binarised at 0.5 of its grey level: 127 is normal, 128 an

@@ -59,6 +59,9 @@ func Synth(root string, o SynthOptions) error {
 	if o.Size < 32 {
 		return fmt.Errorf("synth: size %d is too small (at least 32)", o.Size)
 	}
+	if st, err := os.Stat(root); err == nil && !st.IsDir() {
+		return fmt.Errorf("synth: %s is a file, not a folder; give the folder to write the datasets under", root)
+	}
 	specs := synthSpecs(o.Datasets)
 	seen := map[string]bool{}
 	for _, d := range specs {
@@ -200,6 +203,9 @@ const synthMarker = ".madclip-synth"
 // else put there stay. A folder of real data is refused, never mixed with
 // synthetic images.
 func clearSynthetic(dir string) error {
+	if st, err := os.Lstat(dir); err == nil && !st.IsDir() {
+		return fmt.Errorf("synth: %s is not a folder (a link or a file); synth writes only folders of its own", dir)
+	}
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) || (err == nil && len(entries) == 0) {
 		return nil

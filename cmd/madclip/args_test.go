@@ -41,6 +41,7 @@ func TestOneLine(t *testing.T) {
 		"caf\xe9/x.png":        `caf\xe9/x.png`,
 		"\xff\xfe":             `\xff\xfe`,
 		"tab\there \u0085 end": `tab\there \u0085 end`,
+		"line\u2028para\u2029": `line\u2028para\u2029`,
 	} {
 		if got := oneLine(in); got != want {
 			t.Errorf("oneLine(%q) = %q, want %q", in, got, want)
