@@ -373,6 +373,27 @@ func TestPredictOutputs(t *testing.T) {
 		t.Errorf("replaced heatmap: %v %v, want a new file with mode 0600", st, err)
 	}
 
+	// A folder holding one image, or an output ending in "/", names an
+	// output folder (created); one image's output named as a file must be
+	// in an existing folder.
+	one := filepath.Join(dir, "one")
+	os.MkdirAll(one, 0o755)
+	os.WriteFile(filepath.Join(one, "y.png"), raw, 0o644)
+	_, e, code = madclip(t, nil, "predict", one, "--checkpoint", ck, "--heatmap", filepath.Join(dir, "h1"), "--mask", filepath.Join(dir, "m1")+"/", "--device", "cpu")
+	for _, p := range []string{"h1/y_heatmap.png", "m1/y_mask.png"} {
+		if _, err := os.Stat(filepath.Join(dir, p)); code != 0 || err != nil {
+			t.Errorf("folder of one image: exit %d, %s: %v %s", code, p, err, e)
+		}
+	}
+	_, e, code = madclip(t, nil, "predict", filepath.Join(one, "y.png"), "--checkpoint", ck, "--panel", filepath.Join(dir, "p1")+"/", "--heatmap", filepath.Join(dir, "y-heat.png"), "--device", "cpu")
+	for _, p := range []string{"p1/y_panel.png", "y-heat.png"} {
+		if _, err := os.Stat(filepath.Join(dir, p)); code != 0 || err != nil {
+			t.Errorf("one image, a folder and a file output: exit %d, %s: %v %s", code, p, err, e)
+		}
+	}
+	_, e, code = madclip(t, nil, "predict", filepath.Join(one, "y.png"), "--checkpoint", ck, "--heatmap", filepath.Join(dir, "nofolder", "y.png"), "--device", "cpu")
+	wantFailure(t, "its folder "+filepath.Join(dir, "nofolder")+" does not exist", e, code)
+
 	// CSV: a cell that would start with "=" (the image given by its
 	// relative name) is neutralised with an apostrophe; a full path is not
 	// touched.

@@ -13,17 +13,18 @@ import (
 )
 
 // perImageOutputs names one output per input image under dest, ending in
-// suffix ("_heatmap.png"). For a single input and a dest that is not a
-// folder, dest itself is the output. Otherwise the outputs mirror the
+// suffix ("_heatmap.png"). Unless folder is set (a folder among the
+// arguments), for a single input and a dest that is not a folder and does
+// not end in a separator, dest itself is the output. Otherwise the outputs mirror the
 // inputs' folders below their deepest common folder, so that dA/x.png and
 // dB/x.png give dest/dA/x_heatmap.png and dest/dB/x_heatmap.png; images
 // that differ only in extension (x.png, x.jpg) keep it in the name
 // (x_png_heatmap.png). The names depend only on the set of inputs.
-func perImageOutputs(inputs []string, dest, suffix string) ([]string, error) {
+func perImageOutputs(inputs []string, dest, suffix string, folder bool) ([]string, error) {
 	if dest == "" {
 		return nil, nil
 	}
-	if len(inputs) == 1 && !isDir(dest) {
+	if len(inputs) == 1 && !folder && !isDir(dest) && !strings.HasSuffix(dest, string(filepath.Separator)) {
 		return []string{dest}, nil
 	}
 	abs := make([]string, len(inputs))

@@ -261,15 +261,24 @@ func planPredictOutputs(c *cli.Context, paths []string) (predictOutputs, error) 
 		{"heatmap", "_heatmap.png", &o.heatmap}, {"raw-map", "_map.npy", &o.rawMap},
 		{"panel", "_panel.png", &o.panel}, {"mask", "_mask.png", &o.mask},
 	}
-	var outputs []namedPath
+	// A folder argument means folder outputs, however many images it holds.
+	folders := false
+	for _, a := range c.Args().Slice() {
+		folders = folders || isDir(a)
+	}
+	var outputs, named []namedPath // named: the outputs given as one file
 	for _, k := range kinds {
-		names, err := perImageOutputs(paths, c.String(k.flag), k.suffix)
+		dest := c.String(k.flag)
+		names, err := perImageOutputs(paths, dest, k.suffix, folders)
 		if err != nil {
 			return o, fmt.Errorf("--%s: %w", k.flag, err)
 		}
 		*k.dst = names
 		for _, n := range names {
 			outputs = append(outputs, namedPath{"--" + k.flag, n})
+		}
+		if len(names) == 1 && names[0] == dest {
+			named = append(named, namedPath{"--" + k.flag, dest})
 		}
 	}
 	inputs, _ := checkpointInputs(c)
@@ -280,7 +289,7 @@ func planPredictOutputs(c *cli.Context, paths []string) (predictOutputs, error) 
 	if err := checkOutputs(outputs, inputs); err != nil {
 		return o, err
 	}
-	return o, makeOutputFolders(outputs, len(paths) == 1)
+	return o, makeOutputFolders(outputs, named)
 }
 
 // checkpointInputs names the files a command using --checkpoint reads
@@ -412,14 +421,16 @@ func (p *predictionPrinter) flush() error {
 }
 
 // makeOutputFolders creates, before any work, the folders that per-image
-// outputs go to (they mirror the inputs' folders). A single output named as
-// a file must be in an existing folder.
-func makeOutputFolders(outputs []namedPath, single bool) error {
-	for _, o := range outputs {
-		dir := filepath.Dir(o.path)
-		if single && !isDir(dir) {
+// outputs go to (they mirror the inputs' folders). An output named as one
+// file must be in an existing folder: a mistyped folder is not created.
+func makeOutputFolders(outputs, named []namedPath) error {
+	for _, o := range named {
+		if dir := filepath.Dir(o.path); !isDir(dir) {
 			return fmt.Errorf("%s %s: its folder %s does not exist", o.role, o.path, dir)
 		}
+	}
+	for _, o := range outputs {
+		dir := filepath.Dir(o.path)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return fmt.Errorf("%s %s: output folder %s: %w", o.role, o.path, dir, err)
 		}
