@@ -67,8 +67,19 @@ type Result struct {
 	PixelAUPRO *float64      `json:"pixel_aupro,omitempty"`
 	TrainSec   float64       `json:"train_seconds"`
 	EvalSec    float64       `json:"eval_seconds"`
+	// Settings are the run's settings that the paper fixes.
+	Settings Settings `json:"settings"`
 	// Provenance names the run's checkpoint, backbone and threshold.
 	Provenance infer.Provenance `json:"provenance"`
+}
+
+// Settings are a run's settings that the paper fixes (60 epochs of batch
+// 16 at 240 px on CLIP's ViT-L/14 weights); zero where unknown.
+type Settings struct {
+	Epochs    int    `json:"epochs"`
+	Batch     int    `json:"batch"`
+	ImageSize int    `json:"image_size"`
+	Preset    string `json:"preset,omitempty"` // a random-weights preset instead of real weights
 }
 
 // runnable lists the (train, test) pairs to run, the datasets given or all
@@ -153,14 +164,14 @@ func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, note func(string)) ([
 			for s := range c.Seeds {
 				seed := uint64(s + 1)
 				ck := CheckpointPath(c.Work, name, k, seed)
-				note(fmt.Sprintf("%s %s, %d shots, seed %d: training", progress(), label, k, seed))
+				note(fmt.Sprintf("%s %s, %s, seed %d: training", progress(), label, shots(k), seed))
 				t0 := time.Now()
 				res, err := train.Run(ctx, train.Config{
 					Data: c.Data, Dataset: name, Shots: k, DrawShots: c.DrawShots, Seed: seed, Epochs: c.Epochs, Batch: c.Batch,
 					Model: model.Options{ImageSize: c.Size}, Shared: shared, Device: c.Device, Out: ck,
 				}, tk, train.Silent{})
 				if err != nil {
-					return out, fmt.Errorf("%s, %d shots, seed %d: %w", label, k, seed, err)
+					return out, fmt.Errorf("%s, %s, seed %d: %w", label, shots(k), seed, err)
 				}
 				t1 := time.Now()
 				p, err := infer.OpenShared(ck, shared, tk, c.Device)
@@ -178,12 +189,16 @@ func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, note func(string)) ([
 					return out, err
 				}
 				r := Result{Dataset: test, Shots: k, ShotsFile: res.Meta.ShotsFile, Seed: seed, ImageAUROC: ev.ImageAUROC, PixelAUROC: ev.PixelAUROC,
-					PixelAUPRO: ev.PixelAUPRO, TrainSec: t1.Sub(t0).Seconds(), EvalSec: time.Since(t1).Seconds(), Provenance: prov}
+					PixelAUPRO: ev.PixelAUPRO, TrainSec: t1.Sub(t0).Seconds(), EvalSec: time.Since(t1).Seconds(), Provenance: prov,
+					Settings: Settings{Epochs: res.Meta.Epochs, ImageSize: res.Meta.Model.ImageSize, Preset: res.Meta.Backbone.Preset}}
+				if res.Meta.Training != nil {
+					r.Settings.Batch = res.Meta.Training.Batch
+				}
 				if test != name {
 					r.TrainedOn = name
 				}
 				out = append(out, r)
-				msg := fmt.Sprintf("%s, %d shots, seed %d: image AUROC %.2f%%", label, k, seed, 100*r.ImageAUROC)
+				msg := fmt.Sprintf("%s, %s, seed %d: image AUROC %.2f%%", label, shots(k), seed, 100*r.ImageAUROC)
 				if r.PixelAUROC != nil {
 					msg += fmt.Sprintf(", pixel AUROC %.2f%%", 100**r.PixelAUROC)
 				}
@@ -316,7 +331,69 @@ func Table(results []Result) string {
 		}
 		b.WriteString("| " + strings.Join(row, " | ") + " |\n")
 	}
+	if n := settingsNote(results); n != "" {
+		b.WriteString("\n" + n + "\n")
+	}
 	return b.String()
+}
+
+// settingsNote says how the runs' settings differ from the paper's, so
+// that a quick run's numbers are not read as a reproduction of the
+// paper's beside them; "" when they do not.
+func settingsNote(results []Result) string {
+	var paper train.Config
+	paper.Defaults()
+	var diffs []string
+	differ := func(what func(Settings) int, want int, say func(int) string) {
+		seen := map[int]bool{}
+		var vals []int
+		for _, r := range results {
+			if v := what(r.Settings); v != 0 && v != want && !seen[v] {
+				seen[v] = true
+				vals = append(vals, v)
+			}
+		}
+		sort.Ints(vals)
+		for _, v := range vals {
+			diffs = append(diffs, say(v))
+		}
+	}
+	differ(func(s Settings) int { return s.Epochs }, paper.Epochs, func(v int) string {
+		return fmt.Sprintf("%s (paper %d)", count(v, "epoch"), paper.Epochs)
+	})
+	differ(func(s Settings) int { return s.Batch }, paper.Batch, func(v int) string { return fmt.Sprintf("batch %d (paper %d)", v, paper.Batch) })
+	differ(func(s Settings) int { return s.ImageSize }, paper.Model.ImageSize, func(v int) string {
+		return fmt.Sprintf("%d-px images (paper %d)", v, paper.Model.ImageSize)
+	})
+	presets := map[string]bool{}
+	drawn := false
+	for _, r := range results {
+		if p := r.Settings.Preset; p != "" && !presets[p] {
+			presets[p] = true
+			diffs = append(diffs, fmt.Sprintf("the %s preset with random weights (paper: CLIP ViT-L/14)", p))
+		}
+		if _, ok := PaperAUC(r.Dataset, r.Shots, "AC"); ok && r.TrainedOn == "" && r.ShotsFile == "" {
+			drawn = true
+		}
+	}
+	if drawn {
+		diffs = append(diffs, "drawn shots (paper: the authors' fixed lists)")
+	}
+	if len(diffs) == 0 {
+		return ""
+	}
+	return "Not the paper's settings: " + strings.Join(diffs, ", ") + "; the paper's numbers are for orientation only."
+}
+
+// shots writes "1 shot", "16 shots".
+func shots(k int) string { return count(k, "shot") }
+
+// count writes n with its noun in the singular or plural.
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 func rank(order map[string]int, n string) int {

@@ -3,6 +3,8 @@ package bench
 import (
 	"strings"
 	"testing"
+
+	"madclip/internal/jsonpath"
 )
 
 func TestTable(t *testing.T) {
@@ -36,6 +38,34 @@ func TestTable(t *testing.T) {
 	}
 	if strings.Contains(got, "± 0.00") {
 		t.Error("a single seed shows a spread")
+	}
+}
+
+// A run that is not the paper's (fewer epochs, smaller images, a preset,
+// drawn shots) says so under the table; one that is says nothing.
+func TestSettingsNote(t *testing.T) {
+	paper := Settings{Epochs: 60, Batch: 16, ImageSize: 240}
+	list := "fewshot/Brain/16/seed1.txt"
+	results := []Result{
+		{Dataset: "Brain", Shots: 16, Seed: 1, ShotsFile: jsonpath.Path(list), ImageAUROC: 0.9, Settings: paper},
+		{Dataset: "Knee", Shots: 16, Seed: 1, ImageAUROC: 0.9, Settings: paper}, // no list exists: not "drawn"
+		{Dataset: "Chest", TrainedOn: "Brain", Shots: 16, Seed: 1, ImageAUROC: 0.6, Settings: paper},
+	}
+	if got := Table(results); strings.Contains(got, "Not the paper's") {
+		t.Errorf("the paper's settings noted:\n%s", got)
+	}
+	quick := Settings{Epochs: 1, Batch: 16, ImageSize: 56, Preset: "tiny"}
+	results = append(results,
+		Result{Dataset: "Brain", Shots: 2, Seed: 1, ImageAUROC: 0.7, Settings: quick},
+		Result{Dataset: "Brain", Shots: 4, Seed: 1, ImageAUROC: 0.7, Settings: Settings{Epochs: 2, Batch: 8, ImageSize: 56, Preset: "tiny"}})
+	lines := strings.Split(strings.TrimSpace(Table(results)), "\n")
+	want := "Not the paper's settings: 1 epoch (paper 60), 2 epochs (paper 60), batch 8 (paper 16), 56-px images (paper 240), " +
+		"the tiny preset with random weights (paper: CLIP ViT-L/14), drawn shots (paper: the authors' fixed lists); the paper's numbers are for orientation only."
+	if last := lines[len(lines)-1]; last != want {
+		t.Errorf("note %q,\nwant %q", last, want)
+	}
+	if shots(1) != "1 shot" || shots(16) != "16 shots" {
+		t.Errorf("shots(1) %q, shots(16) %q", shots(1), shots(16))
 	}
 }
 

@@ -62,3 +62,19 @@ func TestTrainReporterRateAfterResume(t *testing.T) {
 		t.Errorf("got %q, want %q", got, want)
 	}
 }
+
+// Durations in final lines read as a person writes them.
+func TestRoughly(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		984 * time.Millisecond:                       "984 ms",
+		1264 * time.Millisecond:                      "1.3 s",
+		59940 * time.Millisecond:                     "59.9 s",
+		62261 * time.Millisecond:                     "1 min 2 s",
+		18*time.Minute + 18*time.Second:              "18 min 18 s",
+		2*time.Hour + 5*time.Minute + 40*time.Second: "2 h 6 min",
+	} {
+		if got := roughly(d); got != want {
+			t.Errorf("roughly(%v) = %q, want %q", d, got, want)
+		}
+	}
+}
