@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"runtime"
 
+	"gonum.org/v1/plot/plotter"
+
 	"madclip/dataset"
 	"madclip/imaging"
 	"madclip/internal/jsonpath"
@@ -76,12 +78,14 @@ type Evaluation struct {
 	imageLabels []bool
 	pixScores   []float32
 	pixLabels   []bool
+	pixAt       metrics.Confusion // the pixels' outcomes at At.Threshold
 }
 
 // Plots are the evaluation's curves: the image-level ROC and
 // precision-recall curves, and for datasets with masks the pixel-level ones,
 // by file name.
 func (e *Evaluation) Plots() map[string]Curve {
+	img := metrics.Confusion{TP: e.At.TP, FP: e.At.FP, TN: e.At.TN, FN: e.At.FN}
 	p := map[string]Curve{
 		PlotNames[0]: ROCPlot(e.Dataset+" image-level ROC", e.imageScores, e.imageLabels, e.ImageAUROC),
 		PlotNames[1]: PRPlot(e.Dataset+" image-level precision-recall", e.imageScores, e.imageLabels, e.ImageAP),
@@ -90,7 +94,33 @@ func (e *Evaluation) Plots() map[string]Curve {
 		p[PlotNames[2]] = ROCPlot(e.Dataset+" pixel-level ROC", e.pixScores, e.pixLabels, *e.PixelAUROC)
 		p[PlotNames[3]] = PRPlot(e.Dataset+" pixel-level precision-recall", e.pixScores, e.pixLabels, *e.PixelAP)
 	}
+	label := fmt.Sprintf("threshold %.3g", e.At.Threshold)
+	for name, c := range p {
+		at := img
+		if name == PlotNames[2] || name == PlotNames[3] {
+			at = e.pixAt
+		}
+		p[name] = c.markAt(at, label)
+	}
 	return p
+}
+
+// markAt marks on c the operating point of the outcomes at the labels'
+// threshold: (FPR, TPR) on a ROC curve, (recall, precision) on a
+// precision-recall one, where they are defined.
+func (c Curve) markAt(at metrics.Confusion, label string) Curve {
+	pt := plotter.XY{X: 1 - at.Specificity(), Y: at.Sensitivity()}
+	if c.XLabel == "recall" {
+		if at.TP+at.FP == 0 {
+			return c // no image called anomalous: precision is undefined
+		}
+		pt = plotter.XY{X: at.Sensitivity(), Y: at.Precision()}
+	}
+	if at.TP+at.FN == 0 || at.TN+at.FP == 0 {
+		return c
+	}
+	c.At, c.AtLabel = &pt, label
+	return c
 }
 
 // PlotNames are the file names of the curves Plots may draw, so that a
@@ -158,6 +188,7 @@ func (p *Predictor) Evaluate(root, name string, o StreamOptions, threshold float
 		px, _ := metrics.At(pix, pixLabels, threshold)
 		dice, iou := px.Dice(), px.IoU()
 		e.At.PixelDice, e.At.PixelIoU = &dice, &iou
+		e.pixAt = px
 		n := p.Size * p.Size
 		maps, masks := make([][]float32, 0, len(pix)/n), make([][]bool, 0, len(pix)/n)
 		for lo := 0; lo < len(pix); lo += n {

@@ -60,6 +60,17 @@ type Overlay struct {
 	Label     string  // "normal" or "anomalous"
 	Alpha     float64 // the map's opacity over the scan (0.45 when zero)
 	Note      string  // appended to the caption (e.g. the true class)
+	// Decimals of the score and threshold in the caption; zero chooses the
+	// fewest (at least 3) that tell them apart. A set of figures shown
+	// together passes one value, so that they print the threshold alike.
+	Decimals int
+}
+
+func (o Overlay) decimals() int {
+	if o.Decimals > 0 {
+		return o.Decimals
+	}
+	return Decimals(o.Score, o.Threshold, 3)
 }
 
 func (o Overlay) alpha() float64 {
@@ -134,18 +145,15 @@ func Panel(orig *imaging.RGB, truth []bool, amap []float32, size int, o Overlay)
 	for _, t := range titles {
 		tw = max(tw, textWidth(t, ts)+2)
 	}
-	note := caption(o)
-	if truth != nil {
-		note += "   (green: true region, red: predicted)"
-	}
-	bar := colourBarWidth(ts, thresholdLabel(o))
-	barH := max(h, minBarHeight(ts))
-	out := canvas(max(len(titles)*(tw+gap)+bar, 2+textWidth(note, ts)+ts), top+barH+bottom)
 	v := resizeMap(amap, size, w, h)
 	pred := make([]bool, len(v))
 	for i, x := range v {
 		pred[i] = x >= o.Threshold
 	}
+	note := caption(o) + panelLegend(truth, pred)
+	bar := colourBarWidth(ts, thresholdLabel(o))
+	barH := max(h, minBarHeight(ts))
+	out := canvas(max(len(titles)*(tw+gap)+bar, 2+textWidth(note, ts)+ts), top+barH+bottom)
 	var gt []bool
 	if truth != nil {
 		gt = enlargeMask(truth, orig.W, orig.H, k)
@@ -177,6 +185,25 @@ func Panel(orig *imaging.RGB, truth []bool, amap []float32, size int, o Overlay)
 	return out
 }
 
+// panelLegend names the contours a panel with ground truth draws, and only
+// those: a normal scan has no true region, a low map no predicted one.
+func panelLegend(truth, pred []bool) string {
+	if truth == nil {
+		return ""
+	}
+	var legend []string
+	if slices.Contains(truth, true) {
+		legend = append(legend, "green: true region")
+	}
+	if slices.Contains(pred, true) {
+		legend = append(legend, "red: predicted")
+	}
+	if len(legend) == 0 {
+		return ""
+	}
+	return "   (" + strings.Join(legend, ", ") + ")"
+}
+
 var (
 	background      = color.RGBA{255, 255, 255, 255}
 	textColour      = color.RGBA{20, 20, 20, 255}
@@ -185,7 +212,7 @@ var (
 )
 
 func caption(o Overlay) string {
-	d := Decimals(o.Score, o.Threshold, 3)
+	d := o.decimals()
 	s := fmt.Sprintf("score %.*f  %s  (threshold %.*f)", d, o.Score, o.Label, d, o.Threshold)
 	if o.Note != "" {
 		s += "  " + o.Note
@@ -196,7 +223,7 @@ func caption(o Overlay) string {
 // thresholdLabel is the threshold as the caption prints it, for the colour
 // bar and the region's title.
 func thresholdLabel(o Overlay) string {
-	return fmt.Sprintf("%.*f", Decimals(o.Score, o.Threshold, 3), o.Threshold)
+	return fmt.Sprintf("%.*f", o.decimals(), o.Threshold)
 }
 
 // Decimals is the number of decimals, least to 6, at which a score and the

@@ -25,6 +25,30 @@ func TestDistinctDecimals(t *testing.T) {
 	if got := caption(Overlay{Score: 0.8449, Threshold: 0.845, Label: "normal"}); got != "score 0.8449  normal  (threshold 0.8450)" {
 		t.Errorf("caption %q", got)
 	}
+	// A set of figures shares one precision: more than this one needs.
+	o := Overlay{Score: 0.2, Threshold: 0.488703, Label: "normal", Decimals: 4}
+	if got := caption(o); got != "score 0.2000  normal  (threshold 0.4887)" || thresholdLabel(o) != "0.4887" {
+		t.Errorf("caption %q, threshold %q at 4 decimals", got, thresholdLabel(o))
+	}
+}
+
+// The panel's legend names the contours drawn and no others.
+func TestPanelLegend(t *testing.T) {
+	none, some := []bool{false, false}, []bool{false, true}
+	for _, c := range []struct {
+		truth, pred []bool
+		want        string
+	}{
+		{nil, some, ""},
+		{none, none, ""},
+		{none, some, "   (red: predicted)"},
+		{some, none, "   (green: true region)"},
+		{some, some, "   (green: true region, red: predicted)"},
+	} {
+		if got := panelLegend(c.truth, c.pred); got != c.want {
+			t.Errorf("truth %v pred %v: %q, want %q", c.truth, c.pred, got, c.want)
+		}
+	}
 }
 
 // The full stop is a square dot on the baseline, with nothing below it

@@ -2,11 +2,13 @@ package infer
 
 import (
 	"fmt"
+	"image/color"
 	"io"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
 
 	"madclip/atomicfile"
 	"madclip/metrics"
@@ -20,11 +22,16 @@ type Curve struct {
 	// Chance is the no-skill line: the diagonal for a ROC curve, the
 	// positive fraction (a horizontal line) for a precision-recall curve.
 	Chance []plotter.XY
+	// At marks the operating point of the labels' threshold on the curve
+	// (nil: none), named in the legend by AtLabel.
+	At      *plotter.XY
+	AtLabel string
 }
 
-// PlotCurve writes c as a 5×5-inch PNG, atomically, with room around the
-// title and the axes' end labels. Curves of millions of points (pixels)
-// are thinned to a few thousand for drawing.
+// PlotCurve writes c as a 5×5-inch PNG, atomically, with a margin around
+// the figure and a legend for the chance line and the threshold's
+// operating point. Curves of millions of points (pixels) are thinned to a
+// few thousand for drawing.
 func PlotCurve(path string, c Curve) error {
 	p := plot.New()
 	p.Title.Text = c.Title
@@ -49,14 +56,35 @@ func PlotCurve(path string, c Curve) error {
 		}
 		chance.Dashes = []vg.Length{vg.Points(4), vg.Points(4)}
 		p.Add(chance)
+		p.Legend.Add("chance", chance)
 	}
 	p.Add(line)
-	wt, err := p.WriterTo(5*vg.Inch, 5*vg.Inch, "png")
+	if c.At != nil {
+		at, err := plotter.NewScatter(plotter.XYs{*c.At})
+		if err != nil {
+			return err
+		}
+		at.GlyphStyle.Shape = draw.CircleGlyph{}
+		at.GlyphStyle.Radius = vg.Points(4.5)
+		at.GlyphStyle.Color = color.RGBA{R: 220, G: 30, B: 30, A: 255}
+		p.Add(at)
+		p.Legend.Add(c.AtLabel, at)
+	}
+	// The legend where the curves seldom run: bottom right of a ROC curve,
+	// bottom left of a precision-recall one.
+	p.Legend.Top, p.Legend.Left = false, c.XLabel == "recall"
+	p.Legend.XOffs, p.Legend.YOffs = vg.Points(-6), vg.Points(6)
+	if p.Legend.Left {
+		p.Legend.XOffs = vg.Points(6)
+	}
+	const size, margin = 5 * vg.Inch, vg.Length(9)
+	cv, err := draw.NewFormattedCanvas(size, size, "png")
 	if err != nil {
 		return err
 	}
+	p.Draw(draw.Crop(draw.New(cv), margin, -margin, margin, -margin))
 	return atomicfile.Write(path, 0o644, func(w io.Writer) error {
-		_, err := wt.WriteTo(w)
+		_, err := cv.WriteTo(w)
 		return err
 	})
 }

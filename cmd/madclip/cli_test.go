@@ -379,6 +379,7 @@ func TestFlagRanges(t *testing.T) {
 		{[]string{"synth", "--out", dir, "--size", "0"}, "--size 0"},
 		{[]string{"synth", "--out", dir, "--valid", "-1"}, "--valid -1"},
 		{[]string{"eval", "--checkpoint", filepath.Join(dir, "none.safetensors"), "--data", dir, "--failures", "-1"}, "--failures -1"},
+		{[]string{"eval", "--checkpoint", filepath.Join(dir, "none.safetensors"), "--data", dir, "--failures", "3"}, "--failures draws into the --report folder"},
 		{[]string{"bench", "--data", dir, "--preset", "tiny", "--image-size", "0"}, "--image-size 0"},
 	} {
 		_, e, code := madclip(t, nil, c.args...)

@@ -47,7 +47,7 @@ Examples:
 			&cli.StringFlag{Name: "dataset", Usage: "the dataset (default: the checkpoint's)"},
 			&cli.StringFlag{Name: "weights", Usage: "the CLIP weights it was trained on (default: the file recorded in the checkpoint)"},
 			vocabFlag(),
-			&cli.StringFlag{Name: "report", Usage: "folder for report.json, ROC plots and failure-case heatmaps"},
+			&cli.StringFlag{Name: "report", Usage: "folder for report.json, ROC and precision-recall plots and failure-case figures"},
 			&cli.IntFlag{Name: "failures", Value: 4, Usage: "hard cases of each class to draw with --report (the highest-scoring normal and lowest-scoring abnormal images; each says whether its label is wrong)"},
 			&cli.Float64Flag{Name: "threshold", Usage: "score in [0, 1] at which an image is called anomalous", DefaultText: "from the checkpoint"},
 			&cli.BoolFlag{Name: "json", Usage: "print the metrics as one JSON object"},
@@ -76,6 +76,9 @@ func evalAction(c *cli.Context) error {
 		}
 	}
 	report := c.String("report")
+	if c.IsSet("failures") && report == "" {
+		return fmt.Errorf("eval: --failures draws into the --report folder; give --report too")
+	}
 	var reportInputs *inputSet
 	if report != "" {
 		if reportInputs, err = planReport(c, report); err != nil {
@@ -250,8 +253,12 @@ func writeFailures(p *infer.Predictor, ev *infer.Evaluation, dir string, n int, 
 	pick = append(pick, normals[:min(n, len(normals))]...)
 	pick = append(pick, abnormals[:min(n, len(abnormals))]...)
 	items := make([]dataset.Sample, len(pick))
+	// One precision for every figure and name, enough to tell each score
+	// from the threshold.
+	decimals := 3
 	for i, s := range pick {
 		items[i].Path = string(s.Path)
+		decimals = max(decimals, infer.Decimals(s.Score, ev.At.Threshold, 3))
 	}
 	return p.Stream(items, infer.StreamOptions{KeepOriginal: true}, func(d dataset.Decoded, r infer.Result) error {
 		s := pick[d.Index]
@@ -272,8 +279,8 @@ func writeFailures(p *infer.Predictor, ev *infer.Evaluation, dir string, n int, 
 		base := strings.TrimSuffix(filepath.Base(d.Sample.Path), filepath.Ext(d.Sample.Path))
 		// The score with the decimals that tell it from the threshold, as
 		// the picture's caption prints it.
-		name := fmt.Sprintf("%s_%.*f_%s.png", kind, infer.Decimals(r.Score, ev.At.Threshold, 3), r.Score, base)
-		o := infer.Overlay{Score: r.Score, Threshold: ev.At.Threshold, Label: s.Label, Note: "- " + truth}
+		name := fmt.Sprintf("%s_%.*f_%s.png", kind, decimals, r.Score, base)
+		o := infer.Overlay{Score: r.Score, Threshold: ev.At.Threshold, Label: s.Label, Note: "- " + truth, Decimals: decimals}
 		out := filepath.Join(dir, "failures", name)
 		if err := inputs.check(namedPath{"--report", out}); err != nil {
 			return err

@@ -295,6 +295,25 @@ func TestEvalCLI(t *testing.T) {
 	if entries, _ := os.ReadDir(filepath.Join(report, "failures")); len(entries) != 4 {
 		t.Errorf("%d failure heatmaps, want 4", len(entries))
 	}
+	// A threshold a hair above the highest normal score: that figure needs
+	// 5 decimals to tell them apart, and every figure's name has as many.
+	top := -1.0
+	for _, s := range rep.Scores {
+		if !strings.Contains(s.Path, "/good/") {
+			continue
+		}
+		top = max(top, s.Score)
+	}
+	th := fmt.Sprintf("%.6f", top+0.00004)
+	if _, e, code := madclip(t, nil, "eval", "--checkpoint", ck, "--data", root, "--report", report, "--failures", "2", "--threshold", th, "--device", "cpu"); code != 0 {
+		t.Fatal(e)
+	}
+	entries, _ := os.ReadDir(filepath.Join(report, "failures"))
+	for _, en := range entries {
+		if parts := strings.Split(en.Name(), "_"); len(parts) != 3 || len(parts[1]) != len("0.12345") {
+			t.Errorf("failure figure %s: want a score with 5 decimals (threshold %s)", en.Name(), th)
+		}
+	}
 	_, e, code = madclip(t, nil, "eval", "--checkpoint", ck, "--data", root, "--dataset", "Liver")
 	wantFailure(t, "Liver_AD", e, code)
 
