@@ -45,7 +45,7 @@ Examples:
 				&cli.StringFlag{Name: "weights", Usage: "the CLIP weights it ran on (default: the largest known model found)"},
 				&cli.StringFlag{Name: "preset", Usage: "a random CLIP preset instead of weights (tests)"},
 				&cli.StringFlag{Name: "object", Usage: "the object word of its prompts (default: the dataset's)"},
-				&cli.IntSliceFlag{Name: "layers", Usage: "tapped ViT blocks (default 6,12,18,24 for ViT-L)"},
+				&cli.IntSliceFlag{Name: "layers", Usage: "tapped ViT blocks", DefaultText: "6,12,18,24 for ViT-L"},
 				&cli.IntFlag{Name: "image-size", Value: 240, Usage: "input resolution"},
 				&cli.BoolFlag{Name: "masks", Usage: "whether it scores by its anomaly map (default: as the benchmark dataset)"},
 				&cli.IntFlag{Name: "shots", Value: 16, Usage: "shots per class it was trained on (recorded)"},
@@ -131,7 +131,8 @@ Models trained with an option their code lacks (--quick-gelu, --causal-prompts,
 
 Examples:
   madclip export authors brain16.safetensors ckpt/Brain.pth
-  python test.py --obj Brain --save_path ./ckpt/     (in their repository)`,
+  # then, in their repository:
+  python test.py --obj Brain --save_path ./ckpt/`,
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "weights", Usage: "the CLIP weights the checkpoint was trained on (default: the file it records)"},
 				vocabFlag(),

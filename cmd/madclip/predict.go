@@ -370,7 +370,7 @@ func newPredictionPrinter(c *cli.Context) *predictionPrinter {
 	p := &predictionPrinter{w: c.App.Writer, json: c.Bool("json"), quiet: c.Bool("quiet")}
 	if c.Bool("csv") {
 		p.csv = csv.NewWriter(p.w)
-		p.csv.Write([]string{"path", "score", "label", "det_score", "heatmap", "raw_map", "panel", "mask"})
+		p.csv.Write([]string{"path", "score", "label", "det_score", "heatmap", "raw_map", "panel", "mask", "threshold"})
 	}
 	return p
 }
@@ -404,7 +404,10 @@ func (p *predictionPrinter) print(pr prediction) error {
 		_, err = fmt.Fprintln(p.w, string(b))
 		return err
 	case p.csv != nil:
-		p.csv.Write(csvSafe(string(pr.Path), fmt.Sprintf("%.6f", pr.Score), pr.Label, fmt.Sprintf("%.6f", pr.DetScore), string(pr.Heatmap), string(pr.RawMap), string(pr.Panel), string(pr.Mask)))
+		// Full precision, as JSON writes them: a score a hair from the
+		// threshold must not print equal to it.
+		num := func(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
+		p.csv.Write(csvSafe(string(pr.Path), num(pr.Score), pr.Label, num(pr.DetScore), string(pr.Heatmap), string(pr.RawMap), string(pr.Panel), string(pr.Mask), num(p.threshold)))
 		p.csv.Flush()
 		return p.csv.Error()
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"encoding/binary"
+	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"image"
@@ -13,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -184,9 +186,23 @@ func TestPredictCLI(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("folder: exit %d: %s", code, e)
 	}
-	lines := strings.Split(strings.TrimSpace(o), "\n")
-	if len(lines) != 7 || !strings.HasPrefix(lines[0], "path,score,label") {
-		t.Errorf("CSV: %q", o)
+	rows, err := csv.NewReader(strings.NewReader(o)).ReadAll()
+	if err != nil || len(rows) != 7 || strings.Join(rows[0], ",") != "path,score,label,det_score,heatmap,raw_map,panel,mask,threshold" {
+		t.Fatalf("CSV: %v %q", err, o)
+	}
+	// Scores at full precision, as --json gives them, and the threshold
+	// the labels used on every row.
+	js, _, _ := madclip(t, nil, "predict", folder, "--checkpoint", ck, "--json", "--device", "cpu")
+	for i, line := range strings.Split(strings.TrimSpace(js), "\n") {
+		var p prediction
+		if err := json.Unmarshal([]byte(line), &p); err != nil {
+			t.Fatal(err)
+		}
+		score, _ := strconv.ParseFloat(rows[i+1][1], 64)
+		th, _ := strconv.ParseFloat(rows[i+1][8], 64)
+		if score != p.Score || th != p.Provenance.Threshold || rows[i+1][2] != p.Label {
+			t.Errorf("CSV row %q, JSON %s", rows[i+1], line)
+		}
 	}
 	if entries, _ := os.ReadDir(hdir); len(entries) != 6 {
 		t.Errorf("%d heatmaps, want 6", len(entries))

@@ -38,7 +38,7 @@ Examples:
 			&cli.IntFlag{Name: "size", Value: 64, Usage: "image side in pixels"},
 			&cli.IntFlag{Name: "valid", Value: 20, Usage: "images per class in valid/ (a benchmark dataset also gets every file its authors' few-shot lists name, so that the paper's protocol runs on it)"},
 			&cli.IntFlag{Name: "test", Value: 24, Usage: "images per class in test/"},
-			&cli.StringFlag{Name: "datasets", Usage: "comma-separated dataset names, or all (the six of the benchmark; default Brain,Chest)"},
+			&cli.StringFlag{Name: "datasets", Usage: "comma-separated dataset names, or all (the six of the benchmark)", DefaultText: "Brain,Chest"},
 		},
 		Action: func(c *cli.Context) error {
 			if err := inRange(c, map[string][2]int{"size": {32, 4096}, "valid": {1, 100000}, "test": {1, 100000}}); err != nil {
@@ -119,7 +119,7 @@ Examples:
 			&cli.Float64Flag{Name: "beta1", Value: 0.5, Usage: "Adam's first-moment decay"},
 			&cli.Float64Flag{Name: "beta2", Value: 0.999, Usage: "Adam's second-moment decay"},
 			&cli.IntFlag{Name: "image-size", Value: 240, Usage: "input resolution"},
-			&cli.IntSliceFlag{Name: "layers", Usage: "tapped ViT blocks (default 6,12,18,24 for ViT-L)"},
+			&cli.IntSliceFlag{Name: "layers", Usage: "tapped ViT blocks", DefaultText: "6,12,18,24 for ViT-L"},
 			&cli.StringFlag{Name: "resume", Usage: "continue a partial checkpoint with every setting it was started with"},
 			&cli.BoolFlag{Name: "cache-on-host", Usage: "keep the feature cache in host memory (it moves there by itself when the GPU runs out)"},
 			&cli.BoolFlag{Name: "select-on-valid", Usage: "keep the epoch with the best image AUROC on the valid images that are not shots, not the last one"},
