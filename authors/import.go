@@ -26,7 +26,7 @@ type ImportOptions struct {
 	// Masks says whether the model scores by its anomaly map (their code
 	// does for Brain, Liver and Retina_RESC); nil: as the benchmark dataset.
 	Masks *bool
-	Shots int // shots per class it was trained on (default 16, their release)
+	Shots int // shots per class it was trained on (default ReleasedShots)
 
 	Weights      string // the CLIP weights their model ran on
 	Preset       string // or a random preset (tests)
@@ -117,15 +117,19 @@ func Import(pth, out string, o ImportOptions, tk *bpe.Tokenizer) (checkpoint.Met
 
 // resolve fills the defaults and returns the model options and whether
 // the model scores by its map.
+// ReleasedShots is the shots per class of the authors' released
+// checkpoints.
+const ReleasedShots = 16
+
 func (o *ImportOptions) resolve() (model.Options, bool, error) {
 	if o.Dataset == "" {
 		return model.Options{}, false, fmt.Errorf("import: give the dataset the model was trained on (--dataset)")
 	}
 	if o.ImageSize == 0 {
-		o.ImageSize = 240
+		o.ImageSize = model.PaperImageSize
 	}
 	if o.Shots == 0 {
-		o.Shots = 16
+		o.Shots = ReleasedShots
 	}
 	opts := model.Options{Object: o.Object, Layers: o.Layers, ImageSize: o.ImageSize}
 	if opts.Object == "" {

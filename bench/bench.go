@@ -135,7 +135,7 @@ func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, note func(string)) ([
 	}
 	// One backbone serves every run: loading ViT-L/14 (and hashing its
 	// weights) once instead of twice per run.
-	src := checkpoint.Source{Preset: c.Preset, Seed: 1, Weights: c.Weights}
+	src := checkpoint.Source{Preset: c.Preset, Seed: checkpoint.DefaultBackboneSeed, Weights: c.Weights}
 	backbone, info, err := checkpoint.OpenBackbone(src, model.Options{ImageSize: c.Size}.CLIPOptions(c.Device))
 	if err != nil {
 		return nil, err
@@ -176,7 +176,7 @@ func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, note func(string)) ([
 				t1 := time.Now()
 				p, err := infer.OpenShared(ck, shared, tk, c.Device)
 				if err != nil {
-					return out, err
+					return out, fmt.Errorf("%s, %s, seed %d: %w", label, shots(k), seed, err)
 				}
 				th, origin := p.Threshold()
 				ev, err := p.Evaluate(c.Data, test, infer.StreamOptions{Batch: 32}, th, origin, nil)
@@ -186,7 +186,7 @@ func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, note func(string)) ([
 				}
 				p.Close()
 				if err != nil {
-					return out, err
+					return out, fmt.Errorf("%s, %s, seed %d: %w", label, shots(k), seed, err)
 				}
 				r := Result{Dataset: test, Shots: k, ShotsFile: res.Meta.ShotsFile, Seed: seed, ImageAUROC: ev.ImageAUROC, PixelAUROC: ev.PixelAUROC,
 					PixelAUPRO: ev.PixelAUPRO, TrainSec: t1.Sub(t0).Seconds(), EvalSec: time.Since(t1).Seconds(), Provenance: prov,

@@ -1,7 +1,7 @@
 /*
  * tb.h — the C ABI between madclip's Go code and libtorch.
  *
- * Rules (see DESIGN.md §2.1):
+ * Rules (the bridge's contract; docs/design.md places the bridge among the layers):
  *  - Handles are opaque structs; every tensor a call returns is a new reference
  *    owned by the caller, to be released exactly once with tb_free. Arguments
  *    are borrowed.

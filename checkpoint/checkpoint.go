@@ -164,7 +164,7 @@ func save(path string, m *model.MadCLIP, opt *torch.Adam, meta Meta, tensors map
 		for i, name := range m.Params().Names() {
 			mom, v, err := opt.State(i)
 			if err != nil {
-				return err
+				return fmt.Errorf("save %s: optimiser state of %s: %w", path, name, err)
 			}
 			if mom != nil {
 				tensors["optim.m."+name] = mom
@@ -174,7 +174,7 @@ func save(path string, m *model.MadCLIP, opt *torch.Adam, meta Meta, tensors map
 	}
 	js, err := json.Marshal(meta)
 	if err != nil {
-		return err
+		return fmt.Errorf("save %s: %w", path, err)
 	}
 	return torch.SaveSafetensors(path, tensors, map[string]string{metaKey: string(js), "format": "pt"})
 }
@@ -454,6 +454,10 @@ func short(sum string) string { return sum[:min(12, len(sum))] }
 
 // Source says where a backbone comes from: a preset recreated from its seed
 // (random weights, for tests and demos), or a weights file.
+// DefaultBackboneSeed is the seed of a preset's random weights unless one
+// is given.
+const DefaultBackboneSeed = 1
+
 type Source struct {
 	Preset  string
 	Seed    uint64

@@ -299,7 +299,7 @@ func writeSynthMarker(dir string, o SynthOptions, files []string) error {
 		if errors.As(err, &pe) {
 			err = fmt.Errorf("%s: %w", pe.Path, pe.Err)
 		}
-		return fmt.Errorf("synth: cannot create %s (%v)", dir, err)
+		return fmt.Errorf("synth: cannot create %s: %w", dir, err)
 	}
 	note := fmt.Sprintf("synthetic images written by madclip synth (seed %d, %d px, %d valid and %d test images per class); madclip synth may replace the files listed below\nfiles:\n", o.Seed, o.Size, o.Valid, o.Test)
 	return atomicfile.Write(filepath.Join(dir, synthMarker), 0o644, func(w io.Writer) error {

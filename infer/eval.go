@@ -1,6 +1,7 @@
 package infer
 
 import (
+	"errors"
 	"fmt"
 	"runtime"
 
@@ -45,6 +46,9 @@ func atThreshold(c metrics.Confusion, th float64, origin string) AtThreshold {
 	return AtThreshold{Threshold: th, Origin: origin, Sensitivity: c.Sensitivity(), Specificity: c.Specificity(),
 		Precision: c.Precision(), F1: c.F1(), TP: c.TP, FP: c.FP, TN: c.TN, FN: c.FN}
 }
+
+// DefaultBatch is the images per forward pass of prediction unless told.
+const DefaultBatch = 16
 
 // AUPROLimit is the false positive rate up to which AUPRO integrates, as
 // anomalib and MVTec AD report it.
@@ -129,7 +133,9 @@ var PlotNames = [4]string{"roc_image.png", "pr_image.png", "roc_pixel.png", "pr_
 
 func rocCurve(scores []float32, labels []bool) (fpr, tpr []float64) {
 	fpr, tpr = []float64{0}, []float64{0}
-	metrics.Sweep(scores, labels, func(tp, fp, pos, neg int) {
+	// Evaluate checked these scores with AUROC (equal lengths, both
+	// classes), so Sweep cannot fail here.
+	_ = metrics.Sweep(scores, labels, func(tp, fp, pos, neg int) {
 		fpr = append(fpr, float64(fp)/float64(neg))
 		tpr = append(tpr, float64(tp)/float64(pos))
 	})
@@ -172,20 +178,27 @@ func (p *Predictor) Evaluate(root, name string, o StreamOptions, threshold float
 	if e.ImageAUROC, err = metrics.AUROC(e.imageScores, e.imageLabels); err != nil {
 		return nil, fmt.Errorf("test split of %s: %w", name, err)
 	}
-	e.ImageAP, _ = metrics.AveragePrecision(e.imageScores, e.imageLabels)
-	e.DetImageAUROC, _ = metrics.AUROC(detScores, e.imageLabels)
-	f1, th, _ := metrics.F1Max(e.imageScores, e.imageLabels)
+	var apErr, detErr, f1Err, atErr error
+	e.ImageAP, apErr = metrics.AveragePrecision(e.imageScores, e.imageLabels)
+	e.DetImageAUROC, detErr = metrics.AUROC(detScores, e.imageLabels)
+	f1, th, f1Err := metrics.F1Max(e.imageScores, e.imageLabels)
 	e.ImageF1Max, e.F1MaxThreshold = f1, float64(th)
-	c, _ := metrics.At(e.imageScores, e.imageLabels, threshold)
+	c, atErr := metrics.At(e.imageScores, e.imageLabels, threshold)
+	if err := errors.Join(apErr, detErr, f1Err, atErr); err != nil {
+		return nil, fmt.Errorf("test split of %s: %w", name, err)
+	}
 	e.At = atThreshold(c, threshold, origin)
 	if split.HasMasks {
 		auc, err := metrics.AUROC(pix, pixLabels)
 		if err != nil {
 			return nil, fmt.Errorf("pixel AUROC of %s: %w", name, err)
 		}
-		ap, _ := metrics.AveragePrecision(pix, pixLabels)
+		ap, apErr := metrics.AveragePrecision(pix, pixLabels)
+		px, atErr := metrics.At(pix, pixLabels, threshold)
+		if err := errors.Join(apErr, atErr); err != nil {
+			return nil, fmt.Errorf("pixels of %s: %w", name, err)
+		}
 		e.PixelAUROC, e.PixelAP = &auc, &ap
-		px, _ := metrics.At(pix, pixLabels, threshold)
 		dice, iou := px.Dice(), px.IoU()
 		e.At.PixelDice, e.At.PixelIoU = &dice, &iou
 		e.pixAt = px
@@ -208,7 +221,7 @@ func (p *Predictor) Evaluate(root, name string, o StreamOptions, threshold float
 // StreamOptions say how Stream batches and what it decodes besides the
 // model's input.
 type StreamOptions struct {
-	Batch        int  // images per forward pass; 16 when zero
+	Batch        int  // images per forward pass; DefaultBatch when zero
 	Masks        bool // decode ground-truth masks (Decoded.Image.Mask)
 	KeepOriginal bool // keep each full-size image (Decoded.Orig), for heatmaps
 	// Skip, when set, is told of each image that cannot be read, and the
@@ -228,7 +241,7 @@ type StreamOptions struct {
 func (p *Predictor) Stream(samples []dataset.Sample, o StreamOptions, fn func(dataset.Decoded, Result) error) error {
 	batch := o.Batch
 	if batch < 1 {
-		batch = 16
+		batch = DefaultBatch
 	}
 	// Decoding runs up to a batch ahead of the model; with full-size
 	// originals kept (which may be 4000² scans) only a few beyond the batch.

@@ -77,8 +77,12 @@ func open(path string, tk *bpe.Tokenizer, dev torch.Device, backboneFor func(*ch
 			if ok {
 				// Stored at the end of training: no text tower to run.
 				want := []int64{2, int64(backbone.Config.EmbedDim)}
-				if got := t.Shape(); !slices.Equal(got, want) {
-					return fmt.Errorf("%s: %s has shape %v, want %v", path, checkpoint.TextFeaturesKey, got, want)
+				in, err := t.Info()
+				if err != nil {
+					return fmt.Errorf("%s: %s: %w", path, checkpoint.TextFeaturesKey, err)
+				}
+				if !slices.Equal(in.Shape, want) {
+					return fmt.Errorf("%s: %s has shape %v, want %v", path, checkpoint.TextFeaturesKey, in.Shape, want)
 				}
 				t = t.Detach()
 			} else {

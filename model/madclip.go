@@ -17,7 +17,7 @@ type Options struct {
 	// Layers are the tapped ViT blocks, 1-based; nil means four evenly
 	// spaced blocks ending at the last (6, 12, 18, 24 for ViT-L).
 	Layers []int
-	// ImageSize is the input resolution (240 in the paper).
+	// ImageSize is the input resolution (PaperImageSize in the paper).
 	ImageSize int
 
 	// The reference code's departures from standard CLIP, on by default:
@@ -41,6 +41,9 @@ func WithPrecision(dev torch.Device, fn func() error) error {
 	}
 	return fn()
 }
+
+// PaperImageSize is the paper's input resolution, madclip's default.
+const PaperImageSize = 240
 
 // DefaultLayers taps four evenly spaced blocks ending at the last (6, 12,
 // 18, 24 of ViT-L/14); a backbone of fewer than four blocks has each tapped
@@ -67,10 +70,13 @@ type MadCLIP struct {
 	grid   int // the patch grid's side, kept when the image tower is released
 }
 
-// Branches.
+// Branch is one of the model's two branches: the normal class's adapters
+// and prompts, or the abnormal class's; it indexes their pairs.
+type Branch int
+
 const (
-	Normal   = 0
-	Abnormal = 1
+	Normal   Branch = 0
+	Abnormal Branch = 1
 )
 
 // CheckLayers refuses tapped layers outside a backbone of the given number

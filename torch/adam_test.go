@@ -96,7 +96,7 @@ func TestAdamStateRestore(t *testing.T) {
 		b := FromSlice([]float64{1, -2, 3})
 		a.SetRequiresGrad(true)
 		b.SetRequiresGrad(true)
-		oa, _ := NewAdam([]*Tensor{a}, DefaultAdam)
+		oa, _ := NewAdam([]*Tensor{a}, DefaultAdam())
 		defer oa.Free()
 		for range 3 {
 			if err := step(a, oa); err != nil {
@@ -104,7 +104,7 @@ func TestAdamStateRestore(t *testing.T) {
 			}
 		}
 		// b takes the same three steps with another optimizer, then moves to a third.
-		ob, _ := NewAdam([]*Tensor{b}, DefaultAdam)
+		ob, _ := NewAdam([]*Tensor{b}, DefaultAdam())
 		for range 3 {
 			if err := step(b, ob); err != nil {
 				return err
@@ -113,7 +113,7 @@ func TestAdamStateRestore(t *testing.T) {
 		m, v, _ := ob.State(0)
 		steps := ob.Steps()
 		ob.Free()
-		oc, _ := NewAdam([]*Tensor{b}, DefaultAdam)
+		oc, _ := NewAdam([]*Tensor{b}, DefaultAdam())
 		defer oc.Free()
 		if err := oc.SetState(steps, 0, m, v); err != nil {
 			return err
@@ -128,7 +128,7 @@ func TestAdamStateRestore(t *testing.T) {
 		if err := oc.SetState(1, 0, FromSlice([]float64{1}), FromSlice([]float64{1})); err == nil {
 			t.Error("moment of the wrong shape accepted")
 		}
-		if _, err := NewAdam([]*Tensor{FromSlice([]int64{1})}, DefaultAdam); err == nil {
+		if _, err := NewAdam([]*Tensor{FromSlice([]int64{1})}, DefaultAdam()); err == nil {
 			t.Error("integer parameter accepted")
 		}
 		if _, err := NewAdam(nil, AdamConfig{LR: 1, Beta1: 1, Beta2: 0.9}); err == nil {

@@ -97,7 +97,7 @@ type AdamConfig struct {
 }
 
 // DefaultAdam is torch.optim.Adam's default configuration.
-var DefaultAdam = AdamConfig{LR: 1e-3, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8}
+func DefaultAdam() AdamConfig { return AdamConfig{LR: 1e-3, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8} }
 
 // Adam updates a fixed list of parameters with the Adam rule.
 type Adam struct {

@@ -44,7 +44,7 @@ func TestTrainingLoopLeaksNothing(t *testing.T) {
 		for _, p := range params.Tensors() {
 			p.SetRequiresGrad(true)
 		}
-		opt, err := NewAdam(params.Tensors(), DefaultAdam)
+		opt, err := NewAdam(params.Tensors(), DefaultAdam())
 		if err != nil {
 			return err
 		}

@@ -64,11 +64,15 @@ func (s *selector) score(m *model.MadCLIP) ([]float32, error) {
 						idx[i] = lo + int64(i)
 					}
 					taps := s.cache.gather(idx, dev)
-					det, seg := m.Scores(taps, text)
-					score := m.ImageScore(det, seg, s.size, s.masks)
-					v, err := score.Float32s()
-					scores = append(scores, v...)
-					return err
+					// At predict's precision (bf16 autocast on CUDA), so
+					// that the threshold is chosen on the scores predict
+					// will compare with it.
+					return model.WithPrecision(dev, func() error {
+						det, seg := m.Scores(taps, text)
+						v, err := m.ImageScore(det, seg, s.size, s.masks).Float32s()
+						scores = append(scores, v...)
+						return err
+					})
 				})
 				if err != nil {
 					return err

@@ -61,28 +61,39 @@ type Config struct {
 	Resume        string         // a partial checkpoint to continue from
 }
 
+// The paper's training settings, madclip's defaults (the command line's
+// flags show these).
+const (
+	PaperEpochs = 60
+	PaperBatch  = 16
+	PaperLR     = 1e-3
+	PaperBeta1  = 0.5
+	PaperBeta2  = 0.999
+	PaperShots  = 16 // per class (Table 1)
+)
+
 // Defaults fills the paper's settings where c leaves zeros.
 func (c *Config) Defaults() {
 	if c.Epochs == 0 {
-		c.Epochs = 60
+		c.Epochs = PaperEpochs
 	}
 	if c.Batch == 0 {
-		c.Batch = 16
+		c.Batch = PaperBatch
 	}
 	if c.LR == 0 {
-		c.LR = 1e-3
+		c.LR = PaperLR
 	}
 	if c.Betas == nil {
-		c.Betas = &[2]float64{0.5, 0.999}
+		c.Betas = &[2]float64{PaperBeta1, PaperBeta2}
 	}
 	if c.Model.ImageSize == 0 {
-		c.Model.ImageSize = 240
+		c.Model.ImageSize = model.PaperImageSize
 	}
 	if c.Model.Object == "" {
 		c.Model.Object = model.ObjectWords[c.Dataset]
 	}
 	if c.Shots == 0 && c.ShotsFile == "" {
-		c.Shots = 16
+		c.Shots = PaperShots
 	}
 }
 
@@ -315,7 +326,7 @@ func (r *trainingRun) buildModel(tk *bpe.Tokenizer) error {
 			return err
 		}
 	}
-	if r.opt, err = torch.NewAdam(params, torch.AdamConfig{LR: c.LR, Beta1: c.Betas[0], Beta2: c.Betas[1], Eps: 1e-8}); err != nil {
+	if r.opt, err = torch.NewAdam(params, torch.AdamConfig{LR: c.LR, Beta1: c.Betas[0], Beta2: c.Betas[1], Eps: torch.DefaultAdam().Eps}); err != nil {
 		return err
 	}
 	r.meta = checkpoint.Meta{Version: checkpoint.Version, Model: r.m.Opts, Backbone: bb, Dataset: c.Dataset, Masks: r.hasMasks,
@@ -495,7 +506,7 @@ func (r *trainingRun) stopAt(epoch, step int, lossSum float64, lossN int, why er
 	r.meta.Epoch, r.meta.Step, r.meta.EpochLossSum, r.meta.EpochLossSteps = epoch, step, lossSum, lossN
 	r.meta.Elapsed = r.elapsed().Seconds()
 	if err := checkpoint.Save(r.c.Out, r.m, r.opt, r.meta); err != nil {
-		return fmt.Errorf("%w, and saving the checkpoint failed: %v", why, err)
+		return fmt.Errorf("%w, and saving the checkpoint failed: %w", why, err)
 	}
 	return fmt.Errorf("%w; saved %s (continue with --resume %s)", why, r.c.Out, r.c.Out)
 }

@@ -52,7 +52,9 @@ func Digest(path string) (string, error) {
 
 // rememberDigest adds one digest to the cache. The cache is read again
 // and rewritten under an exclusive lock, so that runs hashing other files
-// at the same time do not drop each other's entries.
+// at the same time do not drop each other's entries. It is best effort: a
+// cache that cannot be written (a read-only home, a full disk) costs only
+// hashing the file again next time, so no failure here is an error.
 func rememberDigest(key digestKey, d string) {
 	p := digestCachePath()
 	if p == "" || os.MkdirAll(filepath.Dir(p), 0o755) != nil {
@@ -204,7 +206,7 @@ func writeDigestCache(m map[digestKey]string) {
 	if err != nil {
 		return
 	}
-	atomicfile.Write(p, 0o644, func(w io.Writer) error {
+	_ = atomicfile.Write(p, 0o644, func(w io.Writer) error { // best effort, as rememberDigest
 		_, err := w.Write(b)
 		return err
 	})

@@ -9,6 +9,7 @@ import (
 
 	"madclip/authors"
 	"madclip/checkpoint"
+	"madclip/model"
 	"madclip/model/clip"
 	"madclip/torch"
 )
@@ -46,9 +47,9 @@ Examples:
 				&cli.StringFlag{Name: "preset", Usage: "a random CLIP preset instead of weights (tests)"},
 				&cli.StringFlag{Name: "object", Usage: "the object word of its prompts (default: the dataset's)"},
 				&cli.IntSliceFlag{Name: "layers", Usage: "tapped ViT blocks", DefaultText: "6,12,18,24 for ViT-L"},
-				&cli.IntFlag{Name: "image-size", Value: 240, Usage: "input resolution"},
+				&cli.IntFlag{Name: "image-size", Value: model.PaperImageSize, Usage: "input resolution"},
 				&cli.BoolFlag{Name: "masks", Usage: "whether it scores by its anomaly map (default: as the benchmark dataset)"},
-				&cli.IntFlag{Name: "shots", Value: 16, Usage: "shots per class it was trained on (recorded)"},
+				&cli.IntFlag{Name: "shots", Value: authors.ReleasedShots, Usage: "shots per class it was trained on (recorded)"},
 				vocabFlag(),
 			},
 			Action: importAuthorsAction,
@@ -75,7 +76,7 @@ func importAuthorsAction(c *cli.Context) error {
 	}
 	o := authors.ImportOptions{
 		Dataset: c.String("dataset"), Object: c.String("object"), Layers: c.IntSlice("layers"),
-		ImageSize: c.Int("image-size"), Shots: c.Int("shots"), Preset: c.String("preset"), BackboneSeed: 1, Device: torch.CPU,
+		ImageSize: c.Int("image-size"), Shots: c.Int("shots"), Preset: c.String("preset"), BackboneSeed: checkpoint.DefaultBackboneSeed, Device: torch.CPU,
 	}
 	if c.IsSet("masks") {
 		m := c.Bool("masks")
@@ -151,7 +152,7 @@ func exportAuthorsAction(c *cli.Context) error {
 	if meta, err := checkpoint.ReadMeta(ck); err == nil {
 		inputs = append(inputs, recordedWeights(ck, meta)...)
 		if meta.Training != nil {
-			if err := outsideDatasets("OUT.pth", out, false, string(meta.Training.Data), []string{meta.Dataset}); err != nil {
+			if err := outsideDatasets("OUT.pth", out, fileOutput, string(meta.Training.Data), []string{meta.Dataset}); err != nil {
 				return fmt.Errorf("export authors: %w", err)
 			}
 		}

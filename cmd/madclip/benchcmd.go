@@ -15,6 +15,7 @@ import (
 	"madclip/atomicfile"
 	"madclip/bench"
 	"madclip/dataset"
+	"madclip/model"
 	"madclip/train"
 )
 
@@ -55,9 +56,9 @@ Examples:
 			&cli.StringFlag{Name: "datasets", Value: "all", Usage: "comma-separated datasets, or all"},
 			&cli.StringFlag{Name: "shots", Value: "2,4,8,16", Usage: "comma-separated shot counts"},
 			&cli.IntFlag{Name: "seeds", Value: 3, Usage: "runs per dataset and shot count, seeded 1, 2, ..."},
-			&cli.IntFlag{Name: "epochs", Value: 60, Usage: "training epochs per run"},
-			&cli.IntFlag{Name: "batch", Value: 16, Usage: "images per optimisation step"},
-			&cli.IntFlag{Name: "image-size", Value: 240, Usage: "input resolution"},
+			&cli.IntFlag{Name: "epochs", Value: train.PaperEpochs, Usage: "training epochs per run"},
+			&cli.IntFlag{Name: "batch", Value: train.PaperBatch, Usage: "images per optimisation step"},
+			&cli.IntFlag{Name: "image-size", Value: model.PaperImageSize, Usage: "input resolution"},
 			&cli.StringFlag{Name: "weights", Usage: "CLIP weights (default: the largest known model found)"},
 			&cli.StringFlag{Name: "preset", Usage: "a random CLIP preset instead of weights (\"tiny\")"},
 			&cli.StringFlag{Name: "work", Usage: "folder for the checkpoints (default: a temporary one, removed)"},
@@ -275,13 +276,13 @@ func benchOutputs(c *cli.Context, p benchPlan, weights string) error {
 		if err := writableFolder("--json-out", out); err != nil {
 			return err
 		}
-		if err := outsideDatasets("--json-out", out, false, c.String("data"), names); err != nil {
+		if err := outsideDatasets("--json-out", out, fileOutput, c.String("data"), names); err != nil {
 			return err
 		}
 		outputs = append(outputs, namedPath{"--json-out", out})
 	}
 	if work != "" {
-		if err := outsideDatasets("--work", work, true, c.String("data"), names); err != nil {
+		if err := outsideDatasets("--work", work, folderOutput, c.String("data"), names); err != nil {
 			return err
 		}
 		seen := map[string]bool{}

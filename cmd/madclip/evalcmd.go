@@ -51,7 +51,7 @@ Examples:
 			&cli.IntFlag{Name: "failures", Value: 4, Usage: "hard cases of each class to draw with --report (the highest-scoring normal and lowest-scoring abnormal images; each says whether its label is wrong)"},
 			&cli.Float64Flag{Name: "threshold", Usage: "score in [0, 1] at which an image is called anomalous", DefaultText: "the checkpoint's, else 0.5"},
 			&cli.BoolFlag{Name: "json", Usage: "print the metrics as one JSON object"},
-			&cli.IntFlag{Name: "batch", Value: 16, Usage: "images per forward pass"},
+			&cli.IntFlag{Name: "batch", Value: infer.DefaultBatch, Usage: "images per forward pass"},
 			deviceFlag(),
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only the metrics"},
 		}, decodeFlags()...),
@@ -160,7 +160,7 @@ func planReport(c *cli.Context, report string) (*inputSet, error) {
 	}
 	failures := filepath.Join(report, "failures")
 	for _, d := range []string{report, failures} {
-		if err := outsideDatasets("--report", d, true, c.String("data"), []string{name}); err != nil {
+		if err := outsideDatasets("--report", d, folderOutput, c.String("data"), []string{name}); err != nil {
 			return nil, err
 		}
 	}

@@ -219,14 +219,22 @@ func writableFolder(flag, path string) error {
 	return nil
 }
 
-// outsideDatasets refuses an output (a file, or with isDir a folder)
+// outputKind says whether an output path names a file or a folder.
+type outputKind int
+
+const (
+	fileOutput outputKind = iota
+	folderOutput
+)
+
+// outsideDatasets refuses an output (a file or a folder, as kind says)
 // inside the folder of a dataset (after links): one of names, or any other
 // {name}_AD folder under root. A report or checkpoint written among the
 // scans would be read back as a scan, and clearing old outputs there could
 // remove one.
-func outsideDatasets(flag, path string, isDir bool, root string, names []string) error {
+func outsideDatasets(flag, path string, kind outputKind, root string, names []string) error {
 	dir := path
-	if !isDir {
+	if kind == fileOutput {
 		dir = filepath.Dir(path)
 	}
 	at := resolveDir(dir)

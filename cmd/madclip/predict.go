@@ -62,7 +62,7 @@ Examples:
 			&cli.BoolFlag{Name: "json", Usage: "one JSON object per image and line"},
 			&cli.BoolFlag{Name: "csv", Usage: "CSV with a header line"},
 			&cli.Float64Flag{Name: "threshold", Usage: "score in [0, 1] at which an image is called anomalous", DefaultText: "the checkpoint's, else 0.5"},
-			&cli.IntFlag{Name: "batch", Value: 16, Usage: "images per forward pass"},
+			&cli.IntFlag{Name: "batch", Value: infer.DefaultBatch, Usage: "images per forward pass"},
 			deviceFlag(),
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress bar"},
 		}, decodeFlags()...),

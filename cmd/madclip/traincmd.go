@@ -109,16 +109,16 @@ Examples:
 			&cli.StringFlag{Name: "weights", Usage: "CLIP weights (default: the largest known model found)"},
 			&cli.StringFlag{Name: "preset", Usage: "train on a randomly initialised CLIP preset instead of weights (\"tiny\" for demos and tests)"},
 			vocabFlag(),
-			&cli.IntFlag{Name: "shots", Usage: "shots per class: the authors' list where they have one, else drawn with --seed", DefaultText: "16"},
+			&cli.IntFlag{Name: "shots", Usage: "shots per class: the authors' list where they have one, else drawn with --seed", DefaultText: fmt.Sprint(train.PaperShots)},
 			&cli.BoolFlag{Name: "draw-shots", Usage: "draw the shots with --seed even where the authors have a list"},
 			&cli.StringFlag{Name: "shots-file", Usage: "a few-shot list in the authors' format (lines n-0: ... / a-0: ...)"},
 			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the draw, the initialisation, the augmentation and the shuffling"},
-			&cli.IntFlag{Name: "epochs", Value: 60, Usage: "passes over the augmented shots"},
-			&cli.IntFlag{Name: "batch", Value: 16, Usage: "images per optimisation step"},
-			&cli.Float64Flag{Name: "lr", Value: 1e-3, Usage: "Adam's learning rate"},
-			&cli.Float64Flag{Name: "beta1", Value: 0.5, Usage: "Adam's first-moment decay"},
-			&cli.Float64Flag{Name: "beta2", Value: 0.999, Usage: "Adam's second-moment decay"},
-			&cli.IntFlag{Name: "image-size", Value: 240, Usage: "input resolution"},
+			&cli.IntFlag{Name: "epochs", Value: train.PaperEpochs, Usage: "passes over the augmented shots"},
+			&cli.IntFlag{Name: "batch", Value: train.PaperBatch, Usage: "images per optimisation step"},
+			&cli.Float64Flag{Name: "lr", Value: train.PaperLR, Usage: "Adam's learning rate"},
+			&cli.Float64Flag{Name: "beta1", Value: train.PaperBeta1, Usage: "Adam's first-moment decay"},
+			&cli.Float64Flag{Name: "beta2", Value: train.PaperBeta2, Usage: "Adam's second-moment decay"},
+			&cli.IntFlag{Name: "image-size", Value: model.PaperImageSize, Usage: "input resolution"},
 			&cli.IntSliceFlag{Name: "layers", Usage: "tapped ViT blocks", DefaultText: "6,12,18,24 for ViT-L"},
 			&cli.StringFlag{Name: "resume", Usage: "continue a partial checkpoint with every setting it was started with"},
 			&cli.BoolFlag{Name: "cache-on-host", Usage: "keep the feature cache in host memory (it moves there by itself when the GPU runs out)"},
@@ -190,7 +190,7 @@ func trainAction(c *cli.Context) error {
 			GenericObject: c.Bool("generic-object"), SharedAdapters: c.Bool("shared-adapters"),
 			NoSubtraction: c.Bool("no-subtraction"), CommonHead: c.Bool("common-head"), Handcrafted: c.Bool("handcrafted-prompts"),
 		},
-		Weights: weightsPath, Preset: c.String("preset"), BackboneSeed: 1,
+		Weights: weightsPath, Preset: c.String("preset"), BackboneSeed: checkpoint.DefaultBackboneSeed,
 		Out: c.String("out"), Resume: c.String("resume"), SelectOnValid: c.Bool("select-on-valid"), CacheOnHost: c.Bool("cache-on-host"),
 		Limits: decodeLimits(c),
 	}
@@ -431,7 +431,7 @@ func checkTrainOutput(c *cli.Context, cfg train.Config, resumed *checkpoint.Meta
 		}
 	}
 	inputs = append(inputs, splitInputs(data, name, "valid")...)
-	if err := outsideDatasets("--out", cfg.Out, false, data, []string{name}); err != nil {
+	if err := outsideDatasets("--out", cfg.Out, fileOutput, data, []string{name}); err != nil {
 		return err
 	}
 	if err := checkOutputs([]namedPath{{"--out", cfg.Out}}, inputs); err != nil {
