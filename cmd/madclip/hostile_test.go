@@ -393,6 +393,8 @@ func TestPredictOutputs(t *testing.T) {
 	}
 	_, e, code = madclip(t, nil, "predict", filepath.Join(one, "y.png"), "--checkpoint", ck, "--heatmap", filepath.Join(dir, "nofolder", "y.png"), "--device", "cpu")
 	wantFailure(t, "its folder "+filepath.Join(dir, "nofolder")+" does not exist", e, code)
+	_, e, code = madclip(t, nil, "predict", one, "--checkpoint", ck, "--heatmap", filepath.Join(dir, "y-heat.png"), "--device", "cpu")
+	wantFailure(t, "y-heat.png is a file, but for a folder of images", e, code)
 
 	// CSV: a cell that would start with "=" (the image given by its
 	// relative name) is neutralised with an apostrophe; a full path is not

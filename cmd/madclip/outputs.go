@@ -27,6 +27,9 @@ func perImageOutputs(inputs []string, dest, suffix string, folder bool) ([]strin
 	if len(inputs) == 1 && !folder && !isDir(dest) && !strings.HasSuffix(dest, string(filepath.Separator)) {
 		return []string{dest}, nil
 	}
+	if st, err := os.Stat(dest); err == nil && !st.IsDir() {
+		return nil, fmt.Errorf("%s is a file, but for a folder of images or several images it names the folder of their outputs", dest)
+	}
 	abs := make([]string, len(inputs))
 	for i, in := range inputs {
 		a, err := filepath.Abs(in)
