@@ -297,20 +297,6 @@ func Table(results []Result) string {
 	var b strings.Builder
 	b.WriteString("| shots | " + strings.Join(header, " | ") + " |\n")
 	b.WriteString("|---|" + strings.Repeat("---|", len(header)) + "\n")
-	cell := func(v []float64, paper float64, known bool) string {
-		if len(v) == 0 {
-			return "—"
-		}
-		m, sd := meanStd(v)
-		c := fmt.Sprintf("%.2f", m)
-		if len(v) > 1 {
-			c += fmt.Sprintf(" ± %.2f", sd)
-		}
-		if known {
-			c += fmt.Sprintf(" (paper %.2f)", paper)
-		}
-		return c
-	}
 	for _, k := range shots {
 		row := []string{fmt.Sprint(k)}
 		for _, c := range cols {
@@ -324,9 +310,9 @@ func Table(results []Result) string {
 				pAC, okAC = PaperAUC(c.name, k, "AC")
 				pAS, okAS = PaperAUC(c.name, k, "AS")
 			}
-			row = append(row, cell(ac[key{c.name, k}], pAC, okAC))
+			row = append(row, tableCell(ac[key{c.name, k}], pAC, okAC))
 			if hasAS[c.name] {
-				row = append(row, cell(as[key{c.name, k}], pAS, okAS))
+				row = append(row, tableCell(as[key{c.name, k}], pAS, okAS))
 			}
 		}
 		b.WriteString("| " + strings.Join(row, " | ") + " |\n")
@@ -335,6 +321,23 @@ func Table(results []Result) string {
 		b.WriteString("\n" + n + "\n")
 	}
 	return b.String()
+}
+
+// tableCell is one cell of Table: the mean of v, ± their standard
+// deviation when there are several, and the paper's number when known.
+func tableCell(v []float64, paper float64, known bool) string {
+	if len(v) == 0 {
+		return "—"
+	}
+	m, sd := meanStd(v)
+	c := fmt.Sprintf("%.2f", m)
+	if len(v) > 1 {
+		c += fmt.Sprintf(" ± %.2f", sd)
+	}
+	if known {
+		c += fmt.Sprintf(" (paper %.2f)", paper)
+	}
+	return c
 }
 
 // settingsNote says how the runs' settings differ from the paper's, so
