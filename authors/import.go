@@ -115,12 +115,12 @@ func Import(pth, out string, o ImportOptions, tk *bpe.Tokenizer) (checkpoint.Met
 	return meta, err
 }
 
-// resolve fills the defaults and returns the model options and whether
-// the model scores by its map.
 // ReleasedShots is the shots per class of the authors' released
 // checkpoints.
 const ReleasedShots = 16
 
+// resolve fills the defaults and returns the model options and whether
+// the model scores by its map.
 func (o *ImportOptions) resolve() (model.Options, bool, error) {
 	if o.Dataset == "" {
 		return model.Options{}, false, fmt.Errorf("import: give the dataset the model was trained on (--dataset)")

@@ -18,6 +18,7 @@ import (
 	"madclip/dataset"
 	"madclip/infer"
 	"madclip/internal/jsonpath"
+	"madclip/internal/plural"
 	"madclip/model"
 	"madclip/model/clip/bpe"
 	"madclip/torch"
@@ -362,7 +363,7 @@ func settingsNote(results []Result) string {
 		}
 	}
 	differ(func(s Settings) int { return s.Epochs }, paper.Epochs, func(v int) string {
-		return fmt.Sprintf("%s (paper %d)", count(v, "epoch"), paper.Epochs)
+		return fmt.Sprintf("%s (paper %d)", plural.Of(v, "epoch"), paper.Epochs)
 	})
 	differ(func(s Settings) int { return s.Batch }, paper.Batch, func(v int) string { return fmt.Sprintf("batch %d (paper %d)", v, paper.Batch) })
 	differ(func(s Settings) int { return s.ImageSize }, paper.Model.ImageSize, func(v int) string {
@@ -389,15 +390,7 @@ func settingsNote(results []Result) string {
 }
 
 // shots writes "1 shot", "16 shots".
-func shots(k int) string { return count(k, "shot") }
-
-// count writes n with its noun in the singular or plural.
-func count(n int, noun string) string {
-	if n == 1 {
-		return "1 " + noun
-	}
-	return fmt.Sprintf("%d %ss", n, noun)
-}
+func shots(k int) string { return plural.Of(k, "shot") }
 
 func rank(order map[string]int, n string) int {
 	if i, ok := order[n]; ok {

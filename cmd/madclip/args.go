@@ -189,14 +189,6 @@ func deviceFromFlag(c *cli.Context) (torch.Device, error) {
 	return d, nil
 }
 
-// plural writes n with its noun, "1 epoch" and "2 epochs".
-func plural(n int, noun string) string {
-	if n == 1 {
-		return "1 " + noun
-	}
-	return fmt.Sprintf("%d %ss", n, noun)
-}
-
 // roughly writes a duration as a person reads it: "984 ms", "12.7 s",
 // "18 min 18 s", "2 h 5 min".
 func roughly(d time.Duration) string {

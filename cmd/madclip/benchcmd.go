@@ -15,6 +15,7 @@ import (
 	"madclip/atomicfile"
 	"madclip/bench"
 	"madclip/dataset"
+	"madclip/internal/plural"
 	"madclip/model"
 	"madclip/train"
 )
@@ -128,7 +129,7 @@ func benchAction(c *cli.Context) error {
 	})
 	if sig := caught(); sig != nil && errors.Is(err, train.ErrInterrupted) {
 		if !kept {
-			err = fmt.Errorf("bench interrupted after %s; its temporary folder is removed", plural(len(results), "finished run"))
+			err = fmt.Errorf("bench interrupted after %s; its temporary folder is removed", plural.Of(len(results), "finished run"))
 		}
 		return signalError{sig, err}
 	}

@@ -21,6 +21,7 @@ import (
 	"madclip/dataset"
 	"madclip/infer"
 	"madclip/internal/jsonpath"
+	"madclip/internal/plural"
 	"madclip/model/clip/bpe"
 )
 
@@ -104,7 +105,7 @@ func imageInputs(args []string) ([]string, error) {
 			// Said, not silent: a folder of .tif scans would otherwise
 			// look scored.
 			fmt.Fprintf(os.Stderr, "madclip: %s: skipping %s that %s not PNG or JPEG (e.g. %s)\n",
-				oneLine(a), plural(len(skipped), "file"), map[bool]string{true: "is", false: "are"}[len(skipped) == 1], oneLine(skipped[0]))
+				oneLine(a), plural.Of(len(skipped), "file"), map[bool]string{true: "is", false: "are"}[len(skipped) == 1], oneLine(skipped[0]))
 		}
 	}
 	return out, nil
