@@ -90,21 +90,14 @@ type Evaluation struct {
 // by file name.
 func (e *Evaluation) Plots() map[string]Curve {
 	img := metrics.Confusion{TP: e.At.TP, FP: e.At.FP, TN: e.At.TN, FN: e.At.FN}
+	label := fmt.Sprintf("threshold %.3g", e.At.Threshold)
 	p := map[string]Curve{
-		PlotNames[0]: ROCPlot(e.Dataset+" image-level ROC", e.imageScores, e.imageLabels, e.ImageAUROC),
-		PlotNames[1]: PRPlot(e.Dataset+" image-level precision-recall", e.imageScores, e.imageLabels, e.ImageAP),
+		PlotNames[0]: ROCPlot(e.Dataset+" image-level ROC", e.imageScores, e.imageLabels, e.ImageAUROC).markAt(img, label),
+		PlotNames[1]: PRPlot(e.Dataset+" image-level precision-recall", e.imageScores, e.imageLabels, e.ImageAP).markAt(img, label),
 	}
 	if e.PixelAUROC != nil {
-		p[PlotNames[2]] = ROCPlot(e.Dataset+" pixel-level ROC", e.pixScores, e.pixLabels, *e.PixelAUROC)
-		p[PlotNames[3]] = PRPlot(e.Dataset+" pixel-level precision-recall", e.pixScores, e.pixLabels, *e.PixelAP)
-	}
-	label := fmt.Sprintf("threshold %.3g", e.At.Threshold)
-	for name, c := range p {
-		at := img
-		if name == PlotNames[2] || name == PlotNames[3] {
-			at = e.pixAt
-		}
-		p[name] = c.markAt(at, label)
+		p[PlotNames[2]] = ROCPlot(e.Dataset+" pixel-level ROC", e.pixScores, e.pixLabels, *e.PixelAUROC).markAt(e.pixAt, label)
+		p[PlotNames[3]] = PRPlot(e.Dataset+" pixel-level precision-recall", e.pixScores, e.pixLabels, *e.PixelAP).markAt(e.pixAt, label)
 	}
 	return p
 }
@@ -114,7 +107,7 @@ func (e *Evaluation) Plots() map[string]Curve {
 // precision-recall one, where they are defined.
 func (c Curve) markAt(at metrics.Confusion, label string) Curve {
 	pt := plotter.XY{X: 1 - at.Specificity(), Y: at.Sensitivity()}
-	if c.XLabel == "recall" {
+	if c.Kind == PRCurve {
 		if at.TP+at.FP == 0 {
 			return c // no image called anomalous: precision is undefined
 		}

@@ -14,8 +14,17 @@ import (
 	"madclip/metrics"
 )
 
+// CurveKind says what a Curve plots.
+type CurveKind int
+
+const (
+	ROCCurve CurveKind = iota // true against false positive rate
+	PRCurve                   // precision against recall
+)
+
 // Curve is one plotted curve with its axes.
 type Curve struct {
+	Kind           CurveKind
 	Title          string
 	XLabel, YLabel string
 	X, Y           []float64
@@ -72,7 +81,7 @@ func PlotCurve(path string, c Curve) error {
 	}
 	// The legend where the curves seldom run: bottom right of a ROC curve,
 	// bottom left of a precision-recall one.
-	p.Legend.Top, p.Legend.Left = false, c.XLabel == "recall"
+	p.Legend.Top, p.Legend.Left = false, c.Kind == PRCurve
 	p.Legend.XOffs, p.Legend.YOffs = vg.Points(-6), vg.Points(6)
 	if p.Legend.Left {
 		p.Legend.XOffs = vg.Points(6)
@@ -115,7 +124,7 @@ func ROCPlot(title string, scores []float32, labels []bool, auc float64) Curve {
 // with its average precision.
 func PRPlot(title string, scores []float32, labels []bool, ap float64) Curve {
 	recall, precision, pos := prCurve(scores, labels)
-	return Curve{Title: fmt.Sprintf("%s (AP %.4f)", title, ap), XLabel: "recall", YLabel: "precision",
+	return Curve{Kind: PRCurve, Title: fmt.Sprintf("%s (AP %.4f)", title, ap), XLabel: "recall", YLabel: "precision",
 		X: recall, Y: precision, Chance: []plotter.XY{{X: 0, Y: pos}, {X: 1, Y: pos}}}
 }
 
