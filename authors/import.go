@@ -253,7 +253,7 @@ func checkFixedText(pth string, stored *torch.Tensor, m *model.MadCLIP) error {
 	if fmt.Sprint(theirs.Shape()) != fmt.Sprint(ours.Shape()) {
 		return fmt.Errorf("%s: %s has shape %v, want [%d, 2]", pth, fixedText, stored.Shape(), ours.Size(1))
 	}
-	cos, err := theirs.Normalize(-1, 0).Mul(ours).SumDims(false, 1).Min().Item()
+	cos, err := theirs.Normalize(-1, 0).Mul(ours).SumDims(torch.DropDims, 1).Min().Item()
 	if err != nil {
 		return fmt.Errorf("%s: %w", pth, err)
 	}

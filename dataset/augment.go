@@ -119,7 +119,7 @@ func jitter(x *torch.Tensor, g *torch.Generator) *torch.Tensor {
 	b := 1 + u[0]*0.4 - 0.2
 	c := 1 + u[1]*0.4 - 0.2
 	y := x.MulScalar(b)
-	mean := y.MeanDims(true, 1, 2)
+	mean := y.MeanDims(torch.KeepDims, 1, 2)
 	return y.Sub(mean).MulScalar(c).Add(mean).Clamp(0, 1)
 }
 

@@ -223,7 +223,7 @@ func (m *MadCLIP) TextFeatures() *torch.Tensor {
 	}
 	f := m.CLIP.Text.ForwardEmbeddings(emb, eot, mask) // [2n, E]
 	n := int64(m.Prompts.PromptCount())
-	return f.View(2, n, -1).MeanDims(false, 1).Normalize(-1, 0)
+	return f.View(2, n, -1).MeanDims(torch.DropDims, 1).Normalize(-1, 0)
 }
 
 // Scores turns tapped features into the per-patch logits of each layer,
@@ -310,7 +310,7 @@ func (m *MadCLIP) DetMap(det []*torch.Tensor, size int) *torch.Tensor {
 func DetScore(det []*torch.Tensor) *torch.Tensor {
 	var sum *torch.Tensor
 	for _, d := range det {
-		p := d.Select(-1, 1).Sub(d.Select(-1, 0)).Sigmoid().MeanDims(false, 1)
+		p := d.Select(-1, 1).Sub(d.Select(-1, 0)).Sigmoid().MeanDims(torch.DropDims, 1)
 		if sum == nil {
 			sum = p
 		} else {
@@ -332,7 +332,7 @@ func (m *MadCLIP) ImageScores(det, seg []*torch.Tensor, size int, byMap bool) (s
 	detScore = scaledDetScore(det)
 	if byMap {
 		amap = m.scaledMap(seg, size)
-		return amap.Flatten(1, 2).AmaxDims(false, 1), detScore, amap
+		return amap.Flatten(1, 2).AmaxDims(torch.DropDims, 1), detScore, amap
 	}
 	amap = m.DetMap(det, size).ToDType(torch.Float32).DivScalar(float64(len(det)))
 	return detScore, detScore, amap
@@ -342,7 +342,7 @@ func (m *MadCLIP) ImageScores(det, seg []*torch.Tensor, size int, byMap bool) (s
 // by its map).
 func (m *MadCLIP) ImageScore(det, seg []*torch.Tensor, size int, byMap bool) *torch.Tensor {
 	if byMap {
-		return m.scaledMap(seg, size).Flatten(1, 2).AmaxDims(false, 1)
+		return m.scaledMap(seg, size).Flatten(1, 2).AmaxDims(torch.DropDims, 1)
 	}
 	return scaledDetScore(det)
 }

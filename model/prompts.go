@@ -235,7 +235,7 @@ func (p *PromptLearner) encodeHandcrafted(text *clip.TextTransformer, ids, eot *
 		parts = append(parts, f.Normalize(-1, 0))
 	}
 	per := int64(len(p.prompts[0]))
-	return torch.Cat(0, parts...).View(2, per, -1).MeanDims(false, 1).Normalize(-1, 0)
+	return torch.Cat(0, parts...).View(2, per, -1).MeanDims(torch.DropDims, 1).Normalize(-1, 0)
 }
 
 // gatherIndex maps every token of every assembled prompt (normal prompts

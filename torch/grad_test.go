@@ -158,18 +158,18 @@ func TestGradients(t *testing.T) {
 		{"expand unsqueeze", one(func(a *Tensor) *Tensor { return a.Unsqueeze(0).Expand(3, 2, 3).Flatten(0, 1).Squeeze(1) }), []input{x}},
 		{"clone to", one(func(a *Tensor) *Tensor { return a.Clone().ToDType(Float64) }), []input{x}},
 		{"sum mean", one(func(a *Tensor) *Tensor {
-			return Stack(0, a.Sum(), a.Mean(), a.SumDims(false, 1).Select(0, 0), a.MeanDims(true, 0).Select(1, 2).Squeeze(0))
+			return Stack(0, a.Sum(), a.Mean(), a.SumDims(DropDims, 1).Select(0, 0), a.MeanDims(KeepDims, 0).Select(1, 2).Squeeze(0))
 		}), []input{x}},
 		{"max", one(func(a *Tensor) *Tensor {
-			v, _ := a.MaxDim(1, false)
-			return Cat(0, v, a.Max().Unsqueeze(0), a.AmaxDims(false, 0))
+			v, _ := a.MaxDim(1, DropDims)
+			return Cat(0, v, a.Max().Unsqueeze(0), a.AmaxDims(DropDims, 0))
 		}), []input{x}},
 		{"min", one(func(a *Tensor) *Tensor {
-			v, _ := a.MinDim(0, true)
+			v, _ := a.MinDim(0, KeepDims)
 			return Cat(0, v.Flatten(0, 1), a.Min().View(1))
 		}), []input{x}},
 		{"norm normalize", one(func(a *Tensor) *Tensor {
-			return Cat(0, a.Norm(2, false, 1), a.Normalize(1, 0).Flatten(0, 1))
+			return Cat(0, a.Norm(2, DropDims, 1), a.Normalize(1, 0).Flatten(0, 1))
 		}), []input{x}},
 		{"softmax", one(func(a *Tensor) *Tensor { return a.Softmax(1) }), []input{x}},
 		{"log softmax", one(func(a *Tensor) *Tensor { return a.LogSoftmax(0) }), []input{x}},

@@ -51,7 +51,7 @@ func TestTrainingLoopLeaksNothing(t *testing.T) {
 		defer opt.Free()
 		x := Randn(g, Float32, CPU, 64, 8).Persist()
 		defer x.Free()
-		y := x.SumDims(true, 1).Sin().Persist() // a smooth target
+		y := x.SumDims(KeepDims, 1).Sin().Persist() // a smooth target
 		defer y.Free()
 		setup.Close()
 		w1, _ := params.Get("w1")

@@ -13,8 +13,8 @@ import (
 // mean_patches logsigmoid(l·S_ab)). No temperature, no bias.
 func DetectionLoss(s, labels *torch.Tensor) *torch.Tensor {
 	l := labels.CastAs(s).MulScalar(2).SubScalar(1).Unsqueeze(1) // [B, 1]
-	sn := s.Select(-1, 0).Mul(l).Neg().LogSigmoid().MeanDims(false, 1)
-	sab := s.Select(-1, 1).Mul(l).LogSigmoid().MeanDims(false, 1)
+	sn := s.Select(-1, 0).Mul(l).Neg().LogSigmoid().MeanDims(torch.DropDims, 1)
+	sab := s.Select(-1, 1).Mul(l).LogSigmoid().MeanDims(torch.DropDims, 1)
 	return sn.Add(sab).Mean().Neg()
 }
 
@@ -27,8 +27,8 @@ func DetectionLoss(s, labels *torch.Tensor) *torch.Tensor {
 func SoftmaxDetectionLoss(s, labels *torch.Tensor) *torch.Tensor {
 	p := s.Softmax(-1) // [B, P, 2]
 	y := labels.CastAs(s)
-	n := p.Select(-1, 0).MeanDims(false, 1)
-	a := p.Select(-1, 1).MeanDims(false, 1)
+	n := p.Select(-1, 0).MeanDims(torch.DropDims, 1)
+	a := p.Select(-1, 1).MeanDims(torch.DropDims, 1)
 	return bceWithLogits(n.RSubScalar(1), y).Add(bceWithLogits(a, y))
 }
 
@@ -45,7 +45,7 @@ func bceWithLogits(x, y *torch.Tensor) *torch.Tensor {
 func FocalLoss(p, masks *torch.Tensor) *torch.Tensor {
 	m := masks.CastAs(p)
 	onehot := torch.Stack(1, m.RSubScalar(1), m).Clamp(1e-5, 1-1e-5)
-	pt := onehot.Mul(p).SumDims(false, 1).AddScalar(1e-5)
+	pt := onehot.Mul(p).SumDims(torch.DropDims, 1).AddScalar(1e-5)
 	return pt.RSubScalar(1).Square().Mul(pt.Log()).Mean().Neg()
 }
 
@@ -53,8 +53,8 @@ func FocalLoss(p, masks *torch.Tensor) *torch.Tensor {
 // probability p [B, H, W], averaged over the batch (normal images too).
 func DiceLoss(p, masks *torch.Tensor) *torch.Tensor {
 	m := masks.CastAs(p)
-	inter := p.Mul(m).SumDims(false, 1, 2)
-	den := p.SumDims(false, 1, 2).Add(m.SumDims(false, 1, 2)).AddScalar(1)
+	inter := p.Mul(m).SumDims(torch.DropDims, 1, 2)
+	den := p.SumDims(torch.DropDims, 1, 2).Add(m.SumDims(torch.DropDims, 1, 2)).AddScalar(1)
 	return inter.MulScalar(2).AddScalar(1).Div(den).RSubScalar(1).Mean()
 }
 

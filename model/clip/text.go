@@ -32,7 +32,7 @@ func (t *TextTransformer) Embed(ids *torch.Tensor) *torch.Tensor {
 
 // EOTIndex is the position of the end-of-text token in each row of ids
 // [B, L]: the largest id, as OpenAI's code finds it.
-func EOTIndex(ids *torch.Tensor) *torch.Tensor { return ids.Argmax(-1, false) }
+func EOTIndex(ids *torch.Tensor) *torch.Tensor { return ids.Argmax(-1, torch.DropDims) }
 
 // ForwardEmbeddings runs the tower on token embeddings x [B, L, D] (learned
 // prompts enter here), with or without the causal mask, and returns the
