@@ -345,8 +345,6 @@ func tableCell(v []float64, paper float64, known bool) string {
 // that a quick run's numbers are not read as a reproduction of the
 // paper's beside them; "" when they do not.
 func settingsNote(results []Result) string {
-	var paper train.Config
-	paper.Defaults()
 	var diffs []string
 	differ := func(what func(Settings) int, want int, say func(int) string) {
 		seen := map[int]bool{}
@@ -362,12 +360,14 @@ func settingsNote(results []Result) string {
 			diffs = append(diffs, say(v))
 		}
 	}
-	differ(func(s Settings) int { return s.Epochs }, paper.Epochs, func(v int) string {
-		return fmt.Sprintf("%s (paper %d)", plural.Of(v, "epoch"), paper.Epochs)
+	differ(func(s Settings) int { return s.Epochs }, train.PaperEpochs, func(v int) string {
+		return fmt.Sprintf("%s (paper %d)", plural.Of(v, "epoch"), train.PaperEpochs)
 	})
-	differ(func(s Settings) int { return s.Batch }, paper.Batch, func(v int) string { return fmt.Sprintf("batch %d (paper %d)", v, paper.Batch) })
-	differ(func(s Settings) int { return s.ImageSize }, paper.Model.ImageSize, func(v int) string {
-		return fmt.Sprintf("%d-px images (paper %d)", v, paper.Model.ImageSize)
+	differ(func(s Settings) int { return s.Batch }, train.PaperBatch, func(v int) string {
+		return fmt.Sprintf("batch %d (paper %d)", v, train.PaperBatch)
+	})
+	differ(func(s Settings) int { return s.ImageSize }, model.PaperImageSize, func(v int) string {
+		return fmt.Sprintf("%d-px images (paper %d)", v, model.PaperImageSize)
 	})
 	presets := map[string]bool{}
 	drawn := false

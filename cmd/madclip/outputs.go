@@ -24,10 +24,12 @@ func perImageOutputs(inputs []string, dest, suffix string, folder bool) ([]strin
 	if dest == "" {
 		return nil, nil
 	}
-	if len(inputs) == 1 && !folder && !isDir(dest) && !strings.HasSuffix(dest, string(filepath.Separator)) {
+	st, err := os.Stat(dest)
+	exists, isFolder := err == nil, err == nil && st.IsDir()
+	if len(inputs) == 1 && !folder && !isFolder && !strings.HasSuffix(dest, string(filepath.Separator)) {
 		return []string{dest}, nil
 	}
-	if st, err := os.Stat(dest); err == nil && !st.IsDir() {
+	if exists && !isFolder {
 		return nil, fmt.Errorf("%s is a file, but for a folder of images or several images it names the folder of their outputs", dest)
 	}
 	abs := make([]string, len(inputs))

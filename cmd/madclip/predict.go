@@ -71,21 +71,22 @@ Examples:
 	}
 }
 
-// imageInputs expands files and folders into image paths.
-func imageInputs(args []string) ([]string, error) {
-	var out []string
+// imageInputs expands files and folders into image paths, and says
+// whether a folder was among them (its outputs then go to folders).
+func imageInputs(args []string) (out []string, folder bool, err error) {
 	for _, a := range args {
 		st, err := os.Stat(a)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		if !st.IsDir() {
 			out = append(out, a)
 			continue
 		}
+		folder = true
 		entries, err := os.ReadDir(a)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		n := 0
 		var skipped []string
@@ -99,7 +100,7 @@ func imageInputs(args []string) ([]string, error) {
 			}
 		}
 		if n == 0 {
-			return nil, fmt.Errorf("%s: no PNG or JPEG images in this folder (its subfolders are not searched: name them)", a)
+			return nil, false, fmt.Errorf("%s: no PNG or JPEG images in this folder (its subfolders are not searched: name them)", a)
 		}
 		if len(skipped) > 0 {
 			// Said, not silent: a folder of .tif scans would otherwise
@@ -108,7 +109,7 @@ func imageInputs(args []string) ([]string, error) {
 				oneLine(a), plural.Of(len(skipped), "file"), map[bool]string{true: "is", false: "are"}[len(skipped) == 1], oneLine(skipped[0]))
 		}
 	}
-	return out, nil
+	return out, folder, nil
 }
 
 type prediction struct {
@@ -171,11 +172,11 @@ func predictAction(c *cli.Context) error {
 	if err := checkThresholdFlag(c); err != nil {
 		return err
 	}
-	paths, err := imageInputs(c.Args().Slice())
+	paths, folder, err := imageInputs(c.Args().Slice())
 	if err != nil {
 		return err
 	}
-	outs, err := planPredictOutputs(c, paths)
+	outs, err := planPredictOutputs(c, paths, folder)
 	if err != nil {
 		return err
 	}
@@ -246,7 +247,7 @@ func predictAction(c *cli.Context) error {
 
 // planPredictOutputs names every per-image output before any work, and
 // refuses outputs that are inputs or cannot be written.
-func planPredictOutputs(c *cli.Context, paths []string) (predictOutputs, error) {
+func planPredictOutputs(c *cli.Context, paths []string, folder bool) (predictOutputs, error) {
 	var o predictOutputs
 	o.groundTruth = c.String("ground-truth")
 	if o.groundTruth != "" && len(paths) != 1 {
@@ -262,15 +263,10 @@ func planPredictOutputs(c *cli.Context, paths []string) (predictOutputs, error) 
 		{"heatmap", "_heatmap.png", &o.heatmap}, {"raw-map", "_map.npy", &o.rawMap},
 		{"panel", "_panel.png", &o.panel}, {"mask", "_mask.png", &o.mask},
 	}
-	// A folder argument means folder outputs, however many images it holds.
-	folders := false
-	for _, a := range c.Args().Slice() {
-		folders = folders || isDir(a)
-	}
 	var outputs, named []namedPath // named: the outputs given as one file
 	for _, k := range kinds {
 		dest := c.String(k.flag)
-		names, err := perImageOutputs(paths, dest, k.suffix, folders)
+		names, err := perImageOutputs(paths, dest, k.suffix, folder)
 		if err != nil {
 			return o, fmt.Errorf("--%s: %w", k.flag, err)
 		}

@@ -21,6 +21,7 @@ import (
 
 	"madclip/dataset"
 	"madclip/imaging"
+	"madclip/infer"
 	"madclip/internal/reftest"
 )
 
@@ -311,8 +312,9 @@ func TestEvalCLI(t *testing.T) {
 	if entries, _ := os.ReadDir(filepath.Join(report, "failures")); len(entries) != 4 {
 		t.Errorf("%d failure heatmaps, want 4", len(entries))
 	}
-	// A threshold a hair above the highest normal score: that figure needs
-	// 5 decimals to tell them apart, and every figure's name has as many.
+	// A threshold a hair above the highest normal score, chosen so that
+	// that figure needs 5 decimals to tell them apart: every figure's name
+	// has as many (at least 5, one number for all).
 	top := -1.0
 	for _, s := range rep.Scores {
 		if !strings.Contains(s.Path, "/good/") {
@@ -320,15 +322,31 @@ func TestEvalCLI(t *testing.T) {
 		}
 		top = max(top, s.Score)
 	}
-	th := fmt.Sprintf("%.6f", top+0.00004)
+	th := ""
+	for k := 1; k < 10 && th == ""; k++ {
+		c := fmt.Sprintf("%.6f", top+float64(k)*1e-5)
+		if v, _ := strconv.ParseFloat(c, 64); infer.Decimals(top, v, 3) == 5 {
+			th = c
+		}
+	}
+	if th == "" {
+		t.Fatalf("no threshold within 1e-4 above %v needs 5 decimals", top)
+	}
 	if _, e, code := madclip(t, nil, "eval", "--checkpoint", ck, "--data", root, "--report", report, "--failures", "2", "--threshold", th, "--device", "cpu"); code != 0 {
 		t.Fatal(e)
 	}
 	entries, _ := os.ReadDir(filepath.Join(report, "failures"))
+	digits := map[int]bool{}
 	for _, en := range entries {
-		if parts := strings.Split(en.Name(), "_"); len(parts) != 3 || len(parts[1]) != len("0.12345") {
-			t.Errorf("failure figure %s: want a score with 5 decimals (threshold %s)", en.Name(), th)
+		parts := strings.Split(en.Name(), "_")
+		if len(parts) != 3 || len(parts[1]) < len("0.12345") {
+			t.Errorf("failure figure %s: want a score with at least 5 decimals (threshold %s)", en.Name(), th)
+		} else {
+			digits[len(parts[1])] = true
 		}
+	}
+	if len(entries) != 4 || len(digits) != 1 {
+		t.Errorf("%d failure figures, scores printed at %d different precisions; want 4 at one", len(entries), len(digits))
 	}
 	_, e, code = madclip(t, nil, "eval", "--checkpoint", ck, "--data", root, "--dataset", "Liver")
 	wantFailure(t, "Liver_AD", e, code)
