@@ -45,7 +45,7 @@ func newFixture(t *testing.T, o model.Options) fixture {
 			return err
 		}
 		f.layers = len(res.Meta.Model.Layers)
-		m, err := clip.New(clip.Presets["tiny"], clip.Options{}, 1)
+		m, err := clip.New(clip.Tiny(), clip.Options{}, 1)
 		if err != nil {
 			return err
 		}
@@ -224,7 +224,7 @@ func TestImportExportErrors(t *testing.T) {
 	layers := tinyImport("Brain")
 	layers.Layers = []int{1, 2}
 	// Their four adapters cannot sit on a two-block CLIP.
-	small := clip.Presets["tiny"]
+	small := clip.Tiny()
 	small.VisionLayers = 2
 	smallWeights := filepath.Join(dir, "two-blocks.safetensors")
 	cliptest.WriteConfig(t, smallWeights, small, 1, torch.Float32)

@@ -76,7 +76,7 @@ func exportable(meta checkpoint.Meta) error {
 	if o.GenericObject {
 		word = model.GenericObjectWord
 	}
-	if want, ok := model.ObjectWords[meta.Dataset]; !ok || word != want {
+	if want, ok := model.ObjectWord(meta.Dataset); !ok || word != want {
 		return fmt.Errorf("its prompts use the object word %q; the authors' test.py builds prompts with its dataset's word, and knows only %s",
 			word, strings.Join(benchmarkWords(), ", "))
 	}
@@ -85,7 +85,7 @@ func exportable(meta checkpoint.Meta) error {
 
 func benchmarkWords() []string {
 	var out []string
-	for name, w := range model.ObjectWords {
+	for name, w := range model.ObjectWords() {
 		out = append(out, fmt.Sprintf("%s (%q)", name, w))
 	}
 	slices.Sort(out)
@@ -107,7 +107,7 @@ func theirEntries(m *model.MadCLIP, backbone *clip.Model) []torch.Entry {
 		return append(e, torch.Entry{Name: fixedText, Tensor: m.TextFeatures().Transpose(0, 1).Contiguous()})
 	}
 	for c := range 2 {
-		for j, pos := range model.Positions {
+		for j, pos := range model.Positions() {
 			e = append(e, torch.Entry{Group: promptGroups[c], Name: ctxName(c, pos), Tensor: m.Prompts.Ctx[c].Select(1, int64(j))})
 		}
 		for _, name := range backbone.Params().Names() {

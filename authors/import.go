@@ -133,7 +133,7 @@ func (o *ImportOptions) resolve() (model.Options, bool, error) {
 	}
 	opts := model.Options{Object: o.Object, Layers: o.Layers, ImageSize: o.ImageSize}
 	if opts.Object == "" {
-		opts.Object = model.ObjectWords[o.Dataset]
+		opts.Object, _ = model.ObjectWord(o.Dataset)
 	}
 	if opts.Object == "" {
 		return model.Options{}, false, fmt.Errorf("import: no object word for dataset %q: give the one its prompts used (--object)", o.Dataset)
@@ -141,7 +141,7 @@ func (o *ImportOptions) resolve() (model.Options, bool, error) {
 	if o.Masks != nil {
 		return opts, *o.Masks, nil
 	}
-	for _, b := range dataset.Benchmarks {
+	for _, b := range dataset.Benchmarks() {
 		if b.Name == o.Dataset {
 			return opts, b.Masks, nil
 		}
@@ -156,7 +156,7 @@ func textMode(keys map[string]bool) (handcrafted bool, err error) {
 		return true, nil
 	}
 	for c := range 2 {
-		for _, pos := range model.Positions {
+		for _, pos := range model.Positions() {
 			k := promptGroups[c] + "." + ctxName(c, pos)
 			if keys[k] {
 				continue
@@ -226,9 +226,9 @@ func ourParams(src map[string]*torch.Tensor, layers int, handcrafted bool, dev t
 	if handcrafted {
 		return params, nil
 	}
-	for c, phrases := range [2][]string{model.NormalPhrases, model.AbnormalPhrases} {
+	for c, phrases := range model.StatePhrases() {
 		var perPos []*torch.Tensor
-		for _, pos := range model.Positions {
+		for _, pos := range model.Positions() {
 			k := promptGroups[c] + "." + ctxName(c, pos)
 			ctx, ok := src[k]
 			if !ok {

@@ -25,8 +25,8 @@ import (
 	"madclip/train"
 )
 
-// Short names the paper's tables use.
-var Short = map[string]string{
+// shortNames are the dataset names the paper's tables use.
+var shortNames = map[string]string{
 	"Histopathology": "HIS", "Chest": "Chest", "Retina_OCT2017": "OCT17",
 	"Brain": "Brain", "Liver": "Liver", "Retina_RESC": "RESC",
 }
@@ -91,7 +91,7 @@ func (c Config) runnable(note func(string)) [][2]string {
 	if len(pairs) == 0 {
 		names := c.Datasets
 		if len(names) == 0 {
-			for _, b := range dataset.Benchmarks {
+			for _, b := range dataset.Benchmarks() {
 				names = append(names, b.Name)
 			}
 		}
@@ -271,7 +271,7 @@ func Table(results []Result) string {
 	}
 	sort.Ints(shots)
 	order := map[string]int{}
-	for i, b := range dataset.Benchmarks {
+	for i, b := range dataset.Benchmarks() {
 		order[b.Name] = i
 	}
 	sort.SliceStable(cols, func(i, j int) bool { return rank(order, cols[i].name) < rank(order, cols[j].name) })
@@ -283,10 +283,10 @@ func Table(results []Result) string {
 				hasAS[c.name] = true
 			}
 		}
-		short := Short[c.name]
+		short := shortNames[c.name]
 		if short == "" {
 			short = c.name
-			for full, sh := range Short { // cross pairs: short names on both sides
+			for full, sh := range shortNames { // cross pairs: short names on both sides
 				short = strings.ReplaceAll(short, full, sh)
 			}
 		}

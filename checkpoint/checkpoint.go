@@ -243,7 +243,7 @@ func (m Meta) validate() error {
 	case b.Preset != "" && (b.File != "" || b.Digest != "" || b.SHA256 != ""):
 		return fmt.Errorf("its configuration names two backbones: the %q preset and the weights %s", b.Preset, short(string(b.File)))
 	case b.Preset != "":
-		cfg, ok := clip.Presets[b.Preset]
+		cfg, ok := clip.Preset(b.Preset)
 		if !ok {
 			return fmt.Errorf("unknown backbone preset %q in its configuration", b.Preset)
 		}
@@ -468,7 +468,7 @@ type Source struct {
 // included) and describes it for checkpoints.
 func OpenBackbone(src Source, o clip.Options) (*clip.Model, Backbone, error) {
 	if src.Preset != "" {
-		cfg, ok := clip.Presets[src.Preset]
+		cfg, ok := clip.Preset(src.Preset)
 		if !ok {
 			return nil, Backbone{}, fmt.Errorf("unknown preset %q (known: %s)", src.Preset, strings.Join(clip.PresetNames(), ", "))
 		}
@@ -562,7 +562,7 @@ func upgradePrompts(params map[string]*torch.Tensor) error {
 		var phrases []*torch.Tensor
 		for i := 0; ; i++ {
 			var row []*torch.Tensor
-			for _, pos := range model.Positions {
+			for _, pos := range model.Positions() {
 				name := fmt.Sprintf("prompts.%s.%d.%s", class, i, pos)
 				t, ok := params[name]
 				if !ok {
@@ -574,7 +574,7 @@ func upgradePrompts(params map[string]*torch.Tensor) error {
 			if len(row) == 0 {
 				break
 			}
-			if len(row) != len(model.Positions) {
+			if len(row) != len(model.Positions()) {
 				return fmt.Errorf("phrase %d of the %s prompts lacks a position", i, class)
 			}
 			phrases = append(phrases, torch.Stack(0, row...))

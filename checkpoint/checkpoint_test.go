@@ -58,7 +58,7 @@ func TestSaveLoadOpen(t *testing.T) {
 			return err
 		}
 		for _, sum := range []string{"abc", "", strings.Repeat("0", 64)} {
-			ck.Meta.Backbone = Backbone{SHA256: sum, File: jsonpath.Path(w), Config: clip.Presets["tiny"]}
+			ck.Meta.Backbone = Backbone{SHA256: sum, File: jsonpath.Path(w), Config: clip.Tiny()}
 			if _, err := ck.OpenBackbone("", torch.CPU); err == nil || !strings.Contains(err.Error(), "other CLIP weights") {
 				t.Errorf("digest %q: %v", sum, err)
 			}

@@ -11,17 +11,24 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
 	"madclip/imaging"
 )
 
-// Benchmarks are the six datasets of the paper and whether they have masks.
-var Benchmarks = []struct {
+// Benchmark is one of the paper's datasets.
+type Benchmark struct {
 	Name  string
-	Masks bool
-}{
+	Masks bool // whether its abnormal images come with anomaly masks
+}
+
+// Benchmarks are the six datasets of the paper, in the paper's order (a
+// copy: the table itself is fixed).
+func Benchmarks() []Benchmark { return slices.Clone(benchmarks) }
+
+var benchmarks = []Benchmark{
 	{"Brain", true}, {"Liver", true}, {"Retina_RESC", true},
 	{"Retina_OCT2017", false}, {"Chest", false}, {"Histopathology", false},
 }
@@ -97,7 +104,7 @@ func ReadSplit(root, name, split string) (*Split, error) {
 	if st, err := os.Stat(maskDir); err == nil && st.IsDir() {
 		s.HasMasks = true
 	}
-	for _, b := range Benchmarks {
+	for _, b := range benchmarks {
 		if b.Name == name && b.Masks && !s.HasMasks {
 			// Training and scoring would silently fall back to image labels.
 			return nil, fmt.Errorf("dataset %s: %s is missing; this benchmark dataset has pixel masks, and without them the model would train and be evaluated without its segmentation head", name, maskDir)

@@ -87,13 +87,13 @@ func TestSynthLayoutAndDeterminism(t *testing.T) {
 func TestSynthAllDatasets(t *testing.T) {
 	root := t.TempDir()
 	var names []string
-	for _, b := range Benchmarks {
+	for _, b := range benchmarks {
 		names = append(names, b.Name)
 	}
 	if err := Synth(root, SynthOptions{Seed: 1, Valid: 2, Test: 2, Size: 32, Datasets: names}); err != nil {
 		t.Fatal(err)
 	}
-	for _, b := range Benchmarks {
+	for _, b := range benchmarks {
 		s, err := ReadSplit(root, b.Name, "test")
 		if err != nil {
 			t.Fatal(err)
@@ -204,8 +204,8 @@ func TestShots(t *testing.T) {
 // The authors' lists for all six datasets are built in and parse, with k
 // of each class; the name recorded in checkpoints reads them back.
 func TestAuthorsShotLists(t *testing.T) {
-	for _, b := range Benchmarks {
-		for _, k := range AuthorsShotCounts {
+	for _, b := range benchmarks {
+		for _, k := range AuthorsShotCounts() {
 			s, err := AuthorsShots(b.Name, k)
 			if err != nil {
 				t.Fatal(err)
@@ -251,7 +251,7 @@ func TestSynthAuthorsNames(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, k := range AuthorsShotCounts {
+		for _, k := range AuthorsShotCounts() {
 			s, _ := AuthorsShots(name, k)
 			if _, _, err := s.Select(valid.Samples); err != nil {
 				t.Errorf("%s %d-shot: %v", name, k, err)

@@ -37,8 +37,8 @@ func ReadShotsFile(path string, index int) (Shots, error) {
 //go:embed fewshot_seed
 var authorsLists embed.FS
 
-// AuthorsShotCounts are the shot counts the authors published lists for.
-var AuthorsShotCounts = []int{2, 4, 8, 16}
+// AuthorsShotCounts() are the shot counts the authors published lists for.
+func AuthorsShotCounts() []int { return []int{2, 4, 8, 16} }
 
 // AuthorsShotsName names the authors' k-shot list of a benchmark dataset as
 // checkpoints record it ("authors:Brain/my16-shot.txt").
@@ -64,7 +64,7 @@ func AuthorsShots(name string, k int) (Shots, error) {
 	f, err := authorsLists.Open(authorsPath(name, k))
 	if err != nil {
 		return Shots{}, fmt.Errorf("the authors published no %d-shot list for %q (they did for %s with %v shots)",
-			k, name, benchmarkNames(), AuthorsShotCounts)
+			k, name, benchmarkNames(), AuthorsShotCounts())
 	}
 	defer f.Close()
 	return parseShots(f, AuthorsShotsName(name, k), 0)
@@ -85,7 +85,7 @@ func OpenShots(file string, index int) (Shots, error) {
 
 func benchmarkNames() string {
 	var n []string
-	for _, b := range Benchmarks {
+	for _, b := range benchmarks {
 		n = append(n, b.Name)
 	}
 	return strings.Join(n, ", ")
@@ -146,7 +146,7 @@ func parseShots(r io.Reader, path string, index int) (Shots, error) {
 // the paper's protocol runs on them).
 func authorsNames(name string) (normal, abnormal []string) {
 	seenN, seenA := map[string]bool{}, map[string]bool{}
-	for _, k := range AuthorsShotCounts {
+	for _, k := range AuthorsShotCounts() {
 		s, err := AuthorsShots(name, k)
 		if err != nil {
 			continue

@@ -37,10 +37,7 @@ type SynthOptions struct {
 
 // SynthDatasets are the synthetic datasets Synth writes: Brain with masks
 // (a single organ-like shape), Chest without (two lung-like shapes).
-var SynthDatasets = []struct {
-	Name  string
-	Masks bool
-}{{"Brain", true}, {"Chest", false}}
+func SynthDatasets() []Benchmark { return []Benchmark{{"Brain", true}, {"Chest", false}} }
 
 // Synth writes synthetic datasets in the benchmark layout under root:
 // textured organ-like shapes, and in abnormal images one anomaly (a bright
@@ -95,14 +92,14 @@ type synthSpec struct {
 func synthSpecs(names []string) []synthSpec {
 	var specs []synthSpec
 	if len(names) == 0 {
-		for _, d := range SynthDatasets {
+		for _, d := range SynthDatasets() {
 			specs = append(specs, synthSpec{d.Name, d.Masks})
 		}
 		return specs
 	}
 	for _, n := range names {
 		masks := true
-		for _, b := range Benchmarks {
+		for _, b := range benchmarks {
 			if b.Name == n {
 				masks = b.Masks
 			}

@@ -92,12 +92,12 @@ func (e *Evaluation) Plots() map[string]Curve {
 	img := metrics.Confusion{TP: e.At.TP, FP: e.At.FP, TN: e.At.TN, FN: e.At.FN}
 	label := fmt.Sprintf("threshold %.3g", e.At.Threshold)
 	p := map[string]Curve{
-		PlotNames[0]: ROCPlot(e.Dataset+" image-level ROC", e.imageScores, e.imageLabels, e.ImageAUROC).markAt(img, label),
-		PlotNames[1]: PRPlot(e.Dataset+" image-level precision-recall", e.imageScores, e.imageLabels, e.ImageAP).markAt(img, label),
+		PlotNames()[0]: ROCPlot(e.Dataset+" image-level ROC", e.imageScores, e.imageLabels, e.ImageAUROC).markAt(img, label),
+		PlotNames()[1]: PRPlot(e.Dataset+" image-level precision-recall", e.imageScores, e.imageLabels, e.ImageAP).markAt(img, label),
 	}
 	if e.PixelAUROC != nil {
-		p[PlotNames[2]] = ROCPlot(e.Dataset+" pixel-level ROC", e.pixScores, e.pixLabels, *e.PixelAUROC).markAt(e.pixAt, label)
-		p[PlotNames[3]] = PRPlot(e.Dataset+" pixel-level precision-recall", e.pixScores, e.pixLabels, *e.PixelAP).markAt(e.pixAt, label)
+		p[PlotNames()[2]] = ROCPlot(e.Dataset+" pixel-level ROC", e.pixScores, e.pixLabels, *e.PixelAUROC).markAt(e.pixAt, label)
+		p[PlotNames()[3]] = PRPlot(e.Dataset+" pixel-level precision-recall", e.pixScores, e.pixLabels, *e.PixelAP).markAt(e.pixAt, label)
 	}
 	return p
 }
@@ -122,7 +122,9 @@ func (c Curve) markAt(at metrics.Confusion, label string) Curve {
 
 // PlotNames are the file names of the curves Plots may draw, so that a
 // command can check them before it starts.
-var PlotNames = [4]string{"roc_image.png", "pr_image.png", "roc_pixel.png", "pr_pixel.png"}
+func PlotNames() [4]string {
+	return [4]string{"roc_image.png", "pr_image.png", "roc_pixel.png", "pr_pixel.png"}
+}
 
 func rocCurve(scores []float32, labels []bool) (fpr, tpr []float64) {
 	fpr, tpr = []float64{0}, []float64{0}

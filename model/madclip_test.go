@@ -32,7 +32,7 @@ func tiny(t *testing.T, o Options) (*clip.Model, *MadCLIP) {
 	if o.Object == "" {
 		o.Object = "Brain"
 	}
-	backbone, err := clip.New(clip.Presets["tiny"], o.CLIPOptions(torch.CPU), 1)
+	backbone, err := clip.New(clip.Tiny(), o.CLIPOptions(torch.CPU), 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +56,7 @@ func TestPromptLayout(t *testing.T) {
 		if m.Prompts.PromptCount() != 21 {
 			t.Fatalf("%d prompts per class, want 21", m.Prompts.PromptCount())
 		}
-		for c, phrases := range [2][]string{NormalPhrases, AbnormalPhrases} {
+		for c, phrases := range StatePhrases() {
 			for i, tmpl := range phrases {
 				phrase := tk.Encode(replace(tmpl, "Chest X-ray film"))
 				var p64 []int64
@@ -70,7 +70,7 @@ func TestPromptLayout(t *testing.T) {
 					Front:  cat([]int64{bpe.SOT}, p64, ctx, tail),
 					Middle: cat([]int64{bpe.SOT}, ctx[:4], p64, ctx[4:], tail),
 				}
-				for _, pos := range Positions {
+				for _, pos := range Positions() {
 					got := m.Prompts.Layout(c, i, pos)
 					if len(got) != 77 {
 						t.Fatalf("layout length %d", len(got))
@@ -415,8 +415,8 @@ func TestAblations(t *testing.T) {
 		// Prompt/promptChooser.py).
 		authors := map[string]string{"Brain": "Brain", "Liver": "Liver", "Retina_RESC": "retinal OCT", "Chest": "Chest X-ray film",
 			"Retina_OCT2017": "retinal OCT", "Histopathology": "histopathological image"}
-		if !maps.Equal(ObjectWords, authors) || GenericObjectWord != "medical image" {
-			t.Errorf("object words %v and %q, the authors' %v and \"medical image\"", ObjectWords, GenericObjectWord, authors)
+		if !maps.Equal(ObjectWords(), authors) || GenericObjectWord != "medical image" {
+			t.Errorf("object words %v and %q, the authors' %v and \"medical image\"", ObjectWords(), GenericObjectWord, authors)
 		}
 		// Without subtraction the scores are plain similarities in [-1, 1].
 		backbone, m := tiny(t, Options{NoSubtraction: true})
@@ -448,7 +448,7 @@ func TestDefaultLayers(t *testing.T) {
 		}
 	}
 	// A two-block backbone: MadCLIP on its two blocks, two adapters per branch.
-	cfg := clip.Presets["tiny"]
+	cfg := clip.Tiny()
 	cfg.VisionLayers = 2
 	do(t, func(s *torch.Scope) error {
 		backbone, err := clip.New(cfg, Options{ImageSize: 44}.CLIPOptions(torch.CPU), 1)

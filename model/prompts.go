@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -11,8 +12,8 @@ import (
 	"madclip/torch"
 )
 
-// ObjectWords maps the benchmark datasets to the word their prompts use.
-var ObjectWords = map[string]string{
+// objectWords maps the benchmark datasets to the word their prompts use.
+var objectWords = map[string]string{
 	"Brain":          "Brain",
 	"Liver":          "Liver",
 	"Retina_RESC":    "retinal OCT",
@@ -21,19 +22,36 @@ var ObjectWords = map[string]string{
 	"Histopathology": "histopathological image",
 }
 
+// ObjectWords maps the benchmark datasets to the word their prompts use (a
+// copy: the table itself is fixed).
+func ObjectWords() map[string]string { return maps.Clone(objectWords) }
+
+// ObjectWord is the word the prompts of a benchmark dataset use, and false
+// for a dataset that is not one of the six.
+func ObjectWord(dataset string) (string, bool) {
+	w, ok := objectWords[dataset]
+	return w, ok
+}
+
 // GenericObjectWord replaces the object word in the paper's ablation.
 const GenericObjectWord = "medical image"
 
 // State phrases; {} is the object word.
 var (
-	NormalPhrases   = []string{"{}", "flawless {}", "perfect {}", "unblemished {}", "{} without flaw", "{} without defect", "{} without damage"}
-	AbnormalPhrases = []string{"damaged {}", "broken {}", "{} with flaw", "{} with defect", "{} with damage", "disease {}", "abnormal {}"}
+	normalPhrases   = []string{"{}", "flawless {}", "perfect {}", "unblemished {}", "{} without flaw", "{} without defect", "{} without damage"}
+	abnormalPhrases = []string{"damaged {}", "broken {}", "{} with flaw", "{} with defect", "{} with damage", "disease {}", "abnormal {}"}
 )
 
-// HandcraftedTemplates are the 35 sentence templates of the hand-crafted
+// StatePhrases are the state phrases of the normal and the abnormal class,
+// in prompt order; {} is the object word.
+func StatePhrases() [2][]string {
+	return [2][]string{slices.Clone(normalPhrases), slices.Clone(abnormalPhrases)}
+}
+
+// handcraftedTemplates are the 35 sentence templates of the hand-crafted
 // prompt ablation (the authors' text_mood=fix, as in their utils.py); {}
 // takes a state phrase.
-var HandcraftedTemplates = []string{
+var handcraftedTemplates = []string{
 	"a bad photo of a {}.", "a low resolution photo of the {}.", "a bad photo of the {}.", "a cropped photo of the {}.",
 	"a bright photo of a {}.", "a dark photo of the {}.", "a photo of my {}.", "a photo of the cool {}.",
 	"a close-up photo of a {}.", "a black and white photo of the {}.", "a bright photo of the {}.", "a cropped photo of a {}.",
@@ -56,7 +74,7 @@ const (
 )
 
 // Positions lists the layouts in the order prompts are built.
-var Positions = []Position{End, Front, Middle}
+func Positions() [3]Position { return [3]Position{End, Front, Middle} }
 
 func (p Position) String() string {
 	return [...]string{"end", "front", "middle"}[p]
@@ -74,7 +92,7 @@ type PromptLearner struct {
 	// tensors.
 	Ctx [2]*torch.Tensor
 	// Handcrafted prompts have no context: every state phrase in every
-	// HandcraftedTemplates sentence, encoded once (see Handcrafted).
+	// handcraftedTemplates sentence, encoded once (see Handcrafted).
 	Handcrafted bool
 
 	prompts [2][]prompt
@@ -97,18 +115,18 @@ func (p *PromptLearner) PromptCount() int {
 	if p.Handcrafted {
 		return len(p.prompts[0]) // phrases × templates
 	}
-	return len(p.prompts[0]) * len(Positions)
+	return len(p.prompts[0]) * len(Positions())
 }
 
 func newPromptLearner(b *param.Builder, tk *bpe.Tokenizer, object string, width, context int, handcrafted bool) (*PromptLearner, error) {
 	p := &PromptLearner{Handcrafted: handcrafted}
 	xs := strings.TrimSpace(strings.Repeat("X ", NumCtx))
-	for c, phrases := range [2][]string{NormalPhrases, AbnormalPhrases} {
+	for c, phrases := range StatePhrases() {
 		class := [2]string{"normal", "abnormal"}[c]
 		for _, tmpl := range phrases {
 			phrase := strings.ReplaceAll(tmpl, "{}", object)
 			if handcrafted {
-				for _, sentence := range HandcraftedTemplates {
+				for _, sentence := range handcraftedTemplates {
 					pr, err := newPrompt(tk, strings.ReplaceAll(sentence, "{}", phrase), phrase, context)
 					if err != nil {
 						return nil, err
@@ -124,7 +142,7 @@ func newPromptLearner(b *param.Builder, tk *bpe.Tokenizer, object string, width,
 			p.prompts[c] = append(p.prompts[c], pr)
 		}
 		if !handcrafted {
-			p.Ctx[c] = b.Sub("prompts").Get(class, param.Normal(0.02), int64(len(phrases)), int64(len(Positions)), NumCtx, int64(width))
+			p.Ctx[c] = b.Sub("prompts").Get(class, param.Normal(0.02), int64(len(phrases)), int64(len(Positions())), NumCtx, int64(width))
 		}
 	}
 	return p, nil
@@ -248,8 +266,8 @@ func (p *PromptLearner) gatherIndex(nFixed int64) []int64 {
 	for c := range 2 {
 		for i, pr := range p.prompts[c] {
 			L := int64(len(pr.ids))
-			for j, pos := range Positions {
-				first := ctxBase + int64((i*len(Positions)+j)*NumCtx)
+			for j, pos := range Positions() {
+				first := ctxBase + int64((i*len(Positions())+j)*NumCtx)
 				ctx, tok := int64(0), int64(1)+NumCtx // next context vector; next fixed token after "X×8"
 				for _, id := range p.Layout(c, i, pos) {
 					switch {
@@ -266,7 +284,7 @@ func (p *PromptLearner) gatherIndex(nFixed int64) []int64 {
 			}
 			fixedBase += L
 		}
-		ctxBase += int64(len(p.prompts[c]) * len(Positions) * NumCtx)
+		ctxBase += int64(len(p.prompts[c]) * len(Positions()) * NumCtx)
 	}
 	return idx
 }
@@ -276,7 +294,7 @@ func (p *PromptLearner) layoutEOT() []int64 {
 	var eot []int64
 	for c := range 2 {
 		for i := range p.prompts[c] {
-			for _, pos := range Positions {
+			for _, pos := range Positions() {
 				eot = append(eot, int64(slices.Index(p.Layout(c, i, pos), bpe.EOT)))
 			}
 		}

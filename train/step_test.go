@@ -48,7 +48,7 @@ func stepAgainstPyTorch(t *testing.T, py string, o model.Options, lo LossOptions
 	got := map[string][]float64{}
 	do(t, func(s *torch.Scope) error {
 		o.Object, o.ImageSize = "Brain", size
-		cfg := clip.Presets["tiny"]
+		cfg := clip.Tiny()
 		bb, err := clip.New(cfg, o.CLIPOptions(torch.CPU), 1)
 		if err != nil {
 			return err
@@ -69,7 +69,7 @@ func stepAgainstPyTorch(t *testing.T, py string, o model.Options, lo LossOptions
 		var layout []int64
 		for c := range 2 {
 			for i := range 7 {
-				for _, pos := range model.Positions {
+				for _, pos := range model.Positions() {
 					layout = append(layout, m.Prompts.Layout(c, i, pos)...)
 				}
 			}
@@ -111,7 +111,7 @@ func stepAgainstPyTorch(t *testing.T, py string, o model.Options, lo LossOptions
 		}
 		return nil
 	})
-	cfgJSON, _ := json.Marshal(map[string]any{"vision_heads": clip.Presets["tiny"].VisionHeads, "text_heads": clip.Presets["tiny"].TextHeads, "layers": 4, "size": size,
+	cfgJSON, _ := json.Marshal(map[string]any{"vision_heads": clip.Tiny().VisionHeads, "text_heads": clip.Tiny().TextHeads, "layers": 4, "size": size,
 		"shared": o.SharedAdapters, "common": o.CommonHead, "nosub": o.NoSubtraction, "softmax": lo.Softmax,
 		"causal": o.CausalPrompts, "quick_gelu": o.QuickGELU})
 	out, err := exec.Command(py, filepath.Join("testdata", "reference_step.py"), filepath.Join(dir, "step.safetensors"), fmt.Sprint(steps), string(cfgJSON)).Output()

@@ -90,7 +90,7 @@ func (c *Config) Defaults() {
 		c.Model.ImageSize = model.PaperImageSize
 	}
 	if c.Model.Object == "" {
-		c.Model.Object = model.ObjectWords[c.Dataset]
+		c.Model.Object, _ = model.ObjectWord(c.Dataset)
 	}
 	if c.Shots == 0 && c.ShotsFile == "" {
 		c.Shots = PaperShots

@@ -467,7 +467,7 @@ func TestUpgradeOldPromptLayout(t *testing.T) {
 				ctx := ts["prompts."+class]
 				delete(ts, "prompts."+class)
 				for i := range 7 {
-					for j, pos := range model.Positions {
+					for j, pos := range model.Positions() {
 						ts[fmt.Sprintf("prompts.%s.%d.%s", class, i, pos)] = ctx.Select(0, int64(i)).Select(0, int64(j)).Contiguous()
 					}
 				}

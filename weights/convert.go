@@ -32,7 +32,7 @@ func Convert(in, out, vocab string) (clip.Config, error) { return convert(in, ou
 // known release): another architecture is refused before anything is
 // written, so a mirror cannot put a small model under a large one's name.
 func ConvertAs(in, out, name string) (clip.Config, error) {
-	want, ok := clip.Presets[name]
+	want, ok := clip.Preset(name)
 	if !ok {
 		return clip.Config{}, fmt.Errorf("convert %s: %q is not a known CLIP", in, name)
 	}

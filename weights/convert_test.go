@@ -77,7 +77,7 @@ func TestConvertersAgree(t *testing.T) {
 			pyOut := filepath.Join(out, "py.safetensors")
 			err := torch.Do(func() error {
 				cfg, err := Convert(filepath.Join(dir, in), goOut, vocab)
-				if err == nil && cfg != clip.Presets["tiny"] {
+				if err == nil && cfg != clip.Tiny() {
 					t.Errorf("config %+v", cfg)
 				}
 				return err
@@ -193,7 +193,7 @@ func TestConvertAs(t *testing.T) {
 			t.Error("written despite the wrong architecture")
 		}
 		cfg, err := ConvertAs(in, out, "tiny")
-		if err != nil || cfg != clip.Presets["tiny"] {
+		if err != nil || cfg != clip.Tiny() {
 			t.Errorf("tiny as tiny: %v %v", cfg, err)
 		}
 		return nil

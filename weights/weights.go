@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -45,9 +46,13 @@ func (m Model) File() string {
 	return strings.TrimSuffix(base, filepath.Ext(base)) + ".safetensors"
 }
 
-// Known lists OpenAI's published CLIP ViTs (the SHA-256 is the second-last
-// part of each URL, as OpenAI's own loader checks it).
-var Known = []Model{
+// Known lists OpenAI's published CLIP ViTs, smallest first (a copy: the
+// table itself is fixed).
+func Known() []Model { return slices.Clone(known) }
+
+// known are OpenAI's published CLIP ViTs; the SHA-256 is the second-last
+// part of each URL, as OpenAI's own loader checks it.
+var known = []Model{
 	{"ViT-B/32", "https://openaipublic.azureedge.net/clip/models/40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt",
 		"40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af"},
 	{"ViT-B/16", "https://openaipublic.azureedge.net/clip/models/5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f/ViT-B-16.pt",
@@ -69,7 +74,7 @@ func Lookup(name string) (Model, error) {
 		return s
 	}
 	var names []string
-	for _, m := range Known {
+	for _, m := range known {
 		if norm(m.Name) == norm(name) {
 			return m, nil
 		}

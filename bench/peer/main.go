@@ -113,10 +113,18 @@ func peakKB() int64 {
 // size is the benchmark's input side: the paper's.
 const size = model.PaperImageSize
 
-var opts = clip.Options{Activation: clip.GELU, ImageSize: size, Device: torch.CPU}
-
+// backbone is a randomly initialised CLIP of the named preset at the
+// benchmark's size, as madclip builds one for training.
 func backbone(preset string) (*clip.Model, error) {
-	return clip.New(clip.Presets[preset], opts, checkpoint.DefaultBackboneSeed)
+	cfg, ok := clip.Preset(preset)
+	if !ok {
+		return nil, fmt.Errorf("unknown preset %q", preset)
+	}
+	return clip.New(cfg, backboneOptions(), checkpoint.DefaultBackboneSeed)
+}
+
+func backboneOptions() clip.Options {
+	return clip.Options{Activation: clip.GELU, ImageSize: size, Device: torch.CPU}
 }
 
 func madclip(backbone *clip.Model) (*model.MadCLIP, error) {

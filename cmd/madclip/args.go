@@ -300,7 +300,7 @@ func oneBackbone(c *cli.Context) error {
 		return fmt.Errorf("--weights and --preset both name a backbone; give one")
 	}
 	if p := c.String("preset"); p != "" {
-		if _, ok := clip.Presets[p]; !ok {
+		if _, ok := clip.Preset(p); !ok {
 			return fmt.Errorf("--preset %s: unknown (known: %s)", p, strings.Join(clip.PresetNames(), ", "))
 		}
 	}

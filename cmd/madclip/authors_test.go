@@ -57,7 +57,7 @@ func TestAuthorsExportImportCLI(t *testing.T) {
 // code can run: OpenAI's ViT-L/14-336 weights.
 func TestExportHint(t *testing.T) {
 	vitl := checkpoint.Meta{Dataset: "Liver", Model: model.Options{ImageSize: 240, Layers: []int{6, 12, 18, 24}},
-		Backbone: checkpoint.Backbone{Digest: "ab12", File: "/w/ViT-L-14-336px.safetensors", Config: clip.Presets["ViT-L/14-336"]}}
+		Backbone: checkpoint.Backbone{Digest: "ab12", File: "/w/ViT-L-14-336px.safetensors", Config: mustPreset(t, "ViT-L/14-336")}}
 	h := exportHint("Liver.pth", vitl)
 	if !strings.Contains(h, "python test.py --obj Liver --img_size 240 --features_list 6 12 18 24") || strings.Contains(h, "text_mood") {
 		t.Errorf("ViT-L/14-336 weights: %q", h)
@@ -67,8 +67,8 @@ func TestExportHint(t *testing.T) {
 		t.Errorf("hand-crafted prompts: %q", h)
 	}
 	for name, b := range map[string]checkpoint.Backbone{
-		"random ViT-L/14-336": {Preset: "ViT-L/14-336", Seed: 1, Config: clip.Presets["ViT-L/14-336"]},
-		"ViT-B/16 weights":    {Digest: "cd34", File: "/w/b16.safetensors", Config: clip.Presets["ViT-B/16"]},
+		"random ViT-L/14-336": {Preset: "ViT-L/14-336", Seed: 1, Config: mustPreset(t, "ViT-L/14-336")},
+		"ViT-B/16 weights":    {Digest: "cd34", File: "/w/b16.safetensors", Config: mustPreset(t, "ViT-B/16")},
 	} {
 		m := vitl
 		m.Backbone = b
@@ -80,7 +80,7 @@ func TestExportHint(t *testing.T) {
 	// .pth does not hold.
 	m := vitl
 	m.Model.Object, m.Model.ImageSize, m.Model.Layers, m.Shots, m.Masks = "liver CT", 112, []int{1, 2, 3, 4}, 8, true
-	m.Backbone = checkpoint.Backbone{Preset: "tiny", Seed: 1, Config: clip.Presets["tiny"]}
+	m.Backbone = checkpoint.Backbone{Preset: "tiny", Seed: 1, Config: clip.Tiny()}
 	want := "read back with: madclip import authors 'my dir/Liver.pth' --dataset Liver --preset tiny --object 'liver CT' --layers 1,2,3,4 --image-size 112 --shots 8 --masks=true --out 'my dir/Liver-imported.safetensors'\n"
 	if h := exportHint("my dir/Liver.pth", m); !strings.HasSuffix(h, want) {
 		t.Errorf("read-back hint:\n%q\nwant it to end with\n%q", h, want)
@@ -92,4 +92,14 @@ func TestExportHint(t *testing.T) {
 	if h := exportHint("Liver.pth", vitl); !strings.Contains(h, "--weights /w/ViT-L-14-336px.safetensors") {
 		t.Errorf("ViT-L/14-336 weights: no read-back hint in %q", h)
 	}
+}
+
+// mustPreset is the named CLIP preset's architecture.
+func mustPreset(t *testing.T, name string) clip.Config {
+	t.Helper()
+	c, ok := clip.Preset(name)
+	if !ok {
+		t.Fatalf("no preset %q", name)
+	}
+	return c
 }

@@ -181,7 +181,8 @@ func exportAuthorsAction(c *cli.Context) error {
 // it; their code always runs OpenAI's ViT-L/14-336, so a file made from any
 // other backbone is for madclip import authors only.
 func exportHint(out string, meta checkpoint.Meta) string {
-	if b := meta.Backbone; b.Preset != "" || b.Config != clip.Presets["ViT-L/14-336"] {
+	vitL, _ := clip.Preset("ViT-L/14-336")
+	if b := meta.Backbone; b.Preset != "" || b.Config != vitL {
 		return fmt.Sprintf("wrote %s (trained on %s; the authors' code runs OpenAI's ViT-L/14-336 and cannot use it, madclip import authors can)\n", oneLine(out), b) + readBackHint(out, meta)
 	}
 	layers := strings.Trim(fmt.Sprint(meta.Model.Layers), "[]")

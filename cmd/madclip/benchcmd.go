@@ -176,7 +176,7 @@ func (p benchPlan) wanted() string {
 	case len(p.datasets) > 0:
 		return "the datasets " + strings.Join(p.datasets, ", ")
 	}
-	for _, b := range dataset.Benchmarks {
+	for _, b := range dataset.Benchmarks() {
 		names = append(names, b.Name)
 	}
 	return "the benchmark's datasets (" + strings.Join(names, ", ") + ")"
@@ -263,7 +263,7 @@ func benchOutputs(c *cli.Context, p benchPlan, weights string) error {
 	}
 	names := append([]string(nil), p.datasets...)
 	if p.datasets == nil {
-		for _, b := range dataset.Benchmarks {
+		for _, b := range dataset.Benchmarks() {
 			names = append(names, b.Name)
 		}
 	}

@@ -254,7 +254,7 @@ func TestClipCLI(t *testing.T) {
 	}
 	// Against the Python pipeline.
 	py := reftest.Python(t, "torch", "PIL")
-	cmd := exec.Command(py, filepath.Join("testdata", "clip_pipeline.py"), w, "56", strconv.Itoa(clip.Presets["tiny"].VisionHeads), a, b)
+	cmd := exec.Command(py, filepath.Join("testdata", "clip_pipeline.py"), w, "56", strconv.Itoa(clip.Tiny().VisionHeads), a, b)
 	cmd.Stderr = os.Stderr
 	ref, err := cmd.Output()
 	if err != nil {

@@ -155,7 +155,7 @@ func planReport(c *cli.Context, report string) (*inputSet, error) {
 	}
 	inputs = append(inputs, splitInputs(c.String("data"), name, "test")...)
 	outputs := []namedPath{{"--report", filepath.Join(report, "report.json")}}
-	for _, n := range infer.PlotNames {
+	for _, n := range infer.PlotNames() {
 		outputs = append(outputs, namedPath{"--report", filepath.Join(report, n)})
 	}
 	failures := filepath.Join(report, "failures")

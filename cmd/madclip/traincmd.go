@@ -48,11 +48,11 @@ Examples:
 			var names []string
 			switch d := c.String("datasets"); d {
 			case "":
-				for _, s := range dataset.SynthDatasets {
+				for _, s := range dataset.SynthDatasets() {
 					names = append(names, s.Name)
 				}
 			case "all":
-				for _, b := range dataset.Benchmarks {
+				for _, b := range dataset.Benchmarks() {
 					names = append(names, b.Name)
 				}
 			default:

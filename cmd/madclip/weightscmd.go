@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -36,7 +37,7 @@ Examples:
   madclip weights list`,
 				Action: func(c *cli.Context) error {
 					fmt.Fprintf(c.App.Writer, "search path: %s\n", strings.Join(weights.Dirs(), ", "))
-					for _, m := range weights.Known {
+					for _, m := range weights.Known() {
 						where := "not downloaded"
 						if p, err := weights.Find(m.File()); err == nil {
 							where = fmt.Sprintf("%s (%s)", p, sizeOf(p))
@@ -135,7 +136,7 @@ func downloadAction(c *cli.Context) error {
 
 func knownNames() string {
 	var n []string
-	for _, m := range weights.Known {
+	for _, m := range weights.Known() {
 		n = append(n, m.Name)
 	}
 	return strings.Join(n, ", ")
@@ -157,12 +158,14 @@ func findWeights(explicit string) (string, error) {
 // searchWeights finds the largest known model in the weights folders.
 func searchWeights() (string, error) {
 	var looked []string
-	for i := len(weights.Known) - 1; i >= 0; i-- { // the largest model first
-		p, err := weights.Find(weights.Known[i].File())
+	known := weights.Known()
+	slices.Reverse(known) // the largest model first
+	for _, m := range known {
+		p, err := weights.Find(m.File())
 		if err == nil {
 			return p, nil
 		}
-		looked = append(looked, weights.Known[i].File())
+		looked = append(looked, m.File())
 	}
 	return "", fmt.Errorf("none of %s found in %s; run 'madclip weights download ViT-L/14-336'",
 		strings.Join(looked, ", "), strings.Join(weights.Dirs(), ", "))

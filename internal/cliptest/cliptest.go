@@ -15,7 +15,7 @@ import (
 // error.
 func WriteTiny(t testing.TB, path string, seed uint64, dtype torch.DType) {
 	t.Helper()
-	WriteConfig(t, path, clip.Presets["tiny"], seed, dtype)
+	WriteConfig(t, path, clip.Tiny(), seed, dtype)
 }
 
 // WriteConfig is WriteTiny for any architecture (e.g. the tiny preset with

@@ -45,7 +45,7 @@ func BenchmarkViTL14At240(b *testing.B) {
 			return err
 		}
 		start := time.Now()
-		m, err := New(Presets["ViT-L/14-336"], Options{ImageSize: 240, Activation: GELU, Device: dev}, 1)
+		m, err := New(presets["ViT-L/14-336"], Options{ImageSize: 240, Activation: GELU, Device: dev}, 1)
 		if err != nil {
 			return err
 		}

@@ -43,7 +43,7 @@ func TestAgainstPyTorch(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			do(t, func(s *torch.Scope) error {
-				cfg := Presets["tiny"]
+				cfg := Tiny()
 				m, err := New(cfg, Options{Activation: c.act, ImageSize: c.px}, 7)
 				if err != nil {
 					return err
@@ -112,7 +112,7 @@ func TestAgainstPyTorch(t *testing.T) {
 func TestLoadRoundTrip(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "tiny.safetensors")
 	do(t, func(s *torch.Scope) error {
-		m, err := New(Presets["tiny"], Options{}, 1)
+		m, err := New(Tiny(), Options{}, 1)
 		if err != nil {
 			return err
 		}
@@ -125,15 +125,15 @@ func TestLoadRoundTrip(t *testing.T) {
 			return err
 		}
 		defer l.Free()
-		if l.Config != Presets["tiny"] {
-			t.Errorf("inferred config %+v, want %+v", l.Config, Presets["tiny"])
+		if l.Config != Tiny() {
+			t.Errorf("inferred config %+v, want %+v", l.Config, Tiny())
 		}
 		x := torch.Rand(nil, torch.Float32, torch.CPU, 1, 3, 56, 56)
 		near(t, "reloaded", values(t, l.EncodeImage(x)), values(t, m.EncodeImage(x)), 0)
 		// The same seed gives the same weights; another seed others.
-		m2, _ := New(Presets["tiny"], Options{}, 1)
+		m2, _ := New(Tiny(), Options{}, 1)
 		defer m2.Free()
-		m3, _ := New(Presets["tiny"], Options{}, 2)
+		m3, _ := New(Tiny(), Options{}, 2)
 		defer m3.Free()
 		a, _ := m.Params().Get("visual.proj")
 		b, _ := m2.Params().Get("visual.proj")
@@ -150,7 +150,7 @@ func TestLoadRoundTrip(t *testing.T) {
 func TestStrictLoading(t *testing.T) {
 	dir := t.TempDir()
 	do(t, func(s *torch.Scope) error {
-		m, err := New(Presets["tiny"], Options{}, 1)
+		m, err := New(Tiny(), Options{}, 1)
 		if err != nil {
 			return err
 		}
@@ -195,7 +195,7 @@ func TestStrictLoading(t *testing.T) {
 
 func TestConfigFromShapesOpenAI(t *testing.T) {
 	// The shapes of OpenAI's ViT-L/14-336px give the ViT-L/14-336 preset.
-	c := Presets["ViT-L/14-336"]
+	c := presets["ViT-L/14-336"]
 	shapes := map[string][]int64{
 		"visual.conv1.weight":         {1024, 3, 14, 14},
 		"visual.positional_embedding": {577, 1024},
@@ -230,7 +230,7 @@ func TestBadInputs(t *testing.T) {
 	err := torch.Do(func() error {
 		s := torch.NewScope()
 		defer s.Close()
-		m, err := New(Presets["tiny"], Options{ImageSize: 44}, 1)
+		m, err := New(Tiny(), Options{ImageSize: 44}, 1)
 		if err != nil {
 			return err
 		}
@@ -248,7 +248,7 @@ func TestBadInputs(t *testing.T) {
 		if err := m.EncodeText(torch.Zeros(torch.Int64, torch.CPU, 2, 10)).Err(); err == nil || !strings.Contains(err.Error(), "10 tokens") {
 			t.Errorf("short ids: %v", err)
 		}
-		if _, err := New(Presets["tiny"], Options{ImageSize: 10}, 1); err == nil {
+		if _, err := New(Tiny(), Options{ImageSize: 10}, 1); err == nil {
 			t.Error("input smaller than a patch accepted")
 		}
 		return nil // the scope's recorded errors are the expected ones
@@ -262,7 +262,7 @@ func TestBadInputs(t *testing.T) {
 func TestLoadDTypes(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "half.safetensors")
 	do(t, func(s *torch.Scope) error {
-		m, err := New(Presets["tiny"], Options{}, 4)
+		m, err := New(Tiny(), Options{}, 4)
 		if err != nil {
 			return err
 		}

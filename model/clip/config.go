@@ -53,8 +53,9 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// Presets are OpenAI's published CLIP ViTs, by the names OpenAI uses.
-var Presets = map[string]Config{
+// presets are OpenAI's published CLIP ViTs, by the names OpenAI uses, and
+// the tiny test model. Read through Preset, which hands out copies.
+var presets = map[string]Config{
 	"ViT-B/32":     {EmbedDim: 512, ImageSize: 224, PatchSize: 32, VisionWidth: 768, VisionLayers: 12, VisionHeads: 12, ContextLength: 77, VocabSize: 49408, TextWidth: 512, TextLayers: 12, TextHeads: 8},
 	"ViT-B/16":     {EmbedDim: 512, ImageSize: 224, PatchSize: 16, VisionWidth: 768, VisionLayers: 12, VisionHeads: 12, ContextLength: 77, VocabSize: 49408, TextWidth: 512, TextLayers: 12, TextHeads: 8},
 	"ViT-L/14":     {EmbedDim: 768, ImageSize: 224, PatchSize: 14, VisionWidth: 1024, VisionLayers: 24, VisionHeads: 16, ContextLength: 77, VocabSize: 49408, TextWidth: 768, TextLayers: 12, TextHeads: 12},
@@ -64,10 +65,21 @@ var Presets = map[string]Config{
 	"tiny": {EmbedDim: 64, ImageSize: 56, PatchSize: 14, VisionWidth: 128, VisionLayers: 4, VisionHeads: 2, ContextLength: 77, VocabSize: 49408, TextWidth: 128, TextLayers: 2, TextHeads: 2},
 }
 
+// Preset is the architecture of the preset called name (one of
+// PresetNames), and false for an unknown name.
+func Preset(name string) (Config, bool) {
+	c, ok := presets[name]
+	return c, ok
+}
+
+// Tiny is the "tiny" preset: a small CLIP of the real structure, for tests
+// and demos on a CPU with random weights.
+func Tiny() Config { return presets["tiny"] }
+
 // PresetNames lists the presets in a stable order.
 func PresetNames() []string {
-	names := make([]string, 0, len(Presets))
-	for n := range Presets {
+	names := make([]string, 0, len(presets))
+	for n := range presets {
 		names = append(names, n)
 	}
 	sort.Strings(names)

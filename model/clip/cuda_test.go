@@ -18,12 +18,12 @@ func TestCUDAMatchesCPU(t *testing.T) {
 		t.Skip("no CUDA device")
 	}
 	do(t, func(s *torch.Scope) error {
-		cpu, err := New(Presets["tiny"], Options{ImageSize: 44, Activation: GELU}, 3)
+		cpu, err := New(Tiny(), Options{ImageSize: 44, Activation: GELU}, 3)
 		if err != nil {
 			return err
 		}
 		defer cpu.Free()
-		gpu, err := New(Presets["tiny"], Options{ImageSize: 44, Activation: GELU, Device: torch.CUDA(0)}, 3)
+		gpu, err := New(Tiny(), Options{ImageSize: 44, Activation: GELU, Device: torch.CUDA(0)}, 3)
 		if err != nil {
 			return err
 		}

@@ -49,7 +49,7 @@ type LayerNorm struct {
 }
 
 func newLayerNorm(b *param.Builder, d int64) LayerNorm {
-	return LayerNorm{Weight: b.Get("weight", param.Ones, d), Bias: b.Get("bias", param.Zeros, d)}
+	return LayerNorm{Weight: b.Get("weight", param.Ones(), d), Bias: b.Get("bias", param.Zeros(), d)}
 }
 
 // Forward normalises x [..., D].
@@ -80,7 +80,7 @@ func newResidualBlock(b *param.Builder, width, heads, layers int, act Activation
 		// nn.MultiheadAttention names its packed projection in_proj_*.
 		InProj: param.Linear{
 			Weight: attn.Get("in_proj_weight", param.Normal(1/sqrt(float64(width))), 3*d, d),
-			Bias:   attn.Get("in_proj_bias", param.Zeros, 3*d),
+			Bias:   attn.Get("in_proj_bias", param.Zeros(), 3*d),
 		},
 		OutProj: param.NewLinear(attn.Sub("out_proj"), d, d, param.Normal(projStd), param.WithBias),
 		Ln2:     newLayerNorm(b.Sub("ln_2"), d),

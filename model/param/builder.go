@@ -30,11 +30,11 @@ const (
 	initConst
 )
 
-// Initialisers.
-var (
-	Zeros = Init{kind: initZeros}
-	Ones  = Init{kind: initOnes}
-)
+// Zeros fills the parameter with zeros.
+func Zeros() Init { return Init{kind: initZeros} }
+
+// Ones fills the parameter with ones.
+func Ones() Init { return Init{kind: initOnes} }
 
 // Const fills the parameter with v.
 func Const(v float64) Init { return Init{kind: initConst, std: v} }

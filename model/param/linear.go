@@ -24,7 +24,7 @@ const (
 func NewLinear(b *Builder, in, out int64, w Init, bias Bias) Linear {
 	l := Linear{Weight: b.Get("weight", w, out, in)}
 	if bias {
-		l.Bias = b.Get("bias", Zeros, out)
+		l.Bias = b.Get("bias", Zeros(), out)
 	}
 	return l
 }

@@ -52,7 +52,7 @@ func TestInitBuilder(t *testing.T) {
 		b := NewInitBuilder(g, torch.Float32, torch.CPU)
 		lin := NewLinear(b.Sub("a").Sub("fc"), 400, 50, Uniform(0.25), WithBias)
 		c := b.Get("c", Const(2.5), 3)
-		o := b.Get("o", Ones, 2)
+		o := b.Get("o", Ones(), 2)
 		n := b.Get("n", Normal(0.1), 200, 100)
 		store, err := b.Finish()
 		if err != nil {
@@ -98,8 +98,8 @@ func TestInitBuilder(t *testing.T) {
 		}
 
 		twice := NewInitBuilder(g, torch.Float32, torch.CPU)
-		twice.Get("x", Zeros, 1)
-		twice.Get("x", Zeros, 1)
+		twice.Get("x", Zeros(), 1)
+		twice.Get("x", Zeros(), 1)
 		if _, err := twice.Finish(); err == nil || !strings.Contains(err.Error(), "x requested twice") {
 			t.Errorf("asking twice: %v", err)
 		}
@@ -116,7 +116,7 @@ func TestLoadBuilderChecks(t *testing.T) {
 			"extra":    torch.Zeros(torch.Float32, torch.CPU, 1).Persist(),
 		}
 		b := NewLoadBuilder(src)
-		NewLinear(b.Sub("l"), 4, 3, Zeros, WithBias)
+		NewLinear(b.Sub("l"), 4, 3, Zeros(), WithBias)
 		_, err := b.Finish()
 		if err == nil {
 			t.Fatal("a mismatched load passed")
@@ -128,7 +128,7 @@ func TestLoadBuilderChecks(t *testing.T) {
 		}
 
 		ok := NewLoadBuilder(map[string]*torch.Tensor{"w": torch.Ones(torch.Float32, torch.CPU, 2).Persist()})
-		w := ok.Get("w", Zeros, 2)
+		w := ok.Get("w", Zeros(), 2)
 		store, err := ok.Finish()
 		if err != nil {
 			return err
