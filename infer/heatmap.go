@@ -60,6 +60,9 @@ type Overlay struct {
 	Label     string  // "normal" or "anomalous"
 	Alpha     float64 // the map's opacity over the scan (0.45 when zero)
 	Note      string  // appended to the caption (e.g. the true class)
+	// Name is the scan's file name, leading the caption so that a figure
+	// shown on its own says which scan it is ("" for none).
+	Name string
 	// Decimals of the score and threshold in the caption; zero chooses the
 	// fewest (at least 3) that tell them apart. A set of figures shown
 	// together passes one value, so that they print the threshold alike.
@@ -127,7 +130,7 @@ func PredictedMask(orig *imaging.RGB, amap []float32, size int, threshold float6
 // truth is not nil: a w×h mask of the scan's size, true inside) | the
 // heatmap | the predicted region at the threshold drawn as a contour over
 // the scan (with the true region's contour when known), each titled, the
-// colour bar at the right and the score and label below.
+// colour bar at the right and the scan's name, score and label below.
 func Panel(orig *imaging.RGB, truth []bool, amap []float32, size int, o Overlay) *image.RGBA {
 	k := displayScale(orig.W, orig.H)
 	w, h := orig.W*k, orig.H*k
@@ -214,10 +217,33 @@ var (
 func caption(o Overlay) string {
 	d := o.decimals()
 	s := fmt.Sprintf("score %.*f  %s  (threshold %.*f)", d, o.Score, o.Label, d, o.Threshold)
+	if o.Name != "" {
+		s = captionName(o.Name) + "  " + s
+	}
 	if o.Note != "" {
 		s += "  " + o.Note
 	}
 	return s
+}
+
+// maxCaptionName is the most characters of a file name a caption shows.
+const maxCaptionName = 40
+
+// captionName is a file name as a caption prints it: characters the
+// figure's font cannot draw as themselves become '?', and a long name keeps
+// its start and end around "...".
+func captionName(name string) string {
+	r := []rune(name)
+	for i, c := range r {
+		if c < 0x20 || c > 0x7e {
+			r[i] = '?'
+		}
+	}
+	if len(r) > maxCaptionName {
+		keep := maxCaptionName - 3
+		r = slices.Concat(r[:keep/2], []rune("..."), r[len(r)-(keep-keep/2):])
+	}
+	return string(r)
 }
 
 // thresholdLabel is the threshold as the caption prints it, for the colour

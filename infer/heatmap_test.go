@@ -9,9 +9,9 @@ import (
 	"testing"
 )
 
-// A caption shows the score and the threshold with as many decimals as it
-// takes to tell them apart (3 to 6).
-func TestDistinctDecimals(t *testing.T) {
+// A caption names the scan and shows the score and the threshold with as
+// many decimals as it takes to tell them apart (3 to 6).
+func TestCaption(t *testing.T) {
 	for _, c := range []struct {
 		score, threshold float64
 		want             int
@@ -29,6 +29,23 @@ func TestDistinctDecimals(t *testing.T) {
 	o := Overlay{Score: 0.2, Threshold: 0.488703, Label: "normal", Decimals: 4}
 	if got := caption(o); got != "score 0.2000  normal  (threshold 0.4887)" || thresholdLabel(o) != "0.4887" {
 		t.Errorf("caption %q, threshold %q at 4 decimals", got, thresholdLabel(o))
+	}
+	// The scan's name leads; what the font cannot draw becomes '?', and a
+	// long name keeps its two ends, 40 characters in all.
+	o = Overlay{Score: 0.7, Threshold: 0.5, Label: "anomalous"}
+	for name, want := range map[string]string{
+		"018.png":         "018.png",
+		"tête\n1\x7f.png": "t?te?1?.png",
+		"a\nb.png":        "a?b.png",
+		strings.Repeat("x", 30) + "-" + strings.Repeat("y", 30) + ".png": strings.Repeat("x", 18) + "..." + strings.Repeat("y", 15) + ".png",
+	} {
+		o.Name = name
+		if got := caption(o); got != want+"  score 0.700  anomalous  (threshold 0.500)" {
+			t.Errorf("name %q: caption %q", name, got)
+		}
+		if n := len(captionName(name)); n > maxCaptionName {
+			t.Errorf("name %q shown in %d characters", name, n)
+		}
 	}
 }
 

@@ -280,7 +280,8 @@ func writeFailures(p *infer.Predictor, ev *infer.Evaluation, dir string, n int, 
 		// The score with the decimals that tell it from the threshold, as
 		// the picture's caption prints it.
 		name := fmt.Sprintf("%s_%.*f_%s.png", kind, decimals, r.Score, base)
-		o := infer.Overlay{Score: r.Score, Threshold: ev.At.Threshold, Label: s.Label, Note: "- " + truth, Decimals: decimals}
+		o := infer.Overlay{Score: r.Score, Threshold: ev.At.Threshold, Label: s.Label, Note: "- " + truth, Decimals: decimals,
+			Name: filepath.Base(d.Sample.Path)}
 		out := filepath.Join(dir, "failures", name)
 		if err := inputs.check(namedPath{"--report", out}); err != nil {
 			return err

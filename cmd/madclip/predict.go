@@ -333,7 +333,9 @@ func (o predictOutputs) write(d dataset.Decoded, r infer.Result, size int, th fl
 			}
 		}
 		pr.Panel = jsonpath.Path(o.panel[d.Index])
-		if err := writePNG(o.panel[d.Index], infer.Panel(d.Orig, gt, r.Map, size, ov)); err != nil {
+		named := ov
+		named.Name = filepath.Base(d.Sample.Path) // a figure shown on its own says which scan it is
+		if err := writePNG(o.panel[d.Index], infer.Panel(d.Orig, gt, r.Map, size, named)); err != nil {
 			return pr, err
 		}
 	}
