@@ -123,6 +123,9 @@ func (c *featureCache) nonFinite() (int64, error) {
 }
 
 func (c *featureCache) free() {
+	if c == nil {
+		return
+	}
 	for _, l := range c.layers {
 		l.Free()
 	}

@@ -158,9 +158,7 @@ func (s *selector) free() {
 	if s == nil {
 		return
 	}
-	if s.cache != nil {
-		s.cache.free()
-	}
+	s.cache.free()
 	for _, t := range s.best {
 		t.Free()
 	}

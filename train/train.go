@@ -200,6 +200,7 @@ type trainingRun struct {
 
 func (r *trainingRun) free() {
 	r.sel.free()
+	r.cache.free()
 	r.data.Close()
 	r.g.Free()
 	r.opt.Free()

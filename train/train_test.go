@@ -39,14 +39,22 @@ func synth(t *testing.T) string {
 	return root
 }
 
+// run trains with c and checks that the run, finished or failed, leaves no
+// tensor behind.
 func run(t *testing.T, ctx context.Context, c Config, rep Reporter) (*Result, error) {
 	t.Helper()
 	var res *Result
+	var leaked int64
 	err := torch.Do(func() error {
+		before := torch.LiveTensors()
 		var err error
 		res, err = Run(ctx, c, tokenizer(t), rep)
+		leaked = torch.LiveTensors() - before
 		return err
 	})
+	if leaked != 0 {
+		t.Errorf("the run left %d tensors alive (error: %v)", leaked, err)
+	}
 	return res, err
 }
 
