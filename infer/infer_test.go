@@ -6,6 +6,7 @@ import (
 	"math"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"madclip/checkpoint"
@@ -253,11 +254,15 @@ func TestStreamProgress(t *testing.T) {
 	c := train.Config{Data: root, Dataset: "Brain", Shots: 2, Seed: 1, Epochs: 1, Preset: "tiny", BackboneSeed: 1,
 		Model: model.Options{ImageSize: 56}, Out: filepath.Join(t.TempDir(), "ck.safetensors")}
 	var calls [][2]int
+	var live []int64 // tensors alive as each image is handed over
+	var leaked int64
 	scored, skipped := 0, 0
 	err = torch.Do(func() error {
 		if _, err := train.Run(context.Background(), c, tk, train.Silent{}); err != nil {
 			return err
 		}
+		before := torch.LiveTensors()
+		defer func() { leaked = torch.LiveTensors() - before }()
 		p, err := Open(c.Out, "", tk, torch.CPU)
 		if err != nil {
 			return err
@@ -270,12 +275,21 @@ func TestStreamProgress(t *testing.T) {
 			if len(calls) == 0 {
 				t.Error("an image was scored before progress was first told")
 			}
+			live = append(live, torch.LiveTensors())
 			scored++
 			return nil
 		})
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	// Each batch frees its tensors before the next: none piles up over
+	// the images, and none outlives the predictor.
+	if leaked != 0 {
+		t.Errorf("%d tensors alive after the predictor closed", leaked)
+	}
+	if len(live) > 0 && slices.Max(live) > live[0] {
+		t.Errorf("tensors alive as each image was handed over: %v (growing)", live)
 	}
 	if scored != n-1 || skipped != 1 {
 		t.Errorf("scored %d and skipped %d of %d, want %d and 1", scored, skipped, n, n-1)
