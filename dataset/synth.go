@@ -33,6 +33,9 @@ type SynthOptions struct {
 	// of the benchmark get masks when the benchmark has them; other names
 	// get masks.
 	Datasets []string
+	// Started, when set, is called once the destination has been checked,
+	// before the first file is written (to say that writing begins).
+	Started func()
 }
 
 // SynthDatasets are the synthetic datasets Synth writes: Brain with masks
@@ -72,6 +75,9 @@ func Synth(root string, o SynthOptions) error {
 		if err := clearSynthetic(Dir(root, d.Name)); err != nil {
 			return err
 		}
+	}
+	if o.Started != nil {
+		o.Started()
 	}
 	for _, d := range specs {
 		if err := synthDataset(root, d, o); err != nil {

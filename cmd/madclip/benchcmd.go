@@ -280,6 +280,9 @@ func benchOutputs(c *cli.Context, p benchPlan, weights string) error {
 		if err := outsideDatasets("--json-out", out, fileOutput, c.String("data"), names); err != nil {
 			return err
 		}
+		if err := notAmongScans("--json-out", out, ".json"); err != nil {
+			return err
+		}
 		outputs = append(outputs, namedPath{"--json-out", out})
 	}
 	if work != "" {

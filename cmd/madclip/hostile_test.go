@@ -196,7 +196,21 @@ func TestHostileInputs(t *testing.T) {
 	workWeights := filepath.Join(work, "Brain-2shot-seed1.safetensors")
 	os.WriteFile(workWeights, []byte("weights"), 0o644)
 	os.MkdirAll(filepath.Join(dir, "w2"), 0o755)
-	before := map[string]string{precious: fileSum(t, precious), scan: fileSum(t, scan), ck: fileSum(t, ck), testImage: fileSum(t, testImage), validImage: fileSum(t, validImage), workWeights: fileSum(t, workWeights)}
+	// Outputs that are links to a scan of a dataset the command does not
+	// read, and a heatmap onto such a scan.
+	chestScan := filepath.Join(root, "Chest_AD", "test", "good", "img", "000.png")
+	linkTo := func(name string) string {
+		p := filepath.Join(dir, name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		os.Symlink(chestScan, p)
+		return p
+	}
+	trainToChest := linkTo("to-chest.safetensors")
+	reportToChest := linkTo(filepath.Join("report-to-chest", "report.json"))
+	jsonToChest := linkTo("to-chest.json")
+	workToChest := linkTo(filepath.Join("work-to-chest", "Brain-2shot-seed1.safetensors"))
+	before := map[string]string{precious: fileSum(t, precious), scan: fileSum(t, scan), ck: fileSum(t, ck), testImage: fileSum(t, testImage), validImage: fileSum(t, validImage), workWeights: fileSum(t, workWeights),
+		chestScan: fileSum(t, chestScan)}
 	eval := []string{"eval", "--checkpoint", ck, "--data", root, "--device", "cpu"}
 	train := []string{"train", "--data", root, "--dataset", "Brain", "--preset", "tiny", "--shots", "2", "--epochs", "1", "--image-size", "56"}
 	bench := []string{"bench", "--data", root, "--datasets", "Brain", "--preset", "tiny", "--shots", "2", "--seeds", "1", "--epochs", "1", "--image-size", "56"}
@@ -281,6 +295,15 @@ func TestHostileInputs(t *testing.T) {
 		{"unknown preset", append(train, "--preset", "huge", "--out", filepath.Join(dir, "o.safetensors")), "--preset huge: unknown (known: ViT-B/16, ViT-B/32, ViT-L/14, ViT-L/14-336, tiny)"},
 		{"bench of a dataset that is not there", []string{"bench", "--data", root, "--datasets", "Nope", "--preset", "tiny", "-q"}, "none of the datasets Nope is under " + root},
 		{"download with a SHA-256 but no URL", []string{"weights", "download", "--sha256", strings.Repeat("ab", 32), "ViT-B/32"}, "--sha256 goes with --url"},
+		{"train --out linked to another dataset's scan", append(train, "-q", "--out", trainToChest), "(a link to " + chestScan + ") is inside the dataset folder"},
+		{"report.json linked to another dataset's scan", append(eval, "--report", filepath.Dir(reportToChest)), "(a link to " + chestScan + ") is inside the dataset folder"},
+		{"bench --json-out linked to another dataset's scan", append(bench, "--json-out", jsonToChest), "(a link to " + chestScan + ") is inside the dataset folder"},
+		{"bench checkpoint linked to another dataset's scan", append(bench, "--work", filepath.Dir(workToChest)), "(a link to " + chestScan + ") is inside the dataset folder"},
+		{"heatmap onto a scan that is not an input", append(predict, scan, "--heatmap", chestScan), "Chest_AD: madclip writes nothing into a dataset"},
+		{"convert into a dataset", []string{"weights", "convert", ck, filepath.Join(root, "Chest_AD", "w.safetensors")}, "Chest_AD: madclip writes nothing into a dataset"},
+		{"convert to an image's name", []string{"weights", "convert", ck, filepath.Join(dir, "w.png")}, "has an image's name; give the file a .safetensors name"},
+		{"bench --json-out with an image's name", append(bench, "--json-out", filepath.Join(dir, "r.png")), "has an image's name; give the file a .json name"},
+		{"synth into a dataset folder", []string{"synth", "--out", filepath.Join(root, "Chest_AD"), "-q"}, "is a dataset folder"},
 		{"synth dataset twice", []string{"synth", "--out", filepath.Join(dir, "s"), "--datasets", "Brain,Brain", "-q"}, "listed twice"},
 	}
 	if torch.CUDADeviceCount() == 0 {

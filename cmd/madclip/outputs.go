@@ -132,10 +132,12 @@ func newInputSet(inputs []namedPath) *inputSet {
 	return s
 }
 
-// check refuses an output that is an input, or that atomicfile would not
-// replace.
+// check refuses an output that is an input, that atomicfile would not
+// replace, or that would land (itself or through a link) inside a
+// dataset's folder.
 func (s *inputSet) check(o namedPath) error {
-	if _, _, err := atomicfile.Destination(o.path); err != nil {
+	target, _, err := atomicfile.Destination(o.path)
+	if err != nil {
 		return fmt.Errorf("%s: %w", o.role, err)
 	}
 	in, clash := s.byPath[absPath(o.path)]
@@ -146,6 +148,9 @@ func (s *inputSet) check(o namedPath) error {
 	}
 	if clash {
 		return fmt.Errorf("%s %s is %s: refusing to overwrite an input", o.role, o.path, in.describe())
+	}
+	if d, ok := datasetAbove(filepath.Dir(target)); ok {
+		return fmt.Errorf("%s %s%s is inside the dataset folder %s: madclip writes nothing into a dataset", o.role, o.path, linksTo(o.path, target), d)
 	}
 	return nil
 }
@@ -238,35 +243,61 @@ const (
 // scans would be read back as a scan, and clearing old outputs there could
 // remove one.
 func outsideDatasets(flag, path string, kind outputKind, root string, names []string) error {
-	dir := path
+	dir, target := path, path
 	if kind == fileOutput {
-		dir = filepath.Dir(path)
+		if t, _, err := atomicfile.Destination(path); err == nil {
+			target = t // where a link at path leads is what gets written
+		}
+		dir = filepath.Dir(target)
 	}
 	at := resolveDir(dir)
 	for _, d := range datasetFolders(root, names) {
 		if within(at, resolveDir(d)) {
-			return fmt.Errorf("%s %s is inside the dataset folder %s: madclip writes nothing into a dataset", flag, path, d)
+			return fmt.Errorf("%s %s%s is inside the dataset folder %s: madclip writes nothing into a dataset", flag, path, linksTo(path, target), d)
 		}
 	}
 	return nil
 }
 
-// notAmongScans refuses a model file's output (want: its extension, as
-// ".pth") that has an image's name or lies inside a dataset's folder: a
-// {name}_AD folder holding a test or valid split, found from the path
-// itself for commands that are given no data root (export, import).
+// notAmongScans refuses a file output that is no image (want: its
+// extension, as ".pth") but has an image's name, or that lies inside a
+// dataset's folder (see datasetAbove), itself or through a link: for
+// commands that are given no data root (export, import, convert).
 func notAmongScans(flag, path, want string) error {
-	if dataset.IsImage(path) {
-		return fmt.Errorf("%s %s has an image's name; give the file a %s name", flag, path, want)
+	target := path
+	if t, _, err := atomicfile.Destination(path); err == nil {
+		target = t // what a link at path leads to is what gets written
 	}
-	for d := resolveDir(filepath.Dir(path)); ; d = filepath.Dir(d) {
+	if dataset.IsImage(path) || dataset.IsImage(target) {
+		return fmt.Errorf("%s %s%s has an image's name; give the file a %s name", flag, path, linksTo(path, target), want)
+	}
+	if d, ok := datasetAbove(filepath.Dir(target)); ok {
+		return fmt.Errorf("%s %s%s is inside the dataset folder %s: madclip writes nothing into a dataset", flag, path, linksTo(path, target), d)
+	}
+	return nil
+}
+
+// datasetAbove finds, from the path itself, the dataset folder (a
+// {name}_AD folder holding a test or valid split) that dir is in or below,
+// after links.
+func datasetAbove(dir string) (string, bool) {
+	for d := resolveDir(dir); ; d = filepath.Dir(d) {
 		if strings.HasSuffix(filepath.Base(d), "_AD") && (isFolder(filepath.Join(d, "test")) || isFolder(filepath.Join(d, "valid"))) {
-			return fmt.Errorf("%s %s is inside the dataset folder %s: madclip writes nothing into a dataset", flag, path, d)
+			return d, true
 		}
 		if filepath.Dir(d) == d {
-			return nil
+			return "", false
 		}
 	}
+}
+
+// linksTo says, for a message, where a link at path leads ("" when path is
+// no link).
+func linksTo(path, target string) string {
+	if target == path {
+		return ""
+	}
+	return " (a link to " + target + ")"
 }
 
 func isFolder(p string) bool {

@@ -63,10 +63,20 @@ Examples:
 					names = append(names, n)
 				}
 			}
-			if !c.Bool("quiet") {
-				fmt.Fprintf(os.Stderr, "writing synthetic %s (%d-px images) under %s\n", strings.Join(names, ", "), c.Int("size"), oneLine(c.String("out")))
+			if d, ok := datasetAbove(c.String("out")); ok {
+				where := "inside the dataset folder " + d
+				if d == resolveDir(c.String("out")) {
+					where = "a dataset folder"
+				}
+				return fmt.Errorf("synth: --out %s is %s; give the folder to hold the datasets' {name}_AD folders", c.String("out"), where)
 			}
-			err := dataset.Synth(c.String("out"), dataset.SynthOptions{Seed: c.Uint64("seed"), Size: c.Int("size"), Valid: c.Int("valid"), Test: c.Int("test"), Datasets: names})
+			started := func() {
+				if !c.Bool("quiet") {
+					fmt.Fprintf(os.Stderr, "writing synthetic %s (%d-px images) under %s\n", strings.Join(names, ", "), c.Int("size"), oneLine(c.String("out")))
+				}
+			}
+			err := dataset.Synth(c.String("out"), dataset.SynthOptions{Seed: c.Uint64("seed"), Size: c.Int("size"), Valid: c.Int("valid"), Test: c.Int("test"), Datasets: names,
+				Started: started})
 			if err != nil {
 				return err
 			}
@@ -432,10 +442,10 @@ func checkTrainOutput(c *cli.Context, cfg train.Config, resumed *checkpoint.Meta
 		}
 	}
 	inputs = append(inputs, splitInputs(data, name, "valid")...)
-	if err := outsideDatasets("--out", cfg.Out, fileOutput, data, []string{name}); err != nil {
+	if err := checkOutputs([]namedPath{{"--out", cfg.Out}}, inputs); err != nil {
 		return err
 	}
-	if err := checkOutputs([]namedPath{{"--out", cfg.Out}}, inputs); err != nil {
+	if err := outsideDatasets("--out", cfg.Out, fileOutput, data, []string{name}); err != nil {
 		return err
 	}
 	if err := notAmongScans("--out", cfg.Out, ".safetensors"); err != nil {

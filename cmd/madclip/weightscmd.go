@@ -199,6 +199,9 @@ Examples:
 			if err := checkOutputs([]namedPath{{"OUT", out}, {"the vocab copy", vocabOut}}, inputs); err != nil {
 				return fmt.Errorf("weights convert: %w", err)
 			}
+			if err := notAmongScans("OUT", out, ".safetensors"); err != nil {
+				return fmt.Errorf("weights convert: %w", err)
+			}
 			if st, err := os.Stat(in); err != nil {
 				return fmt.Errorf("weights convert: %w", err)
 			} else if !st.Mode().IsRegular() {
