@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/schollz/progressbar/v3"
@@ -252,6 +253,15 @@ func writeFailures(p *infer.Predictor, ev *infer.Evaluation, dir string, n int, 
 	var pick []infer.Scored
 	pick = append(pick, normals[:min(n, len(normals))]...)
 	pick = append(pick, abnormals[:min(n, len(abnormals))]...)
+	// Images of one class that differ only in extension (x.png, x.jpg)
+	// keep it in their picture's name, as predict's outputs do.
+	stem := func(s infer.Scored) string {
+		return strings.TrimSuffix(filepath.Base(string(s.Path)), filepath.Ext(string(s.Path)))
+	}
+	stems := map[[2]string]int{}
+	for _, s := range ev.Scores {
+		stems[[2]string{strconv.FormatBool(s.Abnormal), stem(s)}]++
+	}
 	items := make([]dataset.Sample, len(pick))
 	// One precision for every figure and name, enough to tell each score
 	// from the threshold.
@@ -276,7 +286,10 @@ func writeFailures(p *infer.Predictor, ev *infer.Evaluation, dir string, n int, 
 		} else if ev.PixelAUROC != nil {
 			gt = make([]bool, d.Orig.W*d.Orig.H) // a normal image: no true region
 		}
-		base := strings.TrimSuffix(filepath.Base(d.Sample.Path), filepath.Ext(d.Sample.Path))
+		base := stem(s)
+		if stems[[2]string{strconv.FormatBool(s.Abnormal), base}] > 1 {
+			base += "_" + strings.TrimPrefix(filepath.Ext(string(s.Path)), ".")
+		}
 		// The score with the decimals that tell it from the threshold, as
 		// the picture's caption prints it.
 		name := fmt.Sprintf("%s_%.*f_%s.png", kind, decimals, r.Score, base)

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -563,6 +564,40 @@ func TestEvalReportIsFresh(t *testing.T) {
 	entries, _ := os.ReadDir(failures)
 	if len(entries) != 3 { // notes.txt and one failure of each kind
 		t.Errorf("failures/ holds %d files, want 3", len(entries))
+	}
+}
+
+// TestFailureNamesDistinct: test images that differ only in extension get
+// failure pictures of their own, each naming its scan's extension.
+func TestFailureNamesDistinct(t *testing.T) {
+	_, ck := trained(t)
+	root := t.TempDir()
+	if _, e, code := madclip(t, nil, "synth", "--out", root, "--datasets", "Brain", "--valid", "2", "--test", "3", "-q"); code != 0 {
+		t.Fatal(e)
+	}
+	good := filepath.Join(root, "Brain_AD", "test", "good", "img")
+	raw, err := os.ReadFile(filepath.Join(good, "001.png"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(good, "001.PNG"), raw, 0o644)
+	report := t.TempDir()
+	if _, e, code := madclip(t, nil, "eval", "--checkpoint", ck, "--data", root, "--report", report, "--failures", "10", "--device", "cpu"); code != 0 {
+		t.Fatal(e)
+	}
+	normals, _ := filepath.Glob(filepath.Join(report, "failures", "normal-high_*.png"))
+	if len(normals) != 4 { // 000, 001.png, 001.PNG, 002
+		t.Fatalf("%d pictures of normal images, want 4: %v", len(normals), normals)
+	}
+	var twins []string
+	for _, n := range normals {
+		if strings.Contains(n, "_001") {
+			twins = append(twins, filepath.Base(n)[strings.LastIndex(filepath.Base(n), "_001"):])
+		}
+	}
+	slices.Sort(twins)
+	if !slices.Equal(twins, []string{"_001_PNG.png", "_001_png.png"}) {
+		t.Errorf("the pictures of 001.png and 001.PNG end in %v", twins)
 	}
 }
 
