@@ -265,8 +265,12 @@ func uniformFlags(cmds []*cli.Command, parent string) {
 		// meant for a boolean flag (--quick-gelu false), which would
 		// otherwise be dropped while the flag is set.
 		noArgs := c.Action != nil && c.ArgsUsage == "" && len(c.Subcommands) == 0
-		if len(required) > 0 || noArgs {
+		flags := c.Flags
+		if c.Action != nil {
 			c.Before = func(cc *cli.Context) error {
+				if err := noFlagAsValue(cc, name, flags); err != nil {
+					return err
+				}
 				if a := cc.Args().First(); noArgs && cc.Args().Present() {
 					if _, err := strconv.ParseBool(a); err == nil {
 						return fmt.Errorf("%s: unexpected argument %q: a boolean flag's value goes after =, as --flag=%s (see madclip %s --help)", name, a, a, name)
@@ -283,6 +287,38 @@ func uniformFlags(cmds []*cli.Command, parent string) {
 		}
 		uniformFlags(c.Subcommands, name)
 	}
+}
+
+// noFlagAsValue refuses a string flag whose value is another of the
+// command's flags: `--raw-map --json` is a forgotten value, not a file
+// called "--json" (with --json then left unset).
+func noFlagAsValue(cc *cli.Context, command string, flags []cli.Flag) error {
+	isFlag := map[string]bool{}
+	for _, f := range flags {
+		for _, n := range f.Names() {
+			isFlag["-"+n], isFlag["--"+n] = true, true
+		}
+	}
+	for _, f := range flags {
+		var values []string
+		switch f := f.(type) {
+		case *cli.StringFlag:
+			values = []string{cc.String(f.Name)}
+		case *cli.StringSliceFlag:
+			values = cc.StringSlice(f.Name)
+		default:
+			continue
+		}
+		if !cc.IsSet(f.Names()[0]) {
+			continue
+		}
+		for _, v := range values {
+			if opt, _, _ := strings.Cut(v, "="); isFlag[opt] {
+				return fmt.Errorf("%s: --%s %s: that is a flag, not a value; give --%s its value (see madclip %s --help)", command, f.Names()[0], v, f.Names()[0], command)
+			}
+		}
+	}
+	return nil
 }
 
 // sizeOf is a file's size for progress lines ("912.3 MB").

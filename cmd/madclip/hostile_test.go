@@ -305,6 +305,9 @@ func TestHostileInputs(t *testing.T) {
 		{"convert to an image's name", []string{"weights", "convert", ck, filepath.Join(dir, "w.png")}, "has an image's name; give the file a .safetensors name"},
 		{"bench --json-out with an image's name", append(bench, "--json-out", filepath.Join(dir, "r.png")), "has an image's name; give the file a .json name"},
 		{"synth into a dataset folder", []string{"synth", "--out", filepath.Join(root, "Chest_AD"), "-q"}, "is a dataset folder"},
+		{"a flag as a file's value", append(predict, scan, "--raw-map", "--json"), "--raw-map --json: that is a flag, not a value"},
+		{"a short flag as a file's value", append(train, "--out", "-q"), "--out -q: that is a flag, not a value"},
+		{"a flag as a list's value", []string{"clip", "--weights", tinyWeights(t, dir), "--image", "-q", "--text", "a"}, "--image -q: that is a flag"},
 		{"synth dataset twice", []string{"synth", "--out", filepath.Join(dir, "s"), "--datasets", "Brain,Brain", "-q"}, "listed twice"},
 	}
 	if torch.CUDADeviceCount() == 0 {
