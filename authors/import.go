@@ -125,6 +125,9 @@ func (o *ImportOptions) resolve() (model.Options, bool, error) {
 	if o.Dataset == "" {
 		return model.Options{}, false, fmt.Errorf("import: give the dataset the model was trained on (--dataset)")
 	}
+	if err := dataset.CheckName(o.Dataset); err != nil {
+		return model.Options{}, false, fmt.Errorf("import: %w", err)
+	}
 	if o.ImageSize == 0 {
 		o.ImageSize = model.PaperImageSize
 	}

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"unicode"
 
 	"madclip/imaging"
 )
@@ -55,6 +56,9 @@ type Split struct {
 func CheckName(name string) error {
 	if name == "" || name == "." || name == ".." || len(name) > 200 || strings.ContainsAny(name, "/\x00") {
 		return fmt.Errorf("dataset %.60q: a dataset is named by its folder {name}_AD under the root, without a path", name)
+	}
+	if strings.ContainsFunc(name, unicode.IsControl) {
+		return fmt.Errorf("dataset %.60q: a control character in a dataset's name would break its lines in messages and tables", name)
 	}
 	return nil
 }

@@ -444,3 +444,16 @@ func TestMaskBinarisedAtHalf(t *testing.T) {
 		}
 	}
 }
+
+// A dataset is named by its folder: no path, no control character.
+func TestCheckName(t *testing.T) {
+	for name, ok := range map[string]bool{
+		"Brain": true, "Retina_OCT2017": true, "my knee MRI": true, "café": true,
+		"": false, ".": false, "..": false, "../x": false, "a/b": false, "a\x00b": false, "a\nb": false, "tab\there": false,
+		strings.Repeat("x", 201): false,
+	} {
+		if err := CheckName(name); (err == nil) != ok {
+			t.Errorf("CheckName(%q): %v", name, err)
+		}
+	}
+}

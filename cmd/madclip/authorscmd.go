@@ -98,7 +98,7 @@ func importAuthorsAction(c *cli.Context) error {
 			return err
 		}
 		fmt.Fprintf(c.App.Writer, "wrote %s: %s, object %q, layers %v, %d px, hand-crafted prompts %v, scored by its %s\n",
-			oneLine(out), meta.Dataset, meta.Model.Object, meta.Model.Layers, meta.Model.ImageSize, meta.Model.Handcrafted, scoreKind(meta.Masks))
+			oneLine(out), oneLine(meta.Dataset), meta.Model.Object, meta.Model.Layers, meta.Model.ImageSize, meta.Model.Handcrafted, scoreKind(meta.Masks))
 		return nil
 	})
 	return err

@@ -308,6 +308,8 @@ func TestHostileInputs(t *testing.T) {
 		{"a flag as a file's value", append(predict, scan, "--raw-map", "--json"), "--raw-map --json: that is a flag, not a value"},
 		{"a short flag as a file's value", append(train, "--out", "-q"), "--out -q: that is a flag, not a value"},
 		{"a flag as a list's value", []string{"clip", "--weights", tinyWeights(t, dir), "--image", "-q", "--text", "a"}, "--image -q: that is a flag"},
+		{"import for a dataset given as a path", []string{"import", "authors", sd, "--dataset", "../x", "--object", "x", "--preset", "tiny", "--out", filepath.Join(dir, "i.safetensors")}, "without a path"},
+		{"import for a dataset with a newline", []string{"import", "authors", sd, "--dataset", "a\nb", "--object", "x", "--preset", "tiny", "--out", filepath.Join(dir, "i.safetensors")}, "control character"},
 		{"synth dataset twice", []string{"synth", "--out", filepath.Join(dir, "s"), "--datasets", "Brain,Brain", "-q"}, "listed twice"},
 	}
 	if torch.CUDADeviceCount() == 0 {
