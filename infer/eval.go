@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 
 	"gonum.org/v1/plot/plotter"
 
@@ -72,6 +73,9 @@ type Evaluation struct {
 	// PixelAUPRO is the area under the per-region overlap curve up to FPR
 	// 0.3, normalised (datasets with masks).
 	PixelAUPRO *float64 `json:"pixel_aupro,omitempty"`
+	// NoPixelMetrics says why a split with masks has no pixel metrics
+	// (every mask empty: no anomalous pixel to find); "" otherwise.
+	NoPixelMetrics string `json:"no_pixel_metrics,omitempty"`
 	// At is sensitivity, specificity, precision and F1 of the labels at the
 	// checkpoint's threshold (or the one given).
 	At         AtThreshold `json:"at_threshold"`
@@ -183,7 +187,9 @@ func (p *Predictor) Evaluate(root, name string, o StreamOptions, threshold float
 		return nil, fmt.Errorf("test split of %s: %w", name, err)
 	}
 	e.At = atThreshold(c, threshold, origin)
-	if split.HasMasks {
+	if split.HasMasks && !slices.Contains(pixLabels, true) {
+		e.NoPixelMetrics = "every test mask is empty, so there is no anomalous pixel to find and the pixel metrics are undefined"
+	} else if split.HasMasks {
 		auc, err := metrics.AUROC(pix, pixLabels)
 		if err != nil {
 			return nil, fmt.Errorf("pixel AUROC of %s: %w", name, err)

@@ -28,7 +28,8 @@ for datasets with masks the pixel AUROC and AP over all pixels at the model's
 input size, normal images included, and AUPRO, the per-region overlap up to a
 false positive rate of 0.3), and the labels' sensitivity, specificity,
 precision and F1 at the checkpoint's threshold (or --threshold), with Dice and
-IoU of the predicted regions for datasets with masks. --json prints all of it
+IoU of the predicted regions for datasets with masks (none when every test
+mask is empty: the pixel metrics are then undefined). --json prints all of it
 as one JSON object. --report DIR writes report.json (the metrics, every
 image's path, score, label, det_score and true class, and the provenance:
 madclip's version, the checkpoint and its SHA-256, the backbone, dataset,
@@ -223,6 +224,11 @@ func printEvaluation(w io.Writer, ev *infer.Evaluation) {
 	if ev.PixelAUROC != nil {
 		fmt.Fprintf(w, "pixel AUROC   %.2f%%\npixel AP      %.2f%%\npixel AUPRO   %.2f%% (FPR up to %.1f)\n",
 			100**ev.PixelAUROC, 100**ev.PixelAP, 100**ev.PixelAUPRO, infer.AUPROLimit)
+	}
+	if ev.NoPixelMetrics != "" {
+		fmt.Fprintf(w, "no pixel metrics: %s\n", ev.NoPixelMetrics)
+	}
+	if ev.PixelAUROC != nil || ev.NoPixelMetrics != "" {
 		fmt.Fprintf(w, "image AUROC of the detection head  %.2f%%\n", 100*ev.DetImageAUROC)
 	}
 	a := ev.At

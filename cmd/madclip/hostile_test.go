@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"image"
+	"image/png"
 	"image/jpeg"
 	"math"
 	"os"
@@ -624,6 +625,39 @@ func TestFailureNamesDistinct(t *testing.T) {
 	slices.Sort(twins)
 	if !slices.Equal(twins, []string{"_001_PNG.png", "_001_png.png"}) {
 		t.Errorf("the pictures of 001.png and 001.PNG end in %v", twins)
+	}
+}
+
+// TestEvalEmptyMasks: a test split whose masks are all empty still gets its
+// image metrics; the pixel metrics are left out with the reason.
+func TestEvalEmptyMasks(t *testing.T) {
+	_, ck := trained(t)
+	root := t.TempDir()
+	if _, e, code := madclip(t, nil, "synth", "--out", root, "--datasets", "Brain", "--valid", "2", "--test", "3", "-q"); code != 0 {
+		t.Fatal(e)
+	}
+	masks, _ := filepath.Glob(filepath.Join(root, "Brain_AD", "test", "Ungood", "anomaly_mask", "*.png"))
+	if len(masks) != 3 {
+		t.Fatalf("%d masks", len(masks))
+	}
+	for _, m := range masks {
+		var b bytes.Buffer
+		png.Encode(&b, image.NewGray(image.Rect(0, 0, 64, 64)))
+		os.WriteFile(m, b.Bytes(), 0o644)
+	}
+	o, e, code := madclip(t, nil, "eval", "--checkpoint", ck, "--data", root, "--json", "--device", "cpu", "-q")
+	if code != 0 {
+		t.Fatal(e)
+	}
+	var got map[string]any
+	if err := json.Unmarshal([]byte(o), &got); err != nil {
+		t.Fatalf("%v: %q", err, o)
+	}
+	if _, ok := got["pixel_auroc"]; ok || !strings.Contains(fmt.Sprint(got["no_pixel_metrics"]), "every test mask is empty") {
+		t.Errorf("pixel_auroc %v, no_pixel_metrics %v", got["pixel_auroc"], got["no_pixel_metrics"])
+	}
+	if auc, ok := got["image_auroc"].(float64); !ok || auc < 0 || auc > 1 || got["images"] != 6.0 {
+		t.Errorf("image AUROC %v over %v images", got["image_auroc"], got["images"])
 	}
 }
 
