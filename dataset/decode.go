@@ -26,6 +26,11 @@ type DecodeOptions struct {
 	// Limits bounds what is decoded (the zero value is the default): a
 	// header claiming more pixels is an error before any decoding.
 	Limits imaging.Limits
+	// OriginalBytes, with KeepOriginal, bounds the bytes of the originals
+	// decoded and not yet taken, as read from each image's header before
+	// it is decoded (0: no bound beyond Ahead). An image larger than the
+	// bound is decoded alone.
+	OriginalBytes int64
 }
 
 // Decode decodes samples on worker goroutines (one per CPU) and delivers
@@ -60,6 +65,8 @@ func Decode(items []Sample, size int, o DecodeOptions) (ch <-chan Decoded, stop 
 			}
 		}()
 	}
+	budget := newByteBudget(o.OriginalBytes, done)
+	costs := make([]int64, len(items))
 	go func() { // feeds the workers, no more than ahead items beyond the consumer
 		defer close(next)
 		for i := range items {
@@ -67,6 +74,14 @@ func Decode(items []Sample, size int, o DecodeOptions) (ch <-chan Decoded, stop 
 			case tokens <- struct{}{}:
 			case <-done:
 				return
+			}
+			if o.KeepOriginal && budget != nil {
+				if w, h, err := imaging.Size(items[i].Path); err == nil { // else the worker reports it
+					costs[i] = min(3*int64(w)*int64(h), budget.limit)
+				}
+				if !budget.acquire(costs[i]) {
+					return
+				}
 			}
 			select {
 			case next <- i:
@@ -90,6 +105,9 @@ func Decode(items []Sample, size int, o DecodeOptions) (ch <-chan Decoded, stop 
 				return
 			}
 			<-tokens
+			if budget != nil {
+				budget.release(costs[i])
+			}
 		}
 	}()
 	var once sync.Once
@@ -98,5 +116,50 @@ func Decode(items []Sample, size int, o DecodeOptions) (ch <-chan Decoded, stop 
 			close(done)
 			wg.Wait()
 		})
+	}
+}
+
+// byteBudget bounds the bytes held by items decoded and not yet taken.
+type byteBudget struct {
+	limit int64
+	mu    sync.Mutex
+	used  int64
+	freed chan struct{} // a release happened
+	done  <-chan struct{}
+}
+
+func newByteBudget(limit int64, done <-chan struct{}) *byteBudget {
+	if limit <= 0 {
+		return nil
+	}
+	return &byteBudget{limit: limit, freed: make(chan struct{}, 1), done: done}
+}
+
+// acquire waits until n bytes fit (n is at most the limit), and reports
+// false when decoding was stopped first.
+func (b *byteBudget) acquire(n int64) bool {
+	for {
+		b.mu.Lock()
+		if b.used+n <= b.limit {
+			b.used += n
+			b.mu.Unlock()
+			return true
+		}
+		b.mu.Unlock()
+		select {
+		case <-b.freed:
+		case <-b.done:
+			return false
+		}
+	}
+}
+
+func (b *byteBudget) release(n int64) {
+	b.mu.Lock()
+	b.used -= n
+	b.mu.Unlock()
+	select {
+	case b.freed <- struct{}{}:
+	default:
 	}
 }

@@ -237,6 +237,11 @@ type StreamOptions struct {
 	Progress func(done, total int)
 }
 
+// KeptOriginalBytes bounds the full-size originals Stream holds for
+// heatmaps, both decoded ahead of the model and waiting in a batch: about
+// five 4000×4000 scans each, far more than a batch of 512² ones.
+const KeptOriginalBytes = 256 << 20
+
 // Stream decodes items on worker goroutines and scores them in batches,
 // calling fn for each image in order. It runs on the compute thread.
 func (p *Predictor) Stream(samples []dataset.Sample, o StreamOptions, fn func(dataset.Decoded, Result) error) error {
@@ -245,12 +250,15 @@ func (p *Predictor) Stream(samples []dataset.Sample, o StreamOptions, fn func(da
 		batch = DefaultBatch
 	}
 	// Decoding runs up to a batch ahead of the model; with full-size
-	// originals kept (which may be 4000² scans) only a few beyond the batch.
+	// originals kept (which may be 4000² scans) only a few beyond the batch,
+	// and within a byte budget, both ahead and in the batch: a batch of
+	// large originals is scored early rather than held whole.
 	ahead := 2 * batch
 	if o.KeepOriginal {
 		ahead = batch + runtime.NumCPU()
 	}
-	ch, stop := dataset.Decode(samples, p.Size, dataset.DecodeOptions{Masks: o.Masks, KeepOriginal: o.KeepOriginal, Ahead: ahead, Limits: o.Limits})
+	ch, stop := dataset.Decode(samples, p.Size, dataset.DecodeOptions{Masks: o.Masks, KeepOriginal: o.KeepOriginal, Ahead: ahead, Limits: o.Limits,
+		OriginalBytes: KeptOriginalBytes})
 	defer stop()
 	done := 0
 	if o.Progress != nil {
@@ -263,6 +271,7 @@ func (p *Predictor) Stream(samples []dataset.Sample, o StreamOptions, fn func(da
 		}
 	}
 	var pending []dataset.Decoded
+	var pendingBytes int64 // of the pending originals
 	flush := func() error {
 		if len(pending) == 0 {
 			return nil
@@ -281,7 +290,7 @@ func (p *Predictor) Stream(samples []dataset.Sample, o StreamOptions, fn func(da
 			}
 			tell()
 		}
-		pending = pending[:0]
+		pending, pendingBytes = pending[:0], 0
 		return nil
 	}
 	for d := range ch {
@@ -297,7 +306,10 @@ func (p *Predictor) Stream(samples []dataset.Sample, o StreamOptions, fn func(da
 			return d.Err
 		}
 		pending = append(pending, d)
-		if len(pending) == batch {
+		if d.Orig != nil {
+			pendingBytes += int64(len(d.Orig.Pix))
+		}
+		if len(pending) == batch || pendingBytes >= KeptOriginalBytes {
 			if err := flush(); err != nil {
 				return err
 			}

@@ -220,8 +220,8 @@ func predictAction(c *cli.Context) error {
 		return p.Stream(items, opts, func(d dataset.Decoded, r infer.Result) error {
 			if rgb, ok := flatColour(d.Image.Pixels); ok {
 				// A blank export still gets a score; say what it is.
-				fmt.Fprintf(os.Stderr, "madclip: note: %s is one flat colour (RGB %d, %d, %d): its score says nothing about a scan\n",
-					oneLine(d.Sample.Path), rgb[0], rgb[1], rgb[2])
+				fmt.Fprintf(os.Stderr, "madclip: note: %s is one flat colour (RGB %d, %d, %d) at the model's %d px: its score says nothing about a scan\n",
+					oneLine(d.Sample.Path), rgb[0], rgb[1], rgb[2], p.Size)
 			}
 			row, err := outs.write(d, r, p.Size, pr.threshold)
 			if err != nil {
