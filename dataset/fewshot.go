@@ -37,7 +37,7 @@ func ReadShotsFile(path string, index int) (Shots, error) {
 //go:embed fewshot_seed
 var authorsLists embed.FS
 
-// AuthorsShotCounts() are the shot counts the authors published lists for.
+// AuthorsShotCounts are the shot counts the authors published lists for.
 func AuthorsShotCounts() []int { return []int{2, 4, 8, 16} }
 
 // AuthorsShotsName names the authors' k-shot list of a benchmark dataset as

@@ -86,6 +86,9 @@ func Size(path string) (w, h int, err error) {
 		return 0, 0, err
 	}
 	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.Size() == 0 {
+		return 0, 0, fmt.Errorf("%s: empty file, not an image", path)
+	}
 	cfg, _, err := image.DecodeConfig(bufio.NewReader(f))
 	if err != nil {
 		return 0, 0, fmt.Errorf("%s: not a readable PNG or JPEG image: %w", path, err)

@@ -262,7 +262,9 @@ func (r *trainingRun) readShots() error {
 	}
 	var shots dataset.Shots
 	if c.ShotsFile != "" {
-		shots, err = dataset.OpenShots(c.ShotsFile, c.ShotsIndex)
+		if shots, err = dataset.OpenShots(c.ShotsFile, c.ShotsIndex); err != nil {
+			return fmt.Errorf("the shots file %w", err)
+		}
 	} else {
 		shots, err = dataset.DrawShots(valid.Samples, c.Shots, c.Seed)
 	}

@@ -285,8 +285,34 @@ func uniformFlags(cmds []*cli.Command, parent string) {
 				return nil
 			}
 		}
+		if c.Action == nil && len(c.Subcommands) > 0 {
+			// Without its own action, cli answers an unknown subcommand
+			// with "No help topic for ...".
+			c.Action = func(cc *cli.Context) error {
+				if cc.Args().Present() {
+					return fmt.Errorf("%s: unknown command %q (see madclip %s --help)", name, cc.Args().First(), name)
+				}
+				return cli.ShowSubcommandHelp(cc)
+			}
+		}
 		uniformFlags(c.Subcommands, name)
 	}
+}
+
+// checkLayers refuses tapped blocks that cannot be: below 1 (blocks count
+// from 1, as the paper's 6, 12, 18, 24) or listed twice.
+func checkLayers(layers []int) error {
+	seen := map[int]bool{}
+	for _, l := range layers {
+		if l < 1 {
+			return fmt.Errorf("--layers %d: blocks count from 1 (the paper taps 6,12,18,24 of ViT-L/14)", l)
+		}
+		if seen[l] {
+			return fmt.Errorf("--layers lists block %d twice", l)
+		}
+		seen[l] = true
+	}
+	return nil
 }
 
 // noFlagAsValue refuses a string flag whose value is another of the

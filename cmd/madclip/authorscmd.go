@@ -67,6 +67,9 @@ func importAuthorsAction(c *cli.Context) error {
 	if err := oneBackbone(c); err != nil {
 		return fmt.Errorf("import authors: %w", err)
 	}
+	if err := checkLayers(c.IntSlice("layers")); err != nil {
+		return fmt.Errorf("import authors: %w", err)
+	}
 	in, out := c.Args().First(), c.String("out")
 	if err := distinctPaths(map[string]string{"IN.pth": in, "--out": out, "--weights": c.String("weights")}); err != nil {
 		return fmt.Errorf("import authors: %w", err)

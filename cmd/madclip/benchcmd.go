@@ -221,6 +221,9 @@ func planBench(c *cli.Context) (benchPlan, error) {
 	if d := c.String("datasets"); d != "all" {
 		for _, n := range strings.Split(d, ",") {
 			n = strings.TrimSpace(n)
+			if n == "all" {
+				return p, fmt.Errorf("--datasets %q: all stands alone (all six), not in a list", d)
+			}
 			if err := dataset.CheckName(n); err != nil {
 				return p, fmt.Errorf("--datasets %q: %w", d, err)
 			}
@@ -242,6 +245,9 @@ func planBench(c *cli.Context) (benchPlan, error) {
 		a, b, ok := strings.Cut(s, ":")
 		if !ok || dataset.CheckName(a) != nil || dataset.CheckName(b) != nil || strings.Contains(b, ":") {
 			return p, fmt.Errorf("bad --cross %q (want TRAIN:TEST, two dataset names)", s)
+		}
+		if a == b {
+			return p, fmt.Errorf("--cross %q trains and tests on one dataset; that is --datasets %s", s, a)
 		}
 		if err := once("cross", s); err != nil {
 			return p, err

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"strconv"
 
 	"github.com/urfave/cli/v2"
 
@@ -83,6 +84,17 @@ func clipAction(c *cli.Context) error {
 	tk, err := loadTokenizer(c)
 	if err != nil {
 		return err
+	}
+	for _, t := range texts {
+		// OpenAI's clip.tokenize refuses these too: cut to fit, the text
+		// would be scored without its end.
+		if n := len(tk.EncodeWithSpecials(t)); n > bpe.ContextLength {
+			short := []rune(t)
+			if len(short) > 40 {
+				short = append(short[:40], []rune("...")...)
+			}
+			return fmt.Errorf("clip: --text %s is %d tokens with its start and end marks; CLIP reads at most %d", oneLine(strconv.Quote(string(short))), n, bpe.ContextLength)
+		}
 	}
 	var res clipResult
 	err = onCompute(func() error {

@@ -166,6 +166,10 @@ func TestHostileInputs(t *testing.T) {
 	os.Symlink(testImage, filepath.Join(imgLinked, "roc_image.png"))
 	outLink := filepath.Join(dir, "out.safetensors")
 	os.Symlink(validImage, outLink)
+	dangling := filepath.Join(dir, "dangling.png")
+	os.Symlink("nowhere.png", dangling)
+	emptyFile := filepath.Join(dir, "empty.png")
+	os.WriteFile(emptyFile, nil, 0o644)
 	newline := filepath.Join(dir, "two\nlines.png")
 	os.WriteFile(newline, []byte("not an image"), 0o644)
 	// A report whose failures folder is the test images, and an earlier
@@ -252,7 +256,7 @@ func TestHostileInputs(t *testing.T) {
 		{"a negative elapsed time in the metadata", []string{"predict", "--checkpoint", badElapsed, scan}, "elapsed time -2 s"},
 		{"named pipe as an image", append(predict, fifo), "it is a named pipe"},
 		{"named pipe as the vocab", []string{"tokenize", "--vocab", fifo, "hi"}, "it is a named pipe"},
-		{"named pipe as the shots file", []string{"train", "--data", root, "--dataset", "Brain", "--preset", "tiny", "--shots-file", fifo, "-q", "--out", filepath.Join(dir, "o.safetensors")}, "it is a named pipe"},
+		{"named pipe as the shots file", []string{"train", "--data", root, "--dataset", "Brain", "--preset", "tiny", "--shots-file", fifo, "-q", "--out", filepath.Join(dir, "o.safetensors")}, "the shots file " + fifo + ": it is a named pipe"},
 		{"report.json linked to the checkpoint", append(eval, "--report", ckLinked), "refusing to overwrite an input"},
 		{"report plot linked to a test image", append(eval, "--report", imgLinked), "an input image"},
 		{"dataset outside the root", append(eval, "--dataset", "../x"), "without a path"},
@@ -311,6 +315,14 @@ func TestHostileInputs(t *testing.T) {
 		{"a flag as a list's value", []string{"clip", "--weights", tinyWeights(t, dir), "--image", "-q", "--text", "a"}, "--image -q: that is a flag"},
 		{"import for a dataset given as a path", []string{"import", "authors", sd, "--dataset", "../x", "--object", "x", "--preset", "tiny", "--out", filepath.Join(dir, "i.safetensors")}, "without a path"},
 		{"import for a dataset with a newline", []string{"import", "authors", sd, "--dataset", "a\nb", "--object", "x", "--preset", "tiny", "--out", filepath.Join(dir, "i.safetensors")}, "control character"},
+		{"an empty argument", append(predict, scan, ""), "argument 2 is empty"},
+		{"a link to nothing", append(predict, dangling), dangling + ": a symbolic link to nowhere.png, which does not exist"},
+		{"an empty ground truth", append(predict, scan, "--panel", filepath.Join(dir, "p.png"), "--ground-truth", emptyFile), emptyFile + ": empty file, not an image"},
+		{"block 0", append(train, "--layers", "0", "--out", filepath.Join(dir, "o.safetensors")), "--layers 0: blocks count from 1"},
+		{"an unknown subcommand", []string{"weights", "nonexist"}, `weights: unknown command "nonexist"`},
+		{"all among bench's datasets", []string{"bench", "--data", root, "--datasets", "all,Brain", "--preset", "tiny"}, "all stands alone"},
+		{"a cross pair of one dataset", []string{"bench", "--data", root, "--cross", "Brain:Brain", "--preset", "tiny"}, "that is --datasets Brain"},
+		{"a text longer than CLIP reads", []string{"clip", "--weights", tinyWeights(t, dir), "--image", scan, "--text", strings.Repeat("brain ", 80)}, "82 tokens with its start and end marks; CLIP reads at most 77"},
 		{"synth dataset twice", []string{"synth", "--out", filepath.Join(dir, "s"), "--datasets", "Brain,Brain", "-q"}, "listed twice"},
 	}
 	if torch.CUDADeviceCount() == 0 {

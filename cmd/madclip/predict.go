@@ -22,6 +22,7 @@ import (
 	"madclip/infer"
 	"madclip/internal/jsonpath"
 	"madclip/internal/plural"
+	"madclip/internal/regularfile"
 	"madclip/model/clip/bpe"
 )
 
@@ -74,10 +75,13 @@ Examples:
 // imageInputs expands files and folders into image paths, and says
 // whether a folder was among them (its outputs then go to folders).
 func imageInputs(args []string) (out []string, folder bool, err error) {
-	for _, a := range args {
+	for i, a := range args {
+		if a == "" {
+			return nil, false, fmt.Errorf("argument %d is empty: give an image or a folder of images", i+1)
+		}
 		st, err := os.Stat(a)
 		if err != nil {
-			return nil, false, err
+			return nil, false, regularfile.Dangling(a, err)
 		}
 		if !st.IsDir() {
 			out = append(out, a)

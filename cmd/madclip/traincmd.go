@@ -322,14 +322,7 @@ func trainFlagConflicts(c *cli.Context) error {
 	if c.Bool("draw-shots") && c.String("shots-file") != "" {
 		return fmt.Errorf("--draw-shots and --shots-file both choose the shots; give one")
 	}
-	seen := map[int]bool{}
-	for _, l := range c.IntSlice("layers") {
-		if seen[l] {
-			return fmt.Errorf("--layers lists block %d twice", l)
-		}
-		seen[l] = true
-	}
-	return nil
+	return checkLayers(c.IntSlice("layers"))
 }
 
 // resumeConflicts refuses flags given with --resume that contradict the

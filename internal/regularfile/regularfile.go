@@ -4,6 +4,7 @@
 package regularfile
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -15,7 +16,7 @@ import (
 func Open(path string) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
-		return nil, err
+		return nil, Dangling(path, err)
 	}
 	st, err := f.Stat()
 	if err != nil {
@@ -27,6 +28,20 @@ func Open(path string) (*os.File, error) {
 		return nil, fmt.Errorf("%s: it is %s, not a regular file", path, Kind(st.Mode()))
 	}
 	return f, nil
+}
+
+// Dangling turns err, from opening or statting path, into "a symbolic link
+// to T, which does not exist" when path is a link whose target is missing
+// (the system says only "no such file", of a file the user can see);
+// other errors are returned as they are.
+func Dangling(path string, err error) error {
+	if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if target, lerr := os.Readlink(path); lerr == nil {
+		return fmt.Errorf("%s: a symbolic link to %s, which does not exist", path, target)
+	}
+	return err
 }
 
 // Check says why path cannot be read as a regular file, for paths handed to
