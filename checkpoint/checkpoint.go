@@ -284,7 +284,7 @@ func (m Meta) validate() error {
 	if t := m.Training; t != nil && !(t.LR > 0 && t.LR <= 1 && t.Beta1 >= 0 && t.Beta1 < 1 && t.Beta2 >= 0 && t.Beta2 < 1 && t.Batch >= 1) {
 		return fmt.Errorf("its training settings are out of range (batch %d, lr %v, betas %v, %v)", t.Batch, t.LR, t.Beta1, t.Beta2)
 	}
-	if math.IsNaN(m.EpochLossSum) || math.IsInf(m.EpochLossSum, 0) || m.EpochLossSteps < 0 || m.EpochLossSteps > m.Step ||
+	if math.IsNaN(m.EpochLossSum) || m.EpochLossSum < 0 || math.IsInf(m.EpochLossSum, 0) || m.EpochLossSteps < 0 || m.EpochLossSteps > m.Step ||
 		(m.EpochLossSteps == 0 && m.EpochLossSum != 0) {
 		return fmt.Errorf("its resume state has a loss sum of %v over %d of %d steps", m.EpochLossSum, m.EpochLossSteps, m.Step)
 	}

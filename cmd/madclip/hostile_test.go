@@ -140,6 +140,9 @@ func TestHostileInputs(t *testing.T) {
 	unversioned := editMeta("unversioned.safetensors", func(m map[string]any) { delete(m, "version") })
 	twiceTapped := editMeta("layers.safetensors", func(m map[string]any) { m["model"].(map[string]any)["Layers"] = []int{1, 1} })
 	badLossSum := editMeta("losssum.safetensors", func(m map[string]any) { m["epoch_loss_sum"] = 3.5 }) // with no step taken
+	negativeLoss := editMeta("negloss.safetensors", func(m map[string]any) { // losses are not negative
+		m["epoch_loss_sum"], m["epoch_loss_steps"], m["step"] = -1.5, 1, 1
+	})
 	badElapsed := editMeta("elapsed.safetensors", func(m map[string]any) { m["elapsed_seconds"] = -2 })
 	shortDigest := editMeta("short-digest.safetensors", func(m map[string]any) {
 		b := m["backbone"].(map[string]any)
@@ -253,6 +256,7 @@ func TestHostileInputs(t *testing.T) {
 		{"a short weights digest in the metadata", []string{"predict", "--checkpoint", shortDigest, scan}, `its weights digest "abc12" (5 characters) is not a SHA-256`},
 		{"a preset and a weights file in the metadata", []string{"predict", "--checkpoint", twoBackbones, scan}, "two backbones"},
 		{"a loss sum without steps in the metadata", []string{"predict", "--checkpoint", badLossSum, scan}, "loss sum of 3.5 over 0 of 0 steps"},
+		{"a negative loss sum in the metadata", []string{"predict", "--checkpoint", negativeLoss, scan}, "loss sum of -1.5"},
 		{"a negative elapsed time in the metadata", []string{"predict", "--checkpoint", badElapsed, scan}, "elapsed time -2 s"},
 		{"named pipe as an image", append(predict, fifo), "it is a named pipe"},
 		{"named pipe as the vocab", []string{"tokenize", "--vocab", fifo, "hi"}, "it is a named pipe"},
