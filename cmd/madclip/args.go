@@ -19,10 +19,13 @@ import (
 
 // flagsFirst moves a command's flags before its positional arguments, so
 // that `madclip predict scan.png --checkpoint c.safetensors` works as users
-// write it (urfave/cli stops reading flags at the first argument).
-func flagsFirst(app *cli.App, args []string) []string {
+// write it (urfave/cli stops reading flags at the first argument). A flag
+// that takes one value and is given twice (--epochs 5 ... --epochs 60) is
+// an error: the parser would keep the last without a word. List flags
+// (--layers, --cross, --image) may repeat.
+func flagsFirst(app *cli.App, args []string) ([]string, error) {
 	if len(args) < 2 {
-		return args
+		return args, nil
 	}
 	cmds := app.Commands
 	i := 1
@@ -36,15 +39,23 @@ func flagsFirst(app *cli.App, args []string) []string {
 		i++
 	}
 	if cmd == nil || i >= len(args) {
-		return args
+		return args, nil
 	}
 	takesValue := map[string]bool{}
+	canonical := map[string]string{} // any name → the flag's first name
+	repeatable := map[string]bool{}
 	for _, f := range cmd.Flags {
 		_, isBool := f.(*cli.BoolFlag)
+		switch f.(type) {
+		case *cli.StringSliceFlag, *cli.IntSliceFlag, *cli.Int64SliceFlag, *cli.Float64SliceFlag, *cli.Uint64SliceFlag, *cli.UintSliceFlag:
+			repeatable[f.Names()[0]] = true
+		}
 		for _, n := range f.Names() {
 			takesValue[n] = !isBool
+			canonical[n] = f.Names()[0]
 		}
 	}
+	given := map[string]bool{}
 	var flags, positional []string
 	rest := args[i:]
 	for j := 0; j < len(rest); j++ {
@@ -58,15 +69,21 @@ func flagsFirst(app *cli.App, args []string) []string {
 			continue
 		}
 		flags = append(flags, a)
-		name := strings.TrimLeft(a, "-")
-		if strings.Contains(name, "=") {
+		name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if c, ok := canonical[name]; ok && takesValue[name] && !repeatable[c] {
+			if given[c] {
+				return nil, fmt.Errorf("%s: --%s is given twice; give it once (see madclip %s --help)", cmd.Name, c, cmd.Name)
+			}
+			given[c] = true
+		}
+		if hasValue {
 			continue
 		}
 		if takesValue[name] {
 			if j+1 == len(rest) {
 				// The last flag lacks its value: leave it last so that the
 				// parser says so, rather than reading "--" as its value.
-				return append(append([]string{}, args[:i]...), flags...)
+				return append(append([]string{}, args[:i]...), flags...), nil
 			}
 			flags = append(flags, rest[j+1])
 			j++
@@ -77,7 +94,7 @@ func flagsFirst(app *cli.App, args []string) []string {
 		out = append(out, "--")
 		out = append(out, positional...)
 	}
-	return out
+	return out, nil
 }
 
 func find(cmds []*cli.Command, name string) *cli.Command {

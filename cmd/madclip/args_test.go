@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -26,8 +27,25 @@ func TestFlagsFirst(t *testing.T) {
 		{[]string{"madclip", "doctor"}, []string{"madclip", "doctor"}},
 		{[]string{"madclip", "nonsense", "x"}, []string{"madclip", "nonsense", "x"}},
 	} {
-		if got := flagsFirst(app, c.in); !slices.Equal(got, c.want) {
-			t.Errorf("flagsFirst(%q) = %q, want %q", c.in, got, c.want)
+		if got, err := flagsFirst(app, c.in); err != nil || !slices.Equal(got, c.want) {
+			t.Errorf("flagsFirst(%q) = %q, %v; want %q", c.in, got, err, c.want)
+		}
+	}
+	// A one-value flag given twice, by any of its names, is an error; a list
+	// flag may repeat, and so may a switch.
+	for _, c := range []struct {
+		in   []string
+		want string
+	}{
+		{[]string{"madclip", "train", "--epochs", "5", "--out", "a", "--epochs", "60"}, "train: --epochs is given twice"},
+		{[]string{"madclip", "predict", "a.png", "--checkpoint=c", "-c", "d"}, "predict: --checkpoint is given twice"},
+		{[]string{"madclip", "predict", "a.png", "--heatmap", "h", "b.png", "--heatmap=g"}, "predict: --heatmap is given twice"},
+		{[]string{"madclip", "clip", "--image", "a.png", "--image", "b.png", "--text", "x", "--text", "y"}, ""},
+		{[]string{"madclip", "train", "--layers", "1", "--layers", "2", "-q", "--quiet"}, ""},
+	} {
+		_, err := flagsFirst(app, c.in)
+		if (c.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("flagsFirst(%q): error %v, want %q", c.in, err, c.want)
 		}
 	}
 }

@@ -294,7 +294,7 @@ func TestClipCLIBadInputs(t *testing.T) {
 	wantFailure(t, notWeights, e, code)
 	_, e, code = madclip(t, nil, "clip", "--image", good, "--text", "x")
 	wantFailure(t, "no CLIP weights", e, code)
-	_, e, code = madclip(t, nil, append(base, "--image", good, "--device", "tpu")...)
+	_, e, code = madclip(t, nil, "clip", "--weights", w, "--text", "x", "--image", good, "--device", "tpu")
 	wantFailure(t, "tpu", e, code)
 }
 
@@ -350,12 +350,12 @@ func TestSynthTrainCLI(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--data", filepath.Join(root, "nope")}, "nope"},
+		{[]string{"--data", filepath.Join(root, "nope"), "--dataset", "Brain"}, "nope"},
 		{[]string{"--data", root, "--dataset", "Liver"}, "Liver_AD"},
-		{[]string{"--data", root, "--shots", "40"}, "40 shots"},
-		{[]string{"--data", root, "--epochs", "0"}, "--epochs 0: want 1 to"},
+		{[]string{"--data", root, "--dataset", "Brain", "--shots", "40"}, "40 shots"},
+		{[]string{"--data", root, "--dataset", "Brain", "--epochs", "0"}, "--epochs 0: want 1 to"},
 	} {
-		args := append([]string{"train", "--preset", "tiny", "--out", filepath.Join(t.TempDir(), "x.safetensors"), "--dataset", "Brain"}, c.args...)
+		args := append([]string{"train", "--preset", "tiny", "--out", filepath.Join(t.TempDir(), "x.safetensors")}, c.args...)
 		_, e, code := madclip(t, nil, args...)
 		wantFailure(t, c.want, e, code)
 	}

@@ -86,7 +86,7 @@ func TestHelpFlagsConsistent(t *testing.T) {
 	var quiet func(cmds []*cli.Command)
 	quiet = func(cmds []*cli.Command) {
 		for _, c := range cmds {
-			if c.Action == nil {
+			if len(c.Subcommands) > 0 { // a group: its commands have the flag
 				quiet(c.Subcommands)
 				continue
 			}

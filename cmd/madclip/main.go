@@ -31,7 +31,10 @@ func main() {
 		out.err = errors.New("it was closed when madclip started")
 	}
 	app.Writer = out
-	err := app.Run(flagsFirst(app, os.Args))
+	args, err := flagsFirst(app, os.Args)
+	if err == nil {
+		err = app.Run(args)
+	}
 	if err == nil && out.err != nil {
 		err = fmt.Errorf("write standard output: %w", out.err)
 	}
