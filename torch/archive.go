@@ -44,6 +44,9 @@ func LoadArchive(path string) (map[string]*Tensor, error) {
 				f.Close()
 				return nil, fmt.Errorf("load %s: a safetensors file, not the zip archive torch.save and TorchScript write", path)
 			}
+			if head, err := readHead(path, 4); err == nil && string(head) == "PK\x03\x04" {
+				return nil, fmt.Errorf("load %s: a zip archive whose end is missing (truncated, as by an interrupted download or copy)", path)
+			}
 			return nil, fmt.Errorf("load %s: not a PyTorch file (neither a zip archive as torch.save and TorchScript write, nor safetensors)", path)
 		}
 		if strings.Contains(err.Error(), "Unknown opcode") {

@@ -59,9 +59,11 @@ func TestLoadArchive(t *testing.T) {
 	trunc := filepath.Join(dir, "trunc.pt")
 	os.WriteFile(trunc, raw[:len(raw)/2], 0o644)
 	run(t, func(s *Scope) error {
-		for _, p := range []string{bad, text, trunc, filepath.Join(dir, "missing.pt")} {
-			if _, err := LoadArchive(p); err == nil || !strings.Contains(err.Error(), p) {
-				t.Errorf("%s: %v", p, err)
+		for p, want := range map[string]string{
+			bad: "whose end is missing", trunc: "whose end is missing", text: "not a PyTorch file", filepath.Join(dir, "missing.pt"): "no such file",
+		} {
+			if _, err := LoadArchive(p); err == nil || !strings.Contains(err.Error(), p) || !strings.Contains(err.Error(), want) {
+				t.Errorf("%s: %v, want it named and %q", p, err, want)
 			}
 		}
 		s.err = nil

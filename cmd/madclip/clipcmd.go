@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"sort"
@@ -121,6 +122,9 @@ func clipAction(c *cli.Context) error {
 			pix = append(pix, v...)
 		}
 		res, err = scoreCLIP(m, tk, pix, len(images), texts, dev)
+		if errors.Is(err, errNaNOutput) {
+			return fmt.Errorf("clip: the weights %s: %w", wpath, err)
+		}
 		return err
 	})
 	if err != nil {
@@ -173,6 +177,9 @@ func scoreCLIP(m *clip.Model, tk *bpe.Tokenizer, pix []float32, n int, texts []s
 	return res, err
 }
 
+// errNaNOutput is CLIP's output holding NaN: its weights are corrupt.
+var errNaNOutput = errors.New("the model produced NaN (corrupt weights?)")
+
 // rows copies a 2-D tensor into Go rows.
 func rows(t *torch.Tensor) ([][]float32, error) {
 	v, err := t.Float32s()
@@ -185,7 +192,7 @@ func rows(t *torch.Tensor) ([][]float32, error) {
 		out[i] = v[i*int(shape[1]) : (i+1)*int(shape[1])]
 		for _, x := range out[i] {
 			if math.IsNaN(float64(x)) {
-				return nil, fmt.Errorf("the model produced NaN (corrupt weights?)")
+				return nil, errNaNOutput
 			}
 		}
 	}

@@ -169,6 +169,28 @@ func TestHostileInputs(t *testing.T) {
 	os.Symlink(testImage, filepath.Join(imgLinked, "roc_image.png"))
 	outLink := filepath.Join(dir, "out.safetensors")
 	os.Symlink(validImage, outLink)
+	// CLIP weights whose final layer norm is NaN.
+	nanWeights := filepath.Join(dir, "nan-clip.safetensors")
+	{
+		f, err := safetensors.Open(tinyWeights(t, t.TempDir()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts := make([]safetensors.Tensor, len(f.Tensors))
+		for i, x := range f.Tensors {
+			ts[i] = x
+			ts[i].Data = append([]byte(nil), x.Data...)
+			if x.Name == "ln_final.weight" {
+				for o := 0; o+4 <= len(ts[i].Data); o += 4 {
+					binary.LittleEndian.PutUint32(ts[i].Data[o:], math.Float32bits(float32(math.NaN())))
+				}
+			}
+		}
+		if err := safetensors.WriteFile(nanWeights, ts, f.Metadata); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+	}
 	dangling := filepath.Join(dir, "dangling.png")
 	os.Symlink("nowhere.png", dangling)
 	emptyFile := filepath.Join(dir, "empty.png")
@@ -326,6 +348,7 @@ func TestHostileInputs(t *testing.T) {
 		{"an unknown subcommand", []string{"weights", "nonexist"}, `weights: unknown command "nonexist"`},
 		{"all among bench's datasets", []string{"bench", "--data", root, "--datasets", "all,Brain", "--preset", "tiny"}, "all stands alone"},
 		{"a cross pair of one dataset", []string{"bench", "--data", root, "--cross", "Brain:Brain", "--preset", "tiny"}, "that is --datasets Brain"},
+		{"CLIP weights that give NaN", []string{"clip", "--weights", nanWeights, "--image", scan, "--text", "a"}, "the weights " + nanWeights + ": the model produced NaN"},
 		{"a text longer than CLIP reads", []string{"clip", "--weights", tinyWeights(t, dir), "--image", scan, "--text", strings.Repeat("brain ", 80)}, "82 tokens with its start and end marks; CLIP reads at most 77"},
 		{"synth dataset twice", []string{"synth", "--out", filepath.Join(dir, "s"), "--datasets", "Brain,Brain", "-q"}, "listed twice"},
 	}
