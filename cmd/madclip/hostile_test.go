@@ -341,6 +341,7 @@ func TestHostileInputs(t *testing.T) {
 		{"a flag as a list's value", []string{"clip", "--weights", tinyWeights(t, dir), "--image", "-q", "--text", "a"}, "--image -q: that is a flag"},
 		{"import for a dataset given as a path", []string{"import", "authors", sd, "--dataset", "../x", "--object", "x", "--preset", "tiny", "--out", filepath.Join(dir, "i.safetensors")}, "without a path"},
 		{"import for a dataset with a newline", []string{"import", "authors", sd, "--dataset", "a\nb", "--object", "x", "--preset", "tiny", "--out", filepath.Join(dir, "i.safetensors")}, "control character"},
+		{"one image given twice", append(predict, scan, filepath.Join(filepath.Dir(scan), ".", "scan.png"), "--heatmap", filepath.Join(dir, "h2")+"/"), "are the same image; give it once"},
 		{"an empty argument", append(predict, scan, ""), "argument 2 is empty"},
 		{"a link to nothing", append(predict, dangling), dangling + ": a symbolic link to nowhere.png, which does not exist"},
 		{"an empty ground truth", append(predict, scan, "--panel", filepath.Join(dir, "p.png"), "--ground-truth", emptyFile), emptyFile + ": empty file, not an image"},

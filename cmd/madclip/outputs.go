@@ -65,6 +65,9 @@ func perImageOutputs(inputs []string, dest, suffix string, folder bool) ([]strin
 		}
 		out[i] = filepath.Join(dest, stem+suffix)
 		if prev, ok := seen[out[i]]; ok {
+			if samePath(prev, inputs[i]) {
+				return nil, fmt.Errorf("%s and %s are the same image; give it once", prev, inputs[i])
+			}
 			return nil, fmt.Errorf("%s and %s would share the output %s", prev, inputs[i], out[i])
 		}
 		seen[out[i]] = inputs[i]
