@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -27,9 +26,6 @@ const version = checkpoint.Version + "-dev"
 func main() {
 	app := newApp()
 	out := &checkedWriter{w: os.Stdout}
-	if stdoutWasClosed() {
-		out.err = errors.New("it was closed when madclip started")
-	}
 	app.Writer = out
 	args, err := flagsFirst(app, os.Args)
 	if err == nil {
@@ -54,28 +50,6 @@ func main() {
 type checkedWriter struct {
 	w   io.Writer
 	err error
-}
-
-// stdoutWasClosed reports whether madclip was started with its standard
-// output closed (as by `>&-`). Go's runtime then opens /dev/null read-write
-// in its place, so that writes vanish without an error; a shell's
-// redirection to /dev/null opens it write-only. Where /proc cannot tell,
-// the answer is no.
-func stdoutWasClosed() bool {
-	if target, err := os.Readlink("/proc/self/fd/1"); err != nil || target != os.DevNull {
-		return false
-	}
-	info, err := os.ReadFile("/proc/self/fdinfo/1")
-	if err != nil {
-		return false
-	}
-	for _, line := range strings.Split(string(info), "\n") {
-		if v, ok := strings.CutPrefix(line, "flags:"); ok {
-			flags, err := strconv.ParseUint(strings.TrimSpace(v), 8, 64)
-			return err == nil && flags&syscall.O_ACCMODE == syscall.O_RDWR
-		}
-	}
-	return false
 }
 
 func (c *checkedWriter) Write(p []byte) (int, error) {
