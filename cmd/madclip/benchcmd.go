@@ -280,10 +280,11 @@ func benchOutputs(c *cli.Context, p benchPlan, weights string) error {
 	}
 	var outputs []namedPath
 	if out != "" {
-		if err := writableFolder("--json-out", out); err != nil {
+		// Outside the datasets first: the writability probe creates a file.
+		if err := outsideDatasets("--json-out", out, fileOutput, c.String("data"), names); err != nil {
 			return err
 		}
-		if err := outsideDatasets("--json-out", out, fileOutput, c.String("data"), names); err != nil {
+		if err := writableFolder("--json-out", out); err != nil {
 			return err
 		}
 		if err := notAmongScans("--json-out", out, ".json"); err != nil {

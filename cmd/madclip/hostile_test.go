@@ -240,7 +240,25 @@ func TestHostileInputs(t *testing.T) {
 	reportToChest := linkTo(filepath.Join("report-to-chest", "report.json"))
 	jsonToChest := linkTo("to-chest.json")
 	workToChest := linkTo(filepath.Join("work-to-chest", "Brain-2shot-seed1.safetensors"))
-	before := map[string]string{precious: fileSum(t, precious), scan: fileSum(t, scan), ck: fileSum(t, ck), testImage: fileSum(t, testImage), validImage: fileSum(t, validImage), workWeights: fileSum(t, workWeights),
+	// Datasets whose {name}_AD name a link hides: ds3/Brain_AD links to a
+	// folder called real, and ds4/Brain_AD/test links to a folder called
+	// split.
+	real := filepath.Join(dir, "real")
+	os.MkdirAll(filepath.Join(real, "test", "good", "img"), 0o755)
+	realScan := filepath.Join(real, "test", "good", "img", "000.png")
+	os.WriteFile(realScan, raw, 0o644)
+	os.MkdirAll(filepath.Join(dir, "ds3"), 0o755)
+	os.Symlink(real, filepath.Join(dir, "ds3", "Brain_AD"))
+	split := filepath.Join(dir, "split")
+	os.MkdirAll(filepath.Join(split, "good", "img"), 0o755)
+	splitScan := filepath.Join(split, "good", "img", "000.png")
+	os.WriteFile(splitScan, raw, 0o644)
+	os.MkdirAll(filepath.Join(dir, "ds4", "Brain_AD", "valid"), 0o755)
+	os.Symlink(split, filepath.Join(dir, "ds4", "Brain_AD", "test"))
+	vocabLink := filepath.Join(dir, "cv", "bpe_simple_vocab_16e6.txt.gz")
+	os.MkdirAll(filepath.Dir(vocabLink), 0o755)
+	os.Symlink(filepath.Join(dir, "ds3", "Brain_AD", "test", "good", "img", "000.png"), vocabLink)
+	before := map[string]string{precious: fileSum(t, precious), realScan: fileSum(t, realScan), splitScan: fileSum(t, splitScan), scan: fileSum(t, scan), ck: fileSum(t, ck), testImage: fileSum(t, testImage), validImage: fileSum(t, validImage), workWeights: fileSum(t, workWeights),
 		chestScan: fileSum(t, chestScan)}
 	eval := []string{"eval", "--checkpoint", ck, "--data", root, "--device", "cpu"}
 	train := []string{"train", "--data", root, "--dataset", "Brain", "--preset", "tiny", "--shots", "2", "--epochs", "1", "--image-size", "56"}
@@ -341,6 +359,9 @@ func TestHostileInputs(t *testing.T) {
 		{"a flag as a list's value", []string{"clip", "--weights", tinyWeights(t, dir), "--image", "-q", "--text", "a"}, "--image -q: that is a flag"},
 		{"import for a dataset given as a path", []string{"import", "authors", sd, "--dataset", "../x", "--object", "x", "--preset", "tiny", "--out", filepath.Join(dir, "i.safetensors")}, "without a path"},
 		{"import for a dataset with a newline", []string{"import", "authors", sd, "--dataset", "a\nb", "--object", "x", "--preset", "tiny", "--out", filepath.Join(dir, "i.safetensors")}, "control character"},
+		{"heatmap into a dataset whose folder is a link", append(predict, scan, "--heatmap", filepath.Join(dir, "ds3", "Brain_AD", "test", "good", "img", "000.png")), "ds3/Brain_AD: madclip writes nothing into a dataset"},
+		{"train --out into a split that a dataset links to", []string{"train", "--data", filepath.Join(dir, "ds4"), "--dataset", "Brain", "--preset", "tiny", "--out", filepath.Join(split, "good", "ck.safetensors")}, "ds4/Brain_AD: madclip writes nothing into a dataset"},
+		{"vocab copy linked through a linked dataset", []string{"weights", "convert", "--vocab", vocabFile, ck, filepath.Join(dir, "cv", "x.safetensors")}, "ds3/Brain_AD: madclip writes nothing into a dataset"},
 		{"one image given twice", append(predict, scan, filepath.Join(filepath.Dir(scan), ".", "scan.png"), "--heatmap", filepath.Join(dir, "h2")+"/"), "are the same image; give it once"},
 		{"an empty argument", append(predict, scan, ""), "argument 2 is empty"},
 		{"a link to nothing", append(predict, dangling), dangling + ": a symbolic link to nowhere.png, which does not exist"},

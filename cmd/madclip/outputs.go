@@ -152,7 +152,7 @@ func (s *inputSet) check(o namedPath) error {
 	if clash {
 		return fmt.Errorf("%s %s is %s: refusing to overwrite an input", o.role, o.path, in.describe())
 	}
-	if d, ok := datasetAbove(filepath.Dir(target)); ok {
+	if d, ok := datasetHolding(o.path); ok {
 		return fmt.Errorf("%s %s%s is inside the dataset folder %s: madclip writes nothing into a dataset", o.role, o.path, linksTo(o.path, target), d)
 	}
 	return nil
@@ -255,9 +255,20 @@ func outsideDatasets(flag, path string, kind outputKind, root string, names []st
 	}
 	at := resolveDir(dir)
 	for _, d := range datasetFolders(root, names) {
-		if within(at, resolveDir(d)) {
-			return fmt.Errorf("%s %s%s is inside the dataset folder %s: madclip writes nothing into a dataset", flag, path, linksTo(path, target), d)
+		// The dataset's folder, and its splits where they lie (a split may
+		// be a link to a folder elsewhere).
+		for _, f := range []string{d, filepath.Join(d, "test"), filepath.Join(d, "valid")} {
+			if within(at, resolveDir(f)) {
+				return fmt.Errorf("%s %s%s is inside the dataset folder %s: madclip writes nothing into a dataset", flag, path, linksTo(path, target), d)
+			}
 		}
+	}
+	d, ok := datasetAbove(path)
+	if kind == fileOutput {
+		d, ok = datasetHolding(path)
+	}
+	if ok {
+		return fmt.Errorf("%s %s%s is inside the dataset folder %s: madclip writes nothing into a dataset", flag, path, linksTo(path, target), d)
 	}
 	return nil
 }
@@ -274,17 +285,40 @@ func notAmongScans(flag, path, want string) error {
 	if dataset.IsImage(path) || dataset.IsImage(target) {
 		return fmt.Errorf("%s %s%s has an image's name; give the file a %s name", flag, path, linksTo(path, target), want)
 	}
-	if d, ok := datasetAbove(filepath.Dir(target)); ok {
+	if d, ok := datasetHolding(path); ok {
 		return fmt.Errorf("%s %s%s is inside the dataset folder %s: madclip writes nothing into a dataset", flag, path, linksTo(path, target), d)
 	}
 	return nil
 }
 
 // datasetAbove finds, from the path itself, the dataset folder (a
-// {name}_AD folder holding a test or valid split) that dir is in or below,
-// after links.
+// {name}_AD folder holding a test or valid split) that dir is or lies
+// in, under any of its spellings (see spellings): a link may hide the
+// {name}_AD name on either side.
 func datasetAbove(dir string) (string, bool) {
-	for d := resolveDir(dir); ; d = filepath.Dir(d) {
+	for _, s := range spellings(dir) {
+		if d, ok := datasetUp(s); ok {
+			return d, true
+		}
+	}
+	return "", false
+}
+
+// datasetHolding is datasetAbove for the folder of a file, where the
+// file itself may be a link into a dataset.
+func datasetHolding(file string) (string, bool) {
+	for _, s := range spellings(file) {
+		if d, ok := datasetUp(filepath.Dir(s)); ok {
+			return d, true
+		}
+	}
+	return "", false
+}
+
+// datasetUp walks up from the absolute folder dir to the first dataset
+// folder, by name.
+func datasetUp(dir string) (string, bool) {
+	for d := dir; ; d = filepath.Dir(d) {
 		if strings.HasSuffix(filepath.Base(d), "_AD") && (isFolder(filepath.Join(d, "test")) || isFolder(filepath.Join(d, "valid"))) {
 			return d, true
 		}
@@ -292,6 +326,56 @@ func datasetAbove(dir string) (string, bool) {
 			return "", false
 		}
 	}
+}
+
+// maxLinkHops is how many links spellings follows before it stops, as the
+// kernel gives up on a loop.
+const maxLinkHops = 40
+
+// spellings lists the absolute forms of p met while its links are followed
+// one at a time: p as given, then p with the first link in it replaced by
+// the link's text, and so on to p resolved. A dataset is known by its
+// {name}_AD name, which a link can hide: ds/Brain_AD -> ../real, or a
+// folder or file that links into ds/Brain_AD/test.
+func spellings(p string) []string {
+	cur := absPath(p)
+	out := []string{cur}
+	for range maxLinkHops {
+		next, ok := followFirstLink(cur)
+		if !ok {
+			break
+		}
+		cur = next
+		out = append(out, cur)
+	}
+	return out
+}
+
+// followFirstLink replaces the first component of the absolute path p that
+// is a symbolic link with the link's text, and reports false when no
+// existing component is a link.
+func followFirstLink(p string) (string, bool) {
+	parts := strings.Split(strings.TrimPrefix(p, string(filepath.Separator)), string(filepath.Separator))
+	prefix := string(filepath.Separator)
+	for i, part := range parts {
+		cand := filepath.Join(prefix, part)
+		st, err := os.Lstat(cand)
+		if err != nil {
+			return "", false
+		}
+		if st.Mode()&os.ModeSymlink != 0 {
+			t, err := os.Readlink(cand)
+			if err != nil {
+				return "", false
+			}
+			if !filepath.IsAbs(t) {
+				t = filepath.Join(prefix, t)
+			}
+			return filepath.Join(append([]string{t}, parts[i+1:]...)...), true
+		}
+		prefix = cand
+	}
+	return "", false
 }
 
 // linksTo says, for a message, where a link at path leads ("" when path is
