@@ -20,9 +20,9 @@ import (
 // flagsFirst moves a command's flags before its positional arguments, so
 // that `madclip predict scan.png --checkpoint c.safetensors` works as users
 // write it (urfave/cli stops reading flags at the first argument). A flag
-// that takes one value and is given twice (--epochs 5 ... --epochs 60) is
-// an error: the parser would keep the last without a word. List flags
-// (--layers, --cross, --image) may repeat.
+// given twice (--epochs 5 ... --epochs 60, --draw-shots=true
+// --draw-shots=false) is an error: the parser would keep the last without
+// a word. List flags (--layers, --cross, --image) may repeat.
 func flagsFirst(app *cli.App, args []string) ([]string, error) {
 	if len(args) < 2 {
 		return args, nil
@@ -70,7 +70,7 @@ func flagsFirst(app *cli.App, args []string) ([]string, error) {
 		}
 		flags = append(flags, a)
 		name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
-		if c, ok := canonical[name]; ok && takesValue[name] && !repeatable[c] {
+		if c, ok := canonical[name]; ok && !repeatable[c] {
 			if given[c] {
 				return nil, fmt.Errorf("%s: --%s is given twice; give it once (see madclip %s --help)", cmd.Name, c, cmd.Name)
 			}
@@ -333,10 +333,11 @@ func checkLayers(layers []int) error {
 }
 
 // noFlagAsValue refuses a string flag whose value is another of the
-// command's flags: `--raw-map --json` is a forgotten value, not a file
+// command's flags (or -h, --help, -v, --version), any value that starts
+// with "--", and "-": `--raw-map --json` is a forgotten value, not a file
 // called "--json" (with --json then left unset).
 func noFlagAsValue(cc *cli.Context, command string, flags []cli.Flag) error {
-	isFlag := map[string]bool{}
+	isFlag := map[string]bool{"-": true, "-h": true, "-v": true}
 	for _, f := range flags {
 		for _, n := range f.Names() {
 			isFlag["-"+n], isFlag["--"+n] = true, true
@@ -356,8 +357,8 @@ func noFlagAsValue(cc *cli.Context, command string, flags []cli.Flag) error {
 			continue
 		}
 		for _, v := range values {
-			if opt, _, _ := strings.Cut(v, "="); isFlag[opt] {
-				return fmt.Errorf("%s: --%s %s: that is a flag, not a value; give --%s its value (see madclip %s --help)", command, f.Names()[0], v, f.Names()[0], command)
+			if opt, _, _ := strings.Cut(v, "="); isFlag[opt] || strings.HasPrefix(v, "--") {
+				return fmt.Errorf("%s: --%s %s: that looks like a flag, not a value; give --%s its value (see madclip %s --help)", command, f.Names()[0], v, f.Names()[0], command)
 			}
 		}
 	}

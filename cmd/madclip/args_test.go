@@ -41,7 +41,8 @@ func TestFlagsFirst(t *testing.T) {
 		{[]string{"madclip", "predict", "a.png", "--checkpoint=c", "-c", "d"}, "predict: --checkpoint is given twice"},
 		{[]string{"madclip", "predict", "a.png", "--heatmap", "h", "b.png", "--heatmap=g"}, "predict: --heatmap is given twice"},
 		{[]string{"madclip", "clip", "--image", "a.png", "--image", "b.png", "--text", "x", "--text", "y"}, ""},
-		{[]string{"madclip", "train", "--layers", "1", "--layers", "2", "-q", "--quiet"}, ""},
+		{[]string{"madclip", "train", "--layers", "1", "--layers", "2"}, ""},
+		{[]string{"madclip", "train", "-q", "--quiet"}, "train: --quiet is given twice"},
 	} {
 		_, err := flagsFirst(app, c.in)
 		if (c.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.want)) {
