@@ -242,6 +242,10 @@ type StreamOptions struct {
 // five 4000×4000 scans each, far more than a batch of 512² ones.
 const KeptOriginalBytes = 256 << 20
 
+// largeOriginal is the size of an original (about 2400² pixels) beyond
+// which Stream collects garbage once it is drawn.
+const largeOriginal = 16 << 20
+
 // Stream decodes items on worker goroutines and scores them in batches,
 // calling fn for each image in order. It runs on the compute thread.
 func (p *Predictor) Stream(samples []dataset.Sample, o StreamOptions, fn func(dataset.Decoded, Result) error) error {
@@ -289,6 +293,13 @@ func (p *Predictor) Stream(samples []dataset.Sample, o StreamOptions, fn func(da
 				return err
 			}
 			tell()
+			pending[i] = dataset.Decoded{} // its original can go
+			if d.Orig != nil && len(d.Orig.Pix) >= largeOriginal {
+				// Drawing a large original leaves garbage of several
+				// times its size; collected now, it does not let the heap
+				// double before the next one is drawn.
+				runtime.GC()
+			}
 		}
 		pending, pendingBytes = pending[:0], 0
 		return nil
