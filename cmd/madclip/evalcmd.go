@@ -254,8 +254,15 @@ func writeFailures(p *infer.Predictor, ev *infer.Evaluation, dir string, n int, 
 			normals = append(normals, s)
 		}
 	}
-	sort.Slice(normals, func(i, j int) bool { return normals[i].Score > normals[j].Score })
-	sort.Slice(abnormals, func(i, j int) bool { return abnormals[i].Score < abnormals[j].Score })
+	// Ties go by path, so that the same run picks and names the same cases.
+	sort.Slice(normals, func(i, j int) bool {
+		a, b := normals[i], normals[j]
+		return a.Score > b.Score || (a.Score == b.Score && a.Path < b.Path)
+	})
+	sort.Slice(abnormals, func(i, j int) bool {
+		a, b := abnormals[i], abnormals[j]
+		return a.Score < b.Score || (a.Score == b.Score && a.Path < b.Path)
+	})
 	var pick []infer.Scored
 	pick = append(pick, normals[:min(n, len(normals))]...)
 	pick = append(pick, abnormals[:min(n, len(abnormals))]...)
@@ -268,6 +275,7 @@ func writeFailures(p *infer.Predictor, ev *infer.Evaluation, dir string, n int, 
 	for _, s := range ev.Scores {
 		stems[[2]string{strconv.FormatBool(s.Abnormal), stem(s)}]++
 	}
+	used := map[string]bool{} // names written, so that no picture replaces another
 	items := make([]dataset.Sample, len(pick))
 	// One precision for every figure and name, enough to tell each score
 	// from the threshold.
@@ -299,6 +307,10 @@ func writeFailures(p *infer.Predictor, ev *infer.Evaluation, dir string, n int, 
 		// The score with the decimals that tell it from the threshold, as
 		// the picture's caption prints it.
 		name := fmt.Sprintf("%s_%.*f_%s.png", kind, decimals, r.Score, base)
+		for n := 2; used[name]; n++ { // x_png.png beside x.png and x.jpg
+			name = fmt.Sprintf("%s_%.*f_%s-%d.png", kind, decimals, r.Score, base, n)
+		}
+		used[name] = true
 		o := infer.Overlay{Score: r.Score, Threshold: ev.At.Threshold, Label: s.Label, Note: "- " + truth, Decimals: decimals,
 			Name: filepath.Base(d.Sample.Path)}
 		out := filepath.Join(dir, "failures", name)

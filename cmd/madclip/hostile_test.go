@@ -638,7 +638,8 @@ func TestEvalReportIsFresh(t *testing.T) {
 }
 
 // TestFailureNamesDistinct: test images that differ only in extension get
-// failure pictures of their own, each naming its scan's extension.
+// failure pictures of their own, each naming its scan's extension, and a
+// name that would still clash (x_png.png beside x.png) gets a number.
 func TestFailureNamesDistinct(t *testing.T) {
 	_, ck := trained(t)
 	root := t.TempDir()
@@ -651,13 +652,14 @@ func TestFailureNamesDistinct(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(good, "001.PNG"), raw, 0o644)
+	os.WriteFile(filepath.Join(good, "001_png.png"), raw, 0o644)
 	report := t.TempDir()
 	if _, e, code := madclip(t, nil, "eval", "--checkpoint", ck, "--data", root, "--report", report, "--failures", "10", "--device", "cpu"); code != 0 {
 		t.Fatal(e)
 	}
 	normals, _ := filepath.Glob(filepath.Join(report, "failures", "normal-high_*.png"))
-	if len(normals) != 4 { // 000, 001.png, 001.PNG, 002
-		t.Fatalf("%d pictures of normal images, want 4: %v", len(normals), normals)
+	if len(normals) != 5 { // 000, 001.png, 001.PNG, 001_png.png, 002
+		t.Fatalf("%d pictures of normal images, want 5: %v", len(normals), normals)
 	}
 	var twins []string
 	for _, n := range normals {
@@ -666,8 +668,8 @@ func TestFailureNamesDistinct(t *testing.T) {
 		}
 	}
 	slices.Sort(twins)
-	if !slices.Equal(twins, []string{"_001_PNG.png", "_001_png.png"}) {
-		t.Errorf("the pictures of 001.png and 001.PNG end in %v", twins)
+	if !slices.Equal(twins, []string{"_001_PNG.png", "_001_png-2.png", "_001_png.png"}) {
+		t.Errorf("the pictures of 001.png, 001.PNG and 001_png.png end in %v", twins)
 	}
 }
 
