@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -279,6 +280,9 @@ func benchOutputs(c *cli.Context, p benchPlan, weights string) error {
 		trained = append(trained, pr[0])
 	}
 	var outputs []namedPath
+	if out != "" && work != "" && absPath(out) == absPath(work) {
+		return fmt.Errorf("--json-out %s is the --work folder; give the results file a name of its own (as %s)", out, filepath.Join(work, "results.json"))
+	}
 	if out != "" {
 		// Outside the datasets first: the writability probe creates a file.
 		if err := outsideDatasets("--json-out", out, fileOutput, c.String("data"), names); err != nil {

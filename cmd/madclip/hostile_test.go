@@ -356,6 +356,7 @@ func TestHostileInputs(t *testing.T) {
 		{"synth into a dataset folder", []string{"synth", "--out", filepath.Join(root, "Chest_AD"), "-q"}, "is a dataset folder"},
 		{"a flag as a file's value", append(predict, scan, "--raw-map", "--json"), "--raw-map --json: that looks like a flag, not a value"},
 		{"a short flag as a file's value", append(train, "--out", "-q"), "--out -q: that looks like a flag, not a value"},
+		{"bench --json-out at the work folder", append(bench, "--work", filepath.Join(dir, "w3"), "--json-out", filepath.Join(dir, "w3")), "is the --work folder"},
 		{"help as a file's value", append(predict, scan, "--raw-map", "-h"), "--raw-map -h: that looks like a flag"},
 		{"an unknown flag as a file's value", append(predict, scan, "--heatmap", "--nonexistent"), "--heatmap --nonexistent: that looks like a flag"},
 		{"a switch given twice, contradicting itself", append(train, "--draw-shots=true", "--draw-shots=false", "--out", filepath.Join(dir, "o.safetensors")), "--draw-shots is given twice"},
