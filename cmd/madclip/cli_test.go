@@ -248,9 +248,9 @@ func TestClipCLI(t *testing.T) {
 		}
 	}
 	// Plain output lists every text per image.
-	o, _, code = madclip(t, nil, append(args[:len(args)-len(texts)*2-3], "--device", "cpu", "--text", texts[0], "--text", texts[1])...)
-	if code != 0 || !strings.Contains(o, a) || strings.Count(o, "%") != 4 {
-		t.Errorf("plain output: %q", o)
+	o, _, code = madclip(t, nil, append(args[:len(args)-len(texts)*2-3], "--device", "cpu", "--text", texts[0], "--text", "two\nlines \x1b[31m")...)
+	if code != 0 || !strings.Contains(o, a) || strings.Count(o, "%") != 4 || strings.Count(o, "\n") != 6 || !strings.Contains(o, `two\nlines \x1b[31m`) {
+		t.Errorf("plain output (a line per image and per text, control characters escaped): %q", o)
 	}
 	// Against the Python pipeline.
 	py := reftest.Python(t, "torch", "PIL")

@@ -7,6 +7,7 @@ import (
 	"math"
 	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -87,6 +88,9 @@ func clipAction(c *cli.Context) error {
 		return err
 	}
 	for _, t := range texts {
+		if strings.TrimSpace(t) == "" {
+			return fmt.Errorf("clip: --text %q is empty; give words to score the images against", t)
+		}
 		// OpenAI's clip.tokenize refuses these too: cut to fit, the text
 		// would be scored without its end.
 		if n := len(tk.EncodeWithSpecials(t)); n > bpe.ContextLength {
@@ -141,7 +145,7 @@ func clipAction(c *cli.Context) error {
 		}
 		sort.SliceStable(order, func(a, b int) bool { return res.Probs[i][order[a]] > res.Probs[i][order[b]] })
 		for _, j := range order {
-			fmt.Fprintf(c.App.Writer, "  %6.2f%%  %s\n", 100*res.Probs[i][j], texts[j])
+			fmt.Fprintf(c.App.Writer, "  %6.2f%%  %s\n", 100*res.Probs[i][j], oneLine(texts[j]))
 		}
 	}
 	return nil
