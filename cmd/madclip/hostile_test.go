@@ -357,6 +357,8 @@ func TestHostileInputs(t *testing.T) {
 		{"a flag as a file's value", append(predict, scan, "--raw-map", "--json"), "--raw-map --json: that looks like a flag, not a value"},
 		{"a short flag as a file's value", append(train, "--out", "-q"), "--out -q: that looks like a flag, not a value"},
 		{"bench --json-out at the work folder", append(bench, "--work", filepath.Join(dir, "w3"), "--json-out", filepath.Join(dir, "w3")), "is the --work folder"},
+		{"a heatmap with a JPEG's name", append(predict, scan, "--heatmap", filepath.Join(dir, "h.jpg")), "it writes a png file; give it a .png name"},
+		{"a raw map with an image's name", append(predict, scan, "--raw-map", filepath.Join(dir, "r.png")), "it writes a npy file; give it a .npy name"},
 		{"help as a file's value", append(predict, scan, "--raw-map", "-h"), "--raw-map -h: that looks like a flag"},
 		{"an unknown flag as a file's value", append(predict, scan, "--heatmap", "--nonexistent"), "--heatmap --nonexistent: that looks like a flag"},
 		{"a switch given twice, contradicting itself", append(train, "--draw-shots=true", "--draw-shots=false", "--out", filepath.Join(dir, "o.safetensors")), "--draw-shots is given twice"},

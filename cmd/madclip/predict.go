@@ -268,6 +268,7 @@ func planPredictOutputs(c *cli.Context, paths []string, folder bool) (predictOut
 		{"panel", "_panel.png", &o.panel}, {"mask", "_mask.png", &o.mask},
 	}
 	var outputs, named []namedPath // named: the outputs given as one file
+	var badName error              // a named output whose extension belies it
 	for _, k := range kinds {
 		dest := c.String(k.flag)
 		names, err := perImageOutputs(paths, dest, k.suffix, folder)
@@ -279,6 +280,12 @@ func planPredictOutputs(c *cli.Context, paths []string, folder bool) (predictOut
 			outputs = append(outputs, namedPath{"--" + k.flag, n})
 		}
 		if len(names) == 1 && names[0] == dest {
+			// A file named by the user: its extension must say what it
+			// holds, so that a PNG is not saved as scan.jpg, nor a map as
+			// an image.
+			if want := filepath.Ext(k.suffix); !strings.EqualFold(filepath.Ext(dest), want) && badName == nil {
+				badName = fmt.Errorf("predict: --%s %s: it writes a %s file; give it a %s name", k.flag, dest, strings.TrimPrefix(want, "."), want)
+			}
 			named = append(named, namedPath{"--" + k.flag, dest})
 		}
 	}
@@ -289,6 +296,9 @@ func planPredictOutputs(c *cli.Context, paths []string, folder bool) (predictOut
 	}
 	if err := checkOutputs(outputs, inputs); err != nil {
 		return o, err
+	}
+	if badName != nil {
+		return o, badName
 	}
 	return o, makeOutputFolders(outputs, named)
 }
