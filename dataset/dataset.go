@@ -108,6 +108,9 @@ func ReadSplit(root, name, split string) (*Split, error) {
 	if st, err := os.Stat(maskDir); err == nil && st.IsDir() {
 		s.HasMasks = true
 	}
+	if !isDir(filepath.Join(dir, "Ungood")) { // said before the masks it would hold
+		return nil, fmt.Errorf("dataset %s: no folder %s: a split needs its abnormal images in Ungood/img", name, filepath.Join(dir, "Ungood"))
+	}
 	for _, b := range benchmarks {
 		if b.Name == name && b.Masks && !s.HasMasks {
 			// Training and scoring would silently fall back to image labels.
@@ -191,4 +194,9 @@ func Prepare(img *imaging.RGB, s Sample, size int, withMask bool) (Image, error)
 		}
 	}
 	return out, nil
+}
+
+func isDir(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.IsDir()
 }

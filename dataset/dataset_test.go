@@ -122,6 +122,13 @@ func TestReadSplitErrors(t *testing.T) {
 	if _, err := ReadSplit(root, "Chest", "valid"); err == nil || !strings.Contains(err.Error(), good) {
 		t.Errorf("empty folder: %v", err)
 	}
+	// A split without abnormal images says so, not that their masks are
+	// missing.
+	ungood := filepath.Join(root, "Brain_AD", "valid", "Ungood")
+	os.RemoveAll(ungood)
+	if _, err := ReadSplit(root, "Brain", "valid"); err == nil || !strings.Contains(err.Error(), "no folder "+ungood) {
+		t.Errorf("no Ungood folder: %v", err)
+	}
 }
 
 func TestLoadErrors(t *testing.T) {

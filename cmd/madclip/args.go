@@ -302,6 +302,16 @@ func uniformFlags(cmds []*cli.Command, parent string) {
 				return nil
 			}
 		}
+		if act := c.Action; act != nil {
+			// Every error names its command, as "train: ...".
+			c.Action = func(cc *cli.Context) error {
+				err := act(cc)
+				if err != nil && !strings.HasPrefix(err.Error(), name+":") {
+					err = fmt.Errorf("%s: %w", name, err)
+				}
+				return err
+			}
+		}
 		if c.Action == nil && len(c.Subcommands) > 0 {
 			// Without its own action, cli answers an unknown subcommand
 			// with "No help topic for ...".

@@ -3,10 +3,12 @@ package main
 import (
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"image"
 	"image/png"
 	"io"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -81,6 +83,10 @@ func imageInputs(args []string) (out []string, folder bool, err error) {
 		}
 		st, err := os.Stat(a)
 		if err != nil {
+			var pe *fs.PathError
+			if errors.As(err, &pe) { // "x.png: no such file or directory", not "stat x.png: ..."
+				err = fmt.Errorf("%s: %w", a, pe.Err)
+			}
 			return nil, false, regularfile.Dangling(a, err)
 		}
 		if !st.IsDir() {
@@ -95,11 +101,15 @@ func imageInputs(args []string) (out []string, folder bool, err error) {
 		n := 0
 		var skipped []string
 		for _, e := range entries {
+			isDir := e.IsDir()
+			if e.Type()&os.ModeSymlink != 0 { // a linked subfolder is a subfolder
+				isDir = isFolder(filepath.Join(a, e.Name()))
+			}
 			switch {
-			case !e.IsDir() && dataset.IsImage(e.Name()):
+			case !isDir && dataset.IsImage(e.Name()):
 				out = append(out, filepath.Join(a, e.Name()))
 				n++
-			case !e.IsDir() && !strings.HasPrefix(e.Name(), "."):
+			case !isDir && !strings.HasPrefix(e.Name(), "."):
 				skipped = append(skipped, e.Name())
 			}
 		}
@@ -448,6 +458,12 @@ func makeOutputFolders(outputs, named []namedPath) error {
 	for _, o := range outputs {
 		dir := filepath.Dir(o.path)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
+			// A link to nowhere in the way says only "file exists".
+			for d := dir; d != filepath.Dir(d); d = filepath.Dir(d) {
+				if t, lerr := os.Readlink(d); lerr == nil && !isDir(d) {
+					return fmt.Errorf("%s %s: output folder %s is a symbolic link to %s, which is no folder", o.role, o.path, d, t)
+				}
+			}
 			return fmt.Errorf("%s %s: output folder %s: %w", o.role, o.path, dir, err)
 		}
 	}

@@ -16,6 +16,10 @@ import (
 func Open(path string) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) { // "x.png: permission denied", not "open x.png: ..."
+			err = fmt.Errorf("%s: %w", path, pe.Err)
+		}
 		return nil, Dangling(path, err)
 	}
 	st, err := f.Stat()
