@@ -2,7 +2,6 @@ package train
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -621,27 +620,11 @@ func TestCorruptWeightsNamed(t *testing.T) {
 	t.Setenv("XDG_CACHE_HOME", t.TempDir())
 	root := synth(t)
 	dir := t.TempDir()
-	good, bad := filepath.Join(dir, "good.safetensors"), filepath.Join(dir, "nan.safetensors")
-	cliptest.WriteTiny(t, good, 1, torch.Float32)
-	f, err := safetensors.Open(good)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := make([]safetensors.Tensor, len(f.Tensors))
-	for i, x := range f.Tensors {
-		ts[i] = x
-		ts[i].Data = append([]byte(nil), x.Data...)
-		if x.Name == "visual.conv1.weight" {
-			binary.LittleEndian.PutUint32(ts[i].Data, math.Float32bits(float32(math.NaN())))
-		}
-	}
-	f.Close()
-	if err := safetensors.WriteFile(bad, ts, nil); err != nil {
-		t.Fatal(err)
-	}
+	bad := filepath.Join(dir, "nan.safetensors")
+	cliptest.WriteTinyNaN(t, bad, 1, "visual.conv1.weight")
 	c := smallConfig(t, root)
 	c.Preset, c.Weights = "", bad
-	_, err = run(t, context.Background(), c, &quietReporter{})
+	_, err := run(t, context.Background(), c, &quietReporter{})
 	if err == nil || !strings.Contains(err.Error(), bad+" give") || !strings.Contains(err.Error(), "corrupt") || strings.Contains(err.Error(), "--lr") {
 		t.Errorf("NaN weights: %v", err)
 	}

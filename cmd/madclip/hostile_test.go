@@ -20,6 +20,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"madclip/internal/cliptest"
 	"madclip/internal/reftest"
 	"madclip/internal/testimages"
 	"madclip/torch"
@@ -171,26 +172,7 @@ func TestHostileInputs(t *testing.T) {
 	os.Symlink(validImage, outLink)
 	// CLIP weights whose final layer norm is NaN.
 	nanWeights := filepath.Join(dir, "nan-clip.safetensors")
-	{
-		f, err := safetensors.Open(tinyWeights(t, t.TempDir()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ts := make([]safetensors.Tensor, len(f.Tensors))
-		for i, x := range f.Tensors {
-			ts[i] = x
-			ts[i].Data = append([]byte(nil), x.Data...)
-			if x.Name == "ln_final.weight" {
-				for o := 0; o+4 <= len(ts[i].Data); o += 4 {
-					binary.LittleEndian.PutUint32(ts[i].Data[o:], math.Float32bits(float32(math.NaN())))
-				}
-			}
-		}
-		if err := safetensors.WriteFile(nanWeights, ts, f.Metadata); err != nil {
-			t.Fatal(err)
-		}
-		f.Close()
-	}
+	cliptest.WriteTinyNaN(t, nanWeights, 5, "ln_final.weight")
 	dangling := filepath.Join(dir, "dangling.png")
 	os.Symlink("nowhere.png", dangling)
 	emptyFile := filepath.Join(dir, "empty.png")

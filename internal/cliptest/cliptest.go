@@ -4,6 +4,8 @@
 package cliptest
 
 import (
+	"fmt"
+	"math"
 	"testing"
 
 	"madclip/model/clip"
@@ -22,6 +24,18 @@ func WriteTiny(t testing.TB, path string, seed uint64, dtype torch.DType) {
 // fewer blocks).
 func WriteConfig(t testing.TB, path string, cfg clip.Config, seed uint64, dtype torch.DType) {
 	t.Helper()
+	write(t, path, cfg, seed, dtype, "")
+}
+
+// WriteTinyNaN is WriteTiny in float32 with the tensor called name all NaN:
+// corrupt weights that load and give NaN features.
+func WriteTinyNaN(t testing.TB, path string, seed uint64, name string) {
+	t.Helper()
+	write(t, path, clip.Tiny(), seed, torch.Float32, name)
+}
+
+func write(t testing.TB, path string, cfg clip.Config, seed uint64, dtype torch.DType, nan string) {
+	t.Helper()
 	err := torch.Do(func() error {
 		return torch.Scoped(func(s *torch.Scope) error {
 			m, err := clip.New(cfg, clip.Options{}, seed)
@@ -32,6 +46,13 @@ func WriteConfig(t testing.TB, path string, cfg clip.Config, seed uint64, dtype 
 			params := map[string]*torch.Tensor{}
 			for k, v := range m.Params().Map() {
 				params[k] = v.ToDType(dtype)
+			}
+			if nan != "" {
+				p, ok := params[nan]
+				if !ok {
+					return fmt.Errorf("no tensor %s to fill with NaN", nan)
+				}
+				params[nan] = p.MulScalar(math.NaN())
 			}
 			return torch.SaveSafetensors(path, params, nil)
 		})
