@@ -95,13 +95,14 @@ type Evaluation struct {
 func (e *Evaluation) Plots() map[string]Curve {
 	img := metrics.Confusion{TP: e.At.TP, FP: e.At.FP, TN: e.At.TN, FN: e.At.FN}
 	label := fmt.Sprintf("threshold %.3g", e.At.Threshold)
+	names := PlotNames()
 	p := map[string]Curve{
-		PlotNames()[0]: ROCPlot(e.Dataset+" image-level ROC", e.imageScores, e.imageLabels, e.ImageAUROC).markAt(img, label),
-		PlotNames()[1]: PRPlot(e.Dataset+" image-level precision-recall", e.imageScores, e.imageLabels, e.ImageAP).markAt(img, label),
+		names[0]: ROCPlot(e.Dataset+" image-level ROC", e.imageScores, e.imageLabels, e.ImageAUROC).markAt(img, label),
+		names[1]: PRPlot(e.Dataset+" image-level precision-recall", e.imageScores, e.imageLabels, e.ImageAP).markAt(img, label),
 	}
 	if e.PixelAUROC != nil {
-		p[PlotNames()[2]] = ROCPlot(e.Dataset+" pixel-level ROC", e.pixScores, e.pixLabels, *e.PixelAUROC).markAt(e.pixAt, label)
-		p[PlotNames()[3]] = PRPlot(e.Dataset+" pixel-level precision-recall", e.pixScores, e.pixLabels, *e.PixelAP).markAt(e.pixAt, label)
+		p[names[2]] = ROCPlot(e.Dataset+" pixel-level ROC", e.pixScores, e.pixLabels, *e.PixelAUROC).markAt(e.pixAt, label)
+		p[names[3]] = PRPlot(e.Dataset+" pixel-level precision-recall", e.pixScores, e.pixLabels, *e.PixelAP).markAt(e.pixAt, label)
 	}
 	return p
 }

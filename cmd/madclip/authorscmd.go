@@ -74,7 +74,10 @@ func importAuthorsAction(c *cli.Context) error {
 	if err := distinctPaths(map[string]string{"IN.pth": in, "--out": out, "--weights": c.String("weights")}); err != nil {
 		return fmt.Errorf("import authors: %w", err)
 	}
-	if err := notAmongScans("--out", out, ".safetensors"); err != nil {
+	if err := checkOutputs([]namedPath{{"--out", out}}, []namedPath{{"IN.pth", in}, {"--weights", c.String("weights")}}); err != nil {
+		return fmt.Errorf("import authors: %w", err)
+	}
+	if err := notImageNamed("--out", out, ".safetensors"); err != nil {
 		return fmt.Errorf("import authors: %w", err)
 	}
 	o := authors.ImportOptions{
@@ -163,7 +166,7 @@ func exportAuthorsAction(c *cli.Context) error {
 	if err := checkOutputs([]namedPath{{"OUT.pth", out}}, inputs); err != nil {
 		return fmt.Errorf("export authors: %w", err)
 	}
-	if err := notAmongScans("OUT.pth", out, ".pth"); err != nil {
+	if err := notImageNamed("OUT.pth", out, ".pth"); err != nil {
 		return fmt.Errorf("export authors: %w", err)
 	}
 	tk, err := loadTokenizer(c)

@@ -291,7 +291,7 @@ func benchOutputs(c *cli.Context, p benchPlan, weights string) error {
 		if err := writableFolder("--json-out", out); err != nil {
 			return err
 		}
-		if err := notAmongScans("--json-out", out, ".json"); err != nil {
+		if err := notImageNamed("--json-out", out, ".json"); err != nil {
 			return err
 		}
 		outputs = append(outputs, namedPath{"--json-out", out})

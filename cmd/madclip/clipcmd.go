@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -94,11 +93,7 @@ func clipAction(c *cli.Context) error {
 		// OpenAI's clip.tokenize refuses these too: cut to fit, the text
 		// would be scored without its end.
 		if n := len(tk.EncodeWithSpecials(t)); n > bpe.ContextLength {
-			short := []rune(t)
-			if len(short) > 40 {
-				short = append(short[:40], []rune("...")...)
-			}
-			return fmt.Errorf("clip: --text %s is %d tokens with its start and end marks; CLIP reads at most %d", oneLine(strconv.Quote(string(short))), n, bpe.ContextLength)
+			return fmt.Errorf("clip: --text %.40q is %d tokens with its start and end marks; CLIP reads at most %d", t, n, bpe.ContextLength)
 		}
 	}
 	var res clipResult

@@ -153,7 +153,7 @@ func (s *inputSet) check(o namedPath) error {
 		return fmt.Errorf("%s %s is %s: refusing to overwrite an input", o.role, o.path, in.describe())
 	}
 	if d, ok := datasetHolding(o.path); ok {
-		return fmt.Errorf("%s %s%s is inside the dataset folder %s: madclip writes nothing into a dataset", o.role, o.path, linksTo(o.path, target), d)
+		return insideDataset(o.role, o.path, target, d)
 	}
 	return nil
 }
@@ -244,7 +244,8 @@ const (
 // inside the folder of a dataset (after links): one of names, or any other
 // {name}_AD folder under root. A report or checkpoint written among the
 // scans would be read back as a scan, and clearing old outputs there could
-// remove one.
+// remove one. (A file output is also checked by name, on every spelling
+// of its path, when it goes through checkOutputs, as every one does.)
 func outsideDatasets(flag, path string, kind outputKind, root string, names []string) error {
 	dir, target := path, path
 	if kind == fileOutput {
@@ -259,34 +260,29 @@ func outsideDatasets(flag, path string, kind outputKind, root string, names []st
 		// be a link to a folder elsewhere).
 		for _, f := range []string{d, filepath.Join(d, "test"), filepath.Join(d, "valid")} {
 			if within(at, resolveDir(f)) {
-				return fmt.Errorf("%s %s%s is inside the dataset folder %s: madclip writes nothing into a dataset", flag, path, linksTo(path, target), d)
+				return insideDataset(flag, path, target, d)
 			}
 		}
 	}
-	d, ok := datasetAbove(path)
-	if kind == fileOutput {
-		d, ok = datasetHolding(path)
-	}
-	if ok {
-		return fmt.Errorf("%s %s%s is inside the dataset folder %s: madclip writes nothing into a dataset", flag, path, linksTo(path, target), d)
+	if kind == folderOutput {
+		if d, ok := datasetAbove(path); ok {
+			return insideDataset(flag, path, target, d)
+		}
 	}
 	return nil
 }
 
-// notAmongScans refuses a file output that is no image (want: its
-// extension, as ".pth") but has an image's name, or that lies inside a
-// dataset's folder (see datasetAbove), itself or through a link: for
-// commands that are given no data root (export, import, convert).
-func notAmongScans(flag, path, want string) error {
+// notImageNamed refuses a file output that is no image (want: its
+// extension, as ".pth") but has an image's name, itself or where a link at
+// path leads, so that a mistyped command cannot put a model in place of a
+// scan. (Whether it lies in a dataset is checkOutputs' part.)
+func notImageNamed(flag, path, want string) error {
 	target := path
 	if t, _, err := atomicfile.Destination(path); err == nil {
 		target = t // what a link at path leads to is what gets written
 	}
 	if dataset.IsImage(path) || dataset.IsImage(target) {
 		return fmt.Errorf("%s %s%s has an image's name; give the file a %s name", flag, path, linksTo(path, target), want)
-	}
-	if d, ok := datasetHolding(path); ok {
-		return fmt.Errorf("%s %s%s is inside the dataset folder %s: madclip writes nothing into a dataset", flag, path, linksTo(path, target), d)
 	}
 	return nil
 }
@@ -319,7 +315,7 @@ func datasetHolding(file string) (string, bool) {
 // folder, by name.
 func datasetUp(dir string) (string, bool) {
 	for d := dir; ; d = filepath.Dir(d) {
-		if strings.HasSuffix(filepath.Base(d), "_AD") && (isFolder(filepath.Join(d, "test")) || isFolder(filepath.Join(d, "valid"))) {
+		if strings.HasSuffix(filepath.Base(d), "_AD") && (isDir(filepath.Join(d, "test")) || isDir(filepath.Join(d, "valid"))) {
 			return d, true
 		}
 		if filepath.Dir(d) == d {
@@ -378,6 +374,12 @@ func followFirstLink(p string) (string, bool) {
 	return "", false
 }
 
+// insideDataset is the refusal of an output (given as path, written at
+// target) that would land in the dataset folder d.
+func insideDataset(role, path, target, d string) error {
+	return fmt.Errorf("%s %s%s is inside the dataset folder %s: madclip writes nothing into a dataset", role, path, linksTo(path, target), d)
+}
+
 // linksTo says, for a message, where a link at path leads ("" when path is
 // no link).
 func linksTo(path, target string) string {
@@ -385,11 +387,6 @@ func linksTo(path, target string) string {
 		return ""
 	}
 	return " (a link to " + target + ")"
-}
-
-func isFolder(p string) bool {
-	st, err := os.Stat(p)
-	return err == nil && st.IsDir()
 }
 
 // datasetFolders lists the folders of the datasets names and of every

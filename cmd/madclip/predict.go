@@ -3,12 +3,10 @@ package main
 import (
 	"encoding/csv"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"image"
 	"image/png"
 	"io"
-	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -83,11 +81,7 @@ func imageInputs(args []string) (out []string, folder bool, err error) {
 		}
 		st, err := os.Stat(a)
 		if err != nil {
-			var pe *fs.PathError
-			if errors.As(err, &pe) { // "x.png: no such file or directory", not "stat x.png: ..."
-				err = fmt.Errorf("%s: %w", a, pe.Err)
-			}
-			return nil, false, regularfile.Dangling(a, err)
+			return nil, false, regularfile.Explain(a, err)
 		}
 		if !st.IsDir() {
 			out = append(out, a)
@@ -101,15 +95,15 @@ func imageInputs(args []string) (out []string, folder bool, err error) {
 		n := 0
 		var skipped []string
 		for _, e := range entries {
-			isDir := e.IsDir()
+			folder := e.IsDir()
 			if e.Type()&os.ModeSymlink != 0 { // a linked subfolder is a subfolder
-				isDir = isFolder(filepath.Join(a, e.Name()))
+				folder = isDir(filepath.Join(a, e.Name()))
 			}
 			switch {
-			case !isDir && dataset.IsImage(e.Name()):
+			case !folder && dataset.IsImage(e.Name()):
 				out = append(out, filepath.Join(a, e.Name()))
 				n++
-			case !isDir && !strings.HasPrefix(e.Name(), "."):
+			case !folder && !strings.HasPrefix(e.Name(), "."):
 				skipped = append(skipped, e.Name())
 			}
 		}

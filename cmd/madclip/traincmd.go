@@ -441,14 +441,8 @@ func checkTrainOutput(c *cli.Context, cfg train.Config, resumed *checkpoint.Meta
 	if err := outsideDatasets("--out", cfg.Out, fileOutput, data, []string{name}); err != nil {
 		return err
 	}
-	if err := notAmongScans("--out", cfg.Out, ".safetensors"); err != nil {
+	if err := notImageNamed("--out", cfg.Out, ".safetensors"); err != nil {
 		return err
 	}
-	if err := writableFolder("--out", cfg.Out); err != nil {
-		return err
-	}
-	if dataset.IsImage(cfg.Out) {
-		return fmt.Errorf("--out %s: a checkpoint is a .safetensors file, not an image", cfg.Out)
-	}
-	return nil
+	return writableFolder("--out", cfg.Out)
 }

@@ -199,7 +199,7 @@ Examples:
 			if err := checkOutputs([]namedPath{{"OUT", out}, {"the vocab copy", vocabOut}}, inputs); err != nil {
 				return fmt.Errorf("weights convert: %w", err)
 			}
-			if err := notAmongScans("OUT", out, ".safetensors"); err != nil {
+			if err := notImageNamed("OUT", out, ".safetensors"); err != nil {
 				return fmt.Errorf("weights convert: %w", err)
 			}
 			if st, err := os.Stat(in); err != nil {

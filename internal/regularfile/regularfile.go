@@ -16,11 +16,7 @@ import (
 func Open(path string) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
-		var pe *fs.PathError
-		if errors.As(err, &pe) { // "x.png: permission denied", not "open x.png: ..."
-			err = fmt.Errorf("%s: %w", path, pe.Err)
-		}
-		return nil, Dangling(path, err)
+		return nil, Explain(path, err)
 	}
 	st, err := f.Stat()
 	if err != nil {
@@ -34,16 +30,19 @@ func Open(path string) (*os.File, error) {
 	return f, nil
 }
 
-// Dangling turns err, from opening or statting path, into "a symbolic link
-// to T, which does not exist" when path is a link whose target is missing
-// (the system says only "no such file", of a file the user can see);
-// other errors are returned as they are.
-func Dangling(path string, err error) error {
-	if !errors.Is(err, fs.ErrNotExist) {
-		return err
+// Explain words err, from opening or statting path, for a user: "x.png:
+// permission denied" rather than "open x.png: ...", and "a symbolic link to
+// T, which does not exist" where the system says only "no such file" of a
+// file the user can see.
+func Explain(path string, err error) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		if target, lerr := os.Readlink(path); lerr == nil {
+			return fmt.Errorf("%s: a symbolic link to %s, which does not exist", path, target)
+		}
 	}
-	if target, lerr := os.Readlink(path); lerr == nil {
-		return fmt.Errorf("%s: a symbolic link to %s, which does not exist", path, target)
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("%s: %w", path, pe.Err)
 	}
 	return err
 }
