@@ -1,6 +1,6 @@
 // Package atomicfile writes files so that readers see either the old file or
 // the complete new one, never a partly written file, and so that writing an
-// output never destroys something that is not a regular file.
+// output never destroys anything but a regular file madclip wrote.
 package atomicfile
 
 import (
@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"madclip/authorship"
 	"madclip/internal/regularfile"
 	"math/rand/v2"
 	"os"
@@ -24,13 +25,26 @@ import (
 // removed and path is left as it was.
 //
 // What is at path decides how: nothing (the new file gets perm less the
-// umask), or a regular file (whose mode is kept), is replaced; a symbolic
-// link to a regular file is written through, replacing its target as cp
-// would; anything else (a folder, a device, a named pipe, a socket, a
-// dangling link) is refused.
+// umask), or a regular file that madclip wrote or that is empty (whose
+// mode is kept), is replaced; a symbolic link to such a file is written
+// through, replacing its target as cp would; anything else (someone else's
+// file, a folder, a device, a named pipe, a socket, a dangling link) is
+// refused. Package authorship tells madclip's files by their mark, which
+// fill must write.
 // Temporaries that a killed madclip left beside path are removed first.
-func Write(path string, perm os.FileMode, fill func(w io.Writer) error) (err error) {
-	target, existing, err := Destination(path)
+func Write(path string, perm os.FileMode, fill func(w io.Writer) error) error {
+	return write(path, perm, fill, true)
+}
+
+// Replace is Write for a file at a name of madclip's own (a cache, a
+// folder's marker), which carries no mark: any regular file there is
+// replaced.
+func Replace(path string, perm os.FileMode, fill func(w io.Writer) error) error {
+	return write(path, perm, fill, false)
+}
+
+func write(path string, perm os.FileMode, fill func(w io.Writer) error, marked bool) (err error) {
+	target, existing, err := destination(path, marked)
 	if err != nil {
 		return err
 	}
@@ -89,6 +103,22 @@ func createTemp(dir, base string, perm os.FileMode) (*os.File, error) {
 // there now (nil for nothing), or why it refuses: it lets a command check
 // every output before it starts work.
 func Destination(path string) (target string, existing fs.FileInfo, err error) {
+	return destination(path, true)
+}
+
+// Target is where Write(path) would put its file: path, or where a link
+// at path leads; path itself when that cannot be told.
+func Target(path string) string {
+	if st, err := os.Lstat(path); err != nil || st.Mode()&fs.ModeSymlink == 0 {
+		return path
+	}
+	if t, err := filepath.EvalSymlinks(path); err == nil {
+		return t
+	}
+	return path
+}
+
+func destination(path string, marked bool) (target string, existing fs.FileInfo, err error) {
 	st, err := os.Lstat(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return path, nil, nil
@@ -107,6 +137,11 @@ func Destination(path string) (target string, existing fs.FileInfo, err error) {
 	}
 	if !st.Mode().IsRegular() {
 		return "", nil, fmt.Errorf("write %s: it is %s, not a regular file; refusing to replace it", path, regularfile.Kind(st.Mode()))
+	}
+	if marked {
+		if err := authorship.Refusal(target); err != nil {
+			return "", nil, fmt.Errorf("write %s%s: %w", path, linkNote(path, target), err)
+		}
 	}
 	return target, st, nil
 }
@@ -163,4 +198,13 @@ func unwrapPath(err error, ours ...string) error {
 		return pe.Err
 	}
 	return err
+}
+
+// linkNote names where a link at path leads, for a message about the file
+// there.
+func linkNote(path, target string) string {
+	if target == path {
+		return ""
+	}
+	return " (a link to " + target + ")"
 }

@@ -12,10 +12,14 @@ import (
 	"testing"
 )
 
+// ours is a file madclip wrote, as package authorship tells: a JSON
+// document with its version.
+const ours = `{"madclip_version": "test"}`
+
 func TestWriteReplacesWhole(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "out.bin")
-	if err := os.WriteFile(p, []byte("old"), 0o600); err != nil {
+	if err := os.WriteFile(p, []byte(ours), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if err := Write(p, 0o644, func(w io.Writer) error {
@@ -38,7 +42,7 @@ func TestWriteReplacesWhole(t *testing.T) {
 func TestFailedWriteLeavesOldFile(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "out.bin")
-	os.WriteFile(p, []byte("old"), 0o644)
+	os.WriteFile(p, []byte(ours), 0o644)
 	boom := errors.New("boom")
 	err := Write(p, 0o644, func(w io.Writer) error {
 		io.WriteString(w, "half")
@@ -48,7 +52,7 @@ func TestFailedWriteLeavesOldFile(t *testing.T) {
 		t.Fatalf("error %v", err)
 	}
 	b, _ := os.ReadFile(p)
-	if string(b) != "old" {
+	if string(b) != ours {
 		t.Errorf("old file changed to %q", b)
 	}
 	entries, _ := os.ReadDir(dir)
@@ -95,7 +99,7 @@ func TestWriteRefusesNonRegular(t *testing.T) {
 	}
 
 	real := filepath.Join(dir, "real.txt")
-	os.WriteFile(real, []byte("old"), 0o640)
+	os.WriteFile(real, []byte(ours), 0o640)
 	link := filepath.Join(dir, "link.txt")
 	os.Symlink("real.txt", link)
 	if err := Write(link, 0o644, fill); err != nil {
@@ -108,6 +112,47 @@ func TestWriteRefusesNonRegular(t *testing.T) {
 	st, _ := os.Stat(real)
 	if string(b) != "x" || st.Mode().Perm() != 0o640 {
 		t.Errorf("target %q mode %v, want \"x\" 0640", b, st.Mode().Perm())
+	}
+}
+
+// TestWriteKeepsOthersFiles: a file madclip did not write is refused and
+// left as it was, through a link too; an empty file is replaced; Replace,
+// for files at madclip's own names, replaces any regular file.
+func TestWriteKeepsOthersFiles(t *testing.T) {
+	dir := t.TempDir()
+	fill := func(w io.Writer) error { _, err := io.WriteString(w, "new"); return err }
+	notes := filepath.Join(dir, "notes.json")
+	os.WriteFile(notes, []byte(`{"mine": 1}`), 0o644)
+	link := filepath.Join(dir, "link.json")
+	os.Symlink("notes.json", link)
+	for _, p := range []string{notes, link} {
+		err := Write(p, 0o644, fill)
+		if err == nil || !strings.Contains(err.Error(), p) || !strings.Contains(err.Error(), "madclip did not write it") {
+			t.Errorf("%s: error %v, want a refusal naming it", p, err)
+		}
+		if _, _, err := Destination(p); err == nil {
+			t.Errorf("Destination(%s) accepted someone else's file", p)
+		}
+	}
+	if b, _ := os.ReadFile(notes); string(b) != `{"mine": 1}` {
+		t.Errorf("the user's file became %q", b)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 2 {
+		t.Errorf("files left: %v", entries)
+	}
+	empty := filepath.Join(dir, "empty.json")
+	os.WriteFile(empty, nil, 0o644)
+	if err := Write(empty, 0o644, fill); err != nil {
+		t.Errorf("empty file: %v", err)
+	}
+	if err := Replace(notes, 0o644, fill); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(notes); string(b) != "new" {
+		t.Errorf("Replace wrote %q", b)
+	}
+	if got := Target(link); got != notes {
+		t.Errorf("Target(link) = %s, want %s", got, notes)
 	}
 }
 

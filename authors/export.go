@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"madclip/atomicfile"
+	"madclip/authorship"
 	"madclip/checkpoint"
 	"madclip/model"
 	"madclip/model/clip"
@@ -47,6 +48,9 @@ func Export(ckPath, weightsPath, out string, tk *bpe.Tokenizer) (checkpoint.Meta
 		defer m.Free()
 		entries := theirEntries(m, backbone)
 		b, err := torch.PickleDicts(entries)
+		if err == nil {
+			b, err = authorship.MarkZip(b)
+		}
 		if err != nil {
 			return fmt.Errorf("export %s: %w", out, err)
 		}

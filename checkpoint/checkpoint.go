@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 
+	"madclip/authorship"
 	"madclip/internal/jsonpath"
 	"madclip/model"
 	"madclip/model/clip"
@@ -131,7 +132,9 @@ type Imported struct {
 // Partial reports whether training had not finished when it was written.
 func (m Meta) Partial() bool { return m.Epoch < m.Epochs }
 
-const metaKey = "madclip"
+// metaKey holds the checkpoint's Meta as JSON in the safetensors metadata;
+// it is also the mark package authorship recognises.
+const metaKey = authorship.Name
 
 // Save writes the trained tensors (and, for a partial checkpoint,
 // Adam's moments as "optim.m.NAME"/"optim.v.NAME") with meta, atomically.

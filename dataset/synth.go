@@ -7,7 +7,6 @@ import (
 	"hash/fnv"
 	"image"
 	"image/jpeg"
-	"image/png"
 	"io"
 	"io/fs"
 	"math"
@@ -17,6 +16,7 @@ import (
 	"strings"
 
 	"madclip/atomicfile"
+	"madclip/authorship"
 	"madclip/internal/regularfile"
 )
 
@@ -305,7 +305,7 @@ func writeSynthMarker(dir string, o SynthOptions, files []string) error {
 		return fmt.Errorf("synth: cannot create %s: %w", dir, err)
 	}
 	note := fmt.Sprintf("synthetic images written by madclip synth (seed %d, %d px, %d valid and %d test images per class); madclip synth may replace the files listed below\nfiles:\n", o.Seed, o.Size, o.Valid, o.Test)
-	return atomicfile.Write(filepath.Join(dir, synthMarker), 0o644, func(w io.Writer) error {
+	return atomicfile.Replace(filepath.Join(dir, synthMarker), 0o644, func(w io.Writer) error {
 		if _, err := io.WriteString(w, note); err != nil {
 			return err
 		}
@@ -344,11 +344,13 @@ func synthNames(dataset, split string, abnormal bool, n int) []string {
 }
 
 func writePNG(path string, img image.Image) error {
-	return atomicfile.Write(path, 0o644, func(w io.Writer) error { return png.Encode(w, img) })
+	return atomicfile.Write(path, 0o644, func(w io.Writer) error { return authorship.EncodePNG(w, img) })
 }
 
 func writeJPEG(path string, img image.Image) error {
-	return atomicfile.Write(path, 0o644, func(w io.Writer) error { return jpeg.Encode(w, img, &jpeg.Options{Quality: 95}) })
+	return atomicfile.Write(path, 0o644, func(w io.Writer) error {
+		return authorship.EncodeJPEG(w, img, &jpeg.Options{Quality: 95})
+	})
 }
 
 // synthImage draws one grey image and its anomaly mask.

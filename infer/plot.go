@@ -11,6 +11,7 @@ import (
 	"gonum.org/v1/plot/vg/draw"
 
 	"madclip/atomicfile"
+	"madclip/authorship"
 	"madclip/metrics"
 )
 
@@ -93,8 +94,10 @@ func PlotCurve(path string, c Curve) error {
 	}
 	p.Draw(draw.Crop(draw.New(cv), margin, -margin, margin, -margin))
 	return atomicfile.Write(path, 0o644, func(w io.Writer) error {
-		_, err := cv.WriteTo(w)
-		return err
+		return authorship.MarkPNG(w, func(w io.Writer) error {
+			_, err := cv.WriteTo(w)
+			return err
+		})
 	})
 }
 

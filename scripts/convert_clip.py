@@ -12,6 +12,7 @@ vocab_size) are dropped. It needs PyTorch but not the safetensors package.
 `madclip weights convert` does the same in Go.
 """
 import argparse
+import filecmp
 import json
 import os
 import re
@@ -163,6 +164,25 @@ def write_safetensors(path, tensors, metadata):
         raise
 
 
+def replaceable(path):
+    """Whether an output may go to path: nothing there, an empty file, or
+    safetensors that madclip wrote (its metadata says so); madclip weights
+    convert follows the same rule."""
+    if not os.path.lexists(path):
+        return True
+    if not os.path.isfile(path):
+        return False
+    if os.path.getsize(path) == 0:
+        return True
+    try:
+        with open(path, "rb") as f:
+            n = struct.unpack("<Q", f.read(8))[0]
+            meta = json.loads(f.read(n)).get("__metadata__", {}) if n <= 100 << 20 else {}
+    except (OSError, ValueError, struct.error, AttributeError):
+        return False
+    return bool(meta.get("madclip")) or meta.get("converted_by") == "madclip"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("input")
@@ -171,6 +191,14 @@ def main():
     a = ap.parse_args()
     if not os.path.exists(a.input):
         sys.exit(f"convert_clip: {a.input}: no such file")
+    if not replaceable(a.output):
+        sys.exit(f"convert_clip: {a.output}: it exists and madclip did not write it; refusing to replace it (remove it or choose another name)")
+    if a.vocab and not os.path.isfile(a.vocab):
+        sys.exit(f"convert_clip: --vocab {a.vocab}: no such file")
+    vocab_out = os.path.join(os.path.dirname(os.path.abspath(a.output)), "bpe_simple_vocab_16e6.txt.gz")
+    copy_vocab = bool(a.vocab) and not (os.path.isfile(vocab_out) and filecmp.cmp(a.vocab, vocab_out, shallow=False))
+    if copy_vocab and os.path.lexists(vocab_out) and not (os.path.isfile(vocab_out) and os.path.getsize(vocab_out) == 0):
+        sys.exit(f"convert_clip: {vocab_out}: it exists and is another file than --vocab; refusing to replace it (remove it or choose another folder)")
     try:
         sd = strip_prefix(read_any(a.input))
     except Exception as e:  # noqa: BLE001 - any reader failure is the file's problem
@@ -182,8 +210,8 @@ def main():
         if need not in sd:
             sys.exit(f"convert_clip: {a.input}: not CLIP weights (no {need})")
     write_safetensors(a.output, sd, {"format": "pt", "source": os.path.basename(a.input), "converted_by": "madclip"})
-    if a.vocab:
-        shutil.copyfile(a.vocab, os.path.join(os.path.dirname(os.path.abspath(a.output)), "bpe_simple_vocab_16e6.txt.gz"))
+    if copy_vocab:
+        shutil.copyfile(a.vocab, vocab_out)
     print(f"wrote {a.output}: {len(sd)} tensors")
 
 

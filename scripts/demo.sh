@@ -9,12 +9,14 @@ cd "$(dirname "$0")/.."
 BIN=bin/madclip
 DEMO=${DEMO:-build/demo}
 "$BIN" doctor
-# synth refuses dataset folders it did not mark as its own; a demo folder
-# left by a madclip from before the mark is this script's, so it goes.
+# synth refuses dataset folders it did not mark as its own, and every
+# output refuses a file madclip did not mark; the default demo folder is
+# this script's, so what a madclip from before the marks left there goes.
 if [ "$DEMO" = build/demo ]; then
   for d in Brain_AD Chest_AD; do
     if [ -d "$DEMO/$d" ] && [ ! -f "$DEMO/$d/.madclip-synth" ]; then rm -rf "${DEMO:?}/$d"; fi
   done
+  rm -rf "$DEMO/report" "$DEMO/heatmap.png" "$DEMO/panel.png" "$DEMO/mask.png"
 fi
 "$BIN" synth --out "$DEMO"
 if weights=$("$BIN" weights path 2>/dev/null); then

@@ -3,12 +3,14 @@ package weights
 import (
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
 
 	"madclip/atomicfile"
+	"madclip/authorship"
 	"madclip/internal/regularfile"
 	"madclip/model/clip"
 	"madclip/model/clip/bpe"
@@ -44,10 +46,22 @@ func convert(in, out, vocab string, want *clip.Config) (clip.Config, error) {
 	// The vocab is checked before anything is written: a file that is not a
 	// CLIP BPE vocab never replaces a good one, and a missing one fails
 	// before OUT is written.
+	// Likewise both destinations.
+	vocabDst := filepath.Join(filepath.Dir(out), VocabFile)
+	copyVocab := false
 	if vocab != "" {
 		if _, err := bpe.Load(vocab); err != nil {
 			return cfg, fmt.Errorf("--vocab: %w", err)
 		}
+		if same, _ := sameBytes(vocab, vocabDst); !same {
+			if _, _, err := atomicfile.Destination(vocabDst); err != nil {
+				return cfg, fmt.Errorf("copy vocab: %w", err)
+			}
+			copyVocab = true
+		}
+	}
+	if _, _, err := atomicfile.Destination(out); err != nil {
+		return cfg, err
 	}
 	err := torch.Scoped(func(s *torch.Scope) error { // frees every tensor made here
 		var src map[string]*torch.Tensor
@@ -71,14 +85,16 @@ func convert(in, out, vocab string, want *clip.Config) (clip.Config, error) {
 			return fmt.Errorf("convert %s: not the CLIP expected: %d px, patch %d, width %d, %d layers, where %d px, patch %d, width %d, %d layers were expected",
 				in, cfg.ImageSize, cfg.PatchSize, cfg.VisionWidth, cfg.VisionLayers, want.ImageSize, want.PatchSize, want.VisionWidth, want.VisionLayers)
 		}
-		meta := map[string]string{"format": "pt", "source": filepath.Base(in), "converted_by": "madclip"}
+		meta := map[string]string{"format": "pt", "source": filepath.Base(in)}
+		k, v := authorship.ConvertedMetadata()
+		meta[k] = v
 		return torch.SaveSafetensors(out, w, meta)
 	})
 	if err != nil {
 		return clip.Config{}, err
 	}
-	if vocab != "" {
-		if err := copyFile(vocab, filepath.Join(filepath.Dir(out), VocabFile)); err != nil {
+	if copyVocab {
+		if err := copyFile(vocab, vocabDst); err != nil {
 			return clip.Config{}, err
 		}
 	}
@@ -273,4 +289,24 @@ func copyFile(src, dst string) error {
 		_, err := io.Copy(w, in)
 		return err
 	})
+}
+
+// sameBytes says whether the regular files a and b hold the same bytes. A
+// vocab carries no mark: the same vocab already at its destination is
+// kept, and a different file there is refused as not madclip's.
+func sameBytes(a, b string) (bool, error) {
+	sa, err := os.Stat(a)
+	if err != nil {
+		return false, err
+	}
+	sb, err := os.Stat(b)
+	if err != nil || !sb.Mode().IsRegular() || sa.Size() != sb.Size() {
+		return false, err
+	}
+	ha, err := FileSHA256(a)
+	if err != nil {
+		return false, err
+	}
+	hb, err := FileSHA256(b)
+	return err == nil && ha == hb, err
 }

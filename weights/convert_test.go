@@ -209,3 +209,57 @@ func umask() os.FileMode {
 	syscall.Umask(m)
 	return os.FileMode(m)
 }
+
+// TestConvertKeepsOthersFiles: an OUT or a vocab destination that madclip
+// did not write is refused before anything is written; the same vocab
+// already in place is kept, and converting again replaces OUT.
+func TestConvertKeepsOthersFiles(t *testing.T) {
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	dir := t.TempDir()
+	orig := filepath.Join(dir, "orig.safetensors")
+	writeTiny(t, orig) // written with no metadata: not madclip's
+	vocab := filepath.Join(dir, "vocab-src.gz")
+	os.WriteFile(vocab, bpe.DefaultVocab(), 0o644)
+	convert := func(out string) error {
+		return torch.Do(func() error { _, err := Convert(orig, out, vocab); return err })
+	}
+	outDir := t.TempDir()
+	out := filepath.Join(outDir, "w.safetensors")
+	mine := filepath.Join(outDir, VocabFile)
+	os.WriteFile(mine, []byte("my vocab"), 0o644)
+	if err := convert(out); err == nil || !strings.Contains(err.Error(), mine) || !strings.Contains(err.Error(), "madclip did not write it") {
+		t.Errorf("another vocab in place: %v", err)
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Error("OUT written before the vocab's destination was refused")
+	}
+	os.Remove(mine)
+	if err := convert(out); err != nil {
+		t.Fatal(err)
+	}
+	if err := convert(out); err != nil { // OUT is madclip's, the vocab the same
+		t.Fatalf("converting again: %v", err)
+	}
+	if b, _ := os.ReadFile(mine); !bytes.Equal(b, bpe.DefaultVocab()) {
+		t.Error("vocab not in place")
+	}
+	before, _ := os.ReadFile(orig)
+	if err := convert(orig); err == nil || !strings.Contains(err.Error(), "madclip did not write it") {
+		t.Errorf("OUT = the input (plain safetensors): %v", err)
+	}
+	if after, _ := os.ReadFile(orig); !bytes.Equal(before, after) {
+		t.Error("the input was changed")
+	}
+	// The Python converter follows the same rule.
+	py := python(t)
+	notes := filepath.Join(outDir, "notes.safetensors")
+	os.WriteFile(notes, []byte("my notes"), 0o644)
+	msg, err := exec.Command(py, filepath.Join("..", "scripts", "convert_clip.py"), orig, notes).CombinedOutput()
+	if err == nil || !strings.Contains(string(msg), "madclip did not write it") {
+		t.Errorf("convert_clip.py over another file: %v %s", err, msg)
+	}
+	if b, _ := os.ReadFile(notes); string(b) != "my notes" {
+		t.Error("convert_clip.py replaced another file")
+	}
+	run(t, py, filepath.Join("..", "scripts", "convert_clip.py"), orig, out) // madclip's: replaced
+}

@@ -206,7 +206,7 @@ func writeDigestCache(m map[digestKey]string) {
 	if err != nil {
 		return
 	}
-	_ = atomicfile.Write(p, 0o644, func(w io.Writer) error { // best effort, as rememberDigest
+	_ = atomicfile.Replace(p, 0o644, func(w io.Writer) error { // best effort, as rememberDigest
 		_, err := w.Write(b)
 		return err
 	})

@@ -48,7 +48,7 @@ type DownloadOptions struct {
 // to dest+".part" first: an interrupted download resumes from there with an
 // HTTP range request (or restarts when the server ignores ranges), and dest
 // appears only once complete and verified. A file already at dest with the
-// right hash is kept as it is.
+// right hash is kept as it is; any other file there is refused.
 func Download(ctx context.Context, url, sum, dest string, o DownloadOptions) error {
 	if o.Client == nil {
 		o.Client = defaultClient
@@ -75,8 +75,13 @@ func Download(ctx context.Context, url, sum, dest string, o DownloadOptions) err
 	if st, err := os.Lstat(part); err == nil && !st.Mode().IsRegular() {
 		return fmt.Errorf("download %s: %s is %s, not a regular file; refusing to write there", url, part, regularfile.Kind(st.Mode()))
 	}
-	if ok, _ := hasHash(dest, sum); ok {
-		return nil
+	if _, err := os.Stat(dest); err == nil {
+		// Kept if it is the file asked for; anything else there is not
+		// ours to replace (a download appears only once verified).
+		if ok, _ := hasHash(dest, sum); ok {
+			return nil
+		}
+		return fmt.Errorf("download %s: %s exists and is not the expected file (its SHA-256 differs); refusing to replace it (remove it or choose another name)", url, dest)
 	}
 	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
 		return fmt.Errorf("download %s: %w", url, err)

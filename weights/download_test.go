@@ -106,6 +106,16 @@ func TestDownloadFresh(t *testing.T) {
 	if s.served.Load() != before {
 		t.Error("complete file downloaded again")
 	}
+	// A different file at dest is someone else's: refused, left as it is,
+	// and nothing fetched.
+	os.WriteFile(dest, []byte("my own model"), 0o644)
+	err := Download(context.Background(), s.URL+"/w.pt", sum, dest, DownloadOptions{})
+	if err == nil || !strings.Contains(err.Error(), dest) || !strings.Contains(err.Error(), "refusing to replace it") {
+		t.Errorf("a different file at the destination: %v", err)
+	}
+	if got, _ := os.ReadFile(dest); string(got) != "my own model" || s.served.Load() != before {
+		t.Errorf("the file there became %.20q after %d bytes served", got, s.served.Load()-before)
+	}
 }
 
 func TestDownloadResumes(t *testing.T) {

@@ -99,7 +99,9 @@ func wantFailure(t *testing.T, what string, stderr string, code int) {
 func tinyWeights(t *testing.T, dir string) string {
 	t.Helper()
 	p := filepath.Join(dir, "tiny.safetensors")
-	cliptest.WriteTiny(t, p, 5, torch.Float32)
+	if _, err := os.Stat(p); err != nil { // written once per folder
+		cliptest.WriteTiny(t, p, 5, torch.Float32)
+	}
 	return p
 }
 
@@ -186,6 +188,25 @@ func TestWeightsDownloadCLI(t *testing.T) {
 	wantFailure(t, "SHA-256", e, code)
 	if _, err := os.Stat(filepath.Join(dest2, "ViT-B-32.safetensors")); err == nil {
 		t.Error("converted file exists after a checksum failure")
+	}
+	// Someone else's file under the final name is refused before anything
+	// is fetched, and left as it was.
+	dest3 := t.TempDir()
+	theirs := filepath.Join(dest3, "ViT-B-32.safetensors")
+	os.WriteFile(theirs, []byte("my own ViT-B/32"), 0o644)
+	mu.Lock()
+	before := len(asked)
+	mu.Unlock()
+	_, e, code = madclip(t, nil, "weights", "download", "--quiet", "--dir", dest3,
+		"--url", srv.URL+"/tiny.safetensors", "--sha256", sum, "ViT-B/32")
+	wantFailure(t, theirs+": it exists and madclip did not write it", e, code)
+	mu.Lock()
+	if len(asked) != before {
+		t.Errorf("%d requests made before the refusal", len(asked)-before)
+	}
+	mu.Unlock()
+	if b, _ := os.ReadFile(theirs); string(b) != "my own ViT-B/32" {
+		t.Error("someone else's file was replaced")
 	}
 	_, e, code = madclip(t, nil, "weights", "download", "RN50")
 	wantFailure(t, "unknown model", e, code)

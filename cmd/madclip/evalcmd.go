@@ -14,6 +14,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"madclip/atomicfile"
+	"madclip/authorship"
 	"madclip/dataset"
 	"madclip/infer"
 	"madclip/metrics"
@@ -172,7 +173,8 @@ func planReport(c *cli.Context, report string) (*inputSet, error) {
 		return nil, fmt.Errorf("--report %s: %s is a link; eval writes (and clears) its failure pictures only in a folder of its own", report, failures)
 	}
 	// Failure pictures of an earlier run are replaced; one that is (or
-	// links to) an input is refused now, not after scoring.
+	// links to) an input, or that madclip did not write, is refused now,
+	// not after scoring.
 	for _, pattern := range failurePatterns {
 		old, _ := filepath.Glob(filepath.Join(failures, pattern))
 		for _, f := range old {
@@ -342,7 +344,8 @@ func caseNote(abnormal bool, score, threshold float64) string {
 // two runs.
 //
 // planReport has refused, before scoring, any such picture that is an
-// input; a regular file removed here is only a name, never a link's target.
+// input or that madclip did not write; a regular file removed here is only
+// a name, never a link's target, and carries madclip's mark.
 func clearFailures(dir string) error {
 	if st, err := os.Lstat(dir); err != nil || !st.IsDir() { // a link is not ours to empty
 		return nil
@@ -354,6 +357,9 @@ func clearFailures(dir string) error {
 		}
 		for _, f := range old {
 			if st, err := os.Lstat(f); err == nil && st.Mode().IsRegular() {
+				if ours, err := authorship.Written(f); err != nil || !ours {
+					continue
+				}
 				if err := os.Remove(f); err != nil {
 					return fmt.Errorf("report: remove the earlier %s: %w", f, err)
 				}

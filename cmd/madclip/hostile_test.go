@@ -20,6 +20,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"madclip/authorship"
 	"madclip/internal/cliptest"
 	"madclip/internal/reftest"
 	"madclip/internal/testimages"
@@ -242,6 +243,16 @@ func TestHostileInputs(t *testing.T) {
 	os.Symlink(filepath.Join(dir, "ds3", "Brain_AD", "test", "good", "img", "000.png"), vocabLink)
 	before := map[string]string{precious: fileSum(t, precious), realScan: fileSum(t, realScan), splitScan: fileSum(t, splitScan), scan: fileSum(t, scan), ck: fileSum(t, ck), testImage: fileSum(t, testImage), validImage: fileSum(t, validImage), workWeights: fileSum(t, workWeights),
 		chestScan: fileSum(t, chestScan)}
+	// Files of the user's at outputs' paths: none is madclip's to replace.
+	var plain bytes.Buffer // a PNG another program wrote: no mark
+	png.Encode(&plain, image.NewGray(image.Rect(0, 0, 8, 8)))
+	theirs := map[string][]byte{"theirs.png": plain.Bytes(), "notes.safetensors": []byte("my notes"), "mine.json": []byte(`{"mine": true}`),
+		"numpy.npy": append([]byte("\x93NUMPY\x01\x00v\x00{'descr': '<f4', 'fortran_order': False, 'shape': (1,), }"+strings.Repeat(" ", 60)+"\n"), 0, 0, 0x80, 0x3f)}
+	for name, b := range theirs {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, b, 0o644)
+		before[p] = fileSum(t, p)
+	}
 	eval := []string{"eval", "--checkpoint", ck, "--data", root, "--device", "cpu"}
 	train := []string{"train", "--data", root, "--dataset", "Brain", "--preset", "tiny", "--shots", "2", "--epochs", "1", "--image-size", "56"}
 	bench := []string{"bench", "--data", root, "--datasets", "Brain", "--preset", "tiny", "--shots", "2", "--seeds", "1", "--epochs", "1", "--image-size", "56"}
@@ -259,6 +270,11 @@ func TestHostileInputs(t *testing.T) {
 		{"heatmap onto its scan", append(predict, scan, "--heatmap", scan), "refusing to overwrite an input"},
 		{"raw map onto the checkpoint", append(predict, scan, "--raw-map", ck), "the --checkpoint file"},
 		{"heatmap onto a device", append(predict, scan, "--heatmap", "/dev/null"), "not a regular file"},
+		{"heatmap over the user's picture", append(predict, scan, "--heatmap", filepath.Join(dir, "theirs.png")), "theirs.png: it exists and madclip did not write it"},
+		{"raw map over a file NumPy wrote", append(predict, scan, "--raw-map", filepath.Join(dir, "numpy.npy")), "numpy.npy: it exists and madclip did not write it"},
+		{"train --out over the user's file", append(train, "--out", filepath.Join(dir, "notes.safetensors")), "notes.safetensors: it exists and madclip did not write it"},
+		{"bench --json-out over the user's JSON", append(bench, "--json-out", filepath.Join(dir, "mine.json")), "mine.json: it exists and madclip did not write it"},
+		{"convert over the user's file", []string{"weights", "convert", tinyWeights(t, dir), filepath.Join(dir, "notes.safetensors")}, "notes.safetensors: it exists and madclip did not write it"},
 		{"NaN threshold", append(predict, scan, "--threshold", "NaN"), "--threshold NaN"},
 		{"threshold above 1", append(predict, scan, "--threshold", "5"), "--threshold 5"},
 		{"NaN in the checkpoint", []string{"predict", "--checkpoint", nanCk, scan}, "NaN"},
@@ -417,8 +433,10 @@ func TestPredictOutputs(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "dA/bad.png"), []byte("\x89PNG\r\n\x1a\nbroken"), 0o644)
 	heat := filepath.Join(dir, "heat")
 	os.MkdirAll(filepath.Join(heat, "dA"), 0o755)
-	kept := filepath.Join(heat, "dA", "x_heatmap.png")
-	os.WriteFile(kept, []byte("old"), 0o600)
+	kept := filepath.Join(heat, "dA", "x_heatmap.png") // an earlier run's
+	var old bytes.Buffer
+	authorship.EncodePNG(&old, image.NewGray(image.Rect(0, 0, 4, 4)))
+	os.WriteFile(kept, old.Bytes(), 0o600)
 
 	o, e, code := madclip(t, nil, "predict", filepath.Join(dir, "dA"), filepath.Join(dir, "dB"), "--checkpoint", ck, "--heatmap", heat, "--json", "--device", "cpu")
 	wantFailure(t, "bad.png", e, code)
@@ -449,7 +467,7 @@ func TestPredictOutputs(t *testing.T) {
 			t.Errorf("%s: %v", rel, err)
 		}
 	}
-	if st, err := os.Stat(kept); err != nil || st.Mode().Perm() != 0o600 || st.Size() < 100 {
+	if st, err := os.Stat(kept); err != nil || st.Mode().Perm() != 0o600 || func() bool { b, _ := os.ReadFile(kept); return bytes.Equal(b, old.Bytes()) }() {
 		t.Errorf("replaced heatmap: %v %v, want a new file with mode 0600", st, err)
 	}
 
@@ -606,9 +624,22 @@ func TestEvalReportIsFresh(t *testing.T) {
 	os.MkdirAll(failures, 0o755)
 	stale := filepath.Join(failures, "normal-high_0.999_old.png")
 	mine := filepath.Join(failures, "notes.txt")
-	os.WriteFile(stale, []byte("x"), 0o644)
+	var pic bytes.Buffer
+	authorship.EncodePNG(&pic, image.NewGray(image.Rect(0, 0, 4, 4)))
+	os.WriteFile(stale, pic.Bytes(), 0o644)
 	os.WriteFile(mine, []byte("x"), 0o644)
-	if _, e, code := madclip(t, nil, "eval", "--checkpoint", ck, "--data", root, "--report", report, "--failures", "1", "--device", "cpu"); code != 0 {
+	// A picture of the user's under a failure picture's name is refused
+	// before scoring, and kept.
+	theirs := filepath.Join(failures, "abnormal-low_0.100_mine.png")
+	os.WriteFile(theirs, []byte("x"), 0o644)
+	args := []string{"eval", "--checkpoint", ck, "--data", root, "--report", report, "--failures", "1", "--device", "cpu"}
+	_, e, code := madclip(t, nil, args...)
+	wantFailure(t, theirs+": it exists and madclip did not write it", e, code)
+	if _, err := os.Stat(stale); err != nil {
+		t.Error("a refused eval removed an earlier picture")
+	}
+	os.Remove(theirs)
+	if _, e, code := madclip(t, nil, args...); code != 0 {
 		t.Fatal(e)
 	}
 	if _, err := os.Stat(stale); err == nil {

@@ -139,10 +139,6 @@ func newInputSet(inputs []namedPath) *inputSet {
 // replace, or that would land (itself or through a link) inside a
 // dataset's folder.
 func (s *inputSet) check(o namedPath) error {
-	target, _, err := atomicfile.Destination(o.path)
-	if err != nil {
-		return fmt.Errorf("%s: %w", o.role, err)
-	}
 	in, clash := s.byPath[absPath(o.path)]
 	if !clash {
 		if k, ok := identity(o.path); ok {
@@ -153,7 +149,10 @@ func (s *inputSet) check(o namedPath) error {
 		return fmt.Errorf("%s %s is %s: refusing to overwrite an input", o.role, o.path, in.describe())
 	}
 	if d, ok := datasetHolding(o.path); ok {
-		return insideDataset(o.role, o.path, target, d)
+		return insideDataset(o.role, o.path, atomicfile.Target(o.path), d)
+	}
+	if _, _, err := atomicfile.Destination(o.path); err != nil {
+		return fmt.Errorf("%s: %w", o.role, err)
 	}
 	return nil
 }
@@ -249,9 +248,7 @@ const (
 func outsideDatasets(flag, path string, kind outputKind, root string, names []string) error {
 	dir, target := path, path
 	if kind == fileOutput {
-		if t, _, err := atomicfile.Destination(path); err == nil {
-			target = t // where a link at path leads is what gets written
-		}
+		target = atomicfile.Target(path) // where a link at path leads is what gets written
 		dir = filepath.Dir(target)
 	}
 	at := resolveDir(dir)
@@ -277,10 +274,7 @@ func outsideDatasets(flag, path string, kind outputKind, root string, names []st
 // path leads, so that a mistyped command cannot put a model in place of a
 // scan. (Whether it lies in a dataset is checkOutputs' part.)
 func notImageNamed(flag, path, want string) error {
-	target := path
-	if t, _, err := atomicfile.Destination(path); err == nil {
-		target = t // what a link at path leads to is what gets written
-	}
+	target := atomicfile.Target(path) // what a link at path leads to is what gets written
 	if dataset.IsImage(path) || dataset.IsImage(target) {
 		return fmt.Errorf("%s %s%s has an image's name; give the file a %s name", flag, path, linksTo(path, target), want)
 	}

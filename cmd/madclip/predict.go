@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"image"
-	"image/png"
 	"io"
 	"math"
 	"os"
@@ -17,6 +16,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"madclip/atomicfile"
+	"madclip/authorship"
 	"madclip/checkpoint"
 	"madclip/dataset"
 	"madclip/infer"
@@ -482,7 +482,7 @@ func csvSafe(cells ...string) []string {
 
 // writePNG writes an image as PNG, atomically.
 func writePNG(path string, img image.Image) error {
-	return atomicfile.Write(path, 0o644, func(w io.Writer) error { return png.Encode(w, img) })
+	return atomicfile.Write(path, 0o644, func(w io.Writer) error { return authorship.EncodePNG(w, img) })
 }
 
 // openPredictor loads --checkpoint (with --weights) on --device. It runs on

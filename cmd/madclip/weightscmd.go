@@ -9,6 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"madclip/atomicfile"
 	"madclip/model/clip/bpe"
 	"madclip/weights"
 )
@@ -112,8 +113,14 @@ func downloadAction(c *cli.Context) error {
 	} else if sum := c.String("sha256"); sum != "" && !strings.EqualFold(sum, m.SHA256) {
 		return fmt.Errorf("weights download: --sha256 goes with --url; %s is checked against its built-in SHA-256 %s", m.Name, m.SHA256)
 	}
+	// OUT is checked before the download, not after it.
+	if _, _, err := atomicfile.Destination(out); err != nil {
+		return fmt.Errorf("weights download: %w", err)
+	}
 	prog := newByteProgress(c.Bool("quiet"))
 	raw := strings.TrimSuffix(out, ".safetensors") + ".download" + filepath.Ext(m.URL)
+	_, statErr := os.Lstat(raw)
+	keptBefore := statErr == nil // an original an earlier --keep left stays
 	if err := weights.Download(c.Context, m.URL, m.SHA256, raw, weights.DownloadOptions{Progress: prog, MaxBytes: m.MaxBytes()}); err != nil {
 		return err
 	}
@@ -127,7 +134,7 @@ func downloadAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if !c.Bool("keep") {
+	if !c.Bool("keep") && !keptBefore {
 		os.Remove(raw)
 	}
 	fmt.Fprintf(c.App.Writer, "%s ready: %s\n", m.Name, oneLine(out))
