@@ -6,8 +6,7 @@
 //
 //   - PNG: a tEXt chunk Software=madclip right after the header chunk;
 //   - JPEG: a comment segment "madclip" right after the start marker;
-//   - safetensors: the metadata key "madclip" (checkpoints) or
-//     converted_by=madclip (converted CLIP weights);
+//   - safetensors: written_by=madclip in the metadata;
 //   - torch.save zip archives: the archive comment "madclip";
 //   - JSON: a "madclip_version" key in the document, its first object or
 //     the first object's "provenance";
@@ -115,15 +114,26 @@ func safetensorsMarked(r *bufio.Reader, n uint64) bool {
 	return MetadataMarked(hdr.Meta)
 }
 
-// MetadataMarked says whether safetensors metadata is madclip's: a
-// checkpoint's (its Name key) or converted weights' (converted_by).
-func MetadataMarked(meta map[string]string) bool {
-	return meta[Name] != "" || meta["converted_by"] == Name
+// writtenBy is the safetensors metadata key of the mark.
+const writtenBy = "written_by"
+
+// MarkMetadata returns a copy of safetensors metadata with madclip's mark.
+func MarkMetadata(meta map[string]string) map[string]string {
+	out := make(map[string]string, len(meta)+1)
+	for k, v := range meta {
+		out[k] = v
+	}
+	out[writtenBy] = Name
+	return out
 }
 
-// ConvertedMetadata is the metadata entry that marks CLIP weights madclip
-// converted.
-func ConvertedMetadata() (key, value string) { return "converted_by", Name }
+// MetadataMarked says whether safetensors metadata is madclip's: marked
+// by MarkMetadata, or by what files madclip wrote before the mark carried
+// (a checkpoint's description under the Name key; converted_by, which
+// scripts/convert_clip.py writes too).
+func MetadataMarked(meta map[string]string) bool {
+	return meta[writtenBy] == Name || meta[Name] != "" || meta["converted_by"] == Name
+}
 
 // jsonMarked looks for a "madclip_version" key in the document (an
 // object), its first element (an array of objects), or the "provenance"

@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	"madclip/atomicfile"
-	"madclip/authorship"
 	"madclip/internal/regularfile"
 	"madclip/model/clip"
 	"madclip/model/clip/bpe"
@@ -43,10 +42,10 @@ func ConvertAs(in, out, name string) (clip.Config, error) {
 
 func convert(in, out, vocab string, want *clip.Config) (clip.Config, error) {
 	var cfg clip.Config
-	// The vocab is checked before anything is written: a file that is not a
-	// CLIP BPE vocab never replaces a good one, and a missing one fails
-	// before OUT is written.
-	// Likewise both destinations.
+	// The vocab and both destinations are checked before anything is
+	// written: a file that is not a CLIP BPE vocab never replaces a good
+	// one, a missing one fails before OUT is written, and so does a
+	// destination that is not madclip's to replace.
 	vocabDst := filepath.Join(filepath.Dir(out), VocabFile)
 	copyVocab := false
 	if vocab != "" {
@@ -85,9 +84,7 @@ func convert(in, out, vocab string, want *clip.Config) (clip.Config, error) {
 			return fmt.Errorf("convert %s: not the CLIP expected: %d px, patch %d, width %d, %d layers, where %d px, patch %d, width %d, %d layers were expected",
 				in, cfg.ImageSize, cfg.PatchSize, cfg.VisionWidth, cfg.VisionLayers, want.ImageSize, want.PatchSize, want.VisionWidth, want.VisionLayers)
 		}
-		meta := map[string]string{"format": "pt", "source": filepath.Base(in)}
-		k, v := authorship.ConvertedMetadata()
-		meta[k] = v
+		meta := map[string]string{"format": "pt", "source": filepath.Base(in), "converted_by": "madclip"}
 		return torch.SaveSafetensors(out, w, meta)
 	})
 	if err != nil {

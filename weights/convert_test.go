@@ -217,7 +217,7 @@ func TestConvertKeepsOthersFiles(t *testing.T) {
 	t.Setenv("XDG_CACHE_HOME", t.TempDir())
 	dir := t.TempDir()
 	orig := filepath.Join(dir, "orig.safetensors")
-	writeTiny(t, orig) // written with no metadata: not madclip's
+	writeTiny(t, orig)
 	vocab := filepath.Join(dir, "vocab-src.gz")
 	os.WriteFile(vocab, bpe.DefaultVocab(), 0o644)
 	convert := func(out string) error {
@@ -243,12 +243,16 @@ func TestConvertKeepsOthersFiles(t *testing.T) {
 	if b, _ := os.ReadFile(mine); !bytes.Equal(b, bpe.DefaultVocab()) {
 		t.Error("vocab not in place")
 	}
-	before, _ := os.ReadFile(orig)
-	if err := convert(orig); err == nil || !strings.Contains(err.Error(), "madclip did not write it") {
-		t.Errorf("OUT = the input (plain safetensors): %v", err)
+	// Safetensors another program wrote (no mark in the metadata).
+	var other bytes.Buffer
+	safetensors.Write(&other, []safetensors.Tensor{{Name: "x", DType: "F32", Shape: []int64{1}, Data: make([]byte, 4)}}, map[string]string{"format": "pt"})
+	theirs := filepath.Join(outDir, "theirs.safetensors")
+	os.WriteFile(theirs, other.Bytes(), 0o644)
+	if err := convert(theirs); err == nil || !strings.Contains(err.Error(), theirs+": it exists and madclip did not write it") {
+		t.Errorf("OUT = another program's safetensors: %v", err)
 	}
-	if after, _ := os.ReadFile(orig); !bytes.Equal(before, after) {
-		t.Error("the input was changed")
+	if after, _ := os.ReadFile(theirs); !bytes.Equal(other.Bytes(), after) {
+		t.Error("another program's safetensors was changed")
 	}
 	// The Python converter follows the same rule.
 	py := python(t)

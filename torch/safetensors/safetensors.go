@@ -18,6 +18,7 @@ import (
 	"syscall"
 
 	"madclip/atomicfile"
+	"madclip/authorship"
 	"madclip/internal/regularfile"
 )
 
@@ -387,10 +388,10 @@ func Write(w io.Writer, tensors []Tensor, metadata map[string]string) error {
 	return nil
 }
 
-// WriteFile writes a safetensors file atomically: a reader sees the old file
-// or the whole new one.
+// WriteFile writes a safetensors file atomically (a reader sees the old file
+// or the whole new one), with madclip's mark added to its metadata.
 func WriteFile(path string, tensors []Tensor, metadata map[string]string) error {
 	return atomicfile.Write(path, 0o644, func(w io.Writer) error {
-		return Write(w, tensors, metadata)
+		return Write(w, tensors, authorship.MarkMetadata(metadata))
 	})
 }

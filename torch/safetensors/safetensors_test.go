@@ -34,8 +34,12 @@ func TestRoundTripEveryDType(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	if f.Metadata["note"] != meta["note"] || len(f.Metadata) != 2 {
+	// The metadata given, and madclip's mark.
+	if f.Metadata["note"] != meta["note"] || f.Metadata["written_by"] != "madclip" || len(f.Metadata) != 3 {
 		t.Errorf("metadata %v", f.Metadata)
+	}
+	if len(meta) != 2 {
+		t.Errorf("the caller's metadata map was changed: %v", meta)
 	}
 	for _, want := range sample() {
 		got, ok := f.Get(want.Name)
