@@ -70,6 +70,10 @@ func newApp() *cli.App {
 scans and draw pixel-level anomaly heatmaps (MadCLIP, MICCAI 2025), on a
 frozen OpenAI CLIP ViT-L/14 through libtorch.
 
+Outputs are written whole (a temporary file, then a rename) and replace only
+a file madclip wrote, or an empty one: anything else at an output's path is
+refused before any work, and inputs are never written.
+
 Examples:
   madclip doctor                          check libtorch, the BLAS in use and CUDA
   madclip weights download ViT-L/14-336   fetch, verify and convert OpenAI's CLIP

@@ -83,8 +83,8 @@ func within(a, dir string) bool {
 
 // checkOutputs refuses, before any work starts, an output that is one of
 // the inputs (a scan, the checkpoint, the weights), two outputs at one
-// path, and an output at something atomicfile will not replace (a folder,
-// a device, a pipe). outputs and inputs map a path to what it is for
+// path, and an output at something atomicfile will not replace (a file
+// madclip did not write, a folder, a device, a pipe). outputs and inputs map a path to what it is for
 // ("--heatmap", "image").
 func checkOutputs(outputs, inputs []namedPath) error {
 	return newInputSet(inputs).checkAll(outputs)
