@@ -25,7 +25,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 )
 
 // Name is the mark's text: PNG's Software value, JPEG's comment, the
@@ -53,6 +52,7 @@ func Written(path string) (bool, error) {
 	}
 	r := bufio.NewReader(f)
 	head, _ := r.Peek(8)
+	text := bytes.TrimLeft(head, " \t\r\n")
 	switch {
 	case bytes.HasPrefix(head, []byte(pngSignature)):
 		return pngMarked(r), nil
@@ -64,7 +64,7 @@ func Written(path string) (bool, error) {
 		return zipMarked(f, st.Size()), nil
 	case len(head) == 8 && safetensorsHeader(head, st.Size()):
 		return safetensorsMarked(r, binary.LittleEndian.Uint64(head)), nil
-	case len(bytes.TrimLeft(head, " \t\r\n")) > 0 && strings.ContainsRune("{[", rune(bytes.TrimLeft(head, " \t\r\n")[0])):
+	case len(text) > 0 && (text[0] == '{' || text[0] == '['):
 		return jsonMarked(io.LimitReader(r, maxJSON)), nil
 	}
 	return false, nil

@@ -14,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 
-	"madclip/authorship"
 	"madclip/internal/jsonpath"
 	"madclip/model"
 	"madclip/model/clip"
@@ -132,9 +131,8 @@ type Imported struct {
 // Partial reports whether training had not finished when it was written.
 func (m Meta) Partial() bool { return m.Epoch < m.Epochs }
 
-// metaKey holds the checkpoint's Meta as JSON in the safetensors metadata;
-// it is also the mark package authorship recognises.
-const metaKey = authorship.Name
+// metaKey holds the checkpoint's Meta as JSON in the safetensors metadata.
+const metaKey = "madclip"
 
 // Save writes the trained tensors (and, for a partial checkpoint,
 // Adam's moments as "optim.m.NAME"/"optim.v.NAME") with meta, atomically.
