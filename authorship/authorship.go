@@ -137,10 +137,15 @@ func MetadataMarked(meta map[string]string) bool {
 
 // jsonMarked looks for a "madclip_version" key in the document (an
 // object), its first element (an array of objects), or the "provenance"
-// object of either.
+// object of either. The file must be that one document: JSON Lines, or a
+// document followed by other text, are not madclip's files.
 func jsonMarked(r io.Reader) bool {
 	var doc any
-	if json.NewDecoder(r).Decode(&doc) != nil {
+	dec := json.NewDecoder(r)
+	if dec.Decode(&doc) != nil {
+		return false
+	}
+	if _, err := dec.Token(); err != io.EOF { // one document, nothing after it
 		return false
 	}
 	if a, ok := doc.([]any); ok && len(a) > 0 {

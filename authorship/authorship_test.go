@@ -224,6 +224,9 @@ func TestSafetensorsAndJSON(t *testing.T) {
 		{"empty-version.json", `{"madclip_version": ""}`, false},
 		{"list.json", `[]`, false},
 		{"broken.json", `{"madclip_version": "0.1"`, false},
+		{"lines.json", "{\"madclip_version\": \"0.1\"}\n{\"precious\": 1}\n", false},
+		{"trailing.json", `{"madclip_version": "0.1"} and my notes`, false},
+		{"newline.json", "{\"madclip_version\": \"0.1\"}\n", true},
 		{"notes.txt", "madclip_version\n", false},
 		{"empty", "", true},
 	} {

@@ -1,7 +1,10 @@
 package dataset
 
 import (
+	"bytes"
 	"image"
+	"image/png"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -462,5 +465,58 @@ func TestCheckName(t *testing.T) {
 		if err := CheckName(name); (err == nil) != ok {
 			t.Errorf("CheckName(%q): %v", name, err)
 		}
+	}
+}
+
+// TestSynthChecksBeforeClearing: a file of someone else's, or a link, where
+// synth would write is refused before anything is removed, so the earlier
+// dataset stays whole and the file stays as it was.
+func TestSynthChecksBeforeClearing(t *testing.T) {
+	root := t.TempDir()
+	o := SynthOptions{Seed: 1, Valid: 2, Test: 4, Datasets: []string{"Mine"}}
+	if err := Synth(root, o); err != nil {
+		t.Fatal(err)
+	}
+	count := func() int {
+		n := 0
+		filepath.WalkDir(Dir(root, "Mine"), func(p string, d fs.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				n++
+			}
+			return nil
+		})
+		return n
+	}
+	before := count()
+	var plain bytes.Buffer // a PNG another program wrote
+	png.Encode(&plain, image.NewGray(image.Rect(0, 0, 8, 8)))
+	theirs := filepath.Join(Dir(root, "Mine"), "test", "good", "img", "000.png")
+	os.WriteFile(theirs, plain.Bytes(), 0o644)
+	err := Synth(root, o)
+	if err == nil || !strings.Contains(err.Error(), theirs+": it exists and madclip did not write it") {
+		t.Errorf("synth over someone else's picture: %v", err)
+	}
+	if b, _ := os.ReadFile(theirs); !bytes.Equal(b, plain.Bytes()) {
+		t.Error("someone else's picture was replaced")
+	}
+	if n := count(); n != before {
+		t.Errorf("%d files after the refusal, %d before", n, before)
+	}
+	os.Remove(theirs)
+	link := filepath.Join(Dir(root, "Mine"), "test", "Ungood", "img", "003.png")
+	os.Remove(link)
+	os.Symlink(filepath.Join(t.TempDir(), "x.png"), link)
+	kept := filepath.Join(Dir(root, "Mine"), "valid", "good", "img", "001.png")
+	first, _ := os.ReadFile(kept)
+	if err := Synth(root, SynthOptions{Seed: 2, Valid: 2, Test: 4, Datasets: []string{"Mine"}}); err == nil || !strings.Contains(err.Error(), "not a file synth wrote") {
+		t.Errorf("synth over a link: %v", err)
+	}
+	// 000.png went with the user's picture; 003.png is the link.
+	if n, now := count(), func() []byte { b, _ := os.ReadFile(kept); return b }(); n != before-1 || !bytes.Equal(now, first) {
+		t.Errorf("after the refusal: %d files (%d before), %s rewritten: %v", n, before-1, kept, !bytes.Equal(now, first))
+	}
+	os.Remove(link)
+	if err := Synth(root, o); err != nil || count() != before {
+		t.Errorf("synth once the link is gone: %v, %d files, want %d", err, count(), before)
 	}
 }

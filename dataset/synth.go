@@ -72,6 +72,21 @@ func Synth(root string, o SynthOptions) error {
 			return fmt.Errorf("synth: dataset %s listed twice", d.Name)
 		}
 		seen[d.Name] = true
+		if err := synthFolder(Dir(root, d.Name)); err != nil {
+			return err
+		}
+	}
+	// Every file to write is checked before anything is removed or
+	// written, so that a refusal leaves the earlier dataset whole.
+	for _, d := range specs {
+		dir := Dir(root, d.Name)
+		for _, rel := range synthFiles(d.Name, d.Masks, o) {
+			if err := replaceable(filepath.Join(dir, rel), dir); err != nil {
+				return err
+			}
+		}
+	}
+	for _, d := range specs {
 		if err := clearSynthetic(Dir(root, d.Name)); err != nil {
 			return err
 		}
@@ -199,13 +214,10 @@ func nameStream(name string) uint64 {
 // writing again removes those and nothing else.
 const synthMarker = ".madclip-synth"
 
-// clearSynthetic makes dir ready for a synthetic dataset: it must not
-// exist, be empty, or hold an earlier synthetic dataset, whose images and
-// masks (those its marker lists) are removed, so that a smaller set
-// written over a larger one does not keep its extra images; files anyone
-// else put there stay. A folder of real data is refused, never mixed with
-// synthetic images.
-func clearSynthetic(dir string) error {
+// synthFolder refuses a dataset folder synth may not write: one that
+// exists and is not empty but holds no earlier synthetic dataset (real
+// data is never mixed with synthetic images), or that is not a folder.
+func synthFolder(dir string) error {
 	if st, err := os.Lstat(dir); err == nil && !st.IsDir() {
 		return fmt.Errorf("synth: %s is not a folder (a link or a file); synth writes only folders of its own", dir)
 	}
@@ -216,9 +228,38 @@ func clearSynthetic(dir string) error {
 	if err != nil {
 		return fmt.Errorf("synth: %w", err)
 	}
-	marker := filepath.Join(dir, synthMarker)
-	if st, err := os.Lstat(marker); err != nil || !st.Mode().IsRegular() {
+	if st, err := os.Lstat(filepath.Join(dir, synthMarker)); err != nil || !st.Mode().IsRegular() {
 		return fmt.Errorf("synth: %s already holds files that madclip synth did not write (real data?); choose another --out", dir)
+	}
+	return nil
+}
+
+// replaceable refuses a path synth is to write in the dataset folder dir
+// where something other than nothing or a file madclip wrote is: a link
+// (to a file outside the dataset, perhaps), a folder, a pipe, someone
+// else's file; or whose existing folder leads out of dir through a link.
+func replaceable(path, dir string) error {
+	if sub := filepath.Dir(path); isDir(sub) && !insideDir(sub, dir) {
+		return fmt.Errorf("synth: %s leads out of %s through a link; remove the link or choose another --out", sub, dir)
+	}
+	if err := ownFile(path); err != nil {
+		return err
+	}
+	if _, _, err := atomicfile.Destination(path); err != nil {
+		return fmt.Errorf("synth: %w", err)
+	}
+	return nil
+}
+
+// clearSynthetic makes dir, which synthFolder accepted, ready for a
+// synthetic dataset: the images and masks of an earlier one (those its
+// marker lists, and that carry madclip's mark) are removed, so that a
+// smaller set written over a larger one does not keep its extra images;
+// files anyone else put there stay.
+func clearSynthetic(dir string) error {
+	marker := filepath.Join(dir, synthMarker)
+	if _, err := os.Lstat(marker); errors.Is(err, fs.ErrNotExist) {
+		return nil // a new or empty folder
 	}
 	f, err := regularfile.Open(marker)
 	if err != nil {
@@ -241,6 +282,9 @@ func clearSynthetic(dir string) error {
 			continue
 		}
 		if st, err := os.Lstat(p); err == nil && st.Mode().IsRegular() {
+			if ours, err := authorship.Written(p); err != nil || !ours {
+				continue
+			}
 			if err := os.Remove(p); err != nil {
 				return fmt.Errorf("synth: remove the earlier %w", err)
 			}

@@ -46,17 +46,15 @@ func convert(in, out, vocab string, want *clip.Config) (clip.Config, error) {
 	// written: a file that is not a CLIP BPE vocab never replaces a good
 	// one, a missing one fails before OUT is written, and so does a
 	// destination that is not madclip's to replace.
-	vocabDst := filepath.Join(filepath.Dir(out), VocabFile)
-	copyVocab := false
+	vocabDst := ""
 	if vocab != "" {
 		if _, err := bpe.Load(vocab); err != nil {
 			return cfg, fmt.Errorf("--vocab: %w", err)
 		}
-		if same, _ := sameBytes(vocab, vocabDst); !same {
+		if vocabDst = VocabCopy(vocab, out); vocabDst != "" {
 			if _, _, err := atomicfile.Destination(vocabDst); err != nil {
 				return cfg, fmt.Errorf("copy vocab: %w", err)
 			}
-			copyVocab = true
 		}
 	}
 	if _, _, err := atomicfile.Destination(out); err != nil {
@@ -90,7 +88,7 @@ func convert(in, out, vocab string, want *clip.Config) (clip.Config, error) {
 	if err != nil {
 		return clip.Config{}, err
 	}
-	if copyVocab {
+	if vocabDst != "" {
 		if err := copyFile(vocab, vocabDst); err != nil {
 			return clip.Config{}, err
 		}
@@ -288,9 +286,19 @@ func copyFile(src, dst string) error {
 	})
 }
 
-// sameBytes says whether the regular files a and b hold the same bytes. A
-// vocab carries no mark: the same vocab already at its destination is
-// kept, and a different file there is refused as not madclip's.
+// VocabCopy is where converting to out copies vocab (beside out), or ""
+// when that file already holds the same bytes and nothing is written. A
+// vocab carries no mark, so a different file there is not madclip's to
+// replace.
+func VocabCopy(vocab, out string) string {
+	dst := filepath.Join(filepath.Dir(out), VocabFile)
+	if same, _ := sameBytes(vocab, dst); same {
+		return ""
+	}
+	return dst
+}
+
+// sameBytes says whether the regular files a and b hold the same bytes.
 func sameBytes(a, b string) (bool, error) {
 	sa, err := os.Stat(a)
 	if err != nil {

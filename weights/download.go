@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -74,6 +75,12 @@ func Download(ctx context.Context, url, sum, dest string, o DownloadOptions) err
 	}
 	if st, err := os.Lstat(part); err == nil && !st.Mode().IsRegular() {
 		return fmt.Errorf("download %s: %s is %s, not a regular file; refusing to write there", url, part, regularfile.Kind(st.Mode()))
+	} else if err == nil && hardLinked(st) {
+		// Writing into it would change the file under its other name:
+		// this name goes, the download starts afresh.
+		if err := os.Remove(part); err != nil {
+			return fmt.Errorf("download %s: %w", url, err)
+		}
 	}
 	if _, err := os.Stat(dest); err == nil {
 		// Kept if it is the file asked for; anything else there is not
@@ -253,4 +260,10 @@ func hasHash(path, sum string) (bool, error) {
 		return false, err
 	}
 	return got == sum, nil
+}
+
+// hardLinked says whether the file has other names than the one statted.
+func hardLinked(st os.FileInfo) bool {
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	return ok && sys.Nlink > 1
 }

@@ -162,6 +162,29 @@ func TestDownloadRestartsWithoutRanges(t *testing.T) {
 	}
 }
 
+// TestDownloadPartialHardLink: a partial file that is another name of some
+// file is not written into: the other name keeps its bytes.
+func TestDownloadPartialHardLink(t *testing.T) {
+	data, sum := blob()
+	dir := t.TempDir()
+	dest := filepath.Join(dir, "w.pt")
+	notes := filepath.Join(dir, "notes.txt")
+	os.WriteFile(notes, []byte("my notes"), 0o644)
+	if err := os.Link(notes, dest+".part"); err != nil {
+		t.Skip("no hard links here:", err)
+	}
+	s := newServer(t, data, nil)
+	if err := Download(context.Background(), s.URL+"/w.pt", sum, dest, DownloadOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(dest); !bytes.Equal(got, data) {
+		t.Error("downloaded file differs")
+	}
+	if b, _ := os.ReadFile(notes); string(b) != "my notes" {
+		t.Errorf("the hard-linked file became %.20q", b)
+	}
+}
+
 func TestDownloadStalePartial(t *testing.T) {
 	data, sum := blob()
 	dest := filepath.Join(t.TempDir(), "w.pt")

@@ -142,6 +142,19 @@ func TestWeightsConvertCLI(t *testing.T) {
 	}
 	_, e, code = madclip(t, nil, "weights", "convert", in)
 	wantFailure(t, "IN and OUT", e, code)
+	// With --vocab: converting again keeps the same vocab in place, also
+	// when --vocab names that very file.
+	vocab := filepath.Join(t.TempDir(), "vocab.gz")
+	os.WriteFile(vocab, bpe.DefaultVocab(), 0o644)
+	copied := filepath.Join(dir, "bpe_simple_vocab_16e6.txt.gz")
+	for _, v := range []string{vocab, vocab, copied} {
+		if o, e, code := madclip(t, nil, "weights", "convert", "--vocab", v, in, out); code != 0 {
+			t.Errorf("--vocab %s: exit %d: %s %s", v, code, o, e)
+		}
+	}
+	if b, _ := os.ReadFile(copied); !bytes.Equal(b, bpe.DefaultVocab()) {
+		t.Error("the vocab copy is not the vocab")
+	}
 }
 
 func TestWeightsDownloadCLI(t *testing.T) {

@@ -62,7 +62,7 @@ Examples:
 	}
 }
 
-func evalAction(c *cli.Context) error {
+func evalAction(c *cli.Context) (err error) {
 	tk, err := loadTokenizer(c)
 	if err != nil {
 		return err
@@ -84,9 +84,15 @@ func evalAction(c *cli.Context) error {
 	}
 	var reportInputs *inputSet
 	if report != "" {
-		if reportInputs, err = planReport(c, report); err != nil {
+		var undo func()
+		if reportInputs, undo, err = planReport(c, report); err != nil {
 			return fmt.Errorf("eval: %w", err)
 		}
+		defer func() {
+			if err != nil {
+				undo()
+			}
+		}()
 	}
 	var ev *infer.Evaluation
 	err = onCompute(func() error {
@@ -149,8 +155,9 @@ func evalAction(c *cli.Context) error {
 // the report and that none of its files is an input (the checkpoint, the
 // weights, a test image: a report folder may be anywhere, even the folder
 // of the scans), then makes it. The inputs are returned for the failure
-// pictures, whose names are known only at the end.
-func planReport(c *cli.Context, report string) (*inputSet, error) {
+// pictures, whose names are known only at the end, with undo, which
+// removes the folders it made if they are still empty (eval failed).
+func planReport(c *cli.Context, report string) (_ *inputSet, undo func(), err error) {
 	inputs, meta := checkpointInputs(c)
 	name := c.String("dataset")
 	if name == "" {
@@ -164,31 +171,39 @@ func planReport(c *cli.Context, report string) (*inputSet, error) {
 	failures := filepath.Join(report, "failures")
 	for _, d := range []string{report, failures} {
 		if err := outsideDatasets("--report", d, folderOutput, c.String("data"), []string{name}); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	// The failures folder is the report's own: old pictures are removed
 	// from it, so it is never reached through a link.
 	if st, err := os.Lstat(failures); err == nil && st.Mode()&os.ModeSymlink != 0 {
-		return nil, fmt.Errorf("--report %s: %s is a link; eval writes (and clears) its failure pictures only in a folder of its own", report, failures)
+		return nil, nil, fmt.Errorf("--report %s: %s is a link; eval writes (and clears) its failure pictures only in a folder of its own", report, failures)
 	}
 	// Failure pictures of an earlier run are replaced; one that is (or
 	// links to) an input, or that madclip did not write, is refused now,
 	// not after scoring.
+	var links []string
 	for _, pattern := range failurePatterns {
 		old, _ := filepath.Glob(filepath.Join(failures, pattern))
 		for _, f := range old {
 			outputs = append(outputs, namedPath{"--report", f})
+			if st, err := os.Lstat(f); err == nil && st.Mode()&os.ModeSymlink != 0 {
+				links = append(links, f)
+			}
 		}
 	}
 	set := newInputSet(inputs)
 	if err := set.checkAll(outputs); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if err := os.MkdirAll(failures, 0o755); err != nil {
-		return nil, fmt.Errorf("--report %s: %w", report, err)
+	if len(links) > 0 { // neither written through nor removed: the report would mix runs
+		return nil, nil, fmt.Errorf("--report %s: %s is a link with a failure picture's name; eval neither writes through nor removes such a link (remove it)", report, links[0])
 	}
-	return set, nil
+	var made madeFolders
+	if err := made.mkdirAll(failures); err != nil {
+		return nil, nil, fmt.Errorf("--report %s: %w", report, err)
+	}
+	return set, made.removeEmpty, nil
 }
 
 // failurePatterns match the failure pictures eval writes, and no others.

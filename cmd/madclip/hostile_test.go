@@ -639,8 +639,22 @@ func TestEvalReportIsFresh(t *testing.T) {
 		t.Error("a refused eval removed an earlier picture")
 	}
 	os.Remove(theirs)
+	// A link with a failure picture's name would be neither replaced nor
+	// cleared: refused.
+	link := filepath.Join(failures, "normal-high_0.900_link.png")
+	os.Symlink(stale, link)
+	_, e, code = madclip(t, nil, args...)
+	wantFailure(t, link+" is a link with a failure picture's name", e, code)
+	os.Remove(link)
 	if _, e, code := madclip(t, nil, args...); code != 0 {
 		t.Fatal(e)
+	}
+	// A run that fails after the plan leaves no empty report folder.
+	fresh := filepath.Join(t.TempDir(), "new", "report")
+	_, e, code = madclip(t, nil, "eval", "--checkpoint", filepath.Join(t.TempDir(), "none.safetensors"), "--data", root, "--report", fresh, "--device", "cpu")
+	wantFailure(t, "none.safetensors", e, code)
+	if _, err := os.Stat(filepath.Dir(fresh)); err == nil {
+		t.Error("a failed eval left its report folder behind")
 	}
 	if _, err := os.Stat(stale); err == nil {
 		t.Error("an earlier run's failure picture is still in the report")
@@ -851,5 +865,28 @@ func TestBenchSignalRemovesItsFolder(t *testing.T) {
 	}
 	for _, e := range left {
 		t.Errorf("left in the temporary folder: %s", e.Name())
+	}
+}
+
+// TestFailedRunLeavesNoFolders: output folders predict made before the work
+// are removed when the run fails, and a folder that was there stays.
+func TestFailedRunLeavesNoFolders(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "in", "a.png"), filepath.Join(dir, "in", "b.png")
+	os.MkdirAll(filepath.Dir(a), 0o755)
+	writeTestPNG(t, a, 32, 32, 1)
+	writeTestPNG(t, b, 32, 32, 2)
+	kept := filepath.Join(dir, "kept")
+	os.MkdirAll(kept, 0o755)
+	missing := filepath.Join(dir, "none.safetensors")
+	_, e, code := madclip(t, nil, "predict", a, b, "--checkpoint", missing, "--heatmap", filepath.Join(dir, "new", "heat"), "--mask", filepath.Join(kept, "masks"))
+	wantFailure(t, "none.safetensors", e, code)
+	for _, p := range []string{filepath.Join(dir, "new"), filepath.Join(kept, "masks")} {
+		if _, err := os.Stat(p); err == nil {
+			t.Errorf("%s left behind by a failed run", p)
+		}
+	}
+	if _, err := os.Stat(kept); err != nil {
+		t.Errorf("the folder that was there went: %v", err)
 	}
 }

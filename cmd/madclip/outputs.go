@@ -3,8 +3,10 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 
@@ -423,5 +425,35 @@ func resolveDir(p string) string {
 			return p
 		}
 		rest = append([]string{filepath.Base(cur)}, rest...)
+	}
+}
+
+// madeFolders records the folders a command creates for its outputs
+// before the work, so that a run that fails can remove those left empty.
+type madeFolders []string
+
+// mkdirAll is os.MkdirAll(dir, 0o755) that records each folder it creates.
+func (m *madeFolders) mkdirAll(dir string) error {
+	var missing []string
+	for d := dir; d != filepath.Dir(d); d = filepath.Dir(d) {
+		if _, err := os.Lstat(d); !errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		missing = append(missing, d)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	*m = append(*m, missing...)
+	return nil
+}
+
+// removeEmpty removes the recorded folders that are still empty, deepest
+// first; one holding anything stays.
+func (m madeFolders) removeEmpty() {
+	ds := append([]string(nil), m...)
+	sort.Slice(ds, func(i, j int) bool { return len(ds[i]) > len(ds[j]) })
+	for _, d := range ds {
+		os.Remove(d)
 	}
 }

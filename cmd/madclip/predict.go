@@ -161,13 +161,14 @@ func labelThreshold(c *cli.Context, p *infer.Predictor) (float64, string) {
 type predictOutputs struct {
 	heatmap, rawMap, panel, mask []string
 	groundTruth                  string
+	made                         madeFolders // output folders made before the work
 }
 
 func (o predictOutputs) keepOriginals() bool {
 	return o.heatmap != nil || o.panel != nil || o.mask != nil
 }
 
-func predictAction(c *cli.Context) error {
+func predictAction(c *cli.Context) (err error) {
 	if c.NArg() == 0 {
 		return fmt.Errorf("predict: give images or folders (see madclip predict --help)")
 	}
@@ -188,6 +189,11 @@ func predictAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	defer func() {
+		if err != nil {
+			outs.made.removeEmpty()
+		}
+	}()
 	tk, err := loadTokenizer(c)
 	if err != nil {
 		return err
@@ -304,7 +310,11 @@ func planPredictOutputs(c *cli.Context, paths []string, folder bool) (predictOut
 	if badName != nil {
 		return o, badName
 	}
-	return o, makeOutputFolders(outputs, named)
+	if err := o.made.makeOutputFolders(outputs, named); err != nil {
+		o.made.removeEmpty()
+		return o, err
+	}
+	return o, nil
 }
 
 // checkpointInputs names the files a command using --checkpoint reads
@@ -441,9 +451,9 @@ func (p *predictionPrinter) flush() error {
 }
 
 // makeOutputFolders creates, before any work, the folders that per-image
-// outputs go to (they mirror the inputs' folders). An output named as one
+// outputs go to (they mirror the inputs' folders), recording them in m. An output named as one
 // file must be in an existing folder: a mistyped folder is not created.
-func makeOutputFolders(outputs, named []namedPath) error {
+func (m *madeFolders) makeOutputFolders(outputs, named []namedPath) error {
 	for _, o := range named {
 		if dir := filepath.Dir(o.path); !isDir(dir) {
 			return fmt.Errorf("%s %s: its folder %s does not exist", o.role, o.path, dir)
@@ -451,7 +461,7 @@ func makeOutputFolders(outputs, named []namedPath) error {
 	}
 	for _, o := range outputs {
 		dir := filepath.Dir(o.path)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
+		if err := m.mkdirAll(dir); err != nil {
 			// A link to nowhere in the way says only "file exists".
 			for d := dir; d != filepath.Dir(d); d = filepath.Dir(d) {
 				if t, lerr := os.Readlink(d); lerr == nil && !isDir(d) {

@@ -199,8 +199,8 @@ Examples:
 			}
 			in, out := c.Args().Get(0), c.Args().Get(1)
 			vocabOut := ""
-			if c.String("vocab") != "" {
-				vocabOut = filepath.Join(filepath.Dir(out), weights.VocabFile)
+			if v := c.String("vocab"); v != "" {
+				vocabOut = weights.VocabCopy(v, out) // "" when the same vocab is there
 			}
 			inputs := []namedPath{{"IN", in}, {"--vocab", c.String("vocab")}}
 			if err := checkOutputs([]namedPath{{"OUT", out}, {"the vocab copy", vocabOut}}, inputs); err != nil {
