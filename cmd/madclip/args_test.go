@@ -2,8 +2,11 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"os"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -95,5 +98,36 @@ func TestRoughly(t *testing.T) {
 		if got := roughly(d); got != want {
 			t.Errorf("roughly(%v) = %q, want %q", d, got, want)
 		}
+	}
+}
+
+// TestSecondSignalStopsAtOnce: the first signal cancels the work's context
+// and is reported; only a second one exits, with 128 + its number.
+func TestSecondSignalStopsAtOnce(t *testing.T) {
+	codes := make(chan int, 1)
+	ctx, caught, stop := notifySignals(context.Background(), func(code int) { codes <- code }, syscall.SIGUSR1)
+	defer stop()
+	syscall.Kill(os.Getpid(), syscall.SIGUSR1)
+	select {
+	case <-ctx.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first signal did not cancel the context")
+	}
+	if caught() != syscall.SIGUSR1 {
+		t.Errorf("caught %v", caught())
+	}
+	select {
+	case c := <-codes:
+		t.Fatalf("exit(%d) after one signal", c)
+	case <-time.After(200 * time.Millisecond):
+	}
+	syscall.Kill(os.Getpid(), syscall.SIGUSR1)
+	select {
+	case c := <-codes:
+		if c != 128+int(syscall.SIGUSR1) {
+			t.Errorf("exit code %d, want %d", c, 128+int(syscall.SIGUSR1))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the second signal did not stop the process")
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -31,7 +32,10 @@ type doctorReport struct {
 	MatmulGFLOPs  float64  `json:"matmul_gflops"`
 	MatmulDevice  string   `json:"matmul_device"`
 	SelfCheckPass bool     `json:"self_check_passed"`
-	Problems      []string `json:"problems,omitempty"`
+	// AddressLimit is the address-space limit (ulimit -v) in bytes, 0 for
+	// none: see addressLimitWarning.
+	AddressLimit uint64   `json:"address_space_limit_bytes"`
+	Problems     []string `json:"problems,omitempty"`
 }
 
 func doctorCommand() *cli.Command {
@@ -77,6 +81,7 @@ func runDoctor(rep *doctorReport) error {
 	rep.Libtorch = torch.Version()
 	rep.Threads = torch.NumThreads()
 	rep.CUDADevices = torch.CUDADeviceCount()
+	rep.AddressLimit, _ = addressLimit()
 	if cfg, err := torch.BuildConfig(); err == nil {
 		for _, l := range strings.Split(cfg, "\n") {
 			if i := strings.Index(l, "BLAS_INFO="); i >= 0 {
@@ -218,6 +223,11 @@ func printDoctor(w io.Writer, r doctorReport) {
 	fmt.Fprintf(w, "threads        %d\n", r.Threads)
 	fmt.Fprintf(w, "CUDA           %s (%d device(s))\n", yes(r.CUDADevices > 0), r.CUDADevices)
 	fmt.Fprintf(w, "matmul f32     %.1f GFLOP/s on %s (512x512)\n", r.MatmulGFLOPs, r.MatmulDevice)
+	if r.AddressLimit > 0 {
+		fmt.Fprintf(w, "ulimit -v      %.1f GiB: may fail or hang far below it (see the warning above)\n", float64(r.AddressLimit)/(1<<30))
+	} else {
+		fmt.Fprintln(w, "ulimit -v      none")
+	}
 	if r.SelfCheckPass {
 		fmt.Fprintln(w, "self-check     passed")
 	} else {
@@ -226,4 +236,27 @@ func printDoctor(w io.Writer, r doctorReport) {
 			fmt.Fprintf(w, "  - %s\n", p)
 		}
 	}
+}
+
+// addressLimit is the process's address-space limit (ulimit -v) in bytes,
+// if one is set.
+func addressLimit() (uint64, bool) {
+	var r syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_AS, &r); err != nil || r.Cur == ^uint64(0) { // RLIM_INFINITY
+		return 0, false
+	}
+	return r.Cur, true
+}
+
+// addressLimitWarning is a line for stderr when an address-space limit is
+// set, or "". Go reserves address space for its heap, libtorch maps its
+// libraries, and OpenBLAS maps a buffer per thread: under `ulimit -v` the
+// process can stop with "out of memory" or, inside OpenBLAS, retry its
+// mapping forever, long before the resident memory reaches the limit.
+func addressLimitWarning() string {
+	n, ok := addressLimit()
+	if !ok {
+		return ""
+	}
+	return fmt.Sprintf("madclip: warning: ulimit -v is %.1f GiB; under an address-space limit madclip can fail with \"out of memory\" or hang inside OpenBLAS far below it (a second Ctrl-C stops training); prefer ulimit -v unlimited and a resident-memory limit (systemd-run --scope -p MemoryMax=8G madclip ...)", float64(n)/(1<<30))
 }

@@ -1,6 +1,10 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
+	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -101,4 +105,34 @@ func TestHelpFlagsConsistent(t *testing.T) {
 		}
 	}
 	quiet(newApp().Commands)
+}
+
+// TestAddressLimitWarning: under ulimit -v every command warns once, and
+// doctor reports the limit; without one, neither.
+func TestAddressLimitWarning(t *testing.T) {
+	if _, limited := addressLimit(); limited {
+		t.Skip("the tests run under ulimit -v already")
+	}
+	const kib = 8000000 // enough for doctor to run
+	cmd := exec.Command("sh", "-c", "ulimit -v "+strconv.Itoa(kib)+" && exec \"$0\" doctor --json", madclipBin)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("doctor under ulimit -v: %v\n%s", err, e.String())
+	}
+	var rep doctorReport
+	if err := json.Unmarshal(o.Bytes(), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.AddressLimit != kib*1024 {
+		t.Errorf("limit %d, want %d", rep.AddressLimit, kib*1024)
+	}
+	if got := strings.TrimSpace(e.String()); !strings.HasPrefix(got, "madclip: warning: ulimit -v is 7.6 GiB") || strings.Count(got, "\n") != 0 {
+		t.Errorf("stderr %q, want one warning line", got)
+	}
+	out, stderr, code := madclip(t, nil, "doctor", "--json")
+	rep = doctorReport{}
+	if code != 0 || json.Unmarshal([]byte(out), &rep) != nil || rep.AddressLimit != 0 || strings.Contains(stderr, "ulimit") {
+		t.Errorf("without a limit: exit %d, limit %d, stderr %q", code, rep.AddressLimit, stderr)
+	}
 }

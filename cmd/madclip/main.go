@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 
@@ -24,6 +25,9 @@ import (
 const version = checkpoint.Version + "-dev"
 
 func main() {
+	if w := addressLimitWarning(); w != "" {
+		fmt.Fprintln(os.Stderr, w)
+	}
 	app := newApp()
 	out := &checkedWriter{w: os.Stdout}
 	app.Writer = out
@@ -132,26 +136,46 @@ func (e signalError) exitCode() int {
 }
 
 // notifySignals is signal.NotifyContext that also says which signal, if
-// any, cancelled the context.
-func notifySignals(parent context.Context, sigs ...os.Signal) (ctx context.Context, caught func() os.Signal, stop func()) {
+// any, cancelled the context. The first signal asks the work to stop where
+// it can stop cleanly (training saves a partial checkpoint); a second one
+// stops the process at once through exit, with 128 + its number and
+// nothing saved, for work stuck where it cannot stop (OpenBLAS waits
+// forever for memory that a `ulimit -v` denies).
+func notifySignals(parent context.Context, exit func(code int), sigs ...os.Signal) (ctx context.Context, caught func() os.Signal, stop func()) {
 	ctx, cancel := context.WithCancel(parent)
-	ch := make(chan os.Signal, 1)
+	ch := make(chan os.Signal, 2)
 	signal.Notify(ch, sigs...)
+	done := make(chan struct{})
 	var got atomic.Value
 	go func() {
 		select {
 		case s := <-ch:
 			got.Store(s)
 			cancel()
-		case <-ctx.Done():
+		case <-done:
+			return
+		}
+		select {
+		case s := <-ch:
+			fmt.Fprintf(os.Stderr, "madclip: %v again: stopping now, without saving\n", s)
+			code := 1
+			if n, ok := s.(syscall.Signal); ok {
+				code = 128 + int(n)
+			}
+			exit(code)
+		case <-done:
 		}
 	}()
 	caught = func() os.Signal {
 		s, _ := got.Load().(os.Signal)
 		return s
 	}
+	var once sync.Once
 	return ctx, caught, func() {
-		signal.Stop(ch)
-		cancel()
+		once.Do(func() {
+			signal.Stop(ch)
+			close(done)
+			cancel()
+		})
 	}
 }

@@ -98,7 +98,8 @@ adapters and prompts (Adam, 60 epochs of batch 16 by default). The checkpoint
 holds only the trained tensors and the whole configuration. Ctrl-C (or
 SIGTERM, SIGHUP) saves a partial checkpoint that --resume continues with the
 settings it was started with: its data, dataset, backbone, shots, epochs;
-a flag that contradicts them is an error.
+a flag that contradicts them is an error. A second one stops at once,
+without saving.
 
 The shots: for the six benchmark datasets with --shots 2, 4, 8 or 16, the
 authors' fixed list (built in; the paper's protocol); --draw-shots, or any
@@ -219,7 +220,7 @@ func trainAction(c *cli.Context) error {
 	}
 	// A terminal closing or a scheduler stopping the job saves a partial
 	// checkpoint, as Ctrl-C does.
-	ctx, caught, stop := notifySignals(c.Context, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	ctx, caught, stop := notifySignals(c.Context, os.Exit, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	rep := newTrainReporter(os.Stderr, c.Bool("quiet"))
 	var res *train.Result
