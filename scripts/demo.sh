@@ -14,7 +14,10 @@ DEMO=${DEMO:-build/demo}
 # this script's, so what a madclip from before the marks left there goes.
 if [ "$DEMO" = build/demo ]; then
   for d in Brain_AD Chest_AD; do
-    if [ -d "$DEMO/$d" ] && [ ! -f "$DEMO/$d/.madclip-synth" ]; then rm -rf "${DEMO:?}/$d"; fi
+    if [ -d "$DEMO/$d" ] && { [ ! -f "$DEMO/$d/.madclip-synth" ] ||
+      ! head -c 100 "$DEMO/$d/test/good/img/000.png" 2>/dev/null | grep -qa madclip; }; then
+      rm -rf "${DEMO:?}/$d"
+    fi
   done
   rm -rf "$DEMO/report" "$DEMO/heatmap.png" "$DEMO/panel.png" "$DEMO/mask.png"
 fi

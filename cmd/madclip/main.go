@@ -158,11 +158,7 @@ func notifySignals(parent context.Context, exit func(code int), sigs ...os.Signa
 		select {
 		case s := <-ch:
 			fmt.Fprintf(os.Stderr, "madclip: %v again: stopping now, without saving\n", s)
-			code := 1
-			if n, ok := s.(syscall.Signal); ok {
-				code = 128 + int(n)
-			}
-			exit(code)
+			exit(signalError{sig: s}.exitCode())
 		case <-done:
 		}
 	}()
