@@ -24,11 +24,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
+
+	"madclip/internal/regularfile"
 )
 
 // Name is the mark's text: PNG's Software value, JPEG's comment, the
-// safetensors metadata key of a checkpoint, the zip archive comment.
+// value of safetensors' written_by, the zip archive comment.
 const Name = "madclip"
 
 // maxJSON bounds how much of a JSON file is read to find its mark.
@@ -38,7 +39,7 @@ const maxJSON = 64 << 20
 // judged by its mark; an empty file counts as written (replacing it loses
 // nothing). A file that cannot be read is an error.
 func Written(path string) (bool, error) {
-	f, err := os.Open(path)
+	f, err := regularfile.Open(path) // a pipe put there meanwhile cannot block
 	if err != nil {
 		return false, err
 	}

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"madclip/authorship"
@@ -236,6 +237,13 @@ func TestSafetensorsAndJSON(t *testing.T) {
 	}
 	if _, err := authorship.Written(filepath.Join(t.TempDir(), "missing")); err == nil {
 		t.Error("a missing file gave no error")
+	}
+	fifo := filepath.Join(t.TempDir(), "pipe.png")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := authorship.Written(fifo); err == nil || !strings.Contains(err.Error(), "named pipe") {
+		t.Errorf("a named pipe: %v", err) // and no wait for a writer
 	}
 	if err := authorship.Refusal(write(t, "x.png", []byte("\x89PNG\r\n\x1a\n"))); err == nil || !strings.Contains(err.Error(), "madclip did not write it") {
 		t.Errorf("Refusal: %v", err)
