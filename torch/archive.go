@@ -13,7 +13,6 @@ import (
 	"unsafe"
 
 	"madclip/internal/regularfile"
-	"madclip/torch/safetensors"
 	"madclip/torch/torchsave"
 )
 
@@ -23,8 +22,12 @@ import (
 // names). Tensors land on the CPU in their stored dtype. No Python code in
 // the file is run: torch.save's zip files are read by package torchsave,
 // which only rebuilds data; TorchScript archives by libtorch's unpickler,
-// which does the same. torch.save's legacy format (before PyTorch 1.6) is
-// refused with a message that says how to convert it.
+// which does the same, in a child process (libtorch crashes on some damaged
+// archives; the child's crash becomes an error here), so a program that
+// calls LoadArchive calls ServeArchiveChild first in main. A zip whose
+// structure or checksums are wrong never reaches libtorch. torch.save's
+// legacy format (before PyTorch 1.6) is refused with a message that says how
+// to convert it.
 func LoadArchive(path string) (map[string]*Tensor, error) {
 	if err := regularfile.Check(path); err != nil {
 		return nil, fmt.Errorf("load %w", err)
@@ -35,20 +38,20 @@ func LoadArchive(path string) (map[string]*Tensor, error) {
 	if head, err := readHead(path, 8); err == nil && string(head) == "\x80\x02\x8a\x0a\x6c\xfc\x9c\x46" {
 		return nil, fmt.Errorf("load %s: a torch.save file in the legacy format of PyTorch before 1.6, which madclip does not read; save it again with a current PyTorch (torch.save(torch.load(f), g)) or convert it with scripts/convert_clip.py", path)
 	}
+	if err := checkZip(path); err != nil {
+		return nil, err
+	}
+	return loadInChild(path)
+}
+
+// loadHere reads a TorchScript archive with libtorch in this process. It
+// runs only in LoadArchive's child (see ServeArchiveChild): libtorch's
+// unpickler can crash on a damaged archive.
+func loadHere(path string) (map[string]*Tensor, error) {
 	cp := C.CString(path)
 	defer C.free(unsafe.Pointer(cp))
 	var n *C.tb_named
 	if err := check("load_archive", C.tb_load_archive(cp, &n)); err != nil {
-		if m := err.Error(); strings.Contains(m, "failed finding central directory") || strings.Contains(m, "not a ZIP archive") {
-			if f, err := safetensors.Open(path); err == nil {
-				f.Close()
-				return nil, fmt.Errorf("load %s: a safetensors file, not the zip archive torch.save and TorchScript write", path)
-			}
-			if head, err := readHead(path, 4); err == nil && string(head) == "PK\x03\x04" {
-				return nil, fmt.Errorf("load %s: a zip archive whose end is missing (truncated, as by an interrupted download or copy)", path)
-			}
-			return nil, fmt.Errorf("load %s: not a PyTorch file (neither a zip archive as torch.save and TorchScript write, nor safetensors)", path)
-		}
 		if strings.Contains(err.Error(), "Unknown opcode") {
 			return nil, fmt.Errorf("load %s: %w (libtorch's unpickler reads TorchScript archives and torch.save state dicts, not every pickle; scripts/convert_clip.py reads the rest)", path, err)
 		}

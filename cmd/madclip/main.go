@@ -25,6 +25,7 @@ import (
 const version = checkpoint.Version + "-dev"
 
 func main() {
+	torch.ServeArchiveChild() // weights convert and import authors read TorchScript archives in a child
 	if w := addressLimitWarning(); w != "" {
 		fmt.Fprintln(os.Stderr, w)
 	}

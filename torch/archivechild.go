@@ -1,0 +1,223 @@
+package torch
+
+import (
+	"archive/zip"
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"unsafe"
+
+	"madclip/torch/safetensors"
+)
+
+// archiveChildEnv names the archive a child process started by loadInChild
+// is to read; its presence is what makes a process a child.
+const archiveChildEnv = "MADCLIP_INTERNAL_LOAD_ARCHIVE"
+
+// childMark is the metadata key by which the child's answer is recognised,
+// so that a binary that does not serve the child (its output is something
+// else) is told apart from one that does.
+const childMark = "madclip_archive_child"
+
+// ServeArchiveChild makes this process LoadArchive's child when it was
+// started as one: it reads the archive with libtorch, writes its tensors to
+// standard output as safetensors and exits (1 with a one-line error on
+// standard error). Otherwise it returns at once. Every program that calls
+// LoadArchive calls it first thing in main, test binaries in TestMain.
+func ServeArchiveChild() {
+	path, ok := os.LookupEnv(archiveChildEnv)
+	if !ok {
+		return
+	}
+	w := bufio.NewWriterSize(os.Stdout, 1<<20)
+	err := serveArchive(path, w)
+	if err == nil {
+		err = w.Flush()
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, strings.ReplaceAll(err.Error(), "\n", " "))
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+func serveArchive(path string, w io.Writer) error {
+	var list []safetensors.Tensor
+	err := Do(func() error {
+		ts, err := loadHere(path)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			for _, t := range ts {
+				t.Free()
+			}
+		}()
+		for name, t := range ts {
+			in, err := t.Info()
+			if err != nil {
+				return fmt.Errorf("load %s: tensor %s: %w", path, name, err)
+			}
+			st := SafetensorsDType(in.DType)
+			if st == "" {
+				return fmt.Errorf("load %s: tensor %s: dtype %s is not one madclip reads", path, name, in.DType)
+			}
+			b, err := t.Bytes(in.DType)
+			if err != nil {
+				return fmt.Errorf("load %s: tensor %s: %w", path, name, err)
+			}
+			list = append(list, safetensors.Tensor{Name: name, DType: st, Shape: in.Shape, Data: b})
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return safetensors.Write(w, list, map[string]string{childMark: "1"})
+}
+
+// loadInChild runs libtorch's archive reader in a child process (this
+// program, started again with archiveChildEnv set) and takes the tensors
+// from its output. A crash there is reported as this file's problem.
+func loadInChild(path string) (map[string]*Tensor, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("load %s: cannot start the archive reader: %w", path, err)
+	}
+	// -test.run=^$ makes a test binary that does not serve the child run
+	// nothing; madclip itself never sees it (ServeArchiveChild exits first).
+	cmd := exec.Command(exe, "-test.run=^$")
+	cmd.Env = append(os.Environ(), archiveChildEnv+"="+path)
+	stderr := &headBuffer{max: 64 << 10}
+	cmd.Stderr = stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, fmt.Errorf("load %s: cannot start the archive reader: %w", path, err)
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("load %s: cannot start the archive reader: %w", path, err)
+	}
+	limit := int64(4 << 30)
+	if fi, err := os.Stat(path); err == nil {
+		limit = 2*fi.Size() + 64<<20 // the tensors plus a header: never more than the archive holds
+	}
+	buf, readErr := io.ReadAll(io.LimitReader(stdout, limit+1))
+	if int64(len(buf)) > limit {
+		cmd.Process.Kill()
+		readErr = fmt.Errorf("more than %d bytes", limit)
+	}
+	waitErr := cmd.Wait()
+	if waitErr != nil {
+		return nil, childFailure(path, waitErr, stderr.String())
+	}
+	if readErr != nil {
+		return nil, fmt.Errorf("load %s: reading the archive reader's answer: %w", path, readErr)
+	}
+	f, err := safetensors.Parse(buf)
+	if err != nil || f.Metadata[childMark] != "1" {
+		return nil, fmt.Errorf("load %s: the archive reader did not answer (this program does not call torch.ServeArchiveChild)", path)
+	}
+	out := make(map[string]*Tensor, len(f.Tensors))
+	err = Do(func() error {
+		for _, st := range f.Tensors {
+			var p unsafe.Pointer
+			if len(st.Data) > 0 {
+				p = unsafe.Pointer(&st.Data[0])
+			}
+			dt := stDTypes[st.DType]
+			t := FromHost(p, len(st.Data), dt, st.Shape, dt, CPU)
+			if t.err != nil {
+				for _, o := range out {
+					o.Free()
+				}
+				return fmt.Errorf("load %s: tensor %s: %w", path, st.Name, t.err)
+			}
+			out[st.Name] = t
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("load %s: no tensors in the file", path)
+	}
+	return out, nil
+}
+
+// childFailure turns the child's end into one line: its own error when it
+// gave one, otherwise what stopped it.
+func childFailure(path string, waitErr error, stderr string) error {
+	var ee *exec.ExitError
+	if errors.As(waitErr, &ee) && ee.ExitCode() == 1 {
+		if line := strings.TrimSpace(stderr); line != "" && !strings.Contains(line, "\n") {
+			return errors.New(line)
+		}
+	}
+	how := waitErr.Error()
+	switch {
+	case strings.Contains(stderr, "SIGSEGV"), strings.Contains(stderr, "SIGBUS"):
+		how = "a memory fault"
+	case errors.As(waitErr, &ee):
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			how = "signal " + ws.Signal().String()
+		}
+	}
+	return fmt.Errorf("load %s: libtorch's archive reader crashed on this file (%s): it is damaged, or not an archive PyTorch wrote", path, how)
+}
+
+// checkZip refuses, with a message that says what the file is, anything but
+// a zip archive whose directory and record checksums are intact and that
+// holds PyTorch's data.pkl: libtorch's reader is not safe on the rest.
+func checkZip(path string) error {
+	z, err := zip.OpenReader(path)
+	if err != nil {
+		if f, err := safetensors.Open(path); err == nil {
+			f.Close()
+			return fmt.Errorf("load %s: a safetensors file, not the zip archive torch.save and TorchScript write", path)
+		}
+		if head, err := readHead(path, 4); err == nil && string(head) == "PK\x03\x04" {
+			return fmt.Errorf("load %s: a zip archive whose end is missing (truncated, as by an interrupted download or copy)", path)
+		}
+		return fmt.Errorf("load %s: not a PyTorch file (neither a zip archive as torch.save and TorchScript write, nor safetensors)", path)
+	}
+	defer z.Close()
+	pickle := false
+	for _, f := range z.File {
+		if strings.HasSuffix(f.Name, "/data.pkl") {
+			pickle = true
+		}
+		r, err := f.Open()
+		if err == nil {
+			_, err = io.Copy(io.Discard, r) // checks the record's CRC-32 at its end
+			r.Close()
+		}
+		if err != nil {
+			return fmt.Errorf("load %s: a damaged zip archive (record %s: %v)", path, f.Name, err)
+		}
+	}
+	if !pickle {
+		return fmt.Errorf("load %s: a zip archive, but not one torch.save or TorchScript writes (no data.pkl)", path)
+	}
+	return nil
+}
+
+// headBuffer keeps the first max bytes written to it (a crashing child's
+// stack dump can be long; only its start matters).
+type headBuffer struct {
+	bytes.Buffer
+	max int
+}
+
+func (b *headBuffer) Write(p []byte) (int, error) {
+	if room := b.max - b.Len(); room > 0 {
+		b.Buffer.Write(p[:min(len(p), room)])
+	}
+	return len(p), nil
+}
