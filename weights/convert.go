@@ -1,6 +1,7 @@
 package weights
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -40,6 +41,18 @@ func ConvertAs(in, out, name string) (clip.Config, error) {
 	return convert(in, out, "", &want)
 }
 
+// ErrContent marks a conversion refused for what its input holds (not a
+// PyTorch or safetensors file, not a complete CLIP, not the CLIP named), as
+// opposed to one that failed to write: trying the same file again cannot
+// help.
+var ErrContent = errors.New("the input cannot be converted")
+
+// contentError is an error of the input's content: its message, and
+// ErrContent for errors.Is.
+type contentError struct{ error }
+
+func (e contentError) Unwrap() []error { return []error{e.error, ErrContent} }
+
 func convert(in, out, vocab string, want *clip.Config) (clip.Config, error) {
 	var cfg clip.Config
 	// The vocab and both destinations are checked before anything is
@@ -69,18 +82,18 @@ func convert(in, out, vocab string, want *clip.Config) (clip.Config, error) {
 			src, err = torch.LoadArchive(in)
 		}
 		if err != nil {
-			return err
+			return contentError{err}
 		}
 		w, err := ToOpenAINames(src)
 		if err != nil {
-			return fmt.Errorf("convert %s: %w", in, err)
+			return contentError{fmt.Errorf("convert %s: %w", in, err)}
 		}
 		if cfg, err = Check(w); err != nil {
-			return fmt.Errorf("convert %s: %w", in, err)
+			return contentError{fmt.Errorf("convert %s: %w", in, err)}
 		}
 		if want != nil && cfg != *want {
-			return fmt.Errorf("convert %s: not the CLIP expected: %d px, patch %d, width %d, %d layers, where %d px, patch %d, width %d, %d layers were expected",
-				in, cfg.ImageSize, cfg.PatchSize, cfg.VisionWidth, cfg.VisionLayers, want.ImageSize, want.PatchSize, want.VisionWidth, want.VisionLayers)
+			return contentError{fmt.Errorf("convert %s: not the CLIP expected: %d px, patch %d, width %d, %d layers, where %d px, patch %d, width %d, %d layers were expected",
+				in, cfg.ImageSize, cfg.PatchSize, cfg.VisionWidth, cfg.VisionLayers, want.ImageSize, want.PatchSize, want.VisionWidth, want.VisionLayers)}
 		}
 		meta := map[string]string{"format": "pt", "source": filepath.Base(in), "converted_by": "madclip"}
 		return torch.SaveSafetensors(out, w, meta)

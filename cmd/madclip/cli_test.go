@@ -184,6 +184,12 @@ func TestWeightsDownloadCLI(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dest, "ViT-B-32.safetensors")); err == nil {
 		t.Error("a tiny CLIP was saved as ViT-B-32.safetensors")
 	}
+	// The verified download converts to no ViT-B/32 however often it is
+	// retried: it is removed, not left for the next try to fail on.
+	wantFailure(t, "the download is removed", e, code)
+	if left, _ := filepath.Glob(filepath.Join(dest, "*")); len(left) > 0 {
+		t.Errorf("left behind: %v", left)
+	}
 	// Only the mirror's file was asked for: the vocab is built in, so a
 	// network that reaches only the mirror suffices.
 	mu.Lock()
@@ -220,6 +226,20 @@ func TestWeightsDownloadCLI(t *testing.T) {
 	mu.Unlock()
 	if b, _ := os.ReadFile(theirs); string(b) != "my own ViT-B/32" {
 		t.Error("someone else's file was replaced")
+	}
+	// A dataset's folder is no place for weights: refused before a request.
+	data := filepath.Join(t.TempDir(), "Brain_AD")
+	os.MkdirAll(filepath.Join(data, "test", "good", "img"), 0o755)
+	_, e, code = madclip(t, nil, "weights", "download", "--quiet", "--dir", data,
+		"--url", srv.URL+"/tiny.safetensors", "--sha256", sum, "ViT-B/32")
+	wantFailure(t, "dataset", e, code)
+	mu.Lock()
+	if len(asked) != before {
+		t.Errorf("%d requests made before the refusal", len(asked)-before)
+	}
+	mu.Unlock()
+	if left, _ := filepath.Glob(filepath.Join(data, "*.*")); len(left) > 0 {
+		t.Errorf("written into the dataset: %v", left)
 	}
 	_, e, code = madclip(t, nil, "weights", "download", "RN50")
 	wantFailure(t, "unknown model", e, code)

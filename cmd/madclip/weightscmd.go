@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,7 +10,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"madclip/atomicfile"
 	"madclip/model/clip/bpe"
 	"madclip/weights"
 )
@@ -113,8 +113,9 @@ func downloadAction(c *cli.Context) error {
 	} else if sum := c.String("sha256"); sum != "" && !strings.EqualFold(sum, m.SHA256) {
 		return fmt.Errorf("weights download: --sha256 goes with --url; %s is checked against its built-in SHA-256 %s", m.Name, m.SHA256)
 	}
-	// OUT is checked before the download, not after it.
-	if _, _, err := atomicfile.Destination(out); err != nil {
+	// OUT is checked before the download, not after it, as every output is
+	// (never into a dataset's folder, never over a file madclip did not write).
+	if err := checkOutputs([]namedPath{{"the converted weights", out}}, nil); err != nil {
 		return fmt.Errorf("weights download: %w", err)
 	}
 	prog := newByteProgress(c.Bool("quiet"))
@@ -131,10 +132,17 @@ func downloadAction(c *cli.Context) error {
 		_, err := weights.ConvertAs(raw, out, m.Name)
 		return err
 	})
+	removeRaw := !c.Bool("keep") && !keptBefore
 	if err != nil {
+		// A verified download that does not convert would fail the same
+		// way on every retry: it goes. One that failed to write stays.
+		if errors.Is(err, weights.ErrContent) && removeRaw {
+			os.Remove(raw)
+			return fmt.Errorf("%w (the download is removed)", err)
+		}
 		return err
 	}
-	if !c.Bool("keep") && !keptBefore {
+	if removeRaw {
 		os.Remove(raw)
 	}
 	fmt.Fprintf(c.App.Writer, "%s ready: %s\n", m.Name, oneLine(out))
