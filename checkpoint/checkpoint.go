@@ -337,8 +337,14 @@ func parseVersion(v string) ([]int, bool) {
 	return out, true
 }
 
-// allFinite refuses tensors holding NaN or infinity: such a model scores
-// everything alike, silently.
+// MaxParameter bounds a checkpoint's parameters' magnitude. Trained ones
+// are of order 0.1 (Adam at lr 1e-3 moves a weight by at most about 1e-3 a
+// step); one beyond 1e6 comes only from a damaged or edited file, and far
+// enough beyond makes the model overflow to NaN on every image.
+const MaxParameter = 1e6
+
+// allFinite refuses tensors holding NaN or infinity, and parameters beyond
+// MaxParameter: such a model scores everything alike, silently.
 func allFinite(path string, ts map[string]*torch.Tensor) error {
 	names := make([]string, 0, len(ts))
 	for n := range ts {
@@ -350,9 +356,13 @@ func allFinite(path string, ts map[string]*torch.Tensor) error {
 		if err != nil {
 			return fmt.Errorf("%s: %s: %w", path, n, err)
 		}
+		bounded := !strings.HasPrefix(n, "optim.") // Adam's moments are not parameters
 		for _, x := range v {
 			if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
 				return fmt.Errorf("%s: %s holds %v: the checkpoint is corrupt", path, n, x)
+			}
+			if bounded && math.Abs(float64(x)) > MaxParameter {
+				return fmt.Errorf("%s: %s holds %g, far beyond any trained value (at most %g): the checkpoint is damaged or edited", path, n, x, MaxParameter)
 			}
 		}
 	}

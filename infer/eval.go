@@ -286,6 +286,9 @@ func (p *Predictor) Stream(samples []dataset.Sample, o StreamOptions, fn func(da
 			px[i] = d.Image.Pixels
 		}
 		res, err := p.Predict(px)
+		if nf := (*NonFiniteError)(nil); errors.As(err, &nf) {
+			nf.Image = pending[nf.Index].Sample.Path
+		}
 		if err != nil {
 			return err
 		}

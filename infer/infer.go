@@ -5,6 +5,7 @@ package infer
 
 import (
 	"fmt"
+	"math"
 	"slices"
 
 	"madclip/checkpoint"
@@ -22,6 +23,7 @@ type Predictor struct {
 	HasMasks bool // trained with segmentation: the score is the map's maximum
 	Device   torch.Device
 
+	path     string      // the checkpoint's, for messages
 	backbone *clip.Model // nil when shared (not ours to free)
 	model    *model.MadCLIP
 	text     *torch.Tensor
@@ -67,7 +69,7 @@ func open(path string, tk *bpe.Tokenizer, dev torch.Device, backboneFor func(*ch
 		}
 		return nil, err
 	}
-	p := &Predictor{Meta: ck.Meta, Size: ck.Meta.Model.ImageSize, Device: dev, model: m, HasMasks: ck.Meta.Masks}
+	p := &Predictor{path: path, Meta: ck.Meta, Size: ck.Meta.Model.ImageSize, Device: dev, model: m, HasMasks: ck.Meta.Masks}
 	if owned {
 		p.backbone = backbone
 	}
@@ -133,6 +135,36 @@ type Result struct {
 	Map []float32
 }
 
+func (r Result) finite() bool {
+	bad := func(x float64) bool { return math.IsNaN(x) || math.IsInf(x, 0) }
+	if bad(r.Score) || bad(r.DetScore) {
+		return false
+	}
+	for _, v := range r.Map {
+		if bad(float64(v)) {
+			return false
+		}
+	}
+	return true
+}
+
+// NonFiniteError is a prediction that came out NaN or infinite: the model
+// overflowed, which only damaged parameters (the checkpoint's or the
+// weights') make it do. Nothing is labelled or drawn from it.
+type NonFiniteError struct {
+	Index      int    // the image's place in the batch
+	Checkpoint string // the checkpoint's path
+	Image      string // the image's path, once known
+}
+
+func (e *NonFiniteError) Error() string {
+	what := "an image"
+	if e.Image != "" {
+		what = e.Image
+	}
+	return fmt.Sprintf("%s: the model's score is not a number (NaN or infinite): checkpoint %s or the CLIP weights it runs on hold damaged parameters", what, e.Checkpoint)
+}
+
 // Predict scores a batch of preprocessed images (each [3, Size, Size] in
 // [0, 1]).
 func (p *Predictor) Predict(pixels [][]float32) ([]Result, error) {
@@ -166,6 +198,9 @@ func (p *Predictor) Predict(pixels [][]float32) ([]Result, error) {
 				hw := p.Size * p.Size
 				for i := range out {
 					out[i] = Result{Score: float64(scores[i]), DetScore: float64(dets[i]), Map: maps[i*hw : (i+1)*hw]}
+					if !out[i].finite() {
+						return &NonFiniteError{Index: i, Checkpoint: p.path}
+					}
 				}
 				return nil
 			}

@@ -3,10 +3,12 @@ package infer
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"math"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"madclip/checkpoint"
@@ -301,5 +303,47 @@ func TestStreamProgress(t *testing.T) {
 		if got != [2]int{i, n} {
 			t.Errorf("progress call %d: %v, want [%d %d]", i, got, i, n)
 		}
+	}
+}
+
+// A prediction that comes out NaN is an error naming the checkpoint, never
+// a label: NaN pixels stand in for the damaged parameters that make a
+// model overflow.
+func TestPredictRefusesNonFinite(t *testing.T) {
+	root := t.TempDir()
+	if err := dataset.Synth(root, dataset.SynthOptions{Seed: 1, Valid: 2, Test: 2, Size: 32}); err != nil {
+		t.Fatal(err)
+	}
+	tk := reftest.Tokenizer(t)
+	c := train.Config{Data: root, Dataset: "Brain", Shots: 2, Seed: 1, Epochs: 1, Preset: "tiny", BackboneSeed: 1,
+		Model: model.Options{ImageSize: 56}, Out: filepath.Join(t.TempDir(), "ck.safetensors")}
+	err := torch.Do(func() error {
+		if _, err := train.Run(context.Background(), c, tk, train.Silent{}); err != nil {
+			return err
+		}
+		p, err := Open(c.Out, "", tk, torch.CPU)
+		if err != nil {
+			return err
+		}
+		defer p.Close()
+		good := make([]float32, 3*56*56)
+		for i := range good {
+			good[i] = float32(i%7) / 7
+		}
+		bad := slices.Clone(good)
+		bad[100] = float32(math.NaN())
+		res, err := p.Predict([][]float32{good})
+		if err != nil || len(res) != 1 || !res[0].finite() {
+			t.Errorf("a good image: %v %v", res, err)
+		}
+		_, err = p.Predict([][]float32{good, bad})
+		var nf *NonFiniteError
+		if !errors.As(err, &nf) || nf.Index != 1 || !strings.Contains(err.Error(), c.Out) {
+			t.Errorf("NaN pixels: %v, want a NonFiniteError for image 1 naming %s", err, c.Out)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -123,6 +123,17 @@ func TestHostileInputs(t *testing.T) {
 	rewriteCheckpoint(t, ck, nanCk, func(_ map[string]any, ts []safetensors.Tensor) {
 		binary.LittleEndian.PutUint32(ts[0].Data, math.Float32bits(float32(math.NaN())))
 	})
+	// Finite but huge: the model overflows to NaN on every image.
+	hugeCk := filepath.Join(dir, "huge.safetensors")
+	rewriteCheckpoint(t, ck, hugeCk, func(_ map[string]any, ts []safetensors.Tensor) {
+		for i := range ts {
+			if strings.HasSuffix(ts[i].Name, "fc1.weight") {
+				for j := 0; j < len(ts[i].Data); j += 4 {
+					binary.LittleEndian.PutUint32(ts[i].Data[j:], math.Float32bits(1e30))
+				}
+			}
+		}
+	})
 	badPreset := filepath.Join(dir, "preset.safetensors")
 	rewriteCheckpoint(t, ck, badPreset, func(m map[string]any, _ []safetensors.Tensor) {
 		m["backbone"].(map[string]any)["preset"] = "huge"
@@ -278,6 +289,8 @@ func TestHostileInputs(t *testing.T) {
 		{"NaN threshold", append(predict, scan, "--threshold", "NaN"), "--threshold NaN"},
 		{"threshold above 1", append(predict, scan, "--threshold", "5"), "--threshold 5"},
 		{"NaN in the checkpoint", []string{"predict", "--checkpoint", nanCk, scan}, "NaN"},
+		{"huge parameters in the checkpoint", []string{"predict", "--checkpoint", hugeCk, scan}, "far beyond any trained value"},
+		{"huge parameters exported", []string{"export", "authors", hugeCk, filepath.Join(dir, "huge.pth")}, "far beyond any trained value"},
 		{"unknown preset in the metadata", []string{"predict", "--checkpoint", badPreset, scan}, `unknown backbone preset "huge"`},
 		{"weights file /dev/zero", []string{"predict", "--checkpoint", devZero, scan}, "/dev/zero"},
 		{"torch.save file as a checkpoint", []string{"predict", "--checkpoint", sd, scan}, "a PyTorch file"},
