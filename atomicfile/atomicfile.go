@@ -9,8 +9,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"madclip/authorship"
-	"madclip/internal/regularfile"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -18,6 +16,9 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"madclip/authorship"
+	"madclip/internal/regularfile"
 )
 
 // Write creates path by calling fill on a temporary file in the same folder,
@@ -29,7 +30,9 @@ import (
 // mode is kept), is replaced; a symbolic link to such a file is written
 // through, replacing its target as cp would; anything else (someone else's
 // file, a folder, a device, a named pipe, a socket, a dangling link) is
-// refused. Package authorship tells madclip's files by their mark, which
+// refused, and so is a file madclip wrote that holds another kind of thing
+// than fill wrote (a checkpoint at the path of a JSON report). Package
+// authorship tells madclip's files and their kinds by their mark, which
 // fill must write.
 // Temporaries that a killed madclip left beside path are removed first.
 func Write(path string, perm os.FileMode, fill func(w io.Writer) error) error {
@@ -44,7 +47,7 @@ func Replace(path string, perm os.FileMode, fill func(w io.Writer) error) error 
 }
 
 func write(path string, perm os.FileMode, fill func(w io.Writer) error, marked bool) (err error) {
-	target, existing, err := destination(path, marked)
+	target, existing, err := destination(path, marked, authorship.None)
 	if err != nil {
 		return err
 	}
@@ -59,7 +62,11 @@ func write(path string, perm os.FileMode, fill func(w io.Writer) error, marked b
 		if err != nil {
 			f.Close()
 			os.Remove(tmp)
-			err = fmt.Errorf("write %s: %w", path, unwrapPath(err, tmp, target))
+			if r, ok := err.(refusal); ok {
+				err = r.error
+			} else {
+				err = fmt.Errorf("write %s: %w", path, unwrapPath(err, tmp, target))
+			}
 		}
 	}()
 	bw := bufio.NewWriterSize(f, 1<<20)
@@ -80,8 +87,21 @@ func write(path string, perm os.FileMode, fill func(w io.Writer) error, marked b
 	if err = f.Close(); err != nil {
 		return err
 	}
+	if existing != nil && marked {
+		// What was written is known now: it replaces only its own kind.
+		var kind authorship.Kind
+		if kind, err = authorship.Identify(tmp); err != nil {
+			return err
+		}
+		if err = authorship.Refusal(target, kind); err != nil {
+			return refusal{fmt.Errorf("write %s%s: %w", path, linkNote(path, target), err)}
+		}
+	}
 	return os.Rename(tmp, target)
 }
+
+// refusal is write's error that already names the path.
+type refusal struct{ error }
 
 // createTemp creates a new temporary for base in dir with mode perm, less
 // the umask (the kernel applies it, as for any new file).
@@ -99,11 +119,12 @@ func createTemp(dir, base string, perm os.FileMode) (*os.File, error) {
 	}
 }
 
-// Destination says where Write(path) would put its file, and what is
-// there now (nil for nothing), or why it refuses: it lets a command check
-// every output before it starts work.
-func Destination(path string) (target string, existing fs.FileInfo, err error) {
-	return destination(path, true)
+// Destination says where Write(path) would put a file of the given kind
+// (None: any kind madclip writes), and what is there now (nil for
+// nothing), or why it refuses: it lets a command check every output before
+// it starts work.
+func Destination(path string, kind authorship.Kind) (target string, existing fs.FileInfo, err error) {
+	return destination(path, true, kind)
 }
 
 // Target is where Write(path) would put its file: path, or where a link
@@ -118,7 +139,7 @@ func Target(path string) string {
 	return path
 }
 
-func destination(path string, marked bool) (target string, existing fs.FileInfo, err error) {
+func destination(path string, marked bool, kind authorship.Kind) (target string, existing fs.FileInfo, err error) {
 	st, err := os.Lstat(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return path, nil, nil
@@ -139,7 +160,7 @@ func destination(path string, marked bool) (target string, existing fs.FileInfo,
 		return "", nil, fmt.Errorf("write %s: it is %s, not a regular file; refusing to replace it", path, regularfile.Kind(st.Mode()))
 	}
 	if marked {
-		if err := authorship.Refusal(target); err != nil {
+		if err := authorship.Refusal(target, kind); err != nil {
 			return "", nil, fmt.Errorf("write %s%s: %w", path, linkNote(path, target), err)
 		}
 	}

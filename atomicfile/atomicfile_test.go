@@ -1,6 +1,8 @@
 package atomicfile
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"madclip/authorship"
 )
 
 // ours is a file madclip wrote, as package authorship tells: a JSON
@@ -130,7 +134,7 @@ func TestWriteKeepsOthersFiles(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), p) || !strings.Contains(err.Error(), "madclip did not write it") {
 			t.Errorf("%s: error %v, want a refusal naming it", p, err)
 		}
-		if _, _, err := Destination(p); err == nil {
+		if _, _, err := Destination(p, authorship.None); err == nil {
 			t.Errorf("Destination(%s) accepted someone else's file", p)
 		}
 	}
@@ -244,5 +248,39 @@ func TestNewFilesHonourUmask(t *testing.T) {
 	os.Chmod(kept, 0o640)
 	if got := write(kept); got != 0o640 {
 		t.Errorf("replaced 0640 file: mode %o, want 640", got)
+	}
+}
+
+// TestWriteKeepsOtherKinds: what Write wrote decides, at the end, whether
+// it may replace the madclip file there: a report never takes a
+// checkpoint's place, and the checkpoint and the temporary are left as
+// they were; a file of the same kind is replaced.
+func TestWriteKeepsOtherKinds(t *testing.T) {
+	dir := t.TempDir()
+	header := `{"__metadata__":{"madclip":"{}","written_by":"madclip"}}`
+	ck := binary.LittleEndian.AppendUint64(nil, uint64(len(header)))
+	ck = append(ck, header...)
+	p := filepath.Join(dir, "ck.safetensors")
+	os.WriteFile(p, ck, 0o644)
+	report := func(w io.Writer) error { _, err := io.WriteString(w, ours); return err }
+	err := Write(p, 0o644, report)
+	if err == nil || !strings.Contains(err.Error(), "write "+p+": it holds a madclip checkpoint; refusing to replace it with a JSON report") {
+		t.Errorf("a report over a checkpoint: %v", err)
+	}
+	if b, _ := os.ReadFile(p); !bytes.Equal(b, ck) {
+		t.Error("the checkpoint was changed")
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, ".*")); len(left) > 0 {
+		t.Errorf("temporaries left: %v", left)
+	}
+	if _, _, err := Destination(p, authorship.JSON); err == nil {
+		t.Error("Destination accepted a report at a checkpoint's path")
+	}
+	if _, _, err := Destination(p, authorship.Checkpoint); err != nil {
+		t.Errorf("Destination for a checkpoint: %v", err)
+	}
+	again := func(w io.Writer) error { _, err := w.Write(ck); return err }
+	if err := Write(p, 0o644, again); err != nil {
+		t.Errorf("a checkpoint over a checkpoint: %v", err)
 	}
 }

@@ -1,8 +1,9 @@
 // Package authorship marks the files madclip writes and recognises them
 // later, so that an output replaces only a file madclip wrote (or an empty
 // one): a user's own scan, notes or model at the path of an output are
-// never overwritten. Each format carries the mark where its readers ignore
-// it (docs/design.md, "Outputs"):
+// never overwritten, and a madclip file is replaced only by one of its kind
+// (Identify, Refusal). Each format carries the mark where its readers
+// ignore it (docs/design.md, "Outputs"):
 //
 //   - PNG: a tEXt chunk Software=madclip right after the header chunk;
 //   - JPEG: a comment segment "madclip" right after the start marker;
@@ -35,57 +36,89 @@ const Name = "madclip"
 // maxJSON bounds how much of a JSON file is read to find its mark.
 const maxJSON = 64 << 20
 
-// Written reports whether the regular file at path was written by madclip,
-// judged by its mark; an empty file counts as written (replacing it loses
-// nothing). A file that cannot be read is an error.
-func Written(path string) (bool, error) {
+// Kind is what a file madclip wrote holds, in words for messages ("a
+// madclip checkpoint"); None is a file madclip did not write.
+type Kind string
+
+// The kinds of file madclip writes.
+const (
+	None       Kind = ""
+	Empty      Kind = "an empty file"
+	PNG        Kind = "a PNG picture"
+	JPEG       Kind = "a JPEG image"
+	NPY        Kind = "a NumPy array"
+	Archive    Kind = "a torch.save archive"
+	Checkpoint Kind = "a madclip checkpoint"
+	Weights    Kind = "CLIP weights"
+	JSON       Kind = "a JSON report"
+)
+
+// Identify says what the regular file at path holds if madclip wrote it,
+// judged by its mark, or None. A file that cannot be read is an error.
+func Identify(path string) (Kind, error) {
 	f, err := regularfile.Open(path) // a pipe put there meanwhile cannot block
 	if err != nil {
-		return false, err
+		return None, err
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return false, err
+		return None, err
 	}
 	if st.Size() == 0 {
-		return true, nil
+		return Empty, nil
 	}
 	r := bufio.NewReader(f)
 	head, _ := r.Peek(8)
 	text := bytes.TrimLeft(head, " \t\r\n")
+	kind, marked := None, false
 	switch {
 	case bytes.HasPrefix(head, []byte(pngSignature)):
-		return pngMarked(r), nil
+		kind, marked = PNG, pngMarked(r)
 	case bytes.HasPrefix(head, []byte{0xff, 0xd8}):
-		return jpegMarked(r), nil
+		kind, marked = JPEG, jpegMarked(r)
 	case bytes.HasPrefix(head, []byte(npyMagic)):
-		return npyMarked(r), nil
+		kind, marked = NPY, npyMarked(r)
 	case bytes.HasPrefix(head, []byte("PK\x03\x04")):
-		return zipMarked(f, st.Size()), nil
+		kind, marked = Archive, zipMarked(f, st.Size())
 	case len(head) == 8 && safetensorsHeader(head, st.Size()):
-		return safetensorsMarked(r, binary.LittleEndian.Uint64(head)), nil
+		return safetensorsKind(r, binary.LittleEndian.Uint64(head)), nil
 	case len(text) > 0 && (text[0] == '{' || text[0] == '['):
-		return jsonMarked(io.LimitReader(r, maxJSON)), nil
+		kind, marked = JSON, jsonMarked(io.LimitReader(r, maxJSON))
 	}
-	return false, nil
+	if !marked {
+		return None, nil
+	}
+	return kind, nil
+}
+
+// Written reports whether the regular file at path was written by madclip,
+// judged by its mark; an empty file counts as written (replacing it loses
+// nothing). A file that cannot be read is an error.
+func Written(path string) (bool, error) {
+	k, err := Identify(path)
+	return k != None, err
 }
 
 // ErrNotWritten is what Refusal wraps: the file at an output's path is
 // not one madclip wrote.
 var ErrNotWritten = errors.New("it exists and madclip did not write it; refusing to replace it (remove it or choose another name)")
 
-// Refusal is nil when the regular file at path may be replaced (madclip
-// wrote it, or it is empty), or says why not.
-func Refusal(path string) error {
-	ok, err := Written(path)
-	if err != nil {
+// Refusal is nil when the regular file at path may be replaced by a file
+// of kind want (madclip wrote it and it is of that kind, or it is empty;
+// any kind madclip writes when want is None), or says why not: a model is
+// never lost to a report given its name by mistake.
+func Refusal(path string, want Kind) error {
+	k, err := Identify(path)
+	switch {
+	case err != nil:
 		return fmt.Errorf("cannot read it to tell whether madclip wrote it: %w", err)
-	}
-	if !ok {
+	case k == None:
 		return ErrNotWritten
+	case k == Empty || want == None || k == want:
+		return nil
 	}
-	return nil
+	return fmt.Errorf("it holds %s; refusing to replace it with %s (remove it or choose another name)", k, want)
 }
 
 // safetensorsHeader says whether the first 8 bytes read as a safetensors
@@ -96,23 +129,27 @@ func safetensorsHeader(head []byte, size int64) bool {
 	return n >= 2 && n <= 100<<20 && int64(n) <= size-8
 }
 
-// safetensorsMarked reads the header (of n bytes, after the 8-byte
-// length) and looks for madclip's metadata.
-func safetensorsMarked(r *bufio.Reader, n uint64) bool {
+// safetensorsKind reads the header (of n bytes, after the 8-byte length)
+// and tells a checkpoint (its description under the Name key) from other
+// safetensors madclip wrote (converted weights), by madclip's metadata.
+func safetensorsKind(r *bufio.Reader, n uint64) Kind {
 	if _, err := r.Discard(8); err != nil {
-		return false
+		return None
 	}
 	buf := make([]byte, n)
 	if _, err := io.ReadFull(r, buf); err != nil {
-		return false
+		return None
 	}
 	var hdr struct {
 		Meta map[string]string `json:"__metadata__"`
 	}
-	if json.Unmarshal(buf, &hdr) != nil {
-		return false
+	if json.Unmarshal(buf, &hdr) != nil || !MetadataMarked(hdr.Meta) {
+		return None
 	}
-	return MetadataMarked(hdr.Meta)
+	if hdr.Meta[Name] != "" {
+		return Checkpoint
+	}
+	return Weights
 }
 
 // writtenBy is the safetensors metadata key of the mark.

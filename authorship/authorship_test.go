@@ -4,6 +4,7 @@ import (
 	"archive/zip"
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"image"
 	"image/jpeg"
@@ -245,7 +246,68 @@ func TestSafetensorsAndJSON(t *testing.T) {
 	if _, err := authorship.Written(fifo); err == nil || !strings.Contains(err.Error(), "named pipe") {
 		t.Errorf("a named pipe: %v", err) // and no wait for a writer
 	}
-	if err := authorship.Refusal(write(t, "x.png", []byte("\x89PNG\r\n\x1a\n"))); err == nil || !strings.Contains(err.Error(), "madclip did not write it") {
+	if err := authorship.Refusal(write(t, "x.png", []byte("\x89PNG\r\n\x1a\n")), authorship.None); err == nil || !strings.Contains(err.Error(), "madclip did not write it") {
 		t.Errorf("Refusal: %v", err)
+	}
+}
+
+// TestKinds: Identify tells what each marked file holds, and Refusal lets
+// an output replace only its own kind (or an empty file): a checkpoint is
+// never lost to a report given its name by mistake.
+func TestKinds(t *testing.T) {
+	st := func(header string) []byte {
+		b := binary.LittleEndian.AppendUint64(nil, uint64(len(header)))
+		return append(append(b, header...), 0, 0, 0, 0)
+	}
+	tensor := `"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}`
+	var pngBuf, jpgBuf, zipBuf bytes.Buffer
+	if err := authorship.EncodePNG(&pngBuf, gradient()); err != nil {
+		t.Fatal(err)
+	}
+	if err := authorship.EncodeJPEG(&jpgBuf, gradient(), nil); err != nil {
+		t.Fatal(err)
+	}
+	zw := zip.NewWriter(&zipBuf)
+	zw.Create("archive/data.pkl")
+	zw.Close()
+	archive, err := authorship.MarkZip(zipBuf.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	npy := append([]byte(authorship.NPYHeader(1)), 0, 0, 0, 0)
+	files := map[authorship.Kind]string{
+		authorship.Checkpoint: write(t, "ck.safetensors", st(`{"__metadata__":{"madclip":"{}","written_by":"madclip"},`+tensor+`}`)),
+		authorship.Weights:    write(t, "w.safetensors", st(`{"__metadata__":{"written_by":"madclip"},`+tensor+`}`)),
+		authorship.JSON:       write(t, "report.json", []byte(`{"madclip_version": "0.1"}`)),
+		authorship.PNG:        write(t, "heat.png", pngBuf.Bytes()),
+		authorship.JPEG:       write(t, "scan.jpg", jpgBuf.Bytes()),
+		authorship.Archive:    write(t, "ck.pth", archive),
+		authorship.NPY:        write(t, "map.npy", npy),
+		authorship.Empty:      write(t, "empty", nil),
+		authorship.None:       write(t, "hf.safetensors", st(`{"__metadata__":{"format":"pt"},`+tensor+`}`)),
+	}
+	for want, p := range files {
+		if got, err := authorship.Identify(p); err != nil || got != want {
+			t.Errorf("%s: %q %v, want %q", filepath.Base(p), got, err, want)
+		}
+	}
+	for have, p := range files {
+		for _, want := range []authorship.Kind{authorship.Checkpoint, authorship.JSON, authorship.PNG, authorship.None} {
+			err := authorship.Refusal(p, want)
+			switch {
+			case have == authorship.None:
+				if !errors.Is(err, authorship.ErrNotWritten) {
+					t.Errorf("%s for %q: %v, want ErrNotWritten", filepath.Base(p), want, err)
+				}
+			case have == authorship.Empty || want == authorship.None || want == have:
+				if err != nil {
+					t.Errorf("%s for %q: %v, want it replaceable", filepath.Base(p), want, err)
+				}
+			default:
+				if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("it holds %s; refusing to replace it with %s", have, want)) {
+					t.Errorf("%s for %q: %v, want a refusal naming both kinds", filepath.Base(p), want, err)
+				}
+			}
+		}
 	}
 }

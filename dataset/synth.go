@@ -245,7 +245,11 @@ func replaceable(path, dir string) error {
 	if err := ownFile(path); err != nil {
 		return err
 	}
-	if _, _, err := atomicfile.Destination(path); err != nil {
+	kind := authorship.PNG
+	if strings.EqualFold(filepath.Ext(path), ".jpg") {
+		kind = authorship.JPEG
+	}
+	if _, _, err := atomicfile.Destination(path, kind); err != nil {
 		return fmt.Errorf("synth: %w", err)
 	}
 	return nil

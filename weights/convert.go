@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"madclip/atomicfile"
+	"madclip/authorship"
 	"madclip/internal/regularfile"
 	"madclip/model/clip"
 	"madclip/model/clip/bpe"
@@ -65,12 +66,12 @@ func convert(in, out, vocab string, want *clip.Config) (clip.Config, error) {
 			return cfg, fmt.Errorf("--vocab: %w", err)
 		}
 		if vocabDst = VocabCopy(vocab, out); vocabDst != "" {
-			if _, _, err := atomicfile.Destination(vocabDst); err != nil {
+			if _, _, err := atomicfile.Destination(vocabDst, authorship.None); err != nil {
 				return cfg, fmt.Errorf("copy vocab: %w", err)
 			}
 		}
 	}
-	if _, _, err := atomicfile.Destination(out); err != nil {
+	if _, _, err := atomicfile.Destination(out, authorship.Weights); err != nil {
 		return cfg, err
 	}
 	err := torch.Scoped(func(s *torch.Scope) error { // frees every tensor made here

@@ -8,6 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"madclip/authors"
+	"madclip/authorship"
 	"madclip/checkpoint"
 	"madclip/model"
 	"madclip/model/clip"
@@ -74,7 +75,7 @@ func importAuthorsAction(c *cli.Context) error {
 	if err := distinctPaths(map[string]string{"IN.pth": in, "--out": out, "--weights": c.String("weights")}); err != nil {
 		return fmt.Errorf("import authors: %w", err)
 	}
-	if err := checkOutputs([]namedPath{{"--out", out}}, []namedPath{{"IN.pth", in}, {"--weights", c.String("weights")}}); err != nil {
+	if err := checkOutputs([]namedPath{{role: "--out", path: out, kind: authorship.Checkpoint}}, []namedPath{{role: "IN.pth", path: in}, {role: "--weights", path: c.String("weights")}}); err != nil {
 		return fmt.Errorf("import authors: %w", err)
 	}
 	if err := notImageNamed("--out", out, ".safetensors"); err != nil {
@@ -154,7 +155,7 @@ func exportAuthorsAction(c *cli.Context) error {
 		return fmt.Errorf("export authors: give CHECKPOINT and OUT.pth (see madclip export authors --help)")
 	}
 	ck, out := c.Args().Get(0), c.Args().Get(1)
-	inputs := []namedPath{{"CHECKPOINT", ck}, {"--weights", c.String("weights")}, {"--vocab", c.String("vocab")}}
+	inputs := []namedPath{{role: "CHECKPOINT", path: ck}, {role: "--weights", path: c.String("weights")}, {role: "--vocab", path: c.String("vocab")}}
 	if meta, err := checkpoint.ReadMeta(ck); err == nil {
 		inputs = append(inputs, recordedWeights(ck, meta)...)
 		if meta.Training != nil {
@@ -163,10 +164,10 @@ func exportAuthorsAction(c *cli.Context) error {
 			}
 		}
 	}
-	if err := checkOutputs([]namedPath{{"OUT.pth", out}}, inputs); err != nil {
+	if err := notImageNamed("OUT.pth", out, ".pth"); err != nil {
 		return fmt.Errorf("export authors: %w", err)
 	}
-	if err := notImageNamed("OUT.pth", out, ".pth"); err != nil {
+	if err := checkOutputs([]namedPath{{role: "OUT.pth", path: out, kind: authorship.Archive}}, inputs); err != nil {
 		return fmt.Errorf("export authors: %w", err)
 	}
 	tk, err := loadTokenizer(c)

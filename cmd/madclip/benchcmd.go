@@ -14,6 +14,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"madclip/atomicfile"
+	"madclip/authorship"
 	"madclip/bench"
 	"madclip/dataset"
 	"madclip/internal/plural"
@@ -288,13 +289,13 @@ func benchOutputs(c *cli.Context, p benchPlan, weights string) error {
 		if err := outsideDatasets("--json-out", out, fileOutput, c.String("data"), names); err != nil {
 			return err
 		}
-		if err := writableFolder("--json-out", out); err != nil {
+		if err := writableFolder("--json-out", out, authorship.JSON); err != nil {
 			return err
 		}
 		if err := notImageNamed("--json-out", out, ".json"); err != nil {
 			return err
 		}
-		outputs = append(outputs, namedPath{"--json-out", out})
+		outputs = append(outputs, namedPath{role: "--json-out", path: out, kind: authorship.JSON})
 	}
 	if work != "" {
 		if err := outsideDatasets("--work", work, folderOutput, c.String("data"), names); err != nil {
@@ -307,13 +308,13 @@ func benchOutputs(c *cli.Context, p benchPlan, weights string) error {
 					ck := bench.CheckpointPath(work, n, k, uint64(s+1))
 					if !seen[ck] { // a cross pair retrains its source's checkpoint
 						seen[ck] = true
-						outputs = append(outputs, namedPath{"a --work checkpoint", ck})
+						outputs = append(outputs, namedPath{role: "a --work checkpoint", path: ck, kind: authorship.Checkpoint})
 					}
 				}
 			}
 		}
 	}
-	inputs := []namedPath{{"--weights", weights}, {"--vocab", c.String("vocab")}}
+	inputs := []namedPath{{role: "--weights", path: weights}, {role: "--vocab", path: c.String("vocab")}}
 	for _, n := range names {
 		inputs = append(inputs, splitInputs(c.String("data"), n, "valid", "test")...)
 	}

@@ -164,9 +164,9 @@ func planReport(c *cli.Context, report string) (_ *inputSet, undo func(), err er
 		name = meta.Dataset
 	}
 	inputs = append(inputs, splitInputs(c.String("data"), name, "test")...)
-	outputs := []namedPath{{"--report", filepath.Join(report, "report.json")}}
+	outputs := []namedPath{{role: "--report", path: filepath.Join(report, "report.json"), kind: authorship.JSON}}
 	for _, n := range infer.PlotNames() {
-		outputs = append(outputs, namedPath{"--report", filepath.Join(report, n)})
+		outputs = append(outputs, namedPath{role: "--report", path: filepath.Join(report, n), kind: authorship.PNG})
 	}
 	failures := filepath.Join(report, "failures")
 	for _, d := range []string{report, failures} {
@@ -186,7 +186,7 @@ func planReport(c *cli.Context, report string) (_ *inputSet, undo func(), err er
 	for _, pattern := range failurePatterns {
 		old, _ := filepath.Glob(filepath.Join(failures, pattern))
 		for _, f := range old {
-			outputs = append(outputs, namedPath{"--report", f})
+			outputs = append(outputs, namedPath{role: "--report", path: f, kind: authorship.PNG})
 			if st, err := os.Lstat(f); err == nil && st.Mode()&os.ModeSymlink != 0 {
 				links = append(links, f)
 			}
@@ -331,7 +331,7 @@ func writeFailures(p *infer.Predictor, ev *infer.Evaluation, dir string, n int, 
 		o := infer.Overlay{Score: r.Score, Threshold: ev.At.Threshold, Label: s.Label, Note: "- " + truth, Decimals: decimals,
 			Name: filepath.Base(d.Sample.Path)}
 		out := filepath.Join(dir, "failures", name)
-		if err := inputs.check(namedPath{"--report", out}); err != nil {
+		if err := inputs.check(namedPath{role: "--report", path: out, kind: authorship.PNG}); err != nil {
 			return err
 		}
 		return writePNG(out, infer.Panel(d.Orig, gt, r.Map, p.Size, o))

@@ -134,6 +134,14 @@ func TestHostileInputs(t *testing.T) {
 			}
 		}
 	})
+	// Copies of the checkpoint, at names another output could take.
+	ckCopy := func(name string) string {
+		p := filepath.Join(dir, name)
+		b, _ := os.ReadFile(ck)
+		os.WriteFile(p, b, 0o644)
+		return p
+	}
+	ckAsJSON, ckAsNPY, ckAsPth := ckCopy("ck-json.safetensors"), ckCopy("ck.npy"), ckCopy("ck2.safetensors")
 	badPreset := filepath.Join(dir, "preset.safetensors")
 	rewriteCheckpoint(t, ck, badPreset, func(m map[string]any, _ []safetensors.Tensor) {
 		m["backbone"].(map[string]any)["preset"] = "huge"
@@ -286,6 +294,10 @@ func TestHostileInputs(t *testing.T) {
 		{"train --out over the user's file", append(train, "--out", filepath.Join(dir, "notes.safetensors")), "notes.safetensors: it exists and madclip did not write it"},
 		{"bench --json-out over the user's JSON", append(bench, "--json-out", filepath.Join(dir, "mine.json")), "mine.json: it exists and madclip did not write it"},
 		{"convert over the user's file", []string{"weights", "convert", tinyWeights(t, dir), filepath.Join(dir, "notes.safetensors")}, "notes.safetensors: it exists and madclip did not write it"},
+		{"bench --json-out over a checkpoint", append(bench, "--json-out", ckAsJSON), "it holds a madclip checkpoint; refusing to replace it with a JSON report"},
+		{"raw map over a checkpoint", append(predict, scan, "--raw-map", ckAsNPY), "it holds a madclip checkpoint; refusing to replace it with a NumPy array"},
+		{"export over a checkpoint", []string{"export", "authors", ck, ckAsPth}, "it holds a madclip checkpoint; refusing to replace it with a torch.save archive"},
+		{"convert over a checkpoint", []string{"weights", "convert", tinyWeights(t, dir), ckAsPth}, "it holds a madclip checkpoint; refusing to replace it with CLIP weights"},
 		{"NaN threshold", append(predict, scan, "--threshold", "NaN"), "--threshold NaN"},
 		{"threshold above 1", append(predict, scan, "--threshold", "5"), "--threshold 5"},
 		{"NaN in the checkpoint", []string{"predict", "--checkpoint", nanCk, scan}, "NaN"},

@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"madclip/atomicfile"
+	"madclip/authorship"
 	"madclip/dataset"
 )
 
@@ -153,7 +154,7 @@ func (s *inputSet) check(o namedPath) error {
 	if d, ok := datasetHolding(o.path); ok {
 		return insideDataset(o.role, o.path, atomicfile.Target(o.path), d)
 	}
-	if _, _, err := atomicfile.Destination(o.path); err != nil {
+	if _, _, err := atomicfile.Destination(o.path, o.kind); err != nil {
 		return fmt.Errorf("%s: %w", o.role, err)
 	}
 	return nil
@@ -183,9 +184,9 @@ func splitInputs(root, name string, splits ...string) []namedPath {
 			continue
 		}
 		for _, smp := range s.Samples {
-			out = append(out, namedPath{"image", smp.Path})
+			out = append(out, namedPath{role: "image", path: smp.Path})
 			if smp.MaskPath != "" {
-				out = append(out, namedPath{"mask", smp.MaskPath})
+				out = append(out, namedPath{role: "mask", path: smp.MaskPath})
 			}
 		}
 	}
@@ -194,7 +195,10 @@ func splitInputs(root, name string, splits ...string) []namedPath {
 
 // namedPath is a file the command reads or writes, with its role for
 // messages.
-type namedPath struct{ role, path string }
+type namedPath struct {
+	role, path string
+	kind       authorship.Kind // what an output will hold (None for an input)
+}
 
 func (n namedPath) describe() string {
 	switch n.role {
@@ -207,8 +211,9 @@ func (n namedPath) describe() string {
 }
 
 // writableFolder checks, before hours of work, that files can be created
-// in the folder that will hold path.
-func writableFolder(flag, path string) error {
+// in the folder that will hold path, and that a file of kind may replace
+// what is there.
+func writableFolder(flag, path string, kind authorship.Kind) error {
 	dir := filepath.Dir(path)
 	st, err := os.Stat(dir)
 	if err != nil {
@@ -227,7 +232,7 @@ func writableFolder(flag, path string) error {
 	}
 	f.Close()
 	os.Remove(f.Name())
-	if _, _, err := atomicfile.Destination(path); err != nil {
+	if _, _, err := atomicfile.Destination(path, kind); err != nil {
 		return fmt.Errorf("%s: %w", flag, err)
 	}
 	return nil

@@ -286,8 +286,12 @@ func planPredictOutputs(c *cli.Context, paths []string, folder bool) (predictOut
 			return o, fmt.Errorf("--%s: %w", k.flag, err)
 		}
 		*k.dst = names
+		kind := authorship.PNG
+		if strings.HasSuffix(k.suffix, ".npy") {
+			kind = authorship.NPY
+		}
 		for _, n := range names {
-			outputs = append(outputs, namedPath{"--" + k.flag, n})
+			outputs = append(outputs, namedPath{role: "--" + k.flag, path: n, kind: kind})
 		}
 		if len(names) == 1 && names[0] == dest {
 			// A file named by the user: its extension must say what it
@@ -296,13 +300,13 @@ func planPredictOutputs(c *cli.Context, paths []string, folder bool) (predictOut
 			if want := filepath.Ext(k.suffix); !strings.EqualFold(filepath.Ext(dest), want) && badName == nil {
 				badName = fmt.Errorf("predict: --%s %s: it writes a %s file; give it a %s name", k.flag, dest, strings.TrimPrefix(want, "."), want)
 			}
-			named = append(named, namedPath{"--" + k.flag, dest})
+			named = append(named, namedPath{role: "--" + k.flag, path: dest, kind: kind})
 		}
 	}
 	inputs, _ := checkpointInputs(c)
-	inputs = append(inputs, namedPath{"--ground-truth", o.groundTruth})
+	inputs = append(inputs, namedPath{role: "--ground-truth", path: o.groundTruth})
 	for _, p := range paths {
-		inputs = append(inputs, namedPath{"image", p})
+		inputs = append(inputs, namedPath{role: "image", path: p})
 	}
 	if err := checkOutputs(outputs, inputs); err != nil {
 		return o, err
@@ -323,7 +327,7 @@ func planPredictOutputs(c *cli.Context, paths []string, folder bool) (predictOut
 // (zero when it cannot be read; opening it reports why).
 func checkpointInputs(c *cli.Context) ([]namedPath, checkpoint.Meta) {
 	ck := c.String("checkpoint")
-	inputs := []namedPath{{"--checkpoint", ck}, {"--weights", c.String("weights")}, {"--vocab", c.String("vocab")}}
+	inputs := []namedPath{{role: "--checkpoint", path: ck}, {role: "--weights", path: c.String("weights")}, {role: "--vocab", path: c.String("vocab")}}
 	m, err := checkpoint.ReadMeta(ck)
 	if err == nil {
 		inputs = append(inputs, recordedWeights(ck, m)...)
@@ -334,9 +338,9 @@ func checkpointInputs(c *cli.Context) ([]namedPath, checkpoint.Meta) {
 // recordedWeights names as inputs the weights a checkpoint records and, if
 // they have moved, the file found in their place by digest.
 func recordedWeights(ck string, m checkpoint.Meta) []namedPath {
-	in := []namedPath{{"weights", string(m.Backbone.File)}}
+	in := []namedPath{{role: "weights", path: string(m.Backbone.File)}}
 	if found, err := m.WeightsFile(ck); err == nil && found != "" {
-		in = append(in, namedPath{"weights", found})
+		in = append(in, namedPath{role: "weights", path: found})
 	}
 	return in
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"github.com/urfave/cli/v2"
 
+	"madclip/authorship"
 	"madclip/checkpoint"
 	"madclip/dataset"
 	"madclip/internal/plural"
@@ -424,7 +425,7 @@ func checkTrainSettings(c *cli.Context, cfg train.Config) error {
 // image or mask of the dataset; the resumed checkpoint is the default
 // output), lies outside the dataset's folder and is not named as an image.
 func checkTrainOutput(c *cli.Context, cfg train.Config, resumed *checkpoint.Meta) error {
-	inputs := []namedPath{{"--weights", cfg.Weights}, {"--shots-file", cfg.ShotsFile}, {"--vocab", c.String("vocab")}}
+	inputs := []namedPath{{role: "--weights", path: cfg.Weights}, {role: "--shots-file", path: cfg.ShotsFile}, {role: "--vocab", path: c.String("vocab")}}
 	data, name := cfg.Data, cfg.Dataset
 	if resumed != nil {
 		inputs = append(inputs, recordedWeights(cfg.Resume, *resumed)...)
@@ -436,7 +437,7 @@ func checkTrainOutput(c *cli.Context, cfg train.Config, resumed *checkpoint.Meta
 		}
 	}
 	inputs = append(inputs, splitInputs(data, name, "valid")...)
-	if err := checkOutputs([]namedPath{{"--out", cfg.Out}}, inputs); err != nil {
+	if err := checkOutputs([]namedPath{{role: "--out", path: cfg.Out, kind: authorship.Checkpoint}}, inputs); err != nil {
 		return err
 	}
 	if err := outsideDatasets("--out", cfg.Out, fileOutput, data, []string{name}); err != nil {
@@ -445,5 +446,5 @@ func checkTrainOutput(c *cli.Context, cfg train.Config, resumed *checkpoint.Meta
 	if err := notImageNamed("--out", cfg.Out, ".safetensors"); err != nil {
 		return err
 	}
-	return writableFolder("--out", cfg.Out)
+	return writableFolder("--out", cfg.Out, authorship.Checkpoint)
 }

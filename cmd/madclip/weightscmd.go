@@ -10,6 +10,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"madclip/authorship"
 	"madclip/model/clip/bpe"
 	"madclip/weights"
 )
@@ -115,7 +116,7 @@ func downloadAction(c *cli.Context) error {
 	}
 	// OUT is checked before the download, not after it, as every output is
 	// (never into a dataset's folder, never over a file madclip did not write).
-	if err := checkOutputs([]namedPath{{"the converted weights", out}}, nil); err != nil {
+	if err := checkOutputs([]namedPath{{role: "the converted weights", path: out, kind: authorship.Weights}}, nil); err != nil {
 		return fmt.Errorf("weights download: %w", err)
 	}
 	prog := newByteProgress(c.Bool("quiet"))
@@ -210,8 +211,8 @@ Examples:
 			if v := c.String("vocab"); v != "" {
 				vocabOut = weights.VocabCopy(v, out) // "" when the same vocab is there
 			}
-			inputs := []namedPath{{"IN", in}, {"--vocab", c.String("vocab")}}
-			if err := checkOutputs([]namedPath{{"OUT", out}, {"the vocab copy", vocabOut}}, inputs); err != nil {
+			inputs := []namedPath{{role: "IN", path: in}, {role: "--vocab", path: c.String("vocab")}}
+			if err := checkOutputs([]namedPath{{role: "OUT", path: out, kind: authorship.Weights}, {role: "the vocab copy", path: vocabOut}}, inputs); err != nil {
 				return fmt.Errorf("weights convert: %w", err)
 			}
 			if err := notImageNamed("OUT", out, ".safetensors"); err != nil {
