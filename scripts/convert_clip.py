@@ -164,23 +164,29 @@ def write_safetensors(path, tensors, metadata):
         raise
 
 
-def replaceable(path):
-    """Whether an output may go to path: nothing there, an empty file, or
-    safetensors that madclip wrote (its metadata says so); madclip weights
+def refusal(path):
+    """Why an output may not go to path, or None: it may replace nothing, an
+    empty file, or CLIP weights that madclip wrote (its metadata says so),
+    never a madclip checkpoint nor anyone else's file; madclip weights
     convert follows the same rule."""
     if not os.path.lexists(path):
-        return True
+        return None
+    ours = "it exists and madclip did not write it; refusing to replace it (remove it or choose another name)"
     if not os.path.isfile(path):
-        return False
+        return ours
     if os.path.getsize(path) == 0:
-        return True
+        return None
     try:
         with open(path, "rb") as f:
             n = struct.unpack("<Q", f.read(8))[0]
             meta = json.loads(f.read(n)).get("__metadata__", {}) if n <= 100 << 20 else {}
     except (OSError, ValueError, struct.error, AttributeError):
-        return False
-    return bool(meta.get("madclip")) or meta.get("converted_by") == "madclip"
+        return ours
+    if meta.get("madclip"):
+        return "it holds a madclip checkpoint; refusing to replace it with CLIP weights (remove it or choose another name)"
+    if meta.get("written_by") == "madclip" or meta.get("converted_by") == "madclip":
+        return None
+    return ours
 
 
 def main():
@@ -191,8 +197,9 @@ def main():
     a = ap.parse_args()
     if not os.path.exists(a.input):
         sys.exit(f"convert_clip: {a.input}: no such file")
-    if not replaceable(a.output):
-        sys.exit(f"convert_clip: {a.output}: it exists and madclip did not write it; refusing to replace it (remove it or choose another name)")
+    why = refusal(a.output)
+    if why:
+        sys.exit(f"convert_clip: {a.output}: {why}")
     if a.vocab and not os.path.isfile(a.vocab):
         sys.exit(f"convert_clip: --vocab {a.vocab}: no such file")
     vocab_out = os.path.join(os.path.dirname(os.path.abspath(a.output)), "bpe_simple_vocab_16e6.txt.gz")

@@ -266,4 +266,21 @@ func TestConvertKeepsOthersFiles(t *testing.T) {
 		t.Error("convert_clip.py replaced another file")
 	}
 	run(t, py, filepath.Join("..", "scripts", "convert_clip.py"), orig, out) // madclip's: replaced
+	// A checkpoint is madclip's but not weights: neither converter
+	// replaces it.
+	ck := filepath.Join(outDir, "ck.safetensors")
+	if err := safetensors.WriteFile(ck, nil, map[string]string{"madclip": "{}"}); err != nil {
+		t.Fatal(err)
+	}
+	ckBytes, _ := os.ReadFile(ck)
+	if err := convert(ck); err == nil || !strings.Contains(err.Error(), "it holds a madclip checkpoint; refusing to replace it with CLIP weights") {
+		t.Errorf("OUT = a checkpoint: %v", err)
+	}
+	msg, err = exec.Command(py, filepath.Join("..", "scripts", "convert_clip.py"), orig, ck).CombinedOutput()
+	if err == nil || !strings.Contains(string(msg), "it holds a madclip checkpoint; refusing to replace it with CLIP weights") {
+		t.Errorf("convert_clip.py over a checkpoint: %v %s", err, msg)
+	}
+	if b, _ := os.ReadFile(ck); !bytes.Equal(b, ckBytes) {
+		t.Error("a checkpoint was replaced")
+	}
 }
