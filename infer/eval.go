@@ -1,6 +1,7 @@
 package infer
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"runtime"
@@ -236,6 +237,18 @@ type StreamOptions struct {
 	// (skipped ones included): once with none done before the first image
 	// is scored, then after each image.
 	Progress func(done, total int)
+	// Context, when set, stops the stream once it is done (Ctrl-C): no
+	// image is scored or handed to fn after that, and Stream returns its
+	// error. An image already handed over finishes first.
+	Context context.Context
+}
+
+// stopped is the error of the stream's context, if it is done.
+func (o StreamOptions) stopped() error {
+	if o.Context == nil {
+		return nil
+	}
+	return o.Context.Err()
 }
 
 // KeptOriginalBytes bounds the full-size originals Stream holds for
@@ -281,6 +294,9 @@ func (p *Predictor) Stream(samples []dataset.Sample, o StreamOptions, fn func(da
 		if len(pending) == 0 {
 			return nil
 		}
+		if err := o.stopped(); err != nil {
+			return err
+		}
 		px := make([][]float32, len(pending))
 		for i, d := range pending {
 			px[i] = d.Image.Pixels
@@ -293,6 +309,9 @@ func (p *Predictor) Stream(samples []dataset.Sample, o StreamOptions, fn func(da
 			return err
 		}
 		for i, d := range pending {
+			if err := o.stopped(); err != nil {
+				return err
+			}
 			if err := fn(d, res[i]); err != nil {
 				return err
 			}
@@ -309,6 +328,9 @@ func (p *Predictor) Stream(samples []dataset.Sample, o StreamOptions, fn func(da
 		return nil
 	}
 	for d := range ch {
+		if err := o.stopped(); err != nil {
+			return err
+		}
 		if d.Err != nil {
 			if o.Skip != nil {
 				o.Skip(d)

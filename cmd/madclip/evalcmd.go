@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -9,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/urfave/cli/v2"
@@ -94,6 +97,9 @@ func evalAction(c *cli.Context) (err error) {
 			}
 		}()
 	}
+	// Ctrl-C, SIGTERM or SIGHUP stops the evaluation; no report is written.
+	ctx, caught, stop := notifySignals(c.Context, os.Exit, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	defer stop()
 	var ev *infer.Evaluation
 	err = onCompute(func() error {
 		p, err := openPredictor(c, tk)
@@ -110,7 +116,7 @@ func evalAction(c *cli.Context) (err error) {
 		if err != nil {
 			return err
 		}
-		opts := infer.StreamOptions{Batch: c.Int("batch"), Limits: decodeLimits(c)}
+		opts := infer.StreamOptions{Batch: c.Int("batch"), Limits: decodeLimits(c), Context: ctx}
 		if !c.Bool("quiet") && !c.Bool("json") {
 			opts.Progress = evalProgress(name)
 		}
@@ -122,8 +128,11 @@ func evalAction(c *cli.Context) (err error) {
 		if report == "" {
 			return nil
 		}
-		return writeFailures(p, ev, report, c.Int("failures"), reportInputs)
+		return writeFailures(ctx, p, ev, report, c.Int("failures"), reportInputs)
 	})
+	if s := caught(); s != nil && errors.Is(err, context.Canceled) {
+		return signalError{s, fmt.Errorf("stopped by %v; no report written", s)}
+	}
 	if err != nil {
 		return err
 	}
@@ -259,7 +268,7 @@ func printEvaluation(w io.Writer, ev *infer.Evaluation) {
 
 // writeFailures draws heatmaps of the n highest-scoring normal and n
 // lowest-scoring abnormal images.
-func writeFailures(p *infer.Predictor, ev *infer.Evaluation, dir string, n int, inputs *inputSet) error {
+func writeFailures(ctx context.Context, p *infer.Predictor, ev *infer.Evaluation, dir string, n int, inputs *inputSet) error {
 	if err := clearFailures(filepath.Join(dir, "failures")); err != nil {
 		return err
 	}
@@ -301,7 +310,7 @@ func writeFailures(p *infer.Predictor, ev *infer.Evaluation, dir string, n int, 
 		items[i].Path = string(s.Path)
 		decimals = max(decimals, infer.Decimals(s.Score, ev.At.Threshold, 3))
 	}
-	return p.Stream(items, infer.StreamOptions{KeepOriginal: true}, func(d dataset.Decoded, r infer.Result) error {
+	return p.Stream(items, infer.StreamOptions{KeepOriginal: true, Context: ctx}, func(d dataset.Decoded, r infer.Result) error {
 		s := pick[d.Index]
 		kind := "normal-high"
 		if s.Abnormal {

@@ -915,3 +915,59 @@ func TestFailedRunLeavesNoFolders(t *testing.T) {
 		t.Errorf("the folder that was there went: %v", err)
 	}
 }
+
+// TestPredictStopsOnSignal: SIGTERM during predict over a folder stops
+// after the image in hand with exit status 143; every result printed has
+// its heatmap, complete, and no temporary is left beside them.
+func TestPredictStopsOnSignal(t *testing.T) {
+	root, ck := trained(t)
+	raw, err := os.ReadFile(filepath.Join(root, "Brain_AD", "test", "good", "img", "000.png"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := t.TempDir()
+	const n = 400
+	for i := range n {
+		os.WriteFile(filepath.Join(in, fmt.Sprintf("s%03d.png", i)), raw, 0o644)
+	}
+	heat := filepath.Join(t.TempDir(), "heat")
+	cmd := exec.Command(madclipBin, "predict", "--checkpoint", ck, "--device", "cpu", "--batch", "1", "--heatmap", heat+"/", in)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if m, _ := filepath.Glob(filepath.Join(heat, "*.png")); len(m) >= 3 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	err = cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 128+15 {
+		t.Fatalf("SIGTERM: %v, want exit status 143: %s", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "predict: stopped by terminated after") {
+		t.Errorf("stderr: %s", stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	pics, _ := filepath.Glob(filepath.Join(heat, "*.png"))
+	if len(lines) == 0 || len(lines) >= n || len(pics) != len(lines) {
+		t.Errorf("%d results printed, %d heatmaps written, of %d", len(lines), len(pics), n)
+	}
+	for _, p := range pics {
+		f, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := png.Decode(f); err != nil {
+			t.Errorf("%s: %v", p, err)
+		}
+		f.Close()
+	}
+	if left, _ := filepath.Glob(filepath.Join(heat, ".*")); len(left) > 0 {
+		t.Errorf("temporaries left: %v", left)
+	}
+}

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"image"
 	"io"
@@ -11,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/urfave/cli/v2"
@@ -204,8 +207,13 @@ func predictAction(c *cli.Context) (err error) {
 		bar = progressbar.NewOptions(len(paths), progressbar.OptionSetWriter(os.Stderr), progressbar.OptionSetDescription("predict"),
 			progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionOnCompletion(func() { fmt.Fprintln(os.Stderr) }))
 	}
+	// Ctrl-C, SIGTERM or SIGHUP stops after the image in hand: its outputs
+	// are complete, and every result so far is printed.
+	ctx, caught, stop := notifySignals(c.Context, os.Exit, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	defer stop()
 	var bad []error
-	opts := infer.StreamOptions{Batch: c.Int("batch"), KeepOriginal: outs.keepOriginals(), Limits: decodeLimits(c),
+	scored := 0
+	opts := infer.StreamOptions{Batch: c.Int("batch"), KeepOriginal: outs.keepOriginals(), Limits: decodeLimits(c), Context: ctx,
 		Progress: func(done, _ int) {
 			if bar != nil {
 				bar.Set(done)
@@ -241,11 +249,15 @@ func predictAction(c *cli.Context) (err error) {
 			if err != nil {
 				return err
 			}
+			scored++
 			return pr.print(row)
 		})
 	})
 	if flushErr := pr.flush(); err == nil {
 		err = flushErr
+	}
+	if s := caught(); s != nil && errors.Is(err, context.Canceled) {
+		return signalError{s, fmt.Errorf("stopped by %v after %d of %d images", s, scored, len(paths))}
 	}
 	if err != nil {
 		return err
