@@ -8,7 +8,9 @@
 package dataset
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -130,8 +132,12 @@ func ReadSplit(root, name, split string) (*Split, error) {
 			smp := Sample{Path: filepath.Join(imgDir, n), Abnormal: cls == "Ungood"}
 			if smp.Abnormal && s.HasMasks {
 				smp.MaskPath = filepath.Join(maskDir, n)
-				if _, err := os.Stat(smp.MaskPath); err != nil {
+				if _, err := os.Stat(smp.MaskPath); errors.Is(err, fs.ErrNotExist) {
 					return nil, fmt.Errorf("%s: no mask for this abnormal image (want %s)", smp.Path, smp.MaskPath)
+				} else if pe := (*fs.PathError)(nil); errors.As(err, &pe) { // a link loop, a folder that cannot be searched
+					return nil, fmt.Errorf("%s: its mask %s: %w", smp.Path, smp.MaskPath, pe.Err)
+				} else if err != nil {
+					return nil, fmt.Errorf("%s: its mask: %w", smp.Path, err)
 				}
 			}
 			s.Samples = append(s.Samples, smp)

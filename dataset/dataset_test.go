@@ -118,6 +118,12 @@ func TestReadSplitErrors(t *testing.T) {
 	if _, err := ReadSplit(root, "Brain", "test"); err == nil || !strings.Contains(err.Error(), "001.png") {
 		t.Errorf("missing mask: %v", err)
 	}
+	// A mask that is a link loop is not called missing.
+	os.Symlink("001.png", mask)
+	if _, err := ReadSplit(root, "Brain", "test"); err == nil || !strings.Contains(err.Error(), "its mask "+mask+": too many levels of symbolic links") {
+		t.Errorf("mask in a link loop: %v", err)
+	}
+	os.Remove(mask)
 	// An empty class folder.
 	good := filepath.Join(root, "Chest_AD", "valid", "good", "img")
 	os.RemoveAll(good)
