@@ -249,3 +249,22 @@ func TestLoadArchiveDamaged(t *testing.T) {
 		return nil
 	})
 }
+
+// childFailure keeps the child's own error (its last line, after any
+// warning libtorch printed) and names a crash as one.
+func TestChildFailure(t *testing.T) {
+	for _, c := range []struct{ script, want string }{
+		{`echo "[W warning] something" >&2; echo "load x.pt: no tensors in the file" >&2; exit 1`, "load x.pt: no tensors in the file"},
+		{`echo "SIGSEGV: segmentation violation" >&2; exit 2`, "load x.pt: libtorch's archive reader crashed on this file (a memory fault)"},
+		{`kill -ABRT $$`, "load x.pt: libtorch's archive reader crashed on this file (signal aborted)"},
+		{`echo "odd" >&2; exit 1`, "load x.pt: libtorch's archive reader crashed on this file (exit status 1)"},
+	} {
+		cmd := exec.Command("sh", "-c", c.script)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		err := childFailure("x.pt", cmd.Run(), stderr.String())
+		if err == nil || !strings.HasPrefix(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: %v, want %q", c.script, err, c.want)
+		}
+	}
+}

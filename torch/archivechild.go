@@ -156,7 +156,9 @@ func loadInChild(path string) (map[string]*Tensor, error) {
 func childFailure(path string, waitErr error, stderr string) error {
 	var ee *exec.ExitError
 	if errors.As(waitErr, &ee) && ee.ExitCode() == 1 {
-		if line := strings.TrimSpace(stderr); line != "" && !strings.Contains(line, "\n") {
+		// Its error is its last line (libtorch may have warned before it).
+		lines := strings.Split(strings.TrimSpace(stderr), "\n")
+		if line := strings.TrimSpace(lines[len(lines)-1]); strings.HasPrefix(line, "load ") {
 			return errors.New(line)
 		}
 	}
