@@ -3,12 +3,17 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"madclip/weights"
 )
 
 // flagsFirst puts flags before arguments, never reads "--" as a flag's
@@ -129,5 +134,35 @@ func TestSecondSignalStopsAtOnce(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the second signal did not stop the process")
+	}
+}
+
+// settleOriginal keeps a download only where it serves: with --keep or an
+// original kept before, and after a conversion that failed to write.
+func TestSettleOriginal(t *testing.T) {
+	content := fmt.Errorf("convert x: not the CLIP expected: %w", weights.ErrContent)
+	written := errors.New("write out.safetensors: no space left on device")
+	for _, c := range []struct {
+		name     string
+		keep     bool
+		err      error
+		stays    bool
+		wantText string
+	}{
+		{"converted", false, nil, false, ""},
+		{"converted, kept", true, nil, true, ""},
+		{"unusable", false, content, false, "(the download is removed)"},
+		{"unusable, kept", true, content, true, "not the CLIP expected"},
+		{"not written", false, written, true, "no space left"},
+	} {
+		raw := filepath.Join(t.TempDir(), "ViT-B-32.download.pt")
+		os.WriteFile(raw, []byte("verified"), 0o644)
+		err := settleOriginal(raw, c.keep, c.err)
+		if (err == nil) != (c.wantText == "") || (err != nil && !strings.Contains(err.Error(), c.wantText)) {
+			t.Errorf("%s: %v, want %q", c.name, err, c.wantText)
+		}
+		if _, statErr := os.Stat(raw); (statErr == nil) != c.stays {
+			t.Errorf("%s: the original stays: %v, want %v", c.name, statErr == nil, c.stays)
+		}
 	}
 }

@@ -133,21 +133,29 @@ func downloadAction(c *cli.Context) error {
 		_, err := weights.ConvertAs(raw, out, m.Name)
 		return err
 	})
-	removeRaw := !c.Bool("keep") && !keptBefore
-	if err != nil {
-		// A verified download that does not convert would fail the same
-		// way on every retry: it goes. One that failed to write stays.
-		if errors.Is(err, weights.ErrContent) && removeRaw {
-			os.Remove(raw)
-			return fmt.Errorf("%w (the download is removed)", err)
-		}
+	if err := settleOriginal(raw, c.Bool("keep") || keptBefore, err); err != nil {
 		return err
-	}
-	if removeRaw {
-		os.Remove(raw)
 	}
 	fmt.Fprintf(c.App.Writer, "%s ready: %s\n", m.Name, oneLine(out))
 	return nil
+}
+
+// settleOriginal decides the fate of the downloaded original raw once its
+// conversion has run and ended in convErr. Unless kept (--keep, or an
+// original already there before this run) it is removed after a
+// conversion, and also when its content cannot convert, since every retry
+// would fail alike; when the conversion failed to write, it stays for the
+// next try.
+func settleOriginal(raw string, keep bool, convErr error) error {
+	switch {
+	case keep:
+	case convErr == nil:
+		os.Remove(raw)
+	case errors.Is(convErr, weights.ErrContent):
+		os.Remove(raw)
+		return fmt.Errorf("%w (the download is removed)", convErr)
+	}
+	return convErr
 }
 
 func knownNames() string {
