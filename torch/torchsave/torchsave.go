@@ -217,6 +217,12 @@ func (r *tensorRef) materialise(name string, storage []byte) (Tensor, error) {
 		n *= s
 		last += (s - 1) * r.stride[i]
 	}
+	if n > r.numel {
+		// Only overlapping strides (an expanded tensor) give a view more
+		// elements than its storage: copied out, 1 stored float could
+		// claim terabytes.
+		return Tensor{}, fmt.Errorf("tensor %s: its view (size %v, stride %v) repeats the %d elements of its storage (an expanded tensor); save it with .contiguous() first", name, r.size, r.stride, r.numel)
+	}
 	if r.offset < 0 || (n > 0 && last >= r.numel) {
 		return Tensor{}, fmt.Errorf("tensor %s: its view (offset %d, size %v, stride %v) reaches beyond its storage of %d elements", name, r.offset, r.size, r.stride, r.numel)
 	}

@@ -112,7 +112,8 @@ func TestKinds(t *testing.T) {
 }
 
 // A pickle that names os.system is refused, and nothing runs; a dict that
-// holds itself, a truncated file and a non-zip are errors.
+// holds itself, an expanded tensor, a truncated file and a non-zip are
+// errors.
 func TestHostile(t *testing.T) {
 	dir := makeFiles(t)
 	if _, err := Read(filepath.Join(dir, "evil.pth")); err == nil || !strings.Contains(err.Error(), "refusing the global") {
@@ -123,6 +124,10 @@ func TestHostile(t *testing.T) {
 	}
 	if _, err := Read(filepath.Join(dir, "cycle.pth")); err == nil || !strings.Contains(err.Error(), "nested") {
 		t.Errorf("cycle: %v", err)
+	}
+	// Copied out, one stored float expanded to 2^40 would take 4 TiB.
+	if _, err := Read(filepath.Join(dir, "expanded.pth")); err == nil || !strings.Contains(err.Error(), "repeats the 1 elements of its storage") {
+		t.Errorf("expanded: %v", err)
 	}
 	raw, _ := os.ReadFile(filepath.Join(dir, "kinds.pth"))
 	trunc := filepath.Join(dir, "trunc.pth")

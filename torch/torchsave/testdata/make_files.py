@@ -56,3 +56,7 @@ buf = io.BytesIO()
 pickle.dump(cyc, buf, protocol=2)
 with zipfile.ZipFile(f"{d}/cycle.pth", "w") as z:
     z.writestr("archive/data.pkl", buf.getvalue())
+
+# One stored float expanded to 2**40 elements: a view with more elements
+# than its storage.
+torch.save({"w": torch.zeros(1).expand(2**40)}, f"{d}/expanded.pth")
