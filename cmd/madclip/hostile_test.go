@@ -971,3 +971,37 @@ func TestPredictStopsOnSignal(t *testing.T) {
 		t.Errorf("temporaries left: %v", left)
 	}
 }
+
+// TestDatasetGuardAfterCdThroughLink: run from a folder entered through a
+// link into a dataset (so $PWD names the link), `..` is where the kernel
+// takes it, inside the dataset, and outputs there are refused.
+func TestDatasetGuardAfterCdThroughLink(t *testing.T) {
+	root, ck := trained(t)
+	lnk := filepath.Join(t.TempDir(), "lnk")
+	if err := os.Symlink(filepath.Join(root, "Brain_AD", "test"), lnk); err != nil {
+		t.Fatal(err)
+	}
+	scan := filepath.Join(root, "Brain_AD", "test", "Ungood", "img", "001.png")
+	before, _ := os.ReadFile(scan)
+	for _, args := range [][]string{
+		{"predict", "--checkpoint", ck, "Ungood/img/000.png", "--heatmap", "../test/Ungood/img/001.png"},
+		{"predict", "--checkpoint", ck, "Ungood/img/000.png", "--heatmap", "../x.png"},
+		{"export", "authors", ck, "../x.pth"},
+		{"train", "--data", "../..", "--dataset", "Brain", "--preset", "tiny", "--shots", "2", "--epochs", "1", "--image-size", "56", "--out", "../t.safetensors"},
+	} {
+		cmd := exec.Command(madclipBin, args...)
+		cmd.Dir = lnk // os/exec sets PWD to it, as a shell's cd does
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "madclip writes nothing into a dataset") {
+			t.Errorf("%v from %s: %v %s", args, lnk, err, out)
+		}
+	}
+	if after, _ := os.ReadFile(scan); !bytes.Equal(before, after) {
+		t.Error("a scan was replaced")
+	}
+	for _, name := range []string{"x.png", "x.pth", "t.safetensors"} {
+		if _, err := os.Stat(filepath.Join(root, "Brain_AD", name)); err == nil {
+			t.Errorf("%s written into the dataset", name)
+		}
+	}
+}
