@@ -230,6 +230,16 @@ func TestImportExportErrors(t *testing.T) {
 	cliptest.WriteConfig(t, smallWeights, small, 1, torch.Float32)
 	twoBlocks := tinyImport("Brain")
 	twoBlocks.Preset, twoBlocks.Weights = "", smallWeights
+	// Their file with a NaN, and with a weight of 1e30, in an adapter.
+	damaged := map[string]string{"nan": "float('nan')", "huge": "1e30"}
+	for name, value := range damaged {
+		p := filepath.Join(dir, name+".pth")
+		code := "import sys, torch\nd = torch.load(sys.argv[1])\nd['normal_det_adapters']['0.fc1.0.weight'][0, 0] = " + value + "\ntorch.save(d, sys.argv[2])"
+		if out, err := exec.Command(reftest.Python(t, "torch"), "-c", code, theirs, p).CombinedOutput(); err != nil {
+			t.Fatalf("%v %s", err, out)
+		}
+		damaged[name] = p
+	}
 	garbage := filepath.Join(dir, "garbage.pth")
 	os.WriteFile(garbage, []byte("not a pickle"), 0o644)
 	for _, c := range []struct {
@@ -242,6 +252,8 @@ func TestImportExportErrors(t *testing.T) {
 		{theirs, layers, "--layers"},
 		{theirs, twoBlocks, "more than the 2 blocks of this backbone"},
 		{garbage, tinyImport("Brain"), garbage},
+		{damaged["nan"], tinyImport("Brain"), "holds NaN"},
+		{damaged["huge"], tinyImport("Brain"), "far beyond any trained value"},
 		{f.ck, tinyImport("Brain"), "torch.save file"},
 		{filepath.Join(dir, "missing.pth"), tinyImport("Brain"), "missing.pth"},
 	} {

@@ -110,6 +110,9 @@ func Import(pth, out string, o ImportOptions, tk *bpe.Tokenizer) (checkpoint.Met
 		if dataset.HasAuthorsShots(o.Dataset, o.Shots) {
 			meta.ShotsFile = jsonpath.Path(dataset.AuthorsShotsName(o.Dataset, o.Shots))
 		}
+		if err := checkpoint.CheckParameters(pth, m.Params().Map()); err != nil {
+			return err // their file is damaged: no checkpoint is made of it
+		}
 		return checkpoint.Save(out, m, nil, meta)
 	})
 	return meta, err

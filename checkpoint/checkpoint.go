@@ -343,8 +343,11 @@ func parseVersion(v string) ([]int, bool) {
 // enough beyond makes the model overflow to NaN on every image.
 const MaxParameter = 1e6
 
-// allFinite refuses tensors holding NaN or infinity, and parameters beyond
-// MaxParameter: such a model scores everything alike, silently.
+// CheckParameters refuses tensors holding NaN or infinity, and parameters
+// beyond MaxParameter: such a model scores everything alike, silently.
+// path names the file they come from.
+func CheckParameters(path string, ts map[string]*torch.Tensor) error { return allFinite(path, ts) }
+
 func allFinite(path string, ts map[string]*torch.Tensor) error {
 	names := make([]string, 0, len(ts))
 	for n := range ts {

@@ -131,7 +131,7 @@ func evalAction(c *cli.Context) (err error) {
 		return writeFailures(ctx, p, ev, report, c.Int("failures"), reportInputs)
 	})
 	if s := caught(); s != nil && errors.Is(err, context.Canceled) {
-		return signalError{s, fmt.Errorf("stopped by %v; no report written", s)}
+		return signalError{s, fmt.Errorf("stopped by %s; no report written", signalName(s))}
 	}
 	if err != nil {
 		return err

@@ -949,7 +949,7 @@ func TestPredictStopsOnSignal(t *testing.T) {
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 128+15 {
 		t.Fatalf("SIGTERM: %v, want exit status 143: %s", err, stderr.String())
 	}
-	if !strings.Contains(stderr.String(), "predict: stopped by terminated after") {
+	if !strings.Contains(stderr.String(), "predict: stopped by SIGTERM after") {
 		t.Errorf("stderr: %s", stderr.String())
 	}
 	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")

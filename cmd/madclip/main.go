@@ -129,6 +129,20 @@ type signalError struct {
 func (e signalError) Error() string { return e.err.Error() }
 func (e signalError) Unwrap() error { return e.err }
 
+// signalName names a signal as users know it ("SIGTERM", not
+// "terminated").
+func signalName(s os.Signal) string {
+	switch s {
+	case syscall.SIGINT:
+		return "SIGINT (Ctrl-C)"
+	case syscall.SIGTERM:
+		return "SIGTERM"
+	case syscall.SIGHUP:
+		return "SIGHUP"
+	}
+	return s.String()
+}
+
 func (e signalError) exitCode() int {
 	if s, ok := e.sig.(syscall.Signal); ok {
 		return 128 + int(s)
@@ -158,7 +172,7 @@ func notifySignals(parent context.Context, exit func(code int), sigs ...os.Signa
 		}
 		select {
 		case s := <-ch:
-			fmt.Fprintf(os.Stderr, "madclip: %v again: stopping now, without saving\n", s)
+			fmt.Fprintf(os.Stderr, "madclip: %s again: stopping now, without saving\n", signalName(s))
 			exit(signalError{sig: s}.exitCode())
 		case <-done:
 		}

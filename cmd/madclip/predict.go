@@ -257,7 +257,7 @@ func predictAction(c *cli.Context) (err error) {
 		err = flushErr
 	}
 	if s := caught(); s != nil && errors.Is(err, context.Canceled) {
-		return signalError{s, fmt.Errorf("stopped by %v after %d of %d images", s, scored, len(paths))}
+		return signalError{s, fmt.Errorf("stopped by %s after %d of %d images", signalName(s), scored, len(paths))}
 	}
 	if err != nil {
 		return err
