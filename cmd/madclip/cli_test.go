@@ -241,6 +241,14 @@ func TestWeightsDownloadCLI(t *testing.T) {
 	if left, _ := filepath.Glob(filepath.Join(data, "*.*")); len(left) > 0 {
 		t.Errorf("written into the dataset: %v", left)
 	}
+	// Folders made for a download that fails go again.
+	fresh := filepath.Join(t.TempDir(), "new")
+	_, e, code = madclip(t, nil, "weights", "download", "--quiet", "--dir", filepath.Join(fresh, "sub"),
+		"--url", srv.URL+"/tiny.safetensors", "--sha256", strings.Repeat("0", 64), "ViT-B/32")
+	wantFailure(t, "SHA-256", e, code)
+	if _, err := os.Stat(fresh); err == nil {
+		t.Errorf("%s left after a failed download", fresh)
+	}
 	_, e, code = madclip(t, nil, "weights", "download", "RN50")
 	wantFailure(t, "unknown model", e, code)
 }

@@ -93,7 +93,7 @@ Examples:
 	}
 }
 
-func downloadAction(c *cli.Context) error {
+func downloadAction(c *cli.Context) (err error) {
 	if c.NArg() != 1 {
 		return fmt.Errorf("weights download: want one NAME (known: %s)", knownNames())
 	}
@@ -119,6 +119,16 @@ func downloadAction(c *cli.Context) error {
 	if err := checkOutputs([]namedPath{{role: "the converted weights", path: out, kind: authorship.Weights}}, nil); err != nil {
 		return fmt.Errorf("weights download: %w", err)
 	}
+	// The folders made for the weights go again if the download fails.
+	var made madeFolders
+	if err := made.mkdirAll(dir); err != nil {
+		return fmt.Errorf("weights download: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			made.removeEmpty()
+		}
+	}()
 	prog := newByteProgress(c.Bool("quiet"))
 	raw := strings.TrimSuffix(out, ".safetensors") + ".download" + filepath.Ext(m.URL)
 	_, statErr := os.Lstat(raw)
