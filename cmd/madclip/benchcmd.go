@@ -101,7 +101,7 @@ func benchAction(c *cli.Context) error {
 	if work == "" {
 		kept = false
 		if work, err = os.MkdirTemp("", "madclip-bench"); err != nil {
-			return err
+			return fmt.Errorf("bench: a temporary work folder in %s ($TMPDIR, else /tmp): %w; set TMPDIR or give --work", os.TempDir(), err)
 		}
 		defer os.RemoveAll(work)
 	} else if err := os.MkdirAll(work, 0o755); err != nil {

@@ -460,6 +460,11 @@ func TestWeightsListAndPath(t *testing.T) {
 	if strings.Contains(e, "--weights") {
 		t.Errorf("weights path names a flag it lacks: %s", e)
 	}
+	// The variable set to a weights file rather than its folder is named.
+	file := filepath.Join(t.TempDir(), "ViT-B-16.safetensors")
+	os.WriteFile(file, []byte("x"), 0o644)
+	_, e, code = madclip(t, []string{"MADCLIP_WEIGHTS=" + file}, "weights", "path")
+	wantFailure(t, file+" is a file: $MADCLIP_WEIGHTS names the folder", e, code)
 	if err := os.WriteFile(filepath.Join(store, "ViT-B-16.safetensors"), make([]byte, 2_500_000), 0o644); err != nil {
 		t.Fatal(err)
 	}

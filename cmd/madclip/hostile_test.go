@@ -627,6 +627,12 @@ func TestTrainSignalsAndResume(t *testing.T) {
 	f.Close()
 	_, e, code = madclip(t, nil, "train", "--resume", noAdam, "-q")
 	wantFailure(t, "without the optimiser's state", e, code)
+	// The data folder through a link is the same folder, not a contradiction
+	// (the next setting's is the one reported).
+	dataLink := filepath.Join(t.TempDir(), "data")
+	os.Symlink(root, dataLink)
+	_, e, code = madclip(t, nil, "train", "--resume", out, "--data", dataLink, "--softmax-loss")
+	wantFailure(t, "--softmax-loss true contradicts", e, code)
 	_, e, code = madclip(t, nil, "train", "--resume", out, "--dataset", "Chest")
 	wantFailure(t, "--dataset Chest", e, code)
 	// A dataset of the benchmark that has masks must keep them.

@@ -426,6 +426,10 @@ func mustRead(t *testing.T, p string) []byte {
 // both synthetic datasets, the missing ones skipped, and JSON results.
 func TestBenchCLI(t *testing.T) {
 	root, _ := trained(t)
+	// No --work and a $TMPDIR that does not exist: the variable is named.
+	_, e, code := madclip(t, []string{"TMPDIR=/nonexistent-madclip-tmp"}, "bench", "--data", root, "--preset", "tiny", "--shots", "2", "--seeds", "1", "--epochs", "1",
+		"--image-size", "56", "--datasets", "Brain")
+	wantFailure(t, "a temporary work folder in /nonexistent-madclip-tmp ($TMPDIR", e, code)
 	js := filepath.Join(t.TempDir(), "results.json")
 	o, e, code := madclip(t, nil, "bench", "--data", root, "--preset", "tiny", "--shots", "2", "--seeds", "2", "--epochs", "1",
 		"--image-size", "56", "--json-out", js, "--device", "cpu")

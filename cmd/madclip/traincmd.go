@@ -371,7 +371,12 @@ func resumeConflicts(c *cli.Context, m checkpoint.Meta) error {
 		add("lr", t.LR, func() any { return c.Float64("lr") })
 		add("beta1", t.Beta1, func() any { return c.Float64("beta1") })
 		add("beta2", t.Beta2, func() any { return c.Float64("beta2") })
-		add("data", t.Data, func() any { return absPath(c.String("data")) })
+		add("data", t.Data, func() any {
+			if samePath(c.String("data"), string(t.Data)) { // another spelling, a link to it
+				return t.Data
+			}
+			return absPath(c.String("data"))
+		})
 		add("select-on-valid", t.SelectOnValid, func() any { return c.Bool("select-on-valid") })
 		add("softmax-loss", t.SoftmaxLoss, func() any { return c.Bool("softmax-loss") })
 		add("draw-shots", t.DrawShots, func() any { return c.Bool("draw-shots") })

@@ -201,8 +201,18 @@ func searchWeights() (string, error) {
 		}
 		looked = append(looked, m.File())
 	}
-	return "", fmt.Errorf("none of %s found in %s; run 'madclip weights download ViT-L/14-336'",
-		strings.Join(looked, ", "), strings.Join(weights.Dirs(), ", "))
+	var notFolders []string // a weights file given where a folder belongs
+	for _, d := range weights.Dirs() {
+		if st, err := os.Stat(d); err == nil && !st.IsDir() {
+			notFolders = append(notFolders, d)
+		}
+	}
+	hint := ""
+	if len(notFolders) > 0 {
+		hint = fmt.Sprintf(" (%s is a file: $MADCLIP_WEIGHTS names the folder the weights are in, not a weights file)", strings.Join(notFolders, ", "))
+	}
+	return "", fmt.Errorf("none of %s found in %s%s; run 'madclip weights download ViT-L/14-336'",
+		strings.Join(looked, ", "), strings.Join(weights.Dirs(), ", "), hint)
 }
 
 // weightsConvertCommand is "madclip weights convert".
