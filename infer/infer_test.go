@@ -16,6 +16,7 @@ import (
 	"madclip/imaging"
 	"madclip/internal/reftest"
 	"madclip/model"
+	"madclip/model/clip/bpe"
 	"madclip/torch"
 	"madclip/train"
 )
@@ -310,18 +311,9 @@ func TestStreamProgress(t *testing.T) {
 // a label: NaN pixels stand in for the damaged parameters that make a
 // model overflow.
 func TestPredictRefusesNonFinite(t *testing.T) {
-	root := t.TempDir()
-	if err := dataset.Synth(root, dataset.SynthOptions{Seed: 1, Valid: 2, Test: 2, Size: 32}); err != nil {
-		t.Fatal(err)
-	}
-	tk := reftest.Tokenizer(t)
-	c := train.Config{Data: root, Dataset: "Brain", Shots: 2, Seed: 1, Epochs: 1, Preset: "tiny", BackboneSeed: 1,
-		Model: model.Options{ImageSize: 56}, Out: filepath.Join(t.TempDir(), "ck.safetensors")}
+	ck, tk := tinyCheckpoint(t)
 	err := torch.Do(func() error {
-		if _, err := train.Run(context.Background(), c, tk, train.Silent{}); err != nil {
-			return err
-		}
-		p, err := Open(c.Out, "", tk, torch.CPU)
+		p, err := Open(ck, "", tk, torch.CPU)
 		if err != nil {
 			return err
 		}
@@ -338,12 +330,33 @@ func TestPredictRefusesNonFinite(t *testing.T) {
 		}
 		_, err = p.Predict([][]float32{good, bad})
 		var nf *NonFiniteError
-		if !errors.As(err, &nf) || nf.Index != 1 || !strings.Contains(err.Error(), c.Out) {
-			t.Errorf("NaN pixels: %v, want a NonFiniteError for image 1 naming %s", err, c.Out)
+		if !errors.As(err, &nf) || nf.Index != 1 || !strings.Contains(err.Error(), ck) {
+			t.Errorf("NaN pixels: %v, want a NonFiniteError for image 1 naming %s", err, ck)
 		}
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// tinyCheckpoint trains a checkpoint on a small synthetic Brain dataset
+// with the tiny preset (56 px, one epoch).
+func tinyCheckpoint(t *testing.T) (string, *bpe.Tokenizer) {
+	t.Helper()
+	root := t.TempDir()
+	if err := dataset.Synth(root, dataset.SynthOptions{Seed: 1, Valid: 2, Test: 2, Size: 32}); err != nil {
+		t.Fatal(err)
+	}
+	tk := reftest.Tokenizer(t)
+	c := train.Config{Data: root, Dataset: "Brain", Shots: 2, Seed: 1, Epochs: 1, Preset: "tiny", BackboneSeed: 1,
+		Model: model.Options{ImageSize: 56}, Out: filepath.Join(t.TempDir(), "ck.safetensors")}
+	err := torch.Do(func() error {
+		_, err := train.Run(context.Background(), c, tk, train.Silent{})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.Out, tk
 }

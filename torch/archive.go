@@ -13,6 +13,7 @@ import (
 	"unsafe"
 
 	"madclip/internal/regularfile"
+	"madclip/torch/safetensors"
 	"madclip/torch/torchsave"
 )
 
@@ -85,23 +86,11 @@ func loadTorchSave(path string) (map[string]*Tensor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load %s", err) // the error names the file
 	}
-	out := make(map[string]*Tensor, len(ts))
-	for _, st := range ts {
-		var p unsafe.Pointer
-		if len(st.Data) > 0 {
-			p = unsafe.Pointer(&st.Data[0])
-		}
-		dt := stDTypes[st.DType]
-		t := FromHost(p, len(st.Data), dt, st.Shape, dt, CPU)
-		if t.err != nil {
-			for _, o := range out {
-				o.Free()
-			}
-			return nil, fmt.Errorf("load %s: tensor %s: %w", path, st.Name, t.err)
-		}
-		out[st.Name] = t
+	list := make([]safetensors.Tensor, len(ts))
+	for i, t := range ts {
+		list[i] = safetensors.Tensor(t)
 	}
-	return out, nil
+	return fromFile(path, list, CPU, SameDType)
 }
 
 // Entry is one tensor of a nested dict for SavePickle: Tensor under key Name

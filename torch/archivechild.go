@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"strings"
 	"syscall"
-	"unsafe"
 
 	"madclip/torch/safetensors"
 )
@@ -123,24 +122,10 @@ func loadInChild(path string) (map[string]*Tensor, error) {
 	if err != nil || f.Metadata[childMark] != "1" {
 		return nil, fmt.Errorf("load %s: the archive reader did not answer (this program does not call torch.ServeArchiveChild)", path)
 	}
-	out := make(map[string]*Tensor, len(f.Tensors))
-	err = Do(func() error {
-		for _, st := range f.Tensors {
-			var p unsafe.Pointer
-			if len(st.Data) > 0 {
-				p = unsafe.Pointer(&st.Data[0])
-			}
-			dt := stDTypes[st.DType]
-			t := FromHost(p, len(st.Data), dt, st.Shape, dt, CPU)
-			if t.err != nil {
-				for _, o := range out {
-					o.Free()
-				}
-				return fmt.Errorf("load %s: tensor %s: %w", path, st.Name, t.err)
-			}
-			out[st.Name] = t
-		}
-		return nil
+	var out map[string]*Tensor
+	err = Do(func() (err error) {
+		out, err = fromFile(path, f.Tensors, CPU, SameDType)
+		return err
 	})
 	if err != nil {
 		return nil, err

@@ -40,8 +40,19 @@ func LoadSafetensors(path string, dev Device, floatDType DType) (map[string]*Ten
 		return nil, nil, fmt.Errorf("load %s: %w", path, err)
 	}
 	defer f.Close()
-	out := make(map[string]*Tensor, len(f.Tensors))
-	for _, st := range f.Tensors {
+	out, err := fromFile(path, f.Tensors, dev, floatDType)
+	if err != nil {
+		return nil, nil, err
+	}
+	return out, f.Metadata, nil
+}
+
+// fromFile makes tensors on dev of the tensors read from the file at path
+// (floating-point ones converted to floatDType unless it is SameDType). On
+// error no tensor stays allocated.
+func fromFile(path string, list []safetensors.Tensor, dev Device, floatDType DType) (map[string]*Tensor, error) {
+	out := make(map[string]*Tensor, len(list))
+	for _, st := range list {
 		src := stDTypes[st.DType]
 		dt := src
 		if floatDType != SameDType && src.IsFloat() {
@@ -57,11 +68,11 @@ func LoadSafetensors(path string, dev Device, floatDType DType) (map[string]*Ten
 				o.Free()
 			}
 			t.Free()
-			return nil, nil, fmt.Errorf("load %s: tensor %s: %w", path, st.Name, t.err)
+			return nil, fmt.Errorf("load %s: tensor %s: %w", path, st.Name, t.err)
 		}
 		out[st.Name] = t
 	}
-	return out, f.Metadata, nil
+	return out, nil
 }
 
 // SaveSafetensors writes tensors (each in its own dtype) and metadata to path
