@@ -109,7 +109,8 @@ func loadInChild(path string) (map[string]*Tensor, error) {
 	buf, readErr := io.ReadAll(io.LimitReader(stdout, limit+1))
 	if int64(len(buf)) > limit {
 		cmd.Process.Kill()
-		readErr = fmt.Errorf("more than %d bytes", limit)
+		cmd.Wait()
+		return nil, fmt.Errorf("load %s: the archive reader's answer is larger than the file could hold (over %d bytes)", path, limit)
 	}
 	waitErr := cmd.Wait()
 	if waitErr != nil {
