@@ -47,7 +47,7 @@ func Replace(path string, perm os.FileMode, fill func(w io.Writer) error) error 
 }
 
 func write(path string, perm os.FileMode, fill func(w io.Writer) error, marked bool) (err error) {
-	target, existing, err := destination(path, marked, authorship.None)
+	target, existing, have, err := destination(path, marked, authorship.None)
 	if err != nil {
 		return err
 	}
@@ -93,7 +93,7 @@ func write(path string, perm os.FileMode, fill func(w io.Writer) error, marked b
 		if kind, err = authorship.Identify(tmp); err != nil {
 			return err
 		}
-		if err = authorship.Refusal(target, kind); err != nil {
+		if err = authorship.Replaceable(have, kind); err != nil {
 			return refusal{fmt.Errorf("write %s%s: %w", path, linkNote(path, target), err)}
 		}
 	}
@@ -124,7 +124,8 @@ func createTemp(dir, base string, perm os.FileMode) (*os.File, error) {
 // nothing), or why it refuses: it lets a command check every output before
 // it starts work.
 func Destination(path string, kind authorship.Kind) (target string, existing fs.FileInfo, err error) {
-	return destination(path, true, kind)
+	target, existing, _, err = destination(path, true, kind)
+	return target, existing, err
 }
 
 // Target is where Write(path) would put its file: path, or where a link
@@ -139,32 +140,34 @@ func Target(path string) string {
 	return path
 }
 
-func destination(path string, marked bool, kind authorship.Kind) (target string, existing fs.FileInfo, err error) {
+// destination is Destination for marked or unmarked (Replace) files; it
+// also returns the kind of madclip file at the target, read once.
+func destination(path string, marked bool, kind authorship.Kind) (target string, existing fs.FileInfo, have authorship.Kind, err error) {
 	st, err := os.Lstat(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return path, nil, nil
+		return path, nil, authorship.None, nil
 	}
 	if err != nil {
-		return "", nil, fmt.Errorf("write %s: %w", path, unwrapPath(err, path))
+		return "", nil, authorship.None, fmt.Errorf("write %s: %w", path, unwrapPath(err, path))
 	}
 	target = path
 	if st.Mode()&fs.ModeSymlink != 0 {
 		if target, err = filepath.EvalSymlinks(path); err != nil {
-			return "", nil, fmt.Errorf("write %s: a symbolic link whose target cannot be followed (%v)", path, unwrapPath(err, path))
+			return "", nil, authorship.None, fmt.Errorf("write %s: a symbolic link whose target cannot be followed (%v)", path, unwrapPath(err, path))
 		}
 		if st, err = os.Stat(target); err != nil {
-			return "", nil, fmt.Errorf("write %s: %w", path, unwrapPath(err, path))
+			return "", nil, authorship.None, fmt.Errorf("write %s: %w", path, unwrapPath(err, path))
 		}
 	}
 	if !st.Mode().IsRegular() {
-		return "", nil, fmt.Errorf("write %s: it is %s, not a regular file; refusing to replace it", path, regularfile.Kind(st.Mode()))
+		return "", nil, authorship.None, fmt.Errorf("write %s: it is %s, not a regular file; refusing to replace it", path, regularfile.Kind(st.Mode()))
 	}
 	if marked {
-		if err := authorship.Refusal(target, kind); err != nil {
-			return "", nil, fmt.Errorf("write %s%s: %w", path, linkNote(path, target), err)
+		if have, err = authorship.Refusal(target, kind); err != nil {
+			return "", nil, authorship.None, fmt.Errorf("write %s%s: %w", path, linkNote(path, target), err)
 		}
 	}
-	return target, st, nil
+	return target, st, have, nil
 }
 
 // tempPrefix starts the name of a temporary for the file base; the writer's

@@ -107,18 +107,24 @@ var ErrNotWritten = errors.New("it exists and madclip did not write it; refusing
 // Refusal is nil when the regular file at path may be replaced by a file
 // of kind want (madclip wrote it and it is of that kind, or it is empty;
 // any kind madclip writes when want is None), or says why not: a model is
-// never lost to a report given its name by mistake.
-func Refusal(path string, want Kind) error {
-	k, err := Identify(path)
+// never lost to a report given its name by mistake. It also returns what
+// the file holds, for a later Replaceable once want is known.
+func Refusal(path string, want Kind) (have Kind, err error) {
+	if have, err = Identify(path); err != nil {
+		return None, fmt.Errorf("cannot read it to tell whether madclip wrote it: %w", err)
+	}
+	return have, Replaceable(have, want)
+}
+
+// Replaceable is Refusal for a file already identified as have.
+func Replaceable(have, want Kind) error {
 	switch {
-	case err != nil:
-		return fmt.Errorf("cannot read it to tell whether madclip wrote it: %w", err)
-	case k == None:
+	case have == None:
 		return ErrNotWritten
-	case k == Empty || want == None || k == want:
+	case have == Empty || want == None || have == want:
 		return nil
 	}
-	return fmt.Errorf("it holds %s; refusing to replace it with %s (remove it or choose another name)", k, want)
+	return fmt.Errorf("it holds %s; refusing to replace it with %s (remove it or choose another name)", have, want)
 }
 
 // safetensorsHeader says whether the first 8 bytes read as a safetensors

@@ -246,7 +246,7 @@ func TestSafetensorsAndJSON(t *testing.T) {
 	if _, err := authorship.Written(fifo); err == nil || !strings.Contains(err.Error(), "named pipe") {
 		t.Errorf("a named pipe: %v", err) // and no wait for a writer
 	}
-	if err := authorship.Refusal(write(t, "x.png", []byte("\x89PNG\r\n\x1a\n")), authorship.None); err == nil || !strings.Contains(err.Error(), "madclip did not write it") {
+	if _, err := authorship.Refusal(write(t, "x.png", []byte("\x89PNG\r\n\x1a\n")), authorship.None); err == nil || !strings.Contains(err.Error(), "madclip did not write it") {
 		t.Errorf("Refusal: %v", err)
 	}
 }
@@ -293,7 +293,7 @@ func TestKinds(t *testing.T) {
 	}
 	for have, p := range files {
 		for _, want := range []authorship.Kind{authorship.Checkpoint, authorship.JSON, authorship.PNG, authorship.None} {
-			err := authorship.Refusal(p, want)
+			_, err := authorship.Refusal(p, want)
 			switch {
 			case have == authorship.None:
 				if !errors.Is(err, authorship.ErrNotWritten) {

@@ -197,7 +197,7 @@ func Load(path string, dev torch.Device) (*Checkpoint, error) {
 	}
 	c := &Checkpoint{Path: path, Tensors: ts}
 	if c.Meta, err = parseMeta(path, md); err == nil {
-		err = allFinite(path, ts)
+		err = CheckParameters(path, ts)
 	}
 	if err != nil {
 		c.Free()
@@ -346,9 +346,7 @@ const MaxParameter = 1e6
 // CheckParameters refuses tensors holding NaN or infinity, and parameters
 // beyond MaxParameter: such a model scores everything alike, silently.
 // path names the file they come from.
-func CheckParameters(path string, ts map[string]*torch.Tensor) error { return allFinite(path, ts) }
-
-func allFinite(path string, ts map[string]*torch.Tensor) error {
+func CheckParameters(path string, ts map[string]*torch.Tensor) error {
 	names := make([]string, 0, len(ts))
 	for n := range ts {
 		names = append(names, n)

@@ -191,23 +191,14 @@ func TestROCCurve(t *testing.T) {
 
 // OpenShared uses a loaded backbone only for checkpoints trained on it.
 func TestOpenSharedChecksTheBackbone(t *testing.T) {
-	root := t.TempDir()
-	if err := dataset.Synth(root, dataset.SynthOptions{Seed: 1, Valid: 2, Test: 2, Size: 32}); err != nil {
-		t.Fatal(err)
-	}
-	tk := reftest.Tokenizer(t)
-	c := train.Config{Data: root, Dataset: "Brain", Shots: 2, Seed: 1, Epochs: 1, Preset: "tiny", BackboneSeed: 1,
-		Model: model.Options{ImageSize: 56}, Out: filepath.Join(t.TempDir(), "ck.safetensors")}
+	_, ck, tk := tinyCheckpoint(t)
 	err := torch.Do(func() error {
-		if _, err := train.Run(context.Background(), c, tk, train.Silent{}); err != nil {
-			return err
-		}
 		for seed, ok := range map[uint64]bool{1: true, 2: false} {
 			b, info, err := checkpoint.OpenBackbone(checkpoint.Source{Preset: "tiny", Seed: seed}, model.Options{ImageSize: 56}.CLIPOptions(torch.CPU))
 			if err != nil {
 				return err
 			}
-			p, err := OpenShared(c.Out, &checkpoint.SharedBackbone{Model: b, Info: info}, tk, torch.CPU)
+			p, err := OpenShared(ck, &checkpoint.SharedBackbone{Model: b, Info: info}, tk, torch.CPU)
 			if (err == nil) != ok {
 				t.Errorf("backbone seed %d: error %v", seed, err)
 			}
@@ -240,10 +231,7 @@ func TestPRCurve(t *testing.T) {
 // Stream tells of progress once before the first image, then after each
 // image, skipped ones included, and never runs backwards.
 func TestStreamProgress(t *testing.T) {
-	root := t.TempDir()
-	if err := dataset.Synth(root, dataset.SynthOptions{Seed: 1, Valid: 2, Test: 2, Size: 32}); err != nil {
-		t.Fatal(err)
-	}
+	root, ck, tk := tinyCheckpoint(t)
 	split, err := dataset.ReadSplit(root, "Brain", "test")
 	if err != nil {
 		t.Fatal(err)
@@ -253,20 +241,14 @@ func TestStreamProgress(t *testing.T) {
 	samples = append(samples, dataset.Sample{Path: filepath.Join(root, "missing.png")})
 	samples = append(samples, split.Samples[2:]...)
 	n := len(samples)
-	tk := reftest.Tokenizer(t)
-	c := train.Config{Data: root, Dataset: "Brain", Shots: 2, Seed: 1, Epochs: 1, Preset: "tiny", BackboneSeed: 1,
-		Model: model.Options{ImageSize: 56}, Out: filepath.Join(t.TempDir(), "ck.safetensors")}
 	var calls [][2]int
 	var live []int64 // tensors alive as each image is handed over
 	var leaked int64
 	scored, skipped := 0, 0
 	err = torch.Do(func() error {
-		if _, err := train.Run(context.Background(), c, tk, train.Silent{}); err != nil {
-			return err
-		}
 		before := torch.LiveTensors()
 		defer func() { leaked = torch.LiveTensors() - before }()
-		p, err := Open(c.Out, "", tk, torch.CPU)
+		p, err := Open(ck, "", tk, torch.CPU)
 		if err != nil {
 			return err
 		}
@@ -311,7 +293,7 @@ func TestStreamProgress(t *testing.T) {
 // a label: NaN pixels stand in for the damaged parameters that make a
 // model overflow.
 func TestPredictRefusesNonFinite(t *testing.T) {
-	ck, tk := tinyCheckpoint(t)
+	_, ck, tk := tinyCheckpoint(t)
 	err := torch.Do(func() error {
 		p, err := Open(ck, "", tk, torch.CPU)
 		if err != nil {
@@ -341,14 +323,15 @@ func TestPredictRefusesNonFinite(t *testing.T) {
 }
 
 // tinyCheckpoint trains a checkpoint on a small synthetic Brain dataset
-// with the tiny preset (56 px, one epoch).
-func tinyCheckpoint(t *testing.T) (string, *bpe.Tokenizer) {
+// with the tiny preset (56 px, one epoch), and returns the dataset's root,
+// the checkpoint and the tokenizer.
+func tinyCheckpoint(t *testing.T) (root, ck string, tk *bpe.Tokenizer) {
 	t.Helper()
-	root := t.TempDir()
+	root = t.TempDir()
 	if err := dataset.Synth(root, dataset.SynthOptions{Seed: 1, Valid: 2, Test: 2, Size: 32}); err != nil {
 		t.Fatal(err)
 	}
-	tk := reftest.Tokenizer(t)
+	tk = reftest.Tokenizer(t)
 	c := train.Config{Data: root, Dataset: "Brain", Shots: 2, Seed: 1, Epochs: 1, Preset: "tiny", BackboneSeed: 1,
 		Model: model.Options{ImageSize: 56}, Out: filepath.Join(t.TempDir(), "ck.safetensors")}
 	err := torch.Do(func() error {
@@ -358,5 +341,5 @@ func tinyCheckpoint(t *testing.T) (string, *bpe.Tokenizer) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return c.Out, tk
+	return root, c.Out, tk
 }
