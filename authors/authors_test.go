@@ -230,11 +230,19 @@ func TestImportExportErrors(t *testing.T) {
 	cliptest.WriteConfig(t, smallWeights, small, 1, torch.Float32)
 	twoBlocks := tinyImport("Brain")
 	twoBlocks.Preset, twoBlocks.Weights = "", smallWeights
-	// Their file with a NaN, and with a weight of 1e30, in an adapter.
-	damaged := map[string]string{"nan": "float('nan')", "huge": "1e30"}
-	for name, value := range damaged {
+	// Their file with a NaN, and with a weight of 1e30, in an adapter; with
+	// integer adapters or contexts; with a tensor of the text encoder gone.
+	fc1, ctx := "d['normal_det_adapters']['0.fc1.0.weight']", "d['prompt_maker_normal']['prompt_learner.ctx.normal_front']"
+	damaged := map[string]string{
+		"nan":     fc1 + "[0, 0] = float('nan')",
+		"huge":    fc1 + "[0, 0] = 1e30",
+		"int":     fc1 + " = " + fc1 + ".long()",
+		"intctx":  ctx + " = " + ctx + ".int()",
+		"partial": "del d['prompt_maker_abnormal']['text_encoder.ln_final.bias']",
+	}
+	for name, change := range damaged {
 		p := filepath.Join(dir, name+".pth")
-		code := "import sys, torch\nd = torch.load(sys.argv[1])\nd['normal_det_adapters']['0.fc1.0.weight'][0, 0] = " + value + "\ntorch.save(d, sys.argv[2])"
+		code := "import sys, torch\nd = torch.load(sys.argv[1])\n" + change + "\ntorch.save(d, sys.argv[2])"
 		if out, err := exec.Command(reftest.Python(t, "torch"), "-c", code, theirs, p).CombinedOutput(); err != nil {
 			t.Fatalf("%v %s", err, out)
 		}
@@ -254,6 +262,9 @@ func TestImportExportErrors(t *testing.T) {
 		{garbage, tinyImport("Brain"), garbage},
 		{damaged["nan"], tinyImport("Brain"), "holds NaN"},
 		{damaged["huge"], tinyImport("Brain"), "far beyond any trained value"},
+		{damaged["int"], tinyImport("Brain"), "normal_det_adapters.0.fc1.0.weight holds i64 values"},
+		{damaged["intctx"], tinyImport("Brain"), "prompt_learner.ctx.normal_front holds i32 values"},
+		{damaged["partial"], tinyImport("Brain"), "lacks prompt_maker_abnormal.text_encoder.ln_final.bias (1 of"},
 		{f.ck, tinyImport("Brain"), "torch.save file"},
 		{filepath.Join(dir, "missing.pth"), tinyImport("Brain"), "missing.pth"},
 	} {

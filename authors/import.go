@@ -184,9 +184,10 @@ func checkTextEncoder(pth string, src map[string]*torch.Tensor, backbone *clip.M
 	if on == "" {
 		on = "the preset backbone"
 	}
-	n := 0
+	want := textEncoderNames(backbone)
 	for _, g := range promptGroups {
 		prefix := g + "." + textEncoder
+		n := 0
 		for k, t := range src {
 			name, ok := strings.CutPrefix(k, prefix)
 			if !ok {
@@ -194,8 +195,11 @@ func checkTextEncoder(pth string, src map[string]*torch.Tensor, backbone *clip.M
 			}
 			n++
 			ours, ok := backbone.Params().Get(name)
-			if !ok {
+			if !ok || !want[name] {
 				return fmt.Errorf("%s: its text encoder has %s, which %s does not", pth, name, on)
+			}
+			if !t.DType().IsFloat() {
+				return fmt.Errorf("%s: %s holds %s values, want floating point", pth, k, t.DType())
 			}
 			if fmt.Sprint(t.Shape()) != fmt.Sprint(ours.Shape()) {
 				return fmt.Errorf("%s: its text encoder's %s has shape %v, %s has %v: trained on another CLIP", pth, name, t.Shape(), on, ours.Shape())
@@ -211,11 +215,33 @@ func checkTextEncoder(pth string, src map[string]*torch.Tensor, backbone *clip.M
 				return fmt.Errorf("%s: its text encoder's %s differs from %s's: the model was trained on other CLIP weights", pth, name, on)
 			}
 		}
-	}
-	if n == 0 {
-		return fmt.Errorf("%s: no copy of the text encoder (%s...) to check the CLIP weights against", pth, promptGroups[0]+"."+textEncoder)
+		if n == 0 {
+			return fmt.Errorf("%s: no copy of the text encoder (%s...) to check the CLIP weights against", pth, prefix)
+		}
+		if n < len(want) {
+			for _, name := range backbone.Params().Names() {
+				if want[name] && src[prefix+name] == nil {
+					return fmt.Errorf("%s: its text encoder lacks %s%s (%d of %d tensors missing): a damaged or partial file", pth, prefix, name, len(want)-n, len(want))
+				}
+			}
+		}
 	}
 	return nil
+}
+
+// textEncoderNames are the names of the backbone's tensors that the
+// authors' TextEncoder holds: CLIP's text transformer, positional
+// embedding, final norm and projection (not the token embedding).
+func textEncoderNames(backbone *clip.Model) map[string]bool {
+	names := map[string]bool{}
+	for _, name := range backbone.Params().Names() {
+		switch {
+		case strings.HasPrefix(name, "transformer."), strings.HasPrefix(name, "ln_final."),
+			name == "positional_embedding", name == "text_projection":
+			names[name] = true
+		}
+	}
+	return names
 }
 
 // ourParams renames the file's trained tensors to madclip's, as float32 on dev.
@@ -224,7 +250,11 @@ func ourParams(src map[string]*torch.Tensor, layers int, handcrafted bool, dev t
 	for b := range 2 {
 		for li := range layers {
 			for _, h := range headNames {
-				t := src[fmt.Sprintf("%s.%d.%s.weight", adapterGroups[b], li, h.theirs)]
+				k := fmt.Sprintf("%s.%d.%s.weight", adapterGroups[b], li, h.theirs)
+				t := src[k]
+				if !t.DType().IsFloat() {
+					return nil, fmt.Errorf("%s holds %s values, want floating point", k, t.DType())
+				}
 				params[adapterName(b, li, h.ours)] = t.To(torch.Float32, dev)
 			}
 		}
@@ -239,6 +269,9 @@ func ourParams(src map[string]*torch.Tensor, layers int, handcrafted bool, dev t
 			ctx, ok := src[k]
 			if !ok {
 				return nil, fmt.Errorf("%s is missing", k)
+			}
+			if !ctx.DType().IsFloat() {
+				return nil, fmt.Errorf("%s holds %s values, want floating point", k, ctx.DType())
 			}
 			shape := ctx.Shape()
 			if len(shape) != 3 || shape[0] != int64(len(phrases)) || shape[1] != model.NumCtx {
@@ -255,6 +288,9 @@ func ourParams(src map[string]*torch.Tensor, layers int, handcrafted bool, dev t
 // with the ones computed here from the same templates and CLIP.
 func checkFixedText(pth string, stored *torch.Tensor, m *model.MadCLIP) error {
 	ours := m.TextFeatures().ToDType(torch.Float32).ToDevice(torch.CPU) // [2, E]
+	if !stored.DType().IsFloat() {
+		return fmt.Errorf("%s: %s holds %s values, want floating point", pth, fixedText, stored.DType())
+	}
 	theirs := stored.ToDType(torch.Float32).Transpose(0, 1)
 	if fmt.Sprint(theirs.Shape()) != fmt.Sprint(ours.Shape()) {
 		return fmt.Errorf("%s: %s has shape %v, want [%d, 2]", pth, fixedText, stored.Shape(), ours.Size(1))

@@ -7,6 +7,7 @@ package torch
 import "C"
 
 import (
+	"archive/zip"
 	"fmt"
 	"io"
 	"strings"
@@ -30,19 +31,35 @@ import (
 // legacy format (before PyTorch 1.6) is refused with a message that says how
 // to convert it.
 func LoadArchive(path string) (map[string]*Tensor, error) {
-	if err := regularfile.Check(path); err != nil {
-		return nil, fmt.Errorf("load %w", err)
+	if err := CheckArchive(path); err != nil {
+		return nil, err
 	}
 	if torchsave.IsTorchSave(path) {
 		return loadTorchSave(path)
-	}
-	if head, err := readHead(path, 8); err == nil && string(head) == "\x80\x02\x8a\x0a\x6c\xfc\x9c\x46" {
-		return nil, fmt.Errorf("load %s: a torch.save file in the legacy format of PyTorch before 1.6, which madclip does not read; save it again with a current PyTorch (torch.save(torch.load(f), g)) or convert it with scripts/convert_clip.py", path)
 	}
 	if err := checkZip(path); err != nil {
 		return nil, err
 	}
 	return loadInChild(path)
+}
+
+// CheckArchive is LoadArchive's quick first look, for a message before
+// long work: it refuses, saying what the file is, anything that is not a
+// regular file holding a zip archive (the format of torch.save and
+// TorchScript). It reads the file's head and the zip directory, not the
+// data: a damaged record is found by LoadArchive.
+func CheckArchive(path string) error {
+	if err := regularfile.Check(path); err != nil {
+		return fmt.Errorf("load %w", err)
+	}
+	if head, err := readHead(path, 8); err == nil && string(head) == "\x80\x02\x8a\x0a\x6c\xfc\x9c\x46" {
+		return fmt.Errorf("load %s: a torch.save file in the legacy format of PyTorch before 1.6, which madclip does not read; save it again with a current PyTorch (torch.save(torch.load(f), g)) or convert it with scripts/convert_clip.py", path)
+	}
+	z, err := zip.OpenReader(path)
+	if err != nil {
+		return notZip(path)
+	}
+	return z.Close()
 }
 
 // loadHere reads a TorchScript archive with libtorch in this process. It

@@ -166,14 +166,7 @@ func childFailure(path string, waitErr error, stderr string) error {
 func checkZip(path string) error {
 	z, err := zip.OpenReader(path)
 	if err != nil {
-		if f, err := safetensors.Open(path); err == nil {
-			f.Close()
-			return fmt.Errorf("load %s: a safetensors file, not the zip archive torch.save and TorchScript write", path)
-		}
-		if head, err := readHead(path, 4); err == nil && string(head) == "PK\x03\x04" {
-			return fmt.Errorf("load %s: a zip archive whose end is missing (truncated, as by an interrupted download or copy)", path)
-		}
-		return fmt.Errorf("load %s: not a PyTorch file (neither a zip archive as torch.save and TorchScript write, nor safetensors)", path)
+		return notZip(path)
 	}
 	defer z.Close()
 	pickle := false
@@ -194,6 +187,18 @@ func checkZip(path string) error {
 		return fmt.Errorf("load %s: a zip archive, but not one torch.save or TorchScript writes (no data.pkl)", path)
 	}
 	return nil
+}
+
+// notZip says what the file at path is, which zip.OpenReader refused.
+func notZip(path string) error {
+	if f, err := safetensors.Open(path); err == nil {
+		f.Close()
+		return fmt.Errorf("load %s: a safetensors file, not the zip archive torch.save and TorchScript write", path)
+	}
+	if head, err := readHead(path, 4); err == nil && string(head) == "PK\x03\x04" {
+		return fmt.Errorf("load %s: a zip archive whose end is missing (truncated, as by an interrupted download or copy)", path)
+	}
+	return fmt.Errorf("load %s: not a PyTorch file (neither a zip archive as torch.save and TorchScript write, nor safetensors)", path)
 }
 
 // headBuffer keeps the first max bytes written to it (a crashing child's

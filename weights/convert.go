@@ -16,6 +16,7 @@ import (
 	"madclip/model/clip"
 	"madclip/model/clip/bpe"
 	"madclip/torch"
+	"madclip/torch/safetensors"
 )
 
 // extras are the non-weight entries of OpenAI's TorchScript archives and
@@ -53,6 +54,23 @@ var ErrContent = errors.New("the input cannot be converted")
 type contentError struct{ error }
 
 func (e contentError) Unwrap() []error { return []error{e.error, ErrContent} }
+
+// CheckInput is Convert's quick first look at in, for a message before
+// the long read: a file that is neither safetensors (by its name) nor a zip
+// archive as torch.save and TorchScript write is refused, saying what it is.
+func CheckInput(in string) error {
+	if !strings.HasSuffix(in, ".safetensors") {
+		if err := torch.CheckArchive(in); err != nil {
+			return contentError{err}
+		}
+		return nil
+	}
+	f, err := safetensors.Open(in)
+	if err != nil {
+		return contentError{fmt.Errorf("load %w", err)}
+	}
+	return f.Close()
+}
 
 func convert(in, out, vocab string, want *clip.Config) (clip.Config, error) {
 	var cfg clip.Config

@@ -78,7 +78,7 @@ func importAuthorsAction(c *cli.Context) error {
 	if err := checkOutputs([]namedPath{{role: "--out", path: out, kind: authorship.Checkpoint}}, []namedPath{{role: "IN.pth", path: in}, {role: "--weights", path: c.String("weights")}}); err != nil {
 		return fmt.Errorf("import authors: %w", err)
 	}
-	if err := notImageNamed("--out", out, ".safetensors"); err != nil {
+	if err := wellNamed("--out", out, ".safetensors"); err != nil {
 		return fmt.Errorf("import authors: %w", err)
 	}
 	o := authors.ImportOptions{
@@ -164,7 +164,7 @@ func exportAuthorsAction(c *cli.Context) error {
 			}
 		}
 	}
-	if err := notImageNamed("OUT.pth", out, ".pth"); err != nil {
+	if err := wellNamed("OUT.pth", out, ".pth"); err != nil {
 		return fmt.Errorf("export authors: %w", err)
 	}
 	if err := checkOutputs([]namedPath{{role: "OUT.pth", path: out, kind: authorship.Archive}}, inputs); err != nil {

@@ -106,6 +106,8 @@ func benchAction(c *cli.Context) error {
 		defer os.RemoveAll(work)
 	} else if err := os.MkdirAll(work, 0o755); err != nil {
 		return fmt.Errorf("work folder %s: %w", work, err)
+	} else if err := canCreateIn("--work", work); err != nil {
+		return fmt.Errorf("bench: %w", err) // before the runs, not at the first save
 	}
 	// Ctrl-C or a scheduler's SIGTERM stops the run in progress (training
 	// saves a partial checkpoint, in --work where one is given) and the
@@ -292,7 +294,7 @@ func benchOutputs(c *cli.Context, p benchPlan, weights string) error {
 		if err := writableFolder("--json-out", out, authorship.JSON); err != nil {
 			return err
 		}
-		if err := notImageNamed("--json-out", out, ".json"); err != nil {
+		if err := wellNamed("--json-out", out, ".json"); err != nil {
 			return err
 		}
 		outputs = append(outputs, namedPath{role: "--json-out", path: out, kind: authorship.JSON})

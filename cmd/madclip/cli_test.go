@@ -200,6 +200,21 @@ func TestWeightsDownloadCLI(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dest, "bpe_simple_vocab_16e6.txt.gz")); err == nil {
 		t.Error("a vocab was fetched")
 	}
+	// With --keep the verified original stays though it cannot convert,
+	// and a later download without --keep leaves it too: it was kept before.
+	kept := t.TempDir()
+	original := filepath.Join(kept, "ViT-B-32.download.safetensors")
+	for _, keep := range []string{"--keep", "--keep=false"} {
+		_, e, code = madclip(t, nil, "weights", "download", "--quiet", keep, "--dir", kept,
+			"--url", srv.URL+"/tiny.safetensors", "--sha256", sum, "ViT-B/32")
+		wantFailure(t, "not the CLIP expected", e, code)
+		if strings.Contains(e, "removed") {
+			t.Errorf("%s: %s", keep, e)
+		}
+		if b, err := os.ReadFile(original); err != nil || sha256hex(b) != sum {
+			t.Errorf("%s: the original is not kept: %v", keep, err)
+		}
+	}
 	// A wrong checksum fails cleanly and leaves nothing under the final name.
 	dest2 := t.TempDir()
 	_, e, code = madclip(t, nil, "weights", "download", "--quiet", "--dir", dest2,

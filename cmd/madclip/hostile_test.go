@@ -141,7 +141,7 @@ func TestHostileInputs(t *testing.T) {
 		os.WriteFile(p, b, 0o644)
 		return p
 	}
-	ckAsJSON, ckAsNPY, ckAsPth := ckCopy("ck-json.safetensors"), ckCopy("ck.npy"), ckCopy("ck2.safetensors")
+	ckAsJSON, ckAsNPY, ckAsPth := ckCopy("ck-json.safetensors"), ckCopy("ck.npy"), ckCopy("ck2.pth")
 	badPreset := filepath.Join(dir, "preset.safetensors")
 	rewriteCheckpoint(t, ck, badPreset, func(m map[string]any, _ []safetensors.Tensor) {
 		m["backbone"].(map[string]any)["preset"] = "huge"
@@ -349,7 +349,7 @@ func TestHostileInputs(t *testing.T) {
 		{"report through a link into another dataset", append(eval, "--report", filepath.Join(otherLinked, "r")), "Chest_AD: madclip writes nothing into a dataset"},
 		{"train --out into a folder that cannot be written", append(train, "--out", "/proc/x.safetensors"), "cannot create files in /proc: "},
 		{"bench work folder holding the weights", []string{"bench", "--data", root, "--datasets", "Brain", "--shots", "2", "--seeds", "1", "--weights", workWeights, "--work", work}, "the --weights file"},
-		{"bench --json-out onto a run's checkpoint", append(bench, "--work", filepath.Join(dir, "w2"), "--json-out", filepath.Join(dir, "w2", "Brain-2shot-seed1.safetensors")), "both write"},
+		{"bench --json-out onto a run's checkpoint", append(bench, "--work", filepath.Join(dir, "w2"), "--json-out", filepath.Join(dir, "w2", "Brain-2shot-seed1.safetensors")), "has the name of a safetensors file, but it gets a JSON file"},
 		{"bench work folder inside the dataset", append(bench, "--work", filepath.Dir(testImage)), "madclip writes nothing into a dataset"},
 		{"train --out inside the dataset", append(train, "--out", filepath.Join(filepath.Dir(validImage), "ck.safetensors")), "madclip writes nothing into a dataset"},
 		{"missing required flag", []string{"eval", "--checkpoint", ck, "--json"}, "eval: --data is required"},
@@ -376,6 +376,12 @@ func TestHostileInputs(t *testing.T) {
 		{"convert into a dataset", []string{"weights", "convert", ck, filepath.Join(root, "Chest_AD", "w.safetensors")}, "Chest_AD: madclip writes nothing into a dataset"},
 		{"convert to an image's name", []string{"weights", "convert", ck, filepath.Join(dir, "w.png")}, "has an image's name; give the file a .safetensors name"},
 		{"bench --json-out with an image's name", append(bench, "--json-out", filepath.Join(dir, "r.png")), "has an image's name; give the file a .json name"},
+		{"export to a safetensors name", []string{"export", "authors", ck, filepath.Join(dir, "Brain.safetensors")}, "has the name of a safetensors file, but it gets a torch.save archive; give the file a .pth name"},
+		{"train --out with a .pth name", append(train, "-q", "--out", filepath.Join(dir, "o.pth")), "has the name of a torch.save archive, but it gets a safetensors file; give the file a .safetensors name"},
+		{"convert a scan", []string{"weights", "convert", scan, filepath.Join(dir, "w.safetensors")}, "scan.png: not a PyTorch file"},
+		{"convert a truncated zip", []string{"weights", "convert", sd, filepath.Join(dir, "w.safetensors")}, "sd.pt: a zip archive whose end is missing"},
+		{"bench --work where nothing can be made", append(bench, "-q", "--work", "/proc/1"), "--work: cannot create files in /proc/1"},
+		{"convert to a .pt name", []string{"weights", "convert", ck, filepath.Join(dir, "w.PT")}, "has the name of a torch.save archive"},
 		{"synth into a dataset folder", []string{"synth", "--out", filepath.Join(root, "Chest_AD"), "-q"}, "is a dataset folder"},
 		{"a flag as a file's value", append(predict, scan, "--raw-map", "--json"), "--raw-map --json: that looks like a flag, not a value"},
 		{"a short flag as a file's value", append(train, "--out", "-q"), "--out -q: that looks like a flag, not a value"},

@@ -214,13 +214,24 @@ func (n namedPath) describe() string {
 // in the folder that will hold path, and that a file of kind may replace
 // what is there.
 func writableFolder(flag, path string, kind authorship.Kind) error {
-	dir := filepath.Dir(path)
+	if err := canCreateIn(flag+" "+path, filepath.Dir(path)); err != nil {
+		return err
+	}
+	if _, _, err := atomicfile.Destination(path, kind); err != nil {
+		return fmt.Errorf("%s: %w", flag, err)
+	}
+	return nil
+}
+
+// canCreateIn checks that files can be created in the folder dir, by
+// creating one; what names the output in errors.
+func canCreateIn(what, dir string) error {
 	st, err := os.Stat(dir)
 	if err != nil {
-		return fmt.Errorf("%s %s: its folder: %w", flag, path, err)
+		return fmt.Errorf("%s: its folder: %w", what, err)
 	}
 	if !st.IsDir() {
-		return fmt.Errorf("%s %s: %s is not a folder", flag, path, dir)
+		return fmt.Errorf("%s: %s is not a folder", what, dir)
 	}
 	f, err := os.CreateTemp(dir, ".madclip-probe-*")
 	if err != nil {
@@ -228,13 +239,10 @@ func writableFolder(flag, path string, kind authorship.Kind) error {
 		if errors.As(err, &pe) { // the probe's name means nothing to the user
 			err = pe.Err
 		}
-		return fmt.Errorf("%s %s: cannot create files in %s: %w", flag, path, dir, err)
+		return fmt.Errorf("%s: cannot create files in %s: %w", what, dir, err)
 	}
 	f.Close()
 	os.Remove(f.Name())
-	if _, _, err := atomicfile.Destination(path, kind); err != nil {
-		return fmt.Errorf("%s: %w", flag, err)
-	}
 	return nil
 }
 
@@ -276,16 +284,33 @@ func outsideDatasets(flag, path string, kind outputKind, root string, names []st
 	return nil
 }
 
-// notImageNamed refuses a file output that is no image (want: its
-// extension, as ".pth") but has an image's name, itself or where a link at
-// path leads, so that a mistyped command cannot put a model in place of a
-// scan. (Whether it lies in a dataset is checkOutputs' part.)
-func notImageNamed(flag, path, want string) error {
+// wellNamed refuses a file output whose name says it is something it is
+// not (want: its extension, as ".pth"), itself or where a link at path
+// leads: an image's name, so that a mistyped command cannot put a model in
+// place of a scan, or the other model format's, so that a torch.save
+// archive is not taken for a safetensors file or the other way round.
+// (Whether it lies in a dataset is checkOutputs' part.)
+func wellNamed(flag, path, want string) error {
 	target := atomicfile.Target(path) // what a link at path leads to is what gets written
 	if dataset.IsImage(path) || dataset.IsImage(target) {
 		return fmt.Errorf("%s %s%s has an image's name; give the file a %s name", flag, path, linksTo(path, target), want)
 	}
+	for _, name := range []string{path, target} {
+		ext := strings.ToLower(filepath.Ext(name))
+		if f, ok := modelFormats[ext]; ok && f != modelFormats[want] {
+			return fmt.Errorf("%s %s%s has the name of %s, but it gets %s; give the file a %s name", flag, path, linksTo(path, target), f, modelFormats[want], want)
+		}
+	}
 	return nil
+}
+
+// modelFormats are the formats that model files are taken for by their
+// extension.
+var modelFormats = map[string]string{
+	".safetensors": "a safetensors file",
+	".pth":         "a torch.save archive",
+	".pt":          "a torch.save archive",
+	".json":        "a JSON file",
 }
 
 // datasetAbove finds, from the path itself, the dataset folder (a

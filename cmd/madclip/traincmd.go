@@ -479,7 +479,7 @@ func checkTrainOutput(c *cli.Context, cfg train.Config, resumed *checkpoint.Meta
 	if err := outsideDatasets("--out", cfg.Out, fileOutput, data, []string{name}); err != nil {
 		return err
 	}
-	if err := notImageNamed("--out", cfg.Out, ".safetensors"); err != nil {
+	if err := wellNamed("--out", cfg.Out, ".safetensors"); err != nil {
 		return err
 	}
 	return writableFolder("--out", cfg.Out, authorship.Checkpoint)

@@ -243,7 +243,7 @@ Examples:
 			if err := checkOutputs([]namedPath{{role: "OUT", path: out, kind: authorship.Weights}, {role: "the vocab copy", path: vocabOut}}, inputs); err != nil {
 				return fmt.Errorf("weights convert: %w", err)
 			}
-			if err := notImageNamed("OUT", out, ".safetensors"); err != nil {
+			if err := wellNamed("OUT", out, ".safetensors"); err != nil {
 				return fmt.Errorf("weights convert: %w", err)
 			}
 			if st, err := os.Stat(in); err != nil {
@@ -256,6 +256,9 @@ Examples:
 					if _, err := bpe.Load(v); err != nil {
 						return fmt.Errorf("--vocab: %w", err)
 					}
+				}
+				if err := weights.CheckInput(in); err != nil {
+					return err
 				}
 				if !c.Bool("quiet") {
 					fmt.Fprintf(os.Stderr, "converting %s (%s) to %s\n", oneLine(in), sizeOf(in), oneLine(out))
