@@ -176,8 +176,9 @@ func destination(path string, marked bool, kind authorship.Kind) (target string,
 func tempPrefix(base string) string { return "." + base + ".tmp-p" }
 
 // removeStale deletes temporaries for base in dir whose writer is no
-// longer running (it was killed mid-write). Failures are ignored: a stale
-// file is only clutter.
+// longer running (it was killed mid-write), when they are empty or carry
+// madclip's mark: a file of someone else's that merely has such a name
+// stays. Failures are ignored: a stale file is only clutter.
 func removeStale(dir, base string) {
 	prefix := tempPrefix(base)
 	names, err := filepath.Glob(filepath.Join(dir, globEscape(prefix)+"*"))
@@ -191,7 +192,9 @@ func removeStale(dir, base string) {
 			continue
 		}
 		if st, err := os.Lstat(name); err == nil && st.Mode().IsRegular() {
-			os.Remove(name)
+			if ours, err := authorship.Written(name); err == nil && ours {
+				os.Remove(name)
+			}
 		}
 	}
 }

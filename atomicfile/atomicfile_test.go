@@ -161,7 +161,7 @@ func TestWriteKeepsOthersFiles(t *testing.T) {
 }
 
 // TestStaleTemporariesRemoved: a temporary of a dead writer goes, one of a
-// live writer and other files stay.
+// live writer, one that madclip did not write and other files stay.
 func TestStaleTemporariesRemoved(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "ck.safetensors")
@@ -172,7 +172,9 @@ func TestStaleTemporariesRemoved(t *testing.T) {
 	dead := filepath.Join(dir, fmt.Sprintf(".ck.safetensors.tmp-p%d-123", cmd.Process.Pid))
 	live := filepath.Join(dir, fmt.Sprintf(".ck.safetensors.tmp-p%d-456", os.Getpid()))
 	other := filepath.Join(dir, ".other.tmp-p1-1")
-	for _, f := range []string{dead, live, other} {
+	unmarked := filepath.Join(dir, fmt.Sprintf(".ck.safetensors.tmp-p%d-789", cmd.Process.Pid))
+	os.WriteFile(dead, nil, 0o644) // killed before its first bytes
+	for _, f := range []string{live, other, unmarked} {
 		os.WriteFile(f, []byte("partial"), 0o644)
 	}
 	if err := Write(p, 0o644, func(w io.Writer) error { return nil }); err != nil {
@@ -181,7 +183,7 @@ func TestStaleTemporariesRemoved(t *testing.T) {
 	if _, err := os.Stat(dead); err == nil {
 		t.Error("the dead writer's temporary is still there")
 	}
-	for _, f := range []string{live, other, p} {
+	for _, f := range []string{live, other, unmarked, p} {
 		if _, err := os.Stat(f); err != nil {
 			t.Errorf("%s was removed: %v", f, err)
 		}
