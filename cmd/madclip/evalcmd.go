@@ -88,13 +88,15 @@ func evalAction(c *cli.Context) (err error) {
 	var reportInputs *inputSet
 	if report != "" {
 		var undo func()
-		if reportInputs, undo, err = planReport(c, report); err != nil {
+		var lock *os.File
+		if reportInputs, undo, lock, err = planReport(c, report); err != nil {
 			return fmt.Errorf("eval: %w", err)
 		}
 		defer func() {
 			if err != nil {
 				undo()
 			}
+			lock.Close() // and with it the lock
 		}()
 	}
 	// Ctrl-C, SIGTERM or SIGHUP stops the evaluation; no report is written.
@@ -163,10 +165,12 @@ func evalAction(c *cli.Context) (err error) {
 // planReport checks, before any work, that the report folder can hold
 // the report and that none of its files is an input (the checkpoint, the
 // weights, a test image: a report folder may be anywhere, even the folder
-// of the scans), then makes it. The inputs are returned for the failure
-// pictures, whose names are known only at the end, with undo, which
-// removes the folders it made if they are still empty (eval failed).
-func planReport(c *cli.Context, report string) (_ *inputSet, undo func(), err error) {
+// of the scans), then makes it and locks it against another eval. The
+// inputs are returned for the failure pictures, whose names are known only
+// at the end, with undo, which removes the folders it made if they are
+// still empty (eval failed), and the open folder that holds the lock until
+// it is closed.
+func planReport(c *cli.Context, report string) (_ *inputSet, undo func(), lock *os.File, err error) {
 	inputs, meta := checkpointInputs(c)
 	name := c.String("dataset")
 	if name == "" {
@@ -180,13 +184,13 @@ func planReport(c *cli.Context, report string) (_ *inputSet, undo func(), err er
 	failures := filepath.Join(report, "failures")
 	for _, d := range []string{report, failures} {
 		if err := outsideDatasets("--report", d, folderOutput, c.String("data"), []string{name}); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	}
 	// The failures folder is the report's own: old pictures are removed
 	// from it, so it is never reached through a link.
 	if st, err := os.Lstat(failures); err == nil && st.Mode()&os.ModeSymlink != 0 {
-		return nil, nil, fmt.Errorf("--report %s: %s is a link; eval writes (and clears) its failure pictures only in a folder of its own", report, failures)
+		return nil, nil, nil, fmt.Errorf("--report %s: %s is a link; eval writes (and clears) its failure pictures only in a folder of its own", report, failures)
 	}
 	// Failure pictures of an earlier run are replaced; one that is (or
 	// links to) an input, or that madclip did not write, is refused now,
@@ -203,16 +207,39 @@ func planReport(c *cli.Context, report string) (_ *inputSet, undo func(), err er
 	}
 	set := newInputSet(inputs)
 	if err := set.checkAll(outputs); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if len(links) > 0 { // neither written through nor removed: the report would mix runs
-		return nil, nil, fmt.Errorf("--report %s: %s is a link with a failure picture's name; eval neither writes through nor removes such a link (remove it)", report, links[0])
+		return nil, nil, nil, fmt.Errorf("--report %s: %s is a link with a failure picture's name; eval neither writes through nor removes such a link (remove it)", report, links[0])
 	}
 	var made madeFolders
 	if err := made.mkdirAll(failures); err != nil {
-		return nil, nil, fmt.Errorf("--report %s: %w", report, err)
+		return nil, nil, nil, fmt.Errorf("--report %s: %w", report, err)
 	}
-	return set, made.removeEmpty, nil
+	if lock, err = lockFolder(report); err != nil {
+		made.removeEmpty()
+		return nil, nil, nil, fmt.Errorf("--report %s: %w", report, err)
+	}
+	return set, made.removeEmpty, lock, nil
+}
+
+// lockFolder takes an exclusive lock on the folder dir, held until the
+// returned file is closed, so that two runs never write one report: a
+// report.json beside another run's failure pictures would mislead.
+func lockFolder(dir string) (*os.File, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	switch err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); {
+	case errors.Is(err, syscall.EWOULDBLOCK):
+		f.Close()
+		return nil, errors.New("another madclip eval is writing a report there; give each run its own report folder")
+	case err != nil && !errors.Is(err, syscall.ENOLCK) && !errors.Is(err, syscall.ENOTSUP):
+		f.Close()
+		return nil, fmt.Errorf("lock the folder: %w", err)
+	}
+	return f, nil // a filesystem without locks: as before, unlocked
 }
 
 // failurePatterns match the failure pictures eval writes, and no others.

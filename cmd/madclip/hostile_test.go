@@ -683,6 +683,21 @@ func TestEvalReportIsFresh(t *testing.T) {
 	_, e, code = madclip(t, nil, args...)
 	wantFailure(t, link+" is a link with a failure picture's name", e, code)
 	os.Remove(link)
+	// Another eval writing into the folder (its lock held here) is waited
+	// for by no one: refused before scoring, the earlier picture kept.
+	held, err := os.Open(report)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Flock(int(held.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		t.Fatal(err)
+	}
+	_, e, code = madclip(t, nil, args...)
+	wantFailure(t, "another madclip eval is writing a report there", e, code)
+	if _, err := os.Stat(stale); err != nil {
+		t.Error("a refused eval removed an earlier picture")
+	}
+	held.Close()
 	if _, e, code := madclip(t, nil, args...); code != 0 {
 		t.Fatal(e)
 	}
