@@ -164,10 +164,13 @@ func exportAuthorsAction(c *cli.Context) error {
 			}
 		}
 	}
-	if err := wellNamed("OUT.pth", out, ".pth"); err != nil {
+	if err := imageNamed("OUT.pth", out, ".pth"); err != nil {
 		return fmt.Errorf("export authors: %w", err)
 	}
 	if err := checkOutputs([]namedPath{{role: "OUT.pth", path: out, kind: authorship.Archive}}, inputs); err != nil {
+		return fmt.Errorf("export authors: %w", err) // an input named: the first thing to say
+	}
+	if err := formatNamed("OUT.pth", out, ".pth"); err != nil {
 		return fmt.Errorf("export authors: %w", err)
 	}
 	tk, err := loadTokenizer(c)

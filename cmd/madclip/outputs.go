@@ -286,15 +286,30 @@ func outsideDatasets(flag, path string, kind outputKind, root string, names []st
 
 // wellNamed refuses a file output whose name says it is something it is
 // not (want: its extension, as ".pth"), itself or where a link at path
-// leads: an image's name, so that a mistyped command cannot put a model in
-// place of a scan, or the other model format's, so that a torch.save
-// archive is not taken for a safetensors file or the other way round.
-// (Whether it lies in a dataset is checkOutputs' part.)
+// leads: see imageNamed and formatNamed.
 func wellNamed(flag, path, want string) error {
+	if err := imageNamed(flag, path, want); err != nil {
+		return err
+	}
+	return formatNamed(flag, path, want)
+}
+
+// imageNamed refuses a file output that is no image but has an image's
+// name, so that a mistyped command cannot put a model in place of a scan.
+// (Whether it lies in a dataset is checkOutputs' part.)
+func imageNamed(flag, path, want string) error {
 	target := atomicfile.Target(path) // what a link at path leads to is what gets written
 	if dataset.IsImage(path) || dataset.IsImage(target) {
 		return fmt.Errorf("%s %s%s has an image's name; give the file a %s name", flag, path, linksTo(path, target), want)
 	}
+	return nil
+}
+
+// formatNamed refuses a file output with the name of another format than
+// want's, so that a torch.save archive is not taken for a safetensors file
+// or the other way round.
+func formatNamed(flag, path, want string) error {
+	target := atomicfile.Target(path)
 	for _, name := range []string{path, target} {
 		ext := strings.ToLower(filepath.Ext(name))
 		if f, ok := modelFormats[ext]; ok && f != modelFormats[want] {
