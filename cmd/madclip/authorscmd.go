@@ -99,16 +99,17 @@ func importAuthorsAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	err = onCompute(func() error {
-		meta, err := authors.Import(in, out, o, tk)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(c.App.Writer, "wrote %s: %s, object %q, layers %v, %d px, hand-crafted prompts %v, scored by its %s\n",
-			oneLine(out), oneLine(meta.Dataset), meta.Model.Object, meta.Model.Layers, meta.Model.ImageSize, meta.Model.Handcrafted, scoreKind(meta.Masks))
-		return nil
+	return withFileFolder("--out", out, func() error {
+		return onCompute(func() error {
+			meta, err := authors.Import(in, out, o, tk)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(c.App.Writer, "wrote %s: %s, object %q, layers %v, %d px, hand-crafted prompts %v, scored by its %s\n",
+				oneLine(out), oneLine(meta.Dataset), meta.Model.Object, meta.Model.Layers, meta.Model.ImageSize, meta.Model.Handcrafted, scoreKind(meta.Masks))
+			return nil
+		})
 	})
-	return err
 }
 
 func scoreKind(masks bool) string {
@@ -177,13 +178,15 @@ func exportAuthorsAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	return onCompute(func() error {
-		meta, err := authors.Export(ck, c.String("weights"), out, tk)
-		if err != nil {
-			return err
-		}
-		fmt.Fprint(c.App.Writer, exportHint(out, meta))
-		return nil
+	return withFileFolder("OUT.pth", out, func() error {
+		return onCompute(func() error {
+			meta, err := authors.Export(ck, c.String("weights"), out, tk)
+			if err != nil {
+				return err
+			}
+			fmt.Fprint(c.App.Writer, exportHint(out, meta))
+			return nil
+		})
 	})
 }
 

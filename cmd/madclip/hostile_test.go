@@ -933,7 +933,17 @@ func TestFailedRunLeavesNoFolders(t *testing.T) {
 	missing := filepath.Join(dir, "none.safetensors")
 	_, e, code := madclip(t, nil, "predict", a, b, "--checkpoint", missing, "--heatmap", filepath.Join(dir, "new", "heat"), "--mask", filepath.Join(kept, "masks"))
 	wantFailure(t, "none.safetensors", e, code)
-	for _, p := range []string{filepath.Join(dir, "new"), filepath.Join(kept, "masks")} {
+	// Commands writing one file make its folder, and remove it on failure.
+	for _, args := range [][]string{
+		{"export", "authors", missing, filepath.Join(dir, "new2", "ckpt", "x.pth")},
+		{"weights", "convert", a, filepath.Join(dir, "new3", "w.safetensors")},
+		{"import", "authors", a, "--dataset", "Brain", "--preset", "tiny", "--out", filepath.Join(dir, "new4", "i.safetensors")},
+		{"train", "--data", dir, "--dataset", "Brain", "--preset", "tiny", "--out", filepath.Join(dir, "new5", "ck.safetensors")},
+	} {
+		_, e, code := madclip(t, nil, args...)
+		wantFailure(t, "", e, code)
+	}
+	for _, p := range []string{filepath.Join(dir, "new"), filepath.Join(kept, "masks"), filepath.Join(dir, "new2"), filepath.Join(dir, "new3"), filepath.Join(dir, "new4"), filepath.Join(dir, "new5")} {
 		if _, err := os.Stat(p); err == nil {
 			t.Errorf("%s left behind by a failed run", p)
 		}

@@ -214,11 +214,46 @@ func (n namedPath) describe() string {
 // in the folder that will hold path, and that a file of kind may replace
 // what is there.
 func writableFolder(flag, path string, kind authorship.Kind) error {
-	if err := canCreateIn(flag+" "+path, filepath.Dir(path)); err != nil {
+	// A folder still to be made (see fileFolder) is made in the nearest
+	// one that exists.
+	dir := filepath.Dir(path)
+	for {
+		if _, err := os.Lstat(dir); !errors.Is(err, fs.ErrNotExist) || filepath.Dir(dir) == dir {
+			break
+		}
+		dir = filepath.Dir(dir)
+	}
+	if err := canCreateIn(flag+" "+path, dir); err != nil {
 		return err
 	}
 	if _, _, err := atomicfile.Destination(path, kind); err != nil {
 		return fmt.Errorf("%s: %w", flag, err)
+	}
+	return nil
+}
+
+// fileFolder makes the folder that will hold the file output path, and
+// the folders above it, where they are missing (as predict does for its
+// pictures); undo removes what it made if still empty, for a command that
+// failed.
+func fileFolder(flag, path string) (undo func(), err error) {
+	var made madeFolders
+	if err := made.mkdirAll(filepath.Dir(path)); err != nil {
+		return nil, fmt.Errorf("%s %s: make its folder: %w", flag, path, err)
+	}
+	return made.removeEmpty, nil
+}
+
+// withFileFolder runs write after making the folder of the file output
+// path (see fileFolder), and removes what it made if write fails.
+func withFileFolder(flag, path string, write func() error) error {
+	undo, err := fileFolder(flag, path)
+	if err != nil {
+		return err
+	}
+	if err := write(); err != nil {
+		undo()
+		return err
 	}
 	return nil
 }

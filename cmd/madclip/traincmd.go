@@ -113,7 +113,7 @@ Examples:
   madclip train --data ~/data/MVFA --dataset Liver --shots-file my-list.txt --out liver.safetensors
   madclip train --data mydata --dataset Knee --object "knee MRI" --shots 8 --out knee.safetensors
   madclip train --data /tmp/synth --dataset Brain --preset tiny --epochs 5 --out tiny.safetensors
-  madclip train --resume tiny.safetensors`,
+  madclip train --resume tiny.safetensors   # continues a run that Ctrl-C, SIGTERM or SIGHUP stopped`,
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "data", Usage: "the benchmark root (holding {Dataset}_AD folders); required unless --resume"},
 			&cli.StringFlag{Name: "dataset", Usage: "Brain, Liver, Retina_RESC, Retina_OCT2017, Chest, Histopathology, or your own {name}_AD; required unless --resume"},
@@ -158,7 +158,7 @@ func modelFlags() []cli.Flag {
 	}
 }
 
-func trainAction(c *cli.Context) error {
+func trainAction(c *cli.Context) (err error) {
 	if err := trainFlagConflicts(c); err != nil {
 		return fmt.Errorf("train: %w", err)
 	}
@@ -219,6 +219,15 @@ func trainAction(c *cli.Context) error {
 	if err := checkTrainOutput(c, cfg, resumed); err != nil {
 		return fmt.Errorf("train: %w", err)
 	}
+	undo, err := fileFolder("--out", cfg.Out)
+	if err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			undo() // a partial checkpoint keeps its folder
+		}
+	}()
 	// A terminal closing or a scheduler stopping the job saves a partial
 	// checkpoint, as Ctrl-C does.
 	ctx, caught, stop := notifySignals(c.Context, os.Exit, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)

@@ -251,26 +251,31 @@ Examples:
 			} else if !st.Mode().IsRegular() {
 				return fmt.Errorf("weights convert: %s is not a regular file", in)
 			}
-			return onCompute(func() error {
-				if v := c.String("vocab"); v != "" {
-					if _, err := bpe.Load(v); err != nil {
-						return fmt.Errorf("--vocab: %w", err)
-					}
-				}
-				if err := weights.CheckInput(in); err != nil {
-					return err
-				}
-				if !c.Bool("quiet") {
-					fmt.Fprintf(os.Stderr, "converting %s (%s) to %s\n", oneLine(in), sizeOf(in), oneLine(out))
-				}
-				cfg, err := weights.Convert(in, out, c.String("vocab"))
-				if err != nil {
-					return err
-				}
-				fmt.Fprintf(c.App.Writer, "wrote %s (ViT, %d px, patch %d, width %d, %d+%d layers)\n",
-					oneLine(out), cfg.ImageSize, cfg.PatchSize, cfg.VisionWidth, cfg.VisionLayers, cfg.TextLayers)
-				return nil
-			})
+			return withFileFolder("OUT", out, func() error { return convertAction(c, in, out) })
 		},
 	}
+}
+
+// convertAction converts in to out, on the compute thread.
+func convertAction(c *cli.Context, in, out string) error {
+	return onCompute(func() error {
+		if v := c.String("vocab"); v != "" {
+			if _, err := bpe.Load(v); err != nil {
+				return fmt.Errorf("--vocab: %w", err)
+			}
+		}
+		if err := weights.CheckInput(in); err != nil {
+			return err
+		}
+		if !c.Bool("quiet") {
+			fmt.Fprintf(os.Stderr, "converting %s (%s) to %s\n", oneLine(in), sizeOf(in), oneLine(out))
+		}
+		cfg, err := weights.Convert(in, out, c.String("vocab"))
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(c.App.Writer, "wrote %s (ViT, %d px, patch %d, width %d, %d+%d layers)\n",
+			oneLine(out), cfg.ImageSize, cfg.PatchSize, cfg.VisionWidth, cfg.VisionLayers, cfg.TextLayers)
+		return nil
+	})
 }
