@@ -51,9 +51,9 @@ func write(path string, perm os.FileMode, fill func(w io.Writer) error, marked b
 	if err != nil {
 		return err
 	}
-	dir := filepath.Dir(target)
+	dir := Folder(target)
 	removeStale(dir, filepath.Base(target))
-	f, err := createTemp(dir, filepath.Base(target), perm)
+	f, remade, err := createTemp(dir, filepath.Base(target), perm)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
@@ -62,6 +62,9 @@ func write(path string, perm os.FileMode, fill func(w io.Writer) error, marked b
 		if err != nil {
 			f.Close()
 			os.Remove(tmp)
+			if remade {
+				os.Remove(dir) // only if still empty
+			}
 			if r, ok := err.(refusal); ok {
 				err = r.error
 			} else {
@@ -104,19 +107,50 @@ func write(path string, perm os.FileMode, fill func(w io.Writer) error, marked b
 type refusal struct{ error }
 
 // createTemp creates a new temporary for base in dir with mode perm, less
-// the umask (the kernel applies it, as for any new file).
-func createTemp(dir, base string, perm os.FileMode) (*os.File, error) {
-	prefix := filepath.Join(dir, tempPrefix(base)+strconv.Itoa(os.Getpid())+"-")
+// the umask (the kernel applies it, as for any new file). A folder that
+// has gone since the command checked it (another madclip that made it
+// failed and removed it, empty) is made again, if its parent is there: a
+// missing folder is otherwise the caller's error.
+func createTemp(dir, base string, perm os.FileMode) (f *os.File, remade bool, err error) {
+	prefix := dir + string(filepath.Separator) + tempPrefix(base) + strconv.Itoa(os.Getpid()) + "-"
+	tried := false
 	for {
 		name := prefix + strconv.FormatUint(rand.Uint64(), 36)
 		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, perm)
 		if err == nil {
-			return f, nil
+			return f, remade, nil
+		}
+		if errors.Is(err, fs.ErrNotExist) && !tried {
+			tried = true
+			if _, serr := os.Lstat(dir); errors.Is(serr, fs.ErrNotExist) && os.Mkdir(dir, 0o755) == nil {
+				remade = true
+				continue
+			}
 		}
 		if !errors.Is(err, fs.ErrExist) { // the temporary's name means nothing to the user
-			return nil, fmt.Errorf("cannot create a file in %s: %w", dir, unwrapPath(err, name))
+			return nil, false, fmt.Errorf("cannot create a file in %s: %w", dir, unwrapPath(err, name))
 		}
 	}
+}
+
+// Folder is the folder that holds path as the kernel reads it: path less
+// its last element, not cleaned, since "link/.." is the parent of the
+// link's target, not the folder that holds the link (filepath.Dir would
+// say the latter).
+func Folder(path string) string {
+	sep := string(filepath.Separator)
+	trimmed := strings.TrimRight(path, sep)
+	i := strings.LastIndex(trimmed, sep)
+	if i < 0 {
+		if trimmed == "" && path != "" {
+			return sep // path is the root
+		}
+		return "."
+	}
+	if d := strings.TrimRight(trimmed[:i], sep); d != "" {
+		return d
+	}
+	return sep
 }
 
 // Destination says where Write(path) would put a file of the given kind

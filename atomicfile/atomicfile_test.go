@@ -63,10 +63,11 @@ func TestFailedWriteLeavesOldFile(t *testing.T) {
 	if len(entries) != 1 {
 		t.Errorf("temporary files left: %v", entries)
 	}
-	// A missing folder is an error naming the path.
-	q := filepath.Join(dir, "missing", "x")
-	if err := Write(q, 0o644, func(io.Writer) error { return nil }); err == nil {
-		t.Error("write into a missing folder succeeded")
+	// A folder that cannot be (a file is in its place) is an error naming
+	// the path.
+	q := filepath.Join(p, "x")
+	if err := Write(q, 0o644, func(io.Writer) error { return nil }); err == nil || !strings.Contains(err.Error(), q) {
+		t.Errorf("write under a file: %v", err)
 	}
 }
 
@@ -284,5 +285,53 @@ func TestWriteKeepsOtherKinds(t *testing.T) {
 	again := func(w io.Writer) error { _, err := w.Write(ck); return err }
 	if err := Write(p, 0o644, again); err != nil {
 		t.Errorf("a checkpoint over a checkpoint: %v", err)
+	}
+}
+
+// TestFolder: the folder of a path as the kernel reads it, ".." after a
+// link included.
+func TestFolder(t *testing.T) {
+	for in, want := range map[string]string{
+		"x": ".", "a/x": "a", "a//x": "a", "/x": "/", "//x": "/", "/": "/", "": ".",
+		"lnk/../new/y": "lnk/../new", "a/b/": "a", "../x": "..",
+	} {
+		if got := Folder(in); got != want {
+			t.Errorf("Folder(%q) = %q, want %q", in, got, want)
+		}
+	}
+	// Written through a link and "..": the file lands where the kernel
+	// puts it, beside the link's target, with no folder made elsewhere.
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "other", "sub"), 0o755)
+	os.MkdirAll(filepath.Join(dir, "other", "new"), 0o755)
+	os.MkdirAll(filepath.Join(dir, "w"), 0o755)
+	os.Symlink(filepath.Join("..", "other", "sub"), filepath.Join(dir, "w", "lnk"))
+	p := filepath.Join(dir, "w", "lnk") + "/../new/y.txt"
+	if err := Replace(p, 0o644, func(w io.Writer) error { _, err := w.Write([]byte("y")); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "other", "new", "y.txt")); err != nil || string(b) != "y" {
+		t.Errorf("not written beside the link's target: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "w", "new")); err == nil {
+		t.Error("a folder was made beside the link")
+	}
+}
+
+// TestFolderMadeAgain: a folder removed between the check and the write
+// (another run that made it failed) is made again, not a lost output.
+func TestFolderMadeAgain(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "gone", "x.txt")
+	if err := Replace(p, 0o644, func(w io.Writer) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	// A write that fails removes the folder it made again.
+	q := filepath.Join(t.TempDir(), "gone", "x.txt")
+	boom := errors.New("boom")
+	if err := Replace(q, 0o644, func(w io.Writer) error { return boom }); !errors.Is(err, boom) {
+		t.Fatalf("error %v", err)
+	}
+	if _, err := os.Stat(filepath.Dir(q)); err == nil {
+		t.Error("a failed write left the folder it made")
 	}
 }

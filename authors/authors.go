@@ -98,6 +98,42 @@ func adapterLayers(keys map[string]bool) (int, error) {
 	return len(idx), nil
 }
 
+// unexpectedKeys refuses a tensor in the adapters' or prompt makers'
+// state dicts that their modules do not have (a bias, a fourth head, a
+// layer beyond the others, another class's contexts): the model would
+// silently differ from the file. The text encoder's copy is checked
+// against the CLIP weights on its own.
+func unexpectedKeys(keys map[string]bool, layers int) error {
+	known := map[string]bool{}
+	for b := range 2 {
+		for li := range layers {
+			for _, h := range headNames {
+				known[fmt.Sprintf("%s.%d.%s.weight", adapterGroups[b], li, h.theirs)] = true
+			}
+		}
+		for _, pos := range model.Positions() {
+			known[promptGroups[b]+"."+ctxName(b, pos)] = true
+		}
+	}
+	var odd []string
+	for k := range keys {
+		group, rest, _ := strings.Cut(k, ".")
+		switch group {
+		case normalAdapters, abnormalAdapters, promptGroups[0], promptGroups[1]:
+		default:
+			continue
+		}
+		if !known[k] && !strings.HasPrefix(rest, textEncoder) {
+			odd = append(odd, k)
+		}
+	}
+	if len(odd) > 0 {
+		sort.Strings(odd)
+		return fmt.Errorf("unexpected tensor %s (their modules have no such parameter; %d in all)", odd[0], len(odd))
+	}
+	return nil
+}
+
 // closeEnough reports whether two weight tensors' values agree: the
 // authors' copy of the text encoder is the fp32 image of the same (often
 // fp16) weights, so they agree to rounding unless the weights differ.

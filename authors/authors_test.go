@@ -239,6 +239,10 @@ func TestImportExportErrors(t *testing.T) {
 		"int":     fc1 + " = " + fc1 + ".long()",
 		"intctx":  ctx + " = " + ctx + ".int()",
 		"partial": "del d['prompt_maker_abnormal']['text_encoder.ln_final.bias']",
+		"tenan":   "d['prompt_maker_normal']['text_encoder.ln_final.weight'][0] = float('nan')",
+		"bias":    "d['normal_det_adapters']['0.fc1.0.bias'] = torch.zeros(3)",
+		"width":   "d['prompt_maker_normal']['prompt_learner.ctx.normal_end'] = torch.zeros(7, 8, 3)",
+		"clash":   "d['normal_det_adapters.0.fc1.0.weight'] = torch.zeros(3)",
 	}
 	for name, change := range damaged {
 		p := filepath.Join(dir, name+".pth")
@@ -265,6 +269,10 @@ func TestImportExportErrors(t *testing.T) {
 		{damaged["int"], tinyImport("Brain"), "normal_det_adapters.0.fc1.0.weight holds i64 values"},
 		{damaged["intctx"], tinyImport("Brain"), "prompt_learner.ctx.normal_front holds i32 values"},
 		{damaged["partial"], tinyImport("Brain"), "lacks prompt_maker_abnormal.text_encoder.ln_final.bias (1 of"},
+		{damaged["tenan"], tinyImport("Brain"), "text encoder's ln_final.weight holds NaN: a damaged file"},
+		{damaged["bias"], tinyImport("Brain"), "unexpected tensor normal_det_adapters.0.fc1.0.bias"},
+		{damaged["width"], tinyImport("Brain"), "prompt_learner.ctx.normal_end has shape [7 8 3], want [7, 8,"},
+		{damaged["clash"], tinyImport("Brain"), "two tensors are named normal_det_adapters.0.fc1.0.weight"},
 		{f.ck, tinyImport("Brain"), "torch.save file"},
 		{filepath.Join(dir, "missing.pth"), tinyImport("Brain"), "missing.pth"},
 	} {

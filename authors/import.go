@@ -2,6 +2,7 @@ package authors
 
 import (
 	"fmt"
+	"math"
 	"path/filepath"
 	"strings"
 
@@ -63,6 +64,9 @@ func Import(pth, out string, o ImportOptions, tk *bpe.Tokenizer) (checkpoint.Met
 		if opts.Handcrafted, err = textMode(keys); err != nil {
 			return fmt.Errorf("%s: %w", pth, err)
 		}
+		if err := unexpectedKeys(keys, layers); err != nil {
+			return fmt.Errorf("%s: %w", pth, err)
+		}
 		from := checkpoint.Source{Preset: o.Preset, Seed: o.BackboneSeed, Weights: o.Weights}
 		backbone, bb, err := checkpoint.OpenBackbone(from, opts.CLIPOptions(o.Device))
 		if err != nil {
@@ -91,7 +95,7 @@ func Import(pth, out string, o ImportOptions, tk *bpe.Tokenizer) (checkpoint.Met
 				return err
 			}
 		}
-		params, err := ourParams(src, layers, opts.Handcrafted, o.Device)
+		params, err := ourParams(src, layers, opts.Handcrafted, int64(backbone.Config.TextWidth), o.Device)
 		if err != nil {
 			return fmt.Errorf("%s: %w", pth, err)
 		}
@@ -211,6 +215,9 @@ func checkTextEncoder(pth string, src map[string]*torch.Tensor, backbone *clip.M
 			if err != nil {
 				return fmt.Errorf("%s: comparing %s: %w", pth, name, err)
 			}
+			if math.IsNaN(excess) {
+				return fmt.Errorf("%s: its text encoder's %s holds NaN: a damaged file", pth, name)
+			}
 			if excess > 1e-4 {
 				return fmt.Errorf("%s: its text encoder's %s differs from %s's: the model was trained on other CLIP weights", pth, name, on)
 			}
@@ -244,8 +251,9 @@ func textEncoderNames(backbone *clip.Model) map[string]bool {
 	return names
 }
 
-// ourParams renames the file's trained tensors to madclip's, as float32 on dev.
-func ourParams(src map[string]*torch.Tensor, layers int, handcrafted bool, dev torch.Device) (map[string]*torch.Tensor, error) {
+// ourParams renames the file's trained tensors to madclip's, as float32 on
+// dev; width is the text tower's, the contexts' last dimension.
+func ourParams(src map[string]*torch.Tensor, layers int, handcrafted bool, width int64, dev torch.Device) (map[string]*torch.Tensor, error) {
 	params := map[string]*torch.Tensor{}
 	for b := range 2 {
 		for li := range layers {
@@ -274,8 +282,8 @@ func ourParams(src map[string]*torch.Tensor, layers int, handcrafted bool, dev t
 				return nil, fmt.Errorf("%s holds %s values, want floating point", k, ctx.DType())
 			}
 			shape := ctx.Shape()
-			if len(shape) != 3 || shape[0] != int64(len(phrases)) || shape[1] != model.NumCtx {
-				return nil, fmt.Errorf("%s has shape %v, want [%d, %d, width]", k, shape, len(phrases), model.NumCtx)
+			if len(shape) != 3 || shape[0] != int64(len(phrases)) || shape[1] != model.NumCtx || shape[2] != width {
+				return nil, fmt.Errorf("%s has shape %v, want [%d, %d, %d] (the text tower's width)", k, shape, len(phrases), model.NumCtx, width)
 			}
 			perPos = append(perPos, ctx.To(torch.Float32, dev))
 		}
@@ -298,6 +306,9 @@ func checkFixedText(pth string, stored *torch.Tensor, m *model.MadCLIP) error {
 	cos, err := theirs.Normalize(-1, 0).Mul(ours).SumDims(torch.DropDims, 1).Min().Item()
 	if err != nil {
 		return fmt.Errorf("%s: %w", pth, err)
+	}
+	if math.IsNaN(cos) {
+		return fmt.Errorf("%s: %s holds NaN or infinite values: a damaged file", pth, fixedText)
 	}
 	if cos < 0.999 {
 		return fmt.Errorf("%s: its hand-crafted text features differ from the ones these CLIP weights give (cosine %.4f): trained on other weights or prompts", pth, cos)

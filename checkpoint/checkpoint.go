@@ -297,6 +297,9 @@ func (m Meta) validate() error {
 			return fmt.Errorf("its threshold %v is outside [0, 1]", th)
 		}
 	}
+	if c := m.Calibration; c != nil && !(c.Normal > 0 && c.Abnormal > 0 && c.Normal <= 1<<30 && c.Abnormal <= 1<<30 && c.AUROC >= 0 && c.AUROC <= 1) {
+		return fmt.Errorf("its calibration (%d normal, %d abnormal images, AUROC %v) is out of range", c.Normal, c.Abnormal, c.AUROC)
+	}
 	return nil
 }
 

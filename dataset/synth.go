@@ -60,7 +60,11 @@ func Synth(root string, o SynthOptions) error {
 		return fmt.Errorf("synth: size %d is too small (at least 32)", o.Size)
 	}
 	if st, err := os.Stat(root); err == nil && !st.IsDir() {
-		return fmt.Errorf("synth: %s is a file, not a folder; give the folder to write the datasets under", root)
+		what := "a file"
+		if !st.Mode().IsRegular() {
+			what = regularfile.Kind(st.Mode())
+		}
+		return fmt.Errorf("synth: %s is %s, not a folder; give the folder to write the datasets under", root, what)
 	}
 	specs := synthSpecs(o.Datasets)
 	seen := map[string]bool{}

@@ -46,7 +46,7 @@ func LoadArchive(path string) (map[string]*Tensor, error) {
 // CheckArchive is LoadArchive's quick first look, for a message before
 // long work: it refuses, saying what the file is, anything that is not a
 // regular file holding a zip archive (the format of torch.save and
-// TorchScript). It reads the file's head and the zip directory, not the
+// TorchScript) with a data.pkl. It reads the file's head and the zip directory, not the
 // data: a damaged record is found by LoadArchive.
 func CheckArchive(path string) error {
 	if err := regularfile.Check(path); err != nil {
@@ -59,7 +59,13 @@ func CheckArchive(path string) error {
 	if err != nil {
 		return notZip(path)
 	}
-	return z.Close()
+	defer z.Close()
+	for _, f := range z.File {
+		if strings.HasSuffix(f.Name, "/data.pkl") {
+			return nil
+		}
+	}
+	return noPickle(path)
 }
 
 // loadHere reads a TorchScript archive with libtorch in this process. It

@@ -184,9 +184,14 @@ func checkZip(path string) error {
 		}
 	}
 	if !pickle {
-		return fmt.Errorf("load %s: a zip archive, but not one torch.save or TorchScript writes (no data.pkl)", path)
+		return noPickle(path)
 	}
 	return nil
+}
+
+// noPickle refuses a zip archive without PyTorch's data.pkl.
+func noPickle(path string) error {
+	return fmt.Errorf("load %s: a zip archive, but not one torch.save or TorchScript writes (no data.pkl)", path)
 }
 
 // notZip says what the file at path is, which zip.OpenReader refused.

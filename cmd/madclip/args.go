@@ -8,6 +8,7 @@ import (
 	"madclip/torch"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -288,6 +289,9 @@ func uniformFlags(cmds []*cli.Command, parent string) {
 				if err := noFlagAsValue(cc, name, flags); err != nil {
 					return err
 				}
+				if err := outputsAsKernelReads(cc); err != nil {
+					return fmt.Errorf("%s: %w", name, err)
+				}
 				if a := cc.Args().First(); noArgs && cc.Args().Present() {
 					if _, err := strconv.ParseBool(a); err == nil {
 						return fmt.Errorf("%s: unexpected argument %q: a boolean flag's value goes after =, as --flag=%s (see madclip %s --help)", name, a, a, name)
@@ -426,4 +430,35 @@ func oneLine(s string) string {
 // steer the terminal: C0, DEL, C1 and Unicode's line and paragraph separators.
 func isControl(r rune) bool {
 	return r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == '\u2028' || r == '\u2029'
+}
+
+// outputFlags are the flags that name an output file or folder.
+var outputFlags = []string{"out", "json-out", "work", "report", "heatmap", "raw-map", "panel", "mask", "dir"}
+
+// outputsAsKernelReads rewrites an output flag's path that holds ".." as
+// the kernel reads it (see kernelPath), so that every check and write
+// after it, lexical as Go's path functions are, means the same folder.
+func outputsAsKernelReads(c *cli.Context) error {
+	for _, f := range outputFlags {
+		if !c.IsSet(f) {
+			continue
+		}
+		if v := c.String(f); kernelPath(v) != v {
+			if err := c.Set(f, kernelPath(v)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// kernelPath is p itself, or, when p holds "..", its absolute form with
+// each ".." resolved as the kernel does: after a link, ".." is the parent
+// of the link's target, where filepath.Join and filepath.Dir would take
+// the folder holding the link.
+func kernelPath(p string) string {
+	if !slices.Contains(strings.Split(p, string(filepath.Separator)), "..") {
+		return p
+	}
+	return absPath(p)
 }

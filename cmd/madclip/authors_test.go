@@ -16,12 +16,12 @@ import (
 func TestAuthorsExportImportCLI(t *testing.T) {
 	root, ck := trained(t)
 	dir := t.TempDir()
-	pth := filepath.Join(dir, "ckpt", "Brain.pth") // folders made as needed
+	pth := filepath.Join(dir, "Brain.pth")
 	o, e, code := madclip(t, nil, "export", "authors", ck, pth)
 	if code != 0 || !strings.Contains(o, "wrote "+pth+" (trained on preset tiny") || strings.Contains(o, "test.py") {
 		t.Fatalf("export: exit %d %s %s", code, o, e)
 	}
-	back := filepath.Join(dir, "models", "back.safetensors")
+	back := filepath.Join(dir, "back.safetensors")
 	o, e, code = madclip(t, nil, "import", "authors", pth, "--dataset", "Brain", "--preset", "tiny", "--image-size", "112", "--out", back)
 	if code != 0 || !strings.Contains(o, "wrote "+back) || !strings.Contains(o, "anomaly map") {
 		t.Fatalf("import: exit %d %s %s", code, o, e)

@@ -81,6 +81,9 @@ func importAuthorsAction(c *cli.Context) error {
 	if err := wellNamed("--out", out, ".safetensors"); err != nil {
 		return fmt.Errorf("import authors: %w", err)
 	}
+	if err := writableFolder("--out", out, authorship.Checkpoint); err != nil {
+		return fmt.Errorf("import authors: %w", err)
+	}
 	o := authors.ImportOptions{
 		Dataset: c.String("dataset"), Object: c.String("object"), Layers: c.IntSlice("layers"),
 		ImageSize: c.Int("image-size"), Shots: c.Int("shots"), Preset: c.String("preset"), BackboneSeed: checkpoint.DefaultBackboneSeed, Device: torch.CPU,
@@ -99,16 +102,14 @@ func importAuthorsAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	return withFileFolder("--out", out, func() error {
-		return onCompute(func() error {
-			meta, err := authors.Import(in, out, o, tk)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(c.App.Writer, "wrote %s: %s, object %q, layers %v, %d px, hand-crafted prompts %v, scored by its %s\n",
-				oneLine(out), oneLine(meta.Dataset), meta.Model.Object, meta.Model.Layers, meta.Model.ImageSize, meta.Model.Handcrafted, scoreKind(meta.Masks))
-			return nil
-		})
+	return onCompute(func() error {
+		meta, err := authors.Import(in, out, o, tk)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(c.App.Writer, "wrote %s: %s, object %q, layers %v, %d px, hand-crafted prompts %v, scored by its %s\n",
+			oneLine(out), oneLine(meta.Dataset), meta.Model.Object, meta.Model.Layers, meta.Model.ImageSize, meta.Model.Handcrafted, scoreKind(meta.Masks))
+		return nil
 	})
 }
 
@@ -155,7 +156,7 @@ func exportAuthorsAction(c *cli.Context) error {
 	if c.NArg() != 2 {
 		return fmt.Errorf("export authors: give CHECKPOINT and OUT.pth (see madclip export authors --help)")
 	}
-	ck, out := c.Args().Get(0), c.Args().Get(1)
+	ck, out := c.Args().Get(0), kernelPath(c.Args().Get(1))
 	inputs := []namedPath{{role: "CHECKPOINT", path: ck}, {role: "--weights", path: c.String("weights")}, {role: "--vocab", path: c.String("vocab")}}
 	if meta, err := checkpoint.ReadMeta(ck); err == nil {
 		inputs = append(inputs, recordedWeights(ck, meta)...)
@@ -164,6 +165,9 @@ func exportAuthorsAction(c *cli.Context) error {
 				return fmt.Errorf("export authors: %w", err)
 			}
 		}
+	}
+	if err := fileNamed("OUT.pth", out, ".pth"); err != nil {
+		return fmt.Errorf("export authors: %w", err)
 	}
 	if err := imageNamed("OUT.pth", out, ".pth"); err != nil {
 		return fmt.Errorf("export authors: %w", err)
@@ -174,19 +178,20 @@ func exportAuthorsAction(c *cli.Context) error {
 	if err := formatNamed("OUT.pth", out, ".pth"); err != nil {
 		return fmt.Errorf("export authors: %w", err)
 	}
+	if err := writableFolder("OUT.pth", out, authorship.Archive); err != nil {
+		return fmt.Errorf("export authors: %w", err)
+	}
 	tk, err := loadTokenizer(c)
 	if err != nil {
 		return err
 	}
-	return withFileFolder("OUT.pth", out, func() error {
-		return onCompute(func() error {
-			meta, err := authors.Export(ck, c.String("weights"), out, tk)
-			if err != nil {
-				return err
-			}
-			fmt.Fprint(c.App.Writer, exportHint(out, meta))
-			return nil
-		})
+	return onCompute(func() error {
+		meta, err := authors.Export(ck, c.String("weights"), out, tk)
+		if err != nil {
+			return err
+		}
+		fmt.Fprint(c.App.Writer, exportHint(out, meta))
+		return nil
 	})
 }
 

@@ -159,11 +159,9 @@ func benchAction(c *cli.Context) error {
 		fmt.Fprint(c.App.Writer, bench.Table(results))
 	}
 	if p := c.String("json-out"); p != "" {
-		return withFileFolder("--json-out", p, func() error {
-			return atomicfile.Write(p, 0o644, func(w io.Writer) error {
-				_, err := w.Write(append(b, '\n'))
-				return err
-			})
+		return atomicfile.Write(p, 0o644, func(w io.Writer) error {
+			_, err := w.Write(append(b, '\n'))
+			return err
 		})
 	}
 	return nil

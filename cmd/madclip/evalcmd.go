@@ -296,6 +296,11 @@ func printEvaluation(w io.Writer, ev *infer.Evaluation) {
 // writeFailures draws heatmaps of the n highest-scoring normal and n
 // lowest-scoring abnormal images.
 func writeFailures(ctx context.Context, p *infer.Predictor, ev *infer.Evaluation, dir string, n int, inputs *inputSet) error {
+	// The earlier report goes first: stopped or failing from here on, the
+	// folder holds no report.json that the new pictures do not belong to.
+	if err := withdrawReport(dir); err != nil {
+		return err
+	}
 	if err := clearFailures(filepath.Join(dir, "failures")); err != nil {
 		return err
 	}
@@ -388,6 +393,26 @@ func caseNote(abnormal bool, score, threshold float64) string {
 		return "truly normal: false alarm"
 	}
 	return "truly normal, labelled right"
+}
+
+// withdrawReport removes the report.json and curves an earlier eval wrote
+// into dir (files madclip did not write stay; planReport has refused them
+// already).
+func withdrawReport(dir string) error {
+	names := infer.PlotNames()
+	for _, n := range append(names[:], "report.json") {
+		f := filepath.Join(dir, n)
+		if st, err := os.Lstat(f); err != nil || !st.Mode().IsRegular() {
+			continue
+		}
+		if ours, err := authorship.Written(f); err != nil || !ours {
+			continue
+		}
+		if err := os.Remove(f); err != nil {
+			return fmt.Errorf("report: remove the earlier %s: %w", f, err)
+		}
+	}
+	return nil
 }
 
 // clearFailures removes the failure-case pictures an earlier eval wrote

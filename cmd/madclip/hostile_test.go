@@ -119,6 +119,8 @@ func TestHostileInputs(t *testing.T) {
 	os.WriteFile(damaged, damagedJPEG(t), 0o644)
 	sd := filepath.Join(dir, "sd.pt")
 	os.WriteFile(sd, []byte("PK\x03\x04 a torch.save zip"), 0o644)
+	emptyZip := filepath.Join(dir, "empty-zip.pt")
+	os.WriteFile(emptyZip, append([]byte("PK\x05\x06"), make([]byte, 18)...), 0o644)
 	nanCk := filepath.Join(dir, "nan.safetensors")
 	rewriteCheckpoint(t, ck, nanCk, func(_ map[string]any, ts []safetensors.Tensor) {
 		binary.LittleEndian.PutUint32(ts[0].Data, math.Float32bits(float32(math.NaN())))
@@ -379,6 +381,11 @@ func TestHostileInputs(t *testing.T) {
 		{"export to a safetensors name", []string{"export", "authors", ck, filepath.Join(dir, "Brain.safetensors")}, "has the name of a safetensors file, but it gets a torch.save archive; give the file a .pth name"},
 		{"train --out with a .pth name", append(train, "-q", "--out", filepath.Join(dir, "o.pth")), "has the name of a torch.save archive, but it gets a safetensors file; give the file a .safetensors name"},
 		{"convert a scan", []string{"weights", "convert", scan, filepath.Join(dir, "w.safetensors")}, "scan.png: not a PyTorch file"},
+		{"convert a zip without data.pkl", []string{"weights", "convert", emptyZip, filepath.Join(dir, "w.safetensors")}, "empty-zip.pt: a zip archive, but not one torch.save or TorchScript writes (no data.pkl)"},
+		{"export into a folder that does not exist", []string{"export", "authors", ck, filepath.Join(dir, "nowhere", "x.pth")}, "its folder " + filepath.Join(dir, "nowhere") + " does not exist"},
+		{"train --out naming a folder", append(train, "-q", "--out", filepath.Join(dir, "o.safetensors")+"/"), "names a folder; give a file's name"},
+		{"eval --report making a dataset's split", append(eval, "--report", filepath.Join(dir, "New_AD", "test", "rep")), "a folder with a dataset's name"},
+		{"export to a .npy name", []string{"export", "authors", ck, filepath.Join(dir, "x.npy")}, "has the name of a NumPy array"},
 		{"convert a truncated zip", []string{"weights", "convert", sd, filepath.Join(dir, "w.safetensors")}, "sd.pt: a zip archive whose end is missing"},
 		{"bench --work where nothing can be made", append(bench, "-q", "--work", "/proc/1"), "--work: cannot create files in /proc/1"},
 		{"convert to a .pt name", []string{"weights", "convert", ck, filepath.Join(dir, "w.PT")}, "has the name of a torch.save archive"},
@@ -718,6 +725,17 @@ func TestEvalReportIsFresh(t *testing.T) {
 	if len(entries) != 3 { // notes.txt and one failure of each kind
 		t.Errorf("failures/ holds %d files, want 3", len(entries))
 	}
+	// What a rerun removes before it draws its pictures: the earlier
+	// report.json and curves, not a file of the user's.
+	notes := filepath.Join(report, "notes.json")
+	os.WriteFile(notes, []byte("{}"), 0o644)
+	if err := withdrawReport(report); err != nil {
+		t.Fatal(err)
+	}
+	left, _ := os.ReadDir(report)
+	if len(left) != 2 { // failures/ and notes.json
+		t.Errorf("after withdrawReport the report folder holds %v", left)
+	}
 }
 
 // TestFailureNamesDistinct: test images that differ only in extension get
@@ -933,7 +951,8 @@ func TestFailedRunLeavesNoFolders(t *testing.T) {
 	missing := filepath.Join(dir, "none.safetensors")
 	_, e, code := madclip(t, nil, "predict", a, b, "--checkpoint", missing, "--heatmap", filepath.Join(dir, "new", "heat"), "--mask", filepath.Join(kept, "masks"))
 	wantFailure(t, "none.safetensors", e, code)
-	// Commands writing one file make its folder, and remove it on failure.
+	// Commands writing one file make no folder for it: a missing one is
+	// as often mistyped as new.
 	for _, args := range [][]string{
 		{"export", "authors", missing, filepath.Join(dir, "new2", "ckpt", "x.pth")},
 		{"weights", "convert", a, filepath.Join(dir, "new3", "w.safetensors")},
@@ -941,7 +960,7 @@ func TestFailedRunLeavesNoFolders(t *testing.T) {
 		{"train", "--data", dir, "--dataset", "Brain", "--preset", "tiny", "--out", filepath.Join(dir, "new5", "ck.safetensors")},
 	} {
 		_, e, code := madclip(t, nil, args...)
-		wantFailure(t, "", e, code)
+		wantFailure(t, "does not exist", e, code)
 	}
 	for _, p := range []string{filepath.Join(dir, "new"), filepath.Join(kept, "masks"), filepath.Join(dir, "new2"), filepath.Join(dir, "new3"), filepath.Join(dir, "new4"), filepath.Join(dir, "new5")} {
 		if _, err := os.Stat(p); err == nil {

@@ -214,16 +214,7 @@ func (n namedPath) describe() string {
 // in the folder that will hold path, and that a file of kind may replace
 // what is there.
 func writableFolder(flag, path string, kind authorship.Kind) error {
-	// A folder still to be made (see fileFolder) is made in the nearest
-	// one that exists.
-	dir := filepath.Dir(path)
-	for {
-		if _, err := os.Lstat(dir); !errors.Is(err, fs.ErrNotExist) || filepath.Dir(dir) == dir {
-			break
-		}
-		dir = filepath.Dir(dir)
-	}
-	if err := canCreateIn(flag+" "+path, dir); err != nil {
+	if err := canCreateIn(flag+" "+path, atomicfile.Folder(path)); err != nil {
 		return err
 	}
 	if _, _, err := atomicfile.Destination(path, kind); err != nil {
@@ -232,36 +223,14 @@ func writableFolder(flag, path string, kind authorship.Kind) error {
 	return nil
 }
 
-// fileFolder makes the folder that will hold the file output path, and
-// the folders above it, where they are missing (as predict does for its
-// pictures); undo removes what it made if still empty, for a command that
-// failed.
-func fileFolder(flag, path string) (undo func(), err error) {
-	var made madeFolders
-	if err := made.mkdirAll(filepath.Dir(path)); err != nil {
-		return nil, fmt.Errorf("%s %s: make its folder: %w", flag, path, err)
-	}
-	return made.removeEmpty, nil
-}
-
-// withFileFolder runs write after making the folder of the file output
-// path (see fileFolder), and removes what it made if write fails.
-func withFileFolder(flag, path string, write func() error) error {
-	undo, err := fileFolder(flag, path)
-	if err != nil {
-		return err
-	}
-	if err := write(); err != nil {
-		undo()
-		return err
-	}
-	return nil
-}
-
 // canCreateIn checks that files can be created in the folder dir, by
-// creating one; what names the output in errors.
+// creating one; what names the output in errors. A missing folder is not
+// made: a file output's folder is a mistyped one as often as a new one.
 func canCreateIn(what, dir string) error {
 	st, err := os.Stat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%s: its folder %s does not exist", what, dir)
+	}
 	if err != nil {
 		return fmt.Errorf("%s: its folder: %w", what, err)
 	}
@@ -299,7 +268,7 @@ func outsideDatasets(flag, path string, kind outputKind, root string, names []st
 	dir, target := path, path
 	if kind == fileOutput {
 		target = atomicfile.Target(path) // where a link at path leads is what gets written
-		dir = filepath.Dir(target)
+		dir = atomicfile.Folder(target)
 	}
 	at := resolveDir(dir)
 	for _, d := range datasetFolders(root, names) {
@@ -323,10 +292,23 @@ func outsideDatasets(flag, path string, kind outputKind, root string, names []st
 // not (want: its extension, as ".pth"), itself or where a link at path
 // leads: see imageNamed and formatNamed.
 func wellNamed(flag, path, want string) error {
+	if err := fileNamed(flag, path, want); err != nil {
+		return err
+	}
 	if err := imageNamed(flag, path, want); err != nil {
 		return err
 	}
 	return formatNamed(flag, path, want)
+}
+
+// fileNamed refuses a file output given as a folder's path (ending in
+// "/", "." or ".."), before any work rather than at the write.
+func fileNamed(flag, path, want string) error {
+	base := filepath.Base(path)
+	if strings.HasSuffix(path, string(filepath.Separator)) || base == "." || base == ".." {
+		return fmt.Errorf("%s %s names a folder; give a file's name (a %s name)", flag, path, want)
+	}
+	return nil
 }
 
 // imageNamed refuses a file output that is no image but has an image's
@@ -361,6 +343,8 @@ var modelFormats = map[string]string{
 	".pth":         "a torch.save archive",
 	".pt":          "a torch.save archive",
 	".json":        "a JSON file",
+	".bin":         "a torch.save archive", // Hugging Face's pytorch_model.bin
+	".npy":         "a NumPy array",
 }
 
 // datasetAbove finds, from the path itself, the dataset folder (a
@@ -512,20 +496,38 @@ func resolveDir(p string) string {
 // before the work, so that a run that fails can remove those left empty.
 type madeFolders []string
 
-// mkdirAll is os.MkdirAll(dir, 0o755) that records each folder it creates.
+// mkdirAll is os.MkdirAll(dir, 0o755) that records each folder it creates
+// and never makes one named like a dataset's (see datasetNamed). On
+// failure, what it made is removed again.
 func (m *madeFolders) mkdirAll(dir string) error {
 	var missing []string
-	for d := dir; d != filepath.Dir(d); d = filepath.Dir(d) {
+	abs := absPath(dir) // ".." as the kernel reads it
+	for d := abs; d != filepath.Dir(d); d = filepath.Dir(d) {
 		if _, err := os.Lstat(d); !errors.Is(err, fs.ErrNotExist) {
 			break
 		}
+		if datasetNamed(d) {
+			return fmt.Errorf("%s would be made, a folder with a dataset's name: madclip writes nothing into a dataset", d)
+		}
 		missing = append(missing, d)
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(abs, 0o755); err != nil {
+		madeFolders(missing).removeEmpty()
 		return err
 	}
 	*m = append(*m, missing...)
 	return nil
+}
+
+// datasetNamed reports whether a folder at the absolute path d would make
+// a dataset of its folder by its name: a {name}_AD folder, or a split
+// (test, valid) inside one.
+func datasetNamed(d string) bool {
+	base := filepath.Base(d)
+	if strings.HasSuffix(base, "_AD") {
+		return true
+	}
+	return (base == "test" || base == "valid") && strings.HasSuffix(filepath.Base(filepath.Dir(d)), "_AD")
 }
 
 // removeEmpty removes the recorded folders that are still empty, deepest

@@ -471,12 +471,12 @@ func (p *predictionPrinter) flush() error {
 // file must be in an existing folder: a mistyped folder is not created.
 func (m *madeFolders) makeOutputFolders(outputs, named []namedPath) error {
 	for _, o := range named {
-		if dir := filepath.Dir(o.path); !isDir(dir) {
+		if dir := atomicfile.Folder(o.path); !isDir(dir) {
 			return fmt.Errorf("%s %s: its folder %s does not exist", o.role, o.path, dir)
 		}
 	}
 	for _, o := range outputs {
-		dir := filepath.Dir(o.path)
+		dir := atomicfile.Folder(o.path)
 		if err := m.mkdirAll(dir); err != nil {
 			// A link to nowhere in the way says only "file exists".
 			for d := dir; d != filepath.Dir(d); d = filepath.Dir(d) {

@@ -158,7 +158,7 @@ func modelFlags() []cli.Flag {
 	}
 }
 
-func trainAction(c *cli.Context) (err error) {
+func trainAction(c *cli.Context) error {
 	if err := trainFlagConflicts(c); err != nil {
 		return fmt.Errorf("train: %w", err)
 	}
@@ -219,15 +219,6 @@ func trainAction(c *cli.Context) (err error) {
 	if err := checkTrainOutput(c, cfg, resumed); err != nil {
 		return fmt.Errorf("train: %w", err)
 	}
-	undo, err := fileFolder("--out", cfg.Out)
-	if err != nil {
-		return fmt.Errorf("train: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			undo() // a partial checkpoint keeps its folder
-		}
-	}()
 	// A terminal closing or a scheduler stopping the job saves a partial
 	// checkpoint, as Ctrl-C does.
 	ctx, caught, stop := notifySignals(c.Context, os.Exit, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)

@@ -234,7 +234,7 @@ Examples:
 			if c.NArg() != 2 {
 				return fmt.Errorf("weights convert: want IN and OUT (see madclip weights convert --help)")
 			}
-			in, out := c.Args().Get(0), c.Args().Get(1)
+			in, out := c.Args().Get(0), kernelPath(c.Args().Get(1))
 			vocabOut := ""
 			if v := c.String("vocab"); v != "" {
 				vocabOut = weights.VocabCopy(v, out) // "" when the same vocab is there
@@ -251,7 +251,10 @@ Examples:
 			} else if !st.Mode().IsRegular() {
 				return fmt.Errorf("weights convert: %s is not a regular file", in)
 			}
-			return withFileFolder("OUT", out, func() error { return convertAction(c, in, out) })
+			if err := writableFolder("OUT", out, authorship.Weights); err != nil {
+				return fmt.Errorf("weights convert: %w", err)
+			}
+			return convertAction(c, in, out)
 		},
 	}
 }

@@ -104,7 +104,12 @@ func read(z *zip.Reader) ([]Tensor, error) {
 	}
 	storages := map[string][]byte{}
 	var out []Tensor
+	named := map[string]bool{}
 	err = flatten(root, "", 0, func(name string, r *tensorRef) error {
+		if named[name] { // {"a.b": x} beside {"a": {"b": y}}: which one is meant?
+			return fmt.Errorf("two tensors are named %s (a dotted key beside nested dicts)", name)
+		}
+		named[name] = true
 		b, ok := storages[r.key]
 		if !ok {
 			f, ok := files[prefix+"data/"+r.key]
