@@ -258,6 +258,10 @@ func unwrapPath(err error, ours ...string) error {
 	if errors.As(err, &pe) && slices.Contains(ours, pe.Path) {
 		return pe.Err
 	}
+	var le *os.LinkError // the rename of the temporary
+	if errors.As(err, &le) && slices.Contains(ours, le.Old) {
+		return le.Err
+	}
 	return err
 }
 

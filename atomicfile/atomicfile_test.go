@@ -206,6 +206,16 @@ func TestErrorsNameTheUsersPath(t *testing.T) {
 	if err == nil || strings.Contains(err.Error(), ".tmp-") || !strings.Contains(err.Error(), p) || !errors.Is(err, syscall.ENOSPC) {
 		t.Errorf("error %v", err)
 	}
+	// A rename that fails (a folder put at the path meanwhile) names the
+	// path, not the temporary.
+	r := filepath.Join(dir, "raced.png")
+	err = Replace(r, 0o644, func(w io.Writer) error {
+		os.MkdirAll(filepath.Join(r, "inside"), 0o755)
+		return nil
+	})
+	if err == nil || strings.Contains(err.Error(), ".tmp-") || !strings.Contains(err.Error(), r) {
+		t.Errorf("failed rename: %v", err)
+	}
 	// An error about another file (an input) keeps that file's name.
 	err = Write(p, 0o644, func(w io.Writer) error {
 		_, err := os.Open(filepath.Join(dir, "input.png"))
