@@ -98,10 +98,11 @@ func adapterLayers(keys map[string]bool) (int, error) {
 	return len(idx), nil
 }
 
-// unexpectedKeys refuses a tensor in the adapters' or prompt makers'
-// state dicts that their modules do not have (a bias, a fourth head, a
-// layer beyond the others, another class's contexts): the model would
-// silently differ from the file. The text encoder's copy is checked
+// unexpectedKeys refuses a tensor that their train.py does not save: in
+// the adapters' or prompt makers' state dicts one their modules do not
+// have (a bias, a fourth head, a layer beyond the others, another class's
+// contexts), or one beside them: the model would silently differ from the
+// file. The text encoder's copy is checked
 // against the CLIP weights on its own.
 func unexpectedKeys(keys map[string]bool, layers int) error {
 	known := map[string]bool{}
@@ -120,11 +121,13 @@ func unexpectedKeys(keys map[string]bool, layers int) error {
 		group, rest, _ := strings.Cut(k, ".")
 		switch group {
 		case normalAdapters, abnormalAdapters, promptGroups[0], promptGroups[1]:
+			if !known[k] && !strings.HasPrefix(rest, textEncoder) {
+				odd = append(odd, k)
+			}
 		default:
-			continue
-		}
-		if !known[k] && !strings.HasPrefix(rest, textEncoder) {
-			odd = append(odd, k)
+			if k != fixedText {
+				odd = append(odd, k)
+			}
 		}
 	}
 	if len(odd) > 0 {

@@ -243,6 +243,8 @@ func TestImportExportErrors(t *testing.T) {
 		"bias":    "d['normal_det_adapters']['0.fc1.0.bias'] = torch.zeros(3)",
 		"width":   "d['prompt_maker_normal']['prompt_learner.ctx.normal_end'] = torch.zeros(7, 8, 3)",
 		"clash":   "d['normal_det_adapters.0.fc1.0.weight'] = torch.zeros(3)",
+		"top":     "d['extra_top'] = torch.zeros(1)",
+		"both":    "d['text_features_fix'] = torch.zeros(8, 2)",
 	}
 	for name, change := range damaged {
 		p := filepath.Join(dir, name+".pth")
@@ -273,6 +275,8 @@ func TestImportExportErrors(t *testing.T) {
 		{damaged["bias"], tinyImport("Brain"), "unexpected tensor normal_det_adapters.0.fc1.0.bias"},
 		{damaged["width"], tinyImport("Brain"), "prompt_learner.ctx.normal_end has shape [7 8 3], want [7, 8,"},
 		{damaged["clash"], tinyImport("Brain"), "two tensors are named normal_det_adapters.0.fc1.0.weight"},
+		{damaged["top"], tinyImport("Brain"), "unexpected tensor extra_top"},
+		{damaged["both"], tinyImport("Brain"), "both text_features_fix (hand-crafted prompts) and prompt_maker_normal.prompt_learner.ctx.normal_"},
 		{f.ck, tinyImport("Brain"), "torch.save file"},
 		{filepath.Join(dir, "missing.pth"), tinyImport("Brain"), "missing.pth"},
 	} {

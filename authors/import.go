@@ -163,6 +163,13 @@ func (o *ImportOptions) resolve() (model.Options, bool, error) {
 // hand-crafted ones (text_mood=fix).
 func textMode(keys map[string]bool) (handcrafted bool, err error) {
 	if keys[fixedText] {
+		for c := range 2 {
+			for _, pos := range model.Positions() {
+				if k := promptGroups[c] + "." + ctxName(c, pos); keys[k] {
+					return false, fmt.Errorf("both %s (hand-crafted prompts) and %s (learned ones): which model is it?", fixedText, k)
+				}
+			}
+		}
 		return true, nil
 	}
 	for c := range 2 {

@@ -5,6 +5,7 @@ package checkpoint
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -225,6 +226,10 @@ func parseMeta(path string, md map[string]string) (Meta, error) {
 		return meta, fmt.Errorf("%s: not a madclip checkpoint (no configuration in its metadata)", path)
 	}
 	if err := json.Unmarshal([]byte(js), &meta); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return meta, fmt.Errorf("%s: its configuration's %s is a JSON %s, not the %s madclip writes there", path, te.Field, te.Value, te.Type)
+		}
 		return meta, fmt.Errorf("%s: its configuration is not valid JSON: %w", path, err)
 	}
 	if err := meta.validate(); err != nil {

@@ -8,7 +8,6 @@ import (
 	"madclip/torch"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -443,8 +442,13 @@ func outputsAsKernelReads(c *cli.Context) error {
 		if !c.IsSet(f) {
 			continue
 		}
-		if v := c.String(f); kernelPath(v) != v {
-			if err := c.Set(f, kernelPath(v)); err != nil {
+		v := c.String(f)
+		k, err := kernelPath(v)
+		if err != nil {
+			return fmt.Errorf("--%s %w", f, err)
+		}
+		if k != v {
+			if err := c.Set(f, k); err != nil {
 				return err
 			}
 		}
@@ -455,10 +459,23 @@ func outputsAsKernelReads(c *cli.Context) error {
 // kernelPath is p itself, or, when p holds "..", its absolute form with
 // each ".." resolved as the kernel does: after a link, ".." is the parent
 // of the link's target, where filepath.Join and filepath.Dir would take
-// the folder holding the link.
-func kernelPath(p string) string {
-	if !slices.Contains(strings.Split(p, string(filepath.Separator)), "..") {
-		return p
+// the folder holding the link. The folders a ".." steps out of must exist,
+// as the kernel requires.
+func kernelPath(p string) (string, error) {
+	sep := string(filepath.Separator)
+	parts := strings.Split(p, sep)
+	last := -1
+	for i, part := range parts {
+		if part == ".." {
+			last = i
+		}
 	}
-	return absPath(p)
+	if last < 0 {
+		return p, nil
+	}
+	through := strings.Join(parts[:last+1], sep)
+	if st, err := os.Stat(through); err != nil || !st.IsDir() {
+		return "", fmt.Errorf("%s: %s does not lead to a folder (the folders a \"..\" steps out of must exist)", p, through)
+	}
+	return absPath(p), nil
 }

@@ -156,7 +156,11 @@ func exportAuthorsAction(c *cli.Context) error {
 	if c.NArg() != 2 {
 		return fmt.Errorf("export authors: give CHECKPOINT and OUT.pth (see madclip export authors --help)")
 	}
-	ck, out := c.Args().Get(0), kernelPath(c.Args().Get(1))
+	ck, out := c.Args().Get(0), c.Args().Get(1)
+	out, err := kernelPath(out)
+	if err != nil {
+		return fmt.Errorf("export authors: OUT.pth %w", err)
+	}
 	inputs := []namedPath{{role: "CHECKPOINT", path: ck}, {role: "--weights", path: c.String("weights")}, {role: "--vocab", path: c.String("vocab")}}
 	if meta, err := checkpoint.ReadMeta(ck); err == nil {
 		inputs = append(inputs, recordedWeights(ck, meta)...)

@@ -104,8 +104,8 @@ func benchAction(c *cli.Context) error {
 			return fmt.Errorf("bench: a temporary work folder in %s ($TMPDIR, else /tmp): %w; set TMPDIR or give --work", os.TempDir(), err)
 		}
 		defer os.RemoveAll(work)
-	} else if err := os.MkdirAll(work, 0o755); err != nil {
-		return fmt.Errorf("work folder %s: %w", work, err)
+	} else if err := new(madeFolders).mkdirAll(work); err != nil {
+		return fmt.Errorf("bench: --work %s: %w", work, err)
 	} else if err := canCreateIn("--work", work); err != nil {
 		return fmt.Errorf("bench: %w", err) // before the runs, not at the first save
 	}
@@ -289,6 +289,9 @@ func benchOutputs(c *cli.Context, p benchPlan, weights string) error {
 	if out != "" {
 		// Outside the datasets first: the writability probe creates a file.
 		if err := outsideDatasets("--json-out", out, fileOutput, c.String("data"), names); err != nil {
+			return err
+		}
+		if err := fileNamed("--json-out", out, ".json"); err != nil {
 			return err
 		}
 		if err := writableFolder("--json-out", out, authorship.JSON); err != nil {

@@ -385,6 +385,8 @@ func TestHostileInputs(t *testing.T) {
 		{"export into a folder that does not exist", []string{"export", "authors", ck, filepath.Join(dir, "nowhere", "x.pth")}, "its folder " + filepath.Join(dir, "nowhere") + " does not exist"},
 		{"train --out naming a folder", append(train, "-q", "--out", filepath.Join(dir, "o.safetensors")+"/"), "names a folder; give a file's name"},
 		{"eval --report making a dataset's split", append(eval, "--report", filepath.Join(dir, "New_AD", "test", "rep")), "a folder with a dataset's name"},
+		{"bench --work making a dataset's folder", append(bench, "-q", "--work", filepath.Join(dir, "W_AD")), "W_AD would be made, a folder with a dataset's name"},
+		{"a '..' out of a folder that is not there", append(predict, scan, "--heatmap", filepath.Join(dir, "nonexist")+"/../hm/"), "does not lead to a folder"},
 		{"export to a .npy name", []string{"export", "authors", ck, filepath.Join(dir, "x.npy")}, "has the name of a NumPy array"},
 		{"convert a truncated zip", []string{"weights", "convert", sd, filepath.Join(dir, "w.safetensors")}, "sd.pt: a zip archive whose end is missing"},
 		{"bench --work where nothing can be made", append(bench, "-q", "--work", "/proc/1"), "--work: cannot create files in /proc/1"},

@@ -506,10 +506,12 @@ func (m *madeFolders) mkdirAll(dir string) error {
 		if _, err := os.Lstat(d); !errors.Is(err, fs.ErrNotExist) {
 			break
 		}
-		if datasetNamed(d) {
-			return fmt.Errorf("%s would be made, a folder with a dataset's name: madclip writes nothing into a dataset", d)
-		}
 		missing = append(missing, d)
+	}
+	for i := len(missing) - 1; i >= 0; i-- { // the outermost first
+		if datasetNamed(missing[i]) {
+			return fmt.Errorf("%s would be made, a folder with a dataset's name: madclip writes nothing into a dataset", missing[i])
+		}
 	}
 	if err := os.MkdirAll(abs, 0o755); err != nil {
 		madeFolders(missing).removeEmpty()

@@ -234,7 +234,11 @@ Examples:
 			if c.NArg() != 2 {
 				return fmt.Errorf("weights convert: want IN and OUT (see madclip weights convert --help)")
 			}
-			in, out := c.Args().Get(0), kernelPath(c.Args().Get(1))
+			in, out := c.Args().Get(0), c.Args().Get(1)
+			out, err := kernelPath(out)
+			if err != nil {
+				return fmt.Errorf("weights convert: OUT %w", err)
+			}
 			vocabOut := ""
 			if v := c.String("vocab"); v != "" {
 				vocabOut = weights.VocabCopy(v, out) // "" when the same vocab is there
