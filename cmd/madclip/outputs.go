@@ -329,16 +329,16 @@ func formatNamed(flag, path, want string) error {
 	target := atomicfile.Target(path)
 	for _, name := range []string{path, target} {
 		ext := strings.ToLower(filepath.Ext(name))
-		if f, ok := modelFormats[ext]; ok && f != modelFormats[want] {
-			return fmt.Errorf("%s %s%s has the name of %s, but it gets %s; give the file a %s name", flag, path, linksTo(path, target), f, modelFormats[want], want)
+		if f, ok := formatsByExtension[ext]; ok && f != formatsByExtension[want] {
+			return fmt.Errorf("%s %s%s has the name of %s, but it gets %s; give the file a %s name", flag, path, linksTo(path, target), f, formatsByExtension[want], want)
 		}
 	}
 	return nil
 }
 
-// modelFormats are the formats that model files are taken for by their
-// extension.
-var modelFormats = map[string]string{
+// formatsByExtension are the formats that files madclip writes are taken
+// for by their extension.
+var formatsByExtension = map[string]string{
 	".safetensors": "a safetensors file",
 	".pth":         "a torch.save archive",
 	".pt":          "a torch.save archive",

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -392,45 +391,6 @@ func resumeConflicts(c *cli.Context, m checkpoint.Meta) error {
 		}
 	}
 	return nil
-}
-
-// absPath is p made absolute (p itself if that fails).
-func absPath(p string) string {
-	if !filepath.IsAbs(p) {
-		// The kernel's working folder, not $PWD: after `cd` through a
-		// link, $PWD keeps the link's path, and `..` then means another
-		// folder to a lexical join than to the kernel.
-		wd, err := syscall.Getwd()
-		if err != nil {
-			return filepath.Clean(p)
-		}
-		p = wd + string(filepath.Separator) + p
-	}
-	return kernelClean(p)
-}
-
-// kernelClean cleans the absolute path p as the kernel reads it: a `..`
-// after a link leads to the parent of the link's target, not of the link.
-// The part of p up to its last `..` is resolved (links followed) when it
-// exists; the rest, with no `..` left, is cleaned lexically, keeping its
-// links as named (a link called Brain_AD still says what it is).
-func kernelClean(p string) string {
-	parts := strings.Split(p, string(filepath.Separator))
-	last := -1
-	for i, part := range parts {
-		if part == ".." {
-			last = i
-		}
-	}
-	if last < 0 {
-		return filepath.Clean(p)
-	}
-	head := strings.Join(parts[:last+1], string(filepath.Separator))
-	real, err := filepath.EvalSymlinks(head)
-	if err != nil { // a folder that does not exist: the kernel would fail too
-		return filepath.Clean(p)
-	}
-	return filepath.Join(append([]string{real}, parts[last+1:]...)...)
 }
 
 // checkTrainSettings refuses numbers and names training cannot use, before
