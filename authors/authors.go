@@ -46,6 +46,12 @@ func adapterName(b, li int, head string) string {
 	return fmt.Sprintf("adapters.%s.%d.%s.weight", classNames[b], li, head)
 }
 
+// theirAdapterName is their name of tapped layer li's head in branch b,
+// as their file holds it (group and state-dict key).
+func theirAdapterName(b, li int, head string) string {
+	return fmt.Sprintf("%s.%d.%s.weight", adapterGroups[b], li, head)
+}
+
 // promptName is our name of class c's contexts [phrases, positions, 8, width].
 func promptName(c int) string { return "prompts." + classNames[c] }
 
@@ -84,7 +90,7 @@ func adapterLayers(keys map[string]bool) (int, error) {
 	for b := range 2 {
 		for li := range idx {
 			for _, h := range headNames {
-				k := fmt.Sprintf("%s.%d.%s.weight", adapterGroups[b], li, h.theirs)
+				k := theirAdapterName(b, li, h.theirs)
 				if !keys[k] {
 					what := ""
 					if h.ours == "seg" {
@@ -109,7 +115,7 @@ func unexpectedKeys(keys map[string]bool, layers int) error {
 	for b := range 2 {
 		for li := range layers {
 			for _, h := range headNames {
-				known[fmt.Sprintf("%s.%d.%s.weight", adapterGroups[b], li, h.theirs)] = true
+				known[theirAdapterName(b, li, h.theirs)] = true
 			}
 		}
 		for _, pos := range model.Positions() {

@@ -54,8 +54,11 @@ func Import(pth, out string, o ImportOptions, tk *bpe.Tokenizer) (checkpoint.Met
 			return fmt.Errorf("%w (want the torch.save file of the authors' train.py)", err)
 		}
 		keys := map[string]bool{}
-		for k := range src {
+		for k, t := range src {
 			keys[k] = true
+			if !t.DType().IsFloat() { // every tensor their train.py saves is a float
+				return fmt.Errorf("%s: %s holds %s values, want floating point", pth, k, t.DType())
+			}
 		}
 		layers, err := adapterLayers(keys)
 		if err != nil {
@@ -209,9 +212,6 @@ func checkTextEncoder(pth string, src map[string]*torch.Tensor, backbone *clip.M
 			if !ok || !want[name] {
 				return fmt.Errorf("%s: its text encoder has %s, which %s does not", pth, name, on)
 			}
-			if !t.DType().IsFloat() {
-				return fmt.Errorf("%s: %s holds %s values, want floating point", pth, k, t.DType())
-			}
 			if fmt.Sprint(t.Shape()) != fmt.Sprint(ours.Shape()) {
 				return fmt.Errorf("%s: its text encoder's %s has shape %v, %s has %v: trained on another CLIP", pth, name, t.Shape(), on, ours.Shape())
 			}
@@ -244,14 +244,11 @@ func checkTextEncoder(pth string, src map[string]*torch.Tensor, backbone *clip.M
 }
 
 // textEncoderNames are the names of the backbone's tensors that the
-// authors' TextEncoder holds: CLIP's text transformer, positional
-// embedding, final norm and projection (not the token embedding).
+// authors' TextEncoder holds (see isTextEncoder).
 func textEncoderNames(backbone *clip.Model) map[string]bool {
 	names := map[string]bool{}
 	for _, name := range backbone.Params().Names() {
-		switch {
-		case strings.HasPrefix(name, "transformer."), strings.HasPrefix(name, "ln_final."),
-			name == "positional_embedding", name == "text_projection":
+		if isTextEncoder(name) {
 			names[name] = true
 		}
 	}
@@ -265,12 +262,7 @@ func ourParams(src map[string]*torch.Tensor, layers int, handcrafted bool, width
 	for b := range 2 {
 		for li := range layers {
 			for _, h := range headNames {
-				k := fmt.Sprintf("%s.%d.%s.weight", adapterGroups[b], li, h.theirs)
-				t := src[k]
-				if !t.DType().IsFloat() {
-					return nil, fmt.Errorf("%s holds %s values, want floating point", k, t.DType())
-				}
-				params[adapterName(b, li, h.ours)] = t.To(torch.Float32, dev)
+				params[adapterName(b, li, h.ours)] = src[theirAdapterName(b, li, h.theirs)].To(torch.Float32, dev)
 			}
 		}
 	}
@@ -284,9 +276,6 @@ func ourParams(src map[string]*torch.Tensor, layers int, handcrafted bool, width
 			ctx, ok := src[k]
 			if !ok {
 				return nil, fmt.Errorf("%s is missing", k)
-			}
-			if !ctx.DType().IsFloat() {
-				return nil, fmt.Errorf("%s holds %s values, want floating point", k, ctx.DType())
 			}
 			shape := ctx.Shape()
 			if len(shape) != 3 || shape[0] != int64(len(phrases)) || shape[1] != model.NumCtx || shape[2] != width {
@@ -303,9 +292,6 @@ func ourParams(src map[string]*torch.Tensor, layers int, handcrafted bool, width
 // with the ones computed here from the same templates and CLIP.
 func checkFixedText(pth string, stored *torch.Tensor, m *model.MadCLIP) error {
 	ours := m.TextFeatures().ToDType(torch.Float32).ToDevice(torch.CPU) // [2, E]
-	if !stored.DType().IsFloat() {
-		return fmt.Errorf("%s: %s holds %s values, want floating point", pth, fixedText, stored.DType())
-	}
 	theirs := stored.ToDType(torch.Float32).Transpose(0, 1)
 	if fmt.Sprint(theirs.Shape()) != fmt.Sprint(ours.Shape()) {
 		return fmt.Errorf("%s: %s has shape %v, want [%d, 2]", pth, fixedText, stored.Shape(), ours.Size(1))

@@ -37,7 +37,7 @@ func LoadArchive(path string) (map[string]*Tensor, error) {
 	if torchsave.IsTorchSave(path) {
 		return loadTorchSave(path)
 	}
-	if err := checkZip(path); err != nil {
+	if err := checkRecords(path); err != nil {
 		return nil, err
 	}
 	return loadInChild(path)
@@ -65,7 +65,7 @@ func CheckArchive(path string) error {
 			return nil
 		}
 	}
-	return noPickle(path)
+	return fmt.Errorf("load %s: a zip archive, but not one torch.save or TorchScript writes (no data.pkl)", path)
 }
 
 // loadHere reads a TorchScript archive with libtorch in this process. It

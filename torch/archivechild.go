@@ -160,20 +160,15 @@ func childFailure(path string, waitErr error, stderr string) error {
 	return fmt.Errorf("load %s: libtorch's archive reader crashed on this file (%s): it is damaged, or not an archive PyTorch wrote", path, how)
 }
 
-// checkZip refuses, with a message that says what the file is, anything but
-// a zip archive whose directory and record checksums are intact and that
-// holds PyTorch's data.pkl: libtorch's reader is not safe on the rest.
-func checkZip(path string) error {
+// checkRecords refuses a zip archive (one CheckArchive accepted) with a
+// record whose checksum is wrong: libtorch's reader is not safe on it.
+func checkRecords(path string) error {
 	z, err := zip.OpenReader(path)
 	if err != nil {
 		return notZip(path)
 	}
 	defer z.Close()
-	pickle := false
 	for _, f := range z.File {
-		if strings.HasSuffix(f.Name, "/data.pkl") {
-			pickle = true
-		}
 		r, err := f.Open()
 		if err == nil {
 			_, err = io.Copy(io.Discard, r) // checks the record's CRC-32 at its end
@@ -183,15 +178,7 @@ func checkZip(path string) error {
 			return fmt.Errorf("load %s: a damaged zip archive (record %s: %v)", path, f.Name, err)
 		}
 	}
-	if !pickle {
-		return noPickle(path)
-	}
 	return nil
-}
-
-// noPickle refuses a zip archive without PyTorch's data.pkl.
-func noPickle(path string) error {
-	return fmt.Errorf("load %s: a zip archive, but not one torch.save or TorchScript writes (no data.pkl)", path)
 }
 
 // notZip says what the file at path is, which zip.OpenReader refused.

@@ -401,16 +401,24 @@ func caseNote(abnormal bool, score, threshold float64) string {
 func withdrawReport(dir string) error {
 	names := infer.PlotNames()
 	for _, n := range append(names[:], "report.json") {
-		f := filepath.Join(dir, n)
-		if st, err := os.Lstat(f); err != nil || !st.Mode().IsRegular() {
-			continue
+		if err := removeEarlier(filepath.Join(dir, n)); err != nil {
+			return err
 		}
-		if ours, err := authorship.Written(f); err != nil || !ours {
-			continue
-		}
-		if err := os.Remove(f); err != nil {
-			return fmt.Errorf("report: remove the earlier %s: %w", f, err)
-		}
+	}
+	return nil
+}
+
+// removeEarlier removes f if it is a regular file that madclip wrote;
+// anything else there stays.
+func removeEarlier(f string) error {
+	if st, err := os.Lstat(f); err != nil || !st.Mode().IsRegular() {
+		return nil
+	}
+	if ours, err := authorship.Written(f); err != nil || !ours {
+		return nil
+	}
+	if err := os.Remove(f); err != nil {
+		return fmt.Errorf("report: remove the earlier %s: %w", f, err)
 	}
 	return nil
 }
@@ -432,13 +440,8 @@ func clearFailures(dir string) error {
 			return err
 		}
 		for _, f := range old {
-			if st, err := os.Lstat(f); err == nil && st.Mode().IsRegular() {
-				if ours, err := authorship.Written(f); err != nil || !ours {
-					continue
-				}
-				if err := os.Remove(f); err != nil {
-					return fmt.Errorf("report: remove the earlier %s: %w", f, err)
-				}
+			if err := removeEarlier(f); err != nil {
+				return err
 			}
 		}
 	}
