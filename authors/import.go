@@ -28,6 +28,9 @@ type ImportOptions struct {
 	// does for Brain, Liver and Retina_RESC); nil: as the benchmark dataset.
 	Masks *bool
 	Shots int // shots per class it was trained on (default ReleasedShots)
+	// Threshold is the label threshold to record (their file holds none):
+	// the exporting checkpoint's, to read an export back whole; 0 for none.
+	Threshold float64
 
 	Weights      string // the CLIP weights their model ran on
 	Preset       string // or a random preset (tests)
@@ -113,10 +116,7 @@ func Import(pth, out string, o ImportOptions, tk *bpe.Tokenizer) (checkpoint.Met
 			}
 		}
 		meta = checkpoint.Meta{Version: checkpoint.Version, Model: m.Opts, Backbone: bb, Dataset: o.Dataset, Masks: masks, Shots: o.Shots,
-			Imported: &checkpoint.Imported{Format: "MadCLIP authors' checkpoint", File: jsonpath.Path(filepath.Base(pth)), SHA256: sum}}
-		if dataset.HasAuthorsShots(o.Dataset, o.Shots) {
-			meta.ShotsFile = jsonpath.Path(dataset.AuthorsShotsName(o.Dataset, o.Shots))
-		}
+			Threshold: o.Threshold, Imported: &checkpoint.Imported{Format: "MadCLIP authors' checkpoint", File: jsonpath.Path(filepath.Base(pth)), SHA256: sum}}
 		if err := checkpoint.CheckParameters(pth, m.Params().Map()); err != nil {
 			return err // their file is damaged: no checkpoint is made of it
 		}
@@ -133,10 +133,10 @@ const ReleasedShots = 16
 // the model scores by its map.
 func (o *ImportOptions) resolve() (model.Options, bool, error) {
 	if o.Dataset == "" {
-		return model.Options{}, false, fmt.Errorf("import: give the dataset the model was trained on (--dataset)")
+		return model.Options{}, false, fmt.Errorf("give the dataset the model was trained on (--dataset)")
 	}
 	if err := dataset.CheckName(o.Dataset); err != nil {
-		return model.Options{}, false, fmt.Errorf("import: %w", err)
+		return model.Options{}, false, err
 	}
 	if o.ImageSize == 0 {
 		o.ImageSize = model.PaperImageSize
@@ -149,7 +149,7 @@ func (o *ImportOptions) resolve() (model.Options, bool, error) {
 		opts.Object, _ = model.ObjectWord(o.Dataset)
 	}
 	if opts.Object == "" {
-		return model.Options{}, false, fmt.Errorf("import: no object word for dataset %q: give the one its prompts used (--object)", o.Dataset)
+		return model.Options{}, false, fmt.Errorf("no object word for dataset %q: give the one its prompts used (--object)", o.Dataset)
 	}
 	if o.Masks != nil {
 		return opts, *o.Masks, nil
@@ -159,7 +159,7 @@ func (o *ImportOptions) resolve() (model.Options, bool, error) {
 			return opts, b.Masks, nil
 		}
 	}
-	return model.Options{}, false, fmt.Errorf("import: %q is not a benchmark dataset: say whether the model was trained with masks (--masks or --masks=false)", o.Dataset)
+	return model.Options{}, false, fmt.Errorf("%q is not a benchmark dataset: say whether the model was trained with masks (--masks or --masks=false)", o.Dataset)
 }
 
 // textMode tells learned prompts (their text_mood=learnable_all) from

@@ -16,6 +16,7 @@ import (
 
 	"madclip/checkpoint"
 	"madclip/dataset"
+	"madclip/imaging"
 	"madclip/infer"
 	"madclip/internal/jsonpath"
 	"madclip/internal/plural"
@@ -54,20 +55,25 @@ type Config struct {
 	Cross [][2]string
 	// Version is madclip's, recorded in every result's provenance.
 	Version string
+	// Limits say what images are decoded, in training and evaluation.
+	Limits imaging.Limits
 }
 
 // Result is one run.
 type Result struct {
-	Dataset    string        `json:"dataset"`              // the test set
-	TrainedOn  string        `json:"trained_on,omitempty"` // set in the cross-dataset setting
-	Shots      int           `json:"shots"`
-	ShotsFile  jsonpath.Path `json:"shots_file,omitempty"` // the authors' list used; empty when drawn
-	Seed       uint64        `json:"seed"`
-	ImageAUROC float64       `json:"image_auroc"`
-	PixelAUROC *float64      `json:"pixel_auroc,omitempty"`
-	PixelAUPRO *float64      `json:"pixel_aupro,omitempty"`
-	TrainSec   float64       `json:"train_seconds"`
-	EvalSec    float64       `json:"eval_seconds"`
+	Dataset   string        `json:"dataset"`              // the test set
+	TrainedOn string        `json:"trained_on,omitempty"` // set in the cross-dataset setting
+	Shots     int           `json:"shots"`
+	ShotsFile jsonpath.Path `json:"shots_file,omitempty"` // the authors' list used; empty when drawn
+	// ShotImages names the shots the run trained on, from the list or the
+	// seed's draw.
+	ShotImages *checkpoint.ShotImages `json:"shot_images,omitempty"`
+	Seed       uint64                 `json:"seed"`
+	ImageAUROC float64                `json:"image_auroc"`
+	PixelAUROC *float64               `json:"pixel_auroc,omitempty"`
+	PixelAUPRO *float64               `json:"pixel_aupro,omitempty"`
+	TrainSec   float64                `json:"train_seconds"`
+	EvalSec    float64                `json:"eval_seconds"`
 	// Settings are the run's settings that the paper fixes.
 	Settings Settings `json:"settings"`
 	// Provenance names the run's checkpoint, backbone and threshold.
@@ -80,7 +86,8 @@ type Settings struct {
 	Epochs    int    `json:"epochs"`
 	Batch     int    `json:"batch"`
 	ImageSize int    `json:"image_size"`
-	Preset    string `json:"preset,omitempty"` // a random-weights preset instead of real weights
+	Preset    string `json:"preset,omitempty"`     // a random-weights preset instead of real weights
+	DrawShots bool   `json:"draw_shots,omitempty"` // shots drawn with the seed, not the authors' list
 }
 
 // runnable lists the (train, test) pairs to run, the datasets given or all
@@ -169,7 +176,7 @@ func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, note func(string)) ([
 				t0 := time.Now()
 				res, err := train.Run(ctx, train.Config{
 					Data: c.Data, Dataset: name, Shots: k, DrawShots: c.DrawShots, Seed: seed, Epochs: c.Epochs, Batch: c.Batch,
-					Model: model.Options{ImageSize: c.Size}, Shared: shared, Device: c.Device, Out: ck,
+					Model: model.Options{ImageSize: c.Size}, Shared: shared, Device: c.Device, Out: ck, Limits: c.Limits,
 				}, tk, train.Silent{})
 				if err != nil {
 					return out, fmt.Errorf("%s, %s, seed %d: %w", label, shots(k), seed, err)
@@ -180,7 +187,7 @@ func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, note func(string)) ([
 					return out, fmt.Errorf("%s, %s, seed %d: %w", label, shots(k), seed, err)
 				}
 				th, origin := p.Threshold()
-				ev, err := p.Evaluate(c.Data, test, infer.StreamOptions{Batch: 32}, th, origin, nil)
+				ev, err := p.Evaluate(c.Data, test, infer.StreamOptions{Batch: 32, Limits: c.Limits}, th, origin, nil)
 				var prov infer.Provenance
 				if err == nil {
 					prov, err = infer.NewProvenance(p, ck, c.Version, th, origin)
@@ -189,11 +196,11 @@ func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, note func(string)) ([
 				if err != nil {
 					return out, fmt.Errorf("%s, %s, seed %d: %w", label, shots(k), seed, err)
 				}
-				r := Result{Dataset: test, Shots: k, ShotsFile: res.Meta.ShotsFile, Seed: seed, ImageAUROC: ev.ImageAUROC, PixelAUROC: ev.PixelAUROC,
+				r := Result{Dataset: test, Shots: k, ShotsFile: res.Meta.ShotsFile, ShotImages: res.Meta.ShotImages, Seed: seed, ImageAUROC: ev.ImageAUROC, PixelAUROC: ev.PixelAUROC,
 					PixelAUPRO: ev.PixelAUPRO, TrainSec: t1.Sub(t0).Seconds(), EvalSec: time.Since(t1).Seconds(), Provenance: prov,
 					Settings: Settings{Epochs: res.Meta.Epochs, ImageSize: res.Meta.Model.ImageSize, Preset: res.Meta.Backbone.Preset}}
 				if res.Meta.Training != nil {
-					r.Settings.Batch = res.Meta.Training.Batch
+					r.Settings.Batch, r.Settings.DrawShots = res.Meta.Training.Batch, res.Meta.Training.DrawShots
 				}
 				if test != name {
 					r.TrainedOn = name

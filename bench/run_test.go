@@ -45,5 +45,9 @@ func TestRunFreesEachRun(t *testing.T) {
 		if r.Dataset != "Brain" || r.Settings.Epochs != 1 || r.Settings.Preset != "tiny" || r.ImageAUROC < 0 || r.ImageAUROC > 1 || r.PixelAUROC == nil {
 			t.Errorf("result %+v", r)
 		}
+		// Drawn shots are said to be drawn, and named.
+		if si := r.ShotImages; !r.Settings.DrawShots || r.ShotsFile != "" || si == nil || len(si.Normal) != r.Shots || len(si.Abnormal) != r.Shots {
+			t.Errorf("%d shots, seed %d: draw %v, file %q, images %+v", r.Shots, r.Seed, r.Settings.DrawShots, r.ShotsFile, si)
+		}
 	}
 }

@@ -55,8 +55,12 @@ type Meta struct {
 	Shots      int           `json:"shots"`
 	ShotsFile  jsonpath.Path `json:"shots_file,omitempty"`
 	ShotsIndex int           `json:"shots_index,omitempty"`
-	Seed       uint64        `json:"seed"`
-	Epochs     int           `json:"epochs"`
+	// ShotImages names the shots trained on (file names in valid/), from
+	// whichever list or draw chose them; nil for an imported model, whose
+	// shots are not known.
+	ShotImages *ShotImages `json:"shot_images,omitempty"`
+	Seed       uint64      `json:"seed"`
+	Epochs     int         `json:"epochs"`
 	// Threshold is the label threshold chosen on held-out valid images
 	// (F1-max, at the midpoint of its gap between held-out scores), 0 when
 	// there were none; ThresholdYouden is the Youden point there;
@@ -89,6 +93,12 @@ type Meta struct {
 	Elapsed float64 `json:"elapsed_seconds,omitempty"`
 }
 
+// ShotImages are the file names of the normal and abnormal shots.
+type ShotImages struct {
+	Normal   []string `json:"normal"`
+	Abnormal []string `json:"abnormal"`
+}
+
 // Calibration describes the held-out valid images (those not among the
 // shots) the thresholds were chosen on, and the image AUROC there.
 type Calibration struct {
@@ -104,6 +114,8 @@ func (m Meta) ThresholdOrigin() string {
 		return "uncalibrated: imported (" + m.Imported.Format + "), which carries no threshold, so 0.5"
 	case m.Threshold == 0:
 		return "uncalibrated: the checkpoint chose no threshold (no held-out valid images of both classes), so 0.5"
+	case m.Imported != nil:
+		return "given when imported (madclip import --threshold)"
 	case m.Calibration == nil:
 		return "chosen on held-out valid images in training"
 	}
@@ -282,6 +294,9 @@ func (m Meta) validate() error {
 	if m.Epochs > MaxEpochs || m.Epoch > m.Epochs || m.Shots > MaxShots {
 		return fmt.Errorf("its configuration has %d of %d epochs done and %d shots", m.Epoch, m.Epochs, m.Shots)
 	}
+	if si := m.ShotImages; si != nil && (len(si.Normal) != m.Shots || len(si.Abnormal) != m.Shots) {
+		return fmt.Errorf("it names %d normal and %d abnormal shot images for %d shots", len(si.Normal), len(si.Abnormal), m.Shots)
+	}
 	for _, s := range [][2]string{{"dataset", m.Dataset}, {"object word", m.Model.Object}} {
 		if len(s[1]) > 256 {
 			return fmt.Errorf("its %s is %d bytes long", s[0], len(s[1]))
@@ -396,7 +411,7 @@ func (c *Checkpoint) Free() {
 func (c *Checkpoint) OpenBackbone(weightsPath string, dev torch.Device) (*clip.Model, error) {
 	b := c.Meta.Backbone
 	if b.Preset != "" && weightsPath != "" {
-		return nil, fmt.Errorf("%s was trained on %s, which needs no weights file: leave out %s", c.Path, b, weightsPath)
+		return nil, fmt.Errorf("%s was trained on %s, which needs no weights file: leave out the weights (%s)", c.Path, b, weightsPath)
 	}
 	src := Source{Preset: b.Preset, Seed: b.Seed, Weights: weightsPath}
 	if b.Preset == "" && src.Weights == "" {

@@ -47,6 +47,16 @@ func TestSaveLoadOpen(t *testing.T) {
 		if tf := ck.Tensors[TextFeaturesKey]; tf == nil || tf.Size(0) != 2 {
 			t.Error("no text features")
 		}
+		// The shots' names, when recorded, are as many as the shots.
+		named := ck.Meta
+		named.ShotImages = &ShotImages{Normal: []string{"a.png", "b.png"}, Abnormal: []string{"c.png", "d.png"}}
+		if err := named.validate(); err != nil {
+			t.Errorf("two shots named: %v", err)
+		}
+		named.ShotImages.Abnormal = named.ShotImages.Abnormal[:1]
+		if err := named.validate(); err == nil || !strings.Contains(err.Error(), "2 normal and 1 abnormal shot images for 2 shots") {
+			t.Errorf("one abnormal shot named of two: %v", err)
+		}
 		b2, err := ck.OpenBackbone("", torch.CPU)
 		if err != nil {
 			return err

@@ -49,6 +49,15 @@ func atThreshold(c metrics.Confusion, th float64, origin string) AtThreshold {
 		Precision: c.Precision(), F1: c.F1(), TP: c.TP, FP: c.FP, TN: c.TN, FN: c.FN}
 }
 
+// ScoreKind names what a model's image score is: the anomaly map's maximum
+// for a model trained with masks, else the detection head's score.
+func ScoreKind(masks bool) string {
+	if masks {
+		return "anomaly map"
+	}
+	return "detection head"
+}
+
 // DefaultBatch is the images per forward pass of prediction unless told.
 const DefaultBatch = 16
 
@@ -58,8 +67,11 @@ const AUPROLimit = 0.3
 
 // Evaluation is the result of scoring a test split.
 type Evaluation struct {
-	Dataset    string  `json:"dataset"`
-	Images     int     `json:"images"`
+	Dataset string `json:"dataset"` // the test split's; the provenance names the one trained on
+	Images  int    `json:"images"`
+	// ScoredBy says which score the image metrics rate: "anomaly map" (its
+	// maximum; models trained with masks) or "detection head".
+	ScoredBy   string  `json:"scored_by"`
 	ImageAUROC float64 `json:"image_auroc"`
 	ImageAP    float64 `json:"image_ap"`
 	ImageF1Max float64 `json:"image_f1_max"`
@@ -153,7 +165,7 @@ func (p *Predictor) Evaluate(root, name string, o StreamOptions, threshold float
 	if err != nil {
 		return nil, err
 	}
-	e := &Evaluation{Dataset: name, Images: len(split.Samples)}
+	e := &Evaluation{Dataset: name, Images: len(split.Samples), ScoredBy: ScoreKind(p.HasMasks)}
 	var pix, detScores []float32
 	var pixLabels []bool
 	o.Masks, o.KeepOriginal = split.HasMasks, each != nil

@@ -63,6 +63,10 @@ type Overlay struct {
 	// Name is the scan's file name, leading the caption so that a figure
 	// shown on its own says which scan it is ("" for none).
 	Name string
+	// Uncalibrated marks a threshold that was not chosen on held-out
+	// images (the 0.5 a checkpoint without valid images falls back to), so
+	// that a figure passed on says so.
+	Uncalibrated bool
 	// Decimals of the score and threshold in the caption; zero chooses the
 	// fewest (at least 3) that tell them apart. A set of figures shown
 	// together passes one value, so that they print the threshold alike.
@@ -134,14 +138,16 @@ func PredictedMask(orig *imaging.RGB, amap []float32, size int, threshold float6
 func Panel(orig *imaging.RGB, truth []bool, amap []float32, size int, o Overlay) *image.RGBA {
 	k := displayScale(orig.W, orig.H)
 	w, h := orig.W*k, orig.H*k
-	ts := textScale(h)
-	gap := 6 * ts / 2
-	top := lineHeight(ts) + gap
-	bottom := lineHeight(ts) + 2*gap
 	titles := []string{"scan", "ground truth", "anomaly map", "region >= " + thresholdLabel(o)}
 	if truth == nil {
 		titles = slices.Delete(titles, 1, 2)
 	}
+	// The text grows with the figure's width too: a row of tiles shown at
+	// a page's width must keep its caption legible.
+	ts := max(textScale(h), len(titles)*w/panelWidthPerTextScale)
+	gap := 6 * ts / 2
+	top := lineHeight(ts) + gap
+	bottom := lineHeight(ts) + 2*gap
 	// A tile is as wide as the scan or its title, whichever is wider (a
 	// tall, narrow scan must not overprint its neighbours' titles).
 	tw := w
@@ -188,12 +194,15 @@ func Panel(orig *imaging.RGB, truth []bool, amap []float32, size int, o Overlay)
 	return out
 }
 
-// panelLegend names the contours a panel with ground truth draws, and only
-// those: a normal scan has no true region, a low map no predicted one.
+// panelWidthPerTextScale is the panel width, in pixels, per step of the
+// text's scale: at 600 a four-tile panel of 512-px scans, shown 900 px wide,
+// prints its caption about 16 px tall.
+const panelWidthPerTextScale = 600
+
+// panelLegend names the contours a panel draws, and only those: a normal
+// scan has no true region, a low map no predicted one, a panel without
+// ground truth neither a true region nor its tile.
 func panelLegend(truth, pred []bool) string {
-	if truth == nil {
-		return ""
-	}
 	var legend []string
 	if slices.Contains(truth, true) {
 		legend = append(legend, "green: true region")
@@ -217,6 +226,9 @@ var (
 func caption(o Overlay) string {
 	d := o.decimals()
 	s := fmt.Sprintf("score %.*f  %s  (threshold %.*f)", d, o.Score, o.Label, d, o.Threshold)
+	if o.Uncalibrated {
+		s = strings.TrimSuffix(s, ")") + ", uncalibrated)"
+	}
 	if o.Name != "" {
 		s = captionName(o.Name) + "  " + s
 	}

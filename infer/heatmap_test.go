@@ -25,6 +25,10 @@ func TestCaption(t *testing.T) {
 	if got := caption(Overlay{Score: 0.8449, Threshold: 0.845, Label: "normal"}); got != "score 0.8449  normal  (threshold 0.8450)" {
 		t.Errorf("caption %q", got)
 	}
+	// A threshold not chosen on held-out images says so in the figure.
+	if got := caption(Overlay{Score: 0.27, Threshold: 0.5, Label: "normal", Uncalibrated: true}); got != "score 0.270  normal  (threshold 0.500, uncalibrated)" {
+		t.Errorf("uncalibrated caption %q", got)
+	}
 	// A set of figures shares one precision: more than this one needs.
 	o := Overlay{Score: 0.2, Threshold: 0.488703, Label: "normal", Decimals: 4}
 	if got := caption(o); got != "score 0.2000  normal  (threshold 0.4887)" || thresholdLabel(o) != "0.4887" {
@@ -56,7 +60,8 @@ func TestPanelLegend(t *testing.T) {
 		truth, pred []bool
 		want        string
 	}{
-		{nil, some, ""},
+		{nil, some, "   (red: predicted)"},
+		{nil, none, ""},
 		{none, none, ""},
 		{none, some, "   (red: predicted)"},
 		{some, none, "   (green: true region)"},

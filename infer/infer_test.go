@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"image"
 	"math"
 	"os/exec"
 	"path/filepath"
@@ -160,10 +161,17 @@ func TestPredictedMaskAndPanel(t *testing.T) {
 	three := Panel(orig, nil, amap, 8, o)
 	truth := make([]bool, 40*20)
 	four := Panel(orig, truth, amap, 8, o)
+	// Each tile is the enlarged scan and a gap; the colour bar closes the
+	// row; the text (and so the gap) grows with the row's width.
 	k := displayScale(40, 20)
-	gap := 6 * textScale(20*k) / 2
-	if d := four.Bounds().Dx() - three.Bounds().Dx(); d != 40*k+gap {
-		t.Errorf("the ground-truth tile adds %d px, want %d", d, 40*k+gap)
+	for _, c := range []struct {
+		panel *image.RGBA
+		tiles int
+	}{{three, 3}, {four, 4}} {
+		ts := max(textScale(20*k), c.tiles*40*k/panelWidthPerTextScale)
+		if want := c.tiles*(40*k+6*ts/2) + colourBarWidth(ts, thresholdLabel(o)); c.panel.Bounds().Dx() != want {
+			t.Errorf("%d tiles: %d px wide, want %d", c.tiles, c.panel.Bounds().Dx(), want)
+		}
 	}
 	red := 0
 	for y := range four.Bounds().Dy() {

@@ -18,7 +18,9 @@ type Provenance struct {
 	Dataset          string        `json:"dataset"`
 	Shots            int           `json:"shots"`
 	ShotsFile        jsonpath.Path `json:"shots_file,omitempty"`
-	Seed             uint64        `json:"seed"`
+	Seed             *uint64       `json:"seed,omitempty"`   // absent for an imported model: its seed is not known
+	Epochs           int           `json:"epochs,omitempty"` // absent for an imported model
+	ImageSize        int           `json:"image_size"`
 	Threshold        float64       `json:"threshold"`
 	ThresholdOrigin  string        `json:"threshold_origin"`
 }
@@ -36,9 +38,14 @@ func NewProvenance(p *Predictor, path, version string, threshold float64, origin
 		abs = path
 	}
 	m := p.Meta
-	return Provenance{
+	pv := Provenance{
 		Version: version, Checkpoint: jsonpath.Path(abs), CheckpointSHA256: sum, Backbone: m.Backbone.String(),
-		Dataset: m.Dataset, Shots: m.Shots, ShotsFile: jsonpath.Path(m.ShotsFile), Seed: m.Seed,
+		Dataset: m.Dataset, Shots: m.Shots, ShotsFile: jsonpath.Path(m.ShotsFile),
+		Epochs: m.Epochs, ImageSize: m.Model.ImageSize,
 		Threshold: threshold, ThresholdOrigin: origin,
-	}, nil
+	}
+	if m.Imported == nil {
+		pv.Seed = &m.Seed
+	}
+	return pv, nil
 }

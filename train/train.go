@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -176,6 +177,7 @@ type trainingRun struct {
 	res    *Result
 	resume *checkpoint.Checkpoint
 
+	shots    dataset.Shots   // their names
 	imgs     []dataset.Image // the shots, normal first
 	k        int             // shots per class
 	heldOut  []dataset.Sample
@@ -265,11 +267,9 @@ func (r *trainingRun) readShots() error {
 		if shots, err = dataset.OpenShots(c.ShotsFile, c.ShotsIndex); err != nil {
 			return fmt.Errorf("the shots file %w", err)
 		}
-	} else {
-		shots, err = dataset.DrawShots(valid.Samples, c.Shots, c.Seed)
-	}
-	if err != nil {
-		return err
+	} else if shots, err = dataset.DrawShots(valid.Samples, c.Shots, c.Seed); err != nil {
+		n, a := dataset.Counts(valid.Samples)
+		return fmt.Errorf("%s: %w; give --shots %d or fewer", valid.Dir, err, max(1, min(n, a)))
 	}
 	samples, heldOut, err := shots.Select(valid.Samples)
 	if err != nil {
@@ -281,7 +281,11 @@ func (r *trainingRun) readShots() error {
 		}
 		return err
 	}
-	r.rep.Stage(describeShots(*c, len(shots.Normal)))
+	if err := r.sameShots(shots); err != nil {
+		return err
+	}
+	r.shots = shots
+	r.rep.Stage(describeShots(*c, shots))
 	if c.SelectOnValid {
 		if n, a := dataset.Counts(heldOut); n == 0 || a == 0 {
 			return fmt.Errorf("--select-on-valid needs valid images of both classes besides the shots (have %d normal, %d abnormal)", n, a)
@@ -333,7 +337,8 @@ func (r *trainingRun) buildModel(tk *bpe.Tokenizer) error {
 		return err
 	}
 	r.meta = checkpoint.Meta{Version: checkpoint.Version, Model: r.m.Opts, Backbone: bb, Dataset: c.Dataset, Masks: r.hasMasks,
-		Shots: r.k, ShotsFile: jsonpath.Path(c.ShotsFile), ShotsIndex: c.ShotsIndex, Seed: c.Seed, Epochs: c.Epochs,
+		Shots: r.k, ShotsFile: jsonpath.Path(shotsFileName(c.ShotsFile)), ShotsIndex: c.ShotsIndex, Seed: c.Seed, Epochs: c.Epochs,
+		ShotImages: &checkpoint.ShotImages{Normal: r.shots.Normal, Abnormal: r.shots.Abnormal},
 		Training: &checkpoint.Training{Data: jsonpath.Path(absPath(c.Data)), Batch: c.Batch, LR: c.LR, Beta1: c.Betas[0], Beta2: c.Betas[1],
 			SoftmaxLoss: c.SoftmaxLoss, SelectOnValid: c.SelectOnValid, DrawShots: c.DrawShots}}
 	if r.resume != nil {
@@ -344,6 +349,9 @@ func (r *trainingRun) buildModel(tk *bpe.Tokenizer) error {
 		r.before = time.Duration(r.resume.Meta.Elapsed * float64(time.Second))
 		r.meta = r.resume.Meta
 		r.meta.Version = checkpoint.Version // this madclip writes the file now
+		if r.meta.ShotImages == nil {       // written before 0.2.2 recorded them
+			r.meta.ShotImages = &checkpoint.ShotImages{Normal: r.shots.Normal, Abnormal: r.shots.Abnormal}
+		}
 	}
 	return nil
 }
@@ -530,6 +538,9 @@ func (r *trainingRun) finish() error {
 		r.meta.Calibration, r.meta.Threshold, r.meta.ThresholdYouden = cal, f1th, jth
 		r.rep.Stage(fmt.Sprintf("threshold %s (F1-max; Youden %s) on %d held-out valid images, image AUROC %.4f there",
 			metrics.FormatThreshold(f1th), metrics.FormatThreshold(jth), cal.Normal+cal.Abnormal, cal.AUROC))
+		if cal.AUROC < 0.5 {
+			r.rep.Stage("warning: below chance there: the model ranks the held-out images the wrong way round, and labels at this threshold mean little (more epochs or shots may help)")
+		}
 	} else {
 		r.rep.Stage("no held-out valid images of both classes: the label threshold stays uncalibrated (0.5)")
 	}
@@ -641,11 +652,36 @@ func textCosine(m *model.MadCLIP) (float64, error) {
 	return cos, err
 }
 
-func describeShots(c Config, k int) string {
+// sameShots refuses to resume a run on other shots than it started with:
+// a drawn set changes when the valid folder does.
+func (r *trainingRun) sameShots(shots dataset.Shots) error {
+	if r.resume == nil || r.resume.Meta.ShotImages == nil {
+		return nil
+	}
+	was := r.resume.Meta.ShotImages
+	if slices.Equal(was.Normal, shots.Normal) && slices.Equal(was.Abnormal, shots.Abnormal) {
+		return nil
+	}
+	return fmt.Errorf("%s: the run started on other shots (normal %s; abnormal %s) than are chosen now (normal %s; abnormal %s); has the valid folder or the shots file changed?",
+		r.resume.Path, strings.Join(was.Normal, " "), strings.Join(was.Abnormal, " "), strings.Join(shots.Normal, " "), strings.Join(shots.Abnormal, " "))
+}
+
+// describeShots says where the shots come from and, for a draw, which
+// images it chose (the first few of a long list; the checkpoint records
+// them all).
+func describeShots(c Config, shots dataset.Shots) string {
+	k := len(shots.Normal)
 	if c.ShotsFile != "" {
 		return fmt.Sprintf("shots: %d normal + %d abnormal from %s", k, k, c.ShotsFile)
 	}
-	return fmt.Sprintf("shots: %d normal + %d abnormal drawn with seed %d", k, k, c.Seed)
+	const shown = 4
+	names := func(l []string) string {
+		if len(l) <= shown {
+			return strings.Join(l, " ")
+		}
+		return strings.Join(l[:shown], " ") + " ..."
+	}
+	return fmt.Sprintf("shots: %d normal + %d abnormal drawn with seed %d (normal %s; abnormal %s)", k, k, c.Seed, names(shots.Normal), names(shots.Abnormal))
 }
 
 // augmentShots builds the static training set as the authors' code does:
@@ -697,6 +733,16 @@ func concat(imgs []dataset.Image, part func(dataset.Image) []float32) []float32 
 
 // absPath is p made absolute when that is possible, so that a checkpoint
 // finds its data from any folder.
+// shotsFileName is a shots file as a checkpoint records it: an authors'
+// list by its name, a file of the user's by its absolute path, so that
+// --resume finds it from another folder.
+func shotsFileName(f string) string {
+	if f == "" || strings.HasPrefix(f, "authors:") {
+		return f
+	}
+	return absPath(f)
+}
+
 func absPath(p string) string {
 	if a, err := filepath.Abs(p); err == nil {
 		return a

@@ -322,6 +322,42 @@ func TestRunErrors(t *testing.T) {
 	}
 }
 
+// Asking for more shots than the valid split holds names the folder and
+// the most it can give.
+func TestTooManyShots(t *testing.T) {
+	root := synth(t)
+	c := smallConfig(t, root)
+	c.Shots = 50
+	valid, err := dataset.ReadSplit(root, "Brain", "valid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, a := dataset.Counts(valid.Samples)
+	_, err = run(t, context.Background(), c, &quietReporter{})
+	if err == nil || !strings.Contains(err.Error(), valid.Dir+": ") || !strings.Contains(err.Error(), fmt.Sprintf("give --shots %d or fewer", min(n, a))) {
+		t.Errorf("50 shots of %d normal and %d abnormal: %v", n, a, err)
+	}
+}
+
+// A resumed run refuses shots other than those it started on (a draw
+// changes when the valid folder does).
+func TestResumeOnOtherShots(t *testing.T) {
+	was := &checkpoint.ShotImages{Normal: []string{"a.png", "b.png"}, Abnormal: []string{"c.png", "d.png"}}
+	r := &trainingRun{c: &Config{}, resume: &checkpoint.Checkpoint{Path: "run.safetensors", Meta: checkpoint.Meta{ShotImages: was}}}
+	if err := r.sameShots(dataset.Shots{Normal: []string{"a.png", "b.png"}, Abnormal: []string{"c.png", "d.png"}}); err != nil {
+		t.Errorf("same shots refused: %v", err)
+	}
+	err := r.sameShots(dataset.Shots{Normal: []string{"a.png", "x.png"}, Abnormal: []string{"c.png", "d.png"}})
+	if err == nil || !strings.Contains(err.Error(), "run.safetensors") || !strings.Contains(err.Error(), "normal a.png b.png") || !strings.Contains(err.Error(), "normal a.png x.png") {
+		t.Errorf("other shots: %v", err)
+	}
+	// A checkpoint from before the names were recorded is taken on trust.
+	r.resume.Meta.ShotImages = nil
+	if err := r.sameShots(dataset.Shots{Normal: []string{"z.png"}}); err != nil {
+		t.Errorf("old checkpoint: %v", err)
+	}
+}
+
 // --select-on-valid keeps the best epoch on held-out valid images and
 // records it; the test split is never read.
 func TestSelectOnValid(t *testing.T) {
@@ -391,6 +427,22 @@ func TestShotsChoice(t *testing.T) {
 		}
 		if string(res.Meta.ShotsFile) != c.wantFile || res.Meta.Shots != c.shots {
 			t.Errorf("%d shots, draw %v: recorded %q, %d shots", c.shots, c.draw, res.Meta.ShotsFile, res.Meta.Shots)
+		}
+		// The checkpoint names the images, whichever way they were chosen.
+		var want dataset.Shots
+		if c.wantFile != "" {
+			want, err = dataset.AuthorsShots("Brain", c.shots)
+		} else {
+			var valid *dataset.Split
+			if valid, err = dataset.ReadSplit(root, "Brain", "valid"); err == nil {
+				want, err = dataset.DrawShots(valid.Samples, c.shots, cfg.Seed)
+			}
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if si := res.Meta.ShotImages; si == nil || !slices.Equal(si.Normal, want.Normal) || !slices.Equal(si.Abnormal, want.Abnormal) {
+			t.Errorf("%d shots, draw %v: recorded shot images %+v, want %+v", c.shots, c.draw, si, want)
 		}
 		if !(res.TextCosine > -1 && res.TextCosine < 1) {
 			t.Errorf("cos(t_n, t_ab) %v", res.TextCosine)

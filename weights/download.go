@@ -10,6 +10,7 @@ import (
 	"madclip/internal/regularfile"
 	"net"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -154,6 +155,15 @@ func fetch(ctx context.Context, url, part string, o DownloadOptions) error {
 	if err != nil {
 		if cause := context.Cause(ctx); cause != nil && ctx.Err() != nil {
 			return cause
+		}
+		var ue *neturl.Error
+		if errors.As(err, &ue) { // its "Get URL:" repeats what the caller says
+			err = ue.Err
+		}
+		var dns *net.DNSError
+		var op *net.OpError
+		if errors.As(err, &dns) || errors.As(err, &op) {
+			return fmt.Errorf("%w (no network here? fetch the file on another machine and convert it with madclip weights convert, or give a reachable copy with --url and --sha256)", err)
 		}
 		return err
 	}

@@ -274,7 +274,7 @@ func uniformFlags(cmds []*cli.Command, parent string) {
 			c.Flags = append(c.Flags, &cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: usage, DisableDefaultText: true})
 		}
 		c.OnUsageError = func(_ *cli.Context, err error, _ bool) error {
-			return fmt.Errorf("%s: %v (see madclip %s --help)", name, err, name)
+			return fmt.Errorf("%s: %s (see madclip %s --help)", name, usageText(err), name)
 		}
 		// Required flags are checked here rather than by cli, which would
 		// print the whole help on standard output with its error. A command
@@ -429,4 +429,17 @@ func oneLine(s string) string {
 // steer the terminal: C0, DEL, C1 and Unicode's line and paragraph separators.
 func isControl(r rune) bool {
 	return r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == '\u2028' || r == '\u2029'
+}
+
+// usageText is a flag parser's error in the words of this command line:
+// the flag as the user typed it, with two dashes.
+func usageText(err error) string {
+	s := err.Error()
+	if f, ok := strings.CutPrefix(s, "flag needs an argument: "); ok {
+		return "--" + strings.TrimLeft(f, "-") + " needs a value"
+	}
+	if f, ok := strings.CutPrefix(s, "flag provided but not defined: "); ok {
+		return "unknown flag --" + strings.TrimLeft(f, "-")
+	}
+	return s
 }

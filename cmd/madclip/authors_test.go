@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/csv"
 	"encoding/json"
 	"path/filepath"
 	"strings"
@@ -21,26 +22,56 @@ func TestAuthorsExportImportCLI(t *testing.T) {
 	if code != 0 || !strings.Contains(o, "wrote "+pth+" (trained on preset tiny") || strings.Contains(o, "test.py") {
 		t.Fatalf("export: exit %d %s %s", code, o, e)
 	}
-	back := filepath.Join(dir, "back.safetensors")
-	o, e, code = madclip(t, nil, "import", "authors", pth, "--dataset", "Brain", "--preset", "tiny", "--image-size", "112", "--out", back)
+	// The command export prints reads the file back as this model, its
+	// threshold included.
+	_, readBack, ok := strings.Cut(o, "read back with: madclip ")
+	back := strings.TrimSuffix(pth, ".pth") + "-imported.safetensors"
+	if !ok || strings.ContainsAny(dir, " '") {
+		t.Fatalf("export printed no usable read-back command: %q", o)
+	}
+	o, e, code = madclip(t, nil, strings.Fields(readBack)...)
 	if code != 0 || !strings.Contains(o, "wrote "+back) || !strings.Contains(o, "anomaly map") {
 		t.Fatalf("import: exit %d %s %s", code, o, e)
 	}
 	img := filepath.Join(root, "Brain_AD", "test", "Ungood", "img", "000.png")
 	var scores []prediction
+	var provs []map[string]any
 	for _, c := range []string{ck, back} {
 		o, e, code := madclip(t, nil, "predict", img, "--checkpoint", c, "--json", "--device", "cpu")
 		if code != 0 {
 			t.Fatalf("predict with %s: %s", c, e)
 		}
 		var pr prediction
+		var raw struct {
+			Provenance map[string]any `json:"provenance"`
+		}
 		if err := json.Unmarshal([]byte(o), &pr); err != nil {
 			t.Fatal(err)
 		}
-		scores = append(scores, pr)
+		json.Unmarshal([]byte(o), &raw)
+		scores, provs = append(scores, pr), append(provs, raw.Provenance)
 	}
-	if scores[0].Score != scores[1].Score || scores[0].DetScore != scores[1].DetScore {
+	if scores[0].Score != scores[1].Score || scores[0].DetScore != scores[1].DetScore || scores[0].Label != scores[1].Label {
 		t.Errorf("original %+v, imported %+v", scores[0], scores[1])
+	}
+	// Their file holds no seed or shots list: the imported model claims
+	// none; its threshold is the original's, given at import.
+	if provs[0]["threshold"] != provs[1]["threshold"] || provs[1]["threshold_origin"] != "given when imported (madclip import --threshold)" ||
+		provs[1]["seed"] != nil || provs[1]["shots_file"] != nil || provs[0]["seed"] == nil {
+		t.Errorf("provenance of the original %v, of the imported %v", provs[0], provs[1])
+	}
+	_, e, code = madclip(t, nil, "import", "authors", pth, "--dataset", "Brain", "--preset", "tiny", "--threshold", "0", "--out", back+"2.safetensors")
+	wantFailure(t, "--threshold 0", e, code)
+	// Without --threshold the labels are at an uncalibrated 0.5, and every
+	// output says so: stderr, the CSV's threshold_origin.
+	bare := filepath.Join(dir, "bare.safetensors")
+	if _, e, code := madclip(t, nil, "import", "authors", pth, "--dataset", "Brain", "--preset", "tiny", "--image-size", "112", "--out", bare); code != 0 {
+		t.Fatalf("import without a threshold: %s", e)
+	}
+	o, e, code = madclip(t, nil, "predict", img, "--checkpoint", bare, "--csv", "--device", "cpu")
+	rows, err := csv.NewReader(strings.NewReader(o)).ReadAll()
+	if code != 0 || err != nil || len(rows) != 2 || rows[1][8] != "0.5" || !strings.HasPrefix(rows[1][9], "uncalibrated: imported") || !strings.Contains(e, "uncalibrated") {
+		t.Errorf("predict with an imported checkpoint without threshold: exit %d, %q, stderr %s", code, rows, e)
 	}
 	// Outputs never overwrite inputs; missing arguments are explained.
 	_, e, code = madclip(t, nil, "export", "authors", ck, ck)
@@ -84,6 +115,11 @@ func TestExportHint(t *testing.T) {
 	want := "read back with: madclip import authors 'my dir/Liver.pth' --dataset Liver --preset tiny --object 'liver CT' --layers 1,2,3,4 --image-size 112 --shots 8 --masks=true --out 'my dir/Liver-imported.safetensors'\n"
 	if h := exportHint("my dir/Liver.pth", m); !strings.HasSuffix(h, want) {
 		t.Errorf("read-back hint:\n%q\nwant it to end with\n%q", h, want)
+	}
+	// A calibrated threshold travels in the command, to the last digit.
+	m.Threshold = 0.52805312345678
+	if h := exportHint("my dir/Liver.pth", m); !strings.Contains(h, " --masks=true --threshold 0.52805312345678 --out ") {
+		t.Errorf("read-back hint with a threshold: %q", h)
 	}
 	m.Backbone.Seed = 2
 	if h := exportHint("Liver.pth", m); strings.Contains(h, "read back") {

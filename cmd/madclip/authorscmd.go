@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -10,6 +11,7 @@ import (
 	"madclip/authors"
 	"madclip/authorship"
 	"madclip/checkpoint"
+	"madclip/infer"
 	"madclip/model"
 	"madclip/model/clip"
 	"madclip/torch"
@@ -38,6 +40,10 @@ Their code's settings are the defaults: tapped layers 6, 12, 18, 24, 240 px,
 exact GELU, no causal mask on the prompts, no mean/std. --layers and
 --image-size give other ones (their --features_list and --img_size).
 
+Their file holds no label threshold, seed or list of shots: the checkpoint
+records none of them unless --threshold gives one (madclip export authors
+prints the command that reads its file back with the model's own threshold).
+
 Examples:
   madclip import authors ckpt/Brain.pth --dataset Brain --weights ViT-L-14-336px.safetensors --out brain16.safetensors
   madclip import authors knee.pth --dataset Knee --object "knee MRI" --masks=false --out knee.safetensors`,
@@ -51,6 +57,7 @@ Examples:
 				&cli.IntFlag{Name: "image-size", Value: model.PaperImageSize, Usage: "input resolution"},
 				&cli.BoolFlag{Name: "masks", Usage: "whether it scores by its anomaly map (default: as the benchmark dataset)"},
 				&cli.IntFlag{Name: "shots", Value: authors.ReleasedShots, Usage: "shots per class it was trained on (recorded)"},
+				&cli.Float64Flag{Name: "threshold", Usage: "the label threshold to record, in (0, 1]; their file holds none (default: none, so predict labels at an uncalibrated 0.5)"},
 				vocabFlag(),
 			},
 			Action: importAuthorsAction,
@@ -71,6 +78,9 @@ func importAuthorsAction(c *cli.Context) error {
 	if err := checkLayers(c.IntSlice("layers")); err != nil {
 		return fmt.Errorf("import authors: %w", err)
 	}
+	if th := c.Float64("threshold"); c.IsSet("threshold") && !(th > 0 && th <= 1) {
+		return fmt.Errorf("import authors: --threshold %v: give a threshold in (0, 1]", th)
+	}
 	in, out := c.Args().First(), c.String("out")
 	if err := distinctPaths(map[string]string{"IN.pth": in, "--out": out, "--weights": c.String("weights")}); err != nil {
 		return fmt.Errorf("import authors: %w", err)
@@ -86,7 +96,7 @@ func importAuthorsAction(c *cli.Context) error {
 	}
 	o := authors.ImportOptions{
 		Dataset: c.String("dataset"), Object: c.String("object"), Layers: c.IntSlice("layers"),
-		ImageSize: c.Int("image-size"), Shots: c.Int("shots"), Preset: c.String("preset"), BackboneSeed: checkpoint.DefaultBackboneSeed, Device: torch.CPU,
+		ImageSize: c.Int("image-size"), Shots: c.Int("shots"), Threshold: c.Float64("threshold"), Preset: c.String("preset"), BackboneSeed: checkpoint.DefaultBackboneSeed, Device: torch.CPU,
 	}
 	if c.IsSet("masks") {
 		m := c.Bool("masks")
@@ -108,16 +118,9 @@ func importAuthorsAction(c *cli.Context) error {
 			return err
 		}
 		fmt.Fprintf(c.App.Writer, "wrote %s: %s, object %q, layers %v, %d px, hand-crafted prompts %v, scored by its %s\n",
-			oneLine(out), oneLine(meta.Dataset), meta.Model.Object, meta.Model.Layers, meta.Model.ImageSize, meta.Model.Handcrafted, scoreKind(meta.Masks))
+			oneLine(out), oneLine(meta.Dataset), meta.Model.Object, meta.Model.Layers, meta.Model.ImageSize, meta.Model.Handcrafted, infer.ScoreKind(meta.Masks))
 		return nil
 	})
-}
-
-func scoreKind(masks bool) string {
-	if masks {
-		return "anomaly map"
-	}
-	return "detection head"
 }
 
 func exportCommand() *cli.Command {
@@ -218,8 +221,9 @@ func exportHint(out string, meta checkpoint.Meta) string {
 
 // readBackHint gives the import command that turns the exported file back
 // into this model: the .pth does not hold the image size, the tapped
-// layers' numbers, the shots, the object word or whether it scores by its
-// map, and import's defaults are the authors' settings, not this model's.
+// layers' numbers, the shots, the object word, whether it scores by its
+// map or the label threshold, and import's defaults are the authors'
+// settings, not this model's.
 func readBackHint(out string, meta checkpoint.Meta) string {
 	b := meta.Backbone
 	var backbone string
@@ -233,8 +237,12 @@ func readBackHint(out string, meta checkpoint.Meta) string {
 	}
 	layers := strings.Trim(strings.ReplaceAll(fmt.Sprint(meta.Model.Layers), " ", ","), "[]")
 	back := strings.TrimSuffix(out, filepath.Ext(out)) + "-imported.safetensors"
-	return fmt.Sprintf("read back with: madclip import authors %s --dataset %s %s --object %s --layers %s --image-size %d --shots %d --masks=%v --out %s\n",
-		shellWord(out), shellWord(meta.Dataset), backbone, shellWord(meta.Model.Object), layers, meta.Model.ImageSize, meta.Shots, meta.Masks, shellWord(back))
+	threshold := ""
+	if meta.Threshold != 0 {
+		threshold = " --threshold " + strconv.FormatFloat(meta.Threshold, 'g', -1, 64)
+	}
+	return fmt.Sprintf("read back with: madclip import authors %s --dataset %s %s --object %s --layers %s --image-size %d --shots %d --masks=%v%s --out %s\n",
+		shellWord(out), shellWord(meta.Dataset), backbone, shellWord(meta.Model.Object), layers, meta.Model.ImageSize, meta.Shots, meta.Masks, threshold, shellWord(back))
 }
 
 // shellWord quotes s for a POSIX shell when it holds anything but letters,

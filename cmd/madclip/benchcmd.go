@@ -54,7 +54,7 @@ Examples:
   madclip bench --data ~/data/MVFA --datasets Brain,Liver --shots 2,4,8,16 --draw-shots
   madclip bench --data ~/data/MVFA --cross paper --shots 16
   madclip bench --data /tmp/synth --preset tiny --shots 2,4 --seeds 2 --epochs 2 --image-size 56`,
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "data", Required: true, Usage: "the benchmark root"},
 			&cli.StringFlag{Name: "datasets", Value: "all", Usage: "comma-separated datasets, or all"},
 			&cli.StringFlag{Name: "shots", Value: "2,4,8,16", Usage: "comma-separated shot counts"},
@@ -72,7 +72,7 @@ Examples:
 			&cli.BoolFlag{Name: "draw-shots", Usage: "draw the shots with each seed instead of the authors' fixed lists"},
 			vocabFlag(),
 			deviceFlag(),
-		},
+		}, decodeFlags()...),
 		Action: benchAction,
 	}
 }
@@ -123,7 +123,7 @@ func benchAction(c *cli.Context) error {
 		results, err = bench.Run(ctx, bench.Config{
 			Data: c.String("data"), Datasets: datasets, Shots: shots, Seeds: c.Int("seeds"), Epochs: c.Int("epochs"),
 			Weights: weights, Preset: c.String("preset"), Device: dev, Size: c.Int("image-size"), Work: work, Batch: c.Int("batch"),
-			Cross: cross, DrawShots: c.Bool("draw-shots"), Version: version,
+			Cross: cross, DrawShots: c.Bool("draw-shots"), Version: version, Limits: decodeLimits(c),
 		}, tk, func(msg string) {
 			if !c.Bool("quiet") {
 				fmt.Fprintln(os.Stderr, msg)

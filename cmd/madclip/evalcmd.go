@@ -130,7 +130,7 @@ func evalAction(c *cli.Context) (err error) {
 		if report == "" {
 			return nil
 		}
-		return writeFailures(ctx, p, ev, report, c.Int("failures"), reportInputs)
+		return writeFailures(ctx, p, ev, report, c.Int("failures"), uncalibrated(c, p), reportInputs)
 	})
 	if s := caught(); s != nil && errors.Is(err, context.Canceled) {
 		return signalError{s, fmt.Errorf("stopped by %s; no report written", signalName(s))}
@@ -271,7 +271,11 @@ func writeReport(report string, ev *infer.Evaluation) error {
 
 // printEvaluation writes the metrics as a table a reader can scan.
 func printEvaluation(w io.Writer, ev *infer.Evaluation) {
-	fmt.Fprintf(w, "%s: %d test images\n", ev.Dataset, ev.Images)
+	trained := ""
+	if pv := ev.Provenance; pv != nil && pv.Dataset != ev.Dataset {
+		trained = fmt.Sprintf(" (a model trained on %s)", oneLine(pv.Dataset))
+	}
+	fmt.Fprintf(w, "%s: %d test images%s, scored by the %s\n", oneLine(ev.Dataset), ev.Images, trained, ev.ScoredBy)
 	fmt.Fprintf(w, "image AUROC   %.2f%%\nimage AP      %.2f%%\nimage F1-max  %.2f%% (at the test split's own threshold %.4f)\n",
 		100*ev.ImageAUROC, 100*ev.ImageAP, 100*ev.ImageF1Max, ev.F1MaxThreshold)
 	if ev.PixelAUROC != nil {
@@ -281,13 +285,16 @@ func printEvaluation(w io.Writer, ev *infer.Evaluation) {
 	if ev.NoPixelMetrics != "" {
 		fmt.Fprintf(w, "no pixel metrics: %s\n", ev.NoPixelMetrics)
 	}
-	if ev.PixelAUROC != nil || ev.NoPixelMetrics != "" {
+	if ev.ScoredBy != infer.ScoreKind(false) {
 		fmt.Fprintf(w, "image AUROC of the detection head  %.2f%%\n", 100*ev.DetImageAUROC)
 	}
 	a := ev.At
 	fmt.Fprintf(w, "at threshold %s (%s):\n", metrics.FormatThreshold(a.Threshold), a.Origin)
 	fmt.Fprintf(w, "  sensitivity %.2f%%  specificity %.2f%%  precision %.2f%%  F1 %.2f%%  (TP %d, FP %d, TN %d, FN %d)\n",
 		100*a.Sensitivity, 100*a.Specificity, 100*a.Precision, 100*a.F1, a.TP, a.FP, a.TN, a.FN)
+	if a.TP+a.FP == 0 {
+		fmt.Fprintln(w, "  (no image labelled anomalous: precision is undefined, given as 0)")
+	}
 	if a.PixelDice != nil {
 		fmt.Fprintf(w, "  pixel Dice %.2f%%  pixel IoU %.2f%%\n", 100**a.PixelDice, 100**a.PixelIoU)
 	}
@@ -295,7 +302,7 @@ func printEvaluation(w io.Writer, ev *infer.Evaluation) {
 
 // writeFailures draws heatmaps of the n highest-scoring normal and n
 // lowest-scoring abnormal images.
-func writeFailures(ctx context.Context, p *infer.Predictor, ev *infer.Evaluation, dir string, n int, inputs *inputSet) error {
+func writeFailures(ctx context.Context, p *infer.Predictor, ev *infer.Evaluation, dir string, n int, uncalibrated bool, inputs *inputSet) error {
 	// The earlier report goes first: stopped or failing from here on, the
 	// folder holds no report.json that the new pictures do not belong to.
 	if err := withdrawReport(dir); err != nil {
@@ -370,7 +377,7 @@ func writeFailures(ctx context.Context, p *infer.Predictor, ev *infer.Evaluation
 		}
 		used[name] = true
 		o := infer.Overlay{Score: r.Score, Threshold: ev.At.Threshold, Label: s.Label, Note: "- " + truth, Decimals: decimals,
-			Name: filepath.Base(d.Sample.Path)}
+			Name: filepath.Base(d.Sample.Path), Uncalibrated: uncalibrated}
 		out := filepath.Join(dir, "failures", name)
 		if err := inputs.check(namedPath{role: "--report", path: out, kind: authorship.PNG}); err != nil {
 			return err

@@ -108,7 +108,7 @@ Examples:
 	}
 	uniformFlags(app.Commands, "")
 	app.OnUsageError = func(_ *cli.Context, err error, _ bool) error {
-		return fmt.Errorf("%v (see madclip --help)", err)
+		return fmt.Errorf("%s (see madclip --help)", usageText(err))
 	}
 	return app
 }

@@ -159,6 +159,12 @@ func labelThreshold(c *cli.Context, p *infer.Predictor) (float64, string) {
 	return p.Threshold()
 }
 
+// uncalibrated reports whether the labels use the 0.5 a checkpoint falls
+// back to when it had no held-out images to choose a threshold on.
+func uncalibrated(c *cli.Context, p *infer.Predictor) bool {
+	return !c.IsSet("threshold") && p.Meta.Threshold == 0
+}
+
 // predictOutputs are the per-image files predict writes, by flag; a nil
 // list for a flag not given.
 type predictOutputs struct {
@@ -207,6 +213,14 @@ func predictAction(c *cli.Context) (err error) {
 		bar = progressbar.NewOptions(len(paths), progressbar.OptionSetWriter(os.Stderr), progressbar.OptionSetDescription("predict"),
 			progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionOnCompletion(func() { fmt.Fprintln(os.Stderr) }))
 	}
+	// A line written while the bar is drawn would be glued to it: clear the
+	// bar first; its next update draws it again below the line.
+	resultsOnTerminal := isTerminal(os.Stdout)
+	clearBar := func() {
+		if bar != nil {
+			_ = bar.Clear()
+		}
+	}
 	// Ctrl-C, SIGTERM or SIGHUP stops after the image in hand: its outputs
 	// are complete, and every result so far is printed.
 	ctx, caught, stop := notifySignals(c.Context, os.Exit, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
@@ -223,6 +237,7 @@ func predictAction(c *cli.Context) (err error) {
 		opts.Skip = func(d dataset.Decoded) {
 			// One unreadable scan does not cost the others their results.
 			bad = append(bad, d.Err)
+			clearBar()
 			fmt.Fprintf(os.Stderr, "madclip: skipping %s\n", oneLine(d.Err.Error()))
 		}
 	}
@@ -242,14 +257,18 @@ func predictAction(c *cli.Context) (err error) {
 		return p.Stream(items, opts, func(d dataset.Decoded, r infer.Result) error {
 			if rgb, ok := flatColour(d.Image.Pixels); ok {
 				// A blank export still gets a score; say what it is.
+				clearBar()
 				fmt.Fprintf(os.Stderr, "madclip: note: %s is one flat colour (RGB %d, %d, %d) at the model's %d px: its score says nothing about a scan\n",
 					oneLine(d.Sample.Path), rgb[0], rgb[1], rgb[2], p.Size)
 			}
-			row, err := outs.write(d, r, p.Size, pr.threshold)
+			row, err := outs.write(d, r, p.Size, pr.threshold, pr.uncalibrated)
 			if err != nil {
 				return err
 			}
 			scored++
+			if resultsOnTerminal {
+				clearBar()
+			}
 			return pr.print(row)
 		})
 	})
@@ -359,9 +378,9 @@ func recordedWeights(ck string, m checkpoint.Meta) []namedPath {
 
 // write writes the outputs of one image and returns its row, which names
 // them.
-func (o predictOutputs) write(d dataset.Decoded, r infer.Result, size int, th float64) (prediction, error) {
+func (o predictOutputs) write(d dataset.Decoded, r infer.Result, size int, th float64, uncalibrated bool) (prediction, error) {
 	pr := prediction{Path: jsonpath.Path(d.Sample.Path), Score: r.Score, DetScore: r.DetScore, Label: infer.Label(r.Score, th)}
-	ov := infer.Overlay{Score: r.Score, Threshold: th, Label: pr.Label}
+	ov := infer.Overlay{Score: r.Score, Threshold: th, Label: pr.Label, Uncalibrated: uncalibrated}
 	if o.heatmap != nil {
 		pr.Heatmap = jsonpath.Path(o.heatmap[d.Index])
 		if err := writePNG(o.heatmap[d.Index], infer.Heatmap(d.Orig, r.Map, size, ov)); err != nil {
@@ -406,14 +425,18 @@ type predictionPrinter struct {
 	csv       *csv.Writer
 	quiet     bool
 	threshold float64
-	prov      *infer.Provenance
+	origin    string // where threshold comes from, as reports say it
+	// uncalibrated: the checkpoint's fallback 0.5, chosen on no held-out
+	// images; pictures say so.
+	uncalibrated bool
+	prov         *infer.Provenance
 }
 
 func newPredictionPrinter(c *cli.Context) *predictionPrinter {
 	p := &predictionPrinter{w: c.App.Writer, json: c.Bool("json"), quiet: c.Bool("quiet")}
 	if c.Bool("csv") {
 		p.csv = csv.NewWriter(p.w)
-		p.csv.Write([]string{"path", "score", "label", "det_score", "heatmap", "raw_map", "panel", "mask", "threshold"})
+		p.csv.Write([]string{"path", "score", "label", "det_score", "heatmap", "raw_map", "panel", "mask", "threshold", "threshold_origin"})
 	}
 	return p
 }
@@ -422,8 +445,9 @@ func newPredictionPrinter(c *cli.Context) *predictionPrinter {
 // uncalibrated), and the provenance that JSON rows carry.
 func (p *predictionPrinter) setThreshold(c *cli.Context, pred *infer.Predictor) error {
 	th, origin := labelThreshold(c, pred)
-	p.threshold = th
-	if !c.IsSet("threshold") && pred.Meta.Threshold == 0 && !p.quiet {
+	p.threshold, p.origin = th, origin
+	p.uncalibrated = uncalibrated(c, pred)
+	if p.uncalibrated && !p.quiet {
 		fmt.Fprintf(os.Stderr, "madclip: note: this checkpoint's threshold is %s; scores are unaffected\n", pred.Meta.ThresholdOrigin())
 	}
 	if p.json {
@@ -450,7 +474,7 @@ func (p *predictionPrinter) print(pr prediction) error {
 		// Full precision, as JSON writes them: a score a hair from the
 		// threshold must not print equal to it.
 		num := func(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
-		p.csv.Write(csvSafe(string(pr.Path), num(pr.Score), pr.Label, num(pr.DetScore), string(pr.Heatmap), string(pr.RawMap), string(pr.Panel), string(pr.Mask), num(p.threshold)))
+		p.csv.Write(csvSafe(string(pr.Path), num(pr.Score), pr.Label, num(pr.DetScore), string(pr.Heatmap), string(pr.RawMap), string(pr.Panel), string(pr.Mask), num(p.threshold), p.origin))
 		p.csv.Flush()
 		return p.csv.Error()
 	}

@@ -188,7 +188,7 @@ func TestPredictCLI(t *testing.T) {
 		t.Fatalf("folder: exit %d: %s", code, e)
 	}
 	rows, err := csv.NewReader(strings.NewReader(o)).ReadAll()
-	if err != nil || len(rows) != 7 || strings.Join(rows[0], ",") != "path,score,label,det_score,heatmap,raw_map,panel,mask,threshold" {
+	if err != nil || len(rows) != 7 || strings.Join(rows[0], ",") != "path,score,label,det_score,heatmap,raw_map,panel,mask,threshold,threshold_origin" {
 		t.Fatalf("CSV: %v %q", err, o)
 	}
 	// Scores at full precision, as --json gives them, and the threshold
@@ -201,7 +201,7 @@ func TestPredictCLI(t *testing.T) {
 		}
 		score, _ := strconv.ParseFloat(rows[i+1][1], 64)
 		th, _ := strconv.ParseFloat(rows[i+1][8], 64)
-		if score != p.Score || th != p.Provenance.Threshold || rows[i+1][2] != p.Label {
+		if score != p.Score || th != p.Provenance.Threshold || rows[i+1][9] != p.Provenance.ThresholdOrigin || rows[i+1][2] != p.Label {
 			t.Errorf("CSV row %q, JSON %s", rows[i+1], line)
 		}
 	}
@@ -274,9 +274,21 @@ func TestEvalCLI(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, e)
 	}
-	for _, want := range []string{"image AUROC", "pixel AUROC", "Brain: 12 test images"} {
+	for _, want := range []string{"image AUROC", "pixel AUROC", "Brain: 12 test images, scored by the anomaly map\n", "image AUROC of the detection head"} {
 		if !strings.Contains(o, want) {
 			t.Errorf("output lacks %q: %s", want, o)
+		}
+	}
+	// On another dataset (no masks) the text says what the model was
+	// trained on, and still gives the detection head's AUROC beside the
+	// map's.
+	o, e, code = madclip(t, nil, "eval", "--checkpoint", ck, "--data", root, "--dataset", "Chest", "--device", "cpu")
+	if code != 0 {
+		t.Fatalf("eval on Chest: exit %d: %s", code, e)
+	}
+	for _, want := range []string{"Chest: 12 test images (a model trained on Brain), scored by the anomaly map\n", "image AUROC of the detection head"} {
+		if !strings.Contains(o, want) {
+			t.Errorf("eval on Chest: output lacks %q: %s", want, o)
 		}
 	}
 	var rep struct {
@@ -371,8 +383,12 @@ func TestEvalCLI(t *testing.T) {
 			Threshold float64 `json:"threshold"`
 			Origin    string  `json:"threshold_origin"`
 			Shots     int     `json:"shots"`
+			Epochs    int     `json:"epochs"`
+			ImageSize int     `json:"image_size"`
+			Seed      *int    `json:"seed"`
 		} `json:"provenance"`
-		Scores []struct {
+		ScoredBy string `json:"scored_by"`
+		Scores   []struct {
 			Path, Label string
 			Score       float64
 			Abnormal    bool
@@ -408,7 +424,8 @@ func TestEvalCLI(t *testing.T) {
 	if ev.PixelAUPRO == nil || !(*ev.PixelAUPRO > 0 && *ev.PixelAUPRO <= 1) || a.PixelDice == nil {
 		t.Errorf("pixel AUPRO %v", ev.PixelAUPRO)
 	}
-	if ev.Provenance.SHA256 != sha256hex(mustRead(t, ck)) || ev.Provenance.Origin != "--threshold" || ev.Provenance.Shots != 8 || ev.Provenance.Version == "" {
+	if ev.Provenance.SHA256 != sha256hex(mustRead(t, ck)) || ev.Provenance.Origin != "--threshold" || ev.Provenance.Shots != 8 || ev.Provenance.Version == "" ||
+		ev.Provenance.Epochs != 4 || ev.Provenance.ImageSize != 112 || ev.Provenance.Seed == nil || ev.ScoredBy != "anomaly map" {
 		t.Errorf("provenance %+v", ev.Provenance)
 	}
 }

@@ -244,7 +244,7 @@ func trainAction(c *cli.Context) error {
 	if m := res.Meta; m.SelectedEpoch > 0 {
 		epochs += fmt.Sprintf(" (kept epoch %d, valid image AUROC %.4f)", m.SelectedEpoch, m.ValidAUROC)
 	}
-	fmt.Fprintf(c.App.Writer, "wrote %s: %s per class, %d augmented images, %s, final loss %.4f, cos(t_n, t_ab) %.4f, %.1f ms per step, %s in all\n",
+	fmt.Fprintf(c.App.Writer, "wrote %s: %s per class, %d augmented images, %s, last epoch's mean loss %.4f, cos(t_n, t_ab) %.4f, %.1f ms per step, %s in all\n",
 		oneLine(cfg.Out), plural.Of(res.Meta.Shots, "shot"), res.Images, epochs, res.FinalLoss, res.TextCosine, float64(res.StepTime.Microseconds())/1000, roughly(res.TotalTime))
 	return nil
 }

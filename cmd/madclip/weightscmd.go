@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"madclip/authorship"
+	"madclip/checkpoint"
 	"madclip/model/clip/bpe"
 	"madclip/weights"
 )
@@ -251,7 +252,11 @@ Examples:
 				return fmt.Errorf("weights convert: %w", err)
 			}
 			if st, err := os.Stat(in); err != nil {
-				return fmt.Errorf("weights convert: %w", err)
+				var pe *os.PathError
+				if errors.As(err, &pe) { // "stat IN" says nothing to a user
+					err = pe.Err
+				}
+				return fmt.Errorf("weights convert: IN %s: %w", in, err)
 			} else if !st.Mode().IsRegular() {
 				return fmt.Errorf("weights convert: %s is not a regular file", in)
 			}
@@ -273,6 +278,9 @@ func convertAction(c *cli.Context, in, out string) error {
 		}
 		if err := weights.CheckInput(in); err != nil {
 			return err
+		}
+		if _, err := checkpoint.ReadMeta(in); err == nil {
+			return fmt.Errorf("%s is a madclip checkpoint (a trained model), not CLIP weights: predict and eval take it with --checkpoint", in)
 		}
 		if !c.Bool("quiet") {
 			fmt.Fprintf(os.Stderr, "converting %s (%s) to %s\n", oneLine(in), sizeOf(in), oneLine(out))
