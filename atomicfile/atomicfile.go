@@ -19,6 +19,7 @@ import (
 
 	"madclip/authorship"
 	"madclip/internal/regularfile"
+	"madclip/internal/shortname"
 )
 
 // Write creates path by calling fill on a temporary file in the same folder,
@@ -207,7 +208,9 @@ func destination(path string, marked bool, kind authorship.Kind) (target string,
 // tempPrefix starts the name of a temporary for the file base; the writer's
 // process id and a random suffix follow, so that a leftover can be told
 // from a write in progress.
-func tempPrefix(base string) string { return "." + base + ".tmp-p" }
+// A long name is cut and a hash of it added, so that the temporary's name
+// fits wherever the file's does (255 bytes).
+func tempPrefix(base string) string { return "." + shortname.Fit(base, 190) + ".tmp-p" }
 
 // removeStale deletes temporaries for base in dir whose writer is no
 // longer running (it was killed mid-write), when they are empty or carry

@@ -43,6 +43,22 @@ func TestWriteReplacesWhole(t *testing.T) {
 	}
 }
 
+// A name as long as the filesystem takes is written: its temporary's name,
+// which adds a process id and a random suffix, is cut to fit.
+func TestWriteLongName(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, strings.Repeat("d", 251)+".png")
+	if err := Write(p, 0o644, func(w io.Writer) error {
+		_, err := io.WriteString(w, "x")
+		return err
+	}); err != nil {
+		t.Fatalf("a 255-byte name: %v", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("temporary files left: %v", entries)
+	}
+}
+
 func TestFailedWriteLeavesOldFile(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "out.bin")

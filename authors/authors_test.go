@@ -94,7 +94,7 @@ func exportFile(t *testing.T, ck, out string) error {
 // trained reads a checkpoint's trained tensors as raw bytes.
 func trained(t *testing.T, path string) map[string]string {
 	t.Helper()
-	f, err := safetensors.Open(path)
+	f, err := safetensors.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}

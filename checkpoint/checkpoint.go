@@ -173,6 +173,16 @@ func Save(path string, m *model.MadCLIP, opt *torch.Adam, meta Meta) error {
 const TextFeaturesKey = "text_features"
 
 func save(path string, m *model.MadCLIP, opt *torch.Adam, meta Meta, tensors map[string]*torch.Tensor) error {
+	// A model gone non-finite (a diverged or corrupted run) is never
+	// written: it would replace a good checkpoint, perhaps the one resumed,
+	// with one no command can use.
+	for name, t := range m.Params().Map() {
+		if bad, err := t.NonFinite(); err != nil {
+			return fmt.Errorf("save %s: %s: %w", path, name, err)
+		} else if bad > 0 {
+			return fmt.Errorf("save %s: %s holds %d values that are NaN or infinite; nothing was written", path, name, bad)
+		}
+	}
 	if opt != nil && meta.Partial() {
 		meta.Steps = opt.Steps()
 		for i, name := range m.Params().Names() {
@@ -381,12 +391,16 @@ func CheckParameters(path string, ts map[string]*torch.Tensor) error {
 			return fmt.Errorf("%s: %s: %w", path, n, err)
 		}
 		bounded := !strings.HasPrefix(n, "optim.") // Adam's moments are not parameters
+		square := strings.HasPrefix(n, "optim.v.") // a mean of squared gradients
 		for _, x := range v {
 			if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
 				return fmt.Errorf("%s: %s holds %v: the checkpoint is corrupt", path, n, x)
 			}
 			if bounded && math.Abs(float64(x)) > MaxParameter {
 				return fmt.Errorf("%s: %s holds %g, far beyond any trained value (at most %g): the checkpoint is damaged or edited", path, n, x, MaxParameter)
+			}
+			if square && x < 0 {
+				return fmt.Errorf("%s: %s holds %g, but Adam's second moment is a mean of squares: the checkpoint is damaged or edited", path, n, x)
 			}
 		}
 	}

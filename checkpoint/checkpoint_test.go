@@ -1,6 +1,8 @@
 package checkpoint
 
 import (
+	"bytes"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -107,6 +109,38 @@ func TestSaveLoadOpen(t *testing.T) {
 		}
 		if _, _, err := OpenBackbone(Source{Preset: "huge"}, o.CLIPOptions(torch.CPU)); err == nil || !strings.Contains(err.Error(), "huge") {
 			t.Errorf("unknown preset: %v", err)
+		}
+		// A model gone NaN is never written: the file there is kept.
+		before, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		name := m.Params().Names()[0]
+		if err := m.Params().Map()[name].Fill(math.NaN()); err != nil {
+			return err
+		}
+		if err := Save(path, m, nil, meta); err == nil || !strings.Contains(err.Error(), name+" holds") || !strings.Contains(err.Error(), "nothing was written") {
+			t.Errorf("save of a NaN model: %v", err)
+		}
+		if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
+			t.Error("a NaN model replaced the checkpoint")
+		}
+		return nil
+	})
+}
+
+// Adam's second moment is a mean of squares: a negative one marks an
+// edited checkpoint (resuming it would turn the model NaN).
+func TestCheckParametersMoments(t *testing.T) {
+	torchtest.Do(t, func(s *torch.Scope) error {
+		good := map[string]*torch.Tensor{"a.weight": torch.FromSlice([]float32{-1, 2}, 2), "optim.m.a.weight": torch.FromSlice([]float32{-3, 0}, 2),
+			"optim.v.a.weight": torch.FromSlice([]float32{0, 4}, 2)}
+		if err := CheckParameters("ck", good); err != nil {
+			t.Errorf("good state: %v", err)
+		}
+		good["optim.v.a.weight"] = torch.FromSlice([]float32{0, -1}, 2)
+		if err := CheckParameters("ck", good); err == nil || !strings.Contains(err.Error(), "ck: optim.v.a.weight holds -1") {
+			t.Errorf("negative second moment: %v", err)
 		}
 		return nil
 	})

@@ -113,7 +113,7 @@ func loadTorchSave(path string) (map[string]*Tensor, error) {
 	for i, t := range ts {
 		list[i] = safetensors.Tensor(t)
 	}
-	return fromFile(path, list, CPU, SameDType)
+	return fromFile(path, nil, list, CPU, SameDType)
 }
 
 // Entry is one tensor of a nested dict for SavePickle: Tensor under key Name

@@ -125,7 +125,7 @@ func loadInChild(path string) (map[string]*Tensor, error) {
 	}
 	var out map[string]*Tensor
 	err = Do(func() (err error) {
-		out, err = fromFile(path, f.Tensors, CPU, SameDType)
+		out, err = fromFile(path, f, f.Tensors, CPU, SameDType)
 		return err
 	})
 	if err != nil {

@@ -108,3 +108,17 @@ func (t *Tensor) Normalize(dim int64, eps float64) *Tensor {
 		return C.tb_l2_normalize(hs[0], C.int64_t(dim), C.double(eps), out)
 	}, t)
 }
+
+// NonFinite counts the tensor's NaN and infinite values: the sign of a run
+// that diverged or of corrupt data. Its temporaries are freed at once.
+func (t *Tensor) NonFinite() (int64, error) {
+	var n float64
+	err := NoGrad(func() error {
+		return Scoped(func(s *Scope) error {
+			var err error
+			n, err = t.IsFinite().LogicalNot().Sum().Item()
+			return err
+		})
+	})
+	return int64(n), err
+}

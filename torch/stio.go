@@ -29,8 +29,9 @@ const SameDType DType = -1
 
 // LoadSafetensors reads every tensor of a safetensors file onto dev. Floating-
 // point tensors are converted to floatDType unless it is SameDType. The file
-// is memory-mapped and released before returning. On error no tensor stays
-// allocated.
+// is read a tensor at a time, never mapped (a mapped file cut short by
+// another program would end the process with a bus error). On error no
+// tensor stays allocated.
 func LoadSafetensors(path string, dev Device, floatDType DType) (map[string]*Tensor, map[string]string, error) {
 	f, err := safetensors.Open(path)
 	if err != nil {
@@ -40,7 +41,7 @@ func LoadSafetensors(path string, dev Device, floatDType DType) (map[string]*Ten
 		return nil, nil, fmt.Errorf("load %s: %w", path, err)
 	}
 	defer f.Close()
-	out, err := fromFile(path, f.Tensors, dev, floatDType)
+	out, err := fromFile(path, f, f.Tensors, dev, floatDType)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -48,25 +49,39 @@ func LoadSafetensors(path string, dev Device, floatDType DType) (map[string]*Ten
 }
 
 // fromFile makes tensors on dev of the tensors read from the file at path
-// (floating-point ones converted to floatDType unless it is SameDType). On
-// error no tensor stays allocated.
-func fromFile(path string, list []safetensors.Tensor, dev Device, floatDType DType) (map[string]*Tensor, error) {
+// (floating-point ones converted to floatDType unless it is SameDType): from
+// f, which reads their bytes, or from their Data when f is nil. On error no
+// tensor stays allocated.
+func fromFile(path string, f *safetensors.File, list []safetensors.Tensor, dev Device, floatDType DType) (map[string]*Tensor, error) {
 	out := make(map[string]*Tensor, len(list))
+	free := func() {
+		for _, o := range out {
+			o.Free()
+		}
+	}
+	var buf []byte // one tensor's bytes at a time, reused
 	for _, st := range list {
+		data := st.Data
+		if f != nil {
+			var err error
+			if data, err = f.Read(st, buf); err != nil {
+				free()
+				return nil, fmt.Errorf("load %w", err)
+			}
+			buf = data
+		}
 		src := stDTypes[st.DType]
 		dt := src
 		if floatDType != SameDType && src.IsFloat() {
 			dt = floatDType
 		}
 		var p unsafe.Pointer
-		if len(st.Data) > 0 {
-			p = unsafe.Pointer(&st.Data[0])
+		if len(data) > 0 {
+			p = unsafe.Pointer(&data[0])
 		}
-		t := FromHost(p, len(st.Data), src, st.Shape, dt, dev)
+		t := FromHost(p, len(data), src, st.Shape, dt, dev)
 		if t.err != nil {
-			for _, o := range out {
-				o.Free()
-			}
+			free()
 			t.Free()
 			return nil, fmt.Errorf("load %s: tensor %s: %w", path, st.Name, t.err)
 		}

@@ -106,20 +106,15 @@ func (c *featureCache) gather(idx []int64, dev torch.Device) []*torch.Tensor {
 // nonFinite counts the cached features that are NaN or infinite: the
 // sign of CLIP weights that are corrupt, not of a learning rate too high.
 func (c *featureCache) nonFinite() (int64, error) {
-	var n float64
-	err := torch.NoGrad(func() error {
-		return torch.Scoped(func(s *torch.Scope) error {
-			for _, l := range c.layers {
-				k, err := l.IsFinite().LogicalNot().Sum().Item()
-				if err != nil {
-					return err
-				}
-				n += k
-			}
-			return nil
-		})
-	})
-	return int64(n), err
+	var n int64
+	for _, l := range c.layers {
+		k, err := l.NonFinite()
+		if err != nil {
+			return 0, err
+		}
+		n += k
+	}
+	return n, nil
 }
 
 func (c *featureCache) free() {

@@ -463,7 +463,9 @@ func (r *trainingRun) epochs(ctx context.Context) error {
 				if err := r.checkFeatures(); err != nil {
 					return err
 				}
-				// The step was not applied: the parameters are the last good ones.
+				// This step was not applied. An earlier one may have left
+				// the parameters non-finite (a corrupt optimiser state):
+				// then the save refuses, and the file at Out is kept.
 				return r.stopAt(epoch, step, lossSum, lossN, fmt.Errorf("the loss became %v at epoch %d step %d; training stopped; try a lower --lr", loss, epoch+1, step+1))
 			}
 			lossSum += loss

@@ -60,7 +60,7 @@ func run(t *testing.T, ctx context.Context, c Config, rep Reporter) (*Result, er
 // readParams reads a checkpoint's trained tensors as raw bytes.
 func readParams(t *testing.T, path string) map[string][]byte {
 	t.Helper()
-	f, err := safetensors.Open(path)
+	f, err := safetensors.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +217,7 @@ func TestInterruptAndResume(t *testing.T) {
 // unfinished epoch's loss sum.
 func downgrade(t *testing.T, in, out string) {
 	t.Helper()
-	f, err := safetensors.Open(in)
+	f, err := safetensors.ReadFile(in)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -472,7 +472,7 @@ func TestCheckpointTextFeatures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := safetensors.Open(c.Out)
+	f, err := safetensors.ReadFile(c.Out)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,12 +35,12 @@ func run(t *testing.T, name string, args ...string) {
 
 func sameTensors(t *testing.T, what, gotPath, wantPath string) {
 	t.Helper()
-	got, err := safetensors.Open(gotPath)
+	got, err := safetensors.ReadFile(gotPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer got.Close()
-	want, err := safetensors.Open(wantPath)
+	want, err := safetensors.ReadFile(wantPath)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -44,8 +44,11 @@ func Digest(path string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	d := digestOf(f)
+	d, err := digestOf(f)
 	f.Close()
+	if err != nil {
+		return "", err
+	}
 	rememberDigest(key, d)
 	return d, nil
 }
@@ -79,11 +82,12 @@ func rememberDigest(key digestKey, d string) {
 }
 
 // digestOf hashes a parsed file's tensors canonically.
-func digestOf(f *safetensors.File) string {
+func digestOf(f *safetensors.File) (string, error) {
 	ts := append([]safetensors.Tensor(nil), f.Tensors...)
 	sort.Slice(ts, func(i, j int) bool { return ts[i].Name < ts[j].Name })
 	h := sha256.New()
 	var n [8]byte
+	var buf []byte // one tensor's bytes at a time, reused
 	field := func(b []byte) {
 		binary.LittleEndian.PutUint64(n[:], uint64(len(b)))
 		h.Write(n[:])
@@ -98,9 +102,14 @@ func digestOf(f *safetensors.File) string {
 			binary.LittleEndian.PutUint64(n[:], uint64(d))
 			h.Write(n[:])
 		}
-		field(t.Data)
+		data, err := f.Read(t, buf)
+		if err != nil {
+			return "", err
+		}
+		buf = data
+		field(data)
 	}
-	return hex.EncodeToString(h.Sum(nil))
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // digestKey is what the cache knows a file by: a change to its content

@@ -20,6 +20,7 @@ import (
 	"madclip/authorship"
 	"madclip/dataset"
 	"madclip/infer"
+	"madclip/internal/shortname"
 	"madclip/metrics"
 )
 
@@ -370,10 +371,13 @@ func writeFailures(ctx context.Context, p *infer.Predictor, ev *infer.Evaluation
 			base += "_" + strings.TrimPrefix(filepath.Ext(string(s.Path)), ".")
 		}
 		// The score with the decimals that tell it from the threshold, as
-		// the picture's caption prints it.
-		name := fmt.Sprintf("%s_%.*f_%s.png", kind, decimals, r.Score, base)
+		// the picture's caption prints it; a scan's long name is cut (with
+		// a hash, to stay distinct) so that the picture's name fits.
+		prefix := fmt.Sprintf("%s_%.*f_", kind, decimals, r.Score)
+		base = shortname.Fit(base, maxNameBytes-len(prefix)-len("-99.png"))
+		name := prefix + base + ".png"
 		for n := 2; used[name]; n++ { // x_png.png beside x.png and x.jpg
-			name = fmt.Sprintf("%s_%.*f_%s-%d.png", kind, decimals, r.Score, base, n)
+			name = fmt.Sprintf("%s%s-%d.png", prefix, base, n)
 		}
 		used[name] = true
 		o := infer.Overlay{Score: r.Score, Threshold: ev.At.Threshold, Label: s.Label, Note: "- " + truth, Decimals: decimals,

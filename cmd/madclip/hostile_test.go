@@ -66,7 +66,7 @@ func damagedJPEG(t *testing.T) []byte {
 // metadata and the tensors' bytes.
 func rewriteCheckpoint(t *testing.T, src, dst string, edit func(meta map[string]any, ts []safetensors.Tensor)) {
 	t.Helper()
-	f, err := safetensors.Open(src)
+	f, err := safetensors.ReadFile(src)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -624,7 +624,7 @@ func TestTrainSignalsAndResume(t *testing.T) {
 	_, e, code = madclip(t, nil, "train", "--resume", farStep, "-q")
 	wantFailure(t, "the checkpoint was altered", e, code)
 	noAdam := filepath.Join(dir, "noadam.safetensors")
-	f, err := safetensors.Open(out)
+	f, err := safetensors.ReadFile(out)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -757,16 +757,24 @@ func TestFailureNamesDistinct(t *testing.T) {
 	}
 	os.WriteFile(filepath.Join(good, "001.PNG"), raw, 0o644)
 	os.WriteFile(filepath.Join(good, "001_png.png"), raw, 0o644)
+	// Two scans whose names, as long as a file name may be, differ only at
+	// the end: their pictures' names are cut to fit, and stay distinct.
+	long := strings.Repeat("b", 240)
+	os.WriteFile(filepath.Join(good, long+"1.png"), raw, 0o644)
+	os.WriteFile(filepath.Join(good, long+"2.png"), raw, 0o644)
 	report := t.TempDir()
 	if _, e, code := madclip(t, nil, "eval", "--checkpoint", ck, "--data", root, "--report", report, "--failures", "10", "--device", "cpu"); code != 0 {
 		t.Fatal(e)
 	}
 	normals, _ := filepath.Glob(filepath.Join(report, "failures", "normal-high_*.png"))
-	if len(normals) != 5 { // 000, 001.png, 001.PNG, 001_png.png, 002
-		t.Fatalf("%d pictures of normal images, want 5: %v", len(normals), normals)
+	if len(normals) != 7 { // 000, 001.png, 001.PNG, 001_png.png, 002, bbb…1, bbb…2
+		t.Fatalf("%d pictures of normal images, want 7: %v", len(normals), normals)
 	}
 	var twins []string
 	for _, n := range normals {
+		if len(filepath.Base(n)) > 255 {
+			t.Errorf("a picture's name of %d bytes", len(filepath.Base(n)))
+		}
 		if strings.Contains(n, "_001") {
 			twins = append(twins, filepath.Base(n)[strings.LastIndex(filepath.Base(n), "_001"):])
 		}
@@ -774,6 +782,33 @@ func TestFailureNamesDistinct(t *testing.T) {
 	slices.Sort(twins)
 	if !slices.Equal(twins, []string{"_001_PNG.png", "_001_png-2.png", "_001_png.png"}) {
 		t.Errorf("the pictures of 001.png, 001.PNG and 001_png.png end in %v", twins)
+	}
+}
+
+// TestLongOutputNames: a per-image output whose name would be too long to
+// create is refused before any work, naming it; one that fits is written,
+// however long, its temporary's name cut to fit too.
+func TestLongOutputNames(t *testing.T) {
+	root, ck := trained(t)
+	scan := filepath.Join(root, "Brain_AD", "test", "good", "img", "000.png")
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in")
+	os.Mkdir(in, 0o755)
+	raw, err := os.ReadFile(scan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(in, "000.png"), raw, 0o644)
+	os.WriteFile(filepath.Join(in, strings.Repeat("a", 250)+".png"), raw, 0o644)
+	heat := filepath.Join(dir, "heat") + "/"
+	_, e, code := madclip(t, nil, "predict", in, "--checkpoint", ck, "--heatmap", heat, "--device", "cpu")
+	wantFailure(t, "_heatmap.png: its file name is 262 bytes, more than the 255", e, code)
+	if _, err := os.Stat(heat); !os.IsNotExist(err) {
+		t.Errorf("the output folder was made for a run refused: %v", err)
+	}
+	named := filepath.Join(dir, strings.Repeat("d", 251)+".png")
+	if _, e, code := madclip(t, nil, "predict", scan, "--checkpoint", ck, "--heatmap", named, "--device", "cpu"); code != 0 {
+		t.Errorf("a 255-byte output name: %s", e)
 	}
 }
 

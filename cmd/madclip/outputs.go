@@ -142,6 +142,9 @@ func newInputSet(inputs []namedPath) *inputSet {
 // replace, or that would land (itself or through a link) inside a
 // dataset's folder.
 func (s *inputSet) check(o namedPath) error {
+	if err := nameFits(o.role, o.path); err != nil {
+		return err
+	}
 	in, clash := s.byPath[absPath(o.path)]
 	if !clash {
 		if k, ok := identity(o.path); ok {
@@ -540,4 +543,28 @@ func (m madeFolders) removeEmpty() {
 	for _, d := range ds {
 		os.Remove(d)
 	}
+}
+
+// maxNameBytes is the longest file name Linux filesystems take (NAME_MAX).
+const maxNameBytes = 255
+
+// nameFits refuses an output whose file name is too long to create, before
+// any work: per-image outputs add a suffix to the input's name, which may
+// itself be near the limit.
+func nameFits(role, path string) error {
+	if n := len(filepath.Base(path)); n > maxNameBytes {
+		return fmt.Errorf("%s %s: its file name is %d bytes, more than the %d a file name may have; give the output a shorter name or the input a shorter one",
+			role, elide(path, 100), n, maxNameBytes)
+	}
+	return nil
+}
+
+// elide shortens a path for a message to about max characters, keeping
+// both ends around "...", written as one line.
+func elide(s string, max int) string {
+	r := []rune(oneLine(s))
+	if len(r) <= max {
+		return string(r)
+	}
+	return string(r[:max/2]) + "..." + string(r[len(r)-max/2:])
 }

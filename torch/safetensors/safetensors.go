@@ -13,9 +13,9 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
 	"sort"
 	"strings"
-	"syscall"
 
 	"madclip/atomicfile"
 	"madclip/authorship"
@@ -58,7 +58,9 @@ const (
 	maxDims   = 16
 )
 
-// Tensor describes one tensor of a file; Data aliases the file's bytes.
+// Tensor describes one tensor of a file. Data holds its bytes in a parsed
+// buffer (aliasing it) or a list to write; a file that Open reads leaves it
+// nil: File.Read fetches the bytes.
 type Tensor struct {
 	Name  string
 	DType DType
@@ -66,12 +68,28 @@ type Tensor struct {
 	Data  []byte
 }
 
-// File is a parsed safetensors file. Its tensors' Data stay valid until Close.
+// NBytes is the size of the tensor's data.
+func (t Tensor) NBytes() int64 {
+	n := int64(t.DType.Size())
+	for _, d := range t.Shape {
+		n *= d
+	}
+	return n
+}
+
+// File is a parsed safetensors file: from a buffer (Parse), its tensors'
+// Data alias it; from a path (Open), they are read on demand (Read) until
+// Close.
 type File struct {
 	Metadata map[string]string
 	Tensors  []Tensor // sorted by name
 	byName   map[string]int
-	mapped   []byte
+	offsets  []int64 // where each tensor's data starts in the data section
+
+	// The file Open read the header of, and where its data section starts.
+	path      string
+	fd        *os.File
+	dataStart int64
 }
 
 // Get returns the tensor called name.
@@ -83,56 +101,107 @@ func (f *File) Get(name string) (Tensor, bool) {
 	return f.Tensors[i], true
 }
 
-// Close releases the file's memory mapping; Data slices are invalid after it.
+// Close closes the file Open read; Read fails after it.
 func (f *File) Close() error {
-	if f == nil || f.mapped == nil {
+	if f == nil || f.fd == nil {
 		return nil
 	}
-	err := syscall.Munmap(f.mapped)
-	f.mapped = nil
-	f.Tensors = nil
-	f.byName = nil
+	err := f.fd.Close()
+	f.fd = nil
 	return err
 }
 
-// Open memory-maps and parses a file.
+// Read returns the bytes of t, a tensor of f: its Data for a parsed buffer,
+// else read from the file into buf (grown if need be; pass the last result
+// to reuse it). The file is read, never mapped: one that another program
+// truncates or rewrites meanwhile gives an error, not a bus error.
+func (f *File) Read(t Tensor, buf []byte) ([]byte, error) {
+	i, ok := f.byName[t.Name]
+	if !ok {
+		return nil, fmt.Errorf("no tensor %s", t.Name)
+	}
+	if f.fd == nil {
+		if f.path != "" {
+			return nil, fmt.Errorf("%s: read after Close", f.path)
+		}
+		return t.Data, nil
+	}
+	n := f.Tensors[i].NBytes()
+	if int64(cap(buf)) < n {
+		buf = make([]byte, n)
+	}
+	buf = buf[:n]
+	if _, err := f.fd.ReadAt(buf, f.dataStart+f.offsets[i]); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("%s: tensor %s: the file ends before its data (was it changed while being read?)", f.path, t.Name)
+		}
+		return nil, fmt.Errorf("%s: tensor %s: %w", f.path, t.Name, err)
+	}
+	return buf, nil
+}
+
+// Open reads and validates the header of the file at path; tensors' bytes
+// are read by Read, until Close.
 func Open(path string) (*File, error) {
 	// A named pipe or device would block or never end: only regular files.
 	fd, err := regularfile.Open(path)
 	if err != nil {
 		return nil, err
 	}
+	f, err := openHeader(fd)
+	if err != nil {
+		fd.Close()
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	f.path, f.fd = path, fd
+	return f, nil
+}
+
+// ReadFile reads the whole file at path into memory and parses it, its
+// tensors' Data filled: for small files, such as a checkpoint to edit.
+func ReadFile(path string) (*File, error) {
+	fd, err := regularfile.Open(path)
+	if err != nil {
+		return nil, err
+	}
 	defer fd.Close()
+	buf, err := io.ReadAll(fd)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	f, err := Parse(buf)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return f, nil
+}
+
+func openHeader(fd *os.File) (*File, error) {
 	st, err := fd.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, err
 	}
 	size := st.Size()
-	if size < 8 {
-		return nil, fmt.Errorf("%s: not a safetensors file: %d bytes, shorter than the 8-byte header length", path, size)
+	prefix := make([]byte, min(size, 16))
+	if _, err := fd.ReadAt(prefix, 0); err != nil {
+		return nil, err
 	}
-	if size > math.MaxInt {
-		return nil, fmt.Errorf("%s: file too large", path)
-	}
-	data, err := syscall.Mmap(int(fd.Fd()), 0, int(size), syscall.PROT_READ, syscall.MAP_SHARED)
+	n, err := headerLength(prefix, size)
 	if err != nil {
-		// Some filesystems cannot map files; read them instead.
-		buf, rerr := io.ReadAll(fd)
-		if rerr != nil {
-			return nil, fmt.Errorf("%s: %w", path, rerr)
-		}
-		f, perr := Parse(buf)
-		if perr != nil {
-			return nil, fmt.Errorf("%s: %w", path, perr)
-		}
-		return f, nil
+		return nil, err
 	}
-	f, err := Parse(data)
+	hdr := make([]byte, n)
+	if _, err := fd.ReadAt(hdr, 8); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, errors.New("the file ends inside its header (was it changed while being read?)")
+		}
+		return nil, err
+	}
+	f, err := parseHeader(hdr, size-8-n)
 	if err != nil {
-		syscall.Munmap(data)
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, err
 	}
-	f.mapped = data
+	f.dataStart = 8 + n
 	return f, nil
 }
 
@@ -158,34 +227,48 @@ func mistaken(buf []byte) error {
 	return nil
 }
 
-// splitHeader checks the header's length and returns the header (a JSON
-// object) and the data after it.
-func splitHeader(buf []byte) (hdr, body []byte, err error) {
-	if len(buf) < 8 {
-		return nil, nil, fmt.Errorf("not a safetensors file: %d bytes, shorter than the 8-byte header length", len(buf))
+// headerLength checks the header length that prefix (the file's first
+// bytes) gives, in a file of size bytes.
+func headerLength(prefix []byte, size int64) (int64, error) {
+	if size < 8 {
+		return 0, fmt.Errorf("not a safetensors file: %d bytes, shorter than the 8-byte header length", size)
 	}
-	if err := mistaken(buf); err != nil {
-		return nil, nil, err
+	if err := mistaken(prefix); err != nil {
+		return 0, err
 	}
-	n := binary.LittleEndian.Uint64(buf[:8])
+	n := binary.LittleEndian.Uint64(prefix[:8])
 	if n > MaxHeader {
-		return nil, nil, fmt.Errorf("header length %d exceeds the %d-byte limit", n, MaxHeader)
+		return 0, fmt.Errorf("header length %d exceeds the %d-byte limit", n, MaxHeader)
 	}
-	if n > uint64(len(buf)-8) {
-		return nil, nil, fmt.Errorf("header length %d runs past the end of the %d-byte file", n, len(buf))
+	if n > uint64(size-8) {
+		return 0, fmt.Errorf("header length %d runs past the end of the %d-byte file", n, size)
 	}
-	hdr, body = buf[8:8+n], buf[8+n:]
-	if len(bytes.TrimSpace(hdr)) == 0 || bytes.TrimLeft(hdr, " \t\r\n")[0] != '{' {
-		return nil, nil, errors.New("header is not a JSON object")
-	}
-	return hdr, body, nil
+	return int64(n), nil
 }
 
 // Parse validates buf as a safetensors file. The returned File aliases buf.
 func Parse(buf []byte) (*File, error) {
-	hdr, body, err := splitHeader(buf)
+	n, err := headerLength(buf, int64(len(buf)))
 	if err != nil {
 		return nil, err
+	}
+	body := buf[8+n:]
+	f, err := parseHeader(buf[8:8+n], int64(len(body)))
+	if err != nil {
+		return nil, err
+	}
+	for i, t := range f.Tensors {
+		b, e := f.offsets[i], f.offsets[i]+t.NBytes()
+		f.Tensors[i].Data = body[b:e:e]
+	}
+	return f, nil
+}
+
+// parseHeader validates a header (the JSON object) against a data section
+// of bodyLen bytes.
+func parseHeader(hdr []byte, bodyLen int64) (*File, error) {
+	if len(bytes.TrimSpace(hdr)) == 0 || bytes.TrimLeft(hdr, " \t\r\n")[0] != '{' {
+		return nil, errors.New("header is not a JSON object")
 	}
 	raw, err := objectEntries(hdr)
 	if err != nil {
@@ -248,8 +331,8 @@ func Parse(buf []byte) (*File, error) {
 		if b < 0 || en < b {
 			return nil, fmt.Errorf("tensor %q: bad data_offsets [%d, %d]", kv.key, b, en)
 		}
-		if en > int64(len(body)) {
-			return nil, fmt.Errorf("tensor %q: data [%d, %d) runs past the %d data bytes (file truncated?)", kv.key, b, en, len(body))
+		if en > bodyLen {
+			return nil, fmt.Errorf("tensor %q: data [%d, %d) runs past the %d data bytes (file truncated?)", kv.key, b, en, bodyLen)
 		}
 		if want := numel * int64(dt.Size()); en-b != want {
 			return nil, fmt.Errorf("tensor %q: shape %v of %s needs %d bytes, data_offsets give %d", kv.key, shape, dt, want, en-b)
@@ -258,7 +341,7 @@ func Parse(buf []byte) (*File, error) {
 			return nil, fmt.Errorf("tensor %q appears twice in the header", kv.key)
 		}
 		f.byName[kv.key] = len(f.Tensors)
-		f.Tensors = append(f.Tensors, Tensor{Name: kv.key, DType: dt, Shape: shape, Data: body[b:en:en]})
+		f.Tensors = append(f.Tensors, Tensor{Name: kv.key, DType: dt, Shape: shape})
 		spans = append(spans, span{b, en, kv.key})
 	}
 	sort.Slice(spans, func(i, j int) bool { return spans[i].begin < spans[j].begin })
@@ -268,8 +351,14 @@ func Parse(buf []byte) (*File, error) {
 		}
 	}
 	sort.Slice(f.Tensors, func(i, j int) bool { return f.Tensors[i].Name < f.Tensors[j].Name })
+	begins := make(map[string]int64, len(spans))
+	for _, s := range spans {
+		begins[s.name] = s.begin
+	}
+	f.offsets = make([]int64, len(f.Tensors))
 	for i, t := range f.Tensors {
 		f.byName[t.Name] = i
+		f.offsets[i] = begins[t.Name]
 	}
 	return f, nil
 }
