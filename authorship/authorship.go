@@ -5,8 +5,10 @@
 // (Identify, Refusal). Each format carries the mark where its readers
 // ignore it (docs/design.md, "Outputs"):
 //
-//   - PNG: a tEXt chunk Software=madclip right after the header chunk;
-//   - JPEG: a comment segment "madclip" right after the start marker;
+//   - PNG: a tEXt chunk Software=madclip right after the header chunk
+//     (Software=madclip synth for a synthetic scan, which is data);
+//   - JPEG: a comment segment "madclip" ("madclip synth" for a synthetic
+//     scan) right after the start marker;
 //   - safetensors: written_by=madclip in the metadata;
 //   - torch.save zip archives: the archive comment "madclip";
 //   - JSON: a "madclip_version" key in the document, its first object or
@@ -46,6 +48,7 @@ const (
 	Empty      Kind = "an empty file"
 	PNG        Kind = "a PNG picture"
 	JPEG       Kind = "a JPEG image"
+	Scan       Kind = "a synthetic scan (madclip synth)"
 	NPY        Kind = "a NumPy array"
 	Archive    Kind = "a torch.save archive"
 	Checkpoint Kind = "a madclip checkpoint"
@@ -74,9 +77,9 @@ func Identify(path string) (Kind, error) {
 	kind, marked := None, false
 	switch {
 	case bytes.HasPrefix(head, []byte(pngSignature)):
-		kind, marked = PNG, pngMarked(r)
+		return imageKind(pngMark(r), PNG), nil
 	case bytes.HasPrefix(head, []byte{0xff, 0xd8}):
-		kind, marked = JPEG, jpegMarked(r)
+		return imageKind(jpegMark(r), JPEG), nil
 	case bytes.HasPrefix(head, []byte(npyMagic)):
 		kind, marked = NPY, npyMarked(r)
 	case bytes.HasPrefix(head, []byte("PK\x03\x04")):

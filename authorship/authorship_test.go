@@ -260,9 +260,20 @@ func TestKinds(t *testing.T) {
 		return append(append(b, header...), 0, 0, 0, 0)
 	}
 	tensor := `"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}`
-	var pngBuf, jpgBuf, zipBuf bytes.Buffer
+	var pngBuf, jpgBuf, zipBuf, scanPNG, scanJPG bytes.Buffer
 	if err := authorship.EncodePNG(&pngBuf, gradient()); err != nil {
 		t.Fatal(err)
+	}
+	// A synthetic scan is data, not a picture madclip drew: its own kind,
+	// in either format.
+	if err := authorship.EncodeScanPNG(&scanPNG, gradient()); err != nil {
+		t.Fatal(err)
+	}
+	if err := authorship.EncodeScanJPEG(&scanJPG, gradient(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if k, err := authorship.Identify(write(t, "scan2.jpg", scanJPG.Bytes())); err != nil || k != authorship.Scan {
+		t.Errorf("synthetic JPEG scan: %q %v", k, err)
 	}
 	if err := authorship.EncodeJPEG(&jpgBuf, gradient(), nil); err != nil {
 		t.Fatal(err)
@@ -280,6 +291,7 @@ func TestKinds(t *testing.T) {
 		authorship.Weights:    write(t, "w.safetensors", st(`{"__metadata__":{"written_by":"madclip"},`+tensor+`}`)),
 		authorship.JSON:       write(t, "report.json", []byte(`{"madclip_version": "0.1"}`)),
 		authorship.PNG:        write(t, "heat.png", pngBuf.Bytes()),
+		authorship.Scan:       write(t, "synth.png", scanPNG.Bytes()),
 		authorship.JPEG:       write(t, "scan.jpg", jpgBuf.Bytes()),
 		authorship.Archive:    write(t, "ck.pth", archive),
 		authorship.NPY:        write(t, "map.npy", npy),

@@ -18,8 +18,12 @@ const pngSignature = "\x89PNG\r\n\x1a\n"
 // chunks anywhere before the image data.
 const pngHead = len(pngSignature) + 4 + 4 + 13 + 4
 
+// ScanName is the mark of a synthetic scan (madclip synth): data to score,
+// unlike the pictures madclip draws, which carry Name.
+const ScanName = Name + " synth"
+
 // pngText is the tEXt chunk's data: keyword, NUL, text.
-const pngText = "Software\x00" + Name
+func pngText(mark string) string { return "Software\x00" + mark }
 
 // EncodePNG writes img to w as a PNG that carries madclip's mark.
 func EncodePNG(w io.Writer, img image.Image) error {
@@ -31,13 +35,27 @@ func EncodeJPEG(w io.Writer, img image.Image, o *jpeg.Options) error {
 	return MarkJPEG(w, func(w io.Writer) error { return jpeg.Encode(w, img, o) })
 }
 
+// EncodeScanPNG writes the synthetic scan img to w as a PNG marked as one.
+func EncodeScanPNG(w io.Writer, img image.Image) error {
+	return markPNG(w, ScanName, func(w io.Writer) error { return png.Encode(w, img) })
+}
+
+// EncodeScanJPEG writes the synthetic scan img to w as a JPEG marked as
+// one.
+func EncodeScanJPEG(w io.Writer, img image.Image, o *jpeg.Options) error {
+	return markJPEG(w, ScanName, func(w io.Writer) error { return jpeg.Encode(w, img, o) })
+}
+
 // MarkPNG runs write, which writes one PNG, through a writer that adds
 // madclip's text chunk after the PNG's header chunk. It fails if write
 // wrote something that does not start as a PNG does.
-func MarkPNG(w io.Writer, write func(io.Writer) error) error {
-	chunk := make([]byte, 0, 12+len(pngText))
-	chunk = binary.BigEndian.AppendUint32(chunk, uint32(len(pngText)))
-	chunk = append(chunk, "tEXt"+pngText...)
+func MarkPNG(w io.Writer, write func(io.Writer) error) error { return markPNG(w, Name, write) }
+
+func markPNG(w io.Writer, mark string, write func(io.Writer) error) error {
+	text := pngText(mark)
+	chunk := make([]byte, 0, 12+len(text))
+	chunk = binary.BigEndian.AppendUint32(chunk, uint32(len(text)))
+	chunk = append(chunk, "tEXt"+text...)
 	chunk = binary.BigEndian.AppendUint32(chunk, crc32.ChecksumIEEE(chunk[4:]))
 	return insertAfter(w, pngHead, chunk, func(head []byte) bool {
 		return string(head[:8]) == pngSignature && binary.BigEndian.Uint32(head[8:]) == 13 && string(head[12:16]) == "IHDR"
@@ -46,9 +64,11 @@ func MarkPNG(w io.Writer, write func(io.Writer) error) error {
 
 // MarkJPEG runs write, which writes one JPEG, through a writer that adds
 // madclip's comment segment right after the start-of-image marker.
-func MarkJPEG(w io.Writer, write func(io.Writer) error) error {
-	seg := []byte{0xff, 0xfe, 0, byte(2 + len(Name))}
-	seg = append(seg, Name...)
+func MarkJPEG(w io.Writer, write func(io.Writer) error) error { return markJPEG(w, Name, write) }
+
+func markJPEG(w io.Writer, mark string, write func(io.Writer) error) error {
+	seg := []byte{0xff, 0xfe, 0, byte(2 + len(mark))}
+	seg = append(seg, mark...)
 	return insertAfter(w, 2, seg, func(head []byte) bool { return head[0] == 0xff && head[1] == 0xd8 }, "JPEG", write)
 }
 
@@ -96,60 +116,74 @@ func (m *inserter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// pngMarked walks the chunks before the image data, looking for
-// madclip's text chunk.
-func pngMarked(r *bufio.Reader) bool {
+// imageKind is what an image's mark says it is: a picture madclip drew
+// (picture), a synthetic scan, or not madclip's (None).
+func imageKind(mark string, picture Kind) Kind {
+	switch mark {
+	case Name:
+		return picture
+	case ScanName:
+		return Scan
+	}
+	return None
+}
+
+// pngMark walks the chunks before the image data, looking for madclip's
+// text chunk, and returns its text ("" for none).
+func pngMark(r *bufio.Reader) string {
 	if _, err := r.Discard(len(pngSignature)); err != nil {
-		return false
+		return ""
 	}
 	for range 64 {
 		var hdr [8]byte
 		if _, err := io.ReadFull(r, hdr[:]); err != nil {
-			return false
+			return ""
 		}
 		n, typ := binary.BigEndian.Uint32(hdr[:4]), string(hdr[4:])
 		if typ == "IDAT" || typ == "IEND" {
-			return false
+			return ""
 		}
-		if typ == "tEXt" && n == uint32(len(pngText)) {
+		if typ == "tEXt" && (n == uint32(len(pngText(Name))) || n == uint32(len(pngText(ScanName)))) {
 			data := make([]byte, n)
 			if _, err := io.ReadFull(r, data); err != nil {
-				return false
+				return ""
 			}
-			if string(data) == pngText {
-				return true
+			for _, mark := range []string{Name, ScanName} {
+				if string(data) == pngText(mark) {
+					return mark
+				}
 			}
 			n = 0
 		}
 		if _, err := r.Discard(int(min(n, 1<<30)) + 4); err != nil {
-			return false
+			return ""
 		}
 	}
-	return false
+	return ""
 }
 
-// jpegMarked walks the segments before the scan data, looking for
-// madclip's comment.
-func jpegMarked(r *bufio.Reader) bool {
+// jpegMark walks the segments before the scan data, looking for madclip's
+// comment, and returns it ("" for none).
+func jpegMark(r *bufio.Reader) string {
 	if _, err := r.Discard(2); err != nil {
-		return false
+		return ""
 	}
 	for range 64 {
 		var hdr [4]byte
 		if _, err := io.ReadFull(r, hdr[:]); err != nil || hdr[0] != 0xff {
-			return false
+			return ""
 		}
 		n := int(binary.BigEndian.Uint16(hdr[2:]))
 		if hdr[1] == 0xda || n < 2 { // start of scan, or a broken length
-			return false
+			return ""
 		}
 		data := make([]byte, n-2)
 		if _, err := io.ReadFull(r, data); err != nil {
-			return false
+			return ""
 		}
-		if hdr[1] == 0xfe && string(data) == Name {
-			return true
+		if hdr[1] == 0xfe && (string(data) == Name || string(data) == ScanName) {
+			return string(data)
 		}
 	}
-	return false
+	return ""
 }

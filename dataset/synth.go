@@ -249,11 +249,9 @@ func replaceable(path, dir string) error {
 	if err := ownFile(path); err != nil {
 		return err
 	}
-	kind := authorship.PNG
-	if strings.EqualFold(filepath.Ext(path), ".jpg") {
-		kind = authorship.JPEG
-	}
-	if _, _, err := atomicfile.Destination(path, kind); err != nil {
+	// A synthetic scan, or an image an earlier synth marked as a picture
+	// (before scans had their own mark), is replaced; nothing else is.
+	if _, _, err := atomicfile.Destination(path, authorship.None); err != nil {
 		return fmt.Errorf("synth: %w", err)
 	}
 	return nil
@@ -396,12 +394,12 @@ func synthNames(dataset, split string, abnormal bool, n int) []string {
 }
 
 func writePNG(path string, img image.Image) error {
-	return atomicfile.Write(path, 0o644, func(w io.Writer) error { return authorship.EncodePNG(w, img) })
+	return atomicfile.Write(path, 0o644, func(w io.Writer) error { return authorship.EncodeScanPNG(w, img) })
 }
 
 func writeJPEG(path string, img image.Image) error {
 	return atomicfile.Write(path, 0o644, func(w io.Writer) error {
-		return authorship.EncodeJPEG(w, img, &jpeg.Options{Quality: 95})
+		return authorship.EncodeScanJPEG(w, img, &jpeg.Options{Quality: 95})
 	})
 }
 

@@ -202,7 +202,7 @@ func (p *Predictor) Evaluate(root, name string, o StreamOptions, threshold float
 	}
 	e.At = atThreshold(c, threshold, origin)
 	if split.HasMasks && !slices.Contains(pixLabels, true) {
-		e.NoPixelMetrics = "every test mask is empty, so there is no anomalous pixel to find and the pixel metrics are undefined"
+		e.NoPixelMetrics = "every test mask is empty, so there is no anomalous pixel to find and the pixel metrics are undefined (masks stored as 0/1 rather than 0/255 read as empty)"
 	} else if split.HasMasks {
 		auc, err := metrics.AUROC(pix, pixLabels)
 		if err != nil {

@@ -292,8 +292,30 @@ func (r *trainingRun) readShots() error {
 		}
 	}
 	r.k, r.heldOut, r.hasMasks = len(shots.Normal), heldOut, valid.HasMasks
-	r.imgs, err = loadAll(samples, c.Model.ImageSize, dataset.DecodeOptions{Masks: valid.HasMasks, Limits: c.Limits})
-	return err
+	if r.imgs, err = loadAll(samples, c.Model.ImageSize, dataset.DecodeOptions{Masks: valid.HasMasks, Limits: c.Limits}); err != nil {
+		return err
+	}
+	if valid.HasMasks {
+		r.warnEmptyMasks(samples[r.k:], r.imgs[r.k:])
+	}
+	return nil
+}
+
+// warnEmptyMasks says which abnormal shots have a mask that marks nothing:
+// the segmentation head then learns their anomaly as normal tissue. A mask
+// stored as 0/1 rather than 0/255 reads so (it is binarised at 0.5 of 255,
+// as the authors' code does), which is easy to miss.
+func (r *trainingRun) warnEmptyMasks(samples []dataset.Sample, imgs []dataset.Image) {
+	var empty []string
+	for i, im := range imgs {
+		if !slices.ContainsFunc(im.Mask, func(v float32) bool { return v > 0.5 }) {
+			empty = append(empty, samples[i].MaskPath)
+		}
+	}
+	if len(empty) > 0 {
+		r.rep.Stage(fmt.Sprintf("warning: %d of the %d abnormal shots have a mask that marks nothing (e.g. %s): their anomaly is learnt as normal. A mask stored as 0/1 rather than 0/255 reads so; store masks as 0 and 255",
+			len(empty), len(imgs), empty[0]))
+	}
 }
 
 // buildModel opens the backbone, builds MadCLIP (fresh or resumed) and Adam

@@ -339,6 +339,30 @@ func TestTooManyShots(t *testing.T) {
 	}
 }
 
+// stageLog records the stages a run reports.
+type stageLog struct {
+	quietReporter
+	stages []string
+}
+
+func (l *stageLog) Stage(s string) { l.stages = append(l.stages, s) }
+
+// Abnormal shots whose masks mark nothing (0/1 masks read as empty) are
+// named in a warning; marked ones pass silently.
+func TestWarnEmptyMasks(t *testing.T) {
+	log := &stageLog{}
+	r := &trainingRun{rep: log}
+	samples := []dataset.Sample{{MaskPath: "m/a.png"}, {MaskPath: "m/b.png"}}
+	r.warnEmptyMasks(samples, []dataset.Image{{Mask: []float32{0, 1}}, {Mask: []float32{0, 1}}})
+	if len(log.stages) != 0 {
+		t.Errorf("marked masks: %q", log.stages)
+	}
+	r.warnEmptyMasks(samples, []dataset.Image{{Mask: []float32{0, 1}}, {Mask: []float32{0, 0}}})
+	if len(log.stages) != 1 || !strings.Contains(log.stages[0], "1 of the 2 abnormal shots have a mask that marks nothing (e.g. m/b.png)") || !strings.Contains(log.stages[0], "0/1") {
+		t.Errorf("an empty mask: %q", log.stages)
+	}
+}
+
 // A resumed run refuses shots other than those it started on (a draw
 // changes when the valid folder does).
 func TestResumeOnOtherShots(t *testing.T) {

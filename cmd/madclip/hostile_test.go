@@ -812,6 +812,29 @@ func TestLongOutputNames(t *testing.T) {
 	}
 }
 
+// TestOutputsBesideInputs: pictures written into the folder of their scans
+// are not scored as scans by a later run over the folder, which may write
+// them again; a synthetic scan is data, never replaced by a picture.
+func TestOutputsBesideInputs(t *testing.T) {
+	root, ck := trained(t)
+	good := filepath.Join(root, "Brain_AD", "test", "good", "img")
+	fo := filepath.Join(t.TempDir(), "fo")
+	os.Mkdir(fo, 0o755)
+	raw, err := os.ReadFile(filepath.Join(good, "000.png"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(fo, "a.png"), raw, 0o644)
+	for i := range 2 {
+		o, e, code := madclip(t, nil, "predict", fo, "--checkpoint", ck, "--heatmap", fo+"/", "--mask", fo+"/", "--device", "cpu")
+		if code != 0 || strings.Count(o, "\n") != 1 || (i == 1) != strings.Contains(e, "skipping 2 pictures that madclip drew") {
+			t.Errorf("run %d over the folder: exit %d, %q, stderr %s", i+1, code, o, e)
+		}
+	}
+	_, e, code := madclip(t, nil, "predict", filepath.Join(good, "001.png"), "--checkpoint", ck, "--heatmap", filepath.Join(fo, "a.png"), "--device", "cpu")
+	wantFailure(t, "it holds a synthetic scan (madclip synth); refusing to replace it", e, code)
+}
+
 // TestEvalEmptyMasks: a test split whose masks are all empty still gets its
 // image metrics; the pixel metrics are left out with the reason.
 func TestEvalEmptyMasks(t *testing.T) {

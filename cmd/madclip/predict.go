@@ -96,7 +96,7 @@ func imageInputs(args []string) (out []string, folder bool, err error) {
 			return nil, false, err
 		}
 		n := 0
-		var skipped []string
+		var skipped, drawn []string
 		for _, e := range entries {
 			folder := e.IsDir()
 			if e.Type()&os.ModeSymlink != 0 { // a linked subfolder is a subfolder
@@ -104,11 +104,22 @@ func imageInputs(args []string) (out []string, folder bool, err error) {
 			}
 			switch {
 			case !folder && dataset.IsImage(e.Name()):
-				out = append(out, filepath.Join(a, e.Name()))
+				p := filepath.Join(a, e.Name())
+				if k, _ := authorship.Identify(p); k == authorship.PNG {
+					// A heatmap, panel or mask an earlier run wrote here is
+					// no scan.
+					drawn = append(drawn, e.Name())
+					continue
+				}
+				out = append(out, p)
 				n++
 			case !folder && !strings.HasPrefix(e.Name(), "."):
 				skipped = append(skipped, e.Name())
 			}
+		}
+		if len(drawn) > 0 {
+			fmt.Fprintf(os.Stderr, "madclip: %s: skipping %s that madclip drew (heatmaps, panels, masks; e.g. %s)\n",
+				oneLine(a), plural.Of(len(drawn), "picture"), oneLine(drawn[0]))
 		}
 		if n == 0 {
 			return nil, false, fmt.Errorf("%s: no PNG or JPEG images in this folder (its subfolders are not searched: name them)", a)
