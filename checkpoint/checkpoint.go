@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -220,13 +221,57 @@ func Load(path string, dev torch.Device) (*Checkpoint, error) {
 	}
 	c := &Checkpoint{Path: path, Tensors: ts}
 	if c.Meta, err = parseMeta(path, md); err == nil {
+		err = checkDTypes(path, ts)
+	}
+	if err == nil {
 		err = CheckParameters(path, ts)
+	}
+	if err == nil {
+		err = checkTextFeatures(path, ts[TextFeaturesKey])
 	}
 	if err != nil {
 		c.Free()
 		return nil, err
 	}
 	return c, nil
+}
+
+// checkDTypes refuses tensors that are not floating point: madclip saves
+// float32, so integers or booleans mean a file edited by hand.
+func checkDTypes(path string, ts map[string]*torch.Tensor) error {
+	for _, n := range slices.Sorted(maps.Keys(ts)) {
+		if in, err := ts[n].Info(); err != nil {
+			return fmt.Errorf("%s: %s: %w", path, n, err)
+		} else if !in.DType.IsFloat() {
+			return fmt.Errorf("%s: %s is stored as %v, not floating point: the checkpoint is damaged or edited", path, n, in.DType)
+		}
+	}
+	return nil
+}
+
+// checkTextFeatures refuses stored class embeddings that are not of unit
+// length, as training writes them (nil: none stored).
+func checkTextFeatures(path string, tf *torch.Tensor) error {
+	if tf == nil {
+		return nil
+	}
+	var norms []float32
+	err := torch.NoGrad(func() error {
+		return torch.Scoped(func(s *torch.Scope) error {
+			var err error
+			norms, err = tf.Norm(2, false, -1).Float32s()
+			return err
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("%s: %s: %w", path, TextFeaturesKey, err)
+	}
+	for i, n := range norms {
+		if math.Abs(float64(n)-1) > 1e-3 {
+			return fmt.Errorf("%s: %s row %d has length %g, but training stores unit vectors: the checkpoint is damaged or edited", path, TextFeaturesKey, i, n)
+		}
+	}
+	return nil
 }
 
 // ReadMeta reads only a checkpoint's description.
@@ -326,6 +371,9 @@ func (m Meta) validate() error {
 		if math.IsNaN(th) || th < 0 || th > 1 {
 			return fmt.Errorf("its threshold %v is outside [0, 1]", th)
 		}
+	}
+	if m.Threshold == 0 && (m.Calibration != nil || m.ThresholdYouden != 0) {
+		return fmt.Errorf("it records a calibration but no threshold")
 	}
 	if c := m.Calibration; c != nil && !(c.Normal > 0 && c.Abnormal > 0 && c.Normal <= 1<<30 && c.Abnormal <= 1<<30 && c.AUROC >= 0 && c.AUROC <= 1) {
 		return fmt.Errorf("its calibration (%d normal, %d abnormal images, AUROC %v) is out of range", c.Normal, c.Abnormal, c.AUROC)

@@ -2,9 +2,11 @@ package checkpoint
 
 import (
 	"bytes"
+	"encoding/binary"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -14,6 +16,7 @@ import (
 	"madclip/model"
 	"madclip/model/clip"
 	"madclip/torch"
+	"madclip/torch/safetensors"
 )
 
 // A finished checkpoint saves and loads with its description and text
@@ -58,6 +61,44 @@ func TestSaveLoadOpen(t *testing.T) {
 		named.ShotImages.Abnormal = named.ShotImages.Abnormal[:1]
 		if err := named.validate(); err == nil || !strings.Contains(err.Error(), "2 normal and 1 abnormal shot images for 2 shots") {
 			t.Errorf("one abnormal shot named of two: %v", err)
+		}
+		// A calibration without its threshold was edited.
+		cal := ck.Meta
+		cal.Calibration = &Calibration{Normal: 3, Abnormal: 3, AUROC: 0.9}
+		if err := cal.validate(); err == nil || !strings.Contains(err.Error(), "calibration but no threshold") {
+			t.Errorf("calibration without a threshold: %v", err)
+		}
+		// Class embeddings stretched, or stored as integers, were edited.
+		for name, edit := range map[string]struct {
+			edit func(st *safetensors.Tensor)
+			want string
+		}{
+			"stretched": {func(st *safetensors.Tensor) {
+				for i := 0; i < len(st.Data); i += 4 {
+					binary.LittleEndian.PutUint32(st.Data[i:], math.Float32bits(1000*math.Float32frombits(binary.LittleEndian.Uint32(st.Data[i:]))))
+				}
+			}, "text_features row 0 has length"},
+			"bytes": {func(st *safetensors.Tensor) {
+				st.DType, st.Data = safetensors.U8, st.Data[:st.NBytes()/4]
+			}, "text_features is stored as u8, not floating point"},
+		} {
+			f, err := safetensors.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			i := slices.IndexFunc(f.Tensors, func(st safetensors.Tensor) bool { return st.Name == TextFeaturesKey })
+			f.Tensors[i].Data = slices.Clone(f.Tensors[i].Data)
+			edit.edit(&f.Tensors[i])
+			bad := filepath.Join(t.TempDir(), name+".safetensors")
+			if err := safetensors.WriteFile(bad, f.Tensors, f.Metadata); err != nil {
+				return err
+			}
+			if ck, err := Load(bad, torch.CPU); err == nil || !strings.Contains(err.Error(), edit.want) {
+				t.Errorf("%s text features: %v", name, err)
+				if err == nil {
+					ck.Free()
+				}
+			}
 		}
 		b2, err := ck.OpenBackbone("", torch.CPU)
 		if err != nil {
