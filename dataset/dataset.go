@@ -8,8 +8,13 @@
 package dataset
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -19,6 +24,7 @@ import (
 	"unicode"
 
 	"madclip/imaging"
+	"madclip/internal/regularfile"
 )
 
 // Benchmark is one of the paper's datasets.
@@ -205,4 +211,43 @@ func Prepare(img *imaging.RGB, s Sample, size int, withMask bool) (Image, error)
 func isDir(p string) bool {
 	st, err := os.Stat(p)
 	return err == nil && st.IsDir()
+}
+
+// Digest is the SHA-256 over the bytes of each sample's image and mask, in
+// order, each file's length first: a fingerprint of the data a run trained
+// on, which changes when any of those files does.
+func Digest(samples []Sample) (string, error) {
+	h := sha256.New()
+	var n [8]byte
+	for _, s := range samples {
+		for _, p := range []string{s.Path, s.MaskPath} {
+			if p == "" {
+				continue
+			}
+			if err := hashFile(h, p, n[:]); err != nil {
+				return "", err
+			}
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// hashFile writes the file's length (into the 8-byte scratch n) and bytes
+// to h.
+func hashFile(h hash.Hash, path string, n []byte) error {
+	f, err := regularfile.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	binary.LittleEndian.PutUint64(n, uint64(st.Size()))
+	h.Write(n)
+	if _, err := io.Copy(h, f); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
 }

@@ -526,3 +526,48 @@ func TestSynthChecksBeforeClearing(t *testing.T) {
 		t.Errorf("synth once the link is gone: %v, %d files, want %d", err, count(), before)
 	}
 }
+
+// The shots' fingerprint changes with any byte of an image or a mask, and
+// with their order; it is the same for the same files.
+func TestDigest(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	a, b, m := write("a.png", "aaa"), write("b.png", "bbb"), write("m.png", "mmm")
+	samples := []Sample{{Path: a}, {Path: b, MaskPath: m, Abnormal: true}}
+	digest := func(s []Sample) string {
+		d, err := Digest(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	d0 := digest(samples)
+	if len(d0) != 64 || digest(samples) != d0 {
+		t.Fatalf("digest %q not stable", d0)
+	}
+	if digest([]Sample{samples[1], samples[0]}) == d0 {
+		t.Error("the order does not count")
+	}
+	// Moving a byte from one file to the next changes it too: each file's
+	// length is hashed before it.
+	write("a.png", "aa")
+	write("b.png", "abbb")
+	if digest(samples) == d0 {
+		t.Error("a byte moved between files is not seen")
+	}
+	write("a.png", "aaa")
+	write("b.png", "bbb")
+	write("m.png", "mmn")
+	if digest(samples) == d0 {
+		t.Error("a changed mask is not seen")
+	}
+	if _, err := Digest([]Sample{{Path: filepath.Join(dir, "none.png")}}); err == nil || !strings.Contains(err.Error(), "none.png") {
+		t.Errorf("missing file: %v", err)
+	}
+}

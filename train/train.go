@@ -177,11 +177,12 @@ type trainingRun struct {
 	res    *Result
 	resume *checkpoint.Checkpoint
 
-	shots    dataset.Shots   // their names
-	imgs     []dataset.Image // the shots, normal first
-	k        int             // shots per class
-	heldOut  []dataset.Sample
-	hasMasks bool
+	shots       dataset.Shots   // their names
+	shotsDigest string          // and their files' fingerprint (dataset.Digest)
+	imgs        []dataset.Image // the shots, normal first
+	k           int             // shots per class
+	heldOut     []dataset.Sample
+	hasMasks    bool
 
 	backbone    *clip.Model
 	ownBackbone bool
@@ -281,10 +282,14 @@ func (r *trainingRun) readShots() error {
 		}
 		return err
 	}
-	if err := r.sameShots(shots); err != nil {
+	digest, err := dataset.Digest(samples)
+	if err != nil {
 		return err
 	}
-	r.shots = shots
+	if err := r.sameShots(shots, digest); err != nil {
+		return err
+	}
+	r.shots, r.shotsDigest = shots, digest
 	r.rep.Stage(describeShots(*c, shots))
 	if c.SelectOnValid {
 		if n, a := dataset.Counts(heldOut); n == 0 || a == 0 {
@@ -360,7 +365,7 @@ func (r *trainingRun) buildModel(tk *bpe.Tokenizer) error {
 	}
 	r.meta = checkpoint.Meta{Version: checkpoint.Version, Model: r.m.Opts, Backbone: bb, Dataset: c.Dataset, Masks: r.hasMasks,
 		Shots: r.k, ShotsFile: jsonpath.Path(shotsFileName(c.ShotsFile)), ShotsIndex: c.ShotsIndex, Seed: c.Seed, Epochs: c.Epochs,
-		ShotImages: &checkpoint.ShotImages{Normal: r.shots.Normal, Abnormal: r.shots.Abnormal},
+		ShotImages: &checkpoint.ShotImages{Normal: r.shots.Normal, Abnormal: r.shots.Abnormal, SHA256: r.shotsDigest},
 		Training: &checkpoint.Training{Data: jsonpath.Path(absPath(c.Data)), Batch: c.Batch, LR: c.LR, Beta1: c.Betas[0], Beta2: c.Betas[1],
 			SoftmaxLoss: c.SoftmaxLoss, SelectOnValid: c.SelectOnValid, DrawShots: c.DrawShots}}
 	if r.resume != nil {
@@ -372,7 +377,7 @@ func (r *trainingRun) buildModel(tk *bpe.Tokenizer) error {
 		r.meta = r.resume.Meta
 		r.meta.Version = checkpoint.Version // this madclip writes the file now
 		if r.meta.ShotImages == nil {       // written before 0.2.2 recorded them
-			r.meta.ShotImages = &checkpoint.ShotImages{Normal: r.shots.Normal, Abnormal: r.shots.Abnormal}
+			r.meta.ShotImages = &checkpoint.ShotImages{Normal: r.shots.Normal, Abnormal: r.shots.Abnormal, SHA256: r.shotsDigest}
 		}
 	}
 	return nil
@@ -676,14 +681,18 @@ func textCosine(m *model.MadCLIP) (float64, error) {
 	return cos, err
 }
 
-// sameShots refuses to resume a run on other shots than it started with:
-// a drawn set changes when the valid folder does.
-func (r *trainingRun) sameShots(shots dataset.Shots) error {
+// sameShots refuses to resume a run on other shots than it started with
+// (a drawn set changes when the valid folder does), or on shots whose files
+// have changed since (digest, of dataset.Digest).
+func (r *trainingRun) sameShots(shots dataset.Shots, digest string) error {
 	if r.resume == nil || r.resume.Meta.ShotImages == nil {
 		return nil
 	}
 	was := r.resume.Meta.ShotImages
 	if slices.Equal(was.Normal, shots.Normal) && slices.Equal(was.Abnormal, shots.Abnormal) {
+		if was.SHA256 != "" && was.SHA256 != digest {
+			return fmt.Errorf("%s: the shot images (or their masks) have changed since the run started; resuming would train on other data (start again without --resume)", r.resume.Path)
+		}
 		return nil
 	}
 	return fmt.Errorf("%s: the run started on other shots (normal %s; abnormal %s) than are chosen now (normal %s; abnormal %s); has the valid folder or the shots file changed?",

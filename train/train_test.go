@@ -368,16 +368,25 @@ func TestWarnEmptyMasks(t *testing.T) {
 func TestResumeOnOtherShots(t *testing.T) {
 	was := &checkpoint.ShotImages{Normal: []string{"a.png", "b.png"}, Abnormal: []string{"c.png", "d.png"}}
 	r := &trainingRun{c: &Config{}, resume: &checkpoint.Checkpoint{Path: "run.safetensors", Meta: checkpoint.Meta{ShotImages: was}}}
-	if err := r.sameShots(dataset.Shots{Normal: []string{"a.png", "b.png"}, Abnormal: []string{"c.png", "d.png"}}); err != nil {
+	same := dataset.Shots{Normal: []string{"a.png", "b.png"}, Abnormal: []string{"c.png", "d.png"}}
+	if err := r.sameShots(same, "d1"); err != nil {
 		t.Errorf("same shots refused: %v", err)
 	}
-	err := r.sameShots(dataset.Shots{Normal: []string{"a.png", "x.png"}, Abnormal: []string{"c.png", "d.png"}})
+	// The same names, other bytes.
+	was.SHA256 = "d1"
+	if err := r.sameShots(same, "d1"); err != nil {
+		t.Errorf("same shots and files refused: %v", err)
+	}
+	if err := r.sameShots(same, "d2"); err == nil || !strings.Contains(err.Error(), "run.safetensors: the shot images (or their masks) have changed") {
+		t.Errorf("changed files: %v", err)
+	}
+	err := r.sameShots(dataset.Shots{Normal: []string{"a.png", "x.png"}, Abnormal: []string{"c.png", "d.png"}}, "d1")
 	if err == nil || !strings.Contains(err.Error(), "run.safetensors") || !strings.Contains(err.Error(), "normal a.png b.png") || !strings.Contains(err.Error(), "normal a.png x.png") {
 		t.Errorf("other shots: %v", err)
 	}
 	// A checkpoint from before the names were recorded is taken on trust.
 	r.resume.Meta.ShotImages = nil
-	if err := r.sameShots(dataset.Shots{Normal: []string{"z.png"}}); err != nil {
+	if err := r.sameShots(dataset.Shots{Normal: []string{"z.png"}}, "d3"); err != nil {
 		t.Errorf("old checkpoint: %v", err)
 	}
 }
