@@ -75,10 +75,10 @@ func CheckName(name string) error {
 func Dir(root, name string) string { return filepath.Join(root, name+"_AD") }
 
 // IsImage reports whether a file name has an extension madclip reads
-// (PNG or JPEG, any case).
+// (PNG or JPEG: .png, .jpg, .jpeg, .jpe, any case).
 func IsImage(name string) bool {
 	switch strings.ToLower(filepath.Ext(name)) {
-	case ".png", ".jpg", ".jpeg":
+	case ".png", ".jpg", ".jpeg", ".jpe":
 		return true
 	}
 	return false

@@ -571,3 +571,15 @@ func TestDigest(t *testing.T) {
 		t.Errorf("missing file: %v", err)
 	}
 }
+
+// The extensions read in folders are those PIL takes for PNG and JPEG.
+func TestIsImage(t *testing.T) {
+	for name, want := range map[string]bool{
+		"a.png": true, "a.PNG": true, "b.jpg": true, "b.JPEG": true, "c.jpe": true,
+		"d.tif": false, "e.npy": false, "png": false, "f.png.txt": false,
+	} {
+		if IsImage(name) != want {
+			t.Errorf("IsImage(%q) = %v", name, !want)
+		}
+	}
+}

@@ -12,6 +12,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"madclip/model/clip"
+	"madclip/torch/safetensors"
 )
 
 // EnvDir names the environment variable that points at a weights folder.
@@ -122,4 +125,33 @@ func Find(name string) (string, error) {
 		looked = append(looked, p)
 	}
 	return "", fmt.Errorf("%s %w; looked in %s (set %s, or run 'madclip weights download')", name, ErrNotFound, strings.Join(looked, ", "), EnvDir)
+}
+
+// CheckNamed refuses the weights file at path, found under the file name
+// of the known release m, when its tensors' shapes are another CLIP's: a
+// small model saved under a large one's name must not be trained on as if
+// it were that one. Only the header is read.
+func CheckNamed(path string, m Model) error {
+	want, ok := clip.Preset(m.Name)
+	if !ok {
+		return fmt.Errorf("%q is not a known CLIP", m.Name)
+	}
+	f, err := safetensors.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	shapes := make(map[string][]int64, len(f.Tensors))
+	for _, t := range f.Tensors {
+		shapes[t.Name] = t.Shape
+	}
+	got, err := clip.ConfigFromShapes(shapes)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if got != want {
+		return fmt.Errorf("%s is named as OpenAI's %s but holds another CLIP (%d px, patch %d, width %d, %d layers); rename it, or give the weights to use with --weights",
+			path, m.Name, got.ImageSize, got.PatchSize, got.VisionWidth, got.VisionLayers)
+	}
+	return nil
 }

@@ -30,12 +30,14 @@ func flagsFirst(app *cli.App, args []string) ([]string, error) {
 	cmds := app.Commands
 	i := 1
 	var cmd *cli.Command
+	var path []string // the command's words, "import authors"
 	for i < len(args) {
 		c := find(cmds, args[i])
 		if c == nil {
 			break
 		}
 		cmd, cmds = c, c.Subcommands
+		path = append(path, c.Name)
 		i++
 	}
 	if cmd == nil || i >= len(args) {
@@ -72,7 +74,8 @@ func flagsFirst(app *cli.App, args []string) ([]string, error) {
 		name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
 		if c, ok := canonical[name]; ok && !repeatable[c] {
 			if given[c] {
-				return nil, fmt.Errorf("%s: --%s is given twice; give it once (see madclip %s --help)", cmd.Name, c, cmd.Name)
+				name := strings.Join(path, " ")
+				return nil, fmt.Errorf("%s: --%s is given twice; give it once (see madclip %s --help)", name, c, name)
 			}
 			given[c] = true
 		}

@@ -51,6 +51,7 @@ func TestFlagsFirst(t *testing.T) {
 		{[]string{"madclip", "clip", "--image", "a.png", "--image", "b.png", "--text", "x", "--text", "y"}, ""},
 		{[]string{"madclip", "train", "--layers", "1", "--layers", "2"}, ""},
 		{[]string{"madclip", "train", "-q", "--quiet"}, "train: --quiet is given twice"},
+		{[]string{"madclip", "import", "authors", "x.pth", "--dataset", "A", "--dataset", "B"}, "import authors: --dataset is given twice; give it once (see madclip import authors --help)"},
 	} {
 		_, err := flagsFirst(app, c.in)
 		if (c.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.want)) {

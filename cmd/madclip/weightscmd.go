@@ -39,11 +39,11 @@ file name looked for in the weights folders, and where that file was found
 Examples:
   madclip weights list`,
 				Action: func(c *cli.Context) error {
-					fmt.Fprintf(c.App.Writer, "search path: %s\n", strings.Join(weights.Dirs(), ", "))
+					fmt.Fprintf(c.App.Writer, "search path: %s\n", oneLine(strings.Join(weights.Dirs(), ", ")))
 					for _, m := range weights.Known() {
 						where := "not downloaded"
 						if p, err := weights.Find(m.File()); err == nil {
-							where = fmt.Sprintf("%s (%s)", p, sizeOf(p))
+							where = fmt.Sprintf("%s (%s)", oneLine(p), sizeOf(p))
 						}
 						fmt.Fprintf(c.App.Writer, "%-14s %-28s %s\n", m.Name, m.File(), where)
 					}
@@ -198,7 +198,7 @@ func searchWeights() (string, error) {
 	for _, m := range known {
 		p, err := weights.Find(m.File())
 		if err == nil {
-			return p, nil
+			return p, weights.CheckNamed(p, m)
 		}
 		looked = append(looked, m.File())
 	}
