@@ -57,7 +57,7 @@ Examples:
 				&cli.IntFlag{Name: "image-size", Value: model.PaperImageSize, Usage: "input resolution"},
 				&cli.BoolFlag{Name: "masks", Usage: "whether it scores by its anomaly map (default: as the benchmark dataset)"},
 				&cli.IntFlag{Name: "shots", Value: authors.ReleasedShots, Usage: "shots per class it was trained on (recorded)"},
-				&cli.Float64Flag{Name: "threshold", Usage: "the label threshold to record, in (0, 1]; their file holds none (default: none, so predict labels at an uncalibrated 0.5)"},
+				&cli.Float64Flag{Name: "threshold", Usage: "the label threshold to record, in (0, 1]; their file holds none", DefaultText: "none, so predict labels at an uncalibrated 0.5"},
 				vocabFlag(),
 			},
 			Action: importAuthorsAction,

@@ -4,8 +4,13 @@
 package cliptest
 
 import (
+	"encoding/binary"
+	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
+	"os"
+	"slices"
 	"testing"
 
 	"madclip/model/clip"
@@ -58,6 +63,41 @@ func write(t testing.TB, path string, cfg clip.Config, seed uint64, dtype torch.
 		})
 	})
 	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// WriteSparse writes a safetensors file with the tensors, shapes and
+// sizes of cfg's CLIP, its data a hole: only the header is real, which is
+// all a check of the architecture
+// reads.
+func WriteSparse(t *testing.T, path string, cfg clip.Config) {
+	t.Helper()
+	shapes := clip.ExpectedShapes(cfg)
+	names := slices.Sorted(maps.Keys(shapes))
+	hdr := map[string]any{}
+	var off int64
+	for _, n := range names {
+		size := int64(2)
+		for _, d := range shapes[n] {
+			size *= d
+		}
+		shape := append([]int64{}, shapes[n]...) // a scalar's is [], not null
+		hdr[n] = map[string]any{"dtype": "F16", "shape": shape, "data_offsets": []int64{off, off + size}}
+		off += size
+	}
+	js, err := json.Marshal(hdr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	f.Write(binary.LittleEndian.AppendUint64(nil, uint64(len(js))))
+	f.Write(js)
+	if err := f.Truncate(8 + int64(len(js)) + off); err != nil {
 		t.Fatal(err)
 	}
 }

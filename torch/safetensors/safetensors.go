@@ -350,6 +350,16 @@ func parseHeader(hdr []byte, bodyLen int64) (*File, error) {
 			return nil, fmt.Errorf("tensors %q and %q overlap", spans[i-1].name, spans[i].name)
 		}
 	}
+	// The data ends where the last tensor's does, as the reference reader
+	// requires: bytes after it are not part of any tensor (a file with
+	// something appended, or a header that lost entries).
+	var end int64
+	for _, s := range spans {
+		end = max(end, s.end)
+	}
+	if end != bodyLen {
+		return nil, fmt.Errorf("%d bytes after the last tensor's data: the file is longer than its header says (appended to, or edited)", bodyLen-end)
+	}
 	sort.Slice(f.Tensors, func(i, j int) bool { return f.Tensors[i].Name < f.Tensors[j].Name })
 	begins := make(map[string]int64, len(spans))
 	for _, s := range spans {

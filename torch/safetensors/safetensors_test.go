@@ -57,6 +57,21 @@ func TestReadTruncatedWhileOpen(t *testing.T) {
 	}
 }
 
+// Bytes after the last tensor's data are refused, as the reference reader
+// refuses them: something was appended, or the header lost an entry.
+func TestTrailingBytes(t *testing.T) {
+	var buf bytes.Buffer
+	if err := Write(&buf, sample(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Parse(buf.Bytes()); err != nil {
+		t.Fatalf("as written: %v", err)
+	}
+	if _, err := Parse(append(buf.Bytes(), 0, 0, 0)); err == nil || !strings.Contains(err.Error(), "3 bytes after the last tensor's data") {
+		t.Errorf("3 bytes appended: %v", err)
+	}
+}
+
 func TestRoundTripEveryDType(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "x.safetensors")
 	meta := map[string]string{"format": "pt", "note": `quotes " and ünïcode`}
