@@ -13,7 +13,6 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/schollz/progressbar/v3"
 	"github.com/urfave/cli/v2"
 
 	"madclip/atomicfile"
@@ -462,18 +461,13 @@ func clearFailures(dir string) error {
 // evalProgress tells of the scoring once the test split has been found: a
 // bar on a terminal, one line in a log.
 func evalProgress(name string) func(done, total int) {
-	var bar *progressbar.ProgressBar
+	var bar *countBar
 	return func(done, total int) {
 		if done == 0 {
 			fmt.Fprintf(os.Stderr, "scoring the test split of %s (%d images)\n", oneLine(name), total)
-			if isTerminal(os.Stderr) {
-				bar = progressbar.NewOptions(total, progressbar.OptionSetWriter(os.Stderr), progressbar.OptionSetDescription("eval"),
-					progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionOnCompletion(func() { fmt.Fprintln(os.Stderr) }))
-			}
+			bar = newCountBar("eval", total)
 			return
 		}
-		if bar != nil {
-			bar.Set(done)
-		}
+		bar.Set(done)
 	}
 }

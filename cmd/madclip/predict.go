@@ -15,7 +15,6 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/schollz/progressbar/v3"
 	"github.com/urfave/cli/v2"
 
 	"madclip/atomicfile"
@@ -219,19 +218,11 @@ func predictAction(c *cli.Context) (err error) {
 		return err
 	}
 	pr := newPredictionPrinter(c)
-	var bar *progressbar.ProgressBar
-	if len(paths) > 1 && !c.Bool("quiet") && isTerminal(os.Stderr) {
-		bar = progressbar.NewOptions(len(paths), progressbar.OptionSetWriter(os.Stderr), progressbar.OptionSetDescription("predict"),
-			progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionOnCompletion(func() { fmt.Fprintln(os.Stderr) }))
+	var bar *countBar
+	if len(paths) > 1 && !c.Bool("quiet") {
+		bar = newCountBar("predict", len(paths))
 	}
-	// A line written while the bar is drawn would be glued to it: clear the
-	// bar first; its next update draws it again below the line.
-	resultsOnTerminal := isTerminal(os.Stdout)
-	clearBar := func() {
-		if bar != nil {
-			_ = bar.Clear()
-		}
-	}
+	resultsOnTerminal := isTerminal(os.Stdout) // sharing the bar's screen
 	// Ctrl-C, SIGTERM or SIGHUP stops after the image in hand: its outputs
 	// are complete, and every result so far is printed.
 	ctx, caught, stop := notifySignals(c.Context, os.Exit, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
@@ -239,16 +230,12 @@ func predictAction(c *cli.Context) (err error) {
 	var bad []error
 	scored := 0
 	opts := infer.StreamOptions{Batch: c.Int("batch"), KeepOriginal: outs.keepOriginals(), Limits: decodeLimits(c), Context: ctx,
-		Progress: func(done, _ int) {
-			if bar != nil {
-				bar.Set(done)
-			}
-		}}
+		Progress: func(done, _ int) { bar.Set(done) }}
 	if len(paths) > 1 {
 		opts.Skip = func(d dataset.Decoded) {
 			// One unreadable scan does not cost the others their results.
 			bad = append(bad, d.Err)
-			clearBar()
+			bar.Clear()
 			fmt.Fprintf(os.Stderr, "madclip: skipping %s\n", oneLine(d.Err.Error()))
 		}
 	}
@@ -268,7 +255,7 @@ func predictAction(c *cli.Context) (err error) {
 		return p.Stream(items, opts, func(d dataset.Decoded, r infer.Result) error {
 			if rgb, ok := flatColour(d.Image.Pixels); ok {
 				// A blank export still gets a score; say what it is.
-				clearBar()
+				bar.Clear()
 				fmt.Fprintf(os.Stderr, "madclip: note: %s is one flat colour (RGB %d, %d, %d) at the model's %d px: its score says nothing about a scan\n",
 					oneLine(d.Sample.Path), rgb[0], rgb[1], rgb[2], p.Size)
 			}
@@ -278,7 +265,7 @@ func predictAction(c *cli.Context) (err error) {
 			}
 			scored++
 			if resultsOnTerminal {
-				clearBar()
+				bar.Clear()
 			}
 			return pr.print(row)
 		})
@@ -292,13 +279,19 @@ func predictAction(c *cli.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	if len(bad) > 0 {
-		if len(bad) == 1 {
-			return fmt.Errorf("1 of %d images could not be read: %v", len(paths), bad[0])
-		}
-		return fmt.Errorf("%d of %d images could not be read (first: %v)", len(bad), len(paths), bad[0])
+	return unreadable(bad, len(paths))
+}
+
+// unreadable is the error that ends a run in which the images whose errors
+// are bad (of n) were skipped; nil when none was.
+func unreadable(bad []error, n int) error {
+	switch len(bad) {
+	case 0:
+		return nil
+	case 1:
+		return fmt.Errorf("1 of %d images could not be read: %v", n, bad[0])
 	}
-	return nil
+	return fmt.Errorf("%d of %d images could not be read (first: %v)", len(bad), n, bad[0])
 }
 
 // planPredictOutputs names every per-image output before any work, and

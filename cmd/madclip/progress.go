@@ -88,3 +88,31 @@ func sizeText(n int64) string {
 		return fmt.Sprintf("%d bytes", n)
 	}
 }
+
+// countBar shows work over a known number of items as a bar on a terminal;
+// elsewhere, and as a nil *countBar, it shows nothing. A line written while
+// the bar is drawn would be glued to it: Clear it first, and its next Set
+// draws it again below the line.
+type countBar struct{ bar *progressbar.ProgressBar }
+
+func newCountBar(what string, total int) *countBar {
+	if !isTerminal(os.Stderr) {
+		return nil
+	}
+	return &countBar{progressbar.NewOptions(total, progressbar.OptionSetWriter(os.Stderr), progressbar.OptionSetDescription(what),
+		progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionOnCompletion(func() { fmt.Fprintln(os.Stderr) }))}
+}
+
+// Set shows done items finished.
+func (b *countBar) Set(done int) {
+	if b != nil {
+		_ = b.bar.Set(done)
+	}
+}
+
+// Clear erases the bar from its line.
+func (b *countBar) Clear() {
+	if b != nil {
+		_ = b.bar.Clear()
+	}
+}

@@ -275,10 +275,6 @@ func parseHeader(hdr []byte, bodyLen int64) (*File, error) {
 		return nil, fmt.Errorf("bad header JSON: %w", err)
 	}
 	f := &File{byName: map[string]int{}}
-	type span struct {
-		begin, end int64
-		name       string
-	}
 	var spans []span
 	for _, kv := range raw {
 		if kv.key == "__metadata__" {
@@ -293,72 +289,19 @@ func parseHeader(hdr []byte, bodyLen int64) (*File, error) {
 			f.Metadata = m
 			continue
 		}
-		if kv.key == "" {
-			return nil, errors.New("tensor with an empty name")
-		}
-		var e headerEntry
-		dec := json.NewDecoder(bytes.NewReader(kv.value))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&e); err != nil {
-			return nil, fmt.Errorf("tensor %q: bad entry: %w", kv.key, err)
-		}
-		if e.DType == nil || e.Shape == nil || e.DataOffsets == nil {
-			return nil, fmt.Errorf("tensor %q: entry needs dtype, shape and data_offsets", kv.key)
-		}
-		dt := DType(*e.DType)
-		if dt.Size() == 0 {
-			return nil, fmt.Errorf("tensor %q: unsupported dtype %q (want F32, F16, BF16, F64, I64, I32, U8 or BOOL)", kv.key, *e.DType)
-		}
-		shape := *e.Shape
-		if len(shape) > maxDims {
-			return nil, fmt.Errorf("tensor %q: %d dimensions (at most %d)", kv.key, len(shape), maxDims)
-		}
-		numel := int64(1)
-		for _, s := range shape {
-			if s < 0 {
-				return nil, fmt.Errorf("tensor %q: negative dimension in shape %v", kv.key, shape)
-			}
-			if s != 0 && numel > math.MaxInt64/int64(dt.Size())/s {
-				return nil, fmt.Errorf("tensor %q: shape %v is absurdly large", kv.key, shape)
-			}
-			numel *= s
-		}
-		offs := *e.DataOffsets
-		if len(offs) != 2 {
-			return nil, fmt.Errorf("tensor %q: data_offsets must be [begin, end]", kv.key)
-		}
-		b, en := offs[0], offs[1]
-		if b < 0 || en < b {
-			return nil, fmt.Errorf("tensor %q: bad data_offsets [%d, %d]", kv.key, b, en)
-		}
-		if en > bodyLen {
-			return nil, fmt.Errorf("tensor %q: data [%d, %d) runs past the %d data bytes (file truncated?)", kv.key, b, en, bodyLen)
-		}
-		if want := numel * int64(dt.Size()); en-b != want {
-			return nil, fmt.Errorf("tensor %q: shape %v of %s needs %d bytes, data_offsets give %d", kv.key, shape, dt, want, en-b)
-		}
 		if _, dup := f.byName[kv.key]; dup {
 			return nil, fmt.Errorf("tensor %q appears twice in the header", kv.key)
 		}
-		f.byName[kv.key] = len(f.Tensors)
-		f.Tensors = append(f.Tensors, Tensor{Name: kv.key, DType: dt, Shape: shape})
-		spans = append(spans, span{b, en, kv.key})
-	}
-	sort.Slice(spans, func(i, j int) bool { return spans[i].begin < spans[j].begin })
-	for i := 1; i < len(spans); i++ {
-		if spans[i].begin < spans[i-1].end {
-			return nil, fmt.Errorf("tensors %q and %q overlap", spans[i-1].name, spans[i].name)
+		t, sp, err := parseEntry(kv, bodyLen)
+		if err != nil {
+			return nil, err
 		}
+		f.byName[kv.key] = len(f.Tensors)
+		f.Tensors = append(f.Tensors, t)
+		spans = append(spans, sp)
 	}
-	// The data ends where the last tensor's does, as the reference reader
-	// requires: bytes after it are not part of any tensor (a file with
-	// something appended, or a header that lost entries).
-	var end int64
-	for _, s := range spans {
-		end = max(end, s.end)
-	}
-	if end != bodyLen {
-		return nil, fmt.Errorf("%d bytes after the last tensor's data: the file is longer than its header says (appended to, or edited)", bodyLen-end)
+	if err := checkSpans(spans, bodyLen); err != nil {
+		return nil, err
 	}
 	sort.Slice(f.Tensors, func(i, j int) bool { return f.Tensors[i].Name < f.Tensors[j].Name })
 	begins := make(map[string]int64, len(spans))
@@ -371,6 +314,84 @@ func parseHeader(hdr []byte, bodyLen int64) (*File, error) {
 		f.offsets[i] = begins[t.Name]
 	}
 	return f, nil
+}
+
+// span is where a tensor's bytes lie in the data section.
+type span struct {
+	begin, end int64
+	name       string
+}
+
+// parseEntry validates one tensor's header entry against a data section of
+// bodyLen bytes.
+func parseEntry(kv keyValue, bodyLen int64) (Tensor, span, error) {
+	fail := func(format string, a ...any) (Tensor, span, error) {
+		return Tensor{}, span{}, fmt.Errorf("tensor %q: "+format, append([]any{kv.key}, a...)...)
+	}
+	if kv.key == "" {
+		return Tensor{}, span{}, errors.New("tensor with an empty name")
+	}
+	var e headerEntry
+	dec := json.NewDecoder(bytes.NewReader(kv.value))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&e); err != nil {
+		return fail("bad entry: %w", err)
+	}
+	if e.DType == nil || e.Shape == nil || e.DataOffsets == nil {
+		return fail("entry needs dtype, shape and data_offsets")
+	}
+	dt := DType(*e.DType)
+	if dt.Size() == 0 {
+		return fail("unsupported dtype %q (want F32, F16, BF16, F64, I64, I32, U8 or BOOL)", *e.DType)
+	}
+	shape := *e.Shape
+	if len(shape) > maxDims {
+		return fail("%d dimensions (at most %d)", len(shape), maxDims)
+	}
+	numel := int64(1)
+	for _, s := range shape {
+		if s < 0 {
+			return fail("negative dimension in shape %v", shape)
+		}
+		if s != 0 && numel > math.MaxInt64/int64(dt.Size())/s {
+			return fail("shape %v is absurdly large", shape)
+		}
+		numel *= s
+	}
+	offs := *e.DataOffsets
+	if len(offs) != 2 {
+		return fail("data_offsets must be [begin, end]")
+	}
+	b, en := offs[0], offs[1]
+	if b < 0 || en < b {
+		return fail("bad data_offsets [%d, %d]", b, en)
+	}
+	if en > bodyLen {
+		return fail("data [%d, %d) runs past the %d data bytes (file truncated?)", b, en, bodyLen)
+	}
+	if want := numel * int64(dt.Size()); en-b != want {
+		return fail("shape %v of %s needs %d bytes, data_offsets give %d", shape, dt, want, en-b)
+	}
+	return Tensor{Name: kv.key, DType: dt, Shape: shape}, span{b, en, kv.key}, nil
+}
+
+// checkSpans refuses tensors whose bytes overlap, and a data section that
+// goes on after the last tensor's bytes, as the reference reader does:
+// those bytes are no tensor's (a file appended to, or a header that lost
+// entries).
+func checkSpans(spans []span, bodyLen int64) error {
+	sort.Slice(spans, func(i, j int) bool { return spans[i].begin < spans[j].begin })
+	var end int64
+	for i, s := range spans {
+		if i > 0 && s.begin < spans[i-1].end {
+			return fmt.Errorf("tensors %q and %q overlap", spans[i-1].name, s.name)
+		}
+		end = max(end, s.end)
+	}
+	if end != bodyLen {
+		return fmt.Errorf("%d bytes after the last tensor's data: the file is longer than its header says (appended to, or edited)", bodyLen-end)
+	}
+	return nil
 }
 
 type keyValue struct {
