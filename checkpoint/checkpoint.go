@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -178,15 +177,11 @@ func Save(path string, m *model.MadCLIP, opt *torch.Adam, meta Meta) error {
 const TextFeaturesKey = "text_features"
 
 func save(path string, m *model.MadCLIP, opt *torch.Adam, meta Meta, tensors map[string]*torch.Tensor) error {
-	// A model gone non-finite (a diverged or corrupted run) is never
-	// written: it would replace a good checkpoint, perhaps the one resumed,
-	// with one no command can use.
-	for name, t := range m.Params().Map() {
-		if bad, err := t.NonFinite(); err != nil {
-			return fmt.Errorf("save %s: %s: %w", path, name, err)
-		} else if bad > 0 {
-			return fmt.Errorf("save %s: %s holds %d values that are NaN or infinite; nothing was written", path, name, bad)
-		}
+	// A model Load would refuse (gone non-finite or far out of range: a
+	// diverged or corrupted run) is never written: it would replace a good
+	// checkpoint, perhaps the one resumed, with one no command can use.
+	if err := checkValues(m.Params().Map()); err != nil {
+		return fmt.Errorf("save %s: %w; nothing was written", path, err)
 	}
 	if opt != nil && meta.Partial() {
 		meta.Steps = opt.Steps()
@@ -434,27 +429,32 @@ const MaxParameter = 1e6
 // beyond MaxParameter: such a model scores everything alike, silently.
 // path names the file they come from.
 func CheckParameters(path string, ts map[string]*torch.Tensor) error {
-	names := make([]string, 0, len(ts))
-	for n := range ts {
-		names = append(names, n)
+	if err := checkValues(ts); err != nil {
+		return fmt.Errorf("%s: %w: the checkpoint is damaged or edited", path, err)
 	}
-	sort.Strings(names)
-	for _, n := range names {
+	return nil
+}
+
+// checkValues is CheckParameters' rule, the first tensor that breaks it
+// named: finite values, parameters within MaxParameter, Adam's second
+// moments not negative.
+func checkValues(ts map[string]*torch.Tensor) error {
+	for _, n := range slices.Sorted(maps.Keys(ts)) {
 		v, err := ts[n].Float32s()
 		if err != nil {
-			return fmt.Errorf("%s: %s: %w", path, n, err)
+			return fmt.Errorf("%s: %w", n, err)
 		}
 		bounded := !strings.HasPrefix(n, "optim.") // Adam's moments are not parameters
 		square := strings.HasPrefix(n, "optim.v.") // a mean of squared gradients
 		for _, x := range v {
 			if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
-				return fmt.Errorf("%s: %s holds %v: the checkpoint is corrupt", path, n, x)
+				return fmt.Errorf("%s holds %v", n, x)
 			}
 			if bounded && math.Abs(float64(x)) > MaxParameter {
-				return fmt.Errorf("%s: %s holds %g, far beyond any trained value (at most %g): the checkpoint is damaged or edited", path, n, x, MaxParameter)
+				return fmt.Errorf("%s holds %g, far beyond any trained value (at most %g)", n, x, MaxParameter)
 			}
 			if square && x < 0 {
-				return fmt.Errorf("%s: %s holds %g, but Adam's second moment is a mean of squares: the checkpoint is damaged or edited", path, n, x)
+				return fmt.Errorf("%s holds %g, but Adam's second moment is a mean of squares", n, x)
 			}
 		}
 	}

@@ -491,8 +491,9 @@ func (r *trainingRun) epochs(ctx context.Context) error {
 					return err
 				}
 				// This step was not applied. An earlier one may have left
-				// the parameters non-finite (a corrupt optimiser state):
-				// then the save refuses, and the file at Out is kept.
+				// the parameters non-finite or out of range (a corrupt
+				// optimiser state): then the save refuses, and the file
+				// at Out is kept.
 				return r.stopAt(epoch, step, lossSum, lossN, fmt.Errorf("the loss became %v at epoch %d step %d; training stopped; try a lower --lr", loss, epoch+1, step+1))
 			}
 			lossSum += loss

@@ -439,10 +439,20 @@ func isControl(r rune) bool {
 func usageText(err error) string {
 	s := err.Error()
 	if f, ok := strings.CutPrefix(s, "flag needs an argument: "); ok {
-		return "--" + strings.TrimLeft(f, "-") + " needs a value"
+		return dashed(f) + " needs a value"
 	}
 	if f, ok := strings.CutPrefix(s, "flag provided but not defined: "); ok {
-		return "unknown flag --" + strings.TrimLeft(f, "-")
+		return "unknown flag " + dashed(f)
 	}
 	return s
+}
+
+// dashed writes a flag's name as it is typed: -q for a letter, --quiet for
+// a word.
+func dashed(flag string) string {
+	name := strings.TrimLeft(flag, "-")
+	if utf8.RuneCountInString(name) == 1 {
+		return "-" + name
+	}
+	return "--" + name
 }

@@ -360,6 +360,7 @@ func TestHostileInputs(t *testing.T) {
 		{"eval where the dataset is missing", []string{"eval", "--checkpoint", ck, "--data", filepath.Join(dir, "nothing-here"), "--device", "cpu"}, "Brain_AD"},
 		{"flag without its value after an argument", append(predict, scan, "--heatmap"), "--heatmap needs a value"},
 		{"unknown flag", append(predict, scan, "--bogus"), "predict: unknown flag --bogus (see madclip predict --help)"},
+		{"unknown letter flag", append(predict, scan, "-z"), "predict: unknown flag -z (see madclip predict --help)"},
 		{"a boolean flag's value as an argument", append(train, "--quick-gelu", "false", "--out", filepath.Join(dir, "o.safetensors")), `unexpected argument "false": a boolean flag's value goes after =, as --flag=false`},
 		{"an argument to a command that takes none", []string{"doctor", "extra"}, `doctor: unexpected argument "extra": it takes none`},
 		{"export onto a scan", []string{"export", "authors", ck, scan}, "has an image's name; give the file a .pth name"},

@@ -164,7 +164,7 @@ func checkThresholdFlag(c *cli.Context) error {
 // when given, else the checkpoint's (0.5 when it chose none).
 func labelThreshold(c *cli.Context, p *infer.Predictor) (float64, string) {
 	if c.IsSet("threshold") {
-		return c.Float64("threshold") + 0, "--threshold" // + 0: -0 is 0, printed so
+		return c.Float64("threshold") + 0, "given with --threshold" // + 0: -0 is 0, printed so
 	}
 	return p.Threshold()
 }

@@ -424,7 +424,7 @@ func TestEvalCLI(t *testing.T) {
 	if ev.PixelAUPRO == nil || !(*ev.PixelAUPRO > 0 && *ev.PixelAUPRO <= 1) || a.PixelDice == nil {
 		t.Errorf("pixel AUPRO %v", ev.PixelAUPRO)
 	}
-	if ev.Provenance.SHA256 != sha256hex(mustRead(t, ck)) || ev.Provenance.Origin != "--threshold" || ev.Provenance.Shots != 8 || ev.Provenance.Version == "" ||
+	if ev.Provenance.SHA256 != sha256hex(mustRead(t, ck)) || ev.Provenance.Origin != "given with --threshold" || ev.Provenance.Shots != 8 || ev.Provenance.Version == "" ||
 		ev.Provenance.Epochs != 4 || ev.Provenance.ImageSize != 112 || ev.Provenance.Seed == nil || ev.ScoredBy != "anomaly map" {
 		t.Errorf("provenance %+v", ev.Provenance)
 	}

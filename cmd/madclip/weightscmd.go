@@ -256,7 +256,7 @@ Examples:
 				if errors.As(err, &pe) { // "stat IN" says nothing to a user
 					err = pe.Err
 				}
-				return fmt.Errorf("weights convert: IN %s: %w", in, err)
+				return fmt.Errorf("weights convert: %s: %w", in, err)
 			} else if !st.Mode().IsRegular() {
 				return fmt.Errorf("weights convert: %s is not a regular file", in)
 			}
