@@ -279,8 +279,8 @@ func TestResumeOldTwice(t *testing.T) {
 	}
 }
 
-// A diverging loss stops training with a clear error and keeps the last
-// good parameters.
+// A diverging loss stops training with a clear error, and parameters
+// thrown out of range are not saved.
 func TestNaNStops(t *testing.T) {
 	root := synth(t)
 	c := smallConfig(t, root)
@@ -289,17 +289,13 @@ func TestNaNStops(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "loss became") {
 		t.Fatalf("want a NaN/Inf loss error, got %v", err)
 	}
-	if !strings.Contains(err.Error(), c.Out) {
-		t.Errorf("error does not say where the last good parameters are: %v", err)
+	// The first step threw the parameters far out of range: a checkpoint of
+	// them could not be loaded, so none is written, and the error says so.
+	if !strings.Contains(err.Error(), "far beyond any trained value") || !strings.Contains(err.Error(), "nothing was written") {
+		t.Errorf("error: %v", err)
 	}
-	params := readParams(t, c.Out)
-	for name, b := range params {
-		for i := 0; i+4 <= len(b); i += 4 {
-			v := math.Float32frombits(uint32(b[i]) | uint32(b[i+1])<<8 | uint32(b[i+2])<<16 | uint32(b[i+3])<<24)
-			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-				t.Fatalf("%s holds %v", name, v)
-			}
-		}
+	if _, statErr := os.Stat(c.Out); !os.IsNotExist(statErr) {
+		t.Errorf("%s written for a diverged run: %v", c.Out, statErr)
 	}
 }
 
