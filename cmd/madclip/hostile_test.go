@@ -834,6 +834,11 @@ func TestOutputsBesideInputs(t *testing.T) {
 	}
 	_, e, code := madclip(t, nil, "predict", filepath.Join(good, "001.png"), "--checkpoint", ck, "--heatmap", filepath.Join(fo, "a.png"), "--device", "cpu")
 	wantFailure(t, "it holds a synthetic scan (madclip synth); refusing to replace it", e, code)
+	// Named, a picture is scored, with a note that it is no scan.
+	o, e, code := madclip(t, nil, "predict", filepath.Join(fo, "a_heatmap.png"), "--checkpoint", ck, "--device", "cpu")
+	if code != 0 || strings.Count(o, "\n") != 1 || !strings.Contains(e, "is a picture madclip drew (a heatmap, panel or mask), not a scan") {
+		t.Errorf("a heatmap named: exit %d, %q, stderr %s", code, o, e)
+	}
 }
 
 // TestEvalEmptyMasks: a test split whose masks are all empty still gets its

@@ -86,6 +86,11 @@ func imageInputs(args []string) (out []string, folder bool, err error) {
 			return nil, false, regularfile.Explain(a, err)
 		}
 		if !st.IsDir() {
+			if k, _ := authorship.Identify(a); k == authorship.PNG {
+				// Named, it is scored; but a heatmap given by mistake for
+				// its scan should not go unnoticed.
+				fmt.Fprintf(os.Stderr, "madclip: note: %s is a picture madclip drew (a heatmap, panel or mask), not a scan; scoring it as given\n", oneLine(a))
+			}
 			out = append(out, a)
 			continue
 		}
