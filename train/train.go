@@ -765,8 +765,6 @@ func concat(imgs []dataset.Image, part func(dataset.Image) []float32) []float32 
 	return out
 }
 
-// absPath is p made absolute when that is possible, so that a checkpoint
-// finds its data from any folder.
 // shotsFileName is a shots file as a checkpoint records it: an authors'
 // list by its name, a file of the user's by its absolute path, so that
 // --resume finds it from another folder.
@@ -777,6 +775,8 @@ func shotsFileName(f string) string {
 	return absPath(f)
 }
 
+// absPath is p made absolute when that is possible, so that a checkpoint
+// finds its data from any folder.
 func absPath(p string) string {
 	if a, err := filepath.Abs(p); err == nil {
 		return a
