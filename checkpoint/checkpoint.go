@@ -97,10 +97,10 @@ type Meta struct {
 type ShotImages struct {
 	Normal   []string `json:"normal"`
 	Abnormal []string `json:"abnormal"`
-	// SHA256 fingerprints their files' bytes (images, then masks; see
-	// dataset.Digest), so that a resumed run knows it trains on the same
-	// data.
-	SHA256 string `json:"sha256,omitempty"`
+	// SHA256 fingerprints each shot's files (image and mask; normal shots
+	// first, see dataset.Digests), so that a resumed run knows it trains on
+	// the same data.
+	SHA256 []string `json:"sha256,omitempty"`
 }
 
 // Calibration describes the held-out valid images (those not among the
@@ -350,8 +350,8 @@ func (m Meta) validate() error {
 	}
 	if si := m.ShotImages; si != nil && (len(si.Normal) != m.Shots || len(si.Abnormal) != m.Shots) {
 		return fmt.Errorf("it names %d normal and %d abnormal shot images for %d shots", len(si.Normal), len(si.Abnormal), m.Shots)
-	} else if si != nil && si.SHA256 != "" && len(si.SHA256) != 64 {
-		return fmt.Errorf("its shot images' SHA-256 %.70q is not 64 hex digits", si.SHA256)
+	} else if si != nil && si.SHA256 != nil && (len(si.SHA256) != 2*m.Shots || slices.ContainsFunc(si.SHA256, func(s string) bool { return !isSHA256(s) })) {
+		return fmt.Errorf("its shot images' SHA-256s are not %d in lowercase hexadecimal", 2*m.Shots)
 	}
 	for _, s := range [][2]string{{"dataset", m.Dataset}, {"object word", m.Model.Object}} {
 		if len(s[1]) > 256 {

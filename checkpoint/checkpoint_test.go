@@ -58,6 +58,19 @@ func TestSaveLoadOpen(t *testing.T) {
 		if err := named.validate(); err != nil {
 			t.Errorf("two shots named: %v", err)
 		}
+		// With a fingerprint per shot, in lowercase hexadecimal.
+		sum := strings.Repeat("ab", 32)
+		named.ShotImages.SHA256 = []string{sum, sum, sum, sum}
+		if err := named.validate(); err != nil {
+			t.Errorf("four shots fingerprinted: %v", err)
+		}
+		for _, bad := range [][]string{{sum, sum, sum}, {sum, sum, sum, "AB"}} {
+			named.ShotImages.SHA256 = bad
+			if err := named.validate(); err == nil || !strings.Contains(err.Error(), "SHA-256s are not 4 in lowercase hexadecimal") {
+				t.Errorf("fingerprints %q: %v", bad, err)
+			}
+		}
+		named.ShotImages.SHA256 = nil
 		named.ShotImages.Abnormal = named.ShotImages.Abnormal[:1]
 		if err := named.validate(); err == nil || !strings.Contains(err.Error(), "2 normal and 1 abnormal shot images for 2 shots") {
 			t.Errorf("one abnormal shot named of two: %v", err)

@@ -213,23 +213,25 @@ func isDir(p string) bool {
 	return err == nil && st.IsDir()
 }
 
-// Digest is the SHA-256 over the bytes of each sample's image and mask, in
-// order, each file's length first: a fingerprint of the data a run trained
-// on, which changes when any of those files does.
-func Digest(samples []Sample) (string, error) {
-	h := sha256.New()
+// Digests are the SHA-256 of each sample's image and mask bytes (each
+// file's length first): a fingerprint of the data a run trained on, which
+// changes when any of those files does.
+func Digests(samples []Sample) ([]string, error) {
+	out := make([]string, len(samples))
 	var n [8]byte
-	for _, s := range samples {
+	for i, s := range samples {
+		h := sha256.New()
 		for _, p := range []string{s.Path, s.MaskPath} {
 			if p == "" {
 				continue
 			}
 			if err := hashFile(h, p, n[:]); err != nil {
-				return "", err
+				return nil, err
 			}
 		}
+		out[i] = hex.EncodeToString(h.Sum(nil))
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return out, nil
 }
 
 // hashFile writes the file's length (into the 8-byte scratch n) and bytes

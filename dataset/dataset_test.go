@@ -527,8 +527,8 @@ func TestSynthChecksBeforeClearing(t *testing.T) {
 	}
 }
 
-// The shots' fingerprint changes with any byte of an image or a mask, and
-// with their order; it is the same for the same files.
+// Each shot's fingerprint changes with any byte of its image or mask; the
+// list follows the samples' order; the same files give the same list.
 func TestDigest(t *testing.T) {
 	dir := t.TempDir()
 	write := func(name, content string) string {
@@ -541,33 +541,35 @@ func TestDigest(t *testing.T) {
 	a, b, m := write("a.png", "aaa"), write("b.png", "bbb"), write("m.png", "mmm")
 	samples := []Sample{{Path: a}, {Path: b, MaskPath: m, Abnormal: true}}
 	digest := func(s []Sample) string {
-		d, err := Digest(s)
+		d, err := Digests(s)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return d
+		if len(d) != len(s) {
+			t.Fatalf("%d digests of %d samples", len(d), len(s))
+		}
+		return strings.Join(d, " ")
 	}
 	d0 := digest(samples)
-	if len(d0) != 64 || digest(samples) != d0 {
+	if len(d0) != 2*64+1 || digest(samples) != d0 {
 		t.Fatalf("digest %q not stable", d0)
 	}
 	if digest([]Sample{samples[1], samples[0]}) == d0 {
 		t.Error("the order does not count")
 	}
-	// Moving a byte from one file to the next changes it too: each file's
+	// Moving a byte from an image to its mask changes it too: each file's
 	// length is hashed before it.
-	write("a.png", "aa")
-	write("b.png", "abbb")
+	write("b.png", "bb")
+	write("m.png", "bmmm")
 	if digest(samples) == d0 {
-		t.Error("a byte moved between files is not seen")
+		t.Error("a byte moved from an image to its mask is not seen")
 	}
-	write("a.png", "aaa")
 	write("b.png", "bbb")
 	write("m.png", "mmn")
 	if digest(samples) == d0 {
 		t.Error("a changed mask is not seen")
 	}
-	if _, err := Digest([]Sample{{Path: filepath.Join(dir, "none.png")}}); err == nil || !strings.Contains(err.Error(), "none.png") {
+	if _, err := Digests([]Sample{{Path: filepath.Join(dir, "none.png")}}); err == nil || !strings.Contains(err.Error(), "none.png") {
 		t.Errorf("missing file: %v", err)
 	}
 }

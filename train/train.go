@@ -178,7 +178,7 @@ type trainingRun struct {
 	resume *checkpoint.Checkpoint
 
 	shots       dataset.Shots   // their names
-	shotsDigest string          // and their files' fingerprint (dataset.Digest)
+	shotsDigest []string        // and their files' fingerprints (dataset.Digests)
 	imgs        []dataset.Image // the shots, normal first
 	k           int             // shots per class
 	heldOut     []dataset.Sample
@@ -282,11 +282,11 @@ func (r *trainingRun) readShots() error {
 		}
 		return err
 	}
-	digest, err := dataset.Digest(samples)
+	digest, err := dataset.Digests(samples)
 	if err != nil {
 		return err
 	}
-	if err := r.sameShots(shots, digest); err != nil {
+	if err := r.sameShots(shots, samples, digest); err != nil {
 		return err
 	}
 	r.shots, r.shotsDigest = shots, digest
@@ -684,15 +684,17 @@ func textCosine(m *model.MadCLIP) (float64, error) {
 
 // sameShots refuses to resume a run on other shots than it started with
 // (a drawn set changes when the valid folder does), or on shots whose files
-// have changed since (digest, of dataset.Digest).
-func (r *trainingRun) sameShots(shots dataset.Shots, digest string) error {
+// have changed since (digests, of dataset.Digests of samples).
+func (r *trainingRun) sameShots(shots dataset.Shots, samples []dataset.Sample, digests []string) error {
 	if r.resume == nil || r.resume.Meta.ShotImages == nil {
 		return nil
 	}
 	was := r.resume.Meta.ShotImages
 	if slices.Equal(was.Normal, shots.Normal) && slices.Equal(was.Abnormal, shots.Abnormal) {
-		if was.SHA256 != "" && was.SHA256 != digest {
-			return fmt.Errorf("%s: the shot images (or their masks) have changed since the run started; resuming would train on other data (start again without --resume)", r.resume.Path)
+		for i, d := range was.SHA256 {
+			if d != digests[i] {
+				return fmt.Errorf("%s: the shot %s (or its mask) has changed since the run started; resuming would train on other data (start again without --resume)", r.resume.Path, samples[i].Path)
+			}
 		}
 		return nil
 	}

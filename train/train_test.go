@@ -365,24 +365,26 @@ func TestResumeOnOtherShots(t *testing.T) {
 	was := &checkpoint.ShotImages{Normal: []string{"a.png", "b.png"}, Abnormal: []string{"c.png", "d.png"}}
 	r := &trainingRun{c: &Config{}, resume: &checkpoint.Checkpoint{Path: "run.safetensors", Meta: checkpoint.Meta{ShotImages: was}}}
 	same := dataset.Shots{Normal: []string{"a.png", "b.png"}, Abnormal: []string{"c.png", "d.png"}}
-	if err := r.sameShots(same, "d1"); err != nil {
+	samples := []dataset.Sample{{Path: "v/a.png"}, {Path: "v/b.png"}, {Path: "v/c.png"}, {Path: "v/d.png"}}
+	digests := []string{"1", "2", "3", "4"}
+	if err := r.sameShots(same, samples, digests); err != nil {
 		t.Errorf("same shots refused: %v", err)
 	}
-	// The same names, other bytes.
-	was.SHA256 = "d1"
-	if err := r.sameShots(same, "d1"); err != nil {
+	// The same names, and a file with other bytes: it is named.
+	was.SHA256 = []string{"1", "2", "3", "4"}
+	if err := r.sameShots(same, samples, digests); err != nil {
 		t.Errorf("same shots and files refused: %v", err)
 	}
-	if err := r.sameShots(same, "d2"); err == nil || !strings.Contains(err.Error(), "run.safetensors: the shot images (or their masks) have changed") {
+	if err := r.sameShots(same, samples, []string{"1", "2", "9", "4"}); err == nil || !strings.Contains(err.Error(), "run.safetensors: the shot v/c.png (or its mask) has changed") {
 		t.Errorf("changed files: %v", err)
 	}
-	err := r.sameShots(dataset.Shots{Normal: []string{"a.png", "x.png"}, Abnormal: []string{"c.png", "d.png"}}, "d1")
+	err := r.sameShots(dataset.Shots{Normal: []string{"a.png", "x.png"}, Abnormal: []string{"c.png", "d.png"}}, samples, digests)
 	if err == nil || !strings.Contains(err.Error(), "run.safetensors") || !strings.Contains(err.Error(), "normal a.png b.png") || !strings.Contains(err.Error(), "normal a.png x.png") {
 		t.Errorf("other shots: %v", err)
 	}
 	// A checkpoint from before the names were recorded is taken on trust.
 	r.resume.Meta.ShotImages = nil
-	if err := r.sameShots(dataset.Shots{Normal: []string{"z.png"}}, "d3"); err != nil {
+	if err := r.sameShots(dataset.Shots{Normal: []string{"z.png"}}, samples[:1], digests[:1]); err != nil {
 		t.Errorf("old checkpoint: %v", err)
 	}
 }
