@@ -386,6 +386,8 @@ func TestEvalCLI(t *testing.T) {
 			Epochs    int     `json:"epochs"`
 			ImageSize int     `json:"image_size"`
 			Seed      *int    `json:"seed"`
+			Preset    string  `json:"backbone_preset"`
+			Digest    *string `json:"weights_digest"`
 		} `json:"provenance"`
 		ScoredBy string `json:"scored_by"`
 		Scores   []struct {
@@ -425,7 +427,8 @@ func TestEvalCLI(t *testing.T) {
 		t.Errorf("pixel AUPRO %v", ev.PixelAUPRO)
 	}
 	if ev.Provenance.SHA256 != sha256hex(mustRead(t, ck)) || ev.Provenance.Origin != "given with --threshold" || ev.Provenance.Shots != 8 || ev.Provenance.Version == "" ||
-		ev.Provenance.Epochs != 4 || ev.Provenance.ImageSize != 112 || ev.Provenance.Seed == nil || ev.ScoredBy != "anomaly map" {
+		ev.Provenance.Epochs != 4 || ev.Provenance.ImageSize != 112 || ev.Provenance.Seed == nil || ev.ScoredBy != "anomaly map" ||
+		ev.Provenance.Preset != "tiny" || ev.Provenance.Digest != nil {
 		t.Errorf("provenance %+v", ev.Provenance)
 	}
 }
