@@ -101,7 +101,9 @@ func (c *Config) Defaults() {
 // Reporter hears about progress. Calls come from the compute thread.
 type Reporter interface {
 	Stage(msg string)
-	Start(epochs, stepsPerEpoch int)
+	// Start comes before the first step; done steps were taken before (by
+	// the run a resume continues).
+	Start(epochs, stepsPerEpoch, done int)
 	Step(epoch, step int, loss float64)
 	EpochDone(epoch int, meanLoss float64)
 }
@@ -110,7 +112,7 @@ type Reporter interface {
 type Silent struct{}
 
 func (Silent) Stage(string)           {}
-func (Silent) Start(int, int)         {}
+func (Silent) Start(int, int, int)    {}
 func (Silent) Step(int, int, float64) {}
 func (Silent) EpochDone(int, float64) {}
 
@@ -454,7 +456,7 @@ func (r *trainingRun) epochs(ctx context.Context) error {
 			return fmt.Errorf("%s: its resume state (epoch %d, step %d, %d optimiser steps) does not fit this run's %d steps per epoch; the checkpoint was altered", c.Resume, m.Epoch+1, m.Step, m.Steps, steps)
 		}
 	}
-	r.rep.Start(c.Epochs, steps)
+	r.rep.Start(c.Epochs, steps, r.first[0]*steps+r.first[1])
 	var stepTotal time.Duration
 	var stepCount int
 	for epoch := r.first[0]; epoch < c.Epochs; epoch++ {

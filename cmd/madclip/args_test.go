@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -81,13 +83,46 @@ func TestOneLine(t *testing.T) {
 func TestTrainReporterRateAfterResume(t *testing.T) {
 	var buf bytes.Buffer
 	r := newTrainReporter(&buf, false)
-	r.Start(3, 10)
+	r.Start(3, 10, 18)
 	r.started = time.Now().Add(-time.Second)
 	r.Step(1, 8, 0.5) // resumed at epoch 2, step 9
 	r.Step(1, 9, 0.5)
 	r.EpochDone(1, 0.5)
 	if got, want := buf.String(), "epoch 2/3  loss 0.5000  1.0 s  2.0 steps/s\n"; got != want {
 		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+// On a terminal the bar's rate counts from the start of training, not
+// from the end of the first step (which read thousands of steps a second).
+func TestTrainBarRate(t *testing.T) {
+	var buf bytes.Buffer
+	r := newTrainReporter(&buf, false)
+	r.tty = true
+	r.Start(3, 10, 18) // resumed at epoch 2, step 9: 12 steps left
+	time.Sleep(200 * time.Millisecond)
+	r.Step(1, 8, 0.5)
+	rates := regexp.MustCompile(`\(([0-9.]+) step/s\)`).FindAllStringSubmatch(buf.String(), -1)
+	if len(rates) == 0 {
+		t.Fatalf("no rate shown: %q", buf.String())
+	}
+	if v, _ := strconv.ParseFloat(rates[len(rates)-1][1], 64); v <= 0 || v > 6 {
+		t.Errorf("one step in 0.2 s shown as %v steps/s: %q", v, buf.String())
+	}
+	if !strings.Contains(buf.String(), "8%") { // 1 of the 12 steps left
+		t.Errorf("bar %q, want 1 of 12 steps", buf.String())
+	}
+	// The last step ends the bar's line, with its words: what follows
+	// starts a line of its own.
+	buf.Reset()
+	r = newTrainReporter(&buf, false)
+	r.tty = true
+	r.Start(1, 2, 0)
+	r.Step(0, 0, 0.5)
+	r.Step(0, 1, 0.25)
+	r.Stage("threshold")
+	if out := buf.String(); !strings.HasSuffix(out, "\nthreshold\n") || !strings.Contains(out[strings.LastIndex(out, "\r"):], "epoch 1/1 step 2/2 loss 0.2500 100%") {
+		t.Errorf("the bar's end: %q", out)
 	}
 }
 

@@ -273,29 +273,39 @@ func (r *trainReporter) Stage(msg string) {
 	}
 }
 
-func (r *trainReporter) Start(epochs, steps int) {
+func (r *trainReporter) Start(epochs, steps, done int) {
 	r.epochs, r.steps, r.started = epochs, steps, time.Now()
+	if r.quiet || !r.tty || epochs*steps == done {
+		return
+	}
+	// The bar counts the steps left (a resumed run's too), at the rate
+	// they run: its clock starts now, with none done (Add(0)), not at the
+	// first step's end.
+	r.bar = progressbar.NewOptions(epochs*steps-done,
+		progressbar.OptionSetWriter(r.w),
+		progressbar.OptionShowIts(),
+		progressbar.OptionSetItsString("step"),
+		progressbar.OptionOnCompletion(func() { fmt.Fprintln(r.w) }),
+	)
+	_ = r.bar.Add(0)
 }
 
 func (r *trainReporter) Step(epoch, step int, loss float64) {
 	r.done++
-	if r.quiet || !r.tty {
+	if r.bar == nil {
 		return
 	}
-	if r.bar == nil {
-		// Made at the first step, so that a resumed run's bar counts the
-		// steps left, at the rate they run.
-		r.bar = progressbar.NewOptions(r.epochs*r.steps-(epoch*r.steps+step),
-			progressbar.OptionSetWriter(r.w),
-			progressbar.OptionShowIts(),
-			progressbar.OptionSetItsString("step"),
-			progressbar.OptionOnCompletion(func() { fmt.Fprintln(r.w) }),
-		)
+	// Each call draws the bar: the count first, then the words, so that
+	// the drawing left on the screen has both new; but the last count
+	// ends the bar's line, so the words go before it.
+	words := fmt.Sprintf("epoch %d/%d step %d/%d loss %.4f", epoch+1, r.epochs, step+1, r.steps, loss)
+	if st := r.bar.State(); st.CurrentNum+1 >= st.Max {
+		r.bar.Describe(words)
+		_ = r.bar.Add(1)
+		return
 	}
-	// Describe draws the bar with the old count; Add then draws it again
-	// with the new one (no throttle, or that second drawing is dropped).
-	r.bar.Describe(fmt.Sprintf("epoch %d/%d step %d/%d loss %.4f", epoch+1, r.epochs, step+1, r.steps, loss))
 	_ = r.bar.Add(1)
+	r.bar.Describe(words)
 }
 
 func (r *trainReporter) EpochDone(epoch int, mean float64) {
