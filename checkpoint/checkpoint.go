@@ -176,6 +176,24 @@ func Save(path string, m *model.MadCLIP, opt *torch.Adam, meta Meta) error {
 // a finished checkpoint.
 const TextFeaturesKey = "text_features"
 
+// SelectedPrefix starts the names under which a partial checkpoint of a run
+// selecting its epoch on held-out images keeps the best epoch's parameters
+// so far ("selected." + the parameter's name), so that a resumed run keeps
+// the epoch an uninterrupted one would.
+const SelectedPrefix = "selected."
+
+// SavePartial is Save for a run stopped before its end, with the best
+// epoch's parameters so far (by parameter name; nil without selection).
+func SavePartial(path string, m *model.MadCLIP, opt *torch.Adam, meta Meta, selected map[string]*torch.Tensor) error {
+	return torch.Scoped(func(s *torch.Scope) error {
+		tensors := m.Params().Map()
+		for name, t := range selected {
+			tensors[SelectedPrefix+name] = t
+		}
+		return save(path, m, opt, meta, tensors)
+	})
+}
+
 func save(path string, m *model.MadCLIP, opt *torch.Adam, meta Meta, tensors map[string]*torch.Tensor) error {
 	// A model Load would refuse (gone non-finite or far out of range: a
 	// diverged or corrupted run) is never written: it would replace a good
@@ -372,6 +390,9 @@ func (m Meta) validate() error {
 		if math.IsNaN(th) || th < 0 || th > 1 {
 			return fmt.Errorf("its threshold %v is outside [0, 1]", th)
 		}
+	}
+	if m.SelectedEpoch < 0 || m.SelectedEpoch > m.Epoch || !(m.ValidAUROC >= 0 && m.ValidAUROC <= 1) {
+		return fmt.Errorf("its selected epoch %d (valid image AUROC %v) is not one of the %d epochs done", m.SelectedEpoch, m.ValidAUROC, m.Epoch)
 	}
 	if m.Threshold == 0 && (m.Calibration != nil || m.ThresholdYouden != 0) {
 		return fmt.Errorf("it records a calibration but no threshold")
@@ -634,12 +655,12 @@ type SharedBackbone struct {
 }
 
 // Model rebuilds MadCLIP over backbone from the checkpoint's tensors (which
-// it takes). Optimizer moments and the text features, if any, stay in
-// c.Tensors.
+// it takes). Optimizer moments, the selected epoch's parameters and the
+// text features, if any, stay in c.Tensors.
 func (c *Checkpoint) Model(backbone *clip.Model, tk *bpe.Tokenizer) (*model.MadCLIP, error) {
 	params := map[string]*torch.Tensor{}
 	for k, t := range c.Tensors {
-		if !strings.HasPrefix(k, "optim.") && k != TextFeaturesKey {
+		if !strings.HasPrefix(k, "optim.") && !strings.HasPrefix(k, SelectedPrefix) && k != TextFeaturesKey {
 			params[k] = t
 			delete(c.Tensors, k)
 		}

@@ -75,6 +75,16 @@ func TestSaveLoadOpen(t *testing.T) {
 		if err := named.validate(); err == nil || !strings.Contains(err.Error(), "2 normal and 1 abnormal shot images for 2 shots") {
 			t.Errorf("one abnormal shot named of two: %v", err)
 		}
+		// The epoch selected is one of those done.
+		sel := ck.Meta
+		sel.SelectedEpoch, sel.ValidAUROC = 1, 0.8
+		if err := sel.validate(); err != nil {
+			t.Errorf("epoch 1 of 1 selected: %v", err)
+		}
+		sel.SelectedEpoch = 2
+		if err := sel.validate(); err == nil || !strings.Contains(err.Error(), "selected epoch 2") {
+			t.Errorf("epoch 2 of 1 selected: %v", err)
+		}
 		// A calibration without its threshold was edited.
 		cal := ck.Meta
 		cal.Calibration = &Calibration{Normal: 3, Abnormal: 3, AUROC: 0.9}

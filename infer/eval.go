@@ -156,10 +156,11 @@ func rocCurve(scores []float32, labels []bool) (fpr, tpr []float64) {
 }
 
 // Evaluate scores every image of the dataset's test split and computes the
-// image metrics, and the pixel AUROC and AP when the split has masks. each,
-// when not nil, sees every image with its prediction (for heatmaps). It runs
-// on the compute thread. Of o, Batch and Limits apply. Labels are given
-// at threshold, whose origin the report names.
+// image metrics, and when the split has masks the pixel AUROC, AP and AUPRO
+// and the predicted regions' Dice and IoU. each, when not nil, sees every
+// image with its prediction (for heatmaps). It runs on the compute thread.
+// Of o, all but Masks and KeepOriginal apply (they follow the split and
+// each). Labels are given at threshold, whose origin the report names.
 func (p *Predictor) Evaluate(root, name string, o StreamOptions, threshold float64, origin string, each func(dataset.Decoded, Result) error) (*Evaluation, error) {
 	split, err := dataset.ReadSplit(root, name, "test")
 	if err != nil {
@@ -279,10 +280,10 @@ func (p *Predictor) Stream(samples []dataset.Sample, o StreamOptions, fn func(da
 	if batch < 1 {
 		batch = DefaultBatch
 	}
-	// Decoding runs up to a batch ahead of the model; with full-size
-	// originals kept (which may be 4000² scans) only a few beyond the batch,
-	// and within a byte budget, both ahead and in the batch: a batch of
-	// large originals is scored early rather than held whole.
+	// Decoding runs up to two batches ahead of the model; with full-size
+	// originals kept (which may be 4000² scans) only a batch and one image
+	// per core, within a byte budget, both ahead and in the batch: a batch
+	// of large originals is scored early rather than held whole.
 	ahead := 2 * batch
 	if o.KeepOriginal {
 		ahead = batch + runtime.NumCPU()

@@ -2,6 +2,7 @@ package train
 
 import (
 	"context"
+	"fmt"
 	"madclip/checkpoint"
 	"madclip/dataset"
 	"madclip/imaging"
@@ -151,6 +152,50 @@ func (s *selector) restoreBest(m *model.MadCLIP) error {
 			return err
 		}
 	}
+	return nil
+}
+
+// state is the best epoch's parameters so far by name, for a partial
+// checkpoint (nil before the first epoch ends).
+func (s *selector) state(m *model.MadCLIP) map[string]*torch.Tensor {
+	if s.best == nil {
+		return nil
+	}
+	out := map[string]*torch.Tensor{}
+	for i, name := range m.Params().Names() {
+		out[name] = s.best[i]
+	}
+	return out
+}
+
+// restore takes the best epoch so far from the partial checkpoint a run
+// resumes, as state gave it.
+func (s *selector) restore(m *model.MadCLIP, ck *checkpoint.Checkpoint) error {
+	if ck.Meta.SelectedEpoch == 0 {
+		return nil
+	}
+	var best []*torch.Tensor
+	err := torch.NoGrad(func() error {
+		for _, name := range m.Params().Names() {
+			t, ok := ck.Tensors[checkpoint.SelectedPrefix+name]
+			if !ok {
+				return fmt.Errorf("%s: it names epoch %d as the best so far but lacks its %s", ck.Path, ck.Meta.SelectedEpoch, name)
+			}
+			c := t.Detach().Clone()
+			if err := c.Err(); err != nil {
+				return err
+			}
+			best = append(best, c.Persist())
+		}
+		return nil
+	})
+	if err != nil {
+		for _, t := range best {
+			t.Free()
+		}
+		return err
+	}
+	s.best, s.bestAUC, s.bestEpoch = best, ck.Meta.ValidAUROC, ck.Meta.SelectedEpoch-1
 	return nil
 }
 

@@ -435,6 +435,11 @@ func (r *trainingRun) cacheFeatures(ctx context.Context) error {
 		if r.sel, err = newSelector(ctx, r.m, r.heldOut, c.Model.ImageSize, r.hasMasks, c.Limits, c.Device); err != nil {
 			return err
 		}
+		if r.resume != nil && c.SelectOnValid {
+			if err := r.sel.restore(r.m, r.resume); err != nil {
+				return err
+			}
+		}
 	}
 	if r.cache != nil && r.ownBackbone {
 		r.backbone.ReleaseVision()
@@ -548,7 +553,14 @@ func (r *trainingRun) elapsed() time.Duration { return r.before + time.Since(r.s
 func (r *trainingRun) stopAt(epoch, step int, lossSum float64, lossN int, why error) error {
 	r.meta.Epoch, r.meta.Step, r.meta.EpochLossSum, r.meta.EpochLossSteps = epoch, step, lossSum, lossN
 	r.meta.Elapsed = r.elapsed().Seconds()
-	if err := checkpoint.Save(r.c.Out, r.m, r.opt, r.meta); err != nil {
+	var selected map[string]*torch.Tensor
+	if r.sel != nil && r.c.SelectOnValid && r.sel.best != nil {
+		// The best epoch so far, so that a resumed run keeps the one an
+		// uninterrupted run would.
+		selected = r.sel.state(r.m)
+		r.meta.SelectedEpoch, r.meta.ValidAUROC = r.sel.bestEpoch+1, r.sel.bestAUC
+	}
+	if err := checkpoint.SavePartial(r.c.Out, r.m, r.opt, r.meta, selected); err != nil {
 		return fmt.Errorf("%w, and saving the checkpoint failed: %w", why, err)
 	}
 	return fmt.Errorf("%w; saved %s (continue with --resume %s)", why, r.c.Out, r.c.Out)

@@ -213,6 +213,53 @@ func TestInterruptAndResume(t *testing.T) {
 	}
 }
 
+// A run selecting its epoch on held-out images, interrupted and resumed,
+// keeps the epoch and parameters the uninterrupted run keeps: the partial
+// checkpoint carries the best epoch so far.
+func TestResumeKeepsSelection(t *testing.T) {
+	root := synth(t)
+	full := smallConfig(t, root)
+	full.SelectOnValid, full.Epochs = true, 4
+	want, err := run(t, context.Background(), full, &quietReporter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	part := smallConfig(t, root)
+	part.SelectOnValid, part.Epochs = true, 4
+	ctx, cancel := context.WithCancel(context.Background())
+	if _, err := run(t, ctx, part, &cancelAfter{n: 9, cancel: cancel}); !errors.Is(err, ErrInterrupted) { // 4 steps an epoch: in epoch 3
+		t.Fatalf("interrupt: %v", err)
+	}
+	err = torch.Do(func() error {
+		ck, err := checkpoint.Load(part.Out, torch.CPU)
+		if err != nil {
+			return err
+		}
+		defer ck.Free()
+		if m := ck.Meta; m.Epoch != 2 || m.SelectedEpoch < 1 || m.SelectedEpoch > 2 || !(m.ValidAUROC >= 0) {
+			t.Errorf("partial checkpoint: epoch %d done, best %d (AUROC %v)", m.Epoch, m.SelectedEpoch, m.ValidAUROC)
+		}
+		if _, ok := ck.Tensors[checkpoint.SelectedPrefix+"prompts.normal"]; !ok {
+			t.Error("the partial checkpoint lacks the best epoch's parameters")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := run(t, context.Background(), Config{Resume: part.Out, Out: part.Out}, &quietReporter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Meta.SelectedEpoch != want.Meta.SelectedEpoch || got.Meta.ValidAUROC != want.Meta.ValidAUROC {
+		t.Errorf("resumed run kept epoch %d (AUROC %v), uninterrupted %d (%v)", got.Meta.SelectedEpoch, got.Meta.ValidAUROC, want.Meta.SelectedEpoch, want.Meta.ValidAUROC)
+	}
+	if d := maxDiff(t, readParams(t, full.Out), readParams(t, part.Out)); d != 0 {
+		t.Errorf("resumed run's parameters differ from the uninterrupted one's by %g", d)
+	}
+	t.Logf("selected epoch %d of 4", want.Meta.SelectedEpoch)
+}
+
 // downgrade writes the partial checkpoint in as 0.2.1 wrote it: without the
 // unfinished epoch's loss sum.
 func downgrade(t *testing.T, in, out string) {

@@ -130,7 +130,8 @@ func evalAction(c *cli.Context) (err error) {
 		if report == "" {
 			return nil
 		}
-		return writeFailures(ctx, p, ev, report, c.Int("failures"), uncalibrated(c, p), reportInputs)
+		drawing := infer.StreamOptions{Batch: c.Int("batch"), Limits: decodeLimits(c), KeepOriginal: true, Context: ctx}
+		return writeFailures(p, ev, report, c.Int("failures"), uncalibrated(c, p), drawing, reportInputs)
 	})
 	if s := caught(); s != nil && errors.Is(err, context.Canceled) {
 		return signalError{s, fmt.Errorf("stopped by %s; no report written", signalName(s))}
@@ -302,7 +303,7 @@ func printEvaluation(w io.Writer, ev *infer.Evaluation) {
 
 // writeFailures draws heatmaps of the n highest-scoring normal and n
 // lowest-scoring abnormal images.
-func writeFailures(ctx context.Context, p *infer.Predictor, ev *infer.Evaluation, dir string, n int, uncalibrated bool, inputs *inputSet) error {
+func writeFailures(p *infer.Predictor, ev *infer.Evaluation, dir string, n int, uncalibrated bool, o infer.StreamOptions, inputs *inputSet) error {
 	// The earlier report goes first: stopped or failing from here on, the
 	// folder holds no report.json that the new pictures do not belong to.
 	if err := withdrawReport(dir); err != nil {
@@ -349,7 +350,7 @@ func writeFailures(ctx context.Context, p *infer.Predictor, ev *infer.Evaluation
 		items[i].Path = string(s.Path)
 		decimals = max(decimals, infer.Decimals(s.Score, ev.At.Threshold, 3))
 	}
-	return p.Stream(items, infer.StreamOptions{KeepOriginal: true, Context: ctx}, func(d dataset.Decoded, r infer.Result) error {
+	return p.Stream(items, o, func(d dataset.Decoded, r infer.Result) error {
 		s := pick[d.Index]
 		kind := "normal-high"
 		if s.Abnormal {

@@ -392,8 +392,12 @@ func resumeConflicts(c *cli.Context, m checkpoint.Meta) error {
 	} else if !c.IsSet("data") {
 		return fmt.Errorf("this checkpoint predates recorded settings: give --data")
 	}
-	if c.IsSet("shots-file") {
-		checks = append(checks, setting{"shots-file", c.String("shots-file"), m.ShotsFile})
+	if f := c.String("shots-file"); c.IsSet("shots-file") {
+		given := any(f)
+		if samePath(f, string(m.ShotsFile)) { // another spelling, a link to it
+			given = m.ShotsFile
+		}
+		checks = append(checks, setting{"shots-file", given, m.ShotsFile})
 	}
 	for _, s := range checks {
 		if fmt.Sprint(s.given) != fmt.Sprint(s.want) {
