@@ -29,8 +29,9 @@ import (
 const Version = "0.2.2"
 
 // Backbone identifies the frozen CLIP a checkpoint was trained on: a preset
-// with a seed (random weights, recreated exactly) or a weights file by its
-// SHA-256.
+// with a seed (random weights, recreated exactly) or weights by their
+// digest (weights.Digest, over the tensors; checkpoints from before 0.2.1
+// give the file's SHA-256 instead).
 type Backbone struct {
 	Preset string `json:"preset,omitempty"`
 	Seed   uint64 `json:"seed,omitempty"`
@@ -576,12 +577,12 @@ func (m Meta) WeightsFile(ckPath string) (string, error) {
 // short abbreviates a digest for messages (whatever its length).
 func short(sum string) string { return sum[:min(12, len(sum))] }
 
-// Source says where a backbone comes from: a preset recreated from its seed
-// (random weights, for tests and demos), or a weights file.
 // DefaultBackboneSeed is the seed of a preset's random weights unless one
 // is given.
 const DefaultBackboneSeed = 1
 
+// Source says where a backbone comes from: a preset recreated from its seed
+// (random weights, for tests and demos), or a weights file.
 type Source struct {
 	Preset  string
 	Seed    uint64

@@ -320,7 +320,6 @@ func resizeMap(amap []float32, size, w, h int) []float64 {
 	return out
 }
 
-// drawScan copies the scan, enlarged k times, to dst at p.
 // frame draws a one-pixel grey line just outside r, so that a white scan
 // keeps its edges on the white page.
 func frame(dst *image.RGBA, r image.Rectangle) {
@@ -335,6 +334,7 @@ func frame(dst *image.RGBA, r image.Rectangle) {
 	}
 }
 
+// drawScan copies the scan, enlarged k times, to dst at p.
 func drawScan(dst *image.RGBA, p image.Point, orig *imaging.RGB, k int) {
 	for y := range orig.H * k {
 		for x := range orig.W * k {

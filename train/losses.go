@@ -1,5 +1,6 @@
 // Package train fits MadCLIP's adapters and prompts to a few labelled
-// scans: the losses, the feature cache, the training loop and checkpoints.
+// scans: the losses, the feature cache, the training loop, validation-based
+// selection and calibration (checkpoints are package checkpoint's).
 package train
 
 import (

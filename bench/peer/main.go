@@ -1,4 +1,4 @@
-// Command peer is madclip's side of scripts/bench_peer.py: the same work as
+// Command peer is madclip's side of scripts/bench_peer.sh: the same work as
 // the PyTorch peer in bench/peer/peer.py (a MadCLIP training step from
 // cached features, the image tower's forward, feature caching, prediction
 // over a folder), run on request so that the two processes can take turns.
