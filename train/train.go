@@ -592,7 +592,9 @@ func (r *trainingRun) finish() error {
 	if r.res.TextCosine, err = textCosine(r.m); err != nil {
 		return err
 	}
-	r.meta.Epoch, r.meta.Step, r.meta.EpochLossSum, r.meta.EpochLossSteps = r.c.Epochs, 0, 0, 0
+	// The resume state goes: a finished checkpoint is the same whether or
+	// not its run was interrupted.
+	r.meta.Epoch, r.meta.Step, r.meta.EpochLossSum, r.meta.EpochLossSteps, r.meta.Steps = r.c.Epochs, 0, 0, 0, 0
 	r.meta.Elapsed = r.elapsed().Seconds()
 	r.rep.Stage("saving " + r.c.Out)
 	if err := checkpoint.Save(r.c.Out, r.m, nil, r.meta); err != nil {

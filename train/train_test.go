@@ -190,6 +190,9 @@ func TestInterruptAndResume(t *testing.T) {
 	if !slices.EqualFunc(fullRep.losses, resumedRep.losses, func(a, b float64) bool { return math.Abs(a-b) < 1e-9 }) {
 		t.Errorf("epoch losses %v, uninterrupted %v", resumedRep.losses, fullRep.losses)
 	}
+	if m := res.Meta; m.Steps != 0 || m.Epoch != m.Epochs || m.Step != 0 || m.EpochLossSteps != 0 {
+		t.Errorf("the finished checkpoint keeps resume state: %+v", m)
+	}
 	if m := res.Meta.Elapsed; m <= partElapsed || m > res.TotalTime.Seconds() {
 		t.Errorf("total %v after %v s before the interruption; recorded %v s", res.TotalTime, partElapsed, res.Meta.Elapsed)
 	}

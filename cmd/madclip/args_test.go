@@ -124,6 +124,25 @@ func TestTrainBarRate(t *testing.T) {
 	if out := buf.String(); !strings.HasSuffix(out, "\nthreshold\n") || !strings.Contains(out[strings.LastIndex(out, "\r"):], "epoch 1/1 step 2/2 loss 0.2500 100%") {
 		t.Errorf("the bar's end: %q", out)
 	}
+	// A line during training goes where the bar was, not after it; a run
+	// stopped early leaves the bar as it was, not drawn full, and ends its
+	// line.
+	buf.Reset()
+	r = newTrainReporter(&buf, false)
+	r.tty = true
+	r.Start(2, 2, 0)
+	r.Step(0, 0, 0.5)
+	r.Step(0, 1, 0.5)
+	r.Stage("epoch 1: valid image AUROC 0.9")
+	if out := buf.String(); !strings.Contains(out, "\r                    ") || strings.Contains(out, "]epoch 1: valid") {
+		t.Errorf("a line during training: %q", out)
+	}
+	buf.Reset()
+	r.Step(1, 0, 0.5)
+	r.finish()
+	if out := buf.String(); strings.Contains(out, "100%") || !strings.HasSuffix(out, "\n") {
+		t.Errorf("a run stopped at 3 of 4 steps: %q", out)
+	}
 }
 
 // Durations in final lines read as a person writes them.

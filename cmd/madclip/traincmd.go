@@ -268,9 +268,13 @@ func newTrainReporter(w io.Writer, quiet bool) *trainReporter {
 }
 
 func (r *trainReporter) Stage(msg string) {
-	if !r.quiet {
-		fmt.Fprintln(r.w, msg)
+	if r.quiet {
+		return
 	}
+	if r.bar != nil && !r.bar.IsFinished() {
+		_ = r.bar.Clear() // the line goes where the bar was; the next step draws it again
+	}
+	fmt.Fprintln(r.w, msg)
 }
 
 func (r *trainReporter) Start(epochs, steps, done int) {
@@ -316,9 +320,11 @@ func (r *trainReporter) EpochDone(epoch int, mean float64) {
 	fmt.Fprintf(r.w, "epoch %d/%d  loss %.4f  %.1f s  %.1f steps/s\n", epoch+1, r.epochs, mean, el.Seconds(), float64(r.done)/el.Seconds())
 }
 
+// finish ends the bar's line: a run stopped early (a signal, an error)
+// leaves the bar where it stopped, not drawn full.
 func (r *trainReporter) finish() {
-	if r.bar != nil {
-		_ = r.bar.Finish()
+	if r.bar != nil && !r.bar.IsFinished() {
+		_ = r.bar.Exit()
 	}
 }
 
