@@ -155,22 +155,7 @@ const metaKey = "madclip"
 // Save writes the trained tensors (and, for a partial checkpoint,
 // Adam's moments as "optim.m.NAME"/"optim.v.NAME") with meta, atomically.
 func Save(path string, m *model.MadCLIP, opt *torch.Adam, meta Meta) error {
-	return torch.Scoped(func(s *torch.Scope) error {
-		tensors := m.Params().Map()
-		if !meta.Partial() {
-			// t_n and t_ab are fixed once training ends: prediction reads
-			// them instead of running the text tower at every start.
-			var text *torch.Tensor
-			if err := torch.NoGrad(func() error {
-				text = m.TextFeatures().ToDType(torch.Float32)
-				return text.Err()
-			}); err != nil {
-				return err
-			}
-			tensors[TextFeaturesKey] = text
-		}
-		return save(path, m, opt, meta, tensors)
-	})
+	return save(path, m, opt, meta, nil)
 }
 
 // TextFeaturesKey names the trained class embeddings [2, E] (t_n, t_ab) in
@@ -186,40 +171,52 @@ const SelectedPrefix = "selected."
 // SavePartial is Save for a run stopped before its end, with the best
 // epoch's parameters so far (by parameter name; nil without selection).
 func SavePartial(path string, m *model.MadCLIP, opt *torch.Adam, meta Meta, selected map[string]*torch.Tensor) error {
-	return torch.Scoped(func(s *torch.Scope) error {
-		tensors := m.Params().Map()
-		for name, t := range selected {
-			tensors[SelectedPrefix+name] = t
-		}
-		return save(path, m, opt, meta, tensors)
-	})
+	return save(path, m, opt, meta, selected)
 }
 
-func save(path string, m *model.MadCLIP, opt *torch.Adam, meta Meta, tensors map[string]*torch.Tensor) error {
+func save(path string, m *model.MadCLIP, opt *torch.Adam, meta Meta, selected map[string]*torch.Tensor) error {
 	// A model Load would refuse (gone non-finite or far out of range: a
 	// diverged or corrupted run) is never written: it would replace a good
 	// checkpoint, perhaps the one resumed, with one no command can use.
 	if err := checkValues(m.Params().Map()); err != nil {
 		return fmt.Errorf("save %s: %w; nothing was written", path, err)
 	}
-	if opt != nil && meta.Partial() {
-		meta.Steps = opt.Steps()
-		for i, name := range m.Params().Names() {
-			mom, v, err := opt.State(i)
-			if err != nil {
-				return fmt.Errorf("save %s: optimiser state of %s: %w", path, name, err)
+	return torch.Scoped(func(s *torch.Scope) error {
+		tensors := m.Params().Map()
+		for name, t := range selected {
+			tensors[SelectedPrefix+name] = t
+		}
+		if !meta.Partial() {
+			// t_n and t_ab are fixed once training ends: prediction reads
+			// them instead of running the text tower at every start.
+			var text *torch.Tensor
+			if err := torch.NoGrad(func() error {
+				text = m.TextFeatures().ToDType(torch.Float32)
+				return text.Err()
+			}); err != nil {
+				return err
 			}
-			if mom != nil {
-				tensors["optim.m."+name] = mom
-				tensors["optim.v."+name] = v
+			tensors[TextFeaturesKey] = text
+		}
+		if opt != nil && meta.Partial() {
+			meta.Steps = opt.Steps()
+			for i, name := range m.Params().Names() {
+				mom, v, err := opt.State(i)
+				if err != nil {
+					return fmt.Errorf("save %s: optimiser state of %s: %w", path, name, err)
+				}
+				if mom != nil {
+					tensors["optim.m."+name] = mom
+					tensors["optim.v."+name] = v
+				}
 			}
 		}
-	}
-	js, err := json.Marshal(meta)
-	if err != nil {
-		return fmt.Errorf("save %s: %w", path, err)
-	}
-	return torch.SaveSafetensors(path, tensors, map[string]string{metaKey: string(js), "format": "pt"})
+		js, err := json.Marshal(meta)
+		if err != nil {
+			return fmt.Errorf("save %s: %w", path, err)
+		}
+		return torch.SaveSafetensors(path, tensors, map[string]string{metaKey: string(js), "format": "pt"})
+	})
 }
 
 // Checkpoint is a loaded checkpoint: its tensors (on the device asked for)
@@ -239,9 +236,6 @@ func Load(path string, dev torch.Device) (*Checkpoint, error) {
 	}
 	c := &Checkpoint{Path: path, Tensors: ts}
 	if c.Meta, err = parseMeta(path, md); err == nil {
-		err = checkDTypes(path, ts)
-	}
-	if err == nil {
 		err = CheckParameters(path, ts)
 	}
 	if err == nil {
@@ -252,19 +246,6 @@ func Load(path string, dev torch.Device) (*Checkpoint, error) {
 		return nil, err
 	}
 	return c, nil
-}
-
-// checkDTypes refuses tensors that are not floating point: madclip saves
-// float32, so integers or booleans mean a file edited by hand.
-func checkDTypes(path string, ts map[string]*torch.Tensor) error {
-	for _, n := range slices.Sorted(maps.Keys(ts)) {
-		if in, err := ts[n].Info(); err != nil {
-			return fmt.Errorf("%s: %s: %w", path, n, err)
-		} else if !in.DType.IsFloat() {
-			return fmt.Errorf("%s: %s is stored as %v, not floating point: the checkpoint is damaged or edited", path, n, in.DType)
-		}
-	}
-	return nil
 }
 
 // checkTextFeatures refuses stored class embeddings that are not of unit
@@ -447,9 +428,9 @@ func parseVersion(v string) ([]int, bool) {
 // enough beyond makes the model overflow to NaN on every image.
 const MaxParameter = 1e6
 
-// CheckParameters refuses tensors holding NaN or infinity, and parameters
-// beyond MaxParameter: such a model scores everything alike, silently.
-// path names the file they come from.
+// CheckParameters refuses tensors not floating point or holding NaN or
+// infinity, and parameters beyond MaxParameter: such a model scores
+// everything alike, silently. path names the file they come from.
 func CheckParameters(path string, ts map[string]*torch.Tensor) error {
 	if err := checkValues(ts); err != nil {
 		return fmt.Errorf("%s: %w: the checkpoint is damaged or edited", path, err)
@@ -458,10 +439,16 @@ func CheckParameters(path string, ts map[string]*torch.Tensor) error {
 }
 
 // checkValues is CheckParameters' rule, the first tensor that breaks it
-// named: finite values, parameters within MaxParameter, Adam's second
-// moments not negative.
+// named: floating-point tensors (madclip saves float32, so integers or
+// booleans mean a file edited by hand), finite values, parameters within
+// MaxParameter, Adam's second moments not negative.
 func checkValues(ts map[string]*torch.Tensor) error {
 	for _, n := range slices.Sorted(maps.Keys(ts)) {
+		if in, err := ts[n].Info(); err != nil {
+			return fmt.Errorf("%s: %w", n, err)
+		} else if !in.DType.IsFloat() {
+			return fmt.Errorf("%s is stored as %v, not floating point", n, in.DType)
+		}
 		v, err := ts[n].Float32s()
 		if err != nil {
 			return fmt.Errorf("%s: %w", n, err)

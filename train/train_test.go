@@ -145,18 +145,8 @@ func TestInterruptAndResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	part := smallConfig(t, root)
-	ctx, cancel := context.WithCancel(context.Background())
-	_, err := run(t, ctx, part, &cancelAfter{n: 3, cancel: cancel})
 	var partElapsed float64
-	if !errors.Is(err, ErrInterrupted) || !strings.Contains(err.Error(), "--resume") {
-		t.Fatalf("interrupt: %v", err)
-	}
-	err = torch.Do(func() error {
-		ck, err := checkpoint.Load(part.Out, torch.CPU)
-		if err != nil {
-			return err
-		}
-		defer ck.Free()
+	interrupt(t, part, 3, func(ck *checkpoint.Checkpoint) {
 		if !ck.Meta.Partial() || ck.Meta.Epoch != 0 || ck.Meta.Step != 3 { // 4 steps an epoch
 			t.Errorf("partial checkpoint at epoch %d step %d (partial %v)", ck.Meta.Epoch, ck.Meta.Step, ck.Meta.Partial())
 		}
@@ -164,11 +154,7 @@ func TestInterruptAndResume(t *testing.T) {
 		if !(ck.Meta.EpochLossSum > 0) || ck.Meta.EpochLossSteps != 3 || !(partElapsed > 0) {
 			t.Errorf("partial checkpoint: loss sum %v over %d steps, elapsed %v s", ck.Meta.EpochLossSum, ck.Meta.EpochLossSteps, partElapsed)
 		}
-		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Only the checkpoint is given: its data, dataset, backbone, epochs and
 	// every other setting come from it (flags that differ are ignored here;
 	// the command line refuses them).
@@ -229,27 +215,14 @@ func TestResumeKeepsSelection(t *testing.T) {
 	}
 	part := smallConfig(t, root)
 	part.SelectOnValid, part.Epochs = true, 4
-	ctx, cancel := context.WithCancel(context.Background())
-	if _, err := run(t, ctx, part, &cancelAfter{n: 9, cancel: cancel}); !errors.Is(err, ErrInterrupted) { // 4 steps an epoch: in epoch 3
-		t.Fatalf("interrupt: %v", err)
-	}
-	err = torch.Do(func() error {
-		ck, err := checkpoint.Load(part.Out, torch.CPU)
-		if err != nil {
-			return err
-		}
-		defer ck.Free()
+	interrupt(t, part, 9, func(ck *checkpoint.Checkpoint) { // 4 steps an epoch: in epoch 3
 		if m := ck.Meta; m.Epoch != 2 || m.SelectedEpoch < 1 || m.SelectedEpoch > 2 || !(m.ValidAUROC >= 0) {
 			t.Errorf("partial checkpoint: epoch %d done, best %d (AUROC %v)", m.Epoch, m.SelectedEpoch, m.ValidAUROC)
 		}
 		if _, ok := ck.Tensors[checkpoint.SelectedPrefix+"prompts.normal"]; !ok {
 			t.Error("the partial checkpoint lacks the best epoch's parameters")
 		}
-		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	got, err := run(t, context.Background(), Config{Resume: part.Out, Out: part.Out}, &quietReporter{})
 	if err != nil {
 		t.Fatal(err)
@@ -261,6 +234,28 @@ func TestResumeKeepsSelection(t *testing.T) {
 		t.Errorf("resumed run's parameters differ from the uninterrupted one's by %g", d)
 	}
 	t.Logf("selected epoch %d of 4", want.Meta.SelectedEpoch)
+}
+
+// interrupt runs c until it has taken steps steps, stops it as Ctrl-C
+// would, and hands the partial checkpoint it saved to check.
+func interrupt(t *testing.T, c Config, steps int, check func(*checkpoint.Checkpoint)) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	if _, err := run(t, ctx, c, &cancelAfter{n: steps, cancel: cancel}); !errors.Is(err, ErrInterrupted) || !strings.Contains(err.Error(), "--resume") {
+		t.Fatalf("interrupt: %v", err)
+	}
+	err := torch.Do(func() error {
+		ck, err := checkpoint.Load(c.Out, torch.CPU)
+		if err != nil {
+			return err
+		}
+		defer ck.Free()
+		check(ck)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }
 
 // downgrade writes the partial checkpoint in as 0.2.1 wrote it: without the

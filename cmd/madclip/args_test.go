@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -93,12 +94,19 @@ func TestTrainReporterRateAfterResume(t *testing.T) {
 	}
 }
 
+// terminalReporter is the train reporter as it shows on a terminal, its
+// output going to w.
+func terminalReporter(w io.Writer) *trainReporter {
+	r := newTrainReporter(w, false)
+	r.tty = true
+	return r
+}
+
 // On a terminal the bar's rate counts from the start of training, not
 // from the end of the first step (which read thousands of steps a second).
 func TestTrainBarRate(t *testing.T) {
 	var buf bytes.Buffer
-	r := newTrainReporter(&buf, false)
-	r.tty = true
+	r := terminalReporter(&buf)
 	r.Start(3, 10, 18) // resumed at epoch 2, step 9: 12 steps left
 	time.Sleep(200 * time.Millisecond)
 	r.Step(1, 8, 0.5)
@@ -115,8 +123,7 @@ func TestTrainBarRate(t *testing.T) {
 	// The last step ends the bar's line, with its words: what follows
 	// starts a line of its own.
 	buf.Reset()
-	r = newTrainReporter(&buf, false)
-	r.tty = true
+	r = terminalReporter(&buf)
 	r.Start(1, 2, 0)
 	r.Step(0, 0, 0.5)
 	r.Step(0, 1, 0.25)
@@ -128,8 +135,7 @@ func TestTrainBarRate(t *testing.T) {
 	// stopped early leaves the bar as it was, not drawn full, and ends its
 	// line.
 	buf.Reset()
-	r = newTrainReporter(&buf, false)
-	r.tty = true
+	r = terminalReporter(&buf)
 	r.Start(2, 2, 0)
 	r.Step(0, 0, 0.5)
 	r.Step(0, 1, 0.5)
