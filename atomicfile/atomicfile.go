@@ -80,7 +80,10 @@ func write(path string, perm os.FileMode, fill func(w io.Writer) error, marked b
 	if err = bw.Flush(); err != nil {
 		return err
 	}
-	if existing != nil { // a replaced file keeps its mode
+	if existing != nil { // a replaced file keeps its owner and mode
+		if err = keepOwner(f, existing); err != nil {
+			return err
+		}
 		if err = f.Chmod(existing.Mode().Perm()); err != nil {
 			return err
 		}
@@ -102,6 +105,29 @@ func write(path string, perm os.FileMode, fill func(w io.Writer) error, marked b
 		}
 	}
 	return os.Rename(tmp, target)
+}
+
+// keepOwner gives f the owner and group of the file it replaces, as cp
+// writing over a file would leave them. Only root can give a file away; a
+// user who may replace the file but not give it its owner (a file of
+// another user in a folder the user may write) gets the new file as its
+// own, which the kernel would also do for cp's copy of a new file.
+func keepOwner(f *os.File, existing fs.FileInfo) error {
+	old, ok := existing.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil
+	}
+	now, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if cur, ok := now.Sys().(*syscall.Stat_t); ok && cur.Uid == old.Uid && cur.Gid == old.Gid {
+		return nil
+	}
+	if err := f.Chown(int(old.Uid), int(old.Gid)); err != nil && !errors.Is(err, fs.ErrPermission) {
+		return err
+	}
+	return nil
 }
 
 // refusal is write's error that already names the path.

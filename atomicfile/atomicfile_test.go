@@ -361,3 +361,31 @@ func TestFolderMadeAgain(t *testing.T) {
 		t.Error("a failed write left the folder it made")
 	}
 }
+
+func TestWriteKeepsOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("giving a file another owner needs root")
+	}
+	dir := t.TempDir()
+	p := filepath.Join(dir, "out.json")
+	if err := os.WriteFile(p, []byte(ours), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(p, 4321, 8765); err != nil {
+		t.Fatal(err)
+	}
+	if err := Write(p, 0o644, func(w io.Writer) error {
+		_, err := io.WriteString(w, ours)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys := st.Sys().(*syscall.Stat_t)
+	if sys.Uid != 4321 || sys.Gid != 8765 || st.Mode().Perm() != 0o640 {
+		t.Errorf("owner %d:%d mode %v, want the replaced file's 4321:8765 0640", sys.Uid, sys.Gid, st.Mode().Perm())
+	}
+}
