@@ -26,7 +26,13 @@ import (
 )
 
 // Version is written into checkpoints.
-const Version = "0.2.2"
+const Version = "0.3.0"
+
+// snakeKeysSince is the first version whose model options and CLIP
+// configuration have snake_case keys like the rest of the description;
+// earlier ones wrote Go's field names (ImageSize), which parseMeta
+// translates.
+var snakeKeysSince = []int{0, 3, 0}
 
 // Backbone identifies the frozen CLIP a checkpoint was trained on: a preset
 // with a seed (random weights, recreated exactly) or weights by their
@@ -291,7 +297,11 @@ func parseMeta(path string, md map[string]string) (Meta, error) {
 	if !ok {
 		return meta, fmt.Errorf("%s: not a madclip checkpoint (no configuration in its metadata)", path)
 	}
-	if err := json.Unmarshal([]byte(js), &meta); err != nil {
+	raw := []byte(js)
+	if v, ok := versionOf(raw); ok && slices.Compare(v, snakeKeysSince) < 0 {
+		raw = snakeKeys(raw)
+	}
+	if err := json.Unmarshal(raw, &meta); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
 			return meta, fmt.Errorf("%s: its configuration's %s is a JSON %s, not the %s madclip writes there", path, te.Field, te.Value, te.Type)
@@ -302,6 +312,84 @@ func parseMeta(path string, md map[string]string) (Meta, error) {
 		return meta, fmt.Errorf("%s: %w", path, err)
 	}
 	return meta, nil
+}
+
+// versionOf reads the version of a description, if it has a valid one.
+func versionOf(js []byte) ([]int, bool) {
+	var head struct {
+		Version string `json:"version"`
+	}
+	if json.Unmarshal(js, &head) != nil {
+		return nil, false
+	}
+	return parseVersion(head.Version)
+}
+
+// snakeKeys rewrites a description from before snakeKeysSince in the
+// current form: the keys of "model" and of "backbone"'s "clip_config" from
+// Go's field names (ImageSize, QuickGELU) to snake_case (image_size,
+// quick_gelu). What it cannot read it returns as it was, for Unmarshal to
+// report.
+func snakeKeys(js []byte) []byte {
+	var top map[string]json.RawMessage
+	if json.Unmarshal(js, &top) != nil {
+		return js
+	}
+	top["model"] = snakeObject(top["model"])
+	var backbone map[string]json.RawMessage
+	if b, ok := top["backbone"]; ok && json.Unmarshal(b, &backbone) == nil {
+		backbone["clip_config"] = snakeObject(backbone["clip_config"])
+		if out, err := json.Marshal(backbone); err == nil {
+			top["backbone"] = out
+		}
+	}
+	out, err := json.Marshal(top)
+	if err != nil {
+		return js
+	}
+	return out
+}
+
+// snakeObject renames the keys of a JSON object to snake_case; anything
+// else is returned as it is.
+func snakeObject(obj json.RawMessage) json.RawMessage {
+	var m map[string]json.RawMessage
+	if obj == nil || json.Unmarshal(obj, &m) != nil || m == nil {
+		return obj
+	}
+	renamed := make(map[string]json.RawMessage, len(m))
+	for k, v := range m {
+		renamed[snakeCase(k)] = v
+	}
+	out, err := json.Marshal(renamed)
+	if err != nil {
+		return obj
+	}
+	return out
+}
+
+// snakeCase turns a Go field name into snake_case, keeping an acronym
+// whole: ImageSize → image_size, QuickGELU → quick_gelu, EmbedDim →
+// embed_dim.
+func snakeCase(name string) string {
+	var b strings.Builder
+	rs := []rune(name)
+	for i, r := range rs {
+		upper := r >= 'A' && r <= 'Z'
+		if upper && i > 0 {
+			prevLower := rs[i-1] >= 'a' && rs[i-1] <= 'z'
+			nextLower := i+1 < len(rs) && rs[i+1] >= 'a' && rs[i+1] <= 'z'
+			prevUpper := rs[i-1] >= 'A' && rs[i-1] <= 'Z'
+			if prevLower || (prevUpper && nextLower) {
+				b.WriteByte('_')
+			}
+		}
+		if upper {
+			r += 'a' - 'A'
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 // validate checks what later steps act on: the backbone description, the

@@ -3,9 +3,11 @@ package checkpoint
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -212,4 +214,49 @@ func TestCheckParametersMoments(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// Descriptions from before 0.3.0 named the model options and the CLIP
+// configuration by Go's field names; they read as the same description
+// written now, and a current one with those names is refused.
+func TestLegacyKeys(t *testing.T) {
+	cfg, _ := clip.Preset("tiny")
+	want := Meta{Version: Version, Model: model.Options{Object: "Brain", Layers: []int{1, 2, 3, 4}, ImageSize: 112, QuickGELU: true, MeanStd: true, CommonHead: true},
+		Backbone: Backbone{Preset: "tiny", Seed: 1, Config: cfg}, Dataset: "Brain", Masks: true, Shots: 2, Epochs: 3, Epoch: 3, Seed: 7}
+	legacy := `{"version":"0.2.2","model":{"Object":"Brain","Layers":[1,2,3,4],"ImageSize":112,"QuickGELU":true,"CausalPrompts":false,` +
+		`"MeanStd":true,"GenericObject":false,"SharedAdapters":false,"NoSubtraction":false,"CommonHead":true,"Handcrafted":false},` +
+		`"backbone":{"preset":"tiny","seed":1,"clip_config":{"EmbedDim":64,"ImageSize":56,"PatchSize":14,"VisionWidth":128,"VisionLayers":4,` +
+		`"VisionHeads":2,"ContextLength":77,"VocabSize":49408,"TextWidth":128,"TextLayers":2,"TextHeads":2}},` +
+		`"dataset":"Brain","masks":true,"shots":2,"seed":7,"epochs":3,"epoch":3}`
+	got, err := parseMeta("old.safetensors", map[string]string{metaKey: legacy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got.Version = Version
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("0.2.2 description read as\n%+v\nwant\n%+v", got, want)
+	}
+	// Written now, the keys are snake_case, and read back the same.
+	js, err := json.Marshal(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{`"image_size":112`, `"quick_gelu":true`, `"common_head":true`, `"embed_dim":64`, `"vision_layers":4`} {
+		if !strings.Contains(string(js), key) {
+			t.Errorf("written description lacks %s: %s", key, js)
+		}
+	}
+	if again, err := parseMeta("new.safetensors", map[string]string{metaKey: string(js)}); err != nil || !reflect.DeepEqual(again, want) {
+		t.Errorf("current description read back as %+v, %v", again, err)
+	}
+	current := strings.Replace(legacy, `"0.2.2"`, `"`+Version+`"`, 1)
+	if _, err := parseMeta("edited.safetensors", map[string]string{metaKey: current}); err == nil {
+		t.Error("a current description with Go's field names was accepted")
+	}
+	for name, want := range map[string]string{"ImageSize": "image_size", "QuickGELU": "quick_gelu", "EmbedDim": "embed_dim",
+		"Object": "object", "MeanStd": "mean_std", "image_size": "image_size"} {
+		if got := snakeCase(name); got != want {
+			t.Errorf("snakeCase(%q) = %q, want %q", name, got, want)
+		}
+	}
 }

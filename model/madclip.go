@@ -13,24 +13,24 @@ import (
 // behaviour; each field switches one thing away from it.
 type Options struct {
 	// Object is the object word of the prompts (see ObjectWords).
-	Object string
+	Object string `json:"object"`
 	// Layers are the tapped ViT blocks, 1-based; nil means four evenly
 	// spaced blocks ending at the last (6, 12, 18, 24 for ViT-L).
-	Layers []int
+	Layers []int `json:"layers"`
 	// ImageSize is the input resolution (PaperImageSize in the paper).
-	ImageSize int
+	ImageSize int `json:"image_size"`
 
 	// The reference code's departures from standard CLIP, on by default:
-	QuickGELU     bool // use CLIP's QuickGELU instead of exact GELU
-	CausalPrompts bool // keep the causal mask when encoding the learned prompts
-	MeanStd       bool // normalise images with CLIP's mean and std
+	QuickGELU     bool `json:"quick_gelu"`     // use CLIP's QuickGELU instead of exact GELU
+	CausalPrompts bool `json:"causal_prompts"` // keep the causal mask when encoding the learned prompts
+	MeanStd       bool `json:"mean_std"`       // normalise images with CLIP's mean and std
 
 	// The paper's ablations:
-	GenericObject  bool // "medical image" instead of the object word
-	SharedAdapters bool // one set of adapters for both branches
-	NoSubtraction  bool // scores without subtracting the opposite class
-	CommonHead     bool // one head for detection and segmentation
-	Handcrafted    bool // the 35-template prompt ensemble instead of learnable prompts
+	GenericObject  bool `json:"generic_object"`  // "medical image" instead of the object word
+	SharedAdapters bool `json:"shared_adapters"` // one set of adapters for both branches
+	NoSubtraction  bool `json:"no_subtraction"`  // scores without subtracting the opposite class
+	CommonHead     bool `json:"common_head"`     // one head for detection and segmentation
+	Handcrafted    bool `json:"handcrafted"`     // the 35-template prompt ensemble instead of learnable prompts
 }
 
 // WithPrecision runs fn at MadCLIP's precision on dev: bf16 autocast on

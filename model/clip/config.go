@@ -14,19 +14,19 @@ import (
 
 // Config is a CLIP architecture.
 type Config struct {
-	EmbedDim int // joint embedding size
+	EmbedDim int `json:"embed_dim"` // joint embedding size
 
-	ImageSize    int // the resolution the weights were trained at
-	PatchSize    int
-	VisionWidth  int
-	VisionLayers int
-	VisionHeads  int
+	ImageSize    int `json:"image_size"` // the resolution the weights were trained at
+	PatchSize    int `json:"patch_size"`
+	VisionWidth  int `json:"vision_width"`
+	VisionLayers int `json:"vision_layers"`
+	VisionHeads  int `json:"vision_heads"`
 
-	ContextLength int
-	VocabSize     int
-	TextWidth     int
-	TextLayers    int
-	TextHeads     int
+	ContextLength int `json:"context_length"`
+	VocabSize     int `json:"vocab_size"`
+	TextWidth     int `json:"text_width"`
+	TextLayers    int `json:"text_layers"`
+	TextHeads     int `json:"text_heads"`
 }
 
 // Grid is the side of the trained patch grid.

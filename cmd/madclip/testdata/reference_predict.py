@@ -39,7 +39,7 @@ def main():
         n = int.from_bytes(f.read(8), "little")
         meta = json.loads(json.loads(f.read(n))["__metadata__"]["madclip"])
     cases = json.loads(sys.argv[3])
-    layers, size = meta["model"]["Layers"], meta["model"]["ImageSize"]
+    layers, size = meta["model"]["layers"], meta["model"]["image_size"]
     heads = meta["backbone"]["clip_config"]["VisionHeads"]
     torch.set_grad_enabled(False)
     tn, tab = ck["text_features"][0], ck["text_features"][1]
