@@ -34,12 +34,17 @@ import (
 
 var madclipBin string
 
+// testRoot holds what the package's tests share (the binary, the vocab, a
+// trained model); TestMain removes it.
+var testRoot string
+
 // TestMain builds the real binary once: the CLI is tested as users run it.
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "madclip-cli")
 	if err != nil {
 		panic(err)
 	}
+	testRoot = dir
 	madclipBin = filepath.Join(dir, "madclip")
 	if out, err := exec.Command("go", "build", "-o", madclipBin, ".").CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "building madclip: %v\n%s", err, out)

@@ -36,7 +36,11 @@ var (
 func trained(t *testing.T) (root, ck string) {
 	t.Helper()
 	trainedOnce.Do(func() {
-		dir, _ := os.MkdirTemp("", "madclip-trained")
+		dir, err := os.MkdirTemp(testRoot, "trained")
+		if err != nil {
+			trainedErr = err.Error()
+			return
+		}
 		trainedRoot = filepath.Join(dir, "data")
 		trainedCk = filepath.Join(dir, "tiny.safetensors")
 		if _, e, code := madclip(t, nil, "synth", "--out", trainedRoot, "--valid", "8", "--test", "6"); code != 0 {
