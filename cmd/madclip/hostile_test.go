@@ -161,7 +161,7 @@ func TestHostileInputs(t *testing.T) {
 	}
 	newer := editMeta("newer.safetensors", func(m map[string]any) { m["version"] = "99.0" })
 	unversioned := editMeta("unversioned.safetensors", func(m map[string]any) { delete(m, "version") })
-	twiceTapped := editMeta("layers.safetensors", func(m map[string]any) { m["model"].(map[string]any)["Layers"] = []int{1, 1} })
+	twiceTapped := editMeta("layers.safetensors", func(m map[string]any) { m["model"].(map[string]any)["layers"] = []int{1, 1} })
 	badLossSum := editMeta("losssum.safetensors", func(m map[string]any) { m["epoch_loss_sum"] = 3.5 }) // with no step taken
 	negativeLoss := editMeta("negloss.safetensors", func(m map[string]any) {                            // losses are not negative
 		m["epoch_loss_sum"], m["epoch_loss_steps"], m["step"] = -1.5, 1, 1

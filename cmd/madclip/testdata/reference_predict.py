@@ -40,7 +40,7 @@ def main():
         meta = json.loads(json.loads(f.read(n))["__metadata__"]["madclip"])
     cases = json.loads(sys.argv[3])
     layers, size = meta["model"]["layers"], meta["model"]["image_size"]
-    heads = meta["backbone"]["clip_config"]["VisionHeads"]
+    heads = meta["backbone"]["clip_config"]["vision_heads"]
     torch.set_grad_enabled(False)
     tn, tab = ck["text_features"][0], ck["text_features"][1]
     out = []
