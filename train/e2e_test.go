@@ -20,6 +20,7 @@ func tokenizer(t testing.TB) *bpe.Tokenizer { return reftest.Tokenizer(t) }
 type quietReporter struct{ losses, steps []float64 }
 
 func (*quietReporter) Stage(string)                    {}
+func (*quietReporter) Warn(string)                     {}
 func (*quietReporter) Start(int, int, int)             {}
 func (r *quietReporter) Step(_, _ int, loss float64)   { r.steps = append(r.steps, loss) }
 func (r *quietReporter) EpochDone(_ int, mean float64) { r.losses = append(r.losses, mean) }

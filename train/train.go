@@ -101,6 +101,10 @@ func (c *Config) Defaults() {
 // Reporter hears about progress. Calls come from the compute thread.
 type Reporter interface {
 	Stage(msg string)
+	// Warn reports what may make the model mean less than the user
+	// thinks (masks that mark nothing, an uncalibrated threshold): a
+	// reporter shows it even when it shows no progress.
+	Warn(msg string)
 	// Start comes before the first step; done steps were taken before (by
 	// the run a resume continues).
 	Start(epochs, stepsPerEpoch, done int)
@@ -112,6 +116,7 @@ type Reporter interface {
 type Silent struct{}
 
 func (Silent) Stage(string)           {}
+func (Silent) Warn(string)            {}
 func (Silent) Start(int, int, int)    {}
 func (Silent) Step(int, int, float64) {}
 func (Silent) EpochDone(int, float64) {}
@@ -320,7 +325,7 @@ func (r *trainingRun) warnEmptyMasks(samples []dataset.Sample, imgs []dataset.Im
 		}
 	}
 	if len(empty) > 0 {
-		r.rep.Stage(fmt.Sprintf("warning: %d of the %d abnormal shots have a mask that marks nothing (e.g. %s): their anomaly is learnt as normal. A mask stored as 0/1 rather than 0/255 reads so; store masks as 0 and 255",
+		r.rep.Warn(fmt.Sprintf("%d of the %d abnormal shots have a mask that marks nothing (e.g. %s): their anomaly is learnt as normal. A mask stored as 0/1 rather than 0/255 reads so; store masks as 0 and 255",
 			len(empty), len(imgs), empty[0]))
 	}
 }
@@ -583,10 +588,10 @@ func (r *trainingRun) finish() error {
 		r.rep.Stage(fmt.Sprintf("threshold %s (F1-max; Youden %s) on %d held-out valid images, image AUROC %.4f there",
 			metrics.FormatThreshold(f1th), metrics.FormatThreshold(jth), cal.Normal+cal.Abnormal, cal.AUROC))
 		if cal.AUROC < 0.5 {
-			r.rep.Stage("warning: below chance there: the model ranks the held-out images the wrong way round, and labels at this threshold mean little (more epochs or shots may help)")
+			r.rep.Warn(fmt.Sprintf("image AUROC %.4f on the held-out valid images, below chance: the model ranks them the wrong way round, and labels at its threshold mean little (more epochs or shots may help)", cal.AUROC))
 		}
 	} else {
-		r.rep.Stage("no held-out valid images of both classes: the label threshold stays uncalibrated (0.5)")
+		r.rep.Warn("no held-out valid images of both classes: the label threshold stays uncalibrated (0.5)")
 	}
 	var err error
 	if r.res.TextCosine, err = textCosine(r.m); err != nil {

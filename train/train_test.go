@@ -387,6 +387,7 @@ type stageLog struct {
 }
 
 func (l *stageLog) Stage(s string) { l.stages = append(l.stages, s) }
+func (l *stageLog) Warn(s string)  { l.stages = append(l.stages, "warning: "+s) }
 
 // Abnormal shots whose masks mark nothing (0/1 masks read as empty) are
 // named in a warning; marked ones pass silently.

@@ -151,6 +151,20 @@ func TestTrainBarRate(t *testing.T) {
 	}
 }
 
+// --quiet hides progress, never a warning.
+func TestQuietKeepsWarnings(t *testing.T) {
+	var buf bytes.Buffer
+	r := newTrainReporter(&buf, true)
+	r.Stage("caching backbone features")
+	r.Start(1, 2, 0)
+	r.Step(0, 0, 0.5)
+	r.EpochDone(0, 0.5)
+	r.Warn("2 of the 2 abnormal shots have a mask that marks nothing")
+	if got := buf.String(); got != "warning: 2 of the 2 abnormal shots have a mask that marks nothing\n" {
+		t.Errorf("quiet training reported %q, want the warning alone", got)
+	}
+}
+
 // Durations in final lines read as a person writes them.
 func TestRoughly(t *testing.T) {
 	for d, want := range map[time.Duration]string{

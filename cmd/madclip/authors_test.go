@@ -68,7 +68,8 @@ func TestAuthorsExportImportCLI(t *testing.T) {
 	if _, e, code := madclip(t, nil, "import", "authors", pth, "--dataset", "Brain", "--preset", "tiny", "--image-size", "112", "--out", bare); code != 0 {
 		t.Fatalf("import without a threshold: %s", e)
 	}
-	o, e, code = madclip(t, nil, "predict", img, "--checkpoint", bare, "--csv", "--device", "cpu")
+	// --quiet drops progress, not this warning.
+	o, e, code = madclip(t, nil, "predict", img, "--checkpoint", bare, "--csv", "--device", "cpu", "--quiet")
 	rows, err := csv.NewReader(strings.NewReader(o)).ReadAll()
 	if code != 0 || err != nil || len(rows) != 2 || rows[1][8] != "0.5" || !strings.HasPrefix(rows[1][9], "uncalibrated: imported") || !strings.Contains(e, "uncalibrated") {
 		t.Errorf("predict with an imported checkpoint without threshold: exit %d, %q, stderr %s", code, rows, e)

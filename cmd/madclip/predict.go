@@ -68,7 +68,7 @@ Examples:
 			&cli.Float64Flag{Name: "threshold", Usage: "score in [0, 1] at which an image is called anomalous", DefaultText: "the checkpoint's, else 0.5"},
 			&cli.IntFlag{Name: "batch", Value: infer.DefaultBatch, Usage: "images per forward pass"},
 			deviceFlag(),
-			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress bar"},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress bar (warnings and notes still show)"},
 		}, decodeFlags()...),
 		Action: predictAction,
 	}
@@ -456,7 +456,7 @@ func (p *predictionPrinter) setThreshold(c *cli.Context, pred *infer.Predictor) 
 	th, origin := labelThreshold(c, pred)
 	p.threshold, p.origin = th, origin
 	p.uncalibrated = uncalibrated(c, pred)
-	if p.uncalibrated && !p.quiet {
+	if p.uncalibrated { // a warning: shown even with --quiet
 		fmt.Fprintf(os.Stderr, "madclip: note: this checkpoint's threshold is %s; scores are unaffected\n", pred.Meta.ThresholdOrigin())
 	}
 	if p.json {

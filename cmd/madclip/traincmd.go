@@ -136,7 +136,7 @@ Examples:
 			&cli.BoolFlag{Name: "cache-on-host", Usage: "keep the feature cache in host memory (it moves there by itself when the GPU runs out)"},
 			&cli.BoolFlag{Name: "select-on-valid", Usage: "keep the epoch with the best image AUROC on the valid images that are not shots, not the last one"},
 			deviceFlag(),
-			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress output"},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress output (warnings still show)"},
 		}, append(decodeFlags(), modelFlags()...)...),
 		Action: trainAction,
 	}
@@ -275,6 +275,15 @@ func (r *trainReporter) Stage(msg string) {
 		_ = r.bar.Clear() // the line goes where the bar was; the next step draws it again
 	}
 	fmt.Fprintln(r.w, msg)
+}
+
+// Warn shows msg as a warning, quiet or not: --quiet hides progress, not
+// what the user must know about the result.
+func (r *trainReporter) Warn(msg string) {
+	if r.bar != nil && !r.bar.IsFinished() {
+		_ = r.bar.Clear()
+	}
+	fmt.Fprintln(r.w, "warning: "+msg)
 }
 
 func (r *trainReporter) Start(epochs, steps, done int) {
