@@ -117,17 +117,41 @@ func Heatmap(orig *imaging.RGB, amap []float32, size int, o Overlay) *image.RGBA
 	return out
 }
 
-// PredictedMask is the predicted region at the scan's own size: 255 where
-// the map, resized bilinearly, reaches the threshold, else 0.
+// PredictedMask is the predicted region at the scan's own size
+// (PredictedRegion): 255 inside, else 0.
 func PredictedMask(orig *imaging.RGB, amap []float32, size int, threshold float64) *image.Gray {
-	v := resizeMap(amap, size, orig.W, orig.H)
+	region := PredictedRegion(amap, size, orig.W, orig.H, threshold)
 	m := image.NewGray(image.Rect(0, 0, orig.W, orig.H))
-	for i, x := range v {
-		if x >= threshold {
+	for i, in := range region {
+		if in {
 			m.Pix[i] = 255
 		}
 	}
 	return m
+}
+
+// PredictedRegion is where the anomaly map (size×size) reaches the
+// threshold, on a w×h scan: the pixels where the map, resized bilinearly,
+// reaches it, and the pixel that holds the centre of each map pixel that
+// reaches it. Resizing can lower a narrow peak below the threshold (a
+// smaller scan averages it away, a larger one interpolates beside it);
+// the second rule keeps it, so that a scan labelled anomalous by its map's
+// maximum always shows a region.
+func PredictedRegion(amap []float32, size, w, h int, threshold float64) []bool {
+	v := resizeMap(amap, size, w, h)
+	region := make([]bool, w*h)
+	for i, x := range v {
+		region[i] = x >= threshold
+	}
+	for y := range size {
+		sy := min(h-1, (2*y+1)*h/(2*size)) // the scan row holding the centre of map row y
+		for x := range size {
+			if float64(amap[y*size+x]) >= threshold {
+				region[sy*w+min(w-1, (2*x+1)*w/(2*size))] = true
+			}
+		}
+	}
+	return region
 }
 
 // Panel is the figure of one prediction: the scan | the ground truth (when
@@ -155,10 +179,9 @@ func Panel(orig *imaging.RGB, truth []bool, amap []float32, size int, o Overlay)
 		tw = max(tw, textWidth(t, ts)+2)
 	}
 	v := resizeMap(amap, size, w, h)
-	pred := make([]bool, len(v))
-	for i, x := range v {
-		pred[i] = x >= o.Threshold
-	}
+	// The region drawn is the one --mask writes, at the scan's size,
+	// enlarged as the scan is.
+	pred := enlargeMask(PredictedRegion(amap, size, orig.W, orig.H, o.Threshold), orig.W, orig.H, k)
 	note := caption(o) + panelLegend(truth, pred)
 	bar := colourBarWidth(ts, thresholdLabel(o))
 	barH := max(h, minBarHeight(ts))

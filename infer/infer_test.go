@@ -135,6 +135,39 @@ func TestHeatmapLayout(t *testing.T) {
 	}
 }
 
+// A map whose one pixel reaches the threshold marks a region on a scan of
+// any size: resizing averages the peak below the threshold on a smaller
+// scan, but the pixel that holds its centre stays in; a map below the
+// threshold marks none.
+func TestPredictedRegionKeepsPeaks(t *testing.T) {
+	amap := make([]float32, 16*16)
+	for i := range amap {
+		amap[i] = 0.1
+	}
+	amap[3*16+5] = 0.9
+	for _, c := range []struct{ w, h, x, y int }{{8, 8, 2, 1}, {5, 7, 1, 1}, {100, 60, 34, 13}, {16, 16, 5, 3}} {
+		region := PredictedRegion(amap, 16, c.w, c.h, 0.5)
+		if !region[c.y*c.w+c.x] {
+			t.Errorf("%dx%d scan: the peak's pixel (%d, %d) is not in the region", c.w, c.h, c.x, c.y)
+		}
+		n := 0
+		for _, in := range region {
+			if in {
+				n++
+			}
+		}
+		if c.w <= 16 && n != 1 {
+			t.Errorf("%dx%d scan: %d pixels in the region, want the peak's alone", c.w, c.h, n)
+		}
+		if resized := resizeMap(amap, 16, c.w, c.h); c.w == 8 && slices.Max(resized) >= 0.5 {
+			t.Errorf("8x8 resize keeps the peak at %v: the test shows nothing", slices.Max(resized))
+		}
+		if slices.Contains(PredictedRegion(amap, 16, c.w, c.h, 0.95), true) {
+			t.Errorf("%dx%d scan: a region above the map's maximum", c.w, c.h)
+		}
+	}
+}
+
 // TestPredictedMaskAndPanel: the predicted region at the scan's size, and
 // the panel's tiles with the predicted contour in red.
 func TestPredictedMaskAndPanel(t *testing.T) {
