@@ -90,9 +90,14 @@ func TestAuthorsExportImportCLI(t *testing.T) {
 func TestExportHint(t *testing.T) {
 	vitl := checkpoint.Meta{Dataset: "Liver", Model: model.Options{ImageSize: 240, Layers: []int{6, 12, 18, 24}},
 		Backbone: checkpoint.Backbone{Digest: "ab12", File: "/w/ViT-L-14-336px.safetensors", Config: mustPreset(t, "ViT-L/14-336")}}
-	h := exportHint("Liver.pth", vitl)
-	if !strings.Contains(h, "python test.py --obj Liver --img_size 240 --features_list 6 12 18 24") || strings.Contains(h, "text_mood") {
+	h := exportHint("mine/Liver.pth", vitl)
+	if !strings.Contains(h, "python test.py --obj Liver --save_path mine/ --img_size 240 --features_list 6 12 18 24") ||
+		strings.Contains(h, "text_mood") || strings.Contains(h, "rename") {
 		t.Errorf("ViT-L/14-336 weights: %q", h)
+	}
+	// Their test.py finds only {Obj}.pth.
+	if h := exportHint("liver16.pth", vitl); !strings.Contains(h, "--save_path ./ ") || !strings.Contains(h, "looks for Liver.pth in that folder") {
+		t.Errorf("a file not named Liver.pth: %q", h)
 	}
 	vitl.Model.Handcrafted = true
 	if h := exportHint("Liver.pth", vitl); !strings.Contains(h, "--text_mood fix") {

@@ -131,7 +131,7 @@ func exportCommand() *cli.Command {
 authors' (madclip export authors --help).
 
 Examples:
-  madclip export authors brain16.safetensors ckpt/Brain.pth`,
+  mkdir -p mine && madclip export authors brain16.safetensors mine/Brain.pth`,
 		Subcommands: []*cli.Command{{
 			Name:      "authors",
 			Usage:     "write the dict the MadCLIP authors' test.py loads ({Obj}.pth)",
@@ -142,10 +142,13 @@ CLIP's text encoder taken from --weights), so that their test.py evaluates it.
 Models trained with an option their code lacks (--quick-gelu, --causal-prompts,
 --mean-std, --shared-adapters, --common-head, --no-subtraction) are refused.
 
+OUT.pth's folder must exist; name the file {Obj}.pth, as their test.py looks
+for it.
+
 Examples:
-  madclip export authors brain16.safetensors ckpt/Brain.pth
-  # then, in their repository:
-  python test.py --obj Brain --save_path ./ckpt/`,
+  mkdir -p mine && madclip export authors brain16.safetensors mine/Brain.pth
+  # then, in their repository, with mine/ copied beside test.py:
+  python test.py --obj Brain --save_path ./mine/`,
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "weights", Usage: "the CLIP weights the checkpoint was trained on (default: the file it records)"},
 				vocabFlag(),
@@ -211,8 +214,12 @@ func exportHint(out string, meta checkpoint.Meta) string {
 		return fmt.Sprintf("wrote %s (trained on %s; the authors' code runs OpenAI's ViT-L/14-336 and cannot use it, madclip import authors can)\n", oneLine(out), b) + readBackHint(out, meta)
 	}
 	layers := strings.Trim(fmt.Sprint(meta.Model.Layers), "[]")
-	s := fmt.Sprintf("wrote %s; in the authors' code: python test.py --obj %s --img_size %d --features_list %s\n",
-		oneLine(out), meta.Dataset, meta.Model.ImageSize, layers)
+	// Their test.py loads {save_path}/{obj}.pth.
+	s := fmt.Sprintf("wrote %s; in the authors' code: python test.py --obj %s --save_path %s --img_size %d --features_list %s\n",
+		oneLine(out), meta.Dataset, shellWord(filepath.Dir(out)+string(filepath.Separator)), meta.Model.ImageSize, layers)
+	if want := meta.Dataset + ".pth"; filepath.Base(out) != want {
+		s += fmt.Sprintf("(their test.py looks for %s in that folder: rename the file to it)\n", oneLine(want))
+	}
 	if meta.Model.Handcrafted {
 		s += "(hand-crafted prompts: add --text_mood fix)\n"
 	}
