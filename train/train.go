@@ -35,7 +35,7 @@ type Config struct {
 	ShotsFile  string
 	ShotsIndex int
 	Shots      int
-	DrawShots  bool // draw seeded shots even where the authors have a list
+	DrawShots  bool // draw seeded shots even where the authors have a list (always drawn where none does)
 	Seed       uint64
 
 	Epochs      int
@@ -374,7 +374,8 @@ func (r *trainingRun) buildModel(tk *bpe.Tokenizer) error {
 		Shots: r.k, ShotsFile: jsonpath.Path(shotsFileName(c.ShotsFile)), ShotsIndex: c.ShotsIndex, Seed: c.Seed, Epochs: c.Epochs,
 		ShotImages: &checkpoint.ShotImages{Normal: r.shots.Normal, Abnormal: r.shots.Abnormal, SHA256: r.shotsDigest},
 		Training: &checkpoint.Training{Data: jsonpath.Path(absPath(c.Data)), Batch: c.Batch, LR: c.LR, Beta1: c.Betas[0], Beta2: c.Betas[1],
-			SoftmaxLoss: c.SoftmaxLoss, SelectOnValid: c.SelectOnValid, DrawShots: c.DrawShots}}
+			SoftmaxLoss: c.SoftmaxLoss, SelectOnValid: c.SelectOnValid,
+			DrawShots: c.ShotsFile == ""}} // drawn: asked for, or no list names them
 	if r.resume != nil {
 		if err := restoreAdam(r.opt, r.m, r.resume); err != nil {
 			return err

@@ -484,7 +484,7 @@ func TestMetaRecordsMasks(t *testing.T) {
 }
 
 // The shots of a benchmark dataset are the authors' list unless drawn;
-// other counts are drawn with the seed. The run reports cos(t_n, t_ab).
+// other counts are drawn with the seed, and recorded as drawn. The run reports cos(t_n, t_ab).
 func TestShotsChoice(t *testing.T) {
 	root := synth(t)
 	for _, c := range []struct {
@@ -504,6 +504,10 @@ func TestShotsChoice(t *testing.T) {
 		}
 		if string(res.Meta.ShotsFile) != c.wantFile || res.Meta.Shots != c.shots {
 			t.Errorf("%d shots, draw %v: recorded %q, %d shots", c.shots, c.draw, res.Meta.ShotsFile, res.Meta.Shots)
+		}
+		// Drawn shots are recorded as drawn, asked for or not.
+		if drawn := res.Meta.Training.DrawShots; drawn != (c.wantFile == "") {
+			t.Errorf("%d shots, draw %v: recorded as drawn %v", c.shots, c.draw, drawn)
 		}
 		// The checkpoint names the images, whichever way they were chosen.
 		var want dataset.Shots
