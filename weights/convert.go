@@ -30,7 +30,18 @@ var extras = map[string]bool{"input_resolution": true, "context_length": true, "
 // (model.safetensors or pytorch_model.bin). The result is checked to be a
 // complete CLIP before anything is written; vocab, when not empty, is copied
 // next to out.
-func Convert(in, out, vocab string) (clip.Config, error) { return convert(in, out, vocab, nil) }
+//
+// An OUT named as a known release's file (ViT-L-14-336px.safetensors) must
+// hold that release's architecture: the search for default weights goes by
+// that name, and would find another CLIP under it.
+func Convert(in, out, vocab string) (clip.Config, error) {
+	var want *clip.Config
+	if m, ok := NamedFile(filepath.Base(out)); ok {
+		cfg, _ := clip.Preset(m.Name)
+		want = &cfg
+	}
+	return convert(in, out, vocab, want)
+}
 
 // ConvertAs is Convert for a file that must be the CLIP called name (a
 // known release): another architecture is refused before anything is
@@ -111,8 +122,8 @@ func convert(in, out, vocab string, want *clip.Config) (clip.Config, error) {
 			return contentError{fmt.Errorf("convert %s: %w", in, err)}
 		}
 		if want != nil && cfg != *want {
-			return contentError{fmt.Errorf("convert %s: not the CLIP expected: %d px, patch %d, width %d, %d layers, where %d px, patch %d, width %d, %d layers were expected",
-				in, cfg.ImageSize, cfg.PatchSize, cfg.VisionWidth, cfg.VisionLayers, want.ImageSize, want.PatchSize, want.VisionWidth, want.VisionLayers)}
+			return contentError{fmt.Errorf("convert %s: not the CLIP expected: it holds %d px, patch %d, width %d, %d layers, where %s names one of %d px, patch %d, width %d, %d layers; nothing was written",
+				in, cfg.ImageSize, cfg.PatchSize, cfg.VisionWidth, cfg.VisionLayers, filepath.Base(out), want.ImageSize, want.PatchSize, want.VisionWidth, want.VisionLayers)}
 		}
 		meta := map[string]string{"format": "pt", "source": filepath.Base(in), "converted_by": "madclip"}
 		return torch.SaveSafetensors(out, w, meta)

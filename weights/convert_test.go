@@ -179,7 +179,7 @@ func TestLookupAndFind(t *testing.T) {
 }
 
 // ConvertAs accepts the architecture it is told and refuses another one
-// before writing anything.
+// before writing anything; so does Convert to a release's file name.
 func TestConvertAs(t *testing.T) {
 	dir := t.TempDir()
 	in := filepath.Join(dir, "tiny.safetensors")
@@ -195,6 +195,18 @@ func TestConvertAs(t *testing.T) {
 		cfg, err := ConvertAs(in, out, "tiny")
 		if err != nil || cfg != clip.Tiny() {
 			t.Errorf("tiny as tiny: %v %v", cfg, err)
+		}
+		// Convert to a release's file name holds that release or nothing:
+		// the default weights are looked for by that name.
+		named := filepath.Join(dir, "ViT-L-14-336px.safetensors")
+		if _, err := Convert(in, named, ""); err == nil || !strings.Contains(err.Error(), "ViT-L-14-336px.safetensors names one of 336 px, patch 14, width 1024, 24 layers") {
+			t.Errorf("tiny as ViT-L-14-336px.safetensors: %v", err)
+		}
+		if _, err := os.Stat(named); err == nil {
+			t.Error("a tiny CLIP written under ViT-L/14-336's name")
+		}
+		if _, err := Convert(in, filepath.Join(dir, "mine.safetensors"), ""); err != nil {
+			t.Errorf("tiny under its own name: %v", err)
 		}
 		return nil
 	})

@@ -49,6 +49,16 @@ func (m Model) File() string {
 	return strings.TrimSuffix(base, filepath.Ext(base)) + ".safetensors"
 }
 
+// NamedFile is the release whose converted file is called base, if any.
+func NamedFile(base string) (Model, bool) {
+	for _, m := range known {
+		if m.File() == base {
+			return m, true
+		}
+	}
+	return Model{}, false
+}
+
 // Known lists OpenAI's published CLIP ViTs, smallest first (a copy: the
 // table itself is fixed).
 func Known() []Model { return slices.Clone(known) }

@@ -507,6 +507,13 @@ func TestWeightsListAndPath(t *testing.T) {
 	if code != 0 || strings.TrimSpace(o) != filepath.Join(store, "ViT-B-16.safetensors") {
 		t.Errorf("path: exit %d %q %s", code, o, e)
 	}
+	// A tiny CLIP under ViT-L/14-336's name is listed as not used.
+	cliptest.WriteTiny(t, filepath.Join(store, "ViT-L-14-336px.safetensors"), 1, torch.Float32)
+	o, e, code = madclip(t, env, "weights", "list")
+	if code != 0 || !regexp.MustCompile(`(?m)^ViT-L/14-336 +ViT-L-14-336px\.safetensors +.*\(\d+\.\d MB; not ViT-L/14-336's architecture: not used\)$`).MatchString(o) ||
+		!want.MatchString(o) {
+		t.Errorf("list with a tiny CLIP under ViT-L/14-336's name: exit %d\n%s%s", code, o, e)
+	}
 }
 
 // Every command named as printing no progress exists, and its --quiet says

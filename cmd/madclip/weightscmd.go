@@ -34,7 +34,8 @@ Examples:
 				Usage: "the known models and where they are",
 				Description: `Lists the CLIP models madclip knows: the name to download them by, the
 file name looked for in the weights folders, and where that file was found
-(with its size) or "not downloaded".
+(with its size) or "not downloaded"; a file there that is not that model
+(another CLIP, or no CLIP) is marked as not used.
 
 Examples:
   madclip weights list`,
@@ -44,6 +45,9 @@ Examples:
 						where := "not downloaded"
 						if p, err := weights.Find(m.File()); err == nil {
 							where = fmt.Sprintf("%s (%s)", oneLine(p), sizeOf(p))
+							if weights.CheckNamed(p, m) != nil { // commands refuse it
+								where = fmt.Sprintf("%s (%s; not %s's architecture: not used)", oneLine(p), sizeOf(p), m.Name)
+							}
 						}
 						fmt.Fprintf(c.App.Writer, "%-14s %-28s %s\n", m.Name, m.File(), where)
 					}
