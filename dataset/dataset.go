@@ -107,6 +107,9 @@ func ReadSplit(root, name, split string) (*Split, error) {
 	if err := CheckName(name); err != nil {
 		return nil, err
 	}
+	if !isDir(Dir(root, name)) {
+		return nil, Missing(root, name)
+	}
 	dir := filepath.Join(Dir(root, name), split)
 	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 		return nil, fmt.Errorf("dataset %s: no folder %s (want {root}/%s_AD/%s/{good,Ungood}/img)", name, dir, name, split)

@@ -585,3 +585,51 @@ func TestIsImage(t *testing.T) {
 		}
 	}
 }
+
+// A dataset that is not there is explained by what the user most likely
+// meant.
+func TestMissingHint(t *testing.T) {
+	root := t.TempDir()
+	for _, d := range []string{"Brain_AD/valid", "Chest_AD/test", "notes"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct{ root, name, want string }{
+		{filepath.Join(root, "Brain_AD"), "Brain", "is a dataset's own folder: --data takes the folder that holds it, " + root + ")"},
+		{root, "brain", "(did you mean Brain? names are case-sensitive)"},
+		{root, "Chest_AD", "(a dataset is named without its folder's _AD: --dataset Chest)"},
+		{root, "Knee", "(datasets under " + root + ": Brain, Chest)"},
+		{filepath.Join(root, "notes"), "Brain", "holds no dataset: no {name}_AD folder)"},
+		{filepath.Join(root, "none"), "Brain", "(--data " + filepath.Join(root, "none") + ": no such folder)"},
+		{"~/none", "Brain", "the shell expands ~ only at the start of a word"},
+	} {
+		err := Missing(c.root, c.name)
+		if !strings.HasPrefix(err.Error(), "dataset "+c.name+": no folder "+Dir(c.root, c.name)+" (") || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("--data %s --dataset %s: %v, want %q", c.root, c.name, err, c.want)
+		}
+	}
+	if _, err := ReadSplit(root, "brain", "valid"); err == nil || !strings.Contains(err.Error(), "did you mean Brain?") {
+		t.Errorf("ReadSplit of brain: %v", err)
+	}
+}
+
+// synth refuses a benchmark's name in another case and a name with the
+// folder's _AD, writing nothing; a name of one's own is written.
+func TestSynthNameSlips(t *testing.T) {
+	root := t.TempDir()
+	for name, want := range map[string]string{
+		"brain":    "dataset brain: the benchmark's is called Brain (names are case-sensitive)",
+		"Brain_AD": "dataset Brain_AD: a dataset is named without its folder's _AD: give Brain",
+	} {
+		if err := Synth(root, SynthOptions{Size: 32, Valid: 2, Test: 1, Datasets: []string{name}}); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("synth %s: %v, want %q", name, err, want)
+		}
+	}
+	if entries, _ := os.ReadDir(root); len(entries) != 0 {
+		t.Errorf("refused names wrote %v", entries)
+	}
+	if err := Synth(root, SynthOptions{Size: 32, Valid: 2, Test: 1, Datasets: []string{"Knee"}}); err != nil || !isDir(Dir(root, "Knee")) {
+		t.Errorf("synth Knee: %v", err)
+	}
+}

@@ -66,7 +66,10 @@ func Synth(root string, o SynthOptions) error {
 		}
 		return fmt.Errorf("synth: %s is %s, not a folder; give the folder to write the datasets under", root, what)
 	}
-	specs := synthSpecs(o.Datasets)
+	specs, err := synthSpecs(o.Datasets)
+	if err != nil {
+		return fmt.Errorf("synth: %w", err)
+	}
 	seen := map[string]bool{}
 	for _, d := range specs {
 		if err := CheckName(d.Name); err != nil {
@@ -113,25 +116,34 @@ type synthSpec struct {
 }
 
 // synthSpecs lists the datasets to write: the default set, or the named
-// ones, with masks where the benchmark of that name has them.
-func synthSpecs(names []string) []synthSpec {
+// ones, with masks where the benchmark of that name has them. A name that
+// is a benchmark's in another case, or that ends in the folder's _AD, is a
+// slip, refused: it would write a dataset no command finds by the name
+// meant.
+func synthSpecs(names []string) ([]synthSpec, error) {
 	var specs []synthSpec
 	if len(names) == 0 {
 		for _, d := range SynthDatasets() {
 			specs = append(specs, synthSpec{d.Name, d.Masks})
 		}
-		return specs
+		return specs, nil
 	}
 	for _, n := range names {
 		masks := true
 		for _, b := range benchmarks {
-			if b.Name == n {
+			switch {
+			case b.Name == n:
 				masks = b.Masks
+			case strings.EqualFold(b.Name, n):
+				return nil, fmt.Errorf("dataset %s: the benchmark's is called %s (names are case-sensitive); give %s, or another name for a dataset of your own", n, b.Name, b.Name)
 			}
+		}
+		if trimmed, ok := strings.CutSuffix(n, "_AD"); ok && trimmed != "" {
+			return nil, fmt.Errorf("dataset %s: a dataset is named without its folder's _AD: give %s (this name would write %s_AD)", n, trimmed, n)
 		}
 		specs = append(specs, synthSpec{n, masks})
 	}
-	return specs
+	return specs, nil
 }
 
 // synthDataset writes one dataset's valid and test splits under root.

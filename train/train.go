@@ -151,7 +151,7 @@ func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, rep Reporter) (*Resul
 		// mistyped name: say first that its folder is not there.
 		if dir := dataset.Dir(c.Data, c.Dataset); c.Data != "" && dataset.CheckName(c.Dataset) == nil {
 			if _, err := os.Stat(dir); err != nil {
-				return nil, fmt.Errorf("dataset %s: no folder %s", c.Dataset, dir)
+				return nil, dataset.Missing(c.Data, c.Dataset)
 			}
 		}
 		return nil, fmt.Errorf("no object word for dataset %q: give one (--object)", c.Dataset)

@@ -141,7 +141,7 @@ func benchAction(c *cli.Context) error {
 		return err
 	}
 	if len(results) == 0 {
-		return fmt.Errorf("bench: none of %s is under %s", plan.wanted(), c.String("data"))
+		return fmt.Errorf("bench: none of %s is under %s%s", plan.wanted(), c.String("data"), dataset.MissingHint(c.String("data"), plan.first()))
 	}
 	if !kept {
 		// The temporary folder goes when bench ends: name no file in it.
@@ -169,6 +169,18 @@ func benchAction(c *cli.Context) error {
 
 // wanted names the datasets the plan asked for, for the message that none
 // of them is there.
+// first is the first dataset the plan names (the first benchmark dataset
+// when it names none), for a hint at what is missing.
+func (p benchPlan) first() string {
+	switch {
+	case len(p.cross) > 0:
+		return p.cross[0][0]
+	case len(p.datasets) > 0:
+		return p.datasets[0]
+	}
+	return dataset.Benchmarks()[0].Name
+}
+
 func (p benchPlan) wanted() string {
 	var names []string
 	switch {
