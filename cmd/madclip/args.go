@@ -27,6 +27,9 @@ func flagsFirst(app *cli.App, args []string) ([]string, error) {
 	if len(args) < 2 {
 		return args, nil
 	}
+	if args[1] == "help" || args[1] == "h" {
+		return args, helpTopic(app, args[2:])
+	}
 	cmds := app.Commands
 	i := 1
 	var cmd *cli.Command
@@ -323,7 +326,7 @@ func uniformFlags(cmds []*cli.Command, parent string) {
 			// with "No help topic for ...".
 			c.Action = func(cc *cli.Context) error {
 				if cc.Args().Present() {
-					return fmt.Errorf("%s: unknown command %q (see madclip %s --help)", name, cc.Args().First(), name)
+					return fmt.Errorf("%s: %w", name, unknownCommand("madclip "+name, cc.Args().First(), c.Subcommands))
 				}
 				return cli.ShowSubcommandHelp(cc)
 			}
@@ -443,6 +446,9 @@ func usageText(err error) string {
 	}
 	if f, ok := strings.CutPrefix(s, "flag provided but not defined: "); ok {
 		return "unknown flag " + dashed(f)
+	}
+	if t, ok := invalidValueText(s); ok {
+		return t
 	}
 	return s
 }

@@ -241,3 +241,25 @@ func TestSettleOriginal(t *testing.T) {
 		}
 	}
 }
+
+// A mistyped word is matched to the name it most likely meant, and only
+// then.
+func TestDidYouMean(t *testing.T) {
+	names := []string{"synth", "train", "predict", "eval", "export", "import"}
+	for word, want := range map[string]string{
+		"trian": " (did you mean train?)", "Train": " (did you mean train?)", "pred": " (did you mean predict?)",
+		"evl": " (did you mean eval?)", "x": "", "train": "", "benchmark": "", "exp": " (did you mean export?)",
+	} {
+		if got := didYouMean(word, names); got != want {
+			t.Errorf("didYouMean(%q) = %q, want %q", word, got, want)
+		}
+	}
+	for _, c := range []struct {
+		a, b string
+		d    int
+	}{{"", "", 0}, {"a", "", 1}, {"trian", "train", 2}, {"kitten", "sitting", 3}, {"é", "e", 1}} {
+		if got := editDistance(c.a, c.b); got != c.d {
+			t.Errorf("editDistance(%q, %q) = %d, want %d", c.a, c.b, got, c.d)
+		}
+	}
+}

@@ -99,7 +99,7 @@ Examples:
 		},
 		Action: func(c *cli.Context) error {
 			if c.Args().Present() {
-				return fmt.Errorf("unknown command %q (see madclip --help)", c.Args().First())
+				return unknownCommand("madclip", c.Args().First(), c.App.Commands)
 			}
 			return cli.ShowAppHelp(c)
 		},
@@ -108,6 +108,11 @@ Examples:
 	}
 	uniformFlags(app.Commands, "")
 	app.OnUsageError = func(_ *cli.Context, err error, _ bool) error {
+		if f, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: "); ok {
+			if cmd := commandFlag(app, os.Args[1:], f); cmd != "" {
+				return fmt.Errorf("%s goes after the command: madclip %s %s … (see madclip --help)", dashed(f), cmd, dashed(f))
+			}
+		}
 		return fmt.Errorf("%s (see madclip --help)", usageText(err))
 	}
 	return app
