@@ -152,13 +152,10 @@ func safetensorsKind(r *bufio.Reader, n uint64) Kind {
 	var hdr struct {
 		Meta map[string]string `json:"__metadata__"`
 	}
-	if json.Unmarshal(buf, &hdr) != nil || !MetadataMarked(hdr.Meta) {
+	if json.Unmarshal(buf, &hdr) != nil {
 		return None
 	}
-	if hdr.Meta[Name] != "" {
-		return Checkpoint
-	}
-	return Weights
+	return MetadataKind(hdr.Meta)
 }
 
 // writtenBy is the safetensors metadata key of the mark.

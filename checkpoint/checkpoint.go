@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 
+	"madclip/authorship"
 	"madclip/internal/jsonpath"
 	"madclip/model"
 	"madclip/model/clip"
@@ -295,6 +296,9 @@ func parseMeta(path string, md map[string]string) (Meta, error) {
 	var meta Meta
 	js, ok := md[metaKey]
 	if !ok {
+		if authorship.MetadataKind(md) == authorship.Weights {
+			return meta, fmt.Errorf("%s: CLIP weights, not a madclip checkpoint (a trained model): give weights with --weights, a model trained by madclip train with --checkpoint", path)
+		}
 		return meta, fmt.Errorf("%s: not a madclip checkpoint (no configuration in its metadata)", path)
 	}
 	raw := []byte(js)

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 
+	"madclip/authorship"
 	"madclip/torch/safetensors"
 )
 
@@ -189,6 +190,9 @@ func notZip(path string) error {
 	}
 	if head, err := readHead(path, 4); err == nil && string(head) == "PK\x03\x04" {
 		return fmt.Errorf("load %s: a zip archive whose end is missing (truncated, as by an interrupted download or copy)", path)
+	}
+	if head, err := readHead(path, 16); err == nil && authorship.Sniff(head) != "" {
+		return fmt.Errorf("load %s: %s, not a PyTorch file (a zip archive as torch.save and TorchScript write) or safetensors", path, authorship.Sniff(head))
 	}
 	return fmt.Errorf("load %s: not a PyTorch file (neither a zip archive as torch.save and TorchScript write, nor safetensors)", path)
 }

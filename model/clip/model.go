@@ -5,6 +5,7 @@ import (
 	"math"
 	"strings"
 
+	"madclip/authorship"
 	"madclip/model/param"
 	"madclip/torch"
 )
@@ -72,7 +73,7 @@ func Load(path string, o Options) (*Model, error) {
 	if o.DType == 0 {
 		o.DType = torch.Float32
 	}
-	src, _, err := torch.LoadSafetensors(path, o.Device, o.DType)
+	src, meta, err := torch.LoadSafetensors(path, o.Device, o.DType)
 	if err != nil {
 		return nil, err
 	}
@@ -84,6 +85,9 @@ func Load(path string, o Options) (*Model, error) {
 	if err != nil {
 		for _, t := range src {
 			t.Free()
+		}
+		if authorship.MetadataKind(meta) == authorship.Checkpoint {
+			return nil, fmt.Errorf("load %s: a madclip checkpoint (a trained model), not CLIP weights: predict and eval take it with --checkpoint", path)
 		}
 		return nil, fmt.Errorf("load %s: %w", path, err)
 	}

@@ -221,8 +221,9 @@ func mistaken(buf []byte) error {
 	switch {
 	case bytes.HasPrefix(buf, []byte("PK\x03\x04")), bytes.HasPrefix(buf, []byte("\x80\x02\x8a\x0a\x6c\xfc\x9c\x46")):
 		return errors.New("a PyTorch file (torch.save, .pt/.pth), not safetensors: convert CLIP weights with 'madclip weights convert', the authors' checkpoints with 'madclip import authors'")
-	case buf[0] == '{' || buf[0] == 0x89 || bytes.HasPrefix(buf, []byte{0xff, 0xd8}):
-		return errors.New("not a safetensors file (it starts like JSON or an image)")
+	}
+	if what := authorship.Sniff(buf); what != "" {
+		return errors.New(what + ", not a safetensors file")
 	}
 	return nil
 }
