@@ -324,15 +324,17 @@ func bicubic(x float64) float64 {
 const precisionBits = 32 - 8 - 2
 
 // coefficients are PIL's per-output-pixel filter taps for resizing n input
-// pixels to m: the first input pixel and fixed-point weights.
-func coefficients(n, m int) (first []int, weights [][]int32) {
+// pixels to m, for the outputs from to to-1: the first input pixel of each
+// and fixed-point weights. Both ends of the taps only move forward with
+// the output.
+func coefficients(n, m, from, to int) (first []int, weights [][]int32) {
 	scale := float64(n) / float64(m)
 	filterscale := math.Max(scale, 1)
 	support := 2 * filterscale
-	first = make([]int, m)
-	weights = make([][]int32, m)
+	first = make([]int, to-from)
+	weights = make([][]int32, to-from)
 	k := make([]float64, int(math.Ceil(support))*2+1)
-	for xx := range m {
+	for xx := from; xx < to; xx++ {
 		center := (float64(xx) + 0.5) * scale
 		xmin := int(center - support + 0.5)
 		if xmin < 0 {
@@ -361,8 +363,8 @@ func coefficients(n, m int) (first []int, weights [][]int32) {
 				ws[x] = int32(v*(1<<precisionBits) + 0.5)
 			}
 		}
-		first[xx] = xmin
-		weights[xx] = ws
+		first[xx-from] = xmin
+		weights[xx-from] = ws
 	}
 	return first, weights
 }
@@ -380,54 +382,72 @@ func clip8(v int32) byte {
 // Resize scales the image to w×h with PIL's bicubic filter (antialiased
 // when shrinking, fixed-point, horizontal pass first), as
 // PIL.Image.resize(size, Image.BICUBIC) does, byte for byte.
-func (m *RGB) Resize(w, h int) *RGB {
-	out := m
+func (m *RGB) Resize(w, h int) *RGB { return m.ResizeCrop(w, h, image.Rect(0, 0, w, h)) }
+
+// ResizeCrop is Resize(w, h) cut to r, which lies within w×h: the same
+// bytes, computed for r alone from the input rows and columns it needs, so
+// that the centre of a scan a thousand times longer than wide is not
+// resized whole first.
+func (m *RGB) ResizeCrop(w, h int, r image.Rectangle) *RGB {
+	if r.Empty() {
+		return NewRGB(max(0, r.Dx()), max(0, r.Dy()))
+	}
+	// The rows the vertical pass reads, from its taps.
+	var vfirst []int
+	var vws [][]int32
+	rows := [2]int{r.Min.Y, r.Max.Y}
+	if h != m.H {
+		vfirst, vws = coefficients(m.H, h, r.Min.Y, r.Max.Y)
+		last := len(vfirst) - 1
+		rows = [2]int{vfirst[0], vfirst[last] + len(vws[last])}
+	}
+	// The horizontal pass, over those rows and r's columns.
+	cw := r.Dx()
+	tmp := NewRGB(cw, rows[1]-rows[0])
+	var hfirst []int
+	var hws [][]int32
 	if w != m.W {
-		first, ws := coefficients(m.W, w)
-		tmp := NewRGB(w, m.H)
-		for y := range m.H {
-			row := m.Pix[3*y*m.W : 3*(y+1)*m.W]
-			dst := tmp.Pix[3*y*w : 3*(y+1)*w]
-			for xx, k := range ws {
-				src := row[3*first[xx]:]
-				s0, s1, s2 := int32(1<<(precisionBits-1)), int32(1<<(precisionBits-1)), int32(1<<(precisionBits-1))
-				for x, c := range k {
-					p := src[3*x : 3*x+3]
-					s0 += int32(p[0]) * c
-					s1 += int32(p[1]) * c
-					s2 += int32(p[2]) * c
-				}
-				dst[3*xx], dst[3*xx+1], dst[3*xx+2] = clip8(s0), clip8(s1), clip8(s2)
+		hfirst, hws = coefficients(m.W, w, r.Min.X, r.Max.X)
+	}
+	for y := rows[0]; y < rows[1]; y++ {
+		row := m.Pix[3*y*m.W : 3*(y+1)*m.W]
+		dst := tmp.Pix[3*(y-rows[0])*cw : 3*(y-rows[0]+1)*cw]
+		if hws == nil {
+			copy(dst, row[3*r.Min.X:3*r.Max.X])
+			continue
+		}
+		for xx, k := range hws {
+			src := row[3*hfirst[xx]:]
+			s0, s1, s2 := int32(1<<(precisionBits-1)), int32(1<<(precisionBits-1)), int32(1<<(precisionBits-1))
+			for x, c := range k {
+				p := src[3*x : 3*x+3]
+				s0 += int32(p[0]) * c
+				s1 += int32(p[1]) * c
+				s2 += int32(p[2]) * c
+			}
+			dst[3*xx], dst[3*xx+1], dst[3*xx+2] = clip8(s0), clip8(s1), clip8(s2)
+		}
+	}
+	if vws == nil {
+		return tmp
+	}
+	out := NewRGB(cw, r.Dy())
+	stride := 3 * cw
+	acc := make([]int32, stride)
+	for yy, k := range vws {
+		for i := range acc {
+			acc[i] = 1 << (precisionBits - 1)
+		}
+		for y, c := range k { // row by row: sequential memory
+			at := vfirst[yy] + y - rows[0]
+			for i, v := range tmp.Pix[at*stride : (at+1)*stride] {
+				acc[i] += int32(v) * c
 			}
 		}
-		out = tmp
-	}
-	if h != out.H {
-		first, ws := coefficients(out.H, h)
-		tmp := NewRGB(w, h)
-		stride := 3 * w
-		acc := make([]int32, stride)
-		for yy, k := range ws {
-			for i := range acc {
-				acc[i] = 1 << (precisionBits - 1)
-			}
-			for y, c := range k { // row by row: sequential memory
-				src := out.Pix[(first[yy]+y)*stride : (first[yy]+y+1)*stride]
-				for i, v := range src {
-					acc[i] += int32(v) * c
-				}
-			}
-			dst := tmp.Pix[yy*stride : (yy+1)*stride]
-			for i, v := range acc {
-				dst[i] = clip8(v)
-			}
+		dst := out.Pix[yy*stride : (yy+1)*stride]
+		for i, v := range acc {
+			dst[i] = clip8(v)
 		}
-		out = tmp
-	}
-	if out == m {
-		cp := *m
-		cp.Pix = append([]byte(nil), m.Pix...)
-		return &cp
 	}
 	return out
 }
@@ -444,12 +464,18 @@ func (m *RGB) Crop(x, y, w, h int) (*RGB, error) {
 	return out, nil
 }
 
-// CenterCrop crops the central w×h region, placed as torchvision places it
-// (offsets rounded half to even).
+// CenterCrop crops the central w×h region (CenterRect).
 func (m *RGB) CenterCrop(w, h int) (*RGB, error) {
-	top := int(math.RoundToEven(float64(m.H-h) / 2))
-	left := int(math.RoundToEven(float64(m.W-w) / 2))
-	return m.Crop(left, top, w, h)
+	r := CenterRect(m.W, m.H, w, h)
+	return m.Crop(r.Min.X, r.Min.Y, w, h)
+}
+
+// CenterRect is the central w×h region of a W×H image, placed as
+// torchvision places it (offsets rounded half to even).
+func CenterRect(W, H, w, h int) image.Rectangle {
+	top := int(math.RoundToEven(float64(H-h) / 2))
+	left := int(math.RoundToEven(float64(W-w) / 2))
+	return image.Rect(left, top, left+w, top+h)
 }
 
 // CHW returns the image as float32 planes [3, H, W] in [0, 1].

@@ -212,3 +212,39 @@ func TestNamedPipe(t *testing.T) {
 		t.Fatal("Load blocked on a named pipe")
 	}
 }
+
+// ResizeCrop gives Resize's bytes for the region asked, whatever the
+// region, and a long scan's centre without resizing it whole.
+func TestResizeCrop(t *testing.T) {
+	in := FromImage(testImage(97, 61))
+	for _, c := range []struct {
+		w, h int
+		r    image.Rectangle
+	}{
+		{240, 240, image.Rect(8, 8, 232, 232)}, {17, 17, image.Rect(0, 0, 17, 17)}, {97, 61, image.Rect(10, 5, 40, 61)},
+		{336, 211, image.Rect(335, 0, 336, 211)}, {50, 200, image.Rect(0, 75, 50, 125)}, {3, 2, image.Rect(1, 1, 3, 2)},
+		{97, 30, image.Rect(0, 0, 1, 1)},
+	} {
+		full := in.Resize(c.w, c.h)
+		want, err := full.Crop(c.r.Min.X, c.r.Min.Y, c.r.Dx(), c.r.Dy())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := in.ResizeCrop(c.w, c.h, c.r); got.W != want.W || got.H != want.H || !bytes.Equal(got.Pix, want.Pix) {
+			t.Errorf("%dx%d cut to %v differs from Resize and Crop", c.w, c.h, c.r)
+		}
+	}
+	// 2×20000 to 56 px wide is 56×560000: only its centre is made.
+	long := FromImage(testImage(2, 20000))
+	r := CenterRect(56, 560000, 56, 56)
+	if got := long.ResizeCrop(56, 560000, r); got.W != 56 || got.H != 56 {
+		t.Errorf("centre of a long scan: %dx%d", got.W, got.H)
+	}
+	small := FromImage(testImage(2, 300))
+	full := small.Resize(56, 8400)
+	r = CenterRect(56, 8400, 56, 56)
+	want, _ := full.Crop(r.Min.X, r.Min.Y, 56, 56)
+	if got := small.ResizeCrop(56, 8400, r); !bytes.Equal(got.Pix, want.Pix) {
+		t.Error("centre of a 2×300 scan differs from the whole resize's")
+	}
+}

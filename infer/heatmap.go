@@ -100,21 +100,39 @@ func displayScale(w, h int) int {
 // Heatmap draws the anomaly map (size×size, values in [0, 1]) over the
 // scan, enlarged for display when small, with a title line (score, label,
 // threshold) above and the colour bar beside the picture, outside it, with
-// ticks at 0, the threshold and 1.
-func Heatmap(orig *imaging.RGB, amap []float32, size int, o Overlay) *image.RGBA {
+// ticks at 0, the threshold and 1. A figure over MaxFigurePixels is an
+// error, before anything is drawn.
+func Heatmap(orig *imaging.RGB, amap []float32, size int, o Overlay) (*image.RGBA, error) {
 	k := displayScale(orig.W, orig.H)
 	w, h := orig.W*k, orig.H*k
-	ts := textScale(h)
+	ts := textScale(w, h)
 	top := lineHeight(ts) + 8*ts/2
 	title := caption(o)
 	bar := colourBarWidth(ts, thresholdLabel(o))
 	barH := max(h, minBarHeight(ts))
-	out := canvas(max(w+bar, 4*ts/2+textWidth(title, ts)+ts), top+barH)
+	cw, ch := max(w+bar, 4*ts/2+textWidth(title, ts)+ts), top+barH
+	if err := figureFits("heatmap", orig, cw, ch); err != nil {
+		return nil, err
+	}
+	out := canvas(cw, ch)
 	v := resizeMap(amap, size, w, h)
 	blendMap(out, image.Pt(0, top), orig, k, v, o.alpha())
 	drawColourBar(out, image.Rect(w, top, w+bar, top+barH), o.Threshold, thresholdLabel(o), ts)
 	drawText(out, 4*ts/2, 4*ts/2, title, ts, textColour)
-	return out
+	return out, nil
+}
+
+// MaxFigurePixels bounds a heatmap or panel (2 GiB of RGBA): the figure of a
+// scan far longer than wide, or of a huge one, is refused rather than
+// drawn at a size no viewer opens.
+const MaxFigurePixels = 1 << 29
+
+// figureFits refuses a figure of w×h pixels over MaxFigurePixels.
+func figureFits(kind string, orig *imaging.RGB, w, h int) error {
+	if int64(w)*int64(h) > MaxFigurePixels {
+		return fmt.Errorf("its %s would be %d×%d pixels (the scan is %d×%d), over the %d-pixel limit of figures", kind, w, h, orig.W, orig.H, MaxFigurePixels)
+	}
+	return nil
 }
 
 // PredictedMask is the predicted region at the scan's own size
@@ -159,7 +177,9 @@ func PredictedRegion(amap []float32, size, w, h int, threshold float64) []bool {
 // heatmap | the predicted region at the threshold drawn as a contour over
 // the scan (with the true region's contour when known), each titled, the
 // colour bar at the right and the scan's name, score and label below.
-func Panel(orig *imaging.RGB, truth []bool, amap []float32, size int, o Overlay) *image.RGBA {
+//
+// A figure over MaxFigurePixels is an error, before anything is drawn.
+func Panel(orig *imaging.RGB, truth []bool, amap []float32, size int, o Overlay) (*image.RGBA, error) {
 	k := displayScale(orig.W, orig.H)
 	w, h := orig.W*k, orig.H*k
 	titles := []string{"scan", "ground truth", "anomaly map", "region >= " + thresholdLabel(o)}
@@ -168,7 +188,7 @@ func Panel(orig *imaging.RGB, truth []bool, amap []float32, size int, o Overlay)
 	}
 	// The text grows with the figure's width too: a row of tiles shown at
 	// a page's width must keep its caption legible.
-	ts := max(textScale(h), len(titles)*w/panelWidthPerTextScale)
+	ts := min(max(textScale(w, h), len(titles)*w/panelWidthPerTextScale), maxTextScale(w, h))
 	gap := 6 * ts / 2
 	top := lineHeight(ts) + gap
 	bottom := lineHeight(ts) + 2*gap
@@ -178,13 +198,19 @@ func Panel(orig *imaging.RGB, truth []bool, amap []float32, size int, o Overlay)
 	for _, t := range titles {
 		tw = max(tw, textWidth(t, ts)+2)
 	}
+	bar := colourBarWidth(ts, thresholdLabel(o))
+	barH := max(h, minBarHeight(ts))
+	// The caption's legend is known once the region is; the figure is
+	// checked first with the longest.
+	longest := caption(o) + panelLegend([]bool{true}, []bool{true})
+	if err := figureFits("panel", orig, max(len(titles)*(tw+gap)+bar, 2+textWidth(longest, ts)+ts), top+barH+bottom); err != nil {
+		return nil, err
+	}
 	v := resizeMap(amap, size, w, h)
 	// The region drawn is the one --mask writes, at the scan's size,
 	// enlarged as the scan is.
 	pred := enlargeMask(PredictedRegion(amap, size, orig.W, orig.H, o.Threshold), orig.W, orig.H, k)
 	note := caption(o) + panelLegend(truth, pred)
-	bar := colourBarWidth(ts, thresholdLabel(o))
-	barH := max(h, minBarHeight(ts))
 	out := canvas(max(len(titles)*(tw+gap)+bar, 2+textWidth(note, ts)+ts), top+barH+bottom)
 	var gt []bool
 	if truth != nil {
@@ -214,7 +240,7 @@ func Panel(orig *imaging.RGB, truth []bool, amap []float32, size int, o Overlay)
 	})
 	drawColourBar(out, image.Rect(x, top, x+bar, top+barH), o.Threshold, thresholdLabel(o), ts)
 	drawText(out, 2, top+barH+gap, note, ts, textColour)
-	return out
+	return out, nil
 }
 
 // panelWidthPerTextScale is the panel width, in pixels, per step of the
@@ -428,9 +454,15 @@ func contour(dst *image.RGBA, p image.Point, w, h int, region []bool, c color.RG
 	}
 }
 
-// textScale is the enlargement of the 7×13 font for a picture h pixels
-// high: readable at the size the picture is shown.
-func textScale(h int) int { return max(2, h/256) }
+// textScale is the enlargement of the 7×13 font for a picture w×h pixels:
+// readable at the size the picture is shown (one step per 256 px of
+// height), within maxTextScale.
+func textScale(w, h int) int { return min(max(2, h/256), maxTextScale(w, h)) }
+
+// maxTextScale bounds the text of a picture by its short side: a scan
+// 1 px wide and 65,500 tall would otherwise get letters hundreds of pixels
+// high and a caption as wide as the scan is tall.
+func maxTextScale(w, h int) int { return max(2, min(w, h)/32) }
 
 func lineHeight(ts int) int { return 13 * ts }
 

@@ -158,22 +158,22 @@ func TestOddShapesReadable(t *testing.T) {
 	o := Overlay{Score: 0.50005, Threshold: 0.5000289, Label: "anomalous"}
 	tall := imaging.NewRGB(40, 1000)
 	amap := make([]float32, 16*16)
-	ts := textScale(1000)
+	ts := textScale(40, 1000)
 	if c := caption(o); !strings.Contains(c, "0.50005") || !strings.Contains(c, "0.50003") {
 		t.Fatalf("caption %q", c)
 	}
-	if h := Heatmap(tall, amap, 16, o); h.Bounds().Dx() < textWidth(caption(o), ts) {
+	if h := heatmap(t, tall, amap, 16, o); h.Bounds().Dx() < textWidth(caption(o), ts) {
 		t.Errorf("heatmap %v narrower than its caption (%d px)", h.Bounds(), textWidth(caption(o), ts))
 	}
-	p := Panel(tall, make([]bool, 40*1000), amap, 16, o)
+	p := panel(t, tall, make([]bool, 40*1000), amap, 16, o)
 	if min := 4 * textWidth("region >= 0.50003", ts); p.Bounds().Dx() < min {
 		t.Errorf("panel %v: four tiles need %d px for their titles", p.Bounds(), min)
 	}
 	// Wide and low: the labels' inked rows form three separate bands.
 	o.Threshold = 0.95
 	wide := imaging.NewRGB(1000, 40)
-	h := Heatmap(wide, make([]float32, 16*16), 16, o)
-	ts = textScale(40)
+	h := heatmap(t, wide, make([]float32, 16*16), 16, o)
+	ts = textScale(1000, 40)
 	x0 := 1000 + 3*ts + 5*ts + 4*ts
 	bands, inked := 0, false
 	for y := range h.Bounds().Dy() {
@@ -210,9 +210,9 @@ func TestPanelTilesFramed(t *testing.T) {
 	for i := range white.Pix {
 		white.Pix[i] = 255
 	}
-	p := Panel(white, nil, make([]float32, 16*16), 16, Overlay{Threshold: 0.5, Label: "normal"})
+	p := panel(t, white, nil, make([]float32, 16*16), 16, Overlay{Threshold: 0.5, Label: "normal"})
 	k := displayScale(64, 64)
-	ts := textScale(64 * k)
+	ts := textScale(64*k, 64*k)
 	top := lineHeight(ts) + 6*ts/2
 	grey := color.RGBA{190, 190, 190, 255}
 	for _, pt := range []image.Point{{0, top + 10}, {1 + 64*k, top + 10}, {10, top - 1}, {10, top + 64*k}} {
@@ -222,5 +222,55 @@ func TestPanelTilesFramed(t *testing.T) {
 	}
 	if c := p.RGBAAt(10, top+10); c != (color.RGBA{255, 255, 255, 255}) {
 		t.Errorf("scan pixel: %v", c)
+	}
+}
+
+// heatmap is Heatmap, failing the test on error.
+func heatmap(t *testing.T, orig *imaging.RGB, amap []float32, size int, o Overlay) *image.RGBA {
+	t.Helper()
+	img, err := Heatmap(orig, amap, size, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+// panel is Panel, failing the test on error.
+func panel(t *testing.T, orig *imaging.RGB, truth []bool, amap []float32, size int, o Overlay) *image.RGBA {
+	t.Helper()
+	img, err := Panel(orig, truth, amap, size, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+// A scan far longer than wide gets text no larger than its short side
+// allows, and a figure too large to draw is refused before anything is
+// allocated for it.
+func TestLongScanFigures(t *testing.T) {
+	o := Overlay{Score: 0.7, Threshold: 0.5, Label: "anomalous"}
+	amap := make([]float32, 16*16)
+	long := imaging.NewRGB(8, 16000)
+	h := heatmap(t, long, amap, 16, o)
+	p := panel(t, long, nil, amap, 16, o)
+	for name, img := range map[string]*image.RGBA{"heatmap": h, "panel": p} {
+		if b := img.Bounds(); b.Dx() > 2000 || b.Dy() > 17000 {
+			t.Errorf("%s of an 8×16000 scan is %v", name, b)
+		}
+	}
+	if ts := textScale(1, 65500); ts != 2 {
+		t.Errorf("text scale of a 1-px-wide scan %d, want 2", ts)
+	}
+	if ts := textScale(4096, 4096); ts != 16 {
+		t.Errorf("text scale of a 4096-px scan %d, want 16", ts)
+	}
+	// 1×2000000: a caption ~500 px wide beside a scan 2000000 px tall.
+	thin := &imaging.RGB{W: 1, H: 2000000} // no pixels: never drawn
+	if _, err := Heatmap(thin, amap, 16, o); err == nil || !strings.Contains(err.Error(), "the scan is 1×2000000") || !strings.Contains(err.Error(), "limit of figures") {
+		t.Errorf("heatmap of a 1×2000000 scan: %v", err)
+	}
+	if _, err := Panel(thin, nil, amap, 16, o); err == nil || !strings.Contains(err.Error(), "its panel would be") {
+		t.Errorf("panel of a 1×2000000 scan: %v", err)
 	}
 }

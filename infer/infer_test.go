@@ -88,7 +88,7 @@ func TestHeatmapLayout(t *testing.T) {
 	for i := range amap {
 		amap[i] = 1 // everything anomalous
 	}
-	h := Heatmap(orig, amap, 16, Overlay{Score: 0.9, Threshold: 0.4, Label: "anomalous", Alpha: 0.5})
+	h := heatmap(t, orig, amap, 16, Overlay{Score: 0.9, Threshold: 0.4, Label: "anomalous", Alpha: 0.5})
 	k := 11 // ⌈512/50⌉
 	ts := 2
 	top := 13*ts + 4*ts
@@ -130,7 +130,7 @@ func TestHeatmapLayout(t *testing.T) {
 		t.Errorf("%d text pixels in the title band", dark)
 	}
 	// A scan of 512 px or more is shown at its own size.
-	if big := Heatmap(imaging.NewRGB(600, 520), amap, 16, Overlay{}); big.Bounds().Dx() != 600+colourBarWidth(textScale(520), "0.000") {
+	if big := heatmap(t, imaging.NewRGB(600, 520), amap, 16, Overlay{}); big.Bounds().Dx() != 600+colourBarWidth(textScale(600, 520), "0.000") {
 		t.Errorf("600-px scan drawn %d wide", big.Bounds().Dx())
 	}
 }
@@ -191,9 +191,9 @@ func TestPredictedMaskAndPanel(t *testing.T) {
 		}
 	}
 	o := Overlay{Score: 0.8, Threshold: 0.5, Label: "anomalous"}
-	three := Panel(orig, nil, amap, 8, o)
+	three := panel(t, orig, nil, amap, 8, o)
 	truth := make([]bool, 40*20)
-	four := Panel(orig, truth, amap, 8, o)
+	four := panel(t, orig, truth, amap, 8, o)
 	// Each tile is the enlarged scan and a gap; the colour bar closes the
 	// row; the text (and so the gap) grows with the row's width.
 	k := displayScale(40, 20)
@@ -201,7 +201,7 @@ func TestPredictedMaskAndPanel(t *testing.T) {
 		panel *image.RGBA
 		tiles int
 	}{{three, 3}, {four, 4}} {
-		ts := max(textScale(20*k), c.tiles*40*k/panelWidthPerTextScale)
+		ts := max(textScale(40*k, 20*k), c.tiles*40*k/panelWidthPerTextScale)
 		if want := c.tiles*(40*k+6*ts/2) + colourBarWidth(ts, thresholdLabel(o)); c.panel.Bounds().Dx() != want {
 			t.Errorf("%d tiles: %d px wide, want %d", c.tiles, c.panel.Bounds().Dx(), want)
 		}

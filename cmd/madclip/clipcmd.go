@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"image"
 	"math"
 	"sort"
 	"strings"
@@ -26,11 +27,13 @@ func clipPreprocess(m *imaging.RGB, px int) ([]float32, error) {
 	} else {
 		w = int(float64(px) * float64(m.W) / float64(m.H))
 	}
-	c, err := m.Resize(w, h).CenterCrop(px, px)
-	if err != nil {
-		return nil, err
+	// The crop alone is resized: a scan far longer than wide would be
+	// millions of pixels long at this width.
+	r := imaging.CenterRect(w, h, px, px)
+	if !r.In(image.Rect(0, 0, w, h)) {
+		return nil, fmt.Errorf("a %dx%d image cannot be cropped to %dx%d", m.W, m.H, px, px)
 	}
-	v := c.CHW()
+	v := m.ResizeCrop(w, h, r).CHW()
 	n := px * px
 	mean, std := clip.MeanStd()
 	for ch := range 3 {

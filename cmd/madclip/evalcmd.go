@@ -386,7 +386,12 @@ func writeFailures(p *infer.Predictor, ev *infer.Evaluation, dir string, n int, 
 		if err := inputs.check(namedPath{role: "--report", path: out, kind: authorship.PNG}); err != nil {
 			return err
 		}
-		return writePNG(out, infer.Panel(d.Orig, gt, r.Map, p.Size, o))
+		fig, err := infer.Panel(d.Orig, gt, r.Map, p.Size, o)
+		if err != nil { // the other pictures and the report still come
+			fmt.Fprintf(os.Stderr, "madclip: note: no failure picture of %s: %v\n", oneLine(d.Sample.Path), err)
+			return nil
+		}
+		return writePNG(out, fig)
 	})
 }
 

@@ -392,7 +392,11 @@ func (o predictOutputs) write(d dataset.Decoded, r infer.Result, size int, th fl
 	ov := infer.Overlay{Score: r.Score, Threshold: th, Label: pr.Label, Uncalibrated: uncalibrated}
 	if o.heatmap != nil {
 		pr.Heatmap = jsonpath.Path(o.heatmap[d.Index])
-		if err := writePNG(o.heatmap[d.Index], infer.Heatmap(d.Orig, r.Map, size, ov)); err != nil {
+		fig, err := infer.Heatmap(d.Orig, r.Map, size, ov)
+		if err != nil {
+			return pr, fmt.Errorf("%s: %w; give no --heatmap for it", oneLine(d.Sample.Path), err)
+		}
+		if err := writePNG(o.heatmap[d.Index], fig); err != nil {
 			return pr, err
 		}
 	}
@@ -407,7 +411,11 @@ func (o predictOutputs) write(d dataset.Decoded, r infer.Result, size int, th fl
 		pr.Panel = jsonpath.Path(o.panel[d.Index])
 		named := ov
 		named.Name = filepath.Base(d.Sample.Path) // a figure shown on its own says which scan it is
-		if err := writePNG(o.panel[d.Index], infer.Panel(d.Orig, gt, r.Map, size, named)); err != nil {
+		fig, err := infer.Panel(d.Orig, gt, r.Map, size, named)
+		if err != nil {
+			return pr, fmt.Errorf("%s: %w; give no --panel for it", oneLine(d.Sample.Path), err)
+		}
+		if err := writePNG(o.panel[d.Index], fig); err != nil {
 			return pr, err
 		}
 	}
