@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -185,8 +186,12 @@ func TestRoughly(t *testing.T) {
 // and is reported; only a second one exits, with 128 + its number.
 func TestSecondSignalStopsAtOnce(t *testing.T) {
 	codes := make(chan int, 1)
-	ctx, caught, stop := notifySignals(context.Background(), func(code int) { codes <- code }, syscall.SIGUSR1)
+	const grace = 300 * time.Millisecond
+	ctx, caught, stop := notifySignals(context.Background(), func(code int) { codes <- code }, grace, syscall.SIGUSR1)
 	defer stop()
+	// Twice at once, as timeout and a process-group kill deliver it: one
+	// request.
+	syscall.Kill(os.Getpid(), syscall.SIGUSR1)
 	syscall.Kill(os.Getpid(), syscall.SIGUSR1)
 	select {
 	case <-ctx.Done():
@@ -198,8 +203,8 @@ func TestSecondSignalStopsAtOnce(t *testing.T) {
 	}
 	select {
 	case c := <-codes:
-		t.Fatalf("exit(%d) after one signal", c)
-	case <-time.After(200 * time.Millisecond):
+		t.Fatalf("exit(%d) after one signal delivered twice", c)
+	case <-time.After(2 * grace):
 	}
 	syscall.Kill(os.Getpid(), syscall.SIGUSR1)
 	select {
@@ -209,6 +214,23 @@ func TestSecondSignalStopsAtOnce(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the second signal did not stop the process")
+	}
+}
+
+// A signal madclip was started ignoring (nohup's SIGHUP) stays ignored.
+func TestIgnoredSignalStaysIgnored(t *testing.T) {
+	signal.Ignore(syscall.SIGUSR2)
+	defer signal.Reset(syscall.SIGUSR2)
+	ctx, caught, stop := notifySignals(context.Background(), func(int) { t.Error("exit called") }, time.Second, syscall.SIGUSR2)
+	defer stop()
+	syscall.Kill(os.Getpid(), syscall.SIGUSR2)
+	select {
+	case <-ctx.Done():
+		t.Errorf("an ignored signal cancelled the work (caught %v)", caught())
+	case <-time.After(300 * time.Millisecond):
+	}
+	if !signal.Ignored(syscall.SIGUSR2) {
+		t.Error("notifySignals turned an ignored signal back on")
 	}
 }
 

@@ -112,7 +112,7 @@ func benchAction(c *cli.Context) error {
 	// Ctrl-C or a scheduler's SIGTERM stops the run in progress (training
 	// saves a partial checkpoint, in --work where one is given) and the
 	// deferred clean-up removes the temporary folder.
-	ctx, caught, stop := notifySignals(c.Context, os.Exit, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	ctx, caught, stop := notifySignals(c.Context, os.Exit, signalGrace, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	var results []bench.Result
 	err = onCompute(func() error {

@@ -100,7 +100,7 @@ func evalAction(c *cli.Context) (err error) {
 		}()
 	}
 	// Ctrl-C, SIGTERM or SIGHUP stops the evaluation; no report is written.
-	ctx, caught, stop := notifySignals(c.Context, os.Exit, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	ctx, caught, stop := notifySignals(c.Context, os.Exit, signalGrace, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	var ev *infer.Evaluation
 	err = onCompute(func() error {

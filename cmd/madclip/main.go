@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -121,6 +122,10 @@ Examples:
 // onCompute runs a command's body on the libtorch compute thread.
 func onCompute(fn func() error) error { return torch.Do(fn) }
 
+// signalGrace is how long after a first signal a second one still counts
+// as the same request (see notifySignals).
+const signalGrace = time.Second
+
 // signalError is an error caused by a signal the command caught (and
 // handled: training saves a partial checkpoint first). The process then
 // exits as a shell reports a command the signal ended: 128 + its number
@@ -157,29 +162,52 @@ func (e signalError) exitCode() int {
 
 // notifySignals is signal.NotifyContext that also says which signal, if
 // any, cancelled the context. The first signal asks the work to stop where
-// it can stop cleanly (training saves a partial checkpoint); a second one
-// stops the process at once through exit, with 128 + its number and
-// nothing saved, for work stuck where it cannot stop (OpenBLAS waits
-// forever for memory that a `ulimit -v` denies).
-func notifySignals(parent context.Context, exit func(code int), sigs ...os.Signal) (ctx context.Context, caught func() os.Signal, stop func()) {
+// it can stop cleanly (training saves a partial checkpoint); a second one,
+// at least grace after it, stops the process at once through exit, with
+// 128 + its number and nothing saved, for work stuck where it cannot stop
+// (OpenBLAS waits forever for memory that a `ulimit -v` denies). A repeat
+// within grace is the same request: `timeout` and a kill of the process
+// group deliver one signal twice, microseconds apart.
+//
+// A signal the process was started ignoring (nohup's SIGHUP; SIGINT for a
+// background job of a script) stays ignored: whoever started madclip
+// asked it to outlive that signal.
+func notifySignals(parent context.Context, exit func(code int), grace time.Duration, sigs ...os.Signal) (ctx context.Context, caught func() os.Signal, stop func()) {
 	ctx, cancel := context.WithCancel(parent)
-	ch := make(chan os.Signal, 2)
-	signal.Notify(ch, sigs...)
+	ch := make(chan os.Signal, 4)
+	var heeded []os.Signal
+	for _, s := range sigs {
+		if !signal.Ignored(s) {
+			heeded = append(heeded, s)
+		}
+	}
+	if len(heeded) > 0 {
+		signal.Notify(ch, heeded...)
+	}
 	done := make(chan struct{})
 	var got atomic.Value
 	go func() {
+		var first time.Time
 		select {
 		case s := <-ch:
 			got.Store(s)
+			first = time.Now()
 			cancel()
 		case <-done:
 			return
 		}
-		select {
-		case s := <-ch:
-			fmt.Fprintf(os.Stderr, "madclip: %s again: stopping now, without saving\n", signalName(s))
-			exit(signalError{sig: s}.exitCode())
-		case <-done:
+		for {
+			select {
+			case s := <-ch:
+				if time.Since(first) < grace {
+					continue
+				}
+				fmt.Fprintf(os.Stderr, "madclip: %s again: stopping now, without saving\n", signalName(s))
+				exit(signalError{sig: s}.exitCode())
+				return
+			case <-done:
+				return
+			}
 		}
 	}()
 	caught = func() os.Signal {

@@ -230,7 +230,7 @@ func predictAction(c *cli.Context) (err error) {
 	resultsOnTerminal := isTerminal(os.Stdout) // sharing the bar's screen
 	// Ctrl-C, SIGTERM or SIGHUP stops after the image in hand: its outputs
 	// are complete, and every result so far is printed.
-	ctx, caught, stop := notifySignals(c.Context, os.Exit, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	ctx, caught, stop := notifySignals(c.Context, os.Exit, signalGrace, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	var bad []error
 	scored := 0

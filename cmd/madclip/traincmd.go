@@ -220,7 +220,7 @@ func trainAction(c *cli.Context) error {
 	}
 	// A terminal closing or a scheduler stopping the job saves a partial
 	// checkpoint, as Ctrl-C does.
-	ctx, caught, stop := notifySignals(c.Context, os.Exit, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	ctx, caught, stop := notifySignals(c.Context, os.Exit, signalGrace, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	rep := newTrainReporter(os.Stderr, c.Bool("quiet"))
 	var res *train.Result
