@@ -418,6 +418,7 @@ func TestHostileInputs(t *testing.T) {
 		{"a checkpoint as CLIP weights", []string{"clip", "--weights", ck, "--image", scan, "--text", "a"}, "a madclip checkpoint (a trained model), not CLIP weights"},
 		{"CLIP weights as a checkpoint", []string{"predict", "--checkpoint", tinyWeights(t, dir), scan}, "CLIP weights, not a madclip checkpoint"},
 		{"a scan as a checkpoint", []string{"predict", "--checkpoint", scan, scan}, "scan.png: a PNG image, not a safetensors file"},
+		{"a CSV with a missing checkpoint", []string{"predict", "--checkpoint", filepath.Join(dir, "none.safetensors"), scan, "--csv"}, "none.safetensors"},
 		{"help on a mistyped subcommand", []string{"help", "weights", "lst"}, `help: unknown command "lst" (did you mean list?) (see madclip weights --help)`},
 		{"a flag before its command", []string{"--quiet", "train"}, "--quiet goes after the command: madclip train --quiet"},
 		{"a word for a number", []string{"train", "--epochs", "abc"}, "train: --epochs abc: not a number"},

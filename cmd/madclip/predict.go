@@ -447,13 +447,13 @@ type predictionPrinter struct {
 	// images; pictures say so.
 	uncalibrated bool
 	prov         *infer.Provenance
+	headed       bool // the CSV header is written
 }
 
 func newPredictionPrinter(c *cli.Context) *predictionPrinter {
 	p := &predictionPrinter{w: c.App.Writer, json: c.Bool("json"), quiet: c.Bool("quiet")}
 	if c.Bool("csv") {
 		p.csv = csv.NewWriter(p.w)
-		p.csv.Write([]string{"path", "score", "label", "det_score", "heatmap", "raw_map", "panel", "mask", "threshold", "threshold_origin"})
 	}
 	return p
 }
@@ -491,12 +491,23 @@ func (p *predictionPrinter) print(pr prediction) error {
 		// Full precision, as JSON writes them: a score a hair from the
 		// threshold must not print equal to it.
 		num := func(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
+		p.header()
 		p.csv.Write(csvSafe(string(pr.Path), num(pr.Score), pr.Label, num(pr.DetScore), string(pr.Heatmap), string(pr.RawMap), string(pr.Panel), string(pr.Mask), num(p.threshold), p.origin))
 		p.csv.Flush()
 		return p.csv.Error()
 	}
 	_, err := fmt.Fprintf(p.w, "%-10s %.*f  %s\n", pr.Label, infer.Decimals(pr.Score, p.threshold, 4), pr.Score, oneLine(string(pr.Path)))
 	return err
+}
+
+// header writes the CSV's header once, with the first row: a run that
+// scores nothing (a refused checkpoint, an unreadable scan) leaves no
+// header-only file behind.
+func (p *predictionPrinter) header() {
+	if !p.headed {
+		p.headed = true
+		p.csv.Write([]string{"path", "score", "label", "det_score", "heatmap", "raw_map", "panel", "mask", "threshold", "threshold_origin"})
+	}
 }
 
 func (p *predictionPrinter) flush() error {
