@@ -21,6 +21,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"syscall"
 	"unicode"
 
 	"madclip/imaging"
@@ -152,7 +153,40 @@ func ReadSplit(root, name, split string) (*Split, error) {
 			s.Samples = append(s.Samples, smp)
 		}
 	}
+	if err := sameFileInBothClasses(s.Samples); err != nil {
+		return nil, fmt.Errorf("dataset %s: %w", name, err)
+	}
 	return s, nil
+}
+
+// sameFileInBothClasses refuses a split in which one file is both normal
+// and abnormal (a good/img that links to Ungood/img, a hard link): every
+// metric would then be at chance, silently.
+func sameFileInBothClasses(samples []Sample) error {
+	type fileID struct{ dev, ino uint64 }
+	normal := map[fileID]string{}
+	id := func(p string) (fileID, bool) {
+		st, err := os.Stat(p)
+		if err != nil {
+			return fileID{}, false // said when the image is read
+		}
+		sys, ok := st.Sys().(*syscall.Stat_t)
+		return fileID{uint64(sys.Dev), sys.Ino}, ok
+	}
+	for _, s := range samples {
+		if k, ok := id(s.Path); ok && !s.Abnormal {
+			normal[k] = s.Path
+		}
+	}
+	for _, s := range samples {
+		if !s.Abnormal {
+			continue
+		}
+		if k, ok := id(s.Path); ok && normal[k] != "" {
+			return fmt.Errorf("%s and %s are the same file, normal and abnormal at once; each image belongs to one class", normal[k], s.Path)
+		}
+	}
+	return nil
 }
 
 // Counts returns the numbers of normal and abnormal samples.

@@ -633,3 +633,26 @@ func TestSynthNameSlips(t *testing.T) {
 		t.Errorf("synth Knee: %v", err)
 	}
 }
+
+// A file in both classes (a good/img linked to Ungood/img) is refused,
+// naming both paths; the same picture stored twice, as two files, is not
+// this package's to judge.
+func TestSameFileInBothClasses(t *testing.T) {
+	root := t.TempDir()
+	if err := Synth(root, SynthOptions{Size: 32, Valid: 2, Test: 2, Datasets: []string{"Chest"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadSplit(root, "Chest", "test"); err != nil {
+		t.Fatal(err)
+	}
+	good := filepath.Join(Dir(root, "Chest"), "test", "good", "img")
+	if err := os.RemoveAll(good); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join("..", "Ungood", "img"), good); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadSplit(root, "Chest", "test"); err == nil || !strings.Contains(err.Error(), "are the same file, normal and abnormal at once") {
+		t.Errorf("good/img linked to Ungood/img: %v", err)
+	}
+}
