@@ -157,8 +157,10 @@ func readRecord(f *zip.File, limit uint64) ([]byte, error) {
 	return b, nil
 }
 
-// flatten walks dicts (string keys) down to tensors, joining keys with dots.
-// A pickle can make a dict hold itself: depth is bounded.
+// flatten walks dicts down to tensors, joining string keys with dots; a
+// tensor under another key (an integer) is named with it in brackets,
+// normal_det_adapters[5], so that a reader refuses it by name rather than
+// never see it. A pickle can make a dict hold itself: depth is bounded.
 func flatten(v any, prefix string, depth int, fn func(string, *tensorRef) error) error {
 	if depth > 32 {
 		return fmt.Errorf("%s: dicts nested more than 32 deep", prefix)
@@ -171,12 +173,13 @@ func flatten(v any, prefix string, depth int, fn func(string, *tensorRef) error)
 		return fn(prefix, x)
 	case *dict:
 		for _, k := range x.keys {
-			ks, ok := k.(string)
-			if !ok {
-				continue
-			}
-			name := ks
-			if prefix != "" {
+			var name string
+			switch ks, ok := k.(string); {
+			case !ok:
+				name = fmt.Sprintf("%s[%v]", prefix, k)
+			case prefix == "":
+				name = ks
+			default:
 				name = prefix + "." + ks
 			}
 			if err := flatten(x.vals[k], name, depth+1, fn); err != nil {

@@ -67,6 +67,21 @@ func TestStateDicts(t *testing.T) {
 	}
 }
 
+// A tensor under an integer key is named with the key in brackets, not
+// dropped unseen.
+func TestIntegerKeys(t *testing.T) {
+	dir := makeFiles(t)
+	m := byName(t, filepath.Join(dir, "intkeys.pth"))
+	var got []string
+	for k := range m {
+		got = append(got, k)
+	}
+	slices.Sort(got)
+	if want := []string{"[7]", "a.b", "a[5]"}; !slices.Equal(got, want) {
+		t.Errorf("names %q, want %q", got, want)
+	}
+}
+
 func TestKinds(t *testing.T) {
 	dir := makeFiles(t)
 	for _, file := range []string{"kinds.pth", "proto4.pth"} {

@@ -36,6 +36,7 @@ torch.save({
     "meta": {"epoch": 3, "name": "x", "lr": 0.001, "list": [1, 2], "none": None},
 }, f"{d}/kinds.pth")
 torch.save({"w": base}, f"{d}/proto4.pth", pickle_protocol=4)
+torch.save({"a": {5: torch.ones(1), "b": torch.zeros(1)}, 7: torch.ones(2)}, f"{d}/intkeys.pth")
 
 
 class Evil:
