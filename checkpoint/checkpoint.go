@@ -243,6 +243,9 @@ func Load(path string, dev torch.Device) (*Checkpoint, error) {
 	}
 	c := &Checkpoint{Path: path, Tensors: ts}
 	if c.Meta, err = parseMeta(path, md); err == nil {
+		err = finishedWithoutState(path, c.Meta, ts)
+	}
+	if err == nil {
 		err = CheckParameters(path, ts)
 	}
 	if err == nil {
@@ -253,6 +256,22 @@ func Load(path string, dev torch.Device) (*Checkpoint, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// finishedWithoutState refuses a checkpoint that says training finished
+// but holds what only an unfinished run saves (Adam's moments, the best
+// epoch's parameters kept for a resumed selection): its epoch count was
+// edited, and it would be taken for a trained model.
+func finishedWithoutState(path string, m Meta, ts map[string]*torch.Tensor) error {
+	if m.Partial() {
+		return nil
+	}
+	for k := range ts {
+		if strings.HasPrefix(k, "optim.") || strings.HasPrefix(k, SelectedPrefix) {
+			return fmt.Errorf("%s: it says training finished (%d of %d epochs) but holds %s, which only an unfinished run saves: edited or damaged", path, m.Epoch, m.Epochs, k)
+		}
+	}
+	return nil
 }
 
 // checkTextFeatures refuses stored class embeddings that are not of unit
@@ -436,6 +455,9 @@ func (m Meta) validate() error {
 	}
 	if m.Epochs < 0 || m.Epoch < 0 || m.Step < 0 || m.Shots < 0 || m.Steps < 0 {
 		return fmt.Errorf("its configuration has negative counts")
+	}
+	if !m.Partial() && m.Step != 0 {
+		return fmt.Errorf("it says training finished (%d of %d epochs) yet %d steps into the next", m.Epoch, m.Epochs, m.Step)
 	}
 	if m.Epochs > MaxEpochs || m.Epoch > m.Epochs || m.Shots > MaxShots {
 		return fmt.Errorf("its configuration has %d of %d epochs done and %d shots", m.Epoch, m.Epochs, m.Shots)

@@ -125,6 +125,31 @@ func TestSaveLoadOpen(t *testing.T) {
 				}
 			}
 		}
+		// A finished checkpoint holding an unfinished run's state had its
+		// epoch count edited.
+		for _, prefix := range []string{"optim.m.", SelectedPrefix} {
+			f, err := safetensors.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			extra := f.Tensors[0]
+			extra.Name = prefix + extra.Name
+			bad := filepath.Join(t.TempDir(), "edited.safetensors")
+			if err := safetensors.WriteFile(bad, append(f.Tensors, extra), f.Metadata); err != nil {
+				return err
+			}
+			if ck, err := Load(bad, torch.CPU); err == nil || !strings.Contains(err.Error(), "says training finished (1 of 1 epochs) but holds "+prefix) {
+				t.Errorf("finished with %s: %v", prefix, err)
+				if err == nil {
+					ck.Free()
+				}
+			}
+		}
+		stepped := ck.Meta
+		stepped.Step = 3
+		if err := stepped.validate(); err == nil || !strings.Contains(err.Error(), "yet 3 steps into the next") {
+			t.Errorf("finished with steps into the next epoch: %v", err)
+		}
 		b2, err := ck.OpenBackbone("", torch.CPU)
 		if err != nil {
 			return err
