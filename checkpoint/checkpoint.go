@@ -11,6 +11,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -327,7 +328,10 @@ func parseMeta(path string, md map[string]string) (Meta, error) {
 	if err := json.Unmarshal(raw, &meta); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
-			return meta, fmt.Errorf("%s: its configuration's %s is a JSON %s, not the %s madclip writes there", path, te.Field, te.Value, te.Type)
+			if te.Field == "" {
+				return meta, fmt.Errorf("%s: its configuration is a JSON %s, not the object madclip writes", path, te.Value)
+			}
+			return meta, fmt.Errorf("%s: its configuration's %s is a JSON %s, not the %s madclip writes there", path, te.Field, te.Value, jsonKind(te.Type))
 		}
 		return meta, fmt.Errorf("%s: its configuration is not valid JSON: %w", path, err)
 	}
@@ -335,6 +339,25 @@ func parseMeta(path string, md map[string]string) (Meta, error) {
 		return meta, fmt.Errorf("%s: %w", path, err)
 	}
 	return meta, nil
+}
+
+// jsonKind names the JSON value that decodes into t, for messages about
+// a configuration (not Go's type names).
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Bool:
+		return "boolean"
+	case reflect.String:
+		return "string"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Float32, reflect.Float64:
+		return "number"
+	case reflect.Slice, reflect.Array:
+		return "array"
+	case reflect.Pointer:
+		return jsonKind(t.Elem())
+	}
+	return "object"
 }
 
 // versionOf reads the version of a description, if it has a valid one.

@@ -285,3 +285,18 @@ func TestLegacyKeys(t *testing.T) {
 		}
 	}
 }
+
+// A description of the wrong JSON shape is named in JSON's words.
+func TestMetaShapeErrors(t *testing.T) {
+	for js, want := range map[string]string{
+		`[]`:                    "its configuration is a JSON array, not the object madclip writes",
+		`{"shots": "16"}`:       "its configuration's shots is a JSON string, not the number madclip writes there",
+		`{"model": []}`:         "its configuration's model is a JSON array, not the object madclip writes there",
+		`{"masks": 1}`:          "its configuration's masks is a JSON number, not the boolean madclip writes there",
+		`{"shots_file": false}`: "its configuration's shots_file is a JSON bool, not the string madclip writes there",
+	} {
+		if _, err := parseMeta("x.safetensors", map[string]string{metaKey: js}); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", js, err, want)
+		}
+	}
+}
