@@ -233,7 +233,7 @@ func predictAction(c *cli.Context) (err error) {
 	ctx, caught, stop := notifySignals(c.Context, os.Exit, signalGrace, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	var bad []error
-	scored := 0
+	scored, flat := 0, 0
 	opts := infer.StreamOptions{Batch: c.Int("batch"), KeepOriginal: outs.keepOriginals(), Limits: decodeLimits(c), Context: ctx,
 		Progress: func(done, _ int) { bar.Set(done) }}
 	if len(paths) > 1 {
@@ -259,10 +259,14 @@ func predictAction(c *cli.Context) (err error) {
 		}
 		return p.Stream(items, opts, func(d dataset.Decoded, r infer.Result) error {
 			if rgb, ok := flatColour(d.Image.Pixels); ok {
-				// A blank export still gets a score; say what it is.
-				bar.Clear()
-				fmt.Fprintf(os.Stderr, "madclip: note: %s is one flat colour (RGB %d, %d, %d) at the model's %d px: its score says nothing about a scan\n",
-					oneLine(d.Sample.Path), rgb[0], rgb[1], rgb[2], p.Size)
+				// A blank export still gets a score; say what it is (the
+				// first few by name: a folder of blanks is not a page of
+				// notes).
+				if flat++; flat <= maxFlatNotes {
+					bar.Clear()
+					fmt.Fprintf(os.Stderr, "madclip: note: %s is one flat colour (RGB %d, %d, %d) at the model's %d px: its score says nothing about a scan\n",
+						oneLine(d.Sample.Path), rgb[0], rgb[1], rgb[2], p.Size)
+				}
 			}
 			row, err := outs.write(d, r, p.Size, pr.threshold, pr.uncalibrated)
 			if err != nil {
@@ -277,6 +281,9 @@ func predictAction(c *cli.Context) (err error) {
 	})
 	if flushErr := pr.flush(); err == nil {
 		err = flushErr
+	}
+	if flat > maxFlatNotes {
+		fmt.Fprintf(os.Stderr, "madclip: note: %s of one flat colour, not named\n", plural.Of(flat-maxFlatNotes, "more image"))
 	}
 	if s := caught(); s != nil && errors.Is(err, context.Canceled) {
 		return signalError{s, fmt.Errorf("stopped by %s after %d of %d images", signalName(s), scored, len(paths))}
@@ -384,6 +391,9 @@ func recordedWeights(ck string, m checkpoint.Meta) []namedPath {
 	}
 	return in
 }
+
+// maxFlatNotes is how many flat-colour images predict names one by one.
+const maxFlatNotes = 5
 
 // write writes the outputs of one image and returns its row, which names
 // them.

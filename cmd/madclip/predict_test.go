@@ -620,6 +620,21 @@ func TestPredictFlatImageNote(t *testing.T) {
 	if strings.Contains(e, "001.png is one flat") {
 		t.Errorf("a scan called flat: %s", e)
 	}
+	// A folder of blanks names the first few, then counts the rest.
+	many := t.TempDir()
+	white, err := os.ReadFile(filepath.Join(dir, "white.png"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range maxFlatNotes + 3 {
+		if err := os.WriteFile(filepath.Join(many, fmt.Sprintf("blank%d.png", i)), white, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, e, code = madclip(t, nil, "predict", many, "--checkpoint", ck, "--device", "cpu", "-q")
+	if code != 0 || strings.Count(e, "is one flat colour") != maxFlatNotes || !strings.Contains(e, "note: 3 more images of one flat colour, not named") {
+		t.Errorf("a folder of %d blanks: exit %d, stderr %s", maxFlatNotes+3, code, e)
+	}
 }
 
 // predict from image file to score, detection score and map, against an
