@@ -195,6 +195,11 @@ func TestShots(t *testing.T) {
 	if err != nil || !slices.Equal(s.Normal, []string{"000.png", "002.png"}) || !slices.Equal(s.Abnormal, []string{"001.png", "003.png"}) {
 		t.Errorf("shots file: %+v %v", s, err)
 	}
+	// Saved with a byte-order mark, as some Windows editors do.
+	os.WriteFile(path, []byte("\ufeffa-0: 001.png 003.png\r\nn-0: 000.png 002.png\r\n"), 0o644)
+	if s, err := ReadShotsFile(path, 0); err != nil || !slices.Equal(s.Normal, []string{"000.png", "002.png"}) || !slices.Equal(s.Abnormal, []string{"001.png", "003.png"}) {
+		t.Errorf("shots file with a byte-order mark: %+v %v", s, err)
+	}
 	os.WriteFile(path, []byte("a-0: 001.png\nn-0: 000.png 002.png\n"), 0o644)
 	if _, err := ReadShotsFile(path, 0); err == nil || !strings.Contains(err.Error(), "balanced") {
 		t.Errorf("unbalanced: %v", err)

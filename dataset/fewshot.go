@@ -100,6 +100,9 @@ func parseShots(r io.Reader, path string, index int) (Shots, error) {
 	for sc.Scan() {
 		line++
 		text := strings.TrimSpace(sc.Text())
+		if line == 1 { // a byte-order mark, as some Windows editors save text
+			text = strings.TrimPrefix(text, "\ufeff")
+		}
 		if text == "" {
 			continue
 		}
