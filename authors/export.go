@@ -31,7 +31,7 @@ func Export(ckPath, weightsPath, out string, tk *bpe.Tokenizer) (checkpoint.Meta
 		defer ck.Free()
 		meta = ck.Meta
 		if meta.Partial() {
-			return fmt.Errorf("%s: training did not finish (epoch %d of %d)", ckPath, meta.Epoch, meta.Epochs)
+			return fmt.Errorf("%s: training did not finish (interrupted at %s); finish it with madclip train --resume %s", ckPath, meta.StoppedAt(), ckPath)
 		}
 		if err := exportable(meta); err != nil {
 			return fmt.Errorf("%s: %w", ckPath, err)

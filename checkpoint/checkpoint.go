@@ -157,6 +157,13 @@ type Imported struct {
 // Partial reports whether training had not finished when it was written.
 func (m Meta) Partial() bool { return m.Epoch < m.Epochs }
 
+// StoppedAt says where a partial checkpoint's run stopped, as training
+// says it when interrupted: "epoch 2 step 1 of 6", the epoch counted from 1
+// and the steps done in it.
+func (m Meta) StoppedAt() string {
+	return fmt.Sprintf("epoch %d step %d of %d", m.Epoch+1, m.Step, m.Epochs)
+}
+
 // metaKey holds the checkpoint's Meta as JSON in the safetensors metadata.
 const metaKey = "madclip"
 

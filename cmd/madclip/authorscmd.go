@@ -79,6 +79,9 @@ func importAuthorsAction(c *cli.Context) error {
 		return fmt.Errorf("import authors: %w", err)
 	}
 	if th := c.Float64("threshold"); c.IsSet("threshold") && !(th > 0 && th <= 1) {
+		if th == 0 { // a checkpoint's 0 means "none chosen"
+			return fmt.Errorf("import authors: --threshold 0 would record no threshold; leave it out for that (predict then labels at an uncalibrated 0.5), or give one in (0, 1]")
+		}
 		return fmt.Errorf("import authors: --threshold %v: give a threshold in (0, 1]", th)
 	}
 	in, out := c.Args().First(), c.String("out")

@@ -404,11 +404,11 @@ func caseNote(abnormal bool, score, threshold float64) string {
 	case abnormal && !called:
 		return "truly abnormal: missed"
 	case abnormal:
-		return "truly abnormal, labelled right"
+		return "truly abnormal: labelled right"
 	case called:
 		return "truly normal: false alarm"
 	}
-	return "truly normal, labelled right"
+	return "truly normal: labelled right"
 }
 
 // withdrawReport removes the report.json and curves an earlier eval wrote

@@ -55,7 +55,7 @@ Examples:
   madclip predict a.png b.png --checkpoint liver.safetensors --csv --threshold 0.4
   madclip predict scan.png --checkpoint brain16.safetensors --panel fig.png --ground-truth scan_mask.png`,
 		Flags: append([]cli.Flag{
-			&cli.StringFlag{Name: "checkpoint", Aliases: []string{"c"}, Usage: "a checkpoint from madclip train", Required: true},
+			&cli.StringFlag{Name: "checkpoint", Aliases: []string{"c"}, Usage: "a checkpoint from madclip train or madclip import", Required: true},
 			&cli.StringFlag{Name: "weights", Usage: "the CLIP weights it was trained on (default: the file recorded in the checkpoint; none for --preset tiny)"},
 			vocabFlag(),
 			&cli.StringFlag{Name: "heatmap", Usage: "heatmap PNG (one input) or folder (several)"},

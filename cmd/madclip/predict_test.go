@@ -583,8 +583,8 @@ func TestCaseNote(t *testing.T) {
 		score    float64
 		want     string
 	}{
-		{true, 0.3, "truly abnormal: missed"}, {true, 0.5, "truly abnormal, labelled right"},
-		{false, 0.5, "truly normal: false alarm"}, {false, 0.49, "truly normal, labelled right"},
+		{true, 0.3, "truly abnormal: missed"}, {true, 0.5, "truly abnormal: labelled right"},
+		{false, 0.5, "truly normal: false alarm"}, {false, 0.49, "truly normal: labelled right"},
 	} {
 		if got := caseNote(c.abnormal, c.score, 0.5); got != c.want {
 			t.Errorf("abnormal %v, score %v: %q, want %q", c.abnormal, c.score, got, c.want)
