@@ -87,6 +87,9 @@ func benchAction(c *cli.Context) error {
 	if c.String("preset") == "" {
 		var err error
 		if weights, err = findWeights(c.String("weights")); err != nil {
+			if errors.Is(err, errNoWeights) {
+				err = fmt.Errorf("%w; or try madclip without them: --preset tiny (a small random CLIP, for trying the pipeline, not for results)", err)
+			}
 			return err
 		}
 	}

@@ -477,9 +477,12 @@ func TestWeightsListAndPath(t *testing.T) {
 	env := []string{"MADCLIP_WEIGHTS=" + store}
 	_, e, code := madclip(t, env, "weights", "path")
 	wantFailure(t, "none of ViT-L-14-336px.safetensors", e, code)
-	if strings.Contains(e, "--weights") {
+	if strings.Contains(e, "--weights") || strings.Contains(e, "--preset") {
 		t.Errorf("weights path names a flag it lacks: %s", e)
 	}
+	// train without weights says how to get them, or to try the tiny preset.
+	_, e, code = madclip(t, append(env, "XDG_CACHE_HOME="+t.TempDir()), "train", "--data", t.TempDir(), "--dataset", "Brain", "--out", filepath.Join(t.TempDir(), "o.safetensors"))
+	wantFailure(t, "run 'madclip weights download ViT-L/14-336'; or try madclip without them: --preset tiny", e, code)
 	// The variable set to a weights file rather than its folder is named.
 	file := filepath.Join(t.TempDir(), "ViT-B-16.safetensors")
 	os.WriteFile(file, []byte("x"), 0o644)

@@ -184,6 +184,9 @@ func trainAction(c *cli.Context) error {
 	} else if c.String("preset") == "" {
 		var err error
 		if weightsPath, err = findWeights(c.String("weights")); err != nil {
+			if errors.Is(err, errNoWeights) {
+				err = fmt.Errorf("%w; or try madclip without them: --preset tiny (a small random CLIP, for trying the pipeline, not for results)", err)
+			}
 			return err
 		}
 	}

@@ -181,6 +181,9 @@ func knownNames() string {
 	return strings.Join(n, ", ")
 }
 
+// errNoWeights is findWeights' error when no weights were given or found.
+var errNoWeights = errors.New("no CLIP weights given")
+
 // findWeights returns --weights, or the first known model found in the
 // weights folders.
 func findWeights(explicit string) (string, error) {
@@ -189,7 +192,7 @@ func findWeights(explicit string) (string, error) {
 	}
 	p, err := searchWeights()
 	if err != nil {
-		return "", fmt.Errorf("no CLIP weights given (--weights) and %w", err)
+		return "", fmt.Errorf("%w (--weights) and %w", errNoWeights, err)
 	}
 	return p, nil
 }
