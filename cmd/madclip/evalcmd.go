@@ -214,7 +214,11 @@ func planReport(c *cli.Context, report string) (_ *inputSet, undo func(), lock *
 		return nil, nil, nil, fmt.Errorf("--report %s: %s is a link with a failure picture's name; eval neither writes through nor removes such a link (remove it)", report, links[0])
 	}
 	var made madeFolders
-	if err := made.mkdirAll(failures); err != nil {
+	mk := failures
+	if c.Int("failures") == 0 { // no pictures: no folder for them (an earlier run's are still removed)
+		mk = report
+	}
+	if err := made.mkdirAll(mk); err != nil {
 		return nil, nil, nil, fmt.Errorf("--report %s: %w", report, err)
 	}
 	if lock, err = lockFolder(report); err != nil {

@@ -366,6 +366,21 @@ func TestEvalCLI(t *testing.T) {
 	}
 	_, e, code = madclip(t, nil, "eval", "--checkpoint", ck, "--data", root, "--dataset", "Liver")
 	wantFailure(t, "Liver_AD", e, code)
+	// --failures 0: the report without a failures folder; in the same
+	// folder again, the earlier pictures go.
+	bare := filepath.Join(t.TempDir(), "bare")
+	for _, dir := range []string{bare, report} {
+		if _, e, code := madclip(t, nil, "eval", "--checkpoint", ck, "--data", root, "--report", dir, "--failures", "0", "--device", "cpu", "-q"); code != 0 {
+			t.Fatal(e)
+		}
+		entries, err := os.ReadDir(filepath.Join(dir, "failures"))
+		if (dir == bare && !os.IsNotExist(err)) || len(entries) != 0 {
+			t.Errorf("--failures 0 into %s: failures folder %v, %v", dir, entries, err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "report.json")); err != nil {
+			t.Errorf("--failures 0 into %s: no report.json", dir)
+		}
+	}
 
 	// --json: the keys of predict --json per image, the labels at the
 	// checkpoint's threshold agreeing with the counts and rates reported,
