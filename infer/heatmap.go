@@ -106,21 +106,26 @@ func Heatmap(orig *imaging.RGB, amap []float32, size int, o Overlay) (*image.RGB
 	k := displayScale(orig.W, orig.H)
 	w, h := orig.W*k, orig.H*k
 	ts := textScale(w, h)
-	top := lineHeight(ts) + 8*ts/2
+	pad := figurePad(ts)
+	top := pad + lineHeight(ts) + 4*ts/2
 	title := caption(o)
 	bar := colourBarWidth(ts, thresholdLabel(o))
 	barH := max(h, minBarHeight(ts))
-	cw, ch := max(w+bar, 4*ts/2+textWidth(title, ts)+ts), top+barH
+	cw, ch := 2*pad+max(w+bar, textWidth(title, ts)+ts), top+barH+pad
 	if err := figureFits("heatmap", orig, cw, ch); err != nil {
 		return nil, err
 	}
 	out := canvas(cw, ch)
 	v := resizeMap(amap, size, w, h)
-	blendMap(out, image.Pt(0, top), orig, k, v, o.alpha())
-	drawColourBar(out, image.Rect(w, top, w+bar, top+barH), o.Threshold, thresholdLabel(o), ts)
-	drawText(out, 4*ts/2, 4*ts/2, title, ts, textColour)
+	blendMap(out, image.Pt(pad, top), orig, k, v, o.alpha())
+	drawColourBar(out, image.Rect(pad+w, top, pad+w+bar, top+barH), o.Threshold, thresholdLabel(o), ts)
+	drawText(out, pad, pad, title, ts, textColour)
 	return out, nil
 }
+
+// figurePad is the blank margin around a figure's content, so that no
+// label touches the picture's edge.
+func figurePad(ts int) int { return 4 * ts }
 
 // MaxFigurePixels bounds a heatmap or panel (2 GiB of RGBA): the figure of a
 // scan far longer than wide, or of a huge one, is refused rather than
@@ -190,8 +195,9 @@ func Panel(orig *imaging.RGB, truth []bool, amap []float32, size int, o Overlay)
 	// a page's width must keep its caption legible.
 	ts := min(max(textScale(w, h), len(titles)*w/panelWidthPerTextScale), maxTextScale(w, h))
 	gap := 6 * ts / 2
-	top := lineHeight(ts) + gap
-	bottom := lineHeight(ts) + 2*gap
+	pad := figurePad(ts)
+	top := pad + lineHeight(ts) + gap
+	bottom := lineHeight(ts) + gap + pad
 	// A tile is as wide as the scan or its title, whichever is wider (a
 	// tall, narrow scan must not overprint its neighbours' titles).
 	tw := w
@@ -203,7 +209,7 @@ func Panel(orig *imaging.RGB, truth []bool, amap []float32, size int, o Overlay)
 	// The caption's legend is known once the region is; the figure is
 	// checked first with the longest.
 	longest := caption(o) + panelLegend([]bool{true}, []bool{true})
-	if err := figureFits("panel", orig, max(len(titles)*(tw+gap)+bar, 2+textWidth(longest, ts)+ts), top+barH+bottom); err != nil {
+	if err := figureFits("panel", orig, 2*pad+max(len(titles)*(tw+gap)+bar, textWidth(longest, ts)+ts), top+barH+bottom); err != nil {
 		return nil, err
 	}
 	v := resizeMap(amap, size, w, h)
@@ -211,14 +217,14 @@ func Panel(orig *imaging.RGB, truth []bool, amap []float32, size int, o Overlay)
 	// enlarged as the scan is.
 	pred := enlargeMask(PredictedRegion(amap, size, orig.W, orig.H, o.Threshold), orig.W, orig.H, k)
 	note := caption(o) + panelLegend(truth, pred)
-	out := canvas(max(len(titles)*(tw+gap)+bar, 2+textWidth(note, ts)+ts), top+barH+bottom)
+	out := canvas(2*pad+max(len(titles)*(tw+gap)+bar, textWidth(note, ts)+ts), top+barH+bottom)
 	var gt []bool
 	if truth != nil {
 		gt = enlargeMask(truth, orig.W, orig.H, k)
 	}
-	x := 1 // room for the first tile's frame
+	x := pad
 	tile := func(title string, draw func(at image.Point)) {
-		drawText(out, x+2, 2, title, ts, textColour)
+		drawText(out, x, pad, title, ts, textColour)
 		draw(image.Pt(x, top))
 		frame(out, image.Rect(x, top, x+w, top+h))
 		x += tw + gap
@@ -239,7 +245,7 @@ func Panel(orig *imaging.RGB, truth []bool, amap []float32, size int, o Overlay)
 		contour(out, at, w, h, pred, predictedColour, ts)
 	})
 	drawColourBar(out, image.Rect(x, top, x+bar, top+barH), o.Threshold, thresholdLabel(o), ts)
-	drawText(out, 2, top+barH+gap, note, ts, textColour)
+	drawText(out, pad, top+barH+gap, note, ts, textColour)
 	return out, nil
 }
 

@@ -174,7 +174,7 @@ func TestOddShapesReadable(t *testing.T) {
 	wide := imaging.NewRGB(1000, 40)
 	h := heatmap(t, wide, make([]float32, 16*16), 16, o)
 	ts = textScale(1000, 40)
-	x0 := 1000 + 3*ts + 5*ts + 4*ts
+	x0 := figurePad(ts) + 1000 + 3*ts + 5*ts + 4*ts
 	bands, inked := 0, false
 	for y := range h.Bounds().Dy() {
 		row := false
@@ -184,7 +184,7 @@ func TestOddShapesReadable(t *testing.T) {
 				break
 			}
 		}
-		if row && !inked && y > lineHeight(ts) { // below the title line
+		if row && !inked && y > figurePad(ts)+lineHeight(ts) { // below the title line
 			bands++
 		}
 		inked = row
@@ -213,14 +213,21 @@ func TestPanelTilesFramed(t *testing.T) {
 	p := panel(t, white, nil, make([]float32, 16*16), 16, Overlay{Threshold: 0.5, Label: "normal"})
 	k := displayScale(64, 64)
 	ts := textScale(64*k, 64*k)
-	top := lineHeight(ts) + 6*ts/2
+	pad := figurePad(ts)
+	top := pad + lineHeight(ts) + 6*ts/2
 	grey := color.RGBA{190, 190, 190, 255}
-	for _, pt := range []image.Point{{0, top + 10}, {1 + 64*k, top + 10}, {10, top - 1}, {10, top + 64*k}} {
+	for _, pt := range []image.Point{{pad - 1, top + 10}, {pad + 64*k, top + 10}, {pad + 10, top - 1}, {pad + 10, top + 64*k}} {
 		if c := p.RGBAAt(pt.X, pt.Y); c != grey {
 			t.Errorf("frame pixel %v: %v", pt, c)
 		}
 	}
-	if c := p.RGBAAt(10, top+10); c != (color.RGBA{255, 255, 255, 255}) {
+	// The margin is blank to the edge.
+	for _, pt := range []image.Point{{0, top + 10}, {pad - 2, top + 10}, {10, 0}} {
+		if c := p.RGBAAt(pt.X, pt.Y); c != background {
+			t.Errorf("margin pixel %v: %v", pt, c)
+		}
+	}
+	if c := p.RGBAAt(pad+10, top+10); c != (color.RGBA{255, 255, 255, 255}) {
 		t.Errorf("scan pixel: %v", c)
 	}
 }

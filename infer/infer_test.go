@@ -91,13 +91,14 @@ func TestHeatmapLayout(t *testing.T) {
 	h := heatmap(t, orig, amap, 16, Overlay{Score: 0.9, Threshold: 0.4, Label: "anomalous", Alpha: 0.5})
 	k := 11 // ⌈512/50⌉
 	ts := 2
-	top := 13*ts + 4*ts
+	pad := 4 * ts // blank around the figure
+	top := pad + 13*ts + 2*ts
 	bar := 12*ts + 35*ts
-	if h.Bounds().Dx() != 50*k+bar || h.Bounds().Dy() != 30*k+top {
-		t.Fatalf("size %v, want %dx%d", h.Bounds(), 50*k+bar, 30*k+top)
+	if h.Bounds().Dx() != 2*pad+50*k+bar || h.Bounds().Dy() != 30*k+top+pad {
+		t.Fatalf("size %v, want %dx%d", h.Bounds(), 2*pad+50*k+bar, 30*k+top+pad)
 	}
 	want := Turbo(1)
-	for _, p := range [][2]int{{0, top}, {50*k - 1, top + 30*k - 1}, {270, top + 160}} {
+	for _, p := range [][2]int{{pad, top}, {pad + 50*k - 1, top + 30*k - 1}, {pad + 270, top + 160}} {
 		c := h.RGBAAt(p[0], p[1])
 		if math.Abs(float64(c.R)-float64(want.R)/2) > 1 || math.Abs(float64(c.G)-float64(want.G)/2) > 1 {
 			t.Errorf("blend at %v: %v, want half of %v over black", p, c, want)
@@ -105,7 +106,7 @@ func TestHeatmapLayout(t *testing.T) {
 	}
 	// The bar runs from Turbo(1) at the top to Turbo(0) at the bottom; the
 	// ticks at 1 and 0 cross its first and last rows.
-	x := 50*k + 3*ts + 1 // inside the bar
+	x := pad + 50*k + 3*ts + 1 // inside the bar
 	bh := 30 * k
 	if c, want := h.RGBAAt(x, top+ts), Turbo(1-float64(ts)/float64(bh-1)); c != want {
 		t.Errorf("near the top of the bar %v, want %v", c, want)
@@ -130,7 +131,7 @@ func TestHeatmapLayout(t *testing.T) {
 		t.Errorf("%d text pixels in the title band", dark)
 	}
 	// A scan of 512 px or more is shown at its own size.
-	if big := heatmap(t, imaging.NewRGB(600, 520), amap, 16, Overlay{}); big.Bounds().Dx() != 600+colourBarWidth(textScale(600, 520), "0.000") {
+	if big := heatmap(t, imaging.NewRGB(600, 520), amap, 16, Overlay{}); big.Bounds().Dx() != 2*figurePad(2)+600+colourBarWidth(textScale(600, 520), "0.000") {
 		t.Errorf("600-px scan drawn %d wide", big.Bounds().Dx())
 	}
 }
@@ -202,7 +203,7 @@ func TestPredictedMaskAndPanel(t *testing.T) {
 		tiles int
 	}{{three, 3}, {four, 4}} {
 		ts := max(textScale(40*k, 20*k), c.tiles*40*k/panelWidthPerTextScale)
-		if want := c.tiles*(40*k+6*ts/2) + colourBarWidth(ts, thresholdLabel(o)); c.panel.Bounds().Dx() != want {
+		if want := 2*figurePad(ts) + c.tiles*(40*k+6*ts/2) + colourBarWidth(ts, thresholdLabel(o)); c.panel.Bounds().Dx() != want {
 			t.Errorf("%d tiles: %d px wide, want %d", c.tiles, c.panel.Bounds().Dx(), want)
 		}
 	}

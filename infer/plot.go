@@ -58,6 +58,11 @@ func PlotCurve(path string, c Curve) error {
 		return err
 	}
 	line.Width = vg.Points(2)
+	if c.Kind == PRCurve {
+		// Precision holds from one recall to the next, as average
+		// precision sums it: steps, not the slopes that would flatter it.
+		line.StepStyle = plotter.PreStep
+	}
 	p.Add(plotter.NewGrid())
 	if len(c.Chance) > 0 {
 		chance, err := plotter.NewLine(plotter.XYs(c.Chance))
