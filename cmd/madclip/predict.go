@@ -233,7 +233,7 @@ func predictAction(c *cli.Context) (err error) {
 	ctx, caught, stop := notifySignals(c.Context, os.Exit, signalGrace, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	var bad []error
-	scored, flat := 0, 0
+	scored, flat := 0, &flatNotes{}
 	opts := infer.StreamOptions{Batch: c.Int("batch"), KeepOriginal: outs.keepOriginals(), Limits: decodeLimits(c), Context: ctx,
 		Progress: func(done, _ int) { bar.Set(done) }}
 	if len(paths) > 1 {
@@ -258,16 +258,7 @@ func predictAction(c *cli.Context) (err error) {
 			items[i].Path = path
 		}
 		return p.Stream(items, opts, func(d dataset.Decoded, r infer.Result) error {
-			if rgb, ok := flatColour(d.Image.Pixels); ok {
-				// A blank export still gets a score; say what it is (the
-				// first few by name: a folder of blanks is not a page of
-				// notes).
-				if flat++; flat <= maxFlatNotes {
-					bar.Clear()
-					fmt.Fprintf(os.Stderr, "madclip: note: %s is one flat colour (RGB %d, %d, %d) at the model's %d px: its score says nothing about a scan\n",
-						oneLine(d.Sample.Path), rgb[0], rgb[1], rgb[2], p.Size)
-				}
-			}
+			flat.check(d, p.Size, bar)
 			row, err := outs.write(d, r, p.Size, pr.threshold, pr.uncalibrated)
 			if err != nil {
 				return err
@@ -282,9 +273,7 @@ func predictAction(c *cli.Context) (err error) {
 	if flushErr := pr.flush(); err == nil {
 		err = flushErr
 	}
-	if flat > maxFlatNotes {
-		fmt.Fprintf(os.Stderr, "madclip: note: %s of one flat colour, not named\n", plural.Of(flat-maxFlatNotes, "more image"))
-	}
+	flat.summary()
 	if s := caught(); s != nil && errors.Is(err, context.Canceled) {
 		return signalError{s, fmt.Errorf("stopped by %s after %d of %d images", signalName(s), scored, len(paths))}
 	}
@@ -394,6 +383,29 @@ func recordedWeights(ck string, m checkpoint.Meta) []namedPath {
 
 // maxFlatNotes is how many flat-colour images predict names one by one.
 const maxFlatNotes = 5
+
+// flatNotes says which scored images are one flat colour (a blank or
+// failed export still gets a score): the first few by name, then how many
+// more, so that a folder of blanks is not a page of notes.
+type flatNotes struct{ n int }
+
+func (f *flatNotes) check(d dataset.Decoded, size int, bar *countBar) {
+	rgb, ok := flatColour(d.Image.Pixels)
+	if !ok {
+		return
+	}
+	if f.n++; f.n <= maxFlatNotes {
+		bar.Clear()
+		fmt.Fprintf(os.Stderr, "madclip: note: %s is one flat colour (RGB %d, %d, %d) at the model's %d px: its score says nothing about a scan\n",
+			oneLine(d.Sample.Path), rgb[0], rgb[1], rgb[2], size)
+	}
+}
+
+func (f *flatNotes) summary() {
+	if f.n > maxFlatNotes {
+		fmt.Fprintf(os.Stderr, "madclip: note: %s of one flat colour, not named\n", plural.Of(f.n-maxFlatNotes, "more image"))
+	}
+}
 
 // write writes the outputs of one image and returns its row, which names
 // them.
