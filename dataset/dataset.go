@@ -171,10 +171,16 @@ func sameFileInBothClasses(samples []Sample) error {
 			return fileID{}, false // said when the image is read
 		}
 		sys, ok := st.Sys().(*syscall.Stat_t)
-		return fileID{uint64(sys.Dev), sys.Ino}, ok
+		if !ok {
+			return fileID{}, false
+		}
+		return fileID{uint64(sys.Dev), sys.Ino}, true
 	}
 	for _, s := range samples {
-		if k, ok := id(s.Path); ok && !s.Abnormal {
+		if s.Abnormal {
+			continue
+		}
+		if k, ok := id(s.Path); ok {
 			normal[k] = s.Path
 		}
 	}
