@@ -165,7 +165,7 @@ func TestHostileInputs(t *testing.T) {
 	twiceTapped := editMeta("layers.safetensors", func(m map[string]any) { m["model"].(map[string]any)["layers"] = []int{1, 1} })
 	badLossSum := editMeta("losssum.safetensors", func(m map[string]any) { m["epoch_loss_sum"] = 3.5 }) // with no step taken
 	negativeLoss := editMeta("negloss.safetensors", func(m map[string]any) {                            // losses are not negative
-		m["epoch_loss_sum"], m["epoch_loss_steps"], m["step"] = -1.5, 1, 1
+		m["epoch_loss_sum"], m["epoch_loss_steps"], m["step"], m["epoch"] = -1.5, 1, 1, 3 // one step into the last epoch
 	})
 	badElapsed := editMeta("elapsed.safetensors", func(m map[string]any) { m["elapsed_seconds"] = -2 })
 	shortDigest := editMeta("short-digest.safetensors", func(m map[string]any) {
