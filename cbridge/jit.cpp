@@ -5,7 +5,9 @@
 
 #include <torch/csrc/jit/api/module.h>
 #include <torch/csrc/jit/serialization/import.h>
+#include <caffe2/serialize/inline_container.h>
 #include <torch/csrc/jit/serialization/pickle.h>
+#include <torch/csrc/jit/serialization/pickler.h>
 
 #include <fstream>
 #include <iterator>
@@ -139,9 +141,32 @@ tb_error* tb_pickle_dicts(const char* const* groups, const char* const* names,
     inner.at(g).insert_or_assign(k, t);
   }
   for (const auto& g : order) top.insert_or_assign(g, inner.at(g));
+  // torch.save's layout: data.pkl and a data/N record per storage. The
+  // dicts go untagged, as Python's torch.save writes them: a type tag
+  // (torch.jit._pickle.restore_type_tag, which pickle_save adds) is not
+  // among the globals torch.load(weights_only=True) accepts, PyTorch's
+  // default since 2.6.
+  std::vector<char> pkl;
+  torch::jit::Pickler pickler(
+      [&](const char* buf, size_t size) { pkl.insert(pkl.end(), buf, buf + size); },
+      nullptr, nullptr, nullptr, nullptr, /*tag_aggregates=*/false);
+  pickler.protocol();
+  pickler.pushIValue(c10::IValue(top));
+  pickler.stop();
   auto* b = new tb_bytes();
   try {
-    b->data = torch::jit::pickle_save(c10::IValue(top));
+    caffe2::serialize::PyTorchStreamWriter writer([&](const void* p, size_t size) {
+      auto* c = static_cast<const char*>(p);
+      b->data.insert(b->data.end(), c, c + size);
+      return size;
+    });
+    writer.writeRecord("data.pkl", pkl.data(), pkl.size());
+    const auto& tensors = pickler.tensorData();
+    for (size_t i = 0; i < tensors.size(); i++) {
+      const auto& st = tensors[i].storage();
+      writer.writeRecord("data/" + std::to_string(i), st.data(), st.nbytes());
+    }
+    writer.writeEndOfFile();
   } catch (...) {
     delete b;
     throw;

@@ -86,7 +86,7 @@ def main():
                     "prompt_maker_normal": makers["normal"].state_dict(),
                     "prompt_maker_abnormal": makers["abnormal"].state_dict()}, pth)
         return
-    ck = torch.load(pth)
+    ck = torch.load(pth, weights_only=True)  # PyTorch's default since 2.6
     adapters["normal"].load_state_dict(ck["normal_det_adapters"])
     adapters["abnormal"].load_state_dict(ck["abnormal_det_adapters"])
     makers["normal"].load_state_dict(ck["prompt_maker_normal"])
