@@ -103,24 +103,43 @@ func displayScale(w, h int) int {
 // ticks at 0, the threshold and 1. A figure over MaxFigurePixels is an
 // error, before anything is drawn.
 func Heatmap(orig *imaging.RGB, amap []float32, size int, o Overlay) (*image.RGBA, error) {
-	k := displayScale(orig.W, orig.H)
-	w, h := orig.W*k, orig.H*k
-	ts := textScale(w, h)
-	pad := figurePad(ts)
-	top := pad + lineHeight(ts) + 4*ts/2
-	title := caption(o)
-	bar := colourBarWidth(ts, thresholdLabel(o))
-	barH := max(h, minBarHeight(ts))
-	cw, ch := 2*pad+max(w+bar, textWidth(title, ts)+ts), top+barH+pad
-	if err := figureFits("heatmap", orig, cw, ch); err != nil {
+	if err := HeatmapFits(orig, o); err != nil {
 		return nil, err
 	}
-	out := canvas(cw, ch)
+	l := newHeatmapLayout(orig, o)
+	k, w, h, ts, pad, top, bar, barH := l.k, l.w, l.h, l.ts, l.pad, l.top, l.bar, l.barH
+	title := caption(o)
+	out := canvas(l.cw, l.ch)
 	v := resizeMap(amap, size, w, h)
 	blendMap(out, image.Pt(pad, top), orig, k, v, o.alpha())
 	drawColourBar(out, image.Rect(pad+w, top, pad+w+bar, top+barH), o.Threshold, thresholdLabel(o), ts)
 	drawText(out, pad, pad, title, ts, textColour)
 	return out, nil
+}
+
+// heatmapLayout is where a heatmap's parts go: the scan's enlargement k
+// and displayed size w×h, the text scale, the margin, the top of the
+// picture, the colour bar's width and height, and the figure's size cw×ch.
+type heatmapLayout struct{ k, w, h, ts, pad, top, bar, barH, cw, ch int }
+
+func newHeatmapLayout(orig *imaging.RGB, o Overlay) heatmapLayout {
+	l := heatmapLayout{k: displayScale(orig.W, orig.H)}
+	l.w, l.h = orig.W*l.k, orig.H*l.k
+	l.ts = textScale(l.w, l.h)
+	l.pad = figurePad(l.ts)
+	l.top = l.pad + lineHeight(l.ts) + 4*l.ts/2
+	l.bar = colourBarWidth(l.ts, thresholdLabel(o))
+	l.barH = max(l.h, minBarHeight(l.ts))
+	l.cw, l.ch = 2*l.pad+max(l.w+l.bar, textWidth(caption(o), l.ts)+l.ts), l.top+l.barH+l.pad
+	return l
+}
+
+// HeatmapFits says whether Heatmap would draw the figure of this scan
+// within MaxFigurePixels, without drawing it: a command that writes
+// several figures checks them all first.
+func HeatmapFits(orig *imaging.RGB, o Overlay) error {
+	l := newHeatmapLayout(orig, o)
+	return figureFits("heatmap", orig, l.cw, l.ch)
 }
 
 // figurePad is the blank margin around a figure's content, so that no
@@ -185,39 +204,17 @@ func PredictedRegion(amap []float32, size, w, h int, threshold float64) []bool {
 //
 // A figure over MaxFigurePixels is an error, before anything is drawn.
 func Panel(orig *imaging.RGB, truth []bool, amap []float32, size int, o Overlay) (*image.RGBA, error) {
-	k := displayScale(orig.W, orig.H)
-	w, h := orig.W*k, orig.H*k
-	titles := []string{"scan", "ground truth", "anomaly map", "region >= " + thresholdLabel(o)}
-	if truth == nil {
-		titles = slices.Delete(titles, 1, 2)
-	}
-	// The text grows with the figure's width too: a row of tiles shown at
-	// a page's width must keep its caption legible.
-	ts := min(max(textScale(w, h), len(titles)*w/panelWidthPerTextScale), maxTextScale(w, h))
-	gap := 6 * ts / 2
-	pad := figurePad(ts)
-	top := pad + lineHeight(ts) + gap
-	bottom := lineHeight(ts) + gap + pad
-	// A tile is as wide as the scan or its title, whichever is wider (a
-	// tall, narrow scan must not overprint its neighbours' titles).
-	tw := w
-	for _, t := range titles {
-		tw = max(tw, textWidth(t, ts)+2)
-	}
-	bar := colourBarWidth(ts, thresholdLabel(o))
-	barH := max(h, minBarHeight(ts))
-	// The caption's legend is known once the region is; the figure is
-	// checked first with the longest.
-	longest := caption(o) + panelLegend([]bool{true}, []bool{true})
-	if err := figureFits("panel", orig, 2*pad+max(len(titles)*(tw+gap)+bar, textWidth(longest, ts)+ts), top+barH+bottom); err != nil {
+	if err := PanelFits(orig, truth != nil, o); err != nil {
 		return nil, err
 	}
+	l := newPanelLayout(orig, truth != nil, o)
+	k, w, h, ts, gap, pad, top, tw, bar, barH, titles := l.k, l.w, l.h, l.ts, l.gap, l.pad, l.top, l.tw, l.bar, l.barH, l.titles
 	v := resizeMap(amap, size, w, h)
 	// The region drawn is the one --mask writes, at the scan's size,
 	// enlarged as the scan is.
 	pred := enlargeMask(PredictedRegion(amap, size, orig.W, orig.H, o.Threshold), orig.W, orig.H, k)
 	note := caption(o) + panelLegend(truth, pred)
-	out := canvas(2*pad+max(len(titles)*(tw+gap)+bar, textWidth(note, ts)+ts), top+barH+bottom)
+	out := canvas(l.size(note))
 	var gt []bool
 	if truth != nil {
 		gt = enlargeMask(truth, orig.W, orig.H, k)
@@ -247,6 +244,53 @@ func Panel(orig *imaging.RGB, truth []bool, amap []float32, size int, o Overlay)
 	drawColourBar(out, image.Rect(x, top, x+bar, top+barH), o.Threshold, thresholdLabel(o), ts)
 	drawText(out, pad, top+barH+gap, note, ts, textColour)
 	return out, nil
+}
+
+// panelLayout is where a panel's parts go: the scan's enlargement k and
+// displayed size w×h, the text scale, the gaps and margin, the tiles'
+// width and titles, the colour bar's width and height.
+type panelLayout struct {
+	k, w, h, ts, gap, pad, top, bottom, tw, bar, barH int
+	titles                                            []string
+}
+
+func newPanelLayout(orig *imaging.RGB, withTruth bool, o Overlay) panelLayout {
+	l := panelLayout{k: displayScale(orig.W, orig.H)}
+	l.w, l.h = orig.W*l.k, orig.H*l.k
+	l.titles = []string{"scan", "ground truth", "anomaly map", "region >= " + thresholdLabel(o)}
+	if !withTruth {
+		l.titles = slices.Delete(l.titles, 1, 2)
+	}
+	// The text grows with the figure's width too: a row of tiles shown at
+	// a page's width must keep its caption legible.
+	l.ts = min(max(textScale(l.w, l.h), len(l.titles)*l.w/panelWidthPerTextScale), maxTextScale(l.w, l.h))
+	l.gap = 6 * l.ts / 2
+	l.pad = figurePad(l.ts)
+	l.top = l.pad + lineHeight(l.ts) + l.gap
+	l.bottom = lineHeight(l.ts) + l.gap + l.pad
+	// A tile is as wide as the scan or its title, whichever is wider (a
+	// tall, narrow scan must not overprint its neighbours' titles).
+	l.tw = l.w
+	for _, t := range l.titles {
+		l.tw = max(l.tw, textWidth(t, l.ts)+2)
+	}
+	l.bar = colourBarWidth(l.ts, thresholdLabel(o))
+	l.barH = max(l.h, minBarHeight(l.ts))
+	return l
+}
+
+// size is the panel's size with the caption note.
+func (l panelLayout) size(note string) (w, h int) {
+	return 2*l.pad + max(len(l.titles)*(l.tw+l.gap)+l.bar, textWidth(note, l.ts)+l.ts), l.top + l.barH + l.bottom
+}
+
+// PanelFits says whether Panel would draw the figure of this scan (with a
+// ground-truth tile or not) within MaxFigurePixels, without drawing it: a
+// command that writes several figures checks them all first.
+func PanelFits(orig *imaging.RGB, withTruth bool, o Overlay) error {
+	// The caption's legend is known once the region is: the longest.
+	w, h := newPanelLayout(orig, withTruth, o).size(caption(o) + panelLegend([]bool{true}, []bool{true}))
+	return figureFits("panel", orig, w, h)
 }
 
 // panelWidthPerTextScale is the panel width, in pixels, per step of the

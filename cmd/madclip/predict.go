@@ -381,6 +381,15 @@ func recordedWeights(ck string, m checkpoint.Meta) []namedPath {
 	return in
 }
 
+// drawPNG draws a figure and writes it to path.
+func drawPNG(path string, draw func() (*image.RGBA, error)) error {
+	fig, err := draw()
+	if err != nil {
+		return err
+	}
+	return writePNG(path, fig)
+}
+
 // maxFlatNotes is how many flat-colour images predict names one by one.
 const maxFlatNotes = 5
 
@@ -412,32 +421,36 @@ func (f *flatNotes) summary() {
 func (o predictOutputs) write(d dataset.Decoded, r infer.Result, size int, th float64, uncalibrated bool) (prediction, error) {
 	pr := prediction{Path: jsonpath.Path(d.Sample.Path), Score: r.Score, DetScore: r.DetScore, Label: infer.Label(r.Score, th)}
 	ov := infer.Overlay{Score: r.Score, Threshold: th, Label: pr.Label, Uncalibrated: uncalibrated}
+	named := ov
+	named.Name = filepath.Base(d.Sample.Path) // a panel shown on its own says which scan it is
+	// Every figure is checked before any is drawn: one that cannot be
+	// leaves none of this image's outputs behind.
 	if o.heatmap != nil {
-		pr.Heatmap = jsonpath.Path(o.heatmap[d.Index])
-		fig, err := infer.Heatmap(d.Orig, r.Map, size, ov)
-		if err != nil {
+		if err := infer.HeatmapFits(d.Orig, ov); err != nil {
 			return pr, fmt.Errorf("%s: %w; give no --heatmap for it", oneLine(d.Sample.Path), err)
 		}
-		if err := writePNG(o.heatmap[d.Index], fig); err != nil {
-			return pr, err
-		}
 	}
+	var gt []bool
 	if o.panel != nil {
-		var gt []bool
 		if o.groundTruth != "" {
 			var err error
 			if gt, err = infer.LoadTruth(o.groundTruth, d.Sample.Path, d.Orig.W, d.Orig.H); err != nil {
 				return pr, fmt.Errorf("--ground-truth %w", err)
 			}
 		}
-		pr.Panel = jsonpath.Path(o.panel[d.Index])
-		named := ov
-		named.Name = filepath.Base(d.Sample.Path) // a figure shown on its own says which scan it is
-		fig, err := infer.Panel(d.Orig, gt, r.Map, size, named)
-		if err != nil {
+		if err := infer.PanelFits(d.Orig, o.groundTruth != "", named); err != nil {
 			return pr, fmt.Errorf("%s: %w; give no --panel for it", oneLine(d.Sample.Path), err)
 		}
-		if err := writePNG(o.panel[d.Index], fig); err != nil {
+	}
+	if o.heatmap != nil {
+		pr.Heatmap = jsonpath.Path(o.heatmap[d.Index])
+		if err := drawPNG(o.heatmap[d.Index], func() (*image.RGBA, error) { return infer.Heatmap(d.Orig, r.Map, size, ov) }); err != nil {
+			return pr, err
+		}
+	}
+	if o.panel != nil {
+		pr.Panel = jsonpath.Path(o.panel[d.Index])
+		if err := drawPNG(o.panel[d.Index], func() (*image.RGBA, error) { return infer.Panel(d.Orig, gt, r.Map, size, named) }); err != nil {
 			return pr, err
 		}
 	}
