@@ -57,6 +57,10 @@ type Config struct {
 	Version string
 	// Limits say what images are decoded, in training and evaluation.
 	Limits imaging.Limits
+	// Warn tells of what makes a run mean less than it seems (masks that
+	// mark nothing, a below-chance threshold), each warning once; nil
+	// gives them to Run's note.
+	Warn func(string)
 }
 
 // Result is one run.
@@ -141,6 +145,20 @@ func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, note func(string)) ([
 	if len(runnable) == 0 {
 		return nil, nil // the caller says none is there, before any loading
 	}
+	// Every split a run reads is checked before the first training: a
+	// test split found missing after hours of training wastes them.
+	for _, pair := range runnable {
+		if _, err := dataset.ReadSplit(c.Data, pair[0], "valid"); err != nil {
+			return nil, err
+		}
+		if _, err := dataset.ReadSplit(c.Data, pair[1], "test"); err != nil {
+			return nil, err
+		}
+	}
+	warn := c.Warn
+	if warn == nil {
+		warn = note
+	}
 	// One backbone serves every run: loading ViT-L/14 (and hashing its
 	// weights) once instead of twice per run.
 	src := checkpoint.Source{Preset: c.Preset, Seed: checkpoint.DefaultBackboneSeed, Weights: c.Weights}
@@ -151,6 +169,7 @@ func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, note func(string)) ([
 	defer backbone.Free()
 	shared := &checkpoint.SharedBackbone{Model: backbone, Info: info}
 	var out []Result
+	warned := map[string]bool{}
 	total := len(runnable) * len(c.Shots) * c.Seeds
 	started := time.Now()
 	progress := func() string {
@@ -177,7 +196,7 @@ func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, note func(string)) ([
 				res, err := train.Run(ctx, train.Config{
 					Data: c.Data, Dataset: name, Shots: k, DrawShots: c.DrawShots, Seed: seed, Epochs: c.Epochs, Batch: c.Batch,
 					Model: model.Options{ImageSize: c.Size}, Shared: shared, Device: c.Device, Out: ck, Limits: c.Limits,
-				}, tk, train.Silent{})
+				}, tk, &runWarnings{label: label, warn: warn, seen: warned})
 				if err != nil {
 					return out, fmt.Errorf("%s, %s, seed %d: %w", label, shots(k), seed, err)
 				}
@@ -215,6 +234,22 @@ func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, note func(string)) ([
 		}
 	}
 	return out, nil
+}
+
+// runWarnings is a training run's reporter in a bench: silent but for its
+// warnings, each given once over the bench, under the run's label.
+type runWarnings struct {
+	train.Silent
+	label string
+	warn  func(string)
+	seen  map[string]bool
+}
+
+func (r *runWarnings) Warn(msg string) {
+	if s := r.label + ": " + msg; !r.seen[s] {
+		r.seen[s] = true
+		r.warn("warning: " + s)
+	}
 }
 
 func unique(a, b string) []string {

@@ -2,6 +2,9 @@ package bench
 
 import (
 	"context"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"madclip/dataset"
@@ -49,5 +52,46 @@ func TestRunFreesEachRun(t *testing.T) {
 		if si := r.ShotImages; !r.Settings.DrawShots || r.ShotsFile != "" || si == nil || len(si.Normal) != r.Shots || len(si.Abnormal) != r.Shots {
 			t.Errorf("%d shots, seed %d: draw %v, file %q, images %+v", r.Shots, r.Seed, r.Settings.DrawShots, r.ShotsFile, si)
 		}
+	}
+}
+
+// A split a run would read that is not there stops the bench before any
+// training, naming it.
+func TestRunChecksSplitsFirst(t *testing.T) {
+	root := t.TempDir()
+	if err := dataset.Synth(root, dataset.SynthOptions{Seed: 2, Valid: 4, Test: 4, Size: 32, Datasets: []string{"Brain", "Chest"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(dataset.Dir(root, "Chest"), "test")); err != nil {
+		t.Fatal(err)
+	}
+	c := Config{Data: root, Datasets: []string{"Brain", "Chest"}, Shots: []int{1}, Seeds: 1, Epochs: 1, Preset: "tiny",
+		Size: 56, Work: t.TempDir(), Batch: 16, DrawShots: true, Version: "test"}
+	var notes []string
+	err := torch.Do(func() error {
+		_, err := Run(context.Background(), c, reftest.Tokenizer(t), func(s string) { notes = append(notes, s) })
+		return err
+	})
+	if err == nil || !strings.Contains(err.Error(), filepath.Join("Chest_AD", "test")) {
+		t.Errorf("bench with Chest's test split missing: %v", err)
+	}
+	for _, n := range notes {
+		if strings.Contains(n, "training") {
+			t.Errorf("trained before finding the split missing: %q", n)
+		}
+	}
+}
+
+// A run's warnings reach the bench once each, under the run's label.
+func TestRunWarnings(t *testing.T) {
+	var got []string
+	seen := map[string]bool{}
+	for range 2 {
+		r := &runWarnings{label: "Brain", warn: func(s string) { got = append(got, s) }, seen: seen}
+		r.Stage("reading the few shots")
+		r.Warn("1 of the 2 abnormal shots have a mask that marks nothing")
+	}
+	if len(got) != 1 || got[0] != "warning: Brain: 1 of the 2 abnormal shots have a mask that marks nothing" {
+		t.Errorf("warnings %q", got)
 	}
 }
