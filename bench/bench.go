@@ -132,7 +132,11 @@ func (c Config) runnable(note func(string)) [][2]string {
 		case name != test:
 			note(fmt.Sprintf("%s: not under %s, so %s → %s is skipped", missing[0], c.Data, name, test))
 		default:
-			note(fmt.Sprintf("%s: not under %s, skipped", name, c.Data))
+			hint := ""
+			if d := dataset.OtherCase(c.Data, name); d != "" {
+				hint = fmt.Sprintf(" (did you mean %s? names are case-sensitive)", d)
+			}
+			note(fmt.Sprintf("%s: not under %s, skipped%s", name, c.Data, hint))
 		}
 	}
 	return runnable

@@ -95,3 +95,19 @@ func TestRunWarnings(t *testing.T) {
 		t.Errorf("warnings %q", got)
 	}
 }
+
+// A dataset named in another case is skipped with the name meant.
+func TestRunnableCaseHint(t *testing.T) {
+	root := t.TempDir()
+	for _, d := range []string{"Brain_AD", "Chest_AD"} {
+		if err := os.Mkdir(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var notes []string
+	pairs := Config{Data: root, Datasets: []string{"brain", "Chest"}}.runnable(func(s string) { notes = append(notes, s) })
+	if len(pairs) != 1 || pairs[0] != [2]string{"Chest", "Chest"} || len(notes) != 1 || !strings.Contains(notes[0], "brain: not under") ||
+		!strings.Contains(notes[0], "(did you mean Brain? names are case-sensitive)") {
+		t.Errorf("runnable %v, notes %q", pairs, notes)
+	}
+}

@@ -32,12 +32,10 @@ func MissingHint(root, name string) string {
 	if trimmed, ok := strings.CutSuffix(name, "_AD"); ok && trimmed != "" && isDir(Dir(root, trimmed)) {
 		return fmt.Sprintf(" (a dataset is named without its folder's _AD: --dataset %s)", trimmed)
 	}
-	there := Under(root)
-	for _, d := range there {
-		if strings.EqualFold(d, name) {
-			return fmt.Sprintf(" (did you mean %s? names are case-sensitive)", d)
-		}
+	if d := OtherCase(root, name); d != "" {
+		return fmt.Sprintf(" (did you mean %s? names are case-sensitive)", d)
 	}
+	there := Under(root)
 	if len(there) == 0 {
 		return fmt.Sprintf(" (%s holds no dataset: no {name}_AD folder)", root)
 	}
@@ -45,6 +43,17 @@ func MissingHint(root, name string) string {
 		there = append(there[:8], "…")
 	}
 	return fmt.Sprintf(" (datasets under %s: %s)", root, strings.Join(there, ", "))
+}
+
+// OtherCase is the dataset under root whose name is name in another case
+// ("Brain" for "brain"), or "".
+func OtherCase(root, name string) string {
+	for _, d := range Under(root) {
+		if d != name && strings.EqualFold(d, name) {
+			return d
+		}
+	}
+	return ""
 }
 
 // Under lists the names of the datasets under root: its {name}_AD folders,

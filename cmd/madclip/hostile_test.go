@@ -430,6 +430,7 @@ func TestHostileInputs(t *testing.T) {
 		{"an empty clip text", []string{"clip", "--weights", tinyWeights(t, dir), "--image", scan, "--text", " "}, "is empty; give words"},
 		{"a text longer than CLIP reads", []string{"clip", "--weights", tinyWeights(t, dir), "--image", scan, "--text", strings.Repeat("brain ", 80)}, "82 tokens with its start and end marks; CLIP reads at most 77"},
 		{"synth dataset twice", []string{"synth", "--out", filepath.Join(dir, "s"), "--datasets", "Brain,Brain", "-q"}, "listed twice"},
+		{"all among synth's datasets", []string{"synth", "--out", filepath.Join(dir, "s"), "--datasets", "all,Brain", "-q"}, "all stands alone"},
 	}
 	if torch.CUDADeviceCount() == 0 {
 		cases = append(cases, struct {

@@ -60,6 +60,9 @@ Examples:
 					if n = strings.TrimSpace(n); n == "" || strings.ContainsAny(n, "/\\") {
 						return fmt.Errorf("synth: bad dataset name %q", n)
 					}
+					if n == "all" {
+						return fmt.Errorf("synth: --datasets %s: all stands alone (it names every benchmark dataset)", d)
+					}
 					names = append(names, n)
 				}
 			}
