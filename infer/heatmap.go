@@ -376,16 +376,23 @@ func Decimals(score, threshold float64, least int) int {
 
 // LoadTruth reads a ground-truth mask for a w×h scan: true where its grey
 // level (PIL's convert("L")) is above half.
-func LoadTruth(path, scan string, w, h int) ([]bool, error) {
+//
+// faint says the mask marks nothing though some of its pixels are not 0:
+// most likely a mask stored as 0/1 rather than 0/255, which reads as empty
+// (as in the authors' code).
+func LoadTruth(path, scan string, w, h int) (truth []bool, faint bool, err error) {
 	g, err := imaging.LoadMask(path, scan, w, h)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	out := make([]bool, w*h)
+	truth = make([]bool, w*h)
+	marked, nonzero := false, false
 	for i, v := range g.Pix {
-		out[i] = v >= 128
+		truth[i] = v >= 128
+		marked = marked || truth[i]
+		nonzero = nonzero || v != 0
 	}
-	return out, nil
+	return truth, nonzero && !marked, nil
 }
 
 func canvas(w, h int) *image.RGBA {

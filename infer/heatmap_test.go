@@ -1,12 +1,18 @@
 package infer
 
 import (
+	"fmt"
 	"image"
 	"image/color"
 	"image/draw"
-	"madclip/imaging"
+	"image/png"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"madclip/imaging"
 )
 
 // A caption names the scan and shows the score and the threshold with as
@@ -279,5 +285,29 @@ func TestLongScanFigures(t *testing.T) {
 	}
 	if _, err := Panel(thin, nil, amap, 16, o); err == nil || !strings.Contains(err.Error(), "its panel would be") {
 		t.Errorf("panel of a 1×2000000 scan: %v", err)
+	}
+}
+
+// A ground truth stored as 0/1 marks nothing and says it is faint; one
+// stored as 0/255 marks its region; an all-0 one is empty, not faint.
+func TestLoadTruthFaint(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		on           uint8
+		marked, want bool
+	}{{1, false, true}, {255, true, false}, {0, false, false}} {
+		m := image.NewGray(image.Rect(0, 0, 4, 4))
+		m.Pix[5] = c.on
+		p := filepath.Join(dir, fmt.Sprintf("m%d.png", c.on))
+		f, err := os.Create(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		png.Encode(f, m)
+		f.Close()
+		truth, faint, err := LoadTruth(p, "scan.png", 4, 4)
+		if err != nil || faint != c.want || slices.Contains(truth, true) != c.marked {
+			t.Errorf("mask with %d: faint %v marked %v (%v), want faint %v marked %v", c.on, faint, slices.Contains(truth, true), err, c.want, c.marked)
+		}
 	}
 }

@@ -364,7 +364,7 @@ func writeFailures(p *infer.Predictor, ev *infer.Evaluation, dir string, n int, 
 		var gt []bool
 		if s.MaskPath != "" {
 			var err error
-			if gt, err = infer.LoadTruth(s.MaskPath, d.Sample.Path, d.Orig.W, d.Orig.H); err != nil {
+			if gt, _, err = infer.LoadTruth(s.MaskPath, d.Sample.Path, d.Orig.W, d.Orig.H); err != nil { // faint masks: eval says so
 				return err
 			}
 		} else if ev.PixelAUROC != nil {

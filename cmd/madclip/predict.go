@@ -434,8 +434,12 @@ func (o predictOutputs) write(d dataset.Decoded, r infer.Result, size int, th fl
 	if o.panel != nil {
 		if o.groundTruth != "" {
 			var err error
-			if gt, err = infer.LoadTruth(o.groundTruth, d.Sample.Path, d.Orig.W, d.Orig.H); err != nil {
+			var faint bool
+			if gt, faint, err = infer.LoadTruth(o.groundTruth, d.Sample.Path, d.Orig.W, d.Orig.H); err != nil {
 				return pr, fmt.Errorf("--ground-truth %w", err)
+			}
+			if faint {
+				fmt.Fprintf(os.Stderr, "madclip: note: --ground-truth %s marks nothing: its pixels are all below 128 but not all 0 (a mask stored as 0/1 rather than 0/255 reads so)\n", oneLine(o.groundTruth))
 			}
 		}
 		if err := infer.PanelFits(d.Orig, o.groundTruth != "", named); err != nil {
