@@ -121,6 +121,10 @@ func (Silent) Start(int, int, int)    {}
 func (Silent) Step(int, int, float64) {}
 func (Silent) EpochDone(int, float64) {}
 
+// fewHeldOut is the fewest held-out images of a class that calibrate a
+// threshold without a warning that it is rough.
+const fewHeldOut = 5
+
 // ErrInterrupted is returned when the context was cancelled; a partial
 // checkpoint was saved for --resume.
 var ErrInterrupted = errors.New("training interrupted")
@@ -588,6 +592,9 @@ func (r *trainingRun) finish() error {
 		r.meta.Calibration, r.meta.Threshold, r.meta.ThresholdYouden = cal, f1th, jth
 		r.rep.Stage(fmt.Sprintf("threshold %s (F1-max; Youden %s) on %d held-out valid images, image AUROC %.4f there",
 			metrics.FormatThreshold(f1th), metrics.FormatThreshold(jth), cal.Normal+cal.Abnormal, cal.AUROC))
+		if cal.Normal < fewHeldOut || cal.Abnormal < fewHeldOut {
+			r.rep.Warn(fmt.Sprintf("the threshold rests on %d normal and %d abnormal held-out valid images only: take it as rough (valid images beyond the shots make it firmer)", cal.Normal, cal.Abnormal))
+		}
 		if cal.AUROC < 0.5 {
 			r.rep.Warn(fmt.Sprintf("image AUROC %.4f on the held-out valid images, below chance: the model ranks them the wrong way round, and labels at its threshold mean little (more epochs or shots may help)", cal.AUROC))
 		}

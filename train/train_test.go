@@ -780,3 +780,34 @@ func TestInterruptBeforeTraining(t *testing.T) {
 		t.Error("a checkpoint was saved before any training")
 	}
 }
+
+// A threshold calibrated on few held-out images is said to be rough; one
+// on many is not.
+func TestWarnFewHeldOut(t *testing.T) {
+	few := t.TempDir()
+	if err := dataset.Synth(few, dataset.SynthOptions{Seed: 2, Valid: 4, Test: 2, Size: 32, Datasets: []string{"Knee"}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		root, name string
+		want       bool
+	}{{few, "Knee", true}, {synth(t), "Brain", false}} {
+		cfg := smallConfig(t, c.root)
+		cfg.Epochs, cfg.Dataset, cfg.Model.Object = 1, c.name, "brain"
+		log := &stageLog{}
+		res, err := run(t, context.Background(), cfg, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cal := res.Meta.Calibration
+		if cal == nil {
+			t.Fatalf("%s: no calibration", c.name)
+		}
+		warned := slices.ContainsFunc(log.stages, func(s string) bool {
+			return strings.HasPrefix(s, "warning: ") && strings.Contains(s, fmt.Sprintf("rests on %d normal and %d abnormal held-out valid images only", cal.Normal, cal.Abnormal))
+		})
+		if warned != c.want || (cal.Normal < fewHeldOut || cal.Abnormal < fewHeldOut) != c.want {
+			t.Errorf("%s, %d normal and %d abnormal held out: warned %v, want %v", c.name, cal.Normal, cal.Abnormal, warned, c.want)
+		}
+	}
+}
