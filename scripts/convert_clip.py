@@ -64,7 +64,10 @@ def read_any(path):
             flat[prefix] = v
         elif isinstance(v, dict):
             for k, x in v.items():
-                walk(f"{prefix}.{k}" if prefix else str(k), x)
+                if not isinstance(k, str):  # named as madclip weights convert names it, then refused
+                    walk(f"{prefix}[{k}]", x)
+                else:
+                    walk(f"{prefix}.{k}" if prefix else k, x)
 
     walk("", obj)
     return flat
@@ -129,6 +132,22 @@ def from_hf(sd):
             sys.exit(f"convert_clip: {name}: q, k and v are not all present")
         out[name] = torch.cat([parts["q"], parts["k"], parts["v"]], 0)
     return out
+
+
+# OpenAI's releases by their converted file's name: (image size, patch,
+# vision width, vision blocks). A file under one of these names must hold
+# that release, as madclip looks for its default weights by the name.
+RELEASES = {"ViT-B-32.safetensors": (224, 32, 768, 12), "ViT-B-16.safetensors": (224, 16, 768, 12),
+            "ViT-L-14.safetensors": (224, 14, 1024, 24), "ViT-L-14-336px.safetensors": (336, 14, 1024, 24)}
+
+
+def architecture(sd):
+    """The vision tower's (image size, patch, width, blocks) from the shapes."""
+    conv = sd["visual.conv1.weight"]
+    patch, width = conv.shape[-1], conv.shape[0]
+    grid = round((sd["visual.positional_embedding"].shape[0] - 1) ** 0.5)
+    blocks = len({k.split(".")[3] for k in sd if k.startswith("visual.transformer.resblocks.")})
+    return (grid * patch, patch, width, blocks)
 
 
 def write_safetensors(path, tensors, metadata):
@@ -213,9 +232,18 @@ def main():
     if any(k.startswith(("vision_model.", "text_model.")) for k in sd):
         sd = from_hf(sd)
     sd = {k: v for k, v in sd.items() if k not in EXTRAS}
-    for need in ("visual.conv1.weight", "token_embedding.weight", "text_projection"):
+    for need in ("visual.conv1.weight", "visual.positional_embedding", "token_embedding.weight", "text_projection"):
         if need not in sd:
             sys.exit(f"convert_clip: {a.input}: not CLIP weights (no {need})")
+    odd = sorted(k for k in sd if "[" in k)
+    if odd:
+        sys.exit(f"convert_clip: {a.input}: not a complete CLIP: unexpected {odd[0]} (a tensor under a non-string key)")
+    want = RELEASES.get(os.path.basename(a.output))
+    if want and architecture(sd) != want:
+        got = architecture(sd)
+        sys.exit(f"convert_clip: {a.input}: not the CLIP expected: it holds {got[0]} px, patch {got[1]}, width {got[2]}, "
+                 f"{got[3]} layers, where {os.path.basename(a.output)} names one of {want[0]} px, patch {want[1]}, "
+                 f"width {want[2]}, {want[3]} layers; nothing was written")
     write_safetensors(a.output, sd, {"format": "pt", "source": os.path.basename(a.input), "converted_by": "madclip"})
     if copy_vocab:
         shutil.copyfile(a.vocab, vocab_out)

@@ -296,3 +296,21 @@ func TestConvertKeepsOthersFiles(t *testing.T) {
 		t.Error("a checkpoint was replaced")
 	}
 }
+
+// The Python converter, like Convert, writes nothing but a release under a
+// release's file name.
+func TestPythonConverterReleaseNames(t *testing.T) {
+	py := python(t)
+	dir := t.TempDir()
+	orig := filepath.Join(dir, "orig.safetensors")
+	writeTiny(t, orig)
+	named := filepath.Join(dir, "ViT-B-16.safetensors")
+	out, err := exec.Command(py, filepath.Join("..", "scripts", "convert_clip.py"), orig, named).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "ViT-B-16.safetensors names one of 224 px, patch 16, width 768, 12 layers") {
+		t.Errorf("tiny as ViT-B-16: %v %s", err, out)
+	}
+	if _, err := os.Stat(named); err == nil {
+		t.Error("a tiny CLIP written under ViT-B/16's name")
+	}
+	run(t, py, filepath.Join("..", "scripts", "convert_clip.py"), orig, filepath.Join(dir, "mine.safetensors"))
+}
