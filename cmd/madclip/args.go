@@ -27,14 +27,15 @@ func flagsFirst(app *cli.App, args []string) ([]string, error) {
 	if len(args) < 2 {
 		return args, nil
 	}
-	if args[1] == "help" || args[1] == "h" {
-		return args, helpTopic(app, args[2:])
-	}
 	cmds := app.Commands
 	i := 1
 	var cmd *cli.Command
 	var path []string // the command's words, "import authors"
 	for i < len(args) {
+		if (args[i] == "help" || args[i] == "h") && (cmd == nil || len(cmd.Subcommands) > 0) {
+			// madclip help X, madclip weights help X
+			return args, helpTopic(cmds, strings.Join(append([]string{"madclip"}, path...), " "), args[i+1:])
+		}
 		c := find(cmds, args[i])
 		if c == nil {
 			break

@@ -421,6 +421,7 @@ func TestHostileInputs(t *testing.T) {
 		{"a scan as a checkpoint", []string{"predict", "--checkpoint", scan, scan}, "scan.png: a PNG image, not a safetensors file"},
 		{"a CSV with a missing checkpoint", []string{"predict", "--checkpoint", filepath.Join(dir, "none.safetensors"), scan, "--csv"}, "none.safetensors"},
 		{"help on a mistyped subcommand", []string{"help", "weights", "lst"}, `help: unknown command "lst" (did you mean list?) (see madclip weights --help)`},
+		{"help after a command on a mistyped subcommand", []string{"weights", "help", "lst"}, `help: unknown command "lst" (did you mean list?) (see madclip weights --help)`},
 		{"a flag before its command", []string{"--quiet", "train"}, "--quiet goes after the command: madclip train --quiet"},
 		{"a word for a number", []string{"train", "--epochs", "abc"}, "train: --epochs abc: not a number"},
 		{"a word for a switch", []string{"predict", "--json=maybe", "x.png"}, `--json is a switch: give it alone, or as --json=true or --json=false, not "maybe"`},

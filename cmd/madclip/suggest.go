@@ -70,11 +70,10 @@ func unknownCommand(where, word string, cmds []*cli.Command) error {
 	return fmt.Errorf("unknown command %q%s (see %s --help)", word, didYouMean(word, commandNames(cmds)), where)
 }
 
-// helpTopic checks the words after "madclip help": each must name a
-// command (cli's own answer, "No help topic for 'x'", reads unlike every
-// other error).
-func helpTopic(app *cli.App, words []string) error {
-	cmds, where := app.Commands, "madclip"
+// helpTopic checks the words after "help" among cmds, the commands of
+// where ("madclip", "madclip weights"): each must name a command (cli's
+// own answer, "No help topic for 'x'", reads unlike every other error).
+func helpTopic(cmds []*cli.Command, where string, words []string) error {
 	for _, w := range words {
 		if strings.HasPrefix(w, "-") {
 			return nil
