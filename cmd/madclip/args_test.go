@@ -93,6 +93,17 @@ func TestTrainReporterRateAfterResume(t *testing.T) {
 	if got, want := buf.String(), "epoch 2/3  loss 0.5000  1.0 s  2.0 steps/s\n"; got != want {
 		t.Errorf("got %q, want %q", got, want)
 	}
+	// Slower than a step a second, as ViT-L on a CPU: seconds per step.
+	buf.Reset()
+	r = newTrainReporter(&buf, false)
+	r.Start(1, 2, 0)
+	r.started = time.Now().Add(-25 * time.Second)
+	r.Step(0, 0, 0.5)
+	r.Step(0, 1, 0.5)
+	r.EpochDone(0, 0.5)
+	if got, want := buf.String(), "epoch 1/1  loss 0.5000  25.0 s  12.5 s/step\n"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
 }
 
 // terminalReporter is the train reporter as it shows on a terminal, its

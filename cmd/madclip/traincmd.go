@@ -332,7 +332,11 @@ func (r *trainReporter) EpochDone(epoch int, mean float64) {
 		return
 	}
 	el := time.Since(r.started)
-	fmt.Fprintf(r.w, "epoch %d/%d  loss %.4f  %.1f s  %.1f steps/s\n", epoch+1, r.epochs, mean, el.Seconds(), float64(r.done)/el.Seconds())
+	rate := fmt.Sprintf("%.1f steps/s", float64(r.done)/el.Seconds())
+	if r.done > 0 && el.Seconds() > float64(r.done) { // slower than a step a second (ViT-L on a CPU)
+		rate = fmt.Sprintf("%.1f s/step", el.Seconds()/float64(r.done))
+	}
+	fmt.Fprintf(r.w, "epoch %d/%d  loss %.4f  %.1f s  %s\n", epoch+1, r.epochs, mean, el.Seconds(), rate)
 }
 
 // finish ends the bar's line: a run stopped early (a signal, an error)
