@@ -164,6 +164,10 @@ func (m Meta) StoppedAt() string {
 	return fmt.Sprintf("epoch %d step %d of %d", m.Epoch+1, m.Step, m.Epochs)
 }
 
+// clipTensor is a tensor every CLIP weights file holds and no checkpoint
+// does.
+const clipTensor = "visual.conv1.weight"
+
 // metaKey holds the checkpoint's Meta as JSON in the safetensors metadata.
 const metaKey = "madclip"
 
@@ -250,7 +254,8 @@ func Load(path string, dev torch.Device) (*Checkpoint, error) {
 		return nil, err
 	}
 	c := &Checkpoint{Path: path, Tensors: ts}
-	if c.Meta, err = parseMeta(path, md); err == nil {
+	_, clipWeights := ts[clipTensor]
+	if c.Meta, err = parseMeta(path, md, clipWeights); err == nil {
 		err = finishedWithoutState(path, c.Meta, ts)
 	}
 	if err == nil {
@@ -314,16 +319,20 @@ func ReadMeta(path string) (Meta, error) {
 		return Meta{}, err
 	}
 	defer f.Close()
-	return parseMeta(path, f.Metadata)
+	clipWeights := slices.ContainsFunc(f.Tensors, func(t safetensors.Tensor) bool { return t.Name == clipTensor })
+	return parseMeta(path, f.Metadata, clipWeights)
 }
 
 // parseMeta decodes and validates the description in a checkpoint's
 // metadata: it is trusted by nothing until it passes.
-func parseMeta(path string, md map[string]string) (Meta, error) {
+//
+// clipWeights says the file holds CLIP's tensors, whoever converted it:
+// without a description, it is named for what it is.
+func parseMeta(path string, md map[string]string, clipWeights bool) (Meta, error) {
 	var meta Meta
 	js, ok := md[metaKey]
 	if !ok {
-		if authorship.MetadataKind(md) == authorship.Weights {
+		if clipWeights || authorship.MetadataKind(md) == authorship.Weights {
 			return meta, fmt.Errorf("%s: CLIP weights, not a madclip checkpoint (a trained model): give weights with --weights, a model trained by madclip train with --checkpoint", path)
 		}
 		return meta, fmt.Errorf("%s: not a madclip checkpoint (no configuration in its metadata)", path)

@@ -253,7 +253,7 @@ func TestLegacyKeys(t *testing.T) {
 		`"backbone":{"preset":"tiny","seed":1,"clip_config":{"EmbedDim":64,"ImageSize":56,"PatchSize":14,"VisionWidth":128,"VisionLayers":4,` +
 		`"VisionHeads":2,"ContextLength":77,"VocabSize":49408,"TextWidth":128,"TextLayers":2,"TextHeads":2}},` +
 		`"dataset":"Brain","masks":true,"shots":2,"seed":7,"epochs":3,"epoch":3}`
-	got, err := parseMeta("old.safetensors", map[string]string{metaKey: legacy})
+	got, err := parseMeta("old.safetensors", map[string]string{metaKey: legacy}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,17 +271,35 @@ func TestLegacyKeys(t *testing.T) {
 			t.Errorf("written description lacks %s: %s", key, js)
 		}
 	}
-	if again, err := parseMeta("new.safetensors", map[string]string{metaKey: string(js)}); err != nil || !reflect.DeepEqual(again, want) {
+	if again, err := parseMeta("new.safetensors", map[string]string{metaKey: string(js)}, false); err != nil || !reflect.DeepEqual(again, want) {
 		t.Errorf("current description read back as %+v, %v", again, err)
 	}
 	current := strings.Replace(legacy, `"0.2.2"`, `"`+Version+`"`, 1)
-	if _, err := parseMeta("edited.safetensors", map[string]string{metaKey: current}); err == nil {
+	if _, err := parseMeta("edited.safetensors", map[string]string{metaKey: current}, false); err == nil {
 		t.Error("a current description with Go's field names was accepted")
 	}
 	for name, want := range map[string]string{"ImageSize": "image_size", "QuickGELU": "quick_gelu", "EmbedDim": "embed_dim",
 		"Object": "object", "MeanStd": "mean_std", "image_size": "image_size"} {
 		if got := snakeCase(name); got != want {
 			t.Errorf("snakeCase(%q) = %q, want %q", name, got, want)
+		}
+	}
+}
+
+// A file without a description is named CLIP weights when it holds CLIP's
+// tensors or madclip converted it, whoever wrote it.
+func TestNotACheckpoint(t *testing.T) {
+	for _, c := range []struct {
+		md          map[string]string
+		clipWeights bool
+		want        string
+	}{
+		{map[string]string{"format": "pt"}, true, "CLIP weights, not a madclip checkpoint"},
+		{map[string]string{"converted_by": "madclip"}, false, "CLIP weights, not a madclip checkpoint"},
+		{map[string]string{"format": "pt"}, false, "not a madclip checkpoint (no configuration in its metadata)"},
+	} {
+		if _, err := parseMeta("x.safetensors", c.md, c.clipWeights); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v, CLIP tensors %v: %v, want %q", c.md, c.clipWeights, err, c.want)
 		}
 	}
 }
@@ -295,7 +313,7 @@ func TestMetaShapeErrors(t *testing.T) {
 		`{"masks": 1}`:          "its configuration's masks is a JSON number, not the boolean madclip writes there",
 		`{"shots_file": false}`: "its configuration's shots_file is a JSON bool, not the string madclip writes there",
 	} {
-		if _, err := parseMeta("x.safetensors", map[string]string{metaKey: js}); err == nil || !strings.Contains(err.Error(), want) {
+		if _, err := parseMeta("x.safetensors", map[string]string{metaKey: js}, false); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v, want %q", js, err, want)
 		}
 	}
