@@ -9,7 +9,7 @@ import "bytes"
 func Sniff(head []byte) string {
 	text := bytes.TrimLeft(head, " \t\r\n\ufeff")
 	switch {
-	case bytes.HasPrefix(head, []byte(pngSignature)), bytes.HasPrefix(head, []byte("\x89PNG")):
+	case bytes.HasPrefix(head, []byte(pngSignature[:4])): // a cut-off PNG too
 		return "a PNG image"
 	case bytes.HasPrefix(head, []byte{0xff, 0xd8, 0xff}):
 		return "a JPEG image"

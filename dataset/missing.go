@@ -32,10 +32,10 @@ func MissingHint(root, name string) string {
 	if trimmed, ok := strings.CutSuffix(name, "_AD"); ok && trimmed != "" && isDir(Dir(root, trimmed)) {
 		return fmt.Sprintf(" (a dataset is named without its folder's _AD: --dataset %s)", trimmed)
 	}
-	if d := OtherCase(root, name); d != "" {
+	there := Under(root)
+	if d := otherCase(there, name); d != "" {
 		return fmt.Sprintf(" (did you mean %s? names are case-sensitive)", d)
 	}
-	there := Under(root)
 	if len(there) == 0 {
 		return fmt.Sprintf(" (%s holds no dataset: no {name}_AD folder)", root)
 	}
@@ -47,8 +47,11 @@ func MissingHint(root, name string) string {
 
 // OtherCase is the dataset under root whose name is name in another case
 // ("Brain" for "brain"), or "".
-func OtherCase(root, name string) string {
-	for _, d := range Under(root) {
+func OtherCase(root, name string) string { return otherCase(Under(root), name) }
+
+// otherCase is the name among names that is name in another case, or "".
+func otherCase(names []string, name string) string {
+	for _, d := range names {
 		if d != name && strings.EqualFold(d, name) {
 			return d
 		}

@@ -103,10 +103,10 @@ func displayScale(w, h int) int {
 // ticks at 0, the threshold and 1. A figure over MaxFigurePixels is an
 // error, before anything is drawn.
 func Heatmap(orig *imaging.RGB, amap []float32, size int, o Overlay) (*image.RGBA, error) {
-	if err := HeatmapFits(orig, o); err != nil {
+	l := newHeatmapLayout(orig, o)
+	if err := figureFits("heatmap", orig, l.cw, l.ch); err != nil {
 		return nil, err
 	}
-	l := newHeatmapLayout(orig, o)
 	k, w, h, ts, pad, top, bar, barH := l.k, l.w, l.h, l.ts, l.pad, l.top, l.bar, l.barH
 	title := caption(o)
 	out := canvas(l.cw, l.ch)
@@ -204,10 +204,10 @@ func PredictedRegion(amap []float32, size, w, h int, threshold float64) []bool {
 //
 // A figure over MaxFigurePixels is an error, before anything is drawn.
 func Panel(orig *imaging.RGB, truth []bool, amap []float32, size int, o Overlay) (*image.RGBA, error) {
-	if err := PanelFits(orig, truth != nil, o); err != nil {
+	l := newPanelLayout(orig, truth != nil, o)
+	if err := l.fits(orig, o); err != nil {
 		return nil, err
 	}
-	l := newPanelLayout(orig, truth != nil, o)
 	k, w, h, ts, gap, pad, top, tw, bar, barH, titles := l.k, l.w, l.h, l.ts, l.gap, l.pad, l.top, l.tw, l.bar, l.barH, l.titles
 	v := resizeMap(amap, size, w, h)
 	// The region drawn is the one --mask writes, at the scan's size,
@@ -288,8 +288,13 @@ func (l panelLayout) size(note string) (w, h int) {
 // ground-truth tile or not) within MaxFigurePixels, without drawing it: a
 // command that writes several figures checks them all first.
 func PanelFits(orig *imaging.RGB, withTruth bool, o Overlay) error {
-	// The caption's legend is known once the region is: the longest.
-	w, h := newPanelLayout(orig, withTruth, o).size(caption(o) + panelLegend([]bool{true}, []bool{true}))
+	return newPanelLayout(orig, withTruth, o).fits(orig, o)
+}
+
+// fits checks the panel's size with the longest caption (its legend is
+// known once the region is).
+func (l panelLayout) fits(orig *imaging.RGB, o Overlay) error {
+	w, h := l.size(caption(o) + panelLegend([]bool{true}, []bool{true}))
 	return figureFits("panel", orig, w, h)
 }
 
