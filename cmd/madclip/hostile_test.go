@@ -9,6 +9,7 @@ import (
 	"image"
 	"image/jpeg"
 	"image/png"
+	"io/fs"
 	"math"
 	"os"
 	"os/exec"
@@ -547,6 +548,27 @@ func TestPredictOutputs(t *testing.T) {
 	wantFailure(t, "its folder "+filepath.Join(dir, "nofolder")+" does not exist", e, code)
 	_, e, code = madclip(t, nil, "predict", one, "--checkpoint", ck, "--heatmap", filepath.Join(dir, "y-heat.png"), "--device", "cpu")
 	wantFailure(t, "y-heat.png is a file, but for a folder of images", e, code)
+
+	// Inputs from a dataset's folder and from elsewhere: the mirrored
+	// dataset folder is renamed so that the outputs never look like a
+	// dataset, and the same command runs again.
+	inData := filepath.Join(root, "Brain_AD", "test", "good", "img", "000.png")
+	for run := 0; run < 2; run++ {
+		_, e, code = madclip(t, nil, "predict", inData, filepath.Join(one, "y.png"), "--checkpoint", ck, "--mask", filepath.Join(dir, "mm")+"/", "--device", "cpu")
+		if code != 0 {
+			t.Fatalf("run %d: a dataset's scan beside another: exit %d: %s", run, code, e)
+		}
+	}
+	var made []string
+	filepath.WalkDir(filepath.Join(dir, "mm"), func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			made = append(made, p)
+		}
+		return nil
+	})
+	if len(made) != 2 || !strings.Contains(made[0]+made[1], string(filepath.Separator)+"Brain_AD_out"+string(filepath.Separator)+"test") {
+		t.Errorf("mirrored outputs %q, want one under Brain_AD_out/test", made)
+	}
 
 	// CSV: a cell that would start with "=" (the image given by its
 	// relative name) is neutralised with an apostrophe; a full path is not

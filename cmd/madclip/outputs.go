@@ -22,7 +22,10 @@ import (
 // inputs' folders below their deepest common folder, so that dA/x.png and
 // dB/x.png give dest/dA/x_heatmap.png and dest/dB/x_heatmap.png; images
 // that differ only in extension (x.png, x.jpg) keep it in the name
-// (x_png_heatmap.png). The names depend only on the set of inputs.
+// (x_png_heatmap.png). A mirrored folder named like a dataset's
+// (Brain_AD) becomes Brain_AD_out, so that the outputs never make a folder
+// that madclip would later take for a dataset and refuse to write into.
+// The names depend only on the set of inputs.
 func perImageOutputs(inputs []string, dest, suffix string, folder bool) ([]string, error) {
 	if dest == "" {
 		return nil, nil
@@ -56,7 +59,7 @@ func perImageOutputs(inputs []string, dest, suffix string, folder bool) ([]strin
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", inputs[i], err)
 		}
-		stems[i] = strings.TrimSuffix(rel, filepath.Ext(rel))
+		stems[i] = filepath.Join(outsideDatasetNames(filepath.Dir(rel)), strings.TrimSuffix(filepath.Base(rel), filepath.Ext(rel)))
 		count[stems[i]]++
 	}
 	out := make([]string, len(inputs))
@@ -76,6 +79,22 @@ func perImageOutputs(inputs []string, dest, suffix string, folder bool) ([]strin
 		seen[out[i]] = inputs[i]
 	}
 	return out, nil
+}
+
+// outsideDatasetNames renames each folder of the relative path rel that
+// mkdirAll would refuse to make (see datasetNamed): Brain_AD becomes
+// Brain_AD_out.
+func outsideDatasetNames(rel string) string {
+	if rel == "." {
+		return rel
+	}
+	parts := strings.Split(rel, string(filepath.Separator))
+	for i, p := range parts {
+		if strings.HasSuffix(p, "_AD") {
+			parts[i] = p + "_out"
+		}
+	}
+	return filepath.Join(parts...)
 }
 
 // within reports whether path a lies below folder dir.
