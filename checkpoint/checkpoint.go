@@ -4,6 +4,7 @@
 package checkpoint
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -341,6 +342,9 @@ func parseMeta(path string, md map[string]string, clipWeights bool) (Meta, error
 	if v, ok := versionOf(raw); ok && slices.Compare(v, snakeKeysSince) < 0 {
 		raw = snakeKeys(raw)
 	}
+	if key, ok := repeatedKey(raw); ok {
+		return meta, fmt.Errorf("%s: its configuration gives %s twice (edited by hand?): madclip writes each setting once", path, key)
+	}
 	if err := json.Unmarshal(raw, &meta); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
@@ -355,6 +359,58 @@ func parseMeta(path string, md map[string]string, clipWeights bool) (Meta, error
 		return meta, fmt.Errorf("%s: %w", path, err)
 	}
 	return meta, nil
+}
+
+// repeatedKey finds a key given twice in one object of the JSON text js,
+// in any letter case (Go's decoder matches keys so and keeps the last
+// silently), and names it by where it is ("model.layers"). Invalid JSON
+// has none: the decoder reports it.
+func repeatedKey(js []byte) (string, bool) {
+	dec := json.NewDecoder(bytes.NewReader(js))
+	key, found, err := repeatedIn(dec, "")
+	return key, found && err == nil
+}
+
+// repeatedIn reads one JSON value from dec, at the place named at, and
+// reports the first key an object in it repeats.
+func repeatedIn(dec *json.Decoder, at string) (string, bool, error) {
+	tok, err := dec.Token()
+	if err != nil {
+		return "", false, err
+	}
+	switch tok {
+	case json.Delim('{'):
+		seen := map[string]bool{}
+		for dec.More() {
+			k, err := dec.Token()
+			if err != nil {
+				return "", false, err
+			}
+			name, _ := k.(string)
+			where := name
+			if at != "" {
+				where = at + "." + name
+			}
+			fold := strings.ToLower(name)
+			if seen[fold] {
+				return where, true, nil
+			}
+			seen[fold] = true
+			if key, found, err := repeatedIn(dec, where); found || err != nil {
+				return key, found, err
+			}
+		}
+	case json.Delim('['):
+		for i := 0; dec.More(); i++ {
+			if key, found, err := repeatedIn(dec, fmt.Sprintf("%s[%d]", at, i)); found || err != nil {
+				return key, found, err
+			}
+		}
+	default:
+		return "", false, nil
+	}
+	_, err = dec.Token() // the closing delimiter
+	return "", false, err
 }
 
 // jsonKind names the JSON value that decodes into t, for messages about

@@ -307,11 +307,15 @@ func TestNotACheckpoint(t *testing.T) {
 // A description of the wrong JSON shape is named in JSON's words.
 func TestMetaShapeErrors(t *testing.T) {
 	for js, want := range map[string]string{
-		`[]`:                    "its configuration is a JSON array, not the object madclip writes",
-		`{"shots": "16"}`:       "its configuration's shots is a JSON string, not the number madclip writes there",
-		`{"model": []}`:         "its configuration's model is a JSON array, not the object madclip writes there",
-		`{"masks": 1}`:          "its configuration's masks is a JSON number, not the boolean madclip writes there",
-		`{"shots_file": false}`: "its configuration's shots_file is a JSON bool, not the string madclip writes there",
+		`[]`:                          "its configuration is a JSON array, not the object madclip writes",
+		`{"shots": "16"}`:             "its configuration's shots is a JSON string, not the number madclip writes there",
+		`{"model": []}`:               "its configuration's model is a JSON array, not the object madclip writes there",
+		`{"masks": 1}`:                "its configuration's masks is a JSON number, not the boolean madclip writes there",
+		`{"shots_file": false}`:       "its configuration's shots_file is a JSON bool, not the string madclip writes there",
+		`{"shots": 16, "shots": 4}`:   "its configuration gives shots twice",
+		`{"Epochs": 1, "epochs": 60}`: "its configuration gives epochs twice",
+		`{"model": {"layers": [1], "image_size": 1, "layers": [2]}}`: "its configuration gives model.layers twice",
+		`{"a": [{"x": 1}, {"x": 1, "X": 2}]}`:                        "its configuration gives a[1].X twice",
 	} {
 		if _, err := parseMeta("x.safetensors", map[string]string{metaKey: js}, false); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v, want %q", js, err, want)
