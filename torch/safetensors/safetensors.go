@@ -215,7 +215,7 @@ type headerEntry struct {
 // header is JSON right after its 8-byte length, so only files without that
 // are looked at.
 func mistaken(buf []byte) error {
-	if len(buf) <= 8 || buf[8] == '{' {
+	if len(buf) > 8 && buf[8] == '{' { // a header follows its length
 		return nil
 	}
 	switch {
@@ -231,11 +231,11 @@ func mistaken(buf []byte) error {
 // headerLength checks the header length that prefix (the file's first
 // bytes) gives, in a file of size bytes.
 func headerLength(prefix []byte, size int64) (int64, error) {
-	if size < 8 {
-		return 0, fmt.Errorf("not a safetensors file: %d bytes, shorter than the 8-byte header length", size)
-	}
 	if err := mistaken(prefix); err != nil {
 		return 0, err
+	}
+	if size < 8 {
+		return 0, fmt.Errorf("not a safetensors file: %d bytes, shorter than the 8-byte header length", size)
 	}
 	n := binary.LittleEndian.Uint64(prefix[:8])
 	if n > MaxHeader {

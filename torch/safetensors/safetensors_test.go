@@ -134,6 +134,9 @@ func TestRejectsBadFiles(t *testing.T) {
 		want string
 	}{
 		"too short":        {[]byte{1, 2, 3}, "shorter than"},
+		"8 bytes of JSON":  {[]byte("{\"a\":1}\n"), "a JSON document, not a safetensors file"},
+		"short JSON":       {[]byte("{}"), "a JSON document, not a safetensors file"},
+		"a PNG's start":    {[]byte("\x89PNG"), "a PNG image, not a safetensors file"},
 		"header past end":  {append(append([]byte{}, file(`{}`, 0)[:8]...), '{'), "past the end"},
 		"absurd header":    {huge, "exceeds"},
 		"not json":         {file(`{"a":`, 0), "bad header JSON"},
