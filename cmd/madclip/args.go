@@ -17,6 +17,16 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
+// isVersionFlag reports whether arg asks for the version, as cli reads
+// the flag.
+func isVersionFlag(arg string) bool {
+	switch arg {
+	case "--version", "-version", "-v", "--v":
+		return true
+	}
+	return false
+}
+
 // flagsFirst moves a command's flags before its positional arguments, so
 // that `madclip predict scan.png --checkpoint c.safetensors` works as users
 // write it (urfave/cli stops reading flags at the first argument). A flag
@@ -26,6 +36,9 @@ import (
 func flagsFirst(app *cli.App, args []string) ([]string, error) {
 	if len(args) < 2 {
 		return args, nil
+	}
+	if isVersionFlag(args[1]) && len(args) > 2 {
+		return nil, fmt.Errorf("%s takes nothing after it: %q would be ignored (madclip --version)", args[1], args[2])
 	}
 	cmds := app.Commands
 	i := 1

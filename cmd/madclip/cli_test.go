@@ -551,3 +551,14 @@ func TestNoProgressCommands(t *testing.T) {
 		}
 	}
 }
+
+// The version is printed by --version and, as go and docker print theirs,
+// by the word version.
+func TestVersion(t *testing.T) {
+	for _, args := range [][]string{{"--version"}, {"-v"}, {"version"}} {
+		o, e, code := madclip(t, nil, args...)
+		if code != 0 || o != "madclip version "+version+"\n" || e != "" {
+			t.Errorf("%s: exit %d, %q, %q", args, code, o, e)
+		}
+	}
+}

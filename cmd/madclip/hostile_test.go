@@ -417,6 +417,8 @@ func TestHostileInputs(t *testing.T) {
 		{"block 0", append(train, "--layers", "0", "--out", filepath.Join(dir, "o.safetensors")), "--layers 0: blocks count from 1"},
 		{"an unknown subcommand", []string{"weights", "nonexist"}, `weights: unknown command "nonexist" (see madclip weights --help)`},
 		{"a mistyped command", []string{"trian"}, `unknown command "trian" (did you mean train?)`},
+		{"words after --version", []string{"--version", "extra"}, `--version takes nothing after it: "extra" would be ignored`},
+		{"words after version", []string{"version", "extra"}, `version takes nothing after it: "extra" would be ignored`},
 		{"a checkpoint as CLIP weights", []string{"clip", "--weights", ck, "--image", scan, "--text", "a"}, "a madclip checkpoint (a trained model), not CLIP weights"},
 		{"CLIP weights as a checkpoint", []string{"predict", "--checkpoint", tinyWeights(t, dir), scan}, "CLIP weights, not a madclip checkpoint"},
 		{"a scan as a checkpoint", []string{"predict", "--checkpoint", scan, scan}, "scan.png: a PNG image, not a safetensors file"},

@@ -99,6 +99,13 @@ Examples:
 			doctorCommand(),
 		},
 		Action: func(c *cli.Context) error {
+			if c.Args().First() == "version" { // as go version, docker version
+				if c.Args().Len() > 1 {
+					return fmt.Errorf("version takes nothing after it: %q would be ignored", c.Args().Get(1))
+				}
+				cli.ShowVersion(c)
+				return nil
+			}
 			if c.Args().Present() {
 				return unknownCommand("madclip", c.Args().First(), c.App.Commands)
 			}
