@@ -266,11 +266,11 @@ func (r *trainingRun) resumeFrom() error {
 // and decodes them.
 func (r *trainingRun) readShots() error {
 	c := r.c
-	r.rep.Stage("reading the few shots")
 	valid, err := dataset.ReadSplit(c.Data, c.Dataset, "valid")
 	if err != nil {
 		return err
 	}
+	r.rep.Stage("reading the few shots")
 	if c.ShotsFile == "" && !c.DrawShots && dataset.HasAuthorsShots(c.Dataset, c.Shots) {
 		c.ShotsFile, c.ShotsIndex = dataset.AuthorsShotsName(c.Dataset, c.Shots), 0
 	}

@@ -417,6 +417,7 @@ func TestHostileInputs(t *testing.T) {
 		{"block 0", append(train, "--layers", "0", "--out", filepath.Join(dir, "o.safetensors")), "--layers 0: blocks count from 1"},
 		{"an unknown subcommand", []string{"weights", "nonexist"}, `weights: unknown command "nonexist" (see madclip weights --help)`},
 		{"a mistyped command", []string{"trian"}, `unknown command "trian" (did you mean train?)`},
+		{"train on a dataset not there (no stage announced before)", []string{"train", "--data", root, "--dataset", "Liver", "--preset", "tiny", "--out", filepath.Join(dir, "o.safetensors")}, "dataset Liver: no folder"},
 		{"words after --version", []string{"--version", "extra"}, `--version takes nothing after it: "extra" would be ignored`},
 		{"words after version", []string{"version", "extra"}, `version takes nothing after it: "extra" would be ignored`},
 		{"a checkpoint as CLIP weights", []string{"clip", "--weights", ck, "--image", scan, "--text", "a"}, "a madclip checkpoint (a trained model), not CLIP weights"},
