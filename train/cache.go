@@ -24,10 +24,11 @@ type featureCache struct {
 // cache goes to host memory (told through note). Progress goes to note
 // every few seconds when caching takes that long (ViT-L/14 on a CPU takes
 // minutes).
-// An interruption (ctx) stops it between chunks.
+// An interruption (ctx) stops it between chunks: a few seconds' work on
+// either device (cacheChunk).
 func newFeatureCache(ctx context.Context, m *model.MadCLIP, images *torch.Tensor, compute, store torch.Device, note func(string)) (*featureCache, error) {
 	n := images.Size(0)
-	const chunk = 32
+	chunk := cacheChunk(compute)
 	c := &featureCache{dev: store}
 	start, last := time.Now(), time.Now()
 	for lo := int64(0); lo < n; lo += chunk {
@@ -64,6 +65,17 @@ func newFeatureCache(ctx context.Context, m *model.MadCLIP, images *torch.Tensor
 		}
 	}
 	return c, nil
+}
+
+// cacheChunk is how many images the backbone takes at once while caching:
+// 32 fill a GPU; on the CPU a larger batch is no faster per image, and 8
+// keep a ViT-L/14 chunk to seconds, so that progress and an interruption
+// are heard soon.
+func cacheChunk(compute torch.Device) int64 {
+	if compute.IsCUDA() {
+		return 32
+	}
+	return 8
 }
 
 // allocate makes the cache's tensors, [n, tokens, width] in the taps' dtype,

@@ -1116,7 +1116,7 @@ func TestPredictStopsOnSignal(t *testing.T) {
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 128+15 {
 		t.Fatalf("SIGTERM: %v, want exit status 143: %s", err, stderr.String())
 	}
-	if !strings.Contains(stderr.String(), "predict: stopped by SIGTERM after") {
+	if !strings.Contains(stderr.String(), "predict: stopped by SIGTERM after") || !strings.Contains(stderr.String(), "madclip: SIGTERM: stopping after the work in hand") {
 		t.Errorf("stderr: %s", stderr.String())
 	}
 	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")

@@ -199,6 +199,7 @@ func notifySignals(parent context.Context, exit func(code int), grace time.Durat
 		case s := <-ch:
 			got.Store(s)
 			first = time.Now()
+			fmt.Fprintf(os.Stderr, "madclip: %s: stopping after the work in hand (a second signal, a second or more later, stops at once without saving)\n", signalName(s))
 			cancel()
 		case <-done:
 			return
