@@ -36,7 +36,7 @@ func Export(ckPath, weightsPath, out string, tk *bpe.Tokenizer) (checkpoint.Meta
 		if err := exportable(meta); err != nil {
 			return fmt.Errorf("%s: %w", ckPath, err)
 		}
-		backbone, err := ck.OpenBackbone(weightsPath, torch.CPU)
+		backbone, _, err := ck.OpenBackbone(weightsPath, torch.CPU)
 		if err != nil {
 			return err
 		}

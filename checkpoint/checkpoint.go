@@ -693,25 +693,26 @@ func (c *Checkpoint) Free() {
 //
 // Without weightsPath the recorded file is used, and when it is not there
 // any more, the weights folders and the checkpoint's own folder are
-// searched for a file with the recorded digest.
-func (c *Checkpoint) OpenBackbone(weightsPath string, dev torch.Device) (*clip.Model, error) {
+// searched for a file with the recorded digest. It returns the weights
+// file it loaded ("" for a preset).
+func (c *Checkpoint) OpenBackbone(weightsPath string, dev torch.Device) (*clip.Model, string, error) {
 	b := c.Meta.Backbone
 	if b.Preset != "" && weightsPath != "" {
-		return nil, fmt.Errorf("%s was trained on %s, which needs no weights file: leave out the weights (%s)", c.Path, b, weightsPath)
+		return nil, "", fmt.Errorf("%s was trained on %s, which needs no weights file: leave out the weights (%s)", c.Path, b, weightsPath)
 	}
 	src := Source{Preset: b.Preset, Seed: b.Seed, Weights: weightsPath}
 	if b.Preset == "" && src.Weights == "" {
 		var err error
 		if src.Weights, err = c.Meta.WeightsFile(c.Path); err != nil {
-			return nil, err
+			return nil, "", err
 		}
 	}
 	m, got, err := OpenBackbone(src, c.Meta.Model.CLIPOptions(dev))
 	if err != nil {
 		if b.Preset == "" {
-			return nil, fmt.Errorf("%s was trained on CLIP weights %s: %w", c.Path, b.File, err)
+			return nil, "", fmt.Errorf("%s was trained on CLIP weights %s: %w", c.Path, b.File, err)
 		}
-		return nil, fmt.Errorf("%s: %w", c.Path, err)
+		return nil, "", fmt.Errorf("%s: %w", c.Path, err)
 	}
 	if b.Preset == "" {
 		same := got.Digest == b.Digest
@@ -720,20 +721,20 @@ func (c *Checkpoint) OpenBackbone(weightsPath string, dev torch.Device) (*clip.M
 			sum, err := weights.FileSHA256(src.Weights)
 			if err != nil {
 				m.Free()
-				return nil, err
+				return nil, "", err
 			}
 			same, theirs, ours = sum == b.SHA256, b.SHA256, sum
 		}
 		if !same {
 			m.Free()
-			return nil, fmt.Errorf("%s was trained on other CLIP weights (%s…), not %s (%s…)", c.Path, short(theirs), src.Weights, short(ours))
+			return nil, "", fmt.Errorf("%s was trained on other CLIP weights (%s…), not %s (%s…)", c.Path, short(theirs), src.Weights, short(ours))
 		}
 	}
 	if m.Config != b.Config {
 		m.Free()
-		return nil, fmt.Errorf("%s: the backbone's architecture differs from the checkpoint's", c.Path)
+		return nil, "", fmt.Errorf("%s: the backbone's architecture differs from the checkpoint's", c.Path)
 	}
-	return m, nil
+	return m, src.Weights, nil
 }
 
 // isSHA256 reports whether s is a SHA-256 in lowercase hexadecimal, as

@@ -150,7 +150,7 @@ func TestSaveLoadOpen(t *testing.T) {
 		if err := stepped.validate(); err == nil || !strings.Contains(err.Error(), "yet 3 steps into the next") {
 			t.Errorf("finished with steps into the next epoch: %v", err)
 		}
-		b2, err := ck.OpenBackbone("", torch.CPU)
+		b2, _, err := ck.OpenBackbone("", torch.CPU)
 		if err != nil {
 			return err
 		}
@@ -162,7 +162,7 @@ func TestSaveLoadOpen(t *testing.T) {
 		}
 		for _, sum := range []string{"abc", "", strings.Repeat("0", 64)} {
 			ck.Meta.Backbone = Backbone{SHA256: sum, File: jsonpath.Path(w), Config: clip.Tiny()}
-			if _, err := ck.OpenBackbone("", torch.CPU); err == nil || !strings.Contains(err.Error(), "other CLIP weights") {
+			if _, _, err := ck.OpenBackbone("", torch.CPU); err == nil || !strings.Contains(err.Error(), "other CLIP weights") {
 				t.Errorf("digest %q: %v", sum, err)
 			}
 		}
@@ -193,10 +193,13 @@ func TestSaveLoadOpen(t *testing.T) {
 		if back.Meta.Backbone.File != winfo.File {
 			t.Errorf("weights recorded as %q, want %q", back.Meta.Backbone.File, winfo.File)
 		}
-		if wb, err := back.OpenBackbone("", torch.CPU); err != nil {
+		if wb, used, err := back.OpenBackbone("", torch.CPU); err != nil {
 			t.Errorf("weights under a Latin-1 folder: %v", err)
 		} else {
 			wb.Free()
+			if used != string(winfo.File) {
+				t.Errorf("loaded %q, want the recorded %q", used, winfo.File)
+			}
 		}
 		if _, _, err := OpenBackbone(Source{Preset: "huge"}, o.CLIPOptions(torch.CPU)); err == nil || !strings.Contains(err.Error(), "huge") {
 			t.Errorf("unknown preset: %v", err)

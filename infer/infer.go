@@ -22,6 +22,10 @@ type Predictor struct {
 	Size     int  // input resolution
 	HasMasks bool // trained with segmentation: the score is the map's maximum
 	Device   torch.Device
+	// WeightsFile is the CLIP weights file the backbone was loaded from
+	// ("" for a preset): the one the checkpoint records, or one with the
+	// same digest found in its place.
+	WeightsFile string
 
 	path     string      // the checkpoint's, for messages
 	backbone *clip.Model // nil when shared (not ours to free)
@@ -32,21 +36,31 @@ type Predictor struct {
 // Open loads a checkpoint and the backbone it needs (weights may be empty
 // for a preset backbone or to use the path recorded in the checkpoint).
 func Open(path, weights string, tk *bpe.Tokenizer, dev torch.Device) (*Predictor, error) {
-	return open(path, tk, dev, func(ck *checkpoint.Checkpoint) (*clip.Model, bool, error) {
-		b, err := ck.OpenBackbone(weights, dev)
+	var used string
+	p, err := open(path, tk, dev, func(ck *checkpoint.Checkpoint) (*clip.Model, bool, error) {
+		b, file, err := ck.OpenBackbone(weights, dev)
+		used = file
 		return b, true, err
 	})
+	if err == nil {
+		p.WeightsFile = used
+	}
+	return p, err
 }
 
 // OpenShared loads a checkpoint over a backbone already loaded (which it
 // does not free), after checking that the checkpoint was trained on it.
 func OpenShared(path string, shared *checkpoint.SharedBackbone, tk *bpe.Tokenizer, dev torch.Device) (*Predictor, error) {
-	return open(path, tk, dev, func(ck *checkpoint.Checkpoint) (*clip.Model, bool, error) {
+	p, err := open(path, tk, dev, func(ck *checkpoint.Checkpoint) (*clip.Model, bool, error) {
 		if !ck.Meta.Backbone.Same(shared.Info) || shared.Model.Options != ck.Meta.Model.CLIPOptions(dev) {
 			return nil, false, fmt.Errorf("%s was trained on another backbone than the one loaded", path)
 		}
 		return shared.Model, false, nil
 	})
+	if err == nil {
+		p.WeightsFile = string(shared.Info.File)
+	}
+	return p, err
 }
 
 func open(path string, tk *bpe.Tokenizer, dev torch.Device, backboneFor func(*checkpoint.Checkpoint) (*clip.Model, bool, error)) (*Predictor, error) {

@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"path/filepath"
 
+	"madclip/checkpoint"
 	"madclip/internal/jsonpath"
+	"madclip/model"
 	"madclip/weights"
 )
 
@@ -17,16 +19,31 @@ type Provenance struct {
 	Backbone         string        `json:"backbone"` // in words
 	// The backbone for scripts: a random-weights preset, or the weights'
 	// digest (weights.Digest).
-	BackbonePreset  string        `json:"backbone_preset,omitempty"`
-	WeightsDigest   string        `json:"weights_digest,omitempty"`
-	Dataset         string        `json:"dataset"` // the one trained on
-	Shots           int           `json:"shots"`
-	ShotsFile       jsonpath.Path `json:"shots_file,omitempty"`
-	Seed            *uint64       `json:"seed,omitempty"`   // absent for an imported model: its seed is not known
-	Epochs          int           `json:"epochs,omitempty"` // absent for an imported model
-	ImageSize       int           `json:"image_size"`
-	Threshold       float64       `json:"threshold"`
-	ThresholdOrigin string        `json:"threshold_origin"`
+	BackbonePreset string `json:"backbone_preset,omitempty"`
+	WeightsDigest  string `json:"weights_digest,omitempty"`
+	// WeightsFile is the weights file loaded (absolute): the recorded one,
+	// or one with the same digest found in its place.
+	WeightsFile jsonpath.Path `json:"weights_file,omitempty"`
+	Dataset     string        `json:"dataset"` // the one trained on
+	Shots       int           `json:"shots"`
+	ShotsFile   jsonpath.Path `json:"shots_file,omitempty"`
+	Seed        *uint64       `json:"seed,omitempty"`   // absent for an imported model: its seed is not known
+	Epochs      int           `json:"epochs,omitempty"` // absent for an imported model
+	// SelectedEpoch is the epoch kept by --select-on-valid (absent: the last).
+	SelectedEpoch int `json:"selected_epoch,omitempty"`
+	ImageSize     int `json:"image_size"`
+	// Model is what the model was built with: tapped layers, the
+	// reference code's departures from CLIP, the ablations.
+	Model model.Options `json:"model"`
+	// Training holds the optimiser and data settings (absent for an
+	// imported model).
+	Training        *checkpoint.Training `json:"training,omitempty"`
+	Threshold       float64              `json:"threshold"`
+	ThresholdOrigin string               `json:"threshold_origin"`
+	// The checkpoint's calibration on held-out valid images: its Youden
+	// threshold and what it was chosen on (absent when uncalibrated).
+	ThresholdYouden float64                 `json:"threshold_youden,omitempty"`
+	Calibration     *checkpoint.Calibration `json:"calibration,omitempty"`
 }
 
 // NewProvenance describes the predictor loaded from the checkpoint at path,
@@ -42,12 +59,18 @@ func NewProvenance(p *Predictor, path, version string, threshold float64, origin
 		abs = path
 	}
 	m := p.Meta
+	bb := m.Backbone
+	if p.WeightsFile != "" {
+		if w, err := filepath.Abs(p.WeightsFile); err == nil {
+			bb.File = jsonpath.Path(w)
+		}
+	}
 	pv := Provenance{
-		Version: version, Checkpoint: jsonpath.Path(abs), CheckpointSHA256: sum, Backbone: m.Backbone.String(),
-		BackbonePreset: m.Backbone.Preset, WeightsDigest: m.Backbone.Digest,
+		Version: version, Checkpoint: jsonpath.Path(abs), CheckpointSHA256: sum, Backbone: bb.String(),
+		BackbonePreset: bb.Preset, WeightsDigest: bb.Digest, WeightsFile: bb.File,
 		Dataset: m.Dataset, Shots: m.Shots, ShotsFile: jsonpath.Path(m.ShotsFile),
-		Epochs: m.Epochs, ImageSize: m.Model.ImageSize,
-		Threshold: threshold, ThresholdOrigin: origin,
+		Epochs: m.Epochs, SelectedEpoch: m.SelectedEpoch, ImageSize: m.Model.ImageSize, Model: m.Model, Training: m.Training,
+		Threshold: threshold, ThresholdOrigin: origin, ThresholdYouden: m.ThresholdYouden, Calibration: m.Calibration,
 	}
 	if m.Imported == nil {
 		pv.Seed = &m.Seed

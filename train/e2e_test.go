@@ -51,7 +51,7 @@ func evaluate(t *testing.T, root, ckpt string, size int) (imageAUC, pixelAUC flo
 				return err
 			}
 			defer ck.Free()
-			backbone, err := ck.OpenBackbone("", torch.CPU)
+			backbone, _, err := ck.OpenBackbone("", torch.CPU)
 			if err != nil {
 				return err
 			}

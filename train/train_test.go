@@ -621,7 +621,7 @@ func TestUpgradeOldPromptLayout(t *testing.T) {
 					return nil, err
 				}
 				defer ck.Free()
-				b, err := ck.OpenBackbone("", torch.CPU)
+				b, _, err := ck.OpenBackbone("", torch.CPU)
 				if err != nil {
 					return nil, err
 				}

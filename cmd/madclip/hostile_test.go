@@ -23,6 +23,7 @@ import (
 	"unicode/utf8"
 
 	"madclip/authorship"
+	"madclip/infer"
 	"madclip/internal/cliptest"
 	"madclip/internal/reftest"
 	"madclip/internal/testimages"
@@ -961,8 +962,15 @@ func TestWeightsFoundByContent(t *testing.T) {
 	if err := os.Rename(w, filepath.Join(store, "renamed.safetensors")); err != nil {
 		t.Fatal(err)
 	}
-	if e, code := run(b, "predict", scan, "--checkpoint", ck, "--device", "cpu"); code != 0 {
-		t.Fatalf("moved into the weights folder: %s", e)
+	if e, code := run(b, "predict", scan, "--checkpoint", ck, "--device", "cpu"); code != 0 || !strings.Contains(e, "note: the weights the checkpoint records, "+w+", are not there; using "+filepath.Join(store, "renamed.safetensors")) {
+		t.Fatalf("moved into the weights folder: exit %d, %s", code, e)
+	}
+	// The provenance names the file used.
+	js, _, code := madclip(t, []string{"MADCLIP_WEIGHTS=" + store}, "predict", scan, "--checkpoint", ck, "--device", "cpu", "--json")
+	var got struct{ Provenance infer.Provenance }
+	if err := json.Unmarshal([]byte(js), &got); code != 0 || err != nil || string(got.Provenance.WeightsFile) != filepath.Join(store, "renamed.safetensors") ||
+		!strings.Contains(got.Provenance.Backbone, "renamed.safetensors") {
+		t.Errorf("provenance of weights found by digest: exit %d, %v, %+v", code, err, got.Provenance)
 	}
 	// Weights found by their digest are an input too.
 	moved := filepath.Join(store, "renamed.safetensors")

@@ -602,14 +602,29 @@ func writePNG(path string, img image.Image) error {
 	return atomicfile.Write(path, 0o644, func(w io.Writer) error { return authorship.EncodePNG(w, img) })
 }
 
-// openPredictor loads --checkpoint (with --weights) on --device. It runs on
-// the compute thread.
+// openPredictor loads --checkpoint (with --weights) on --device, with a
+// note (shown even with --quiet) when the weights were found in place of
+// the recorded file, or when the model ranked its held-out images below
+// chance. It runs on the compute thread.
 func openPredictor(c *cli.Context, tk *bpe.Tokenizer) (*infer.Predictor, error) {
 	dev, err := deviceFromFlag(c)
 	if err != nil {
 		return nil, err
 	}
-	return infer.Open(c.String("checkpoint"), c.String("weights"), tk, dev)
+	p, err := infer.Open(c.String("checkpoint"), c.String("weights"), tk, dev)
+	if err != nil {
+		return nil, err
+	}
+	m := p.Meta
+	if rec := string(m.Backbone.File); c.String("weights") == "" && p.WeightsFile != "" && p.WeightsFile != rec {
+		fmt.Fprintf(os.Stderr, "madclip: note: the weights the checkpoint records, %s, are not there; using %s, which holds the same tensors (digest %s…)\n",
+			oneLine(rec), oneLine(p.WeightsFile), m.Backbone.Digest[:min(12, len(m.Backbone.Digest))])
+	}
+	if cal := m.Calibration; cal != nil && cal.AUROC < 0.5 {
+		fmt.Fprintf(os.Stderr, "madclip: note: this model ranked its %d normal and %d abnormal held-out valid images below chance when trained (image AUROC %.2f%%): its scores and labels are not to be trusted\n",
+			cal.Normal, cal.Abnormal, 100*cal.AUROC)
+	}
+	return p, nil
 }
 
 // flatColour reports whether an image ([3, H, W] in [0, 1]) is one colour

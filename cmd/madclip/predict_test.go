@@ -19,6 +19,7 @@ import (
 	"sync"
 	"testing"
 
+	"madclip/checkpoint"
 	"madclip/dataset"
 	"madclip/imaging"
 	"madclip/infer"
@@ -407,6 +408,17 @@ func TestEvalCLI(t *testing.T) {
 			Seed      *int    `json:"seed"`
 			Preset    string  `json:"backbone_preset"`
 			Digest    *string `json:"weights_digest"`
+			Model     struct {
+				Layers    []int `json:"layers"`
+				ImageSize int   `json:"image_size"`
+			} `json:"model"`
+			Training *struct {
+				Data  string  `json:"data"`
+				Batch int     `json:"batch"`
+				LR    float64 `json:"lr"`
+			} `json:"training"`
+			Youden      float64                 `json:"threshold_youden"`
+			Calibration *checkpoint.Calibration `json:"calibration"`
 		} `json:"provenance"`
 		ScoredBy string `json:"scored_by"`
 		Scores   []struct {
@@ -449,6 +461,11 @@ func TestEvalCLI(t *testing.T) {
 		ev.Provenance.Epochs != 4 || ev.Provenance.ImageSize != 112 || ev.Provenance.Seed == nil || ev.ScoredBy != "anomaly map" ||
 		ev.Provenance.Preset != "tiny" || ev.Provenance.Digest != nil {
 		t.Errorf("provenance %+v", ev.Provenance)
+	}
+	// How the model was built and trained, and its calibration.
+	if pv := ev.Provenance; pv.Model.ImageSize != 112 || len(pv.Model.Layers) != 4 || pv.Training == nil || pv.Training.Data != root || pv.Training.Batch != 16 ||
+		!(pv.Training.LR > 0) || !(pv.Youden > 0 && pv.Youden < 1) || pv.Calibration == nil || pv.Calibration.Normal == 0 {
+		t.Errorf("provenance's model, training and calibration %+v", pv)
 	}
 }
 
