@@ -17,9 +17,12 @@ import (
 func tokenizer(t testing.TB) *bpe.Tokenizer { return reftest.Tokenizer(t) }
 
 // quietReporter keeps each epoch's mean loss and each step's loss.
-type quietReporter struct{ losses, steps []float64 }
+type quietReporter struct {
+	losses, steps []float64
+	stages        []string
+}
 
-func (*quietReporter) Stage(string)                    {}
+func (r *quietReporter) Stage(s string)                { r.stages = append(r.stages, s) }
 func (*quietReporter) Warn(string)                     {}
 func (*quietReporter) Start(int, int, int)             {}
 func (r *quietReporter) Step(_, _ int, loss float64)   { r.steps = append(r.steps, loss) }

@@ -470,6 +470,7 @@ func (r *trainingRun) epochs(ctx context.Context) error {
 		if m.Step >= steps || m.Steps != int64(m.Epoch)*int64(steps)+int64(m.Step) {
 			return fmt.Errorf("%s: its resume state (epoch %d, step %d, %d optimiser steps) does not fit this run's %d steps per epoch; the checkpoint was altered", c.Resume, m.Epoch+1, m.Step, m.Steps, steps)
 		}
+		r.rep.Stage(fmt.Sprintf("resuming at epoch %d of %d, after step %d of %d (%d steps left)", m.Epoch+1, c.Epochs, m.Step, steps, c.Epochs*steps-int(m.Steps)))
 	}
 	r.rep.Start(c.Epochs, steps, r.first[0]*steps+r.first[1])
 	var stepTotal time.Duration

@@ -170,6 +170,9 @@ func TestInterruptAndResume(t *testing.T) {
 	if d := maxDiff(t, readParams(t, full.Out), readParams(t, resumed.Out)); d != 0 {
 		t.Errorf("resumed run differs from the uninterrupted one by %g", d)
 	}
+	if !slices.Contains(resumedRep.stages, "resuming at epoch 1 of 2, after step 3 of 4 (5 steps left)") {
+		t.Errorf("resume not announced where it starts: %q", resumedRep.stages)
+	}
 	// Each epoch's mean loss is the uninterrupted run's, the interrupted
 	// epoch's included (over all its steps, not only those after the
 	// resume); the time counts both starts.
