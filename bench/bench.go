@@ -145,7 +145,13 @@ func (c Config) runnable(note func(string)) [][2]string {
 // Run trains and evaluates every combination; datasets missing under Data
 // are skipped with a note. It runs on the compute thread.
 func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, note func(string)) ([]Result, error) {
-	runnable := c.runnable(note)
+	var skipped []string
+	runnable := c.runnable(func(s string) { skipped = append(skipped, s) })
+	if len(runnable) > 0 || len(skipped) > 1 { // one pair's absence is the caller's one-line error
+		for _, s := range skipped {
+			note(s)
+		}
+	}
 	if len(runnable) == 0 {
 		return nil, nil // the caller says none is there, before any loading
 	}

@@ -145,7 +145,11 @@ func benchAction(c *cli.Context) error {
 		return err
 	}
 	if len(results) == 0 {
-		return fmt.Errorf("bench: none of %s is under %s%s", plan.wanted(), c.String("data"), dataset.MissingHint(c.String("data"), plan.first()))
+		what := "none of " + plan.wanted() + " is"
+		if len(plan.cross) == 0 && len(plan.datasets) == 1 {
+			what = "the dataset " + plan.datasets[0] + " is not"
+		}
+		return fmt.Errorf("bench: %s under %s%s", what, c.String("data"), dataset.MissingHint(c.String("data"), plan.first()))
 	}
 	if !kept {
 		// The temporary folder goes when bench ends: name no file in it.

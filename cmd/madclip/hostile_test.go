@@ -373,7 +373,7 @@ func TestHostileInputs(t *testing.T) {
 		{"train a dataset that is not there", []string{"train", "--data", root, "--dataset", "Nope", "--preset", "tiny", "--out", filepath.Join(dir, "o.safetensors")}, "dataset Nope: no folder " + filepath.Join(root, "Nope_AD")},
 		{"weights for a preset's checkpoint", append(predict, scan, "--weights", filepath.Join(dir, "nosuch.safetensors")), "which needs no weights file: leave out"},
 		{"unknown preset", []string{"train", "--data", root, "--dataset", "Brain", "--preset", "huge", "--out", filepath.Join(dir, "o.safetensors")}, "--preset huge: unknown (known: ViT-B/16, ViT-B/32, ViT-L/14, ViT-L/14-336, tiny)"},
-		{"bench of a dataset that is not there", []string{"bench", "--data", root, "--datasets", "Nope", "--preset", "tiny", "-q"}, "none of the datasets Nope is under " + root},
+		{"bench of a dataset that is not there", []string{"bench", "--data", root, "--datasets", "Nope", "--preset", "tiny"}, "the dataset Nope is not under " + root},
 		{"download with a SHA-256 but no URL", []string{"weights", "download", "--sha256", strings.Repeat("ab", 32), "ViT-B/32"}, "--sha256 goes with --url"},
 		{"train --out linked to another dataset's scan", append(train, "-q", "--out", trainToChest), "(a link to " + chestScan + ") is inside the dataset folder"},
 		{"report.json linked to another dataset's scan", append(eval, "--report", filepath.Dir(reportToChest)), "(a link to " + chestScan + ") is inside the dataset folder"},

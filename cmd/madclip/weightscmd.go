@@ -13,6 +13,7 @@ import (
 	"madclip/authorship"
 	"madclip/checkpoint"
 	"madclip/model/clip/bpe"
+	"madclip/torch/safetensors"
 	"madclip/weights"
 )
 
@@ -188,6 +189,13 @@ var errNoWeights = errors.New("no CLIP weights given")
 // weights folders.
 func findWeights(explicit string) (string, error) {
 	if explicit != "" {
+		// Its header now, before minutes of other work: a torch.save file
+		// or a truncated one is named at once.
+		f, err := safetensors.Open(explicit)
+		if err != nil {
+			return "", fmt.Errorf("load %w", err)
+		}
+		f.Close()
 		return explicit, nil
 	}
 	p, err := searchWeights()
