@@ -552,6 +552,11 @@ func TestPredictOutputs(t *testing.T) {
 	wantFailure(t, "its folder "+filepath.Join(dir, "nofolder")+" does not exist", e, code)
 	_, e, code = madclip(t, nil, "predict", one, "--checkpoint", ck, "--heatmap", filepath.Join(dir, "y-heat.png"), "--device", "cpu")
 	wantFailure(t, "y-heat.png is a file, but for a folder of images", e, code)
+	_, e, code = madclip(t, nil, "predict", one, "--checkpoint", ck, "--raw-map", filepath.Join(dir, "maps.npy"), "--device", "cpu")
+	wantFailure(t, "maps.npy has a file's name, but for a folder of images", e, code)
+	if _, err := os.Stat(filepath.Join(dir, "maps.npy")); err == nil {
+		t.Error("a folder named maps.npy was made")
+	}
 
 	// Inputs from a dataset's folder and from elsewhere: the mirrored
 	// dataset folder is renamed so that the outputs never look like a
