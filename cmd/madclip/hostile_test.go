@@ -876,9 +876,12 @@ func TestOutputsBesideInputs(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(fo, "a.png"), raw, 0o644)
+	os.Mkdir(filepath.Join(fo, "sub"), 0o755) // not searched, and said so
+	os.WriteFile(filepath.Join(fo, "sub", "b.png"), raw, 0o644)
 	for i := range 2 {
 		o, e, code := madclip(t, nil, "predict", fo, "--checkpoint", ck, "--heatmap", fo+"/", "--mask", fo+"/", "--device", "cpu")
-		if code != 0 || strings.Count(o, "\n") != 1 || (i == 1) != strings.Contains(e, "skipping 2 pictures that madclip drew") {
+		if code != 0 || strings.Count(o, "\n") != 1 || (i == 1) != strings.Contains(e, "skipping 2 pictures that madclip drew") ||
+			!strings.Contains(e, fo+": not searching its subfolder sub: name it to score its images") {
 			t.Errorf("run %d over the folder: exit %d, %q, stderr %s", i+1, code, o, e)
 		}
 	}

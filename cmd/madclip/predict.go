@@ -100,7 +100,7 @@ func imageInputs(args []string) (out []string, folder bool, err error) {
 			return nil, false, err
 		}
 		n := 0
-		var skipped, drawn []string
+		var skipped, drawn, subfolders []string
 		for _, e := range entries {
 			folder := e.IsDir()
 			if e.Type()&os.ModeSymlink != 0 { // a linked subfolder is a subfolder
@@ -119,6 +119,8 @@ func imageInputs(args []string) (out []string, folder bool, err error) {
 				n++
 			case !folder && !strings.HasPrefix(e.Name(), "."):
 				skipped = append(skipped, e.Name())
+			case folder && !strings.HasPrefix(e.Name(), "."):
+				subfolders = append(subfolders, e.Name())
 			}
 		}
 		if len(drawn) > 0 {
@@ -133,6 +135,13 @@ func imageInputs(args []string) (out []string, folder bool, err error) {
 			// look scored.
 			fmt.Fprintf(os.Stderr, "madclip: %s: skipping %s that %s not PNG or JPEG (e.g. %s)\n",
 				oneLine(a), plural.Of(len(skipped), "file"), map[bool]string{true: "is", false: "are"}[len(skipped) == 1], oneLine(skipped[0]))
+		}
+		switch len(subfolders) {
+		case 0:
+		case 1:
+			fmt.Fprintf(os.Stderr, "madclip: %s: not searching its subfolder %s: name it to score its images\n", oneLine(a), oneLine(subfolders[0]))
+		default:
+			fmt.Fprintf(os.Stderr, "madclip: %s: not searching its %d subfolders (e.g. %s): name them to score their images\n", oneLine(a), len(subfolders), oneLine(subfolders[0]))
 		}
 	}
 	return out, folder, nil
