@@ -287,9 +287,9 @@ func uniformFlags(cmds []*cli.Command, parent string) {
 			quiet = quiet || f.Names()[0] == "quiet"
 		}
 		if c.Action != nil && !quiet {
-			usage := "no progress lines"
+			usage := "no progress lines (results, warnings and notes still show)"
 			if noProgress[name] {
-				usage = "accepted on every command for scripts; this one prints no progress"
+				usage = "accepted on every command for scripts; this one prints no progress (its result still shows)"
 			}
 			c.Flags = append(c.Flags, &cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: usage, DisableDefaultText: true})
 		}

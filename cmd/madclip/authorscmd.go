@@ -120,8 +120,12 @@ func importAuthorsAction(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(c.App.Writer, "wrote %s: %s, object %q, layers %v, %d px, hand-crafted prompts %v, scored by its %s\n",
-			oneLine(out), oneLine(meta.Dataset), meta.Model.Object, meta.Model.Layers, meta.Model.ImageSize, meta.Model.Handcrafted, infer.ScoreKind(meta.Masks))
+		prompts := "learned prompts"
+		if meta.Model.Handcrafted {
+			prompts = "hand-crafted prompts"
+		}
+		fmt.Fprintf(c.App.Writer, "wrote %s: %s, object %q, layers %s, %d px, %s, scored by its %s\n",
+			oneLine(out), oneLine(meta.Dataset), meta.Model.Object, joinInts(meta.Model.Layers), meta.Model.ImageSize, prompts, infer.ScoreKind(meta.Masks))
 		return nil
 	})
 }
@@ -262,4 +266,13 @@ func shellWord(s string) string {
 		return s
 	}
 	return "'" + strings.ReplaceAll(oneLine(s), "'", `'\''`) + "'"
+}
+
+// joinInts writes ns as "1,2,3", as the flags that take them are given.
+func joinInts(ns []int) string {
+	s := make([]string, len(ns))
+	for i, n := range ns {
+		s[i] = strconv.Itoa(n)
+	}
+	return strings.Join(s, ",")
 }

@@ -67,7 +67,7 @@ Examples:
 			&cli.StringFlag{Name: "work", Usage: "folder for the checkpoints (default: a temporary one, removed)"},
 			&cli.StringFlag{Name: "json-out", Usage: "write all results, with their provenance, to this JSON file"},
 			&cli.BoolFlag{Name: "json", Usage: "print all results as JSON instead of the table"},
-			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress lines"},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress lines (the table, warnings and notes still show)"},
 			&cli.StringSliceFlag{Name: "cross", Usage: "cross-dataset setting: TRAIN:TEST, e.g. Brain:ADNI (repeatable), or paper for Table 3's pairs"},
 			&cli.BoolFlag{Name: "draw-shots", Usage: "draw the shots with each seed instead of the authors' fixed lists"},
 			vocabFlag(),

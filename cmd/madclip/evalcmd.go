@@ -59,7 +59,7 @@ Examples:
 			&cli.BoolFlag{Name: "json", Usage: "print the metrics as one JSON object"},
 			&cli.IntFlag{Name: "batch", Value: infer.DefaultBatch, Usage: "images per forward pass"},
 			deviceFlag(),
-			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only the metrics"},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress lines (the metrics, warnings and notes still show)"},
 		}, decodeFlags()...),
 		Action: evalAction,
 	}

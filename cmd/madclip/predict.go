@@ -68,7 +68,7 @@ Examples:
 			&cli.Float64Flag{Name: "threshold", Usage: "score in [0, 1] at which an image is called anomalous", DefaultText: "the checkpoint's, else 0.5"},
 			&cli.IntFlag{Name: "batch", Value: infer.DefaultBatch, Usage: "images per forward pass"},
 			deviceFlag(),
-			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress bar (warnings and notes still show)"},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress bar (results, warnings and notes still show)"},
 		}, decodeFlags()...),
 		Action: predictAction,
 	}

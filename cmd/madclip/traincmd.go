@@ -139,7 +139,7 @@ Examples:
 			&cli.BoolFlag{Name: "cache-on-host", Usage: "keep the feature cache in host memory (it moves there by itself when the GPU runs out)"},
 			&cli.BoolFlag{Name: "select-on-valid", Usage: "keep the epoch with the best image AUROC on the valid images that are not shots, not the last one"},
 			deviceFlag(),
-			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress output (warnings still show)"},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress lines (the summary and warnings still show)"},
 		}, append(decodeFlags(), modelFlags()...)...),
 		Action: trainAction,
 	}

@@ -91,7 +91,7 @@ Examples:
 					&cli.StringFlag{Name: "url", Usage: "download from this URL instead of OpenAI's"},
 					&cli.StringFlag{Name: "sha256", Usage: "the expected SHA-256 with --url"},
 					&cli.BoolFlag{Name: "keep", Usage: "keep the downloaded original next to the converted file"},
-					&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress output"},
+					&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress output (the result still shows)"},
 				},
 				Action: downloadAction,
 			},
