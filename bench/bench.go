@@ -206,7 +206,7 @@ func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, note func(string)) ([
 				res, err := train.Run(ctx, train.Config{
 					Data: c.Data, Dataset: name, Shots: k, DrawShots: c.DrawShots, Seed: seed, Epochs: c.Epochs, Batch: c.Batch,
 					Model: model.Options{ImageSize: c.Size}, Shared: shared, Device: c.Device, Out: ck, Limits: c.Limits,
-				}, tk, &runWarnings{label: label, warn: warn, seen: warned})
+				}, tk, &runWarnings{dataset: label, run: fmt.Sprintf("%s, %s, seed %d", label, shots(k), seed), warn: warn, seen: warned})
 				if err != nil {
 					return out, fmt.Errorf("%s, %s, seed %d: %w", label, shots(k), seed, err)
 				}
@@ -247,18 +247,19 @@ func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, note func(string)) ([
 }
 
 // runWarnings is a training run's reporter in a bench: silent but for its
-// warnings, each given once over the bench, under the run's label.
+// warnings, each given once per dataset over the bench (the first run's),
+// under the run's label.
 type runWarnings struct {
 	train.Silent
-	label string
-	warn  func(string)
-	seen  map[string]bool
+	dataset, run string // "Brain"; "Brain, 2 shots, seed 1"
+	warn         func(string)
+	seen         map[string]bool
 }
 
 func (r *runWarnings) Warn(msg string) {
-	if s := r.label + ": " + msg; !r.seen[s] {
-		r.seen[s] = true
-		r.warn("warning: " + s)
+	if key := r.dataset + ": " + msg; !r.seen[key] {
+		r.seen[key] = true
+		r.warn("warning: " + r.run + ": " + msg)
 	}
 }
 

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -82,16 +83,20 @@ func TestRunChecksSplitsFirst(t *testing.T) {
 	}
 }
 
-// A run's warnings reach the bench once each, under the run's label.
+// A run's warnings reach the bench once per dataset, under the first
+// run's label.
 func TestRunWarnings(t *testing.T) {
 	var got []string
 	seen := map[string]bool{}
-	for range 2 {
-		r := &runWarnings{label: "Brain", warn: func(s string) { got = append(got, s) }, seen: seen}
+	for seed := range 2 {
+		r := &runWarnings{dataset: "Brain", run: fmt.Sprintf("Brain, 2 shots, seed %d", seed+1), warn: func(s string) { got = append(got, s) }, seen: seen}
 		r.Stage("reading the few shots")
 		r.Warn("1 of the 2 abnormal shots have a mask that marks nothing")
 	}
-	if len(got) != 1 || got[0] != "warning: Brain: 1 of the 2 abnormal shots have a mask that marks nothing" {
+	r := &runWarnings{dataset: "Chest", run: "Chest, 2 shots, seed 1", warn: func(s string) { got = append(got, s) }, seen: seen}
+	r.Warn("1 of the 2 abnormal shots have a mask that marks nothing")
+	if len(got) != 2 || got[0] != "warning: Brain, 2 shots, seed 1: 1 of the 2 abnormal shots have a mask that marks nothing" ||
+		got[1] != "warning: Chest, 2 shots, seed 1: 1 of the 2 abnormal shots have a mask that marks nothing" {
 		t.Errorf("warnings %q", got)
 	}
 }

@@ -124,7 +124,7 @@ func thin(x, y []float64, n int) ([]float64, []float64) {
 // ROCPlot is the ROC curve of scores against labels, titled with its AUROC.
 func ROCPlot(title string, scores []float32, labels []bool, auc float64) Curve {
 	fpr, tpr := rocCurve(scores, labels)
-	return Curve{Title: fmt.Sprintf("%s (AUROC %.4f)", title, auc), XLabel: "false positive rate", YLabel: "true positive rate",
+	return Curve{Title: fmt.Sprintf("%s (AUROC %.2f%%)", title, 100*auc), XLabel: "false positive rate", YLabel: "true positive rate",
 		X: fpr, Y: tpr, Chance: []plotter.XY{{X: 0, Y: 0}, {X: 1, Y: 1}}}
 }
 

@@ -527,7 +527,7 @@ func (r *trainingRun) epochs(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			r.rep.Stage(fmt.Sprintf("epoch %d: valid image AUROC %.4f (best %.4f at epoch %d)", epoch+1, auc, r.sel.bestAUC, r.sel.bestEpoch+1))
+			r.rep.Stage(fmt.Sprintf("epoch %d: valid image AUROC %.2f%% (best %.2f%% at epoch %d)", epoch+1, 100*auc, 100*r.sel.bestAUC, r.sel.bestEpoch+1))
 		}
 	}
 	if stepCount > 0 {
@@ -591,13 +591,13 @@ func (r *trainingRun) finish() error {
 			return err
 		}
 		r.meta.Calibration, r.meta.Threshold, r.meta.ThresholdYouden = cal, f1th, jth
-		r.rep.Stage(fmt.Sprintf("threshold %s (F1-max; Youden %s) on %d held-out valid images, image AUROC %.4f there",
-			metrics.FormatThreshold(f1th), metrics.FormatThreshold(jth), cal.Normal+cal.Abnormal, cal.AUROC))
+		r.rep.Stage(fmt.Sprintf("threshold %s (F1-max; Youden %s) on %d held-out valid images, image AUROC %.2f%% there",
+			metrics.FormatThreshold(f1th), metrics.FormatThreshold(jth), cal.Normal+cal.Abnormal, 100*cal.AUROC))
 		if cal.Normal < fewHeldOut || cal.Abnormal < fewHeldOut {
 			r.rep.Warn(fmt.Sprintf("the threshold rests on %d normal and %d abnormal held-out valid images only: take it as rough (valid images beyond the shots make it firmer)", cal.Normal, cal.Abnormal))
 		}
 		if cal.AUROC < 0.5 {
-			r.rep.Warn(fmt.Sprintf("image AUROC %.4f on the held-out valid images, below chance: the model ranks them the wrong way round, and labels at its threshold mean little (more epochs or shots may help)", cal.AUROC))
+			r.rep.Warn(fmt.Sprintf("image AUROC %.2f%% on the held-out valid images, below chance: the model ranks them the wrong way round, and labels at its threshold mean little (more epochs or shots may help)", 100*cal.AUROC))
 		}
 	} else {
 		r.rep.Warn("no held-out valid images of both classes: the label threshold stays uncalibrated (0.5)")

@@ -398,13 +398,14 @@ func noFlagAsValue(cc *cli.Context, command string, flags []cli.Flag) error {
 	return nil
 }
 
-// sizeOf is a file's size for progress lines ("912.3 MB").
+// sizeOf is a file's size for progress lines ("870.1 MiB"), in the units
+// downloads give.
 func sizeOf(path string) string {
 	st, err := os.Stat(path)
 	if err != nil {
 		return "size unknown"
 	}
-	return fmt.Sprintf("%.1f MB", float64(st.Size())/1e6)
+	return sizeText(st.Size())
 }
 
 // oneBackbone refuses --weights with --preset: each names the backbone.
