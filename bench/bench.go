@@ -73,11 +73,17 @@ type Result struct {
 	// seed's draw.
 	ShotImages *checkpoint.ShotImages `json:"shot_images,omitempty"`
 	Seed       uint64                 `json:"seed"`
-	ImageAUROC float64                `json:"image_auroc"`
-	PixelAUROC *float64               `json:"pixel_auroc,omitempty"`
-	PixelAUPRO *float64               `json:"pixel_aupro,omitempty"`
-	TrainSec   float64                `json:"train_seconds"`
-	EvalSec    float64                `json:"eval_seconds"`
+	// The metrics, named as eval names them.
+	ImageAUROC    float64           `json:"image_auroc"`
+	ImageAP       float64           `json:"image_ap"`
+	ImageF1Max    float64           `json:"image_f1_max"`
+	DetImageAUROC float64           `json:"det_image_auroc"`
+	PixelAUROC    *float64          `json:"pixel_auroc,omitempty"`
+	PixelAP       *float64          `json:"pixel_ap,omitempty"`
+	PixelAUPRO    *float64          `json:"pixel_aupro,omitempty"`
+	At            infer.AtThreshold `json:"at_threshold"`
+	TrainSec      float64           `json:"train_seconds"` // to the millisecond
+	EvalSec       float64           `json:"eval_seconds"`
 	// Settings are the run's settings that the paper fixes.
 	Settings Settings `json:"settings"`
 	// Provenance names the run's checkpoint, backbone and threshold.
@@ -225,8 +231,10 @@ func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, note func(string)) ([
 				if err != nil {
 					return out, fmt.Errorf("%s, %s, seed %d: %w", label, shots(k), seed, err)
 				}
-				r := Result{Dataset: test, Shots: k, ShotsFile: res.Meta.ShotsFile, ShotImages: res.Meta.ShotImages, Seed: seed, ImageAUROC: ev.ImageAUROC, PixelAUROC: ev.PixelAUROC,
-					PixelAUPRO: ev.PixelAUPRO, TrainSec: t1.Sub(t0).Seconds(), EvalSec: time.Since(t1).Seconds(), Provenance: prov,
+				r := Result{Dataset: test, Shots: k, ShotsFile: res.Meta.ShotsFile, ShotImages: res.Meta.ShotImages, Seed: seed,
+					ImageAUROC: ev.ImageAUROC, ImageAP: ev.ImageAP, ImageF1Max: ev.ImageF1Max, DetImageAUROC: ev.DetImageAUROC,
+					PixelAUROC: ev.PixelAUROC, PixelAP: ev.PixelAP, PixelAUPRO: ev.PixelAUPRO, At: ev.At,
+					TrainSec: millis(t1.Sub(t0)), EvalSec: millis(time.Since(t1)), Provenance: prov,
 					Settings: Settings{Epochs: res.Meta.Epochs, ImageSize: res.Meta.Model.ImageSize, Preset: res.Meta.Backbone.Preset}}
 				if res.Meta.Training != nil {
 					r.Settings.Batch, r.Settings.DrawShots = res.Meta.Training.Batch, res.Meta.Training.DrawShots
@@ -457,3 +465,6 @@ func rank(order map[string]int, n string) int {
 func CheckpointPath(work, dataset string, k int, seed uint64) string {
 	return filepath.Join(work, fmt.Sprintf("%s-%dshot-seed%d.safetensors", dataset, k, seed))
 }
+
+// millis is d in seconds, rounded to the millisecond for reports.
+func millis(d time.Duration) float64 { return d.Round(time.Millisecond).Seconds() }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"runtime"
 	"slices"
 
@@ -68,7 +69,11 @@ const AUPROLimit = 0.3
 // Evaluation is the result of scoring a test split.
 type Evaluation struct {
 	Dataset string `json:"dataset"` // the test split's; the provenance names the one trained on
-	Images  int    `json:"images"`
+	// Data is the benchmark root the test split was read from, absolute;
+	// the images' paths are absolute too, so that a report names files
+	// that can be found from anywhere.
+	Data   jsonpath.Path `json:"data"`
+	Images int           `json:"images"`
 	// ScoredBy says which score the image metrics rate: "anomaly map" (its
 	// maximum; models trained with masks) or "detection head".
 	ScoredBy   string  `json:"scored_by"`
@@ -166,14 +171,14 @@ func (p *Predictor) Evaluate(root, name string, o StreamOptions, threshold float
 	if err != nil {
 		return nil, err
 	}
-	e := &Evaluation{Dataset: name, Images: len(split.Samples), ScoredBy: ScoreKind(p.HasMasks)}
+	e := &Evaluation{Dataset: name, Data: jsonpath.Path(absPath(root)), Images: len(split.Samples), ScoredBy: ScoreKind(p.HasMasks)}
 	var pix, detScores []float32
 	var pixLabels []bool
 	o.Masks, o.KeepOriginal = split.HasMasks, each != nil
 	err = p.Stream(split.Samples, o, func(d dataset.Decoded, r Result) error {
 		e.imageScores = append(e.imageScores, float32(r.Score))
 		e.imageLabels = append(e.imageLabels, d.Sample.Abnormal)
-		e.Scores = append(e.Scores, Scored{Path: jsonpath.Path(d.Sample.Path), Abnormal: d.Sample.Abnormal, Score: r.Score, DetScore: r.DetScore, Label: Label(r.Score, threshold), MaskPath: d.Sample.MaskPath})
+		e.Scores = append(e.Scores, Scored{Path: jsonpath.Path(absPath(d.Sample.Path)), Abnormal: d.Sample.Abnormal, Score: r.Score, DetScore: r.DetScore, Label: Label(r.Score, threshold), MaskPath: d.Sample.MaskPath})
 		detScores = append(detScores, float32(r.DetScore))
 		if split.HasMasks {
 			pix = append(pix, r.Map...)
@@ -374,4 +379,12 @@ func Label(score, threshold float64) string {
 		return "anomalous"
 	}
 	return "normal"
+}
+
+// absPath is p made absolute, or p when that fails.
+func absPath(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
 }

@@ -503,9 +503,15 @@ func TestBenchCLI(t *testing.T) {
 		t.Errorf("paper numbers missing: %s", o)
 	}
 	type result struct {
-		Dataset    string  `json:"dataset"`
-		ShotsFile  string  `json:"shots_file"`
-		ImageAUROC float64 `json:"image_auroc"`
+		Dataset    string   `json:"dataset"`
+		ShotsFile  string   `json:"shots_file"`
+		ImageAUROC float64  `json:"image_auroc"`
+		ImageAP    *float64 `json:"image_ap"`
+		PixelAP    *float64 `json:"pixel_ap"`
+		At         *struct {
+			TP, FP, TN, FN int
+		} `json:"at_threshold"`
+		TrainSec   float64 `json:"train_seconds"`
 		Provenance struct {
 			Checkpoint *string `json:"checkpoint"`
 			SHA256     string  `json:"checkpoint_sha256"`
@@ -524,6 +530,11 @@ func TestBenchCLI(t *testing.T) {
 		}
 		if p := r.Provenance; p.Checkpoint != nil || len(p.SHA256) != 64 {
 			t.Errorf("%s: checkpoint %v, SHA-256 %q without --work", r.Dataset, p.Checkpoint, p.SHA256)
+		}
+		// eval's metrics under eval's names; times to the millisecond.
+		if r.ImageAP == nil || (r.PixelAP == nil) != (r.Dataset == "Chest") || r.At == nil || r.At.TP+r.At.FP+r.At.TN+r.At.FN == 0 || !(r.TrainSec > 0) ||
+			math.Abs(r.TrainSec*1000-math.Round(r.TrainSec*1000)) > 1e-6 {
+			t.Errorf("%s: metrics and times %+v", r.Dataset, r)
 		}
 	}
 	// The cross-dataset setting: train on Brain, test on Chest; --work keeps
