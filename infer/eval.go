@@ -40,9 +40,14 @@ type AtThreshold struct {
 	TN          int     `json:"tn"`
 	FN          int     `json:"fn"`
 	// Dice and IoU of the predicted region (map ≥ threshold) against the
-	// masks, over all test pixels; only for datasets with masks.
+	// masks, pooled over all test pixels (normal images included); only
+	// for datasets with masks.
 	PixelDice *float64 `json:"pixel_dice,omitempty"`
 	PixelIoU  *float64 `json:"pixel_iou,omitempty"`
+	// The mean over the test images whose mask marks something of each
+	// image's Dice and IoU, as many segmentation papers report them.
+	PixelDiceMean *float64 `json:"pixel_dice_mean,omitempty"`
+	PixelIoUMean  *float64 `json:"pixel_iou_mean,omitempty"`
 }
 
 func atThreshold(c metrics.Confusion, th float64, origin string) AtThreshold {
@@ -228,6 +233,9 @@ func (p *Predictor) Evaluate(root, name string, o StreamOptions, threshold float
 		for lo := 0; lo < len(pix); lo += n {
 			maps, masks = append(maps, pix[lo:lo+n]), append(masks, pixLabels[lo:lo+n])
 		}
+		if d, u, ok := meanOverlap(maps, masks, threshold); ok {
+			e.At.PixelDiceMean, e.At.PixelIoUMean = &d, &u
+		}
 		curve, err := metrics.PRO(maps, masks, p.Size, p.Size)
 		if err != nil {
 			return nil, fmt.Errorf("PRO of %s: %w", name, err)
@@ -387,4 +395,24 @@ func absPath(p string) string {
 		return a
 	}
 	return p
+}
+
+// meanOverlap is the mean Dice and IoU at threshold over the images whose
+// mask marks something (false when none does).
+func meanOverlap(maps [][]float32, masks [][]bool, threshold float64) (dice, iou float64, ok bool) {
+	n := 0
+	for i, m := range masks {
+		if !slices.Contains(m, true) {
+			continue
+		}
+		c, err := metrics.At(maps[i], m, threshold)
+		if err != nil { // a map and its mask of one size: never
+			continue
+		}
+		dice, iou, n = dice+c.Dice(), iou+c.IoU(), n+1
+	}
+	if n == 0 {
+		return 0, 0, false
+	}
+	return dice / float64(n), iou / float64(n), true
 }

@@ -385,3 +385,22 @@ func tinyCheckpoint(t *testing.T) (root, ck string, tk *bpe.Tokenizer) {
 	}
 	return root, c.Out, tk
 }
+
+// The per-image Dice and IoU are averaged over the images whose mask marks
+// something, each computed on its own pixels.
+func TestMeanOverlap(t *testing.T) {
+	maps := [][]float32{
+		{0.9, 0.9, 0.1, 0.1}, // predicts 2 of 2 marked pixels, and 0 more: Dice 1, IoU 1
+		{0.9, 0.1, 0.9, 0.1}, // 1 of 2 marked, 1 false: Dice 0.5, IoU 1/3
+		{0.9, 0.9, 0.9, 0.9}, // a normal image: not counted
+		{0.1, 0.1, 0.1, 0.1}, // nothing predicted on a marked pixel: Dice 0, IoU 0
+	}
+	masks := [][]bool{{true, true, false, false}, {true, true, false, false}, {false, false, false, false}, {false, false, false, true}}
+	dice, iou, ok := meanOverlap(maps, masks, 0.5)
+	if !ok || math.Abs(dice-0.5) > 1e-12 || math.Abs(iou-(1+1.0/3)/3) > 1e-12 {
+		t.Errorf("mean Dice %v, IoU %v (%v); want 0.5 and %v", dice, iou, ok, (1+1.0/3)/3)
+	}
+	if _, _, ok := meanOverlap(maps[2:3], masks[2:3], 0.5); ok {
+		t.Error("a mean over no marked image")
+	}
+}

@@ -32,7 +32,8 @@ for datasets with masks the pixel AUROC and AP over all pixels at the model's
 input size, normal images included, and AUPRO, the per-region overlap up to a
 false positive rate of 0.3), and the labels' sensitivity, specificity,
 precision and F1 at the checkpoint's threshold (or --threshold), with Dice and
-IoU of the predicted regions for datasets with masks (none when every test
+IoU of the predicted regions for datasets with masks, pooled over all test
+pixels and as the mean over the anomalous images (none when every test
 mask is empty: the pixel metrics are then undefined). --json prints all of it
 as one JSON object. --report DIR writes report.json (the metrics, every
 image's path, score, label, det_score and true class, and the provenance:
@@ -301,7 +302,10 @@ func printEvaluation(w io.Writer, ev *infer.Evaluation) {
 		fmt.Fprintln(w, "  (no image labelled anomalous: precision is undefined, given as 0)")
 	}
 	if a.PixelDice != nil {
-		fmt.Fprintf(w, "  pixel Dice %.2f%%  pixel IoU %.2f%%\n", 100**a.PixelDice, 100**a.PixelIoU)
+		fmt.Fprintf(w, "  pixel Dice %.2f%%  pixel IoU %.2f%% (pooled over all test pixels)\n", 100**a.PixelDice, 100**a.PixelIoU)
+		if a.PixelDiceMean != nil {
+			fmt.Fprintf(w, "  per anomalous image: mean Dice %.2f%%  mean IoU %.2f%%\n", 100**a.PixelDiceMean, 100**a.PixelIoUMean)
+		}
 	}
 }
 
