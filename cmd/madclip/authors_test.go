@@ -68,6 +68,9 @@ func TestAuthorsExportImportCLI(t *testing.T) {
 	if _, e, code := madclip(t, nil, "import", "authors", pth, "--dataset", "Brain", "--preset", "tiny", "--image-size", "112", "--out", bare); code != 0 {
 		t.Fatalf("import without a threshold: %s", e)
 	}
+	// It has no Youden point either.
+	_, e, code = madclip(t, nil, "predict", img, "--checkpoint", bare, "--threshold", "youden", "--device", "cpu")
+	wantFailure(t, "--threshold youden: "+bare+" records no Youden point (uncalibrated: imported", e, code)
 	// --quiet drops progress, not this warning.
 	o, e, code = madclip(t, nil, "predict", img, "--checkpoint", bare, "--csv", "--device", "cpu", "--quiet")
 	rows, err := csv.NewReader(strings.NewReader(o)).ReadAll()

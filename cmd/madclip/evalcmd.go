@@ -56,7 +56,7 @@ Examples:
 			vocabFlag(),
 			&cli.StringFlag{Name: "report", Usage: "folder for report.json, ROC and precision-recall plots and failure-case figures"},
 			&cli.IntFlag{Name: "failures", Value: 4, Usage: "hard cases of each class to draw with --report (the highest-scoring normal and lowest-scoring abnormal images; each says whether its label is wrong)"},
-			&cli.Float64Flag{Name: "threshold", Usage: "score in [0, 1] at which an image is called anomalous", DefaultText: "the checkpoint's, else 0.5"},
+			thresholdFlag(),
 			&cli.BoolFlag{Name: "json", Usage: "print the metrics as one JSON object"},
 			&cli.IntFlag{Name: "batch", Value: infer.DefaultBatch, Usage: "images per forward pass"},
 			deviceFlag(),
@@ -114,7 +114,10 @@ func evalAction(c *cli.Context) (err error) {
 		if name == "" {
 			name = p.Meta.Dataset
 		}
-		th, origin := labelThreshold(c, p)
+		th, origin, err := labelThreshold(c, p)
+		if err != nil {
+			return err
+		}
 		prov, err := infer.NewProvenance(p, c.String("checkpoint"), version, th, origin)
 		if err != nil {
 			return err

@@ -65,7 +65,7 @@ Examples:
 			&cli.StringFlag{Name: "ground-truth", Usage: "the true anomaly mask of the one input, shown by --panel"},
 			&cli.BoolFlag{Name: "json", Usage: "one JSON object per image and line"},
 			&cli.BoolFlag{Name: "csv", Usage: "CSV with a header line"},
-			&cli.Float64Flag{Name: "threshold", Usage: "score in [0, 1] at which an image is called anomalous", DefaultText: "the checkpoint's, else 0.5"},
+			thresholdFlag(),
 			&cli.IntFlag{Name: "batch", Value: infer.DefaultBatch, Usage: "images per forward pass"},
 			deviceFlag(),
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress bar (results, warnings and notes still show)"},
@@ -165,28 +165,61 @@ func isDir(p string) bool {
 	return err == nil && st.IsDir()
 }
 
-// checkThresholdFlag refuses a --threshold outside [0, 1] (or NaN) before
-// any work.
+// thresholdFlag is the flag predict and eval label with: a score, or which
+// of the checkpoint's thresholds.
+func thresholdFlag() cli.Flag {
+	return &cli.StringFlag{Name: "threshold", Usage: "score in [0, 1] at which an image is called anomalous, or f1 (the checkpoint's F1-max threshold) or youden (its Youden point)",
+		DefaultText: "f1: the checkpoint's, else 0.5"}
+}
+
+// The checkpoint's thresholds, as --threshold names them.
+const (
+	thresholdF1     = "f1"
+	thresholdYouden = "youden"
+)
+
+// checkThresholdFlag refuses, before any work, a --threshold that is
+// neither a score in [0, 1] (not NaN) nor the name of one of the
+// checkpoint's thresholds.
 func checkThresholdFlag(c *cli.Context) error {
-	if th := c.Float64("threshold"); c.IsSet("threshold") && (math.IsNaN(th) || th < 0 || th > 1) {
-		return fmt.Errorf("--threshold %v: scores run from 0 to 1; give a threshold in [0, 1]", th)
+	v := c.String("threshold")
+	if !c.IsSet("threshold") || v == thresholdF1 || v == thresholdYouden {
+		return nil
+	}
+	th, err := strconv.ParseFloat(v, 64)
+	if err != nil && !errors.Is(err, strconv.ErrRange) {
+		return fmt.Errorf("--threshold %s: give a score in [0, 1], f1 or youden (see madclip %s --help)", oneLine(v), c.Command.Name)
+	}
+	if math.IsNaN(th) || th < 0 || th > 1 {
+		return fmt.Errorf("--threshold %s: scores run from 0 to 1; give a threshold in [0, 1]", oneLine(v))
 	}
 	return nil
 }
 
-// labelThreshold is the threshold labels use, with its origin: --threshold
-// when given, else the checkpoint's (0.5 when it chose none).
-func labelThreshold(c *cli.Context, p *infer.Predictor) (float64, string) {
-	if c.IsSet("threshold") {
-		return c.Float64("threshold") + 0, "given with --threshold" // + 0: -0 is 0, printed so
+// labelThreshold is the threshold labels use, with its origin: the score
+// --threshold gives, or the checkpoint's F1-max threshold (0.5 when it
+// chose none) or its Youden point.
+func labelThreshold(c *cli.Context, p *infer.Predictor) (float64, string, error) {
+	switch v := c.String("threshold"); {
+	case !c.IsSet("threshold") || v == thresholdF1:
+		th, origin := p.Threshold()
+		return th, origin, nil
+	case v == thresholdYouden:
+		m := p.Meta
+		if m.ThresholdYouden == 0 || m.Calibration == nil {
+			return 0, "", fmt.Errorf("--threshold youden: %s records no Youden point (%s)", c.String("checkpoint"), m.ThresholdOrigin())
+		}
+		return m.ThresholdYouden, fmt.Sprintf("Youden point on %d normal and %d abnormal held-out valid images", m.Calibration.Normal, m.Calibration.Abnormal), nil
+	default:
+		th, _ := strconv.ParseFloat(v, 64) // checked by checkThresholdFlag
+		return th + 0, "given with --threshold", nil // + 0: -0 is 0, printed so
 	}
-	return p.Threshold()
 }
 
 // uncalibrated reports whether the labels use the 0.5 a checkpoint falls
 // back to when it had no held-out images to choose a threshold on.
 func uncalibrated(c *cli.Context, p *infer.Predictor) bool {
-	return !c.IsSet("threshold") && p.Meta.Threshold == 0
+	return (!c.IsSet("threshold") || c.String("threshold") == thresholdF1) && p.Meta.Threshold == 0
 }
 
 // predictOutputs are the per-image files predict writes, by flag; a nil
@@ -509,7 +542,10 @@ func newPredictionPrinter(c *cli.Context) *predictionPrinter {
 // setThreshold takes --threshold or the checkpoint's (saying so when it is
 // uncalibrated), and the provenance that JSON rows carry.
 func (p *predictionPrinter) setThreshold(c *cli.Context, pred *infer.Predictor) error {
-	th, origin := labelThreshold(c, pred)
+	th, origin, err := labelThreshold(c, pred)
+	if err != nil {
+		return err
+	}
 	p.threshold, p.origin = th, origin
 	p.uncalibrated = uncalibrated(c, pred)
 	if p.uncalibrated { // a warning: shown even with --quiet

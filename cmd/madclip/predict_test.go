@@ -467,6 +467,13 @@ func TestEvalCLI(t *testing.T) {
 		!(pv.Training.LR > 0) || !(pv.Youden > 0 && pv.Youden < 1) || pv.Calibration == nil || pv.Calibration.Normal == 0 {
 		t.Errorf("provenance's model, training and calibration %+v", pv)
 	}
+	// --threshold youden labels at the checkpoint's Youden point.
+	youden := ev.Provenance.Youden
+	o, e, code = madclip(t, nil, "eval", "--checkpoint", ck, "--data", root, "--json", "--threshold", "youden", "--device", "cpu")
+	ev.At.Threshold = 0
+	if err := json.Unmarshal([]byte(o), &ev); code != 0 || err != nil || ev.At.Threshold != youden || !strings.HasPrefix(ev.Provenance.Origin, "Youden point on ") {
+		t.Errorf("--threshold youden: exit %d, %v, threshold %v (%s), want %v: %s", code, err, ev.At.Threshold, ev.Provenance.Origin, youden, e)
+	}
 }
 
 func mustRead(t *testing.T, p string) []byte {
