@@ -28,8 +28,12 @@ import (
 	"madclip/weights"
 )
 
-// Version is written into checkpoints.
+// Version is written into checkpoints: the version of their format.
 const Version = "0.3.0"
+
+// ToolVersion is madclip's own version (a development build of the
+// format's), which every checkpoint records as the build that wrote it.
+const ToolVersion = Version + "-dev"
 
 // snakeKeysSince is the first version whose model options and CLIP
 // configuration have snake_case keys like the rest of the description;
@@ -55,10 +59,13 @@ type Backbone struct {
 
 // Meta is everything a checkpoint says about how it was made.
 type Meta struct {
-	Version  string        `json:"version"`
-	Model    model.Options `json:"model"`
-	Backbone Backbone      `json:"backbone"`
-	Dataset  string        `json:"dataset"`
+	Version string `json:"version"`
+	// WrittenBy is the madclip that wrote the file ("madclip 0.3.0-dev");
+	// absent in checkpoints from before 0.3.0.
+	WrittenBy string        `json:"written_by,omitempty"`
+	Model     model.Options `json:"model"`
+	Backbone  Backbone      `json:"backbone"`
+	Dataset   string        `json:"dataset"`
 	// Masks is whether training had masks (and so trained the segmentation
 	// head): scores are then the anomaly map's maximum.
 	Masks      bool          `json:"masks"`
@@ -201,6 +208,7 @@ func save(path string, m *model.MadCLIP, opt *torch.Adam, meta Meta, selected ma
 	if err := checkValues(m.Params().Map()); err != nil {
 		return fmt.Errorf("save %s: %w; nothing was written", path, err)
 	}
+	meta.WrittenBy = "madclip " + ToolVersion
 	return torch.Scoped(func(s *torch.Scope) error {
 		tensors := m.Params().Map()
 		for name, t := range selected {

@@ -16,7 +16,9 @@ type Provenance struct {
 	Version          string        `json:"madclip_version"`
 	Checkpoint       jsonpath.Path `json:"checkpoint,omitempty"` // empty when the file was not kept (bench without --work)
 	CheckpointSHA256 string        `json:"checkpoint_sha256"`
-	Backbone         string        `json:"backbone"` // in words
+	// WrittenBy is the madclip that wrote the checkpoint (absent before 0.3.0).
+	WrittenBy string `json:"checkpoint_written_by,omitempty"`
+	Backbone  string `json:"backbone"` // in words
 	// The backbone for scripts: a random-weights preset, or the weights'
 	// digest (weights.Digest).
 	BackbonePreset string `json:"backbone_preset,omitempty"`
@@ -66,7 +68,7 @@ func NewProvenance(p *Predictor, path, version string, threshold float64, origin
 		}
 	}
 	pv := Provenance{
-		Version: version, Checkpoint: jsonpath.Path(abs), CheckpointSHA256: sum, Backbone: bb.String(),
+		Version: version, Checkpoint: jsonpath.Path(abs), CheckpointSHA256: sum, WrittenBy: m.WrittenBy, Backbone: bb.String(),
 		BackbonePreset: bb.Preset, WeightsDigest: bb.Digest, WeightsFile: bb.File,
 		Dataset: m.Dataset, Shots: m.Shots, ShotsFile: jsonpath.Path(m.ShotsFile),
 		Epochs: m.Epochs, SelectedEpoch: m.SelectedEpoch, ImageSize: m.Model.ImageSize, Model: m.Model, Training: m.Training,

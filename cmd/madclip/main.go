@@ -23,7 +23,7 @@ import (
 
 // version is the tool's version: the checkpoint format it writes, as a
 // development build.
-const version = checkpoint.Version + "-dev"
+const version = checkpoint.ToolVersion
 
 func main() {
 	torch.ServeArchiveChild() // weights convert and import authors read TorchScript archives in a child

@@ -399,6 +399,7 @@ func TestEvalCLI(t *testing.T) {
 		} `json:"at_threshold"`
 		Provenance struct {
 			Version   string  `json:"madclip_version"`
+			WrittenBy string  `json:"checkpoint_written_by"`
 			SHA256    string  `json:"checkpoint_sha256"`
 			Threshold float64 `json:"threshold"`
 			Origin    string  `json:"threshold_origin"`
@@ -459,7 +460,7 @@ func TestEvalCLI(t *testing.T) {
 	}
 	if ev.Provenance.SHA256 != sha256hex(mustRead(t, ck)) || ev.Provenance.Origin != "given with --threshold" || ev.Provenance.Shots != 8 || ev.Provenance.Version == "" ||
 		ev.Provenance.Epochs != 4 || ev.Provenance.ImageSize != 112 || ev.Provenance.Seed == nil || ev.ScoredBy != "anomaly map" ||
-		ev.Provenance.Preset != "tiny" || ev.Provenance.Digest != nil {
+		ev.Provenance.Preset != "tiny" || ev.Provenance.Digest != nil || ev.Provenance.WrittenBy != "madclip "+version {
 		t.Errorf("provenance %+v", ev.Provenance)
 	}
 	// How the model was built and trained, and its calibration.
