@@ -266,6 +266,7 @@ type trainReporter struct {
 	epochs  int
 	started time.Time
 	done    int // steps taken in this process (a resumed run's count from the resume)
+	before  int // steps taken before this process (by the run a resume continues)
 }
 
 func newTrainReporter(w io.Writer, quiet bool) *trainReporter {
@@ -293,7 +294,7 @@ func (r *trainReporter) Warn(msg string) {
 }
 
 func (r *trainReporter) Start(epochs, steps, done int) {
-	r.epochs, r.steps, r.started = epochs, steps, time.Now()
+	r.epochs, r.steps, r.started, r.before = epochs, steps, time.Now(), done
 	if r.quiet || !r.tty || epochs*steps == done {
 		return
 	}
@@ -327,16 +328,39 @@ func (r *trainReporter) Step(epoch, step int, loss float64) {
 	r.bar.Describe(words)
 }
 
+// EpochDone writes a line per epoch, kept on a terminal too (above the
+// bar) as the run's loss history: the mean loss, the time the epochs have
+// taken so far in this process, the time the rest should take at that
+// pace, and the pace.
 func (r *trainReporter) EpochDone(epoch int, mean float64) {
-	if r.quiet || r.bar != nil {
+	if r.quiet {
 		return
 	}
-	el := time.Since(r.started)
+	if r.bar != nil && !r.bar.IsFinished() {
+		_ = r.bar.Clear()
+	}
+	fmt.Fprintln(r.w, r.epochLine(epoch, mean, time.Since(r.started)))
+}
+
+func (r *trainReporter) epochLine(epoch int, mean float64, el time.Duration) string {
 	rate := fmt.Sprintf("%.1f steps/s", float64(r.done)/el.Seconds())
 	if r.done > 0 && el.Seconds() > float64(r.done) { // slower than a step a second (ViT-L on a CPU)
 		rate = fmt.Sprintf("%.1f s/step", el.Seconds()/float64(r.done))
 	}
-	fmt.Fprintf(r.w, "epoch %d/%d  loss %.4f  %.1f s  %s\n", epoch+1, r.epochs, mean, el.Seconds(), rate)
+	s := fmt.Sprintf("epoch %d/%d  loss %.4f  %s elapsed", epoch+1, r.epochs, mean, roundDuration(el))
+	if left := r.epochs*r.steps - r.before - r.done; left > 0 && r.done > 0 {
+		s += fmt.Sprintf(", about %s left", roundDuration(el/time.Duration(r.done)*time.Duration(left)))
+	}
+	return s + "  " + rate
+}
+
+// roundDuration writes d as progress lines give times: "4.7s" under a
+// minute, "2m7s" beyond.
+func roundDuration(d time.Duration) string {
+	if d < time.Minute {
+		return d.Round(100 * time.Millisecond).String()
+	}
+	return d.Round(time.Second).String()
 }
 
 // finish ends the bar's line: a run stopped early (a signal, an error)
