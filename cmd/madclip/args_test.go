@@ -294,3 +294,21 @@ func TestDidYouMean(t *testing.T) {
 		}
 	}
 }
+
+// In a log, a count is a line now and then with the time left at its pace.
+func TestCountBarLine(t *testing.T) {
+	b := &countBar{what: "eval", total: 1000}
+	if got, want := b.line(120, 62*time.Second), "eval: 120/1000 images, 1m2s elapsed, about 7m35s left"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	var buf bytes.Buffer
+	b = &countBar{w: &buf, what: "predict", total: 10, start: time.Now().Add(-time.Minute), last: time.Now().Add(-time.Minute)}
+	b.Set(5)
+	b.Set(6) // within logEvery of the last line
+	if lines := strings.Count(buf.String(), "\n"); lines != 1 || !strings.HasPrefix(buf.String(), "predict: 5/10 images, 1m0s elapsed, about 1m0s left") {
+		t.Errorf("log lines %q", buf.String())
+	}
+	var none *countBar
+	none.Set(1) // shows nothing, and does not fail
+	none.Clear()
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/schollz/progressbar/v3"
 )
@@ -89,30 +90,54 @@ func sizeText(n int64) string {
 	}
 }
 
-// countBar shows work over a known number of items as a bar on a terminal;
-// elsewhere, and as a nil *countBar, it shows nothing. A line written while
-// the bar is drawn would be glued to it: Clear it first, and its next Set
-// draws it again below the line.
-type countBar struct{ bar *progressbar.ProgressBar }
+// countBar shows work over a known number of images as a bar on a
+// terminal; elsewhere (a log) as a line every logEvery while it lasts; as a
+// nil *countBar, nothing. A line written while the bar is drawn would be
+// glued to it: Clear it first, and its next Set draws it again below the
+// line.
+type countBar struct {
+	bar *progressbar.ProgressBar
+	// In a log:
+	w           io.Writer
+	what        string
+	total       int
+	start, last time.Time
+}
+
+// logEvery is how often a count in a log gets a line.
+const logEvery = 10 * time.Second
 
 func newCountBar(what string, total int) *countBar {
 	if !isTerminal(os.Stderr) {
-		return nil
+		now := time.Now()
+		return &countBar{w: os.Stderr, what: what, total: total, start: now, last: now}
 	}
-	return &countBar{progressbar.NewOptions(total, progressbar.OptionSetWriter(os.Stderr), progressbar.OptionSetDescription(what),
+	return &countBar{bar: progressbar.NewOptions(total, progressbar.OptionSetWriter(os.Stderr), progressbar.OptionSetDescription(what),
 		progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionOnCompletion(func() { fmt.Fprintln(os.Stderr) }))}
 }
 
 // Set shows done items finished.
 func (b *countBar) Set(done int) {
-	if b != nil {
+	switch {
+	case b == nil:
+	case b.bar != nil:
 		_ = b.bar.Set(done)
+	case done > 0 && done < b.total && time.Since(b.last) >= logEvery:
+		b.last = time.Now()
+		fmt.Fprintln(b.w, b.line(done, b.last.Sub(b.start)))
 	}
+}
+
+// line is a log's progress line after el: "eval: 120/1000 images, 1m2s
+// elapsed, about 7m35s left".
+func (b *countBar) line(done int, el time.Duration) string {
+	left := el / time.Duration(done) * time.Duration(b.total-done)
+	return fmt.Sprintf("%s: %d/%d images, %s elapsed, about %s left", b.what, done, b.total, roundDuration(el), roundDuration(left))
 }
 
 // Clear erases the bar from its line.
 func (b *countBar) Clear() {
-	if b != nil {
+	if b != nil && b.bar != nil {
 		_ = b.bar.Clear()
 	}
 }
