@@ -245,7 +245,7 @@ Nothing is written unless IN is a complete CLIP.
 Examples:
   madclip weights convert ViT-L-14-336px.pt ViT-L-14-336px.safetensors
   madclip weights convert --vocab bpe_simple_vocab_16e6.txt.gz clip-hf/model.safetensors clip.safetensors`,
-		Flags: []cli.Flag{&cli.StringFlag{Name: "vocab", Usage: "copy this BPE vocab next to OUT"}},
+		Flags: []cli.Flag{&cli.StringFlag{Name: "vocab", Usage: "copy this BPE vocab next to OUT, to keep it with the weights (no command reads it from there: give it with --vocab where it is needed; CLIP's own is built in)"}},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 2 {
 				return fmt.Errorf("weights convert: want IN and OUT (see madclip weights convert --help)")
