@@ -52,7 +52,7 @@ Examples:
 			&cli.StringFlag{Name: "checkpoint", Aliases: []string{"c"}, Required: true, Usage: "a checkpoint from madclip train or madclip import"},
 			&cli.StringFlag{Name: "data", Required: true, Usage: "the benchmark root"},
 			&cli.StringFlag{Name: "dataset", Usage: "the dataset (default: the checkpoint's)"},
-			&cli.StringFlag{Name: "weights", Usage: "the CLIP weights it was trained on (default: the file recorded in the checkpoint)"},
+			&cli.StringFlag{Name: "weights", Usage: "the CLIP weights it was trained on (default: the file recorded in the checkpoint, or one with its digest; none for a checkpoint trained on a preset)"},
 			vocabFlag(),
 			&cli.StringFlag{Name: "report", Usage: "folder for report.json, ROC and precision-recall plots and failure-case figures"},
 			&cli.IntFlag{Name: "failures", Value: 4, Usage: "hard cases of each class to draw with --report (the highest-scoring normal and lowest-scoring abnormal images; each says whether its label is wrong)"},

@@ -80,7 +80,13 @@ Outputs are written whole (a temporary file, then a rename) and replace only
 a file madclip wrote, or an empty one: anything else at an output's path is
 refused before any work, and inputs are never written.
 
-Examples:
+Examples, the main work on a tiny random CLIP and synthetic scans (no files needed):
+  madclip synth --out data                 a synthetic few-shot dataset (Brain, Chest)
+  madclip train --data data --dataset Brain --preset tiny --shots 8 --epochs 5 --image-size 112 --out brain.safetensors
+  madclip predict data/Brain_AD/test/Ungood/img --checkpoint brain.safetensors --panel panels/
+  madclip eval --checkpoint brain.safetensors --data data --report report/
+
+with OpenAI's CLIP, as the paper (see madclip train --help):
   madclip doctor                          check libtorch, the BLAS in use and CUDA
   madclip weights download ViT-L/14-336   fetch, verify and convert OpenAI's CLIP
   madclip clip --image scan.png --text "a brain MRI" --text "a chest X-ray"

@@ -56,7 +56,7 @@ Examples:
   madclip predict scan.png --checkpoint brain16.safetensors --panel fig.png --ground-truth scan_mask.png`,
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "checkpoint", Aliases: []string{"c"}, Usage: "a checkpoint from madclip train or madclip import", Required: true},
-			&cli.StringFlag{Name: "weights", Usage: "the CLIP weights it was trained on (default: the file recorded in the checkpoint; none for --preset tiny)"},
+			&cli.StringFlag{Name: "weights", Usage: "the CLIP weights it was trained on (default: the file recorded in the checkpoint, or one with its digest; none for a checkpoint trained on a preset)"},
 			vocabFlag(),
 			&cli.StringFlag{Name: "heatmap", Usage: "heatmap PNG (one input) or folder (several)"},
 			&cli.StringFlag{Name: "raw-map", Usage: "raw map .npy (one input) or folder (several)"},

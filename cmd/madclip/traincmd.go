@@ -134,7 +134,7 @@ Examples:
 			&cli.Float64Flag{Name: "beta1", Value: train.PaperBeta1, Usage: "Adam's first-moment decay"},
 			&cli.Float64Flag{Name: "beta2", Value: train.PaperBeta2, Usage: "Adam's second-moment decay"},
 			&cli.IntFlag{Name: "image-size", Value: model.PaperImageSize, Usage: "input resolution"},
-			&cli.IntSliceFlag{Name: "layers", Usage: "tapped ViT blocks", DefaultText: "6,12,18,24 for ViT-L"},
+			&cli.IntSliceFlag{Name: "layers", Usage: "tapped ViT blocks", DefaultText: "four evenly spaced blocks ending at the last: 6,12,18,24 for ViT-L, 3,6,9,12 for ViT-B, 1,2,3,4 for tiny"},
 			&cli.StringFlag{Name: "resume", Usage: "continue a partial checkpoint with every setting it was started with"},
 			&cli.BoolFlag{Name: "cache-on-host", Usage: "keep the feature cache in host memory (it moves there by itself when the GPU runs out)"},
 			&cli.BoolFlag{Name: "select-on-valid", Usage: "keep the epoch with the best image AUROC on the valid images that are not shots, not the last one"},
