@@ -502,7 +502,7 @@ func TestWeightsListAndPath(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("list: exit %d %s", code, e)
 	}
-	want := regexp.MustCompile(`(?m)^ViT-B/16 +ViT-B-16\.safetensors +` + regexp.QuoteMeta(filepath.Join(store, "ViT-B-16.safetensors")) + ` \(\d+\.\d MB\)$`)
+	want := regexp.MustCompile(`(?m)^ViT-B/16 +ViT-B-16\.safetensors +` + regexp.QuoteMeta(filepath.Join(store, "ViT-B-16.safetensors")) + ` \(\d+\.\d MiB\)$`)
 	if !want.MatchString(o) || !regexp.MustCompile(`(?m)^ViT-L/14-336 +ViT-L-14-336px\.safetensors +not downloaded$`).MatchString(o) {
 		t.Errorf("list:\n%s", o)
 	}
@@ -513,7 +513,7 @@ func TestWeightsListAndPath(t *testing.T) {
 	// A tiny CLIP under ViT-L/14-336's name is listed as not used.
 	cliptest.WriteTiny(t, filepath.Join(store, "ViT-L-14-336px.safetensors"), 1, torch.Float32)
 	o, e, code = madclip(t, env, "weights", "list")
-	if code != 0 || !regexp.MustCompile(`(?m)^ViT-L/14-336 +ViT-L-14-336px\.safetensors +.*\(\d+\.\d MB; not ViT-L/14-336's architecture: not used\)$`).MatchString(o) ||
+	if code != 0 || !regexp.MustCompile(`(?m)^ViT-L/14-336 +ViT-L-14-336px\.safetensors +.*\(\d+\.\d MiB; not ViT-L/14-336's architecture: not used\)$`).MatchString(o) ||
 		!want.MatchString(o) {
 		t.Errorf("list with a tiny CLIP under ViT-L/14-336's name: exit %d\n%s%s", code, o, e)
 	}

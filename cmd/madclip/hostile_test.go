@@ -231,8 +231,10 @@ func TestHostileInputs(t *testing.T) {
 	// Weights kept in bench's work folder under a run's checkpoint name.
 	work := filepath.Join(dir, "work")
 	os.MkdirAll(work, 0o755)
-	workWeights := filepath.Join(work, "Brain-2shot-seed1.safetensors")
-	os.WriteFile(workWeights, []byte("weights"), 0o644)
+	workWeights := filepath.Join(work, "Brain-2shot-seed1.safetensors") // real weights, by the name of a run's checkpoint
+	if err := os.Rename(tinyWeights(t, t.TempDir()), workWeights); err != nil {
+		t.Fatal(err)
+	}
 	os.MkdirAll(filepath.Join(dir, "w2"), 0o755)
 	// Outputs that are links to a scan of a dataset the command does not
 	// read, and a heatmap onto such a scan.
