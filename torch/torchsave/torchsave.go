@@ -110,11 +110,24 @@ func read(z *zip.Reader) ([]Tensor, error) {
 			return fmt.Errorf("two tensors are named %s (a dotted key beside nested dicts)", name)
 		}
 		named[name] = true
+		size, err := r.storageBytes()
+		if err != nil {
+			return fmt.Errorf("tensor %s: %w", name, err)
+		}
 		b, ok := storages[r.key]
 		if !ok {
 			f, ok := files[prefix+"data/"+r.key]
 			if !ok {
 				return fmt.Errorf("tensor %s: no storage record data/%s", name, r.key)
+			}
+			// Checked before reading: a compressed record (torch.save
+			// writes none) or one larger than its storage could make a
+			// small file fill the memory.
+			if f.Method != zip.Store {
+				return fmt.Errorf("tensor %s: storage record data/%s is compressed; torch.save stores records as they are", name, r.key)
+			}
+			if f.UncompressedSize64 != uint64(size) {
+				return fmt.Errorf("tensor %s: storage record data/%s holds %d bytes, its %d elements take %d", name, r.key, f.UncompressedSize64, r.numel, size)
 			}
 			if b, err = readRecord(f, maxRecord); err != nil {
 				return fmt.Errorf("tensor %s: %w", name, err)
@@ -200,17 +213,35 @@ type tensorRef struct {
 	stride []int64
 }
 
+// storageBytes is the size of the tensor's storage in bytes, checked
+// against maxRecord before it is multiplied out.
+func (r *tensorRef) storageBytes() (int64, error) {
+	es := int64(r.dtype.Size())
+	if r.numel < 0 || r.numel > maxRecord/es {
+		return 0, fmt.Errorf("its storage data/%s claims %d elements; at most %d bytes are read", r.key, r.numel, int64(maxRecord))
+	}
+	return r.numel * es, nil
+}
+
 // materialise copies the view's elements out of the storage, contiguous.
 func (r *tensorRef) materialise(name string, storage []byte) (Tensor, error) {
 	es := int64(r.dtype.Size())
-	if int64(len(storage)) < r.numel*es {
-		return Tensor{}, fmt.Errorf("tensor %s: storage data/%s has %d bytes, its %d elements need %d", name, r.key, len(storage), r.numel, r.numel*es)
+	size, err := r.storageBytes()
+	if err != nil {
+		return Tensor{}, fmt.Errorf("tensor %s: %w", name, err)
+	}
+	if int64(len(storage)) < size {
+		return Tensor{}, fmt.Errorf("tensor %s: storage data/%s has %d bytes, its %d elements need %d", name, r.key, len(storage), r.numel, size)
 	}
 	if len(r.size) != len(r.stride) || len(r.size) > maxDims {
-		return Tensor{}, fmt.Errorf("tensor %s: size %v and stride %v", name, r.size, r.stride)
+		return Tensor{}, fmt.Errorf("tensor %s: %d sizes and %d strides (at most %d dimensions)", name, len(r.size), len(r.stride), maxDims)
+	}
+	beyond := fmt.Errorf("tensor %s: its view (offset %d, size %v, stride %v) reaches beyond its storage of %d elements", name, r.offset, r.size, r.stride, r.numel)
+	if r.offset < 0 || r.offset > r.numel {
+		return Tensor{}, beyond
 	}
 	n := int64(1)
-	last := r.offset // the furthest element the view reaches
+	last := r.offset // the furthest element the view reaches, never past numel: no overflow
 	for i, s := range r.size {
 		if s < 0 || r.stride[i] < 0 {
 			return Tensor{}, fmt.Errorf("tensor %s: negative size or stride (%v, %v)", name, r.size, r.stride)
@@ -223,6 +254,9 @@ func (r *tensorRef) materialise(name string, storage []byte) (Tensor, error) {
 			return Tensor{}, fmt.Errorf("tensor %s: size %v is too large", name, r.size)
 		}
 		n *= s
+		if s > 1 && r.stride[i] > 0 && (s-1) > (r.numel-last)/r.stride[i] {
+			return Tensor{}, beyond
+		}
 		last += (s - 1) * r.stride[i]
 	}
 	if n > r.numel {
@@ -231,8 +265,8 @@ func (r *tensorRef) materialise(name string, storage []byte) (Tensor, error) {
 		// claim terabytes.
 		return Tensor{}, fmt.Errorf("tensor %s: its view (size %v, stride %v) repeats the %d elements of its storage (an expanded tensor); save it with .contiguous() first", name, r.size, r.stride, r.numel)
 	}
-	if r.offset < 0 || (n > 0 && last >= r.numel) {
-		return Tensor{}, fmt.Errorf("tensor %s: its view (offset %d, size %v, stride %v) reaches beyond its storage of %d elements", name, r.offset, r.size, r.stride, r.numel)
+	if n > 0 && last >= r.numel {
+		return Tensor{}, beyond
 	}
 	out := make([]byte, n*es)
 	if r.contiguous() {

@@ -177,6 +177,78 @@ func TestHostile(t *testing.T) {
 	if _, err := Read(bad); err == nil || !strings.Contains(err.Error(), "storage") {
 		t.Errorf("short storage: %v", err)
 	}
+	// A storage record larger than its storage, or compressed (torch.save
+	// stores them): refused before it is read.
+	rewrite := func(name string, method uint16, extra int) string {
+		out := filepath.Join(dir, name)
+		zr, _ := zip.OpenReader(filepath.Join(dir, "state.pth"))
+		defer zr.Close()
+		f, _ := os.Create(out)
+		defer f.Close()
+		zw := zip.NewWriter(f)
+		defer zw.Close()
+		for _, e := range zr.File {
+			r, _ := e.Open()
+			b, _ := io.ReadAll(r)
+			r.Close()
+			m := zip.Store
+			if strings.Contains(e.Name, "/data/") {
+				b, m = append(b, make([]byte, extra)...), method
+			}
+			w, _ := zw.CreateHeader(&zip.FileHeader{Name: e.Name, Method: m})
+			w.Write(b)
+		}
+		return out
+	}
+	if _, err := Read(rewrite("long.pth", zip.Store, 1<<20)); err == nil || !strings.Contains(err.Error(), "bytes, its 6 elements take 24") {
+		t.Errorf("a storage record larger than its storage: %v", err)
+	}
+	if _, err := Read(rewrite("deflated.pth", zip.Deflate, 0)); err == nil || !strings.Contains(err.Error(), "is compressed") {
+		t.Errorf("a compressed storage record: %v", err)
+	}
+	if _, err := Read(rewrite("stored.pth", zip.Store, 0)); err != nil {
+		t.Errorf("the same file rewritten as it was: %v", err)
+	}
+}
+
+// A small pickle that would build millions of values is refused once it
+// has built the limit's worth.
+func TestPickleBomb(t *testing.T) {
+	bomb := []byte(strings.Repeat("}", 1000) + ".")
+	if _, err := unpickleAtMost(bomb, 100); err == nil || !strings.Contains(err.Error(), "more than 100 values built") {
+		t.Errorf("bomb: %v", err)
+	}
+	memo := []byte("}" + strings.Repeat("q\x00", 1000) + ".") // one dict memoised over and over
+	if _, err := unpickleAtMost(memo, 100); err == nil || !strings.Contains(err.Error(), "more than 100 values built") {
+		t.Errorf("memo bomb: %v", err)
+	}
+	if v, err := unpickleAtMost([]byte("}."), 100); err != nil || v == nil {
+		t.Errorf("one dict: %v %v", v, err)
+	}
+}
+
+// A view whose offset, strides or storage size would overflow int64 is
+// refused by name, never indexed.
+func TestViewOverflow(t *testing.T) {
+	storage := make([]byte, 4*6)
+	for _, c := range []struct {
+		r    tensorRef
+		want string
+	}{
+		{tensorRef{key: "0", dtype: safetensors.F32, numel: 6, offset: math.MaxInt64, size: []int64{1}, stride: []int64{1}}, "reaches beyond its storage"},
+		{tensorRef{key: "0", dtype: safetensors.F32, numel: 6, offset: 0, size: []int64{3, 2}, stride: []int64{3 << 61, 1}}, "reaches beyond its storage"},
+		{tensorRef{key: "0", dtype: safetensors.U8, numel: 24, offset: 0, size: []int64{2}, stride: []int64{1<<62 + 1}}, "reaches beyond its storage"},
+		{tensorRef{key: "0", dtype: safetensors.F32, numel: 1<<62 + 1, offset: 0, size: []int64{2}, stride: []int64{1}}, "claims 4611686018427387905 elements"},
+		{tensorRef{key: "0", dtype: safetensors.F32, numel: 6, offset: 5, size: []int64{2}, stride: []int64{1}}, "reaches beyond its storage"},
+	} {
+		if _, err := c.r.materialise("a", storage); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: %v, want %q", c.r, err, c.want)
+		}
+	}
+	ok := tensorRef{key: "0", dtype: safetensors.F32, numel: 6, offset: 4, size: []int64{2}, stride: []int64{1}}
+	if x, err := ok.materialise("a", storage); err != nil || len(x.Data) != 8 {
+		t.Errorf("the last two elements: %v", err)
+	}
 }
 
 // Arbitrary bytes as data.pkl: an error or tensors, never a panic.

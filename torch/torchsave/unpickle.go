@@ -67,12 +67,22 @@ type machine struct {
 	stack []any
 	marks []int
 	memo  map[int64]any
+	// values counts the values pushed and memo entries made: a pickle of
+	// a few kilobytes could otherwise build millions of dicts.
+	values int
 }
+
+// maxValues bounds the values a pickle may build: a state dict of CLIP
+// ViT-L/14 builds some tens of thousands.
+const maxValues = 1 << 22
 
 var errTruncated = errors.New("the pickle ends early")
 
 // unpickle runs the pickle data on a machine that only rebuilds data.
-func unpickle(data []byte) (any, error) {
+func unpickle(data []byte) (any, error) { return unpickleAtMost(data, maxValues) }
+
+// unpickleAtMost is unpickle building at most limit values.
+func unpickleAtMost(data []byte, limit int) (any, error) {
 	m := &machine{data: data, memo: map[int64]any{}}
 	for {
 		if m.pos >= len(m.data) {
@@ -88,6 +98,9 @@ func unpickle(data []byte) (any, error) {
 		}
 		if err := m.step(op); err != nil {
 			return nil, fmt.Errorf("at byte %d (opcode 0x%02x): %w", m.pos-1, op, err)
+		}
+		if m.values > limit {
+			return nil, fmt.Errorf("more than %d values built by byte %d: not a file of tensors (a pickle bomb?)", limit, m.pos)
 		}
 	}
 }
@@ -112,7 +125,10 @@ func (m *machine) line() (string, error) {
 	return "", errTruncated
 }
 
-func (m *machine) push(v any) { m.stack = append(m.stack, v) }
+func (m *machine) push(v any) {
+	m.values++
+	m.stack = append(m.stack, v)
+}
 
 func (m *machine) pop() (any, error) {
 	if len(m.stack) == 0 || (len(m.marks) > 0 && len(m.stack) <= m.marks[len(m.marks)-1]) {
@@ -284,6 +300,7 @@ func (m *machine) memoOp(op byte) error {
 			return err
 		}
 		m.memo[int64(idx)] = v
+		m.values++
 		return nil
 	}
 	n := 1
@@ -497,8 +514,15 @@ func reduce(fn, args any) (any, error) {
 		off, ok1 := a[1].(int64)
 		size, err1 := ints(a[2])
 		stride, err2 := ints(a[3])
-		if !ok || !ok1 || err1 != nil || err2 != nil {
-			return nil, fmt.Errorf("_rebuild_tensor_v2%v", a)
+		switch {
+		case !ok:
+			return nil, fmt.Errorf("a tensor whose storage is %s", pickleKind(a[0]))
+		case !ok1:
+			return nil, fmt.Errorf("a tensor whose offset is %s, not an integer", pickleKind(a[1]))
+		case err1 != nil:
+			return nil, fmt.Errorf("a tensor's size: %w", err1)
+		case err2 != nil:
+			return nil, fmt.Errorf("a tensor's stride: %w", err2)
 		}
 		r := *s
 		r.offset, r.size, r.stride = off, size, stride
@@ -523,15 +547,41 @@ func reduce(fn, args any) (any, error) {
 func ints(v any) ([]int64, error) {
 	t, ok := v.(tuple)
 	if !ok {
-		return nil, fmt.Errorf("%T is not a tuple", v)
+		return nil, fmt.Errorf("%s, not a tuple of integers", pickleKind(v))
 	}
 	out := make([]int64, len(t))
 	for i, x := range t {
 		n, ok := x.(int64)
 		if !ok {
-			return nil, fmt.Errorf("%T in a size", x)
+			return nil, fmt.Errorf("%s among its integers", pickleKind(x))
 		}
 		out[i] = n
 	}
 	return out, nil
+}
+
+// pickleKind names a value the machine built in Python's words, for
+// messages.
+func pickleKind(v any) string {
+	switch v.(type) {
+	case *dict:
+		return "a dict"
+	case *list:
+		return "a list"
+	case tuple:
+		return "a tuple"
+	case string:
+		return "a str"
+	case int64, *big.Int:
+		return "an int"
+	case float64:
+		return "a float"
+	case bool:
+		return "a bool"
+	case nil:
+		return "None"
+	case *tensorRef:
+		return "a tensor"
+	}
+	return "an object"
 }
