@@ -271,7 +271,7 @@ func Load(path string, dev torch.Device) (*Checkpoint, error) {
 		err = CheckParameters(path, ts)
 	}
 	if err == nil {
-		err = checkTextFeatures(path, ts[TextFeaturesKey])
+		err = checkTextFeatures(path, ts[TextFeaturesKey], int64(c.Meta.Backbone.Config.EmbedDim))
 	}
 	if err != nil {
 		c.Free()
@@ -296,27 +296,43 @@ func finishedWithoutState(path string, m Meta, ts map[string]*torch.Tensor) erro
 	return nil
 }
 
-// checkTextFeatures refuses stored class embeddings that are not of unit
-// length, as training writes them (nil: none stored).
-func checkTextFeatures(path string, tf *torch.Tensor) error {
+// checkTextFeatures refuses stored class embeddings ([2, embed]: t_n,
+// t_ab) that are not as training writes them: of another shape, not of unit
+// length, or one class's the same as the other's, which would score every
+// image alike (nil: none stored).
+func checkTextFeatures(path string, tf *torch.Tensor, embed int64) error {
 	if tf == nil {
 		return nil
 	}
-	var norms []float32
+	damaged := fmt.Sprintf("%s: %s", path, TextFeaturesKey)
+	if sh := tf.Shape(); len(sh) != 2 || sh[0] != 2 || sh[1] != embed {
+		return fmt.Errorf("%s has shape %v, not [2 %d] (t_n, t_ab): the checkpoint is damaged or edited", damaged, sh, embed)
+	}
+	var rows []float32
 	err := torch.NoGrad(func() error {
-		return torch.Scoped(func(s *torch.Scope) error {
-			var err error
-			norms, err = tf.Norm(2, false, -1).Float32s()
-			return err
-		})
+		var err error
+		rows, err = tf.Float32s()
+		return err
 	})
 	if err != nil {
-		return fmt.Errorf("%s: %s: %w", path, TextFeaturesKey, err)
+		return fmt.Errorf("%s: %w", damaged, err)
 	}
-	for i, n := range norms {
-		if math.Abs(float64(n)-1) > 1e-3 {
-			return fmt.Errorf("%s: %s row %d has length %g, but training stores unit vectors: the checkpoint is damaged or edited", path, TextFeaturesKey, i, n)
+	tn, tab := rows[:embed], rows[embed:]
+	var dot float64
+	for i, x := range [][]float32{tn, tab} {
+		var sq float64
+		for j, v := range x {
+			sq += float64(v) * float64(v)
+			if i == 0 {
+				dot += float64(v) * float64(tab[j])
+			}
 		}
+		if n := math.Sqrt(sq); math.Abs(n-1) > 1e-3 {
+			return fmt.Errorf("%s row %d has length %g, but training stores unit vectors: the checkpoint is damaged or edited", damaged, i, n)
+		}
+	}
+	if dot > 1-1e-6 {
+		return fmt.Errorf("%s holds the same vector for normal and abnormal (cosine %.7f): every image would score alike; the checkpoint is damaged or edited", damaged, dot)
 	}
 	return nil
 }
@@ -550,7 +566,7 @@ func (m Meta) validate() error {
 	if err := b.Config.Validate(); err != nil {
 		return fmt.Errorf("its backbone configuration: %w", err)
 	}
-	if o := m.Model; o.ImageSize < 1 || o.ImageSize > 4096 || len(o.Layers) == 0 {
+	if o := m.Model; o.ImageSize < 1 || o.ImageSize > model.MaxImageSize || len(o.Layers) == 0 {
 		return fmt.Errorf("its model configuration has image size %d and %d tapped layers", o.ImageSize, len(o.Layers))
 	}
 	if err := m.Model.CheckLayers(b.Config.VisionLayers); err != nil {
@@ -592,6 +608,9 @@ func (m Meta) validate() error {
 	}
 	if m.SelectedEpoch < 0 || m.SelectedEpoch > m.Epoch || !(m.ValidAUROC >= 0 && m.ValidAUROC <= 1) {
 		return fmt.Errorf("its selected epoch %d (valid image AUROC %v) is not one of the %d epochs done", m.SelectedEpoch, m.ValidAUROC, m.Epoch)
+	}
+	if t := m.Training; t != nil && m.SelectedEpoch > 0 && !t.SelectOnValid {
+		return fmt.Errorf("it records a selected epoch (%d) but was trained without --select-on-valid", m.SelectedEpoch)
 	}
 	if m.Threshold == 0 && (m.Calibration != nil || m.ThresholdYouden != 0) {
 		return fmt.Errorf("it records a calibration but no threshold")
@@ -658,7 +677,8 @@ func CheckParameters(path string, ts map[string]*torch.Tensor) error {
 // checkValues is CheckParameters' rule, the first tensor that breaks it
 // named: floating-point tensors (madclip saves float32, so integers or
 // booleans mean a file edited by hand), finite values, parameters within
-// MaxParameter, Adam's second moments not negative.
+// MaxParameter, Adam's first moments (means of gradients) too, its second
+// moments not negative.
 func checkValues(ts map[string]*torch.Tensor) error {
 	for _, n := range slices.Sorted(maps.Keys(ts)) {
 		if in, err := ts[n].Info(); err != nil {
@@ -670,7 +690,7 @@ func checkValues(ts map[string]*torch.Tensor) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", n, err)
 		}
-		bounded := !strings.HasPrefix(n, "optim.") // Adam's moments are not parameters
+		bounded := !strings.HasPrefix(n, "optim.v.") // a mean of squared gradients may be larger
 		square := strings.HasPrefix(n, "optim.v.") // a mean of squared gradients
 		for _, x := range v {
 			if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {

@@ -80,6 +80,11 @@ func TestSaveLoadOpen(t *testing.T) {
 		// The epoch selected is one of those done.
 		sel := ck.Meta
 		sel.SelectedEpoch, sel.ValidAUROC = 1, 0.8
+		sel.Training = &Training{Batch: 16, LR: 1e-3, Beta1: 0.5, Beta2: 0.999}
+		if err := sel.validate(); err == nil || !strings.Contains(err.Error(), "trained without --select-on-valid") {
+			t.Errorf("an epoch selected without selection: %v", err)
+		}
+		sel.Training.SelectOnValid = true
 		if err := sel.validate(); err != nil {
 			t.Errorf("epoch 1 of 1 selected: %v", err)
 		}
@@ -144,6 +149,11 @@ func TestSaveLoadOpen(t *testing.T) {
 					ck.Free()
 				}
 			}
+		}
+		huge := ck.Meta
+		huge.Model.ImageSize = 2048 // its attention would take gigabytes per image
+		if err := huge.validate(); err == nil || !strings.Contains(err.Error(), "image size 2048") {
+			t.Errorf("image size 2048: %v", err)
 		}
 		stepped := ck.Meta
 		stepped.Step = 3
@@ -240,6 +250,16 @@ func TestCheckParametersMoments(t *testing.T) {
 		if err := CheckParameters("ck", good); err == nil || !strings.Contains(err.Error(), "ck: optim.v.a.weight holds -1") {
 			t.Errorf("negative second moment: %v", err)
 		}
+		// A first moment is a mean of gradients, bounded as parameters are;
+		// a second one of squares may be larger.
+		good["optim.v.a.weight"] = torch.FromSlice([]float32{0, 1e9}, 2)
+		if err := CheckParameters("ck", good); err != nil {
+			t.Errorf("a large second moment: %v", err)
+		}
+		good["optim.m.a.weight"] = torch.FromSlice([]float32{1e30, 0}, 2)
+		if err := CheckParameters("ck", good); err == nil || !strings.Contains(err.Error(), "ck: optim.m.a.weight holds 1e+30") {
+			t.Errorf("a first moment of 1e30: %v", err)
+		}
 		return nil
 	})
 }
@@ -324,4 +344,28 @@ func TestMetaShapeErrors(t *testing.T) {
 			t.Errorf("%s: %v, want %q", js, err, want)
 		}
 	}
+}
+
+// Stored class embeddings must be two distinct unit vectors of the
+// embedding's width.
+func TestCheckTextFeatures(t *testing.T) {
+	torchtest.Do(t, func(s *torch.Scope) error {
+		for _, c := range []struct {
+			rows  []float32
+			shape []int64
+			want  string
+		}{
+			{[]float32{1, 0, 0, 1}, []int64{2, 2}, ""},
+			{[]float32{0.6, 0.8, 0.6, 0.8}, []int64{2, 2}, "holds the same vector for normal and abnormal"},
+			{[]float32{1, 0, 0, 2}, []int64{2, 2}, "row 1 has length 2"},
+			{[]float32{1, 0, 0, 1}, []int64{2, 2, 1}, "has shape [2 2 1], not [2 2]"},
+			{[]float32{1, 0, 0, 1}, []int64{4, 1}, "has shape [4 1]"},
+		} {
+			err := checkTextFeatures("ck", torch.FromSlice(c.rows, c.shape...), 2)
+			if (c.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.want)) {
+				t.Errorf("%v %v: %v, want %q", c.rows, c.shape, err, c.want)
+			}
+		}
+		return nil
+	})
 }

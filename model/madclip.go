@@ -45,6 +45,11 @@ func WithPrecision(dev torch.Device, fn func() error) error {
 // PaperImageSize is the paper's input resolution, madclip's default.
 const PaperImageSize = 240
 
+// MaxImageSize is the largest input resolution madclip trains or runs at:
+// a 73×73 grid of ViT-L/14's patches, whose attention already takes
+// gigabytes per image.
+const MaxImageSize = 1024
+
 // DefaultLayers taps four evenly spaced blocks ending at the last (6, 12,
 // 18, 24 of ViT-L/14); a backbone of fewer than four blocks has each tapped
 // once.

@@ -677,8 +677,21 @@ func Step(m *model.MadCLIP, opt *torch.Adam, taps []*torch.Tensor, labels, masks
 // past its first step without any, or with one moment of a pair, was
 // altered: resuming it would not continue the run it claims to.
 func restoreAdam(opt *torch.Adam, m *model.MadCLIP, ck *checkpoint.Checkpoint) error {
+	names := m.Params().Names()
+	for k := range ck.Tensors {
+		if !strings.HasPrefix(k, "optim.") {
+			continue
+		}
+		p, okM := strings.CutPrefix(k, "optim.m.")
+		if !okM {
+			p, _ = strings.CutPrefix(k, "optim.v.")
+		}
+		if !slices.Contains(names, p) {
+			return fmt.Errorf("%s: it holds optimiser state %s for no parameter of the model: edited or damaged", ck.Path, k)
+		}
+	}
 	restored := 0
-	for i, name := range m.Params().Names() {
+	for i, name := range names {
 		mom, ok1 := ck.Tensors["optim.m."+name]
 		v, ok2 := ck.Tensors["optim.v."+name]
 		if ok1 != ok2 {

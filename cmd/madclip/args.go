@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"madclip/checkpoint"
+	"madclip/model"
 	"madclip/imaging"
 	"madclip/model/clip"
 	"madclip/torch"
@@ -179,7 +180,7 @@ func inRange(c *cli.Context, bounds map[string][2]int) error {
 
 // Bounds of the integer flags shared by several commands.
 var (
-	imageSizeRange = [2]int{14, 1024} // at least one patch; a 73×73 grid at most
+	imageSizeRange = [2]int{14, model.MaxImageSize} // at least one patch
 	shotsRange     = [2]int{1, checkpoint.MaxShots}
 	batchRange     = [2]int{1, 4096}
 	epochsRange    = [2]int{1, checkpoint.MaxEpochs}

@@ -694,7 +694,22 @@ func TestTrainSignalsAndResume(t *testing.T) {
 	if err := safetensors.WriteFile(noAdam, kept, f.Metadata); err != nil {
 		t.Fatal(err)
 	}
+	// Optimiser state for a parameter the model does not have.
+	bogus := filepath.Join(dir, "bogus.safetensors")
+	extra := append([]safetensors.Tensor(nil), f.Tensors...)
+	for _, x := range f.Tensors {
+		if strings.HasPrefix(x.Name, "optim.m.") {
+			x.Name = "optim.m.bogus"
+			extra = append(extra, x)
+			break
+		}
+	}
+	if err := safetensors.WriteFile(bogus, extra, f.Metadata); err != nil {
+		t.Fatal(err)
+	}
 	f.Close()
+	_, e, code = madclip(t, nil, "train", "--resume", bogus, "-q")
+	wantFailure(t, "it holds optimiser state optim.m.bogus for no parameter of the model", e, code)
 	_, e, code = madclip(t, nil, "train", "--resume", noAdam, "-q")
 	wantFailure(t, "without the optimiser's state", e, code)
 	// The data folder through a link is the same folder, not a contradiction
