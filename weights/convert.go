@@ -150,6 +150,9 @@ func Check(w map[string]*torch.Tensor) (clip.Config, error) {
 	if err != nil {
 		return clip.Config{}, err
 	}
+	if err := clip.FloatingPoint(w); err != nil {
+		return clip.Config{}, err
+	}
 	want := clip.ExpectedShapes(cfg)
 	var missing, unexpected, misshaped []string
 	for n, ws := range want {

@@ -10,7 +10,14 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"madclip/model/clip/bpe"
 )
+
+// minContext is the context length MadCLIP's prompts need: the learnable
+// context vectors and the longest phrase with its start and end marks fit
+// in OpenAI's 77.
+const minContext = 77
 
 // Config is a CLIP architecture.
 type Config struct {
@@ -49,6 +56,12 @@ func (c Config) Validate() error {
 	}
 	if c.ImageSize%c.PatchSize != 0 {
 		return fmt.Errorf("clip config: image size %d is not a multiple of the patch size %d", c.ImageSize, c.PatchSize)
+	}
+	if c.VocabSize < bpe.VocabSize {
+		return fmt.Errorf("clip config: a vocabulary of %d tokens, but CLIP's tokenizer gives ids up to %d", c.VocabSize, bpe.VocabSize-1)
+	}
+	if c.ContextLength < minContext {
+		return fmt.Errorf("clip config: a context of %d tokens, but MadCLIP's prompts take %d", c.ContextLength, minContext)
 	}
 	return nil
 }

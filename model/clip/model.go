@@ -3,6 +3,7 @@ package clip
 import (
 	"fmt"
 	"math"
+	"sort"
 	"strings"
 
 	"madclip/authorship"
@@ -82,6 +83,9 @@ func Load(path string, o Options) (*Model, error) {
 		shapes[k] = t.Shape()
 	}
 	c, err := ConfigFromShapes(shapes)
+	if err == nil {
+		err = FloatingPoint(src)
+	}
 	if err != nil {
 		for _, t := range src {
 			t.Free()
@@ -189,4 +193,25 @@ func ExpectedShapes(c Config) map[string][]int64 {
 	b := param.NewShapeRecorder()
 	build(b, c, Options{})
 	return b.Shapes()
+}
+
+// FloatingPoint refuses weights with a tensor that is not floating point
+// (an integer token embedding or convolution would fail deep inside the
+// first forward pass), naming the first such tensor.
+func FloatingPoint(w map[string]*torch.Tensor) error {
+	names := make([]string, 0, len(w))
+	for n := range w {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		in, err := w[n].Info()
+		if err != nil {
+			return fmt.Errorf("%s: %w", n, err)
+		}
+		if !in.DType.IsFloat() {
+			return fmt.Errorf("not CLIP weights: %s is stored as %v, not floating point", n, in.DType)
+		}
+	}
+	return nil
 }
