@@ -1206,3 +1206,38 @@ func TestDatasetGuardAfterCdThroughLink(t *testing.T) {
 		}
 	}
 }
+
+// An output that is the command's own standard output or error, redirected
+// to a file (/dev/stdout, or the file's own name), is refused: the file
+// would be replaced and the command's lines lost.
+func TestOutputIsStandardStream(t *testing.T) {
+	root, ck := trained(t)
+	dir := t.TempDir()
+	log := filepath.Join(dir, "log.txt")
+	scan := filepath.Join(root, "Brain_AD", "test", "good", "img", "000.png")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"train", "--data", root, "--dataset", "Brain", "--preset", "tiny", "--out", "/dev/stdout"}, "--out /dev/stdout is this command's standard output"},
+		{[]string{"predict", scan, "--checkpoint", ck, "--heatmap", log}, "--heatmap " + log + " is this command's standard output"},
+	} {
+		f, err := os.Create(log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(madclipBin, c.args...)
+		var e bytes.Buffer
+		cmd.Stdout, cmd.Stderr = f, &e
+		err = cmd.Run()
+		f.Close()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		wantFailure(t, c.want, e.String(), code)
+		if st, err := os.Stat(log); err != nil || st.Size() != 0 {
+			t.Errorf("%s: the redirected file was written: %v %v", c.args[0], st, err)
+		}
+	}
+}

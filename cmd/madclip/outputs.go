@@ -176,6 +176,9 @@ func (s *inputSet) check(o namedPath) error {
 	if clash {
 		return fmt.Errorf("%s %s is %s: refusing to overwrite an input", o.role, o.path, in.describe())
 	}
+	if std := standardStream(o.path); std != "" {
+		return fmt.Errorf("%s %s is this command's %s (the file it is redirected to would be replaced): give the output a file's own name", o.role, o.path, std)
+	}
 	if d, ok := datasetHolding(o.path); ok {
 		return insideDataset(o.role, o.path, atomicfile.Target(o.path), d)
 	}
@@ -183,6 +186,30 @@ func (s *inputSet) check(o namedPath) error {
 		return fmt.Errorf("%s: %w", o.role, err)
 	}
 	return nil
+}
+
+// standardStream names the standard stream ("standard output") that the
+// regular file at p is, through /dev/stdout or a redirection's own path;
+// "" when it is none of them (a terminal or device at p is refused as not
+// a regular file).
+func standardStream(p string) string {
+	id, ok := identity(p)
+	if !ok {
+		return ""
+	}
+	for _, s := range []struct {
+		f    *os.File
+		name string
+	}{{os.Stdout, "standard output"}, {os.Stderr, "standard error"}} {
+		st, err := s.f.Stat()
+		if err != nil || !st.Mode().IsRegular() {
+			continue
+		}
+		if sys, ok := st.Sys().(*syscall.Stat_t); ok && (fileID{uint64(sys.Dev), uint64(sys.Ino)}) == id {
+			return s.name
+		}
+	}
+	return ""
 }
 
 // identity is the device and inode of the file at p (after links).
