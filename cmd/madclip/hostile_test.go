@@ -422,6 +422,7 @@ func TestHostileInputs(t *testing.T) {
 		{"an unknown subcommand", []string{"weights", "nonexist"}, `weights: unknown command "nonexist" (see madclip weights --help)`},
 		{"a mistyped command", []string{"trian"}, `unknown command "trian" (did you mean train?)`},
 		{"train on a dataset not there (no stage announced before)", []string{"train", "--data", root, "--dataset", "Liver", "--preset", "tiny", "--out", filepath.Join(dir, "o.safetensors")}, "dataset Liver: no folder"},
+		{"export to a file named like a flag", []string{"export", "authors", ck, "-"}, "OUT.pth -: that looks like a flag, not a file's name (give ./- for a file so named)"},
 		{"words after --version", []string{"--version", "extra"}, `--version takes nothing after it: "extra" would be ignored`},
 		{"words after version", []string{"version", "extra"}, `version takes nothing after it: "extra" would be ignored`},
 		{"a checkpoint as CLIP weights", []string{"clip", "--weights", ck, "--image", scan, "--text", "a"}, "a madclip checkpoint (a trained model), not CLIP weights"},

@@ -84,7 +84,13 @@ func outputsAsKernelReads(c *cli.Context) error {
 // of the link's target, where filepath.Join and filepath.Dir would take
 // the folder holding the link. The folders a ".." steps out of must exist,
 // as the kernel requires.
+//
+// An output named like a flag ("-", "--x") is refused: madclip would not
+// read it back as a file (give ./-x for that name).
 func kernelPath(p string) (string, error) {
+	if strings.HasPrefix(p, "-") {
+		return "", fmt.Errorf("%s: that looks like a flag, not a file's name (give ./%s for a file so named)", oneLine(p), oneLine(p))
+	}
 	sep := string(filepath.Separator)
 	parts := strings.Split(p, sep)
 	last := -1
