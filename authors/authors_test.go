@@ -245,6 +245,8 @@ func TestImportExportErrors(t *testing.T) {
 		"clash":   "d['normal_det_adapters.0.fc1.0.weight'] = torch.zeros(3)",
 		"top":     "d['extra_top'] = torch.zeros(1)",
 		"both":    "d['text_features_fix'] = torch.zeros(8, 2)",
+		"noctx":   "del " + ctx,
+		"abctx":   "[d['prompt_maker_normal'].pop('prompt_learner.ctx.normal_' + p) for p in ('end', 'front', 'middle')]",
 	}
 	for name, change := range damaged {
 		p := filepath.Join(dir, name+".pth")
@@ -277,6 +279,8 @@ func TestImportExportErrors(t *testing.T) {
 		{damaged["clash"], tinyImport("Brain"), "two tensors are named normal_det_adapters.0.fc1.0.weight"},
 		{damaged["top"], tinyImport("Brain"), "unexpected tensor extra_top"},
 		{damaged["both"], tinyImport("Brain"), "both text_features_fix (hand-crafted prompts) and prompt_maker_normal.prompt_learner.ctx.normal_"},
+		{damaged["noctx"], tinyImport("Brain"), "no prompt_maker_normal.prompt_learner.ctx.normal_front, though the other learned contexts are there"},
+		{damaged["abctx"], tinyImport("Brain"), "only the abnormal prompts are learned"},
 		{f.ck, tinyImport("Brain"), "torch.save file"},
 		{filepath.Join(dir, "missing.pth"), tinyImport("Brain"), "missing.pth"},
 	} {

@@ -175,19 +175,26 @@ func textMode(keys map[string]bool) (handcrafted bool, err error) {
 		}
 		return true, nil
 	}
+	have := [2]int{} // context tensors per class
+	var missing []string
 	for c := range 2 {
 		for _, pos := range model.Positions() {
-			k := promptGroups[c] + "." + ctxName(c, pos)
-			if keys[k] {
-				continue
+			if k := promptGroups[c] + "." + ctxName(c, pos); keys[k] {
+				have[c]++
+			} else {
+				missing = append(missing, k)
 			}
-			if c == 0 && keys[promptGroups[1]+"."+ctxName(1, pos)] {
-				return false, fmt.Errorf("only the abnormal prompts are learned (their text_mood=learnable_abnormal), which madclip does not implement")
-			}
-			return false, fmt.Errorf("no %s (nor %s)", k, fixedText)
 		}
 	}
-	return false, nil
+	switch {
+	case len(missing) == 0:
+		return false, nil
+	case have[0] == 0 && have[1] == len(model.Positions()):
+		return false, fmt.Errorf("only the abnormal prompts are learned (their text_mood=learnable_abnormal), which madclip does not implement")
+	case have[0]+have[1] == 0:
+		return false, fmt.Errorf("no %s (nor %s)", missing[0], fixedText)
+	}
+	return false, fmt.Errorf("no %s, though the other learned contexts are there: damaged or edited", strings.Join(missing, ", "))
 }
 
 // checkTextEncoder compares the text encoder copies inside the file with
