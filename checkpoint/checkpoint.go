@@ -369,6 +369,9 @@ func parseMeta(path string, md map[string]string, clipWeights bool) (Meta, error
 	if key, ok := repeatedKey(raw); ok {
 		return meta, fmt.Errorf("%s: its configuration gives %s twice (edited by hand?): madclip writes each setting once", path, key)
 	}
+	if key, want, ok := miscasedKey(raw, reflect.TypeFor[Meta]()); ok {
+		return meta, fmt.Errorf("%s: its configuration names %s, which madclip writes %s (edited by hand?)", path, key, want)
+	}
 	if err := json.Unmarshal(raw, &meta); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
@@ -435,6 +438,54 @@ func repeatedIn(dec *json.Decoder, at string) (string, bool, error) {
 	}
 	_, err = dec.Token() // the closing delimiter
 	return "", false, err
+}
+
+// miscasedKey finds a key of the JSON text js that names a field of t (a
+// struct) in another letter case than madclip writes it ("THRESHOLD"):
+// Go's decoder would take it, Python's json would not see it, so the two
+// would read different models. It returns the key, where it is, and the
+// name madclip writes. Keys of no field are left to the decoder.
+func miscasedKey(js []byte, t reflect.Type) (key, want string, found bool) {
+	for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct {
+		return "", "", false
+	}
+	var obj map[string]json.RawMessage
+	if json.Unmarshal(js, &obj) != nil {
+		var arr []json.RawMessage
+		if json.Unmarshal(js, &arr) == nil {
+			for _, v := range arr {
+				if k, w, ok := miscasedKey(v, t); ok {
+					return k, w, true
+				}
+			}
+		}
+		return "", "", false
+	}
+	fields := map[string]reflect.StructField{}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name != "" && name != "-" {
+			fields[name] = f
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(obj)) {
+		if f, ok := fields[k]; ok {
+			if sub, w, found := miscasedKey(obj[k], f.Type); found {
+				return k + "." + sub, w, true
+			}
+			continue
+		}
+		for name := range fields {
+			if strings.EqualFold(name, k) {
+				return k, name, true
+			}
+		}
+	}
+	return "", "", false
 }
 
 // jsonKind names the JSON value that decodes into t, for messages about

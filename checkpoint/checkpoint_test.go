@@ -339,6 +339,9 @@ func TestMetaShapeErrors(t *testing.T) {
 		`{"Epochs": 1, "epochs": 60}`: "its configuration gives epochs twice",
 		`{"model": {"layers": [1], "image_size": 1, "layers": [2]}}`: "its configuration gives model.layers twice",
 		`{"a": [{"x": 1}, {"x": 1, "X": 2}]}`:                        "its configuration gives a[1].X twice",
+		`{"THRESHOLD": 0.99}`:                                        "its configuration names THRESHOLD, which madclip writes threshold",
+		`{"model": {"Image_Size": 112}}`:                             "names model.Image_Size, which madclip writes image_size",
+		`{"backbone": {"clip_config": {"EMBED_DIM": 64}}}`:           "names backbone.clip_config.EMBED_DIM, which madclip writes embed_dim",
 	} {
 		if _, err := parseMeta("x.safetensors", map[string]string{metaKey: js}, false); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v, want %q", js, err, want)
