@@ -208,9 +208,15 @@ func TestShots(t *testing.T) {
 	if _, err := ReadShotsFile(path, 0); err == nil || !strings.Contains(err.Error(), path+":4: shot 000.png is listed twice among the normal shots (first on line 2)") {
 		t.Errorf("a shot twice in the file: %v", err)
 	}
-	os.WriteFile(path, []byte("x-0: 001.png\n"), 0o644)
-	if _, err := ReadShotsFile(path, 0); err == nil || !strings.Contains(err.Error(), path+":1") {
-		t.Errorf("bad key: %v", err)
+	for _, key := range []string{"x-0", "n-0x", "n-", "n--1", "nn-0", "n0"} {
+		os.WriteFile(path, []byte("a-0: 001.png\n"+key+": 000.png\n"), 0o644)
+		if _, err := ReadShotsFile(path, 0); err == nil || !strings.Contains(err.Error(), path+":2: unknown key") {
+			t.Errorf("bad key %q: %v", key, err)
+		}
+	}
+	os.WriteFile(path, []byte("a-0: 001.png\nn-0: "+strings.Repeat("x", maxShotsLine+1)+"\n"), 0o644)
+	if _, err := ReadShotsFile(path, 0); err == nil || !strings.Contains(err.Error(), path+":2: a line longer than") {
+		t.Errorf("a line of 4 MiB: %v", err)
 	}
 	bad := Shots{Normal: []string{"nope.png"}, Abnormal: []string{"001.png"}}
 	if _, _, err := bad.Select(split.Samples); err == nil || !strings.Contains(err.Error(), "nope.png") {

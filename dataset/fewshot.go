@@ -3,14 +3,17 @@ package dataset
 import (
 	"bufio"
 	"embed"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
-	"madclip/internal/regularfile"
 	"maps"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"strings"
+
+	"madclip/internal/regularfile"
 )
 
 // Shots are the names of the few-shot images: k normal and k abnormal.
@@ -91,11 +94,15 @@ func benchmarkNames() string {
 	return strings.Join(n, ", ")
 }
 
+// maxShotsLine is the longest line a shots file may have: the authors'
+// lists are a few kilobytes.
+const maxShotsLine = 1 << 22
+
 func parseShots(r io.Reader, path string, index int) (Shots, error) {
 	var s Shots
 	firstLine := map[string]int{} // "n/name" → the line that lists it
 	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 1<<16), 1<<22)
+	sc.Buffer(make([]byte, 1<<16), maxShotsLine)
 	line := 0
 	for sc.Scan() {
 		line++
@@ -110,10 +117,10 @@ func parseShots(r io.Reader, path string, index int) (Shots, error) {
 		if !ok {
 			return Shots{}, fmt.Errorf("%s:%d: want \"n-0: files...\" or \"a-0: files...\"", path, line)
 		}
-		var kind string
-		var idx int
-		if _, err := fmt.Sscanf(strings.TrimSpace(key), "%1s-%d", &kind, &idx); err != nil || (kind != "n" && kind != "a") {
-			return Shots{}, fmt.Errorf("%s:%d: unknown key %q (want n-I or a-I)", path, line, key)
+		kind, num, _ := strings.Cut(strings.TrimSpace(key), "-")
+		idx, err := strconv.Atoi(num)
+		if err != nil || idx < 0 || (kind != "n" && kind != "a") {
+			return Shots{}, fmt.Errorf("%s:%d: unknown key %q (want n-I or a-I, I a number)", path, line, key)
 		}
 		if idx != index {
 			continue
@@ -132,7 +139,9 @@ func parseShots(r io.Reader, path string, index int) (Shots, error) {
 			s.Abnormal = append(s.Abnormal, names...)
 		}
 	}
-	if err := sc.Err(); err != nil {
+	if err := sc.Err(); errors.Is(err, bufio.ErrTooLong) {
+		return Shots{}, fmt.Errorf("%s:%d: a line longer than %d bytes: not a shots file", path, line+1, maxShotsLine)
+	} else if err != nil {
 		return Shots{}, fmt.Errorf("%s: %w", path, err)
 	}
 	if len(s.Normal) == 0 || len(s.Abnormal) == 0 {
