@@ -614,7 +614,9 @@ func TestMissingHint(t *testing.T) {
 		{filepath.Join(root, "notes"), "Brain", "holds no dataset: no {name}_AD folder)"},
 		{filepath.Join(root, "none"), "Brain", "(--data " + filepath.Join(root, "none") + ": no such folder)"},
 		{"~/none", "Brain", "the shell expands ~ only at the start of a word"},
+		{filepath.Join(root, "file.txt"), "Brain", "(--data " + filepath.Join(root, "file.txt") + ": a file, not the folder that holds the datasets)"},
 	} {
+		os.WriteFile(filepath.Join(root, "file.txt"), []byte("x"), 0o644)
 		err := Missing(c.root, c.name)
 		if !strings.HasPrefix(err.Error(), "dataset "+c.name+": no folder "+Dir(c.root, c.name)+" (") || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("--data %s --dataset %s: %v, want %q", c.root, c.name, err, c.want)

@@ -24,6 +24,9 @@ func MissingHint(root, name string) string {
 		if strings.HasPrefix(root, "~") {
 			return fmt.Sprintf(" (--data %s: no such folder; the shell expands ~ only at the start of a word: write --data ~/… or $HOME/…)", root)
 		}
+		if st, err := os.Stat(root); err == nil && !st.IsDir() {
+			return fmt.Sprintf(" (--data %s: a file, not the folder that holds the datasets)", root)
+		}
 		return fmt.Sprintf(" (--data %s: no such folder)", root)
 	}
 	if strings.HasSuffix(filepath.Base(filepath.Clean(root)), "_AD") && (isDir(filepath.Join(root, "valid")) || isDir(filepath.Join(root, "test"))) {
