@@ -193,9 +193,9 @@ func decodeFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.Int64Flag{Name: "max-pixels", Value: imaging.DefaultMaxPixels,
 			Usage: "the largest image (width × height) to decode; a header claiming more is refused before decoding",
-			Action: func(_ *cli.Context, v int64) error {
+			Action: func(c *cli.Context, v int64) error {
 				if v < 1 {
-					return fmt.Errorf("--max-pixels %d: want a positive number of pixels", v)
+					return fmt.Errorf("%s: --max-pixels %d: want a positive number of pixels", c.Command.Name, v)
 				}
 				return nil
 			}},
