@@ -742,7 +742,7 @@ func checkValues(ts map[string]*torch.Tensor) error {
 			return fmt.Errorf("%s: %w", n, err)
 		}
 		bounded := !strings.HasPrefix(n, "optim.v.") // a mean of squared gradients may be larger
-		square := strings.HasPrefix(n, "optim.v.") // a mean of squared gradients
+		square := strings.HasPrefix(n, "optim.v.")   // a mean of squared gradients
 		for _, x := range v {
 			if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
 				return fmt.Errorf("%s holds %v", n, x)

@@ -3,8 +3,8 @@ package main
 import (
 	"fmt"
 	"madclip/checkpoint"
-	"madclip/model"
 	"madclip/imaging"
+	"madclip/model"
 	"madclip/model/clip"
 	"madclip/torch"
 	"os"

@@ -313,6 +313,10 @@ func TestClipCLI(t *testing.T) {
 	if len(res.ImageEmbeds) != 2 || len(res.TextEmbeds) != 3 || len(res.Probs) != 2 || len(res.Probs[0]) != 3 {
 		t.Fatalf("shapes: %d %d %d", len(res.ImageEmbeds), len(res.TextEmbeds), len(res.Probs))
 	}
+	// What was scored, named.
+	if len(res.Images) != 2 || string(res.Images[1]) != b || !slices.Equal(res.Texts, texts) || string(res.Weights) != w || len(res.WeightsDigest) != 64 {
+		t.Errorf("inputs named %q %q %q %q", res.Images, res.Texts, res.Weights, res.WeightsDigest)
+	}
 	scale := math.Exp(2.659260036932778)
 	for i, ie := range res.ImageEmbeds {
 		if n := norm(ie); math.Abs(n-1) > 1e-4 {

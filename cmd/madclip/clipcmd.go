@@ -12,9 +12,11 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"madclip/imaging"
+	"madclip/internal/jsonpath"
 	"madclip/model/clip"
 	"madclip/model/clip/bpe"
 	"madclip/torch"
+	"madclip/weights"
 )
 
 // clipPreprocess is OpenAI's CLIP preprocessing: the shorter side resized
@@ -73,6 +75,13 @@ Examples:
 }
 
 type clipResult struct {
+	// What was scored: the images (in the rows' order), the texts (in the
+	// columns'), and the weights with their digest.
+	Images        []jsonpath.Path `json:"images"`
+	Texts         []string        `json:"texts"`
+	Weights       jsonpath.Path   `json:"weights"`
+	WeightsDigest string          `json:"weights_digest"`
+
 	ImageEmbeds    [][]float32 `json:"image_embeds"`
 	TextEmbeds     [][]float32 `json:"text_embeds"`
 	LogitsPerImage [][]float32 `json:"logits_per_image"`
@@ -133,6 +142,13 @@ func clipAction(c *cli.Context) error {
 		return err
 	}
 	if c.Bool("json") {
+		for _, p := range images {
+			res.Images = append(res.Images, jsonpath.Path(p))
+		}
+		res.Texts, res.Weights = texts, jsonpath.Path(absPath(wpath))
+		if res.WeightsDigest, err = weights.Digest(wpath); err != nil {
+			return err
+		}
 		return json.NewEncoder(c.App.Writer).Encode(res)
 	}
 	for i, p := range images {

@@ -211,8 +211,9 @@ func labelThreshold(c *cli.Context, p *infer.Predictor) (float64, string, error)
 		}
 		return m.ThresholdYouden, fmt.Sprintf("Youden point on %d normal and %d abnormal held-out valid images", m.Calibration.Normal, m.Calibration.Abnormal), nil
 	default:
-		th, _ := strconv.ParseFloat(v, 64) // checked by checkThresholdFlag
-		return th + 0, "given with --threshold", nil // + 0: -0 is 0, printed so
+		// Checked by checkThresholdFlag; + 0: -0 is 0, printed so.
+		th, _ := strconv.ParseFloat(v, 64)
+		return th + 0, "given with --threshold", nil
 	}
 }
 

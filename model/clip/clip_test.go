@@ -175,11 +175,17 @@ func TestStrictLoading(t *testing.T) {
 				w["transformer.resblocks.1.mlp.c_fc.bias"] = torch.Zeros(torch.Float32, torch.CPU, 5)
 			}, "transformer.resblocks.1.mlp.c_fc.bias has shape [5]"},
 			"not clip": {func(w map[string]*torch.Tensor) { delete(w, "visual.conv1.weight") }, "not CLIP weights"},
-			"integer": {func(w map[string]*torch.Tensor) { w["visual.conv1.weight"] = w["visual.conv1.weight"].ToDType(torch.Int32) },
+			"integer": {func(w map[string]*torch.Tensor) {
+				w["visual.conv1.weight"] = w["visual.conv1.weight"].ToDType(torch.Int32)
+			},
 				"visual.conv1.weight is stored as"},
-			"small vocab": {func(w map[string]*torch.Tensor) { w["token_embedding.weight"] = w["token_embedding.weight"].Narrow(0, 0, 10) },
+			"small vocab": {func(w map[string]*torch.Tensor) {
+				w["token_embedding.weight"] = w["token_embedding.weight"].Narrow(0, 0, 10)
+			},
 				"a vocabulary of 10 tokens, but CLIP's tokenizer gives ids up to 49407"},
-			"short context": {func(w map[string]*torch.Tensor) { w["positional_embedding"] = w["positional_embedding"].Narrow(0, 0, 5) },
+			"short context": {func(w map[string]*torch.Tensor) {
+				w["positional_embedding"] = w["positional_embedding"].Narrow(0, 0, 5)
+			},
 				"a context of 5 tokens, but MadCLIP's prompts take 77"},
 		} {
 			p := write(name+".safetensors", c.edit)
