@@ -231,14 +231,8 @@ func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, note func(string)) ([
 				if err != nil {
 					return out, fmt.Errorf("%s, %s, seed %d: %w", label, shots(k), seed, err)
 				}
-				r := Result{Dataset: test, Shots: k, ShotsFile: res.Meta.ShotsFile, ShotImages: res.Meta.ShotImages, Seed: seed,
-					ImageAUROC: ev.ImageAUROC, ImageAP: ev.ImageAP, ImageF1Max: ev.ImageF1Max, DetImageAUROC: ev.DetImageAUROC,
-					PixelAUROC: ev.PixelAUROC, PixelAP: ev.PixelAP, PixelAUPRO: ev.PixelAUPRO, At: ev.At,
-					TrainSec: millis(t1.Sub(t0)), EvalSec: millis(time.Since(t1)), Provenance: prov,
-					Settings: Settings{Epochs: res.Meta.Epochs, ImageSize: res.Meta.Model.ImageSize, Preset: res.Meta.Backbone.Preset}}
-				if res.Meta.Training != nil {
-					r.Settings.Batch, r.Settings.DrawShots = res.Meta.Training.Batch, res.Meta.Training.DrawShots
-				}
+				r := newResult(res.Meta, ev, prov, seed)
+				r.TrainSec, r.EvalSec = millis(t1.Sub(t0)), millis(time.Since(t1))
 				if test != name {
 					r.TrainedOn = name
 				}
@@ -252,6 +246,18 @@ func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, note func(string)) ([
 		}
 	}
 	return out, nil
+}
+
+// newResult is a run's result: the model's record m, its evaluation ev.
+func newResult(m checkpoint.Meta, ev *infer.Evaluation, prov infer.Provenance, seed uint64) Result {
+	r := Result{Dataset: ev.Dataset, Shots: m.Shots, ShotsFile: m.ShotsFile, ShotImages: m.ShotImages, Seed: seed,
+		ImageAUROC: ev.ImageAUROC, ImageAP: ev.ImageAP, ImageF1Max: ev.ImageF1Max, DetImageAUROC: ev.DetImageAUROC,
+		PixelAUROC: ev.PixelAUROC, PixelAP: ev.PixelAP, PixelAUPRO: ev.PixelAUPRO, At: ev.At, Provenance: prov,
+		Settings: Settings{Epochs: m.Epochs, ImageSize: m.Model.ImageSize, Preset: m.Backbone.Preset}}
+	if m.Training != nil {
+		r.Settings.Batch, r.Settings.DrawShots = m.Training.Batch, m.Training.DrawShots
+	}
+	return r
 }
 
 // runWarnings is a training run's reporter in a bench: silent but for its
