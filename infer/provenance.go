@@ -2,7 +2,6 @@ package infer
 
 import (
 	"fmt"
-	"path/filepath"
 
 	"madclip/checkpoint"
 	"madclip/internal/jsonpath"
@@ -56,19 +55,13 @@ func NewProvenance(p *Predictor, path, version string, threshold float64, origin
 	if err != nil {
 		return Provenance{}, fmt.Errorf("checkpoint %s: %w", path, err)
 	}
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		abs = path
-	}
 	m := p.Meta
 	bb := m.Backbone
 	if p.WeightsFile != "" {
-		if w, err := filepath.Abs(p.WeightsFile); err == nil {
-			bb.File = jsonpath.Path(w)
-		}
+		bb.File = jsonpath.Path(absPath(p.WeightsFile))
 	}
 	pv := Provenance{
-		Version: version, Checkpoint: jsonpath.Path(abs), CheckpointSHA256: sum, WrittenBy: m.WrittenBy, Backbone: bb.String(),
+		Version: version, Checkpoint: jsonpath.Path(absPath(path)), CheckpointSHA256: sum, WrittenBy: m.WrittenBy, Backbone: bb.String(),
 		BackbonePreset: bb.Preset, WeightsDigest: bb.Digest, WeightsFile: bb.File,
 		Dataset: m.Dataset, Shots: m.Shots, ShotsFile: jsonpath.Path(m.ShotsFile),
 		Epochs: m.Epochs, SelectedEpoch: m.SelectedEpoch, ImageSize: m.Model.ImageSize, Model: m.Model, Training: m.Training,
