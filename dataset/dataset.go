@@ -92,9 +92,13 @@ func listImages(dir string) ([]string, error) {
 	}
 	var out []string
 	for _, e := range entries {
-		if !e.IsDir() && IsImage(e.Name()) {
-			out = append(out, e.Name())
+		if !IsImage(e.Name()) {
+			continue
 		}
+		if e.IsDir() { // a split's image would be left out unseen
+			return nil, fmt.Errorf("%s is a folder with an image's name, not an image", filepath.Join(dir, e.Name()))
+		}
+		out = append(out, e.Name())
 	}
 	sort.Strings(out)
 	return out, nil

@@ -124,6 +124,14 @@ func TestReadSplitErrors(t *testing.T) {
 		t.Errorf("mask in a link loop: %v", err)
 	}
 	os.Remove(mask)
+	// A folder with an image's name among the images is not left out
+	// unseen.
+	odd := filepath.Join(root, "Brain_AD", "test", "good", "img", "x.png")
+	os.Mkdir(odd, 0o755)
+	if _, err := ReadSplit(root, "Brain", "test"); err == nil || !strings.Contains(err.Error(), odd+" is a folder with an image's name, not an image") {
+		t.Errorf("a folder named x.png: %v", err)
+	}
+	os.Remove(odd)
 	// An empty class folder.
 	good := filepath.Join(root, "Chest_AD", "valid", "good", "img")
 	os.RemoveAll(good)
