@@ -94,6 +94,9 @@ func read(z *zip.Reader) ([]Tensor, error) {
 			return nil, fmt.Errorf("byte order %q: only little-endian files are read", b)
 		}
 	}
+	if pkl.Method != zip.Store { // torch.save stores every record as it is
+		return nil, fmt.Errorf("record %s is compressed; torch.save stores records as they are", pkl.Name)
+	}
 	data, err := readRecord(pkl, maxPickle)
 	if err != nil {
 		return nil, err

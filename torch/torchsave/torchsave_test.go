@@ -161,7 +161,7 @@ func TestHostile(t *testing.T) {
 	f, _ := os.Create(bad)
 	zw := zip.NewWriter(f)
 	for _, e := range zr.File {
-		w, _ := zw.Create(e.Name)
+		w, _ := zw.CreateHeader(&zip.FileHeader{Name: e.Name, Method: zip.Store})
 		if strings.Contains(e.Name, "/data/") {
 			w.Write([]byte{1, 2})
 			continue
@@ -195,6 +195,9 @@ func TestHostile(t *testing.T) {
 			if strings.Contains(e.Name, "/data/") {
 				b, m = append(b, make([]byte, extra)...), method
 			}
+			if strings.HasSuffix(e.Name, "data.pkl") && name == "deflated-pickle.pth" {
+				m = zip.Deflate
+			}
 			w, _ := zw.CreateHeader(&zip.FileHeader{Name: e.Name, Method: m})
 			w.Write(b)
 		}
@@ -205,6 +208,9 @@ func TestHostile(t *testing.T) {
 	}
 	if _, err := Read(rewrite("deflated.pth", zip.Deflate, 0)); err == nil || !strings.Contains(err.Error(), "is compressed") {
 		t.Errorf("a compressed storage record: %v", err)
+	}
+	if _, err := Read(rewrite("deflated-pickle.pth", zip.Store, 0)); err == nil || !strings.Contains(err.Error(), "data.pkl is compressed") {
+		t.Errorf("a compressed pickle: %v", err)
 	}
 	if _, err := Read(rewrite("stored.pth", zip.Store, 0)); err != nil {
 		t.Errorf("the same file rewritten as it was: %v", err)
@@ -221,6 +227,10 @@ func TestPickleBomb(t *testing.T) {
 	memo := []byte("}" + strings.Repeat("q\x00", 1000) + ".") // one dict memoised over and over
 	if _, err := unpickleAtMost(memo, 100); err == nil || !strings.Contains(err.Error(), "more than 100 values built") {
 		t.Errorf("memo bomb: %v", err)
+	}
+	marks := []byte(strings.Repeat("(", 1000) + ".") // marks cost memory too
+	if _, err := unpickleAtMost(marks, 100); err == nil || !strings.Contains(err.Error(), "more than 100 values built") {
+		t.Errorf("mark bomb: %v", err)
 	}
 	if v, err := unpickleAtMost([]byte("}."), 100); err != nil || v == nil {
 		t.Errorf("one dict: %v %v", v, err)

@@ -67,8 +67,8 @@ type machine struct {
 	stack []any
 	marks []int
 	memo  map[int64]any
-	// values counts the values pushed and memo entries made: a pickle of
-	// a few kilobytes could otherwise build millions of dicts.
+	// values counts the values pushed, marks set and memo entries made: a
+	// pickle of a few kilobytes could otherwise build millions of dicts.
 	values int
 }
 
@@ -208,6 +208,7 @@ func (m *machine) simple(op byte) error {
 		m.push(tuple{})
 	case '(':
 		m.marks = append(m.marks, len(m.stack))
+		m.values++ // a mark costs memory as a value does
 	case 'N':
 		m.push(nil)
 	case 0x88:
