@@ -153,7 +153,9 @@ func (c Config) runnable(note func(string)) [][2]string {
 func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, note func(string)) ([]Result, error) {
 	var skipped []string
 	runnable := c.runnable(func(s string) { skipped = append(skipped, s) })
-	if len(runnable) > 0 || (len(skipped) > 1 && isDir(c.Data)) { // one pair's absence, or no --data folder, is the caller's one-line error
+	// One pair's absence, or a --data holding no dataset at all, is the
+	// caller's one-line error; the notes say which of several is missing.
+	if len(runnable) > 0 || (len(skipped) > 1 && len(dataset.Under(c.Data)) > 0) {
 		for _, s := range skipped {
 			note(s)
 		}
@@ -474,9 +476,3 @@ func CheckpointPath(work, dataset string, k int, seed uint64) string {
 
 // millis is d in seconds, rounded to the millisecond for reports.
 func millis(d time.Duration) float64 { return d.Round(time.Millisecond).Seconds() }
-
-// isDir reports whether p is a folder (after links).
-func isDir(p string) bool {
-	st, err := os.Stat(p)
-	return err == nil && st.IsDir()
-}

@@ -328,11 +328,11 @@ func checkTextFeatures(path string, tf *torch.Tensor, embed int64) error {
 			}
 		}
 		if n := math.Sqrt(sq); math.Abs(n-1) > 1e-3 {
-			return fmt.Errorf("%s row %d has length %g, but training stores unit vectors: the checkpoint is damaged or edited", damaged, i, n)
+			return fmt.Errorf("%s row %d has length %.4g, but training stores unit vectors: the checkpoint is damaged or edited", damaged, i, n)
 		}
 	}
 	if dot > 1-1e-6 {
-		return fmt.Errorf("%s holds the same vector for normal and abnormal (cosine %.7f): every image would score alike; the checkpoint is damaged or edited", damaged, dot)
+		return fmt.Errorf("%s holds the same vector for normal and abnormal (cosine %.6f): every image would score alike; the checkpoint is damaged or edited", damaged, min(dot, 1))
 	}
 	return nil
 }
@@ -617,8 +617,11 @@ func (m Meta) validate() error {
 	if err := b.Config.Validate(); err != nil {
 		return fmt.Errorf("its backbone configuration: %w", err)
 	}
-	if o := m.Model; o.ImageSize < 1 || o.ImageSize > model.MaxImageSize || len(o.Layers) == 0 {
-		return fmt.Errorf("its model configuration has image size %d and %d tapped layers", o.ImageSize, len(o.Layers))
+	if o := m.Model; o.ImageSize < 1 || o.ImageSize > model.MaxImageSize {
+		return fmt.Errorf("its model's image size %d is outside 1 to %d, the sizes madclip trains at", o.ImageSize, model.MaxImageSize)
+	}
+	if len(m.Model.Layers) == 0 {
+		return fmt.Errorf("its model taps no layer")
 	}
 	if err := m.Model.CheckLayers(b.Config.VisionLayers); err != nil {
 		return fmt.Errorf("its model configuration: %w", err)

@@ -132,7 +132,7 @@ func ROCPlot(title string, scores []float32, labels []bool, auc float64) Curve {
 // with its average precision.
 func PRPlot(title string, scores []float32, labels []bool, ap float64) Curve {
 	recall, precision, pos := prCurve(scores, labels)
-	return Curve{Kind: PRCurve, Title: fmt.Sprintf("%s (AP %.4f)", title, ap), XLabel: "recall", YLabel: "precision",
+	return Curve{Kind: PRCurve, Title: fmt.Sprintf("%s (AP %.2f%%)", title, 100*ap), XLabel: "recall", YLabel: "precision",
 		X: recall, Y: precision, Chance: []plotter.XY{{X: 0, Y: pos}, {X: 1, Y: pos}}}
 }
 
