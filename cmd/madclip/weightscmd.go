@@ -195,7 +195,11 @@ func findWeights(explicit string) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("load %w", err)
 		}
+		kind := authorship.MetadataKind(f.Metadata)
 		f.Close()
+		if kind == authorship.Checkpoint {
+			return "", fmt.Errorf("load %s: a madclip checkpoint (a trained model), not CLIP weights: predict and eval take it with --checkpoint", explicit)
+		}
 		return explicit, nil
 	}
 	p, err := searchWeights()
