@@ -355,6 +355,23 @@ func TestClipCLI(t *testing.T) {
 			}
 		}
 	}
+	// More images than one batch (16): each embedding as alone.
+	many := []string{"clip", "--weights", w, "--json", "--device", "cpu", "--text", texts[0]}
+	for i := range 17 {
+		many = append(many, "--image", []string{a, b}[i%2])
+	}
+	o, e, code = madclip(t, nil, many...)
+	var batched clipResult
+	if err := json.Unmarshal([]byte(o), &batched); code != 0 || err != nil || len(batched.ImageEmbeds) != 17 {
+		t.Fatalf("17 images: exit %d, %v: %s", code, err, e)
+	}
+	for i, emb := range batched.ImageEmbeds {
+		for j, v := range emb {
+			if d := math.Abs(float64(v - res.ImageEmbeds[i%2][j])); d > 1e-5 {
+				t.Fatalf("image %d of 17, dim %d: %v, alone %v", i, j, v, res.ImageEmbeds[i%2][j])
+			}
+		}
+	}
 }
 
 func TestClipCLIBadInputs(t *testing.T) {

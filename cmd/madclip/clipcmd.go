@@ -176,7 +176,21 @@ func scoreCLIP(m *clip.Model, tk *bpe.Tokenizer, pix []float32, n int, texts []s
 			ids = append(ids, tk.Tokenize(t, m.Config.ContextLength)...)
 		}
 		tid := torch.FromSlice(ids, int64(len(texts)), int64(m.Config.ContextLength)).ToDevice(dev)
-		img := m.EncodeImage(x)
+		// The images a batch at a time, each batch's activations freed
+		// with its scope: memory does not grow with their number.
+		var embeds []*torch.Tensor
+		for lo := int64(0); lo < int64(n); lo += clipBatch {
+			err := torch.Scoped(func(inner *torch.Scope) error {
+				e := m.EncodeImage(x.Narrow(0, lo, min(clipBatch, int64(n)-lo)))
+				inner.Keep(e)
+				embeds = append(embeds, e)
+				return e.Err()
+			})
+			if err != nil {
+				return err
+			}
+		}
+		img := torch.Cat(0, embeds...)
 		txt := m.EncodeText(tid)
 		logits := m.Logits(img, txt)
 		var err error
@@ -194,6 +208,9 @@ func scoreCLIP(m *clip.Model, tk *bpe.Tokenizer, pix []float32, n int, texts []s
 	})
 	return res, err
 }
+
+// clipBatch is how many images clip encodes at once.
+const clipBatch = 16
 
 // errNaNOutput is CLIP's output holding NaN: its weights are corrupt.
 var errNaNOutput = errors.New("the model produced NaN (corrupt weights?)")
