@@ -4,7 +4,10 @@ import (
 	"strings"
 	"testing"
 
+	"madclip/checkpoint"
+	"madclip/infer"
 	"madclip/internal/jsonpath"
+	"madclip/model"
 )
 
 func TestTable(t *testing.T) {
@@ -98,5 +101,18 @@ func TestPaperNumbers(t *testing.T) {
 	}
 	if got := strings.Join(CrossTargets(), " "); got != "Chest:NIHChest Chest:CheXpert Brain:ADNI Retina_OCT2017:OCTDL Retina_RESC:OCTDL" {
 		t.Errorf("cross targets %q", got)
+	}
+}
+
+// The table's note names a model's departures from the paper's and its
+// ablations.
+func TestModelDepartures(t *testing.T) {
+	p := infer.Provenance{Model: model.Options{SharedAdapters: true, QuickGELU: true}, Training: &checkpoint.Training{SoftmaxLoss: true}}
+	got := strings.Join(modelDepartures(p), ", ")
+	if want := "QuickGELU (paper: exact GELU), ablation: shared adapters, ablation: softmax loss"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	if d := modelDepartures(infer.Provenance{}); len(d) != 0 {
+		t.Errorf("the paper's model: %q", d)
 	}
 }

@@ -72,7 +72,7 @@ Examples:
 			&cli.BoolFlag{Name: "draw-shots", Usage: "draw the shots with each seed instead of the authors' fixed lists"},
 			vocabFlag(),
 			deviceFlag(),
-		}, decodeFlags()...),
+		}, append(decodeFlags(), modelFlags()...)...),
 		Action: benchAction,
 	}
 }
@@ -127,6 +127,7 @@ func benchAction(c *cli.Context) error {
 			Data: c.String("data"), Datasets: datasets, Shots: shots, Seeds: c.Int("seeds"), Epochs: c.Int("epochs"),
 			Weights: weights, Preset: c.String("preset"), Device: dev, Size: c.Int("image-size"), Work: work, Batch: c.Int("batch"),
 			Cross: cross, DrawShots: c.Bool("draw-shots"), Version: version, Limits: decodeLimits(c),
+			Model: modelOptions(c), SoftmaxLoss: c.Bool("softmax-loss"),
 			Warn: func(msg string) { fmt.Fprintln(os.Stderr, msg) }, // --quiet or not
 		}, tk, func(msg string) {
 			if !c.Bool("quiet") {

@@ -160,6 +160,17 @@ func modelFlags() []cli.Flag {
 	}
 }
 
+// modelOptions are the model options modelFlags (and train's --object,
+// --layers and --image-size, where the command has them) ask for.
+func modelOptions(c *cli.Context) model.Options {
+	return model.Options{
+		Object: c.String("object"), Layers: c.IntSlice("layers"), ImageSize: c.Int("image-size"),
+		QuickGELU: c.Bool("quick-gelu"), CausalPrompts: c.Bool("causal-prompts"), MeanStd: c.Bool("mean-std"),
+		GenericObject: c.Bool("generic-object"), SharedAdapters: c.Bool("shared-adapters"),
+		NoSubtraction: c.Bool("no-subtraction"), CommonHead: c.Bool("common-head"), Handcrafted: c.Bool("handcrafted-prompts"),
+	}
+}
+
 func trainAction(c *cli.Context) error {
 	if err := trainFlagConflicts(c); err != nil {
 		return fmt.Errorf("train: %w", err)
@@ -202,13 +213,8 @@ func trainAction(c *cli.Context) error {
 		ShotsFile: c.String("shots-file"), Shots: c.Int("shots"), DrawShots: c.Bool("draw-shots"), Seed: c.Uint64("seed"),
 		Epochs: c.Int("epochs"), Batch: c.Int("batch"), LR: c.Float64("lr"),
 		SoftmaxLoss: c.Bool("softmax-loss"),
-		Model: model.Options{
-			Object: c.String("object"), Layers: c.IntSlice("layers"), ImageSize: c.Int("image-size"),
-			QuickGELU: c.Bool("quick-gelu"), CausalPrompts: c.Bool("causal-prompts"), MeanStd: c.Bool("mean-std"),
-			GenericObject: c.Bool("generic-object"), SharedAdapters: c.Bool("shared-adapters"),
-			NoSubtraction: c.Bool("no-subtraction"), CommonHead: c.Bool("common-head"), Handcrafted: c.Bool("handcrafted-prompts"),
-		},
-		Weights: weightsPath, Preset: c.String("preset"), BackboneSeed: checkpoint.DefaultBackboneSeed,
+		Model:       modelOptions(c),
+		Weights:     weightsPath, Preset: c.String("preset"), BackboneSeed: checkpoint.DefaultBackboneSeed,
 		Out: c.String("out"), Resume: c.String("resume"), SelectOnValid: c.Bool("select-on-valid"), CacheOnHost: c.Bool("cache-on-host"),
 		Limits: decodeLimits(c),
 	}
