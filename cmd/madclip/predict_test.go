@@ -576,6 +576,12 @@ func TestBenchCLI(t *testing.T) {
 		!strings.Contains(e, "Retina_OCT2017 and OCTDL: neither is under") || strings.Contains(e, "Chest or") {
 		t.Errorf("Table 3's targets not named: %s", e)
 	}
+	// An ablation runs through the protocol, and the note names it.
+	o, e, code = madclip(t, nil, "bench", "--data", root, "--preset", "tiny", "--shots", "2", "--seeds", "1", "--epochs", "1",
+		"--image-size", "56", "--datasets", "Brain", "--common-head", "--device", "cpu", "-q")
+	if code != 0 || !strings.Contains(o, "ablation: common head") {
+		t.Errorf("bench --common-head: exit %d %s %s", code, o, e)
+	}
 	_, e, code = madclip(t, nil, "bench", "--data", root, "--preset", "tiny", "--shots", "x")
 	wantFailure(t, "--shots", e, code)
 	_, e, code = madclip(t, nil, "bench", "--data", t.TempDir(), "--preset", "tiny", "--shots", "2")
