@@ -80,16 +80,9 @@ type Result struct {
 	ShotImages *checkpoint.ShotImages `json:"shot_images,omitempty"`
 	Seed       uint64                 `json:"seed"`
 	// The metrics, named as eval names them.
-	ImageAUROC    float64           `json:"image_auroc"`
-	ImageAP       float64           `json:"image_ap"`
-	ImageF1Max    float64           `json:"image_f1_max"`
-	DetImageAUROC float64           `json:"det_image_auroc"`
-	PixelAUROC    *float64          `json:"pixel_auroc,omitempty"`
-	PixelAP       *float64          `json:"pixel_ap,omitempty"`
-	PixelAUPRO    *float64          `json:"pixel_aupro,omitempty"`
-	At            infer.AtThreshold `json:"at_threshold"`
-	TrainSec      float64           `json:"train_seconds"` // to the millisecond
-	EvalSec       float64           `json:"eval_seconds"`
+	infer.Metrics
+	TrainSec float64 `json:"train_seconds"` // to the millisecond
+	EvalSec  float64 `json:"eval_seconds"`
 	// Settings are the run's settings that the paper fixes.
 	Settings Settings `json:"settings"`
 	// Provenance names the run's checkpoint, backbone and threshold.
@@ -261,8 +254,7 @@ func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, note func(string)) ([
 // newResult is a run's result: the model's record m, its evaluation ev.
 func newResult(m checkpoint.Meta, ev *infer.Evaluation, prov infer.Provenance, seed uint64) Result {
 	r := Result{Dataset: ev.Dataset, Shots: m.Shots, ShotsFile: m.ShotsFile, ShotImages: m.ShotImages, Seed: seed,
-		ImageAUROC: ev.ImageAUROC, ImageAP: ev.ImageAP, ImageF1Max: ev.ImageF1Max, DetImageAUROC: ev.DetImageAUROC,
-		PixelAUROC: ev.PixelAUROC, PixelAP: ev.PixelAP, PixelAUPRO: ev.PixelAUPRO, At: ev.At, Provenance: prov,
+		Metrics: ev.Metrics, Provenance: prov,
 		Settings: Settings{Epochs: m.Epochs, ImageSize: m.Model.ImageSize, Preset: m.Backbone.Preset}}
 	if m.Training != nil {
 		r.Settings.Batch, r.Settings.DrawShots = m.Training.Batch, m.Training.DrawShots

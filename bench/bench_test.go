@@ -13,12 +13,12 @@ import (
 func TestTable(t *testing.T) {
 	px := func(v float64) *float64 { return &v }
 	results := []Result{
-		{Dataset: "Chest", Shots: 16, Seed: 1, ImageAUROC: 0.80},
-		{Dataset: "Brain", Shots: 16, Seed: 1, ImageAUROC: 0.90, PixelAUROC: px(0.95)},
-		{Dataset: "Brain", Shots: 16, Seed: 2, ImageAUROC: 0.94, PixelAUROC: px(0.97)},
-		{Dataset: "Brain", Shots: 2, Seed: 1, ImageAUROC: 0.70, PixelAUROC: px(0.90)},
-		{Dataset: "Chest", TrainedOn: "Brain", Shots: 16, Seed: 1, ImageAUROC: 0.6},
-		{Dataset: "NIHChest", TrainedOn: "Chest", Shots: 16, Seed: 1, ImageAUROC: 0.61},
+		{Dataset: "Chest", Shots: 16, Seed: 1, Metrics: infer.Metrics{ImageAUROC: 0.80}},
+		{Dataset: "Brain", Shots: 16, Seed: 1, Metrics: infer.Metrics{ImageAUROC: 0.90, PixelAUROC: px(0.95)}},
+		{Dataset: "Brain", Shots: 16, Seed: 2, Metrics: infer.Metrics{ImageAUROC: 0.94, PixelAUROC: px(0.97)}},
+		{Dataset: "Brain", Shots: 2, Seed: 1, Metrics: infer.Metrics{ImageAUROC: 0.70, PixelAUROC: px(0.90)}},
+		{Dataset: "Chest", TrainedOn: "Brain", Shots: 16, Seed: 1, Metrics: infer.Metrics{ImageAUROC: 0.6}},
+		{Dataset: "NIHChest", TrainedOn: "Chest", Shots: 16, Seed: 1, Metrics: infer.Metrics{ImageAUROC: 0.61}},
 	}
 	got := Table(results)
 	lines := strings.Split(strings.TrimSpace(got), "\n")
@@ -50,17 +50,17 @@ func TestSettingsNote(t *testing.T) {
 	paper := Settings{Epochs: 60, Batch: 16, ImageSize: 240}
 	list := "fewshot/Brain/16/seed1.txt"
 	results := []Result{
-		{Dataset: "Brain", Shots: 16, Seed: 1, ShotsFile: jsonpath.Path(list), ImageAUROC: 0.9, Settings: paper},
-		{Dataset: "Knee", Shots: 16, Seed: 1, ImageAUROC: 0.9, Settings: paper}, // no list exists: not "drawn"
-		{Dataset: "Chest", TrainedOn: "Brain", Shots: 16, Seed: 1, ImageAUROC: 0.6, Settings: paper},
+		{Dataset: "Brain", Shots: 16, Seed: 1, ShotsFile: jsonpath.Path(list), Metrics: infer.Metrics{ImageAUROC: 0.9}, Settings: paper},
+		{Dataset: "Knee", Shots: 16, Seed: 1, Metrics: infer.Metrics{ImageAUROC: 0.9}, Settings: paper}, // no list exists: not "drawn"
+		{Dataset: "Chest", TrainedOn: "Brain", Shots: 16, Seed: 1, Metrics: infer.Metrics{ImageAUROC: 0.6}, Settings: paper},
 	}
 	if got := Table(results); strings.Contains(got, "Not the paper's") {
 		t.Errorf("the paper's settings noted:\n%s", got)
 	}
 	quick := Settings{Epochs: 1, Batch: 16, ImageSize: 56, Preset: "tiny"}
 	results = append(results,
-		Result{Dataset: "Brain", Shots: 2, Seed: 1, ImageAUROC: 0.7, Settings: quick},
-		Result{Dataset: "Brain", Shots: 4, Seed: 1, ImageAUROC: 0.7, Settings: Settings{Epochs: 2, Batch: 8, ImageSize: 56, Preset: "tiny"}})
+		Result{Dataset: "Brain", Shots: 2, Seed: 1, Metrics: infer.Metrics{ImageAUROC: 0.7}, Settings: quick},
+		Result{Dataset: "Brain", Shots: 4, Seed: 1, Metrics: infer.Metrics{ImageAUROC: 0.7}, Settings: Settings{Epochs: 2, Batch: 8, ImageSize: 56, Preset: "tiny"}})
 	lines := strings.Split(strings.TrimSpace(Table(results)), "\n")
 	want := "Not the paper's settings: 1 epoch (paper 60), 2 epochs (paper 60), batch 8 (paper 16), 56-px images (paper 240), " +
 		"the tiny preset with random weights (paper: CLIP ViT-L/14), drawn shots (paper: the authors' fixed lists); the paper's numbers are for orientation only."

@@ -71,6 +71,25 @@ const DefaultBatch = 16
 // anomalib and MVTec AD report it.
 const AUPROLimit = 0.3
 
+// Metrics are a test split's threshold-free metrics and how the labels at
+// one threshold fare, under the names every report (eval, bench) gives them.
+type Metrics struct {
+	ImageAUROC float64 `json:"image_auroc"`
+	ImageAP    float64 `json:"image_ap"`
+	ImageF1Max float64 `json:"image_f1_max"`
+	// DetImageAUROC is the image AUROC of the detection head's score; for
+	// models trained without masks it is ImageAUROC.
+	DetImageAUROC float64  `json:"det_image_auroc"`
+	PixelAUROC    *float64 `json:"pixel_auroc,omitempty"`
+	PixelAP       *float64 `json:"pixel_ap,omitempty"`
+	// PixelAUPRO is the area under the per-region overlap curve up to FPR
+	// 0.3, normalised (datasets with masks).
+	PixelAUPRO *float64 `json:"pixel_aupro,omitempty"`
+	// At is sensitivity, specificity, precision and F1 of the labels at the
+	// checkpoint's threshold (or the one given).
+	At AtThreshold `json:"at_threshold"`
+}
+
 // Evaluation is the result of scoring a test split.
 type Evaluation struct {
 	Dataset string `json:"dataset"` // the test split's; the provenance names the one trained on
@@ -81,29 +100,16 @@ type Evaluation struct {
 	Images int           `json:"images"`
 	// ScoredBy says which score the image metrics rate: "anomaly map" (its
 	// maximum; models trained with masks) or "detection head".
-	ScoredBy   string  `json:"scored_by"`
-	ImageAUROC float64 `json:"image_auroc"`
-	ImageAP    float64 `json:"image_ap"`
-	ImageF1Max float64 `json:"image_f1_max"`
+	ScoredBy string `json:"scored_by"`
+	Metrics
 	// F1MaxThreshold is the test split's own F1-max threshold (for
 	// comparison; labels use At.Threshold).
 	F1MaxThreshold float64 `json:"f1_max_threshold"`
-	// DetImageAUROC is the image AUROC of the detection head's score; for
-	// models trained without masks it is ImageAUROC.
-	DetImageAUROC float64  `json:"det_image_auroc"`
-	PixelAUROC    *float64 `json:"pixel_auroc,omitempty"`
-	PixelAP       *float64 `json:"pixel_ap,omitempty"`
-	// PixelAUPRO is the area under the per-region overlap curve up to FPR
-	// 0.3, normalised (datasets with masks).
-	PixelAUPRO *float64 `json:"pixel_aupro,omitempty"`
 	// NoPixelMetrics says why a split with masks has no pixel metrics
 	// (every mask empty: no anomalous pixel to find); "" otherwise.
-	NoPixelMetrics string `json:"no_pixel_metrics,omitempty"`
-	// At is sensitivity, specificity, precision and F1 of the labels at the
-	// checkpoint's threshold (or the one given).
-	At         AtThreshold `json:"at_threshold"`
-	Provenance *Provenance `json:"provenance,omitempty"`
-	Scores     []Scored    `json:"scores"`
+	NoPixelMetrics string      `json:"no_pixel_metrics,omitempty"`
+	Provenance     *Provenance `json:"provenance,omitempty"`
+	Scores         []Scored    `json:"scores"`
 
 	imageScores []float32
 	imageLabels []bool
