@@ -150,6 +150,70 @@ def architecture(sd):
     return (grid * patch, patch, width, blocks)
 
 
+def block_shapes(prefix, blocks, d):
+    """Every tensor of a residual attention tower of width d."""
+    out = {}
+    for i in range(blocks):
+        b = f"{prefix}{i}."
+        out.update({b + "attn.in_proj_weight": [3 * d, d], b + "attn.in_proj_bias": [3 * d],
+                    b + "attn.out_proj.weight": [d, d], b + "attn.out_proj.bias": [d],
+                    b + "ln_1.weight": [d], b + "ln_1.bias": [d], b + "ln_2.weight": [d], b + "ln_2.bias": [d],
+                    b + "mlp.c_fc.weight": [4 * d, d], b + "mlp.c_fc.bias": [4 * d],
+                    b + "mlp.c_proj.weight": [d, 4 * d], b + "mlp.c_proj.bias": [d]})
+    return out
+
+
+def expected_shapes(sd):
+    """Every tensor of the CLIP whose widths, grid and depths sd's shapes
+    give (as OpenAI's loader reads them), with its shape."""
+    conv, pos = list(sd["visual.conv1.weight"].shape), sd["visual.positional_embedding"].shape
+    width, patch, embed = conv[0], conv[-1], sd["text_projection"].shape[-1]
+    text, vocab = sd["token_embedding.weight"].shape[-1], sd["token_embedding.weight"].shape[0]
+    ctx = sd["positional_embedding"].shape[0] if "positional_embedding" in sd else 77
+
+    def blocks(prefix):
+        return len({k[len(prefix):].split(".")[0] for k in sd if k.startswith(prefix)})
+    want = {"visual.class_embedding": [width], "visual.positional_embedding": [pos[0], width],
+            "visual.conv1.weight": [width, 3, patch, patch], "visual.proj": [width, embed],
+            "visual.ln_pre.weight": [width], "visual.ln_pre.bias": [width],
+            "visual.ln_post.weight": [width], "visual.ln_post.bias": [width],
+            "token_embedding.weight": [vocab, text], "positional_embedding": [ctx, text],
+            "ln_final.weight": [text], "ln_final.bias": [text], "text_projection": [text, embed], "logit_scale": []}
+    want.update(block_shapes("visual.transformer.resblocks.", blocks("visual.transformer.resblocks."), width))
+    want.update(block_shapes("transformer.resblocks.", blocks("transformer.resblocks."), text))
+    return want
+
+
+def unusable(sd):
+    """Why madclip could not load these weights, or None: the checks
+    madclip weights convert and madclip's loader make (exactly one CLIP's
+    tensors and shapes, floating-point, CLIP's vocabulary of 49408 tokens,
+    a context of 77)."""
+    rows = sd["visual.positional_embedding"].shape[0]
+    if round((rows - 1) ** 0.5) ** 2 + 1 != rows:
+        return f"not CLIP weights: visual.positional_embedding has {rows} rows, not a square grid plus one"
+    want = expected_shapes(sd)
+    missing = sorted(n for n in want if n not in sd)
+    if missing:
+        return f"not a complete CLIP: missing {', '.join(missing[:3])}" + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+    unexpected = sorted(n for n in sd if n not in want)
+    if unexpected:
+        return f"not a complete CLIP: unexpected {', '.join(unexpected[:3])}" + (f" and {len(unexpected) - 3} more" if len(unexpected) > 3 else "")
+    for n in sorted(want):
+        if list(sd[n].shape) != want[n]:
+            return f"not a complete CLIP: {n} has shape {list(sd[n].shape)}, want {want[n]}"
+    for n in sorted(sd):
+        if not sd[n].is_floating_point():
+            return f"tensor {n} holds {sd[n].dtype}, not floating-point numbers"
+    vocab = sd["token_embedding.weight"].shape[0]
+    if vocab < 49408:
+        return f"a vocabulary of {vocab} tokens, but CLIP's tokenizer gives ids up to 49407"
+    ctx = sd["positional_embedding"].shape[0] if "positional_embedding" in sd else 0
+    if ctx < 77:
+        return f"a text context of {ctx} tokens, but MadCLIP's prompts take 77"
+    return None
+
+
 def write_safetensors(path, tensors, metadata):
     names = sorted(tensors)
     header, offset, blobs = {}, 0, []
@@ -238,6 +302,9 @@ def main():
     odd = sorted(k for k in sd if "[" in k)
     if odd:
         sys.exit(f"convert_clip: {a.input}: not a complete CLIP: unexpected {odd[0]} (a tensor under a non-string key)")
+    why = unusable(sd)
+    if why:
+        sys.exit(f"convert_clip: {a.input}: {why}; nothing was written")
     want = RELEASES.get(os.path.basename(a.output))
     if want and architecture(sd) != want:
         got = architecture(sd)

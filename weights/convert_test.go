@@ -314,3 +314,63 @@ func TestPythonConverterReleaseNames(t *testing.T) {
 	}
 	run(t, py, filepath.Join("..", "scripts", "convert_clip.py"), orig, filepath.Join(dir, "mine.safetensors"))
 }
+
+// The Python converter refuses, before writing, weights madclip's loader
+// would refuse: a tensor missing, extra or misshaped, a tensor of
+// integers, a vocabulary or a text context shorter than CLIP's.
+func TestPythonConverterChecksWeights(t *testing.T) {
+	py := python(t)
+	dir := t.TempDir()
+	orig := filepath.Join(dir, "orig.safetensors")
+	writeTiny(t, orig)
+	edits := map[string]struct {
+		edit func(w map[string]*torch.Tensor)
+		want string
+	}{
+		"int.safetensors": {func(w map[string]*torch.Tensor) {
+			w["ln_final.weight"] = w["ln_final.weight"].ToDType(torch.Int32)
+		}, "tensor ln_final.weight holds torch.int32, not floating-point numbers"},
+		"vocab.safetensors": {func(w map[string]*torch.Tensor) {
+			w["token_embedding.weight"] = w["token_embedding.weight"].Narrow(0, 0, 1000)
+		}, "a vocabulary of 1000 tokens"},
+		"missing.safetensors": {func(w map[string]*torch.Tensor) {
+			delete(w, "transformer.resblocks.1.ln_2.bias")
+		}, "missing transformer.resblocks.1.ln_2.bias"},
+		"extra.safetensors": {func(w map[string]*torch.Tensor) {
+			w["visual.transformer.resblocks.0.attn.extra"] = w["ln_final.weight"]
+		}, "unexpected visual.transformer.resblocks.0.attn.extra"},
+		"misshaped.safetensors": {func(w map[string]*torch.Tensor) {
+			w["visual.proj"] = w["visual.proj"].Narrow(1, 0, 3)
+		}, "visual.proj has shape [128, 3], want [128, 64]"},
+		"grid.safetensors": {func(w map[string]*torch.Tensor) {
+			w["visual.positional_embedding"] = w["visual.positional_embedding"].Narrow(0, 0, 3)
+		}, "not a square grid plus one"},
+		"context.safetensors": {func(w map[string]*torch.Tensor) {
+			w["positional_embedding"] = w["positional_embedding"].Narrow(0, 0, 20)
+		}, "a text context of 20 tokens"},
+	}
+	for name, e := range edits {
+		in := filepath.Join(dir, name)
+		err := torch.Do(func() error {
+			return torch.Scoped(func(s *torch.Scope) error {
+				w, _, err := torch.LoadSafetensors(orig, torch.CPU, torch.SameDType)
+				if err != nil {
+					return err
+				}
+				e.edit(w)
+				return torch.SaveSafetensors(in, w, nil)
+			})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := filepath.Join(dir, "out-"+name)
+		msg, err := exec.Command(py, filepath.Join("..", "scripts", "convert_clip.py"), in, out).CombinedOutput()
+		if err == nil || !strings.Contains(string(msg), e.want) || !strings.Contains(string(msg), "nothing was written") {
+			t.Errorf("%s: want a refusal containing %q, got %v %s", name, e.want, err, msg)
+		}
+		if _, err := os.Stat(out); err == nil {
+			t.Errorf("%s: output written despite the refusal", name)
+		}
+	}
+}

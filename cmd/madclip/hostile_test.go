@@ -342,6 +342,8 @@ func TestHostileInputs(t *testing.T) {
 		{"bench malformed pair", append(bench, "--cross", "a:b:c"), `bad --cross "a:b:c"`},
 		{"infinite learning rate", append(train, "--lr", "Inf", "--out", filepath.Join(dir, "o.safetensors")), "--lr +Inf"},
 		{"huge learning rate", append(train, "--lr", "1e30", "--out", filepath.Join(dir, "o.safetensors")), "--lr 1e+30"},
+		{"learning rate below the smallest float", append(train, "--lr", "1e-400", "--out", filepath.Join(dir, "o.safetensors")), "--lr reads as 0"},
+		{"zero learning rate", append(train, "--lr", "0", "--out", filepath.Join(dir, "o.safetensors")), "--lr reads as 0"},
 		{"zero pixel limit", append(predict, scan, "--max-pixels", "0"), "predict: --max-pixels 0: want a positive number"},
 		{"empty heatmap path", append(predict, scan, "--heatmap", ""), "--heatmap is empty"},
 		{"unknown flag", append(predict, scan, "--bogus"), "see madclip predict --help"},

@@ -469,6 +469,10 @@ func checkTrainSettings(c *cli.Context, cfg train.Config) error {
 	if err := inRange(c, bounds); err != nil {
 		return err
 	}
+	if cfg.LR == 0 && c.IsSet("lr") {
+		// 1e-400 reads as 0: say why the number shown is not the one typed.
+		return errors.New("--lr reads as 0 (below 5e-324 a number rounds to 0): Adam's learning rate must be in (0, 1] (the paper's is 0.001)")
+	}
 	if !(cfg.LR > 0 && cfg.LR <= 1) {
 		return fmt.Errorf("--lr %v: Adam's learning rate must be in (0, 1] (the paper's is 0.001)", cfg.LR)
 	}
