@@ -209,35 +209,10 @@ func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, note func(string)) ([
 		for _, k := range c.Shots {
 			for s := range c.Seeds {
 				seed := uint64(s + 1)
-				ck := CheckpointPath(c.Work, name, k, seed)
 				note(fmt.Sprintf("%s %s, %s, seed %d: training", progress(), label, shots(k), seed))
-				t0 := time.Now()
-				res, err := train.Run(ctx, train.Config{
-					Data: c.Data, Dataset: name, Shots: k, DrawShots: c.DrawShots, Seed: seed, Epochs: c.Epochs, Batch: c.Batch,
-					Model: opts, SoftmaxLoss: c.SoftmaxLoss, Shared: shared, Device: c.Device, Out: ck, Limits: c.Limits,
-				}, tk, &runWarnings{dataset: label, run: fmt.Sprintf("%s, %s, seed %d", label, shots(k), seed), warn: warn, seen: warned})
+				r, err := oneRun(ctx, c, opts, shared, tk, &runWarnings{dataset: label, run: fmt.Sprintf("%s, %s, seed %d", label, shots(k), seed), warn: warn, seen: warned}, name, test, k, seed)
 				if err != nil {
 					return out, fmt.Errorf("%s, %s, seed %d: %w", label, shots(k), seed, err)
-				}
-				t1 := time.Now()
-				p, err := infer.OpenShared(ck, shared, tk, c.Device)
-				if err != nil {
-					return out, fmt.Errorf("%s, %s, seed %d: %w", label, shots(k), seed, err)
-				}
-				th, origin := p.Threshold()
-				ev, err := p.Evaluate(c.Data, test, infer.StreamOptions{Batch: 32, Limits: c.Limits}, th, origin, nil)
-				var prov infer.Provenance
-				if err == nil {
-					prov, err = infer.NewProvenance(p, ck, c.Version, th, origin)
-				}
-				p.Close()
-				if err != nil {
-					return out, fmt.Errorf("%s, %s, seed %d: %w", label, shots(k), seed, err)
-				}
-				r := newResult(res.Meta, ev, prov, seed)
-				r.TrainSec, r.EvalSec = millis(t1.Sub(t0)), millis(time.Since(t1))
-				if test != name {
-					r.TrainedOn = name
 				}
 				out = append(out, r)
 				msg := fmt.Sprintf("%s, %s, seed %d: image AUROC %.2f%%", label, shots(k), seed, 100*r.ImageAUROC)
@@ -249,6 +224,41 @@ func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, note func(string)) ([
 		}
 	}
 	return out, nil
+}
+
+// oneRun trains one model (dataset name, k shots, seed) on the shared
+// backbone into its checkpoint under c.Work and evaluates it on test.
+func oneRun(ctx context.Context, c Config, opts model.Options, shared *checkpoint.SharedBackbone, tk *bpe.Tokenizer, rep train.Reporter, name, test string, k int, seed uint64) (Result, error) {
+	ck := CheckpointPath(c.Work, name, k, seed)
+	t0 := time.Now()
+	res, err := train.Run(ctx, train.Config{
+		Data: c.Data, Dataset: name, Shots: k, DrawShots: c.DrawShots, Seed: seed, Epochs: c.Epochs, Batch: c.Batch,
+		Model: opts, SoftmaxLoss: c.SoftmaxLoss, Shared: shared, Device: c.Device, Out: ck, Limits: c.Limits,
+	}, tk, rep)
+	if err != nil {
+		return Result{}, err
+	}
+	t1 := time.Now()
+	p, err := infer.OpenShared(ck, shared, tk, c.Device)
+	if err != nil {
+		return Result{}, err
+	}
+	defer p.Close()
+	th, origin := p.Threshold()
+	ev, err := p.Evaluate(c.Data, test, infer.StreamOptions{Batch: 32, Limits: c.Limits}, th, origin, nil)
+	if err != nil {
+		return Result{}, err
+	}
+	prov, err := infer.NewProvenance(p, ck, c.Version, th, origin)
+	if err != nil {
+		return Result{}, err
+	}
+	r := newResult(res.Meta, ev, prov, seed)
+	r.TrainSec, r.EvalSec = millis(t1.Sub(t0)), millis(time.Since(t1))
+	if test != name {
+		r.TrainedOn = name
+	}
+	return r, nil
 }
 
 // newResult is a run's result: the model's record m, its evaluation ev.
