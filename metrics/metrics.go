@@ -1,7 +1,9 @@
 // Package metrics scores anomaly detectors: AUROC, average precision and
 // F1-max, computed exactly as scikit-learn does (ties handled by treating
 // equal scores as one threshold), fast enough for tens of millions of
-// pixels.
+// pixels; label thresholds (F1-max, Youden) with their confusion counts and
+// Dice/IoU (threshold.go); and the per-region overlap PRO with its area
+// AUPRO (pro.go).
 package metrics
 
 import (
