@@ -86,9 +86,12 @@ type Meta struct {
 	ThresholdYouden float64      `json:"threshold_youden,omitempty"`
 	Calibration     *Calibration `json:"calibration,omitempty"`
 	// Model selection on held-out valid images (--select-on-valid): the
-	// epoch kept (1-based; 0 means the last) and its image AUROC there.
-	SelectedEpoch int     `json:"selected_epoch,omitempty"`
-	ValidAUROC    float64 `json:"valid_auroc,omitempty"`
+	// epoch kept (1-based; 0 means the last), its image AUROC there, and
+	// for a model trained with masks its pixel AUROC there (selection
+	// maximises their sum; absent before 0.3.0).
+	SelectedEpoch   int     `json:"selected_epoch,omitempty"`
+	ValidAUROC      float64 `json:"valid_auroc,omitempty"`
+	ValidPixelAUROC float64 `json:"valid_pixel_auroc,omitempty"`
 	// Imported says where a converted checkpoint came from (madclip import);
 	// nil for models trained here.
 	Imported *Imported `json:"imported,omitempty"`
@@ -662,6 +665,9 @@ func (m Meta) validate() error {
 	}
 	if m.SelectedEpoch < 0 || m.SelectedEpoch > m.Epoch || !(m.ValidAUROC >= 0 && m.ValidAUROC <= 1) {
 		return fmt.Errorf("its selected epoch %d (valid image AUROC %v) is not one of the %d epochs done", m.SelectedEpoch, m.ValidAUROC, m.Epoch)
+	}
+	if !(m.ValidPixelAUROC >= 0 && m.ValidPixelAUROC <= 1) || (m.ValidPixelAUROC != 0 && (m.SelectedEpoch == 0 || !m.Masks)) {
+		return fmt.Errorf("its valid pixel AUROC %v belongs to no selected epoch of a model trained with masks", m.ValidPixelAUROC)
 	}
 	if t := m.Training; t != nil && m.SelectedEpoch > 0 && !t.SelectOnValid {
 		return fmt.Errorf("it records a selected epoch (%d) but was trained without --select-on-valid", m.SelectedEpoch)

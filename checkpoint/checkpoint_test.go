@@ -88,6 +88,21 @@ func TestSaveLoadOpen(t *testing.T) {
 		if err := sel.validate(); err != nil {
 			t.Errorf("epoch 1 of 1 selected: %v", err)
 		}
+		// A valid pixel AUROC needs a selected epoch of a model trained
+		// with masks, and lies in [0, 1].
+		sel.Masks = true
+		for _, c := range []struct {
+			px    float64
+			epoch int
+			masks bool
+			ok    bool
+		}{{0.9, 1, true, true}, {1.5, 1, true, false}, {-0.1, 1, true, false}, {math.NaN(), 1, true, false}, {0.9, 0, true, false}, {0.9, 1, false, false}} {
+			px := sel
+			px.ValidPixelAUROC, px.SelectedEpoch, px.Masks = c.px, c.epoch, c.masks
+			if err := px.validate(); (err == nil) != c.ok || (err != nil && !strings.Contains(err.Error(), "valid pixel AUROC")) {
+				t.Errorf("valid pixel AUROC %v at selected epoch %d, masks %v: %v", c.px, c.epoch, c.masks, err)
+			}
+		}
 		sel.SelectedEpoch = 2
 		if err := sel.validate(); err == nil || !strings.Contains(err.Error(), "selected epoch 2") {
 			t.Errorf("epoch 2 of 1 selected: %v", err)

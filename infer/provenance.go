@@ -30,9 +30,13 @@ type Provenance struct {
 	ShotsFile   jsonpath.Path `json:"shots_file,omitempty"`
 	Seed        *uint64       `json:"seed,omitempty"`   // absent for an imported model: its seed is not known
 	Epochs      int           `json:"epochs,omitempty"` // absent for an imported model
-	// SelectedEpoch is the epoch kept by --select-on-valid (absent: the last).
-	SelectedEpoch int `json:"selected_epoch,omitempty"`
-	ImageSize     int `json:"image_size"`
+	// SelectedEpoch is the epoch kept by --select-on-valid (absent: the
+	// last), with its image AUROC on the held-out valid images and, for a
+	// model trained with masks, its pixel AUROC there.
+	SelectedEpoch   int     `json:"selected_epoch,omitempty"`
+	ValidAUROC      float64 `json:"valid_auroc,omitempty"`
+	ValidPixelAUROC float64 `json:"valid_pixel_auroc,omitempty"`
+	ImageSize       int     `json:"image_size"`
 	// Model is what the model was built with: tapped layers, the
 	// reference code's departures from CLIP, the ablations.
 	Model model.Options `json:"model"`
@@ -64,7 +68,7 @@ func NewProvenance(p *Predictor, path, version string, threshold float64, origin
 		Version: version, Checkpoint: jsonpath.Path(absPath(path)), CheckpointSHA256: sum, WrittenBy: m.WrittenBy, Backbone: bb.String(),
 		BackbonePreset: bb.Preset, WeightsDigest: bb.Digest, WeightsFile: bb.File,
 		Dataset: m.Dataset, Shots: m.Shots, ShotsFile: jsonpath.Path(m.ShotsFile),
-		Epochs: m.Epochs, SelectedEpoch: m.SelectedEpoch, ImageSize: m.Model.ImageSize, Model: m.Model, Training: m.Training,
+		Epochs: m.Epochs, SelectedEpoch: m.SelectedEpoch, ValidAUROC: m.ValidAUROC, ValidPixelAUROC: m.ValidPixelAUROC, ImageSize: m.Model.ImageSize, Model: m.Model, Training: m.Training,
 		Threshold: threshold, ThresholdOrigin: origin, ThresholdYouden: m.ThresholdYouden, Calibration: m.Calibration,
 	}
 	if m.Imported == nil {

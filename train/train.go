@@ -523,11 +523,15 @@ func (r *trainingRun) epochs(ctx context.Context) error {
 		r.res.FinalLoss = mean
 		r.rep.EpochDone(epoch, mean)
 		if r.sel != nil && c.SelectOnValid {
-			auc, err := r.sel.update(r.m, epoch)
+			v, err := r.sel.update(r.m, epoch)
 			if err != nil {
 				return err
 			}
-			r.rep.Stage(fmt.Sprintf("epoch %d: valid image AUROC %.2f%% (best %.2f%% at epoch %d)", epoch+1, 100*auc, 100*r.sel.bestAUC, r.sel.bestEpoch+1))
+			best := "the best so far"
+			if r.sel.bestEpoch != epoch {
+				best = fmt.Sprintf("best: epoch %d, %s", r.sel.bestEpoch+1, r.sel.best())
+			}
+			r.rep.Stage(fmt.Sprintf("epoch %d: valid %s (%s)", epoch+1, v, best))
 		}
 	}
 	if stepCount > 0 {
@@ -565,11 +569,11 @@ func (r *trainingRun) stopAt(epoch, step int, lossSum float64, lossN int, why er
 	r.meta.Epoch, r.meta.Step, r.meta.EpochLossSum, r.meta.EpochLossSteps = epoch, step, lossSum, lossN
 	r.meta.Elapsed = r.elapsed().Seconds()
 	var selected map[string]*torch.Tensor
-	if r.sel != nil && r.c.SelectOnValid && r.sel.best != nil {
+	if r.sel != nil && r.c.SelectOnValid && r.sel.bestParams != nil {
 		// The best epoch so far, so that a resumed run keeps the one an
 		// uninterrupted run would.
 		selected = r.sel.state(r.m)
-		r.meta.SelectedEpoch, r.meta.ValidAUROC = r.sel.bestEpoch+1, r.sel.bestAUC
+		r.meta.SelectedEpoch, r.meta.ValidAUROC, r.meta.ValidPixelAUROC = r.sel.bestEpoch+1, r.sel.bestAUC, r.sel.bestPixel
 	}
 	if err := checkpoint.SavePartial(r.c.Out, r.m, r.opt, r.meta, selected); err != nil {
 		return fmt.Errorf("%w, and saving the checkpoint failed: %w", why, err)
@@ -583,7 +587,7 @@ func (r *trainingRun) finish() error {
 		if err := r.sel.restoreBest(r.m); err != nil {
 			return err
 		}
-		r.meta.SelectedEpoch, r.meta.ValidAUROC = r.sel.bestEpoch+1, r.sel.bestAUC
+		r.meta.SelectedEpoch, r.meta.ValidAUROC, r.meta.ValidPixelAUROC = r.sel.bestEpoch+1, r.sel.bestAUC, r.sel.bestPixel
 	}
 	if r.sel != nil {
 		cal, f1th, jth, err := r.sel.calibrate(r.m)

@@ -9,7 +9,9 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -466,6 +468,91 @@ func TestSelectOnValid(t *testing.T) {
 	c2.Shots, c2.DrawShots = 22, true
 	if _, err := run(t, context.Background(), c2, &quietReporter{}); err == nil || !strings.Contains(err.Error(), "select-on-valid") {
 		t.Errorf("no held-out images: %v", err)
+	}
+}
+
+// With masks, --select-on-valid keeps the epoch of the largest image +
+// pixel AUROC on the held-out valid images (the authors' criterion, on the
+// test split in their code), and the AUROCs it records are the ones
+// predict's code gives for the kept model on those images.
+func TestSelectOnValidPixels(t *testing.T) {
+	root := synth(t)
+	c := smallConfig(t, root)
+	c.SelectOnValid, c.Epochs = true, 4
+	rep := &quietReporter{}
+	res, err := run(t, context.Background(), c, rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := res.Meta
+	if !m.Masks || !(m.ValidPixelAUROC > 0 && m.ValidPixelAUROC <= 1) {
+		t.Fatalf("masks %v, valid pixel AUROC %v", m.Masks, m.ValidPixelAUROC)
+	}
+	// Each epoch's line gives both AUROCs; the kept epoch has the largest
+	// sum (to the lines' precision).
+	epochLine := regexp.MustCompile(`^epoch (\d+): valid image AUROC ([\d.]+)%, pixel AUROC ([\d.]+)% \((the best so far|best: epoch \d+, )`)
+	sums := map[int]float64{}
+	for _, st := range rep.stages {
+		if g := epochLine.FindStringSubmatch(st); g != nil {
+			e, _ := strconv.Atoi(g[1])
+			img, _ := strconv.ParseFloat(g[2], 64)
+			px, _ := strconv.ParseFloat(g[3], 64)
+			sums[e] = img + px
+		}
+	}
+	if len(sums) != 4 {
+		t.Fatalf("%d epoch lines with both AUROCs in %q", len(sums), rep.stages)
+	}
+	for e, sum := range sums {
+		if sum > sums[m.SelectedEpoch]+0.02 {
+			t.Errorf("kept epoch %d (%.2f), but epoch %d scored %.2f", m.SelectedEpoch, sums[m.SelectedEpoch], e, sum)
+		}
+	}
+	// The kept model, run by predict's code over the held-out images.
+	valid, err := dataset.ReadSplit(root, "Brain", "valid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	shots, err := dataset.OpenShots(dataset.AuthorsShotsName("Brain", 2), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, heldOut, err := shots.Select(valid.Samples)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var scores, maps []float32
+	var labels, pixels []bool
+	err = torch.Do(func() error {
+		p, err := infer.Open(c.Out, "", tokenizer(t), torch.CPU)
+		if err != nil {
+			return err
+		}
+		defer p.Close()
+		return p.Stream(heldOut, infer.StreamOptions{Masks: true}, func(d dataset.Decoded, r infer.Result) error {
+			scores, labels = append(scores, float32(r.Score)), append(labels, d.Sample.Abnormal)
+			maps = append(maps, r.Map...)
+			for _, v := range d.Image.Mask {
+				pixels = append(pixels, v > 0.5)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img, px := auroc(t, scores, labels), auroc(t, maps, pixels); math.Abs(img-m.ValidAUROC) > 1e-6 || math.Abs(px-m.ValidPixelAUROC) > 1e-6 {
+		t.Errorf("recorded valid AUROCs %v, %v; predict's code gives %v, %v", m.ValidAUROC, m.ValidPixelAUROC, img, px)
+	}
+	// A model trained without masks selects on image AUROC alone.
+	c2 := smallConfig(t, root)
+	c2.SelectOnValid, c2.Epochs, c2.Dataset = true, 2, "Chest"
+	res, err = run(t, context.Background(), c2, &quietReporter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Meta.Masks || res.Meta.ValidPixelAUROC != 0 || res.Meta.SelectedEpoch < 1 {
+		t.Errorf("without masks: masks %v, valid pixel AUROC %v, selected %d", res.Meta.Masks, res.Meta.ValidPixelAUROC, res.Meta.SelectedEpoch)
 	}
 }
 
