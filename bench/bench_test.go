@@ -42,6 +42,20 @@ func TestTable(t *testing.T) {
 	if strings.Contains(got, "± 0.00") {
 		t.Error("a single seed shows a spread")
 	}
+	// Under the table: which epoch is scored, beside the paper's choice.
+	if !strings.Contains(got, "\nScored: each run's last epoch; the paper's numbers are each run's best epoch on the test split itself") {
+		t.Errorf("no epochs note for last-epoch runs:\n%s", got)
+	}
+	for i := range results {
+		results[i].Settings.SelectOnValid = true
+	}
+	if got := Table(results); !strings.Contains(got, "\nScored: each run's best epoch on its held-out valid images (image + pixel AUROC with masks") {
+		t.Errorf("no epochs note for selected runs:\n%s", got)
+	}
+	results[0].Settings.SelectOnValid = false
+	if got := Table(results); !strings.Contains(got, "\nScored: the last epoch, or the best on held-out valid images where a run selected one;") {
+		t.Errorf("no epochs note for mixed runs:\n%s", got)
+	}
 }
 
 // A run that is not the paper's (fewer epochs, smaller images, a preset,

@@ -37,6 +37,9 @@ The shots follow the paper's protocol: the six benchmark datasets use the
 authors' fixed lists (one set of k normal + k abnormal images), and the seeds
 vary initialisation, augmentation draws and order. --draw-shots draws the
 shots with each seed instead (the honest spread over the choice of shots).
+Each run keeps its last epoch; --select-on-valid keeps the best one on the
+held-out valid images by the authors' criterion (they chose on the test
+split, which madclip never does).
 
 --cross TRAIN:TEST trains on TRAIN and tests on TEST; --cross paper runs
 Table 3's pairs (Chest:NIHChest, Chest:CheXpert, Brain:ADNI,
@@ -70,6 +73,7 @@ Examples:
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress lines (the table, warnings and notes still show)"},
 			&cli.StringSliceFlag{Name: "cross", Usage: "cross-dataset setting: TRAIN:TEST, e.g. Brain:ADNI (repeatable), or paper for Table 3's pairs"},
 			&cli.BoolFlag{Name: "draw-shots", Usage: "draw the shots with each seed instead of the authors' fixed lists"},
+			selectOnValidFlag(),
 			vocabFlag(),
 			deviceFlag(),
 		}, append(decodeFlags(), modelFlags()...)...),
@@ -127,7 +131,7 @@ func benchAction(c *cli.Context) error {
 			Data: c.String("data"), Datasets: datasets, Shots: shots, Seeds: c.Int("seeds"), Epochs: c.Int("epochs"),
 			Weights: weights, Preset: c.String("preset"), Device: dev, Size: c.Int("image-size"), Work: work, Batch: c.Int("batch"),
 			Cross: cross, DrawShots: c.Bool("draw-shots"), Version: version, Limits: decodeLimits(c),
-			Model: modelOptions(c), SoftmaxLoss: c.Bool("softmax-loss"),
+			Model: modelOptions(c), SoftmaxLoss: c.Bool("softmax-loss"), SelectOnValid: c.Bool("select-on-valid"),
 			Warn: func(msg string) { fmt.Fprintln(os.Stderr, msg) }, // --quiet or not
 		}, tk, func(msg string) {
 			if !c.Bool("quiet") {

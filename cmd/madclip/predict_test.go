@@ -579,8 +579,29 @@ func TestBenchCLI(t *testing.T) {
 	// An ablation runs through the protocol, and the note names it.
 	o, e, code = madclip(t, nil, "bench", "--data", root, "--preset", "tiny", "--shots", "2", "--seeds", "1", "--epochs", "1",
 		"--image-size", "56", "--datasets", "Brain", "--common-head", "--device", "cpu", "-q")
-	if code != 0 || !strings.Contains(o, "ablation: common head") {
+	if code != 0 || !strings.Contains(o, "ablation: common head") || !strings.Contains(o, "Scored: each run's last epoch;") {
 		t.Errorf("bench --common-head: exit %d %s %s", code, o, e)
+	}
+	// --select-on-valid selects each run's epoch on held-out valid images:
+	// the table says so, the JSON records the setting and the epoch kept.
+	o, e, code = madclip(t, nil, "bench", "--data", root, "--preset", "tiny", "--shots", "2", "--seeds", "1", "--epochs", "2",
+		"--image-size", "56", "--datasets", "Brain", "--select-on-valid", "--device", "cpu", "-q", "--json-out", js)
+	var sel []struct {
+		Settings struct {
+			SelectOnValid bool `json:"select_on_valid"`
+		} `json:"settings"`
+		Provenance struct {
+			SelectedEpoch   int     `json:"selected_epoch"`
+			ValidAUROC      float64 `json:"valid_auroc"`
+			ValidPixelAUROC float64 `json:"valid_pixel_auroc"`
+		} `json:"provenance"`
+	}
+	b, _ = os.ReadFile(js)
+	if err := json.Unmarshal(b, &sel); err != nil || code != 0 || len(sel) != 1 || !strings.Contains(o, "Scored: each run's best epoch on its held-out valid images") {
+		t.Fatalf("bench --select-on-valid: exit %d %v %s %s", code, err, o, e)
+	}
+	if s := sel[0]; !s.Settings.SelectOnValid || s.Provenance.SelectedEpoch < 1 || s.Provenance.SelectedEpoch > 2 || !(s.Provenance.ValidPixelAUROC > 0) {
+		t.Errorf("bench --select-on-valid recorded %+v", s)
 	}
 	_, e, code = madclip(t, nil, "bench", "--data", root, "--preset", "tiny", "--shots", "x")
 	wantFailure(t, "--shots", e, code)

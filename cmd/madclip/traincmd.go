@@ -137,7 +137,7 @@ Examples:
 			&cli.IntSliceFlag{Name: "layers", Usage: "tapped ViT blocks", DefaultText: "four evenly spaced blocks ending at the last: 6,12,18,24 for ViT-L, 3,6,9,12 for ViT-B, 1,2,3,4 for tiny"},
 			&cli.StringFlag{Name: "resume", Usage: "continue a partial checkpoint with every setting it was started with"},
 			&cli.BoolFlag{Name: "cache-on-host", Usage: "keep the feature cache in host memory (it moves there by itself when the GPU runs out)"},
-			&cli.BoolFlag{Name: "select-on-valid", Usage: "keep the epoch with the best image AUROC on the valid images that are not shots, not the last one"},
+			selectOnValidFlag(),
 			deviceFlag(),
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress lines (the summary and warnings still show)"},
 		}, append(decodeFlags(), modelFlags()...)...),
@@ -464,6 +464,11 @@ func resumeConflicts(c *cli.Context, m checkpoint.Meta) error {
 		}
 	}
 	return nil
+}
+
+// selectOnValidFlag is --select-on-valid, in train and bench.
+func selectOnValidFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "select-on-valid", Usage: "keep the best epoch on the valid images that are not shots (image + pixel AUROC with masks, image AUROC without), not the last one"}
 }
 
 // checkTrainSettings refuses numbers and names training cannot use, before
