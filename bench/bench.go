@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -171,10 +172,14 @@ func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, note func(string)) ([
 	// Every split a run reads is checked before the first training: a
 	// test split found missing after hours of training wastes them.
 	for _, pair := range runnable {
-		if _, err := dataset.ReadSplit(c.Data, pair[0], "valid"); err != nil {
+		valid, err := dataset.ReadSplit(c.Data, pair[0], "valid")
+		if err != nil {
 			return nil, err
 		}
 		if _, err := dataset.ReadSplit(c.Data, pair[1], "test"); err != nil {
+			return nil, err
+		}
+		if err := c.canSelect(valid); err != nil {
 			return nil, err
 		}
 	}
@@ -230,6 +235,24 @@ func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, note func(string)) ([
 		}
 	}
 	return out, nil
+}
+
+// canSelect refuses, before any training, --select-on-valid where a run
+// would find no held-out valid image of a class: the shots (k of each
+// class, from the valid split) would take them all.
+func (c Config) canSelect(valid *dataset.Split) error {
+	if !c.SelectOnValid || len(c.Shots) == 0 {
+		return nil
+	}
+	n, a := dataset.Counts(valid.Samples)
+	if k := slices.Max(c.Shots); n <= k || a <= k {
+		class := "normal"
+		if a <= k {
+			class = "abnormal"
+		}
+		return fmt.Errorf("--select-on-valid: %s has %d normal and %d abnormal images: %s take every %s one, leaving none to select on; give fewer --shots or leave out --select-on-valid", valid.Dir, n, a, shots(k), class)
+	}
+	return nil
 }
 
 // oneRun trains one model (dataset name, k shots, seed) on the shared

@@ -600,6 +600,10 @@ func TestBenchCLI(t *testing.T) {
 	if err := json.Unmarshal(b, &sel); err != nil || code != 0 || len(sel) != 1 || !strings.Contains(o, "Scored: each run's best epoch on its held-out valid images") {
 		t.Fatalf("bench --select-on-valid: exit %d %v %s %s", code, err, o, e)
 	}
+	// Shots that would take every abnormal valid image are refused before
+	// any training (synthetic Brain has 22).
+	_, e, code = madclip(t, nil, "bench", "--data", root, "--preset", "tiny", "--shots", "2,22", "--datasets", "Brain", "--select-on-valid")
+	wantFailure(t, "22 shots take every abnormal one, leaving none to select on", e, code)
 	if s := sel[0]; !s.Settings.SelectOnValid || s.Provenance.SelectedEpoch < 1 || s.Provenance.SelectedEpoch > 2 || !(s.Provenance.ValidPixelAUROC > 0) {
 		t.Errorf("bench --select-on-valid recorded %+v", s)
 	}
