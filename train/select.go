@@ -94,8 +94,8 @@ func maskPixels(imgs []dataset.Image) []bool {
 
 // score scores the held-out images with the current parameters, on
 // predict's [0, 1] scale, with their anomaly maps (flattened, image after
-// image) when selection has pixels.
-func (s *selector) score(m *model.MadCLIP) (scores, maps []float32, err error) {
+// image) when withMaps asks for them and selection has pixels.
+func (s *selector) score(m *model.MadCLIP, withMaps bool) (scores, maps []float32, err error) {
 	err = torch.NoGrad(func() error {
 		return torch.Scoped(func(sc *torch.Scope) error {
 			text := m.TextFeatures()
@@ -114,7 +114,7 @@ func (s *selector) score(m *model.MadCLIP) (scores, maps []float32, err error) {
 					// will compare with it.
 					return model.WithPrecision(dev, func() error {
 						det, seg := m.Scores(taps, text)
-						if s.pixels == nil {
+						if !withMaps || s.pixels == nil {
 							v, err := m.ImageScore(det, seg, s.size, s.masks).Float32s()
 							scores = append(scores, v...)
 							return err
@@ -145,7 +145,7 @@ func (s *selector) score(m *model.MadCLIP) (scores, maps []float32, err error) {
 // of the gap between held-out scores where it holds (not on the lowest
 // abnormal score, which would miss an unseen anomaly scoring a hair lower).
 func (s *selector) calibrate(m *model.MadCLIP) (*checkpoint.Calibration, float64, float64, error) {
-	scores, _, err := s.score(m)
+	scores, _, err := s.score(m, false)
 	if err != nil {
 		return nil, 0, 0, err
 	}
@@ -170,7 +170,7 @@ func (s *selector) calibrate(m *model.MadCLIP) (*checkpoint.Calibration, float64
 // a copy of them when they are the best so far.
 func (s *selector) update(m *model.MadCLIP, epoch int) (validScore, error) {
 	var v validScore
-	scores, maps, err := s.score(m)
+	scores, maps, err := s.score(m, true)
 	if err != nil {
 		return v, err
 	}
