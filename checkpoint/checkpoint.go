@@ -88,7 +88,7 @@ type Meta struct {
 	// Model selection on held-out valid images (--select-on-valid): the
 	// epoch kept (1-based; 0 means the last), its image AUROC there, and
 	// for a model trained with masks its pixel AUROC there (selection
-	// maximises their sum; absent before 0.3.0).
+	// maximises their sum; absent in older checkpoints).
 	SelectedEpoch   int     `json:"selected_epoch,omitempty"`
 	ValidAUROC      float64 `json:"valid_auroc,omitempty"`
 	ValidPixelAUROC float64 `json:"valid_pixel_auroc,omitempty"`
