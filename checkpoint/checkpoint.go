@@ -87,11 +87,13 @@ type Meta struct {
 	Calibration     *Calibration `json:"calibration,omitempty"`
 	// Model selection on held-out valid images (--select-on-valid): the
 	// epoch kept (1-based; 0 means the last), its image AUROC there, and
-	// for a model trained with masks its pixel AUROC there (selection
-	// maximises their sum; absent in older checkpoints).
-	SelectedEpoch   int     `json:"selected_epoch,omitempty"`
-	ValidAUROC      float64 `json:"valid_auroc,omitempty"`
-	ValidPixelAUROC float64 `json:"valid_pixel_auroc,omitempty"`
+	// when selection ranked the masks' pixels too (a model trained with
+	// masks) its pixel AUROC there: selection maximises their sum. Both
+	// are nil without a selected epoch (the pixel AUROC also in
+	// checkpoints from before it was recorded), and can be 0.
+	SelectedEpoch   int      `json:"selected_epoch,omitempty"`
+	ValidAUROC      *float64 `json:"valid_auroc,omitempty"`
+	ValidPixelAUROC *float64 `json:"valid_pixel_auroc,omitempty"`
 	// Imported says where a converted checkpoint came from (madclip import);
 	// nil for models trained here.
 	Imported *Imported `json:"imported,omitempty"`
@@ -663,11 +665,15 @@ func (m Meta) validate() error {
 			return fmt.Errorf("its threshold %v is outside [0, 1]", th)
 		}
 	}
-	if m.SelectedEpoch < 0 || m.SelectedEpoch > m.Epoch || !(m.ValidAUROC >= 0 && m.ValidAUROC <= 1) {
-		return fmt.Errorf("its selected epoch %d (valid image AUROC %v) is not one of the %d epochs done", m.SelectedEpoch, m.ValidAUROC, m.Epoch)
+	if m.SelectedEpoch < 0 || m.SelectedEpoch > m.Epoch {
+		return fmt.Errorf("its selected epoch %d is not one of the %d epochs done", m.SelectedEpoch, m.Epoch)
 	}
-	if !(m.ValidPixelAUROC >= 0 && m.ValidPixelAUROC <= 1) || (m.ValidPixelAUROC != 0 && (m.SelectedEpoch == 0 || !m.Masks)) {
-		return fmt.Errorf("its valid pixel AUROC %v belongs to no selected epoch of a model trained with masks", m.ValidPixelAUROC)
+	inUnit := func(p *float64) bool { return p == nil || (*p >= 0 && *p <= 1) }
+	if !inUnit(m.ValidAUROC) || (m.ValidAUROC != nil && m.SelectedEpoch == 0) {
+		return fmt.Errorf("its valid image AUROC %v belongs to no selected epoch or is outside [0, 1]", *m.ValidAUROC)
+	}
+	if !inUnit(m.ValidPixelAUROC) || (m.ValidPixelAUROC != nil && (m.SelectedEpoch == 0 || !m.Masks)) {
+		return fmt.Errorf("its valid pixel AUROC %v belongs to no selected epoch of a model trained with masks or is outside [0, 1]", *m.ValidPixelAUROC)
 	}
 	if t := m.Training; t != nil && m.SelectedEpoch > 0 && !t.SelectOnValid {
 		return fmt.Errorf("it records a selected epoch (%d) but was trained without --select-on-valid", m.SelectedEpoch)

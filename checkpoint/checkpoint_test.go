@@ -79,7 +79,7 @@ func TestSaveLoadOpen(t *testing.T) {
 		}
 		// The epoch selected is one of those done.
 		sel := ck.Meta
-		sel.SelectedEpoch, sel.ValidAUROC = 1, 0.8
+		sel.SelectedEpoch, sel.ValidAUROC = 1, ptr(0.8)
 		sel.Training = &Training{Batch: 16, LR: 1e-3, Beta1: 0.5, Beta2: 0.999}
 		if err := sel.validate(); err == nil || !strings.Contains(err.Error(), "trained without --select-on-valid") {
 			t.Errorf("an epoch selected without selection: %v", err)
@@ -96,11 +96,26 @@ func TestSaveLoadOpen(t *testing.T) {
 			epoch int
 			masks bool
 			ok    bool
-		}{{0.9, 1, true, true}, {1.5, 1, true, false}, {-0.1, 1, true, false}, {math.NaN(), 1, true, false}, {0.9, 0, true, false}, {0.9, 1, false, false}} {
+		}{{0.9, 1, true, true}, {0, 1, true, true}, {1.5, 1, true, false}, {-0.1, 1, true, false}, {math.NaN(), 1, true, false}, {0.9, 0, true, false}, {0.9, 1, false, false}} {
 			px := sel
-			px.ValidPixelAUROC, px.SelectedEpoch, px.Masks = c.px, c.epoch, c.masks
+			px.ValidPixelAUROC, px.SelectedEpoch, px.Masks = ptr(c.px), c.epoch, c.masks
+			if c.epoch == 0 {
+				px.ValidAUROC = nil
+			}
 			if err := px.validate(); (err == nil) != c.ok || (err != nil && !strings.Contains(err.Error(), "valid pixel AUROC")) {
 				t.Errorf("valid pixel AUROC %v at selected epoch %d, masks %v: %v", c.px, c.epoch, c.masks, err)
+			}
+		}
+		// So does a valid image AUROC (0 included).
+		for _, c := range []struct {
+			auc   float64
+			epoch int
+			ok    bool
+		}{{0, 1, true}, {1, 1, true}, {1.01, 1, false}, {math.NaN(), 1, false}, {0.5, 0, false}} {
+			im := sel
+			im.ValidAUROC, im.SelectedEpoch = ptr(c.auc), c.epoch
+			if err := im.validate(); (err == nil) != c.ok || (err != nil && !strings.Contains(err.Error(), "valid image AUROC")) {
+				t.Errorf("valid image AUROC %v at selected epoch %d: %v", c.auc, c.epoch, err)
 			}
 		}
 		sel.SelectedEpoch = 2
@@ -387,3 +402,5 @@ func TestCheckTextFeatures(t *testing.T) {
 		return nil
 	})
 }
+
+func ptr(v float64) *float64 { return &v }

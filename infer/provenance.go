@@ -33,10 +33,10 @@ type Provenance struct {
 	// SelectedEpoch is the epoch kept by --select-on-valid (absent: the
 	// last), with its image AUROC on the held-out valid images and, for a
 	// model trained with masks, its pixel AUROC there.
-	SelectedEpoch   int     `json:"selected_epoch,omitempty"`
-	ValidAUROC      float64 `json:"valid_auroc,omitempty"`
-	ValidPixelAUROC float64 `json:"valid_pixel_auroc,omitempty"`
-	ImageSize       int     `json:"image_size"`
+	SelectedEpoch   int      `json:"selected_epoch,omitempty"`
+	ValidAUROC      *float64 `json:"valid_auroc,omitempty"`
+	ValidPixelAUROC *float64 `json:"valid_pixel_auroc,omitempty"`
+	ImageSize       int      `json:"image_size"`
 	// Model is what the model was built with: tapped layers, the
 	// reference code's departures from CLIP, the ablations.
 	Model model.Options `json:"model"`

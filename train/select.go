@@ -32,13 +32,14 @@ type selector struct {
 // validScore is how an epoch scores on the held-out images.
 type validScore struct {
 	Image, Pixel float64 // AUROCs; Pixel is 0 when selection has no pixels
+	ByPixels     bool    // selection ranks pixels too
 }
 
 // String reads "image AUROC 91.20%", with ", pixel AUROC 97.03%" when
 // selection has pixels.
 func (v validScore) String() string {
 	s := fmt.Sprintf("image AUROC %.2f%%", 100*v.Image)
-	if v.Pixel > 0 {
+	if v.ByPixels {
 		s += fmt.Sprintf(", pixel AUROC %.2f%%", 100*v.Pixel)
 	}
 	return s
@@ -47,8 +48,11 @@ func (v validScore) String() string {
 // criterion is the number selection maximises.
 func (v validScore) criterion() float64 { return v.Image + v.Pixel }
 
-func newSelector(ctx context.Context, m *model.MadCLIP, samples []dataset.Sample, size int, masks bool, limits imaging.Limits, dev torch.Device) (*selector, error) {
-	imgs, err := loadAll(samples, size, dataset.DecodeOptions{Limits: limits, Masks: masks})
+// newSelector caches the features of the held-out samples for a model
+// trained with masks or not; byPixels reads their masks too, for selection
+// by image + pixel AUROC.
+func newSelector(ctx context.Context, m *model.MadCLIP, samples []dataset.Sample, size int, masks, byPixels bool, limits imaging.Limits, dev torch.Device) (*selector, error) {
+	imgs, err := loadAll(samples, size, dataset.DecodeOptions{Limits: limits, Masks: byPixels})
 	if err != nil {
 		return nil, err
 	}
@@ -56,7 +60,7 @@ func newSelector(ctx context.Context, m *model.MadCLIP, samples []dataset.Sample
 	for _, smp := range samples {
 		s.labels = append(s.labels, smp.Abnormal)
 	}
-	if masks {
+	if byPixels {
 		s.pixels = maskPixels(imgs)
 	}
 	err = torch.Scoped(func(sc *torch.Scope) error {
@@ -169,7 +173,7 @@ func (s *selector) calibrate(m *model.MadCLIP) (*checkpoint.Calibration, float64
 // update scores the held-out images with the current parameters and keeps
 // a copy of them when they are the best so far.
 func (s *selector) update(m *model.MadCLIP, epoch int) (validScore, error) {
-	var v validScore
+	v := validScore{ByPixels: s.pixels != nil}
 	scores, maps, err := s.score(m, true)
 	if err != nil {
 		return v, err
@@ -206,7 +210,19 @@ func (s *selector) update(m *model.MadCLIP, epoch int) (validScore, error) {
 }
 
 // best is how the best epoch so far scored.
-func (s *selector) best() validScore { return validScore{Image: s.bestAUC, Pixel: s.bestPixel} }
+func (s *selector) best() validScore {
+	return validScore{Image: s.bestAUC, Pixel: s.bestPixel, ByPixels: s.pixels != nil}
+}
+
+// record writes the best epoch so far, and how it scored, into a
+// checkpoint's description.
+func (s *selector) record(m *checkpoint.Meta) {
+	image, pixel := s.bestAUC, s.bestPixel
+	m.SelectedEpoch, m.ValidAUROC, m.ValidPixelAUROC = s.bestEpoch+1, &image, nil
+	if s.pixels != nil {
+		m.ValidPixelAUROC = &pixel
+	}
+}
 
 // restoreBest copies the best epoch's parameters into the model.
 func (s *selector) restoreBest(m *model.MadCLIP) error {
@@ -258,7 +274,13 @@ func (s *selector) restore(m *model.MadCLIP, ck *checkpoint.Checkpoint) error {
 		}
 		return err
 	}
-	s.bestParams, s.bestAUC, s.bestPixel, s.bestEpoch = best, ck.Meta.ValidAUROC, ck.Meta.ValidPixelAUROC, ck.Meta.SelectedEpoch-1
+	s.bestParams, s.bestAUC, s.bestPixel, s.bestEpoch = best, 0, 0, ck.Meta.SelectedEpoch-1
+	if v := ck.Meta.ValidAUROC; v != nil {
+		s.bestAUC = *v
+	}
+	if v := ck.Meta.ValidPixelAUROC; v != nil {
+		s.bestPixel = *v
+	}
 	return nil
 }
 

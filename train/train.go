@@ -304,7 +304,7 @@ func (r *trainingRun) readShots() error {
 	r.rep.Stage(describeShots(*c, shots))
 	if c.SelectOnValid {
 		if n, a := dataset.Counts(heldOut); n == 0 || a == 0 {
-			return fmt.Errorf("--select-on-valid needs valid images of both classes besides the shots (have %d normal, %d abnormal)", n, a)
+			return fmt.Errorf("--select-on-valid needs valid images of both classes besides the shots, and %s has %d normal and %d abnormal beside them; give fewer --shots or leave out --select-on-valid", valid.Dir, n, a)
 		}
 	}
 	r.k, r.heldOut, r.hasMasks = len(shots.Normal), heldOut, valid.HasMasks
@@ -441,9 +441,19 @@ func (r *trainingRun) cacheFeatures(ctx context.Context) error {
 	// The held-out valid images (both classes needed) choose the label
 	// threshold at the end, and with --select-on-valid the epoch too.
 	if n, a := dataset.Counts(r.heldOut); n > 0 && a > 0 {
-		r.rep.Stage(fmt.Sprintf("caching backbone features of %d held-out valid images (%d normal, %d abnormal) to calibrate the threshold", len(r.heldOut), n, a))
-		if r.sel, err = newSelector(ctx, r.m, r.heldOut, c.Model.ImageSize, r.hasMasks, c.Limits, c.Device); err != nil {
+		why := "to calibrate the threshold"
+		if c.SelectOnValid {
+			why = "to select the epoch and calibrate the threshold"
+		}
+		r.rep.Stage(fmt.Sprintf("caching backbone features of %d held-out valid images (%d normal, %d abnormal) %s", len(r.heldOut), n, a, why))
+		// Selection ranks the held-out pixels too when the model trains
+		// with masks; calibration needs no mask.
+		byPixels := r.hasMasks && c.SelectOnValid
+		if r.sel, err = newSelector(ctx, r.m, r.heldOut, c.Model.ImageSize, r.hasMasks, byPixels, c.Limits, c.Device); err != nil {
 			return err
+		}
+		if byPixels && r.sel.pixels == nil {
+			r.rep.Warn("the masks of the held-out valid images mark nothing: the epoch is selected on image AUROC alone")
 		}
 		if r.resume != nil && c.SelectOnValid {
 			if err := r.sel.restore(r.m, r.resume); err != nil {
@@ -573,7 +583,7 @@ func (r *trainingRun) stopAt(epoch, step int, lossSum float64, lossN int, why er
 		// The best epoch so far, so that a resumed run keeps the one an
 		// uninterrupted run would.
 		selected = r.sel.state(r.m)
-		r.meta.SelectedEpoch, r.meta.ValidAUROC, r.meta.ValidPixelAUROC = r.sel.bestEpoch+1, r.sel.bestAUC, r.sel.bestPixel
+		r.sel.record(&r.meta)
 	}
 	if err := checkpoint.SavePartial(r.c.Out, r.m, r.opt, r.meta, selected); err != nil {
 		return fmt.Errorf("%w, and saving the checkpoint failed: %w", why, err)
@@ -587,7 +597,7 @@ func (r *trainingRun) finish() error {
 		if err := r.sel.restoreBest(r.m); err != nil {
 			return err
 		}
-		r.meta.SelectedEpoch, r.meta.ValidAUROC, r.meta.ValidPixelAUROC = r.sel.bestEpoch+1, r.sel.bestAUC, r.sel.bestPixel
+		r.sel.record(&r.meta)
 	}
 	if r.sel != nil {
 		cal, f1th, jth, err := r.sel.calibrate(r.m)
@@ -598,7 +608,11 @@ func (r *trainingRun) finish() error {
 		r.rep.Stage(fmt.Sprintf("threshold %s (F1-max; Youden %s) on %d held-out valid images, image AUROC %.2f%% there",
 			metrics.FormatThreshold(f1th), metrics.FormatThreshold(jth), cal.Normal+cal.Abnormal, 100*cal.AUROC))
 		if cal.Normal < fewHeldOut || cal.Abnormal < fewHeldOut {
-			r.rep.Warn(fmt.Sprintf("the threshold rests on %d normal and %d abnormal held-out valid images only: take it as rough (valid images beyond the shots make it firmer)", cal.Normal, cal.Abnormal))
+			what := "the threshold rests"
+			if r.c.SelectOnValid {
+				what = "the threshold and the epoch kept rest"
+			}
+			r.rep.Warn(fmt.Sprintf("%s on %d normal and %d abnormal held-out valid images only: take them as rough (valid images beyond the shots make them firmer)", what, cal.Normal, cal.Abnormal))
 		}
 		if cal.AUROC < 0.5 {
 			r.rep.Warn(fmt.Sprintf("image AUROC %.2f%% on the held-out valid images, below chance: the model ranks them the wrong way round, and labels at its threshold mean little (more epochs or shots may help)", 100*cal.AUROC))

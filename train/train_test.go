@@ -1,10 +1,13 @@
 package train
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"image"
+	"image/png"
 	"maps"
 	"math"
 	"os"
@@ -221,8 +224,8 @@ func TestResumeKeepsSelection(t *testing.T) {
 	part := smallConfig(t, root)
 	part.SelectOnValid, part.Epochs = true, 4
 	interrupt(t, part, 9, func(ck *checkpoint.Checkpoint) { // 4 steps an epoch: in epoch 3
-		if m := ck.Meta; m.Epoch != 2 || m.SelectedEpoch < 1 || m.SelectedEpoch > 2 || !(m.ValidAUROC >= 0) {
-			t.Errorf("partial checkpoint: epoch %d done, best %d (AUROC %v)", m.Epoch, m.SelectedEpoch, m.ValidAUROC)
+		if m := ck.Meta; m.Epoch != 2 || m.SelectedEpoch < 1 || m.SelectedEpoch > 2 || m.ValidAUROC == nil || m.ValidPixelAUROC == nil {
+			t.Errorf("partial checkpoint: epoch %d done, best %d (AUROCs %v, %v)", m.Epoch, m.SelectedEpoch, m.ValidAUROC, m.ValidPixelAUROC)
 		}
 		if _, ok := ck.Tensors[checkpoint.SelectedPrefix+"prompts.normal"]; !ok {
 			t.Error("the partial checkpoint lacks the best epoch's parameters")
@@ -232,8 +235,8 @@ func TestResumeKeepsSelection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Meta.SelectedEpoch != want.Meta.SelectedEpoch || got.Meta.ValidAUROC != want.Meta.ValidAUROC {
-		t.Errorf("resumed run kept epoch %d (AUROC %v), uninterrupted %d (%v)", got.Meta.SelectedEpoch, got.Meta.ValidAUROC, want.Meta.SelectedEpoch, want.Meta.ValidAUROC)
+	if g, w := got.Meta, want.Meta; g.SelectedEpoch != w.SelectedEpoch || *g.ValidAUROC != *w.ValidAUROC || *g.ValidPixelAUROC != *w.ValidPixelAUROC {
+		t.Errorf("resumed run kept epoch %d (AUROCs %v, %v), uninterrupted %d (%v, %v)", g.SelectedEpoch, *g.ValidAUROC, *g.ValidPixelAUROC, w.SelectedEpoch, *w.ValidAUROC, *w.ValidPixelAUROC)
 	}
 	if d := maxDiff(t, readParams(t, full.Out), readParams(t, part.Out)); d != 0 {
 		t.Errorf("resumed run's parameters differ from the uninterrupted one's by %g", d)
@@ -455,7 +458,7 @@ func TestSelectOnValid(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Meta.SelectedEpoch < 1 || res.Meta.SelectedEpoch > 3 || res.Meta.ValidAUROC <= 0 {
+	if res.Meta.SelectedEpoch < 1 || res.Meta.SelectedEpoch > 3 || res.Meta.ValidAUROC == nil {
 		t.Errorf("selected epoch %d, valid AUROC %v", res.Meta.SelectedEpoch, res.Meta.ValidAUROC)
 	}
 	if th := res.Meta.Threshold; !(th > 0 && th <= 1) {
@@ -485,8 +488,8 @@ func TestSelectOnValidPixels(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := res.Meta
-	if !m.Masks || !(m.ValidPixelAUROC > 0 && m.ValidPixelAUROC <= 1) {
-		t.Fatalf("masks %v, valid pixel AUROC %v", m.Masks, m.ValidPixelAUROC)
+	if !m.Masks || m.ValidAUROC == nil || m.ValidPixelAUROC == nil {
+		t.Fatalf("masks %v, valid AUROCs %v, %v", m.Masks, m.ValidAUROC, m.ValidPixelAUROC)
 	}
 	// Each epoch's line gives both AUROCs; the kept epoch has the largest
 	// sum (to the lines' precision).
@@ -541,8 +544,43 @@ func TestSelectOnValidPixels(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if img, px := auroc(t, scores, labels), auroc(t, maps, pixels); math.Abs(img-m.ValidAUROC) > 1e-6 || math.Abs(px-m.ValidPixelAUROC) > 1e-6 {
-		t.Errorf("recorded valid AUROCs %v, %v; predict's code gives %v, %v", m.ValidAUROC, m.ValidPixelAUROC, img, px)
+	if img, px := auroc(t, scores, labels), auroc(t, maps, pixels); math.Abs(img-*m.ValidAUROC) > 1e-6 || math.Abs(px-*m.ValidPixelAUROC) > 1e-6 {
+		t.Errorf("recorded valid AUROCs %v, %v; predict's code gives %v, %v", *m.ValidAUROC, *m.ValidPixelAUROC, img, px)
+	}
+	// Held-out masks that mark nothing leave the image AUROC alone, said
+	// in a warning; the shots' masks still train the segmentation head.
+	blank := synth(t)
+	list, err := dataset.OpenShots(dataset.AuthorsShotsName("Brain", 2), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	maskDir := filepath.Join(blank, "Brain_AD", "valid", "Ungood", "anomaly_mask")
+	entries, err := os.ReadDir(maskDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if slices.Contains(list.Abnormal, e.Name()) {
+			continue
+		}
+		var black bytes.Buffer
+		if err := png.Encode(&black, image.NewGray(image.Rect(0, 0, 32, 32))); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(maskDir, e.Name()), black.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cb := smallConfig(t, blank)
+	cb.SelectOnValid, cb.Epochs = true, 2
+	log := &stageLog{}
+	res, err = run(t, context.Background(), cb, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Meta.Masks || res.Meta.ValidPixelAUROC != nil || res.Meta.ValidAUROC == nil ||
+		!slices.Contains(log.stages, "warning: the masks of the held-out valid images mark nothing: the epoch is selected on image AUROC alone") {
+		t.Errorf("blank held-out masks: masks %v, valid AUROCs %v, %v; %q", res.Meta.Masks, res.Meta.ValidAUROC, res.Meta.ValidPixelAUROC, log.stages)
 	}
 	// A model trained without masks selects on image AUROC alone.
 	c2 := smallConfig(t, root)
@@ -551,7 +589,7 @@ func TestSelectOnValidPixels(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Meta.Masks || res.Meta.ValidPixelAUROC != 0 || res.Meta.SelectedEpoch < 1 {
+	if res.Meta.Masks || res.Meta.ValidPixelAUROC != nil || res.Meta.ValidAUROC == nil || res.Meta.SelectedEpoch < 1 {
 		t.Errorf("without masks: masks %v, valid pixel AUROC %v, selected %d", res.Meta.Masks, res.Meta.ValidPixelAUROC, res.Meta.SelectedEpoch)
 	}
 }

@@ -591,9 +591,9 @@ func TestBenchCLI(t *testing.T) {
 			SelectOnValid bool `json:"select_on_valid"`
 		} `json:"settings"`
 		Provenance struct {
-			SelectedEpoch   int     `json:"selected_epoch"`
-			ValidAUROC      float64 `json:"valid_auroc"`
-			ValidPixelAUROC float64 `json:"valid_pixel_auroc"`
+			SelectedEpoch   int      `json:"selected_epoch"`
+			ValidAUROC      *float64 `json:"valid_auroc"`
+			ValidPixelAUROC *float64 `json:"valid_pixel_auroc"`
 		} `json:"provenance"`
 	}
 	b, _ = os.ReadFile(js)
@@ -604,7 +604,7 @@ func TestBenchCLI(t *testing.T) {
 	// any training (synthetic Brain has 22).
 	_, e, code = madclip(t, nil, "bench", "--data", root, "--preset", "tiny", "--shots", "2,22", "--datasets", "Brain", "--select-on-valid")
 	wantFailure(t, "22 shots take every abnormal one, leaving none to select on", e, code)
-	if s := sel[0]; !s.Settings.SelectOnValid || s.Provenance.SelectedEpoch < 1 || s.Provenance.SelectedEpoch > 2 || !(s.Provenance.ValidPixelAUROC > 0) {
+	if s := sel[0]; !s.Settings.SelectOnValid || s.Provenance.SelectedEpoch < 1 || s.Provenance.SelectedEpoch > 2 || s.Provenance.ValidAUROC == nil || s.Provenance.ValidPixelAUROC == nil {
 		t.Errorf("bench --select-on-valid recorded %+v", s)
 	}
 	_, e, code = madclip(t, nil, "bench", "--data", root, "--preset", "tiny", "--shots", "x")

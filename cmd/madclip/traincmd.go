@@ -254,11 +254,14 @@ func trainAction(c *cli.Context) error {
 	}
 	epochs := plural.Of(res.Meta.Epochs, "epoch")
 	if m := res.Meta; m.SelectedEpoch > 0 {
-		kept := fmt.Sprintf("valid image AUROC %.2f%%", 100*m.ValidAUROC)
-		if m.ValidPixelAUROC > 0 {
-			kept += fmt.Sprintf(", pixel AUROC %.2f%%", 100*m.ValidPixelAUROC)
+		kept := fmt.Sprintf("kept epoch %d", m.SelectedEpoch)
+		if m.ValidAUROC != nil {
+			kept += fmt.Sprintf(", valid image AUROC %.2f%%", 100**m.ValidAUROC)
 		}
-		epochs += fmt.Sprintf(" (kept epoch %d, %s)", m.SelectedEpoch, kept)
+		if m.ValidPixelAUROC != nil {
+			kept += fmt.Sprintf(", pixel AUROC %.2f%%", 100**m.ValidPixelAUROC)
+		}
+		epochs += " (" + kept + ")"
 	}
 	fmt.Fprintf(c.App.Writer, "wrote %s: %s per class, %d augmented images, %s, last epoch's mean loss %.4f, cos(t_n, t_ab) %.4f, %.1f ms per step, %s in all\n",
 		oneLine(cfg.Out), plural.Of(res.Meta.Shots, "shot"), res.Images, epochs, res.FinalLoss, res.TextCosine, float64(res.StepTime.Microseconds())/1000, roughly(res.TotalTime))
