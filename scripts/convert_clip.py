@@ -99,7 +99,13 @@ HF_PARTS = {"layer_norm1.": "ln_1.", "layer_norm2.": "ln_2.", "mlp.fc1.": "mlp.c
 HF_LAYER = re.compile(r"^(text|vision)_model\.encoder\.layers\.(\d+)\.(.+)$")
 
 
+class NotClip(Exception):
+    """Why the input is not the CLIP this script converts."""
+
+
 def from_hf(sd):
+    """OpenAI's names for a Hugging Face CLIP's tensors (q, k and v packed,
+    projections transposed); NotClip when a tensor has no place there."""
     out, qkv = {}, {}
     for k, v in sd.items():
         if k.endswith("position_ids"):
@@ -115,7 +121,7 @@ def from_hf(sd):
             continue
         m = HF_LAYER.match(k)
         if not m:
-            sys.exit(f"convert_clip: unknown Hugging Face CLIP tensor {k}")
+            raise NotClip(f"unknown Hugging Face CLIP tensor {k}")
         prefix = ("visual." if m.group(1) == "vision" else "") + f"transformer.resblocks.{m.group(2)}."
         rest = m.group(3)
         for a, b in HF_PARTS.items():
@@ -125,11 +131,11 @@ def from_hf(sd):
         else:
             m2 = re.match(r"self_attn\.([qkv])_proj\.(weight|bias)$", rest)
             if not m2:
-                sys.exit(f"convert_clip: unknown Hugging Face CLIP tensor {k}")
+                raise NotClip(f"unknown Hugging Face CLIP tensor {k}")
             qkv.setdefault(prefix + "attn.in_proj_" + m2.group(2), {})[m2.group(1)] = v
     for name, parts in qkv.items():
         if set(parts) != {"q", "k", "v"}:
-            sys.exit(f"convert_clip: {name}: q, k and v are not all present")
+            raise NotClip(f"{name}: q, k and v are not all present")
         out[name] = torch.cat([parts["q"], parts["k"], parts["v"]], 0)
     return out
 
@@ -190,8 +196,20 @@ def unusable(sd):
     tensors and shapes, floating-point, CLIP's vocabulary of 49408 tokens,
     a context of 77)."""
     rows = sd["visual.positional_embedding"].shape[0]
-    if round((rows - 1) ** 0.5) ** 2 + 1 != rows:
+    if rows < 2 or round((rows - 1) ** 0.5) ** 2 + 1 != rows:
         return f"not CLIP weights: visual.positional_embedding has {rows} rows, not a square grid plus one"
+    for tower, prefix in (("vision", "visual.transformer.resblocks."), ("text", "transformer.resblocks.")):
+        if not any(k.startswith(prefix) for k in sd):
+            return f"not CLIP weights: the {tower} tower has no blocks ({prefix}N.*)"
+    widths = {"vision width": sd["visual.conv1.weight"].shape[0], "text width": sd["token_embedding.weight"].shape[-1],
+              "patch size": sd["visual.conv1.weight"].shape[-1], "embed dim": sd["text_projection"].shape[-1]}
+    for name, v in widths.items():
+        if v <= 0:
+            return f"not CLIP weights: its {name} is {v}"
+    for name in ("vision width", "text width"):
+        heads = max(1, widths[name] // 64)
+        if widths[name] % heads:
+            return f"not CLIP weights: its {name} {widths[name]} does not divide into {heads} heads of 64"
     want = expected_shapes(sd)
     missing = sorted(n for n in want if n not in sd)
     if missing:
@@ -294,7 +312,10 @@ def main():
     except Exception as e:  # noqa: BLE001 - any reader failure is the file's problem
         sys.exit(f"convert_clip: {a.input}: not readable as CLIP weights: {e}")
     if any(k.startswith(("vision_model.", "text_model.")) for k in sd):
-        sd = from_hf(sd)
+        try:
+            sd = from_hf(sd)
+        except NotClip as e:
+            sys.exit(f"convert_clip: {a.input}: {e}; nothing was written")
     sd = {k: v for k, v in sd.items() if k not in EXTRAS}
     for need in ("visual.conv1.weight", "visual.positional_embedding", "token_embedding.weight", "text_projection"):
         if need not in sd:

@@ -316,8 +316,9 @@ func TestPythonConverterReleaseNames(t *testing.T) {
 }
 
 // The Python converter refuses, before writing, weights madclip's loader
-// would refuse: a tensor missing, extra or misshaped, a tensor of
-// integers, a vocabulary or a text context shorter than CLIP's.
+// would refuse (and Convert refuses them too): a tensor missing, extra or
+// misshaped, no patch grid, a tower without blocks, a tensor of integers,
+// a vocabulary or a text context shorter than CLIP's.
 func TestPythonConverterChecksWeights(t *testing.T) {
 	py := python(t)
 	dir := t.TempDir()
@@ -345,6 +346,23 @@ func TestPythonConverterChecksWeights(t *testing.T) {
 		"grid.safetensors": {func(w map[string]*torch.Tensor) {
 			w["visual.positional_embedding"] = w["visual.positional_embedding"].Narrow(0, 0, 3)
 		}, "not a square grid plus one"},
+		"nogrid.safetensors": {func(w map[string]*torch.Tensor) {
+			w["visual.positional_embedding"] = w["visual.positional_embedding"].Narrow(0, 0, 1)
+		}, "visual.positional_embedding has 1 rows"},
+		"novision.safetensors": {func(w map[string]*torch.Tensor) {
+			for n := range w {
+				if strings.HasPrefix(n, "visual.transformer.") {
+					delete(w, n)
+				}
+			}
+		}, "the vision tower has no blocks"},
+		"notext.safetensors": {func(w map[string]*torch.Tensor) {
+			for n := range w {
+				if strings.HasPrefix(n, "transformer.") {
+					delete(w, n)
+				}
+			}
+		}, "the text tower has no blocks"},
 		"context.safetensors": {func(w map[string]*torch.Tensor) {
 			w["positional_embedding"] = w["positional_embedding"].Narrow(0, 0, 20)
 		}, "a text context of 20 tokens"},
@@ -371,6 +389,14 @@ func TestPythonConverterChecksWeights(t *testing.T) {
 		}
 		if _, err := os.Stat(out); err == nil {
 			t.Errorf("%s: output written despite the refusal", name)
+		}
+		// madclip weights convert decides alike.
+		err = torch.Do(func() error {
+			_, err := Convert(in, out, "")
+			return err
+		})
+		if err == nil {
+			t.Errorf("%s: the Python script refuses it, Convert accepts it", name)
 		}
 	}
 }
