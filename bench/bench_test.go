@@ -52,6 +52,10 @@ func TestTable(t *testing.T) {
 	if got := Table(results); !strings.Contains(got, "\nScored: each run's best epoch on its held-out valid images (image + pixel AUROC with masks") {
 		t.Errorf("no epochs note for selected runs:\n%s", got)
 	}
+	// A table without the paper's numbers does not speak of them.
+	if got := Table([]Result{{Dataset: "Knee", Shots: 16, Seed: 1, Metrics: infer.Metrics{ImageAUROC: 0.8}}}); !strings.Contains(got, "\nScored: each run's last epoch.\n") {
+		t.Errorf("epochs note without the paper's numbers:\n%s", got)
+	}
 	results[0].Settings.SelectOnValid = false
 	if got := Table(results); !strings.Contains(got, "\nScored: the last epoch, or the best on held-out valid images where a run selected one;") {
 		t.Errorf("no epochs note for mixed runs:\n%s", got)

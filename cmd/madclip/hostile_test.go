@@ -344,6 +344,7 @@ func TestHostileInputs(t *testing.T) {
 		{"huge learning rate", append(train, "--lr", "1e30", "--out", filepath.Join(dir, "o.safetensors")), "--lr 1e+30"},
 		{"learning rate below the smallest float", append(train, "--lr", "1e-400", "--out", filepath.Join(dir, "o.safetensors")), "--lr reads as 0"},
 		{"zero learning rate", append(train, "--lr", "0", "--out", filepath.Join(dir, "o.safetensors")), "--lr reads as 0"},
+		{"learning rate below float32's range", append(train, "--lr", "1e-46", "--out", filepath.Join(dir, "o.safetensors")), "--lr 1e-46 is below the smallest normal float32"},
 		{"zero pixel limit", append(predict, scan, "--max-pixels", "0"), "predict: --max-pixels 0: want a positive number"},
 		{"empty heatmap path", append(predict, scan, "--heatmap", ""), "--heatmap is empty"},
 		{"unknown flag", append(predict, scan, "--bogus"), "see madclip predict --help"},

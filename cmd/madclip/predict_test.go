@@ -585,7 +585,7 @@ func TestBenchCLI(t *testing.T) {
 	// --select-on-valid selects each run's epoch on held-out valid images:
 	// the table says so, the JSON records the setting and the epoch kept.
 	o, e, code = madclip(t, nil, "bench", "--data", root, "--preset", "tiny", "--shots", "2", "--seeds", "1", "--epochs", "2",
-		"--image-size", "56", "--datasets", "Brain", "--select-on-valid", "--device", "cpu", "-q", "--json-out", js)
+		"--image-size", "56", "--datasets", "Brain", "--select-on-valid", "--device", "cpu", "--json-out", js)
 	var sel []struct {
 		Settings struct {
 			SelectOnValid bool `json:"select_on_valid"`
@@ -597,13 +597,17 @@ func TestBenchCLI(t *testing.T) {
 		} `json:"provenance"`
 	}
 	b, _ = os.ReadFile(js)
-	if err := json.Unmarshal(b, &sel); err != nil || code != 0 || len(sel) != 1 || !strings.Contains(o, "Scored: each run's best epoch on its held-out valid images") {
+	if err := json.Unmarshal(b, &sel); err != nil || code != 0 || len(sel) != 1 || !strings.Contains(o, "Scored: each run's best epoch on its held-out valid images") ||
+		!strings.Contains(e, "Brain, 2 shots, seed 1 (kept epoch ") {
 		t.Fatalf("bench --select-on-valid: exit %d %v %s %s", code, err, o, e)
 	}
 	// Shots that would take every abnormal valid image are refused before
 	// any training (synthetic Brain has 22).
 	_, e, code = madclip(t, nil, "bench", "--data", root, "--preset", "tiny", "--shots", "2,22", "--datasets", "Brain", "--select-on-valid")
 	wantFailure(t, "22 shots take every abnormal one, leaving none to select on", e, code)
+	// Shots a valid split cannot give are refused up front too, flag or not.
+	_, e, code = madclip(t, nil, "bench", "--data", root, "--preset", "tiny", "--shots", "2,30", "--datasets", "Brain", "--draw-shots")
+	wantFailure(t, "has 23 normal and 22 abnormal images: too few for 30 shots of each; give fewer --shots", e, code)
 	if s := sel[0]; !s.Settings.SelectOnValid || s.Provenance.SelectedEpoch < 1 || s.Provenance.SelectedEpoch > 2 || s.Provenance.ValidAUROC == nil || s.Provenance.ValidPixelAUROC == nil {
 		t.Errorf("bench --select-on-valid recorded %+v", s)
 	}

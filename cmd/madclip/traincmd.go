@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strings"
 	"syscall"
@@ -483,7 +484,10 @@ func checkTrainSettings(c *cli.Context, cfg train.Config) error {
 	}
 	if cfg.LR == 0 && c.IsSet("lr") {
 		// 1e-400 reads as 0: say why the number shown is not the one typed.
-		return errors.New("--lr reads as 0 (below 5e-324 a number rounds to 0): Adam's learning rate must be in (0, 1] (the paper's is 0.001)")
+		return errors.New("--lr reads as 0 (0 itself, or a number below 5e-324, which rounds to it): Adam's learning rate must be in (0, 1] (the paper's is 0.001)")
+	}
+	if cfg.LR > 0 && cfg.LR < math.SmallestNonzeroFloat32*(1<<23) {
+		return fmt.Errorf("--lr %v is below the smallest normal float32 (1.2e-38): the float32 parameters would never change (the paper's rate is 0.001)", cfg.LR)
 	}
 	if !(cfg.LR > 0 && cfg.LR <= 1) {
 		return fmt.Errorf("--lr %v: Adam's learning rate must be in (0, 1] (the paper's is 0.001)", cfg.LR)
