@@ -416,14 +416,10 @@ func Table(results []Result) string {
 	for _, k := range shots {
 		row := []string{fmt.Sprint(k)}
 		for _, c := range cols {
-			var pAC, pAS float64
-			var okAC, okAS bool
-			if c.train != "" {
-				if k == 16 {
-					pAC, okAC = PaperCrossAUC(c.train, c.test)
-				}
-			} else {
-				pAC, okAC = PaperAUC(c.name, k, "AC")
+			pAC, okAC := paperNumber(Result{Dataset: c.test, TrainedOn: c.train, Shots: k})
+			var pAS float64
+			var okAS bool
+			if c.train == "" {
 				pAS, okAS = PaperAUC(c.name, k, "AS")
 			}
 			row = append(row, tableCell(ac[key{c.name, k}], pAC, okAC))
