@@ -512,18 +512,7 @@ func TestSelectOnValidPixels(t *testing.T) {
 		}
 	}
 	// The kept model, run by predict's code over the held-out images.
-	valid, err := dataset.ReadSplit(root, "Brain", "valid")
-	if err != nil {
-		t.Fatal(err)
-	}
-	shots, err := dataset.OpenShots(dataset.AuthorsShotsName("Brain", 2), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, heldOut, err := shots.Select(valid.Samples)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, heldOut := heldOutOfTwoShots(t, root)
 	var scores, maps []float32
 	var labels, pixels []bool
 	err = torch.Do(func() error {
@@ -780,6 +769,26 @@ func TestUpgradeOldPromptLayout(t *testing.T) {
 	}
 }
 
+// heldOutOfTwoShots is synthetic Brain's valid split under root and its
+// images that the authors' 2-shot list leaves out: smallConfig's held-out
+// images.
+func heldOutOfTwoShots(t *testing.T, root string) (*dataset.Split, []dataset.Sample) {
+	t.Helper()
+	valid, err := dataset.ReadSplit(root, "Brain", "valid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	shots, err := dataset.OpenShots(dataset.AuthorsShotsName("Brain", 2), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, heldOut, err := shots.Select(valid.Samples)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return valid, heldOut
+}
+
 // Training chooses the label threshold on the held-out valid images
 // whenever there are some of both classes, without --select-on-valid, and
 // the thresholds are the ones the held-out scores give.
@@ -807,14 +816,7 @@ func TestThresholdCalibrated(t *testing.T) {
 	}
 	// The same held-out images scored by predict's code give the same
 	// thresholds: the midpoints of the F1-max and Youden gaps.
-	shots, err := dataset.OpenShots(dataset.AuthorsShotsName("Brain", 2), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, heldOut, err := shots.Select(valid.Samples)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, heldOut := heldOutOfTwoShots(t, root)
 	var scores []float32
 	var labels []bool
 	err = torch.Do(func() error {
