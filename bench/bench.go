@@ -220,16 +220,18 @@ func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, note func(string)) ([
 		for _, k := range c.Shots {
 			for s := range c.Seeds {
 				seed := uint64(s + 1)
-				note(fmt.Sprintf("%s %s, %s, seed %d: training", progress(), label, shots(k), seed))
-				r, err := oneRun(ctx, c, opts, shared, tk, &runWarnings{dataset: label, run: fmt.Sprintf("%s, %s, seed %d", label, shots(k), seed), warn: warn, seen: warned}, name, test, k, seed)
+				run := fmt.Sprintf("%s, %s, seed %d", label, shots(k), seed)
+				note(progress() + " " + run + ": training")
+				r, err := oneRun(ctx, c, opts, shared, tk, &runWarnings{dataset: label, run: run, warn: warn, seen: warned}, name, test, k, seed)
 				if err != nil {
-					return out, fmt.Errorf("%s, %s, seed %d: %w", label, shots(k), seed, err)
+					return out, fmt.Errorf("%s: %w", run, err)
 				}
 				out = append(out, r)
-				msg := fmt.Sprintf("%s, %s, seed %d: image AUROC %.2f%%", label, shots(k), seed, 100*r.ImageAUROC)
+				msg := run
 				if e := r.Provenance.SelectedEpoch; e > 0 {
-					msg = fmt.Sprintf("%s, %s, seed %d (kept epoch %d): image AUROC %.2f%%", label, shots(k), seed, e, 100*r.ImageAUROC)
+					msg += fmt.Sprintf(" (kept epoch %d)", e)
 				}
+				msg += fmt.Sprintf(": image AUROC %.2f%%", 100*r.ImageAUROC)
 				if r.PixelAUROC != nil {
 					msg += fmt.Sprintf(", pixel AUROC %.2f%%", 100**r.PixelAUROC)
 				}
