@@ -109,11 +109,15 @@ The shots: for the six benchmark datasets with --shots 2, 4, 8 or 16, the
 authors' fixed list (built in; the paper's protocol); --draw-shots, or any
 other dataset or count, draws --shots per class with --seed; --shots-file
 takes a list in the authors' format (lines "n-0: a.png ..." and "a-0: ...").
+The valid images that are not shots calibrate the label threshold; with
+--select-on-valid they also choose the epoch kept (the authors' criterion,
+image + pixel AUROC, applied there instead of on the test split).
 
 Examples:
   madclip train --data ~/data/MVFA --dataset Brain --weights ViT-L-14-336px.safetensors --shots 16 --out brain16.safetensors
   madclip train --data ~/data/MVFA --dataset Liver --shots 4 --draw-shots --seed 3 --out liver4-s3.safetensors
   madclip train --data ~/data/MVFA --dataset Liver --shots-file my-list.txt --out liver.safetensors
+  madclip train --data ~/data/MVFA --dataset Retina_RESC --shots 16 --select-on-valid --out resc16.safetensors
   madclip train --data mydata --dataset Knee --object "knee MRI" --shots 8 --out knee.safetensors
   madclip train --data /tmp/synth --dataset Brain --preset tiny --epochs 5 --out tiny.safetensors
   madclip train --resume tiny.safetensors   # continues a run that Ctrl-C, SIGTERM or SIGHUP stopped`,
