@@ -48,8 +48,7 @@ func ServeArchiveChild() {
 }
 
 func serveArchive(path string, w io.Writer) error {
-	var list []safetensors.Tensor
-	err := Do(func() error {
+	return Do(func() error {
 		ts, err := loadHere(path)
 		if err != nil {
 			return err
@@ -59,6 +58,8 @@ func serveArchive(path string, w io.Writer) error {
 				t.Free()
 			}
 		}()
+		specs := make([]safetensors.Tensor, 0, len(ts))
+		dtypes := make([]DType, 0, len(ts))
 		for name, t := range ts {
 			in, err := t.Info()
 			if err != nil {
@@ -68,18 +69,15 @@ func serveArchive(path string, w io.Writer) error {
 			if st == "" {
 				return fmt.Errorf("load %s: tensor %s: dtype %s is not one madclip reads", path, name, in.DType)
 			}
-			b, err := t.Bytes(in.DType)
-			if err != nil {
-				return fmt.Errorf("load %s: tensor %s: %w", path, name, err)
-			}
-			list = append(list, safetensors.Tensor{Name: name, DType: st, Shape: in.Shape, Data: b})
+			specs = append(specs, safetensors.Tensor{Name: name, DType: st, Shape: in.Shape})
+			dtypes = append(dtypes, in.DType)
 		}
-		return nil
+		// One tensor's bytes at a time: the child holds the archive's
+		// tensors once, not twice.
+		return safetensors.WriteStream(w, specs, map[string]string{childMark: "1"}, func(i int) ([]byte, error) {
+			return ts[specs[i].Name].Bytes(dtypes[i])
+		})
 	})
-	if err != nil {
-		return err
-	}
-	return safetensors.Write(w, list, map[string]string{childMark: "1"})
 }
 
 // loadInChild runs libtorch's archive reader in a child process (this
@@ -107,7 +105,14 @@ func loadInChild(path string) (map[string]*Tensor, error) {
 	if fi, err := os.Stat(path); err == nil {
 		limit = 2*fi.Size() + 64<<20 // the tensors plus a header: never more than the archive holds
 	}
-	buf, readErr := io.ReadAll(io.LimitReader(stdout, limit+1))
+	// The answer is about the archive's size: read into a buffer of that
+	// size from the start, not one that doubles its way there.
+	var answer bytes.Buffer
+	if fi, err := os.Stat(path); err == nil {
+		answer.Grow(int(min(fi.Size()+1<<20, limit+1)))
+	}
+	_, readErr := answer.ReadFrom(io.LimitReader(stdout, limit+1))
+	buf := answer.Bytes()
 	if int64(len(buf)) > limit {
 		cmd.Process.Kill()
 		cmd.Wait()

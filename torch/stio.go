@@ -93,19 +93,21 @@ func fromFile(path string, f *safetensors.File, list []safetensors.Tensor, dev D
 // SaveSafetensors writes tensors (each in its own dtype) and metadata to path
 // atomically.
 func SaveSafetensors(path string, tensors map[string]*Tensor, metadata map[string]string) error {
-	list := make([]safetensors.Tensor, 0, len(tensors))
+	specs := make([]safetensors.Tensor, 0, len(tensors))
+	dtypes := make([]DType, 0, len(tensors))
 	for name, t := range tensors {
 		in, err := t.Info()
 		if err != nil {
 			return fmt.Errorf("save %s: tensor %s: %w", path, name, err)
 		}
-		b, err := t.Bytes(in.DType)
-		if err != nil {
-			return fmt.Errorf("save %s: tensor %s: %w", path, name, err)
-		}
-		list = append(list, safetensors.Tensor{Name: name, DType: SafetensorsDType(in.DType), Shape: in.Shape, Data: b})
+		specs = append(specs, safetensors.Tensor{Name: name, DType: SafetensorsDType(in.DType), Shape: in.Shape})
+		dtypes = append(dtypes, in.DType)
 	}
-	if err := safetensors.WriteFile(path, list, metadata); err != nil {
+	// Each tensor is copied out of libtorch as it is written, so that
+	// saving gigabytes of weights holds one tensor's bytes at a time, not a
+	// second copy of them all.
+	bytesOf := func(i int) ([]byte, error) { return tensors[specs[i].Name].Bytes(dtypes[i]) }
+	if err := safetensors.WriteFileStream(path, specs, metadata, bytesOf); err != nil {
 		return fmt.Errorf("save %s: %w", path, err)
 	}
 	return nil

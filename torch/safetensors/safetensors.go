@@ -444,8 +444,25 @@ func objectEntries(b []byte) ([]keyValue, error) {
 
 // Write writes tensors (in name order) and metadata to w.
 func Write(w io.Writer, tensors []Tensor, metadata map[string]string) error {
-	ts := append([]Tensor(nil), tensors...)
-	sort.Slice(ts, func(i, j int) bool { return ts[i].Name < ts[j].Name })
+	for _, t := range tensors {
+		if t.DType.Size() != 0 && !negative(t.Shape) && int64(len(t.Data)) != t.NBytes() {
+			return fmt.Errorf("tensor %q: %d data bytes for shape %v of %s", t.Name, len(t.Data), t.Shape, t.DType)
+		}
+	}
+	return WriteStream(w, tensors, metadata, func(i int) ([]byte, error) { return tensors[i].Data, nil })
+}
+
+// WriteStream is Write for tensors whose bytes are asked for one at a
+// time, as each is written: specs give each tensor's name, dtype and
+// shape (their Data is ignored), data(i) the bytes of specs[i]. Only one
+// tensor's bytes need exist at once, so a file of gigabytes is written
+// without a second copy of it in memory.
+func WriteStream(w io.Writer, specs []Tensor, metadata map[string]string, data func(i int) ([]byte, error)) error {
+	order := make([]int, len(specs))
+	for i := range order {
+		order[i] = i
+	}
+	sort.Slice(order, func(a, b int) bool { return specs[order[a]].Name < specs[order[b]].Name })
 	var hdr strings.Builder
 	hdr.WriteByte('{')
 	if len(metadata) > 0 {
@@ -457,25 +474,19 @@ func Write(w io.Writer, tensors []Tensor, metadata map[string]string) error {
 		hdr.Write(m)
 	}
 	var off int64
-	for i, t := range ts {
+	for j, i := range order {
+		t := specs[i]
 		if t.Name == "" || t.Name == "__metadata__" {
 			return fmt.Errorf("invalid tensor name %q", t.Name)
 		}
-		if i > 0 && ts[i-1].Name == t.Name {
+		if j > 0 && specs[order[j-1]].Name == t.Name {
 			return fmt.Errorf("tensor %q given twice", t.Name)
 		}
 		if t.DType.Size() == 0 {
 			return fmt.Errorf("tensor %q: unsupported dtype %q", t.Name, t.DType)
 		}
-		numel := int64(1)
-		for _, s := range t.Shape {
-			if s < 0 {
-				return fmt.Errorf("tensor %q: negative dimension", t.Name)
-			}
-			numel *= s
-		}
-		if int64(len(t.Data)) != numel*int64(t.DType.Size()) {
-			return fmt.Errorf("tensor %q: %d data bytes for shape %v of %s", t.Name, len(t.Data), t.Shape, t.DType)
+		if negative(t.Shape) {
+			return fmt.Errorf("tensor %q: negative dimension", t.Name)
 		}
 		if hdr.Len() > 1 {
 			hdr.WriteByte(',')
@@ -486,8 +497,8 @@ func Write(w io.Writer, tensors []Tensor, metadata map[string]string) error {
 			shape = []int64{}
 		}
 		sh, _ := json.Marshal(shape)
-		fmt.Fprintf(&hdr, `%s:{"dtype":"%s","shape":%s,"data_offsets":[%d,%d]}`, name, t.DType, sh, off, off+int64(len(t.Data)))
-		off += int64(len(t.Data))
+		fmt.Fprintf(&hdr, `%s:{"dtype":"%s","shape":%s,"data_offsets":[%d,%d]}`, name, t.DType, sh, off, off+t.NBytes())
+		off += t.NBytes()
 	}
 	hdr.WriteByte('}')
 	for hdr.Len()%8 != 0 { // keep the data 8-byte aligned
@@ -501,12 +512,28 @@ func Write(w io.Writer, tensors []Tensor, metadata map[string]string) error {
 	if _, err := io.WriteString(w, hdr.String()); err != nil {
 		return err
 	}
-	for _, t := range ts {
-		if _, err := w.Write(t.Data); err != nil {
+	for _, i := range order {
+		b, err := data(i)
+		if err != nil {
+			return fmt.Errorf("tensor %q: %w", specs[i].Name, err)
+		}
+		if t := specs[i]; int64(len(b)) != t.NBytes() {
+			return fmt.Errorf("tensor %q: %d data bytes for shape %v of %s", t.Name, len(b), t.Shape, t.DType)
+		}
+		if _, err := w.Write(b); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+func negative(shape []int64) bool {
+	for _, s := range shape {
+		if s < 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // WriteFile writes a safetensors file atomically (a reader sees the old file
@@ -514,5 +541,13 @@ func Write(w io.Writer, tensors []Tensor, metadata map[string]string) error {
 func WriteFile(path string, tensors []Tensor, metadata map[string]string) error {
 	return atomicfile.Write(path, 0o644, func(w io.Writer) error {
 		return Write(w, tensors, authorship.MarkMetadata(metadata))
+	})
+}
+
+// WriteFileStream is WriteFile with WriteStream's one-tensor-at-a-time
+// bytes.
+func WriteFileStream(path string, specs []Tensor, metadata map[string]string, data func(i int) ([]byte, error)) error {
+	return atomicfile.Write(path, 0o644, func(w io.Writer) error {
+		return WriteStream(w, specs, authorship.MarkMetadata(metadata), data)
 	})
 }

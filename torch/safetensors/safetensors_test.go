@@ -238,3 +238,44 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// WriteStream writes the bytes Write writes, asking for each tensor's data
+// once, in the file's order; data of the wrong length or an error from data
+// fails the write, and WriteFileStream then leaves no file.
+func TestWriteStream(t *testing.T) {
+	specs := []Tensor{
+		{Name: "b", DType: F32, Shape: []int64{2}, Data: []byte{1, 2, 3, 4, 5, 6, 7, 8}},
+		{Name: "a", DType: U8, Shape: []int64{3}, Data: []byte{9, 10, 11}},
+		{Name: "c", DType: F16, Shape: []int64{}, Data: []byte{12, 13}},
+	}
+	var want, got bytes.Buffer
+	if err := Write(&want, specs, map[string]string{"k": "v"}); err != nil {
+		t.Fatal(err)
+	}
+	var asked []string
+	bare := make([]Tensor, len(specs))
+	for i, s := range specs {
+		bare[i] = Tensor{Name: s.Name, DType: s.DType, Shape: s.Shape}
+	}
+	err := WriteStream(&got, bare, map[string]string{"k": "v"}, func(i int) ([]byte, error) {
+		asked = append(asked, specs[i].Name)
+		return specs[i].Data, nil
+	})
+	if err != nil || !bytes.Equal(got.Bytes(), want.Bytes()) || strings.Join(asked, ",") != "a,b,c" {
+		t.Fatalf("WriteStream: %v, asked %v, same bytes %v", err, asked, bytes.Equal(got.Bytes(), want.Bytes()))
+	}
+	dir := t.TempDir()
+	for name, data := range map[string]func(int) ([]byte, error){
+		"short.safetensors":  func(i int) ([]byte, error) { return specs[i].Data[:1], nil },
+		"failed.safetensors": func(i int) ([]byte, error) { return nil, os.ErrPermission },
+	} {
+		path := filepath.Join(dir, name)
+		err := WriteFileStream(path, bare, nil, data)
+		if err == nil || !strings.Contains(err.Error(), `tensor "a"`) {
+			t.Errorf("%s: %v", name, err)
+		}
+		if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+			t.Errorf("%s: a failed write left %v", name, entries)
+		}
+	}
+}

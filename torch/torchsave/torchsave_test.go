@@ -272,3 +272,41 @@ func FuzzUnpickle(f *testing.F) {
 		}
 	})
 }
+
+// A storage record whose bytes no longer match its CRC-32 (a bit flipped on
+// disk) is refused, naming the record.
+func TestCorruptRecord(t *testing.T) {
+	dir := makeFiles(t)
+	src := filepath.Join(dir, "state.pth")
+	raw, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zr, err := zip.OpenReader(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec *zip.File
+	for _, f := range zr.File {
+		if strings.Contains(f.Name, "/data/") && f.UncompressedSize64 > 0 {
+			rec = f
+			break
+		}
+	}
+	if rec == nil {
+		t.Fatal("state.pth has no storage record")
+	}
+	off, err := rec.DataOffset()
+	zr.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw[off] ^= 0x01
+	bad := filepath.Join(dir, "flipped.pth")
+	if err := os.WriteFile(bad, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Read(bad); err == nil || !strings.Contains(err.Error(), rec.Name) || !strings.Contains(err.Error(), "checksum") {
+		t.Errorf("a flipped bit in %s: %v", rec.Name, err)
+	}
+}
