@@ -10,6 +10,7 @@ import (
 	"archive/zip"
 	"fmt"
 	"io"
+	"runtime/debug"
 	"strings"
 	"unsafe"
 
@@ -113,7 +114,14 @@ func loadTorchSave(path string) (map[string]*Tensor, error) {
 	for i, t := range ts {
 		list[i] = safetensors.Tensor(t)
 	}
-	return fromFile(path, nil, list, CPU, SameDType)
+	out, err := fromFile(path, nil, list, CPU, SameDType)
+	// The records' bytes (the file's size, a GiB for ViT-L/14) are in
+	// libtorch now: hand them back to the system at once rather than at
+	// the next collection, which saving the weights would reach holding
+	// both copies.
+	ts, list = nil, nil
+	debug.FreeOSMemory()
+	return out, err
 }
 
 // Entry is one tensor of a nested dict for SavePickle: Tensor under key Name

@@ -163,12 +163,21 @@ func readRecord(f *zip.File, limit uint64) ([]byte, error) {
 		return nil, fmt.Errorf("record %s: %w", f.Name, err)
 	}
 	defer r.Close()
-	b, err := io.ReadAll(io.LimitReader(r, int64(limit)+1))
-	if err != nil {
+	// The index's size (checked against limit above) sizes the buffer at
+	// once: growing it by doubling would copy a large record several
+	// times and leave as much garbage.
+	b := make([]byte, f.UncompressedSize64)
+	if n, err := io.ReadFull(r, b); err == io.ErrUnexpectedEOF || err == io.EOF {
+		return nil, fmt.Errorf("record %s: %d bytes, the index says %d", f.Name, n, f.UncompressedSize64)
+	} else if err != nil {
 		return nil, fmt.Errorf("record %s: %w", f.Name, err)
 	}
-	if uint64(len(b)) != f.UncompressedSize64 {
-		return nil, fmt.Errorf("record %s: %d bytes, the index says %d", f.Name, len(b), f.UncompressedSize64)
+	// Reading on to the end makes the zip reader check the record's CRC-32.
+	switch extra, err := r.Read(make([]byte, 1)); {
+	case extra > 0:
+		return nil, fmt.Errorf("record %s: more bytes than the index says (%d)", f.Name, f.UncompressedSize64)
+	case err != nil && err != io.EOF:
+		return nil, fmt.Errorf("record %s: %w", f.Name, err)
 	}
 	return b, nil
 }
