@@ -101,15 +101,13 @@ func loadInChild(path string) (map[string]*Tensor, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("load %s: cannot start the archive reader: %w", path, err)
 	}
-	limit := int64(4 << 30)
-	if fi, err := os.Stat(path); err == nil {
-		limit = 2*fi.Size() + 64<<20 // the tensors plus a header: never more than the archive holds
-	}
 	// The answer is about the archive's size: read into a buffer of that
 	// size from the start, not one that doubles its way there.
+	limit := int64(4 << 30)
 	var answer bytes.Buffer
 	if fi, err := os.Stat(path); err == nil {
-		answer.Grow(int(min(fi.Size()+1<<20, limit+1)))
+		limit = 2*fi.Size() + 64<<20 // the tensors plus a header: never more than the archive holds
+		answer.Grow(int(fi.Size() + 1<<20))
 	}
 	_, readErr := answer.ReadFrom(io.LimitReader(stdout, limit+1))
 	buf := answer.Bytes()
