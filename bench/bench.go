@@ -251,14 +251,14 @@ func (c Config) enoughShots(valid *dataset.Split) error {
 	}
 	n, a := dataset.Counts(valid.Samples)
 	k := slices.Max(c.Shots)
-	class := "normal"
-	if a < n {
-		class = "abnormal"
-	}
 	switch {
 	case n < k || a < k:
 		return fmt.Errorf("%s has %d normal and %d abnormal images: too few for %s of each; give fewer --shots", valid.Dir, n, a, shots(k))
 	case c.SelectOnValid && (n == k || a == k):
+		class := "normal"
+		if a == k {
+			class = "abnormal"
+		}
 		return fmt.Errorf("--select-on-valid: %s has %d normal and %d abnormal images: %s take every %s one, leaving none to select on; give fewer --shots or leave out --select-on-valid", valid.Dir, n, a, shots(k), class)
 	}
 	return nil

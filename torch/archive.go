@@ -115,11 +115,10 @@ func loadTorchSave(path string) (map[string]*Tensor, error) {
 		list[i] = safetensors.Tensor(t)
 	}
 	out, err := fromFile(path, nil, list, CPU, SameDType)
-	// The records' bytes (the file's size, a GiB for ViT-L/14) are in
-	// libtorch now: hand them back to the system at once rather than at
-	// the next collection, which saving the weights would reach holding
-	// both copies.
-	ts, list = nil, nil
+	// The records' bytes (the file's size, a GiB for ViT-L/14), no longer
+	// referenced once in libtorch, go back to the system at once rather
+	// than at the next collection, which saving the weights would reach
+	// holding both copies.
 	debug.FreeOSMemory()
 	return out, err
 }

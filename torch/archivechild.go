@@ -58,25 +58,13 @@ func serveArchive(path string, w io.Writer) error {
 				t.Free()
 			}
 		}()
-		specs := make([]safetensors.Tensor, 0, len(ts))
-		dtypes := make([]DType, 0, len(ts))
-		for name, t := range ts {
-			in, err := t.Info()
-			if err != nil {
-				return fmt.Errorf("load %s: tensor %s: %w", path, name, err)
-			}
-			st := SafetensorsDType(in.DType)
-			if st == "" {
-				return fmt.Errorf("load %s: tensor %s: dtype %s is not one madclip reads", path, name, in.DType)
-			}
-			specs = append(specs, safetensors.Tensor{Name: name, DType: st, Shape: in.Shape})
-			dtypes = append(dtypes, in.DType)
-		}
 		// One tensor's bytes at a time: the child holds the archive's
 		// tensors once, not twice.
-		return safetensors.WriteStream(w, specs, map[string]string{childMark: "1"}, func(i int) ([]byte, error) {
-			return ts[specs[i].Name].Bytes(dtypes[i])
-		})
+		specs, bytesOf, err := streamed(ts)
+		if err != nil {
+			return fmt.Errorf("load %s: %w", path, err)
+		}
+		return safetensors.WriteStream(w, specs, map[string]string{childMark: "1"}, bytesOf)
 	})
 }
 

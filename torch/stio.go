@@ -93,22 +93,34 @@ func fromFile(path string, f *safetensors.File, list []safetensors.Tensor, dev D
 // SaveSafetensors writes tensors (each in its own dtype) and metadata to path
 // atomically.
 func SaveSafetensors(path string, tensors map[string]*Tensor, metadata map[string]string) error {
+	specs, bytesOf, err := streamed(tensors)
+	if err == nil {
+		err = safetensors.WriteFileStream(path, specs, metadata, bytesOf)
+	}
+	if err != nil {
+		return fmt.Errorf("save %s: %w", path, err)
+	}
+	return nil
+}
+
+// streamed describes tensors for safetensors.WriteStream: each one's name,
+// dtype and shape, and a function that copies spec i's bytes out of
+// libtorch when it is written, so that writing gigabytes of weights holds
+// one tensor's bytes at a time, not a second copy of them all.
+func streamed(tensors map[string]*Tensor) ([]safetensors.Tensor, func(i int) ([]byte, error), error) {
 	specs := make([]safetensors.Tensor, 0, len(tensors))
 	dtypes := make([]DType, 0, len(tensors))
 	for name, t := range tensors {
 		in, err := t.Info()
 		if err != nil {
-			return fmt.Errorf("save %s: tensor %s: %w", path, name, err)
+			return nil, nil, fmt.Errorf("tensor %s: %w", name, err)
 		}
-		specs = append(specs, safetensors.Tensor{Name: name, DType: SafetensorsDType(in.DType), Shape: in.Shape})
+		st := SafetensorsDType(in.DType)
+		if st == "" {
+			return nil, nil, fmt.Errorf("tensor %s: dtype %s is not one madclip reads", name, in.DType)
+		}
+		specs = append(specs, safetensors.Tensor{Name: name, DType: st, Shape: in.Shape})
 		dtypes = append(dtypes, in.DType)
 	}
-	// Each tensor is copied out of libtorch as it is written, so that
-	// saving gigabytes of weights holds one tensor's bytes at a time, not a
-	// second copy of them all.
-	bytesOf := func(i int) ([]byte, error) { return tensors[specs[i].Name].Bytes(dtypes[i]) }
-	if err := safetensors.WriteFileStream(path, specs, metadata, bytesOf); err != nil {
-		return fmt.Errorf("save %s: %w", path, err)
-	}
-	return nil
+	return specs, func(i int) ([]byte, error) { return tensors[specs[i].Name].Bytes(dtypes[i]) }, nil
 }

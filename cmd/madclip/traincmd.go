@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"strings"
 	"syscall"
@@ -490,7 +489,7 @@ func checkTrainSettings(c *cli.Context, cfg train.Config) error {
 		// 1e-400 reads as 0: say why the number shown is not the one typed.
 		return errors.New("--lr reads as 0 (0 itself, or a number below 5e-324, which rounds to it): Adam's learning rate must be in (0, 1] (the paper's is 0.001)")
 	}
-	if cfg.LR > 0 && cfg.LR < math.SmallestNonzeroFloat32*(1<<23) {
+	if cfg.LR > 0 && cfg.LR < 0x1p-126 { // float32's smallest normal number
 		return fmt.Errorf("--lr %v is below the smallest normal float32 (1.2e-38): the float32 parameters would never change (the paper's rate is 0.001)", cfg.LR)
 	}
 	if !(cfg.LR > 0 && cfg.LR <= 1) {
