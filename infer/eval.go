@@ -113,9 +113,11 @@ type Evaluation struct {
 
 	imageScores []float32
 	imageLabels []bool
-	pixScores   []float32
-	pixLabels   []bool
-	pixAt       metrics.Confusion // the pixels' outcomes at At.Threshold
+	// The pixel-level curves, drawn from the ranking the pixel metrics
+	// share (the pixels themselves are not kept), and the pixels' outcomes
+	// at At.Threshold.
+	pixROC, pixPR Curve
+	pixAt         metrics.Confusion
 }
 
 // Plots are the evaluation's curves: the image-level ROC and
@@ -125,13 +127,16 @@ func (e *Evaluation) Plots() map[string]Curve {
 	img := metrics.Confusion{TP: e.At.TP, FP: e.At.FP, TN: e.At.TN, FN: e.At.FN}
 	label := fmt.Sprintf("threshold %.3g", e.At.Threshold)
 	names := PlotNames()
-	p := map[string]Curve{
-		names[0]: ROCPlot(e.Dataset+" image-level ROC", e.imageScores, e.imageLabels, e.ImageAUROC).markAt(img, label),
-		names[1]: PRPlot(e.Dataset+" image-level precision-recall", e.imageScores, e.imageLabels, e.ImageAP).markAt(img, label),
+	p := map[string]Curve{}
+	// Evaluate ranked these scores already (equal lengths, both classes,
+	// no NaN), so ranking them again cannot fail.
+	if r, err := metrics.Rank(e.imageScores, e.imageLabels); err == nil {
+		p[names[0]] = ROCPlot(e.Dataset+" image-level ROC", r, e.ImageAUROC).markAt(img, label)
+		p[names[1]] = PRPlot(e.Dataset+" image-level precision-recall", r, e.ImageAP).markAt(img, label)
 	}
 	if e.PixelAUROC != nil {
-		p[names[2]] = ROCPlot(e.Dataset+" pixel-level ROC", e.pixScores, e.pixLabels, *e.PixelAUROC).markAt(e.pixAt, label)
-		p[names[3]] = PRPlot(e.Dataset+" pixel-level precision-recall", e.pixScores, e.pixLabels, *e.PixelAP).markAt(e.pixAt, label)
+		p[names[2]] = e.pixROC.markAt(e.pixAt, label)
+		p[names[3]] = e.pixPR.markAt(e.pixAt, label)
 	}
 	return p
 }
@@ -158,17 +163,6 @@ func (c Curve) markAt(at metrics.Confusion, label string) Curve {
 // command can check them before it starts.
 func PlotNames() [4]string {
 	return [4]string{"roc_image.png", "pr_image.png", "roc_pixel.png", "pr_pixel.png"}
-}
-
-func rocCurve(scores []float32, labels []bool) (fpr, tpr []float64) {
-	fpr, tpr = []float64{0}, []float64{0}
-	// Evaluate checked these scores with AUROC (equal lengths, both
-	// classes), so Sweep cannot fail here.
-	_ = metrics.Sweep(scores, labels, func(tp, fp, pos, neg int) {
-		fpr = append(fpr, float64(fp)/float64(neg))
-		tpr = append(tpr, float64(tp)/float64(pos))
-	})
-	return fpr, tpr
 }
 
 // Evaluate scores every image of the dataset's test split and computes the
@@ -221,36 +215,50 @@ func (p *Predictor) Evaluate(root, name string, o StreamOptions, threshold float
 	if split.HasMasks && !slices.Contains(pixLabels, true) {
 		e.NoPixelMetrics = "every test mask is empty, so there is no anomalous pixel to find and the pixel metrics are undefined (masks stored as 0/1 rather than 0/255 read as empty)"
 	} else if split.HasMasks {
-		auc, err := metrics.AUROC(pix, pixLabels)
-		if err != nil {
-			return nil, fmt.Errorf("pixel AUROC of %s: %w", name, err)
+		if err := e.pixelMetrics(pix, pixLabels, p.Size, threshold, o.Stage); err != nil {
+			return nil, fmt.Errorf("pixel metrics of %s: %w", name, err)
 		}
-		ap, apErr := metrics.AveragePrecision(pix, pixLabels)
-		px, atErr := metrics.At(pix, pixLabels, threshold)
-		if err := errors.Join(apErr, atErr); err != nil {
-			return nil, fmt.Errorf("pixels of %s: %w", name, err)
-		}
-		e.PixelAUROC, e.PixelAP = &auc, &ap
-		dice, iou := px.Dice(), px.IoU()
-		e.At.PixelDice, e.At.PixelIoU = &dice, &iou
-		e.pixAt = px
-		n := p.Size * p.Size
-		maps, masks := make([][]float32, 0, len(pix)/n), make([][]bool, 0, len(pix)/n)
-		for lo := 0; lo < len(pix); lo += n {
-			maps, masks = append(maps, pix[lo:lo+n]), append(masks, pixLabels[lo:lo+n])
-		}
-		if d, u, ok := meanOverlap(maps, masks, threshold); ok {
-			e.At.PixelDiceMean, e.At.PixelIoUMean = &d, &u
-		}
-		curve, err := metrics.PRO(maps, masks, p.Size, p.Size)
-		if err != nil {
-			return nil, fmt.Errorf("PRO of %s: %w", name, err)
-		}
-		aupro := curve.AUPRO(AUPROLimit)
-		e.PixelAUPRO = &aupro
-		e.pixScores, e.pixLabels = pix, pixLabels
 	}
 	return e, nil
+}
+
+// pixelMetrics computes, from the test split's maps and masks (size×size
+// each, one after another), the pixel AUROC, AP, AUPRO and curves from one
+// ranking of the pixels, and the predicted regions' Dice and IoU at
+// threshold. stage, when set, is told before the ranking, which takes
+// seconds for millions of pixels.
+func (e *Evaluation) pixelMetrics(pix []float32, labels []bool, size int, threshold float64, stage func(string)) error {
+	px, err := metrics.At(pix, labels, threshold)
+	if err != nil {
+		return err
+	}
+	dice, iou := px.Dice(), px.IoU()
+	e.At.PixelDice, e.At.PixelIoU = &dice, &iou
+	e.pixAt = px
+	n := size * size
+	maps, masks := make([][]float32, 0, len(pix)/n), make([][]bool, 0, len(pix)/n)
+	for lo := 0; lo < len(pix); lo += n {
+		maps, masks = append(maps, pix[lo:lo+n]), append(masks, labels[lo:lo+n])
+	}
+	if d, u, ok := meanOverlap(maps, masks, threshold); ok {
+		e.At.PixelDiceMean, e.At.PixelIoUMean = &d, &u
+	}
+	if stage != nil {
+		stage(fmt.Sprintf("pixel AUROC, AP and AUPRO over %d pixels", len(pix)))
+	}
+	r, err := metrics.Rank(pix, labels)
+	if err != nil {
+		return err
+	}
+	auc, ap := r.AUROC(), r.AveragePrecision()
+	aupro, err := r.AUPRO(masks, size, size, AUPROLimit)
+	if err != nil {
+		return err
+	}
+	e.PixelAUROC, e.PixelAP, e.PixelAUPRO = &auc, &ap, &aupro
+	e.pixROC = ROCPlot(e.Dataset+" pixel-level ROC", r, auc)
+	e.pixPR = PRPlot(e.Dataset+" pixel-level precision-recall", r, ap)
+	return nil
 }
 
 // StreamOptions say how Stream batches and what it decodes besides the
@@ -269,6 +277,9 @@ type StreamOptions struct {
 	// (skipped ones included): once with none done before the first image
 	// is scored, then after each image.
 	Progress func(done, total int)
+	// Stage, when set, is told what Evaluate computes after the images
+	// are scored, when that takes a while (the pixel metrics).
+	Stage func(what string)
 	// Context, when set, stops the stream once it is done (Ctrl-C): no
 	// image is scored or handed to fn after that, and Stream returns its
 	// error. An image already handed over finishes first.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"image"
 	"math"
+	"math/rand/v2"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -16,6 +17,7 @@ import (
 	"madclip/dataset"
 	"madclip/imaging"
 	"madclip/internal/reftest"
+	"madclip/metrics"
 	"madclip/model"
 	"madclip/model/clip/bpe"
 	"madclip/torch"
@@ -221,7 +223,7 @@ func TestPredictedMaskAndPanel(t *testing.T) {
 }
 
 func TestROCCurve(t *testing.T) {
-	fpr, tpr := rocCurve([]float32{0.9, 0.8, 0.8, 0.1}, []bool{true, false, true, false})
+	fpr, tpr := rocCurve(rank(t, []float32{0.9, 0.8, 0.8, 0.1}, []bool{true, false, true, false}), curvePoints)
 	wantF := []float64{0, 0, 0.5, 1}
 	wantT := []float64{0, 0.5, 1, 1}
 	for i := range wantF {
@@ -257,7 +259,7 @@ func TestOpenSharedChecksTheBackbone(t *testing.T) {
 }
 
 func TestPRCurve(t *testing.T) {
-	r, p, pos := prCurve([]float32{0.9, 0.8, 0.8, 0.1}, []bool{true, false, true, false})
+	r, p, pos := prCurve(rank(t, []float32{0.9, 0.8, 0.8, 0.1}, []bool{true, false, true, false}), curvePoints)
 	wantR := []float64{0, 0.5, 1, 1}
 	wantP := []float64{1, 1, 2.0 / 3, 0.5}
 	if pos != 0.5 || len(r) != len(wantR) {
@@ -268,6 +270,58 @@ func TestPRCurve(t *testing.T) {
 			t.Fatalf("PR %v %v, want %v %v", r, p, wantR, wantP)
 		}
 	}
+}
+
+func rank(t *testing.T, scores []float32, labels []bool) *metrics.Ranking {
+	t.Helper()
+	r, err := metrics.Rank(scores, labels)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// A curve of more points than are drawn keeps n of them, evenly spread by
+// index over the whole curve, its first and last included.
+func TestCurveThinning(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	scores, labels := make([]float32, 10007), make([]bool, 10007)
+	for i := range scores {
+		labels[i] = rng.IntN(3) == 0
+		scores[i] = float32(rng.Float64()) + float32(b2i(labels[i]))*0.3
+	}
+	r := rank(t, scores, labels)
+	fullX, fullY := rocCurve(r, math.MaxInt)
+	if len(fullX) != r.Distinct()+1 || fullX[len(fullX)-1] != 1 || fullY[len(fullY)-1] != 1 {
+		t.Fatalf("full curve of %d points for %d distinct scores, ending at (%v, %v)", len(fullX), r.Distinct(), fullX[len(fullX)-1], fullY[len(fullY)-1])
+	}
+	const n = 100
+	x, y := rocCurve(r, n)
+	if len(x) != n {
+		t.Fatalf("%d points kept, want %d", len(x), n)
+	}
+	step := float64(len(fullX)-1) / (n - 1)
+	for i := range n {
+		j := int(float64(i) * step)
+		if i == n-1 {
+			j = len(fullX) - 1
+		}
+		if x[i] != fullX[j] || y[i] != fullY[j] {
+			t.Fatalf("point %d (%v, %v), want full point %d (%v, %v)", i, x[i], y[i], j, fullX[j], fullY[j])
+		}
+	}
+	fr, fp, _ := prCurve(r, math.MaxInt)
+	pr, pp, _ := prCurve(r, n)
+	if len(pr) != n || pr[n-1] != fr[len(fr)-1] || pp[n-1] != fp[len(fp)-1] || pr[1] != fr[int(step)] {
+		t.Errorf("precision-recall curve thinned to %d points, ends (%v, %v)", len(pr), pr[n-1], pp[n-1])
+	}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // Stream tells of progress once before the first image, then after each

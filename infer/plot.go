@@ -40,18 +40,16 @@ type Curve struct {
 
 // PlotCurve writes c as a 5×5-inch PNG, atomically, with a margin around
 // the figure and a legend for the chance line and the threshold's
-// operating point. Curves of millions of points (pixels) are thinned to a
-// few thousand for drawing.
+// operating point.
 func PlotCurve(path string, c Curve) error {
 	p := plot.New()
 	p.Title.Text = c.Title
 	p.Title.Padding = vg.Points(8)
 	p.X.Label.Text, p.Y.Label.Text = c.XLabel, c.YLabel
 	p.X.Min, p.X.Max, p.Y.Min, p.Y.Max = 0, 1, 0, 1.02
-	x, y := thin(c.X, c.Y, 4000)
-	pts := make(plotter.XYs, len(x))
-	for i := range x {
-		pts[i].X, pts[i].Y = x[i], y[i]
+	pts := make(plotter.XYs, len(c.X))
+	for i := range c.X {
+		pts[i].X, pts[i].Y = c.X[i], c.Y[i]
 	}
 	line, err := plotter.NewLine(pts)
 	if err != nil {
@@ -106,47 +104,89 @@ func PlotCurve(path string, c Curve) error {
 	})
 }
 
-// thin keeps at most n points of a curve, always the first and last.
-func thin(x, y []float64, n int) ([]float64, []float64) {
-	if len(x) <= n {
-		return x, y
-	}
-	ox, oy := make([]float64, 0, n+1), make([]float64, 0, n+1)
-	step := float64(len(x)-1) / float64(n-1)
-	for i := range n {
-		j := int(float64(i) * step)
-		ox, oy = append(ox, x[j]), append(oy, y[j])
-	}
-	ox[len(ox)-1], oy[len(oy)-1] = x[len(x)-1], y[len(y)-1]
-	return ox, oy
+// curvePoints is the most points a curve keeps for drawing: curves of
+// millions of points (pixels) are thinned to this many.
+const curvePoints = 4000
+
+// thinning picks, from a curve's length points, about n spread evenly by
+// index, always the first and the last, as the points come one by one.
+type thinning struct {
+	want []int // the indices kept, ascending; nil: every point
+	next int
 }
 
-// ROCPlot is the ROC curve of scores against labels, titled with its AUROC.
-func ROCPlot(title string, scores []float32, labels []bool, auc float64) Curve {
-	fpr, tpr := rocCurve(scores, labels)
+func newThinning(length, n int) *thinning {
+	t := &thinning{}
+	if length <= n {
+		return t
+	}
+	step := float64(length-1) / float64(n-1)
+	t.want = make([]int, n)
+	for i := range n - 1 {
+		t.want[i] = int(float64(i) * step)
+	}
+	t.want[n-1] = length - 1
+	return t
+}
+
+// keep says whether the point at index k (asked in ascending order) is kept.
+func (t *thinning) keep(k int) bool {
+	if t.want == nil {
+		return true
+	}
+	if t.next < len(t.want) && t.want[t.next] == k {
+		t.next++
+		return true
+	}
+	return false
+}
+
+// ROCPlot is the ROC curve of the ranked scores, titled with its AUROC,
+// thinned to curvePoints points.
+func ROCPlot(title string, r *metrics.Ranking, auc float64) Curve {
+	fpr, tpr := rocCurve(r, curvePoints)
 	return Curve{Title: fmt.Sprintf("%s (AUROC %.2f%%)", title, 100*auc), XLabel: "false positive rate", YLabel: "true positive rate",
 		X: fpr, Y: tpr, Chance: []plotter.XY{{X: 0, Y: 0}, {X: 1, Y: 1}}}
 }
 
-// PRPlot is the precision-recall curve of scores against labels, titled
-// with its average precision.
-func PRPlot(title string, scores []float32, labels []bool, ap float64) Curve {
-	recall, precision, pos := prCurve(scores, labels)
+// PRPlot is the precision-recall curve of the ranked scores, titled with
+// its average precision, thinned to curvePoints points.
+func PRPlot(title string, r *metrics.Ranking, ap float64) Curve {
+	recall, precision, pos := prCurve(r, curvePoints)
 	return Curve{Kind: PRCurve, Title: fmt.Sprintf("%s (AP %.2f%%)", title, 100*ap), XLabel: "recall", YLabel: "precision",
 		X: recall, Y: precision, Chance: []plotter.XY{{X: 0, Y: pos}, {X: 1, Y: pos}}}
 }
 
+// rocCurve is the false and true positive rates at every distinct
+// threshold, from the highest score down, starting at (0, 0); about n of
+// them (see thinning).
+func rocCurve(r *metrics.Ranking, n int) (fpr, tpr []float64) {
+	t := newThinning(r.Distinct()+1, n)
+	t.keep(0)
+	fpr, tpr = []float64{0}, []float64{0}
+	k := 0
+	r.Sweep(func(tp, fp, pos, neg int) {
+		if k++; t.keep(k) {
+			fpr = append(fpr, float64(fp)/float64(neg))
+			tpr = append(tpr, float64(tp)/float64(pos))
+		}
+	})
+	return fpr, tpr
+}
+
 // prCurve is recall and precision at every distinct threshold, from the
 // highest score down, starting at recall 0 and precision 1 as scikit-learn
-// draws it; pos is the positive fraction.
-func prCurve(scores []float32, labels []bool) (recall, precision []float64, pos float64) {
+// draws it (about n points, see thinning); pos is the positive fraction.
+func prCurve(r *metrics.Ranking, n int) (recall, precision []float64, pos float64) {
+	t := newThinning(r.Distinct()+1, n)
+	t.keep(0)
 	recall, precision = []float64{0}, []float64{1}
-	// Evaluate checked these scores with AUROC (equal lengths, both
-	// classes), so Sweep cannot fail here.
-	_ = metrics.Sweep(scores, labels, func(tp, fp, npos, nneg int) {
-		recall = append(recall, float64(tp)/float64(npos))
-		precision = append(precision, float64(tp)/float64(tp+fp))
-		pos = float64(npos) / float64(npos+nneg)
+	k := 0
+	r.Sweep(func(tp, fp, npos, nneg int) {
+		if k++; t.keep(k) {
+			recall = append(recall, float64(tp)/float64(npos))
+			precision = append(precision, float64(tp)/float64(tp+fp))
+		}
 	})
-	return recall, precision, pos
+	return recall, precision, float64(r.Positives()) / float64(r.Positives()+r.Negatives())
 }

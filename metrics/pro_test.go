@@ -4,6 +4,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"madclip/internal/reftest"
@@ -78,6 +80,67 @@ func TestPROAgainstScipy(t *testing.T) {
 		if got := curve.AUPRO(c.Limit); math.Abs(got-want[i].Aupro) > 1e-9 {
 			t.Errorf("case %d: AUPRO(%v) %v, reference %v", i, c.Limit, got, want[i].Aupro)
 		}
+		r, err := Rank(slices.Concat(c.Scores...), slices.Concat(c.Masks...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := r.AUPRO(c.Masks, c.W, c.H, c.Limit); err != nil || math.Abs(got-want[i].Aupro) > 1e-9 {
+			t.Errorf("case %d: ranked AUPRO(%v) %v (%v), reference %v", i, c.Limit, got, err, want[i].Aupro)
+		}
+	}
+}
+
+// TestRankingShared: the metrics of one shared ranking are exactly those
+// computed each from the scores, AUPRO on the fly exactly the curve's, and
+// a ranking that is not of the masks given is refused.
+func TestRankingShared(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	const w, h = 23, 19
+	var maps [][]float32
+	var masks [][]bool
+	for range 6 {
+		s, m := blobs(rng, w, h)
+		maps, masks = append(maps, s), append(masks, m)
+	}
+	masks[2][5] = true
+	all, labels := slices.Concat(maps...), slices.Concat(masks...)
+	r, err := Rank(all, labels)
+	if err != nil {
+		t.Fatal(err)
+	}
+	auc, _ := AUROC(all, labels)
+	ap, _ := AveragePrecision(all, labels)
+	if r.AUROC() != auc || r.AveragePrecision() != ap {
+		t.Errorf("shared AUROC %v AP %v, alone %v %v", r.AUROC(), r.AveragePrecision(), auc, ap)
+	}
+	distinct := map[float32]bool{}
+	for _, v := range all {
+		distinct[v] = true
+	}
+	if r.Distinct() != len(distinct) || r.Positives()+r.Negatives() != len(all) {
+		t.Errorf("%d distinct scores, want %d; %d+%d of %d", r.Distinct(), len(distinct), r.Positives(), r.Negatives(), len(all))
+	}
+	curve, err := PRO(maps, masks, w, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, limit := range []float64{0.01, 0.05, 0.3, 1} {
+		got, err := r.AUPRO(masks, w, h, limit)
+		if err != nil || got != curve.AUPRO(limit) {
+			t.Errorf("AUPRO(%v) on the fly %v (%v), from the curve %v", limit, got, err, curve.AUPRO(limit))
+		}
+	}
+	other := slices.Clone(masks)
+	other[1] = make([]bool, w*h)
+	if _, err := r.AUPRO(other, w, h, 0.3); err == nil {
+		t.Error("a ranking of other masks accepted")
+	}
+	if _, err := r.AUPRO(masks[:5], w, h, 0.3); err == nil {
+		t.Error("too few masks accepted")
+	}
+	full := []bool{true, true, true, true}
+	if _, err := PRO([][]float32{{1, 2, 3, 4}}, [][]bool{full}, 2, 2); err == nil || !strings.Contains(err.Error(), "no normal pixel") {
+		t.Errorf("all-anomalous masks: %v", err)
 	}
 }
 

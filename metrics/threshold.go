@@ -51,15 +51,14 @@ func YoudenMidpoint(scores []float32, labels []bool) (j float64, threshold float
 // the next lower distinct score (the lowest score itself when every score
 // is called positive), with the class counts.
 func bestGap(scores []float32, labels []bool, crit func(tp, fp, pos, neg int) float64) (best float64, threshold float32, pos, neg int, err error) {
-	r, err := rank(scores, labels)
+	r, err := Rank(scores, labels)
 	if err != nil {
 		return 0, 0, 0, 0, err
 	}
 	best = math.Inf(-1)
 	var top float32
 	open := false // the best cut's gap still needs its lower end
-	r.sweep(labels, func(tp, fp int, at uint32) {
-		s := scores[at]
+	r.sweep(func(tp, fp int, s float32) {
 		if open {
 			threshold, open = midpoint(s, top), false
 		}

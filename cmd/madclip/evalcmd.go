@@ -125,6 +125,7 @@ func evalAction(c *cli.Context) (err error) {
 		opts := infer.StreamOptions{Batch: c.Int("batch"), Limits: decodeLimits(c), Context: ctx}
 		if !c.Bool("quiet") && !c.Bool("json") {
 			opts.Progress = evalProgress(name)
+			opts.Stage = func(what string) { fmt.Fprintf(os.Stderr, "computing the %s\n", what) }
 		}
 		ev, err = p.Evaluate(c.String("data"), name, opts, th, origin, nil)
 		if err != nil {
@@ -143,25 +144,30 @@ func evalAction(c *cli.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	// The report is written before anything is printed: a reader that
+	// stops reading (eval … | head) must not cost it.
+	if report != "" {
+		if err := writeReport(report, ev); err != nil {
+			return err
+		}
+	}
+	return printResult(c, ev, report)
+}
+
+// printResult prints the evaluation on stdout: as JSON with --json, else as
+// a table and where the report went.
+func printResult(c *cli.Context, ev *infer.Evaluation, report string) error {
 	w := c.App.Writer
 	if c.Bool("json") {
 		b, err := json.MarshalIndent(ev, "", "  ")
 		if err != nil {
 			return err
 		}
-		if _, err := fmt.Fprintln(w, string(b)); err != nil {
-			return err
-		}
-	} else {
-		printEvaluation(w, ev)
-	}
-	if report == "" {
-		return nil
-	}
-	if err := writeReport(report, ev); err != nil {
+		_, err = fmt.Fprintln(w, string(b))
 		return err
 	}
-	if !c.Bool("json") {
+	printEvaluation(w, ev)
+	if report != "" {
 		fmt.Fprintf(w, "report in %s\n", oneLine(report))
 	}
 	return nil

@@ -370,6 +370,9 @@ func TestHostileInputs(t *testing.T) {
 		{"flag without its value after an argument", append(predict, scan, "--heatmap"), "--heatmap needs a value"},
 		{"unknown flag", append(predict, scan, "--bogus"), "predict: unknown flag --bogus (see madclip predict --help)"},
 		{"unknown letter flag", append(predict, scan, "-z"), "predict: unknown flag -z (see madclip predict --help)"},
+		{"a mistyped flag", append(predict, scan, "--threshhold", "0.3"), "predict: unknown flag --threshhold: did you mean --threshold? (see madclip predict --help)"},
+		{"a flag of another command", []string{"bench", "--data", root, "--dataset", "Brain"}, "bench: unknown flag --dataset: did you mean --datasets?"},
+		{"--out where the output is an argument", []string{"export", "authors", ck, "--out", filepath.Join(dir, "x.pth")}, "export authors: unknown flag --out: the output is an argument here, as in madclip export authors CHECKPOINT OUT.pth"},
 		{"a boolean flag's value as an argument", append(train, "--quick-gelu", "false", "--out", filepath.Join(dir, "o.safetensors")), `unexpected argument "false": a boolean flag's value goes after =, as --flag=false`},
 		{"an argument to a command that takes none", []string{"doctor", "extra"}, `doctor: unexpected argument "extra": it takes none`},
 		{"export onto a scan", []string{"export", "authors", ck, scan}, "has an image's name; give the file a .pth name"},
@@ -633,6 +636,36 @@ func TestPredictOutputs(t *testing.T) {
 			t.Errorf("%s > /dev/full: %v", strings.Join(args, " "), err)
 		}
 		wantFailure(t, "no space left", stderr.String(), 1)
+	}
+}
+
+// TestEvalReportBeforeStdout: a reader that stops reading (eval … | head)
+// kills eval with SIGPIPE, but only once the report is whole; the stages
+// after scoring are told on stderr.
+func TestEvalReportBeforeStdout(t *testing.T) {
+	root, ck := trained(t)
+	report := filepath.Join(t.TempDir(), "report")
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	cmd := exec.Command(madclipBin, "eval", "--checkpoint", ck, "--data", root, "--report", report, "--failures", "1", "--device", "cpu")
+	cmd.Env = append(os.Environ(), "XDG_CACHE_HOME="+t.TempDir())
+	var stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = w, &stderr
+	err = cmd.Run()
+	w.Close()
+	if err == nil {
+		t.Fatal("eval into a closed pipe exited 0")
+	}
+	for _, f := range []string{"report.json", "roc_image.png", "pr_image.png", "roc_pixel.png", "pr_pixel.png"} {
+		if _, err := os.Stat(filepath.Join(report, f)); err != nil {
+			t.Errorf("%s missing after stdout closed: %v", f, err)
+		}
+	}
+	if !strings.Contains(stderr.String(), "computing the pixel AUROC, AP and AUPRO over ") {
+		t.Errorf("no stage line for the pixel metrics: %s", stderr.String())
 	}
 }
 
