@@ -294,8 +294,13 @@ func uniformFlags(cmds []*cli.Command, parent string) {
 			}
 			c.Flags = append(c.Flags, &cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: usage, DisableDefaultText: true})
 		}
+		cmd := c
 		c.OnUsageError = func(_ *cli.Context, err error, _ bool) error {
-			return fmt.Errorf("%s: %s (see madclip %s --help)", name, usageText(err), name)
+			text := usageText(err)
+			if f, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: "); ok {
+				text += unknownFlagHint(strings.TrimLeft(f, "-"), name, cmd)
+			}
+			return fmt.Errorf("%s: %s (see madclip %s --help)", name, text, name)
 		}
 		// Required flags are checked here rather than by cli, which would
 		// print the whole help on standard output with its error. A command
@@ -467,6 +472,29 @@ func usageText(err error) string {
 		return t
 	}
 	return s
+}
+
+// unknownFlagHint is what to say after "unknown flag --NAME" for the
+// command c (called name): where an output is an argument (OUT) rather
+// than --out, the command line to type; else the flag it most likely
+// mistypes (": did you mean --threshold?"), or "".
+func unknownFlagHint(flag, name string, c *cli.Command) string {
+	if flag == "out" && strings.Contains(c.ArgsUsage, "OUT") {
+		return fmt.Sprintf(": the output is an argument here, as in madclip %s %s", name, c.ArgsUsage)
+	}
+	var names []string
+	for _, f := range c.Flags {
+		for _, n := range f.Names() {
+			if utf8.RuneCountInString(n) > 1 {
+				names = append(names, n)
+			}
+		}
+	}
+	if h := didYouMean(flag, names); h != "" {
+		best := strings.TrimSuffix(strings.TrimPrefix(h, " (did you mean "), "?)")
+		return fmt.Sprintf(": did you mean --%s?", best)
+	}
+	return ""
 }
 
 // dashed writes a flag's name as it is typed: -q for a letter, --quiet for
