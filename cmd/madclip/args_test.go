@@ -103,6 +103,37 @@ func TestTrainReporterRateAfterResume(t *testing.T) {
 	}
 }
 
+// In a log, a long epoch gets a line every stepLogEvery, not one per step,
+// and none for its last step (the epoch's line follows).
+func TestTrainReporterLogsLongEpochs(t *testing.T) {
+	var buf bytes.Buffer
+	r := newTrainReporter(&buf, false)
+	r.Start(2, 4, 0)
+	r.Step(0, 0, 0.7)
+	if buf.Len() != 0 {
+		t.Fatalf("a line after a quick step: %q", buf.String())
+	}
+	r.started = r.started.Add(-3 * stepLogEvery)
+	r.last = r.last.Add(-3 * stepLogEvery)
+	r.Step(0, 1, 0.6)
+	if got := buf.String(); !strings.HasPrefix(got, "epoch 1/2 step 2/4  loss 0.6000  1m30s elapsed, about 4m30s left\n") {
+		t.Errorf("step line %q", got)
+	}
+	buf.Reset()
+	r.Step(0, 2, 0.5) // just written: none
+	r.last = r.last.Add(-stepLogEvery)
+	r.Step(0, 3, 0.5) // the epoch's last step: the epoch line says it
+	if buf.Len() != 0 {
+		t.Errorf("lines %q", buf.String())
+	}
+	q := newTrainReporter(&buf, true)
+	q.Start(1, 4, 0)
+	q.last = q.last.Add(-stepLogEvery)
+	if q.Step(0, 0, 1); buf.Len() != 0 {
+		t.Errorf("quiet wrote %q", buf.String())
+	}
+}
+
 // terminalReporter is the train reporter as it shows on a terminal, its
 // output going to w.
 func terminalReporter(w io.Writer) *trainReporter {

@@ -36,7 +36,7 @@ Examples:
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "out", Usage: "the dataset root to write", Required: true},
 			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the synthetic images"},
-			&cli.IntFlag{Name: "size", Value: 64, Usage: "image side in pixels"},
+			&cli.IntFlag{Name: "size", Aliases: []string{"image-size"}, Value: 64, Usage: "image side in pixels"},
 			&cli.IntFlag{Name: "valid", Value: 20, Usage: "images per class in valid/ (a benchmark dataset also gets every file its authors' few-shot lists name, so that the paper's protocol runs on it)"},
 			&cli.IntFlag{Name: "test", Value: 24, Usage: "images per class in test/"},
 			&cli.StringFlag{Name: "datasets", Usage: "comma-separated dataset names, or all (the six of the benchmark)", DefaultText: "Brain,Chest"},
@@ -273,7 +273,8 @@ func trainAction(c *cli.Context) error {
 }
 
 // trainReporter shows training: a progress bar on a terminal, a line per
-// epoch otherwise, nothing when quiet.
+// epoch otherwise (and one every stepLogEvery within a long epoch, such as
+// ViT-L/14's on a CPU), nothing when quiet.
 type trainReporter struct {
 	w       io.Writer
 	quiet   bool
@@ -282,8 +283,9 @@ type trainReporter struct {
 	steps   int
 	epochs  int
 	started time.Time
-	done    int // steps taken in this process (a resumed run's count from the resume)
-	before  int // steps taken before this process (by the run a resume continues)
+	last    time.Time // of the last line in a log
+	done    int       // steps taken in this process (a resumed run's count from the resume)
+	before  int       // steps taken before this process (by the run a resume continues)
 }
 
 func newTrainReporter(w io.Writer, quiet bool) *trainReporter {
@@ -312,6 +314,7 @@ func (r *trainReporter) Warn(msg string) {
 
 func (r *trainReporter) Start(epochs, steps, done int) {
 	r.epochs, r.steps, r.started, r.before = epochs, steps, time.Now(), done
+	r.last = r.started
 	if r.quiet || !r.tty || epochs*steps == done {
 		return
 	}
@@ -327,9 +330,16 @@ func (r *trainReporter) Start(epochs, steps, done int) {
 	_ = r.bar.Add(0)
 }
 
+// stepLogEvery is how often a log gets a line within an epoch.
+const stepLogEvery = 30 * time.Second
+
 func (r *trainReporter) Step(epoch, step int, loss float64) {
 	r.done++
 	if r.bar == nil {
+		if !r.quiet && step+1 < r.steps && time.Since(r.last) >= stepLogEvery {
+			r.last = time.Now()
+			fmt.Fprintln(r.w, r.stepLine(epoch, step, loss, r.last.Sub(r.started)))
+		}
 		return
 	}
 	// Each call draws the bar: the count first, then the words, so that
@@ -356,7 +366,18 @@ func (r *trainReporter) EpochDone(epoch int, mean float64) {
 	if r.bar != nil && !r.bar.IsFinished() {
 		_ = r.bar.Clear()
 	}
-	fmt.Fprintln(r.w, r.epochLine(epoch, mean, time.Since(r.started)))
+	r.last = time.Now()
+	fmt.Fprintln(r.w, r.epochLine(epoch, mean, r.last.Sub(r.started)))
+}
+
+// stepLine is a log's line within an epoch: "epoch 3/60 step 12/32  loss
+// 9.1234  2m7s elapsed, about 1h2m left".
+func (r *trainReporter) stepLine(epoch, step int, loss float64, el time.Duration) string {
+	s := fmt.Sprintf("epoch %d/%d step %d/%d  loss %.4f  %s elapsed", epoch+1, r.epochs, step+1, r.steps, loss, roundDuration(el))
+	if left := r.epochs*r.steps - r.before - r.done; left > 0 {
+		s += fmt.Sprintf(", about %s left", roundDuration(el/time.Duration(r.done)*time.Duration(left)))
+	}
+	return s
 }
 
 func (r *trainReporter) epochLine(epoch int, mean float64, el time.Duration) string {
