@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -48,8 +49,9 @@ type Config struct {
 	Batch    int
 	// Model holds the model options every run takes besides the image
 	// size (Size): the reference code's departures from CLIP and the
-	// paper's ablations; the object word and tapped layers stay each
-	// dataset's and backbone's defaults. SoftmaxLoss is the loss ablation.
+	// paper's ablations; the object word (for a dataset of the user's own)
+	// and tapped layers, else each dataset's and backbone's defaults.
+	// SoftmaxLoss is the loss ablation.
 	Model       model.Options
 	SoftmaxLoss bool
 	// SelectOnValid keeps each run's best epoch on its held-out valid
@@ -99,8 +101,13 @@ type Settings struct {
 	Epochs    int    `json:"epochs"`
 	Batch     int    `json:"batch"`
 	ImageSize int    `json:"image_size"`
-	Preset    string `json:"preset,omitempty"`     // a random-weights preset instead of real weights
-	DrawShots bool   `json:"draw_shots,omitempty"` // shots drawn with the seed, not the authors' list
+	Preset    string `json:"preset,omitempty"` // a random-weights preset instead of real weights
+	// Architecture names the CLIP the run stood on ("ViT-L/14-336", as the
+	// paper's), preset or real weights.
+	Architecture string `json:"architecture,omitempty"`
+	// Layers are the tapped blocks (the paper's 6, 12, 18, 24 on ViT-L/14).
+	Layers    []int `json:"layers,omitempty"`
+	DrawShots bool  `json:"draw_shots,omitempty"` // shots drawn with the seed, not the authors' list
 	// SelectOnValid: the epoch kept is the best on held-out valid images
 	// (the paper's numbers come from the best on the test split).
 	SelectOnValid bool `json:"select_on_valid,omitempty"`
@@ -181,6 +188,9 @@ func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, note func(string)) ([
 		}
 		if err := c.enoughShots(valid); err != nil {
 			return nil, err
+		}
+		if _, known := model.ObjectWord(pair[0]); !known && c.Model.Object == "" {
+			return nil, fmt.Errorf("no object word for dataset %q, which is not one of the benchmark's: give the word its prompts should name (--object, e.g. \"knee MRI\")", pair[0])
 		}
 	}
 	warn := c.Warn
@@ -303,7 +313,11 @@ func oneRun(ctx context.Context, c Config, opts model.Options, shared *checkpoin
 func newResult(m checkpoint.Meta, ev *infer.Evaluation, prov infer.Provenance, seed uint64) Result {
 	r := Result{Dataset: ev.Dataset, Shots: m.Shots, ShotsFile: m.ShotsFile, ShotImages: m.ShotImages, Seed: seed,
 		Metrics: ev.Metrics, Provenance: prov,
-		Settings: Settings{Epochs: m.Epochs, ImageSize: m.Model.ImageSize, Preset: m.Backbone.Preset}}
+		Settings: Settings{Epochs: m.Epochs, ImageSize: m.Model.ImageSize, Preset: m.Backbone.Preset,
+			Architecture: m.Backbone.Config.Name(), Layers: m.Model.Layers}}
+	if r.Settings.Layers == nil {
+		r.Settings.Layers = model.DefaultLayers(m.Backbone.Config.VisionLayers)
+	}
 	if m.Training != nil {
 		r.Settings.Batch, r.Settings.DrawShots, r.Settings.SelectOnValid = m.Training.Batch, m.Training.DrawShots, m.Training.SelectOnValid
 	}
@@ -538,6 +552,18 @@ func settingsNote(results []Result) string {
 	if drawn {
 		diffs = append(diffs, "drawn shots (paper: the authors' fixed lists)")
 	}
+	archs, layers := map[string]bool{}, map[string]bool{}
+	for _, r := range results {
+		if a := r.Settings.Architecture; a != "" && a != PaperArchitecture && r.Settings.Preset == "" && !archs[a] {
+			archs[a] = true
+			diffs = append(diffs, fmt.Sprintf("CLIP %s (paper: %s)", a, PaperArchitecture))
+		}
+		l := fmt.Sprint(r.Settings.Layers)
+		if len(r.Settings.Layers) > 0 && !slices.Equal(r.Settings.Layers, paperLayers) && !layers[l] && r.Settings.Preset == "" {
+			layers[l] = true
+			diffs = append(diffs, fmt.Sprintf("tapped layers %s (paper %s)", joinInts(r.Settings.Layers), joinInts(paperLayers)))
+		}
+	}
 	if len(results) > 0 {
 		diffs = append(diffs, modelDepartures(results[0].Provenance)...)
 	}
@@ -545,6 +571,22 @@ func settingsNote(results []Result) string {
 		return ""
 	}
 	return "Not the paper's settings: " + strings.Join(diffs, ", ") + "; the paper's numbers are for orientation only."
+}
+
+// PaperArchitecture is the CLIP the paper stands on: OpenAI's ViT-L/14 at
+// 336 px, run at 240 px.
+const PaperArchitecture = "ViT-L/14-336"
+
+// paperLayers are the blocks the paper taps on it.
+var paperLayers = []int{6, 12, 18, 24}
+
+// joinInts writes 6, 12, 18, 24.
+func joinInts(v []int) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = strconv.Itoa(x)
+	}
+	return strings.Join(s, ", ")
 }
 
 // shots writes "1 shot", "16 shots".

@@ -65,7 +65,7 @@ func TestTable(t *testing.T) {
 // A run that is not the paper's (fewer epochs, smaller images, a preset,
 // drawn shots) says so under the table; one that is says nothing.
 func TestSettingsNote(t *testing.T) {
-	paper := Settings{Epochs: 60, Batch: 16, ImageSize: 240}
+	paper := Settings{Epochs: 60, Batch: 16, ImageSize: 240, Architecture: "ViT-L/14-336", Layers: []int{6, 12, 18, 24}}
 	list := "fewshot/Brain/16/seed1.txt"
 	results := []Result{
 		{Dataset: "Brain", Shots: 16, Seed: 1, ShotsFile: jsonpath.Path(list), Metrics: infer.Metrics{ImageAUROC: 0.9}, Settings: paper},
@@ -82,6 +82,20 @@ func TestSettingsNote(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(Table(results)), "\n")
 	want := "Not the paper's settings: 1 epoch (paper 60), 2 epochs (paper 60), batch 8 (paper 16), 56-px images (paper 240), " +
 		"the tiny preset with random weights (paper: CLIP ViT-L/14), drawn shots (paper: the authors' fixed lists); the paper's numbers are for orientation only."
+	if last := lines[len(lines)-1]; last != want {
+		t.Errorf("note %q,\nwant %q", last, want)
+	}
+	// Real weights of another CLIP, or other tapped layers, are named too.
+	other := paper
+	other.Architecture, other.Layers = "ViT-B/16", []int{3, 6, 9, 12}
+	own := paper
+	own.Layers = []int{8, 16, 24}
+	lines = strings.Split(strings.TrimSpace(Table([]Result{
+		{Dataset: "Brain", Shots: 16, Seed: 1, ShotsFile: jsonpath.Path(list), Metrics: infer.Metrics{ImageAUROC: 0.9}, Settings: other},
+		{Dataset: "Brain", Shots: 16, Seed: 2, ShotsFile: jsonpath.Path(list), Metrics: infer.Metrics{ImageAUROC: 0.9}, Settings: own},
+	})), "\n")
+	want = "Not the paper's settings: CLIP ViT-B/16 (paper: ViT-L/14-336), tapped layers 3, 6, 9, 12 (paper 6, 12, 18, 24), " +
+		"tapped layers 8, 16, 24 (paper 6, 12, 18, 24); the paper's numbers are for orientation only."
 	if last := lines[len(lines)-1]; last != want {
 		t.Errorf("note %q,\nwant %q", last, want)
 	}

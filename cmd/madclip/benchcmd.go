@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -73,6 +74,7 @@ Examples:
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress lines (the table, warnings and notes still show)"},
 			&cli.StringSliceFlag{Name: "cross", Usage: "cross-dataset setting: TRAIN:TEST, e.g. Brain:ADNI (repeatable), or paper for Table 3's pairs"},
 			&cli.BoolFlag{Name: "draw-shots", Usage: "draw the shots with each seed instead of the authors' fixed lists"},
+			&cli.StringFlag{Name: "object", Usage: "the object word of the prompts, needed for a dataset of your own (a bench that trains on one dataset; default: each benchmark dataset's own)"},
 			selectOnValidFlag(),
 			vocabFlag(),
 			deviceFlag(),
@@ -180,8 +182,6 @@ func benchAction(c *cli.Context) error {
 	return nil
 }
 
-// wanted names the datasets the plan asked for, for the message that none
-// of them is there.
 // first is the first dataset the plan names (the first benchmark dataset
 // when it names none), for a hint at what is missing.
 func (p benchPlan) first() string {
@@ -194,6 +194,8 @@ func (p benchPlan) first() string {
 	return dataset.Benchmarks()[0].Name
 }
 
+// wanted names the datasets the plan asked for, for the message that none
+// of them is there.
 func (p benchPlan) wanted() string {
 	var names []string
 	switch {
@@ -283,7 +285,31 @@ func planBench(c *cli.Context) (benchPlan, error) {
 		}
 		p.cross = append(p.cross, [2]string{a, b})
 	}
+	if c.IsSet("object") {
+		if trained := p.trained(); len(trained) != 1 {
+			return p, fmt.Errorf("--object is one dataset's object word, but this bench trains on %s: bench your own dataset on its own (--datasets NAME --object WORD)", strings.Join(trained, ", "))
+		}
+	}
 	return p, nil
+}
+
+// trained lists the datasets the plan trains on, each once.
+func (p benchPlan) trained() []string {
+	var names []string
+	switch {
+	case len(p.cross) > 0:
+		for _, pair := range p.cross {
+			names = append(names, pair[0])
+		}
+	case len(p.datasets) > 0:
+		names = p.datasets
+	default:
+		for _, b := range dataset.Benchmarks() {
+			names = append(names, b.Name)
+		}
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
 }
 
 // benchOutputs checks, before hours of runs, what bench writes where the

@@ -611,6 +611,23 @@ func TestBenchCLI(t *testing.T) {
 	if s := sel[0]; !s.Settings.SelectOnValid || s.Provenance.SelectedEpoch < 1 || s.Provenance.SelectedEpoch > 2 || s.Provenance.ValidAUROC == nil || s.Provenance.ValidPixelAUROC == nil {
 		t.Errorf("bench --select-on-valid recorded %+v", s)
 	}
+	// A dataset of the user's own needs its object word, asked for before
+	// any training; --object gives it, for one trained dataset only.
+	own := t.TempDir()
+	if err := os.Symlink(filepath.Join(root, "Brain_AD"), filepath.Join(own, "Knee_AD")); err != nil {
+		t.Fatal(err)
+	}
+	kneeBench := []string{"bench", "--data", own, "--datasets", "Knee", "--preset", "tiny", "--shots", "2", "--seeds", "1", "--epochs", "1", "--image-size", "56", "--device", "cpu"}
+	_, e, code = madclip(t, nil, kneeBench...)
+	wantFailure(t, `no object word for dataset "Knee", which is not one of the benchmark's`, e, code)
+	if strings.Contains(e, "training") {
+		t.Errorf("the missing word was found after training began: %s", e)
+	}
+	if o, e, code = madclip(t, nil, append(kneeBench, "--object", "knee MRI", "--json")...); code != 0 || !strings.Contains(o, `"dataset": "Knee"`) {
+		t.Errorf("bench --object: exit %d %s %s", code, o, e)
+	}
+	_, e, code = madclip(t, nil, "bench", "--data", root, "--datasets", "Brain,Chest", "--preset", "tiny", "--object", "knee MRI")
+	wantFailure(t, "--object is one dataset's object word, but this bench trains on Brain, Chest", e, code)
 	_, e, code = madclip(t, nil, "bench", "--data", root, "--preset", "tiny", "--shots", "x")
 	wantFailure(t, "--shots", e, code)
 	_, e, code = madclip(t, nil, "bench", "--data", t.TempDir(), "--preset", "tiny", "--shots", "2")

@@ -305,3 +305,18 @@ func TestLoadDTypes(t *testing.T) {
 		return nil
 	})
 }
+
+// A config is named by the preset it is, else described.
+func TestConfigName(t *testing.T) {
+	for _, n := range PresetNames() {
+		c, _ := Preset(n)
+		if c.Name() != n {
+			t.Errorf("preset %s named %q", n, c.Name())
+		}
+	}
+	c, _ := Preset("ViT-L/14-336")
+	c.ImageSize = 224 + 14
+	if got, want := c.Name(), "a ViT of width 1024, 24 blocks, patch 14 at 238 px"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}

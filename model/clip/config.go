@@ -85,6 +85,17 @@ func Preset(name string) (Config, bool) {
 	return c, ok
 }
 
+// Name is the name of the preset whose architecture c is ("ViT-L/14-336"),
+// or a short description of it when it is none of them.
+func (c Config) Name() string {
+	for _, n := range PresetNames() {
+		if presets[n] == c {
+			return n
+		}
+	}
+	return fmt.Sprintf("a ViT of width %d, %d blocks, patch %d at %d px", c.VisionWidth, c.VisionLayers, c.PatchSize, c.ImageSize)
+}
+
 // Tiny is the "tiny" preset: a small CLIP of the real structure, for tests
 // and demos on a CPU with random weights.
 func Tiny() Config { return presets["tiny"] }
