@@ -234,6 +234,9 @@ func Load(s Sample, size int, withMask bool) (Image, error) {
 
 // Prepare is Load for an image already decoded.
 func Prepare(img *imaging.RGB, s Sample, size int, withMask bool) (Image, error) {
+	if need := imaging.ResizeBytes(img.W, img.H, size, size); need > max(3*int64(img.W)*int64(img.H), maxResizeBytes) {
+		return Image{}, fmt.Errorf("%s: a %d×%d image is too elongated to resize to %d×%d (it would take %.1f GB); crop it first", s.Path, img.W, img.H, size, size, float64(need)/1e9)
+	}
 	out := Image{Pixels: img.Resize(size, size).CHW()}
 	if !withMask {
 		return out, nil
@@ -254,6 +257,10 @@ func Prepare(img *imaging.RGB, s Sample, size int, withMask bool) (Image, error)
 	}
 	return out, nil
 }
+
+// maxResizeBytes is the memory a resize may take beyond the image's own
+// size (see imaging.ResizeBytes).
+const maxResizeBytes = 512 << 20
 
 func isDir(p string) bool {
 	st, err := os.Stat(p)

@@ -379,6 +379,27 @@ func clip8(v int32) byte {
 	return byte(v >> precisionBits)
 }
 
+// ResizeBytes is about the most memory Resize takes to scale a w×h image
+// to tw×th: its output, the rows of the horizontal pass that the vertical
+// pass reads, and both passes' filter taps. Small for a scan of any common
+// shape; for a strip thousands of times longer than wide it exceeds the
+// image many times over (PIL fails on such an image too).
+func ResizeBytes(w, h, tw, th int) int64 {
+	taps := func(n, m int) int64 { // per output pixel, at most
+		return min(int64(n), int64(2*math.Ceil(2*math.Max(float64(n)/float64(m), 1))+1))
+	}
+	rows := int64(th)
+	b := 3 * int64(tw) * int64(th)
+	if h != th {
+		rows = int64(h)
+		b += int64(th) * (4*taps(h, th) + 64) // and each tap list's slice, start and rounding
+	}
+	if w != tw {
+		b += int64(tw) * (4*taps(w, tw) + 64)
+	}
+	return b + 3*int64(tw)*rows
+}
+
 // Resize scales the image to w×h with PIL's bicubic filter (antialiased
 // when shrinking, fixed-point, horizontal pass first), as
 // PIL.Image.resize(size, Image.BICUBIC) does, byte for byte.

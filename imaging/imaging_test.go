@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -246,5 +247,24 @@ func TestResizeCrop(t *testing.T) {
 	want, _ := full.Crop(r.Min.X, r.Min.Y, 56, 56)
 	if got := small.ResizeCrop(56, 8400, r); !bytes.Equal(got.Pix, want.Pix) {
 		t.Error("centre of a 2×300 scan differs from the whole resize's")
+	}
+}
+
+// ResizeBytes bounds what Resize allocates, closely enough to tell a
+// strip that would take gigabytes from a scan.
+func TestResizeBytes(t *testing.T) {
+	for _, c := range [][4]int{{512, 512, 240, 240}, {3, 5000, 240, 240}, {4000, 30, 224, 224}, {64, 64, 240, 240}, {240, 240, 240, 240}, {700, 240, 240, 240}} {
+		m := NewRGB(c[0], c[1])
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		m.Resize(c[2], c[3])
+		runtime.ReadMemStats(&after)
+		got, est := int64(after.TotalAlloc-before.TotalAlloc), ResizeBytes(c[0], c[1], c[2], c[3])
+		if got > est+est/50 || est > 2*got+64<<10 {
+			t.Errorf("%d×%d to %d×%d: allocated %d bytes, estimate %d", c[0], c[1], c[2], c[3], got, est)
+		}
+	}
+	if b := ResizeBytes(1, 178_000_000, 240, 240); b < 100e9 {
+		t.Errorf("a 1×178M strip to 240²: estimate %d bytes", b)
 	}
 }

@@ -120,6 +120,12 @@ func TestHostileInputs(t *testing.T) {
 	os.WriteFile(jbomb, bombJPEG(t), 0o644)
 	damaged := filepath.Join(dir, "damaged.jpg")
 	os.WriteFile(damaged, damagedJPEG(t), 0o644)
+	// A strip of 1×4M pixels: decodable, but resizing it to 112² as PIL
+	// does would take gigabytes.
+	strip := filepath.Join(dir, "strip.png")
+	var stripPNG bytes.Buffer
+	png.Encode(&stripPNG, image.NewGray(image.Rect(0, 0, 1, 4_000_000)))
+	os.WriteFile(strip, stripPNG.Bytes(), 0o644)
 	sd := filepath.Join(dir, "sd.pt")
 	os.WriteFile(sd, []byte("PK\x03\x04 a torch.save zip"), 0o644)
 	emptyZip := filepath.Join(dir, "empty-zip.pt")
@@ -290,6 +296,7 @@ func TestHostileInputs(t *testing.T) {
 		want string
 	}{
 		{"huge PNG header", append(predict, bomb), "over the limit"},
+		{"a strip too long to resize", append(predict, strip), strip + ": a 1×4000000 image is too elongated to resize to 112×112"},
 		{"huge JPEG header", append(predict, jbomb), "over the limit"},
 		{"JPEG with damaged data", append(predict, damaged), "damaged.jpg: damaged JPEG (Corrupt JPEG data: premature end of data segment); --damaged-jpeg decodes it anyway"},
 		{"huge PNG in clip", []string{"clip", "--weights", tinyWeights(t, dir), "--image", bomb, "--text", "a"}, "over the limit"},
