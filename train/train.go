@@ -518,11 +518,10 @@ func (r *trainingRun) epochs(ctx context.Context) error {
 				if err := r.checkFeatures(); err != nil {
 					return err
 				}
-				// This step was not applied. An earlier one may have left
-				// the parameters non-finite or out of range (a corrupt
-				// optimiser state): then the save refuses, and the file
-				// at Out is kept.
-				return r.stopAt(epoch, step, lossSum, lossN, fmt.Errorf("the loss became %v at epoch %d step %d; training stopped; try a lower --lr", loss, epoch+1, step+1))
+				// Nothing is saved: resumed with its own settings, the run
+				// would reach the same loss again, and the file at Out
+				// (perhaps a finished model) is worth more than it.
+				return &LossError{Loss: loss, Epoch: epoch + 1, Step: step + 1}
 			}
 			lossSum += loss
 			lossN++
@@ -548,6 +547,18 @@ func (r *trainingRun) epochs(ctx context.Context) error {
 		r.res.StepTime = stepTotal / time.Duration(stepCount)
 	}
 	return nil
+}
+
+// LossError is a training run stopped by a loss that became NaN or
+// infinite (most often a learning rate too high for the data); nothing
+// was saved.
+type LossError struct {
+	Loss        float64
+	Epoch, Step int // 1-based
+}
+
+func (e *LossError) Error() string {
+	return fmt.Sprintf("the loss became %v at epoch %d step %d; training stopped and nothing was saved", e.Loss, e.Epoch, e.Step)
 }
 
 // checkFeatures tells a non-finite loss that comes from the backbone (NaN

@@ -46,6 +46,9 @@ func Digest(path string) (string, error) {
 	}
 	d, err := digestOf(f)
 	f.Close()
+	if errors.Is(err, errNonFinite) {
+		return "", fmt.Errorf("CLIP weights %s: %w", path, err)
+	}
 	if err != nil {
 		return "", err
 	}
@@ -81,7 +84,46 @@ func rememberDigest(key digestKey, d string) {
 	writeDigestCache(cache)
 }
 
-// digestOf hashes a parsed file's tensors canonically.
+// errNonFinite is a tensor holding NaN or infinity: no CLIP has one, and a
+// model on it scores NaN.
+var errNonFinite = errors.New("holds NaN or infinite values: the file is corrupt")
+
+// nonFinite reports whether little-endian floating-point data of dtype
+// holds a NaN or an infinity (every exponent bit set); other dtypes hold
+// none.
+func nonFinite(dtype string, b []byte) bool {
+	switch dtype {
+	case "F16":
+		for i := 0; i+1 < len(b); i += 2 {
+			if binary.LittleEndian.Uint16(b[i:])&0x7c00 == 0x7c00 {
+				return true
+			}
+		}
+	case "BF16":
+		for i := 0; i+1 < len(b); i += 2 {
+			if binary.LittleEndian.Uint16(b[i:])&0x7f80 == 0x7f80 {
+				return true
+			}
+		}
+	case "F32":
+		for i := 0; i+3 < len(b); i += 4 {
+			if binary.LittleEndian.Uint32(b[i:])&0x7f800000 == 0x7f800000 {
+				return true
+			}
+		}
+	case "F64":
+		for i := 0; i+7 < len(b); i += 8 {
+			if binary.LittleEndian.Uint64(b[i:])&0x7ff0000000000000 == 0x7ff0000000000000 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// digestOf hashes a parsed file's tensors canonically, and refuses one
+// that holds NaN or infinity (so that a digest, remembered or not, is of
+// finite weights).
 func digestOf(f *safetensors.File) (string, error) {
 	ts := append([]safetensors.Tensor(nil), f.Tensors...)
 	sort.Slice(ts, func(i, j int) bool { return ts[i].Name < ts[j].Name })
@@ -107,6 +149,9 @@ func digestOf(f *safetensors.File) (string, error) {
 			return "", err
 		}
 		buf = data
+		if nonFinite(string(t.DType), data) {
+			return "", fmt.Errorf("tensor %s %w", t.Name, errNonFinite)
+		}
 		field(data)
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil

@@ -1,7 +1,10 @@
 package weights
 
 import (
+	"encoding/binary"
+	"encoding/hex"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sync"
@@ -151,6 +154,35 @@ func TestDigestCacheNotRegular(t *testing.T) {
 		}
 		if b, _ := os.ReadFile(precious); string(b) != "keep me" {
 			t.Errorf("%s as the cache: the linked file now holds %q", c.name, b)
+		}
+	}
+}
+
+// Weights holding NaN or infinity in any float dtype get no digest: the
+// error names the file and the tensor. The largest finite values pass.
+func TestDigestRefusesNonFinite(t *testing.T) {
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	dir := t.TempDir()
+	le16 := func(v uint16) []byte { return binary.LittleEndian.AppendUint16(nil, v) }
+	for _, c := range []struct {
+		dtype string
+		data  []byte
+		bad   bool
+	}{
+		{"F16", le16(0x7bff), false}, {"F16", le16(0x7c00), true}, {"F16", le16(0xfc00), true}, {"F16", le16(0x7e00), true},
+		{"BF16", le16(0x7f7f), false}, {"BF16", le16(0x7fc0), true}, {"BF16", le16(0xff80), true},
+		{"F32", binary.LittleEndian.AppendUint32(nil, math.Float32bits(math.MaxFloat32)), false},
+		{"F32", binary.LittleEndian.AppendUint32(nil, math.Float32bits(float32(math.NaN()))), true},
+		{"F64", binary.LittleEndian.AppendUint64(nil, math.Float64bits(math.Inf(-1))), true},
+		{"F64", binary.LittleEndian.AppendUint64(nil, math.Float64bits(-math.MaxFloat64)), false},
+		{"U8", []byte{0xff}, false},
+	} {
+		p := filepath.Join(dir, c.dtype+hex.EncodeToString(c.data)+".safetensors")
+		writeST(t, p, []safetensors.Tensor{{Name: "w.weight", DType: safetensors.DType(c.dtype), Shape: []int64{1}, Data: c.data}}, nil)
+		_, err := Digest(p)
+		want := "CLIP weights " + p + ": tensor w.weight holds NaN or infinite values: the file is corrupt"
+		if c.bad && (err == nil || err.Error() != want) || !c.bad && err != nil {
+			t.Errorf("%s %x: %v", c.dtype, c.data, err)
 		}
 	}
 }

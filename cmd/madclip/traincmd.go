@@ -254,6 +254,9 @@ func trainAction(c *cli.Context) error {
 		if s := caught(); s != nil && errors.Is(err, train.ErrInterrupted) {
 			return signalError{s, err}
 		}
+		if le := (*train.LossError)(nil); errors.As(err, &le) {
+			return fmt.Errorf("%w; train again with a lower --lr", err)
+		}
 		return err
 	}
 	epochs := plural.Of(res.Meta.Epochs, "epoch")
