@@ -176,15 +176,22 @@ func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, note func(string)) ([
 	if len(runnable) == 0 {
 		return nil, nil // the caller says none is there, before any loading
 	}
-	// Every split a run reads is checked before the first training: a
-	// test split found missing after hours of training wastes them.
+	// Every split a run reads is checked before the first training, down
+	// to each image's header: a test split found missing or an empty image
+	// found after hours of training wastes them.
 	for _, pair := range runnable {
 		valid, err := dataset.ReadSplit(c.Data, pair[0], "valid")
 		if err != nil {
 			return nil, err
 		}
-		if _, err := dataset.ReadSplit(c.Data, pair[1], "test"); err != nil {
+		test, err := dataset.ReadSplit(c.Data, pair[1], "test")
+		if err != nil {
 			return nil, err
+		}
+		for _, s := range []*dataset.Split{valid, test} {
+			if err := s.CheckHeaders(c.Limits, c.Size); err != nil {
+				return nil, err
+			}
 		}
 		if err := c.enoughShots(valid); err != nil {
 			return nil, err

@@ -234,8 +234,8 @@ func Load(s Sample, size int, withMask bool) (Image, error) {
 
 // Prepare is Load for an image already decoded.
 func Prepare(img *imaging.RGB, s Sample, size int, withMask bool) (Image, error) {
-	if need := imaging.ResizeBytes(img.W, img.H, size, size); need > max(3*int64(img.W)*int64(img.H), maxResizeBytes) {
-		return Image{}, fmt.Errorf("%s: a %d×%d image is too elongated to resize to %d×%d (it would take %.1f GB); crop it first", s.Path, img.W, img.H, size, size, float64(need)/1e9)
+	if err := resizable(s.Path, img.W, img.H, size); err != nil {
+		return Image{}, err
 	}
 	out := Image{Pixels: img.Resize(size, size).CHW()}
 	if !withMask {
@@ -261,6 +261,49 @@ func Prepare(img *imaging.RGB, s Sample, size int, withMask bool) (Image, error)
 // maxResizeBytes is the memory a resize may take beyond the image's own
 // size (see imaging.ResizeBytes).
 const maxResizeBytes = 512 << 20
+
+// resizable refuses the w×h image at path when resizing it to size² would
+// take far more memory than the image itself: a strip thousands of times
+// longer than wide.
+func resizable(path string, w, h, size int) error {
+	if need := imaging.ResizeBytes(w, h, size, size); need > max(3*int64(w)*int64(h), maxResizeBytes) {
+		return fmt.Errorf("%s: a %d×%d image is too elongated to resize to %d×%d (it would take %.1f GB); crop it first", path, w, h, size, size, float64(need)/1e9)
+	}
+	return nil
+}
+
+// CheckHeaders reads the header of every image of the split and of every
+// mask: a file that is empty, not a PNG or JPEG, over the pixel limit or
+// too elongated to resize to size², or a mask of another size than its
+// scan, is found before hours of training rather than after them. Damage
+// past the header still shows only when the image is decoded.
+func (s *Split) CheckHeaders(l imaging.Limits, size int) error {
+	for _, smp := range s.Samples {
+		w, h, err := imaging.Size(smp.Path)
+		if err != nil {
+			return err
+		}
+		if err := l.Allows(w, h); err != nil {
+			return fmt.Errorf("%s: %w", smp.Path, err)
+		}
+		if size > 0 {
+			if err := resizable(smp.Path, w, h, size); err != nil {
+				return err
+			}
+		}
+		if smp.MaskPath == "" {
+			continue
+		}
+		mw, mh, err := imaging.Size(smp.MaskPath)
+		if err != nil {
+			return err
+		}
+		if mw != w || mh != h {
+			return fmt.Errorf("%s: mask is %dx%d, its scan %s is %dx%d", smp.MaskPath, mw, mh, smp.Path, w, h)
+		}
+	}
+	return nil
+}
 
 func isDir(p string) bool {
 	st, err := os.Stat(p)

@@ -171,6 +171,41 @@ func TestLoadErrors(t *testing.T) {
 	}
 }
 
+// CheckHeaders finds, from headers alone, an empty image, one over the
+// pixel limit, a strip too elongated to resize and a mask of another size,
+// each named; a sound split passes.
+func TestCheckHeaders(t *testing.T) {
+	root := synthRoot(t)
+	split, _ := ReadSplit(root, "Brain", "test")
+	if err := split.CheckHeaders(imaging.Limits{}, 240); err != nil {
+		t.Fatalf("a sound split: %v", err)
+	}
+	if err := split.CheckHeaders(imaging.Limits{MaxPixels: 100}, 240); err == nil || !strings.Contains(err.Error(), "over the limit of 100") {
+		t.Errorf("pixel limit: %v", err)
+	}
+	var ab Sample
+	for _, s := range split.Samples {
+		if s.Abnormal {
+			ab = s
+			break
+		}
+	}
+	m, _ := imaging.Load(ab.MaskPath)
+	writePNG(ab.MaskPath, m.Luma().ResizeNearest(10, 10).Image())
+	if err := split.CheckHeaders(imaging.Limits{}, 240); err == nil || !strings.Contains(err.Error(), ab.MaskPath+": mask is 10x10") {
+		t.Errorf("mask size: %v", err)
+	}
+	writePNG(ab.Path, image.NewGray(image.Rect(0, 0, 1, 3_000_000)))
+	if err := split.CheckHeaders(imaging.Limits{}, 240); err == nil || !strings.Contains(err.Error(), ab.Path+": a 1×3000000 image is too elongated") {
+		t.Errorf("strip: %v", err)
+	}
+	first := split.Samples[0].Path
+	os.WriteFile(first, nil, 0o644)
+	if err := split.CheckHeaders(imaging.Limits{}, 240); err == nil || err.Error() != first+": empty file, not an image" {
+		t.Errorf("empty image: %v", err)
+	}
+}
+
 func TestShots(t *testing.T) {
 	root := synthRoot(t)
 	split, _ := ReadSplit(root, "Brain", "valid")

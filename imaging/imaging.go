@@ -65,6 +65,14 @@ func (l Limits) maxPixels() int64 {
 	return l.MaxPixels
 }
 
+// Allows refuses an image of w×h pixels over the pixel limit.
+func (l Limits) Allows(w, h int) error {
+	if px := int64(w) * int64(h); px > l.maxPixels() {
+		return fmt.Errorf("the image claims %d×%d pixels, over the limit of %d (raise it with --max-pixels)", w, h, l.maxPixels())
+	}
+	return nil
+}
+
 // LoadLimit is Load within the limits l.
 func LoadLimit(path string, l Limits) (*RGB, error) {
 	f, err := regularfile.Open(path)
@@ -168,8 +176,8 @@ func decodeAny(r io.Reader, l Limits) (image.Image, *RGB, error) {
 		// any pixel memory is allocated.
 		ihdr, _ := br.Peek(33)
 		if cfg, err := png.DecodeConfig(bytes.NewReader(ihdr)); err == nil {
-			if px := int64(cfg.Width) * int64(cfg.Height); px > maxPixels {
-				return nil, nil, fmt.Errorf("the image claims %d×%d pixels, over the limit of %d (raise it with --max-pixels)", cfg.Width, cfg.Height, maxPixels)
+			if err := l.Allows(cfg.Width, cfg.Height); err != nil {
+				return nil, nil, err
 			}
 			if err := fitsMemory(cfg.Width, cfg.Height, pngBytesPerPixel); err != nil {
 				return nil, nil, err

@@ -142,10 +142,22 @@ func benchAction(c *cli.Context) error {
 		})
 		return err
 	})
-	if sig := caught(); sig != nil && errors.Is(err, train.ErrInterrupted) {
-		if !kept {
-			err = fmt.Errorf("bench interrupted after %s; its temporary folder is removed", plural.Of(len(results), "finished run"))
+	sig := caught()
+	interrupted := sig != nil && errors.Is(err, train.ErrInterrupted)
+	if interrupted && !kept {
+		err = fmt.Errorf("bench interrupted after %s; its temporary folder is removed", plural.Of(len(results), "finished run"))
+	}
+	// The runs finished before a failure or an interruption are shown and
+	// written all the same: hours of them are not lost to the last one.
+	if len(results) > 0 {
+		if werr := writeResults(c, results, kept); werr != nil {
+			return errors.Join(err, werr)
 		}
+		if err != nil {
+			err = fmt.Errorf("%w (%s shown above%s)", err, plural.Of(len(results), "finished run"), jsonOutNote(c))
+		}
+	}
+	if interrupted {
 		return signalError{sig, err}
 	}
 	if err != nil {
@@ -158,6 +170,21 @@ func benchAction(c *cli.Context) error {
 		}
 		return fmt.Errorf("bench: %s under %s%s", what, c.String("data"), dataset.MissingHint(c.String("data"), plan.first()))
 	}
+	return nil
+}
+
+// jsonOutNote is " and in FILE" when --json-out names one.
+func jsonOutNote(c *cli.Context) string {
+	if p := c.String("json-out"); p != "" {
+		return " and in " + oneLine(p)
+	}
+	return ""
+}
+
+// writeResults writes the results to --json-out, if given, then prints
+// them (the table, or JSON with --json): the file first, so that a reader
+// that stops reading (bench … | head) cannot cost it.
+func writeResults(c *cli.Context, results []bench.Result, kept bool) error {
 	if !kept {
 		// The temporary folder goes when bench ends: name no file in it.
 		for i := range results {
@@ -168,16 +195,19 @@ func benchAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if p := c.String("json-out"); p != "" {
+		err := atomicfile.Write(p, 0o644, func(w io.Writer) error {
+			_, err := w.Write(append(b, '\n'))
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
 	if c.Bool("json") {
 		fmt.Fprintln(c.App.Writer, string(b))
 	} else {
 		fmt.Fprint(c.App.Writer, bench.Table(results))
-	}
-	if p := c.String("json-out"); p != "" {
-		return atomicfile.Write(p, 0o644, func(w io.Writer) error {
-			_, err := w.Write(append(b, '\n'))
-			return err
-		})
 	}
 	return nil
 }

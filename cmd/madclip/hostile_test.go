@@ -23,6 +23,7 @@ import (
 	"unicode/utf8"
 
 	"madclip/authorship"
+	"madclip/bench"
 	"madclip/infer"
 	"madclip/internal/cliptest"
 	"madclip/internal/reftest"
@@ -1125,6 +1126,41 @@ func TestBenchSignalRemovesItsFolder(t *testing.T) {
 	}
 	for _, e := range left {
 		t.Errorf("left in the temporary folder: %s", e.Name())
+	}
+}
+
+// TestBenchKeepsFinishedRuns: a bench stopped in its second run still
+// shows and writes the first run's result.
+func TestBenchKeepsFinishedRuns(t *testing.T) {
+	root, _ := trained(t)
+	js := filepath.Join(t.TempDir(), "results.json")
+	cmd := exec.Command(madclipBin, "bench", "--data", root, "--datasets", "Brain", "--preset", "tiny", "--epochs", "3",
+		"--shots", "2,16", "--seeds", "1", "--image-size", "56", "--device", "cpu", "--json-out", js)
+	cmd.Env = append(os.Environ(), "MADCLIP_WEIGHTS="+t.TempDir(), "XDG_CACHE_HOME="+t.TempDir())
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(120 * time.Second)
+	for !strings.Contains(stderr.String(), "[1/2 runs") && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	err := cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 128+15 {
+		t.Fatalf("SIGTERM: %v, want exit status 143: %s", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "bench interrupted after 1 finished run; its temporary folder is removed (1 finished run shown above and in "+js+")") {
+		t.Errorf("stderr: %s", stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "| 2 | ") || strings.Contains(stdout.String(), "| 16 | ") {
+		t.Errorf("table of the finished run: %s", stdout.String())
+	}
+	var res []bench.Result
+	b, _ := os.ReadFile(js)
+	if err := json.Unmarshal(b, &res); err != nil || len(res) != 1 || res[0].Shots != 2 {
+		t.Errorf("--json-out holds %d results (%v): %s", len(res), err, b)
 	}
 }
 

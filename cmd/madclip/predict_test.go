@@ -628,6 +628,18 @@ func TestBenchCLI(t *testing.T) {
 	}
 	_, e, code = madclip(t, nil, "bench", "--data", root, "--datasets", "Brain,Chest", "--preset", "tiny", "--object", "knee MRI")
 	wantFailure(t, "--object is one dataset's object word, but this bench trains on Brain, Chest", e, code)
+	// An empty test image is found from its header before any training.
+	bad := t.TempDir()
+	if _, e, code := madclip(t, nil, "synth", "--out", bad, "--datasets", "Brain", "--valid", "4", "--test", "2", "--size", "32"); code != 0 {
+		t.Fatal(e)
+	}
+	empty := filepath.Join(bad, "Brain_AD", "test", "good", "img", "001.png")
+	os.WriteFile(empty, nil, 0o644)
+	_, e, code = madclip(t, nil, "bench", "--data", bad, "--datasets", "Brain", "--preset", "tiny", "--shots", "2", "--seeds", "1", "--epochs", "1", "--image-size", "56")
+	wantFailure(t, empty+": empty file, not an image", e, code)
+	if strings.Contains(e, "training") {
+		t.Errorf("an empty test image found after training began: %s", e)
+	}
 	_, e, code = madclip(t, nil, "bench", "--data", root, "--preset", "tiny", "--shots", "x")
 	wantFailure(t, "--shots", e, code)
 	_, e, code = madclip(t, nil, "bench", "--data", t.TempDir(), "--preset", "tiny", "--shots", "2")
