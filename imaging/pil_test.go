@@ -127,10 +127,32 @@ Image.fromarray(np.dstack([rgb[..., 0], rgb[..., 1]]), "LA").save(f"{d}/LA.png")
 Image.fromarray(rgb).quantize(200).save(f"{d}/P.png")
 Image.fromarray(rgb).quantize(200).save(f"{d}/PT.png", transparency=bytes(rng.integers(0, 256, 200, dtype=np.uint8)))
 Image.fromarray(rgb).convert("1").save(f"{d}/1.png")
-for name in ["RGB", "L", "RGBA", "LA", "P", "PT", "1"]:
+# A palette shorter than the indices used (5 entries, indices to 255),
+# with a short transparency table too: PIL reads entry i past the palette
+# as grey (i, i, i).
+import struct, zlib
+def chunk(t, b):
+    return struct.pack(">I", len(b)) + t + b + struct.pack(">I", zlib.crc32(t + b) & 0xffffffff)
+idx = rng.integers(0, 256, (h, w), dtype=np.uint8)
+raw = b"".join(b"\0" + row.tobytes() for row in idx)
+for name, extra in [("PS", b""), ("PST", chunk(b"tRNS", bytes([0, 100])))]:
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 3, 0, 0, 0)) + chunk(b"gAMA", struct.pack(">I", 45455))
+        + chunk(b"PLTE", bytes(rng.integers(0, 256, 15, dtype=np.uint8))) + extra + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    open(f"{d}/{name}.png", "wb").write(png)
+    np.asarray(Image.open(f"{d}/{name}.png").convert("L")).tofile(f"{d}/{name}_L.raw")
+for name in ["RGB", "L", "RGBA", "LA", "P", "PT", "1", "PS", "PST"]:
     np.asarray(Image.open(f"{d}/{name}.png").convert("RGB")).tofile(f"{d}/{name}.raw")
 `)
-	for _, name := range []string{"RGB", "L", "RGBA", "LA", "P", "PT", "1"} {
+	for _, name := range []string{"PS", "PST"} { // as a mask: convert("L")
+		m, err := LoadMask(filepath.Join(dir, name+".png"), "scan.png", 97, 61)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want, _ := os.ReadFile(filepath.Join(dir, name+"_L.raw")); !bytes.Equal(m.Pix, want) {
+			t.Errorf("%s mask differs from PIL's convert(\"L\")", name)
+		}
+	}
+	for _, name := range []string{"RGB", "L", "RGBA", "LA", "P", "PT", "1", "PS", "PST"} {
 		m, err := Load(filepath.Join(dir, name+".png"))
 		if err != nil {
 			t.Fatal(err)
