@@ -27,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"syscall"
 
 	"madclip/internal/regularfile"
 )
@@ -115,6 +116,12 @@ var ErrNotWritten = errors.New("it exists and madclip did not write it; refusing
 func Refusal(path string, want Kind) (have Kind, err error) {
 	if have, err = Identify(path); err != nil {
 		return None, fmt.Errorf("cannot read it to tell whether madclip wrote it: %w", err)
+	}
+	// A file its owner protected from writing is not replaced behind its
+	// back (the rename would succeed where cp fails).
+	const wOK = 2
+	if err := syscall.Access(path, wOK); errors.Is(err, syscall.EACCES) {
+		return have, errors.New("it is write-protected; refusing to replace it (make it writable, remove it, or choose another name)")
 	}
 	return have, Replaceable(have, want)
 }

@@ -323,3 +323,40 @@ func TestKinds(t *testing.T) {
 		}
 	}
 }
+
+// A file of madclip's that its owner made read-only is not replaced: the
+// rename would succeed where cp fails. As root, the check runs as nobody
+// (root may write anything, as cp does).
+func TestRefusalWriteProtected(t *testing.T) {
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	os.Chmod(filepath.Dir(dir), 0o755) // the test's own folder, for nobody to pass
+	path := filepath.Join(dir, "report.json")
+	if err := os.WriteFile(path, []byte(`{"madclip_version": "x"}`), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := authorship.Refusal(path, authorship.JSON); os.Geteuid() != 0 && (err == nil || !strings.Contains(err.Error(), "write-protected")) {
+		t.Errorf("a read-only file of one's own: %v", err)
+	} else if os.Geteuid() == 0 && err != nil {
+		t.Errorf("root may replace a read-only file: %v", err)
+	}
+	if os.Geteuid() != 0 {
+		return
+	}
+	// As nobody (real and effective, as access(2) checks the real id),
+	// keeping root as the saved id to come back.
+	if err := syscall.Setresuid(65534, 65534, 0); err != nil {
+		t.Skip("cannot become nobody:", err)
+	}
+	_, err := authorship.Refusal(path, authorship.JSON)
+	if e := syscall.Setresuid(0, 0, 0); e != nil {
+		panic(e) // the rest of the tests would run as nobody
+	}
+	if err == nil || err.Error() != "it is write-protected; refusing to replace it (make it writable, remove it, or choose another name)" {
+		t.Errorf("another user's read-only file: %v", err)
+	}
+	os.Chmod(path, 0o666)
+	if _, err := authorship.Refusal(path, authorship.JSON); err != nil {
+		t.Errorf("a writable file: %v", err)
+	}
+}
