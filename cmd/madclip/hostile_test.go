@@ -1322,3 +1322,68 @@ func TestOutputIsStandardStream(t *testing.T) {
 		}
 	}
 }
+
+// TestOutputsAsAnotherUser: as a user who may not write there, a file
+// output's folder is refused before any scoring, and a read-only file of
+// madclip's is not replaced. (Run as root, acting as nobody.)
+func TestOutputsAsAnotherUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("acts as nobody, which only root can")
+	}
+	root, ck := trained(t)
+	dir := t.TempDir()
+	for _, d := range []string{dir, filepath.Dir(dir)} {
+		os.Chmod(d, 0o755)
+	}
+	copyFile := func(src, dst string, mode os.FileMode) {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(dst, b, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bin, myCk, scan := filepath.Join(dir, "madclip"), filepath.Join(dir, "ck.safetensors"), filepath.Join(dir, "scan.png")
+	copyFile(madclipBin, bin, 0o755)
+	copyFile(ck, myCk, 0o644)
+	copyFile(filepath.Join(root, "Brain_AD", "test", "good", "img", "000.png"), scan, 0o644)
+	asNobody := func(args ...string) (string, int) {
+		cmd := exec.Command(bin, args...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_CACHE_HOME="+filepath.Join(dir, "cache"))
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Skip("cannot run as nobody:", err)
+		}
+		return stderr.String(), code
+	}
+	if e, code := asNobody("--version"); code != 0 {
+		t.Skip("madclip does not run as nobody here (its library out of reach?):", e)
+	}
+	ro := filepath.Join(dir, "ro")
+	os.Mkdir(ro, 0o555)
+	e, code := asNobody("predict", scan, "-c", myCk, "--heatmap", filepath.Join(ro, "h.png"), "--device", "cpu")
+	wantFailure(t, "--heatmap "+filepath.Join(ro, "h.png")+": cannot create files in "+ro+": permission denied", e, code)
+	if strings.Contains(e, "anomalous") || strings.Contains(e, "normal ") {
+		t.Errorf("scored before refusing: %s", e)
+	}
+	open := filepath.Join(dir, "open")
+	os.Mkdir(open, 0o777)
+	heat := filepath.Join(open, "h.png")
+	if _, e, code := madclip(t, nil, "predict", scan, "-c", myCk, "--heatmap", heat, "--device", "cpu"); code != 0 {
+		t.Fatal(e)
+	}
+	os.Chmod(heat, 0o444)
+	before, _ := os.ReadFile(heat)
+	e, code = asNobody("predict", scan, "-c", myCk, "--heatmap", heat, "--device", "cpu")
+	wantFailure(t, heat+": it is write-protected", e, code)
+	if after, _ := os.ReadFile(heat); !bytes.Equal(before, after) {
+		t.Error("a read-only heatmap was replaced")
+	}
+}

@@ -612,6 +612,7 @@ func (m *madeFolders) makeOutputFolders(outputs, named []namedPath) error {
 			return fmt.Errorf("%s %s: its folder %s does not exist", o.role, o.path, dir)
 		}
 	}
+	probed := map[string]bool{}
 	for _, o := range outputs {
 		dir := atomicfile.Folder(o.path)
 		if err := m.mkdirAll(dir); err != nil {
@@ -622,6 +623,13 @@ func (m *madeFolders) makeOutputFolders(outputs, named []namedPath) error {
 				}
 			}
 			return fmt.Errorf("%s %s: output folder %s: %w", o.role, o.path, dir, err)
+		}
+		// Each folder takes files, before any image is scored.
+		if !probed[dir] {
+			if err := canCreateIn(o.role+" "+o.path, dir); err != nil {
+				return err
+			}
+			probed[dir] = true
 		}
 	}
 	return nil
