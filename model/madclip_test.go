@@ -16,6 +16,7 @@ import (
 	"madclip/internal/torchtest"
 	"madclip/model/clip"
 	"madclip/model/clip/bpe"
+	"madclip/model/param"
 	"madclip/torch"
 )
 
@@ -502,4 +503,36 @@ func TestFeaturesMeanStd(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// CheckObject passes every benchmark word and the generic one, and refuses
+// a word whose prompts overflow the context (at the first token too many),
+// an empty one and one with a line break.
+func TestCheckObject(t *testing.T) {
+	tk := tokenizer(t)
+	for _, w := range append(slices.Collect(maps.Values(ObjectWords())), GenericObjectWord) {
+		if err := CheckObject(tk, w); err != nil {
+			t.Errorf("%q: %v", w, err)
+		}
+	}
+	// "a b" adds two tokens: find where the prompts stop fitting.
+	fits := ""
+	for n := 1; ; n++ {
+		w := strings.TrimSpace(strings.Repeat("a b ", n))
+		if err := CheckObject(tk, w); err != nil {
+			if !strings.Contains(err.Error(), "more than CLIP's 77-token context") || fits == "" {
+				t.Fatalf("%d words: %v", 2*n, err)
+			}
+			break
+		}
+		fits = w
+	}
+	if _, err := newPromptLearner(param.NewShapeRecorder(), tk, fits, 8, promptContext, true); err != nil {
+		t.Errorf("the longest word CheckObject passes does not build hand-crafted prompts: %v", err)
+	}
+	for _, w := range []string{"", "  ", "knee\nMRI", strings.Repeat("x", 2000)} {
+		if err := CheckObject(tk, w); err == nil {
+			t.Errorf("%.20q accepted", w)
+		}
+	}
 }

@@ -1,10 +1,12 @@
 package model
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
 	"strings"
+	"unicode"
 
 	"madclip/model/clip"
 	"madclip/model/clip/bpe"
@@ -147,6 +149,43 @@ func newPromptLearner(b *param.Builder, tk *bpe.Tokenizer, object string, width,
 	}
 	return p, nil
 }
+
+// maxObjectBytes bounds the object word before it is tokenized: far more
+// than the prompts' 77 tokens can hold.
+const maxObjectBytes = 1000
+
+// CheckObject refuses an object word whose prompts would not fit CLIP's
+// 77-token context (learned ones, and the hand-crafted sentences of the
+// ablation), or that holds a control character: the word a user gives is
+// checked before CLIP is loaded, not when the prompts are built.
+func CheckObject(tk *bpe.Tokenizer, object string) error {
+	switch {
+	case strings.TrimSpace(object) == "":
+		return errors.New("the object word is empty")
+	case strings.ContainsFunc(object, unicode.IsControl):
+		return errors.New("the object word holds a control character (a line break?)")
+	case len(object) > maxObjectBytes:
+		return fmt.Errorf("the object word is %d bytes, far more than a prompt's 77 tokens hold", len(object))
+	}
+	xs := strings.TrimSpace(strings.Repeat("X ", NumCtx))
+	longest := 0
+	for _, phrases := range StatePhrases() {
+		for _, tmpl := range phrases {
+			phrase := strings.ReplaceAll(tmpl, "{}", object)
+			longest = max(longest, len(tk.EncodeWithSpecials(xs+" "+phrase+".")))
+			for _, sentence := range handcraftedTemplates {
+				longest = max(longest, len(tk.EncodeWithSpecials(strings.ReplaceAll(sentence, "{}", phrase))))
+			}
+		}
+	}
+	if longest > promptContext {
+		return fmt.Errorf("its longest prompt is %d tokens, more than CLIP's %d-token context; give a shorter word", longest, promptContext)
+	}
+	return nil
+}
+
+// promptContext is the context of every OpenAI CLIP's text tower.
+const promptContext = 77
 
 // newPrompt tokenizes text (with the start and end tokens), padded to the
 // context length.

@@ -115,6 +115,9 @@ func importAuthorsAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := checkObjectFlag(c, tk); err != nil {
+		return fmt.Errorf("import authors: %w", err)
+	}
 	return onCompute(func() error {
 		meta, err := authors.Import(in, out, o, tk)
 		if err != nil {

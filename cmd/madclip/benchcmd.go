@@ -106,6 +106,9 @@ func benchAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := checkObjectFlag(c, tk); err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
 	work, kept := c.String("work"), true
 	if work == "" {
 		kept = false

@@ -378,6 +378,8 @@ func TestHostileInputs(t *testing.T) {
 		{"flag without its value after an argument", append(predict, scan, "--heatmap"), "--heatmap needs a value"},
 		{"unknown flag", append(predict, scan, "--bogus"), "predict: unknown flag --bogus (see madclip predict --help)"},
 		{"unknown letter flag", append(predict, scan, "-z"), "predict: unknown flag -z (see madclip predict --help)"},
+		{"an object word with a line break", append(train, "--object", "knee\nMRI", "--out", filepath.Join(dir, "obj.safetensors")), `train: --object "knee\nMRI": the object word holds a control character`},
+		{"an object word too long for the prompts", append(train, "--object", strings.Repeat("knee ", 70), "--out", filepath.Join(dir, "obj.safetensors")), "more than CLIP's 77-token context; give a shorter word"},
 		{"a mistyped flag", append(predict, scan, "--threshhold", "0.3"), "predict: unknown flag --threshhold: did you mean --threshold? (see madclip predict --help)"},
 		{"a flag of another command", []string{"bench", "--data", root, "--dataset", "Brain"}, "bench: unknown flag --dataset: did you mean --datasets?"},
 		{"--out where the output is an argument", []string{"export", "authors", ck, "--out", filepath.Join(dir, "x.pth")}, "export authors: unknown flag --out: the output is an argument here, as in madclip export authors CHECKPOINT OUT.pth"},

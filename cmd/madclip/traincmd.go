@@ -17,6 +17,7 @@ import (
 	"madclip/dataset"
 	"madclip/internal/plural"
 	"madclip/model"
+	"madclip/model/clip/bpe"
 	"madclip/train"
 )
 
@@ -166,6 +167,18 @@ func modelFlags() []cli.Flag {
 
 // modelOptions are the model options modelFlags (and train's --object,
 // --layers and --image-size, where the command has them) ask for.
+// checkObjectFlag refuses, before CLIP is loaded, an --object whose
+// prompts would not fit CLIP's context (the value quoted short).
+func checkObjectFlag(c *cli.Context, tk *bpe.Tokenizer) error {
+	if !c.IsSet("object") {
+		return nil
+	}
+	if err := model.CheckObject(tk, c.String("object")); err != nil {
+		return fmt.Errorf("--object %.40q: %w", c.String("object"), err)
+	}
+	return nil
+}
+
 func modelOptions(c *cli.Context) model.Options {
 	return model.Options{
 		Object: c.String("object"), Layers: c.IntSlice("layers"), ImageSize: c.Int("image-size"),
@@ -211,6 +224,9 @@ func trainAction(c *cli.Context) error {
 	tk, err := loadTokenizer(c)
 	if err != nil {
 		return err
+	}
+	if err := checkObjectFlag(c, tk); err != nil {
+		return fmt.Errorf("train: %w", err)
 	}
 	cfg := train.Config{
 		Data: c.String("data"), Dataset: c.String("dataset"),
