@@ -246,7 +246,7 @@ func roughly(d time.Duration) string {
 // noProgress names the commands that print no progress lines, whose
 // --quiet changes nothing.
 var noProgress = map[string]bool{"clip": true, "tokenize": true, "doctor": true, "import authors": true,
-	"export authors": true, "weights list": true, "weights path": true}
+	"export authors": true, "weights list": true, "weights path": true, "version": true}
 
 // uniformFlags gives every command --quiet (-q: no progress lines; the
 // results are still printed) and drops "(default: false)" from every

@@ -52,7 +52,7 @@ Examples:
 				&cli.StringFlag{Name: "out", Usage: "the madclip checkpoint to write", Required: true},
 				&cli.StringFlag{Name: "weights", Usage: "the CLIP weights it ran on (default: the largest known model found)"},
 				&cli.StringFlag{Name: "preset", Usage: "a random CLIP preset instead of weights (tests)"},
-				&cli.StringFlag{Name: "object", Usage: "the object word of its prompts (default: the dataset's)"},
+				&cli.StringFlag{Name: "object", Usage: "the object word of its prompts (default: the dataset's; required for a dataset of your own)"},
 				&cli.IntSliceFlag{Name: "layers", Usage: "tapped ViT blocks", DefaultText: "four evenly spaced blocks ending at the last: 6,12,18,24 for ViT-L, 3,6,9,12 for ViT-B, 1,2,3,4 for tiny"},
 				&cli.IntFlag{Name: "image-size", Value: model.PaperImageSize, Usage: "input resolution"},
 				&cli.BoolFlag{Name: "masks", Usage: "whether it scores by its anomaly map (default: as the benchmark dataset)"},

@@ -152,9 +152,14 @@ func TestWeightsConvertCLI(t *testing.T) {
 	vocab := filepath.Join(t.TempDir(), "vocab.gz")
 	os.WriteFile(vocab, bpe.DefaultVocab(), 0o644)
 	copied := filepath.Join(dir, "bpe_simple_vocab_16e6.txt.gz")
-	for _, v := range []string{vocab, vocab, copied} {
-		if o, e, code := madclip(t, nil, "weights", "convert", "--vocab", v, in, out); code != 0 {
+	for i, v := range []string{vocab, vocab, copied} {
+		o, e, code := madclip(t, nil, "weights", "convert", "--vocab", v, in, out)
+		if code != 0 {
 			t.Errorf("--vocab %s: exit %d: %s %s", v, code, o, e)
+		}
+		// The copy is told of when it is made, not when the same is there.
+		if said := strings.Contains(o, "copied the vocab "+v+" to "+copied+"\n"); said != (i == 0) {
+			t.Errorf("--vocab %s, run %d: %q", v, i+1, o)
 		}
 	}
 	if b, _ := os.ReadFile(copied); !bytes.Equal(b, bpe.DefaultVocab()) {
@@ -579,6 +584,12 @@ func TestVersion(t *testing.T) {
 	for _, args := range [][]string{{"--version"}, {"-v"}, {"version"}} {
 		o, e, code := madclip(t, nil, args...)
 		if code != 0 || o != "madclip version "+version+"\n" || e != "" {
+			t.Errorf("%s: exit %d, %q, %q", args, code, o, e)
+		}
+	}
+	// A command like the others: listed, with help.
+	for _, args := range [][]string{{"--help"}, {"help", "version"}, {"version", "--help"}} {
+		if o, e, code := madclip(t, nil, args...); code != 0 || !strings.Contains(o, "version   print madclip's version") && !strings.Contains(o, "madclip version - print madclip's version") {
 			t.Errorf("%s: exit %d, %q, %q", args, code, o, e)
 		}
 	}

@@ -440,7 +440,7 @@ func TestHostileInputs(t *testing.T) {
 		{"train on a dataset not there (no stage announced before)", []string{"train", "--data", root, "--dataset", "Liver", "--preset", "tiny", "--out", filepath.Join(dir, "o.safetensors")}, "dataset Liver: no folder"},
 		{"export to a file named like a flag", []string{"export", "authors", ck, "-"}, "OUT.pth -: that looks like a flag, not a file's name (give ./- for a file so named)"},
 		{"words after --version", []string{"--version", "extra"}, `--version takes nothing after it: "extra" would be ignored`},
-		{"words after version", []string{"version", "extra"}, `version takes nothing after it: "extra" would be ignored`},
+		{"words after version", []string{"version", "extra"}, `version: unexpected argument "extra": it takes none`},
 		{"a checkpoint as CLIP weights", []string{"clip", "--weights", ck, "--image", scan, "--text", "a"}, "a madclip checkpoint (a trained model), not CLIP weights"},
 		{"a checkpoint as train's weights (before the shots)", []string{"train", "--data", root, "--dataset", "Brain", "--weights", ck, "--out", filepath.Join(dir, "o.safetensors")}, "a madclip checkpoint (a trained model), not CLIP weights"},
 		{"CLIP weights as a checkpoint", []string{"predict", "--checkpoint", tinyWeights(t, dir), scan}, "CLIP weights, not a madclip checkpoint"},

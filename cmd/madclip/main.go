@@ -103,15 +103,9 @@ with OpenAI's CLIP, as the paper (see madclip train --help):
 			tokenizeCommand(),
 			weightsCommand(),
 			doctorCommand(),
+			versionCommand(),
 		},
 		Action: func(c *cli.Context) error {
-			if c.Args().First() == "version" { // as go version, docker version
-				if c.Args().Len() > 1 {
-					return fmt.Errorf("version takes nothing after it: %q would be ignored", c.Args().Get(1))
-				}
-				cli.ShowVersion(c)
-				return nil
-			}
 			if c.Args().Present() {
 				return unknownCommand("madclip", c.Args().First(), c.App.Commands)
 			}
@@ -130,6 +124,20 @@ with OpenAI's CLIP, as the paper (see madclip train --help):
 		return fmt.Errorf("%s (see madclip --help)", usageText(err))
 	}
 	return app
+}
+
+// versionCommand prints the version, as go version and docker version do
+// (and --version).
+func versionCommand() *cli.Command {
+	return &cli.Command{
+		Name:        "version",
+		Usage:       "print madclip's version",
+		Description: "Prints \"madclip version X\", as madclip --version does.",
+		Action: func(c *cli.Context) error {
+			cli.ShowVersion(c)
+			return nil
+		},
+	}
 }
 
 // onCompute runs a command's body on the libtorch compute thread.

@@ -317,6 +317,11 @@ func predictAction(c *cli.Context) (err error) {
 		err = flushErr
 	}
 	flat.summary()
+	if scored > 0 && !c.Bool("quiet") && !c.Bool("json") && !c.Bool("csv") { // JSON and CSV name each file
+		for _, line := range outs.where(c) {
+			fmt.Fprintln(os.Stderr, line)
+		}
+	}
 	if s := caught(); s != nil && errors.Is(err, context.Canceled) {
 		return signalError{s, fmt.Errorf("stopped by %s after %d of %d images", signalName(s), scored, len(paths))}
 	}
@@ -398,6 +403,27 @@ func planPredictOutputs(c *cli.Context, paths []string, folder bool) (predictOut
 		return o, err
 	}
 	return o, nil
+}
+
+// where says where the pictures and maps went ("heatmaps written under
+// heat/"), for the plain listing, which names only the scans.
+func (o predictOutputs) where(c *cli.Context) []string {
+	var lines []string
+	for _, k := range []struct {
+		flag, one, many string
+		names           []string
+	}{
+		{"heatmap", "heatmap", "heatmaps", o.heatmap}, {"raw-map", "raw map", "raw maps", o.rawMap},
+		{"panel", "figure", "figures", o.panel}, {"mask", "predicted region", "predicted regions", o.mask},
+	} {
+		switch {
+		case len(k.names) == 1:
+			lines = append(lines, fmt.Sprintf("%s written to %s", k.one, oneLine(k.names[0])))
+		case len(k.names) > 0:
+			lines = append(lines, fmt.Sprintf("%s written under %s", k.many, oneLine(c.String(k.flag))))
+		}
+	}
+	return lines
 }
 
 // checkpointInputs names the files a command using --checkpoint reads

@@ -136,6 +136,8 @@ func TestPredictCLI(t *testing.T) {
 	maskOut, panel := filepath.Join(out, "region.png"), filepath.Join(out, "panel.png")
 	if _, e, code := madclip(t, nil, "predict", img, "--checkpoint", ck, "--mask", maskOut, "--panel", panel, "--ground-truth", mask, "--device", "cpu"); code != 0 {
 		t.Fatal(e)
+	} else if !strings.Contains(e, "predicted region written to "+maskOut+"\nfigure written to "+panel+"\n") && !strings.Contains(e, "figure written to "+panel+"\npredicted region written to "+maskOut+"\n") {
+		t.Errorf("the plain listing does not say where the pictures went: %s", e)
 	}
 	region, err := imaging.Load(maskOut)
 	if err != nil || region.W != in.W || region.H != in.H {

@@ -124,7 +124,7 @@ Examples:
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "data", Usage: "the benchmark root (holding {Dataset}_AD folders); required unless --resume"},
 			&cli.StringFlag{Name: "dataset", Usage: "Brain, Liver, Retina_RESC, Retina_OCT2017, Chest, Histopathology, or your own (the folder {name}_AD, named without _AD); required unless --resume"},
-			&cli.StringFlag{Name: "object", Usage: "the object word of the prompts (default: the dataset's, e.g. \"retinal OCT\")"},
+			&cli.StringFlag{Name: "object", Usage: "the object word of the prompts (default: the dataset's, e.g. \"retinal OCT\"; required for a dataset of your own)"},
 			&cli.StringFlag{Name: "out", Usage: "the checkpoint to write (required, except with --resume: then the resumed file unless given)"},
 			&cli.StringFlag{Name: "weights", Usage: "CLIP weights (default: the largest known model found)"},
 			&cli.StringFlag{Name: "preset", Usage: "train on a randomly initialised CLIP preset instead of weights (\"tiny\" for demos and tests)"},

@@ -304,12 +304,19 @@ func convertAction(c *cli.Context, in, out string) error {
 		if !c.Bool("quiet") {
 			fmt.Fprintf(os.Stderr, "converting %s (%s) to %s\n", oneLine(in), sizeOf(in), oneLine(out))
 		}
+		copied := "" // the vocab's copy beside OUT, unless the same is there
+		if v := c.String("vocab"); v != "" {
+			copied = weights.VocabCopy(v, out)
+		}
 		cfg, err := weights.Convert(in, out, c.String("vocab"))
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(c.App.Writer, "wrote %s (ViT, %d px, patch %d, width %d, %d+%d layers)\n",
 			oneLine(out), cfg.ImageSize, cfg.PatchSize, cfg.VisionWidth, cfg.VisionLayers, cfg.TextLayers)
+		if copied != "" {
+			fmt.Fprintf(c.App.Writer, "copied the vocab %s to %s\n", oneLine(c.String("vocab")), oneLine(copied))
+		}
 		return nil
 	})
 }
