@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"madclip/checkpoint"
@@ -542,6 +543,15 @@ func TestWeightsListAndPath(t *testing.T) {
 	if code != 0 || !regexp.MustCompile(`(?m)^ViT-L/14-336 +ViT-L-14-336px\.safetensors +.*\(\d+\.\d MiB; not ViT-L/14-336's architecture: not used\)$`).MatchString(o) ||
 		!want.MatchString(o) {
 		t.Errorf("list with a tiny CLIP under ViT-L/14-336's name: exit %d\n%s%s", code, o, e)
+	}
+	// A named pipe there is not read (it could block), and said to be none.
+	pipe := filepath.Join(store, "ViT-L-14.safetensors")
+	if err := syscall.Mkfifo(pipe, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o, e, code = madclip(t, env, "weights", "list")
+	if code != 0 || !strings.Contains(o, pipe+" (not a regular file: not used)\n") {
+		t.Errorf("list with a pipe under ViT-L/14's name: exit %d\n%s%s", code, o, e)
 	}
 }
 

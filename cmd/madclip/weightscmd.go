@@ -46,7 +46,9 @@ Examples:
 						where := "not downloaded"
 						if p, err := weights.Find(m.File()); err == nil {
 							where = fmt.Sprintf("%s (%s)", oneLine(p), sizeOf(p))
-							if weights.CheckNamed(p, m) != nil { // commands refuse it
+							if st, err := os.Stat(p); err != nil || !st.Mode().IsRegular() {
+								where = fmt.Sprintf("%s (not a regular file: not used)", oneLine(p))
+							} else if weights.CheckNamed(p, m) != nil { // commands refuse it
 								where = fmt.Sprintf("%s (%s; not %s's architecture: not used)", oneLine(p), sizeOf(p), m.Name)
 							}
 						}
