@@ -38,7 +38,7 @@ Examples:
 			&cli.StringFlag{Name: "out", Usage: "the dataset root to write", Required: true},
 			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the synthetic images"},
 			&cli.IntFlag{Name: "size", Aliases: []string{"image-size"}, Value: 64, Usage: "image side in pixels"},
-			&cli.IntFlag{Name: "valid", Value: 20, Usage: "images per class in valid/ (a benchmark dataset also gets every file its authors' few-shot lists name, so that the paper's protocol runs on it)"},
+			&cli.IntFlag{Name: "valid", Value: 20, Usage: "images per class in valid/, or every file the authors' few-shot lists name where they name more (so that the paper's protocol runs on a benchmark dataset)"},
 			&cli.IntFlag{Name: "test", Value: 24, Usage: "images per class in test/"},
 			&cli.StringFlag{Name: "datasets", Usage: "comma-separated dataset names, or all (the six of the benchmark)", DefaultText: "Brain,Chest"},
 		},
