@@ -93,15 +93,13 @@ var errNonFinite = errors.New("holds NaN or infinite values: the file is corrupt
 // none.
 func nonFinite(dtype string, b []byte) bool {
 	switch dtype {
-	case "F16":
-		for i := 0; i+1 < len(b); i += 2 {
-			if binary.LittleEndian.Uint16(b[i:])&0x7c00 == 0x7c00 {
-				return true
-			}
+	case "F16", "BF16": // the exponent's bits
+		exp := uint16(0x7c00)
+		if dtype == "BF16" {
+			exp = 0x7f80
 		}
-	case "BF16":
 		for i := 0; i+1 < len(b); i += 2 {
-			if binary.LittleEndian.Uint16(b[i:])&0x7f80 == 0x7f80 {
+			if binary.LittleEndian.Uint16(b[i:])&exp == exp {
 				return true
 			}
 		}

@@ -167,6 +167,19 @@ func modelFlags() []cli.Flag {
 
 // modelOptions are the model options modelFlags (and train's --object,
 // --layers and --image-size, where the command has them) ask for.
+// trainFailure is the error a failed training run ends with: with the exit
+// status of the signal that stopped it (sig, if any), or with what to do
+// about a diverging loss.
+func trainFailure(err error, sig os.Signal) error {
+	if sig != nil && errors.Is(err, train.ErrInterrupted) {
+		return signalError{sig, err}
+	}
+	if le := (*train.LossError)(nil); errors.As(err, &le) {
+		return fmt.Errorf("%w; train again with a lower --lr", err)
+	}
+	return err
+}
+
 // checkObjectFlag refuses, before CLIP is loaded, an --object whose
 // prompts would not fit CLIP's context (the value quoted short).
 func checkObjectFlag(c *cli.Context, tk *bpe.Tokenizer) error {
@@ -267,13 +280,7 @@ func trainAction(c *cli.Context) error {
 	})
 	rep.finish()
 	if err != nil {
-		if s := caught(); s != nil && errors.Is(err, train.ErrInterrupted) {
-			return signalError{s, err}
-		}
-		if le := (*train.LossError)(nil); errors.As(err, &le) {
-			return fmt.Errorf("%w; train again with a lower --lr", err)
-		}
-		return err
+		return trainFailure(err, caught())
 	}
 	epochs := plural.Of(res.Meta.Epochs, "epoch")
 	if m := res.Meta; m.SelectedEpoch > 0 {
