@@ -132,7 +132,10 @@ func versionCommand() *cli.Command {
 	return &cli.Command{
 		Name:        "version",
 		Usage:       "print madclip's version",
-		Description: "Prints \"madclip version X\", as madclip --version does.",
+		Description: `Prints "madclip version X", as madclip --version does.
+
+Examples:
+  madclip version`,
 		Action: func(c *cli.Context) error {
 			cli.ShowVersion(c)
 			return nil
