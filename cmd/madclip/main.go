@@ -130,8 +130,8 @@ with OpenAI's CLIP, as the paper (see madclip train --help):
 // (and --version).
 func versionCommand() *cli.Command {
 	return &cli.Command{
-		Name:        "version",
-		Usage:       "print madclip's version",
+		Name:  "version",
+		Usage: "print madclip's version",
 		Description: `Prints "madclip version X", as madclip --version does.
 
 Examples:
