@@ -199,16 +199,17 @@ func (p *Predictor) Evaluate(root, name string, o StreamOptions, threshold float
 	if err != nil {
 		return nil, err
 	}
-	if e.ImageAUROC, err = metrics.AUROC(e.imageScores, e.imageLabels); err != nil {
+	ranked, err := metrics.Rank(e.imageScores, e.imageLabels)
+	if err != nil {
 		return nil, fmt.Errorf("test split of %s: %w", name, err)
 	}
-	var apErr, detErr, f1Err, atErr error
-	e.ImageAP, apErr = metrics.AveragePrecision(e.imageScores, e.imageLabels)
+	e.ImageAUROC, e.ImageAP = ranked.AUROC(), ranked.AveragePrecision()
+	var detErr, f1Err, atErr error
 	e.DetImageAUROC, detErr = metrics.AUROC(detScores, e.imageLabels)
 	f1, th, f1Err := metrics.F1Max(e.imageScores, e.imageLabels)
 	e.ImageF1Max, e.F1MaxThreshold = f1, float64(th)
 	c, atErr := metrics.At(e.imageScores, e.imageLabels, threshold)
-	if err := errors.Join(apErr, detErr, f1Err, atErr); err != nil {
+	if err := errors.Join(detErr, f1Err, atErr); err != nil {
 		return nil, fmt.Errorf("test split of %s: %w", name, err)
 	}
 	e.At = atThreshold(c, threshold, origin)

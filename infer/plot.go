@@ -161,32 +161,33 @@ func PRPlot(title string, r *metrics.Ranking, ap float64) Curve {
 // threshold, from the highest score down, starting at (0, 0); about n of
 // them (see thinning).
 func rocCurve(r *metrics.Ranking, n int) (fpr, tpr []float64) {
-	t := newThinning(r.Distinct()+1, n)
-	t.keep(0)
-	fpr, tpr = []float64{0}, []float64{0}
-	k := 0
-	r.Sweep(func(tp, fp, pos, neg int) {
-		if k++; t.keep(k) {
-			fpr = append(fpr, float64(fp)/float64(neg))
-			tpr = append(tpr, float64(tp)/float64(pos))
-		}
+	return sweepCurve(r, n, [2]float64{0, 0}, func(tp, fp, pos, neg int) (float64, float64) {
+		return float64(fp) / float64(neg), float64(tp) / float64(pos)
 	})
-	return fpr, tpr
 }
 
 // prCurve is recall and precision at every distinct threshold, from the
 // highest score down, starting at recall 0 and precision 1 as scikit-learn
 // draws it (about n points, see thinning); pos is the positive fraction.
 func prCurve(r *metrics.Ranking, n int) (recall, precision []float64, pos float64) {
-	t := newThinning(r.Distinct()+1, n)
-	t.keep(0)
-	recall, precision = []float64{0}, []float64{1}
-	k := 0
-	r.Sweep(func(tp, fp, npos, nneg int) {
-		if k++; t.keep(k) {
-			recall = append(recall, float64(tp)/float64(npos))
-			precision = append(precision, float64(tp)/float64(tp+fp))
-		}
+	recall, precision = sweepCurve(r, n, [2]float64{0, 1}, func(tp, fp, pos, _ int) (float64, float64) {
+		return float64(tp) / float64(pos), float64(tp) / float64(tp+fp)
 	})
 	return recall, precision, float64(r.Positives()) / float64(r.Positives()+r.Negatives())
+}
+
+// sweepCurve is the curve from start through the point at of each
+// distinct threshold, thinned to about n points.
+func sweepCurve(r *metrics.Ranking, n int, start [2]float64, at func(tp, fp, pos, neg int) (x, y float64)) (xs, ys []float64) {
+	t := newThinning(r.Distinct()+1, n)
+	t.keep(0)
+	xs, ys = []float64{start[0]}, []float64{start[1]}
+	k := 0
+	r.Sweep(func(tp, fp, pos, neg int) {
+		if k++; t.keep(k) {
+			x, y := at(tp, fp, pos, neg)
+			xs, ys = append(xs, x), append(ys, y)
+		}
+	})
+	return xs, ys
 }
