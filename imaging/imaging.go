@@ -442,7 +442,7 @@ func clip8(v int32) byte {
 // to tw×th: its output, the rows of the horizontal pass that the vertical
 // pass reads, and both passes' filter taps. Small for a scan of any common
 // shape; for a strip thousands of times longer than wide it exceeds the
-// image many times over (PIL fails on such an image too).
+// image many times over.
 func ResizeBytes(w, h, tw, th int) int64 {
 	taps := func(n, m int) int64 { // per output pixel, at most
 		return min(int64(n), int64(2*math.Ceil(2*math.Max(float64(n)/float64(m), 1))+1))
