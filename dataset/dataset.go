@@ -291,15 +291,10 @@ func (s *Split) CheckHeaders(l imaging.Limits, size int) error {
 				return err
 			}
 		}
-		if smp.MaskPath == "" {
-			continue
-		}
-		mw, mh, err := imaging.Size(smp.MaskPath)
-		if err != nil {
-			return err
-		}
-		if mw != w || mh != h {
-			return fmt.Errorf("%s: mask is %dx%d, its scan %s is %dx%d", smp.MaskPath, mw, mh, smp.Path, w, h)
+		if smp.MaskPath != "" {
+			if err := imaging.CheckMaskSize(smp.MaskPath, smp.Path, w, h); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

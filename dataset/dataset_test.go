@@ -151,16 +151,8 @@ func TestReadSplitErrors(t *testing.T) {
 func TestLoadErrors(t *testing.T) {
 	root := synthRoot(t)
 	split, _ := ReadSplit(root, "Brain", "valid")
-	var ab Sample
-	for _, s := range split.Samples {
-		if s.Abnormal {
-			ab = s
-			break
-		}
-	}
 	// A mask of another size.
-	m, _ := imaging.Load(ab.MaskPath)
-	writePNG(ab.MaskPath, m.Luma().ResizeNearest(10, 10).Image())
+	ab := shrinkFirstMask(t, split)
 	if _, err := Load(ab, 32, true); err == nil || !strings.Contains(err.Error(), ab.MaskPath) {
 		t.Errorf("mask size: %v", err)
 	}
@@ -183,15 +175,7 @@ func TestCheckHeaders(t *testing.T) {
 	if err := split.CheckHeaders(imaging.Limits{MaxPixels: 100}, 240); err == nil || !strings.Contains(err.Error(), "over the limit of 100") {
 		t.Errorf("pixel limit: %v", err)
 	}
-	var ab Sample
-	for _, s := range split.Samples {
-		if s.Abnormal {
-			ab = s
-			break
-		}
-	}
-	m, _ := imaging.Load(ab.MaskPath)
-	writePNG(ab.MaskPath, m.Luma().ResizeNearest(10, 10).Image())
+	ab := shrinkFirstMask(t, split)
 	if err := split.CheckHeaders(imaging.Limits{}, 240); err == nil || !strings.Contains(err.Error(), ab.MaskPath+": mask is 10x10") {
 		t.Errorf("mask size: %v", err)
 	}
@@ -204,6 +188,24 @@ func TestCheckHeaders(t *testing.T) {
 	if err := split.CheckHeaders(imaging.Limits{}, 240); err == nil || err.Error() != first+": empty file, not an image" {
 		t.Errorf("empty image: %v", err)
 	}
+}
+
+// shrinkFirstMask rewrites the mask of the split's first abnormal sample
+// at 10×10, another size than its scan's, and returns that sample.
+func shrinkFirstMask(t *testing.T, split *Split) Sample {
+	t.Helper()
+	for _, s := range split.Samples {
+		if s.Abnormal {
+			m, err := imaging.Load(s.MaskPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			writePNG(s.MaskPath, m.Luma().ResizeNearest(10, 10).Image())
+			return s
+		}
+	}
+	t.Fatal("no abnormal sample")
+	return Sample{}
 }
 
 func TestShots(t *testing.T) {

@@ -116,6 +116,19 @@ func decodeLimit(r io.Reader, l Limits) (*RGB, error) {
 	return FromImage(img), nil
 }
 
+// CheckMaskSize reads only the header of the mask at path and refuses it
+// unless it is w×h, the size of its scan (named for the message).
+func CheckMaskSize(path, scan string, w, h int) error {
+	mw, mh, err := Size(path)
+	if err != nil {
+		return err
+	}
+	if mw != w || mh != h {
+		return fmt.Errorf("%s: mask is %dx%d, its scan %s is %dx%d", path, mw, mh, scan, w, h)
+	}
+	return nil
+}
+
 // LoadMask decodes the ground-truth mask at path, which must be w×h (the
 // size of its scan, named for the message), into grey as PIL's
 // Image.open(path).convert("L") does: colour by luma, palette colours
@@ -125,12 +138,8 @@ func decodeLimit(r io.Reader, l Limits) (*RGB, error) {
 func LoadMask(path, scan string, w, h int) (*Gray, error) {
 	// The header first: a mask of another size is named as such, not as an
 	// image over the pixel limit.
-	mw, mh, err := Size(path)
-	if err != nil {
+	if err := CheckMaskSize(path, scan, w, h); err != nil {
 		return nil, err
-	}
-	if mw != w || mh != h {
-		return nil, fmt.Errorf("%s: mask is %dx%d, its scan %s is %dx%d", path, mw, mh, scan, w, h)
 	}
 	f, err := regularfile.Open(path)
 	if err != nil {
@@ -184,7 +193,7 @@ func decodeAny(r io.Reader, l Limits) (image.Image, *RGB, error) {
 				return nil, nil, err
 			}
 		}
-		chunks := &pngChunks{r: br}
+		chunks := &pngChunks{r: br, next: 8, paletteLen: -1} // the first chunk after the signature
 		if img, err = png.Decode(chunks); err == nil {
 			greyBeyondPalette(img, chunks.paletteLen)
 		}
@@ -217,13 +226,9 @@ type pngChunks struct {
 	next       int64 // where the next chunk's header starts
 	head       [8]byte
 	paletteLen int // entries; -1 when no PLTE was seen
-	seen       bool
 }
 
 func (c *pngChunks) Read(p []byte) (int, error) {
-	if !c.seen {
-		c.seen, c.next, c.paletteLen = true, 8, -1 // past the signature
-	}
 	n, err := c.r.Read(p)
 	end := c.pos + int64(n)
 	for c.next < end { // a chunk header (in part) among these bytes

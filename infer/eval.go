@@ -113,6 +113,7 @@ type Evaluation struct {
 
 	imageScores []float32
 	imageLabels []bool
+	imageRank   *metrics.Ranking // of imageScores, shared by the metrics and the plots
 	// The pixel-level curves, drawn from the ranking the pixel metrics
 	// share (the pixels themselves are not kept), and the pixels' outcomes
 	// at At.Threshold.
@@ -128,9 +129,7 @@ func (e *Evaluation) Plots() map[string]Curve {
 	label := fmt.Sprintf("threshold %.3g", e.At.Threshold)
 	names := PlotNames()
 	p := map[string]Curve{}
-	// Evaluate ranked these scores already (equal lengths, both classes,
-	// no NaN), so ranking them again cannot fail.
-	if r, err := metrics.Rank(e.imageScores, e.imageLabels); err == nil {
+	if r := e.imageRank; r != nil {
 		p[names[0]] = ROCPlot(e.Dataset+" image-level ROC", r, e.ImageAUROC).markAt(img, label)
 		p[names[1]] = PRPlot(e.Dataset+" image-level precision-recall", r, e.ImageAP).markAt(img, label)
 	}
@@ -199,11 +198,10 @@ func (p *Predictor) Evaluate(root, name string, o StreamOptions, threshold float
 	if err != nil {
 		return nil, err
 	}
-	ranked, err := metrics.Rank(e.imageScores, e.imageLabels)
-	if err != nil {
+	if e.imageRank, err = metrics.Rank(e.imageScores, e.imageLabels); err != nil {
 		return nil, fmt.Errorf("test split of %s: %w", name, err)
 	}
-	e.ImageAUROC, e.ImageAP = ranked.AUROC(), ranked.AveragePrecision()
+	e.ImageAUROC, e.ImageAP = e.imageRank.AUROC(), e.imageRank.AveragePrecision()
 	var detErr, f1Err, atErr error
 	e.DetImageAUROC, detErr = metrics.AUROC(detScores, e.imageLabels)
 	f1, th, f1Err := metrics.F1Max(e.imageScores, e.imageLabels)
