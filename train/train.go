@@ -251,6 +251,9 @@ func (r *trainingRun) resumeFrom() error {
 		c.SoftmaxLoss, c.SelectOnValid, c.DrawShots = t.SoftmaxLoss, t.SelectOnValid, t.DrawShots
 		if c.Data == "" {
 			c.Data = string(t.Data)
+			if st, err := os.Stat(c.Data); err != nil || !st.IsDir() {
+				return fmt.Errorf("%s: the data folder this run trained on, %s, is not there: give --data where it is now", c.Resume, c.Data)
+			}
 		}
 	}
 	if b := rm.Backbone; c.Shared == nil {
@@ -390,6 +393,11 @@ func (r *trainingRun) buildModel(tk *bpe.Tokenizer) error {
 		r.meta.Version = checkpoint.Version // this madclip writes the file now
 		if r.meta.ShotImages == nil {       // written before 0.2.2 recorded them
 			r.meta.ShotImages = &checkpoint.ShotImages{Normal: r.shots.Normal, Abnormal: r.shots.Abnormal, SHA256: r.shotsDigest}
+		}
+		if t := r.meta.Training; t != nil { // where the data is now, if it moved
+			moved := *t
+			moved.Data = jsonpath.Path(absPath(c.Data))
+			r.meta.Training = &moved
 		}
 	}
 	return nil

@@ -231,9 +231,21 @@ func TestResumeKeepsSelection(t *testing.T) {
 			t.Error("the partial checkpoint lacks the best epoch's parameters")
 		}
 	})
-	got, err := run(t, context.Background(), Config{Resume: part.Out, Out: part.Out}, &quietReporter{})
+	// The data moved in between: without --data the run says where it
+	// looked; with it, it goes on there and records the new place.
+	movedRoot := filepath.Join(t.TempDir(), "moved")
+	if err := os.Rename(root, movedRoot); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run(t, context.Background(), Config{Resume: part.Out, Out: part.Out}, &quietReporter{}); err == nil || !strings.Contains(err.Error(), "the data folder this run trained on, "+root+", is not there") {
+		t.Fatalf("resumed without its data: %v", err)
+	}
+	got, err := run(t, context.Background(), Config{Resume: part.Out, Out: part.Out, Data: movedRoot}, &quietReporter{})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if d := string(got.Meta.Training.Data); d != movedRoot {
+		t.Errorf("resumed run records its data at %s, want %s", d, movedRoot)
 	}
 	if g, w := got.Meta, want.Meta; g.SelectedEpoch != w.SelectedEpoch || *g.ValidAUROC != *w.ValidAUROC || *g.ValidPixelAUROC != *w.ValidPixelAUROC {
 		t.Errorf("resumed run kept epoch %d (AUROCs %v, %v), uninterrupted %d (%v, %v)", g.SelectedEpoch, *g.ValidAUROC, *g.ValidPixelAUROC, w.SelectedEpoch, *w.ValidAUROC, *w.ValidPixelAUROC)

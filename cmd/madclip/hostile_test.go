@@ -768,6 +768,14 @@ func TestTrainSignalsAndResume(t *testing.T) {
 	wantFailure(t, "--softmax-loss true contradicts", e, code)
 	_, e, code = madclip(t, nil, "train", "--resume", out, "--dataset", "Chest")
 	wantFailure(t, "--dataset Chest", e, code)
+	// Data that moved since: the run says so, and takes its new place.
+	moved := filepath.Join(dir, "moved.safetensors")
+	gone := filepath.Join(dir, "gone")
+	rewriteCheckpoint(t, out, moved, func(m map[string]any, _ []safetensors.Tensor) { m["training"].(map[string]any)["data"] = gone })
+	_, e, code = madclip(t, nil, "train", "--resume", moved, "-q")
+	wantFailure(t, "moved.safetensors: the data folder this run trained on, "+gone+", is not there: give --data where it is now", e, code)
+	_, e, code = madclip(t, nil, "train", "--resume", moved, "--data", root, "--softmax-loss")
+	wantFailure(t, "--softmax-loss true contradicts", e, code)
 	// A dataset of the benchmark that has masks must keep them.
 	noMasks := t.TempDir()
 	if _, e, code := madclip(t, nil, "synth", "--out", noMasks, "--valid", "2", "--test", "2", "--size", "32"); code != 0 {

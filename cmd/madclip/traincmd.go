@@ -102,8 +102,9 @@ adapters and prompts (Adam, 60 epochs of batch 16 by default). The checkpoint
 holds only the trained tensors and the whole configuration. Ctrl-C (or
 SIGTERM, SIGHUP) saves a partial checkpoint that --resume continues with the
 settings it was started with: its data, dataset, backbone, shots, epochs;
-a flag that contradicts them is an error. A second one stops at once,
-without saving.
+a flag that contradicts them is an error, but --data may name the data's
+new place if it moved since (the shots must be the same files). A second
+signal stops at once, without saving.
 
 The shots: for the six benchmark datasets with --shots 2, 4, 8 or 16, the
 authors' fixed list (built in; the paper's protocol); --draw-shots, or any
@@ -494,7 +495,9 @@ func resumeConflicts(c *cli.Context, m checkpoint.Meta) error {
 		add("beta1", t.Beta1, func() any { return c.Float64("beta1") })
 		add("beta2", t.Beta2, func() any { return c.Float64("beta2") })
 		add("data", t.Data, func() any {
-			if samePath(c.String("data"), string(t.Data)) { // another spelling, a link to it
+			// Another spelling of it, a link to it, or a new place for data
+			// that moved (the shots' digests are checked against the run's).
+			if samePath(c.String("data"), string(t.Data)) || !isDir(string(t.Data)) {
 				return t.Data
 			}
 			return absPath(c.String("data"))
