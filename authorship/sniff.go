@@ -1,6 +1,9 @@
 package authorship
 
-import "bytes"
+import (
+	"bytes"
+	"fmt"
+)
 
 // Sniff says what a file whose first bytes are head most likely is, by its
 // format's signature, in words for messages ("a PNG image"); "" when head
@@ -42,4 +45,10 @@ func MetadataKind(meta map[string]string) Kind {
 		return Checkpoint
 	}
 	return Weights
+}
+
+// CheckpointAsWeights is the error for a madclip checkpoint given where CLIP
+// weights belong, saying where it goes instead.
+func CheckpointAsWeights(path string) error {
+	return fmt.Errorf("load %s: a madclip checkpoint (a trained model), not CLIP weights: predict and eval take it with --checkpoint", path)
 }

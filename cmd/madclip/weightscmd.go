@@ -200,7 +200,7 @@ func findWeights(explicit string) (string, error) {
 		kind := authorship.MetadataKind(f.Metadata)
 		f.Close()
 		if kind == authorship.Checkpoint {
-			return "", fmt.Errorf("load %s: a madclip checkpoint (a trained model), not CLIP weights: predict and eval take it with --checkpoint", explicit)
+			return "", authorship.CheckpointAsWeights(explicit)
 		}
 		return explicit, nil
 	}
@@ -301,7 +301,7 @@ func convertAction(c *cli.Context, in, out string) error {
 			return err
 		}
 		if _, err := checkpoint.ReadMeta(in); err == nil {
-			return fmt.Errorf("%s is a madclip checkpoint (a trained model), not CLIP weights: predict and eval take it with --checkpoint", in)
+			return authorship.CheckpointAsWeights(in)
 		}
 		if !c.Bool("quiet") {
 			fmt.Fprintf(os.Stderr, "converting %s (%s) to %s\n", oneLine(in), sizeOf(in), oneLine(out))

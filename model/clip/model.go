@@ -91,7 +91,7 @@ func Load(path string, o Options) (*Model, error) {
 			t.Free()
 		}
 		if authorship.MetadataKind(meta) == authorship.Checkpoint {
-			return nil, fmt.Errorf("load %s: a madclip checkpoint (a trained model), not CLIP weights: predict and eval take it with --checkpoint", path)
+			return nil, authorship.CheckpointAsWeights(path)
 		}
 		return nil, fmt.Errorf("load %s: %w", path, err)
 	}
