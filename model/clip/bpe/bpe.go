@@ -147,13 +147,16 @@ func Read(r io.Reader) (*Tokenizer, error) {
 	return newTokenizer(merges)
 }
 
+// maxLine bounds a merges file's line (CLIP's longest is 26 bytes).
+const maxLine = 1 << 20
+
 // readMerges reads the first n merge lines after the version line.
 func readMerges(r io.Reader, n int) ([][2]string, error) {
 	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 1<<16), 1<<20)
+	sc.Buffer(make([]byte, 1<<16), maxLine)
 	if !sc.Scan() {
 		if err := sc.Err(); err != nil {
-			return nil, err
+			return nil, scanError(err, 1)
 		}
 		return nil, errors.New("empty merges file")
 	}
@@ -169,12 +172,21 @@ func readMerges(r io.Reader, n int) ([][2]string, error) {
 		merges = append(merges, [2]string{a, b})
 	}
 	if err := sc.Err(); err != nil {
-		return nil, err
+		return nil, scanError(err, len(merges)+2)
 	}
 	if len(merges) < n {
 		return nil, fmt.Errorf("only %d merges, CLIP needs %d (truncated file?)", len(merges), n)
 	}
 	return merges, nil
+}
+
+// scanError says what a failed read of line means for a merges file: one
+// over the scanner's limit is not a line of one.
+func scanError(err error, line int) error {
+	if errors.Is(err, bufio.ErrTooLong) {
+		return fmt.Errorf("line %d is longer than %d KiB: not a BPE merges file", line, maxLine>>10)
+	}
+	return err
 }
 
 func truncate(s string, n int) string {

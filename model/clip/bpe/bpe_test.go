@@ -2,6 +2,7 @@ package bpe
 
 import (
 	"encoding/json"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -118,6 +119,15 @@ func TestLoadErrors(t *testing.T) {
 		os.WriteFile(p, []byte(body), 0o644)
 		if _, err := Load(p); err == nil || !strings.Contains(err.Error(), p) {
 			t.Errorf("%s: %v", name, err)
+		}
+	}
+	// One endless line, first or later: said in words, not the scanner's.
+	for i, body := range []string{strings.Repeat("x", 2<<20), "#version: 0.2\ni n\n" + strings.Repeat("y", 2<<20)} {
+		p := filepath.Join(dir, fmt.Sprintf("long%d.txt", i))
+		os.WriteFile(p, []byte(body), 0o644)
+		want := fmt.Sprintf("load vocab %s: line %d is longer than 1024 KiB: not a BPE merges file", p, 1+2*i)
+		if _, err := Load(p); err == nil || err.Error() != want {
+			t.Errorf("a long line: %v, want %s", err, want)
 		}
 	}
 	if _, err := Load(filepath.Join(dir, "missing.txt.gz")); err == nil {
