@@ -515,6 +515,12 @@ func TestWeightsListAndPath(t *testing.T) {
 	os.WriteFile(file, []byte("x"), 0o644)
 	_, e, code = madclip(t, []string{"MADCLIP_WEIGHTS=" + file}, "weights", "path")
 	wantFailure(t, file+" is a file: $MADCLIP_WEIGHTS names the folder", e, code)
+	envPipe := filepath.Join(t.TempDir(), "ViT-B-16.safetensors")
+	if err := syscall.Mkfifo(envPipe, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, e, code = madclip(t, []string{"MADCLIP_WEIGHTS=" + envPipe}, "weights", "path")
+	wantFailure(t, envPipe+" is not a folder: $MADCLIP_WEIGHTS names the folder", e, code)
 	// A file of zeros under a release's name is no weights file: path says
 	// so rather than hand it to a command.
 	if err := os.WriteFile(filepath.Join(store, "ViT-B-16.safetensors"), make([]byte, 2_500_000), 0o644); err != nil {

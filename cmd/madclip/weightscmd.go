@@ -223,15 +223,15 @@ func searchWeights() (string, error) {
 		}
 		looked = append(looked, m.File())
 	}
-	var notFolders []string // a weights file given where a folder belongs
-	for _, d := range weights.Dirs() {
-		if st, err := os.Stat(d); err == nil && !st.IsDir() {
-			notFolders = append(notFolders, d)
-		}
-	}
 	hint := ""
-	if len(notFolders) > 0 {
-		hint = fmt.Sprintf(" (%s is a file: $MADCLIP_WEIGHTS names the folder the weights are in, not a weights file)", strings.Join(notFolders, ", "))
+	if d := os.Getenv(weights.EnvDir); d != "" { // a weights file given where a folder belongs
+		if st, err := os.Stat(d); err == nil && !st.IsDir() {
+			what := "a file"
+			if !st.Mode().IsRegular() {
+				what = "not a folder"
+			}
+			hint = fmt.Sprintf(" (%s is %s: $%s names the folder the weights are in, not a weights file)", d, what, weights.EnvDir)
+		}
 	}
 	return "", fmt.Errorf("none of %s found in %s%s; run 'madclip weights download ViT-L/14-336'",
 		strings.Join(looked, ", "), strings.Join(weights.Dirs(), ", "), hint)
