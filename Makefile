@@ -5,7 +5,7 @@ export PATH := $(PATH):/usr/local/go/bin
 GO ?= go
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps bridge build run test fuzz bench gpu-bin clean
+.PHONY: all deps bridge build run test check-torch2 fuzz bench gpu-bin clean
 
 all: build
 
@@ -32,7 +32,13 @@ test: build
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) test -count 1 ./...
+	scripts/check_torch2.sh
 	$(MAKE) --no-print-directory fuzz FUZZTIME=8s
+
+# The bridge compiled against libtorch 2.x's headers (Debian 13's
+# libtorch-dev, fetched into build/torch2/), as the GPU machine builds it.
+check-torch2:
+	scripts/check_torch2.sh
 
 # Minimising each new interesting input may take up to a minute by default,
 # during which no new input runs: it ate most of a short budget. The script
