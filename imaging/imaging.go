@@ -7,7 +7,6 @@ package imaging
 import (
 	"bufio"
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"image"
@@ -193,10 +192,9 @@ func decodeAny(r io.Reader, l Limits) (image.Image, *RGB, error) {
 				return nil, nil, err
 			}
 		}
-		chunks := &pngChunks{r: br, next: 8, paletteLen: -1} // the first chunk after the signature
-		if img, err = png.Decode(chunks); err == nil {
-			greyBeyondPalette(img, chunks.paletteLen)
-		}
+		// A pixel whose index lies past a short PLTE reads black, as in
+		// Pillow 11 (9.4 read grey (i, i, i)).
+		img, err = png.Decode(br)
 	case bytes.HasPrefix(head, []byte{0xff, 0xd8, 0xff}):
 		data, err := io.ReadAll(br)
 		if err != nil {
@@ -216,49 +214,6 @@ func decodeAny(r io.Reader, l Limits) (image.Image, *RGB, error) {
 		return nil, nil, fmt.Errorf("corrupt image: %w", err)
 	}
 	return img, nil, nil
-}
-
-// pngChunks passes a PNG stream through, noting the length of its PLTE
-// chunk (the palette's entries) as the bytes go by.
-type pngChunks struct {
-	r          io.Reader
-	pos        int64 // bytes passed
-	next       int64 // where the next chunk's header starts
-	head       [8]byte
-	paletteLen int // entries; -1 when no PLTE was seen
-}
-
-func (c *pngChunks) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	end := c.pos + int64(n)
-	for c.next < end { // a chunk header (in part) among these bytes
-		lo, hi := max(c.next, c.pos), min(c.next+8, end)
-		copy(c.head[lo-c.next:hi-c.next], p[lo-c.pos:hi-c.pos])
-		if hi < c.next+8 {
-			break // its rest comes with the next read
-		}
-		length := int64(binary.BigEndian.Uint32(c.head[:4]))
-		if string(c.head[4:]) == "PLTE" && c.paletteLen < 0 {
-			c.paletteLen = int(length / 3)
-		}
-		c.next += 8 + length + 4 // header, data, CRC
-	}
-	c.pos = end
-	return n, err
-}
-
-// greyBeyondPalette gives the entries of a paletted image past the n of
-// its PLTE chunk PIL's colours, grey (i, i, i): Go's decoder makes them
-// black, so a pixel indexing past a short palette would read black where
-// PIL, and so the authors' pipeline, reads grey.
-func greyBeyondPalette(img image.Image, n int) {
-	p, ok := img.(*image.Paletted)
-	if !ok || n < 0 {
-		return
-	}
-	for i := n; i < len(p.Palette); i++ {
-		p.Palette[i] = color.RGBA{R: uint8(i), G: uint8(i), B: uint8(i), A: 0xff}
-	}
 }
 
 // pngBytesPerPixel bounds what decoding a PNG holds at once: Go's decoder

@@ -107,8 +107,10 @@ Image.new("RGB", (8, 8), (255, 0, 0)).save(f"{d}/red.png")
 
 // Scans as the authors' code reads them: PIL's convert("RGB") from every
 // mode a PNG scan may come in, byte for byte — a palette with transparency
-// keeps each entry's colour, alpha is dropped, not composited. (16-bit grey
-// is the one deliberate difference: scaled, not clipped; see
+// keeps each entry's colour, alpha is dropped, not composited; an index
+// past a short palette reads black, as in Pillow 11 (the authors' code
+// pins scikit-learn 1.6.1, of 2025, and leaves Pillow to pip's newest).
+// (16-bit grey is the one deliberate difference: scaled, not clipped; see
 // TestDecodeKinds.)
 func TestScanModesMatchPIL(t *testing.T) {
 	dir := t.TempDir()
@@ -127,21 +129,35 @@ Image.fromarray(np.dstack([rgb[..., 0], rgb[..., 1]]), "LA").save(f"{d}/LA.png")
 Image.fromarray(rgb).quantize(200).save(f"{d}/P.png")
 Image.fromarray(rgb).quantize(200).save(f"{d}/PT.png", transparency=bytes(rng.integers(0, 256, 200, dtype=np.uint8)))
 Image.fromarray(rgb).convert("1").save(f"{d}/1.png")
+for name in ["RGB", "L", "RGBA", "LA", "P", "PT", "1"]:
+    np.asarray(Image.open(f"{d}/{name}.png").convert("RGB")).tofile(f"{d}/{name}.raw")
 # A palette shorter than the indices used (5 entries, indices to 255),
-# with a short transparency table too: PIL reads entry i past the palette
-# as grey (i, i, i).
-import struct, zlib
+# with a short transparency table too. Pillow 11 reads an entry past the
+# palette as black (Pillow 9.4 read entry i as grey (i, i, i)); the pixels
+# are computed here from the palette padded with black, grey by PIL's
+# L = (19595 R + 38470 G + 7471 B + 2^15) >> 16, and compared with the
+# installed Pillow's where it is 11 or later.
+import struct, zlib, PIL
 def chunk(t, b):
     return struct.pack(">I", len(b)) + t + b + struct.pack(">I", zlib.crc32(t + b) & 0xffffffff)
 idx = rng.integers(0, 256, (h, w), dtype=np.uint8)
 raw = b"".join(b"\0" + row.tobytes() for row in idx)
 for name, extra in [("PS", b""), ("PST", chunk(b"tRNS", bytes([0, 100])))]:
+    plte = rng.integers(0, 256, 15, dtype=np.uint8)
     png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 3, 0, 0, 0)) + chunk(b"gAMA", struct.pack(">I", 45455))
-        + chunk(b"PLTE", bytes(rng.integers(0, 256, 15, dtype=np.uint8))) + extra + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+        + chunk(b"PLTE", bytes(plte)) + extra + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
     open(f"{d}/{name}.png", "wb").write(png)
-    np.asarray(Image.open(f"{d}/{name}.png").convert("L")).tofile(f"{d}/{name}_L.raw")
-for name in ["RGB", "L", "RGBA", "LA", "P", "PT", "1", "PS", "PST"]:
-    np.asarray(Image.open(f"{d}/{name}.png").convert("RGB")).tofile(f"{d}/{name}.raw")
+    pal = np.zeros((256, 3), np.int64)
+    pal[:5] = plte.reshape(5, 3)
+    rgb_want = pal[idx].astype(np.uint8)
+    r, g, b = (pal[idx][..., i] for i in range(3))
+    l_want = ((19595 * r + 38470 * g + 7471 * b + (1 << 15)) >> 16).astype(np.uint8)
+    if int(PIL.__version__.split(".")[0]) >= 11:
+        im = Image.open(f"{d}/{name}.png")
+        assert np.array_equal(np.asarray(im.convert("RGB")), rgb_want), f"{name}: Pillow {PIL.__version__} convert('RGB') differs from the black-padded palette"
+        assert np.array_equal(np.asarray(im.convert("L")), l_want), f"{name}: Pillow {PIL.__version__} convert('L') differs"
+    rgb_want.tofile(f"{d}/{name}.raw")
+    l_want.tofile(f"{d}/{name}_L.raw")
 `)
 	for _, name := range []string{"PS", "PST"} { // as a mask: convert("L")
 		m, err := LoadMask(filepath.Join(dir, name+".png"), "scan.png", 97, 61)
