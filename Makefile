@@ -5,7 +5,7 @@ export PATH := $(PATH):/usr/local/go/bin
 GO ?= go
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps bridge build run test check-torch2 fuzz bench gpu-bin clean
+.PHONY: all deps bridge build run test check-torch2 test-torch2 fuzz bench gpu-bin clean
 
 all: build
 
@@ -39,6 +39,11 @@ test: build
 # libtorch-dev, fetched into build/torch2/), as the GPU machine builds it.
 check-torch2:
 	scripts/check_torch2.sh
+
+# Every test on libtorch 2.x (CPU) in a Debian 13 root under build/_trixie
+# (root needed; about 2.6 GB; not part of make test).
+test-torch2:
+	scripts/test_torch2.sh
 
 # Minimising each new interesting input may take up to a minute by default,
 # during which no new input runs: it ate most of a short budget. The script
