@@ -619,20 +619,9 @@ func millis(d time.Duration) float64 { return d.Round(time.Millisecond).Seconds(
 // reference code's departures from CLIP it keeps, and the ablations (every
 // run of a bench has the same).
 func modelDepartures(p infer.Provenance) []string {
-	o := p.Model
-	var out []string
-	for _, d := range []struct {
-		on   bool
-		what string
-	}{
-		{o.QuickGELU, "QuickGELU (paper: exact GELU)"}, {o.CausalPrompts, "causal prompts"}, {o.MeanStd, "CLIP's mean and std"},
-		{o.GenericObject, "ablation: generic object word"}, {o.SharedAdapters, "ablation: shared adapters"},
-		{o.NoSubtraction, "ablation: no subtraction"}, {o.CommonHead, "ablation: common head"},
-		{o.Handcrafted, "ablation: hand-crafted prompts"}, {p.Training != nil && p.Training.SoftmaxLoss, "ablation: softmax loss"},
-	} {
-		if d.on {
-			out = append(out, d.what)
-		}
+	out := p.Model.Departures()
+	if p.Training != nil && p.Training.SoftmaxLoss {
+		out = append(out, "ablation: softmax loss")
 	}
 	return out
 }

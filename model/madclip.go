@@ -33,6 +33,27 @@ type Options struct {
 	Handcrafted    bool `json:"handcrafted"`     // the 35-template prompt ensemble instead of learnable prompts
 }
 
+// Departures names, in words for reports, what these options make the
+// model do unlike the paper's: the reference code's departures from CLIP
+// kept, and the ablations (the softmax loss, a training setting, aside).
+func (o Options) Departures() []string {
+	var out []string
+	for _, d := range []struct {
+		on   bool
+		what string
+	}{
+		{o.QuickGELU, "QuickGELU (paper: exact GELU)"}, {o.CausalPrompts, "causal prompts"}, {o.MeanStd, "CLIP's mean and std"},
+		{o.GenericObject, "ablation: generic object word"}, {o.SharedAdapters, "ablation: shared adapters"},
+		{o.NoSubtraction, "ablation: no subtraction"}, {o.CommonHead, "ablation: common head"},
+		{o.Handcrafted, "ablation: hand-crafted prompts"},
+	} {
+		if d.on {
+			out = append(out, d.what)
+		}
+	}
+	return out
+}
+
 // WithPrecision runs fn at MadCLIP's precision on dev: bf16 autocast on
 // CUDA (the authors ran fp16 autocast), fp32 on the CPU.
 func WithPrecision(dev torch.Device, fn func() error) error {

@@ -99,6 +99,7 @@ with OpenAI's CLIP, as the paper (see madclip train --help):
 			benchCommand(),
 			importCommand(),
 			exportCommand(),
+			inspectCommand(),
 			clipCommand(),
 			tokenizeCommand(),
 			weightsCommand(),

@@ -1,0 +1,189 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"madclip/checkpoint"
+	"madclip/internal/plural"
+)
+
+// inspectCommand is "madclip inspect": what a checkpoint is, read from its
+// description alone (no tensor is loaded, no weights are needed).
+func inspectCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "inspect",
+		Usage:     "describe a checkpoint: what it was trained on and how, and its threshold",
+		ArgsUsage: "CHECKPOINT",
+		Description: `Prints what a madclip checkpoint records: the dataset and its object word,
+the shots (the list or the seed that chose them, and their file names), the
+backbone (a preset, or CLIP weights by file and digest, and whether the file
+is still there), the model's resolution, tapped blocks and any departure
+from the paper, the training settings, whether training finished, the epoch
+kept by --select-on-valid, and the label threshold with what it was chosen
+on. Reads only the file's header: no weights are needed, nothing is loaded.
+
+--json prints the description exactly as the file holds it, for scripts.
+
+Examples:
+  madclip inspect brain.safetensors
+  madclip inspect --json brain.safetensors | jq .threshold`,
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "json", Usage: "print the checkpoint's description as JSON"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return fmt.Errorf("inspect: give one CHECKPOINT (see madclip inspect --help)")
+			}
+			path := c.Args().First()
+			m, err := checkpoint.ReadMeta(path)
+			if err != nil {
+				return fmt.Errorf("inspect: %w", err)
+			}
+			if c.Bool("json") {
+				enc := json.NewEncoder(c.App.Writer)
+				enc.SetIndent("", "  ")
+				return enc.Encode(m)
+			}
+			describeCheckpoint(c.App.Writer, path, m)
+			return nil
+		},
+	}
+}
+
+// describeCheckpoint writes m in words, one aspect a line.
+func describeCheckpoint(w io.Writer, path string, m checkpoint.Meta) {
+	line := func(key, format string, args ...any) {
+		fmt.Fprintf(w, "%-10s %s\n", key, fmt.Sprintf(format, args...))
+	}
+	more := func(format string, args ...any) { line("", format, args...) }
+	by := ""
+	if m.WrittenBy != "" {
+		by = ", written by " + m.WrittenBy
+	}
+	fmt.Fprintf(w, "%s: a madclip checkpoint (format %s%s)\n", oneLine(path), m.Version, by)
+	score := "the detection score (trained without masks)"
+	if m.Masks {
+		score = "the anomaly map's maximum (trained with masks)"
+	}
+	line("dataset", "%s, object word %q; image score: %s", oneLine(m.Dataset), m.Model.Object, score)
+	describeShots(line, more, m)
+	describeBackbone(line, more, m.Backbone)
+	departures := "as the paper"
+	if d := m.Model.Departures(); len(d) > 0 {
+		departures = strings.Join(d, ", ")
+	}
+	line("model", "%d px, blocks %s tapped; %s", m.Model.ImageSize, strings.ReplaceAll(joinInts(m.Model.Layers), ",", ", "), departures)
+	if t := m.Training; t != nil {
+		loss := ""
+		if t.SoftmaxLoss {
+			loss = ", ablation: softmax loss"
+		}
+		line("training", "%s, batch %d, Adam lr %g betas (%g, %g)%s", plural.Of(m.Epochs, "epoch"), t.Batch, t.LR, t.Beta1, t.Beta2, loss)
+		more("data %s", oneLine(string(t.Data)))
+	} else {
+		line("training", "%s (other settings not recorded)", plural.Of(m.Epochs, "epoch"))
+	}
+	switch {
+	case m.Imported != nil:
+		line("status", "imported from %s (%s, SHA-256 %s)", oneLine(string(m.Imported.File)), m.Imported.Format, m.Imported.SHA256)
+	case m.Partial():
+		line("status", "unfinished: interrupted at %s; madclip train --resume %s continues it", m.StoppedAt(), oneLine(path))
+	default:
+		status := "finished"
+		if m.Elapsed > 0 {
+			status += " in " + roughly(time.Duration(m.Elapsed*float64(time.Second)))
+		}
+		line("status", "%s", status)
+	}
+	if m.SelectedEpoch > 0 {
+		kept := fmt.Sprintf("kept epoch %d of %d", m.SelectedEpoch, m.Epochs)
+		if m.ValidAUROC != nil {
+			kept += fmt.Sprintf(", valid image AUROC %.2f%%", 100**m.ValidAUROC)
+		}
+		if m.ValidPixelAUROC != nil {
+			kept += fmt.Sprintf(", pixel AUROC %.2f%%", 100**m.ValidPixelAUROC)
+		}
+		line("selection", "%s", kept)
+	}
+	describeThreshold(line, m)
+}
+
+// describeShots writes how the shots were chosen and which they are.
+func describeShots(line func(key, format string, args ...any), more func(string, ...any), m checkpoint.Meta) {
+	how := fmt.Sprintf("drawn with seed %d", m.Seed)
+	if f := string(m.ShotsFile); f != "" {
+		how = "from " + oneLine(f)
+		if m.ShotsIndex > 0 {
+			how += fmt.Sprintf(" (list %d)", m.ShotsIndex)
+		}
+		if strings.HasPrefix(f, "authors:") {
+			how = "the authors' list " + oneLine(f)
+		}
+	}
+	line("shots", "%s per class, %s", plural.Of(m.Shots, "shot"), how)
+	if s := m.ShotImages; s != nil {
+		more("normal:   %s", listSome(s.Normal, 4))
+		more("abnormal: %s", listSome(s.Abnormal, 4))
+	}
+}
+
+// describeBackbone writes the frozen CLIP and, for weights, whether the
+// recorded file is still where it was.
+func describeBackbone(line func(key, format string, args ...any), more func(string, ...any), b checkpoint.Backbone) {
+	arch := b.Config.Name()
+	if b.Preset != "" {
+		if arch != b.Preset {
+			arch = " (" + arch + ")"
+		} else {
+			arch = ""
+		}
+		line("backbone", "the %s preset's random weights, seed %d%s", b.Preset, b.Seed, arch)
+		return
+	}
+	id := "digest " + b.Digest
+	if b.Digest == "" {
+		id = "file SHA-256 " + b.SHA256
+	}
+	line("backbone", "CLIP weights, %s; %s", arch, id)
+	where := oneLine(string(b.File))
+	if st, err := os.Stat(string(b.File)); err != nil || !st.Mode().IsRegular() {
+		where += " (not there now: predict and eval look for the digest in the weights folders and beside the checkpoint, or take --weights)"
+	}
+	more("file %s", where)
+}
+
+// describeThreshold writes the label threshold and what it was chosen on.
+func describeThreshold(line func(key, format string, args ...any), m checkpoint.Meta) {
+	if m.Threshold == 0 {
+		line("threshold", "none: %s", m.ThresholdOrigin())
+		return
+	}
+	th := fmt.Sprintf("%.6f, %s", m.Threshold, m.ThresholdOrigin())
+	if c := m.Calibration; c != nil {
+		th += fmt.Sprintf(" (image AUROC there %.2f%%)", 100*c.AUROC)
+	}
+	if m.ThresholdYouden > 0 {
+		th += fmt.Sprintf("; Youden point %.6f", m.ThresholdYouden)
+	}
+	line("threshold", "%s", th)
+}
+
+// listSome lists up to n names, then how many there are in all.
+func listSome(names []string, n int) string {
+	quoted := make([]string, 0, min(n, len(names)))
+	for _, s := range names[:min(n, len(names))] {
+		quoted = append(quoted, oneLine(s))
+	}
+	out := strings.Join(quoted, ", ")
+	if len(names) > n {
+		out += fmt.Sprintf(", … (%d in all)", len(names))
+	}
+	return out
+}

@@ -1,0 +1,99 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"madclip/checkpoint"
+	"madclip/torch/safetensors"
+)
+
+// inspect describes a checkpoint from its header: the values printed are
+// the recorded ones, --json gives the description itself, and what is not
+// a checkpoint is named as such.
+func TestInspect(t *testing.T) {
+	root, ck := trained(t)
+	m, err := checkpoint.ReadMeta(ck)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, e, code := madclip(t, nil, "inspect", ck)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, e)
+	}
+	for _, want := range []string{
+		ck + ": a madclip checkpoint (format " + m.Version + ", written by " + m.WrittenBy + ")",
+		`dataset    Brain, object word "Brain"; image score: the anomaly map's maximum (trained with masks)`,
+		fmt.Sprintf("shots      %d shots per class, the authors' list %s", m.Shots, m.ShotsFile),
+		"normal:   " + m.ShotImages.Normal[0] + ", ",
+		"abnormal: " + m.ShotImages.Abnormal[0] + ", ",
+		fmt.Sprintf("backbone   the tiny preset's random weights, seed %d\n", m.Backbone.Seed),
+		fmt.Sprintf("model      %d px, blocks 1, 2, 3, 4 tapped; as the paper", m.Model.ImageSize),
+		fmt.Sprintf("training   %d epochs, batch 16, Adam lr 0.001 betas (0.5, 0.999)", m.Epochs),
+		"           data " + root + "\n",
+		"status     finished in ",
+		fmt.Sprintf("threshold  %.6f, F1-max on %d normal and %d abnormal held-out valid images (image AUROC there %.2f%%); Youden point %.6f",
+			m.Threshold, m.Calibration.Normal, m.Calibration.Abnormal, 100*m.Calibration.AUROC, m.ThresholdYouden),
+	} {
+		if !strings.Contains(o, want) {
+			t.Errorf("inspect lacks %q:\n%s", want, o)
+		}
+	}
+	// --json is the recorded description.
+	o, e, code = madclip(t, nil, "inspect", "--json", ck)
+	var got checkpoint.Meta
+	if err := json.Unmarshal([]byte(o), &got); code != 0 || err != nil || !reflect.DeepEqual(got, m) {
+		t.Errorf("--json: exit %d, %v, %s\n%+v\nwant %+v", code, err, e, got, m)
+	}
+
+	// An unfinished run trained on weights that have moved, with an
+	// ablation and the epoch selection: each is said.
+	dir := t.TempDir()
+	edited := filepath.Join(dir, "edited.safetensors")
+	gone := filepath.Join(dir, "gone", "ViT-L-14.safetensors")
+	rewriteCheckpoint(t, ck, edited, func(meta map[string]any, _ []safetensors.Tensor) {
+		b := meta["backbone"].(map[string]any)
+		delete(b, "preset")
+		delete(b, "seed")
+		b["weights_digest"] = strings.Repeat("ab", 32)
+		b["weights_file"] = gone
+		meta["model"].(map[string]any)["shared_adapters"] = true
+		meta["epoch"], meta["step"], meta["optimizer_steps"] = 1, 2, 6
+		meta["selected_epoch"], meta["valid_auroc"] = 1, 0.875
+		meta["training"].(map[string]any)["select_on_valid"] = true
+	})
+	o, e, code = madclip(t, nil, "inspect", edited)
+	if code != 0 {
+		t.Fatalf("edited: exit %d: %s", code, e)
+	}
+	for _, want := range []string{
+		"backbone   CLIP weights, tiny; digest " + strings.Repeat("ab", 32),
+		"file " + gone + " (not there now: predict and eval look for the digest",
+		"tapped; ablation: shared adapters\n",
+		fmt.Sprintf("status     unfinished: interrupted at epoch 2 step 2 of %d; madclip train --resume %s continues it", m.Epochs, edited),
+		fmt.Sprintf("selection  kept epoch 1 of %d, valid image AUROC 87.50%%", m.Epochs),
+	} {
+		if !strings.Contains(o, want) {
+			t.Errorf("edited: inspect lacks %q:\n%s", want, o)
+		}
+	}
+
+	scan := filepath.Join(root, "Brain_AD", "test", "good", "img", "000.png")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"inspect"}, "inspect: give one CHECKPOINT"},
+		{[]string{"inspect", ck, ck}, "inspect: give one CHECKPOINT"},
+		{[]string{"inspect", scan}, "000.png: a PNG image, not a safetensors file"},
+		{[]string{"inspect", filepath.Join(dir, "none.safetensors")}, "none.safetensors: no such file"},
+		{[]string{"inspect", tinyWeights(t, dir)}, "CLIP weights, not a madclip checkpoint"},
+	} {
+		_, e, code := madclip(t, nil, c.args...)
+		wantFailure(t, c.want, e, code)
+	}
+}
