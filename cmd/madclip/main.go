@@ -85,6 +85,7 @@ Examples, the main work on a tiny random CLIP and synthetic scans (no files need
   madclip train --data data --dataset Brain --preset tiny --shots 8 --epochs 5 --image-size 112 --out brain.safetensors
   madclip predict data/Brain_AD/test/Ungood/img --checkpoint brain.safetensors --panel panels/
   madclip eval --checkpoint brain.safetensors --data data --report report/
+  madclip inspect brain.safetensors        what a checkpoint records
 
 with OpenAI's CLIP, as the paper (see madclip train --help):
   madclip doctor                          check libtorch, the BLAS in use and CUDA
