@@ -9,6 +9,7 @@ import (
 	"madclip/atomicfile"
 	"madclip/authorship"
 	"madclip/checkpoint"
+	"madclip/internal/shellquote"
 	"madclip/model"
 	"madclip/model/clip"
 	"madclip/model/clip/bpe"
@@ -31,7 +32,7 @@ func Export(ckPath, weightsPath, out string, tk *bpe.Tokenizer) (checkpoint.Meta
 		defer ck.Free()
 		meta = ck.Meta
 		if meta.Partial() {
-			return fmt.Errorf("%s: training did not finish (interrupted at %s); finish it with madclip train --resume %s", ckPath, meta.StoppedAt(), ckPath)
+			return fmt.Errorf("%s: training did not finish (interrupted at %s); finish it with madclip train --resume %s", ckPath, meta.StoppedAt(), shellquote.Quote(ckPath))
 		}
 		if err := exportable(meta); err != nil {
 			return fmt.Errorf("%s: %w", ckPath, err)

@@ -645,6 +645,9 @@ func (m Meta) validate() error {
 	} else if si != nil && si.SHA256 != nil && (len(si.SHA256) != 2*m.Shots || slices.ContainsFunc(si.SHA256, func(s string) bool { return !isSHA256(s) })) {
 		return fmt.Errorf("its shot images' SHA-256s are not %d in lowercase hexadecimal", 2*m.Shots)
 	}
+	if im := m.Imported; im != nil && !isSHA256(im.SHA256) {
+		return fmt.Errorf("the SHA-256 of the file it was imported from, %q, is not a SHA-256 in lowercase hexadecimal", short(im.SHA256))
+	}
 	for _, s := range [][2]string{{"dataset", m.Dataset}, {"object word", m.Model.Object}} {
 		if len(s[1]) > 256 {
 			return fmt.Errorf("its %s is %d bytes long", s[0], len(s[1]))

@@ -9,6 +9,7 @@ import (
 	"slices"
 
 	"madclip/checkpoint"
+	"madclip/internal/shellquote"
 	"madclip/model"
 	"madclip/model/clip"
 	"madclip/model/clip/bpe"
@@ -70,7 +71,7 @@ func open(path string, tk *bpe.Tokenizer, dev torch.Device, backboneFor func(*ch
 	}
 	defer ck.Free()
 	if ck.Meta.Partial() {
-		return nil, fmt.Errorf("%s: training did not finish (interrupted at %s); finish it with madclip train --resume %s", path, ck.Meta.StoppedAt(), path)
+		return nil, fmt.Errorf("%s: training did not finish (interrupted at %s); finish it with madclip train --resume %s", path, ck.Meta.StoppedAt(), shellquote.Quote(path))
 	}
 	backbone, owned, err := backboneFor(ck)
 	if err != nil {

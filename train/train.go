@@ -17,6 +17,7 @@ import (
 	"madclip/dataset"
 	"madclip/imaging"
 	"madclip/internal/jsonpath"
+	"madclip/internal/shellquote"
 	"madclip/metrics"
 	"madclip/model"
 	"madclip/model/clip"
@@ -249,11 +250,14 @@ func (r *trainingRun) resumeFrom() error {
 	if t := rm.Training; t != nil {
 		c.Batch, c.LR, c.Betas = t.Batch, t.LR, &[2]float64{t.Beta1, t.Beta2}
 		c.SoftmaxLoss, c.SelectOnValid, c.DrawShots = t.SoftmaxLoss, t.SelectOnValid, t.DrawShots
-		if c.Data == "" {
+		switch dir := dataset.Dir(string(t.Data), rm.Dataset); {
+		case c.Data == "":
 			c.Data = string(t.Data)
-			if st, err := os.Stat(c.Data); err != nil || !st.IsDir() {
-				return fmt.Errorf("%s: the data folder this run trained on, %s, is not there: give --data where it is now", c.Resume, c.Data)
+			if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+				return fmt.Errorf("%s: the data this run trained on is not there (no folder %s): give --data where it is now", c.Resume, dir)
 			}
+		case !samePlace(c.Data, string(t.Data)):
+			r.rep.Stage(fmt.Sprintf("data: continuing on %s (the run started on %s; the shots must be the same files)", c.Data, t.Data))
 		}
 	}
 	if b := rm.Backbone; c.Shared == nil {
@@ -288,6 +292,9 @@ func (r *trainingRun) readShots() error {
 	}
 	samples, heldOut, err := shots.Select(valid.Samples)
 	if err != nil {
+		if c.Resume != "" {
+			return fmt.Errorf("%s: %w: the shots this run started on are not all in %s; give --data where they are", c.Resume, err, valid.Dir)
+		}
 		if strings.HasPrefix(c.ShotsFile, "authors:") {
 			return fmt.Errorf("%w; the authors' list (%s) names images of their release; draw the shots from your data with --draw-shots", err, c.ShotsFile)
 		}
@@ -607,7 +614,7 @@ func (r *trainingRun) stopAt(epoch, step int, lossSum float64, lossN int, why er
 	if err := checkpoint.SavePartial(r.c.Out, r.m, r.opt, r.meta, selected); err != nil {
 		return fmt.Errorf("%w, and saving the checkpoint failed: %w", why, err)
 	}
-	return fmt.Errorf("%w; saved %s (continue with --resume %s)", why, r.c.Out, r.c.Out)
+	return fmt.Errorf("%w; saved %s (continue with --resume %s)", why, r.c.Out, shellquote.Quote(r.c.Out))
 }
 
 // finish keeps the selected epoch, if any, and saves the checkpoint.
@@ -855,6 +862,17 @@ func shotsFileName(f string) string {
 		return f
 	}
 	return absPath(f)
+}
+
+// samePlace reports whether a and b name one folder: one path written two
+// ways, or a link to the other.
+func samePlace(a, b string) bool {
+	if absPath(a) == absPath(b) {
+		return true
+	}
+	sa, err1 := os.Stat(a)
+	sb, err2 := os.Stat(b)
+	return err1 == nil && err2 == nil && os.SameFile(sa, sb)
 }
 
 // absPath is p made absolute when that is possible, so that a checkpoint

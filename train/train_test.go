@@ -237,7 +237,7 @@ func TestResumeKeepsSelection(t *testing.T) {
 	if err := os.Rename(root, movedRoot); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := run(t, context.Background(), Config{Resume: part.Out, Out: part.Out}, &quietReporter{}); err == nil || !strings.Contains(err.Error(), "the data folder this run trained on, "+root+", is not there") {
+	if _, err := run(t, context.Background(), Config{Resume: part.Out, Out: part.Out}, &quietReporter{}); err == nil || !strings.Contains(err.Error(), "the data this run trained on is not there (no folder "+filepath.Join(root, "Brain_AD")+")") {
 		t.Fatalf("resumed without its data: %v", err)
 	}
 	got, err := run(t, context.Background(), Config{Resume: part.Out, Out: part.Out, Data: movedRoot}, &quietReporter{})

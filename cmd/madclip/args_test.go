@@ -74,6 +74,11 @@ func TestOneLine(t *testing.T) {
 		"\xff\xfe":             `\xff\xfe`,
 		"tab\there \u0085 end": `tab\there \u0085 end`,
 		"line\u2028para\u2029": `line\u2028para\u2029`,
+		// Marks that reorder or hide text (a name that reads as another).
+		"\u202eevil.png":           `\u202eevil.png`,
+		"a\u200bb\ufeffc\u2066d":   `a\u200bb\ufeffc\u2066d`,
+		"\u061cx\u2060":            `\u061cx\u2060`,
+		"ok\u00e9\u4e2d\U0001f600": "ok\u00e9\u4e2d\U0001f600",
 	} {
 		if got := oneLine(in); got != want {
 			t.Errorf("oneLine(%q) = %q, want %q", in, got, want)

@@ -24,6 +24,7 @@ import (
 
 	"madclip/authorship"
 	"madclip/bench"
+	"madclip/checkpoint"
 	"madclip/infer"
 	"madclip/internal/cliptest"
 	"madclip/internal/reftest"
@@ -774,9 +775,32 @@ func TestTrainSignalsAndResume(t *testing.T) {
 	gone := filepath.Join(dir, "gone")
 	rewriteCheckpoint(t, out, moved, func(m map[string]any, _ []safetensors.Tensor) { m["training"].(map[string]any)["data"] = gone })
 	_, e, code = madclip(t, nil, "train", "--resume", moved, "-q")
-	wantFailure(t, "moved.safetensors: the data folder this run trained on, "+gone+", is not there: give --data where it is now", e, code)
+	wantFailure(t, "moved.safetensors: the data this run trained on is not there (no folder "+filepath.Join(gone, "Brain_AD")+"): give --data where it is now", e, code)
 	_, e, code = madclip(t, nil, "train", "--resume", moved, "--data", root, "--softmax-loss")
 	wantFailure(t, "--softmax-loss true contradicts", e, code)
+	// Elsewhere while the recorded folder is there: the shots' SHA-256s
+	// decide, and a checkpoint without them keeps its folder.
+	elsewhere := t.TempDir()
+	if _, e, code := madclip(t, nil, "synth", "--out", elsewhere, "--valid", "2", "--test", "2", "--size", "32"); code != 0 {
+		t.Fatal(e)
+	}
+	_, e, code = madclip(t, nil, "train", "--resume", out, "--data", elsewhere)
+	wantFailure(t, "(or its mask) has changed", e, code)
+	if !strings.Contains(e, "data: continuing on "+elsewhere+" (the run started on "+root+"; the shots must be the same files)") {
+		t.Errorf("resumed elsewhere without saying so: %s", e)
+	}
+	unhashed := filepath.Join(dir, "unhashed.safetensors")
+	rewriteCheckpoint(t, out, unhashed, func(m map[string]any, _ []safetensors.Tensor) { delete(m["shot_images"].(map[string]any), "sha256") })
+	_, e, code = madclip(t, nil, "train", "--resume", unhashed, "--data", elsewhere, "-q")
+	wantFailure(t, "--data "+elsewhere+" contradicts the checkpoint's "+root, e, code)
+	// A shot missing where --data points: said, with what to do.
+	meta, err := checkpoint.ReadMeta(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(filepath.Join(elsewhere, "Brain_AD", "valid", "good", "img", meta.ShotImages.Normal[0]))
+	_, e, code = madclip(t, nil, "train", "--resume", out, "--data", elsewhere, "-q")
+	wantFailure(t, "the shots this run started on are not all in "+filepath.Join(elsewhere, "Brain_AD", "valid")+"; give --data where they are", e, code)
 	// A dataset of the benchmark that has masks must keep them.
 	noMasks := t.TempDir()
 	if _, e, code := madclip(t, nil, "synth", "--out", noMasks, "--valid", "2", "--test", "2", "--size", "32"); code != 0 {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -12,6 +13,8 @@ import (
 
 	"madclip/checkpoint"
 	"madclip/internal/plural"
+	"madclip/internal/shellquote"
+	"madclip/model"
 )
 
 // inspectCommand is "madclip inspect": what a checkpoint is, read from its
@@ -42,6 +45,9 @@ Examples:
 				return fmt.Errorf("inspect: give one CHECKPOINT (see madclip inspect --help)")
 			}
 			path := c.Args().First()
+			if path == "" {
+				return fmt.Errorf("inspect: the CHECKPOINT name is empty")
+			}
 			m, err := checkpoint.ReadMeta(path)
 			if err != nil {
 				return fmt.Errorf("inspect: %w", err)
@@ -57,66 +63,44 @@ Examples:
 	}
 }
 
-// describeCheckpoint writes m in words, one aspect a line.
+// lineFunc writes one line of a description under key ("" continues the
+// line before).
+type lineFunc func(key, format string, args ...any)
+
+// describeCheckpoint writes m in words, one aspect a line. Every string
+// the file holds goes through oneLine: an edited file cannot steer the
+// terminal or forge a line.
 func describeCheckpoint(w io.Writer, path string, m checkpoint.Meta) {
-	line := func(key, format string, args ...any) {
+	line := lineFunc(func(key, format string, args ...any) {
 		fmt.Fprintf(w, "%-10s %s\n", key, fmt.Sprintf(format, args...))
-	}
-	more := func(format string, args ...any) { line("", format, args...) }
+	})
 	by := ""
 	if m.WrittenBy != "" {
-		by = ", written by " + m.WrittenBy
+		by = ", written by " + oneLine(m.WrittenBy)
 	}
-	fmt.Fprintf(w, "%s: a madclip checkpoint (format %s%s)\n", oneLine(path), m.Version, by)
+	fmt.Fprintf(w, "%s: a madclip checkpoint (format %s%s)\n", oneLine(path), oneLine(m.Version), by)
 	score := "the detection score (trained without masks)"
 	if m.Masks {
 		score = "the anomaly map's maximum (trained with masks)"
 	}
-	line("dataset", "%s, object word %q; image score: %s", oneLine(m.Dataset), m.Model.Object, score)
-	describeShots(line, more, m)
-	describeBackbone(line, more, m.Backbone)
-	departures := "as the paper"
-	if d := m.Model.Departures(); len(d) > 0 {
-		departures = strings.Join(d, ", ")
+	object := fmt.Sprintf("object word %q", m.Model.Object)
+	if m.Model.GenericObject {
+		object = fmt.Sprintf("prompts say %q (ablation: generic object word; the dataset's is %q)", model.GenericObjectWord, m.Model.Object)
 	}
-	line("model", "%d px, blocks %s tapped; %s", m.Model.ImageSize, strings.ReplaceAll(joinInts(m.Model.Layers), ",", ", "), departures)
-	if t := m.Training; t != nil {
-		loss := ""
-		if t.SoftmaxLoss {
-			loss = ", ablation: softmax loss"
-		}
-		line("training", "%s, batch %d, Adam lr %g betas (%g, %g)%s", plural.Of(m.Epochs, "epoch"), t.Batch, t.LR, t.Beta1, t.Beta2, loss)
-		more("data %s", oneLine(string(t.Data)))
-	} else {
-		line("training", "%s (other settings not recorded)", plural.Of(m.Epochs, "epoch"))
-	}
-	switch {
-	case m.Imported != nil:
-		line("status", "imported from %s (%s, SHA-256 %s)", oneLine(string(m.Imported.File)), m.Imported.Format, m.Imported.SHA256)
-	case m.Partial():
-		line("status", "unfinished: interrupted at %s; madclip train --resume %s continues it", m.StoppedAt(), oneLine(path))
-	default:
-		status := "finished"
-		if m.Elapsed > 0 {
-			status += " in " + roughly(time.Duration(m.Elapsed*float64(time.Second)))
-		}
-		line("status", "%s", status)
-	}
-	if m.SelectedEpoch > 0 {
-		kept := fmt.Sprintf("kept epoch %d of %d", m.SelectedEpoch, m.Epochs)
-		if m.ValidAUROC != nil {
-			kept += fmt.Sprintf(", valid image AUROC %.2f%%", 100**m.ValidAUROC)
-		}
-		if m.ValidPixelAUROC != nil {
-			kept += fmt.Sprintf(", pixel AUROC %.2f%%", 100**m.ValidPixelAUROC)
-		}
-		line("selection", "%s", kept)
-	}
+	line("dataset", "%s, %s; image score: %s", oneLine(m.Dataset), object, score)
+	describeShots(line, m)
+	describeBackbone(line, m.Backbone)
+	describeModel(line, m)
+	describeTraining(line, path, m)
 	describeThreshold(line, m)
 }
 
 // describeShots writes how the shots were chosen and which they are.
-func describeShots(line func(key, format string, args ...any), more func(string, ...any), m checkpoint.Meta) {
+func describeShots(line lineFunc, m checkpoint.Meta) {
+	if m.Imported != nil {
+		line("shots", "%s per class, as given to madclip import (which images, and how chosen, not recorded)", plural.Of(m.Shots, "shot"))
+		return
+	}
 	how := fmt.Sprintf("drawn with seed %d", m.Seed)
 	if f := string(m.ShotsFile); f != "" {
 		how = "from " + oneLine(f)
@@ -129,14 +113,70 @@ func describeShots(line func(key, format string, args ...any), more func(string,
 	}
 	line("shots", "%s per class, %s", plural.Of(m.Shots, "shot"), how)
 	if s := m.ShotImages; s != nil {
-		more("normal:   %s", listSome(s.Normal, 4))
-		more("abnormal: %s", listSome(s.Abnormal, 4))
+		line("", "normal:   %s", listSome(s.Normal, 4))
+		line("", "abnormal: %s", listSome(s.Abnormal, 4))
+	}
+}
+
+// describeModel writes the resolution, the tapped blocks and what departs
+// from the paper.
+func describeModel(line lineFunc, m checkpoint.Meta) {
+	departures := m.Model.Departures()
+	if paper := model.DefaultLayers(m.Backbone.Config.VisionLayers); !slices.Equal(m.Model.Layers, paper) {
+		departures = append([]string{"blocks other than the paper's " + listInts(paper)}, departures...)
+	}
+	what := "as the paper"
+	if len(departures) > 0 {
+		what = strings.Join(departures, ", ")
+	}
+	line("model", "%d px, blocks %s tapped; %s", m.Model.ImageSize, listInts(m.Model.Layers), what)
+}
+
+// describeTraining writes the run's settings, whether it finished (and how
+// to continue it if not), and the epoch selection kept.
+func describeTraining(line lineFunc, path string, m checkpoint.Meta) {
+	switch t := m.Training; {
+	case m.Imported != nil:
+		line("training", "elsewhere: imported from %s (%s, SHA-256 %s)", oneLine(string(m.Imported.File)), oneLine(m.Imported.Format), oneLine(m.Imported.SHA256))
+	case t != nil:
+		loss := ""
+		if t.SoftmaxLoss {
+			loss = ", ablation: softmax loss"
+		}
+		line("training", "%s, batch %d, Adam lr %g betas (%g, %g)%s", plural.Of(m.Epochs, "epoch"), t.Batch, t.LR, t.Beta1, t.Beta2, loss)
+		line("", "data %s", oneLine(string(t.Data)))
+	default:
+		line("training", "%s (other settings not recorded)", plural.Of(m.Epochs, "epoch"))
+	}
+	switch {
+	case m.Imported != nil:
+	case m.Partial():
+		line("status", "unfinished: interrupted at %s; continue it with madclip train --resume %s", m.StoppedAt(), oneLine(shellquote.Quote(path)))
+	default:
+		status := "finished"
+		if m.Elapsed > 0 {
+			status += " in " + roughly(time.Duration(m.Elapsed*float64(time.Second)))
+		}
+		line("status", "%s", status)
+	}
+	if m.SelectedEpoch > 0 {
+		kept := fmt.Sprintf("kept epoch %d of %d", m.SelectedEpoch, m.Epochs)
+		if m.Partial() {
+			kept = fmt.Sprintf("best so far epoch %d (%d of %d done)", m.SelectedEpoch, m.Epoch, m.Epochs)
+		}
+		if m.ValidAUROC != nil {
+			kept += fmt.Sprintf(", valid image AUROC %.2f%%", 100**m.ValidAUROC)
+		}
+		if m.ValidPixelAUROC != nil {
+			kept += fmt.Sprintf(", pixel AUROC %.2f%%", 100**m.ValidPixelAUROC)
+		}
+		line("selection", "%s", kept)
 	}
 }
 
 // describeBackbone writes the frozen CLIP and, for weights, whether the
 // recorded file is still where it was.
-func describeBackbone(line func(key, format string, args ...any), more func(string, ...any), b checkpoint.Backbone) {
+func describeBackbone(line lineFunc, b checkpoint.Backbone) {
 	arch := b.Config.Name()
 	if b.Preset != "" {
 		if arch != b.Preset {
@@ -156,11 +196,15 @@ func describeBackbone(line func(key, format string, args ...any), more func(stri
 	if st, err := os.Stat(string(b.File)); err != nil || !st.Mode().IsRegular() {
 		where += " (not there now: predict and eval look for the digest in the weights folders and beside the checkpoint, or take --weights)"
 	}
-	more("file %s", where)
+	line("", "file %s", where)
 }
 
 // describeThreshold writes the label threshold and what it was chosen on.
-func describeThreshold(line func(key, format string, args ...any), m checkpoint.Meta) {
+func describeThreshold(line lineFunc, m checkpoint.Meta) {
+	if m.Threshold == 0 && m.Partial() && m.Imported == nil {
+		line("threshold", "none yet: training chooses it on the held-out valid images when it finishes")
+		return
+	}
 	if m.Threshold == 0 {
 		line("threshold", "none: %s", m.ThresholdOrigin())
 		return
@@ -187,3 +231,6 @@ func listSome(names []string, n int) string {
 	}
 	return out
 }
+
+// listInts is "6, 12, 18, 24".
+func listInts(xs []int) string { return strings.ReplaceAll(joinInts(xs), ",", ", ") }

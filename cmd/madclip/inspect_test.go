@@ -65,6 +65,9 @@ func TestInspect(t *testing.T) {
 		meta["epoch"], meta["step"], meta["optimizer_steps"] = 1, 2, 6
 		meta["selected_epoch"], meta["valid_auroc"] = 1, 0.875
 		meta["training"].(map[string]any)["select_on_valid"] = true
+		delete(meta, "threshold")
+		delete(meta, "threshold_youden")
+		delete(meta, "calibration")
 	})
 	o, e, code = madclip(t, nil, "inspect", edited)
 	if code != 0 {
@@ -74,8 +77,9 @@ func TestInspect(t *testing.T) {
 		"backbone   CLIP weights, tiny; digest " + strings.Repeat("ab", 32),
 		"file " + gone + " (not there now: predict and eval look for the digest",
 		"tapped; ablation: shared adapters\n",
-		fmt.Sprintf("status     unfinished: interrupted at epoch 2 step 2 of %d; madclip train --resume %s continues it", m.Epochs, edited),
-		fmt.Sprintf("selection  kept epoch 1 of %d, valid image AUROC 87.50%%", m.Epochs),
+		fmt.Sprintf("status     unfinished: interrupted at epoch 2 step 2 of %d; continue it with madclip train --resume %s", m.Epochs, edited),
+		fmt.Sprintf("selection  best so far epoch 1 (1 of %d done), valid image AUROC 87.50%%", m.Epochs),
+		"threshold  none yet: training chooses it on the held-out valid images when it finishes",
 	} {
 		if !strings.Contains(o, want) {
 			t.Errorf("edited: inspect lacks %q:\n%s", want, o)
@@ -95,5 +99,34 @@ func TestInspect(t *testing.T) {
 	} {
 		_, e, code := madclip(t, nil, c.args...)
 		wantFailure(t, c.want, e, code)
+	}
+
+	// Described from memory: an import, other blocks, the generic object
+	// word, and strings that would steer the terminal.
+	m.Model.Layers, m.Model.GenericObject = []int{2, 4}, true
+	m.WrittenBy = "madclip\x1b[31m\n9"
+	m.Imported = &checkpoint.Imported{Format: "MadCLIP authors' checkpoint\u202e", File: "x.pth", SHA256: strings.Repeat("cd", 32)}
+	var buf strings.Builder
+	describeCheckpoint(&buf, "my ck;rm x.safetensors", m)
+	text := buf.String()
+	for _, want := range []string{
+		`written by madclip\x1b[31m\n9)`,
+		`prompts say "medical image" (ablation: generic object word; the dataset's is "Brain")`,
+		"shots      8 shots per class, as given to madclip import (which images, and how chosen, not recorded)",
+		"model      112 px, blocks 2, 4 tapped; blocks other than the paper's 1, 2, 3, 4, ablation: generic object word",
+		`training   elsewhere: imported from x.pth (MadCLIP authors' checkpoint\u202e, SHA-256 ` + strings.Repeat("cd", 32) + ")",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("lacks %q:\n%s", want, text)
+		}
+	}
+	if strings.ContainsAny(text, "\x1b\u202e") || strings.Contains(text, "status") {
+		t.Errorf("a raw control character, or a status for an import:\n%s", text)
+	}
+	m.Imported, m.Epoch = nil, 1 // unfinished: the command to continue is quoted for the shell
+	buf.Reset()
+	describeCheckpoint(&buf, "my ck;rm x.safetensors", m)
+	if text := buf.String(); !strings.Contains(text, "continue it with madclip train --resume 'my ck;rm x.safetensors'\n") {
+		t.Errorf("unquoted resume command:\n%s", text)
 	}
 }

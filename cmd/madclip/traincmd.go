@@ -102,9 +102,9 @@ adapters and prompts (Adam, 60 epochs of batch 16 by default). The checkpoint
 holds only the trained tensors and the whole configuration. Ctrl-C (or
 SIGTERM, SIGHUP) saves a partial checkpoint that --resume continues with the
 settings it was started with: its data, dataset, backbone, shots, epochs;
-a flag that contradicts them is an error, but --data may name the data's
-new place if it moved since (the shots must be the same files). A second
-signal stops at once, without saving.
+a flag that contradicts them is an error, but --data may name where the
+data is now (the shots must be the same files, checked by SHA-256). A
+second signal stops at once, without saving.
 
 The shots: for the six benchmark datasets with --shots 2, 4, 8 or 16, the
 authors' fixed list (built in; the paper's protocol); --draw-shots, or any
@@ -495,9 +495,12 @@ func resumeConflicts(c *cli.Context, m checkpoint.Meta) error {
 		add("beta1", t.Beta1, func() any { return c.Float64("beta1") })
 		add("beta2", t.Beta2, func() any { return c.Float64("beta2") })
 		add("data", t.Data, func() any {
-			// Another spelling of it, a link to it, or a new place for data
-			// that moved (the shots' digests are checked against the run's).
-			if samePath(c.String("data"), string(t.Data)) || !isDir(string(t.Data)) {
+			// Another spelling of it, a link to it, or where the data is now:
+			// the shots' SHA-256s, when recorded, are checked against the
+			// run's; without them only data that has gone from its place may
+			// be found elsewhere.
+			hashed := m.ShotImages != nil && len(m.ShotImages.SHA256) > 0
+			if samePath(c.String("data"), string(t.Data)) || hashed || !isDir(dataset.Dir(string(t.Data), m.Dataset)) {
 				return t.Data
 			}
 			return absPath(c.String("data"))
