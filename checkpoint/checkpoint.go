@@ -362,8 +362,11 @@ func parseMeta(path string, md map[string]string, clipWeights bool) (Meta, error
 	var meta Meta
 	js, ok := md[metaKey]
 	if !ok {
-		if clipWeights || authorship.MetadataKind(md) == authorship.Weights {
+		switch {
+		case clipWeights:
 			return meta, fmt.Errorf("%s: CLIP weights, not a madclip checkpoint (a trained model): give weights with --weights, a model trained by madclip train with --checkpoint", path)
+		case authorship.MetadataKind(md) != authorship.None:
+			return meta, fmt.Errorf("%s: written by madclip, but it holds neither a checkpoint's configuration nor CLIP's tensors (its metadata edited?)", path)
 		}
 		return meta, fmt.Errorf("%s: not a madclip checkpoint (no configuration in its metadata)", path)
 	}

@@ -340,7 +340,8 @@ func TestLegacyKeys(t *testing.T) {
 }
 
 // A file without a description is named CLIP weights when it holds CLIP's
-// tensors or madclip converted it, whoever wrote it.
+// tensors, whoever wrote it; one madclip marked that holds neither (a
+// checkpoint whose description was removed) is said to be neither.
 func TestNotACheckpoint(t *testing.T) {
 	for _, c := range []struct {
 		md          map[string]string
@@ -348,7 +349,9 @@ func TestNotACheckpoint(t *testing.T) {
 		want        string
 	}{
 		{map[string]string{"format": "pt"}, true, "CLIP weights, not a madclip checkpoint"},
-		{map[string]string{"converted_by": "madclip"}, false, "CLIP weights, not a madclip checkpoint"},
+		{map[string]string{"converted_by": "madclip"}, true, "CLIP weights, not a madclip checkpoint"},
+		{map[string]string{"converted_by": "madclip"}, false, "x.safetensors: written by madclip, but it holds neither a checkpoint's configuration nor CLIP's tensors (its metadata edited?)"},
+		{map[string]string{"written_by": "madclip"}, false, "written by madclip, but it holds neither"},
 		{map[string]string{"format": "pt"}, false, "not a madclip checkpoint (no configuration in its metadata)"},
 	} {
 		if _, err := parseMeta("x.safetensors", c.md, c.clipWeights); err == nil || !strings.Contains(err.Error(), c.want) {

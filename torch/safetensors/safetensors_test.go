@@ -139,6 +139,8 @@ func TestRejectsBadFiles(t *testing.T) {
 		"a PNG's start":    {[]byte("\x89PNG"), "a PNG image, not a safetensors file"},
 		"header past end":  {append(append([]byte{}, file(`{}`, 0)[:8]...), '{'), "past the end"},
 		"absurd header":    {huge, "exceeds"},
+		"text":             {[]byte("hello, this is a text file\nand not weights\n"), "not a safetensors file: no JSON header after its first 8 bytes"},
+		"random bytes":     {[]byte{0x13, 0x37, 0xde, 0xad, 0xbe, 0xef, 0x00, 0x42, 0x99, 0x01}, "not a safetensors file: no JSON header"},
 		"not json":         {file(`{"a":`, 0), "bad header JSON"},
 		"not object":       {file(`[1,2]`, 0), "not a JSON object"},
 		"trailing":         {file(`{} {}`, 0), "after the header"},
