@@ -171,10 +171,13 @@ type Imported struct {
 func (m Meta) Partial() bool { return m.Epoch < m.Epochs }
 
 // StoppedAt says where a partial checkpoint's run stopped, as training
-// says it when interrupted: "epoch 2 step 1 of 6", the epoch counted from 1
-// and the steps done in it.
+// says it when interrupted: "epoch 2 of 6, after its step 1" (the epoch
+// counted from 1, and the steps done in it), or "the start of epoch 2 of 6".
 func (m Meta) StoppedAt() string {
-	return fmt.Sprintf("epoch %d step %d of %d", m.Epoch+1, m.Step, m.Epochs)
+	if m.Step == 0 {
+		return fmt.Sprintf("the start of epoch %d of %d", m.Epoch+1, m.Epochs)
+	}
+	return fmt.Sprintf("epoch %d of %d, after its step %d", m.Epoch+1, m.Epochs, m.Step)
 }
 
 // clipTensor is a tensor every CLIP weights file holds and no checkpoint

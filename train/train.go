@@ -515,7 +515,7 @@ func (r *trainingRun) epochs(ctx context.Context) error {
 				continue
 			}
 			if ctx.Err() != nil {
-				return r.stopAt(epoch, step, lossSum, lossN, fmt.Errorf("%w at epoch %d step %d", ErrInterrupted, epoch+1, step))
+				return r.stopAt(epoch, step, lossSum, lossN, fmt.Errorf("%w at %s", ErrInterrupted, checkpoint.Meta{Epoch: epoch, Step: step, Epochs: r.c.Epochs}.StoppedAt()))
 			}
 			lo := int64(step) * batch
 			idx := make([]int64, min(lo+batch, r.n)-lo)

@@ -77,7 +77,7 @@ func TestInspect(t *testing.T) {
 		"backbone   CLIP weights, tiny; digest " + strings.Repeat("ab", 32),
 		"file " + gone + " (not there now: predict and eval look for the digest",
 		"tapped; ablation: shared adapters\n",
-		fmt.Sprintf("status     unfinished: interrupted at epoch 2 step 2 of %d; continue it with madclip train --resume %s", m.Epochs, edited),
+		fmt.Sprintf("status     unfinished: interrupted at epoch 2 of %d, after its step 2; continue it with madclip train --resume %s", m.Epochs, edited),
 		fmt.Sprintf("selection  best so far epoch 1 (1 of %d done), valid image AUROC 87.50%%", m.Epochs),
 		"threshold  none yet: training chooses it on the held-out valid images when it finishes",
 	} {
