@@ -17,6 +17,7 @@ import (
 	"madclip/dataset"
 	"madclip/imaging"
 	"madclip/internal/jsonpath"
+	"madclip/internal/samepath"
 	"madclip/internal/shellquote"
 	"madclip/metrics"
 	"madclip/model"
@@ -256,7 +257,7 @@ func (r *trainingRun) resumeFrom() error {
 			if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 				return fmt.Errorf("%s: the data this run trained on is not there (no folder %s): give --data where it is now", c.Resume, dir)
 			}
-		case !samePlace(c.Data, string(t.Data)):
+		case !samepath.Same(c.Data, string(t.Data)):
 			r.rep.Stage(fmt.Sprintf("data: continuing on %s (the run started on %s; the shots must be the same files)", c.Data, t.Data))
 		}
 	}
@@ -862,17 +863,6 @@ func shotsFileName(f string) string {
 		return f
 	}
 	return absPath(f)
-}
-
-// samePlace reports whether a and b name one folder: one path written two
-// ways, or a link to the other.
-func samePlace(a, b string) bool {
-	if absPath(a) == absPath(b) {
-		return true
-	}
-	sa, err1 := os.Stat(a)
-	sb, err2 := os.Stat(b)
-	return err1 == nil && err2 == nil && os.SameFile(sa, sb)
 }
 
 // absPath is p made absolute when that is possible, so that a checkpoint

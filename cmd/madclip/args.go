@@ -2,13 +2,7 @@ package main
 
 import (
 	"fmt"
-	"madclip/checkpoint"
-	"madclip/imaging"
-	"madclip/model"
-	"madclip/model/clip"
-	"madclip/torch"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -16,6 +10,13 @@ import (
 	"unicode/utf8"
 
 	"github.com/urfave/cli/v2"
+
+	"madclip/checkpoint"
+	"madclip/imaging"
+	"madclip/internal/samepath"
+	"madclip/model"
+	"madclip/model/clip"
+	"madclip/torch"
 )
 
 // isVersionFlag reports whether arg asks for the version, as cli reads
@@ -139,23 +140,12 @@ func distinctPaths(paths map[string]string) error {
 	sort.Strings(roles)
 	for i, a := range roles {
 		for _, b := range roles[i+1:] {
-			if samePath(paths[a], paths[b]) {
+			if samepath.Same(paths[a], paths[b]) {
 				return fmt.Errorf("%s and %s are the same file (%s)", a, b, paths[b])
 			}
 		}
 	}
 	return nil
-}
-
-func samePath(a, b string) bool {
-	if pa, err := filepath.Abs(a); err == nil {
-		if pb, err := filepath.Abs(b); err == nil && pa == pb {
-			return true
-		}
-	}
-	sa, err1 := os.Stat(a)
-	sb, err2 := os.Stat(b)
-	return err1 == nil && err2 == nil && os.SameFile(sa, sb)
 }
 
 // inRange checks integer flags against their bounds, naming the flag in the

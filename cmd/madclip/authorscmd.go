@@ -128,7 +128,7 @@ func importAuthorsAction(c *cli.Context) error {
 			prompts = "hand-crafted prompts"
 		}
 		fmt.Fprintf(c.App.Writer, "wrote %s: %s, object %q, layers %s, %d px, %s, scored by its %s\n",
-			oneLine(out), oneLine(meta.Dataset), meta.Model.Object, joinInts(meta.Model.Layers), meta.Model.ImageSize, prompts, infer.ScoreKind(meta.Masks))
+			oneLine(out), oneLine(meta.Dataset), meta.Model.Object, joinInts(meta.Model.Layers, ","), meta.Model.ImageSize, prompts, infer.ScoreKind(meta.Masks))
 		return nil
 	})
 }
@@ -271,11 +271,12 @@ func shellWord(s string) string {
 	return "'" + strings.ReplaceAll(oneLine(s), "'", `'\''`) + "'"
 }
 
-// joinInts writes ns as "1,2,3", as the flags that take them are given.
-func joinInts(ns []int) string {
+// joinInts writes ns separated by sep: "1,2,3" as the flags that take
+// them are given, "1, 2, 3" in prose.
+func joinInts(ns []int, sep string) string {
 	s := make([]string, len(ns))
 	for i, n := range ns {
 		s[i] = strconv.Itoa(n)
 	}
-	return strings.Join(s, ",")
+	return strings.Join(s, sep)
 }

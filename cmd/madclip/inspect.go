@@ -123,13 +123,13 @@ func describeShots(line lineFunc, m checkpoint.Meta) {
 func describeModel(line lineFunc, m checkpoint.Meta) {
 	departures := m.Model.Departures()
 	if paper := model.DefaultLayers(m.Backbone.Config.VisionLayers); !slices.Equal(m.Model.Layers, paper) {
-		departures = append([]string{"blocks other than the paper's " + listInts(paper)}, departures...)
+		departures = append([]string{"blocks other than the paper's " + joinInts(paper, ", ")}, departures...)
 	}
 	what := "as the paper"
 	if len(departures) > 0 {
 		what = strings.Join(departures, ", ")
 	}
-	line("model", "%d px, blocks %s tapped; %s", m.Model.ImageSize, listInts(m.Model.Layers), what)
+	line("model", "%d px, blocks %s tapped; %s", m.Model.ImageSize, joinInts(m.Model.Layers, ", "), what)
 }
 
 // describeTraining writes the run's settings, whether it finished (and how
@@ -231,6 +231,3 @@ func listSome(names []string, n int) string {
 	}
 	return out
 }
-
-// listInts is "6, 12, 18, 24".
-func listInts(xs []int) string { return strings.ReplaceAll(joinInts(xs), ",", ", ") }

@@ -13,6 +13,7 @@ import (
 	"madclip/atomicfile"
 	"madclip/authorship"
 	"madclip/dataset"
+	"madclip/internal/samepath"
 )
 
 // perImageOutputs names one output per input image under dest, ending in
@@ -74,7 +75,7 @@ func perImageOutputs(inputs []string, dest, suffix string, folder bool) ([]strin
 		}
 		out[i] = filepath.Join(dest, stem+suffix)
 		if prev, ok := seen[out[i]]; ok {
-			if samePath(prev, inputs[i]) {
+			if samepath.Same(prev, inputs[i]) {
 				return nil, fmt.Errorf("%s and %s are the same image; give it once", prev, inputs[i])
 			}
 			return nil, fmt.Errorf("%s and %s would share the output %s", prev, inputs[i], out[i])

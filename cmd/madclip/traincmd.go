@@ -16,6 +16,7 @@ import (
 	"madclip/checkpoint"
 	"madclip/dataset"
 	"madclip/internal/plural"
+	"madclip/internal/samepath"
 	"madclip/model"
 	"madclip/model/clip/bpe"
 	"madclip/train"
@@ -500,7 +501,7 @@ func resumeConflicts(c *cli.Context, m checkpoint.Meta) error {
 			// run's; without them only data that has gone from its place may
 			// be found elsewhere.
 			hashed := m.ShotImages != nil && len(m.ShotImages.SHA256) > 0
-			if samePath(c.String("data"), string(t.Data)) || hashed || !isDir(dataset.Dir(string(t.Data), m.Dataset)) {
+			if samepath.Same(c.String("data"), string(t.Data)) || hashed || !isDir(dataset.Dir(string(t.Data), m.Dataset)) {
 				return t.Data
 			}
 			return absPath(c.String("data"))
@@ -513,7 +514,7 @@ func resumeConflicts(c *cli.Context, m checkpoint.Meta) error {
 	}
 	if f := c.String("shots-file"); c.IsSet("shots-file") {
 		given := any(f)
-		if samePath(f, string(m.ShotsFile)) { // another spelling, a link to it
+		if samepath.Same(f, string(m.ShotsFile)) { // another spelling, a link to it
 			given = m.ShotsFile
 		}
 		checks = append(checks, setting{"shots-file", given, m.ShotsFile})
