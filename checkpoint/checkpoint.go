@@ -596,13 +596,9 @@ func snakeCase(name string) string {
 	return b.String()
 }
 
-// validate checks what later steps act on: the backbone description, the
-// sizes, the counts.
-func (m Meta) validate() error {
-	if err := checkVersion(m.Version); err != nil {
-		return err
-	}
-	b := m.Backbone
+// validate checks the backbone description: one backbone, named by a
+// known preset or by weights with their digest, of a valid configuration.
+func (b Backbone) validate() error {
 	switch {
 	case b.Preset != "" && (b.File != "" || b.Digest != "" || b.SHA256 != ""):
 		return fmt.Errorf("its configuration names two backbones: the %q preset and the weights %s", b.Preset, short(string(b.File)))
@@ -628,6 +624,19 @@ func (m Meta) validate() error {
 	if err := b.Config.Validate(); err != nil {
 		return fmt.Errorf("its backbone configuration: %w", err)
 	}
+	return nil
+}
+
+// validate checks what later steps act on: the backbone description, the
+// sizes, the counts.
+func (m Meta) validate() error {
+	if err := checkVersion(m.Version); err != nil {
+		return err
+	}
+	if err := m.Backbone.validate(); err != nil {
+		return err
+	}
+	b := m.Backbone
 	if o := m.Model; o.ImageSize < 1 || o.ImageSize > model.MaxImageSize {
 		return fmt.Errorf("its model's image size %d is outside 1 to %d, the sizes madclip trains at", o.ImageSize, model.MaxImageSize)
 	}
@@ -639,6 +648,9 @@ func (m Meta) validate() error {
 	}
 	if m.Epochs < 0 || m.Epoch < 0 || m.Step < 0 || m.Shots < 0 || m.Steps < 0 {
 		return fmt.Errorf("its configuration has negative counts")
+	}
+	if m.Step > maxSteps || m.Steps > maxSteps {
+		return fmt.Errorf("its resume state is %d steps into an epoch after %d optimiser steps: more than any run takes", m.Step, m.Steps)
 	}
 	if !m.Partial() && m.Step != 0 {
 		return fmt.Errorf("it says training finished (%d of %d epochs) yet %d steps into the next", m.Epoch, m.Epochs, m.Step)
@@ -659,7 +671,7 @@ func (m Meta) validate() error {
 			return fmt.Errorf("its %s is %d bytes long", s[0], len(s[1]))
 		}
 	}
-	if t := m.Training; t != nil && !(t.LR > 0 && t.LR <= 1 && t.Beta1 >= 0 && t.Beta1 < 1 && t.Beta2 >= 0 && t.Beta2 < 1 && t.Batch >= 1) {
+	if t := m.Training; t != nil && !(t.LR > 0 && t.LR <= 1 && t.Beta1 >= 0 && t.Beta1 < 1 && t.Beta2 >= 0 && t.Beta2 < 1 && t.Batch >= 1 && t.Batch <= MaxBatch) {
 		return fmt.Errorf("its training settings are out of range (batch %d, lr %v, betas %v, %v)", t.Batch, t.LR, t.Beta1, t.Beta2)
 	}
 	if math.IsNaN(m.EpochLossSum) || m.EpochLossSum < 0 || math.IsInf(m.EpochLossSum, 0) || m.EpochLossSteps < 0 || m.EpochLossSteps > m.Step ||
@@ -696,12 +708,18 @@ func (m Meta) validate() error {
 	return nil
 }
 
-// Bounds of a run: its epochs (the paper trains 60) and shots per class
-// (the paper's most is 16).
+// Bounds of a run: its epochs (the paper trains 60), shots per class (the
+// paper's most is 16) and images per optimisation step (the paper's 16).
 const (
 	MaxEpochs = 100000
 	MaxShots  = 1 << 16
+	MaxBatch  = 4096
 )
+
+// maxSteps bounds a checkpoint's step counts: above what the largest run
+// takes (MaxEpochs epochs of the 2·16·MaxShots augmented images, one per
+// step), well inside every integer type that holds them.
+const maxSteps = MaxEpochs * 32 * MaxShots
 
 // checkVersion refuses a checkpoint without a version, or from a madclip
 // newer than this one, whose format this one may misread.

@@ -118,6 +118,24 @@ func TestSaveLoadOpen(t *testing.T) {
 				t.Errorf("valid image AUROC %v at selected epoch %d: %v", c.auc, c.epoch, err)
 			}
 		}
+		// Counts no run reaches were edited: a batch beyond the flag's
+		// limit, step counts beyond the largest run's.
+		big := sel
+		big.Training = &Training{Batch: MaxBatch + 1, LR: 1e-3, Beta1: 0.5, Beta2: 0.999, SelectOnValid: true}
+		if err := big.validate(); err == nil || !strings.Contains(err.Error(), "out of range (batch 4097,") {
+			t.Errorf("batch %d: %v", MaxBatch+1, err)
+		}
+		big.Training.Batch = MaxBatch
+		if err := big.validate(); err != nil {
+			t.Errorf("batch %d: %v", MaxBatch, err)
+		}
+		for _, steps := range [][2]int64{{0, 1e18}, {1 << 40, 0}} {
+			big := sel
+			big.Epochs, big.Step, big.Steps = 2, int(steps[0]), steps[1]
+			if err := big.validate(); err == nil || !strings.Contains(err.Error(), "more than any run takes") {
+				t.Errorf("step %d, %d optimiser steps: %v", steps[0], steps[1], err)
+			}
+		}
 		sel.SelectedEpoch = 2
 		if err := sel.validate(); err == nil || !strings.Contains(err.Error(), "selected epoch 2") {
 			t.Errorf("epoch 2 of 1 selected: %v", err)

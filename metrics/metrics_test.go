@@ -290,7 +290,7 @@ func TestYoudenExactTies(t *testing.T) {
 // A threshold prints with 4 to 6 decimals, never as the round number it is
 // a hair above.
 func TestFormatThreshold(t *testing.T) {
-	for th, want := range map[float64]string{0.5281: "0.5281", 0.5000289678573608: "0.500029", 0.5: "0.5000", 0.12345: "0.12345", 1: "1.0000", 0.60000004: "0.6000"} {
+	for th, want := range map[float64]string{0.5281: "0.5281", 0.5000289678573608: "0.500029", 0.5: "0.5000", 0.12345: "0.12345", 1: "1.0000", 0.60000004: "0.6000", 3.2e-7: "3.2e-07", 0.0001: "0.0001", 0: "0.0000", 0.00009999: "9.999e-05"} {
 		if got := FormatThreshold(th); got != want {
 			t.Errorf("%v: %q, want %q", th, got, want)
 		}

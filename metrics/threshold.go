@@ -3,6 +3,7 @@ package metrics
 import (
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 )
 
@@ -81,8 +82,13 @@ func midpoint(lo, hi float32) float32 {
 
 // FormatThreshold prints a threshold with 4 to 6 decimals: as many as it
 // has up to 6 (0.5281, 0.500029), so that a threshold a hair above a round
-// number does not print as that number.
+// number does not print as that number; one closer to zero than 0.0001 (a
+// model whose scores all sit near zero) prints with 4 significant digits
+// (3.2e-07), never as zero.
 func FormatThreshold(th float64) string {
+	if th != 0 && math.Abs(th) < 1e-4 {
+		return strconv.FormatFloat(th, 'g', 4, 64)
+	}
 	s := strings.TrimRight(fmt.Sprintf("%.6f", th), "0")
 	if i := strings.IndexByte(s, '.'); i >= 0 && len(s)-i-1 < 4 {
 		s = fmt.Sprintf("%.4f", th)

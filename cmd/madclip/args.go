@@ -172,7 +172,7 @@ func inRange(c *cli.Context, bounds map[string][2]int) error {
 var (
 	imageSizeRange = [2]int{14, model.MaxImageSize} // at least one patch
 	shotsRange     = [2]int{1, checkpoint.MaxShots}
-	batchRange     = [2]int{1, 4096}
+	batchRange     = [2]int{1, checkpoint.MaxBatch}
 	epochsRange    = [2]int{1, checkpoint.MaxEpochs}
 )
 

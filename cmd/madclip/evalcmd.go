@@ -291,8 +291,8 @@ func printEvaluation(w io.Writer, ev *infer.Evaluation) {
 		trained = fmt.Sprintf(" (a model trained on %s)", oneLine(pv.Dataset))
 	}
 	fmt.Fprintf(w, "%s: %d test images%s, scored by the %s\n", oneLine(ev.Dataset), ev.Images, trained, ev.ScoredBy)
-	fmt.Fprintf(w, "image AUROC   %.2f%%\nimage AP      %.2f%%\nimage F1-max  %.2f%% (at the test split's own threshold %.4f)\n",
-		100*ev.ImageAUROC, 100*ev.ImageAP, 100*ev.ImageF1Max, ev.F1MaxThreshold)
+	fmt.Fprintf(w, "image AUROC   %.2f%%\nimage AP      %.2f%%\nimage F1-max  %.2f%% (at the test split's own threshold %s)\n",
+		100*ev.ImageAUROC, 100*ev.ImageAP, 100*ev.ImageF1Max, metrics.FormatThreshold(ev.F1MaxThreshold))
 	if ev.PixelAUROC != nil {
 		fmt.Fprintf(w, "pixel AUROC   %.2f%%\npixel AP      %.2f%%\npixel AUPRO   %.2f%% (FPR up to %.1f)\n",
 			100**ev.PixelAUROC, 100**ev.PixelAP, 100**ev.PixelAUPRO, infer.AUPROLimit)

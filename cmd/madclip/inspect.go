@@ -14,6 +14,7 @@ import (
 	"madclip/checkpoint"
 	"madclip/internal/plural"
 	"madclip/internal/shellquote"
+	"madclip/metrics"
 	"madclip/model"
 )
 
@@ -209,12 +210,12 @@ func describeThreshold(line lineFunc, m checkpoint.Meta) {
 		line("threshold", "none: %s", m.ThresholdOrigin())
 		return
 	}
-	th := fmt.Sprintf("%.6f, %s", m.Threshold, m.ThresholdOrigin())
+	th := fmt.Sprintf("%s, %s", metrics.FormatThreshold(m.Threshold), m.ThresholdOrigin())
 	if c := m.Calibration; c != nil {
 		th += fmt.Sprintf(" (image AUROC there %.2f%%)", 100*c.AUROC)
 	}
 	if m.ThresholdYouden > 0 {
-		th += fmt.Sprintf("; Youden point %.6f", m.ThresholdYouden)
+		th += "; Youden point " + metrics.FormatThreshold(m.ThresholdYouden)
 	}
 	line("threshold", "%s", th)
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"madclip/checkpoint"
+	"madclip/metrics"
 	"madclip/torch/safetensors"
 )
 
@@ -36,8 +37,8 @@ func TestInspect(t *testing.T) {
 		fmt.Sprintf("training   %d epochs, batch 16, Adam lr 0.001 betas (0.5, 0.999)", m.Epochs),
 		"           data " + root + "\n",
 		"status     finished in ",
-		fmt.Sprintf("threshold  %.6f, F1-max on %d normal and %d abnormal held-out valid images (image AUROC there %.2f%%); Youden point %.6f",
-			m.Threshold, m.Calibration.Normal, m.Calibration.Abnormal, 100*m.Calibration.AUROC, m.ThresholdYouden),
+		fmt.Sprintf("threshold  %s, F1-max on %d normal and %d abnormal held-out valid images (image AUROC there %.2f%%); Youden point %s",
+			metrics.FormatThreshold(m.Threshold), m.Calibration.Normal, m.Calibration.Abnormal, 100*m.Calibration.AUROC, metrics.FormatThreshold(m.ThresholdYouden)),
 	} {
 		if !strings.Contains(o, want) {
 			t.Errorf("inspect lacks %q:\n%s", want, o)
