@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"madclip/internal/shellquote"
 	"madclip/metrics"
 	"madclip/model"
+	"madclip/weights"
 )
 
 // inspectCommand is "madclip inspect": what a checkpoint is, read from its
@@ -28,10 +30,12 @@ func inspectCommand() *cli.Command {
 		Description: `Prints what a madclip checkpoint records: the dataset and its object word,
 the shots (the list or the seed that chose them, and their file names), the
 backbone (a preset, or CLIP weights by file and digest, and whether the file
-is still there), the model's resolution, tapped blocks and any departure
-from the paper, the training settings, whether training finished, the epoch
-kept by --select-on-valid, and the label threshold with what it was chosen
-on. Reads only the file's header: no weights are needed, nothing is loaded.
+is still there and holds those weights, or where predict would find them),
+the model's resolution, tapped blocks and any departure from the paper, the
+training settings, whether training finished, the epoch kept by
+--select-on-valid, and the label threshold with what it was chosen on.
+Reads only the checkpoint's header; of the weights, only their digest,
+computed once and then remembered. Nothing is loaded.
 
 --json prints the description exactly as the file holds it, for scripts.
 
@@ -90,7 +94,7 @@ func describeCheckpoint(w io.Writer, path string, m checkpoint.Meta) {
 	}
 	line("dataset", "%s, %s; image score: %s", oneLine(m.Dataset), object, score)
 	describeShots(line, m)
-	describeBackbone(line, m.Backbone)
+	describeBackbone(line, m.Backbone, path)
 	describeModel(line, m)
 	describeTraining(line, path, m)
 	describeThreshold(line, m)
@@ -177,7 +181,7 @@ func describeTraining(line lineFunc, path string, m checkpoint.Meta) {
 
 // describeBackbone writes the frozen CLIP and, for weights, whether the
 // recorded file is still where it was.
-func describeBackbone(line lineFunc, b checkpoint.Backbone) {
+func describeBackbone(line lineFunc, b checkpoint.Backbone, path string) {
 	arch := b.Config.Name()
 	if b.Preset != "" {
 		if arch != b.Preset {
@@ -193,11 +197,41 @@ func describeBackbone(line lineFunc, b checkpoint.Backbone) {
 		id = "file SHA-256 " + b.SHA256
 	}
 	line("backbone", "CLIP weights, %s; %s", arch, id)
-	where := oneLine(string(b.File))
-	if st, err := os.Stat(string(b.File)); err != nil || !st.Mode().IsRegular() {
-		where += " (not there now: predict and eval look for the digest in the weights folders and beside the checkpoint, or take --weights)"
+	line("", "file %s (%s)", oneLine(string(b.File)), weightsNow(b, path))
+}
+
+// weightsNow says whether the weights a checkpoint at path was trained on
+// are where predict and eval would take them from without --weights: the
+// recorded file if it is there (and whether it still holds those weights),
+// else a file with the recorded digest in the weights folders or beside
+// the checkpoint. A file's digest is remembered once computed, so this
+// reads the weights only the first time.
+func weightsNow(b checkpoint.Backbone, path string) string {
+	file := string(b.File)
+	if st, err := os.Stat(file); err != nil || !st.Mode().IsRegular() {
+		if b.Digest == "" {
+			return "not there now: give the weights it was trained on with --weights"
+		}
+		found, err := weights.FindDigest(b.Digest, filepath.Dir(path))
+		if err != nil {
+			return "not there now, and no file with its digest in " + oneLine(strings.Join(append(weights.Dirs(), filepath.Dir(path)), ", ")) + ": give the weights with --weights"
+		}
+		return "not there now; predict and eval will take " + oneLine(found) + ", which holds the same weights"
 	}
-	line("", "file %s", where)
+	want, got, err := b.Digest, "", error(nil)
+	if want != "" {
+		got, err = weights.Digest(file)
+	} else { // a checkpoint from before digests: the file's hash
+		want = b.SHA256
+		got, err = weights.FileSHA256(file)
+	}
+	switch {
+	case err != nil:
+		return "there, but not readable as CLIP weights: " + oneLine(err.Error())
+	case got != want:
+		return "there, but holding other weights now (" + got[:12] + "…): predict and eval will refuse them; give the ones it was trained on with --weights"
+	}
+	return "there, the same weights"
 }
 
 // describeThreshold writes the label threshold and what it was chosen on.

@@ -3,14 +3,18 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 
 	"madclip/checkpoint"
+	"madclip/internal/cliptest"
 	"madclip/metrics"
+	"madclip/torch"
 	"madclip/torch/safetensors"
+	"madclip/weights"
 )
 
 // inspect describes a checkpoint from its header: the values printed are
@@ -76,7 +80,7 @@ func TestInspect(t *testing.T) {
 	}
 	for _, want := range []string{
 		"backbone   CLIP weights, tiny; digest " + strings.Repeat("ab", 32),
-		"file " + gone + " (not there now: predict and eval look for the digest",
+		"file " + gone + " (not there now, and no file with its digest in ",
 		"tapped; ablation: shared adapters\n",
 		fmt.Sprintf("status     unfinished: interrupted at epoch 2 of %d, after its step 2; continue it with madclip train --resume %s", m.Epochs, edited),
 		fmt.Sprintf("selection  best so far epoch 1 (1 of %d done), valid image AUROC 87.50%%", m.Epochs),
@@ -84,6 +88,38 @@ func TestInspect(t *testing.T) {
 	} {
 		if !strings.Contains(o, want) {
 			t.Errorf("edited: inspect lacks %q:\n%s", want, o)
+		}
+	}
+
+	// Where the weights are now: found elsewhere by their digest, there
+	// and the same, there but other weights, there but not weights.
+	t.Setenv("XDG_CACHE_HOME", t.TempDir()) // for weights.Digest below
+	wdir := t.TempDir()
+	tiny := tinyWeights(t, wdir)
+	digest, err := weights.Digest(tiny)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(wdir, "other.safetensors")
+	cliptest.WriteTiny(t, other, 6, torch.Float32)
+	notWeights := filepath.Join(wdir, "notes.safetensors")
+	os.WriteFile(notWeights, []byte("hello"), 0o644)
+	for _, c := range []struct {
+		file, dir, want string
+	}{
+		{gone, wdir, "file " + gone + " (not there now; predict and eval will take " + tiny + ", which holds the same weights)"},
+		{tiny, "", "file " + tiny + " (there, the same weights)"},
+		{other, "", "file " + other + " (there, but holding other weights now ("},
+		{notWeights, "", "file " + notWeights + " (there, but not readable as CLIP weights: "},
+	} {
+		moved := filepath.Join(dir, "moved.safetensors")
+		rewriteCheckpoint(t, edited, moved, func(meta map[string]any, _ []safetensors.Tensor) {
+			meta["backbone"].(map[string]any)["weights_digest"] = digest
+			meta["backbone"].(map[string]any)["weights_file"] = c.file
+		})
+		o, e, code := madclip(t, []string{"MADCLIP_WEIGHTS=" + c.dir}, "inspect", moved)
+		if code != 0 || !strings.Contains(o, c.want) {
+			t.Errorf("weights %s: exit %d, %s\nlacks %q:\n%s", c.file, code, e, c.want, o)
 		}
 	}
 
