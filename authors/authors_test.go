@@ -158,7 +158,7 @@ func TestImportExportRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if meta.Imported == nil || meta.Imported.File != "Brain.pth" || len(meta.Imported.SHA256) != 64 || !meta.Masks ||
+	if meta.Imported == nil || string(meta.Imported.File) != theirs || len(meta.Imported.SHA256) != 64 || !meta.Masks ||
 		meta.ShotsFile != "" || meta.ShotImages != nil || meta.Threshold != 0 || meta.Model.Object != "Brain" {
 		t.Errorf("imported meta %+v", meta)
 	}

@@ -115,8 +115,12 @@ func Import(pth, out string, o ImportOptions, tk *bpe.Tokenizer) (checkpoint.Met
 				return err
 			}
 		}
+		origin, err := filepath.Abs(pth) // recorded whole, as the other paths are
+		if err != nil {
+			origin = pth
+		}
 		meta = checkpoint.Meta{Version: checkpoint.Version, Model: m.Opts, Backbone: bb, Dataset: o.Dataset, Masks: masks, Shots: o.Shots,
-			Threshold: o.Threshold, Imported: &checkpoint.Imported{Format: "MadCLIP authors' checkpoint", File: jsonpath.Path(filepath.Base(pth)), SHA256: sum}}
+			Threshold: o.Threshold, Imported: &checkpoint.Imported{Format: "MadCLIP authors' checkpoint", File: jsonpath.Path(origin), SHA256: sum}}
 		if err := checkpoint.CheckParameters(pth, m.Params().Map()); err != nil {
 			return err // their file is damaged: no checkpoint is made of it
 		}

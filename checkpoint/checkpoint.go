@@ -160,7 +160,9 @@ type Training struct {
 	DrawShots     bool          `json:"draw_shots,omitempty"`
 }
 
-// Imported identifies the file a checkpoint was converted from.
+// Imported identifies the file a checkpoint was converted from: its format,
+// where it was (absolute; earlier builds recorded only its name) and its
+// SHA-256.
 type Imported struct {
 	Format string        `json:"format"`
 	File   jsonpath.Path `json:"file"`
