@@ -116,6 +116,9 @@ func open(path string, tk *bpe.Tokenizer, dev torch.Device, backboneFor func(*ch
 		p.Close()
 		return nil, err
 	}
+	if owned {
+		backbone.ReleaseText() // the class embeddings are all prediction needs of it
+	}
 	return p, nil
 }
 

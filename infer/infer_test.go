@@ -349,6 +349,13 @@ func TestStreamProgress(t *testing.T) {
 			return err
 		}
 		defer p.Close()
+		// Prediction holds the image tower alone: the class embeddings
+		// are all it needs of the text tower.
+		if p.backbone.Text != nil || slices.ContainsFunc(p.backbone.Params().Names(), func(n string) bool {
+			return !strings.HasPrefix(n, "visual.") && n != "logit_scale"
+		}) {
+			t.Errorf("the predictor keeps the text tower: %v", p.backbone.Params().Names())
+		}
 		o := StreamOptions{Batch: 2,
 			Skip:     func(dataset.Decoded) { skipped++ },
 			Progress: func(done, total int) { calls = append(calls, [2]int{done, total}) }}

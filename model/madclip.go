@@ -242,6 +242,9 @@ func (m *MadCLIP) TextFeatures() *torch.Tensor {
 	if m.Prompts.Handcrafted {
 		return m.Prompts.text.Detach() // encoded once when the model was built
 	}
+	if m.CLIP.Text == nil {
+		return torch.Failed("madclip text features", "the text tower was released")
+	}
 	emb, eot := m.Prompts.Assemble()
 	mask := clip.FullAttention // the authors drop CLIP's causal mask here
 	if m.Opts.CausalPrompts {

@@ -320,3 +320,52 @@ func TestConfigName(t *testing.T) {
 		t.Errorf("got %q, want %q", got, want)
 	}
 }
+
+// Releasing a tower frees exactly its weights; the other tower still
+// gives the same embeddings, and the released one fails cleanly.
+func TestReleaseTowers(t *testing.T) {
+	do(t, func(s *torch.Scope) error {
+		x := torch.Rand(nil, torch.Float32, torch.CPU, 1, 3, 56, 56)
+		tokens := make([]int64, Tiny().ContextLength)
+		tokens[0], tokens[1], tokens[2] = 49406, 320, 49407
+		ids := torch.FromSlice(tokens, 1, int64(len(tokens)))
+		img, err := New(Tiny(), Options{}, 1)
+		if err != nil {
+			return err
+		}
+		defer img.Free()
+		wantImage, wantText := values(t, img.EncodeImage(x)), values(t, img.EncodeText(ids))
+		all := img.Params().Len()
+		img.ReleaseText()
+		img.ReleaseText() // twice is harmless
+		for _, name := range img.Params().Names() {
+			if !strings.HasPrefix(name, "visual.") && name != "logit_scale" {
+				t.Errorf("text tower released, %s kept", name)
+			}
+		}
+		near(t, "image tower after the text's release", values(t, img.EncodeImage(x)), wantImage, 0)
+		if err := torch.Scoped(func(*torch.Scope) error { return img.EncodeText(ids).Err() }); err == nil || !strings.Contains(err.Error(), "the text tower was released") {
+			t.Errorf("text tower released, EncodeText: %v", err)
+		}
+
+		text, err := New(Tiny(), Options{}, 1)
+		if err != nil {
+			return err
+		}
+		defer text.Free()
+		text.ReleaseVision()
+		for _, name := range text.Params().Names() {
+			if strings.HasPrefix(name, "visual.") {
+				t.Errorf("image tower released, %s kept", name)
+			}
+		}
+		if got := img.Params().Len() + text.Params().Len(); got != all+1 { // logit_scale in both
+			t.Errorf("the towers' parameters after release: %d + %d, want %d in all", img.Params().Len(), text.Params().Len(), all+1)
+		}
+		near(t, "text tower after the image's release", values(t, text.EncodeText(ids)), wantText, 0)
+		if err := torch.Scoped(func(*torch.Scope) error { return text.EncodeImage(x).Err() }); err == nil || !strings.Contains(err.Error(), "the image tower was released") {
+			t.Errorf("image tower released, EncodeImage: %v", err)
+		}
+		return nil
+	})
+}

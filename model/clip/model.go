@@ -144,18 +144,37 @@ func (m *Model) ReleaseVision() {
 	if m.Visual == nil {
 		return
 	}
+	m.release(func(name string) bool { return strings.HasPrefix(name, "visual.") })
+	m.Visual.Positions.Free()
+	m.Visual = nil
+}
+
+// ReleaseText frees the text tower's weights (Text is nil afterwards):
+// prediction with class embeddings stored in its checkpoint needs only the
+// image tower, and the text tower is a quarter of ViT-L/14's weights.
+func (m *Model) ReleaseText() {
+	if m.Text == nil {
+		return
+	}
+	m.release(func(name string) bool { return !strings.HasPrefix(name, "visual.") && name != "logit_scale" })
+	m.Text = nil
+}
+
+// release frees the parameters whose names are chosen.
+func (m *Model) release(chosen func(name string) bool) {
 	for _, name := range m.params.Names() {
-		if strings.HasPrefix(name, "visual.") {
+		if chosen(name) {
 			m.params.Remove(name)
 		}
 	}
-	m.Visual.Positions.Free()
-	m.Visual = nil
 }
 
 // EncodeImage returns image embeddings [B, E] for images x [B, 3, px, px],
 // without building an autograd graph.
 func (m *Model) EncodeImage(x *torch.Tensor) *torch.Tensor {
+	if m.Visual == nil {
+		return torch.Failed("clip image", "the image tower was released")
+	}
 	var out *torch.Tensor
 	if err := torch.NoGrad(func() error {
 		out, _ = m.Visual.Forward(x, nil)
@@ -169,6 +188,9 @@ func (m *Model) EncodeImage(x *torch.Tensor) *torch.Tensor {
 // EncodeText returns text embeddings [B, E] for token ids [B, L], without
 // building an autograd graph.
 func (m *Model) EncodeText(ids *torch.Tensor) *torch.Tensor {
+	if m.Text == nil {
+		return torch.Failed("clip text", "the text tower was released")
+	}
 	var out *torch.Tensor
 	if err := torch.NoGrad(func() error {
 		out = m.Text.Forward(ids)
