@@ -390,13 +390,19 @@ tb_error* tb_from_host(const void* data, size_t nbytes, const int64_t* shape, in
   if (want != nbytes)
     throw tb::ArgumentError("host buffer has " + std::to_string(nbytes) + " bytes, shape needs " +
                             std::to_string(want));
-  at::Tensor host = at::empty(sz, at::TensorOptions().dtype(src));
-  if (nbytes > 0) {
-    if (data == nullptr) throw tb::ArgumentError("null host buffer");
-    std::memcpy(host.data_ptr(), data, nbytes);
-  }
   at::Device dev = tb::to_device(device_type, device_index);
-  *out = tb::wrap(host.to(dev, tb::to_scalar_type(dtype)));
+  at::ScalarType dst = tb::to_scalar_type(dtype);
+  if (nbytes == 0) {
+    *out = tb::wrap(at::empty(sz, at::TensorOptions().dtype(dst).device(dev)));
+  } else {
+    if (data == nullptr) throw tb::ArgumentError("null host buffer");
+    // The caller's buffer is read in place and copied once, straight into
+    // the tensor's dtype and device: no staging tensor in the source dtype,
+    // whose freed blocks would fragment the heap when gigabytes of fp16
+    // weights load as fp32. copy=true: the result never aliases the buffer.
+    at::Tensor view = at::from_blob(const_cast<void*>(data), sz, at::TensorOptions().dtype(src));
+    *out = tb::wrap(view.to(dev, dst, /*non_blocking=*/false, /*copy=*/true));
+  }
   TB_CATCH
 }
 
