@@ -114,9 +114,9 @@ func loadTorchSave(path string) (map[string]*Tensor, error) {
 	for i, t := range ts {
 		list[i] = safetensors.Tensor(t)
 	}
+	ts = nil // list holds the records' bytes alone: fromFile drops them as it goes
 	out, err := fromFile(path, nil, list, CPU, SameDType)
-	// The records' bytes (the file's size, a GiB for ViT-L/14), no longer
-	// referenced once in libtorch, go back to the system at once rather
+	// The rest of the records' bytes go back to the system at once rather
 	// than at the next collection, which saving the weights would reach
 	// holding both copies.
 	debug.FreeOSMemory()

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"strings"
 	"syscall"
+	"unsafe"
 
 	"madclip/authorship"
 	"madclip/torch/safetensors"
@@ -89,39 +90,60 @@ func loadInChild(path string) (map[string]*Tensor, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("load %s: cannot start the archive reader: %w", path, err)
 	}
-	// The answer is about the archive's size: read into a buffer of that
-	// size from the start, not one that doubles its way there.
 	limit := int64(4 << 30)
-	var answer bytes.Buffer
 	if fi, err := os.Stat(path); err == nil {
 		limit = 2*fi.Size() + 64<<20 // the tensors plus a header: never more than the archive holds
-		answer.Grow(int(fi.Size() + 1<<20))
 	}
-	_, readErr := answer.ReadFrom(io.LimitReader(stdout, limit+1))
-	buf := answer.Bytes()
-	if int64(len(buf)) > limit {
-		cmd.Process.Kill()
-		cmd.Wait()
-		return nil, fmt.Errorf("load %s: the archive reader's answer is larger than the file could hold (over %d bytes)", path, limit)
+	// The answer streams into tensors one at a time: the archive's
+	// tensors are held once here, never as a buffer of the whole answer too.
+	out := map[string]*Tensor{}
+	free := func() {
+		for _, t := range out {
+			t.Free()
+		}
+	}
+	var answered, streamEnded bool // answered: the header is the child's
+	readErr := Do(func() error {
+		return safetensors.ReadStream(stdout, limit, func(f *safetensors.File) error {
+			if f.Metadata[childMark] != "1" {
+				return errors.New("not the archive reader's answer")
+			}
+			answered = true
+			return nil
+		}, func(st safetensors.Tensor, data []byte) error {
+			var p unsafe.Pointer
+			if len(data) > 0 {
+				p = unsafe.Pointer(&data[0])
+			}
+			t := FromHost(p, len(data), stDTypes[st.DType], st.Shape, stDTypes[st.DType], CPU)
+			if t.err != nil {
+				t.Free()
+				return fmt.Errorf("load %s: tensor %s: %w", path, st.Name, t.err)
+			}
+			out[st.Name] = t
+			return nil
+		})
+	})
+	if readErr != nil {
+		free()
+		// A child that stopped writing has ended or is ending: its own end
+		// says what went wrong. One still writing is stopped.
+		streamEnded = errors.Is(readErr, io.EOF) || errors.Is(readErr, io.ErrUnexpectedEOF)
+		if !streamEnded {
+			cmd.Process.Kill()
+		}
 	}
 	waitErr := cmd.Wait()
-	if waitErr != nil {
+	switch {
+	case waitErr != nil && (readErr == nil || streamEnded):
+		free()
 		return nil, childFailure(path, waitErr, stderr.String())
-	}
-	if readErr != nil {
-		return nil, fmt.Errorf("load %s: reading the archive reader's answer: %w", path, readErr)
-	}
-	f, err := safetensors.Parse(buf)
-	if err != nil || f.Metadata[childMark] != "1" {
+	case readErr != nil && !answered:
 		return nil, fmt.Errorf("load %s: the archive reader did not answer (this program does not call torch.ServeArchiveChild)", path)
-	}
-	var out map[string]*Tensor
-	err = Do(func() (err error) {
-		out, err = fromFile(path, f, f.Tensors, CPU, SameDType)
-		return err
-	})
-	if err != nil {
-		return nil, err
+	case readErr != nil && strings.HasPrefix(readErr.Error(), "load "):
+		return nil, readErr
+	case readErr != nil:
+		return nil, fmt.Errorf("load %s: the archive reader's answer: %w", path, readErr)
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("load %s: no tensors in the file", path)

@@ -2,6 +2,7 @@ package torch
 
 import (
 	"fmt"
+	"runtime/debug"
 	"strings"
 	"unsafe"
 
@@ -50,8 +51,10 @@ func LoadSafetensors(path string, dev Device, floatDType DType) (map[string]*Ten
 
 // fromFile makes tensors on dev of the tensors read from the file at path
 // (floating-point ones converted to floatDType unless it is SameDType): from
-// f, which reads their bytes, or from their Data when f is nil. On error no
-// tensor stays allocated.
+// f, which reads their bytes, or from their Data when f is nil. Data is
+// dropped from list as each tensor is made, and given back to the system
+// every so often, so that the bytes are not held twice. On error no tensor
+// stays allocated.
 func fromFile(path string, f *safetensors.File, list []safetensors.Tensor, dev Device, floatDType DType) (map[string]*Tensor, error) {
 	out := make(map[string]*Tensor, len(list))
 	free := func() {
@@ -60,7 +63,8 @@ func fromFile(path string, f *safetensors.File, list []safetensors.Tensor, dev D
 		}
 	}
 	var buf []byte // one tensor's bytes at a time, reused
-	for _, st := range list {
+	dropped := 0   // bytes of Data dropped since they were last given back
+	for i, st := range list {
 		data := st.Data
 		if f != nil {
 			var err error
@@ -86,6 +90,13 @@ func fromFile(path string, f *safetensors.File, list []safetensors.Tensor, dev D
 			return nil, fmt.Errorf("load %s: tensor %s: %w", path, st.Name, t.err)
 		}
 		out[st.Name] = t
+		if f == nil {
+			list[i].Data = nil
+			if dropped += len(data); dropped >= 128<<20 {
+				debug.FreeOSMemory()
+				dropped = 0
+			}
+		}
 	}
 	return out, nil
 }

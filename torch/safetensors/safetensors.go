@@ -269,8 +269,75 @@ func Parse(buf []byte) (*File, error) {
 	return f, nil
 }
 
+// ReadStream reads safetensors from r (a pipe, say) in one pass, without
+// holding the whole: after the header, given to header (which may refuse
+// it), each tensor's bytes go to tensor in the order they lie in the data
+// section, in a buffer reused for the next (tensor must copy what it
+// keeps). The stream must end with the last tensor's bytes and hold at
+// most limit bytes in all.
+func ReadStream(r io.Reader, limit int64, header func(*File) error, tensor func(Tensor, []byte) error) error {
+	var prefix [8]byte
+	if _, err := io.ReadFull(r, prefix[:]); err != nil {
+		return fmt.Errorf("reading the header length: %w", err)
+	}
+	n := binary.LittleEndian.Uint64(prefix[:])
+	if n > MaxHeader || n > uint64(max(limit-8, 0)) {
+		return fmt.Errorf("header length %d exceeds the limit", n)
+	}
+	hdr := make([]byte, n)
+	if _, err := io.ReadFull(r, hdr); err != nil {
+		return fmt.Errorf("reading the header: %w", err)
+	}
+	f, err := parseHeader(hdr, -1)
+	if err != nil {
+		return err
+	}
+	order := make([]int, len(f.Tensors)) // by where their bytes lie
+	var end int64
+	for i, t := range f.Tensors {
+		order[i] = i
+		end = max(end, f.offsets[i]+t.NBytes())
+	}
+	if end > limit-8-int64(n) {
+		return fmt.Errorf("its tensors take %d bytes, more than the %d-byte limit", end, limit)
+	}
+	if err := header(f); err != nil {
+		return err
+	}
+	sort.Slice(order, func(a, b int) bool { return f.offsets[order[a]] < f.offsets[order[b]] })
+	var at int64 // bytes of the data section read
+	var buf []byte
+	for _, i := range order {
+		t := f.Tensors[i]
+		nb := t.NBytes()
+		if nb == 0 { // an empty tensor, wherever it says it lies (even among another's bytes)
+			if err := tensor(t, nil); err != nil {
+				return err
+			}
+			continue
+		}
+		if _, err := io.CopyN(io.Discard, r, f.offsets[i]-at); err != nil { // bytes no tensor holds
+			return fmt.Errorf("reading before tensor %s: %w", t.Name, err)
+		}
+		if int64(cap(buf)) < nb {
+			buf = make([]byte, nb)
+		}
+		if _, err := io.ReadFull(r, buf[:nb]); err != nil {
+			return fmt.Errorf("reading tensor %s: %w", t.Name, err)
+		}
+		at = f.offsets[i] + nb
+		if err := tensor(t, buf[:nb]); err != nil {
+			return err
+		}
+	}
+	if k, _ := r.Read(make([]byte, 1)); k > 0 {
+		return errors.New("the stream goes on after the last tensor's data")
+	}
+	return nil
+}
+
 // parseHeader validates a header (the JSON object) against a data section
-// of bodyLen bytes.
+// of bodyLen bytes (-1 when not known yet: a stream's).
 func parseHeader(hdr []byte, bodyLen int64) (*File, error) {
 	if len(bytes.TrimSpace(hdr)) == 0 || bytes.TrimLeft(hdr, " \t\r\n")[0] != '{' {
 		return nil, errors.New("header is not a JSON object")
@@ -371,7 +438,7 @@ func parseEntry(kv keyValue, bodyLen int64) (Tensor, span, error) {
 	if b < 0 || en < b {
 		return fail("bad data_offsets [%d, %d]", b, en)
 	}
-	if en > bodyLen {
+	if bodyLen >= 0 && en > bodyLen {
 		return fail("data [%d, %d) runs past the %d data bytes (file truncated?)", b, en, bodyLen)
 	}
 	if want := numel * int64(dt.Size()); en-b != want {
@@ -393,7 +460,7 @@ func checkSpans(spans []span, bodyLen int64) error {
 		}
 		end = max(end, s.end)
 	}
-	if end != bodyLen {
+	if bodyLen >= 0 && end != bodyLen {
 		return fmt.Errorf("%d bytes after the last tensor's data: the file is longer than its header says (appended to, or edited)", bodyLen-end)
 	}
 	return nil

@@ -3,6 +3,7 @@ package safetensors
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -218,8 +219,23 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte{0, 0, 0, 0, 0, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, buf []byte) {
 		file, err := Parse(buf)
+		// Streamed, the same bytes are accepted or refused alike, and
+		// give the same tensors.
+		streamed := map[string][]byte{}
+		serr := ReadStream(bytes.NewReader(buf), int64(len(buf)), func(*File) error { return nil }, func(ts Tensor, data []byte) error {
+			streamed[ts.Name] = bytes.Clone(data)
+			return nil
+		})
+		if (err == nil) != (serr == nil) {
+			t.Fatalf("Parse: %v; ReadStream: %v", err, serr)
+		}
 		if err != nil {
 			return
+		}
+		for _, ts := range file.Tensors {
+			if !bytes.Equal(streamed[ts.Name], ts.Data) {
+				t.Fatalf("%s streamed as %v, parsed as %v", ts.Name, streamed[ts.Name], ts.Data)
+			}
 		}
 		for _, ts := range file.Tensors {
 			n := int64(ts.DType.Size())
@@ -278,6 +294,81 @@ func TestWriteStream(t *testing.T) {
 		}
 		if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 			t.Errorf("%s: a failed write left %v", name, entries)
+		}
+	}
+}
+
+// ReadStream reads what Parse reads, in one pass: every tensor's bytes in
+// the data section's order, gaps between tensors skipped; a stream cut
+// short, going on after its last tensor, over its limit, or refused by
+// the header callback fails, and no tensor is handed over after a refusal.
+func TestReadStream(t *testing.T) {
+	var b bytes.Buffer
+	if err := Write(&b, sample(), map[string]string{"k": "v"}); err != nil {
+		t.Fatal(err)
+	}
+	whole := b.Bytes()
+	parsed, err := Parse(whole)
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := func(buf []byte, limit int64, header func(*File) error) (map[string][]byte, []string, error) {
+		got, order := map[string][]byte{}, []string{}
+		err := ReadStream(bytes.NewReader(buf), limit, header, func(ts Tensor, data []byte) error {
+			got[ts.Name], order = bytes.Clone(data), append(order, ts.Name)
+			return nil
+		})
+		return got, order, err
+	}
+	var meta map[string]string
+	got, order, err := read(whole, int64(len(whole)), func(f *File) error { meta = f.Metadata; return nil })
+	if err != nil || meta["k"] != "v" || len(got) != len(parsed.Tensors) {
+		t.Fatalf("ReadStream: %v, metadata %v, %d of %d tensors", err, meta, len(got), len(parsed.Tensors))
+	}
+	for _, ts := range parsed.Tensors {
+		if !bytes.Equal(got[ts.Name], ts.Data) {
+			t.Errorf("tensor %s: %v, want %v", ts.Name, got[ts.Name], ts.Data)
+		}
+	}
+	for i := 1; i < len(order); i++ { // in the order of their bytes
+		a, _ := parsed.Get(order[i-1])
+		c, _ := parsed.Get(order[i])
+		if parsed.offsets[parsed.byName[a.Name]] > parsed.offsets[parsed.byName[c.Name]] {
+			t.Errorf("handed over %v, not in the data's order", order)
+		}
+	}
+	// Gaps: bytes between two tensors belong to none and are skipped.
+	gap := file(`{"a":{"dtype":"U8","shape":[2],"data_offsets":[0,2]},"b":{"dtype":"U8","shape":[1],"data_offsets":[5,6]}}`, 6)
+	copy(gap[len(gap)-6:], []byte{1, 2, 0, 0, 0, 3})
+	if got, _, err := read(gap, 1<<20, func(*File) error { return nil }); err != nil || !bytes.Equal(got["a"], []byte{1, 2}) || !bytes.Equal(got["b"], []byte{3}) {
+		t.Errorf("a gap between tensors: %v, %v", got, err)
+	}
+	refused := errors.New("refused")
+	for name, c := range map[string]struct {
+		buf    []byte
+		limit  int64
+		header func(*File) error
+		want   string
+	}{
+		"cut short":       {whole[:len(whole)-3], 1 << 20, nil, "unexpected EOF"},
+		"no header":       {whole[:5], 1 << 20, nil, "reading the header length"},
+		"header cut":      {whole[:20], 1 << 20, nil, "reading the header"},
+		"goes on":         {append(bytes.Clone(whole), 0), 1 << 20, nil, "goes on after the last tensor"},
+		"over the limit":  {whole, int64(len(whole)) - 1, nil, "more than the"},
+		"header too long": {whole, 10, nil, "exceeds the limit"},
+		"not JSON":        {file(`[1]`, 0), 1 << 20, nil, "not a JSON object"},
+		"refused":         {whole, 1 << 20, func(*File) error { return refused }, "refused"},
+	} {
+		header := c.header
+		if header == nil {
+			header = func(*File) error { return nil }
+		}
+		got, _, err := read(c.buf, c.limit, header)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want an error saying %q", name, err, c.want)
+		}
+		if name == "refused" && len(got) != 0 {
+			t.Errorf("refused header: %d tensors handed over", len(got))
 		}
 	}
 }

@@ -20,6 +20,8 @@ import (
 )
 
 // Tensor is one tensor of the file, its values contiguous and little-endian.
+// Data may share its bytes with the other tensors viewing the same
+// storage: it is for reading only.
 type Tensor struct {
 	Name  string
 	DType safetensors.DType
@@ -280,11 +282,11 @@ func (r *tensorRef) materialise(name string, storage []byte) (Tensor, error) {
 	if n > 0 && last >= r.numel {
 		return Tensor{}, beyond
 	}
-	out := make([]byte, n*es)
-	if r.contiguous() {
-		copy(out, storage[r.offset*es:])
-		return Tensor{Name: name, DType: r.dtype, Shape: append([]int64{}, r.size...), Data: out}, nil
+	if r.contiguous() { // a slice of the storage, not a copy: a GiB of weights is held once
+		from, to := r.offset*es, (r.offset+n)*es
+		return Tensor{Name: name, DType: r.dtype, Shape: append([]int64{}, r.size...), Data: storage[from:to:to]}, nil
 	}
+	out := make([]byte, n*es)
 	idx := make([]int64, len(r.size))
 	for e := int64(0); e < n; e++ {
 		src := r.offset
