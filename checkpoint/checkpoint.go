@@ -376,6 +376,9 @@ func parseMeta(path string, md map[string]string, clipWeights bool) (Meta, error
 		return meta, fmt.Errorf("%s: not a madclip checkpoint (no configuration in its metadata)", path)
 	}
 	raw := []byte(js)
+	if d := jsonDepth(raw); d > maxMetaDepth {
+		return meta, fmt.Errorf("%s: its configuration nests %d levels deep, where madclip's nests at most %d (edited by hand?)", path, d, maxMetaDepth)
+	}
 	if v, ok := versionOf(raw); ok && slices.Compare(v, snakeKeysSince) < 0 {
 		raw = snakeKeys(raw)
 	}
@@ -399,6 +402,34 @@ func parseMeta(path string, md map[string]string, clipWeights bool) (Meta, error
 		return meta, fmt.Errorf("%s: %w", path, err)
 	}
 	return meta, nil
+}
+
+// maxMetaDepth bounds the nesting of a checkpoint's description (madclip's
+// own nests 3 levels): the checks that walk it stay cheap on any input.
+const maxMetaDepth = 16
+
+// jsonDepth is the deepest nesting of objects and arrays in the JSON text
+// js (brackets inside strings do not count).
+func jsonDepth(js []byte) int {
+	depth, deepest := 0, 0
+	inString, escaped := false, false
+	for _, c := range js {
+		switch {
+		case escaped:
+			escaped = false
+		case inString && c == '\\':
+			escaped = true
+		case c == '"':
+			inString = !inString
+		case inString:
+		case c == '{' || c == '[':
+			depth++
+			deepest = max(deepest, depth)
+		case c == '}' || c == ']':
+			depth--
+		}
+	}
+	return deepest
 }
 
 // repeatedKey finds a key given twice in one object of the JSON text js,

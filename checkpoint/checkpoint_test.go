@@ -393,6 +393,11 @@ func TestMetaShapeErrors(t *testing.T) {
 		`{"THRESHOLD": 0.99}`:                                        "its configuration names THRESHOLD, which madclip writes threshold",
 		`{"model": {"Image_Size": 112}}`:                             "names model.Image_Size, which madclip writes image_size",
 		`{"backbone": {"clip_config": {"EMBED_DIM": 64}}}`:           "names backbone.clip_config.EMBED_DIM, which madclip writes embed_dim",
+		// Nesting is bounded before anything walks it (brackets in strings
+		// do not count).
+		`{"dataset": ` + strings.Repeat("[", 17) + strings.Repeat("]", 17) + `}`:     "its configuration nests 18 levels deep, where madclip's nests at most 16",
+		`{"dataset": ` + strings.Repeat(`{"a":`, 40000) + strings.Repeat("}", 40000): "its configuration nests 40001 levels deep",
+		`{"dataset": "` + strings.Repeat(`[\"`, 40) + `"}`:                           "its configuration has no version", // read past the brackets
 	} {
 		if _, err := parseMeta("x.safetensors", map[string]string{metaKey: js}, false); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v, want %q", js, err, want)
