@@ -3,12 +3,14 @@ package authors
 import (
 	"fmt"
 	"io"
+	"path/filepath"
 	"slices"
 	"strings"
 
 	"madclip/atomicfile"
 	"madclip/authorship"
 	"madclip/checkpoint"
+	"madclip/internal/jsonpath"
 	"madclip/internal/shellquote"
 	"madclip/model"
 	"madclip/model/clip"
@@ -20,8 +22,8 @@ import (
 // test.py loads (torch.save's format), atomically to out. weightsPath is the
 // CLIP the checkpoint was trained on (default: the file it records); its text
 // encoder is copied in, as their prompt makers hold one. It returns the
-// checkpoint's description, for the options their test.py needs. It runs on
-// the compute thread.
+// checkpoint's description, for the options their test.py needs, with the
+// weights file it ran on now. It runs on the compute thread.
 func Export(ckPath, weightsPath, out string, tk *bpe.Tokenizer) (checkpoint.Meta, error) {
 	var meta checkpoint.Meta
 	err := torch.Scoped(func(s *torch.Scope) error {
@@ -32,14 +34,20 @@ func Export(ckPath, weightsPath, out string, tk *bpe.Tokenizer) (checkpoint.Meta
 		defer ck.Free()
 		meta = ck.Meta
 		if meta.Partial() {
-			return fmt.Errorf("%s: training did not finish (interrupted at %s); finish it with madclip train --resume %s", ckPath, meta.StoppedAt(), shellquote.Quote(ckPath))
+			return fmt.Errorf("%s: training did not finish (interrupted at %s); finish it with madclip train --resume %s", ckPath, meta.StoppedAt(), shellquote.Path(ckPath))
 		}
 		if err := exportable(meta); err != nil {
 			return fmt.Errorf("%s: %w", ckPath, err)
 		}
-		backbone, _, err := ck.OpenBackbone(weightsPath, torch.CPU)
+		backbone, used, err := ck.OpenBackbone(weightsPath, torch.CPU)
 		if err != nil {
 			return err
+		}
+		if used != "" { // the weights it runs on now, for the command that reads the file back
+			if abs, err := filepath.Abs(used); err == nil {
+				used = abs
+			}
+			meta.Backbone.File = jsonpath.Path(used)
 		}
 		defer backbone.Free()
 		m, err := ck.Model(backbone, tk)

@@ -18,6 +18,7 @@ import (
 	"strings"
 
 	"madclip/authorship"
+	"madclip/dataset"
 	"madclip/internal/jsonpath"
 	"madclip/model"
 	"madclip/model/clip"
@@ -171,6 +172,50 @@ type Imported struct {
 
 // Partial reports whether training had not finished when it was written.
 func (m Meta) Partial() bool { return m.Epoch < m.Epochs }
+
+// StepsPerEpoch is the optimisation steps of one epoch of the run: its
+// augmented set (dataset.Variants images of each of the 2·Shots shots) in
+// batches; 0 when the batch is not recorded (before 0.2.1).
+func (m Meta) StepsPerEpoch() int {
+	if m.Training == nil || m.Training.Batch < 1 {
+		return 0
+	}
+	n := 2 * m.Shots * dataset.Variants
+	return (n + m.Training.Batch - 1) / m.Training.Batch
+}
+
+// CheckResumeState refuses a partial checkpoint whose position does not
+// fit its run of steps steps per epoch: a run stopped at (epoch, step) has
+// taken exactly that many Adam steps; anything else was edited by hand.
+func (m Meta) CheckResumeState(steps int) error {
+	if m.Step >= steps || m.Steps != int64(m.Epoch)*int64(steps)+int64(m.Step) {
+		return fmt.Errorf("its resume state (epoch %d, step %d, %d optimiser steps) does not fit the run's %d steps per epoch; the checkpoint was altered", m.Epoch+1, m.Step, m.Steps, steps)
+	}
+	return nil
+}
+
+// Resumable says why the partial checkpoint at path, described by m,
+// cannot be continued by madclip train --resume, from its header alone:
+// a resume state that does not fit its run, or Adam's moments missing
+// after steps were taken. (Its data and weights are checked when it
+// resumes.)
+func Resumable(path string, m Meta) error {
+	if steps := m.StepsPerEpoch(); steps > 0 {
+		if err := m.CheckResumeState(steps); err != nil {
+			return err
+		}
+	}
+	f, err := safetensors.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	moments := slices.ContainsFunc(f.Tensors, func(t safetensors.Tensor) bool { return strings.HasPrefix(t.Name, "optim.") })
+	if m.Steps > 0 && !moments {
+		return fmt.Errorf("it was saved after %d optimiser steps without the optimiser's state, so it cannot continue exactly", m.Steps)
+	}
+	return nil
+}
 
 // StoppedAt says where a partial checkpoint's run stopped, as training
 // says it when interrupted: "epoch 2 of 6, after its step 1" (the epoch
@@ -355,7 +400,11 @@ func ReadMeta(path string) (Meta, error) {
 	}
 	defer f.Close()
 	clipWeights := slices.ContainsFunc(f.Tensors, func(t safetensors.Tensor) bool { return t.Name == clipTensor })
-	return parseMeta(path, f.Metadata, clipWeights)
+	m, err := parseMeta(path, f.Metadata, clipWeights)
+	if err == nil && len(f.Tensors) == 0 {
+		return m, fmt.Errorf("%s: a checkpoint's description, but no tensors: the trained model is missing", path)
+	}
+	return m, err
 }
 
 // parseMeta decodes and validates the description in a checkpoint's
@@ -634,7 +683,7 @@ func snakeCase(name string) string {
 func (b Backbone) validate() error {
 	switch {
 	case b.Preset != "" && (b.File != "" || b.Digest != "" || b.SHA256 != ""):
-		return fmt.Errorf("its configuration names two backbones: the %q preset and the weights %s", b.Preset, short(string(b.File)))
+		return fmt.Errorf("its configuration names two backbones: the %q preset and the weights %s", b.Preset, b.File)
 	case b.Preset != "":
 		cfg, ok := clip.Preset(b.Preset)
 		if !ok {
@@ -699,10 +748,11 @@ func (m Meta) validate() error {
 	if im := m.Imported; im != nil && !isSHA256(im.SHA256) {
 		return fmt.Errorf("the SHA-256 of the file it was imported from, %q, is not a SHA-256 in lowercase hexadecimal", short(im.SHA256))
 	}
-	for _, s := range [][2]string{{"dataset", m.Dataset}, {"object word", m.Model.Object}} {
-		if len(s[1]) > 256 {
-			return fmt.Errorf("its %s is %d bytes long", s[0], len(s[1]))
-		}
+	if err := dataset.CheckName(m.Dataset); err != nil {
+		return fmt.Errorf("its %w", err)
+	}
+	if err := model.CheckObjectText(m.Model.Object); err != nil {
+		return fmt.Errorf("its model: %w", err)
 	}
 	if t := m.Training; t != nil && !(t.LR > 0 && t.LR <= 1 && t.Beta1 >= 0 && t.Beta1 < 1 && t.Beta2 >= 0 && t.Beta2 < 1 && t.Batch >= 1 && t.Batch <= MaxBatch) {
 		return fmt.Errorf("its training settings are out of range (batch %d, lr %v, betas %v, %v)", t.Batch, t.LR, t.Beta1, t.Beta2)

@@ -71,7 +71,7 @@ func open(path string, tk *bpe.Tokenizer, dev torch.Device, backboneFor func(*ch
 	}
 	defer ck.Free()
 	if ck.Meta.Partial() {
-		return nil, fmt.Errorf("%s: training did not finish (interrupted at %s); finish it with madclip train --resume %s", path, ck.Meta.StoppedAt(), shellquote.Quote(path))
+		return nil, fmt.Errorf("%s: training did not finish (interrupted at %s); finish it with madclip train --resume %s", path, ck.Meta.StoppedAt(), shellquote.Path(path))
 	}
 	backbone, owned, err := backboneFor(ck)
 	if err != nil {

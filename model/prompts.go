@@ -154,11 +154,9 @@ func newPromptLearner(b *param.Builder, tk *bpe.Tokenizer, object string, width,
 // than the prompts' 77 tokens can hold.
 const maxObjectBytes = 1000
 
-// CheckObject refuses an object word whose prompts would not fit CLIP's
-// 77-token context (learned ones, and the hand-crafted sentences of the
-// ablation), or that holds a control character: the word a user gives is
-// checked before CLIP is loaded, not when the prompts are built.
-func CheckObject(tk *bpe.Tokenizer, object string) error {
+// CheckObjectText is CheckObject's part that needs no tokenizer: the word
+// is not empty, holds no control character and is not absurdly long.
+func CheckObjectText(object string) error {
 	switch {
 	case strings.TrimSpace(object) == "":
 		return errors.New("the object word is empty")
@@ -166,6 +164,17 @@ func CheckObject(tk *bpe.Tokenizer, object string) error {
 		return errors.New("the object word holds a control character (a line break?)")
 	case len(object) > maxObjectBytes:
 		return fmt.Errorf("the object word is %d bytes, far more than a prompt's 77 tokens hold", len(object))
+	}
+	return nil
+}
+
+// CheckObject refuses an object word whose prompts would not fit CLIP's
+// 77-token context (learned ones, and the hand-crafted sentences of the
+// ablation), or that holds a control character: the word a user gives is
+// checked before CLIP is loaded, not when the prompts are built.
+func CheckObject(tk *bpe.Tokenizer, object string) error {
+	if err := CheckObjectText(object); err != nil {
+		return err
 	}
 	xs := strings.TrimSpace(strings.Repeat("X ", NumCtx))
 	longest := 0

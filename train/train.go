@@ -199,6 +199,9 @@ type trainingRun struct {
 
 	backbone    *clip.Model
 	ownBackbone bool
+	// weightsFound: a resumed run's weights were not given but found, at
+	// their recorded path or by their digest.
+	weightsFound bool
 	m           *model.MadCLIP
 	opt         *torch.Adam
 	meta        checkpoint.Meta
@@ -258,13 +261,21 @@ func (r *trainingRun) resumeFrom() error {
 				return fmt.Errorf("%s: the data this run trained on is not there (no folder %s): give --data where it is now", c.Resume, dir)
 			}
 		case !samepath.Same(c.Data, string(t.Data)):
+			if st, err := os.Stat(dataset.Dir(c.Data, rm.Dataset)); err != nil || !st.IsDir() {
+				return fmt.Errorf("--data %s: no folder %s there, the dataset this run trains on", c.Data, dataset.Dir(c.Data, rm.Dataset))
+			}
 			r.rep.Stage(fmt.Sprintf("data: continuing on %s (the run started on %s; the shots must be the same files)", c.Data, t.Data))
 		}
 	}
 	if b := rm.Backbone; c.Shared == nil {
 		c.Preset, c.BackboneSeed = b.Preset, b.Seed
 		if b.Preset == "" && c.Weights == "" {
-			c.Weights = string(b.File)
+			// Where they were, or a file with their digest where madclip
+			// looks for weights (as predict finds them).
+			if c.Weights, err = rm.WeightsFile(c.Resume); err != nil {
+				return err
+			}
+			r.weightsFound = true
 		}
 	}
 	return nil
@@ -367,6 +378,9 @@ func (r *trainingRun) buildModel(tk *bpe.Tokenizer) error {
 	if r.resume != nil {
 		// A resumed run continues on the backbone it started on.
 		if rb := r.resume.Meta.Backbone; !rb.Same(bb) {
+			if r.weightsFound {
+				return fmt.Errorf("%s was started on other CLIP weights (%s) than those now at %s (%s): give the ones it started on with --weights", c.Resume, rb, c.Weights, bb)
+			}
 			return fmt.Errorf("%s was started on another backbone (%s) than the one given (%s)", c.Resume, rb, bb)
 		}
 		r.m, err = r.resume.Model(r.backbone, tk)
@@ -406,6 +420,9 @@ func (r *trainingRun) buildModel(tk *bpe.Tokenizer) error {
 			moved := *t
 			moved.Data = jsonpath.Path(absPath(c.Data))
 			r.meta.Training = &moved
+		}
+		if bb.File != "" { // where the weights are now, if they moved
+			r.meta.Backbone.File = bb.File
 		}
 	}
 	return nil
@@ -493,8 +510,8 @@ func (r *trainingRun) epochs(ctx context.Context) error {
 		// A run stopped at (epoch, step) has taken exactly that many Adam
 		// steps; anything else is a checkpoint edited by hand.
 		m := r.resume.Meta
-		if m.Step >= steps || m.Steps != int64(m.Epoch)*int64(steps)+int64(m.Step) {
-			return fmt.Errorf("%s: its resume state (epoch %d, step %d, %d optimiser steps) does not fit this run's %d steps per epoch; the checkpoint was altered", c.Resume, m.Epoch+1, m.Step, m.Steps, steps)
+		if err := m.CheckResumeState(steps); err != nil {
+			return fmt.Errorf("%s: %w", c.Resume, err)
 		}
 		r.rep.Stage(fmt.Sprintf("resuming at epoch %d of %d, after step %d of %d (%d steps left)", m.Epoch+1, c.Epochs, m.Step, steps, c.Epochs*steps-int(m.Steps)))
 	}
@@ -615,7 +632,7 @@ func (r *trainingRun) stopAt(epoch, step int, lossSum float64, lossN int, why er
 	if err := checkpoint.SavePartial(r.c.Out, r.m, r.opt, r.meta, selected); err != nil {
 		return fmt.Errorf("%w, and saving the checkpoint failed: %w", why, err)
 	}
-	return fmt.Errorf("%w; saved %s (continue with --resume %s)", why, r.c.Out, shellquote.Quote(r.c.Out))
+	return fmt.Errorf("%w; saved %s (continue with --resume %s)", why, r.c.Out, shellquote.Path(r.c.Out))
 }
 
 // finish keeps the selected epoch, if any, and saves the checkpoint.

@@ -883,7 +883,38 @@ func TestResumeKeepsTheBackbone(t *testing.T) {
 	if _, err := run(t, context.Background(), resumed, &quietReporter{}); err == nil || !strings.Contains(err.Error(), "another backbone") {
 		t.Errorf("resume on other weights: %v", err)
 	}
-	resumed.Weights = a
+	// Moved away from where the run recorded them, and nowhere madclip
+	// looks: the run says to give them.
+	moved := filepath.Join(t.TempDir(), "moved.safetensors")
+	if err := os.Rename(a, moved); err != nil {
+		t.Fatal(err)
+	}
+	resumed.Weights = ""
+	if _, err := run(t, context.Background(), resumed, &quietReporter{}); err == nil || !strings.Contains(err.Error(), "which are not there, nor in ") || !strings.Contains(err.Error(), "give them with --weights") {
+		t.Errorf("resume with the weights moved away: %v", err)
+	}
+	// Beside the checkpoint, found by their digest; the checkpoint then
+	// records where they are now.
+	found := filepath.Join(filepath.Dir(c.Out), "found.safetensors")
+	if err := os.Rename(moved, found); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel = context.WithCancel(context.Background())
+	if _, err := run(t, ctx, resumed, &cancelAfter{n: 1, cancel: cancel}); !errors.Is(err, ErrInterrupted) {
+		t.Fatalf("resume on the weights found by digest, interrupted: %v", err)
+	}
+	if m, err := checkpoint.ReadMeta(c.Out); err != nil || string(m.Backbone.File) != found {
+		t.Errorf("the resumed run's checkpoint records the weights at %s (%v), want %s", m.Backbone.File, err, found)
+	}
+	// Other weights at the recorded place: said so, with what to do.
+	os.Rename(found, found+".kept")
+	if err := os.Rename(b, found); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run(t, context.Background(), resumed, &quietReporter{}); err == nil || !strings.Contains(err.Error(), "than those now at "+found) || !strings.Contains(err.Error(), "give the ones it started on with --weights") {
+		t.Errorf("resume with other weights at the recorded path: %v", err)
+	}
+	resumed.Weights = found + ".kept"
 	if _, err := run(t, context.Background(), resumed, &quietReporter{}); err != nil {
 		t.Errorf("resume on its own weights: %v", err)
 	}

@@ -3,13 +3,16 @@ package main
 import (
 	"encoding/csv"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"madclip/checkpoint"
+	"madclip/internal/cliptest"
 	"madclip/model"
 	"madclip/model/clip"
+	"madclip/torch"
 )
 
 // export authors then import authors through the binary: the imported
@@ -86,6 +89,24 @@ func TestAuthorsExportImportCLI(t *testing.T) {
 	wantFailure(t, "IN.pth", e, code)
 	_, e, code = madclip(t, nil, "import", "authors", ck, "--dataset", "Brain", "--preset", "tiny", "--image-size", "112", "--out", back)
 	wantFailure(t, ck, e, code)
+
+	// On weights moved since, given with --weights: the command to read
+	// the file back names them where they are now.
+	wdir := t.TempDir()
+	w := filepath.Join(wdir, "tiny1.safetensors")
+	cliptest.WriteTiny(t, w, 1, torch.Float32) // the preset's weights, as a file
+	onWeights := filepath.Join(dir, "on-weights.safetensors")
+	if _, e, code := madclip(t, nil, "import", "authors", pth, "--dataset", "Brain", "--weights", w, "--image-size", "112", "--out", onWeights); code != 0 {
+		t.Fatalf("import on a weights file: %s", e)
+	}
+	moved := filepath.Join(wdir, "moved.safetensors")
+	if err := os.Rename(w, moved); err != nil {
+		t.Fatal(err)
+	}
+	o, e, code = madclip(t, nil, "export", "authors", onWeights, filepath.Join(dir, "again.pth"), "--weights", moved)
+	if code != 0 || !strings.Contains(o, " --weights "+moved+" ") {
+		t.Errorf("export with the weights moved: exit %d, %s\n%s", code, e, o)
+	}
 }
 
 // The hint names the authors' test.py command only for a checkpoint their

@@ -12,6 +12,7 @@ import (
 	"madclip/authorship"
 	"madclip/checkpoint"
 	"madclip/infer"
+	"madclip/internal/shellquote"
 	"madclip/model"
 	"madclip/model/clip"
 	"madclip/torch"
@@ -226,7 +227,7 @@ func exportHint(out string, meta checkpoint.Meta) string {
 	layers := strings.Trim(fmt.Sprint(meta.Model.Layers), "[]")
 	// Their test.py loads {save_path}/{obj}.pth.
 	s := fmt.Sprintf("wrote %s; in the authors' code: python test.py --obj %s --save_path %s --img_size %d --features_list %s\n",
-		oneLine(out), meta.Dataset, shellWord(filepath.Dir(out)+string(filepath.Separator)), meta.Model.ImageSize, layers)
+		oneLine(out), meta.Dataset, shellquote.Path(filepath.Dir(out)+string(filepath.Separator)), meta.Model.ImageSize, layers)
 	if want := meta.Dataset + ".pth"; filepath.Base(out) != want {
 		s += fmt.Sprintf("(their test.py looks for %s in that folder: rename the file to it)\n", oneLine(want))
 	}
@@ -248,9 +249,9 @@ func readBackHint(out string, meta checkpoint.Meta) string {
 	case b.Preset != "" && b.Seed != 1:
 		return "" // import builds random presets with seed 1 only
 	case b.Preset != "":
-		backbone = "--preset " + shellWord(b.Preset)
+		backbone = "--preset " + shellquote.Quote(b.Preset)
 	default:
-		backbone = "--weights " + shellWord(string(b.File))
+		backbone = "--weights " + shellquote.Path(string(b.File))
 	}
 	layers := strings.Trim(strings.ReplaceAll(fmt.Sprint(meta.Model.Layers), " ", ","), "[]")
 	back := strings.TrimSuffix(out, filepath.Ext(out)) + "-imported.safetensors"
@@ -259,16 +260,7 @@ func readBackHint(out string, meta checkpoint.Meta) string {
 		threshold = " --threshold " + strconv.FormatFloat(meta.Threshold, 'g', -1, 64)
 	}
 	return fmt.Sprintf("read back with: madclip import authors %s --dataset %s %s --object %s --layers %s --image-size %d --shots %d --masks=%v%s --out %s\n",
-		shellWord(out), shellWord(meta.Dataset), backbone, shellWord(meta.Model.Object), layers, meta.Model.ImageSize, meta.Shots, meta.Masks, threshold, shellWord(back))
-}
-
-// shellWord quotes s for a POSIX shell when it holds anything but letters,
-// digits and ._/,:=+- (control characters come out escaped by oneLine).
-func shellWord(s string) string {
-	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._/,:=+-") == "" {
-		return s
-	}
-	return "'" + strings.ReplaceAll(oneLine(s), "'", `'\''`) + "'"
+		shellquote.Path(out), shellquote.Quote(meta.Dataset), backbone, shellquote.Quote(meta.Model.Object), layers, meta.Model.ImageSize, meta.Shots, meta.Masks, threshold, shellquote.Path(back))
 }
 
 // joinInts writes ns separated by sep: "1,2,3" as the flags that take

@@ -762,6 +762,13 @@ func TestTrainSignalsAndResume(t *testing.T) {
 	wantFailure(t, "it holds optimiser state optim.m.bogus for no parameter of the model", e, code)
 	_, e, code = madclip(t, nil, "train", "--resume", noAdam, "-q")
 	wantFailure(t, "without the optimiser's state", e, code)
+	// inspect offers the command to continue only where it would work.
+	for ck, want := range map[string]string{out: "; continue it with madclip train --resume " + out + "\n",
+		noAdam: "; it cannot be resumed: it was saved after ", farStep: "; it cannot be resumed: its resume state (epoch "} {
+		if o, e, code := madclip(t, nil, "inspect", ck); code != 0 || !strings.Contains(o, want) {
+			t.Errorf("inspect %s: exit %d, %s\nlacks %q:\n%s", filepath.Base(ck), code, e, want, o)
+		}
+	}
 	// The data folder through a link is the same folder, not a contradiction
 	// (the next setting's is the one reported).
 	dataLink := filepath.Join(t.TempDir(), "data")

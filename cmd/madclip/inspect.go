@@ -14,6 +14,7 @@ import (
 
 	"madclip/checkpoint"
 	"madclip/internal/plural"
+	"madclip/internal/regularfile"
 	"madclip/internal/shellquote"
 	"madclip/metrics"
 	"madclip/model"
@@ -62,7 +63,11 @@ Examples:
 				enc.SetIndent("", "  ")
 				return enc.Encode(m)
 			}
-			describeCheckpoint(c.App.Writer, path, m)
+			var unresumable error
+			if m.Partial() {
+				unresumable = checkpoint.Resumable(path, m)
+			}
+			describeCheckpoint(c.App.Writer, path, m, unresumable)
 			return nil
 		},
 	}
@@ -74,8 +79,9 @@ type lineFunc func(key, format string, args ...any)
 
 // describeCheckpoint writes m in words, one aspect a line. Every string
 // the file holds goes through oneLine: an edited file cannot steer the
-// terminal or forge a line.
-func describeCheckpoint(w io.Writer, path string, m checkpoint.Meta) {
+// terminal or forge a line. unresumable says why an unfinished run cannot
+// be continued (nil when it can).
+func describeCheckpoint(w io.Writer, path string, m checkpoint.Meta, unresumable error) {
 	line := lineFunc(func(key, format string, args ...any) {
 		fmt.Fprintf(w, "%-10s %s\n", key, fmt.Sprintf(format, args...))
 	})
@@ -96,7 +102,7 @@ func describeCheckpoint(w io.Writer, path string, m checkpoint.Meta) {
 	describeShots(line, m)
 	describeBackbone(line, m.Backbone, path)
 	describeModel(line, m)
-	describeTraining(line, path, m)
+	describeTraining(line, path, m, unresumable)
 	describeThreshold(line, m)
 }
 
@@ -139,7 +145,7 @@ func describeModel(line lineFunc, m checkpoint.Meta) {
 
 // describeTraining writes the run's settings, whether it finished (and how
 // to continue it if not), and the epoch selection kept.
-func describeTraining(line lineFunc, path string, m checkpoint.Meta) {
+func describeTraining(line lineFunc, path string, m checkpoint.Meta, unresumable error) {
 	switch t := m.Training; {
 	case m.Imported != nil:
 		line("training", "elsewhere: imported from %s (%s, SHA-256 %s)", oneLine(string(m.Imported.File)), oneLine(m.Imported.Format), oneLine(m.Imported.SHA256))
@@ -156,7 +162,11 @@ func describeTraining(line lineFunc, path string, m checkpoint.Meta) {
 	switch {
 	case m.Imported != nil:
 	case m.Partial():
-		line("status", "unfinished: interrupted at %s; continue it with madclip train --resume %s", m.StoppedAt(), oneLine(shellquote.Quote(path)))
+		if unresumable != nil {
+			line("status", "unfinished: interrupted at %s; it cannot be resumed: %s", m.StoppedAt(), oneLine(unresumable.Error()))
+			break
+		}
+		line("status", "unfinished: interrupted at %s; continue it with madclip train --resume %s", m.StoppedAt(), shellquote.Path(path))
 	default:
 		status := "finished"
 		if m.Elapsed > 0 {
@@ -208,7 +218,11 @@ func describeBackbone(line lineFunc, b checkpoint.Backbone, path string) {
 // reads the weights only the first time.
 func weightsNow(b checkpoint.Backbone, path string) string {
 	file := string(b.File)
-	if st, err := os.Stat(file); err != nil || !st.Mode().IsRegular() {
+	st, err := os.Stat(file)
+	if err == nil && !st.Mode().IsRegular() {
+		return "there, but " + regularfile.Kind(st.Mode()) + ", not weights: give the weights with --weights"
+	}
+	if err != nil {
 		if b.Digest == "" {
 			return "not there now: give the weights it was trained on with --weights"
 		}

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 
 	"madclip/checkpoint"
@@ -82,13 +83,22 @@ func TestInspect(t *testing.T) {
 		"backbone   CLIP weights, tiny; digest " + strings.Repeat("ab", 32),
 		"file " + gone + " (not there now, and no file with its digest in ",
 		"tapped; ablation: shared adapters\n",
-		fmt.Sprintf("status     unfinished: interrupted at epoch 2 of %d, after its step 2; continue it with madclip train --resume %s", m.Epochs, edited),
+		// 6 optimiser steps: not the 16 + 2 of epoch 2, step 2 of its run.
+		fmt.Sprintf("status     unfinished: interrupted at epoch 2 of %d, after its step 2; it cannot be resumed: its resume state (epoch 2, step 2, 6 optimiser steps) does not fit the run's 16 steps per epoch", m.Epochs),
 		fmt.Sprintf("selection  best so far epoch 1 (1 of %d done), valid image AUROC 87.50%%", m.Epochs),
 		"threshold  none yet: training chooses it on the held-out valid images when it finishes",
 	} {
 		if !strings.Contains(o, want) {
 			t.Errorf("edited: inspect lacks %q:\n%s", want, o)
 		}
+	}
+
+	// With the steps right, what is missing is Adam's state (a finished
+	// checkpoint has none).
+	steps := filepath.Join(dir, "steps.safetensors")
+	rewriteCheckpoint(t, edited, steps, func(meta map[string]any, _ []safetensors.Tensor) { meta["optimizer_steps"] = 18 })
+	if o, e, code := madclip(t, nil, "inspect", steps); code != 0 || !strings.Contains(o, "; it cannot be resumed: it was saved after 18 optimiser steps without the optimiser's state") {
+		t.Errorf("no optimiser state: exit %d, %s\n%s", code, e, o)
 	}
 
 	// Where the weights are now: found elsewhere by their digest, there
@@ -104,6 +114,10 @@ func TestInspect(t *testing.T) {
 	cliptest.WriteTiny(t, other, 6, torch.Float32)
 	notWeights := filepath.Join(wdir, "notes.safetensors")
 	os.WriteFile(notWeights, []byte("hello"), 0o644)
+	fifo := filepath.Join(wdir, "pipe.safetensors")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		file, dir, want string
 	}{
@@ -111,6 +125,7 @@ func TestInspect(t *testing.T) {
 		{tiny, "", "file " + tiny + " (there, the same weights)"},
 		{other, "", "file " + other + " (there, but holding other weights now ("},
 		{notWeights, "", "file " + notWeights + " (there, but not readable as CLIP weights: "},
+		{fifo, "", "file " + fifo + " (there, but a named pipe, not weights: give the weights with --weights)"},
 	} {
 		moved := filepath.Join(dir, "moved.safetensors")
 		rewriteCheckpoint(t, edited, moved, func(meta map[string]any, _ []safetensors.Tensor) {
@@ -144,7 +159,7 @@ func TestInspect(t *testing.T) {
 	m.WrittenBy = "madclip\x1b[31m\n9"
 	m.Imported = &checkpoint.Imported{Format: "MadCLIP authors' checkpoint\u202e", File: "x.pth", SHA256: strings.Repeat("cd", 32)}
 	var buf strings.Builder
-	describeCheckpoint(&buf, "my ck;rm x.safetensors", m)
+	describeCheckpoint(&buf, "my ck;rm x.safetensors", m, nil)
 	text := buf.String()
 	for _, want := range []string{
 		`written by madclip\x1b[31m\n9)`,
@@ -162,7 +177,7 @@ func TestInspect(t *testing.T) {
 	}
 	m.Imported, m.Epoch = nil, 1 // unfinished: the command to continue is quoted for the shell
 	buf.Reset()
-	describeCheckpoint(&buf, "my ck;rm x.safetensors", m)
+	describeCheckpoint(&buf, "my ck;rm x.safetensors", m, nil)
 	if text := buf.String(); !strings.Contains(text, "continue it with madclip train --resume 'my ck;rm x.safetensors'\n") {
 		t.Errorf("unquoted resume command:\n%s", text)
 	}

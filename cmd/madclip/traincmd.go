@@ -207,28 +207,14 @@ func trainAction(c *cli.Context) error {
 	if err := trainFlagConflicts(c); err != nil {
 		return fmt.Errorf("train: %w", err)
 	}
-	var resumed *checkpoint.Meta
-	if ck := c.String("resume"); ck != "" {
-		m, err := checkpoint.ReadMeta(ck)
-		if err != nil {
-			return fmt.Errorf("--resume: %w", err)
-		}
-		if err := resumeConflicts(c, m); err != nil {
-			return fmt.Errorf("train --resume %s: %w", ck, err)
-		}
-		resumed = &m
-	} else {
-		for _, f := range []string{"data", "dataset", "out"} {
-			if c.String(f) == "" {
-				return fmt.Errorf("train: --%s is required (see madclip train --help)", f)
-			}
-		}
+	resumed, err := resumedMeta(c)
+	if err != nil {
+		return err
 	}
 	weightsPath := ""
 	if resumed != nil {
 		weightsPath = c.String("weights") // else the file the checkpoint names
 	} else if c.String("preset") == "" {
-		var err error
 		if weightsPath, err = findWeights(c.String("weights")); err != nil {
 			if errors.Is(err, errNoWeights) {
 				err = fmt.Errorf("%w; or try madclip without them: --preset tiny (a small random CLIP, for trying the pipeline, not for results)", err)
@@ -449,6 +435,35 @@ func trainFlagConflicts(c *cli.Context) error {
 		return fmt.Errorf("--draw-shots and --shots-file both choose the shots; give one")
 	}
 	return checkLayers(c.IntSlice("layers"))
+}
+
+// resumedMeta reads the description of the checkpoint --resume names (nil
+// without --resume, when --data, --dataset and --out are required), and
+// refuses one that has no run to continue or flags that contradict it.
+func resumedMeta(c *cli.Context) (*checkpoint.Meta, error) {
+	ck := c.String("resume")
+	if ck == "" {
+		for _, f := range []string{"data", "dataset", "out"} {
+			if c.String(f) == "" {
+				return nil, fmt.Errorf("train: --%s is required (see madclip train --help)", f)
+			}
+		}
+		return nil, nil
+	}
+	m, err := checkpoint.ReadMeta(ck)
+	if err != nil {
+		return nil, fmt.Errorf("--resume: %w", err)
+	}
+	switch {
+	case m.Imported != nil:
+		return nil, fmt.Errorf("--resume %s: a model imported from %s, not a run of madclip train: there is no training to continue", ck, oneLine(string(m.Imported.File)))
+	case !m.Partial():
+		return nil, fmt.Errorf("--resume %s: training already finished; nothing to resume", ck)
+	}
+	if err := resumeConflicts(c, m); err != nil {
+		return nil, fmt.Errorf("train --resume %s: %w", ck, err)
+	}
+	return &m, nil
 }
 
 // resumeConflicts refuses flags given with --resume that contradict the
