@@ -202,12 +202,12 @@ type trainingRun struct {
 	// weightsFound: a resumed run's weights were not given but found, at
 	// their recorded path or by their digest.
 	weightsFound bool
-	m           *model.MadCLIP
-	opt         *torch.Adam
-	meta        checkpoint.Meta
-	first       [2]int // the epoch and step to start at (after a resume)
-	start       time.Time
-	before      time.Duration // spent by earlier starts of a resumed run
+	m            *model.MadCLIP
+	opt          *torch.Adam
+	meta         checkpoint.Meta
+	first        [2]int // the epoch and step to start at (after a resume)
+	start        time.Time
+	before       time.Duration // spent by earlier starts of a resumed run
 
 	data                  *torch.Scope // holds the augmented set
 	g                     *torch.Generator

@@ -12,7 +12,8 @@ import (
 )
 
 // Quote is s as one shell word: unchanged when every byte is one a shell
-// takes literally; else in single quotes (a quote inside written '\''),
+// takes literally; else in single quotes (a quote inside closes them, is
+// escaped, and reopens them),
 // or, when s holds bytes a terminal would not show as themselves (control
 // characters, invisible format marks, bytes that are not UTF-8), in
 // bash's $'…' with those bytes as \xHH, so that the word can be printed
