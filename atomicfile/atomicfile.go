@@ -214,6 +214,11 @@ func destination(path string, marked bool, kind authorship.Kind) (target string,
 	target = path
 	if st.Mode()&fs.ModeSymlink != 0 {
 		if target, err = filepath.EvalSymlinks(path); err != nil {
+			// /dev/stdout and the like lead, through /proc, to a pipe or a
+			// socket that has no path: the kernel still says what it is.
+			if st, serr := os.Stat(path); serr == nil && !st.Mode().IsRegular() {
+				return "", nil, authorship.None, fmt.Errorf("write %s: it leads to %s, not a regular file; refusing to replace it", path, regularfile.Kind(st.Mode()))
+			}
 			return "", nil, authorship.None, fmt.Errorf("write %s: a symbolic link whose target cannot be followed (%v)", path, unwrapPath(err, path))
 		}
 		if st, err = os.Stat(target); err != nil {

@@ -101,7 +101,15 @@ func TestWriteRefusesNonRegular(t *testing.T) {
 	sub := filepath.Join(dir, "sub")
 	os.Mkdir(sub, 0o755)
 	fill := func(w io.Writer) error { _, err := io.WriteString(w, "x"); return err }
+	// /dev/stdout when it is a pipe: a link, through /proc, to no path.
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	defer pw.Close()
 	for _, c := range []struct{ path, want string }{
+		{fmt.Sprintf("/proc/self/fd/%d", pw.Fd()), "it leads to a named pipe, not a regular file"},
 		{fifo, "a named pipe"},
 		{sub, "a folder"},
 		{"/dev/null", "a character device"},

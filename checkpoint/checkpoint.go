@@ -418,7 +418,7 @@ func parseMeta(path string, md map[string]string, clipWeights bool) (Meta, error
 	if !ok {
 		switch {
 		case clipWeights:
-			return meta, fmt.Errorf("%s: CLIP weights, not a madclip checkpoint (a trained model): give weights with --weights, a model trained by madclip train with --checkpoint", path)
+			return meta, fmt.Errorf("%s: CLIP weights, not a madclip checkpoint (the trained model madclip train writes): weights go with --weights", path)
 		case authorship.MetadataKind(md) != authorship.None:
 			return meta, fmt.Errorf("%s: written by madclip, but it holds neither a checkpoint's configuration nor CLIP's tensors (its metadata edited?)", path)
 		}

@@ -70,6 +70,9 @@ func importAuthorsAction(c *cli.Context) error {
 	if c.NArg() != 1 {
 		return fmt.Errorf("import authors: give one IN.pth (see madclip import authors --help)")
 	}
+	if c.Args().First() == "" {
+		return fmt.Errorf("import authors: the IN.pth name is empty")
+	}
 	if err := inRange(c, map[string][2]int{"image-size": imageSizeRange, "shots": shotsRange}); err != nil {
 		return fmt.Errorf("import authors: %w", err)
 	}
@@ -174,6 +177,11 @@ func exportAuthorsAction(c *cli.Context) error {
 		return fmt.Errorf("export authors: give CHECKPOINT and OUT.pth (see madclip export authors --help)")
 	}
 	ck, out := c.Args().Get(0), c.Args().Get(1)
+	for _, a := range []struct{ role, name string }{{"CHECKPOINT", ck}, {"OUT.pth", out}} {
+		if a.name == "" {
+			return fmt.Errorf("export authors: the %s name is empty", a.role)
+		}
+	}
 	out, err := kernelPath(out)
 	if err != nil {
 		return fmt.Errorf("export authors: OUT.pth %w", err)
