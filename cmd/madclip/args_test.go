@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -347,4 +348,31 @@ func TestCountBarLine(t *testing.T) {
 	var none *countBar
 	none.Set(1) // shows nothing, and does not fail
 	none.Clear()
+}
+
+// JSON output shows nothing invisible: bidi and zero-width marks and C1
+// controls come out as \u escapes (and read back as themselves); the
+// layout and printable text are left alone.
+func TestMarshalJSONEscapesInvisible(t *testing.T) {
+	in := map[string]string{"path": "scan\u202egnp.exe", "word": "a\u200bb\u009bc é ü <x>"}
+	b, err := marshalJSON(in, "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	for _, want := range []string{`scan\u202egnp.exe`, `a\u200bb\u009bc é ü \u003cx\u003e`, "{\n  \"path\""} {
+		if !strings.Contains(s, want) {
+			t.Errorf("lacks %q:\n%s", want, s)
+		}
+	}
+	if strings.ContainsFunc(s, func(r rune) bool { return r >= 0x7f && isControl(r) }) {
+		t.Errorf("a raw invisible character:\n%q", s)
+	}
+	var back map[string]string
+	if err := json.Unmarshal(b, &back); err != nil || back["path"] != in["path"] || back["word"] != in["word"] {
+		t.Errorf("read back as %q (%v), want %q", back, err, in)
+	}
+	if b, _ := marshalJSON(in, ""); strings.Contains(string(b), "\n") || !strings.Contains(string(b), `\u202e`) {
+		t.Errorf("compact: %s", b)
+	}
 }

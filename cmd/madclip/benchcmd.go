@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -194,7 +193,7 @@ func writeResults(c *cli.Context, results []bench.Result, kept bool) error {
 			results[i].Provenance.Checkpoint = ""
 		}
 	}
-	b, err := json.MarshalIndent(results, "", "  ")
+	b, err := marshalJSON(results, "  ")
 	if err != nil {
 		return err
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"image"
@@ -149,7 +148,11 @@ func clipAction(c *cli.Context) error {
 		if res.WeightsDigest, err = weights.Digest(wpath); err != nil {
 			return err
 		}
-		return json.NewEncoder(c.App.Writer).Encode(res)
+		b, err := marshalJSON(res, "")
+		if err == nil {
+			_, err = fmt.Fprintln(c.App.Writer, string(b))
+		}
+		return err
 	}
 	for i, p := range images {
 		fmt.Fprintln(c.App.Writer, oneLine(p))

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -59,9 +58,11 @@ Examples:
 				return err
 			}
 			if c.Bool("json") {
-				enc := json.NewEncoder(c.App.Writer)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(rep); err != nil {
+				b, err := marshalJSON(rep, "  ")
+				if err == nil {
+					_, err = fmt.Fprintln(c.App.Writer, string(b))
+				}
+				if err != nil {
 					return err
 				}
 			} else {

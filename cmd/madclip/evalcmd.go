@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -159,7 +158,7 @@ func evalAction(c *cli.Context) (err error) {
 func printResult(c *cli.Context, ev *infer.Evaluation, report string) error {
 	w := c.App.Writer
 	if c.Bool("json") {
-		b, err := json.MarshalIndent(ev, "", "  ")
+		b, err := marshalJSON(ev, "  ")
 		if err != nil {
 			return err
 		}
@@ -274,7 +273,7 @@ func writeReport(report string, ev *infer.Evaluation) error {
 			return err
 		}
 	}
-	b, err := json.MarshalIndent(ev, "", "  ")
+	b, err := marshalJSON(ev, "  ")
 	if err != nil {
 		return err
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -38,7 +37,9 @@ training settings, whether training finished, the epoch kept by
 Reads only the checkpoint's header; of the weights, only their digest,
 computed once and then remembered. Nothing is loaded.
 
---json prints the description exactly as the file holds it, for scripts.
+--json prints the description as madclip reads it, for scripts: validated,
+with the key names of older versions in their current form, fields madclip
+does not know left out, and invisible characters as \u escapes.
 
 Examples:
   madclip inspect brain.safetensors
@@ -59,9 +60,11 @@ Examples:
 				return fmt.Errorf("inspect: %w", err)
 			}
 			if c.Bool("json") {
-				enc := json.NewEncoder(c.App.Writer)
-				enc.SetIndent("", "  ")
-				return enc.Encode(m)
+				b, err := marshalJSON(m, "  ")
+				if err == nil {
+					_, err = fmt.Fprintln(c.App.Writer, string(b))
+				}
+				return err
 			}
 			var unresumable error
 			if m.Partial() {

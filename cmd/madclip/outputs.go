@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -9,6 +11,8 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	"madclip/atomicfile"
 	"madclip/authorship"
@@ -617,4 +621,36 @@ func elide(s string, max int) string {
 		return string(r)
 	}
 	return string(r[:max/2]) + "..." + string(r[len(r)-max/2:])
+}
+
+// marshalJSON is json.Marshal (json.MarshalIndent with indent) whose output
+// shows nothing invisible: the characters oneLine escapes in text (bidi
+// and zero-width marks, C1 controls, the BOM) that encoding/json leaves
+// raw are written as \uXXXX escapes, which read back as the same string.
+// Strings from files (paths, a checkpoint's words) cannot reorder or hide
+// what a terminal shows of madclip's JSON.
+func marshalJSON(v any, indent string) ([]byte, error) {
+	var b []byte
+	var err error
+	if indent == "" {
+		b, err = json.Marshal(v)
+	} else {
+		b, err = json.MarshalIndent(v, "", indent)
+	}
+	// Below 0x7f the encoder escapes what needs it; the layout's newlines stay.
+	invisible := func(r rune) bool { return r >= 0x7f && isControl(r) }
+	if err != nil || !bytes.ContainsFunc(b, invisible) {
+		return b, err
+	}
+	out := make([]byte, 0, len(b)+64)
+	for _, r := range string(b) {
+		if !invisible(r) {
+			out = utf8.AppendRune(out, r)
+			continue
+		}
+		for _, u := range utf16.Encode([]rune{r}) {
+			out = fmt.Appendf(out, `\u%04x`, u)
+		}
+	}
+	return out, nil
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/csv"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"image"
@@ -592,7 +591,7 @@ func (p *predictionPrinter) print(pr prediction) error {
 	switch {
 	case p.json:
 		pr.Provenance = p.prov
-		b, err := json.Marshal(pr)
+		b, err := marshalJSON(pr, "")
 		if err != nil {
 			return err
 		}
