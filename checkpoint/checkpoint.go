@@ -740,10 +740,11 @@ func (m Meta) validate() error {
 	if m.Epochs > MaxEpochs || m.Epoch > m.Epochs || m.Shots > MaxShots {
 		return fmt.Errorf("its configuration has %d of %d epochs done and %d shots", m.Epoch, m.Epochs, m.Shots)
 	}
-	if si := m.ShotImages; si != nil && (len(si.Normal) != m.Shots || len(si.Abnormal) != m.Shots) {
-		return fmt.Errorf("it names %d normal and %d abnormal shot images for %d shots", len(si.Normal), len(si.Abnormal), m.Shots)
-	} else if si != nil && si.SHA256 != nil && (len(si.SHA256) != 2*m.Shots || slices.ContainsFunc(si.SHA256, func(s string) bool { return !isSHA256(s) })) {
-		return fmt.Errorf("its shot images' SHA-256s are not %d in lowercase hexadecimal", 2*m.Shots)
+	if err := m.ShotImages.validate(m.Shots, m.Version); err != nil {
+		return err
+	}
+	if m.ShotsIndex < 0 {
+		return fmt.Errorf("its shots list index %d is negative", m.ShotsIndex)
 	}
 	if im := m.Imported; im != nil && !isSHA256(im.SHA256) {
 		return fmt.Errorf("the SHA-256 of the file it was imported from, %q, is not a SHA-256 in lowercase hexadecimal", short(im.SHA256))
@@ -757,7 +758,7 @@ func (m Meta) validate() error {
 	if t := m.Training; t != nil && !(t.LR > 0 && t.LR <= 1 && t.Beta1 >= 0 && t.Beta1 < 1 && t.Beta2 >= 0 && t.Beta2 < 1 && t.Batch >= 1 && t.Batch <= MaxBatch) {
 		return fmt.Errorf("its training settings are out of range (batch %d, lr %v, betas %v, %v)", t.Batch, t.LR, t.Beta1, t.Beta2)
 	}
-	if math.IsNaN(m.EpochLossSum) || m.EpochLossSum < 0 || math.IsInf(m.EpochLossSum, 0) || m.EpochLossSteps < 0 || m.EpochLossSteps > m.Step ||
+	if math.IsNaN(m.EpochLossSum) || m.EpochLossSum < 0 || m.EpochLossSum > maxLoss*float64(m.EpochLossSteps) || m.EpochLossSteps < 0 || m.EpochLossSteps > m.Step ||
 		(m.EpochLossSteps == 0 && m.EpochLossSum != 0) {
 		return fmt.Errorf("its resume state has a loss sum of %v over %d of %d steps", m.EpochLossSum, m.EpochLossSteps, m.Step)
 	}
@@ -785,11 +786,47 @@ func (m Meta) validate() error {
 	if m.Threshold == 0 && (m.Calibration != nil || m.ThresholdYouden != 0) {
 		return fmt.Errorf("it records a calibration but no threshold")
 	}
+	if m.Partial() && (m.Threshold != 0 || m.Calibration != nil) {
+		return fmt.Errorf("it records a threshold though its training did not finish (training chooses one at its end)")
+	}
 	if c := m.Calibration; c != nil && !(c.Normal > 0 && c.Abnormal > 0 && c.Normal <= 1<<30 && c.Abnormal <= 1<<30 && c.AUROC >= 0 && c.AUROC <= 1) {
 		return fmt.Errorf("its calibration (%d normal, %d abnormal images, AUROC %v) is out of range", c.Normal, c.Abnormal, c.AUROC)
 	}
 	return nil
 }
+
+// validate checks the shots a checkpoint names against its count of shots
+// per class: that many of each, no file twice, and (from shotHashesSince)
+// a SHA-256 of each, which resuming checks the data against.
+func (si *ShotImages) validate(shots int, version string) error {
+	if si == nil {
+		return nil
+	}
+	if len(si.Normal) != shots || len(si.Abnormal) != shots {
+		return fmt.Errorf("it names %d normal and %d abnormal shot images for %d shots", len(si.Normal), len(si.Abnormal), shots)
+	}
+	for _, names := range [][]string{si.Normal, si.Abnormal} {
+		seen := map[string]bool{}
+		for _, n := range names {
+			if seen[n] {
+				return fmt.Errorf("it names the shot image %q twice", n)
+			}
+			seen[n] = true
+		}
+	}
+	if v, ok := parseVersion(version); ok && si.SHA256 == nil && slices.Compare(v, shotHashesSince) >= 0 {
+		return fmt.Errorf("its shot images lack the SHA-256s that madclip %s records (edited by hand?)", version)
+	}
+	if si.SHA256 != nil && (len(si.SHA256) != 2*shots || slices.ContainsFunc(si.SHA256, func(s string) bool { return !isSHA256(s) })) {
+		return fmt.Errorf("its shot images' SHA-256s are not %d in lowercase hexadecimal", 2*shots)
+	}
+	return nil
+}
+
+// maxLoss bounds the mean loss a checkpoint's resume state may record: a
+// step's loss, summed over the tapped layers' terms, is of the order of 1
+// to 100; a recorded mean beyond this was edited.
+const maxLoss = 1e6
 
 // Bounds of a run: its epochs (the paper trains 60), shots per class (the
 // paper's most is 16) and images per optimisation step (the paper's 16).
@@ -818,8 +855,15 @@ func checkVersion(v string) error {
 	if slices.Compare(theirs, ours) > 0 {
 		return fmt.Errorf("it was written by madclip %s, newer than this one (%s): update madclip", v, Version)
 	}
+	if slices.Compare(theirs, firstVersion) < 0 {
+		return fmt.Errorf("its version %s is older than any madclip wrote (the first format was 0.1.0)", v)
+	}
 	return nil
 }
+
+// firstVersion is the first checkpoint format; shotHashesSince the first in
+// which every trained checkpoint records its shots' SHA-256s.
+var firstVersion, shotHashesSince = []int{0, 1, 0}, []int{0, 3, 0}
 
 // parseVersion splits "0.2.1" into its numbers.
 func parseVersion(v string) ([]int, bool) {

@@ -57,8 +57,24 @@ func TestSaveLoadOpen(t *testing.T) {
 		// The shots' names, when recorded, are as many as the shots.
 		named := ck.Meta
 		named.ShotImages = &ShotImages{Normal: []string{"a.png", "b.png"}, Abnormal: []string{"c.png", "d.png"}}
+		if err := named.validate(); err == nil || !strings.Contains(err.Error(), "lack the SHA-256s that madclip 0.3.0 records") {
+			t.Errorf("two shots named without their SHA-256s: %v", err)
+		}
+		named.Version = "0.2.2" // written before every checkpoint had them
 		if err := named.validate(); err != nil {
 			t.Errorf("two shots named: %v", err)
+		}
+		named.ShotImages.Abnormal = []string{"c.png", "c.png"}
+		if err := named.validate(); err == nil || !strings.Contains(err.Error(), `names the shot image "c.png" twice`) {
+			t.Errorf("a shot named twice: %v", err)
+		}
+		named.ShotImages.Abnormal = []string{"c.png", "d.png"}
+		for v, want := range map[string]string{"0.0.1": "older than any madclip wrote", "0.1.0": ""} {
+			old := named
+			old.Version = v
+			if err := old.validate(); (want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), want)) {
+				t.Errorf("version %s: %v, want %q", v, err, want)
+			}
 		}
 		// With a fingerprint per shot, in lowercase hexadecimal.
 		sum := strings.Repeat("ab", 32)
@@ -116,6 +132,19 @@ func TestSaveLoadOpen(t *testing.T) {
 			im.ValidAUROC, im.SelectedEpoch = ptr(c.auc), c.epoch
 			if err := im.validate(); (err == nil) != c.ok || (err != nil && !strings.Contains(err.Error(), "valid image AUROC")) {
 				t.Errorf("valid image AUROC %v at selected epoch %d: %v", c.auc, c.epoch, err)
+			}
+		}
+		// An unfinished run with a threshold, an absurd loss, a negative
+		// list index: edited.
+		for what, edit := range map[string]func(m *Meta){
+			"records a threshold though its training did not finish": func(m *Meta) { m.Epochs, m.Threshold = m.Epoch+1, 0.5 },
+			"loss sum of 1e+308 over 1 of 1 steps":                   func(m *Meta) { m.Epochs, m.Step, m.Steps, m.EpochLossSum, m.EpochLossSteps = m.Epoch+1, 1, 1, 1e308, 1 },
+			"shots list index -1 is negative":                        func(m *Meta) { m.ShotsIndex = -1 },
+		} {
+			bad := ck.Meta
+			edit(&bad)
+			if err := bad.validate(); err == nil || !strings.Contains(err.Error(), what) {
+				t.Errorf("%s: %v", what, err)
 			}
 		}
 		// Counts no run reaches were edited: a batch beyond the flag's
