@@ -95,6 +95,11 @@ type Meta struct {
 	SelectedEpoch   int      `json:"selected_epoch,omitempty"`
 	ValidAUROC      *float64 `json:"valid_auroc,omitempty"`
 	ValidPixelAUROC *float64 `json:"valid_pixel_auroc,omitempty"`
+	// SelectedOn identifies the held-out valid images selection ranks the
+	// epochs on, so that a resumed run compares its epochs on the same
+	// ones (nil without selection, and in checkpoints written before it
+	// was recorded).
+	SelectedOn *HeldOut `json:"selected_on,omitempty"`
 	// Imported says where a converted checkpoint came from (madclip import);
 	// nil for models trained here.
 	Imported *Imported `json:"imported,omitempty"`
@@ -124,6 +129,15 @@ type ShotImages struct {
 	// first, see dataset.Digests), so that a resumed run knows it trains on
 	// the same data.
 	SHA256 []string `json:"sha256,omitempty"`
+}
+
+// HeldOut identifies a set of held-out valid images: how many of each
+// class, and the SHA-256 of their sorted names (relative to the split,
+// with their labels; see train's heldOutPrint).
+type HeldOut struct {
+	Normal      int    `json:"normal"`
+	Abnormal    int    `json:"abnormal"`
+	NamesSHA256 string `json:"names_sha256"`
 }
 
 // Calibration describes the held-out valid images (those not among the
@@ -780,8 +794,11 @@ func (m Meta) validate() error {
 	if !inUnit(m.ValidPixelAUROC) || (m.ValidPixelAUROC != nil && (m.SelectedEpoch == 0 || !m.Masks)) {
 		return fmt.Errorf("its valid pixel AUROC %v belongs to no selected epoch of a model trained with masks or is outside [0, 1]", *m.ValidPixelAUROC)
 	}
-	if t := m.Training; t != nil && m.SelectedEpoch > 0 && !t.SelectOnValid {
-		return fmt.Errorf("it records a selected epoch (%d) but was trained without --select-on-valid", m.SelectedEpoch)
+	if t := m.Training; t != nil && (m.SelectedEpoch > 0 || m.SelectedOn != nil) && !t.SelectOnValid {
+		return fmt.Errorf("it records a selection (epoch %d) but was trained without --select-on-valid", m.SelectedEpoch)
+	}
+	if h := m.SelectedOn; h != nil && !(h.Normal > 0 && h.Abnormal > 0 && h.Normal <= 1<<30 && h.Abnormal <= 1<<30 && isSHA256(h.NamesSHA256)) {
+		return fmt.Errorf("its held-out valid images (%d normal, %d abnormal, names %q) are not a set selection could rank on", h.Normal, h.Abnormal, short(h.NamesSHA256))
 	}
 	if m.Threshold == 0 && (m.Calibration != nil || m.ThresholdYouden != 0) {
 		return fmt.Errorf("it records a calibration but no threshold")

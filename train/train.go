@@ -2,6 +2,8 @@ package train
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -199,6 +201,7 @@ type trainingRun struct {
 
 	backbone    *clip.Model
 	ownBackbone bool
+	selectedOn  *checkpoint.HeldOut // the held-out images selection ranks on
 	// weightsFound: a resumed run's weights were not given but found, at
 	// their recorded path or by their digest.
 	weightsFound bool
@@ -329,6 +332,19 @@ func (r *trainingRun) readShots() error {
 			return fmt.Errorf("--select-on-valid needs valid images of both classes besides the shots, and %s has %d normal and %d abnormal beside them; give fewer --shots or leave out --select-on-valid", valid.Dir, n, a)
 		}
 	}
+	if c.SelectOnValid {
+		set, err := heldOutPrint(valid.Dir, heldOut)
+		if err != nil {
+			return err
+		}
+		if r.resume != nil {
+			if was := r.resume.Meta.SelectedOn; was != nil && *was != set {
+				return fmt.Errorf("%s: the held-out valid images in %s (%d normal, %d abnormal) are not those the run selected its epochs on (%d normal, %d abnormal): its epochs' AUROCs would be compared over different images; resume on the data it started on, or start again",
+					c.Resume, valid.Dir, set.Normal, set.Abnormal, was.Normal, was.Abnormal)
+			}
+		}
+		r.selectedOn = &set
+	}
 	r.k, r.heldOut, r.hasMasks = len(shots.Normal), heldOut, valid.HasMasks
 	if r.imgs, err = loadAll(samples, c.Model.ImageSize, dataset.DecodeOptions{Masks: valid.HasMasks, Limits: c.Limits}); err != nil {
 		return err
@@ -402,6 +418,7 @@ func (r *trainingRun) buildModel(tk *bpe.Tokenizer) error {
 	r.meta = checkpoint.Meta{Version: checkpoint.Version, Model: r.m.Opts, Backbone: bb, Dataset: c.Dataset, Masks: r.hasMasks,
 		Shots: r.k, ShotsFile: jsonpath.Path(shotsFileName(c.ShotsFile)), ShotsIndex: c.ShotsIndex, Seed: c.Seed, Epochs: c.Epochs,
 		ShotImages: &checkpoint.ShotImages{Normal: r.shots.Normal, Abnormal: r.shots.Abnormal, SHA256: r.shotsDigest},
+		SelectedOn: r.selectedOn,
 		Training: &checkpoint.Training{Data: jsonpath.Path(absPath(c.Data)), Batch: c.Batch, LR: c.LR, Beta1: c.Betas[0], Beta2: c.Betas[1],
 			SoftmaxLoss: c.SoftmaxLoss, SelectOnValid: c.SelectOnValid,
 			DrawShots: c.ShotsFile == ""}} // drawn: asked for, or no list names them
@@ -424,6 +441,7 @@ func (r *trainingRun) buildModel(tk *bpe.Tokenizer) error {
 		if bb.File != "" { // where the weights are now, if they moved
 			r.meta.Backbone.File = bb.File
 		}
+		r.meta.SelectedOn = r.selectedOn // recorded now if the run started before it was
 	}
 	return nil
 }
@@ -785,6 +803,24 @@ func textCosine(m *model.MadCLIP) (float64, error) {
 		})
 	})
 	return cos, err
+}
+
+// heldOutPrint identifies the held-out images of the valid split in dir:
+// their counts, and the SHA-256 of their names relative to dir with their
+// labels, sorted (names, not contents: the set, wherever the data lies).
+func heldOutPrint(dir string, heldOut []dataset.Sample) (checkpoint.HeldOut, error) {
+	lines := make([]string, 0, len(heldOut))
+	for _, s := range heldOut {
+		rel, err := filepath.Rel(dir, s.Path)
+		if err != nil {
+			return checkpoint.HeldOut{}, err
+		}
+		lines = append(lines, fmt.Sprintf("%t %s", s.Abnormal, filepath.ToSlash(rel)))
+	}
+	slices.Sort(lines)
+	sum := sha256.Sum256([]byte(strings.Join(lines, "\n")))
+	n, a := dataset.Counts(heldOut)
+	return checkpoint.HeldOut{Normal: n, Abnormal: a, NamesSHA256: hex.EncodeToString(sum[:])}, nil
 }
 
 // sameShots refuses to resume a run on other shots than it started with

@@ -240,6 +240,32 @@ func TestResumeKeepsSelection(t *testing.T) {
 	if _, err := run(t, context.Background(), Config{Resume: part.Out, Out: part.Out}, &quietReporter{}); err == nil || !strings.Contains(err.Error(), "the data this run trained on is not there (no folder "+filepath.Join(root, "Brain_AD")+")") {
 		t.Fatalf("resumed without its data: %v", err)
 	}
+	// One held-out image fewer there: selection would compare the epochs'
+	// AUROCs over other images, so the run refuses.
+	meta, err := checkpoint.ReadMeta(part.Out)
+	if err != nil || meta.SelectedOn == nil {
+		t.Fatalf("the partial checkpoint records no held-out set: %v", err)
+	}
+	goodDir := filepath.Join(movedRoot, "Brain_AD", "valid", "good", "img")
+	entries, _ := os.ReadDir(goodDir)
+	var aside string
+	for _, e := range entries {
+		if !slices.Contains(meta.ShotImages.Normal, e.Name()) {
+			aside = e.Name()
+			break
+		}
+	}
+	kept := filepath.Join(t.TempDir(), aside)
+	if err := os.Rename(filepath.Join(goodDir, aside), kept); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run(t, context.Background(), Config{Resume: part.Out, Out: part.Out, Data: movedRoot}, &quietReporter{}); err == nil ||
+		!strings.Contains(err.Error(), fmt.Sprintf("(%d normal, %d abnormal) are not those the run selected its epochs on (%d normal, %d abnormal)", meta.SelectedOn.Normal-1, meta.SelectedOn.Abnormal, meta.SelectedOn.Normal, meta.SelectedOn.Abnormal)) {
+		t.Fatalf("resumed on another held-out set: %v", err)
+	}
+	if err := os.Rename(kept, filepath.Join(goodDir, aside)); err != nil {
+		t.Fatal(err)
+	}
 	got, err := run(t, context.Background(), Config{Resume: part.Out, Out: part.Out, Data: movedRoot}, &quietReporter{})
 	if err != nil {
 		t.Fatal(err)

@@ -188,6 +188,9 @@ func describeTraining(line lineFunc, path string, m checkpoint.Meta, unresumable
 		if m.ValidPixelAUROC != nil {
 			kept += fmt.Sprintf(", pixel AUROC %.2f%%", 100**m.ValidPixelAUROC)
 		}
+		if h := m.SelectedOn; h != nil {
+			kept += fmt.Sprintf(", on %d normal and %d abnormal held-out valid images", h.Normal, h.Abnormal)
+		}
 		line("selection", "%s", kept)
 	}
 }
