@@ -168,11 +168,11 @@ func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, rep Reporter) (*Resul
 	defer r.free()
 	steps := []func() error{r.resumeFrom, r.readShots, func() error { return r.buildModel(tk) }, r.augment, func() error { return r.cacheFeatures(ctx) }}
 	for _, step := range steps {
-		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("%w while preparing, before the first step; nothing was saved", ErrInterrupted)
+		if ctx.Err() != nil {
+			return nil, r.stoppedPreparing(fmt.Errorf("%w while preparing, before the first step; nothing was saved", ErrInterrupted))
 		}
 		if err := step(); err != nil {
-			return nil, err
+			return nil, r.stoppedPreparing(err)
 		}
 	}
 	if err := r.epochs(ctx); err != nil {
@@ -235,6 +235,15 @@ func (r *trainingRun) free() {
 	if r.resume != nil {
 		r.resume.Free()
 	}
+}
+
+// stoppedPreparing adds to an interruption before the first step of a
+// resumed run that the checkpoint it resumes is as it was.
+func (r *trainingRun) stoppedPreparing(err error) error {
+	if r.c.Resume == "" || !errors.Is(err, ErrInterrupted) {
+		return err
+	}
+	return fmt.Errorf("%w: %s is as it was (continue with --resume %s)", err, r.c.Resume, shellquote.Path(r.c.Resume))
 }
 
 // resumeFrom loads a partial checkpoint: the run continues with the

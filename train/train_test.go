@@ -981,6 +981,17 @@ func TestInterruptBeforeTraining(t *testing.T) {
 	if _, err := os.Stat(c.Out); err == nil {
 		t.Error("a checkpoint was saved before any training")
 	}
+	// A resumed run stopped before its first step leaves its checkpoint
+	// as it was, and says so.
+	interrupt(t, c, 2, func(*checkpoint.Checkpoint) {})
+	before, _ := os.ReadFile(c.Out)
+	_, err = run(t, ctx, Config{Resume: c.Out, Out: c.Out}, &quietReporter{})
+	if !errors.Is(err, ErrInterrupted) || !strings.Contains(err.Error(), ": "+c.Out+" is as it was (continue with --resume "+c.Out+")") {
+		t.Errorf("a resumed run interrupted before its first step: %v", err)
+	}
+	if after, _ := os.ReadFile(c.Out); !bytes.Equal(before, after) {
+		t.Error("the resumed checkpoint changed though no step was taken")
+	}
 }
 
 // A threshold calibrated on few held-out images is said to be rough; one
