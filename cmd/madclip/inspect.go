@@ -12,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"madclip/checkpoint"
+	"madclip/dataset"
 	"madclip/internal/plural"
 	"madclip/internal/regularfile"
 	"madclip/internal/shellquote"
@@ -158,7 +159,11 @@ func describeTraining(line lineFunc, path string, m checkpoint.Meta, unresumable
 			loss = ", ablation: softmax loss"
 		}
 		line("training", "%s, batch %d, Adam lr %g betas (%g, %g)%s", plural.Of(m.Epochs, "epoch"), t.Batch, t.LR, t.Beta1, t.Beta2, loss)
-		line("", "data %s", oneLine(string(t.Data)))
+		where := ""
+		if m.Partial() && !isDir(dataset.Dir(string(t.Data), m.Dataset)) {
+			where = " (not there now: resuming needs --data where it is)"
+		}
+		line("", "data %s%s", oneLine(string(t.Data)), where)
 	default:
 		line("training", "%s (other settings not recorded)", plural.Of(m.Epochs, "epoch"))
 	}

@@ -101,6 +101,15 @@ func TestInspect(t *testing.T) {
 		t.Errorf("no optimiser state: exit %d, %s\n%s", code, e, o)
 	}
 
+	// Its data gone from where it was: resuming needs --data.
+	noData := filepath.Join(dir, "nodata.safetensors")
+	rewriteCheckpoint(t, edited, noData, func(meta map[string]any, _ []safetensors.Tensor) {
+		meta["training"].(map[string]any)["data"] = filepath.Join(dir, "moved-away")
+	})
+	if o, e, code := madclip(t, nil, "inspect", noData); code != 0 || !strings.Contains(o, "data "+filepath.Join(dir, "moved-away")+" (not there now: resuming needs --data where it is)\n") {
+		t.Errorf("data gone: exit %d, %s\n%s", code, e, o)
+	}
+
 	// Where the weights are now: found elsewhere by their digest, there
 	// and the same, there but other weights, there but not weights.
 	t.Setenv("XDG_CACHE_HOME", t.TempDir()) // for weights.Digest below
