@@ -132,8 +132,8 @@ type ShotImages struct {
 }
 
 // HeldOut identifies a set of held-out valid images: how many of each
-// class, and the SHA-256 of their sorted names (relative to the split,
-// with their labels; see train's heldOutPrint).
+// class, and a SHA-256 over their names (relative to the split), labels
+// and files' SHA-256s (see train's heldOutPrint).
 type HeldOut struct {
 	Normal      int    `json:"normal"`
 	Abnormal    int    `json:"abnormal"`
@@ -227,6 +227,20 @@ func Resumable(path string, m Meta) error {
 	moments := slices.ContainsFunc(f.Tensors, func(t safetensors.Tensor) bool { return strings.HasPrefix(t.Name, "optim.") })
 	if m.Steps > 0 && !moments {
 		return fmt.Errorf("it was saved after %d optimiser steps without the optimiser's state, so it cannot continue exactly", m.Steps)
+	}
+	for _, t := range f.Tensors { // each parameter's two moments, or neither
+		other := ""
+		if rest, ok := strings.CutPrefix(t.Name, "optim.m."); ok {
+			other = "optim.v." + rest
+		} else if rest, ok := strings.CutPrefix(t.Name, "optim.v."); ok {
+			other = "optim.m." + rest
+		}
+		if _, ok := f.Get(other); other != "" && !ok {
+			return fmt.Errorf("its optimiser state has %s without %s", t.Name, other)
+		}
+	}
+	if m.SelectedEpoch > 0 && !slices.ContainsFunc(f.Tensors, func(t safetensors.Tensor) bool { return strings.HasPrefix(t.Name, SelectedPrefix) }) {
+		return fmt.Errorf("it names epoch %d as the best so far but lacks its parameters", m.SelectedEpoch)
 	}
 	return nil
 }
@@ -1018,14 +1032,28 @@ func isSHA256(s string) bool {
 
 // WeightsFile is the CLIP weights file a checkpoint at ckPath with this
 // Meta runs on when no --weights is given: the recorded file, or when it
-// is not there any more, a file with the recorded digest in the weights
-// folders or the checkpoint's own folder. It is "" for a preset.
+// is not there any more or holds other weights now, a file with the
+// recorded digest in the weights folders or the checkpoint's own folder.
+// It is "" for a preset.
 func (m Meta) WeightsFile(ckPath string) (string, error) {
 	b := m.Backbone
 	if b.Preset != "" {
 		return "", nil
 	}
-	if _, err := os.Stat(string(b.File)); err == nil || b.Digest == "" {
+	_, statErr := os.Stat(string(b.File))
+	if b.Digest == "" {
+		return string(b.File), nil
+	}
+	if statErr == nil {
+		// There, and the same weights; or other ones, when a file with the
+		// digest elsewhere is taken instead (else the caller names the
+		// difference).
+		if d, err := weights.Digest(string(b.File)); err == nil && d == b.Digest {
+			return string(b.File), nil
+		}
+		if found, err := weights.FindDigest(b.Digest, filepath.Dir(ckPath)); err == nil {
+			return found, nil
+		}
 		return string(b.File), nil
 	}
 	found, err := weights.FindDigest(b.Digest, filepath.Dir(ckPath))

@@ -160,8 +160,10 @@ func CheckObjectText(object string) error {
 	switch {
 	case strings.TrimSpace(object) == "":
 		return errors.New("the object word is empty")
-	case strings.ContainsFunc(object, unicode.IsControl):
-		return errors.New("the object word holds a control character (a line break?)")
+	case strings.ContainsFunc(object, func(r rune) bool {
+		return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == '\u2028' || r == '\u2029'
+	}):
+		return errors.New("the object word holds a control character (a line break?) or an invisible formatting mark")
 	case len(object) > maxObjectBytes:
 		return fmt.Errorf("the object word is %d bytes, far more than a prompt's 77 tokens hold", len(object))
 	}

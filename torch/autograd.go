@@ -128,7 +128,7 @@ func NewAdam(params []*Tensor, cfg AdamConfig) (*Adam, error) {
 
 func (o *Adam) ok() error {
 	if o == nil || o.a == nil {
-		return argError("adam", "optimizer used after Free")
+		return argError("adam", "optimiser used after Free")
 	}
 	return nil
 }

@@ -202,6 +202,7 @@ type trainingRun struct {
 	backbone    *clip.Model
 	ownBackbone bool
 	selectedOn  *checkpoint.HeldOut // the held-out images selection ranks on
+	resumeFlags string              // --data and --weights given with --resume, for the command to continue
 	// weightsFound: a resumed run's weights were not given but found, at
 	// their recorded path or by their digest.
 	weightsFound bool
@@ -243,7 +244,7 @@ func (r *trainingRun) stoppedPreparing(err error) error {
 	if r.c.Resume == "" || !errors.Is(err, ErrInterrupted) {
 		return err
 	}
-	return fmt.Errorf("%w: %s is as it was (continue with --resume %s)", err, r.c.Resume, shellquote.Path(r.c.Resume))
+	return fmt.Errorf("%w: %s is as it was (continue with --resume %s%s)", err, r.c.Resume, shellquote.Path(r.c.Resume), r.resumeFlags)
 }
 
 // resumeFrom loads a partial checkpoint: the run continues with the
@@ -252,6 +253,13 @@ func (r *trainingRun) resumeFrom() error {
 	c := r.c
 	if c.Resume == "" {
 		return nil
+	}
+	// The flags this start needs again if it stops before it saves.
+	if c.Data != "" {
+		r.resumeFlags += " --data " + shellquote.Path(c.Data)
+	}
+	if c.Weights != "" {
+		r.resumeFlags += " --weights " + shellquote.Path(c.Weights)
 	}
 	var err error
 	if r.resume, err = checkpoint.Load(c.Resume, c.Device); err != nil {
@@ -288,6 +296,9 @@ func (r *trainingRun) resumeFrom() error {
 				return err
 			}
 			r.weightsFound = true
+			if !samepath.Same(c.Weights, string(b.File)) {
+				r.rep.Stage(fmt.Sprintf("weights: %s is not there any more; using %s, which has the same digest", b.File, c.Weights))
+			}
 		}
 	}
 	return nil
@@ -348,7 +359,7 @@ func (r *trainingRun) readShots() error {
 		}
 		if r.resume != nil {
 			if was := r.resume.Meta.SelectedOn; was != nil && *was != set {
-				return fmt.Errorf("%s: the held-out valid images in %s (%d normal, %d abnormal) are not those the run selected its epochs on (%d normal, %d abnormal): its epochs' AUROCs would be compared over different images; resume on the data it started on, or start again",
+				return fmt.Errorf("%s: the held-out valid images in %s (%d normal, %d abnormal) are not those the run selected its epochs on (%d normal, %d abnormal; or one of them changed): its epochs' AUROCs would be compared over different images; resume on the data it started on, or start again",
 					c.Resume, valid.Dir, set.Normal, set.Abnormal, was.Normal, was.Abnormal)
 			}
 		}
@@ -404,7 +415,7 @@ func (r *trainingRun) buildModel(tk *bpe.Tokenizer) error {
 		// A resumed run continues on the backbone it started on.
 		if rb := r.resume.Meta.Backbone; !rb.Same(bb) {
 			if r.weightsFound {
-				return fmt.Errorf("%s was started on other CLIP weights (%s) than those now at %s (%s): give the ones it started on with --weights", c.Resume, rb, c.Weights, bb)
+				return fmt.Errorf("%s was started on other CLIP weights (digest %.12s…) than those now at %s (digest %.12s…): give the ones it started on with --weights", c.Resume, rb.Digest+rb.SHA256, c.Weights, bb.Digest)
 			}
 			return fmt.Errorf("%s was started on another backbone (%s) than the one given (%s)", c.Resume, rb, bb)
 		}
@@ -790,7 +801,7 @@ func restoreAdam(opt *torch.Adam, m *model.MadCLIP, ck *checkpoint.Checkpoint) e
 			continue
 		}
 		if err := opt.SetState(ck.Meta.Steps, i, mom, v); err != nil {
-			return fmt.Errorf("%s: optimizer state of %s: %w", ck.Path, name, err)
+			return fmt.Errorf("%s: optimiser state of %s: %w", ck.Path, name, err)
 		}
 		restored++
 	}
@@ -816,15 +827,20 @@ func textCosine(m *model.MadCLIP) (float64, error) {
 
 // heldOutPrint identifies the held-out images of the valid split in dir:
 // their counts, and the SHA-256 of their names relative to dir with their
-// labels, sorted (names, not contents: the set, wherever the data lies).
+// labels and their files' SHA-256s (image and mask), sorted: the same set
+// wherever the data lies, another if a file changed.
 func heldOutPrint(dir string, heldOut []dataset.Sample) (checkpoint.HeldOut, error) {
+	sums, err := dataset.Digests(heldOut)
+	if err != nil {
+		return checkpoint.HeldOut{}, err
+	}
 	lines := make([]string, 0, len(heldOut))
-	for _, s := range heldOut {
+	for i, s := range heldOut {
 		rel, err := filepath.Rel(dir, s.Path)
 		if err != nil {
 			return checkpoint.HeldOut{}, err
 		}
-		lines = append(lines, fmt.Sprintf("%t %s", s.Abnormal, filepath.ToSlash(rel)))
+		lines = append(lines, fmt.Sprintf("%t %s %s", s.Abnormal, filepath.ToSlash(rel), sums[i]))
 	}
 	slices.Sort(lines)
 	sum := sha256.Sum256([]byte(strings.Join(lines, "\n")))

@@ -260,12 +260,19 @@ func TestResumeKeepsSelection(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := run(t, context.Background(), Config{Resume: part.Out, Out: part.Out, Data: movedRoot}, &quietReporter{}); err == nil ||
-		!strings.Contains(err.Error(), fmt.Sprintf("(%d normal, %d abnormal) are not those the run selected its epochs on (%d normal, %d abnormal)", meta.SelectedOn.Normal-1, meta.SelectedOn.Abnormal, meta.SelectedOn.Normal, meta.SelectedOn.Abnormal)) {
+		!strings.Contains(err.Error(), fmt.Sprintf("(%d normal, %d abnormal) are not those the run selected its epochs on (%d normal, %d abnormal;", meta.SelectedOn.Normal-1, meta.SelectedOn.Abnormal, meta.SelectedOn.Normal, meta.SelectedOn.Abnormal)) {
 		t.Fatalf("resumed on another held-out set: %v", err)
 	}
 	if err := os.Rename(kept, filepath.Join(goodDir, aside)); err != nil {
 		t.Fatal(err)
 	}
+	// The same names, one file changed: refused too.
+	orig, _ := os.ReadFile(filepath.Join(goodDir, aside))
+	os.WriteFile(filepath.Join(goodDir, aside), append(slices.Clone(orig), 0), 0o644)
+	if _, err := run(t, context.Background(), Config{Resume: part.Out, Out: part.Out, Data: movedRoot}, &quietReporter{}); err == nil || !strings.Contains(err.Error(), "or one of them changed") {
+		t.Fatalf("resumed on a changed held-out image: %v", err)
+	}
+	os.WriteFile(filepath.Join(goodDir, aside), orig, 0o644)
 	got, err := run(t, context.Background(), Config{Resume: part.Out, Out: part.Out, Data: movedRoot}, &quietReporter{})
 	if err != nil {
 		t.Fatal(err)
@@ -940,9 +947,13 @@ func TestResumeKeepsTheBackbone(t *testing.T) {
 	if _, err := run(t, context.Background(), resumed, &quietReporter{}); err == nil || !strings.Contains(err.Error(), "than those now at "+found) || !strings.Contains(err.Error(), "give the ones it started on with --weights") {
 		t.Errorf("resume with other weights at the recorded path: %v", err)
 	}
-	resumed.Weights = found + ".kept"
-	if _, err := run(t, context.Background(), resumed, &quietReporter{}); err != nil {
-		t.Errorf("resume on its own weights: %v", err)
+	// With its own weights beside the checkpoint too, the run takes those.
+	right := filepath.Join(filepath.Dir(c.Out), "right.safetensors")
+	if err := os.Rename(found+".kept", right); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := run(t, context.Background(), resumed, &quietReporter{}); err != nil || string(res.Meta.Backbone.File) != right {
+		t.Errorf("resume with other weights at the recorded path and its own beside the checkpoint: %v", err)
 	}
 }
 

@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -125,6 +127,9 @@ func convert(in, out, vocab string, want *clip.Config) (clip.Config, error) {
 			return contentError{fmt.Errorf("convert %s: not the CLIP expected: it holds %d px, patch %d, width %d, %d layers, where %s names one of %d px, patch %d, width %d, %d layers; nothing was written",
 				in, cfg.ImageSize, cfg.PatchSize, cfg.VisionWidth, cfg.VisionLayers, filepath.Base(out), want.ImageSize, want.PatchSize, want.VisionWidth, want.VisionLayers)}
 		}
+		if err := allFinite(w); err != nil { // a damaged archive can load as garbage
+			return contentError{fmt.Errorf("convert %s: %w; nothing was written", in, err)}
+		}
 		meta := map[string]string{"format": "pt", "source": filepath.Base(in), "converted_by": "madclip"}
 		return torch.SaveSafetensors(out, w, meta)
 	})
@@ -137,6 +142,29 @@ func convert(in, out, vocab string, want *clip.Config) (clip.Config, error) {
 		}
 	}
 	return cfg, nil
+}
+
+// allFinite refuses weights with a tensor holding NaN or infinity: no CLIP
+// has one, and a damaged archive (a record shorter than its tensor) can
+// load as garbage that does.
+func allFinite(w map[string]*torch.Tensor) error {
+	for _, name := range slices.Sorted(maps.Keys(w)) {
+		in, err := w[name].Info()
+		if err != nil {
+			return fmt.Errorf("tensor %s: %w", name, err)
+		}
+		if !in.DType.IsFloat() {
+			continue
+		}
+		b, err := w[name].Bytes(in.DType)
+		if err != nil {
+			return fmt.Errorf("tensor %s: %w", name, err)
+		}
+		if nonFinite(string(torch.SafetensorsDType(in.DType)), b) {
+			return fmt.Errorf("tensor %s %w", name, errNonFinite)
+		}
+	}
+	return nil
 }
 
 // Check infers the architecture of weights with OpenAI's names and checks

@@ -129,7 +129,11 @@ func TestConvertRejects(t *testing.T) {
 	}
 	text := filepath.Join(dir, "notes.pt")
 	os.WriteFile(text, []byte("just some text"), 0o644)
+	// NaN where a damaged archive's short record loads garbage.
+	nan := filepath.Join(dir, "nan.safetensors")
+	cliptest.WriteTinyNaN(t, nan, 1, "token_embedding.weight")
 	for in, want := range map[string]string{
+		nan:                                 "tensor token_embedding.weight holds NaN or infinite values: the file is corrupt; nothing was written",
 		partial:                             "missing transformer.resblocks.1.ln_2.bias",
 		text:                                text,
 		filepath.Join(dir, "none.pt"):       "none.pt",

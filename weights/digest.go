@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"syscall"
 
 	"madclip/atomicfile"
@@ -273,9 +274,12 @@ var ErrNoMatch = errors.New("no weights with this digest")
 func FindDigest(digest string, dirs ...string) (string, error) {
 	seen := map[string]bool{}
 	for _, d := range append(dirs, Dirs()...) {
-		files, _ := filepath.Glob(filepath.Join(d, "*.safetensors"))
-		for _, f := range files {
-			abs, err := filepath.Abs(f)
+		entries, _ := os.ReadDir(d) // not a glob: a folder may be named "g[1]"
+		for _, e := range entries {
+			if !strings.HasSuffix(e.Name(), ".safetensors") {
+				continue
+			}
+			abs, err := filepath.Abs(filepath.Join(d, e.Name()))
 			if err != nil || seen[abs] {
 				continue
 			}

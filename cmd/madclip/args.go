@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/urfave/cli/v2"
@@ -444,18 +445,15 @@ func oneLine(s string) string {
 
 // isControl reports runes that would break a message's single line, steer
 // the terminal or hide in it: C0, DEL, C1, Unicode's line and paragraph
-// separators, and the invisible marks that reorder or hide text (the
-// bidirectional controls, zero-width characters, the byte-order mark), with
-// which a name could read as another.
+// separators, and every format character (category Cf: the bidirectional
+// controls, zero-width characters, the byte-order mark, the soft hyphen,
+// tag characters), with which a name could read as another.
 func isControl(r rune) bool {
 	switch {
 	case r < 0x20, r == 0x7f, r >= 0x80 && r < 0xa0, r == '\u2028', r == '\u2029':
 		return true
-	case r == '\u061c', r >= '\u200b' && r <= '\u200f', r >= '\u202a' && r <= '\u202e',
-		r >= '\u2060' && r <= '\u2064', r >= '\u2066' && r <= '\u2069', r == '\ufeff':
-		return true
 	}
-	return false
+	return unicode.Is(unicode.Cf, r)
 }
 
 // usageText is a flag parser's error in the words of this command line:

@@ -230,7 +230,7 @@ func exportAuthorsAction(c *cli.Context) error {
 func exportHint(out string, meta checkpoint.Meta) string {
 	vitL, _ := clip.Preset("ViT-L/14-336")
 	if b := meta.Backbone; b.Preset != "" || b.Config != vitL {
-		return fmt.Sprintf("wrote %s (trained on %s; the authors' code runs OpenAI's ViT-L/14-336 and cannot use it, madclip import authors can)\n", oneLine(out), b) + readBackHint(out, meta)
+		return fmt.Sprintf("wrote %s (trained on %s; the authors' code runs OpenAI's ViT-L/14-336 and cannot use it, madclip import authors can)\n", oneLine(out), oneLine(b.String())) + readBackHint(out, meta)
 	}
 	layers := strings.Trim(fmt.Sprint(meta.Model.Layers), "[]")
 	// Their test.py loads {save_path}/{obj}.pth.

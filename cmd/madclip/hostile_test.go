@@ -760,6 +760,17 @@ func TestTrainSignalsAndResume(t *testing.T) {
 	if err := safetensors.WriteFile(bogus, extra, f.Metadata); err != nil {
 		t.Fatal(err)
 	}
+	// First moments without the second ones.
+	halfAdam := filepath.Join(dir, "halfadam.safetensors")
+	var half []safetensors.Tensor
+	for _, x := range f.Tensors {
+		if !strings.HasPrefix(x.Name, "optim.v.") {
+			half = append(half, x)
+		}
+	}
+	if err := safetensors.WriteFile(halfAdam, half, f.Metadata); err != nil {
+		t.Fatal(err)
+	}
 	f.Close()
 	_, e, code = madclip(t, nil, "train", "--resume", bogus, "-q")
 	wantFailure(t, "it holds optimiser state optim.m.bogus for no parameter of the model", e, code)
@@ -767,7 +778,8 @@ func TestTrainSignalsAndResume(t *testing.T) {
 	wantFailure(t, "without the optimiser's state", e, code)
 	// inspect offers the command to continue only where it would work.
 	for ck, want := range map[string]string{out: "; continue it with madclip train --resume " + out + "\n",
-		noAdam: "; it cannot be resumed: it was saved after ", farStep: "; it cannot be resumed: its resume state (epoch "} {
+		noAdam: "; it cannot be resumed: it was saved after ", farStep: "; it cannot be resumed: its resume state (epoch ",
+		halfAdam: "; it cannot be resumed: its optimiser state has optim.m."} {
 		if o, e, code := madclip(t, nil, "inspect", ck); code != 0 || !strings.Contains(o, want) {
 			t.Errorf("inspect %s: exit %d, %s\nlacks %q:\n%s", filepath.Base(ck), code, e, want, o)
 		}

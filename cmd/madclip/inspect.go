@@ -174,7 +174,11 @@ func describeTraining(line lineFunc, path string, m checkpoint.Meta, unresumable
 			line("status", "unfinished: interrupted at %s; it cannot be resumed: %s", m.StoppedAt(), oneLine(unresumable.Error()))
 			break
 		}
-		line("status", "unfinished: interrupted at %s; continue it with madclip train --resume %s", m.StoppedAt(), shellquote.Path(path))
+		data := ""
+		if t := m.Training; t != nil && !isDir(dataset.Dir(string(t.Data), m.Dataset)) {
+			data = " --data WHERE-THE-DATA-IS-NOW"
+		}
+		line("status", "unfinished: interrupted at %s; continue it with madclip train --resume %s%s", m.StoppedAt(), shellquote.Path(path), data)
 	default:
 		status := "finished"
 		if m.Elapsed > 0 {
@@ -253,6 +257,11 @@ func weightsNow(b checkpoint.Backbone, path string) string {
 	switch {
 	case err != nil:
 		return "there, but not readable as CLIP weights: " + oneLine(err.Error())
+	case got != want && b.Digest != "":
+		if found, err := weights.FindDigest(b.Digest, filepath.Dir(path)); err == nil {
+			return "there, but holding other weights now (" + got[:12] + "…); predict and eval will take " + oneLine(found) + ", which holds the same weights"
+		}
+		fallthrough
 	case got != want:
 		return "there, but holding other weights now (" + got[:12] + "…): predict and eval will refuse them; give the ones it was trained on with --weights"
 	}

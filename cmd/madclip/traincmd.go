@@ -314,7 +314,7 @@ func (r *trainReporter) Stage(msg string) {
 	if r.bar != nil && !r.bar.IsFinished() {
 		_ = r.bar.Clear() // the line goes where the bar was; the next step draws it again
 	}
-	fmt.Fprintln(r.w, msg)
+	fmt.Fprintln(r.w, oneLine(msg)) // it may name files: escaped as every message is
 }
 
 // Warn shows msg as a warning, quiet or not: --quiet hides progress, not
@@ -323,7 +323,7 @@ func (r *trainReporter) Warn(msg string) {
 	if r.bar != nil && !r.bar.IsFinished() {
 		_ = r.bar.Clear()
 	}
-	fmt.Fprintln(r.w, "warning: "+msg)
+	fmt.Fprintln(r.w, "warning: "+oneLine(msg))
 }
 
 func (r *trainReporter) Start(epochs, steps, done int) {
