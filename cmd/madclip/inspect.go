@@ -104,7 +104,7 @@ func describeCheckpoint(w io.Writer, path string, m checkpoint.Meta, unresumable
 	}
 	line("dataset", "%s, %s; image score: %s", oneLine(m.Dataset), object, score)
 	describeShots(line, m)
-	describeBackbone(line, m.Backbone, path)
+	describeBackbone(line, m, path)
 	describeModel(line, m)
 	describeTraining(line, path, m, unresumable)
 	describeThreshold(line, m)
@@ -150,6 +150,8 @@ func describeModel(line lineFunc, m checkpoint.Meta) {
 // describeTraining writes the run's settings, whether it finished (and how
 // to continue it if not), and the epoch selection kept.
 func describeTraining(line lineFunc, path string, m checkpoint.Meta, unresumable error) {
+	// An unfinished run whose data has moved needs --data to go on.
+	dataGone := m.Partial() && m.Training != nil && !isDir(dataset.Dir(string(m.Training.Data), m.Dataset))
 	switch t := m.Training; {
 	case m.Imported != nil:
 		line("training", "elsewhere: imported from %s (%s, SHA-256 %s)", oneLine(string(m.Imported.File)), oneLine(m.Imported.Format), oneLine(m.Imported.SHA256))
@@ -160,7 +162,7 @@ func describeTraining(line lineFunc, path string, m checkpoint.Meta, unresumable
 		}
 		line("training", "%s, batch %d, Adam lr %g betas (%g, %g)%s", plural.Of(m.Epochs, "epoch"), t.Batch, t.LR, t.Beta1, t.Beta2, loss)
 		where := ""
-		if m.Partial() && !isDir(dataset.Dir(string(t.Data), m.Dataset)) {
+		if dataGone {
 			where = " (not there now: resuming needs --data where it is)"
 		}
 		line("", "data %s%s", oneLine(string(t.Data)), where)
@@ -175,7 +177,7 @@ func describeTraining(line lineFunc, path string, m checkpoint.Meta, unresumable
 			break
 		}
 		data := ""
-		if t := m.Training; t != nil && !isDir(dataset.Dir(string(t.Data), m.Dataset)) {
+		if dataGone {
 			data = " --data WHERE-THE-DATA-IS-NOW"
 		}
 		line("status", "unfinished: interrupted at %s; continue it with madclip train --resume %s%s", m.StoppedAt(), shellquote.Path(path), data)
@@ -205,8 +207,9 @@ func describeTraining(line lineFunc, path string, m checkpoint.Meta, unresumable
 }
 
 // describeBackbone writes the frozen CLIP and, for weights, whether the
-// recorded file is still where it was.
-func describeBackbone(line lineFunc, b checkpoint.Backbone, path string) {
+// recorded file still holds them, or which file predict would take.
+func describeBackbone(line lineFunc, m checkpoint.Meta, path string) {
+	b := m.Backbone
 	arch := b.Config.Name()
 	if b.Preset != "" {
 		if arch != b.Preset {
@@ -222,32 +225,37 @@ func describeBackbone(line lineFunc, b checkpoint.Backbone, path string) {
 		id = "file SHA-256 " + b.SHA256
 	}
 	line("backbone", "CLIP weights, %s; %s", arch, id)
-	line("", "file %s (%s)", oneLine(string(b.File)), weightsNow(b, path))
+	line("", "file %s (%s)", oneLine(string(b.File)), weightsNow(m, path))
 }
 
-// weightsNow says whether the weights a checkpoint at path was trained on
-// are where predict and eval would take them from without --weights: the
-// recorded file if it is there (and whether it still holds those weights),
-// else a file with the recorded digest in the weights folders or beside
-// the checkpoint. A file's digest is remembered once computed, so this
-// reads the weights only the first time.
-func weightsNow(b checkpoint.Backbone, path string) string {
+// weightsNow says where predict and eval would take the weights a
+// checkpoint at path was trained on without --weights (m.WeightsFile: the
+// recorded file, or one with the recorded digest in the weights folders or
+// beside the checkpoint), and whether the recorded file still holds them.
+// A file's digest is remembered once computed, so this reads the weights
+// only the first time.
+func weightsNow(m checkpoint.Meta, path string) string {
+	b := m.Backbone
 	file := string(b.File)
-	st, err := os.Stat(file)
-	if err == nil && !st.Mode().IsRegular() {
+	st, statErr := os.Stat(file)
+	switch {
+	case statErr == nil && !st.Mode().IsRegular():
 		return "there, but " + regularfile.Kind(st.Mode()) + ", not weights: give the weights with --weights"
+	case statErr != nil && b.Digest == "":
+		return "not there now: give the weights it was trained on with --weights"
 	}
+	use, err := m.WeightsFile(path) // as predict and eval find them
 	if err != nil {
-		if b.Digest == "" {
-			return "not there now: give the weights it was trained on with --weights"
-		}
-		found, err := weights.FindDigest(b.Digest, filepath.Dir(path))
-		if err != nil {
-			return "not there now, and no file with its digest in " + oneLine(strings.Join(append(weights.Dirs(), filepath.Dir(path)), ", ")) + ": give the weights with --weights"
-		}
-		return "not there now; predict and eval will take " + oneLine(found) + ", which holds the same weights"
+		return "not there now, and no file with its digest in " + oneLine(strings.Join(append(weights.Dirs(), filepath.Dir(path)), ", ")) + ": give the weights with --weights"
 	}
-	want, got, err := b.Digest, "", error(nil)
+	if use != file {
+		now := "not there now"
+		if statErr == nil {
+			now = "there, but holding other weights now"
+		}
+		return now + "; predict and eval will take " + oneLine(use) + ", which holds the same weights"
+	}
+	want, got := b.Digest, ""
 	if want != "" {
 		got, err = weights.Digest(file)
 	} else { // a checkpoint from before digests: the file's hash
@@ -257,11 +265,6 @@ func weightsNow(b checkpoint.Backbone, path string) string {
 	switch {
 	case err != nil:
 		return "there, but not readable as CLIP weights: " + oneLine(err.Error())
-	case got != want && b.Digest != "":
-		if found, err := weights.FindDigest(b.Digest, filepath.Dir(path)); err == nil {
-			return "there, but holding other weights now (" + got[:12] + "…); predict and eval will take " + oneLine(found) + ", which holds the same weights"
-		}
-		fallthrough
 	case got != want:
 		return "there, but holding other weights now (" + got[:12] + "…): predict and eval will refuse them; give the ones it was trained on with --weights"
 	}
