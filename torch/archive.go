@@ -58,7 +58,7 @@ func CheckArchive(path string) error {
 	}
 	z, err := zip.OpenReader(path)
 	if err != nil {
-		return notZip(path)
+		return notZip(path, err)
 	}
 	defer z.Close()
 	for _, f := range z.File {

@@ -62,9 +62,16 @@ func TestLoadArchive(t *testing.T) {
 	raw, _ := os.ReadFile(filepath.Join(dir, "ts.pt"))
 	trunc := filepath.Join(dir, "trunc.pt")
 	os.WriteFile(trunc, raw[:len(raw)/2], 0o644)
+	// Whole, but its directory's first entry no longer starts as one.
+	flipped := filepath.Join(dir, "flipped.pt")
+	dirAt := bytes.LastIndex(raw, []byte("PK\x05\x06")) + 16
+	cd := int(raw[dirAt]) | int(raw[dirAt+1])<<8 | int(raw[dirAt+2])<<16 | int(raw[dirAt+3])<<24
+	damaged := append([]byte(nil), raw...)
+	damaged[cd+2] ^= 0xff
+	os.WriteFile(flipped, damaged, 0o644)
 	run(t, func(s *Scope) error {
 		for p, want := range map[string]string{
-			bad: "whose end is missing", trunc: "whose end is missing", text: "not a PyTorch file", filepath.Join(dir, "missing.pt"): "no such file",
+			bad: "whose end is missing", trunc: "whose end is missing", flipped: "a damaged zip archive (its directory does not read", text: "not a PyTorch file", filepath.Join(dir, "missing.pt"): "no such file",
 		} {
 			if _, err := LoadArchive(p); err == nil || !strings.Contains(err.Error(), p) || !strings.Contains(err.Error(), want) {
 				t.Errorf("%s: %v, want it named and %q", p, err, want)

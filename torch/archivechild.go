@@ -14,6 +14,7 @@ import (
 	"unsafe"
 
 	"madclip/authorship"
+	"madclip/internal/regularfile"
 	"madclip/torch/safetensors"
 )
 
@@ -179,7 +180,7 @@ func childFailure(path string, waitErr error, stderr string) error {
 func checkRecords(path string) error {
 	z, err := zip.OpenReader(path)
 	if err != nil {
-		return notZip(path)
+		return notZip(path, err)
 	}
 	defer z.Close()
 	for _, f := range z.File {
@@ -195,19 +196,46 @@ func checkRecords(path string) error {
 	return nil
 }
 
-// notZip says what the file at path is, which zip.OpenReader refused.
-func notZip(path string) error {
+// notZip says what the file at path is, which zip.OpenReader refused with
+// zipErr.
+func notZip(path string, zipErr error) error {
 	if f, err := safetensors.Open(path); err == nil {
 		f.Close()
 		return fmt.Errorf("load %s: a safetensors file, not the zip archive torch.save and TorchScript write", path)
 	}
 	if head, err := readHead(path, 4); err == nil && string(head) == "PK\x03\x04" {
+		if hasZipEnd(path) {
+			return fmt.Errorf("load %s: a damaged zip archive (its directory does not read: %v)", path, zipErr)
+		}
 		return fmt.Errorf("load %s: a zip archive whose end is missing (truncated, as by an interrupted download or copy)", path)
 	}
 	if head, err := readHead(path, 16); err == nil && authorship.Sniff(head) != "" {
 		return fmt.Errorf("load %s: %s, not a PyTorch file (a zip archive as torch.save and TorchScript write) or safetensors", path, authorship.Sniff(head))
 	}
 	return fmt.Errorf("load %s: not a PyTorch file (neither a zip archive as torch.save and TorchScript write, nor safetensors)", path)
+}
+
+// hasZipEnd says whether the file at path ends as a zip archive does: with
+// an end-of-central-directory record (its signature within the last 22 bytes
+// plus the longest archive comment). A zip whose start is there but whose end
+// is not was cut short; one with both is damaged inside.
+func hasZipEnd(path string) bool {
+	f, err := regularfile.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	const tail = 22 + 65535
+	start := max(info.Size()-tail, 0)
+	b := make([]byte, info.Size()-start)
+	if _, err := f.ReadAt(b, start); err != nil && err != io.EOF {
+		return false
+	}
+	return bytes.Contains(b, []byte("PK\x05\x06"))
 }
 
 // headBuffer keeps the first max bytes written to it (a crashing child's
