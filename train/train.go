@@ -667,8 +667,12 @@ func (r *trainingRun) stopAt(epoch, step int, lossSum float64, lossN int, why er
 		selected = r.sel.state(r.m)
 		r.sel.record(&r.meta)
 	}
-	if err := checkpoint.SavePartial(r.c.Out, r.m, r.opt, r.meta, selected); err != nil {
+	at, err := saveOrRescue(r.c.Out, func(p string) error { return checkpoint.SavePartial(p, r.m, r.opt, r.meta, selected) })
+	switch {
+	case at == "":
 		return fmt.Errorf("%w, and saving the checkpoint failed: %w", why, err)
+	case err != nil:
+		return fmt.Errorf("%w, and saving the checkpoint failed (%w): saved %s instead (continue with --resume %s)", why, err, at, shellquote.Path(at))
 	}
 	return fmt.Errorf("%w; saved %s (continue with --resume %s)", why, r.c.Out, shellquote.Path(r.c.Out))
 }
@@ -711,8 +715,12 @@ func (r *trainingRun) finish() error {
 	r.meta.Epoch, r.meta.Step, r.meta.EpochLossSum, r.meta.EpochLossSteps, r.meta.Steps = r.c.Epochs, 0, 0, 0, 0
 	r.meta.Elapsed = r.elapsed().Seconds()
 	r.rep.Stage("saving " + r.c.Out)
-	if err := checkpoint.Save(r.c.Out, r.m, nil, r.meta); err != nil {
+	at, err := saveOrRescue(r.c.Out, func(p string) error { return checkpoint.Save(p, r.m, nil, r.meta) })
+	switch {
+	case at == "":
 		return err
+	case err != nil:
+		return fmt.Errorf("%w; the trained model is saved as %s instead (move it where it belongs)", err, at)
 	}
 	r.res.Meta = r.meta
 	return nil
