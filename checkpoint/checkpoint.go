@@ -224,23 +224,51 @@ func Resumable(path string, m Meta) error {
 		return err
 	}
 	defer f.Close()
-	moments := slices.ContainsFunc(f.Tensors, func(t safetensors.Tensor) bool { return strings.HasPrefix(t.Name, "optim.") })
-	if m.Steps > 0 && !moments {
-		return fmt.Errorf("it was saved after %d optimiser steps without the optimiser's state, so it cannot continue exactly", m.Steps)
+	names := make([]string, len(f.Tensors))
+	for i, t := range f.Tensors {
+		names[i] = t.Name
 	}
-	for _, t := range f.Tensors { // each parameter's two moments, or neither
-		other := ""
-		if rest, ok := strings.CutPrefix(t.Name, "optim.m."); ok {
-			other = "optim.v." + rest
-		} else if rest, ok := strings.CutPrefix(t.Name, "optim.v."); ok {
-			other = "optim.m." + rest
-		}
-		if _, ok := f.Get(other); other != "" && !ok {
-			return fmt.Errorf("its optimiser state has %s without %s", t.Name, other)
-		}
+	if err := CheckOptimState(names, m.Steps, nil); err != nil {
+		return err
 	}
 	if m.SelectedEpoch > 0 && !slices.ContainsFunc(f.Tensors, func(t safetensors.Tensor) bool { return strings.HasPrefix(t.Name, SelectedPrefix) }) {
 		return fmt.Errorf("it names epoch %d as the best so far but lacks its parameters", m.SelectedEpoch)
+	}
+	return nil
+}
+
+// CheckOptimState refuses the optimiser state of a partial checkpoint
+// holding the tensors named, saved after steps Adam steps, that cannot
+// continue its run exactly: none at all past the first step, one moment of
+// a pair ("optim.m.NAME" without "optim.v.NAME" or the reverse), or, when
+// params is not nil, moments of a name not among the model's parameters. A
+// parameter may have none (no gradient reached it yet). Any of these means
+// the file was altered.
+func CheckOptimState(tensors []string, steps int64, params []string) error {
+	have := make(map[string]bool, len(tensors))
+	for _, name := range tensors {
+		have[name] = true
+	}
+	moments := false
+	for _, name := range tensors {
+		param, other := "", ""
+		if rest, ok := strings.CutPrefix(name, "optim.m."); ok {
+			param, other = rest, "optim.v."+rest
+		} else if rest, ok := strings.CutPrefix(name, "optim.v."); ok {
+			param, other = rest, "optim.m."+rest
+		} else {
+			continue
+		}
+		moments = true
+		if params != nil && !slices.Contains(params, param) {
+			return fmt.Errorf("it holds optimiser state %s for no parameter of the model: edited or damaged", name)
+		}
+		if !have[other] {
+			return fmt.Errorf("its optimiser state has %s without %s", name, other)
+		}
+	}
+	if steps > 0 && !moments {
+		return fmt.Errorf("it was saved after %d optimiser steps without the optimiser's state, so it cannot continue exactly", steps)
 	}
 	return nil
 }

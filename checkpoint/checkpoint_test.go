@@ -459,3 +459,29 @@ func TestCheckTextFeatures(t *testing.T) {
 }
 
 func ptr(v float64) *float64 { return &v }
+
+// The optimiser state of a partial checkpoint continues its run only when
+// whole: both moments of each parameter that has any, some after the first
+// step, and none for a name the model lacks.
+func TestCheckOptimState(t *testing.T) {
+	params := []string{"a", "b"}
+	for _, c := range []struct {
+		tensors []string
+		steps   int64
+		params  []string
+		want    string
+	}{
+		{[]string{"a", "b", "optim.m.a", "optim.v.a"}, 5, params, ""}, // b had no gradient yet
+		{[]string{"a", "b"}, 0, params, ""},                           // before the first step
+		{[]string{"a", "b"}, 5, params, "saved after 5 optimiser steps without the optimiser's state"},
+		{[]string{"a", "optim.m.a"}, 5, params, "has optim.m.a without optim.v.a"},
+		{[]string{"a", "optim.v.b"}, 5, params, "has optim.v.b without optim.m.b"},
+		{[]string{"optim.m.c", "optim.v.c"}, 5, params, "optimiser state optim.m.c for no parameter of the model"},
+		{[]string{"optim.m.c", "optim.v.c"}, 5, nil, ""}, // parameters unknown: the header alone
+	} {
+		err := CheckOptimState(c.tensors, c.steps, c.params)
+		if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("%v after %d steps: %v, want %q", c.tensors, c.steps, err, c.want)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -780,41 +781,21 @@ func Step(m *model.MadCLIP, opt *torch.Adam, taps []*torch.Tensor, labels, masks
 	return loss, err
 }
 
-// restoreAdam gives the optimiser the moments a partial checkpoint saved.
-// A parameter may have none (no gradient reached it yet), but a checkpoint
-// past its first step without any, or with one moment of a pair, was
-// altered: resuming it would not continue the run it claims to.
+// restoreAdam gives the optimiser the moments a partial checkpoint saved,
+// once checkpoint.CheckOptimState finds them able to continue the run.
 func restoreAdam(opt *torch.Adam, m *model.MadCLIP, ck *checkpoint.Checkpoint) error {
 	names := m.Params().Names()
-	for k := range ck.Tensors {
-		if !strings.HasPrefix(k, "optim.") {
-			continue
-		}
-		p, okM := strings.CutPrefix(k, "optim.m.")
-		if !okM {
-			p, _ = strings.CutPrefix(k, "optim.v.")
-		}
-		if !slices.Contains(names, p) {
-			return fmt.Errorf("%s: it holds optimiser state %s for no parameter of the model: edited or damaged", ck.Path, k)
-		}
+	if err := checkpoint.CheckOptimState(slices.Sorted(maps.Keys(ck.Tensors)), ck.Meta.Steps, names); err != nil {
+		return fmt.Errorf("%s: %w", ck.Path, err)
 	}
-	restored := 0
 	for i, name := range names {
-		mom, ok1 := ck.Tensors["optim.m."+name]
-		v, ok2 := ck.Tensors["optim.v."+name]
-		if ok1 != ok2 {
-			return fmt.Errorf("%s: optimiser state of %s has one of its two moments", ck.Path, name)
-		}
-		if !ok1 {
+		mom, ok := ck.Tensors["optim.m."+name]
+		if !ok {
 			continue
 		}
-		if err := opt.SetState(ck.Meta.Steps, i, mom, v); err != nil {
+		if err := opt.SetState(ck.Meta.Steps, i, mom, ck.Tensors["optim.v."+name]); err != nil {
 			return fmt.Errorf("%s: optimiser state of %s: %w", ck.Path, name, err)
 		}
-		restored++
-	}
-	if ck.Meta.Steps > 0 && restored == 0 {
-		return fmt.Errorf("%s: a partial checkpoint after %d optimiser steps without the optimiser's state; it cannot be resumed exactly", ck.Path, ck.Meta.Steps)
 	}
 	return nil
 }
