@@ -848,7 +848,11 @@ func (r *trainingRun) sameShots(shots dataset.Shots, samples []dataset.Sample, d
 	if slices.Equal(was.Normal, shots.Normal) && slices.Equal(was.Abnormal, shots.Abnormal) {
 		for i, d := range was.SHA256 {
 			if d != digests[i] {
-				return fmt.Errorf("%s: the shot %s (or its mask) has changed since the run started; resuming would train on other data (start again without --resume)", r.resume.Path, samples[i].Path)
+				what := samples[i].Path
+				if samples[i].MaskPath != "" { // one digest covers both
+					what += " (or its mask " + samples[i].MaskPath + ")"
+				}
+				return fmt.Errorf("%s: the shot %s has changed since the run started; resuming would train on other data (start again without --resume)", r.resume.Path, what)
 			}
 		}
 		return nil

@@ -464,7 +464,7 @@ func TestResumeOnOtherShots(t *testing.T) {
 	was := &checkpoint.ShotImages{Normal: []string{"a.png", "b.png"}, Abnormal: []string{"c.png", "d.png"}}
 	r := &trainingRun{c: &Config{}, resume: &checkpoint.Checkpoint{Path: "run.safetensors", Meta: checkpoint.Meta{ShotImages: was}}}
 	same := dataset.Shots{Normal: []string{"a.png", "b.png"}, Abnormal: []string{"c.png", "d.png"}}
-	samples := []dataset.Sample{{Path: "v/a.png"}, {Path: "v/b.png"}, {Path: "v/c.png"}, {Path: "v/d.png"}}
+	samples := []dataset.Sample{{Path: "v/a.png"}, {Path: "v/b.png"}, {Path: "v/c.png", MaskPath: "m/c.png"}, {Path: "v/d.png"}}
 	digests := []string{"1", "2", "3", "4"}
 	if err := r.sameShots(same, samples, digests); err != nil {
 		t.Errorf("same shots refused: %v", err)
@@ -474,8 +474,11 @@ func TestResumeOnOtherShots(t *testing.T) {
 	if err := r.sameShots(same, samples, digests); err != nil {
 		t.Errorf("same shots and files refused: %v", err)
 	}
-	if err := r.sameShots(same, samples, []string{"1", "2", "9", "4"}); err == nil || !strings.Contains(err.Error(), "run.safetensors: the shot v/c.png (or its mask) has changed") {
+	if err := r.sameShots(same, samples, []string{"1", "2", "9", "4"}); err == nil || !strings.Contains(err.Error(), "run.safetensors: the shot v/c.png (or its mask m/c.png) has changed") {
 		t.Errorf("changed files: %v", err)
+	}
+	if err := r.sameShots(same, samples, []string{"1", "9", "3", "4"}); err == nil || !strings.Contains(err.Error(), "run.safetensors: the shot v/b.png has changed") {
+		t.Errorf("a changed shot without a mask: %v", err)
 	}
 	err := r.sameShots(dataset.Shots{Normal: []string{"a.png", "x.png"}, Abnormal: []string{"c.png", "d.png"}}, samples, digests)
 	if err == nil || !strings.Contains(err.Error(), "run.safetensors") || !strings.Contains(err.Error(), "normal a.png b.png") || !strings.Contains(err.Error(), "normal a.png x.png") {

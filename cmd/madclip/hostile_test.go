@@ -807,7 +807,7 @@ func TestTrainSignalsAndResume(t *testing.T) {
 		t.Fatal(e)
 	}
 	_, e, code = madclip(t, nil, "train", "--resume", out, "--data", elsewhere)
-	wantFailure(t, "(or its mask) has changed", e, code)
+	wantFailure(t, "has changed since the run started", e, code)
 	if !strings.Contains(e, "data: continuing on "+elsewhere+" (the run started on "+root+"; the shots must be the same files)") {
 		t.Errorf("resumed elsewhere without saying so: %s", e)
 	}
