@@ -192,6 +192,9 @@ func Run(ctx context.Context, c Config, tk *bpe.Tokenizer, note func(string)) ([
 			if err := s.CheckHeaders(c.Limits, c.Size); err != nil {
 				return nil, err
 			}
+			if n := s.SkipNote(); n != "" {
+				note(n)
+			}
 		}
 		if err := c.enoughShots(valid); err != nil {
 			return nil, err

@@ -25,6 +25,7 @@ import (
 	"unicode"
 
 	"madclip/imaging"
+	"madclip/internal/plural"
 	"madclip/internal/regularfile"
 )
 
@@ -58,6 +59,33 @@ type Split struct {
 	Dir      string // {root}/{Obj}_AD/{split}
 	Samples  []Sample
 	HasMasks bool
+	// Skipped lists what the image folders hold besides images: files
+	// that are not PNG or JPEG and subfolders (not searched), as paths,
+	// hidden ones left out. SkipNote says them.
+	Skipped []string
+}
+
+// SkipNote is one line naming what the split's image folders hold that is
+// not read (a folder of .tif scans would otherwise look used), or "" when
+// there is nothing.
+func (s *Split) SkipNote() string {
+	if len(s.Skipped) == 0 {
+		return ""
+	}
+	var parts []string
+	folders := 0
+	for _, p := range s.Skipped {
+		if strings.HasSuffix(p, string(filepath.Separator)) {
+			folders++
+		}
+	}
+	if files := len(s.Skipped) - folders; files > 0 {
+		parts = append(parts, plural.Of(files, "file")+" that "+map[bool]string{true: "is", false: "are"}[files == 1]+" not PNG or JPEG")
+	}
+	if folders > 0 {
+		parts = append(parts, plural.Of(folders, "subfolder")+" (not searched)")
+	}
+	return fmt.Sprintf("%s: skipping %s in its image folders (e.g. %s)", s.Dir, strings.Join(parts, " and "), s.Skipped[0])
 }
 
 // CheckName refuses a dataset name that is not a plain folder name: one
@@ -85,23 +113,30 @@ func IsImage(name string) bool {
 	return false
 }
 
-func listImages(dir string) ([]string, error) {
+// listImages returns the names of the images in dir, sorted, and the
+// paths of what else it holds (hidden entries left out).
+func listImages(dir string) (names, skipped []string, err error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var out []string
 	for _, e := range entries {
 		if !IsImage(e.Name()) {
+			if p := filepath.Join(dir, e.Name()); !strings.HasPrefix(e.Name(), ".") {
+				if isDir(p) {
+					p += string(filepath.Separator)
+				}
+				skipped = append(skipped, p)
+			}
 			continue
 		}
 		if e.IsDir() { // a split's image would be left out unseen
-			return nil, fmt.Errorf("%s is a folder with an image's name, not an image", filepath.Join(dir, e.Name()))
+			return nil, nil, fmt.Errorf("%s is a folder with an image's name, not an image", filepath.Join(dir, e.Name()))
 		}
-		out = append(out, e.Name())
+		names = append(names, e.Name())
 	}
-	sort.Strings(out)
-	return out, nil
+	sort.Strings(names)
+	return names, skipped, nil
 }
 
 // ReadSplit lists a split ("valid" or "test") of the dataset called name
@@ -135,10 +170,11 @@ func ReadSplit(root, name, split string) (*Split, error) {
 	}
 	for _, cls := range []string{"good", "Ungood"} {
 		imgDir := filepath.Join(dir, cls, "img")
-		names, err := listImages(imgDir)
+		names, skipped, err := listImages(imgDir)
 		if err != nil {
 			return nil, fmt.Errorf("dataset %s: %w", name, err)
 		}
+		s.Skipped = append(s.Skipped, skipped...)
 		if len(names) == 0 {
 			return nil, fmt.Errorf("dataset %s: no PNG or JPEG images in %s", name, imgDir)
 		}

@@ -714,3 +714,39 @@ func TestSameFileInBothClasses(t *testing.T) {
 		t.Errorf("good/img linked to Ungood/img: %v", err)
 	}
 }
+
+// What a split's image folders hold besides images is listed and said in
+// one note (hidden entries left out); a split with none has no note.
+func TestSplitSkipped(t *testing.T) {
+	root := synthRoot(t)
+	clean, err := ReadSplit(root, "Chest", "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(clean.Skipped) != 0 || clean.SkipNote() != "" {
+		t.Errorf("a split of images only: skipped %v, note %q", clean.Skipped, clean.SkipNote())
+	}
+	good := filepath.Join(root, "Chest_AD", "test", "good", "img")
+	ungood := filepath.Join(root, "Chest_AD", "test", "Ungood", "img")
+	os.WriteFile(filepath.Join(good, "readme.txt"), nil, 0o644)
+	os.WriteFile(filepath.Join(good, ".DS_Store"), nil, 0o644)
+	os.WriteFile(filepath.Join(ungood, "scan.tif"), nil, 0o644)
+	os.Mkdir(filepath.Join(ungood, "more"), 0o755)
+	s, err := ReadSplit(root, "Chest", "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{filepath.Join(good, "readme.txt"), filepath.Join(ungood, "more") + "/", filepath.Join(ungood, "scan.tif")}
+	if !slices.Equal(s.Skipped, want) || len(s.Samples) != 8 {
+		t.Errorf("skipped %v, want %v; %d samples", s.Skipped, want, len(s.Samples))
+	}
+	if note, want := s.SkipNote(), filepath.Join(root, "Chest_AD", "test")+": skipping 2 files that are not PNG or JPEG and 1 subfolder (not searched) in its image folders (e.g. "+want[0]+")"; note != want {
+		t.Errorf("note %q\nwant %q", note, want)
+	}
+	os.Remove(filepath.Join(good, "readme.txt"))
+	os.Remove(filepath.Join(ungood, "scan.tif"))
+	s, _ = ReadSplit(root, "Chest", "test")
+	if note := s.SkipNote(); !strings.Contains(note, "skipping 1 subfolder (not searched) in its image folders") {
+		t.Errorf("one folder: %q", note)
+	}
+}

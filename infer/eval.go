@@ -175,6 +175,9 @@ func (p *Predictor) Evaluate(root, name string, o StreamOptions, threshold float
 	if err != nil {
 		return nil, err
 	}
+	if n := split.SkipNote(); n != "" && o.Note != nil {
+		o.Note(n)
+	}
 	e := &Evaluation{Dataset: name, Data: jsonpath.Path(absPath(root)), Images: len(split.Samples), ScoredBy: ScoreKind(p.HasMasks)}
 	var pix, detScores []float32
 	var pixLabels []bool
@@ -279,6 +282,10 @@ type StreamOptions struct {
 	// Stage, when set, is told what Evaluate computes after the images
 	// are scored, when that takes a while (the pixel metrics).
 	Stage func(what string)
+	// Note, when set, is told by Evaluate what the user should know
+	// whatever the progress shown: what the split's folders hold that is
+	// not read (dataset.Split.SkipNote).
+	Note func(what string)
 	// Context, when set, stops the stream once it is done (Ctrl-C): no
 	// image is scored or handed to fn after that, and Stream returns its
 	// error. An image already handed over finishes first.

@@ -313,6 +313,9 @@ func (r *trainingRun) readShots() error {
 	if err != nil {
 		return err
 	}
+	if n := valid.SkipNote(); n != "" {
+		r.rep.Warn(n)
+	}
 	r.rep.Stage("reading the few shots")
 	if c.ShotsFile == "" && !c.DrawShots && dataset.HasAuthorsShots(c.Dataset, c.Shots) {
 		c.ShotsFile, c.ShotsIndex = dataset.AuthorsShotsName(c.Dataset, c.Shots), 0

@@ -455,6 +455,20 @@ func TestSynthTrainCLI(t *testing.T) {
 	if m, err := checkpoint.ReadMeta(ck); err != nil || m.Training.Beta1 != 0 || m.Training.Beta2 != 0 {
 		t.Errorf("--beta1 0 --beta2 0 trained with %+v, %v", m.Training, err)
 	}
+	// Files that are not images are said, not skipped silently, even with
+	// --quiet or --json.
+	for _, split := range []string{"valid", "test"} {
+		os.WriteFile(filepath.Join(root, "Brain_AD", split, "good", "img", "notes.txt"), nil, 0o644)
+	}
+	_, e, code = madclip(t, nil, "train", "--data", root, "--dataset", "Brain", "--preset", "tiny", "--epochs", "1",
+		"--shots", "2", "--image-size", "56", "--out", ck, "--quiet", "--device", "cpu")
+	if want := "warning: " + filepath.Join(root, "Brain_AD", "valid") + ": skipping 1 file that is not PNG or JPEG in its image folders (e.g. "; code != 0 || !strings.Contains(e, want) {
+		t.Errorf("train over a notes file: exit %d, stderr %q, want %q", code, e, want)
+	}
+	_, e, code = madclip(t, nil, "eval", "--checkpoint", ck, "--data", root, "--json", "--quiet", "--device", "cpu")
+	if want := "madclip: " + filepath.Join(root, "Brain_AD", "test") + ": skipping 1 file that is not PNG or JPEG in its image folders (e.g. "; code != 0 || !strings.Contains(e, want) {
+		t.Errorf("eval over a notes file: exit %d, stderr %q, want %q", code, e, want)
+	}
 	for _, c := range []struct {
 		args []string
 		want string

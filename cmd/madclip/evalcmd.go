@@ -121,7 +121,8 @@ func evalAction(c *cli.Context) (err error) {
 		if err != nil {
 			return err
 		}
-		opts := infer.StreamOptions{Batch: c.Int("batch"), Limits: decodeLimits(c), Context: ctx}
+		opts := infer.StreamOptions{Batch: c.Int("batch"), Limits: decodeLimits(c), Context: ctx,
+			Note: func(what string) { fmt.Fprintf(os.Stderr, "madclip: %s\n", oneLine(what)) }}
 		if !c.Bool("quiet") && !c.Bool("json") {
 			opts.Progress = evalProgress(name)
 			opts.Stage = func(what string) { fmt.Fprintf(os.Stderr, "computing the %s\n", what) }
