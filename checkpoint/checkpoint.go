@@ -375,7 +375,10 @@ func Load(path string, dev torch.Device) (*Checkpoint, error) {
 	}
 	c := &Checkpoint{Path: path, Tensors: ts}
 	_, clipWeights := ts[clipTensor]
-	if c.Meta, err = parseMeta(path, md, clipWeights); err == nil {
+	if c.Meta, err = parseMeta(path, md, clipWeights); err == nil && len(ts) == 0 {
+		err = noTensors(path)
+	}
+	if err == nil {
 		err = finishedWithoutState(path, c.Meta, ts)
 	}
 	if err == nil {
@@ -458,9 +461,14 @@ func ReadMeta(path string) (Meta, error) {
 	clipWeights := slices.ContainsFunc(f.Tensors, func(t safetensors.Tensor) bool { return t.Name == clipTensor })
 	m, err := parseMeta(path, f.Metadata, clipWeights)
 	if err == nil && len(f.Tensors) == 0 {
-		return m, fmt.Errorf("%s: a checkpoint's description, but no tensors: the trained model is missing", path)
+		return m, noTensors(path)
 	}
 	return m, err
+}
+
+// noTensors is the error for a checkpoint's description without the model.
+func noTensors(path string) error {
+	return fmt.Errorf("%s: a checkpoint's description, but no tensors: the trained model is missing", path)
 }
 
 // parseMeta decodes and validates the description in a checkpoint's
@@ -1188,7 +1196,9 @@ func (c *Checkpoint) Model(backbone *clip.Model, tk *bpe.Tokenizer) (*model.MadC
 		return nil, fmt.Errorf("%s: %w", c.Path, err)
 	}
 	m, err := model.Build(backbone, tk, c.Meta.Model, param.NewLoadBuilder(params))
-	if err != nil {
+	if me := (*param.MismatchError)(nil); errors.As(err, &me) {
+		return nil, fmt.Errorf("%s: its trained parameters are not those of the model it describes (damaged or edited): %s", c.Path, me.Detail)
+	} else if err != nil {
 		return nil, fmt.Errorf("%s: %w", c.Path, err)
 	}
 	return m, nil

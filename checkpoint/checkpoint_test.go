@@ -485,3 +485,58 @@ func TestCheckOptimState(t *testing.T) {
 		}
 	}
 }
+
+// A checkpoint's description without its tensors, or with one of them
+// missing, is named for what it is, not taken for CLIP weights.
+func TestCheckpointTensorsMissing(t *testing.T) {
+	torchtest.Do(t, func(s *torch.Scope) error {
+		o := model.Options{Object: "Brain", ImageSize: 56}
+		b, info, err := OpenBackbone(Source{Preset: "tiny", Seed: 1}, o.CLIPOptions(torch.CPU))
+		if err != nil {
+			return err
+		}
+		defer b.Free()
+		m, err := model.New(b, reftest.Tokenizer(t), o, 3)
+		if err != nil {
+			return err
+		}
+		defer m.Free()
+		dir := t.TempDir()
+		path := filepath.Join(dir, "ck.safetensors")
+		if err := Save(path, m, nil, Meta{Version: Version, Model: m.Opts, Backbone: info, Dataset: "Brain", Masks: true, Shots: 2, Epochs: 1, Epoch: 1}); err != nil {
+			return err
+		}
+		f, err := safetensors.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		empty := filepath.Join(dir, "empty.safetensors")
+		if err := safetensors.WriteFile(empty, nil, f.Metadata); err != nil {
+			return err
+		}
+		if _, err := Load(empty, torch.CPU); err == nil || err.Error() != empty+": a checkpoint's description, but no tensors: the trained model is missing" {
+			t.Errorf("no tensors: %v", err)
+		}
+		var fewer []safetensors.Tensor
+		for _, x := range f.Tensors {
+			if x.Name != "adapters.normal.0.det.weight" {
+				fewer = append(fewer, x)
+			}
+		}
+		short := filepath.Join(dir, "short.safetensors")
+		if err := safetensors.WriteFile(short, fewer, f.Metadata); err != nil {
+			return err
+		}
+		ck, err := Load(short, torch.CPU)
+		if err != nil {
+			return err
+		}
+		defer ck.Free()
+		want := short + ": its trained parameters are not those of the model it describes (damaged or edited): missing adapters.normal.0.det.weight"
+		if _, err := ck.Model(b, reftest.Tokenizer(t)); err == nil || err.Error() != want {
+			t.Errorf("a parameter missing: %v\nwant %s", err, want)
+		}
+		return nil
+	})
+}

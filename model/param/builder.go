@@ -164,6 +164,13 @@ func (r *buildState) create(init Init, shape []int64) *torch.Tensor {
 	return t
 }
 
+// MismatchError is Finish's error when the tensors loaded are not the
+// model's: names missing, names the model lacks, other shapes (Detail
+// lists them, a few of each).
+type MismatchError struct{ Detail string }
+
+func (e *MismatchError) Error() string { return "weights do not match the model: " + e.Detail }
+
 // Finish checks that every weight was found with its shape and used, and
 // returns the store that owns the parameters. On error everything is freed.
 func (b *Builder) Finish() (*torch.Store, error) {
@@ -193,7 +200,7 @@ func (b *Builder) Finish() (*torch.Store, error) {
 	list("misshaped:", r.misshaped)
 	err := r.err
 	if err == nil && len(parts) > 0 {
-		err = fmt.Errorf("weights do not match the model: %s", strings.Join(parts, "; "))
+		err = &MismatchError{Detail: strings.Join(parts, "; ")}
 	}
 	if err != nil {
 		r.store.Free()
