@@ -289,7 +289,8 @@ func uniformFlags(cmds []*cli.Command, parent string) {
 		c.OnUsageError = func(_ *cli.Context, err error, _ bool) error {
 			text := usageText(err)
 			if f, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: "); ok {
-				text += unknownFlagHint(strings.TrimLeft(f, "-"), name, cmd)
+				f = strings.TrimLeft(f, "-")
+				text = "unknown flag " + typedFlag(f, os.Args[1:]) + unknownFlagHint(f, name, cmd)
 			}
 			return fmt.Errorf("%s: %s (see madclip %s --help)", name, text, name)
 		}
@@ -480,6 +481,9 @@ func unknownFlagHint(flag, name string, c *cli.Command) string {
 	if flag == "out" && strings.Contains(c.ArgsUsage, "OUT") {
 		return fmt.Sprintf(": the output is an argument here, as in madclip %s %s", name, c.ArgsUsage)
 	}
+	if typed := typedFlag(flag, os.Args[1:]); strings.ContainsAny(flag, "./") || exists(typed) {
+		return fmt.Sprintf(": a file of that name is given as ./%s", typed)
+	}
 	var names []string
 	for _, f := range c.Flags {
 		for _, n := range f.Names() {
@@ -493,6 +497,28 @@ func unknownFlagHint(flag, name string, c *cli.Command) string {
 		return fmt.Sprintf(": did you mean --%s?", best)
 	}
 	return ""
+}
+
+// typedFlag is the unknown flag as args hold it ("-x.png" for a file name
+// the flag parser reads as the flag x.png), or as dashed writes it when
+// args lack it.
+func typedFlag(flag string, args []string) string {
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		name, _, _ := strings.Cut(a, "=")
+		if strings.HasPrefix(name, "-") && strings.TrimLeft(name, "-") == flag {
+			return name
+		}
+	}
+	return dashed(flag)
+}
+
+// exists says whether something is at path.
+func exists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
 }
 
 // dashed writes a flag's name as it is typed: -q for a letter, --quiet for

@@ -455,6 +455,8 @@ func TestHostileInputs(t *testing.T) {
 		{"help after a command on a mistyped subcommand", []string{"weights", "help", "lst"}, `help: unknown command "lst" (did you mean list?) (see madclip weights --help)`},
 		{"a flag before its command", []string{"--quiet", "train"}, "--quiet goes after the command: madclip train --quiet"},
 		{"a word for a number", []string{"train", "--epochs", "abc"}, "train: --epochs abc: not a number"},
+		{"a negative number for a count", []string{"train", "--seed", "-1"}, "train: --seed -1: a negative number; it takes 0 or more"},
+		{"a file name that starts with a dash", []string{"predict", "-x.png", "--checkpoint", ck}, "predict: unknown flag -x.png: a file of that name is given as ./-x.png"},
 		{"a word for a switch", []string{"predict", "--json=maybe", "x.png"}, `--json is a switch: give it alone, or as --json=true or --json=false, not "maybe"`},
 		{"all among bench's datasets", []string{"bench", "--data", root, "--datasets", "all,Brain", "--preset", "tiny"}, "all stands alone"},
 		{"a cross pair of one dataset", []string{"bench", "--data", root, "--cross", "Brain:Brain", "--preset", "tiny"}, "that is --datasets Brain"},

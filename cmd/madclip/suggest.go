@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -144,6 +145,14 @@ func invalidValueText(s string) (string, bool) {
 		return fmt.Sprintf("%s is a switch: give it alone, or as %s=true or %s=false, not %q", flag, flag, flag, value), true
 	case strings.Contains(m[4], "out of range"):
 		return fmt.Sprintf("%s %s: the number is out of range", flag, value), true
+	case isNegative(value): // a flag of unsigned numbers
+		return fmt.Sprintf("%s %s: a negative number; it takes 0 or more", flag, value), true
 	}
 	return fmt.Sprintf("%s %s: not a number", flag, value), true
+}
+
+// isNegative says whether s is a number below zero as a user writes one.
+func isNegative(s string) bool {
+	f, err := strconv.ParseFloat(s, 64)
+	return err == nil && f < 0
 }
