@@ -69,9 +69,11 @@ func TestLoadArchive(t *testing.T) {
 	damaged := append([]byte(nil), raw...)
 	damaged[cd+2] ^= 0xff
 	os.WriteFile(flipped, damaged, 0o644)
+	empty := filepath.Join(dir, "empty.pt")
+	os.WriteFile(empty, nil, 0o644)
 	run(t, func(s *Scope) error {
 		for p, want := range map[string]string{
-			bad: "whose end is missing", trunc: "whose end is missing", flipped: "a damaged zip archive (its directory does not read", text: "not a PyTorch file", filepath.Join(dir, "missing.pt"): "no such file",
+			empty: "an empty file (0 bytes)", bad: "whose end is missing", trunc: "whose end is missing", flipped: "a damaged zip archive (its directory does not read", text: "not a PyTorch file", filepath.Join(dir, "missing.pt"): "no such file",
 		} {
 			if _, err := LoadArchive(p); err == nil || !strings.Contains(err.Error(), p) || !strings.Contains(err.Error(), want) {
 				t.Errorf("%s: %v, want it named and %q", p, err, want)

@@ -199,6 +199,9 @@ func checkRecords(path string) error {
 // notZip says what the file at path is, which zip.OpenReader refused with
 // zipErr.
 func notZip(path string, zipErr error) error {
+	if st, err := os.Stat(path); err == nil && st.Size() == 0 {
+		return fmt.Errorf("load %s: an empty file (0 bytes)", path)
+	}
 	if f, err := safetensors.Open(path); err == nil {
 		f.Close()
 		return fmt.Errorf("load %s: a safetensors file, not the zip archive torch.save and TorchScript write", path)

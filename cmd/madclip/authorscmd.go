@@ -154,7 +154,8 @@ Examples:
 dict of the adapters' and prompt makers' state dicts, the latter with a copy of
 CLIP's text encoder taken from --weights), so that their test.py evaluates it.
 Models trained with an option their code lacks (--quick-gelu, --causal-prompts,
---mean-std, --shared-adapters, --common-head, --no-subtraction) are refused.
+--mean-std, --generic-object, --shared-adapters, --common-head, --no-subtraction)
+are refused.
 
 OUT.pth's folder must exist; name the file {Obj}.pth, as their test.py looks
 for it.

@@ -581,7 +581,7 @@ func TestPredictOutputs(t *testing.T) {
 	_, e, code = madclip(t, nil, "predict", one, "--checkpoint", ck, "--heatmap", filepath.Join(dir, "y-heat.png"), "--device", "cpu")
 	wantFailure(t, "y-heat.png is a file, but for a folder of images", e, code)
 	_, e, code = madclip(t, nil, "predict", one, "--checkpoint", ck, "--raw-map", filepath.Join(dir, "maps.npy"), "--device", "cpu")
-	wantFailure(t, "maps.npy has a file's name, but for a folder of images", e, code)
+	wantFailure(t, "maps.npy has a file's name, but for a folder of images or several images it names the folder of their outputs (made if need be); give a folder's name, as "+filepath.Join(dir, "maps")+"/ (or "+filepath.Join(dir, "maps.npy")+"/ if that is meant)", e, code)
 	if _, err := os.Stat(filepath.Join(dir, "maps.npy")); err == nil {
 		t.Error("a folder named maps.npy was made")
 	}

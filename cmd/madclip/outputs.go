@@ -44,7 +44,7 @@ func perImageOutputs(inputs []string, dest, suffix string, folder bool) ([]strin
 		return nil, fmt.Errorf("%s is a file, but for a folder of images or several images it names the folder of their outputs", dest)
 	}
 	if ext := strings.ToLower(filepath.Ext(dest)); !exists && !strings.HasSuffix(dest, string(filepath.Separator)) && (dataset.IsImage(dest) || formatsByExtension[ext] != "") {
-		return nil, fmt.Errorf("%s has a file's name, but for a folder of images or several images it names the folder of their outputs (made if need be); give a folder's name, as %s/", dest, strings.TrimSuffix(dest, filepath.Ext(dest)))
+		return nil, fmt.Errorf("%s has a file's name, but for a folder of images or several images it names the folder of their outputs (made if need be); give a folder's name, as %s/ (or %s/ if that is meant)", dest, strings.TrimSuffix(dest, filepath.Ext(dest)), dest)
 	}
 	abs := make([]string, len(inputs))
 	for i, in := range inputs {
