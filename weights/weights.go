@@ -137,6 +137,26 @@ func Find(name string) (string, error) {
 	return "", fmt.Errorf("%s %w; looked in %s (set %s, or run 'madclip weights download')", name, ErrNotFound, strings.Join(looked, ", "), EnvDir)
 }
 
+// ConfigOf reads the architecture of the CLIP weights file at path from
+// its header alone (the tensors' names and shapes), for checks made before
+// the weights are loaded.
+func ConfigOf(path string) (clip.Config, error) {
+	f, err := safetensors.Open(path)
+	if err != nil {
+		return clip.Config{}, err
+	}
+	defer f.Close()
+	shapes := make(map[string][]int64, len(f.Tensors))
+	for _, t := range f.Tensors {
+		shapes[t.Name] = t.Shape
+	}
+	c, err := clip.ConfigFromShapes(shapes)
+	if err != nil {
+		return clip.Config{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
 // CheckNamed refuses the weights file at path, found under the file name
 // of the known release m, when its tensors' shapes are another CLIP's: a
 // small model saved under a large one's name must not be trained on as if
@@ -146,18 +166,9 @@ func CheckNamed(path string, m Model) error {
 	if !ok {
 		return fmt.Errorf("%q is not a known CLIP", m.Name)
 	}
-	f, err := safetensors.Open(path)
+	got, err := ConfigOf(path)
 	if err != nil {
 		return err
-	}
-	defer f.Close()
-	shapes := make(map[string][]int64, len(f.Tensors))
-	for _, t := range f.Tensors {
-		shapes[t.Name] = t.Shape
-	}
-	got, err := clip.ConfigFromShapes(shapes)
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
 	}
 	if got != want {
 		return fmt.Errorf("%s is named as OpenAI's %s but holds another CLIP (%d px, patch %d, width %d, %d layers); rename it, or give the weights to use with --weights",

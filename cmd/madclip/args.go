@@ -18,6 +18,7 @@ import (
 	"madclip/model"
 	"madclip/model/clip"
 	"madclip/torch"
+	"madclip/weights"
 )
 
 // isVersionFlag reports whether arg asks for the version, as cli reads
@@ -359,6 +360,34 @@ func checkLayers(layers []int) error {
 			return fmt.Errorf("--layers lists block %d twice", l)
 		}
 		seen[l] = true
+	}
+	return nil
+}
+
+// checkLayersFit refuses --layers naming a block the image tower lacks,
+// from the preset's shape or the weights file's header, before the shots
+// are read and CLIP is loaded. A preset or file that cannot tell is left
+// to the loading, which names its problem.
+func checkLayersFit(layers []int, preset, weightsPath string) error {
+	if len(layers) == 0 {
+		return nil
+	}
+	cfg, ok := clip.Preset(preset)
+	what := "the " + preset + " preset"
+	if preset == "" {
+		var err error
+		if cfg, err = weights.ConfigOf(weightsPath); err != nil {
+			return nil
+		}
+		ok, what = true, weightsPath
+	}
+	if !ok {
+		return nil
+	}
+	for _, l := range layers {
+		if l > cfg.VisionLayers {
+			return fmt.Errorf("--layers %d: the image tower of %s has %d blocks (1..%d)", l, what, cfg.VisionLayers, cfg.VisionLayers)
+		}
 	}
 	return nil
 }

@@ -115,6 +115,9 @@ func importAuthorsAction(c *cli.Context) error {
 			return err
 		}
 	}
+	if err := checkLayersFit(o.Layers, o.Preset, o.Weights); err != nil {
+		return fmt.Errorf("import authors: %w", err)
+	}
 	tk, err := loadTokenizer(c)
 	if err != nil {
 		return err

@@ -498,6 +498,7 @@ func TestFlagRanges(t *testing.T) {
 		{append(train, "--image-size", "100000"), "--image-size 100000"},
 		{append(train, "--image-size", "0"), "--image-size 0"},
 		{append(train, "--shots", "0"), "--shots 0"},
+		{append(train, "--layers", "2,9"), "train: --layers 9: the image tower of the tiny preset has 4 blocks (1..4)"},
 		{[]string{"synth", "--out", dir, "--size", "100000"}, "--size 100000"},
 		{[]string{"synth", "--out", dir, "--size", "0"}, "--size 0"},
 		{[]string{"synth", "--out", dir, "--valid", "-1"}, "--valid -1"},

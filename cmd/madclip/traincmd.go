@@ -248,6 +248,9 @@ func trainAction(c *cli.Context) error {
 	if err := checkTrainSettings(c, cfg); err != nil {
 		return fmt.Errorf("train: %w", err)
 	}
+	if err := checkLayersFit(cfg.Model.Layers, cfg.Preset, cfg.Weights); resumed == nil && err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
 	if err := checkTrainOutput(c, cfg, resumed); err != nil {
 		return fmt.Errorf("train: %w", err)
 	}
