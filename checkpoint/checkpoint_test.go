@@ -26,17 +26,12 @@ import (
 // the weights' (even a short or empty one) is a clean error.
 func TestSaveLoadOpen(t *testing.T) {
 	torchtest.Do(t, func(s *torch.Scope) error {
-		src := Source{Preset: "tiny", Seed: 1}
-		o := model.Options{Object: "Brain", ImageSize: 56}
-		b, info, err := OpenBackbone(src, o.CLIPOptions(torch.CPU))
+		o := model.Options{Object: "Brain", ImageSize: 56} // tinyModel's
+		b, m, info, err := tinyModel(t)
 		if err != nil {
 			return err
 		}
 		defer b.Free()
-		m, err := model.New(b, reftest.Tokenizer(t), o, 3)
-		if err != nil {
-			return err
-		}
 		defer m.Free()
 		path := filepath.Join(t.TempDir(), "ck.safetensors")
 		meta := Meta{Version: Version, Model: m.Opts, Backbone: info, Dataset: "Brain", Masks: true, Shots: 2, Epochs: 1, Epoch: 1}
@@ -490,16 +485,11 @@ func TestCheckOptimState(t *testing.T) {
 // missing, is named for what it is, not taken for CLIP weights.
 func TestCheckpointTensorsMissing(t *testing.T) {
 	torchtest.Do(t, func(s *torch.Scope) error {
-		o := model.Options{Object: "Brain", ImageSize: 56}
-		b, info, err := OpenBackbone(Source{Preset: "tiny", Seed: 1}, o.CLIPOptions(torch.CPU))
+		b, m, info, err := tinyModel(t)
 		if err != nil {
 			return err
 		}
 		defer b.Free()
-		m, err := model.New(b, reftest.Tokenizer(t), o, 3)
-		if err != nil {
-			return err
-		}
 		defer m.Free()
 		dir := t.TempDir()
 		path := filepath.Join(dir, "ck.safetensors")
@@ -539,4 +529,20 @@ func TestCheckpointTensorsMissing(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// tinyModel is MadCLIP for Brain at 56 px over the tiny preset (seed 1),
+// with the backbone's description.
+func tinyModel(t *testing.T) (*clip.Model, *model.MadCLIP, Backbone, error) {
+	o := model.Options{Object: "Brain", ImageSize: 56}
+	b, info, err := OpenBackbone(Source{Preset: "tiny", Seed: 1}, o.CLIPOptions(torch.CPU))
+	if err != nil {
+		return nil, nil, Backbone{}, err
+	}
+	m, err := model.New(b, reftest.Tokenizer(t), o, 3)
+	if err != nil {
+		b.Free()
+		return nil, nil, Backbone{}, err
+	}
+	return b, m, info, nil
 }

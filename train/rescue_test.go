@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"madclip/checkpoint"
-	"madclip/torch"
 )
 
 // removeOnSave removes a folder when the run says it is saving (its
@@ -62,18 +61,7 @@ func rescued(t *testing.T, dir string, check func(*checkpoint.Checkpoint)) strin
 	if len(found) != 1 {
 		t.Fatalf("rescued copies in %s: %v", dir, found)
 	}
-	err := torch.Do(func() error {
-		ck, err := checkpoint.Load(found[0], torch.CPU)
-		if err != nil {
-			return err
-		}
-		defer ck.Free()
-		check(ck)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	loaded(t, found[0], check)
 	return found[0]
 }
 

@@ -297,8 +297,14 @@ func interrupt(t *testing.T, c Config, steps int, check func(*checkpoint.Checkpo
 	if _, err := run(t, ctx, c, &cancelAfter{n: steps, cancel: cancel}); !errors.Is(err, ErrInterrupted) || !strings.Contains(err.Error(), "--resume") {
 		t.Fatalf("interrupt: %v", err)
 	}
+	loaded(t, c.Out, check)
+}
+
+// loaded loads the checkpoint at path for check.
+func loaded(t *testing.T, path string, check func(*checkpoint.Checkpoint)) {
+	t.Helper()
 	err := torch.Do(func() error {
-		ck, err := checkpoint.Load(c.Out, torch.CPU)
+		ck, err := checkpoint.Load(path, torch.CPU)
 		if err != nil {
 			return err
 		}
