@@ -23,6 +23,23 @@ func Empty(dt DType, dev Device, shape ...int64) *Tensor {
 	return filled("empty", 0, 0, dt, dev, shape)
 }
 
+// TryEmpty is Empty for an allocation whose failure the caller handles (a
+// feature cache that moves to host memory when the GPU is full): the error
+// is returned, not recorded on the enclosing scope, whose work goes on.
+func TryEmpty(dt DType, dev Device, shape ...int64) (*Tensor, error) {
+	for _, s := range shape {
+		if s < 0 {
+			return nil, argError("empty", "negative dimension in shape %v", shape)
+		}
+	}
+	var out *C.tb_tensor
+	p, n := int64s(shape)
+	if err := check("empty", C.tb_new_filled(0, p, n, 0, C.int(dt), C.int(dev.Type), C.int(dev.Index), &out)); err != nil {
+		return nil, err
+	}
+	return newTensor(out), nil
+}
+
 // Zeros returns a tensor of zeros.
 func Zeros(dt DType, dev Device, shape ...int64) *Tensor {
 	return filled("zeros", 1, 0, dt, dev, shape)

@@ -343,3 +343,33 @@ func TestStore(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// An allocation tried with TryEmpty that fails (here far beyond any
+// machine's memory) returns its error and leaves the scope's work going
+// on; one that succeeds is an ordinary tensor of the scope.
+func TestTryEmpty(t *testing.T) {
+	err := Do(func() error {
+		return Scoped(func(s *Scope) error {
+			if _, err := TryEmpty(Float32, CPU, 1<<40, 1<<20); !errors.Is(err, ErrOOM) {
+				t.Errorf("an impossible allocation: %v, want an out-of-memory error", err)
+			}
+			if _, err := TryEmpty(Float32, CPU, -1); err == nil {
+				t.Error("a negative dimension allocated")
+			}
+			if s.Err() != nil {
+				t.Errorf("the failed try was recorded on the scope: %v", s.Err())
+			}
+			x, err := TryEmpty(Float16, CPU, 3, 2)
+			if err != nil {
+				return err
+			}
+			if in, err := x.Info(); err != nil || in.DType != Float16 || len(in.Shape) != 2 || in.Shape[0] != 3 {
+				t.Errorf("allocated %+v, %v", in, err)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -87,17 +87,19 @@ func (c *featureCache) allocate(taps []*torch.Tensor, n int64, note func(string)
 			return tp.Err()
 		}
 		shape[0] = n
-		t := torch.Empty(tp.DType(), c.dev, shape...)
-		if err := t.Err(); errors.Is(err, torch.ErrOOM) && c.dev.IsCUDA() {
+		// A failed try leaves the enclosing scope without error, so that
+		// the cache goes on in host memory.
+		t, err := torch.TryEmpty(tp.DType(), c.dev, shape...)
+		if errors.Is(err, torch.ErrOOM) && c.dev.IsCUDA() {
 			note("GPU memory is full: keeping the feature cache in host memory")
 			c.dev = torch.CPU
 			for i, l := range c.layers {
 				c.layers[i] = l.ToDevice(torch.CPU).Persist()
 				l.Free()
 			}
-			t = torch.Empty(tp.DType(), c.dev, shape...)
+			t, err = torch.TryEmpty(tp.DType(), c.dev, shape...)
 		}
-		if err := t.Err(); err != nil {
+		if err != nil {
 			return err
 		}
 		c.layers = append(c.layers, t.Persist())
