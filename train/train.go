@@ -754,26 +754,30 @@ func trainStep(m *model.MadCLIP, opt *torch.Adam, c Config, cache *featureCache,
 
 // Step is one optimisation step on a batch of tapped features (one [B, 1+P,
 // W] tensor per tapped layer), labels [B] and masks [B, S, S] (nil without
-// masks): the text features, the scores, the loss, backward (under bf16
-// autocast on CUDA) and Adam's step, which is skipped when the loss is not
-// finite. It returns the loss.
+// masks): the text features, the scores and the loss (under bf16 autocast
+// on CUDA), backward (outside it, as PyTorch advises: before 2.5 its
+// backward threads took autocast's default fp16 otherwise) and Adam's step,
+// which is skipped when the loss is not finite. It returns the loss.
 func Step(m *model.MadCLIP, opt *torch.Adam, taps []*torch.Tensor, labels, masks *torch.Tensor, o LossOptions, dev torch.Device) (float64, error) {
 	var loss float64
 	err := torch.Scoped(func(s *torch.Scope) error {
+		var l *torch.Tensor
 		forward := func() error {
 			det, seg := m.Scores(taps, m.TextFeatures())
-			l := Loss(det, seg, labels, masks, m.Grid(), o)
-			if err := opt.ZeroGrad(); err != nil {
-				return err
-			}
-			if err := l.Backward(); err != nil {
-				return err
-			}
-			var err error
-			loss, err = l.Item()
-			return err
+			l = Loss(det, seg, labels, masks, m.Grid(), o)
+			return l.Err()
 		}
 		if err := model.WithPrecision(dev, forward); err != nil {
+			return err
+		}
+		if err := opt.ZeroGrad(); err != nil {
+			return err
+		}
+		if err := l.Backward(); err != nil {
+			return err
+		}
+		var err error
+		if loss, err = l.Item(); err != nil {
 			return err
 		}
 		if math.IsNaN(loss) || math.IsInf(loss, 0) {
