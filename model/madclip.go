@@ -276,7 +276,14 @@ func (m *MadCLIP) Scores(taps []*torch.Tensor, text *torch.Tensor) (det, seg []*
 	return det, seg
 }
 
+// pairScores is one head's [B, P, 2] = (S_n, S_ab) from the two branches'
+// tokens on, oab [B, P, E] and the text features [2, E], as the paper
+// writes them (products with t_n and t_ab, then their difference); tokens
+// in a lower precision (bf16 autocast on CUDA) go to roundedPairScores.
 func (m *MadCLIP) pairScores(on, oab, text *torch.Tensor) *torch.Tensor {
+	if on.DType() != torch.Float32 {
+		return m.roundedPairScores(on, oab, text)
+	}
 	t := text.CastAs(on).Transpose(0, 1) // [E, 2]
 	sn := on.Matmul(t)                   // [B, P, 2]: O_n·t_n, O_n·t_ab
 	sab := oab.Matmul(t)                 // O_ab·t_n, O_ab·t_ab
@@ -284,6 +291,26 @@ func (m *MadCLIP) pairScores(on, oab, text *torch.Tensor) *torch.Tensor {
 		return torch.Stack(-1, sn.Select(-1, 0), sab.Select(-1, 1))
 	}
 	return torch.Stack(-1, sn.Select(-1, 0).Sub(sn.Select(-1, 1)), sab.Select(-1, 1).Sub(sab.Select(-1, 0)))
+}
+
+// roundedPairScores is pairScores for tokens whose products autocast
+// rounds to bf16: the difference of two nearly equal bf16 products would
+// lose most of S (a step of 0.002 near 0.25 against differences of 0.01),
+// so the subtraction is taken on the text side in float32, S_n =
+// O_n·(t_n − t_ab) and S_ab = −O_ab·(t_n − t_ab), which is equal in exact
+// arithmetic. The scores come out in float32, and so does everything after
+// them (sigmoid, means over patches, the sum over layers, the losses).
+func (m *MadCLIP) roundedPairScores(on, oab, text *torch.Tensor) *torch.Tensor {
+	t := text.ToDType(torch.Float32)
+	if m.Opts.NoSubtraction {
+		sn := on.Matmul(t.Select(0, 0).CastAs(on))    // O_n·t_n [B, P]
+		sab := oab.Matmul(t.Select(0, 1).CastAs(oab)) // O_ab·t_ab
+		return torch.Stack(-1, sn.ToDType(torch.Float32), sab.ToDType(torch.Float32))
+	}
+	d := t.Select(0, 0).Sub(t.Select(0, 1)) // t_n − t_ab [E]
+	sn := on.Matmul(d.CastAs(on)).ToDType(torch.Float32)
+	sab := oab.Matmul(d.CastAs(oab)).ToDType(torch.Float32).Neg()
+	return torch.Stack(-1, sn, sab)
 }
 
 // SegLogits reshapes one layer's patch logits [B, P, 2] to maps [B, 2, g, g]

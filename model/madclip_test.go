@@ -536,3 +536,63 @@ func TestCheckObject(t *testing.T) {
 		}
 	}
 }
+
+// Under bf16 the scores are taken as O·(t_n − t_ab) in float32: equal to
+// the paper's difference of products in float32, and far closer to the
+// exact scores than that difference of bf16 products, which cancels when
+// t_n and t_ab are close. The scores come out in float32.
+func TestRoundedPairScores(t *testing.T) {
+	do(t, func(s *torch.Scope) error {
+		for _, o := range []Options{{}, {NoSubtraction: true}} {
+			backbone, m := tiny(t, o)
+			defer backbone.Free()
+			defer m.Free()
+			g, err := torch.NewGenerator(5)
+			if err != nil {
+				return err
+			}
+			defer g.Free()
+			e := m.TextFeatures().Size(1)
+			tn := torch.Randn(g, torch.Float32, torch.CPU, e).Normalize(-1, 0)
+			tab := tn.Add(torch.Randn(g, torch.Float32, torch.CPU, e).MulScalar(0.01)).Normalize(-1, 0)
+			text := torch.Stack(0, tn, tab)
+			on := torch.Randn(g, torch.Float32, torch.CPU, 2, 7, e)
+			oab := torch.Randn(g, torch.Float32, torch.CPU, 2, 7, e)
+			exact := m.pairScores(on, oab, text) // the paper's form, float32
+			worst := func(x *torch.Tensor) float64 {
+				v, err := x.ToDType(torch.Float32).Sub(exact).Abs().Max().Item()
+				if err != nil {
+					t.Fatal(err)
+				}
+				return v
+			}
+			if d := worst(m.roundedPairScores(on, oab, text)); d > 1e-5 {
+				t.Errorf("%+v: the two forms differ by %g in float32", o, d)
+			}
+			bf := func(x *torch.Tensor) *torch.Tensor { return x.ToDType(torch.BFloat16) }
+			rounded := m.roundedPairScores(bf(on), bf(oab), text)
+			if dt := rounded.DType(); dt != torch.Float32 {
+				t.Errorf("%+v: bf16 tokens give %v scores, want float32", o, dt)
+			}
+			scale, err := exact.Abs().Max().Item()
+			if err != nil {
+				return err
+			}
+			if d := worst(rounded); d > 0.02*scale {
+				t.Errorf("%+v: bf16 scores off by %g against scores up to %g", o, d, scale)
+			}
+			if o.NoSubtraction {
+				continue // no difference to cancel
+			}
+			tb := bf(text).Transpose(0, 1)
+			pn, pab := bf(on).Matmul(tb), bf(oab).Matmul(tb) // the paper's form in bf16
+			naive := torch.Stack(-1, pn.Select(-1, 0).Sub(pn.Select(-1, 1)), pab.Select(-1, 1).Sub(pab.Select(-1, 0)))
+			dr, dn := worst(rounded), worst(naive)
+			t.Logf("bf16 error %g (text-side difference) against %g (difference of products), scores up to %g", dr, dn, scale)
+			if dn < 3*dr {
+				t.Errorf("bf16: the text-side difference is off by %g, the difference of products by %g: no gain", dr, dn)
+			}
+		}
+		return nil
+	})
+}
