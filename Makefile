@@ -58,14 +58,15 @@ bench: build
 	scripts/bench_jpeg.sh
 	scripts/bench_peer.sh
 
-# Go binaries for scripts/gpu_check.sh on the GPU machine (which has no Go).
+# Go binaries for scripts/gpu_check.sh on the GPU machine (which has no Go),
+# without symbols so that they travel within the device tool's 64 MiB.
 gpu-bin: build
-	mkdir -p gpu-bin
-	$(GO) test -c -o gpu-bin/torch.test ./torch
-	$(GO) test -c -o gpu-bin/clip.test ./model/clip
-	$(GO) test -c -o gpu-bin/model.test ./model
-	$(GO) test -c -o gpu-bin/train.test ./train
-	$(GO) build -o gpu-bin/madclip ./cmd/madclip
+	rm -rf gpu-bin && mkdir -p gpu-bin
+	$(GO) test -c -ldflags='-s -w' -o gpu-bin/torch.test ./torch
+	$(GO) test -c -ldflags='-s -w' -o gpu-bin/clip.test ./model/clip
+	$(GO) test -c -ldflags='-s -w' -o gpu-bin/train.test ./train
+	$(GO) build -ldflags='-s -w' -o gpu-bin/madclip ./cmd/madclip
+	@du -sh gpu-bin
 
 clean:
 	rm -rf build bin gpu-bin build-cuda build-cuda.log

@@ -10,6 +10,7 @@ PY=${PYTHON:-/usr/bin/python3}
 [ -x "$PY" ] || PY=python3
 
 if [ -n "${BIN:-}" ]; then
+  BIN=$(cd "$BIN" && pwd) # the test binary runs from model/clip
   go_out=$(cd model/clip && "$BIN/clip.test" -test.run '^$' -test.bench ViTL14At240 -test.benchtime 3x -test.v 2>&1)
 else
   go_out=$(go test -run '^$' -bench ViTL14At240 -benchtime 3x -v ./model/clip 2>&1)

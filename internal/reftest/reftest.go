@@ -15,8 +15,15 @@ import (
 	"madclip/model/clip/bpe"
 )
 
-// Interpreter is Debian's Python, which has the reference packages.
-const Interpreter = "/usr/bin/python3"
+// Interpreter is Debian's Python, which has the reference packages, or the
+// one $MADCLIP_TEST_PYTHON names (the GPU machine's PyTorch lives in a
+// virtual environment of its own).
+func Interpreter() string {
+	if py := os.Getenv("MADCLIP_TEST_PYTHON"); py != "" {
+		return py
+	}
+	return "/usr/bin/python3"
+}
 
 // InCI reports whether the tests run under CI, where every reference must
 // be present: a missing one fails the test instead of skipping it.
@@ -26,13 +33,14 @@ func InCI() bool { return os.Getenv("CI") == "true" }
 // otherwise it skips the test (fails it under CI).
 func Python(t testing.TB, modules ...string) string {
 	t.Helper()
-	if err := exec.Command(Interpreter, "-c", "import "+strings.Join(modules, ", ")).Run(); err != nil {
+	py := Interpreter()
+	if err := exec.Command(py, "-c", "import "+strings.Join(modules, ", ")).Run(); err != nil {
 		if InCI() {
 			t.Fatalf("the Python reference (%s) is needed under CI: %v", strings.Join(modules, ", "), err)
 		}
 		t.Skipf("no Python reference (%s): %v", strings.Join(modules, ", "), err)
 	}
-	return Interpreter
+	return py
 }
 
 // RunJSON runs a reference script as `py script FILE`, FILE holding in as

@@ -3,6 +3,7 @@
 package torchtest
 
 import (
+	"os"
 	"testing"
 
 	"madclip/torch"
@@ -24,4 +25,18 @@ func Values(t testing.TB, x *torch.Tensor) []float64 {
 		t.Fatal(err)
 	}
 	return v
+}
+
+// CUDAOrSkip returns GPU 0, skips the test when the bridge has no CUDA
+// device, and fails it instead when the GPU script said CUDA must be there
+// (MADCLIP_EXPECT_CUDA=1).
+func CUDAOrSkip(t testing.TB) torch.Device {
+	t.Helper()
+	if !torch.CUDAAvailable() {
+		if os.Getenv("MADCLIP_EXPECT_CUDA") == "1" {
+			t.Fatal("MADCLIP_EXPECT_CUDA=1 but the bridge reports no CUDA device (was libtorch_cuda linked?)")
+		}
+		t.Skip("no CUDA device (CPU-only libtorch)")
+	}
+	return torch.CUDA(0)
 }

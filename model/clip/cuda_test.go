@@ -1,22 +1,17 @@
 package clip
 
 import (
-	"os"
 	"testing"
 
 	"madclip/internal/reftest"
+	"madclip/internal/torchtest"
 	"madclip/torch"
 )
 
 // The tiny CLIP gives the same embeddings on a GPU (fp32) and close ones
 // under bf16 autocast. Skipped without CUDA, unless the GPU script expects it.
 func TestCUDAMatchesCPU(t *testing.T) {
-	if !torch.CUDAAvailable() {
-		if os.Getenv("MADCLIP_EXPECT_CUDA") == "1" {
-			t.Fatal("MADCLIP_EXPECT_CUDA=1 but no CUDA device")
-		}
-		t.Skip("no CUDA device")
-	}
+	torchtest.CUDAOrSkip(t)
 	do(t, func(s *torch.Scope) error {
 		cpu, err := New(Tiny(), Options{ImageSize: 44, Activation: GELU}, 3)
 		if err != nil {
