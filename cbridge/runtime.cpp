@@ -222,6 +222,15 @@ tb_error* tb_synchronize(int device_type, int device_index) {
   TB_CATCH
 }
 
+tb_error* tb_set_current_device(int device_type, int device_index) {
+  TB_TRY
+  at::Device d = tb::to_device(device_type, device_index);
+  if (d.is_cpu()) return nullptr;
+  c10::impl::VirtualGuardImpl impl(d.type());
+  impl.setDevice(d);
+  TB_CATCH
+}
+
 /* ---- modes ---- */
 int tb_grad_enabled(void) { return c10::GradMode::is_enabled() ? 1 : 0; }
 void tb_set_grad_enabled(int enabled) { c10::GradMode::set_enabled(enabled != 0); }

@@ -95,6 +95,8 @@ tb_error* tb_manual_seed(uint64_t seed);
 int tb_get_num_threads(void);
 tb_error* tb_set_num_threads(int n);
 tb_error* tb_synchronize(int device_type, int device_index);
+/* Makes the device current on the calling thread (a no-op for the CPU). */
+tb_error* tb_set_current_device(int device_type, int device_index);
 
 /* ---- thread-local modes ---- */
 int tb_grad_enabled(void);

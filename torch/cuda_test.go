@@ -66,3 +66,21 @@ func TestCUDAAutocast(t *testing.T) {
 		})
 	})
 }
+
+// Making a device current is a no-op for the CPU, works for a GPU that is
+// there, and is an error, not a crash, on a bridge without CUDA.
+func TestSetCurrentDevice(t *testing.T) {
+	run(t, func(s *Scope) error {
+		if err := SetCurrentDevice(CPU); err != nil {
+			t.Errorf("the CPU: %v", err)
+		}
+		err := SetCurrentDevice(CUDA(0))
+		if CUDAAvailable() && err != nil {
+			t.Errorf("cuda:0 with %d GPUs: %v", CUDADeviceCount(), err)
+		}
+		if !CUDAAvailable() && err == nil {
+			t.Error("cuda:0 made current on a bridge without CUDA")
+		}
+		return nil
+	})
+}

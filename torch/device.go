@@ -72,6 +72,14 @@ func CUDADeviceCount() int { return int(C.tb_cuda_device_count()) }
 // CUDAAvailable reports whether at least one GPU is usable.
 func CUDAAvailable() bool { return CUDADeviceCount() > 0 }
 
+// SetCurrentDevice makes d the current device of the calling thread (the
+// compute thread), as torch.cuda.set_device does: tensors name their
+// device, but a kernel without a device guard of its own launches on the
+// current one, which is GPU 0 unless set. A no-op on the CPU.
+func SetCurrentDevice(d Device) error {
+	return check("set_current_device", C.tb_set_current_device(C.int(d.Type), C.int(d.Index)))
+}
+
 // Synchronize waits for all queued work on d (a no-op on the CPU).
 func Synchronize(d Device) error {
 	return check("synchronize", C.tb_synchronize(C.int(d.Type), C.int(d.Index)))

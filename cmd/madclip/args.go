@@ -216,6 +216,10 @@ func deviceFromFlag(c *cli.Context) (torch.Device, error) {
 	case d.Index >= n:
 		return d, fmt.Errorf("--device %s: there are %d GPUs (cuda:0 to cuda:%d)", c.String("device"), n, n-1)
 	}
+	// The compute thread's current GPU, for kernels that launch on it.
+	if err := torch.Do(func() error { return torch.SetCurrentDevice(d) }); err != nil {
+		return d, fmt.Errorf("--device %s: %w", c.String("device"), err)
+	}
 	return d, nil
 }
 
