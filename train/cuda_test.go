@@ -62,13 +62,7 @@ func TestStepOnCUDA(t *testing.T) {
 					return err
 				}
 			}
-			params := m.Params().Tensors()
-			for _, p := range params {
-				if err := p.SetRequiresGrad(true); err != nil {
-					return err
-				}
-			}
-			opt, err := torch.NewAdam(params, torch.AdamConfig{LR: 1e-3, Beta1: 0.5, Beta2: 0.999, Eps: 1e-8})
+			opt, err := paperAdam(m)
 			if err != nil {
 				return err
 			}

@@ -87,13 +87,7 @@ func stepAgainstPyTorch(t *testing.T, py string, o model.Options, lo LossOptions
 		if err := torch.SaveSafetensors(filepath.Join(dir, "step.safetensors"), dump, nil); err != nil {
 			return err
 		}
-		params := m.Params().Tensors()
-		for _, p := range params {
-			if err := p.SetRequiresGrad(true); err != nil {
-				return err
-			}
-		}
-		opt, err := torch.NewAdam(params, torch.AdamConfig{LR: 1e-3, Beta1: 0.5, Beta2: 0.999, Eps: 1e-8})
+		opt, err := paperAdam(m)
 		if err != nil {
 			return err
 		}
@@ -152,4 +146,16 @@ func stepAgainstPyTorch(t *testing.T, py string, o model.Options, lo LossOptions
 	if math.Abs(gotLoss[1]-gotLoss[0]) < 1e-6 {
 		t.Error("the loss did not change between steps; the test cannot see Adam's step")
 	}
+}
+
+// paperAdam makes m's parameters require gradients and returns Adam over
+// them with the paper's settings (lr 1e-3, betas 0.5 and 0.999).
+func paperAdam(m *model.MadCLIP) (*torch.Adam, error) {
+	params := m.Params().Tensors()
+	for _, p := range params {
+		if err := p.SetRequiresGrad(true); err != nil {
+			return nil, err
+		}
+	}
+	return torch.NewAdam(params, torch.AdamConfig{LR: 1e-3, Beta1: 0.5, Beta2: 0.999, Eps: 1e-8})
 }
