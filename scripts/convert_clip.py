@@ -13,13 +13,16 @@ vocab_size) are dropped. It needs PyTorch but not the safetensors package.
 """
 import argparse
 import filecmp
+import io
 import json
 import os
+import pickle
 import re
 import shutil
 import struct
 import sys
 import tempfile
+import zipfile
 
 try:
     import torch
@@ -47,6 +50,62 @@ def read_safetensors(path):
         t = torch.frombuffer(bytearray(body[b:end]), dtype=torch.uint8) if end > b else torch.empty(0, dtype=torch.uint8)
         out[name] = t.view(FROM_ST[e["dtype"]]).reshape(e["shape"])
     return out
+
+
+class _Opaque:
+    """Stands for whatever a pickle would build or call: nothing is imported or run."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __call__(self, *args, **kwargs):
+        return _Opaque()
+
+    def __setstate__(self, state):
+        pass
+
+
+STORAGE_ITEM = {"DoubleStorage": 8, "FloatStorage": 4, "HalfStorage": 2, "BFloat16Storage": 2, "LongStorage": 8,
+                "IntStorage": 4, "ShortStorage": 2, "CharStorage": 1, "ByteStorage": 1, "BoolStorage": 1}
+
+
+def damaged_storage(path):
+    """Why the zip archive at path (TorchScript or torch.save) cannot be read
+    faithfully, or None: PyTorch reads a storage's elements from its record
+    whatever the record's size, so a record cut short (its checksum made
+    anew) would load as memory beyond it. madclip weights convert checks the same."""
+    if not zipfile.is_zipfile(path):
+        return None
+    with zipfile.ZipFile(path) as z:
+        pkls = [n for n in z.namelist() if n.endswith("/data.pkl") and n.count("/") == 1]
+        if not pkls:
+            return None
+        prefix = pkls[0][:-len("data.pkl")]
+        sizes = {i.filename: i.file_size for i in z.infolist()}
+        found = []
+
+        class Scan(pickle.Unpickler):
+            def find_class(self, module, name):
+                return name if name in STORAGE_ITEM else _Opaque
+
+            def persistent_load(self, pid):
+                found.append(pid)
+                return _Opaque()
+
+        try:
+            Scan(io.BytesIO(z.read(pkls[0]))).load()
+        except Exception as e:  # noqa: BLE001 - any failure is the file's
+            return f"a damaged archive: data.pkl: {e}"
+    for pid in found:
+        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage" and pid[1] in STORAGE_ITEM):
+            continue
+        _, kind, key, _, numel = pid
+        have, need = sizes.get(f"{prefix}data/{key}"), numel * STORAGE_ITEM[kind]
+        if have is None:
+            return f"a damaged archive: no storage record data/{key}"
+        if have != need:
+            return f"a damaged archive: storage record data/{key} holds {have} bytes, its {numel} elements take {need}"
+    return None
 
 
 def read_any(path):
@@ -307,6 +366,9 @@ def main():
     copy_vocab = bool(a.vocab) and not (os.path.isfile(vocab_out) and filecmp.cmp(a.vocab, vocab_out, shallow=False))
     if copy_vocab and os.path.lexists(vocab_out) and not (os.path.isfile(vocab_out) and os.path.getsize(vocab_out) == 0):
         sys.exit(f"convert_clip: {vocab_out}: it exists and is another file than --vocab; refusing to replace it (remove it or choose another folder)")
+    why = damaged_storage(a.input)
+    if why:
+        sys.exit(f"convert_clip: {a.input}: {why}; nothing was written")
     try:
         sd = strip_prefix(read_any(a.input))
     except Exception as e:  # noqa: BLE001 - any reader failure is the file's problem

@@ -16,6 +16,7 @@ import (
 	"madclip/authorship"
 	"madclip/internal/regularfile"
 	"madclip/torch/safetensors"
+	"madclip/torch/torchsave"
 )
 
 // archiveChildEnv names the archive a child process started by loadInChild
@@ -192,6 +193,9 @@ func checkRecords(path string) error {
 		if err != nil {
 			return fmt.Errorf("load %s: a damaged zip archive (record %s: %v)", path, f.Name, err)
 		}
+	}
+	if err := torchsave.CheckStorageRecords(&z.Reader); err != nil {
+		return fmt.Errorf("load %s: a damaged archive: %v", path, err)
 	}
 	return nil
 }

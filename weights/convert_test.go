@@ -1,7 +1,9 @@
 package weights
 
 import (
+	"archive/zip"
 	"bytes"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -403,4 +405,79 @@ func TestPythonConverterChecksWeights(t *testing.T) {
 			t.Errorf("%s: the Python script refuses it, Convert accepts it", name)
 		}
 	}
+}
+
+// An archive whose storage record was cut short, its checksum made anew,
+// is refused by both converters before PyTorch reads past the record (it
+// would load whatever memory follows), TorchScript and torch.save alike.
+func TestConvertersRefuseShortRecord(t *testing.T) {
+	py := python(t)
+	dir := t.TempDir()
+	orig := filepath.Join(dir, "orig.safetensors")
+	writeTiny(t, orig)
+	run(t, py, filepath.Join("testdata", "make_variants.py"), orig, dir)
+	for _, in := range []string{"openai.pt", "state_dict.pt"} {
+		short := filepath.Join(dir, "short-"+in)
+		record := cutLargestRecord(t, filepath.Join(dir, in), short)
+		want := "a damaged archive: storage record data/" + record + " holds "
+		err := torch.Do(func() error {
+			_, err := Convert(short, filepath.Join(dir, "go-"+in+".safetensors"), "")
+			return err
+		})
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s, a record cut short: %v, want %q", in, err, want)
+		}
+		msg, err := exec.Command(py, filepath.Join("..", "scripts", "convert_clip.py"), short, filepath.Join(dir, "py-"+in+".safetensors")).CombinedOutput()
+		if err == nil || !strings.Contains(string(msg), want) || !strings.Contains(string(msg), "nothing was written") {
+			t.Errorf("convert_clip.py on %s with a record cut short: %v %s", in, err, msg)
+		}
+	}
+}
+
+// cutLargestRecord writes src's zip to dst with its largest storage
+// record cut to half (a valid zip, checksums made anew) and returns that
+// record's key.
+func cutLargestRecord(t *testing.T, src, dst string) string {
+	t.Helper()
+	z, err := zip.OpenReader(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer z.Close()
+	var largest *zip.File
+	for _, f := range z.File {
+		if strings.Contains(f.Name, "/data/") && (largest == nil || f.UncompressedSize64 > largest.UncompressedSize64) {
+			largest = f
+		}
+	}
+	var buf bytes.Buffer
+	w := zip.NewWriter(&buf)
+	for _, f := range z.File {
+		r, err := f.Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := io.ReadAll(r)
+		r.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f == largest {
+			data = data[:len(data)/2]
+		}
+		out, err := w.CreateHeader(&zip.FileHeader{Name: f.Name, Method: zip.Store})
+		if err == nil {
+			_, err = out.Write(data)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return largest.Name[strings.LastIndex(largest.Name, "/")+1:]
 }

@@ -64,6 +64,49 @@ func findPickle(z *zip.Reader) (*zip.File, string, error) {
 	return pkl, strings.TrimSuffix(pkl.Name, "data.pkl"), nil
 }
 
+// CheckStorageRecords checks a zip archive PyTorch wrote (a TorchScript
+// module or a torch.save file) for what libtorch's loader does not: that
+// every storage its top data.pkl names has a stored record of exactly its
+// bytes. libtorch reads a storage's elements from its record whatever the
+// record's size, so a record cut short (its checksum made anew) would load
+// as memory beyond it. Nothing in the pickle is called.
+func CheckStorageRecords(z *zip.Reader) error {
+	files := map[string]*zip.File{}
+	var pkl *zip.File
+	for _, f := range z.File {
+		files[f.Name] = f
+		if pkl == nil && strings.HasSuffix(f.Name, "/data.pkl") && strings.Count(f.Name, "/") == 1 {
+			pkl = f
+		}
+	}
+	if pkl == nil {
+		return errors.New("no data.pkl")
+	}
+	data, err := readRecord(pkl, maxPickle)
+	if err != nil {
+		return err
+	}
+	refs, err := storageScan(data)
+	if err != nil {
+		return fmt.Errorf("data.pkl: %w", err)
+	}
+	prefix := strings.TrimSuffix(pkl.Name, "data.pkl")
+	for _, r := range refs {
+		size, err := r.storageBytes()
+		if err != nil {
+			return fmt.Errorf("storage %s: %w", r.key, err)
+		}
+		f, ok := files[prefix+"data/"+r.key]
+		switch {
+		case !ok:
+			return fmt.Errorf("no storage record data/%s", r.key)
+		case f.UncompressedSize64 != uint64(size):
+			return fmt.Errorf("storage record data/%s holds %d bytes, its %d elements take %d", r.key, f.UncompressedSize64, r.numel, size)
+		}
+	}
+	return nil
+}
+
 // Read returns every tensor of a torch.save file, sorted by name.
 func Read(path string) ([]Tensor, error) {
 	z, err := zip.OpenReader(path)
@@ -101,7 +144,7 @@ func read(z *zip.Reader) ([]Tensor, error) {
 	}
 	data, err := readRecord(pkl, maxPickle)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("a damaged archive: %w", err)
 	}
 	root, err := unpickle(data)
 	if err != nil {
@@ -123,7 +166,7 @@ func read(z *zip.Reader) ([]Tensor, error) {
 		if !ok {
 			f, ok := files[prefix+"data/"+r.key]
 			if !ok {
-				return fmt.Errorf("tensor %s: no storage record data/%s", name, r.key)
+				return fmt.Errorf("a damaged archive: tensor %s has no storage record data/%s", name, r.key)
 			}
 			// Checked before reading: a compressed record (torch.save
 			// writes none) or one larger than its storage could make a
@@ -132,10 +175,10 @@ func read(z *zip.Reader) ([]Tensor, error) {
 				return fmt.Errorf("tensor %s: storage record data/%s is compressed; torch.save stores records as they are", name, r.key)
 			}
 			if f.UncompressedSize64 != uint64(size) {
-				return fmt.Errorf("tensor %s: storage record data/%s holds %d bytes, its %d elements take %d", name, r.key, f.UncompressedSize64, r.numel, size)
+				return fmt.Errorf("a damaged archive: storage record data/%s holds %d bytes, its %d elements take %d (tensor %s)", r.key, f.UncompressedSize64, r.numel, size, name)
 			}
 			if b, err = readRecord(f, maxRecord); err != nil {
-				return fmt.Errorf("tensor %s: %w", name, err)
+				return fmt.Errorf("a damaged archive: tensor %s: %w", name, err)
 			}
 			storages[r.key] = b
 		}

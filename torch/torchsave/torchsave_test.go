@@ -261,16 +261,43 @@ func TestViewOverflow(t *testing.T) {
 	}
 }
 
-// Arbitrary bytes as data.pkl: an error or tensors, never a panic.
+// Arbitrary bytes as data.pkl, read for tensors or scanned for storages:
+// an error or a result, never a panic.
 func FuzzUnpickle(f *testing.F) {
 	f.Add([]byte("\x80\x02}q\x00X\x01\x00\x00\x00aq\x01K\x01s."))
 	f.Add([]byte("(ccollections\nOrderedDict\nq\x00)Rq\x01."))
+	f.Add([]byte("c__torch__\nModule\n)\x81}b."))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		v, err := unpickle(data)
 		if err == nil {
 			flatten(v, "", 0, func(string, *tensorRef) error { return nil })
 		}
+		storageScan(data)
 	})
+}
+
+// A storage scan reads past the globals a tensor reader refuses (a
+// TorchScript module's classes), calling nothing, and lists the storages.
+func TestStorageScan(t *testing.T) {
+	// A module object, its state a dict holding one float tensor of 6
+	// elements in storage "0".
+	pkl := "\x80\x02c__torch__\nModule\nq\x00)\x81}(X\x01\x00\x00\x00w" +
+		"ctorch._utils\n_rebuild_tensor_v2\n((X\x07\x00\x00\x00storage" +
+		"ctorch\nFloatStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x06tQK\x00K\x02K\x03\x86K\x03K\x01\x86\x89" +
+		"ccollections\nOrderedDict\n)RtRub."
+	if _, err := unpickle([]byte(pkl)); err == nil || !strings.Contains(err.Error(), "refusing the global __torch__.Module") {
+		t.Errorf("the tensor reader took a module: %v", err)
+	}
+	refs, err := storageScan([]byte(pkl))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(refs) != 1 || refs[0].key != "0" || refs[0].numel != 6 || refs[0].dtype != safetensors.F32 {
+		t.Errorf("storages %+v", refs)
+	}
+	if _, err := storageScan([]byte("\x80\x02R.")); err == nil {
+		t.Error("a REDUCE on an empty stack scanned")
+	}
 }
 
 // A storage record whose bytes no longer match its CRC-32 (a bit flipped on

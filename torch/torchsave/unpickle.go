@@ -21,6 +21,9 @@ type (
 	tuple  []any
 	global struct{ module, name string }
 	mark   struct{}
+	// opaque stands, in a storage scan, for a global madclip does not
+	// build (a TorchScript module's class) and for what it would make.
+	opaque struct{ name string }
 )
 
 func newDict() *dict { return &dict{vals: map[any]any{}} }
@@ -70,6 +73,12 @@ type machine struct {
 	// values counts the values pushed, marks set and memo entries made: a
 	// pickle of a few kilobytes could otherwise build millions of dicts.
 	values int
+	// scan makes any global an opaque value instead of an error (nothing
+	// is ever called): storageScan reads a TorchScript module's pickle for
+	// its storages alone.
+	scan bool
+	// storages are the persistent ids read, in order.
+	storages []*tensorRef
 }
 
 // maxValues bounds the values a pickle may build: a state dict of CLIP
@@ -83,24 +92,40 @@ func unpickle(data []byte) (any, error) { return unpickleAtMost(data, maxValues)
 
 // unpickleAtMost is unpickle building at most limit values.
 func unpickleAtMost(data []byte, limit int) (any, error) {
-	m := &machine{data: data, memo: map[int64]any{}}
+	_, v, err := run(&machine{data: data, memo: map[int64]any{}}, limit)
+	return v, err
+}
+
+// storageScan reads a pickle that may build objects madclip does not (a
+// TorchScript module's) for the storages it names, calling nothing.
+func storageScan(data []byte) ([]*tensorRef, error) {
+	m, _, err := run(&machine{data: data, memo: map[int64]any{}, scan: true}, maxValues)
+	if err != nil {
+		return nil, err
+	}
+	return m.storages, nil
+}
+
+// run runs the machine to the pickle's STOP and returns it with the value
+// built.
+func run(m *machine, limit int) (*machine, any, error) {
 	for {
 		if m.pos >= len(m.data) {
-			return nil, errTruncated
+			return nil, nil, errTruncated
 		}
 		op := m.data[m.pos]
 		m.pos++
 		if op == '.' { // STOP
 			if len(m.stack) != 1 {
-				return nil, fmt.Errorf("%d values left at the end", len(m.stack))
+				return nil, nil, fmt.Errorf("%d values left at the end", len(m.stack))
 			}
-			return m.stack[0], nil
+			return m, m.stack[0], nil
 		}
 		if err := m.step(op); err != nil {
-			return nil, fmt.Errorf("at byte %d (opcode 0x%02x): %w", m.pos-1, op, err)
+			return nil, nil, fmt.Errorf("at byte %d (opcode 0x%02x): %w", m.pos-1, op, err)
 		}
 		if m.values > limit {
-			return nil, fmt.Errorf("more than %d values built by byte %d: not a file of tensors (a pickle bomb?)", limit, m.pos)
+			return nil, nil, fmt.Errorf("more than %d values built by byte %d: not a file of tensors (a pickle bomb?)", limit, m.pos)
 		}
 	}
 }
@@ -381,6 +406,7 @@ func (m *machine) objectOp(op byte) error {
 		if err != nil {
 			return err
 		}
+		m.storages = append(m.storages, s)
 		m.push(s)
 	case 'R', 0x81: // REDUCE; NEWOBJ (cls.__new__(cls, *args), only an OrderedDict)
 		args, err := m.pop()
@@ -390,6 +416,10 @@ func (m *machine) objectOp(op byte) error {
 		fn, err := m.pop()
 		if err != nil {
 			return err
+		}
+		if _, ok := fn.(opaque); ok {
+			m.push(fn) // an instance of a class of the scan's: opaque too
+			return nil
 		}
 		v, err := reduce(fn, args)
 		if err != nil {
@@ -449,6 +479,10 @@ func (m *machine) containerOp(op byte) error {
 
 func (m *machine) pushGlobal(mod, name string) error {
 	full := mod + "." + name
+	if !allowed[full] && m.scan {
+		m.push(opaque{full})
+		return nil
+	}
 	if !allowed[full] {
 		return fmt.Errorf("refusing the global %s: only tensors and dicts are read, no pickle code is run", full)
 	}
