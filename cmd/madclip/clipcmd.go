@@ -108,6 +108,14 @@ func clipAction(c *cli.Context) error {
 		}
 	}
 	var res clipResult
+	digest := ""
+	if c.Bool("json") {
+		// The digest --json reports, taken first: it refuses weights
+		// holding NaN, naming the tensor, before they are run.
+		if digest, err = weights.Digest(wpath); err != nil {
+			return err
+		}
+	}
 	err = onCompute(func() error {
 		dev, err := deviceFromFlag(c)
 		if err != nil {
@@ -144,10 +152,7 @@ func clipAction(c *cli.Context) error {
 		for _, p := range images {
 			res.Images = append(res.Images, jsonpath.Path(p))
 		}
-		res.Texts, res.Weights = texts, jsonpath.Path(absPath(wpath))
-		if res.WeightsDigest, err = weights.Digest(wpath); err != nil {
-			return err
-		}
+		res.Texts, res.Weights, res.WeightsDigest = texts, jsonpath.Path(absPath(wpath)), digest
 		b, err := marshalJSON(res, "")
 		if err == nil {
 			_, err = fmt.Fprintln(c.App.Writer, string(b))

@@ -461,6 +461,7 @@ func TestHostileInputs(t *testing.T) {
 		{"all among bench's datasets", []string{"bench", "--data", root, "--datasets", "all,Brain", "--preset", "tiny"}, "all stands alone"},
 		{"a cross pair of one dataset", []string{"bench", "--data", root, "--cross", "Brain:Brain", "--preset", "tiny"}, "that is --datasets Brain"},
 		{"CLIP weights that give NaN", []string{"clip", "--weights", nanWeights, "--image", scan, "--text", "a"}, "the weights " + nanWeights + ": the model produced NaN"},
+		{"CLIP weights holding NaN, clip --json", []string{"clip", "--weights", nanWeights, "--image", scan, "--text", "a", "--json"}, "tensor ln_final.weight holds NaN or infinite values: the file is corrupt"},
 		{"an empty clip text", []string{"clip", "--weights", tinyWeights(t, dir), "--image", scan, "--text", " "}, "is empty; give words"},
 		{"a text longer than CLIP reads", []string{"clip", "--weights", tinyWeights(t, dir), "--image", scan, "--text", strings.Repeat("brain ", 80)}, "82 tokens with its start and end marks; CLIP reads at most 77"},
 		{"synth dataset twice", []string{"synth", "--out", filepath.Join(dir, "s"), "--datasets", "Brain,Brain", "-q"}, "listed twice"},
