@@ -1097,7 +1097,7 @@ func TestWeightsFoundByContent(t *testing.T) {
 	if err := os.Rename(w, filepath.Join(store, "renamed.safetensors")); err != nil {
 		t.Fatal(err)
 	}
-	if e, code := run(b, "predict", scan, "--checkpoint", ck, "--device", "cpu"); code != 0 || !strings.Contains(e, "note: the weights the checkpoint records, "+w+", are not there; using "+filepath.Join(store, "renamed.safetensors")) {
+	if e, code := run(b, "predict", scan, "--checkpoint", ck, "--device", "cpu"); code != 0 || !strings.Contains(e, "note: the checkpoint's weights file "+w+" is not there now; using "+filepath.Join(store, "renamed.safetensors")) {
 		t.Fatalf("moved into the weights folder: exit %d, %s", code, e)
 	}
 	// The provenance names the file used.

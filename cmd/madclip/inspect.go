@@ -238,10 +238,7 @@ func weightsNow(m checkpoint.Meta, path string) string {
 	b := m.Backbone
 	file := string(b.File)
 	st, statErr := os.Stat(file)
-	switch {
-	case statErr == nil && !st.Mode().IsRegular():
-		return "there, but " + regularfile.Kind(st.Mode()) + ", not weights: give the weights with --weights"
-	case statErr != nil && b.Digest == "":
+	if b.Digest == "" && statErr != nil {
 		return "not there now: give the weights it was trained on with --weights"
 	}
 	use, err := m.WeightsFile(path) // as predict and eval find them
@@ -249,11 +246,10 @@ func weightsNow(m checkpoint.Meta, path string) string {
 		return "not there now, and no file with its digest in " + oneLine(strings.Join(append(weights.Dirs(), filepath.Dir(path)), ", ")) + ": give the weights with --weights"
 	}
 	if use != file {
-		now := "not there now"
-		if statErr == nil {
-			now = "there, but holding other weights now"
-		}
-		return now + "; predict and eval will take " + oneLine(use) + ", which holds the same weights"
+		return recordedWeightsState(file) + "; predict and eval will take " + oneLine(use) + ", which holds the same weights"
+	}
+	if !st.Mode().IsRegular() {
+		return recordedWeightsState(file) + ": give the weights with --weights"
 	}
 	want, got := b.Digest, ""
 	if want != "" {
@@ -269,6 +265,20 @@ func weightsNow(m checkpoint.Meta, path string) string {
 		return "there, but holding other weights now (" + got[:12] + "…): predict and eval will refuse them; give the ones it was trained on with --weights"
 	}
 	return "there, the same weights"
+}
+
+// recordedWeightsState says what is at the weights file a checkpoint
+// records when it is not the weights to use: "not there now", "there, but
+// a named pipe, not weights", or "there, but holding other weights now".
+func recordedWeightsState(file string) string {
+	st, err := os.Stat(file)
+	switch {
+	case err != nil:
+		return "not there now"
+	case !st.Mode().IsRegular():
+		return "there, but " + regularfile.Kind(st.Mode()) + ", not weights"
+	}
+	return "there, but holding other weights now"
 }
 
 // describeThreshold writes the label threshold and what it was chosen on.

@@ -135,6 +135,7 @@ func TestInspect(t *testing.T) {
 		{other, "", "file " + other + " (there, but holding other weights now ("},
 		{notWeights, "", "file " + notWeights + " (there, but not readable as CLIP weights: "},
 		{fifo, "", "file " + fifo + " (there, but a named pipe, not weights: give the weights with --weights)"},
+		{fifo, wdir, "file " + fifo + " (there, but a named pipe, not weights; predict and eval will take " + tiny + ", which holds the same weights)"},
 	} {
 		moved := filepath.Join(dir, "moved.safetensors")
 		rewriteCheckpoint(t, edited, moved, func(meta map[string]any, _ []safetensors.Tensor) {

@@ -696,8 +696,8 @@ func openPredictor(c *cli.Context, tk *bpe.Tokenizer) (*infer.Predictor, error) 
 	}
 	m := p.Meta
 	if rec := string(m.Backbone.File); c.String("weights") == "" && p.WeightsFile != "" && p.WeightsFile != rec {
-		fmt.Fprintf(os.Stderr, "madclip: note: the weights the checkpoint records, %s, are not there; using %s, which holds the same tensors (digest %s…)\n",
-			oneLine(rec), oneLine(p.WeightsFile), m.Backbone.Digest[:min(12, len(m.Backbone.Digest))])
+		fmt.Fprintf(os.Stderr, "madclip: note: the checkpoint's weights file %s is %s; using %s, which holds the same tensors (digest %s…)\n",
+			oneLine(rec), recordedWeightsState(rec), oneLine(p.WeightsFile), m.Backbone.Digest[:min(12, len(m.Backbone.Digest))])
 	}
 	if cal := m.Calibration; cal != nil && cal.AUROC < 0.5 {
 		fmt.Fprintf(os.Stderr, "madclip: note: this model ranked its %d normal and %d abnormal held-out valid images below chance when trained (image AUROC %.2f%%): its scores and labels are not to be trusted\n",
