@@ -166,6 +166,17 @@ func TestWeightsConvertCLI(t *testing.T) {
 	if b, _ := os.ReadFile(copied); !bytes.Equal(b, bpe.DefaultVocab()) {
 		t.Error("the vocab copy is not the vocab")
 	}
+	// Another vocab beside OUT is refused for what it is; a --vocab that
+	// is missing or not a vocab is named before that.
+	other := filepath.Join(t.TempDir(), "other.gz")
+	os.WriteFile(other, append(bpe.DefaultVocab()[:len(bpe.DefaultVocab()):len(bpe.DefaultVocab())], 0), 0o644)
+	_, e, code = madclip(t, nil, "weights", "convert", "--vocab", other, in, out)
+	wantFailure(t, copied+": it exists and is another file than --vocab; refusing to replace it", e, code)
+	_, e, code = madclip(t, nil, "weights", "convert", "--vocab", filepath.Join(dir, "nope.gz"), in, out)
+	wantFailure(t, "--vocab: load vocab: "+filepath.Join(dir, "nope.gz")+": no such file or directory", e, code)
+	if b, _ := os.ReadFile(copied); !bytes.Equal(b, bpe.DefaultVocab()) {
+		t.Error("the vocab copy was replaced")
+	}
 }
 
 func TestWeightsDownloadCLI(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 
 	"madclip/authorship"
 	"madclip/checkpoint"
+	"madclip/internal/regularfile"
 	"madclip/model/clip/bpe"
 	"madclip/torch/safetensors"
 	"madclip/weights"
@@ -261,9 +262,21 @@ Examples:
 			if err != nil {
 				return fmt.Errorf("weights convert: OUT %w", err)
 			}
+			// The inputs first, then where the outputs go.
+			if err := regularfile.Check(in); err != nil {
+				return fmt.Errorf("weights convert: %w", err)
+			}
 			vocabOut := ""
 			if v := c.String("vocab"); v != "" {
+				if _, err := bpe.Load(v); err != nil {
+					return fmt.Errorf("weights convert: --vocab: %w", err)
+				}
 				vocabOut = weights.VocabCopy(v, out) // "" when the same vocab is there
+				// Another vocab there (a gzip file carries no mark of
+				// madclip's; links and the like are checkOutputs').
+				if st, err := os.Lstat(vocabOut); vocabOut != "" && err == nil && st.Mode().IsRegular() && st.Size() > 0 {
+					return fmt.Errorf("weights convert: %s: it exists and is another file than --vocab; refusing to replace it (remove it or choose another folder)", vocabOut)
+				}
 			}
 			inputs := []namedPath{{role: "IN", path: in}, {role: "--vocab", path: c.String("vocab")}}
 			if err := checkOutputs([]namedPath{{role: "OUT", path: out, kind: authorship.Weights}, {role: "the vocab copy", path: vocabOut}}, inputs); err != nil {
@@ -271,15 +284,6 @@ Examples:
 			}
 			if err := wellNamed("OUT", out, ".safetensors"); err != nil {
 				return fmt.Errorf("weights convert: %w", err)
-			}
-			if st, err := os.Stat(in); err != nil {
-				var pe *os.PathError
-				if errors.As(err, &pe) { // "stat IN" says nothing to a user
-					err = pe.Err
-				}
-				return fmt.Errorf("weights convert: %s: %w", in, err)
-			} else if !st.Mode().IsRegular() {
-				return fmt.Errorf("weights convert: %s is not a regular file", in)
 			}
 			if err := writableFolder("OUT", out, authorship.Weights); err != nil {
 				return fmt.Errorf("weights convert: %w", err)
@@ -292,11 +296,6 @@ Examples:
 // convertAction converts in to out, on the compute thread.
 func convertAction(c *cli.Context, in, out string) error {
 	return onCompute(func() error {
-		if v := c.String("vocab"); v != "" {
-			if _, err := bpe.Load(v); err != nil {
-				return fmt.Errorf("--vocab: %w", err)
-			}
-		}
 		if err := weights.CheckInput(in); err != nil {
 			return err
 		}
