@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 
+	"madclip/authorship"
 	"madclip/model/clip"
 	"madclip/torch/safetensors"
 )
@@ -146,6 +147,9 @@ func ConfigOf(path string) (clip.Config, error) {
 		return clip.Config{}, err
 	}
 	defer f.Close()
+	if authorship.MetadataKind(f.Metadata) == authorship.Checkpoint {
+		return clip.Config{}, authorship.CheckpointAsWeights(path)
+	}
 	shapes := make(map[string][]int64, len(f.Tensors))
 	for _, t := range f.Tensors {
 		shapes[t.Name] = t.Shape

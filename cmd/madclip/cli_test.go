@@ -569,10 +569,10 @@ func TestWeightsListAndPath(t *testing.T) {
 	if code != 0 || strings.TrimSpace(o) != filepath.Join(store, "ViT-B-16.safetensors") {
 		t.Errorf("path: exit %d %q %s", code, o, e)
 	}
-	// A tiny CLIP under ViT-L/14-336's name is listed as not used.
+	// A tiny CLIP under ViT-L/14-336's name is listed as refused.
 	cliptest.WriteTiny(t, filepath.Join(store, "ViT-L-14-336px.safetensors"), 1, torch.Float32)
 	o, e, code = madclip(t, env, "weights", "list")
-	if code != 0 || !regexp.MustCompile(`(?m)^ViT-L/14-336 +ViT-L-14-336px\.safetensors +.*\(\d+\.\d MiB; not ViT-L/14-336's architecture: not used\)$`).MatchString(o) ||
+	if code != 0 || !regexp.MustCompile(`(?m)^ViT-L/14-336 +ViT-L-14-336px\.safetensors +.*\(\d+\.\d MiB; not ViT-L/14-336's architecture: refused, rename it\)$`).MatchString(o) ||
 		!want.MatchString(o) {
 		t.Errorf("list with a tiny CLIP under ViT-L/14-336's name: exit %d\n%s%s", code, o, e)
 	}
@@ -584,6 +584,15 @@ func TestWeightsListAndPath(t *testing.T) {
 	o, e, code = madclip(t, env, "weights", "list")
 	if code != 0 || !strings.Contains(o, pipe+" (not a regular file: not used)\n") {
 		t.Errorf("list with a pipe under ViT-L/14's name: exit %d\n%s%s", code, o, e)
+	}
+	// A folder under a release's name is named, and a file that is no
+	// CLIP is refused for what it is.
+	folder := filepath.Join(store, "ViT-B-32.safetensors")
+	os.Mkdir(folder, 0o755)
+	os.WriteFile(filepath.Join(store, "ViT-B-16.safetensors"), []byte("garbage\n"), 0o644)
+	o, e, code = madclip(t, env, "weights", "list")
+	if code != 0 || !strings.Contains(o, folder+" (a folder: not used)\n") || !strings.Contains(o, "ViT-B-16.safetensors (8 bytes; not CLIP weights: refused, rename it)\n") {
+		t.Errorf("list with a folder and garbage under release names: exit %d\n%s%s", code, o, e)
 	}
 }
 

@@ -37,23 +37,16 @@ Examples:
 				Description: `Lists the CLIP models madclip knows: the name to download them by, the
 file name looked for in the weights folders, and where that file was found
 (with its size) or "not downloaded"; a file there that is not that model
-(another CLIP, or no CLIP) is marked as not used.
+(another CLIP, a checkpoint, or no CLIP) is marked as refused (commands that
+take the default refuse it until it is renamed), and a pipe, device or folder
+there as not used.
 
 Examples:
   madclip weights list`,
 				Action: func(c *cli.Context) error {
 					fmt.Fprintf(c.App.Writer, "search path: %s\n", oneLine(strings.Join(weights.Dirs(), ", ")))
 					for _, m := range weights.Known() {
-						where := "not downloaded"
-						if p, err := weights.Find(m.File()); err == nil {
-							where = fmt.Sprintf("%s (%s)", oneLine(p), sizeOf(p))
-							if st, err := os.Stat(p); err != nil || !st.Mode().IsRegular() {
-								where = fmt.Sprintf("%s (not a regular file: not used)", oneLine(p))
-							} else if weights.CheckNamed(p, m) != nil { // commands refuse it
-								where = fmt.Sprintf("%s (%s; not %s's architecture: not used)", oneLine(p), sizeOf(p), m.Name)
-							}
-						}
-						fmt.Fprintf(c.App.Writer, "%-14s %-28s %s\n", m.Name, m.File(), where)
+						fmt.Fprintf(c.App.Writer, "%-14s %-28s %s\n", m.Name, m.File(), whereWeights(m))
 					}
 					return nil
 				},
@@ -61,8 +54,9 @@ Examples:
 			{
 				Name:  "path",
 				Usage: "print the weights file commands use by default (exit 1 when there is none)",
-				Description: `Prints the weights file train, bench and import use when --weights is not
-given: the largest known model found in the weights folders.
+				Description: `Prints the weights file train, bench, import and clip use when --weights is
+not given: the largest known model found in the weights folders. (predict and
+eval take the file their checkpoint records, or one with its digest.)
 
 Examples:
   madclip weights path`,
@@ -187,6 +181,39 @@ func knownNames() string {
 
 // errNoWeights is findWeights' error when no weights were given or found.
 var errNoWeights = errors.New("no CLIP weights given")
+
+// whereWeights says, for weights list, where the release m's file is and
+// whether commands take it: its size, or why it is refused (another CLIP
+// under m's name, a checkpoint, no CLIP, not a regular file), or "not
+// downloaded"; a folder under its name is named, not passed over unsaid.
+func whereWeights(m weights.Model) string {
+	p, err := weights.Find(m.File())
+	if err != nil {
+		for _, d := range weights.Dirs() {
+			if st, err := os.Stat(filepath.Join(d, m.File())); err == nil && st.IsDir() {
+				return fmt.Sprintf("%s (a folder: not used)", oneLine(filepath.Join(d, m.File())))
+			}
+		}
+		return "not downloaded"
+	}
+	if st, err := os.Stat(p); err != nil || !st.Mode().IsRegular() {
+		return fmt.Sprintf("%s (not a regular file: not used)", oneLine(p))
+	}
+	if weights.CheckNamed(p, m) == nil {
+		return fmt.Sprintf("%s (%s)", oneLine(p), sizeOf(p))
+	}
+	why := fmt.Sprintf("not %s's architecture", m.Name)
+	if _, err := weights.ConfigOf(p); err != nil {
+		why = "not CLIP weights"
+		if f, err := safetensors.Open(p); err == nil {
+			if authorship.MetadataKind(f.Metadata) == authorship.Checkpoint {
+				why = "a madclip checkpoint, not CLIP weights"
+			}
+			f.Close()
+		}
+	}
+	return fmt.Sprintf("%s (%s; %s: refused, rename it)", oneLine(p), sizeOf(p), why)
+}
 
 // findWeights returns --weights, or the first known model found in the
 // weights folders.

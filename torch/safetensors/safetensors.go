@@ -238,7 +238,8 @@ func headerLength(prefix []byte, size int64) (int64, error) {
 		return 0, fmt.Errorf("not a safetensors file: %d bytes, shorter than the 8-byte header length", size)
 	}
 	n := binary.LittleEndian.Uint64(prefix[:8])
-	if (n > MaxHeader || n > uint64(size-8)) && len(prefix) > 8 && prefix[8] != '{' {
+	noJSON := len(prefix) > 8 && prefix[8] != '{'
+	if (n > MaxHeader || n > uint64(size-8)) && noJSON || n > MaxHeader && len(prefix) <= 8 {
 		// No length, and no JSON after it: text, or bytes of another kind.
 		return 0, errors.New("not a safetensors file: no JSON header after its first 8 bytes (a text file, or another format?)")
 	}

@@ -128,8 +128,9 @@ func file(header string, data int) []byte {
 }
 
 func TestRejectsBadFiles(t *testing.T) {
-	huge := make([]byte, 8)
+	huge := make([]byte, 9)
 	binary.LittleEndian.PutUint64(huge, 1<<62)
+	huge[8] = '{' // a header that would start, but is far too long
 	cases := map[string]struct {
 		buf  []byte
 		want string
@@ -142,6 +143,7 @@ func TestRejectsBadFiles(t *testing.T) {
 		"absurd header":    {huge, "exceeds"},
 		"text":             {[]byte("hello, this is a text file\nand not weights\n"), "not a safetensors file: no JSON header after its first 8 bytes"},
 		"random bytes":     {[]byte{0x13, 0x37, 0xde, 0xad, 0xbe, 0xef, 0x00, 0x42, 0x99, 0x01}, "not a safetensors file: no JSON header"},
+		"8 bytes of text":  {[]byte("garbage\n"), "not a safetensors file: no JSON header after its first 8 bytes"},
 		"not json":         {file(`{"a":`, 0), "bad header JSON"},
 		"not object":       {file(`[1,2]`, 0), "not a JSON object"},
 		"trailing":         {file(`{} {}`, 0), "after the header"},
