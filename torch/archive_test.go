@@ -3,13 +3,14 @@ package torch
 import (
 	"archive/zip"
 	"bytes"
-	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"madclip/internal/ziptest"
 )
 
 // makeArchives writes, with python3-torch, the same small state dict as a
@@ -157,43 +158,14 @@ func TestLegacyTorchSaveRefused(t *testing.T) {
 // replaced by nil is left out.
 func rezip(t *testing.T, src, dst string, replace map[string][]byte) {
 	t.Helper()
-	z, err := zip.OpenReader(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer z.Close()
-	var buf bytes.Buffer
-	w := zip.NewWriter(&buf)
-	for _, f := range z.File {
-		r, err := f.Open()
-		if err != nil {
-			t.Fatal(err)
-		}
-		data, err := io.ReadAll(r)
-		r.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
+	ziptest.Rewrite(t, src, dst, func(name string, data []byte) []byte {
 		for suffix, b := range replace {
-			if strings.HasSuffix(f.Name, suffix) {
+			if strings.HasSuffix(name, suffix) {
 				data = b
 			}
 		}
-		if data == nil {
-			continue
-		}
-		out, err := w.CreateHeader(&zip.FileHeader{Name: f.Name, Method: zip.Store})
-		if err != nil {
-			t.Fatal(err)
-		}
-		out.Write(data)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(dst, buf.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
+		return data
+	})
 }
 
 // Damaged archives end in a one-line error that names the file, never in a

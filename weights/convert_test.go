@@ -3,7 +3,6 @@ package weights
 import (
 	"archive/zip"
 	"bytes"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 
 	"madclip/internal/cliptest"
 	"madclip/internal/reftest"
+	"madclip/internal/ziptest"
 	"madclip/model/clip"
 	"madclip/model/clip/bpe"
 	"madclip/torch"
@@ -443,41 +443,18 @@ func cutLargestRecord(t *testing.T, src, dst string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer z.Close()
 	var largest *zip.File
 	for _, f := range z.File {
 		if strings.Contains(f.Name, "/data/") && (largest == nil || f.UncompressedSize64 > largest.UncompressedSize64) {
 			largest = f
 		}
 	}
-	var buf bytes.Buffer
-	w := zip.NewWriter(&buf)
-	for _, f := range z.File {
-		r, err := f.Open()
-		if err != nil {
-			t.Fatal(err)
+	z.Close()
+	ziptest.Rewrite(t, src, dst, func(name string, data []byte) []byte {
+		if name == largest.Name {
+			return data[:len(data)/2]
 		}
-		data, err := io.ReadAll(r)
-		r.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if f == largest {
-			data = data[:len(data)/2]
-		}
-		out, err := w.CreateHeader(&zip.FileHeader{Name: f.Name, Method: zip.Store})
-		if err == nil {
-			_, err = out.Write(data)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(dst, buf.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
+		return data
+	})
 	return largest.Name[strings.LastIndex(largest.Name, "/")+1:]
 }
