@@ -7,7 +7,6 @@ import (
 	"madclip/internal/reftest"
 	"madclip/internal/torchtest"
 	"madclip/model"
-	"madclip/model/clip"
 	"madclip/torch"
 )
 
@@ -27,16 +26,11 @@ func TestStepOnCUDA(t *testing.T) {
 	}
 	step := func(dev torch.Device) (res result) {
 		do(t, func(s *torch.Scope) error {
-			o := model.Options{Object: "Brain", ImageSize: size}
-			bb, err := clip.New(clip.Tiny(), o.CLIPOptions(dev), 1) // drawn on the CPU, then moved
+			bb, m, err := tinyMadCLIP(tk, model.Options{Object: "Brain", ImageSize: size}, dev)
 			if err != nil {
 				return err
 			}
 			defer bb.Free()
-			m, err := model.New(bb, tk, o, 2)
-			if err != nil {
-				return err
-			}
 			defer m.Free()
 			g, err := torch.NewGenerator(9)
 			if err != nil {

@@ -11,6 +11,7 @@ import (
 	"madclip/internal/reftest"
 	"madclip/model"
 	"madclip/model/clip"
+	"madclip/model/clip/bpe"
 	"madclip/torch"
 )
 
@@ -48,16 +49,11 @@ func stepAgainstPyTorch(t *testing.T, py string, o model.Options, lo LossOptions
 	got := map[string][]float64{}
 	do(t, func(s *torch.Scope) error {
 		o.Object, o.ImageSize = "Brain", size
-		cfg := clip.Tiny()
-		bb, err := clip.New(cfg, o.CLIPOptions(torch.CPU), 1)
+		bb, m, err := tinyMadCLIP(tk, o, torch.CPU)
 		if err != nil {
 			return err
 		}
 		defer bb.Free()
-		m, err := model.New(bb, tk, o, 2)
-		if err != nil {
-			return err
-		}
 		defer m.Free()
 		dump := map[string]*torch.Tensor{}
 		for k, v := range bb.Params().Map() {
@@ -158,4 +154,20 @@ func paperAdam(m *model.MadCLIP) (*torch.Adam, error) {
 		}
 	}
 	return torch.NewAdam(params, torch.AdamConfig{LR: 1e-3, Beta1: 0.5, Beta2: 0.999, Eps: 1e-8})
+}
+
+// tinyMadCLIP is MadCLIP with options o over the tiny CLIP (backbone seed
+// 1, MadCLIP seed 2) on dev: the same parameters on every device, drawn on
+// the CPU and moved.
+func tinyMadCLIP(tk *bpe.Tokenizer, o model.Options, dev torch.Device) (*clip.Model, *model.MadCLIP, error) {
+	bb, err := clip.New(clip.Tiny(), o.CLIPOptions(dev), 1)
+	if err != nil {
+		return nil, nil, err
+	}
+	m, err := model.New(bb, tk, o, 2)
+	if err != nil {
+		bb.Free()
+		return nil, nil, err
+	}
+	return bb, m, nil
 }
