@@ -42,18 +42,40 @@ func Convert(in, out, vocab string) (clip.Config, error) {
 		cfg, _ := clip.Preset(m.Name)
 		want = &cfg
 	}
-	return convert(in, out, vocab, want)
+	return convert(in, out, vocab, want, "")
 }
 
 // ConvertAs is Convert for a file that must be the CLIP called name (a
 // known release): another architecture is refused before anything is
 // written, so a mirror cannot put a small model under a large one's name.
-func ConvertAs(in, out, name string) (clip.Config, error) {
+// inSum, the SHA-256 of in (a download's, checked), is recorded in out's
+// metadata (SourceSHA256Key), so that the same download need not be
+// fetched again.
+func ConvertAs(in, out, name, inSum string) (clip.Config, error) {
 	want, ok := clip.Preset(name)
 	if !ok {
 		return clip.Config{}, fmt.Errorf("convert %s: %q is not a known CLIP", in, name)
 	}
-	return convert(in, out, "", &want)
+	return convert(in, out, "", &want, inSum)
+}
+
+// SourceSHA256Key names, in converted weights' metadata, the SHA-256 of
+// the file they were converted from, when known (weights download).
+const SourceSHA256Key = "source_sha256"
+
+// ConvertedFrom is the SHA-256 of the file the weights at path were
+// converted from, as their metadata records it ("" when it does not, or
+// when the file is not madclip's converted weights).
+func ConvertedFrom(path string) string {
+	f, err := safetensors.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	if f.Metadata["converted_by"] != "madclip" {
+		return ""
+	}
+	return f.Metadata[SourceSHA256Key]
 }
 
 // ErrContent marks a conversion refused for what its input holds (not a
@@ -85,7 +107,7 @@ func CheckInput(in string) error {
 	return f.Close()
 }
 
-func convert(in, out, vocab string, want *clip.Config) (clip.Config, error) {
+func convert(in, out, vocab string, want *clip.Config, inSum string) (clip.Config, error) {
 	var cfg clip.Config
 	// The vocab and both destinations are checked before anything is
 	// written: a file that is not a CLIP BPE vocab never replaces a good
@@ -131,6 +153,9 @@ func convert(in, out, vocab string, want *clip.Config) (clip.Config, error) {
 			return contentError{fmt.Errorf("convert %s: %w; nothing was written", in, err)}
 		}
 		meta := map[string]string{"format": "pt", "source": filepath.Base(in), "converted_by": "madclip"}
+		if inSum != "" {
+			meta[SourceSHA256Key] = strings.ToLower(inSum)
+		}
 		return torch.SaveSafetensors(out, w, meta)
 	})
 	if err != nil {

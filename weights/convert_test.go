@@ -192,15 +192,23 @@ func TestConvertAs(t *testing.T) {
 	cliptest.WriteTiny(t, in, 2, torch.Float32)
 	out := filepath.Join(dir, "out.safetensors")
 	err := torch.Do(func() error {
-		if _, err := ConvertAs(in, out, "ViT-B/32"); err == nil || !strings.Contains(err.Error(), "not the CLIP expected") {
+		if _, err := ConvertAs(in, out, "ViT-B/32", ""); err == nil || !strings.Contains(err.Error(), "not the CLIP expected") {
 			t.Errorf("tiny as ViT-B/32: %v", err)
 		}
 		if _, err := os.Stat(out); err == nil {
 			t.Error("written despite the wrong architecture")
 		}
-		cfg, err := ConvertAs(in, out, "tiny")
+		cfg, err := ConvertAs(in, out, "tiny", strings.Repeat("Ab", 32))
 		if err != nil || cfg != clip.Tiny() {
 			t.Errorf("tiny as tiny: %v %v", cfg, err)
+		}
+		// The source's SHA-256 is recorded, in lowercase; a plain
+		// conversion records none.
+		if got := ConvertedFrom(out); got != strings.Repeat("ab", 32) {
+			t.Errorf("converted from %q", got)
+		}
+		if got := ConvertedFrom(in); got != "" {
+			t.Errorf("weights madclip did not convert: converted from %q", got)
 		}
 		// Convert to a release's file name holds that release or nothing:
 		// the default weights are looked for by that name.

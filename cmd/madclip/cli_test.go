@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -288,6 +289,61 @@ func TestWeightsDownloadCLI(t *testing.T) {
 	}
 	_, e, code = madclip(t, nil, "weights", "download", "RN50")
 	wantFailure(t, "unknown model", e, code)
+	// Weights converted from the very file asked for are kept, not fetched
+	// again; converted from another, they are replaced as before.
+	dest4 := t.TempDir()
+	done := filepath.Join(dest4, "ViT-B-32.safetensors")
+	sparseWeights(t, done, "ViT-B/32", map[string]string{"converted_by": "madclip", "source_sha256": sum})
+	mu.Lock()
+	before = len(asked)
+	mu.Unlock()
+	o, e, code := madclip(t, nil, "weights", "download", "--dir", dest4, "--url", srv.URL+"/tiny.safetensors", "--sha256", sum, "ViT-B/32")
+	if code != 0 || !strings.Contains(o, "ViT-B/32 ready: "+done+" (already there, converted from the file of SHA-256 "+sum[:12]+"…)") {
+		t.Errorf("a second download of converted weights: exit %d\n%s%s", code, o, e)
+	}
+	mu.Lock()
+	if len(asked) != before {
+		t.Errorf("%d requests made for weights already there", len(asked)-before)
+	}
+	mu.Unlock()
+	sparseWeights(t, done, "ViT-B/32", map[string]string{"converted_by": "madclip", "source_sha256": strings.Repeat("0", 64)})
+	_, e, code = madclip(t, nil, "weights", "download", "--quiet", "--dir", dest4, "--url", srv.URL+"/tiny.safetensors", "--sha256", sum, "ViT-B/32")
+	wantFailure(t, "not the CLIP expected", e, code) // fetched, then refused as before
+}
+
+// sparseWeights writes at path a safetensors file with the shapes of the
+// named CLIP release in fp16 and metadata, its data a hole (no disk used):
+// what a look at the header (the architecture, the metadata) sees.
+func sparseWeights(t *testing.T, path, release string, metadata map[string]string) {
+	t.Helper()
+	cfg, ok := clip.Preset(release)
+	if !ok {
+		t.Fatalf("no preset %s", release)
+	}
+	header := map[string]any{"__metadata__": metadata}
+	var off int64
+	for name, shape := range clip.ExpectedShapes(cfg) {
+		n := int64(2)
+		for _, d := range shape {
+			n *= d
+		}
+		if shape == nil {
+			shape = []int64{} // a scalar: [] in JSON, not null
+		}
+		header[name] = map[string]any{"dtype": "F16", "shape": shape, "data_offsets": []int64{off, off + n}}
+		off += n
+	}
+	js, err := json.Marshal(header)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := binary.LittleEndian.AppendUint64(nil, uint64(len(js)))
+	if err := os.WriteFile(path, append(buf, js...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, int64(8+len(js))+off); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func writeTestPNG(t *testing.T, path string, w, h int, seed int) {

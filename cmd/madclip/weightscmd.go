@@ -122,6 +122,12 @@ func downloadAction(c *cli.Context) (err error) {
 	if err := checkOutputs([]namedPath{{role: "the converted weights", path: out, kind: authorship.Weights}}, nil); err != nil {
 		return fmt.Errorf("weights download: %w", err)
 	}
+	// Weights converted from this very download are kept, not fetched
+	// again (a second run of the same command).
+	if strings.EqualFold(weights.ConvertedFrom(out), m.SHA256) && weights.CheckNamed(out, m) == nil {
+		fmt.Fprintf(c.App.Writer, "%s ready: %s (already there, converted from the file of SHA-256 %s…)\n", m.Name, oneLine(out), strings.ToLower(m.SHA256)[:12])
+		return nil
+	}
 	// The folders made for the weights go again if the download fails.
 	var made madeFolders
 	if err := made.mkdirAll(dir); err != nil {
@@ -143,7 +149,7 @@ func downloadAction(c *cli.Context) (err error) {
 		if !c.Bool("quiet") {
 			fmt.Fprintf(os.Stderr, "converting %s (%s) to %s\n", oneLine(raw), sizeOf(raw), oneLine(out))
 		}
-		_, err := weights.ConvertAs(raw, out, m.Name)
+		_, err := weights.ConvertAs(raw, out, m.Name, m.SHA256)
 		return err
 	})
 	if err := settleOriginal(raw, c.Bool("keep") || keptBefore, err); err != nil {
