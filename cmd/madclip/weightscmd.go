@@ -167,6 +167,8 @@ func downloadAction(c *cli.Context) (err error) {
 // next try.
 func settleOriginal(raw string, keep bool, convErr error) error {
 	switch {
+	case keep && convErr != nil:
+		return fmt.Errorf("%w (the download stays as %s: kept)", convErr, raw)
 	case keep:
 	case convErr == nil:
 		os.Remove(raw)
