@@ -295,7 +295,7 @@ func TestSettleOriginal(t *testing.T) {
 		{"converted", false, nil, false, ""},
 		{"converted, kept", true, nil, true, ""},
 		{"unusable", false, content, false, "(the download is removed)"},
-		{"unusable, kept", true, content, true, "not the CLIP expected (the download stays as "},
+		{"unusable, kept", true, content, true, "(the download stays as "},
 		{"not written", false, written, true, "no space left"},
 	} {
 		raw := filepath.Join(t.TempDir(), "ViT-B-32.download.pt")
