@@ -2,6 +2,7 @@ package authorship
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 )
 
@@ -47,8 +48,11 @@ func MetadataKind(meta map[string]string) Kind {
 	return Weights
 }
 
+// ErrCheckpointAsWeights marks CheckpointAsWeights' error, for errors.Is.
+var ErrCheckpointAsWeights = errors.New("a madclip checkpoint (a trained model), not CLIP weights")
+
 // CheckpointAsWeights is the error for a madclip checkpoint given where CLIP
 // weights belong, saying where it goes instead.
 func CheckpointAsWeights(path string) error {
-	return fmt.Errorf("load %s: a madclip checkpoint (a trained model), not CLIP weights: predict and eval take it with --checkpoint", path)
+	return fmt.Errorf("load %s: %w: predict and eval take it with --checkpoint", path, ErrCheckpointAsWeights)
 }

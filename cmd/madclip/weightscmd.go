@@ -211,14 +211,10 @@ func whereWeights(m weights.Model) string {
 		return fmt.Sprintf("%s (%s)", oneLine(p), sizeOf(p))
 	}
 	why := fmt.Sprintf("not %s's architecture", m.Name)
-	if _, err := weights.ConfigOf(p); err != nil {
+	if _, err := weights.ConfigOf(p); errors.Is(err, authorship.ErrCheckpointAsWeights) {
+		why = "a madclip checkpoint, not CLIP weights"
+	} else if err != nil {
 		why = "not CLIP weights"
-		if f, err := safetensors.Open(p); err == nil {
-			if authorship.MetadataKind(f.Metadata) == authorship.Checkpoint {
-				why = "a madclip checkpoint, not CLIP weights"
-			}
-			f.Close()
-		}
 	}
 	return fmt.Sprintf("%s (%s; %s: refused, rename it)", oneLine(p), sizeOf(p), why)
 }
