@@ -295,7 +295,8 @@ func uniformFlags(cmds []*cli.Command, parent string) {
 			text := usageText(err)
 			if f, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: "); ok {
 				f = strings.TrimLeft(f, "-")
-				text = "unknown flag " + typedFlag(f, os.Args[1:]) + unknownFlagHint(f, name, cmd)
+				typed := typedFlag(f, os.Args[1:])
+				text = "unknown flag " + typed + unknownFlagHint(f, typed, name, cmd)
 			}
 			return fmt.Errorf("%s: %s (see madclip %s --help)", name, text, name)
 		}
@@ -506,15 +507,16 @@ func usageText(err error) string {
 	return s
 }
 
-// unknownFlagHint is what to say after "unknown flag --NAME" for the
-// command c (called name): where an output is an argument (OUT) rather
-// than --out, the command line to type; else the flag it most likely
-// mistypes (": did you mean --threshold?"), or "".
-func unknownFlagHint(flag, name string, c *cli.Command) string {
+// unknownFlagHint is what to say after "unknown flag --NAME" (typed as
+// typed) for the command c (called name): where an output is an argument
+// (OUT) rather than --out, the command line to type; for what looks like a
+// file, how to name it; else the flag it most likely mistypes (": did you
+// mean --threshold?"), or "".
+func unknownFlagHint(flag, typed, name string, c *cli.Command) string {
 	if flag == "out" && strings.Contains(c.ArgsUsage, "OUT") {
 		return fmt.Sprintf(": the output is an argument here, as in madclip %s %s", name, c.ArgsUsage)
 	}
-	if typed := typedFlag(flag, os.Args[1:]); strings.ContainsAny(flag, "./") || exists(typed) {
+	if strings.ContainsAny(flag, "./") || exists(typed) {
 		return fmt.Sprintf(": a file of that name is given as ./%s", typed)
 	}
 	var names []string

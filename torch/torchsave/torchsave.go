@@ -49,19 +49,42 @@ func IsTorchSave(path string) bool {
 }
 
 func findPickle(z *zip.Reader) (*zip.File, string, error) {
-	var pkl *zip.File
 	for _, f := range z.File {
 		if strings.HasSuffix(f.Name, "/constants.pkl") {
 			return nil, "", errors.New("a TorchScript archive, not a torch.save file")
 		}
-		if pkl == nil && strings.HasSuffix(f.Name, "/data.pkl") && strings.Count(f.Name, "/") == 1 {
-			pkl = f
-		}
 	}
+	pkl, prefix := topPickle(z)
 	if pkl == nil {
 		return nil, "", errors.New("no data.pkl: not a torch.save file")
 	}
-	return pkl, strings.TrimSuffix(pkl.Name, "data.pkl"), nil
+	return pkl, prefix, nil
+}
+
+// topPickle is the archive's top data.pkl ("NAME/data.pkl", the first) and
+// the prefix of its records ("NAME/"), or nil.
+func topPickle(z *zip.Reader) (*zip.File, string) {
+	for _, f := range z.File {
+		if strings.HasSuffix(f.Name, "/data.pkl") && strings.Count(f.Name, "/") == 1 {
+			return f, strings.TrimSuffix(f.Name, "data.pkl")
+		}
+	}
+	return nil, ""
+}
+
+// storageRecord is the record holding storage r of the archive (files by
+// name, prefix the top pickle's), checked to hold exactly its size bytes:
+// torch.save and TorchScript write them so, and a record cut short would
+// be read past its end.
+func storageRecord(files map[string]*zip.File, prefix string, r *tensorRef, size int64) (*zip.File, error) {
+	f, ok := files[prefix+"data/"+r.key]
+	switch {
+	case !ok:
+		return nil, fmt.Errorf("no storage record data/%s", r.key)
+	case f.UncompressedSize64 != uint64(size):
+		return nil, fmt.Errorf("storage record data/%s holds %d bytes, its %d elements take %d", r.key, f.UncompressedSize64, r.numel, size)
+	}
+	return f, nil
 }
 
 // CheckStorageRecords checks a zip archive PyTorch wrote (a TorchScript
@@ -71,16 +94,13 @@ func findPickle(z *zip.Reader) (*zip.File, string, error) {
 // record's size, so a record cut short (its checksum made anew) would load
 // as memory beyond it. Nothing in the pickle is called.
 func CheckStorageRecords(z *zip.Reader) error {
-	files := map[string]*zip.File{}
-	var pkl *zip.File
-	for _, f := range z.File {
-		files[f.Name] = f
-		if pkl == nil && strings.HasSuffix(f.Name, "/data.pkl") && strings.Count(f.Name, "/") == 1 {
-			pkl = f
-		}
-	}
+	pkl, prefix := topPickle(z)
 	if pkl == nil {
 		return errors.New("no data.pkl")
+	}
+	files := map[string]*zip.File{}
+	for _, f := range z.File {
+		files[f.Name] = f
 	}
 	data, err := readRecord(pkl, maxPickle)
 	if err != nil {
@@ -90,18 +110,13 @@ func CheckStorageRecords(z *zip.Reader) error {
 	if err != nil {
 		return fmt.Errorf("data.pkl: %w", err)
 	}
-	prefix := strings.TrimSuffix(pkl.Name, "data.pkl")
 	for _, r := range refs {
 		size, err := r.storageBytes()
 		if err != nil {
 			return fmt.Errorf("storage %s: %w", r.key, err)
 		}
-		f, ok := files[prefix+"data/"+r.key]
-		switch {
-		case !ok:
-			return fmt.Errorf("no storage record data/%s", r.key)
-		case f.UncompressedSize64 != uint64(size):
-			return fmt.Errorf("storage record data/%s holds %d bytes, its %d elements take %d", r.key, f.UncompressedSize64, r.numel, size)
+		if _, err := storageRecord(files, prefix, r, size); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -164,18 +179,15 @@ func read(z *zip.Reader) ([]Tensor, error) {
 		}
 		b, ok := storages[r.key]
 		if !ok {
-			f, ok := files[prefix+"data/"+r.key]
-			if !ok {
-				return fmt.Errorf("a damaged archive: tensor %s has no storage record data/%s", name, r.key)
+			// Checked before reading: a record of another size, or a
+			// compressed one (torch.save writes none), could make a small
+			// file fill the memory.
+			f, err := storageRecord(files, prefix, r, size)
+			if err != nil {
+				return fmt.Errorf("a damaged archive: %w (tensor %s)", err, name)
 			}
-			// Checked before reading: a compressed record (torch.save
-			// writes none) or one larger than its storage could make a
-			// small file fill the memory.
 			if f.Method != zip.Store {
 				return fmt.Errorf("tensor %s: storage record data/%s is compressed; torch.save stores records as they are", name, r.key)
-			}
-			if f.UncompressedSize64 != uint64(size) {
-				return fmt.Errorf("a damaged archive: storage record data/%s holds %d bytes, its %d elements take %d (tensor %s)", r.key, f.UncompressedSize64, r.numel, size, name)
 			}
 			if b, err = readRecord(f, maxRecord); err != nil {
 				return fmt.Errorf("a damaged archive: tensor %s: %w", name, err)
