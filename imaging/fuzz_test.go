@@ -16,8 +16,9 @@ import (
 )
 
 // FuzzDecode feeds arbitrary bytes to the decoder users' files go through
-// (Go's PNG decoder, libjpeg-turbo across cgo): it must return an image or
-// an error, never crash, and never allocate past the pixel limit.
+// (PNG with zlib, libjpeg-turbo, both across cgo): it must return an image
+// or an error, never crash, and never allocate past the pixel limit; a PNG
+// that image/png decodes gives its pixels.
 func FuzzDecode(f *testing.F) {
 	g := image.NewGray(image.Rect(0, 0, 5, 3))
 	for i := range g.Pix {
@@ -33,6 +34,11 @@ func FuzzDecode(f *testing.F) {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
+		if bytes.HasPrefix(data, []byte("\x89PNG\r\n\x1a\n")) && len(data) < 1<<16 {
+			if cfg, err := png.DecodeConfig(bytes.NewReader(data)); err == nil && cfg.Width*cfg.Height <= 1<<16 {
+				comparePNG(t, "", data) // what image/png decodes, decodePNG decodes alike
+			}
+		}
 		m, err := decodeLimit(bytes.NewReader(data), Limits{MaxPixels: 1 << 20})
 		if err != nil {
 			if m != nil {

@@ -1,7 +1,7 @@
 // Package imaging decodes scans and resizes them exactly as PIL does, so
 // that preprocessing matches the Python pipelines CLIP and MadCLIP were
-// trained and evaluated with. PNG is decoded in Go, JPEG by libjpeg-turbo
-// (as PIL does); images are 8-bit RGB.
+// trained and evaluated with. PNG is decoded here with zlib, JPEG by
+// libjpeg-turbo (the libraries PIL uses); images are 8-bit RGB.
 package imaging
 
 import (
@@ -12,7 +12,7 @@ import (
 	"image"
 	"image/color"
 	_ "image/jpeg" // headers only, for Size; pixels go through libjpeg-turbo
-	"image/png"
+	_ "image/png"  // headers only, for Size; pixels go through decodePNG
 	"io"
 	"math"
 	"syscall"
@@ -170,55 +170,38 @@ func LoadMask(path, scan string, w, h int) (*Gray, error) {
 	return rgb.Luma(), nil
 }
 
-// decodeAny decodes a PNG (as Go's image) or a JPEG (as RGB, through
-// libjpeg-turbo) within the limits l.
+// decodeAny decodes a PNG (to RGB, or 16-bit grey as image.Gray16) or a
+// JPEG (to RGB, through libjpeg-turbo) within the limits l.
 func decodeAny(r io.Reader, l Limits) (image.Image, *RGB, error) {
-	maxPixels := l.maxPixels()
 	br := bufio.NewReader(r)
 	head, _ := br.Peek(8)
-
-	var img image.Image
-	var err error
 	switch {
 	case bytes.HasPrefix(head, []byte("\x89PNG\r\n\x1a\n")):
-		// The size the header claims (IHDR comes first), checked before
-		// any pixel memory is allocated.
-		ihdr, _ := br.Peek(33)
-		if cfg, err := png.DecodeConfig(bytes.NewReader(ihdr)); err == nil {
-			if err := l.Allows(cfg.Width, cfg.Height); err != nil {
-				return nil, nil, err
-			}
-			if err := fitsMemory(cfg.Width, cfg.Height, pngBytesPerPixel); err != nil {
-				return nil, nil, err
-			}
+		rgb, g16, err := decodePNG(br, l)
+		var limit pngLimitError
+		switch {
+		case errors.As(err, &limit):
+			return nil, nil, limit.error
+		case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
+			return nil, nil, fmt.Errorf("truncated image: %w", err)
+		case err != nil:
+			return nil, nil, fmt.Errorf("corrupt image: %w", err)
+		case g16 != nil:
+			return g16, nil, nil
 		}
-		// A pixel whose index lies past a short PLTE reads black, as in
-		// Pillow 11 (9.4 read grey (i, i, i)).
-		img, err = png.Decode(br)
+		return nil, rgb, nil
 	case bytes.HasPrefix(head, []byte{0xff, 0xd8, 0xff}):
 		data, err := io.ReadAll(br)
 		if err != nil {
 			return nil, nil, err
 		}
-		rgb, err := decodeJPEG(data, maxPixels, l.DamagedJPEG)
+		rgb, err := decodeJPEG(data, l.maxPixels(), l.DamagedJPEG)
 		return nil, rgb, err
 	case len(head) == 0:
 		return nil, nil, errors.New("empty file, not an image")
-	default:
-		return nil, nil, errors.New("not a PNG or JPEG image")
 	}
-	if err != nil {
-		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-			return nil, nil, fmt.Errorf("truncated image: %w", err)
-		}
-		return nil, nil, fmt.Errorf("corrupt image: %w", err)
-	}
-	return img, nil, nil
+	return nil, nil, errors.New("not a PNG or JPEG image")
 }
-
-// pngBytesPerPixel bounds what decoding a PNG holds at once: Go's decoder
-// keeps up to 8 bytes a pixel (16-bit RGBA), the RGB copy 3 more.
-const pngBytesPerPixel = 11
 
 // fitsMemory refuses an image whose decoding would need more memory than
 // the machine has, whatever --max-pixels allows: a Go program that runs out
@@ -243,11 +226,8 @@ func FromImage(img image.Image) *RGB {
 	switch src := img.(type) {
 	case *image.Gray:
 		for y := b.Min.Y; y < b.Max.Y; y++ {
-			for x := b.Min.X; x < b.Max.X; x++ {
-				v := src.GrayAt(x, y).Y
-				m.Pix[i], m.Pix[i+1], m.Pix[i+2] = v, v, v
-				i += 3
-			}
+			at := src.PixOffset(b.Min.X, y)
+			spread(m.Pix[3*(y-b.Min.Y)*b.Dx():], src.Pix[at:at+b.Dx()])
 		}
 	case *image.NRGBA: // alpha is dropped, as PIL's convert("RGB") does
 		for y := b.Min.Y; y < b.Max.Y; y++ {
@@ -323,173 +303,6 @@ func FromImage(img image.Image) *RGB {
 		}
 	}
 	return m
-}
-
-// bicubic is PIL's cubic convolution kernel (a = -0.5).
-func bicubic(x float64) float64 {
-	const a = -0.5
-	if x < 0 {
-		x = -x
-	}
-	if x < 1 {
-		return ((a+2)*x-(a+3))*x*x + 1
-	}
-	if x < 2 {
-		return (((x-5)*x+8)*x - 4) * a
-	}
-	return 0
-}
-
-const precisionBits = 32 - 8 - 2
-
-// coefficients are PIL's per-output-pixel filter taps for resizing n input
-// pixels to m, for the outputs from to to-1: the first input pixel of each
-// and fixed-point weights. Both ends of the taps only move forward with
-// the output.
-func coefficients(n, m, from, to int) (first []int, weights [][]int32) {
-	scale := float64(n) / float64(m)
-	filterscale := math.Max(scale, 1)
-	support := 2 * filterscale
-	first = make([]int, to-from)
-	weights = make([][]int32, to-from)
-	k := make([]float64, int(math.Ceil(support))*2+1)
-	for xx := from; xx < to; xx++ {
-		center := (float64(xx) + 0.5) * scale
-		xmin := int(center - support + 0.5)
-		if xmin < 0 {
-			xmin = 0
-		}
-		xmax := int(center + support + 0.5)
-		if xmax > n {
-			xmax = n
-		}
-		xmax -= xmin
-		ww := 0.0
-		for x := range xmax {
-			w := bicubic((float64(x+xmin) - center + 0.5) / filterscale)
-			k[x] = w
-			ww += w
-		}
-		ws := make([]int32, xmax)
-		for x := range xmax {
-			v := k[x]
-			if ww != 0 {
-				v /= ww
-			}
-			if v < 0 {
-				ws[x] = int32(v*(1<<precisionBits) - 0.5)
-			} else {
-				ws[x] = int32(v*(1<<precisionBits) + 0.5)
-			}
-		}
-		first[xx-from] = xmin
-		weights[xx-from] = ws
-	}
-	return first, weights
-}
-
-func clip8(v int32) byte {
-	if v >= 1<<precisionBits<<8 {
-		return 255
-	}
-	if v <= 0 {
-		return 0
-	}
-	return byte(v >> precisionBits)
-}
-
-// ResizeBytes is about the most memory Resize takes to scale a w×h image
-// to tw×th: its output, the rows of the horizontal pass that the vertical
-// pass reads, and both passes' filter taps. Small for a scan of any common
-// shape; for a strip thousands of times longer than wide it exceeds the
-// image many times over.
-func ResizeBytes(w, h, tw, th int) int64 {
-	taps := func(n, m int) int64 { // per output pixel, at most
-		return min(int64(n), int64(2*math.Ceil(2*math.Max(float64(n)/float64(m), 1))+1))
-	}
-	rows := int64(th)
-	b := 3 * int64(tw) * int64(th)
-	if h != th {
-		rows = int64(h)
-		b += int64(th) * (4*taps(h, th) + 64) // and each tap list's slice, start and rounding
-	}
-	if w != tw {
-		b += int64(tw) * (4*taps(w, tw) + 64)
-	}
-	return b + 3*int64(tw)*rows
-}
-
-// Resize scales the image to w×h with PIL's bicubic filter (antialiased
-// when shrinking, fixed-point, horizontal pass first), as
-// PIL.Image.resize(size, Image.BICUBIC) does, byte for byte.
-func (m *RGB) Resize(w, h int) *RGB { return m.ResizeCrop(w, h, image.Rect(0, 0, w, h)) }
-
-// ResizeCrop is Resize(w, h) cut to r, which lies within w×h: the same
-// bytes, computed for r alone from the input rows and columns it needs, so
-// that the centre of a scan a thousand times longer than wide is not
-// resized whole first.
-func (m *RGB) ResizeCrop(w, h int, r image.Rectangle) *RGB {
-	if r.Empty() {
-		return NewRGB(max(0, r.Dx()), max(0, r.Dy()))
-	}
-	// The rows the vertical pass reads, from its taps.
-	var vfirst []int
-	var vws [][]int32
-	rows := [2]int{r.Min.Y, r.Max.Y}
-	if h != m.H {
-		vfirst, vws = coefficients(m.H, h, r.Min.Y, r.Max.Y)
-		last := len(vfirst) - 1
-		rows = [2]int{vfirst[0], vfirst[last] + len(vws[last])}
-	}
-	// The horizontal pass, over those rows and r's columns.
-	cw := r.Dx()
-	tmp := NewRGB(cw, rows[1]-rows[0])
-	var hfirst []int
-	var hws [][]int32
-	if w != m.W {
-		hfirst, hws = coefficients(m.W, w, r.Min.X, r.Max.X)
-	}
-	for y := rows[0]; y < rows[1]; y++ {
-		row := m.Pix[3*y*m.W : 3*(y+1)*m.W]
-		dst := tmp.Pix[3*(y-rows[0])*cw : 3*(y-rows[0]+1)*cw]
-		if hws == nil {
-			copy(dst, row[3*r.Min.X:3*r.Max.X])
-			continue
-		}
-		for xx, k := range hws {
-			src := row[3*hfirst[xx]:]
-			s0, s1, s2 := int32(1<<(precisionBits-1)), int32(1<<(precisionBits-1)), int32(1<<(precisionBits-1))
-			for x, c := range k {
-				p := src[3*x : 3*x+3]
-				s0 += int32(p[0]) * c
-				s1 += int32(p[1]) * c
-				s2 += int32(p[2]) * c
-			}
-			dst[3*xx], dst[3*xx+1], dst[3*xx+2] = clip8(s0), clip8(s1), clip8(s2)
-		}
-	}
-	if vws == nil {
-		return tmp
-	}
-	out := NewRGB(cw, r.Dy())
-	stride := 3 * cw
-	acc := make([]int32, stride)
-	for yy, k := range vws {
-		for i := range acc {
-			acc[i] = 1 << (precisionBits - 1)
-		}
-		for y, c := range k { // row by row: sequential memory
-			at := vfirst[yy] + y - rows[0]
-			for i, v := range tmp.Pix[at*stride : (at+1)*stride] {
-				acc[i] += int32(v) * c
-			}
-		}
-		dst := out.Pix[yy*stride : (yy+1)*stride]
-		for i, v := range acc {
-			dst[i] = clip8(v)
-		}
-	}
-	return out
 }
 
 // Crop returns the w×h region whose top-left corner is (x, y).

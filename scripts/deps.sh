@@ -3,7 +3,7 @@
 # libopenblas0-pthread matters: without it Debian's libtorch falls back to the
 # reference BLAS and CPU matmul is ~30x slower.
 set -euo pipefail
-pkgs=(g++ make cmake libtorch-dev libopenblas0-pthread libjpeg62-turbo-dev python3-torch python3-sklearn python3-pil python3-numpy python3-matplotlib)
+pkgs=(g++ make cmake libtorch-dev libopenblas0-pthread libjpeg62-turbo-dev zlib1g-dev python3-torch python3-sklearn python3-pil python3-numpy python3-matplotlib)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

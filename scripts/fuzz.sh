@@ -15,6 +15,8 @@ targets=(
   "FuzzEncode ./model/clip/bpe"
   "FuzzUnpickle ./torch/torchsave"
   "FuzzDecode ./imaging"
+  "FuzzResize ./imaging"
+  "FuzzPNG ./imaging"
 )
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

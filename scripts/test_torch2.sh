@@ -24,7 +24,7 @@ root=${TORCH2_ROOT:-build/_trixie}
 [[ $root = /* ]] || root=$PWD/$root
 suite=${TORCH2_SUITE:-trixie}
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
-pkgs=libtorch-dev,python3-torch,g++,cmake,make,libjpeg62-turbo-dev,libopenblas0-pthread,python3-pil,python3-numpy,python3-sklearn,python3-matplotlib
+pkgs=libtorch-dev,python3-torch,g++,cmake,make,libjpeg62-turbo-dev,zlib1g-dev,libopenblas0-pthread,python3-pil,python3-numpy,python3-sklearn,python3-matplotlib
 goroot=$(go env GOROOT)
 modcache=$(go env GOMODCACHE)
 
