@@ -56,6 +56,7 @@ fuzz:
 bench: build
 	scripts/bench_bridge.sh
 	scripts/bench_jpeg.sh
+	scripts/bench_prepare.sh
 	scripts/bench_peer.sh
 
 # Go binaries for scripts/gpu_check.sh on the GPU machine (which has no Go),
