@@ -584,6 +584,11 @@ func (r *trainingRun) epochs(ctx context.Context) error {
 			}
 			t0 := time.Now()
 			loss, err := trainStep(r.m, r.opt, *c, r.cache, r.images, r.masks, r.labels, idx)
+			if err == nil && c.Device.IsCUDA() {
+				// Adam's update is queued after the loss is read: wait for
+				// it, so that each step's time includes its own update.
+				err = torch.Synchronize(c.Device)
+			}
 			if err != nil {
 				return err
 			}
