@@ -71,7 +71,7 @@ static int mc_inflate(z_stream *z, const uint8_t *in, size_t n, uint8_t *out, si
 	if (ret == Z_STREAM_END) return 1;
 	if (ret == Z_OK) return 0;
 	if (ret == Z_BUF_ERROR) return *produced == cap ? 2 : 0;
-	snprintf(msg, msglen, "%s", z->msg != NULL ? z->msg : "inflate failed");
+	snprintf(msg, msglen, "%s", ret == Z_NEED_DICT ? "needs a preset dictionary" : z->msg != NULL ? z->msg : "inflate failed");
 	return -1;
 }
 */

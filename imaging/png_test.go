@@ -21,6 +21,7 @@ type pngSpec struct {
 	interlaced    bool
 	rows          []byte // filtered data: every row with its filter byte
 	plte, trns    []byte // written when not nil
+	zdata         []byte // the IDAT data, when not rows compressed
 	idatSplits    int    // the compressed data in this many IDAT chunks
 	extraIDAT     []byte // an IDAT chunk after the image data
 	noIEND        bool
@@ -61,6 +62,9 @@ func (s pngSpec) encode() []byte {
 	zw.Write(s.rows)
 	zw.Close()
 	data := z.Bytes()
+	if s.zdata != nil {
+		data = s.zdata
+	}
 	n := max(s.idatSplits, 1)
 	for i := range n {
 		pngChunk(&out, "IDAT", data[i*len(data)/n:(i+1)*len(data)/n])
@@ -198,6 +202,10 @@ func TestPNGKinds(t *testing.T) {
 	badFilter.rows = append([]byte{7}, good.rows[1:]...)
 	noEnd := good
 	noEnd.noIEND = true
+	dict := good
+	dict.zdata = []byte{0x78, 0x20, 0, 0, 0, 1, 3, 0} // FDICT set: a preset dictionary
+	garbled := good
+	garbled.zdata = []byte{0x78, 0x9c, 0xff, 0xff, 0xff, 0xff}
 	badCRC := append([]byte{}, whole...)
 	badCRC[len(badCRC)-20] ^= 1 // inside the IDAT chunk
 	for _, c := range []struct {
@@ -208,6 +216,8 @@ func TestPNGKinds(t *testing.T) {
 		{"short of pixel data", string(short.encode()), "corrupt image: png: invalid format: not enough pixel data"},
 		{"more pixel data than the image", string(long.encode()), "corrupt image: png: invalid format: too much pixel data"},
 		{"bad filter byte", string(badFilter.encode()), "corrupt image: png: invalid format: bad filter type"},
+		{"a preset dictionary", string(dict.encode()), "corrupt image: png: invalid format: zlib: needs a preset dictionary"},
+		{"a garbled zlib stream", string(garbled.encode()), "corrupt image: png: invalid format: zlib: invalid block type"},
 		{"a flipped bit", string(badCRC), "corrupt image: png: invalid format:"},
 		{"IDAT before IHDR", string(whole[:8]) + string(whole[33:]), "corrupt image: png: invalid format: chunk out of order"},
 	} {
