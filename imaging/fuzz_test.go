@@ -8,6 +8,7 @@ import (
 	"image/png"
 	"madclip/internal/reftest"
 	"madclip/internal/testimages"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -83,6 +84,18 @@ func TestMemoryLimit(t *testing.T) {
 	_, err := decodeLimit(bytes.NewReader(testimages.PNGClaiming(100000, 100000)), Limits{MaxPixels: 1e12})
 	if err == nil || !strings.Contains(err.Error(), "110.0 GB") || !strings.Contains(err.Error(), "of memory") {
 		t.Errorf("a 10^10-pixel PNG under a raised limit: %v", err)
+	}
+	// Claims whose bytes overflow 64 bits (2147461015 × 780911375 × 11
+	// wraps to about 98 MB) are refused, with the true figure, under the
+	// highest limit.
+	for _, c := range []struct {
+		w, h uint32
+		gb   string
+	}{{2147461015, 780911375, "18446"}, {1<<31 - 1, 1<<31 - 1, "50728"}} {
+		_, err := decodeLimit(bytes.NewReader(testimages.PNGClaiming(c.w, c.h)), Limits{MaxPixels: math.MaxInt64})
+		if err == nil || !strings.Contains(err.Error(), "needs about "+c.gb) || !strings.Contains(err.Error(), "of memory") {
+			t.Errorf("%d×%d under the highest limit: %v", c.w, c.h, err)
+		}
 	}
 }
 

@@ -212,8 +212,11 @@ func fitsMemory(w, h int, bytesPerPixel uint64) error {
 		return nil
 	}
 	total := uint64(si.Totalram) * uint64(si.Unit)
-	if need := uint64(w) * uint64(h) * bytesPerPixel; need > total {
-		return fmt.Errorf("the image claims %d×%d pixels; decoding it needs about %.1f GB, more than this machine's %.1f GB of memory", w, h, float64(need)/1e9, float64(total)/1e9)
+	// w and h are below 2³¹ (PNG) or 2¹⁶ (JPEG): their product fits, the
+	// product times bytesPerPixel may not.
+	if uint64(w)*uint64(h) > total/bytesPerPixel {
+		need := float64(w) * float64(h) * float64(bytesPerPixel)
+		return fmt.Errorf("the image claims %d×%d pixels; decoding it needs about %.1f GB, more than this machine's %.1f GB of memory", w, h, need/1e9, float64(total)/1e9)
 	}
 	return nil
 }

@@ -337,6 +337,10 @@ func (c *pngChunks) header(length uint32, l Limits) (pngHeader, error) {
 	if err := fitsMemory(h.w, h.h, pngBytesPerPixel); err != nil {
 		return h, pngLimitError{err}
 	}
+	// Whatever the limits say, the inflated size must be one Go can hold.
+	if float64(h.h)*(1+(float64(h.w)*float64(h.bitsPerPixel())+7)/8) > 1<<50 {
+		return h, pngLimitError{fmt.Errorf("the image claims %d×%d pixels, too many to decode", h.w, h.h)}
+	}
 	return h, c.end()
 }
 
@@ -452,6 +456,9 @@ func (c *pngChunks) inflate(length uint32, size int64) ([]byte, error) {
 				err = io.ErrUnexpectedEOF
 			}
 			return nil, err
+		}
+		if kind != "IDAT" && int64(produced) == size {
+			return nil, pngFormatError("the zlib stream does not end after the pixel data")
 		}
 		if kind != "IDAT" {
 			return nil, pngFormatError("not enough pixel data")

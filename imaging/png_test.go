@@ -206,6 +206,12 @@ func TestPNGKinds(t *testing.T) {
 	dict.zdata = []byte{0x78, 0x20, 0, 0, 0, 1, 3, 0} // FDICT set: a preset dictionary
 	garbled := good
 	garbled.zdata = []byte{0x78, 0x9c, 0xff, 0xff, 0xff, 0xff}
+	var z bytes.Buffer
+	zw := zlib.NewWriter(&z)
+	zw.Write(good.rows)
+	zw.Close()
+	unended := good
+	unended.zdata = z.Bytes()[:z.Len()-4] // every pixel, no checksum
 	badCRC := append([]byte{}, whole...)
 	badCRC[len(badCRC)-20] ^= 1 // inside the IDAT chunk
 	for _, c := range []struct {
@@ -217,6 +223,7 @@ func TestPNGKinds(t *testing.T) {
 		{"more pixel data than the image", string(long.encode()), "corrupt image: png: invalid format: too much pixel data"},
 		{"bad filter byte", string(badFilter.encode()), "corrupt image: png: invalid format: bad filter type"},
 		{"a preset dictionary", string(dict.encode()), "corrupt image: png: invalid format: zlib: needs a preset dictionary"},
+		{"a zlib stream without its end", string(unended.encode()), "corrupt image: png: invalid format: the zlib stream does not end after the pixel data"},
 		{"a garbled zlib stream", string(garbled.encode()), "corrupt image: png: invalid format: zlib: invalid block type"},
 		{"a flipped bit", string(badCRC), "corrupt image: png: invalid format:"},
 		{"IDAT before IHDR", string(whole[:8]) + string(whole[33:]), "corrupt image: png: invalid format: chunk out of order"},
