@@ -1,6 +1,7 @@
 package dataset
 
 import (
+	"cmp"
 	"runtime"
 	"sync"
 
@@ -31,6 +32,12 @@ type DecodeOptions struct {
 	// it is decoded (0: no bound beyond Ahead). An image larger than the
 	// bound is decoded alone.
 	OriginalBytes int64
+	// WorkBytes bounds the memory of the decodes running at once
+	// (imaging.DecodeBytes of each image's size, read from its header
+	// before its pixels), so that a folder of decompression bombs, each
+	// within the pixel limit, cannot together take more than the machine
+	// has: 0 is half its memory. An image over the bound is decoded alone.
+	WorkBytes int64
 }
 
 // Decode decodes samples on worker goroutines (one per CPU) and delivers
@@ -47,6 +54,10 @@ func Decode(items []Sample, size int, o DecodeOptions) (ch <-chan Decoded, stop 
 		results[i] = make(chan Decoded, 1) // a worker never waits to hand over
 	}
 	next := make(chan int)
+	lim := o.Limits
+	if work := newByteBudget(cmp.Or(o.WorkBytes, imaging.MemoryBytes()/2), done); work != nil {
+		lim.Reserve = work.reserve
+	}
 	var wg sync.WaitGroup
 	for range runtime.NumCPU() {
 		wg.Add(1)
@@ -55,7 +66,7 @@ func Decode(items []Sample, size int, o DecodeOptions) (ch <-chan Decoded, stop 
 			for i := range next {
 				d := Decoded{Sample: items[i], Index: i}
 				var orig *imaging.RGB
-				if orig, d.Err = imaging.LoadLimit(d.Sample.Path, o.Limits); d.Err == nil {
+				if orig, d.Err = imaging.LoadLimit(d.Sample.Path, lim); d.Err == nil {
 					d.Image, d.Err = Prepare(orig, d.Sample, size, o.Masks)
 				}
 				if o.KeepOriginal {
@@ -135,6 +146,17 @@ func newByteBudget(limit int64, done <-chan struct{}) *byteBudget {
 	return &byteBudget{limit: limit, freed: make(chan struct{}, 1), done: done}
 }
 
+// reserve takes what decoding a w×h image needs (at most the whole
+// budget: a larger image is decoded alone) until the returned function is
+// called. Once decoding is stopped it takes nothing.
+func (b *byteBudget) reserve(w, h int) (release func()) {
+	n := min(imaging.DecodeBytes(w, h), b.limit)
+	if !b.acquire(n) {
+		return func() {}
+	}
+	return func() { b.release(n) }
+}
+
 // acquire waits until n bytes fit (n is at most the limit), and reports
 // false when decoding was stopped first.
 func (b *byteBudget) acquire(n int64) bool {
@@ -142,7 +164,11 @@ func (b *byteBudget) acquire(n int64) bool {
 		b.mu.Lock()
 		if b.used+n <= b.limit {
 			b.used += n
+			room := b.used < b.limit
 			b.mu.Unlock()
+			if room { // another waiter may fit in what is left
+				b.wake()
+			}
 			return true
 		}
 		b.mu.Unlock()
@@ -158,6 +184,11 @@ func (b *byteBudget) release(n int64) {
 	b.mu.Lock()
 	b.used -= n
 	b.mu.Unlock()
+	b.wake()
+}
+
+// wake tells one waiter, if any, to look again.
+func (b *byteBudget) wake() {
 	select {
 	case b.freed <- struct{}{}:
 	default:

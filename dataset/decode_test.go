@@ -6,6 +6,8 @@ import (
 	"image/png"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -72,6 +74,64 @@ func TestDecodeByteBudget(t *testing.T) {
 }
 
 // grayImages writes n black side×side PNGs into a new folder.
+// The decodes running at once stay within WorkBytes (each image's
+// imaging.DecodeBytes, at most the whole budget): under a budget smaller
+// than one image they run one at a time, and every item still comes, in
+// order.
+func TestDecodeWorkBudget(t *testing.T) {
+	const n, side = 30, 16
+	_, items := grayImages(t, n, side)
+	ch, stop := Decode(items, 8, DecodeOptions{Ahead: 8, WorkBytes: 1})
+	defer stop()
+	i := 0
+	for d := range ch {
+		if d.Err != nil || d.Index != i || d.Image.Pixels == nil {
+			t.Fatalf("item %d: index %d, error %v", i, d.Index, d.Err)
+		}
+		i++
+	}
+	if i != n {
+		t.Errorf("%d of %d items", i, n)
+	}
+}
+
+// byteBudget under contention: what is taken never exceeds the limit, and
+// every taker gets through.
+func TestByteBudgetContention(t *testing.T) {
+	done := make(chan struct{})
+	b := newByteBudget(100, done)
+	var wg sync.WaitGroup
+	var over atomic.Bool
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := range 200 {
+				release := b.reserve(1, 1+(g*7+k*13)%9) // DecodeBytes: 11 to 99
+				b.mu.Lock()
+				if b.used > b.limit {
+					over.Store(true)
+				}
+				b.mu.Unlock()
+				release()
+			}
+		}()
+	}
+	finished := make(chan struct{})
+	go func() { wg.Wait(); close(finished) }()
+	select {
+	case <-finished:
+	case <-time.After(20 * time.Second):
+		t.Fatal("takers still waiting after 20 s")
+	}
+	if over.Load() {
+		t.Error("more than the limit taken at once")
+	}
+	if b.used != 0 {
+		t.Errorf("%d bytes still taken", b.used)
+	}
+}
+
 func grayImages(t *testing.T, n, side int) (string, []Sample) {
 	t.Helper()
 	var buf bytes.Buffer

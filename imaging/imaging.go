@@ -11,8 +11,8 @@ import (
 	"fmt"
 	"image"
 	"image/color"
-	_ "image/jpeg" // headers only, for Size; pixels go through libjpeg-turbo
-	_ "image/png"  // headers only, for Size; pixels go through decodePNG
+	"image/jpeg"  // headers only; pixels go through libjpeg-turbo
+	_ "image/png" // headers only, for Size; pixels go through decodePNG
 	"io"
 	"math"
 	"syscall"
@@ -56,6 +56,19 @@ type Limits struct {
 	// becomes flat grey. By default such a file is refused, since its
 	// score would be that of a partly invented image.
 	DamagedJPEG bool
+	// Reserve, when set, is called with an image's size once its header
+	// has been read and before its pixels are decoded; the function it
+	// returns is called when decoding ends. A caller decoding several
+	// images at once bounds their memory with it (dataset.Decode).
+	Reserve func(w, h int) (release func())
+}
+
+// reserve calls Reserve, if set, for a w×h image.
+func (l Limits) reserve(w, h int) (release func()) {
+	if l.Reserve == nil {
+		return func() {}
+	}
+	return l.Reserve(w, h)
 }
 
 func (l Limits) maxPixels() int64 {
@@ -195,6 +208,9 @@ func decodeAny(r io.Reader, l Limits) (image.Image, *RGB, error) {
 		if err != nil {
 			return nil, nil, err
 		}
+		if cfg, err := jpeg.DecodeConfig(bytes.NewReader(data)); err == nil && l.Allows(cfg.Width, cfg.Height) == nil {
+			defer l.reserve(cfg.Width, cfg.Height)()
+		}
 		rgb, err := decodeJPEG(data, l.maxPixels(), l.DamagedJPEG)
 		return nil, rgb, err
 	case len(head) == 0:
@@ -203,15 +219,28 @@ func decodeAny(r io.Reader, l Limits) (image.Image, *RGB, error) {
 	return nil, nil, errors.New("not a PNG or JPEG image")
 }
 
+// DecodeBytes is about the most memory decoding a w×h image takes while it
+// runs (a 16-bit RGBA PNG's inflated data and the RGB image): what callers
+// decoding several images at once budget for.
+func DecodeBytes(w, h int) int64 { return int64(w) * int64(h) * pngBytesPerPixel }
+
+// MemoryBytes is the machine's memory (0 when unknown).
+func MemoryBytes() int64 {
+	var si syscall.Sysinfo_t
+	if syscall.Sysinfo(&si) != nil {
+		return 0
+	}
+	return int64(si.Totalram) * int64(si.Unit)
+}
+
 // fitsMemory refuses an image whose decoding would need more memory than
 // the machine has, whatever --max-pixels allows: a Go program that runs out
 // of memory ends with a stack dump, not an error.
 func fitsMemory(w, h int, bytesPerPixel uint64) error {
-	var si syscall.Sysinfo_t
-	if syscall.Sysinfo(&si) != nil {
+	total := uint64(MemoryBytes())
+	if total == 0 {
 		return nil
 	}
-	total := uint64(si.Totalram) * uint64(si.Unit)
 	// w and h are below 2³¹ (PNG) or 2¹⁶ (JPEG): their product fits, the
 	// product times bytesPerPixel may not.
 	if uint64(w)*uint64(h) > total/bytesPerPixel {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"image"
 	"image/color"
+	"image/jpeg"
 	"image/png"
 	"os"
 	"os/exec"
@@ -295,5 +296,32 @@ func TestResizeBytes(t *testing.T) {
 	}
 	if b := ResizeBytes(1, 178_000_000, 240, 240); b < 100e9 {
 		t.Errorf("a 1×178M strip to 240²: estimate %d bytes", b)
+	}
+}
+
+// Limits.Reserve is called with the size from the header before the pixels
+// are decoded and released when decoding ends, for PNG and JPEG; not for
+// an image over the pixel limit.
+func TestReserve(t *testing.T) {
+	var pb, jb bytes.Buffer
+	png.Encode(&pb, image.NewGray(image.Rect(0, 0, 30, 20)))
+	jpeg.Encode(&jb, image.NewGray(image.Rect(0, 0, 30, 20)), nil)
+	for name, data := range map[string][]byte{"png": pb.Bytes(), "jpeg": jb.Bytes()} {
+		var calls, held int
+		l := Limits{Reserve: func(w, h int) func() {
+			if w != 30 || h != 20 {
+				t.Errorf("%s: reserved for %dx%d", name, w, h)
+			}
+			calls++
+			held++
+			return func() { held-- }
+		}}
+		if _, err := decodeLimit(bytes.NewReader(data), l); err != nil || calls != 1 || held != 0 {
+			t.Errorf("%s: %v, %d reservations, %d not released", name, err, calls, held)
+		}
+		l.MaxPixels = 599
+		if _, err := decodeLimit(bytes.NewReader(data), l); err == nil || calls != 1 {
+			t.Errorf("%s over the limit: %v, %d reservations", name, err, calls)
+		}
 	}
 }

@@ -244,6 +244,7 @@ func decodePNG(r io.Reader, l Limits) (*RGB, *image.Gray16, error) {
 			if h, err = c.header(length, l); err != nil {
 				return nil, nil, err
 			}
+			defer l.reserve(h.w, h.h)()
 		case "PLTE":
 			if stage != 1 {
 				return nil, nil, errChunkOrder
