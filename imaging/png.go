@@ -118,6 +118,18 @@ const (
 	pngRGBA      = 6
 )
 
+// pngStage is the last of the chunks that must come in order seen so far.
+type pngStage int
+
+const (
+	seenNothing pngStage = iota
+	seenIHDR
+	seenPLTE
+	seenTRNS
+	seenIDAT
+	seenIEND
+)
+
 // bitsPerPixel is the size of one pixel in the filtered data.
 func (h pngHeader) bitsPerPixel() int {
 	switch h.colour {
@@ -228,56 +240,56 @@ func decodePNG(r io.Reader, l Limits) (*RGB, *image.Gray16, error) {
 		h       pngHeader
 		palette [][3]byte
 		raw     []byte // the inflated data, once IDAT has been read
-		stage   int    // 0 start, 1 IHDR, 2 PLTE, 3 tRNS, 4 IDAT, 5 IEND
+		stage   = seenNothing
 	)
-	for stage != 5 {
+	for stage != seenIEND {
 		length, kind, err := c.next()
 		if err != nil {
 			return nil, nil, err
 		}
 		switch kind {
 		case "IHDR":
-			if stage != 0 {
+			if stage != seenNothing {
 				return nil, nil, errChunkOrder
 			}
-			stage = 1
+			stage = seenIHDR
 			if h, err = c.header(length, l); err != nil {
 				return nil, nil, err
 			}
 			defer l.reserve(h.w, h.h)()
 		case "PLTE":
-			if stage != 1 {
+			if stage != seenIHDR {
 				return nil, nil, errChunkOrder
 			}
-			stage = 2
+			stage = seenPLTE
 			if palette, err = c.palette(length, h); err != nil {
 				return nil, nil, err
 			}
 		case "tRNS":
-			if err := c.transparency(length, h, stage, len(palette)); err != nil {
+			if err := c.transparency(length, h, stage); err != nil {
 				return nil, nil, err
 			}
-			stage = 3
+			stage = seenTRNS
 		case "IDAT":
-			if stage < 1 || stage > 4 || (stage == 1 && h.colour == pngPalette) {
+			if stage < seenIHDR || stage > seenIDAT || (stage == seenIHDR && h.colour == pngPalette) {
 				return nil, nil, errChunkOrder
 			}
-			if stage == 4 { // trailing IDAT chunks after the image's data
+			if stage == seenIDAT { // trailing IDAT chunks after the image's data
 				if err := c.skip(length); err != nil {
 					return nil, nil, err
 				}
 				err = c.end()
 				break
 			}
-			stage = 4
+			stage = seenIDAT
 			if raw, err = c.inflate(length, h.rawSize()); err != nil {
 				return nil, nil, err
 			}
 		case "IEND":
-			if stage != 4 {
+			if stage != seenIDAT {
 				return nil, nil, errChunkOrder
 			}
-			stage = 5
+			stage = seenIEND
 			if length != 0 {
 				return nil, nil, pngFormatError("bad IEND length")
 			}
@@ -369,31 +381,31 @@ func (c *pngChunks) palette(length uint32, h pngHeader) ([][3]byte, error) {
 // transparency reads tRNS, checked as image/png checks it and otherwise
 // unused: madclip drops alpha as PIL's convert("RGB") does, and a palette
 // colour is its colour whatever its transparency.
-func (c *pngChunks) transparency(length uint32, h pngHeader, stage, colours int) error {
+func (c *pngChunks) transparency(length uint32, h pngHeader, stage pngStage) error {
 	switch h.colour {
 	case pngPalette:
-		if stage != 2 {
+		if stage != seenPLTE {
 			return errChunkOrder
 		}
 		if length > 256 {
 			return pngFormatError("bad tRNS length")
 		}
 	case pngRGB:
-		if stage != 1 && stage != 2 {
+		if stage != seenIHDR && stage != seenPLTE {
 			return errChunkOrder
 		}
 		if length != 6 {
 			return pngFormatError("bad tRNS length")
 		}
 	case pngGrey:
-		if stage != 1 {
+		if stage != seenIHDR {
 			return errChunkOrder
 		}
 		if length != 2 {
 			return pngFormatError("bad tRNS length")
 		}
 	default:
-		if stage != 1 {
+		if stage != seenIHDR {
 			return errChunkOrder
 		}
 		return pngFormatError("tRNS, color type mismatch")
