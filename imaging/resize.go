@@ -203,6 +203,7 @@ func (m *RGB) ResizeCrop(w, h int, r image.Rectangle) *RGB {
 		for i := range t.first { // relative to the rows the horizontal pass makes
 			t.first[i] -= int32(rows[0])
 		}
+		t.check(rows[1] - rows[0])
 		vt = &t
 	}
 	if w != m.W {
