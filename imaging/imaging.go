@@ -220,9 +220,10 @@ func decodeAny(r io.Reader, l Limits) (image.Image, *RGB, error) {
 }
 
 // DecodeBytes is about the most memory decoding a w×h image takes while it
-// runs (a 16-bit RGBA PNG's inflated data and the RGB image): what callers
-// decoding several images at once budget for.
-func DecodeBytes(w, h int) int64 { return int64(w) * int64(h) * pngBytesPerPixel }
+// runs (a 16-bit RGBA PNG's inflated data, with a filter byte a row in each
+// interlaced pass, and the RGB image): what callers decoding several images
+// at once budget for.
+func DecodeBytes(w, h int) int64 { return int64(w)*int64(h)*pngBytesPerPixel + 2*int64(h) }
 
 // MemoryBytes is the machine's memory (0 when unknown).
 func MemoryBytes() int64 {

@@ -270,6 +270,21 @@ func TestResizeCrop(t *testing.T) {
 	if got := small.ResizeCrop(56, 8400, r); !bytes.Equal(got.Pix, want.Pix) {
 		t.Error("centre of a 2×300 scan differs from the whole resize's")
 	}
+	// A region outside the resized image, or pixels short of the size, is
+	// a caller's bug: a Go panic, before the C passes read anything.
+	for _, c := range []struct {
+		m *RGB
+		r image.Rectangle
+	}{{FromImage(testImage(16, 10)), image.Rect(0, 5, 32, 40)}, {&RGB{W: 16, H: 10, Pix: make([]byte, 10)}, image.Rect(0, 0, 32, 10)}} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%dx%d (%d bytes) cut to %v: no panic", c.m.W, c.m.H, len(c.m.Pix), c.r)
+				}
+			}()
+			c.m.ResizeCrop(32, 10, c.r)
+		}()
+	}
 }
 
 // ResizeBytes bounds what Resize allocates, closely enough to tell a

@@ -37,12 +37,12 @@ static void mc_horizontal(const uint8_t *in, int64_t in_stride, int64_t rows, ui
 			int32_t n = count[x];
 			if (ch == 1) {
 				int32_t s = 1 << (mc_precision - 1);
-				for (int32_t t = 0; t < n; t++) s += src[3 * t] * kx[t];
+				for (int64_t t = 0; t < n; t++) s += src[3 * t] * kx[t];
 				dst[x] = mc_clip8(s);
 				continue;
 			}
 			int32_t s0 = 1 << (mc_precision - 1), s1 = s0, s2 = s0;
-			for (int32_t t = 0; t < n; t++) {
+			for (int64_t t = 0; t < n; t++) {
 				s0 += src[3 * t] * kx[t];
 				s1 += src[3 * t + 1] * kx[t];
 				s2 += src[3 * t + 2] * kx[t];
@@ -117,7 +117,7 @@ func coefficients(n, m, from, to int) taps {
 	scale := float64(n) / float64(m)
 	filterscale := math.Max(scale, 1)
 	support := 2 * filterscale
-	kmax := int(math.Ceil(support))*2 + 1
+	kmax := min(int(math.Ceil(support))*2+1, n) // no output reads more than the n inputs
 	t := taps{first: make([]int32, to-from), count: make([]int32, to-from), k: make([]int32, (to-from)*kmax), kmax: kmax}
 	w := make([]float64, kmax)
 	for xx := from; xx < to; xx++ {
@@ -189,6 +189,10 @@ func (m *RGB) Resize(w, h int) *RGB { return m.ResizeCrop(w, h, image.Rect(0, 0,
 // are) is resized as one channel: PIL filters each channel alike, so the
 // bytes are the same at a third of the work.
 func (m *RGB) ResizeCrop(w, h int, r image.Rectangle) *RGB {
+	// What the C passes trust; a caller's bug, never an input's.
+	if w <= 0 || h <= 0 || !r.In(image.Rect(0, 0, w, h)) || m.W <= 0 || m.H <= 0 || len(m.Pix) < 3*m.W*m.H {
+		panic(fmt.Sprintf("imaging: resize of a %dx%d image (%d bytes) to %dx%d cut to %v", m.W, m.H, len(m.Pix), w, h, r))
+	}
 	if r.Empty() {
 		return NewRGB(max(0, r.Dx()), max(0, r.Dy()))
 	}
