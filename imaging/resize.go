@@ -6,9 +6,9 @@ package imaging
 // then a vertical pass. The taps are computed here in Go; the two passes
 // run in C, where the compiler vectorises the inner loops that Go's does
 // not (twice as fast as the same loops in Go on a colour scan). Every
-// index the C code reads or writes comes from taps checked against the
-// image's size before the call; FuzzResize holds the passes to a plain Go
-// reference.
+// index the C code reads or writes comes from a region and taps checked
+// against the image's size before the call; FuzzResize holds the passes to
+// a plain Go reference.
 
 /*
 #cgo CFLAGS: -O3
