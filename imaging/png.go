@@ -346,6 +346,9 @@ func (c *pngChunks) header(length uint32, l Limits) (pngHeader, error) {
 	if !ok {
 		return h, fmt.Errorf("png: unsupported feature: bit depth %d, color type %d", b[8], b[9])
 	}
+	if err := c.end(); err != nil { // a damaged header is named as such, not by the size it claims
+		return h, err
+	}
 	if err := l.Allows(h.w, h.h); err != nil {
 		return h, pngLimitError{err}
 	}
@@ -356,7 +359,7 @@ func (c *pngChunks) header(length uint32, l Limits) (pngHeader, error) {
 	if float64(h.h)*(1+(float64(h.w)*float64(h.bitsPerPixel())+7)/8) > 1<<50 {
 		return h, pngLimitError{fmt.Errorf("the image claims %d×%d pixels, too many to decode", h.w, h.h)}
 	}
-	return h, c.end()
+	return h, nil
 }
 
 // palette reads PLTE: the colours of a palette image, ignored in a colour

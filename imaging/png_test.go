@@ -227,6 +227,7 @@ func TestPNGKinds(t *testing.T) {
 		{"a garbled zlib stream", string(garbled.encode()), "corrupt image: png: invalid format: zlib: invalid block type"},
 		{"a flipped bit", string(badCRC), "corrupt image: png: invalid format:"},
 		{"IDAT before IHDR", string(whole[:8]) + string(whole[33:]), "corrupt image: png: invalid format: chunk out of order"},
+		{"a damaged header claiming 10^10 pixels", string(whole[:16]) + "\x00\x01\x86\xa0\x00\x01\x86\xa0" + string(whole[24:]), "corrupt image: png: invalid format: invalid checksum"},
 	} {
 		_, err := Decode(strings.NewReader(c.data))
 		if err == nil || !strings.Contains(err.Error(), c.want) {
