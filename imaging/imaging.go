@@ -208,8 +208,10 @@ func decodeAny(r io.Reader, l Limits) (image.Image, *RGB, error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		if cfg, err := jpeg.DecodeConfig(bytes.NewReader(data)); err == nil && l.Allows(cfg.Width, cfg.Height) == nil {
-			defer l.reserve(cfg.Width, cfg.Height)()
+		if l.Reserve != nil {
+			if cfg, err := jpeg.DecodeConfig(bytes.NewReader(data)); err == nil && l.Allows(cfg.Width, cfg.Height) == nil {
+				defer l.reserve(cfg.Width, cfg.Height)()
+			}
 		}
 		rgb, err := decodeJPEG(data, l.maxPixels(), l.DamagedJPEG)
 		return nil, rgb, err
