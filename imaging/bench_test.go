@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"image"
 	"image/jpeg"
+	"image/png"
 	"testing"
 )
 
@@ -37,6 +38,45 @@ func BenchmarkDecodeJPEG(b *testing.B) {
 			b.SetBytes(int64(len(data)))
 			for b.Loop() {
 				img, err := jpeg.Decode(bytes.NewReader(data))
+				if err != nil {
+					b.Fatal(err)
+				}
+				FromImage(img)
+			}
+		})
+	}
+}
+
+// BenchmarkDecodePNG decodes a 512×512 PNG, colour and grey, with madclip's
+// decoder (zlib inflating) and with Go's image/png (converted to RGB
+// alike).
+func BenchmarkDecodePNG(b *testing.B) {
+	colour := testImage(512, 512)
+	grey := image.NewGray(colour.Bounds())
+	for i := range grey.Pix {
+		grey.Pix[i] = colour.Pix[4*i] ^ byte(i*7)
+	}
+	for _, c := range []struct {
+		name string
+		img  image.Image
+	}{{"colour", colour}, {"grey", grey}} {
+		var buf bytes.Buffer
+		if err := png.Encode(&buf, c.img); err != nil {
+			b.Fatal(err)
+		}
+		data := buf.Bytes()
+		b.Run(c.name+"/zlib", func(b *testing.B) {
+			b.SetBytes(int64(len(data)))
+			for b.Loop() {
+				if _, err := Decode(bytes.NewReader(data)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(c.name+"/image-png", func(b *testing.B) {
+			b.SetBytes(int64(len(data)))
+			for b.Loop() {
+				img, err := png.Decode(bytes.NewReader(data))
 				if err != nil {
 					b.Fatal(err)
 				}
