@@ -15,8 +15,8 @@ import (
 	_ "image/png" // headers only, for Size; pixels go through decodePNG
 	"io"
 	"math"
-	"syscall"
 
+	"madclip/internal/memlimit"
 	"madclip/internal/regularfile"
 )
 
@@ -227,17 +227,13 @@ func decodeAny(r io.Reader, l Limits) (image.Image, *RGB, error) {
 // at once budget for.
 func DecodeBytes(w, h int) int64 { return int64(w)*int64(h)*pngBytesPerPixel + 2*int64(h) }
 
-// MemoryBytes is the machine's memory (0 when unknown).
-func MemoryBytes() int64 {
-	var si syscall.Sysinfo_t
-	if syscall.Sysinfo(&si) != nil {
-		return 0
-	}
-	return int64(si.Totalram) * int64(si.Unit)
-}
+// MemoryBytes is the memory this process may use: the machine's, or its
+// cgroup's limit where lower (0 when unknown).
+func MemoryBytes() int64 { return memlimit.Bytes() }
 
 // fitsMemory refuses an image whose decoding would need more memory than
-// the machine has, whatever --max-pixels allows: a Go program that runs out
+// the process may use (the machine's, or its cgroup's limit), whatever
+// --max-pixels allows: a Go program that runs out
 // of memory ends with a stack dump, not an error.
 func fitsMemory(w, h int, bytesPerPixel uint64) error {
 	total := uint64(MemoryBytes())
@@ -248,7 +244,7 @@ func fitsMemory(w, h int, bytesPerPixel uint64) error {
 	// product times bytesPerPixel may not.
 	if uint64(w)*uint64(h) > total/bytesPerPixel {
 		need := float64(w) * float64(h) * float64(bytesPerPixel)
-		return fmt.Errorf("the image claims %d×%d pixels; decoding it needs about %.1f GB, more than this machine's %.1f GB of memory", w, h, need/1e9, float64(total)/1e9)
+		return fmt.Errorf("the image claims %d×%d pixels; decoding it needs about %.1f GB, more than the %.1f GB of memory madclip may use here", w, h, need/1e9, float64(total)/1e9)
 	}
 	return nil
 }
