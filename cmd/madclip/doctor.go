@@ -14,6 +14,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"madclip/internal/memlimit"
 	"madclip/torch"
 )
 
@@ -33,8 +34,12 @@ type doctorReport struct {
 	SelfCheckPass bool     `json:"self_check_passed"`
 	// AddressLimit is the address-space limit (ulimit -v) in bytes, 0 for
 	// none: see addressLimitWarning.
-	AddressLimit uint64   `json:"address_space_limit_bytes"`
-	Problems     []string `json:"problems,omitempty"`
+	AddressLimit uint64 `json:"address_space_limit_bytes"`
+	// Memory is what madclip sizes its decoding guards by: the machine's
+	// memory, or its cgroup's limit (CgroupLimit, 0 for none) where lower.
+	Memory      int64    `json:"memory_bytes"`
+	CgroupLimit int64    `json:"cgroup_memory_limit_bytes"`
+	Problems    []string `json:"problems,omitempty"`
 }
 
 func doctorCommand() *cli.Command {
@@ -83,6 +88,8 @@ func runDoctor(rep *doctorReport) error {
 	rep.Threads = torch.NumThreads()
 	rep.CUDADevices = torch.CUDADeviceCount()
 	rep.AddressLimit, _ = addressLimit()
+	rep.Memory = memlimit.Bytes()
+	_, rep.CgroupLimit = memlimit.Sources()
 	if cfg, err := torch.BuildConfig(); err == nil {
 		for _, l := range strings.Split(cfg, "\n") {
 			if i := strings.Index(l, "BLAS_INFO="); i >= 0 {
@@ -229,6 +236,11 @@ func printDoctor(w io.Writer, r doctorReport) {
 	} else {
 		fmt.Fprintln(w, "ulimit -v      none")
 	}
+	cgroup := "no cgroup limit"
+	if r.CgroupLimit > 0 {
+		cgroup = fmt.Sprintf("cgroup limit %.1f GiB", float64(r.CgroupLimit)/(1<<30))
+	}
+	fmt.Fprintf(w, "memory         %.1f GiB usable (%s)\n", float64(r.Memory)/(1<<30), cgroup)
 	if r.SelfCheckPass {
 		fmt.Fprintln(w, "self-check     passed")
 	} else {

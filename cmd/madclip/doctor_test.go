@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"madclip/internal/memlimit"
 	"madclip/torch"
 
 	"github.com/urfave/cli/v2"
@@ -32,6 +33,9 @@ func TestDoctorSelfCheck(t *testing.T) {
 	}
 	if !(rep.MatmulGFLOPs > 0) {
 		t.Errorf("matmul speed %v", rep.MatmulGFLOPs)
+	}
+	if machine, _ := memlimit.Sources(); rep.Memory <= 0 || rep.Memory > machine {
+		t.Errorf("memory %d, the machine has %d", rep.Memory, machine)
 	}
 }
 

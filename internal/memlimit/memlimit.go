@@ -16,19 +16,24 @@ import (
 // lowest memory limit of its cgroup and the cgroups above it, whichever is
 // less; 0 when neither can be read.
 func Bytes() int64 {
-	var total int64
+	machine, cgroup := Sources()
+	if cgroup > 0 && (machine == 0 || cgroup < machine) {
+		return cgroup
+	}
+	return machine
+}
+
+// Sources are the two figures Bytes takes the lower of: the machine's
+// memory and the cgroup limit (0 for none, or where unreadable).
+func Sources() (machine, cgroup int64) {
 	var si syscall.Sysinfo_t
 	if syscall.Sysinfo(&si) == nil {
-		total = int64(si.Totalram) * int64(si.Unit)
+		machine = int64(si.Totalram) * int64(si.Unit)
 	}
-	self, err := os.ReadFile("/proc/self/cgroup")
-	if err != nil {
-		return total
+	if self, err := os.ReadFile("/proc/self/cgroup"); err == nil {
+		cgroup = cgroupLimit("/sys/fs/cgroup", string(self))
 	}
-	if lim := cgroupLimit("/sys/fs/cgroup", string(self)); lim > 0 && (total == 0 || lim < total) {
-		return lim
-	}
-	return total
+	return machine, cgroup
 }
 
 // cgroupLimit is the lowest memory limit along the process's cgroup paths
@@ -64,14 +69,15 @@ func cgroupLimit(root, self string) int64 {
 }
 
 // readLimit reads one limit file: a number of bytes, or "max" (none,
-// returned as 0, as is a file that does not read).
+// returned as 0, as are v1's "unlimited", a number near 2^63, and a file
+// that does not read).
 func readLimit(file string) int64 {
 	b, err := os.ReadFile(file)
 	if err != nil {
 		return 0
 	}
 	v, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
-	if err != nil || v <= 0 {
+	if err != nil || v <= 0 || v >= 1<<62 {
 		return 0
 	}
 	return v
