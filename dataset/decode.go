@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"madclip/imaging"
+	"madclip/internal/memlimit"
 )
 
 // Decoded is a sample decoded and resized, or the error that stopped it.
@@ -55,7 +56,7 @@ func Decode(items []Sample, size int, o DecodeOptions) (ch <-chan Decoded, stop 
 	}
 	next := make(chan int)
 	lim := o.Limits
-	if work := newByteBudget(cmp.Or(o.WorkBytes, imaging.MemoryBytes()/2), done); work != nil {
+	if work := newByteBudget(cmp.Or(o.WorkBytes, memlimit.Bytes()/2), done); work != nil {
 		lim.Reserve = work.reserve
 	}
 	var wg sync.WaitGroup

@@ -5,6 +5,7 @@ import (
 	"image"
 	"image/jpeg"
 	"image/png"
+	"io"
 	"testing"
 )
 
@@ -17,34 +18,8 @@ func BenchmarkDecodeJPEG(b *testing.B) {
 	for i := range grey.Pix {
 		grey.Pix[i] = colour.Pix[4*i]
 	}
-	for _, c := range []struct {
-		name string
-		img  image.Image
-	}{{"colour", colour}, {"grey", grey}} {
-		var buf bytes.Buffer
-		if err := jpeg.Encode(&buf, c.img, &jpeg.Options{Quality: 90}); err != nil {
-			b.Fatal(err)
-		}
-		data := buf.Bytes()
-		b.Run(c.name+"/libjpeg-turbo", func(b *testing.B) {
-			b.SetBytes(int64(len(data)))
-			for b.Loop() {
-				if _, err := Decode(bytes.NewReader(data)); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-		b.Run(c.name+"/image-jpeg", func(b *testing.B) {
-			b.SetBytes(int64(len(data)))
-			for b.Loop() {
-				img, err := jpeg.Decode(bytes.NewReader(data))
-				if err != nil {
-					b.Fatal(err)
-				}
-				FromImage(img)
-			}
-		})
-	}
+	encode := func(w io.Writer, img image.Image) error { return jpeg.Encode(w, img, &jpeg.Options{Quality: 90}) }
+	benchAgainst(b, colour, grey, encode, "libjpeg-turbo", "image-jpeg", jpeg.Decode)
 }
 
 // BenchmarkDecodePNG decodes a 512×512 PNG, colour and grey, with madclip's
@@ -56,16 +31,23 @@ func BenchmarkDecodePNG(b *testing.B) {
 	for i := range grey.Pix {
 		grey.Pix[i] = colour.Pix[4*i] ^ byte(i*7)
 	}
+	benchAgainst(b, colour, grey, png.Encode, "zlib", "image-png", png.Decode)
+}
+
+// benchAgainst times Decode (sub-benchmarks KIND/ours) beside a reference
+// decoder followed by FromImage (KIND/theirs), on the colour and the grey
+// image as encode writes them.
+func benchAgainst(b *testing.B, colour, grey image.Image, encode func(io.Writer, image.Image) error, ours, theirs string, decode func(io.Reader) (image.Image, error)) {
 	for _, c := range []struct {
 		name string
 		img  image.Image
 	}{{"colour", colour}, {"grey", grey}} {
 		var buf bytes.Buffer
-		if err := png.Encode(&buf, c.img); err != nil {
+		if err := encode(&buf, c.img); err != nil {
 			b.Fatal(err)
 		}
 		data := buf.Bytes()
-		b.Run(c.name+"/zlib", func(b *testing.B) {
+		b.Run(c.name+"/"+ours, func(b *testing.B) {
 			b.SetBytes(int64(len(data)))
 			for b.Loop() {
 				if _, err := Decode(bytes.NewReader(data)); err != nil {
@@ -73,10 +55,10 @@ func BenchmarkDecodePNG(b *testing.B) {
 				}
 			}
 		})
-		b.Run(c.name+"/image-png", func(b *testing.B) {
+		b.Run(c.name+"/"+theirs, func(b *testing.B) {
 			b.SetBytes(int64(len(data)))
 			for b.Loop() {
-				img, err := png.Decode(bytes.NewReader(data))
+				img, err := decode(bytes.NewReader(data))
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -227,16 +227,12 @@ func decodeAny(r io.Reader, l Limits) (image.Image, *RGB, error) {
 // at once budget for.
 func DecodeBytes(w, h int) int64 { return int64(w)*int64(h)*pngBytesPerPixel + 2*int64(h) }
 
-// MemoryBytes is the memory this process may use: the machine's, or its
-// cgroup's limit where lower (0 when unknown).
-func MemoryBytes() int64 { return memlimit.Bytes() }
-
 // fitsMemory refuses an image whose decoding would need more memory than
 // the process may use (the machine's, or its cgroup's limit), whatever
 // --max-pixels allows: a Go program that runs out
 // of memory ends with a stack dump, not an error.
 func fitsMemory(w, h int, bytesPerPixel uint64) error {
-	total := uint64(MemoryBytes())
+	total := uint64(memlimit.Bytes())
 	if total == 0 {
 		return nil
 	}

@@ -41,12 +41,12 @@ static void mc_inflate_free(z_stream *z) {
 
 // mc_inflate feeds n bytes of in to the stream, writing what they inflate
 // to at out + *produced, up to cap bytes in all. It returns 1 when the
-// stream ended (*used: the bytes of in it took), 0 when it took all of in
+// stream ended (the bytes of in after its end go unread), 0 when it took all of in
 // and wants more, 2 when out is full and the stream has not ended, and -1
 // on corrupt data (msg, up to msglen bytes). It keeps no pointer to in or
 // out after it returns.
 static int mc_inflate(z_stream *z, const uint8_t *in, size_t n, uint8_t *out, size_t cap, size_t *produced,
-                      size_t *used, char *msg, size_t msglen) {
+                      char *msg, size_t msglen) {
 	int ret = Z_OK;
 	size_t left = n;
 	z->next_in = (Bytef *)in;
@@ -67,7 +67,6 @@ static int mc_inflate(z_stream *z, const uint8_t *in, size_t n, uint8_t *out, si
 		if (ret != Z_OK) break;
 		if (left == 0 && z->avail_in == 0 && z->avail_out != 0) break;
 	}
-	*used = n - left;
 	z->next_in = NULL;
 	z->next_out = NULL;
 	if (ret == Z_STREAM_END) return 1;
@@ -444,8 +443,7 @@ func (c *pngChunks) inflate(length uint32, size int64) ([]byte, error) {
 				return nil, err
 			}
 			length -= k
-			var used C.size_t
-			switch C.mc_inflate(z, (*C.uint8_t)(unsafe.Pointer(&in[0])), C.size_t(k), (*C.uint8_t)(unsafe.Pointer(&raw[0])), C.size_t(len(raw)), &produced, &used, &msg[0], C.size_t(len(msg))) {
+			switch C.mc_inflate(z, (*C.uint8_t)(unsafe.Pointer(&in[0])), C.size_t(k), (*C.uint8_t)(unsafe.Pointer(&raw[0])), C.size_t(len(raw)), &produced, &msg[0], C.size_t(len(msg))) {
 			case 1: // the stream ended: what follows it is ignored
 				if int64(produced) < size {
 					return nil, pngFormatError("not enough pixel data")
@@ -475,10 +473,10 @@ func (c *pngChunks) inflate(length uint32, size int64) ([]byte, error) {
 			}
 			return nil, err
 		}
-		if kind != "IDAT" && int64(produced) == size {
-			return nil, pngFormatError("the zlib stream does not end after the pixel data")
-		}
 		if kind != "IDAT" {
+			if int64(produced) == size {
+				return nil, pngFormatError("the zlib stream does not end after the pixel data")
+			}
 			return nil, pngFormatError("not enough pixel data")
 		}
 		if len(in) < int(min(length, 1<<20)) {

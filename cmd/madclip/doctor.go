@@ -88,8 +88,8 @@ func runDoctor(rep *doctorReport) error {
 	rep.Threads = torch.NumThreads()
 	rep.CUDADevices = torch.CUDADeviceCount()
 	rep.AddressLimit, _ = addressLimit()
-	rep.Memory = memlimit.Bytes()
-	_, rep.CgroupLimit = memlimit.Sources()
+	mem := memlimit.Read()
+	rep.Memory, rep.CgroupLimit = mem.Usable(), mem.Cgroup
 	if cfg, err := torch.BuildConfig(); err == nil {
 		for _, l := range strings.Split(cfg, "\n") {
 			if i := strings.Index(l, "BLAS_INFO="); i >= 0 {

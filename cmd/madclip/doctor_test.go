@@ -34,7 +34,7 @@ func TestDoctorSelfCheck(t *testing.T) {
 	if !(rep.MatmulGFLOPs > 0) {
 		t.Errorf("matmul speed %v", rep.MatmulGFLOPs)
 	}
-	if machine, _ := memlimit.Sources(); rep.Memory <= 0 || rep.Memory > machine {
+	if machine := memlimit.Read().Machine; rep.Memory <= 0 || rep.Memory > machine {
 		t.Errorf("memory %d, the machine has %d", rep.Memory, machine)
 	}
 }

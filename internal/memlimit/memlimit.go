@@ -12,29 +12,34 @@ import (
 	"syscall"
 )
 
-// Bytes is the memory this process may use: the machine's total, or the
-// lowest memory limit of its cgroup and the cgroups above it, whichever is
-// less; 0 when neither can be read.
-func Bytes() int64 {
-	machine, cgroup := Sources()
-	if cgroup > 0 && (machine == 0 || cgroup < machine) {
-		return cgroup
-	}
-	return machine
-}
+// Memory is what limits this process's memory: the machine's total and
+// the lowest memory limit of its cgroup and the cgroups above it (each 0
+// where none, or where it cannot be read).
+type Memory struct{ Machine, Cgroup int64 }
 
-// Sources are the two figures Bytes takes the lower of: the machine's
-// memory and the cgroup limit (0 for none, or where unreadable).
-func Sources() (machine, cgroup int64) {
+// Read reads both figures.
+func Read() Memory {
+	var m Memory
 	var si syscall.Sysinfo_t
 	if syscall.Sysinfo(&si) == nil {
-		machine = int64(si.Totalram) * int64(si.Unit)
+		m.Machine = int64(si.Totalram) * int64(si.Unit)
 	}
 	if self, err := os.ReadFile("/proc/self/cgroup"); err == nil {
-		cgroup = cgroupLimit("/sys/fs/cgroup", string(self))
+		m.Cgroup = cgroupLimit("/sys/fs/cgroup", string(self))
 	}
-	return machine, cgroup
+	return m
 }
+
+// Usable is the lower of the two (0 when neither is known).
+func (m Memory) Usable() int64 {
+	if m.Cgroup > 0 && (m.Machine == 0 || m.Cgroup < m.Machine) {
+		return m.Cgroup
+	}
+	return m.Machine
+}
+
+// Bytes is the memory this process may use: Read().Usable().
+func Bytes() int64 { return Read().Usable() }
 
 // cgroupLimit is the lowest memory limit along the process's cgroup paths
 // in self (the text of /proc/self/cgroup), read under root (where the
