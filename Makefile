@@ -12,13 +12,16 @@ all: build
 deps:
 	@scripts/deps.sh
 
-build/libmadclip_bridge.so: CMakeLists.txt $(wildcard cbridge/*.cpp cbridge/*.h)
+build/libmadclip_bridge.so build/libmadclip_codecs.a &: CMakeLists.txt $(wildcard cbridge/*.cpp cbridge/*.h imaging/codecs/*)
 	cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
 	cmake --build build -j $(JOBS)
 
-bridge: deps build/libmadclip_bridge.so
+bridge: deps build/libmadclip_bridge.so build/libmadclip_codecs.a
 
+# Go does not notice a change in a static C library it links: when the
+# codecs archive is newer than the binary, the binary goes, so Go links anew.
 build: bridge
+	@if [ bin/madclip -ot build/libmadclip_codecs.a ]; then rm -f bin/madclip; fi
 	$(GO) build -o bin/madclip ./cmd/madclip
 
 # The main job on the built-in default: synthetic data, training (real CLIP

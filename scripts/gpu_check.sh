@@ -46,7 +46,7 @@ PY=${PYTHON:-python3}
 PREFIX=$("$PY" -c 'import torch;print(torch.utils.cmake_prefix_path)')
 TORCH_LIB=$("$PY" -c 'import torch,os;print(os.path.dirname(torch.__file__))')/lib
 echo "== PyTorch $("$PY" -c 'import torch;print(torch.__version__, torch.version.cuda)')"
-cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$PREFIX" >build-cuda.log 2>&1 || { tail -40 build-cuda.log; exit 1; }
+cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=Release -DMADCLIP_CODECS=OFF -DCMAKE_PREFIX_PATH="$PREFIX" >build-cuda.log 2>&1 || { tail -40 build-cuda.log; exit 1; }
 cmake --build build-cuda -j "$(nproc)" >>build-cuda.log 2>&1 || { tail -40 build-cuda.log; exit 1; }
 grep -h "madclip:" build-cuda.log || true
 # The CUDA libraries of a pip-installed PyTorch live in its nvidia/*
