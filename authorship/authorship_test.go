@@ -18,6 +18,7 @@ import (
 	"testing"
 
 	"madclip/authorship"
+	"madclip/imaging"
 	"madclip/internal/reftest"
 )
 
@@ -66,7 +67,7 @@ func TestPNG(t *testing.T) {
 	if err := authorship.EncodePNG(&marked, img); err != nil {
 		t.Fatal(err)
 	}
-	if err := png.Encode(&plain, img); err != nil {
+	if err := imaging.EncodePNG(&plain, img); err != nil {
 		t.Fatal(err)
 	}
 	if marked.Len() != plain.Len()+12+len("Software\x00madclip") {

@@ -7,8 +7,9 @@ import (
 	"hash/crc32"
 	"image"
 	"image/jpeg"
-	"image/png"
 	"io"
+
+	"madclip/imaging"
 )
 
 const pngSignature = "\x89PNG\r\n\x1a\n"
@@ -25,9 +26,10 @@ const ScanName = Name + " synth"
 // pngText is the tEXt chunk's data: keyword, NUL, text.
 func pngText(mark string) string { return "Software\x00" + mark }
 
-// EncodePNG writes img to w as a PNG that carries madclip's mark.
+// EncodePNG writes img to w as a PNG (imaging.EncodePNG's) that carries
+// madclip's mark.
 func EncodePNG(w io.Writer, img image.Image) error {
-	return MarkPNG(w, func(w io.Writer) error { return png.Encode(w, img) })
+	return MarkPNG(w, func(w io.Writer) error { return imaging.EncodePNG(w, img) })
 }
 
 // EncodeJPEG writes img to w as a JPEG that carries madclip's mark.
@@ -37,7 +39,7 @@ func EncodeJPEG(w io.Writer, img image.Image, o *jpeg.Options) error {
 
 // EncodeScanPNG writes the synthetic scan img to w as a PNG marked as one.
 func EncodeScanPNG(w io.Writer, img image.Image) error {
-	return markPNG(w, ScanName, func(w io.Writer) error { return png.Encode(w, img) })
+	return markPNG(w, ScanName, func(w io.Writer) error { return imaging.EncodePNG(w, img) })
 }
 
 // EncodeScanJPEG writes the synthetic scan img to w as a JPEG marked as

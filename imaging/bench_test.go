@@ -3,9 +3,11 @@ package imaging
 import (
 	"bytes"
 	"image"
+	"image/draw"
 	"image/jpeg"
 	"image/png"
 	"io"
+	"os"
 	"testing"
 )
 
@@ -64,6 +66,38 @@ func benchAgainst(b *testing.B, colour, grey image.Image, encode func(io.Writer,
 				}
 				FromImage(img)
 			}
+		})
+	}
+}
+
+// BenchmarkEncodePNG writes the README's example panel (a figure as
+// predict --panel draws it) with madclip's encoder and with Go's image/png.
+func BenchmarkEncodePNG(b *testing.B) {
+	f, err := os.Open("../docs/example-panel.png")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	src, err := png.Decode(f)
+	if err != nil {
+		b.Fatal(err)
+	}
+	fig := image.NewRGBA(src.Bounds())
+	draw.Draw(fig, fig.Bounds(), src, src.Bounds().Min, draw.Src)
+	for _, c := range []struct {
+		name   string
+		encode func(io.Writer, image.Image) error
+	}{{"zlib", EncodePNG}, {"image-png", png.Encode}} {
+		b.Run(c.name, func(b *testing.B) {
+			var size int
+			for b.Loop() {
+				var buf bytes.Buffer
+				if err := c.encode(&buf, fig); err != nil {
+					b.Fatal(err)
+				}
+				size = buf.Len()
+			}
+			b.ReportMetric(float64(size)/1024, "KiB/file")
 		})
 	}
 }

@@ -189,7 +189,7 @@ func decodeAny(r io.Reader, l Limits) (image.Image, *RGB, error) {
 	br := bufio.NewReader(r)
 	head, _ := br.Peek(8)
 	switch {
-	case bytes.HasPrefix(head, []byte("\x89PNG\r\n\x1a\n")):
+	case bytes.HasPrefix(head, []byte(pngSignature)):
 		rgb, g16, err := decodePNG(br, l)
 		var limit pngLimitError
 		switch {
