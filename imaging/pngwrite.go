@@ -22,10 +22,10 @@ const pngSignature = "\x89PNG\r\n\x1a\n"
 
 // pngLevel is the zlib level the pictures madclip writes are compressed
 // at. With the Up filter on every row, level 3 writes the README's example
-// panel in less than half the time Go's image/png takes (adaptive filters,
-// level 6), in a file about a fifth larger (BenchmarkEncodePNG); level 1
-// is hardly faster and much larger, level 6 as small as image/png's and
-// only about a third faster.
+// panel in about a third of the time Go's image/png takes (adaptive
+// filters, level 6), in a file about a fifth larger (BenchmarkEncodePNG);
+// level 1 is hardly faster and much larger, level 6 about as small as
+// image/png's and only about a third faster.
 const pngLevel = 3
 
 // pngIDATChunk is the most image data one IDAT chunk holds; pngBlock

@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -276,16 +277,36 @@ func predictAction(c *cli.Context) (err error) {
 	defer stop()
 	var bad []error
 	scored, flat := 0, &flatNotes{}
+	// The progress counts images whose outputs are written and row
+	// printed, and skipped ones.
 	opts := infer.StreamOptions{Batch: c.Int("batch"), KeepOriginal: outs.keepOriginals(), Limits: decodeLimits(c), Context: ctx,
-		Progress: func(done, _ int) { bar.Set(done) }}
+		Progress: func(done, _ int) {
+			if done == 0 {
+				bar.Set(0)
+			}
+		}}
 	if len(paths) > 1 {
 		opts.Skip = func(d dataset.Decoded) {
 			// One unreadable scan does not cost the others their results.
 			bad = append(bad, d.Err)
 			bar.Clear()
 			fmt.Fprintf(os.Stderr, "madclip: skipping %s\n", oneLine(d.Err.Error()))
+			bar.Advance()
 		}
 	}
+	// Pictures are drawn and written beside the model, rows printed in
+	// the inputs' order.
+	pool := newFigurePool(runtime.GOMAXPROCS(0), func(row prediction) error {
+		scored++
+		if resultsOnTerminal {
+			bar.Clear()
+		}
+		if err := pr.print(row); err != nil {
+			return err
+		}
+		bar.Advance()
+		return nil
+	})
 	err = onCompute(func() error {
 		p, err := openPredictor(c, tk)
 		if err != nil {
@@ -301,17 +322,17 @@ func predictAction(c *cli.Context) (err error) {
 		}
 		return p.Stream(items, opts, func(d dataset.Decoded, r infer.Result) error {
 			flat.check(d, p.Size, bar)
-			row, err := outs.write(d, r, p.Size, pr.threshold, pr.uncalibrated)
-			if err != nil {
-				return err
+			var size int64
+			if d.Orig != nil {
+				size = int64(len(d.Orig.Pix))
 			}
-			scored++
-			if resultsOnTerminal {
-				bar.Clear()
-			}
-			return pr.print(row)
+			return pool.submit(size, func() (prediction, error) { return outs.write(d, r, p.Size, pr.threshold, pr.uncalibrated) })
 		})
 	})
+	// A failed write or print stopped the stream: its error is the cause.
+	if poolErr := pool.close(); poolErr != nil {
+		err = poolErr
+	}
 	if flushErr := pr.flush(); err == nil {
 		err = flushErr
 	}

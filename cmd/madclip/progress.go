@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -94,9 +95,11 @@ func sizeText(n int64) string {
 // terminal; elsewhere (a log) as a line every logEvery while it lasts; as a
 // nil *countBar, nothing. A line written while the bar is drawn would be
 // glued to it: Clear it first, and its next Set draws it again below the
-// line.
+// line. Its methods may be called from several goroutines.
 type countBar struct {
-	bar *progressbar.ProgressBar
+	mu   sync.Mutex
+	done int // what Advance counts
+	bar  *progressbar.ProgressBar
 	// In a log:
 	w           io.Writer
 	what        string
@@ -118,8 +121,27 @@ func newCountBar(what string, total int) *countBar {
 
 // Set shows done items finished.
 func (b *countBar) Set(done int) {
+	if b == nil {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.set(done)
+}
+
+// Advance shows one more item finished than the last Advance did.
+func (b *countBar) Advance() {
+	if b == nil {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.done++
+	b.set(b.done)
+}
+
+func (b *countBar) set(done int) {
 	switch {
-	case b == nil:
 	case b.bar != nil:
 		_ = b.bar.Set(done)
 	case done > 0 && done < b.total && time.Since(b.last) >= logEvery:
@@ -138,6 +160,8 @@ func (b *countBar) line(done int, el time.Duration) string {
 // Clear erases the bar from its line.
 func (b *countBar) Clear() {
 	if b != nil && b.bar != nil {
+		b.mu.Lock()
+		defer b.mu.Unlock()
 		_ = b.bar.Clear()
 	}
 }
