@@ -20,11 +20,12 @@ import (
 	"strconv"
 	"strings"
 
+	"madclip/authorship"
 	"madclip/model"
 )
 
 const (
-	normalAdapters   = "normal_det_adapters"
+	normalAdapters   = authorship.AuthorsAdapters
 	abnormalAdapters = "abnormal_det_adapters"
 	fixedText        = "text_features_fix"
 	textEncoder      = "text_encoder."

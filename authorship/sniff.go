@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Sniff says what a file whose first bytes are head most likely is, by its
@@ -48,11 +49,28 @@ func MetadataKind(meta map[string]string) Kind {
 	return Weights
 }
 
+// AuthorsAdapters is the key under which the authors' MadCLIP checkpoints
+// (torch.save dicts, ckpt/{Obj}.pth) hold their normal adapters: a file
+// with tensors named under it is theirs, for madclip import authors.
+const AuthorsAdapters = "normal_det_adapters"
+
+// HoldsAuthorsCheckpoint reports whether tensors of these names are the
+// authors' checkpoint.
+func HoldsAuthorsCheckpoint(names []string) bool {
+	for _, n := range names {
+		if strings.HasPrefix(n, AuthorsAdapters+".") {
+			return true
+		}
+	}
+	return false
+}
+
 // ErrCheckpointAsWeights marks CheckpointAsWeights' error, for errors.Is.
 var ErrCheckpointAsWeights = errors.New("a madclip checkpoint (a trained model), not CLIP weights")
 
 // CheckpointAsWeights is the error for a madclip checkpoint given where CLIP
-// weights belong, saying where it goes instead.
-func CheckpointAsWeights(path string) error {
-	return fmt.Errorf("load %s: %w: predict and eval take it with --checkpoint", path, ErrCheckpointAsWeights)
+// weights belong, saying where it goes instead. role says how the file
+// came: the flag that named it ("--weights"), or "load".
+func CheckpointAsWeights(role, path string) error {
+	return fmt.Errorf("%s %s: %w: predict and eval take it with --checkpoint", role, path, ErrCheckpointAsWeights)
 }

@@ -377,7 +377,8 @@ func meanStd(v []float64) (float64, float64) {
 // Table renders the results as Markdown in the layout of the paper's
 // tables: a row per shot count, AC (and AS where there are masks) per
 // dataset or cross-dataset pair, our mean ± std over seeds (the mean alone
-// for one seed) with the paper's number in brackets where it has one.
+// for one seed) with the paper's number beside it, "(paper 93.93)", where
+// it has one.
 func Table(results []Result) string {
 	type key struct {
 		name string

@@ -1013,7 +1013,7 @@ func (c *Checkpoint) Free() {
 func (c *Checkpoint) OpenBackbone(weightsPath string, dev torch.Device) (*clip.Model, string, error) {
 	b := c.Meta.Backbone
 	if b.Preset != "" && weightsPath != "" {
-		return nil, "", fmt.Errorf("%s was trained on %s, which needs no weights file: leave out the weights (%s)", c.Path, b, weightsPath)
+		return nil, "", fmt.Errorf("%s was trained on %s, which needs no weights file: leave out --weights %s", c.Path, b, weightsPath)
 	}
 	src := Source{Preset: b.Preset, Seed: b.Seed, Weights: weightsPath}
 	if b.Preset == "" && src.Weights == "" {

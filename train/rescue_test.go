@@ -97,7 +97,7 @@ func TestSaveRescuedOnInterrupt(t *testing.T) {
 			t.Errorf("rescued checkpoint: partial %v at step %d", ck.Meta.Partial(), ck.Meta.Step)
 		}
 	})
-	if !strings.Contains(err.Error(), "saved "+p+" instead (continue with --resume "+p+")") {
+	if !strings.Contains(err.Error(), "saved "+p+" instead (continue with madclip train --resume "+p+")") {
 		t.Errorf("error %q does not say to resume from %s", err, p)
 	}
 }

@@ -245,7 +245,7 @@ func (r *trainingRun) stoppedPreparing(err error) error {
 	if r.c.Resume == "" || !errors.Is(err, ErrInterrupted) {
 		return err
 	}
-	return fmt.Errorf("%w: %s is as it was (continue with --resume %s%s)", err, r.c.Resume, shellquote.Path(r.c.Resume), r.resumeFlags)
+	return fmt.Errorf("%w: %s is as it was (continue with madclip train --resume %s%s)", err, r.c.Resume, shellquote.Path(r.c.Resume), r.resumeFlags)
 }
 
 // resumeFrom loads a partial checkpoint: the run continues with the
@@ -681,9 +681,9 @@ func (r *trainingRun) stopAt(epoch, step int, lossSum float64, lossN int, why er
 	case at == "":
 		return fmt.Errorf("%w, and saving the checkpoint failed: %w", why, err)
 	case err != nil:
-		return fmt.Errorf("%w, and saving the checkpoint failed (%w): saved %s instead (continue with --resume %s)", why, err, at, shellquote.Path(at))
+		return fmt.Errorf("%w, and saving the checkpoint failed (%w): saved %s instead (continue with madclip train --resume %s)", why, err, at, shellquote.Path(at))
 	}
-	return fmt.Errorf("%w; saved %s (continue with --resume %s)", why, r.c.Out, shellquote.Path(r.c.Out))
+	return fmt.Errorf("%w; saved %s (continue with madclip train --resume %s)", why, r.c.Out, shellquote.Path(r.c.Out))
 }
 
 // finish keeps the selected epoch, if any, and saves the checkpoint.

@@ -1006,7 +1006,7 @@ func TestInterruptBeforeTraining(t *testing.T) {
 	interrupt(t, c, 2, func(*checkpoint.Checkpoint) {})
 	before, _ := os.ReadFile(c.Out)
 	_, err = run(t, ctx, Config{Resume: c.Out, Out: c.Out}, &quietReporter{})
-	if !errors.Is(err, ErrInterrupted) || !strings.Contains(err.Error(), ": "+c.Out+" is as it was (continue with --resume "+c.Out+")") {
+	if !errors.Is(err, ErrInterrupted) || !strings.Contains(err.Error(), ": "+c.Out+" is as it was (continue with madclip train --resume "+c.Out+")") {
 		t.Errorf("a resumed run interrupted before its first step: %v", err)
 	}
 	if after, _ := os.ReadFile(c.Out); !bytes.Equal(before, after) {

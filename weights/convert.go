@@ -139,10 +139,13 @@ func convert(in, out, vocab string, want *clip.Config, inSum string) (clip.Confi
 			return contentError{err}
 		}
 		w, err := ToOpenAINames(src)
-		if err != nil {
-			return contentError{fmt.Errorf("convert %s: %w", in, err)}
+		if err == nil {
+			cfg, err = Check(w)
 		}
-		if cfg, err = Check(w); err != nil {
+		if err != nil {
+			if authorship.HoldsAuthorsCheckpoint(slices.Collect(maps.Keys(src))) {
+				return contentError{fmt.Errorf("convert %s: the authors' MadCLIP checkpoint, not CLIP weights: madclip import authors turns it into a madclip checkpoint", in)}
+			}
 			return contentError{fmt.Errorf("convert %s: %w", in, err)}
 		}
 		if want != nil && cfg != *want {

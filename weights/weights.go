@@ -148,7 +148,7 @@ func ConfigOf(path string) (clip.Config, error) {
 	}
 	defer f.Close()
 	if authorship.MetadataKind(f.Metadata) == authorship.Checkpoint {
-		return clip.Config{}, authorship.CheckpointAsWeights(path)
+		return clip.Config{}, authorship.CheckpointAsWeights("load", path)
 	}
 	shapes := make(map[string][]int64, len(f.Tensors))
 	for _, t := range f.Tensors {

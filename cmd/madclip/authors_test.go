@@ -89,6 +89,9 @@ func TestAuthorsExportImportCLI(t *testing.T) {
 	wantFailure(t, "IN.pth", e, code)
 	_, e, code = madclip(t, nil, "import", "authors", ck, "--dataset", "Brain", "--preset", "tiny", "--image-size", "112", "--out", back)
 	wantFailure(t, ck, e, code)
+	// Their checkpoint given to the weights converter says where it goes.
+	_, e, code = madclip(t, nil, "weights", "convert", pth, filepath.Join(t.TempDir(), "w.safetensors"))
+	wantFailure(t, "convert "+pth+": the authors' MadCLIP checkpoint, not CLIP weights: madclip import authors turns it into a madclip checkpoint", e, code)
 
 	// On weights moved since, given with --weights: the command to read
 	// the file back names them where they are now.

@@ -30,7 +30,7 @@ func benchCommand() *cli.Command {
 takes the shots, trains (the paper's settings unless overridden), evaluates
 on the test split, and prints a Markdown table in the layout of the paper's
 tables: our mean ± std over the seeds (the mean alone for one seed), with the
-paper's number in brackets for every cell it has (Tables 1 and 2 for 2, 4, 8
+paper's number beside it, "(paper 93.93)", for every cell it has (Tables 1 and 2 for 2, 4, 8
 and 16 shots; Table 3 for the cross-dataset pairs).
 
 The shots follow the paper's protocol: the six benchmark datasets use the

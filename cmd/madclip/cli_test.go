@@ -701,3 +701,29 @@ func TestVersion(t *testing.T) {
 		}
 	}
 }
+
+// A weights file or checkpoint that is missing or of another kind is named
+// with the flag that gave it, at once.
+func TestFileErrorsNameTheirFlag(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "nothere.safetensors")
+	png := filepath.Join(dir, "scan.png")
+	if err := os.WriteFile(png, []byte("\x89PNG\r\n\x1a\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"predict", png, "--checkpoint", missing}, "madclip: predict: --checkpoint " + missing + ": no such file or directory"},
+		{[]string{"predict", png, "--checkpoint", png}, "madclip: predict: --checkpoint " + png + ": a PNG image, not a safetensors file"},
+		{[]string{"eval", "--checkpoint", missing, "--data", dir}, "madclip: eval: --checkpoint " + missing + ": no such file or directory"},
+		{[]string{"clip", "--weights", missing, "--image", png, "--text", "a"}, "madclip: clip: --weights " + missing + ": no such file or directory"},
+		{[]string{"train", "--data", dir, "--dataset", "Brain", "--weights", png, "--out", filepath.Join(dir, "o.safetensors")}, "madclip: train: --weights " + png + ": a PNG image, not a safetensors file"},
+	} {
+		_, e, code := madclip(t, nil, c.args...)
+		if code == 0 || strings.TrimSpace(e) != c.want {
+			t.Errorf("%v: exit %d, stderr %q, want %q", c.args, code, e, c.want)
+		}
+	}
+}

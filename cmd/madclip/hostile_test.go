@@ -446,7 +446,7 @@ func TestHostileInputs(t *testing.T) {
 		{"words after --version", []string{"--version", "extra"}, `--version takes nothing after it: "extra" would be ignored`},
 		{"words after version", []string{"version", "extra"}, `version: unexpected argument "extra": it takes none`},
 		{"a checkpoint as CLIP weights", []string{"clip", "--weights", ck, "--image", scan, "--text", "a"}, "a madclip checkpoint (a trained model), not CLIP weights"},
-		{"a checkpoint as train's weights (before the shots)", []string{"train", "--data", root, "--dataset", "Brain", "--weights", ck, "--out", filepath.Join(dir, "o.safetensors")}, "a madclip checkpoint (a trained model), not CLIP weights"},
+		{"a checkpoint as train's weights (before the shots)", []string{"train", "--data", root, "--dataset", "Brain", "--weights", ck, "--out", filepath.Join(dir, "o.safetensors")}, "--weights " + ck + ": a madclip checkpoint (a trained model), not CLIP weights"},
 		{"a checkpoint to convert", []string{"weights", "convert", ck, filepath.Join(dir, "converted.safetensors")}, "load " + ck + ": a madclip checkpoint (a trained model), not CLIP weights: predict and eval take it with --checkpoint"},
 		{"CLIP weights as a checkpoint", []string{"predict", "--checkpoint", tinyWeights(t, dir), scan}, "CLIP weights, not a madclip checkpoint"},
 		{"a scan as a checkpoint", []string{"predict", "--checkpoint", scan, scan}, "scan.png: a PNG image, not a safetensors file"},

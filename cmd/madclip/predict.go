@@ -711,6 +711,10 @@ func openPredictor(c *cli.Context, tk *bpe.Tokenizer) (*infer.Predictor, error) 
 	if err != nil {
 		return nil, err
 	}
+	// Its description first: a missing or wrong file is named by its flag.
+	if _, err := checkpoint.ReadMeta(c.String("checkpoint")); err != nil {
+		return nil, fmt.Errorf("--checkpoint %w", err)
+	}
 	p, err := infer.Open(c.String("checkpoint"), c.String("weights"), tk, dev)
 	if err != nil {
 		return nil, err

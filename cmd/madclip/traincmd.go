@@ -340,6 +340,7 @@ func (r *trainReporter) Start(epochs, steps, done int) {
 	// first step's end.
 	r.bar = progressbar.NewOptions(epochs*steps-done,
 		progressbar.OptionSetWriter(r.w),
+		progressbar.OptionSetDescription(fmt.Sprintf("epoch %d/%d step %d/%d", done/steps+1, epochs, done%steps, steps)),
 		progressbar.OptionShowIts(),
 		progressbar.OptionSetItsString("step"),
 		progressbar.OptionOnCompletion(func() { fmt.Fprintln(r.w) }),

@@ -227,12 +227,12 @@ func findWeights(explicit string) (string, error) {
 		// or a truncated one is named at once.
 		f, err := safetensors.Open(explicit)
 		if err != nil {
-			return "", fmt.Errorf("load %w", err)
+			return "", fmt.Errorf("--weights %w", err)
 		}
 		kind := authorship.MetadataKind(f.Metadata)
 		f.Close()
 		if kind == authorship.Checkpoint {
-			return "", authorship.CheckpointAsWeights(explicit)
+			return "", authorship.CheckpointAsWeights("--weights", explicit)
 		}
 		return explicit, nil
 	}
@@ -331,7 +331,7 @@ func convertAction(c *cli.Context, in, out string) error {
 			return err
 		}
 		if _, err := checkpoint.ReadMeta(in); err == nil {
-			return authorship.CheckpointAsWeights(in)
+			return authorship.CheckpointAsWeights("load", in)
 		}
 		if !c.Bool("quiet") {
 			fmt.Fprintf(os.Stderr, "converting %s (%s) to %s\n", oneLine(in), sizeOf(in), oneLine(out))

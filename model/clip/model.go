@@ -91,7 +91,7 @@ func Load(path string, o Options) (*Model, error) {
 			t.Free()
 		}
 		if authorship.MetadataKind(meta) == authorship.Checkpoint {
-			return nil, authorship.CheckpointAsWeights(path)
+			return nil, authorship.CheckpointAsWeights("load", path)
 		}
 		return nil, fmt.Errorf("load %s: %w", path, err)
 	}
