@@ -270,13 +270,47 @@ func predictAction(c *cli.Context) (err error) {
 	if len(paths) > 1 && !c.Bool("quiet") {
 		bar = newCountBar("predict", len(paths))
 	}
-	resultsOnTerminal := isTerminal(os.Stdout) // sharing the bar's screen
 	// Ctrl-C, SIGTERM or SIGHUP stops after the image in hand: its outputs
 	// are complete, and every result so far is printed.
 	ctx, caught, stop := notifySignals(c.Context, os.Exit, signalGrace, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
-	var bad []error
-	scored, flat := 0, &flatNotes{}
+	run := &predictRun{c: c, paths: paths, outs: outs, pr: pr, bar: bar, flat: &flatNotes{}}
+	err = run.score(ctx, tk)
+	if flushErr := pr.flush(); err == nil {
+		err = flushErr
+	}
+	run.flat.summary()
+	if run.scored > 0 && !c.Bool("quiet") && !c.Bool("json") && !c.Bool("csv") { // JSON and CSV name each file
+		for _, line := range outs.where(c) {
+			fmt.Fprintln(os.Stderr, line)
+		}
+	}
+	if s := caught(); s != nil && errors.Is(err, context.Canceled) {
+		return signalError{s, fmt.Errorf("stopped by %s after %d of %d images", signalName(s), run.scored, len(paths))}
+	}
+	if err != nil {
+		return err
+	}
+	return unreadable(run.bad, len(paths))
+}
+
+// predictRun is one predict over its inputs, and what it has done.
+type predictRun struct {
+	c      *cli.Context
+	paths  []string
+	outs   predictOutputs
+	pr     *predictionPrinter
+	bar    *countBar
+	flat   *flatNotes
+	scored int     // the rows printed
+	bad    []error // the images skipped, unreadable
+}
+
+// score scores the inputs in batches, writes their outputs and prints
+// their rows, until all are done or ctx ends.
+func (r *predictRun) score(ctx context.Context, tk *bpe.Tokenizer) error {
+	c, outs, pr, bar := r.c, r.outs, r.pr, r.bar
+	resultsOnTerminal := isTerminal(os.Stdout) // sharing the bar's screen
 	// The progress counts images whose outputs are written and row
 	// printed, and skipped ones.
 	opts := infer.StreamOptions{Batch: c.Int("batch"), KeepOriginal: outs.keepOriginals(), Limits: decodeLimits(c), Context: ctx,
@@ -285,10 +319,10 @@ func predictAction(c *cli.Context) (err error) {
 				bar.Set(0)
 			}
 		}}
-	if len(paths) > 1 {
+	if len(r.paths) > 1 {
 		opts.Skip = func(d dataset.Decoded) {
 			// One unreadable scan does not cost the others their results.
-			bad = append(bad, d.Err)
+			r.bad = append(r.bad, d.Err)
 			bar.Clear()
 			fmt.Fprintf(os.Stderr, "madclip: skipping %s\n", oneLine(d.Err.Error()))
 			bar.Advance()
@@ -297,7 +331,7 @@ func predictAction(c *cli.Context) (err error) {
 	// Pictures are drawn and written beside the model, rows printed in
 	// the inputs' order.
 	pool := newFigurePool(runtime.GOMAXPROCS(0), func(row prediction) error {
-		scored++
+		r.scored++
 		if resultsOnTerminal {
 			bar.Clear()
 		}
@@ -307,7 +341,7 @@ func predictAction(c *cli.Context) (err error) {
 		bar.Advance()
 		return nil
 	})
-	err = onCompute(func() error {
+	err := onCompute(func() error {
 		p, err := openPredictor(c, tk)
 		if err != nil {
 			return err
@@ -316,39 +350,24 @@ func predictAction(c *cli.Context) (err error) {
 		if err := pr.setThreshold(c, p); err != nil {
 			return err
 		}
-		items := make([]dataset.Sample, len(paths))
-		for i, path := range paths {
+		items := make([]dataset.Sample, len(r.paths))
+		for i, path := range r.paths {
 			items[i].Path = path
 		}
-		return p.Stream(items, opts, func(d dataset.Decoded, r infer.Result) error {
-			flat.check(d, p.Size, bar)
+		return p.Stream(items, opts, func(d dataset.Decoded, res infer.Result) error {
+			r.flat.check(d, p.Size, bar)
 			var size int64
 			if d.Orig != nil {
 				size = int64(len(d.Orig.Pix))
 			}
-			return pool.submit(size, func() (prediction, error) { return outs.write(d, r, p.Size, pr.threshold, pr.uncalibrated) })
+			return pool.submit(size, func() (prediction, error) { return outs.write(d, res, p.Size, pr.threshold, pr.uncalibrated) })
 		})
 	})
 	// A failed write or print stopped the stream: its error is the cause.
 	if poolErr := pool.close(); poolErr != nil {
 		err = poolErr
 	}
-	if flushErr := pr.flush(); err == nil {
-		err = flushErr
-	}
-	flat.summary()
-	if scored > 0 && !c.Bool("quiet") && !c.Bool("json") && !c.Bool("csv") { // JSON and CSV name each file
-		for _, line := range outs.where(c) {
-			fmt.Fprintln(os.Stderr, line)
-		}
-	}
-	if s := caught(); s != nil && errors.Is(err, context.Canceled) {
-		return signalError{s, fmt.Errorf("stopped by %s after %d of %d images", signalName(s), scored, len(paths))}
-	}
-	if err != nil {
-		return err
-	}
-	return unreadable(bad, len(paths))
+	return err
 }
 
 // unreadable is the error that ends a run in which the images whose errors
