@@ -621,6 +621,10 @@ func TestWeightsListAndPath(t *testing.T) {
 	if !want.MatchString(o) || !regexp.MustCompile(`(?m)^ViT-L/14-336 +ViT-L-14-336px\.safetensors +not downloaded$`).MatchString(o) {
 		t.Errorf("list:\n%s", o)
 	}
+	// The folder of the working directory reads as one, not as a word.
+	if !strings.HasPrefix(o, "search path: "+store+", ./weights, ") {
+		t.Errorf("list's search path:\n%s", o)
+	}
 	o, e, code = madclip(t, env, "weights", "path")
 	if code != 0 || strings.TrimSpace(o) != filepath.Join(store, "ViT-B-16.safetensors") {
 		t.Errorf("path: exit %d %q %s", code, o, e)

@@ -44,7 +44,14 @@ there as not used.
 Examples:
   madclip weights list`,
 				Action: func(c *cli.Context) error {
-					fmt.Fprintf(c.App.Writer, "search path: %s\n", oneLine(strings.Join(weights.Dirs(), ", ")))
+					var dirs []string
+					for _, d := range weights.Dirs() {
+						if !filepath.IsAbs(d) {
+							d = "." + string(filepath.Separator) + d // not a word: the folder where madclip runs
+						}
+						dirs = append(dirs, d)
+					}
+					fmt.Fprintf(c.App.Writer, "search path: %s\n", oneLine(strings.Join(dirs, ", ")))
 					for _, m := range weights.Known() {
 						fmt.Fprintf(c.App.Writer, "%-14s %-28s %s\n", m.Name, m.File(), whereWeights(m))
 					}
