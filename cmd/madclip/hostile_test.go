@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
 	"encoding/csv"
@@ -1314,6 +1315,56 @@ func TestPredictStopsOnSignal(t *testing.T) {
 	}
 	if left, _ := filepath.Glob(filepath.Join(heat, ".*")); len(left) > 0 {
 		t.Errorf("temporaries left: %v", left)
+	}
+}
+
+// A reader that stops reading (predict … | head -2) ends the run as a
+// shell reports SIGPIPE, without a message, after the pictures being
+// written are in place: no temporary is left.
+func TestPredictBrokenPipe(t *testing.T) {
+	root, ck := trained(t)
+	raw, err := os.ReadFile(filepath.Join(root, "Brain_AD", "test", "good", "img", "000.png"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := t.TempDir()
+	const n = 200
+	for i := range n {
+		os.WriteFile(filepath.Join(in, fmt.Sprintf("s%03d.png", i)), raw, 0o644)
+	}
+	out := t.TempDir()
+	cmd := exec.Command(madclipBin, "predict", "--checkpoint", ck, "--device", "cpu", "--json", "--quiet",
+		"--heatmap", filepath.Join(out, "h")+"/", "--panel", filepath.Join(out, "p")+"/", in)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	r, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := bufio.NewScanner(r)
+	for range 2 {
+		if !lines.Scan() {
+			t.Fatalf("fewer than 2 rows: %v %s", lines.Err(), stderr.String())
+		}
+	}
+	r.Close()
+	err = cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 128+13 || stderr.Len() != 0 {
+		t.Fatalf("stdout closed after 2 rows: %v, stderr %q; want exit status 141 and no message", err, stderr.String())
+	}
+	for _, d := range []string{"h", "p"} {
+		all, _ := os.ReadDir(filepath.Join(out, d))
+		if len(all) < 2 || len(all) == n {
+			t.Errorf("%s: %d files, want the 2 printed and those in flight", d, len(all))
+		}
+		for _, e := range all {
+			if strings.HasPrefix(e.Name(), ".") {
+				t.Errorf("%s: temporary %s left", d, e.Name())
+			}
+		}
 	}
 }
 

@@ -30,6 +30,12 @@ func main() {
 	if w := addressLimitWarning(); w != "" {
 		fmt.Fprintln(os.Stderr, w)
 	}
+	// A reader that stops reading (madclip predict … | head) makes writes
+	// to standard output fail with EPIPE instead of killing the process
+	// with SIGPIPE in the middle of its work: pictures being written are
+	// finished and renamed into place, a training run saves, and the
+	// process then exits as a shell reports a death by SIGPIPE, quietly.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	app := newApp()
 	out := &checkedWriter{w: os.Stdout}
 	app.Writer = out
@@ -39,6 +45,9 @@ func main() {
 	}
 	if err == nil && out.err != nil {
 		err = fmt.Errorf("write standard output: %w", out.err)
+	}
+	if errors.Is(err, syscall.EPIPE) && errors.Is(out.err, syscall.EPIPE) {
+		os.Exit(exitBrokenPipe)
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "madclip: %s\n", oneLine(strings.TrimPrefix(err.Error(), "madclip: ")))
@@ -53,6 +62,11 @@ func main() {
 // checkedWriter keeps the first write error, so that output lost to a full
 // disk or a closed pipe ends the command with a non-zero exit; later
 // writes are dropped.
+// exitBrokenPipe is the exit status of a command whose standard output
+// was closed by its reader: 128 + SIGPIPE's number, what a shell reports
+// for a process SIGPIPE ended.
+const exitBrokenPipe = 128 + int(syscall.SIGPIPE)
+
 type checkedWriter struct {
 	w   io.Writer
 	err error
