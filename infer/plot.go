@@ -9,6 +9,7 @@ import (
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
 
 	"madclip/atomicfile"
 	"madclip/authorship"
@@ -91,17 +92,9 @@ func PlotCurve(path string, c Curve) error {
 		p.Legend.XOffs = vg.Points(6)
 	}
 	const size, margin = 5 * vg.Inch, vg.Length(9)
-	cv, err := draw.NewFormattedCanvas(size, size, "png")
-	if err != nil {
-		return err
-	}
+	cv := vgimg.New(size, size)
 	p.Draw(draw.Crop(draw.New(cv), margin, -margin, margin, -margin))
-	return atomicfile.Write(path, 0o644, func(w io.Writer) error {
-		return authorship.MarkPNG(w, func(w io.Writer) error {
-			_, err := cv.WriteTo(w)
-			return err
-		})
-	})
+	return atomicfile.Write(path, 0o644, func(w io.Writer) error { return authorship.EncodePNG(w, cv.Image()) })
 }
 
 // curvePoints is the most points a curve keeps for drawing: curves of
