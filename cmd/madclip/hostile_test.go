@@ -1266,16 +1266,8 @@ func TestFailedRunLeavesNoFolders(t *testing.T) {
 // after the image in hand with exit status 143; every result printed has
 // its heatmap, complete, and no temporary is left beside them.
 func TestPredictStopsOnSignal(t *testing.T) {
-	root, ck := trained(t)
-	raw, err := os.ReadFile(filepath.Join(root, "Brain_AD", "test", "good", "img", "000.png"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	in := t.TempDir()
 	const n = 400
-	for i := range n {
-		os.WriteFile(filepath.Join(in, fmt.Sprintf("s%03d.png", i)), raw, 0o644)
-	}
+	in, ck := scanCopies(t, n)
 	heat := filepath.Join(t.TempDir(), "heat")
 	cmd := exec.Command(madclipBin, "predict", "--checkpoint", ck, "--device", "cpu", "--batch", "1", "--heatmap", heat+"/", in)
 	var stdout, stderr bytes.Buffer
@@ -1291,7 +1283,7 @@ func TestPredictStopsOnSignal(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	cmd.Process.Signal(syscall.SIGTERM)
-	err = cmd.Wait()
+	err := cmd.Wait()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 128+15 {
 		t.Fatalf("SIGTERM: %v, want exit status 143: %s", err, stderr.String())
 	}
@@ -1318,20 +1310,30 @@ func TestPredictStopsOnSignal(t *testing.T) {
 	}
 }
 
-// A reader that stops reading (predict … | head -2) ends the run as a
-// shell reports SIGPIPE, without a message, after the pictures being
-// written are in place: no temporary is left.
-func TestPredictBrokenPipe(t *testing.T) {
+// scanCopies is a folder of n copies of one synthetic test scan, and the
+// checkpoint trained on their dataset.
+func scanCopies(t *testing.T, n int) (folder, ck string) {
+	t.Helper()
 	root, ck := trained(t)
 	raw, err := os.ReadFile(filepath.Join(root, "Brain_AD", "test", "good", "img", "000.png"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	in := t.TempDir()
-	const n = 200
+	folder = t.TempDir()
 	for i := range n {
-		os.WriteFile(filepath.Join(in, fmt.Sprintf("s%03d.png", i)), raw, 0o644)
+		if err := os.WriteFile(filepath.Join(folder, fmt.Sprintf("s%03d.png", i)), raw, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
+	return folder, ck
+}
+
+// A reader that stops reading (predict … | head -2) ends the run as a
+// shell reports SIGPIPE, without a message, after the pictures being
+// written are in place: no temporary is left.
+func TestPredictBrokenPipe(t *testing.T) {
+	const n = 200
+	in, ck := scanCopies(t, n)
 	out := t.TempDir()
 	cmd := exec.Command(madclipBin, "predict", "--checkpoint", ck, "--device", "cpu", "--json", "--quiet",
 		"--heatmap", filepath.Join(out, "h")+"/", "--panel", filepath.Join(out, "p")+"/", in)
