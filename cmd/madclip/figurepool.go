@@ -21,8 +21,8 @@ const figureLarge = 16 << 20
 // each image's row to emit in input order once its outputs are written.
 // The first error, from a write or from emit, stops it: submit returns it,
 // so that the stream stops, and close too. The images already in flight
-// are finished, and their rows emitted (unless emit failed), so that every
-// output written is reported.
+// are finished, and the rows of those whose writes succeeded emitted
+// (unless emit failed), so that what was written is reported.
 type figurePool struct {
 	queue   chan chan figureOutcome // in input order; its capacity bounds the images in flight
 	printed chan struct{}           // closed once every outcome is handled

@@ -59,14 +59,14 @@ func main() {
 	}
 }
 
-// checkedWriter keeps the first write error, so that output lost to a full
-// disk or a closed pipe ends the command with a non-zero exit; later
-// writes are dropped.
 // exitBrokenPipe is the exit status of a command whose standard output
 // was closed by its reader: 128 + SIGPIPE's number, what a shell reports
 // for a process SIGPIPE ended.
 const exitBrokenPipe = 128 + int(syscall.SIGPIPE)
 
+// checkedWriter keeps the first write error, so that output lost to a full
+// disk or a closed pipe ends the command with a non-zero exit; later
+// writes are dropped.
 type checkedWriter struct {
 	w   io.Writer
 	err error
