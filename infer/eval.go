@@ -305,9 +305,12 @@ func (o StreamOptions) stopped() error {
 // five 4000×4000 scans each, far more than a batch of 512² ones.
 const KeptOriginalBytes = 256 << 20
 
-// largeOriginal is the size of an original (about 2400² pixels) beyond
-// which Stream collects garbage once it is drawn.
-const largeOriginal = 16 << 20
+// LargeOriginal is the size of an original (about 2400² pixels) beyond
+// which garbage is collected once it is drawn: drawing one leaves several
+// times its size, which would otherwise let the heap double before the
+// next is drawn. Stream does so after fn returns; a caller that draws
+// later (predict's pool of writers) does so itself.
+const LargeOriginal = 16 << 20
 
 // Stream decodes items on worker goroutines and scores them in batches,
 // calling fn for each image in order. It runs on the compute thread.
@@ -366,7 +369,7 @@ func (p *Predictor) Stream(samples []dataset.Sample, o StreamOptions, fn func(da
 			}
 			tell()
 			pending[i] = dataset.Decoded{} // its original can go
-			if d.Orig != nil && len(d.Orig.Pix) >= largeOriginal {
+			if d.Orig != nil && len(d.Orig.Pix) >= LargeOriginal {
 				// Drawing a large original leaves garbage of several
 				// times its size; collected now, it does not let the heap
 				// double before the next one is drawn.

@@ -3,6 +3,8 @@ package main
 import (
 	"runtime"
 	"sync"
+
+	"madclip/infer"
 )
 
 // figureBytes bounds the full-size originals that the pictures being drawn
@@ -10,11 +12,6 @@ import (
 // 4000² scan (48 MB) is drawn alone, as before the pool, so that memory
 // stays bounded by the batch, not by the cores.
 const figureBytes = 64 << 20
-
-// figureLarge is the size of an original (about 2400² pixels) after whose
-// pictures the pool collects garbage: drawing one leaves several times its
-// size, which would otherwise let the heap double before the next.
-const figureLarge = 16 << 20
 
 // figurePool writes the outputs of scored images (heatmaps, panels, masks,
 // raw maps) on up to one goroutine per core beside the model, and hands
@@ -90,7 +87,7 @@ func (p *figurePool) submit(size int64, write func() (prediction, error)) error 
 	p.queue <- slot
 	go func() {
 		row, err := write()
-		if size >= figureLarge {
+		if size >= infer.LargeOriginal {
 			runtime.GC()
 		}
 		p.mu.Lock()
